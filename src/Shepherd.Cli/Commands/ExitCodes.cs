@@ -1,0 +1,20 @@
+namespace Shepherd.Cli.Commands;
+
+/// <summary>The exit codes of <c>shepherd</c>, as the README documents them.</summary>
+internal static class ExitCodes
+{
+    /// <summary>Done; every request succeeded.</summary>
+    public const int Success = 0;
+
+    /// <summary>Something failed that is not the user's input: the store, the file system.</summary>
+    public const int Error = 1;
+
+    /// <summary>The command line or the input file is invalid; nothing was sent.</summary>
+    public const int InvalidInput = 2;
+
+    /// <summary>The batch finished, but some requests failed; they are in the errors file.</summary>
+    public const int SomeFailed = 3;
+
+    /// <summary>Interrupted (Ctrl+C); running the same command again resumes.</summary>
+    public const int Interrupted = 130;
+}

@@ -1,0 +1,63 @@
+using System.CommandLine;
+using Shepherd.Simulator;
+
+namespace Shepherd.Cli.Commands;
+
+/// <summary>
+/// The options that shape the simulated provider. <c>simulate</c> takes them as they are;
+/// <c>run --provider sim</c> takes them with a <c>--sim-</c> prefix.
+/// </summary>
+internal sealed class SimulatorOptionSet
+{
+    private readonly Option<int> _latency;
+    private readonly Option<int> _jitter;
+    private readonly Option<long?> _rpm;
+    private readonly Option<long?> _tpm;
+    private readonly Option<double> _fail500;
+    private readonly Option<double> _fail503;
+    private readonly Option<double> _fail529;
+    private readonly Option<double> _reset;
+    private readonly Option<double> _hang;
+    private readonly Option<int> _seed;
+
+    public SimulatorOptionSet(string prefix, int defaultLatencyMs, int defaultJitterMs)
+    {
+        _latency = CliOptions.Int($"--{prefix}latency", "Simulated answer time in milliseconds", defaultLatencyMs, 0, 600_000);
+        _jitter = CliOptions.Int($"--{prefix}jitter", "Answer time varies by up to this many milliseconds either way", defaultJitterMs, 0, 600_000);
+        _rpm = CliOptions.OptionalLong($"--{prefix}rpm", "Requests per minute the simulator admits, enforced per second (429 beyond)", 1);
+        _tpm = CliOptions.OptionalLong($"--{prefix}tpm", "Tokens per minute (prompt + max_tokens) the simulator admits, enforced per second", 1);
+        _fail500 = CliOptions.Share($"--{prefix}fail-500", "Share of requests answered 500");
+        _fail503 = CliOptions.Share($"--{prefix}fail-503", "Share of requests answered 503");
+        _fail529 = CliOptions.Share($"--{prefix}fail-529", "Share of requests answered 529 (overloaded)");
+        _reset = CliOptions.Share($"--{prefix}reset", "Share of requests whose connection is reset");
+        _hang = CliOptions.Share($"--{prefix}hang", "Share of requests never answered");
+        _seed = CliOptions.Int($"--{prefix}seed", "Seed of the fault and jitter draws", 1, int.MinValue, int.MaxValue);
+    }
+
+    public IEnumerable<Option> All => [_latency, _jitter, _rpm, _tpm, _fail500, _fail503, _fail529, _reset, _hang, _seed];
+
+    public int Seed(ParseResult parse) => parse.GetValue(_seed);
+
+    /// <summary>Builds the options; an impossible combination (fault shares over 1) is an error naming the flags.</summary>
+    public SimulatorOptions Read(ParseResult parse)
+    {
+        var options = new SimulatorOptions
+        {
+            Latency = TimeSpan.FromMilliseconds(parse.GetValue(_latency)),
+            Jitter = TimeSpan.FromMilliseconds(parse.GetValue(_jitter)),
+            RequestsPerMinute = parse.GetValue(_rpm) is { } rpm ? (int)Math.Min(rpm, int.MaxValue) : null,
+            TokensPerMinute = parse.GetValue(_tpm),
+            Error500Rate = parse.GetValue(_fail500),
+            Error503Rate = parse.GetValue(_fail503),
+            Error529Rate = parse.GetValue(_fail529),
+            ResetRate = parse.GetValue(_reset),
+            HangRate = parse.GetValue(_hang),
+        };
+        if (options.Error500Rate + options.Error503Rate + options.Error529Rate + options.ResetRate + options.HangRate > 1)
+        {
+            throw new UsageException($"{_fail500.Name}, {_fail503.Name}, {_fail529.Name}, {_reset.Name} and {_hang.Name} add up to more than 1.");
+        }
+
+        return options;
+    }
+}

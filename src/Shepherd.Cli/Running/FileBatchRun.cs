@@ -1,0 +1,347 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Console;
+using Shepherd.Cli.Commands;
+using Shepherd.Engine;
+using Shepherd.Engine.Batches;
+using Shepherd.Engine.Dispatch;
+using Shepherd.Engine.Formats;
+using Shepherd.Engine.Storage;
+using Shepherd.Engine.Upstreams;
+using Shepherd.Simulator;
+using Spectre.Console;
+
+namespace Shepherd.Cli.Running;
+
+/// <summary>
+/// <c>shepherd run FILE</c>: imports the file into its state store (or finds it there), sends
+/// what is not done yet, and writes the output and error files from the store. Killed at any
+/// moment, the same command resumes; run again after the end, it sends nothing and rewrites the
+/// same files.
+/// </summary>
+internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, TextWriter stdout, TextWriter stderr, TimeProvider time)
+{
+    private static readonly Uri SimulatorBaseUrl = new("http://simulated-provider/v1");
+
+    public async Task<int> ExecuteAsync(CancellationToken cancellationToken)
+    {
+        var input = Path.GetFullPath(settings.InputPath);
+        var statePath = Path.GetFullPath(settings.StatePath ?? input + ".shepherd.db");
+        using var stateLock = StateLock.Acquire(statePath);
+        if (settings.Fresh)
+        {
+            DeleteState(statePath);
+        }
+
+        var stateExisted = File.Exists(statePath);
+        int exitCode;
+        var upstream = new UpstreamOptions { RequestTimeout = settings.RequestTimeout, AnthropicVersion = settings.AnthropicVersion };
+        await using (var services = BuildServices(statePath, upstream))
+        {
+            exitCode = await ExecuteAsync(services, upstream, input, statePath, cancellationToken);
+        }
+
+        if (exitCode == ExitCodes.InvalidInput && !stateExisted)
+        {
+            // A rejected input leaves nothing behind when it was the state file's first use.
+            DeleteState(statePath);
+        }
+
+        return exitCode;
+    }
+
+    private async Task<int> ExecuteAsync(ServiceProvider services, UpstreamOptions upstream, string input, string statePath, CancellationToken cancellationToken)
+    {
+        var store = services.GetRequiredService<IBatchStore>();
+        await store.InitializeAsync(cancellationToken);
+        var batch = await FindResumableAsync(store, input, cancellationToken);
+        if (batch is null)
+        {
+            var imported = await ImportAsync(services.GetRequiredService<BatchImporter>(), input, cancellationToken);
+            if (!imported.Accepted)
+            {
+                await store.DeleteBatchAsync(imported.BatchId, cancellationToken);
+                await ReportRejectedAsync(imported);
+                return ExitCodes.InvalidInput;
+            }
+
+            batch = (await store.GetBatchAsync(imported.BatchId, cancellationToken))!;
+        }
+
+        var target = ConfigureUpstream(upstream, batch);
+        var (outputPath, errorsPath) = OutputPaths(input);
+        return await DispatchAndExportAsync(services, store, batch, target, statePath, outputPath, errorsPath, cancellationToken);
+    }
+
+    private async Task<int> DispatchAndExportAsync(ServiceProvider services, IBatchStore store, BatchRecord batch, string target, string statePath, string outputPath, string errorsPath, CancellationToken cancellationToken)
+    {
+        var released = await store.ReleaseLeasesAsync(cancellationToken);
+        var started = time.GetTimestamp();
+        var finishedBefore = batch.Finished;
+        var dispatcher = services.GetRequiredService<Dispatcher>();
+        if (batch.Status == BatchStatus.InProgress)
+        {
+            await stderr.WriteLineAsync(batch.Finished > 0 || released > 0
+                ? $"Resuming {batch.Id}: {batch.Finished:N0} of {batch.Total:N0} requests already done."
+                : $"Sending {batch.Total:N0} requests of {Relative(settings.InputPath)} ({batch.Id}) to {target}, {settings.Concurrency} at a time.");
+
+            if (!await DispatchAsync(dispatcher, store, batch, cancellationToken))
+            {
+                var now = (await store.GetBatchAsync(batch.Id, CancellationToken.None))!;
+                await stderr.WriteLineAsync($"Interrupted: {now.Finished:N0} of {now.Total:N0} requests done and saved in {Relative(statePath)}. Run the same command again to resume.");
+                return ExitCodes.Interrupted;
+            }
+        }
+        else
+        {
+            await stderr.WriteLineAsync($"{batch.Id} already completed: nothing to send; rewriting the results.");
+        }
+
+        var wall = time.GetElapsedTime(started);
+        var final = (await store.GetBatchAsync(batch.Id, cancellationToken))!;
+        var exported = await ExportAsync(store, final, outputPath, errorsPath, cancellationToken);
+        await WriteSummaryAsync(final, exported, wall, final.Finished - finishedBefore, dispatcher.Counters, outputPath, errorsPath);
+        return final.Failed == 0 ? ExitCodes.Success : ExitCodes.SomeFailed;
+    }
+
+    /// <summary>Dispatches until the batch completes; false when interrupted first.</summary>
+    private async Task<bool> DispatchAsync(Dispatcher dispatcher, IBatchStore store, BatchRecord batch, CancellationToken cancellationToken)
+    {
+        using var stop = new CancellationTokenSource();
+        var running = dispatcher.RunAsync(stop.Token);
+        var completed = dispatcher.WaitForBatchAsync(batch.Id, cancellationToken);
+        var work = Task.WhenAny(running, completed).Unwrap();
+        var display = new ProgressDisplay(console, settings.Json ? stderr : stdout, ResolveProgressMode(), time);
+        await display.ShowAsync(Path.GetFileName(settings.InputPath), work, async () =>
+        {
+            var now = await store.GetBatchAsync(batch.Id, CancellationToken.None);
+            var counters = dispatcher.Counters;
+            return new ProgressSample(now!.Total, now.Succeeded, now.Failed, now.InputTokens, now.OutputTokens, counters.InFlight, counters.Retries);
+        });
+
+        var interrupted = false;
+        try
+        {
+            await work;
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            interrupted = true;
+        }
+
+        await stop.CancelAsync();
+        // Rethrows a store failure; otherwise returns once every received answer is committed.
+        await running;
+        return !interrupted;
+    }
+
+    private static async Task<BatchRecord?> FindResumableAsync(IBatchStore store, string input, CancellationToken cancellationToken)
+    {
+        var batch = await store.FindBatchBySourceAsync(input, cancellationToken);
+        if (batch is null)
+        {
+            return null;
+        }
+
+        if (batch.Status is BatchStatus.Validating or BatchStatus.Failed)
+        {
+            // An import that was interrupted, or rejected: read the file afresh.
+            await store.DeleteBatchAsync(batch.Id, cancellationToken);
+            return null;
+        }
+
+        var length = new FileInfo(input).Length;
+        var unchanged = length == batch.SourceBytes;
+        if (unchanged)
+        {
+            await using var file = OpenInput(input);
+            unchanged = Convert.ToHexStringLower(await SHA256.HashDataAsync(file, cancellationToken)) == batch.SourceSha256;
+        }
+
+        return unchanged
+            ? batch
+            : throw new UsageException(
+                $"{Relative(input)} changed since {batch.Id} was started from it, so its saved progress does not fit the file any more. " +
+                "Pass --fresh to start over (answers already received are discarded), or --state to keep both.");
+    }
+
+    private static async Task<ImportResult> ImportAsync(BatchImporter importer, string input, CancellationToken cancellationToken)
+    {
+        await using var file = OpenInput(input);
+        return await importer.ImportAsync(file, new NewBatch(BatchIds.NewBatchId(), input), cancellationToken);
+    }
+
+    private async Task ReportRejectedAsync(ImportResult imported)
+    {
+        var name = Relative(settings.InputPath);
+        await stderr.WriteLineAsync($"{name} was not accepted; nothing was sent. {imported.Errors.Count} problem{(imported.Errors.Count == 1 ? "" : "s")}:");
+        foreach (var error in imported.Errors)
+        {
+            await stderr.WriteLineAsync($"  {name}:{error}");
+        }
+
+        if (imported.ErrorsTruncated)
+        {
+            await stderr.WriteLineAsync("  (reading stopped there; later lines were not checked)");
+        }
+    }
+
+    /// <summary>Sets the upstream the batch goes to and returns a description of it for the user.</summary>
+    private string ConfigureUpstream(UpstreamOptions upstream, BatchRecord batch)
+    {
+        var anthropicInput = batch.Format == InputFormat.Anthropic || batch.Endpoint == BatchEndpoints.Messages;
+        var choice = settings.Provider == ProviderChoice.Auto
+            ? anthropicInput ? ProviderChoice.Anthropic : ProviderChoice.OpenAI
+            : settings.Provider;
+        if (choice == ProviderChoice.Anthropic && batch.Endpoint != BatchEndpoints.Messages)
+        {
+            throw new UsageException($"The anthropic provider serves {BatchEndpoints.Messages}, but this batch's url is {batch.Endpoint}. Use --provider openai for an OpenAI-compatible server.");
+        }
+
+        upstream.Kind = choice == ProviderChoice.Anthropic || (choice == ProviderChoice.Sim && anthropicInput) ? UpstreamKind.Anthropic : UpstreamKind.OpenAI;
+        if (choice == ProviderChoice.Sim)
+        {
+            upstream.BaseUrl = SimulatorBaseUrl;
+            return "the simulated provider";
+        }
+
+        upstream.BaseUrl = settings.BaseUrl;
+        var target = (settings.BaseUrl ?? (upstream.Kind == UpstreamKind.Anthropic ? UpstreamOptions.AnthropicDefaultBaseUrl : UpstreamOptions.OpenAIDefaultBaseUrl))
+            .GetLeftPart(UriPartial.Authority);
+        var variable = upstream.Kind == UpstreamKind.Anthropic ? "ANTHROPIC_API_KEY" : "OPENAI_API_KEY";
+        var key = settings.ApiKey ?? Environment.GetEnvironmentVariable(variable);
+        if (string.IsNullOrEmpty(key))
+        {
+            if (settings.BaseUrl is null)
+            {
+                throw new UsageException($"No API key for {(upstream.Kind == UpstreamKind.Anthropic ? "Anthropic" : "OpenAI")}: pass --api-key or set {variable}. (A local server given with --base-url may need none.)");
+            }
+
+            return target;
+        }
+
+        upstream.ApiKey = new Secret(key);
+        return target;
+    }
+
+    private ServiceProvider BuildServices(string statePath, UpstreamOptions upstream)
+    {
+        var services = new ServiceCollection();
+        services.AddSingleton(time);
+        services.AddLogging(logging => logging
+            .SetMinimumLevel(settings.Verbose ? LogLevel.Debug : LogLevel.Warning)
+            .AddSimpleConsole(console => console.SingleLine = true));
+        // Logs go to stderr, so stdout holds only progress, the summary or --json.
+        services.Configure<ConsoleLoggerOptions>(console => console.LogToStandardErrorThreshold = LogLevel.Trace);
+        var http = services.AddShepherdEngine(new ShepherdEngineOptions
+        {
+            Store = new SqliteStoreOptions { Path = statePath },
+            Upstream = upstream,
+            Dispatch = new DispatchOptions
+            {
+                Concurrency = settings.Concurrency,
+                MaxAttempts = settings.MaxAttempts,
+                LeaseDuration = settings.RequestTimeout + TimeSpan.FromMinutes(5),
+            },
+        });
+        if (settings.Provider == ProviderChoice.Sim)
+        {
+            var simulator = new SimulatedProvider(settings.Simulator, time, new Random(settings.SimulatorSeed));
+            http.ConfigurePrimaryHttpMessageHandler(() => new SimulatorHandler(simulator));
+        }
+
+        return services.BuildServiceProvider();
+    }
+
+    private static async Task<ExportSummary> ExportAsync(IBatchStore store, BatchRecord batch, string outputPath, string errorsPath, CancellationToken cancellationToken)
+    {
+        // Written beside the targets and moved over them, so a kill never leaves a half file.
+        var outputTemp = outputPath + ".partial";
+        var errorsTemp = errorsPath + ".partial";
+        ExportSummary summary;
+        await using (var output = new FileStream(outputTemp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16, useAsync: true))
+        await using (var errors = new FileStream(errorsTemp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16, useAsync: true))
+        {
+            summary = await ResultExporter.ExportAsync(store, batch, output, errors, cancellationToken);
+        }
+
+        File.Move(outputTemp, outputPath, overwrite: true);
+        File.Move(errorsTemp, errorsPath, overwrite: true);
+        return summary;
+    }
+
+    private async Task WriteSummaryAsync(BatchRecord batch, ExportSummary exported, TimeSpan wall, long finishedThisRun, DispatchCounters counters, string outputPath, string errorsPath)
+    {
+        var seconds = Math.Max(wall.TotalSeconds, 1e-6);
+        var rate = finishedThisRun / seconds;
+        if (settings.Json)
+        {
+            var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+            using var json = new Utf8JsonWriter(buffer);
+            json.WriteStartObject();
+            json.WriteString("batch_id", batch.Id);
+            json.WriteString("status", "completed");
+            json.WriteNumber("total", batch.Total);
+            json.WriteNumber("succeeded", batch.Succeeded);
+            json.WriteNumber("failed", batch.Failed);
+            json.WriteNumber("input_tokens", batch.InputTokens);
+            json.WriteNumber("output_tokens", batch.OutputTokens);
+            json.WriteNumber("finished_this_run", finishedThisRun);
+            json.WriteNumber("wall_seconds", Math.Round(wall.TotalSeconds, 3));
+            json.WriteNumber("requests_per_second", Math.Round(rate, 1));
+            json.WriteNumber("attempts", counters.Attempts);
+            json.WriteNumber("retries", counters.Retries);
+            json.WriteNumber("rate_limited", counters.RateLimited);
+            json.WriteNumber("peak_working_set_bytes", Process.GetCurrentProcess().PeakWorkingSet64);
+            json.WriteString("output", outputPath);
+            json.WriteString("errors", errorsPath);
+            json.WriteEndObject();
+            await json.FlushAsync();
+            await stdout.WriteLineAsync(System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan));
+            return;
+        }
+
+        var line = string.Create(CultureInfo.InvariantCulture,
+            $"{batch.Id} completed: {batch.Succeeded:N0} succeeded, {batch.Failed:N0} failed of {batch.Total:N0}");
+        await stdout.WriteLineAsync(finishedThisRun > 0
+            ? string.Create(CultureInfo.InvariantCulture, $"{line} in {ProgressDisplay.FormatDuration(wall)} ({rate:0.0} requests/s, {counters.Retries:N0} retries)")
+            : line);
+        await stdout.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"  tokens:  {batch.InputTokens:N0} in, {batch.OutputTokens:N0} out"));
+        await stdout.WriteLineAsync($"  results: {Relative(outputPath)} ({exported.Succeeded:N0} lines)");
+        await stdout.WriteLineAsync($"  errors:  {Relative(errorsPath)} ({exported.Failed:N0} lines)");
+    }
+
+    private ProgressMode ResolveProgressMode() => settings.Progress switch
+    {
+        ProgressMode.Auto when settings.Json => ProgressMode.Plain,
+        ProgressMode.Auto => console.Profile.Capabilities.Interactive && !Console.IsOutputRedirected ? ProgressMode.Live : ProgressMode.Plain,
+        var chosen => chosen,
+    };
+
+    private (string Output, string Errors) OutputPaths(string input)
+    {
+        var folder = Path.GetDirectoryName(input)!;
+        var stem = Path.GetFileName(input);
+        stem = stem.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase) ? stem[..^6] : Path.GetFileNameWithoutExtension(stem);
+        return (
+            Path.GetFullPath(settings.OutputPath ?? Path.Combine(folder, stem + ".out.jsonl")),
+            Path.GetFullPath(settings.ErrorsPath ?? Path.Combine(folder, stem + ".errors.jsonl")));
+    }
+
+    private static FileStream OpenInput(string path) =>
+        new(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.SequentialScan | FileOptions.Asynchronous);
+
+    private static void DeleteState(string statePath)
+    {
+        foreach (var suffix in new[] { "", "-wal", "-shm" })
+        {
+            File.Delete(statePath + suffix);
+        }
+    }
+
+    private static string Relative(string path) => Path.GetRelativePath(Environment.CurrentDirectory, path);
+}

@@ -1,0 +1,122 @@
+using System.Globalization;
+using Spectre.Console;
+
+namespace Shepherd.Cli.Running;
+
+/// <summary>One look at a running batch.</summary>
+internal readonly record struct ProgressSample(long Total, long Succeeded, long Failed, long InputTokens, long OutputTokens, long InFlight, long Retries)
+{
+    public long Finished => Succeeded + Failed;
+}
+
+/// <summary>
+/// Shows a running batch: a live bar (done, failed, requests/s, tokens, ETA) on a terminal, or
+/// a plain line every few seconds when the output is a file or a pipe.
+/// </summary>
+internal sealed class ProgressDisplay(IAnsiConsole console, TextWriter plain, ProgressMode mode, TimeProvider time)
+{
+    private static readonly TimeSpan LiveInterval = TimeSpan.FromMilliseconds(250);
+    private static readonly TimeSpan PlainInterval = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan RateWindow = TimeSpan.FromSeconds(5);
+
+    /// <summary>Shows progress until <paramref name="work"/> ends, reading it with <paramref name="sample"/>.</summary>
+    public async Task ShowAsync(string label, Task work, Func<Task<ProgressSample>> sample)
+    {
+        var meter = new RateMeter(RateWindow, time);
+        meter.Add(time.GetTimestamp(), (await sample()).Finished);
+        switch (mode)
+        {
+            case ProgressMode.None:
+                await WhenEnded(work);
+                break;
+            case ProgressMode.Live:
+                await console.Progress()
+                    .AutoClear(false)
+                    .Columns(new ProgressBarColumn { Width = 20 }, new PercentageColumn(), new TaskDescriptionColumn { Alignment = Justify.Left }, new SpinnerColumn())
+                    .StartAsync(async context =>
+                    {
+                        var task = context.AddTask("");
+                        while (true)
+                        {
+                            var now = await sample();
+                            task.MaxValue = Math.Max(1, now.Total);
+                            task.Value = now.Finished;
+                            task.Description = Markup.Escape(Describe(now, meter.Add(time.GetTimestamp(), now.Finished), compact: true));
+                            if (work.IsCompleted)
+                            {
+                                break;
+                            }
+
+                            await Task.WhenAny(work, Task.Delay(LiveInterval, time));
+                        }
+                    });
+                break;
+            default:
+                while (!work.IsCompleted)
+                {
+                    await Task.WhenAny(work, Task.Delay(PlainInterval, time));
+                    var now = await sample();
+                    var percent = now.Total == 0 ? 100 : 100.0 * now.Finished / now.Total;
+                    await plain.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+                        $"[{percent,5:0.0}%] {label}  {Describe(now, meter.Add(time.GetTimestamp(), now.Finished), compact: false)}"));
+                    await plain.FlushAsync();
+                }
+
+                break;
+        }
+    }
+
+    private static async Task WhenEnded(Task work)
+    {
+        try
+        {
+            await work;
+        }
+        catch (Exception)
+        {
+            // The caller awaits the work itself and reports its failure.
+        }
+    }
+
+    private static string Describe(ProgressSample now, double rate, bool compact)
+    {
+        var remaining = now.Total - now.Finished;
+        var eta = rate > 0 && remaining > 0 ? FormatDuration(TimeSpan.FromSeconds(remaining / rate)) : remaining == 0 ? "0s" : "–";
+        var tokens = FormatCount(now.InputTokens + now.OutputTokens);
+        return compact
+            ? string.Create(CultureInfo.InvariantCulture, $"{now.Finished:N0}/{now.Total:N0} · {now.Failed:N0} failed · {rate:0} req/s · {tokens} tok · ETA {eta}")
+            : string.Create(CultureInfo.InvariantCulture,
+                $"{now.Finished:N0}/{now.Total:N0} done · {now.Failed:N0} failed · {rate:0.0} req/s · {tokens} tokens · {now.InFlight} in flight · {now.Retries:N0} retries · ETA {eta}");
+    }
+
+    public static string FormatCount(long count) => count switch
+    {
+        >= 10_000_000 => string.Create(CultureInfo.InvariantCulture, $"{count / 1e6:0.0}M"),
+        >= 10_000 => string.Create(CultureInfo.InvariantCulture, $"{count / 1e3:0.0}k"),
+        _ => count.ToString("N0", CultureInfo.InvariantCulture),
+    };
+
+    public static string FormatDuration(TimeSpan duration) =>
+        duration.TotalHours >= 1 ? $"{(int)duration.TotalHours}h{duration.Minutes:00}m"
+        : duration.TotalMinutes >= 1 ? $"{(int)duration.TotalMinutes}m{duration.Seconds:00}s"
+        : $"{Math.Ceiling(duration.TotalSeconds):0}s";
+
+    /// <summary>Requests finished per second over a sliding window of samples.</summary>
+    private sealed class RateMeter(TimeSpan window, TimeProvider time)
+    {
+        private readonly Queue<(long Timestamp, long Finished)> _samples = new();
+
+        public double Add(long timestamp, long finished)
+        {
+            _samples.Enqueue((timestamp, finished));
+            while (_samples.Count > 2 && time.GetElapsedTime(_samples.Peek().Timestamp, timestamp) > window)
+            {
+                _samples.Dequeue();
+            }
+
+            var (firstTime, firstFinished) = _samples.Peek();
+            var seconds = time.GetElapsedTime(firstTime, timestamp).TotalSeconds;
+            return seconds > 0 ? (finished - firstFinished) / seconds : 0;
+        }
+    }
+}

@@ -1,0 +1,73 @@
+using Shepherd.Simulator;
+
+namespace Shepherd.Cli.Running;
+
+/// <summary>Which upstream <c>run</c> sends to.</summary>
+internal enum ProviderChoice
+{
+    /// <summary>Anthropic for Anthropic input or <c>/v1/messages</c>, otherwise OpenAI.</summary>
+    Auto,
+
+    /// <summary>The built-in simulated provider, in-process.</summary>
+    Sim,
+
+    /// <summary>OpenAI or any OpenAI-compatible server.</summary>
+    OpenAI,
+
+    /// <summary>Anthropic.</summary>
+    Anthropic,
+}
+
+/// <summary>How progress is shown.</summary>
+internal enum ProgressMode
+{
+    /// <summary>A live bar on a terminal, plain lines otherwise.</summary>
+    Auto,
+
+    /// <summary>A live bar.</summary>
+    Live,
+
+    /// <summary>A plain line every few seconds.</summary>
+    Plain,
+
+    /// <summary>Nothing until the summary.</summary>
+    None,
+}
+
+/// <summary>Everything <c>shepherd run</c> was told.</summary>
+internal sealed record RunSettings
+{
+    public required string InputPath { get; init; }
+
+    public string? StatePath { get; init; }
+
+    public string? OutputPath { get; init; }
+
+    public string? ErrorsPath { get; init; }
+
+    public ProviderChoice Provider { get; init; }
+
+    public Uri? BaseUrl { get; init; }
+
+    public string? ApiKey { get; init; }
+
+    public string AnthropicVersion { get; init; } = "2023-06-01";
+
+    public int Concurrency { get; init; } = 32;
+
+    public int MaxAttempts { get; init; } = 6;
+
+    public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromMinutes(10);
+
+    public bool Fresh { get; init; }
+
+    public ProgressMode Progress { get; init; }
+
+    public bool Json { get; init; }
+
+    public bool Verbose { get; init; }
+
+    public SimulatorOptions Simulator { get; init; } = new();
+
+    public int SimulatorSeed { get; init; } = 1;
+}

@@ -1,0 +1,174 @@
+using Shepherd.Engine.Formats;
+using Shepherd.Engine.Storage;
+
+namespace Shepherd.Engine.Batches;
+
+/// <summary>What became of an input.</summary>
+/// <param name="BatchId">The batch created for it.</param>
+/// <param name="Accepted">True when every line was valid and the batch is in progress.</param>
+/// <param name="Total">Valid requests read.</param>
+/// <param name="Errors">Why the input was rejected, in line order; empty when accepted.</param>
+/// <param name="ErrorsTruncated">True when reading stopped at the error limit, so later lines were not checked.</param>
+/// <param name="Sha256">The SHA-256 of the input, hex (of the part read, when rejected early).</param>
+/// <param name="Bytes">Input bytes read.</param>
+public sealed record ImportResult(string BatchId, bool Accepted, long Total, IReadOnlyList<InputError> Errors, bool ErrorsTruncated, string Sha256, long Bytes);
+
+/// <summary>
+/// Streams a JSONL input into a new batch: line by line, in chunked transactions, never holding
+/// more than one chunk in memory. Every line is checked (JSON, custom id, url, body, duplicates)
+/// and every problem reported with its line number. The batch becomes dispatchable only when
+/// the whole input was valid; otherwise its items are removed and nothing of it runs.
+/// </summary>
+public sealed class BatchImporter
+{
+    private readonly IBatchStore _store;
+    private readonly ImportOptions _options;
+
+    /// <summary>Creates an importer into <paramref name="store"/>; the options are copied.</summary>
+    public BatchImporter(IBatchStore store, ImportOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        ArgumentNullException.ThrowIfNull(options);
+        _store = store;
+        _options = options.Validated();
+    }
+
+    /// <summary>Reads <paramref name="input"/> into the batch <paramref name="batch"/> describes.</summary>
+    public async Task<ImportResult> ImportAsync(Stream input, NewBatch batch, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        ArgumentNullException.ThrowIfNull(batch);
+        await _store.CreateBatchAsync(batch, cancellationToken);
+        try
+        {
+            return await ReadAsync(input, batch, cancellationToken);
+        }
+        catch
+        {
+            // A half-read input must not stay behind as a batch.
+            await _store.DeleteBatchAsync(batch.Id, CancellationToken.None);
+            throw;
+        }
+    }
+
+    private async Task<ImportResult> ReadAsync(Stream input, NewBatch batch, CancellationToken cancellationToken)
+    {
+        using var hashing = new HashingReadStream(input);
+        using var reader = new JsonlLineReader(hashing, _options.MaxLineBytes);
+        var errors = new List<InputError>();
+        var chunk = new List<ImportItem>(_options.ChunkSize);
+        var total = 0L;
+        var truncated = false;
+        (InputFormat Format, string Url, long Line)? first = null;
+
+        async Task FlushAsync()
+        {
+            if (chunk.Count == 0)
+            {
+                return;
+            }
+
+            foreach (var duplicate in await _store.AddItemsAsync(batch.Id, chunk, cancellationToken))
+            {
+                errors.Add(new InputError(InputErrorCodes.DuplicateCustomId,
+                    $"custom_id \"{duplicate.CustomId}\" is already used on line {duplicate.FirstLine}", duplicate.Line));
+            }
+
+            chunk.Clear();
+        }
+
+        LineKind kind;
+        while ((kind = await reader.ReadAsync(cancellationToken)) != LineKind.End)
+        {
+            if (errors.Count >= _options.MaxErrors)
+            {
+                truncated = true;
+                break;
+            }
+
+            var line = reader.LineNumber;
+            if (kind == LineKind.TooLong)
+            {
+                errors.Add(new InputError(InputErrorCodes.LineTooLong, $"the line is longer than {_options.MaxLineBytes} bytes", line));
+                continue;
+            }
+
+            if (IsBlank(reader.Current.Span))
+            {
+                continue;
+            }
+
+            if (InputLineParser.TryParse(reader.Current, out var parsed) is { } problem)
+            {
+                errors.Add(new InputError(problem.Code, problem.Message, line));
+                continue;
+            }
+
+            first ??= (parsed.Format, batch.Endpoint ?? parsed.Url, line);
+            if (Mismatch(parsed, first.Value, batch.Endpoint is not null) is { } mismatch)
+            {
+                errors.Add(mismatch with { Line = line });
+                continue;
+            }
+
+            total++;
+            if (total > _options.MaxItems)
+            {
+                errors.Add(new InputError(InputErrorCodes.TooManyTasks, $"the input holds more than {_options.MaxItems} requests", line));
+                truncated = true;
+                break;
+            }
+
+            chunk.Add(new ImportItem(line, parsed.CustomId, parsed.Model, parsed.Body.ToArray()));
+            if (chunk.Count >= _options.ChunkSize)
+            {
+                await FlushAsync();
+            }
+        }
+
+        await FlushAsync();
+        if (total == 0 && errors.Count == 0)
+        {
+            errors.Add(new InputError(InputErrorCodes.EmptyFile, "the input holds no request", null));
+        }
+
+        var sha = hashing.HashHex();
+        if (errors.Count > 0)
+        {
+            errors.Sort((a, b) => (a.Line ?? 0).CompareTo(b.Line ?? 0));
+            if (errors.Count > _options.MaxErrors)
+            {
+                errors.RemoveRange(_options.MaxErrors, errors.Count - _options.MaxErrors);
+                truncated = true;
+            }
+
+            await _store.RejectBatchAsync(batch.Id, errors, cancellationToken);
+            return new ImportResult(batch.Id, false, total, errors, truncated, sha, hashing.BytesRead);
+        }
+
+        await _store.AcceptBatchAsync(batch.Id, new AcceptedInput(first!.Value.Format, first.Value.Url, total, sha, hashing.BytesRead), cancellationToken);
+        return new ImportResult(batch.Id, true, total, errors, false, sha, hashing.BytesRead);
+    }
+
+    private static InputError? Mismatch(in ParsedLine parsed, (InputFormat Format, string Url, long Line) first, bool endpointFixed)
+    {
+        if (parsed.Format != first.Format)
+        {
+            return new InputError(InputErrorCodes.FormatMismatch,
+                $"this is an {Describe(parsed.Format)} line, but line {first.Line} is an {Describe(first.Format)} line; a batch holds one kind", null);
+        }
+
+        if (parsed.Url != first.Url)
+        {
+            var where = endpointFixed ? "the batch's endpoint" : $"the url of line {first.Line}";
+            return new InputError(InputErrorCodes.UrlMismatch, $"url {parsed.Url} differs from {first.Url}, {where}; a batch sends every line to one url", null);
+        }
+
+        return null;
+    }
+
+    private static string Describe(InputFormat format) =>
+        format == InputFormat.Anthropic ? "Anthropic (custom_id, params)" : "OpenAI (custom_id, method, url, body)";
+
+    private static bool IsBlank(ReadOnlySpan<byte> line) => line.IndexOfAnyExcept(" \t\r"u8) < 0;
+}

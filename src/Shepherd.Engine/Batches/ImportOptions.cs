@@ -1,0 +1,42 @@
+namespace Shepherd.Engine.Batches;
+
+/// <summary>Limits on what an input may hold.</summary>
+public sealed class ImportOptions
+{
+    /// <summary>
+    /// The longest line accepted, in bytes.
+    /// <value>The default is 32 MiB.</value>
+    /// </summary>
+    public int MaxLineBytes { get; set; } = 32 * 1024 * 1024;
+
+    /// <summary>
+    /// The most requests one input may hold; null for no limit.
+    /// <value>The default is no limit.</value>
+    /// </summary>
+    public long? MaxItems { get; set; }
+
+    /// <summary>
+    /// Reading stops after this many errors; the rest of the input is not checked.
+    /// <value>The default is 100.</value>
+    /// </summary>
+    public int MaxErrors { get; set; } = 100;
+
+    /// <summary>
+    /// Items written per transaction while importing.
+    /// <value>The default is 2,000.</value>
+    /// </summary>
+    public int ChunkSize { get; set; } = 2000;
+
+    internal ImportOptions Validated()
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxLineBytes, 16);
+        if (MaxItems is { } max)
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(max, 1L, nameof(MaxItems));
+        }
+
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxErrors, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(ChunkSize, 1);
+        return (ImportOptions)MemberwiseClone();
+    }
+}

@@ -1,0 +1,47 @@
+using Shepherd.Engine.Formats;
+using Shepherd.Engine.Storage;
+
+namespace Shepherd.Engine.Batches;
+
+/// <summary>How many lines an export wrote.</summary>
+/// <param name="Succeeded">Lines written to the output.</param>
+/// <param name="Failed">Lines written to the errors.</param>
+/// <param name="Unfinished">Items that have not ended, so have no line.</param>
+public sealed record ExportSummary(long Succeeded, long Failed, long Unfinished);
+
+/// <summary>
+/// Streams a batch's results from the store into an output and an errors stream, in input
+/// order, one page at a time: memory stays flat however large the batch.
+/// </summary>
+public static class ResultExporter
+{
+    /// <summary>Writes succeeded items to <paramref name="output"/> and failed ones to <paramref name="errors"/>.</summary>
+    public static async Task<ExportSummary> ExportAsync(IBatchStore store, BatchRecord batch, Stream output, Stream errors, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        ArgumentNullException.ThrowIfNull(batch);
+        ArgumentNullException.ThrowIfNull(output);
+        ArgumentNullException.ThrowIfNull(errors);
+        using var writer = new ResultLineWriter(batch.Format, batch.Id);
+        long succeeded = 0, failed = 0, unfinished = 0;
+        await foreach (var item in store.ReadResultsAsync(batch.Id, cancellationToken))
+        {
+            switch (item.State)
+            {
+                case ItemState.Succeeded:
+                    await writer.WriteAsync(output, item, cancellationToken);
+                    succeeded++;
+                    break;
+                case ItemState.Failed:
+                    await writer.WriteAsync(errors, item, cancellationToken);
+                    failed++;
+                    break;
+                default:
+                    unfinished++;
+                    break;
+            }
+        }
+
+        return new ExportSummary(succeeded, failed, unfinished);
+    }
+}

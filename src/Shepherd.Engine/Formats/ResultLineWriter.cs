@@ -1,0 +1,161 @@
+using System.Buffers;
+using System.Text.Json;
+using Shepherd.Engine.Batches;
+using Shepherd.Engine.Storage;
+
+namespace Shepherd.Engine.Formats;
+
+/// <summary>
+/// Writes result lines in the dialect of the input: OpenAI output and error lines, or
+/// Anthropic result lines. Answer bodies are embedded as the upstream sent them.
+/// </summary>
+internal sealed class ResultLineWriter : IDisposable
+{
+    private readonly ArrayBufferWriter<byte> _buffer = new(4096);
+    private readonly Utf8JsonWriter _json;
+    private readonly InputFormat _format;
+    private readonly string _batchId;
+
+    public ResultLineWriter(InputFormat format, string batchId)
+    {
+        _format = format;
+        _batchId = batchId;
+        _json = new Utf8JsonWriter(_buffer, new JsonWriterOptions { SkipValidation = true });
+    }
+
+    /// <summary>Writes the line of an ended item to <paramref name="destination"/>, newline included.</summary>
+    public ValueTask WriteAsync(Stream destination, ItemResult item, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(item);
+        var result = item.Result ?? throw new ArgumentException($"Item {item.CustomId} has not ended.", nameof(item));
+        _buffer.ResetWrittenCount();
+        _json.Reset();
+        if (_format == InputFormat.Anthropic)
+        {
+            WriteAnthropic(item, result);
+        }
+        else
+        {
+            WriteOpenAI(item, result);
+        }
+
+        _json.Flush();
+        _buffer.Write("\n"u8);
+        return destination.WriteAsync(_buffer.WrittenMemory, cancellationToken);
+    }
+
+    private void WriteOpenAI(ItemResult item, AttemptResult result)
+    {
+        _json.WriteStartObject();
+        _json.WriteString("id"u8, BatchIds.RequestId(_batchId, item.Line));
+        _json.WriteString("custom_id"u8, item.CustomId);
+        if (result.StatusCode is { } status)
+        {
+            _json.WriteStartObject("response"u8);
+            _json.WriteNumber("status_code"u8, status);
+            WriteStringOrNull("request_id"u8, result.RequestId);
+            _json.WritePropertyName("body"u8);
+            _json.WriteRawValue(result.Body ?? "{}"u8.ToArray(), skipInputValidation: true);
+            _json.WriteEndObject();
+            _json.WriteNull("error"u8);
+        }
+        else
+        {
+            _json.WriteNull("response"u8);
+            _json.WriteStartObject("error"u8);
+            _json.WriteString("code"u8, result.ErrorCode);
+            _json.WriteString("message"u8, result.ErrorMessage);
+            _json.WriteEndObject();
+        }
+
+        _json.WriteEndObject();
+    }
+
+    private void WriteAnthropic(ItemResult item, AttemptResult result)
+    {
+        _json.WriteStartObject();
+        _json.WriteString("custom_id"u8, item.CustomId);
+        _json.WriteStartObject("result"u8);
+        if (item.State == ItemState.Succeeded)
+        {
+            _json.WriteString("type"u8, "succeeded");
+            _json.WritePropertyName("message"u8);
+            _json.WriteRawValue(result.Body!, skipInputValidation: true);
+        }
+        else
+        {
+            _json.WriteString("type"u8, "errored");
+            _json.WriteStartObject("error"u8);
+            _json.WriteString("type"u8, "error");
+            _json.WritePropertyName("error"u8);
+            WriteAnthropicError(result);
+            WriteStringOrNull("request_id"u8, result.RequestId);
+            _json.WriteEndObject();
+        }
+
+        _json.WriteEndObject();
+        _json.WriteEndObject();
+    }
+
+    private void WriteAnthropicError(AttemptResult result)
+    {
+        if (result.StatusCode is not { } status)
+        {
+            WriteError("api_error", $"{result.ErrorCode}: {result.ErrorMessage}");
+            return;
+        }
+
+        using var document = JsonDocument.Parse(result.Body ?? "{}"u8.ToArray());
+        var root = document.RootElement;
+        if (root.ValueKind == JsonValueKind.Object
+            && root.TryGetProperty("error", out var error)
+            && error.ValueKind == JsonValueKind.Object
+            && error.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String)
+        {
+            // An Anthropic error envelope: keep the provider's own error object.
+            error.WriteTo(_json);
+            return;
+        }
+
+        var message = root.ValueKind == JsonValueKind.Object && root.TryGetProperty("error", out var other)
+            && other.ValueKind == JsonValueKind.Object && other.TryGetProperty("message", out var text) && text.ValueKind == JsonValueKind.String
+            ? text.GetString()!
+            : root.GetRawText();
+        WriteError(AnthropicErrorType(status), message);
+    }
+
+    private void WriteError(string type, string message)
+    {
+        _json.WriteStartObject();
+        _json.WriteString("type"u8, type);
+        _json.WriteString("message"u8, message);
+        _json.WriteEndObject();
+    }
+
+    private void WriteStringOrNull(ReadOnlySpan<byte> name, string? value)
+    {
+        if (value is null)
+        {
+            _json.WriteNull(name);
+        }
+        else
+        {
+            _json.WriteString(name, value);
+        }
+    }
+
+    /// <summary>Anthropic's error type for an HTTP status.</summary>
+    public static string AnthropicErrorType(int status) => status switch
+    {
+        400 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        529 => "overloaded_error",
+        _ => "api_error",
+    };
+
+    public void Dispose() => _json.Dispose();
+}

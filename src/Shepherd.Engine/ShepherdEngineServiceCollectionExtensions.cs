@@ -1,0 +1,73 @@
+using System.Net;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
+using Shepherd.Engine.Batches;
+using Shepherd.Engine.Dispatch;
+using Shepherd.Engine.Storage;
+using Shepherd.Engine.Upstreams;
+
+namespace Shepherd.Engine;
+
+/// <summary>Everything the engine is built from.</summary>
+public sealed class ShepherdEngineOptions
+{
+    /// <summary>The embedded store.</summary>
+    public required SqliteStoreOptions Store { get; init; }
+
+    /// <summary>The upstream requests go to.</summary>
+    public UpstreamOptions Upstream { get; init; } = new();
+
+    /// <summary>How requests are sent.</summary>
+    public DispatchOptions Dispatch { get; init; } = new();
+
+    /// <summary>What inputs may hold.</summary>
+    public ImportOptions Import { get; init; } = new();
+}
+
+/// <summary>Registers the engine with a service collection.</summary>
+public static class ShepherdEngineServiceCollectionExtensions
+{
+    /// <summary>
+    /// Adds the store, the upstream client (over a pooled <see cref="HttpClient"/> from
+    /// <see cref="IHttpClientFactory"/>), the importer and the dispatcher. Returns the upstream's
+    /// HTTP client builder, so a caller can replace its primary handler (the simulator does).
+    /// </summary>
+    public static IHttpClientBuilder AddShepherdEngine(this IServiceCollection services, ShepherdEngineOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(options);
+        services.TryAddSingleton(TimeProvider.System);
+#pragma warning disable RS0030 // The composition root is where the process-wide randomizer is made; logic takes it injected.
+        services.TryAddSingleton(_ => new Random());
+#pragma warning restore RS0030
+        services.AddLogging();
+        services.AddSingleton<IBatchStore>(sp => new SqliteBatchStore(options.Store, sp.GetRequiredService<TimeProvider>()));
+        services.AddSingleton(sp => new BatchImporter(sp.GetRequiredService<IBatchStore>(), options.Import));
+        services.AddSingleton(sp => new UpstreamClient(
+            sp.GetRequiredService<IHttpClientFactory>().CreateClient(UpstreamClient.HttpClientName),
+            options.Upstream,
+            sp.GetRequiredService<TimeProvider>()));
+        services.AddSingleton(sp => new Dispatcher(
+            sp.GetRequiredService<IBatchStore>(),
+            sp.GetRequiredService<UpstreamClient>(),
+            options.Dispatch,
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<Random>(),
+            sp.GetRequiredService<ILogger<Dispatcher>>()));
+
+        var concurrency = options.Dispatch.Concurrency;
+        return services.AddHttpClient(UpstreamClient.HttpClientName, http => http.Timeout = Timeout.InfiniteTimeSpan)
+            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler
+            {
+                PooledConnectionLifetime = TimeSpan.FromMinutes(5),
+                PooledConnectionIdleTimeout = TimeSpan.FromMinutes(1),
+                ConnectTimeout = TimeSpan.FromSeconds(30),
+                MaxConnectionsPerServer = Math.Max(concurrency, 1),
+                AutomaticDecompression = DecompressionMethods.All,
+                EnableMultipleHttp2Connections = true,
+            })
+            // The handler recycles its own connections (PooledConnectionLifetime), so the factory need not.
+            .SetHandlerLifetime(Timeout.InfiniteTimeSpan);
+    }
+}

@@ -1,0 +1,200 @@
+using Shepherd.Engine.Formats;
+
+namespace Shepherd.Engine.Storage;
+
+/// <summary>Where a batch is in its life. Derived from its items and written by the store.</summary>
+public enum BatchStatus
+{
+    /// <summary>The input is being read and checked; no item is dispatched yet.</summary>
+    Validating,
+
+    /// <summary>Items are being dispatched.</summary>
+    InProgress,
+
+    /// <summary>Every item has ended; results are being assembled.</summary>
+    Finalizing,
+
+    /// <summary>Every item has ended.</summary>
+    Completed,
+
+    /// <summary>The input was rejected; no item ran.</summary>
+    Failed,
+
+    /// <summary>A cancel was asked for; items in flight are finishing.</summary>
+    Cancelling,
+
+    /// <summary>Cancelled; finished items keep their results.</summary>
+    Cancelled,
+
+    /// <summary>The completion window passed before every item ended.</summary>
+    Expired,
+}
+
+/// <summary>Where an item is in its life: <c>queued → leased → succeeded | failed</c>.</summary>
+public enum ItemState
+{
+    /// <summary>Waiting to be claimed, possibly not before <c>next_attempt_at</c>.</summary>
+    Queued = 0,
+
+    /// <summary>Claimed by a worker until its lease deadline.</summary>
+    Leased = 1,
+
+    /// <summary>Answered with a 2xx status.</summary>
+    Succeeded = 2,
+
+    /// <summary>Ended without success: a permanent error, or transient ones until attempts ran out.</summary>
+    Failed = 3,
+}
+
+/// <summary>A batch as the store holds it.</summary>
+public sealed record BatchRecord
+{
+    /// <summary>The batch id, such as <c>batch_5f3c…</c>.</summary>
+    public required string Id { get; init; }
+
+    /// <summary>The dialect of the input and of the results.</summary>
+    public required InputFormat Format { get; init; }
+
+    /// <summary>The url every line names; null while validating an input whose first line is not read yet.</summary>
+    public string? Endpoint { get; init; }
+
+    /// <summary>The batch's status.</summary>
+    public required BatchStatus Status { get; init; }
+
+    /// <summary>Where the input came from (a file path for <c>shepherd run</c>).</summary>
+    public string? Source { get; init; }
+
+    /// <summary>The SHA-256 of the input, hex, once it is fully read.</summary>
+    public string? SourceSha256 { get; init; }
+
+    /// <summary>The length of the input in bytes, once it is fully read.</summary>
+    public long? SourceBytes { get; init; }
+
+    /// <summary>When the batch was created.</summary>
+    public required DateTimeOffset CreatedAt { get; init; }
+
+    /// <summary>When the input was accepted and dispatch began.</summary>
+    public DateTimeOffset? InProgressAt { get; init; }
+
+    /// <summary>When the last item ended.</summary>
+    public DateTimeOffset? CompletedAt { get; init; }
+
+    /// <summary>When the input was rejected.</summary>
+    public DateTimeOffset? FailedAt { get; init; }
+
+    /// <summary>How many requests the batch holds.</summary>
+    public long Total { get; init; }
+
+    /// <summary>How many requests succeeded.</summary>
+    public long Succeeded { get; init; }
+
+    /// <summary>How many requests ended in failure.</summary>
+    public long Failed { get; init; }
+
+    /// <summary>Input (prompt) tokens over all answers, as the upstream counted them.</summary>
+    public long InputTokens { get; init; }
+
+    /// <summary>Output (completion) tokens over all answers, as the upstream counted them.</summary>
+    public long OutputTokens { get; init; }
+
+    /// <summary>Why the input was rejected, when <see cref="Status"/> is <see cref="BatchStatus.Failed"/>.</summary>
+    public IReadOnlyList<InputError> Errors { get; init; } = [];
+
+    /// <summary>Requests that have ended, successfully or not.</summary>
+    public long Finished => Succeeded + Failed;
+}
+
+/// <summary>An item handed to a worker: its lease is held until <see cref="ItemOutcome"/> is committed.</summary>
+/// <param name="ItemId">The store's id of the item.</param>
+/// <param name="BatchId">The batch the item belongs to.</param>
+/// <param name="Line">The item's 1-based line in the input.</param>
+/// <param name="CustomId">The caller's id for the item.</param>
+/// <param name="Model">The model the body names.</param>
+/// <param name="Body">The request body, exactly as the input held it.</param>
+/// <param name="Attempt">Which attempt this is, from 1; it also identifies this lease.</param>
+public sealed record ClaimedItem(long ItemId, string BatchId, long Line, string CustomId, string Model, byte[] Body, int Attempt);
+
+/// <summary>What one attempt at an item produced, as it is recorded.</summary>
+public sealed record AttemptResult
+{
+    /// <summary>The upstream's HTTP status; null when no HTTP answer arrived.</summary>
+    public int? StatusCode { get; init; }
+
+    /// <summary>The upstream's request id header.</summary>
+    public string? RequestId { get; init; }
+
+    /// <summary>The upstream's answer body (a JSON document); null when none arrived.</summary>
+    public byte[]? Body { get; init; }
+
+    /// <summary>Shepherd's code for a failure without an HTTP answer, such as <c>request_timeout</c>.</summary>
+    public string? ErrorCode { get; init; }
+
+    /// <summary>The words for <see cref="ErrorCode"/>.</summary>
+    public string? ErrorMessage { get; init; }
+
+    /// <summary>Input tokens the upstream reported.</summary>
+    public int InputTokens { get; init; }
+
+    /// <summary>Output tokens the upstream reported.</summary>
+    public int OutputTokens { get; init; }
+
+    /// <summary>A short description for logs and the item's last error: status or code, never a body.</summary>
+    public string Describe() => StatusCode is { } status ? $"HTTP {status}" : $"{ErrorCode}: {ErrorMessage}";
+
+    /// <summary>The same as <see cref="Describe"/>: a result printed anywhere shows no body.</summary>
+    public override string ToString() => Describe();
+}
+
+/// <summary>How an attempt ends for the item.</summary>
+public enum OutcomeKind
+{
+    /// <summary>The item succeeded; the result is final.</summary>
+    Succeeded,
+
+    /// <summary>The item failed for good; the result is final.</summary>
+    Failed,
+
+    /// <summary>The attempt failed for a transient reason; the item is queued again.</summary>
+    Retry,
+}
+
+/// <summary>The end of one lease, to be committed to the store.</summary>
+/// <param name="Item">The leased item.</param>
+/// <param name="Kind">How the attempt ends for the item.</param>
+/// <param name="Result">What the attempt produced.</param>
+/// <param name="NextAttemptAt">For <see cref="OutcomeKind.Retry"/>, the earliest time of the next attempt.</param>
+public sealed record ItemOutcome(ClaimedItem Item, OutcomeKind Kind, AttemptResult Result, DateTimeOffset NextAttemptAt = default);
+
+/// <summary>One item's final result, read back for export.</summary>
+/// <param name="Line">The item's 1-based line in the input.</param>
+/// <param name="CustomId">The caller's id.</param>
+/// <param name="State">The item's state; results exist for succeeded and failed items.</param>
+/// <param name="Result">The recorded result; null while the item has not ended.</param>
+public sealed record ItemResult(long Line, string CustomId, ItemState State, AttemptResult? Result);
+
+/// <summary>One item to add to a batch that is being validated.</summary>
+/// <param name="Line">The 1-based line in the input.</param>
+/// <param name="CustomId">The caller's id, unique in the batch.</param>
+/// <param name="Model">The model the body names.</param>
+/// <param name="Body">The request body, exactly as written.</param>
+public sealed record ImportItem(long Line, string CustomId, string Model, byte[] Body);
+
+/// <summary>A batch to create in <see cref="BatchStatus.Validating"/>.</summary>
+/// <param name="Id">The new batch's id.</param>
+/// <param name="Source">Where the input comes from.</param>
+/// <param name="Endpoint">The url every line must name, when the caller fixed it before the input is read.</param>
+public sealed record NewBatch(string Id, string? Source, string? Endpoint = null);
+
+/// <summary>A line whose custom id an earlier line already used.</summary>
+/// <param name="Line">The later line.</param>
+/// <param name="CustomId">The repeated id.</param>
+/// <param name="FirstLine">The line that used it first.</param>
+public sealed record DuplicateCustomId(long Line, string CustomId, long FirstLine);
+
+/// <summary>What a commit changed beyond its items.</summary>
+/// <param name="CompletedBatches">Batches whose last item ended in this commit.</param>
+public sealed record CommitSummary(IReadOnlyList<string> CompletedBatches)
+{
+    /// <summary>A commit that completed no batch.</summary>
+    public static CommitSummary None { get; } = new([]);
+}

@@ -1,0 +1,74 @@
+using Shepherd.Engine.Formats;
+
+namespace Shepherd.Engine.Storage;
+
+/// <summary>
+/// The durable home of batches, items and results: the single source of truth. Every state
+/// change is written here before it is acted on; the dispatcher holds only leases.
+/// </summary>
+public interface IBatchStore : IAsyncDisposable
+{
+    /// <summary>Creates the schema, or checks that an existing one is one this version knows.</summary>
+    Task InitializeAsync(CancellationToken cancellationToken);
+
+    /// <summary>Returns the batch, or null when there is none with that id.</summary>
+    Task<BatchRecord?> GetBatchAsync(string batchId, CancellationToken cancellationToken);
+
+    /// <summary>Returns the newest batch read from <paramref name="source"/>, or null.</summary>
+    Task<BatchRecord?> FindBatchBySourceAsync(string source, CancellationToken cancellationToken);
+
+    /// <summary>The batches whose items may be dispatched, oldest first.</summary>
+    Task<IReadOnlyList<BatchRecord>> ListActiveBatchesAsync(CancellationToken cancellationToken);
+
+    /// <summary>Creates a batch in <see cref="BatchStatus.Validating"/>; its items are added with <see cref="AddItemsAsync"/>.</summary>
+    Task CreateBatchAsync(NewBatch batch, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Adds items to a validating batch in one transaction. Items whose custom id the batch
+    /// already holds are not added; they are returned.
+    /// </summary>
+    Task<IReadOnlyList<DuplicateCustomId>> AddItemsAsync(string batchId, IReadOnlyList<ImportItem> items, CancellationToken cancellationToken);
+
+    /// <summary>Accepts a validated batch: it becomes <see cref="BatchStatus.InProgress"/> and its items may be claimed.</summary>
+    Task AcceptBatchAsync(string batchId, AcceptedInput input, CancellationToken cancellationToken);
+
+    /// <summary>Rejects a validating batch: its items are removed and it ends <see cref="BatchStatus.Failed"/> with the errors.</summary>
+    Task RejectBatchAsync(string batchId, IReadOnlyList<InputError> errors, CancellationToken cancellationToken);
+
+    /// <summary>Removes a batch with its items and results.</summary>
+    Task DeleteBatchAsync(string batchId, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Queues every leased item again. A single-owner store calls this when it starts: the
+    /// leases of a process that died are worthless. Returns how many were released.
+    /// </summary>
+    Task<int> ReleaseLeasesAsync(CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Leases up to <paramref name="max"/> queued items of the batch that are due at
+    /// <paramref name="now"/>, oldest first, until <paramref name="leaseUntil"/>. The lease is
+    /// committed before this returns.
+    /// </summary>
+    Task<IReadOnlyList<ClaimedItem>> ClaimAsync(string batchId, int max, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken);
+
+    /// <summary>The earliest time a queued item of the batch becomes due, or null when none is queued.</summary>
+    Task<DateTimeOffset?> NextDueAsync(string batchId, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Commits many lease outcomes in one transaction. An outcome whose lease is no longer held
+    /// (the item was released and claimed again) changes nothing, so an answer is never
+    /// recorded twice.
+    /// </summary>
+    Task<CommitSummary> CommitAsync(IReadOnlyList<ItemOutcome> outcomes, DateTimeOffset now, CancellationToken cancellationToken);
+
+    /// <summary>Streams every item of the batch in input order with its result, page by page.</summary>
+    IAsyncEnumerable<ItemResult> ReadResultsAsync(string batchId, CancellationToken cancellationToken);
+}
+
+/// <summary>What an accepted input was.</summary>
+/// <param name="Format">The dialect of its lines.</param>
+/// <param name="Endpoint">The url every line names.</param>
+/// <param name="Total">How many requests it holds.</param>
+/// <param name="Sha256">The SHA-256 of the input bytes, hex, when known.</param>
+/// <param name="Bytes">The input's length in bytes.</param>
+public sealed record AcceptedInput(InputFormat Format, string Endpoint, long Total, string? Sha256, long Bytes);

@@ -1,0 +1,722 @@
+using System.Data;
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using Microsoft.Data.Sqlite;
+using Shepherd.Engine.Formats;
+
+namespace Shepherd.Engine.Storage;
+
+/// <summary>
+/// The embedded store: one SQLite file in WAL mode. One connection writes (claims, commits,
+/// imports), serialised by a lock; reads use pooled connections and never wait for writes.
+/// </summary>
+public sealed class SqliteBatchStore : IBatchStore
+{
+    /// <summary>The schema version this code writes; a newer file is refused.</summary>
+    public const int SchemaVersion = 1;
+
+    private const string BatchColumns =
+        "id, format, endpoint, status, source, source_sha256, source_bytes, created_at, in_progress_at, completed_at, failed_at, total, succeeded, failed, input_tokens, output_tokens, errors";
+
+    private readonly SqliteStoreOptions _options;
+    private readonly TimeProvider _time;
+    private readonly string _connectionString;
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private SqliteConnection? _writer;
+    private bool _disposed;
+
+    /// <summary>Creates a store over the file the options name; call <see cref="InitializeAsync"/> before use.</summary>
+    public SqliteBatchStore(SqliteStoreOptions options, TimeProvider timeProvider)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(timeProvider);
+        _options = options.Validated();
+        _time = timeProvider;
+        _connectionString = new SqliteConnectionStringBuilder
+        {
+            DataSource = _options.Path,
+            Mode = SqliteOpenMode.ReadWriteCreate,
+            Pooling = true,
+            DefaultTimeout = (int)Math.Ceiling(_options.BusyTimeout.TotalSeconds),
+        }.ToString();
+    }
+
+    /// <inheritdoc />
+    public async Task InitializeAsync(CancellationToken cancellationToken)
+    {
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            if (_writer is not null)
+            {
+                return;
+            }
+
+            var writer = Open();
+            try
+            {
+                Execute(writer, "PRAGMA journal_mode = WAL;");
+                var version = Convert.ToInt32(Scalar(writer, "PRAGMA user_version;"));
+                if (version > SchemaVersion)
+                {
+                    throw new StoreException(
+                        $"The state file {_options.Path} was written by a newer Shepherd (schema {version}; this version knows {SchemaVersion}). Use that version, or another --state file.");
+                }
+
+                if (version < SchemaVersion)
+                {
+                    using var tx = writer.BeginTransaction();
+                    Execute(writer, Schema, tx);
+                    Execute(writer, $"PRAGMA user_version = {SchemaVersion};", tx);
+                    tx.Commit();
+                }
+            }
+            catch
+            {
+                writer.Dispose();
+                throw;
+            }
+
+            _writer = writer;
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <inheritdoc />
+    public async Task<BatchRecord?> GetBatchAsync(string batchId, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        await using var connection = Open();
+        return ReadBatches(connection, $"SELECT {BatchColumns} FROM batches WHERE id = $id", ("$id", batchId)).SingleOrDefault();
+    }
+
+    /// <inheritdoc />
+    public async Task<BatchRecord?> FindBatchBySourceAsync(string source, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        await using var connection = Open();
+        return ReadBatches(connection, $"SELECT {BatchColumns} FROM batches WHERE source = $source ORDER BY created_at DESC, rowid DESC LIMIT 1", ("$source", source)).SingleOrDefault();
+    }
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<BatchRecord>> ListActiveBatchesAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = Open();
+        return ReadBatches(connection, $"SELECT {BatchColumns} FROM batches WHERE status = 'in_progress' ORDER BY created_at, rowid");
+    }
+
+    /// <inheritdoc />
+    public Task CreateBatchAsync(NewBatch batch, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        return WriteAsync(writer =>
+        {
+            using var command = writer.CreateCommand();
+            command.CommandText = """
+                INSERT INTO batches (id, format, endpoint, status, source, created_at)
+                VALUES ($id, 0, $endpoint, 'validating', $source, $now)
+                """;
+            command.Parameters.AddWithValue("$id", batch.Id);
+            command.Parameters.AddWithValue("$endpoint", (object?)batch.Endpoint ?? DBNull.Value);
+            command.Parameters.AddWithValue("$source", (object?)batch.Source ?? DBNull.Value);
+            command.Parameters.AddWithValue("$now", Now());
+            command.ExecuteNonQuery();
+            return 0;
+        }, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task<IReadOnlyList<DuplicateCustomId>> AddItemsAsync(string batchId, IReadOnlyList<ImportItem> items, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        ArgumentNullException.ThrowIfNull(items);
+        return WriteAsync<IReadOnlyList<DuplicateCustomId>>(writer =>
+        {
+            using var tx = writer.BeginTransaction();
+            using var insert = writer.CreateCommand();
+            insert.Transaction = tx;
+            insert.CommandText = """
+                INSERT INTO items (batch_id, line, custom_id, model) VALUES ($batch, $line, $custom_id, $model)
+                ON CONFLICT (batch_id, custom_id) DO NOTHING
+                RETURNING id
+                """;
+            var pBatch = insert.Parameters.Add("$batch", SqliteType.Text);
+            var pLine = insert.Parameters.Add("$line", SqliteType.Integer);
+            var pCustomId = insert.Parameters.Add("$custom_id", SqliteType.Text);
+            var pModel = insert.Parameters.Add("$model", SqliteType.Text);
+            pBatch.Value = batchId;
+
+            using var body = writer.CreateCommand();
+            body.Transaction = tx;
+            body.CommandText = "INSERT INTO item_bodies (item_id, body) VALUES ($id, $body)";
+            var pId = body.Parameters.Add("$id", SqliteType.Integer);
+            var pBody = body.Parameters.Add("$body", SqliteType.Blob);
+
+            List<DuplicateCustomId>? duplicates = null;
+            foreach (var item in items)
+            {
+                pLine.Value = item.Line;
+                pCustomId.Value = item.CustomId;
+                pModel.Value = item.Model;
+                if (insert.ExecuteScalar() is long id)
+                {
+                    pId.Value = id;
+                    pBody.Value = item.Body;
+                    body.ExecuteNonQuery();
+                }
+                else
+                {
+                    var first = Scalar(writer, "SELECT line FROM items WHERE batch_id = $batch AND custom_id = $custom_id", tx, ("$batch", batchId), ("$custom_id", item.CustomId));
+                    (duplicates ??= []).Add(new DuplicateCustomId(item.Line, item.CustomId, Convert.ToInt64(first)));
+                }
+            }
+
+            tx.Commit();
+            return duplicates ?? (IReadOnlyList<DuplicateCustomId>)[];
+        }, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task AcceptBatchAsync(string batchId, AcceptedInput input, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        ArgumentNullException.ThrowIfNull(input);
+        return WriteAsync(writer =>
+        {
+            var changed = Execute(writer, """
+                UPDATE batches SET status = 'in_progress', format = $format, endpoint = $endpoint, total = $total,
+                    source_sha256 = $sha, source_bytes = $bytes, in_progress_at = $now
+                WHERE id = $id AND status = 'validating'
+                """,
+                null,
+                ("$id", batchId), ("$format", (int)input.Format), ("$endpoint", input.Endpoint), ("$total", input.Total),
+                ("$sha", input.Sha256), ("$bytes", input.Bytes), ("$now", Now()));
+            return changed == 1 ? 0 : throw new StoreException($"Batch {batchId} is not being validated.");
+        }, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public async Task RejectBatchAsync(string batchId, IReadOnlyList<InputError> errors, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        ArgumentNullException.ThrowIfNull(errors);
+        await DeleteItemsAsync(batchId, cancellationToken);
+        await WriteAsync(writer => Execute(writer,
+            "UPDATE batches SET status = 'failed', failed_at = $now, errors = $errors WHERE id = $id",
+            null, ("$id", batchId), ("$now", Now()), ("$errors", SerializeErrors(errors))), cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public async Task DeleteBatchAsync(string batchId, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        await DeleteItemsAsync(batchId, cancellationToken);
+        await WriteAsync(writer => Execute(writer, "DELETE FROM batches WHERE id = $id", null, ("$id", batchId)), cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task<int> ReleaseLeasesAsync(CancellationToken cancellationToken) =>
+        WriteAsync(writer => Execute(writer, "UPDATE items SET state = 0, lease_until = NULL WHERE state = 1"), cancellationToken);
+
+    /// <inheritdoc />
+    public Task<IReadOnlyList<ClaimedItem>> ClaimAsync(string batchId, int max, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        ArgumentOutOfRangeException.ThrowIfLessThan(max, 1);
+        return WriteAsync<IReadOnlyList<ClaimedItem>>(writer =>
+        {
+            using var tx = writer.BeginTransaction();
+            using var select = writer.CreateCommand();
+            select.Transaction = tx;
+            select.CommandText = """
+                SELECT i.id, i.line, i.custom_id, i.model, i.attempts, b.body
+                FROM items i JOIN item_bodies b ON b.item_id = i.id
+                WHERE i.batch_id = $batch AND i.state = 0 AND i.next_attempt_at <= $now
+                ORDER BY i.next_attempt_at, i.id
+                LIMIT $max
+                """;
+            select.Parameters.AddWithValue("$batch", batchId);
+            select.Parameters.AddWithValue("$now", now.ToUnixTimeMilliseconds());
+            select.Parameters.AddWithValue("$max", max);
+            var claimed = new List<ClaimedItem>();
+            using (var reader = select.ExecuteReader())
+            {
+                while (reader.Read())
+                {
+                    claimed.Add(new ClaimedItem(
+                        reader.GetInt64(0), batchId, reader.GetInt64(1), reader.GetString(2), reader.GetString(3),
+                        (byte[])reader.GetValue(5), reader.GetInt32(4) + 1));
+                }
+            }
+
+            using var lease = writer.CreateCommand();
+            lease.Transaction = tx;
+            lease.CommandText = "UPDATE items SET state = 1, attempts = $attempt, lease_until = $lease WHERE id = $id";
+            var pAttempt = lease.Parameters.Add("$attempt", SqliteType.Integer);
+            var pId = lease.Parameters.Add("$id", SqliteType.Integer);
+            lease.Parameters.AddWithValue("$lease", leaseUntil.ToUnixTimeMilliseconds());
+            foreach (var item in claimed)
+            {
+                pAttempt.Value = item.Attempt;
+                pId.Value = item.ItemId;
+                lease.ExecuteNonQuery();
+            }
+
+            tx.Commit();
+            return claimed;
+        }, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public async Task<DateTimeOffset?> NextDueAsync(string batchId, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        await using var connection = Open();
+        var due = Scalar(connection, "SELECT MIN(next_attempt_at) FROM items WHERE batch_id = $batch AND state = 0", null, ("$batch", batchId));
+        return due is long ms ? DateTimeOffset.FromUnixTimeMilliseconds(ms) : null;
+    }
+
+    /// <inheritdoc />
+    public Task<CommitSummary> CommitAsync(IReadOnlyList<ItemOutcome> outcomes, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(outcomes);
+        if (outcomes.Count == 0)
+        {
+            return Task.FromResult(CommitSummary.None);
+        }
+
+        return WriteAsync(writer =>
+        {
+            using var tx = writer.BeginTransaction();
+            using var end = writer.CreateCommand();
+            end.Transaction = tx;
+            end.CommandText = """
+                UPDATE items SET state = $state, lease_until = NULL, last_error = $error
+                WHERE id = $id AND state = 1 AND attempts = $attempt
+                """;
+            var eState = end.Parameters.Add("$state", SqliteType.Integer);
+            var eError = end.Parameters.Add("$error", SqliteType.Text);
+            var eId = end.Parameters.Add("$id", SqliteType.Integer);
+            var eAttempt = end.Parameters.Add("$attempt", SqliteType.Integer);
+
+            using var retry = writer.CreateCommand();
+            retry.Transaction = tx;
+            retry.CommandText = """
+                UPDATE items SET state = 0, lease_until = NULL, next_attempt_at = $next, last_error = $error
+                WHERE id = $id AND state = 1 AND attempts = $attempt
+                """;
+            var rNext = retry.Parameters.Add("$next", SqliteType.Integer);
+            var rError = retry.Parameters.Add("$error", SqliteType.Text);
+            var rId = retry.Parameters.Add("$id", SqliteType.Integer);
+            var rAttempt = retry.Parameters.Add("$attempt", SqliteType.Integer);
+
+            using var result = writer.CreateCommand();
+            result.Transaction = tx;
+            result.CommandText = """
+                INSERT INTO results (item_id, status_code, request_id, body, error_code, error_message, input_tokens, output_tokens, finished_at)
+                VALUES ($id, $status, $request_id, $body, $error_code, $error_message, $input_tokens, $output_tokens, $now)
+                """;
+            var sId = result.Parameters.Add("$id", SqliteType.Integer);
+            var sStatus = result.Parameters.Add("$status", SqliteType.Integer);
+            var sRequestId = result.Parameters.Add("$request_id", SqliteType.Text);
+            var sBody = result.Parameters.Add("$body", SqliteType.Blob);
+            var sErrorCode = result.Parameters.Add("$error_code", SqliteType.Text);
+            var sErrorMessage = result.Parameters.Add("$error_message", SqliteType.Text);
+            var sInput = result.Parameters.Add("$input_tokens", SqliteType.Integer);
+            var sOutput = result.Parameters.Add("$output_tokens", SqliteType.Integer);
+            result.Parameters.AddWithValue("$now", now.ToUnixTimeMilliseconds());
+
+            var deltas = new Dictionary<string, BatchDelta>(StringComparer.Ordinal);
+            foreach (var outcome in outcomes)
+            {
+                var item = outcome.Item;
+                var attempt = outcome.Result;
+                if (outcome.Kind == OutcomeKind.Retry)
+                {
+                    rNext.Value = outcome.NextAttemptAt.ToUnixTimeMilliseconds();
+                    rError.Value = attempt.Describe();
+                    rId.Value = item.ItemId;
+                    rAttempt.Value = item.Attempt;
+                    retry.ExecuteNonQuery();
+                    continue;
+                }
+
+                var succeeded = outcome.Kind == OutcomeKind.Succeeded;
+                eState.Value = (int)(succeeded ? ItemState.Succeeded : ItemState.Failed);
+                eError.Value = succeeded ? DBNull.Value : attempt.Describe();
+                eId.Value = item.ItemId;
+                eAttempt.Value = item.Attempt;
+                if (end.ExecuteNonQuery() != 1)
+                {
+                    // The lease was lost (released and claimed again); the other holder records the answer.
+                    continue;
+                }
+
+                sId.Value = item.ItemId;
+                sStatus.Value = (object?)attempt.StatusCode ?? DBNull.Value;
+                sRequestId.Value = (object?)attempt.RequestId ?? DBNull.Value;
+                sBody.Value = (object?)attempt.Body ?? DBNull.Value;
+                sErrorCode.Value = (object?)attempt.ErrorCode ?? DBNull.Value;
+                sErrorMessage.Value = (object?)attempt.ErrorMessage ?? DBNull.Value;
+                sInput.Value = attempt.InputTokens;
+                sOutput.Value = attempt.OutputTokens;
+                result.ExecuteNonQuery();
+
+                ref var delta = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(deltas, item.BatchId, out _);
+                delta.Add(succeeded, attempt);
+            }
+
+            var completed = new List<string>();
+            foreach (var (batchId, delta) in deltas)
+            {
+                Execute(writer, """
+                    UPDATE batches SET succeeded = succeeded + $s, failed = failed + $f,
+                        input_tokens = input_tokens + $in, output_tokens = output_tokens + $out
+                    WHERE id = $id
+                    """,
+                    tx, ("$id", batchId), ("$s", delta.Succeeded), ("$f", delta.Failed), ("$in", delta.InputTokens), ("$out", delta.OutputTokens));
+                var done = Execute(writer, """
+                    UPDATE batches SET status = 'completed', completed_at = $now
+                    WHERE id = $id AND status = 'in_progress' AND succeeded + failed >= total
+                    """,
+                    tx, ("$id", batchId), ("$now", now.ToUnixTimeMilliseconds()));
+                if (done == 1)
+                {
+                    completed.Add(batchId);
+                }
+            }
+
+            tx.Commit();
+            return completed.Count == 0 ? CommitSummary.None : new CommitSummary(completed);
+        }, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public async IAsyncEnumerable<ItemResult> ReadResultsAsync(string batchId, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        var after = 0L;
+        var page = new List<ItemResult>(_options.ResultPageSize);
+        while (true)
+        {
+            page.Clear();
+            await using (var connection = Open())
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = """
+                    SELECT i.line, i.custom_id, i.state, r.item_id, r.status_code, r.request_id, r.body,
+                        r.error_code, r.error_message, r.input_tokens, r.output_tokens
+                    FROM items i LEFT JOIN results r ON r.item_id = i.id
+                    WHERE i.batch_id = $batch AND i.line > $after
+                    ORDER BY i.line
+                    LIMIT $limit
+                    """;
+                command.Parameters.AddWithValue("$batch", batchId);
+                command.Parameters.AddWithValue("$after", after);
+                command.Parameters.AddWithValue("$limit", _options.ResultPageSize);
+                using var reader = command.ExecuteReader();
+                while (reader.Read())
+                {
+                    var result = reader.IsDBNull(3) ? null : new AttemptResult
+                    {
+                        StatusCode = reader.IsDBNull(4) ? null : reader.GetInt32(4),
+                        RequestId = reader.IsDBNull(5) ? null : reader.GetString(5),
+                        Body = reader.IsDBNull(6) ? null : (byte[])reader.GetValue(6),
+                        ErrorCode = reader.IsDBNull(7) ? null : reader.GetString(7),
+                        ErrorMessage = reader.IsDBNull(8) ? null : reader.GetString(8),
+                        InputTokens = reader.GetInt32(9),
+                        OutputTokens = reader.GetInt32(10),
+                    };
+                    page.Add(new ItemResult(reader.GetInt64(0), reader.GetString(1), (ItemState)reader.GetInt32(2), result));
+                }
+            }
+
+            foreach (var item in page)
+            {
+                yield return item;
+            }
+
+            if (page.Count < _options.ResultPageSize)
+            {
+                yield break;
+            }
+
+            after = page[^1].Line;
+        }
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        await _writeLock.WaitAsync();
+        try
+        {
+            if (_writer is { } writer)
+            {
+                // Fold the write-ahead log back into the database so the state file stands alone.
+                Execute(writer, "PRAGMA wal_checkpoint(TRUNCATE);");
+                await writer.DisposeAsync();
+                _writer = null;
+            }
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+
+        SqliteConnection.ClearAllPools();
+        _writeLock.Dispose();
+    }
+
+    private async Task DeleteItemsAsync(string batchId, CancellationToken cancellationToken)
+    {
+        // Small transactions, so a large rejected batch never holds the writer for long.
+        while (await WriteAsync(writer =>
+        {
+            using var tx = writer.BeginTransaction();
+            var ids = "SELECT id FROM items WHERE batch_id = $batch ORDER BY id LIMIT 5000";
+            Execute(writer, $"DELETE FROM results WHERE item_id IN ({ids})", tx, ("$batch", batchId));
+            Execute(writer, $"DELETE FROM item_bodies WHERE item_id IN ({ids})", tx, ("$batch", batchId));
+            var deleted = Execute(writer, $"DELETE FROM items WHERE id IN ({ids})", tx, ("$batch", batchId));
+            tx.Commit();
+            return deleted;
+        }, cancellationToken) > 0)
+        {
+        }
+    }
+
+    private async Task<T> WriteAsync<T>(Func<SqliteConnection, T> write, CancellationToken cancellationToken)
+    {
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            var writer = _writer ?? throw new InvalidOperationException("The store is not initialised.");
+            return write(writer);
+        }
+        catch (SqliteException ex)
+        {
+            throw new StoreException($"The state file {_options.Path} could not be written: {ex.Message}", ex);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    private SqliteConnection Open()
+    {
+        var connection = new SqliteConnection(_connectionString);
+        try
+        {
+            connection.Open();
+            // NORMAL is durable against a killed process in WAL mode; only a power loss can take the last commits.
+            Execute(connection, $"PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = {(int)_options.BusyTimeout.TotalMilliseconds}; PRAGMA temp_store = MEMORY;");
+            return connection;
+        }
+        catch (SqliteException ex)
+        {
+            connection.Dispose();
+            throw new StoreException($"The state file {_options.Path} could not be opened: {ex.Message}", ex);
+        }
+    }
+
+    private long Now() => _time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    private static List<BatchRecord> ReadBatches(SqliteConnection connection, string sql, params (string Name, object? Value)[] parameters)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        Bind(command, parameters);
+        using var reader = command.ExecuteReader();
+        var batches = new List<BatchRecord>();
+        while (reader.Read())
+        {
+            batches.Add(ReadBatch(reader));
+        }
+
+        return batches;
+    }
+
+    private static BatchRecord ReadBatch(SqliteDataReader r) =>
+        new()
+        {
+            Id = r.GetString(0),
+            Format = (InputFormat)r.GetInt32(1),
+            Endpoint = r.IsDBNull(2) ? null : r.GetString(2),
+            Status = ParseStatus(r.GetString(3)),
+            Source = r.IsDBNull(4) ? null : r.GetString(4),
+            SourceSha256 = r.IsDBNull(5) ? null : r.GetString(5),
+            SourceBytes = r.IsDBNull(6) ? null : r.GetInt64(6),
+            CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(7)),
+            InProgressAt = ReadTime(r, 8),
+            CompletedAt = ReadTime(r, 9),
+            FailedAt = ReadTime(r, 10),
+            Total = r.GetInt64(11),
+            Succeeded = r.GetInt64(12),
+            Failed = r.GetInt64(13),
+            InputTokens = r.GetInt64(14),
+            OutputTokens = r.GetInt64(15),
+            Errors = r.IsDBNull(16) ? [] : DeserializeErrors(r.GetString(16)),
+        };
+
+    private static DateTimeOffset? ReadTime(SqliteDataReader reader, int ordinal) =>
+        reader.IsDBNull(ordinal) ? null : DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(ordinal));
+
+    private static BatchStatus ParseStatus(string status) => status switch
+    {
+        "validating" => BatchStatus.Validating,
+        "in_progress" => BatchStatus.InProgress,
+        "finalizing" => BatchStatus.Finalizing,
+        "completed" => BatchStatus.Completed,
+        "failed" => BatchStatus.Failed,
+        "cancelling" => BatchStatus.Cancelling,
+        "cancelled" => BatchStatus.Cancelled,
+        "expired" => BatchStatus.Expired,
+        _ => throw new StoreException($"Unknown batch status '{status}' in the state file."),
+    };
+
+    private static string SerializeErrors(IReadOnlyList<InputError> errors)
+    {
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartArray();
+            foreach (var error in errors)
+            {
+                json.WriteStartObject();
+                json.WriteString("code", error.Code);
+                json.WriteString("message", error.Message);
+                if (error.Line is { } line)
+                {
+                    json.WriteNumber("line", line);
+                }
+
+                json.WriteEndObject();
+            }
+
+            json.WriteEndArray();
+        }
+
+        return System.Text.Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
+    }
+
+    private static List<InputError> DeserializeErrors(string json)
+    {
+        using var document = JsonDocument.Parse(json);
+        return [.. document.RootElement.EnumerateArray().Select(e => new InputError(
+            e.GetProperty("code").GetString()!,
+            e.GetProperty("message").GetString()!,
+            e.TryGetProperty("line", out var line) ? line.GetInt64() : null))];
+    }
+
+    private static int Execute(SqliteConnection connection, string sql, SqliteTransaction? tx = null, params (string Name, object? Value)[] parameters)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        command.Transaction = tx;
+        Bind(command, parameters);
+        return command.ExecuteNonQuery();
+    }
+
+    private static object? Scalar(SqliteConnection connection, string sql, SqliteTransaction? tx = null, params (string Name, object? Value)[] parameters)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        command.Transaction = tx;
+        Bind(command, parameters);
+        return command.ExecuteScalar();
+    }
+
+    private static void Bind(SqliteCommand command, (string Name, object? Value)[] parameters)
+    {
+        foreach (var (name, value) in parameters)
+        {
+            command.Parameters.AddWithValue(name, value ?? DBNull.Value);
+        }
+    }
+
+    private struct BatchDelta
+    {
+        public long Succeeded;
+        public long Failed;
+        public long InputTokens;
+        public long OutputTokens;
+
+        public void Add(bool succeeded, AttemptResult result)
+        {
+            if (succeeded)
+            {
+                Succeeded++;
+            }
+            else
+            {
+                Failed++;
+            }
+
+            InputTokens += result.InputTokens;
+            OutputTokens += result.OutputTokens;
+        }
+    }
+
+    private const string Schema = """
+        CREATE TABLE batches (
+            id TEXT PRIMARY KEY,
+            format INTEGER NOT NULL,
+            endpoint TEXT,
+            status TEXT NOT NULL,
+            source TEXT,
+            source_sha256 TEXT,
+            source_bytes INTEGER,
+            created_at INTEGER NOT NULL,
+            in_progress_at INTEGER,
+            completed_at INTEGER,
+            failed_at INTEGER,
+            total INTEGER NOT NULL DEFAULT 0,
+            succeeded INTEGER NOT NULL DEFAULT 0,
+            failed INTEGER NOT NULL DEFAULT 0,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            errors TEXT
+        );
+        CREATE INDEX ix_batches_source ON batches (source, created_at);
+        CREATE TABLE items (
+            id INTEGER PRIMARY KEY,
+            batch_id TEXT NOT NULL,
+            line INTEGER NOT NULL,
+            custom_id TEXT NOT NULL,
+            model TEXT NOT NULL,
+            state INTEGER NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at INTEGER NOT NULL DEFAULT 0,
+            lease_until INTEGER,
+            last_error TEXT
+        );
+        CREATE UNIQUE INDEX ux_items_custom_id ON items (batch_id, custom_id);
+        CREATE UNIQUE INDEX ux_items_line ON items (batch_id, line);
+        CREATE INDEX ix_items_queued ON items (batch_id, next_attempt_at) WHERE state = 0;
+        CREATE TABLE item_bodies (
+            item_id INTEGER PRIMARY KEY,
+            body BLOB NOT NULL
+        );
+        CREATE TABLE results (
+            item_id INTEGER PRIMARY KEY,
+            status_code INTEGER,
+            request_id TEXT,
+            body BLOB,
+            error_code TEXT,
+            error_message TEXT,
+            input_tokens INTEGER NOT NULL,
+            output_tokens INTEGER NOT NULL,
+            finished_at INTEGER NOT NULL
+        );
+        """;
+}

@@ -1,0 +1,196 @@
+using System.Collections.Frozen;
+using System.Globalization;
+using System.Net.Http.Headers;
+using Shepherd.Engine.Formats;
+
+namespace Shepherd.Engine.Upstreams;
+
+/// <summary>
+/// Sends one request body, unchanged, to an upstream and reads the answer. It never retries:
+/// the dispatcher decides that from the store, so a retry survives a restart.
+/// </summary>
+public sealed class UpstreamClient
+{
+    /// <summary>The name of the <see cref="HttpClient"/> this client takes from the factory.</summary>
+    public const string HttpClientName = "shepherd-upstream";
+
+    private static readonly MediaTypeHeaderValue Json = new("application/json");
+    private static readonly ProductInfoHeaderValue UserAgent = new("Shepherd", "1.0");
+
+    private readonly HttpClient _http;
+    private readonly UpstreamOptions _options;
+    private readonly TimeProvider _time;
+    private readonly FrozenDictionary<string, Uri> _targets;
+
+    /// <summary>Creates a client over <paramref name="httpClient"/>; the options are copied.</summary>
+    public UpstreamClient(HttpClient httpClient, UpstreamOptions options, TimeProvider timeProvider)
+    {
+        ArgumentNullException.ThrowIfNull(httpClient);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(timeProvider);
+        _http = httpClient;
+        _options = options.Validated();
+        _time = timeProvider;
+        _targets = BatchEndpoints.All.ToFrozenDictionary(url => url, url => Join(_options.BaseUrl!, url), StringComparer.Ordinal);
+    }
+
+    /// <summary>The dialect of this upstream.</summary>
+    public UpstreamKind Kind => _options.Kind;
+
+    /// <summary>The absolute url a batch url is sent to.</summary>
+    public Uri TargetOf(string url) => _targets.TryGetValue(url, out var target)
+        ? target
+        : throw new ArgumentException($"'{url}' is not a batch url.", nameof(url));
+
+    /// <summary>Sends <paramref name="body"/> to <paramref name="url"/> and returns what came back.</summary>
+    public async Task<UpstreamResponse> SendAsync(string url, byte[] body, CancellationToken cancellationToken)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, TargetOf(url));
+        request.Content = new ByteArrayContent(body);
+        request.Content.Headers.ContentType = Json;
+        request.Headers.UserAgent.Add(UserAgent);
+        if (_options.Kind == UpstreamKind.Anthropic)
+        {
+            request.Headers.TryAddWithoutValidation("anthropic-version", _options.AnthropicVersion);
+            if (_options.ApiKey is { } key)
+            {
+                request.Headers.TryAddWithoutValidation("x-api-key", key.Reveal());
+            }
+        }
+        else if (_options.ApiKey is { } key)
+        {
+            request.Headers.TryAddWithoutValidation("Authorization", "Bearer " + key.Reveal());
+        }
+
+        using var timeout = new CancellationTokenSource(_options.RequestTimeout, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+        try
+        {
+            using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, linked.Token);
+            var answer = ReadHeaders(response);
+            var content = await ReadBodyAsync(response.Content, linked.Token);
+            return content is null
+                ? answer with
+                {
+                    StatusCode = null,
+                    FailureCode = FailureCodes.ResponseTooLarge,
+                    FailureMessage = $"the answer (HTTP {(int)response.StatusCode}) was larger than {_options.MaxResponseBytes} bytes",
+                }
+                : answer with { Body = content };
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            return new UpstreamResponse
+            {
+                FailureCode = FailureCodes.RequestTimeout,
+                FailureMessage = $"no complete answer within {_options.RequestTimeout.TotalSeconds:0.###} s",
+            };
+        }
+        catch (HttpRequestException ex)
+        {
+            return new UpstreamResponse { FailureCode = FailureCodes.ConnectionError, FailureMessage = DescribeTransportError(ex) };
+        }
+        catch (IOException ex)
+        {
+            return new UpstreamResponse { FailureCode = FailureCodes.ConnectionError, FailureMessage = ex.Message };
+        }
+    }
+
+    private UpstreamResponse ReadHeaders(HttpResponseMessage response)
+    {
+        var headers = response.Headers;
+        return new UpstreamResponse
+        {
+            StatusCode = (int)response.StatusCode,
+            RequestId = First(headers, "x-request-id") ?? First(headers, "request-id"),
+            RetryAfter = RetryAfterOf(headers),
+            ShouldRetry = First(headers, "x-should-retry") switch
+            {
+                "true" => true,
+                "false" => false,
+                _ => null,
+            },
+        };
+    }
+
+    private TimeSpan? RetryAfterOf(HttpResponseHeaders headers)
+    {
+        if (First(headers, "retry-after-ms") is { } ms
+            && double.TryParse(ms, NumberStyles.Float, CultureInfo.InvariantCulture, out var milliseconds)
+            && milliseconds >= 0)
+        {
+            return TimeSpan.FromMilliseconds(milliseconds);
+        }
+
+        if (headers.RetryAfter is { } retryAfter)
+        {
+            if (retryAfter.Delta is { } delta)
+            {
+                return delta < TimeSpan.Zero ? TimeSpan.Zero : delta;
+            }
+
+            if (retryAfter.Date is { } date)
+            {
+                var wait = date - _time.GetUtcNow();
+                return wait < TimeSpan.Zero ? TimeSpan.Zero : wait;
+            }
+        }
+
+        // Some servers send fractional seconds, which the typed header rejects.
+        return First(headers, "retry-after") is { } raw
+            && double.TryParse(raw, NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds) && seconds >= 0
+            ? TimeSpan.FromSeconds(seconds)
+            : null;
+    }
+
+    private async Task<byte[]?> ReadBodyAsync(HttpContent content, CancellationToken cancellationToken)
+    {
+        if (content.Headers.ContentLength is { } length && length > _options.MaxResponseBytes)
+        {
+            return null;
+        }
+
+        await using var stream = await content.ReadAsStreamAsync(cancellationToken);
+        using var buffer = new MemoryStream(content.Headers.ContentLength is { } known ? (int)known : 4096);
+        var chunk = new byte[16 * 1024];
+        int read;
+        while ((read = await stream.ReadAsync(chunk, cancellationToken)) > 0)
+        {
+            if (buffer.Length + read > _options.MaxResponseBytes)
+            {
+                return null;
+            }
+
+            buffer.Write(chunk, 0, read);
+        }
+
+        return buffer.ToArray();
+    }
+
+    private static string? First(HttpResponseHeaders headers, string name) =>
+        headers.TryGetValues(name, out var values) ? values.FirstOrDefault() : null;
+
+    private static string DescribeTransportError(HttpRequestException ex)
+    {
+        // The message of the innermost socket error says what happened (refused, reset) without
+        // repeating the request, and an HttpRequestException never carries its headers.
+        var inner = ex.InnerException?.InnerException ?? ex.InnerException;
+        return ex.HttpRequestError switch
+        {
+            HttpRequestError.ConnectionError => $"connection failed: {inner?.Message ?? ex.Message}",
+            HttpRequestError.ResponseEnded => "the upstream closed the connection before a complete answer",
+            HttpRequestError.NameResolutionError => $"the host name could not be resolved: {inner?.Message ?? ex.Message}",
+            HttpRequestError.SecureConnectionError => $"the TLS handshake failed: {inner?.Message ?? ex.Message}",
+            _ => inner?.Message ?? ex.Message,
+        };
+    }
+
+    private static Uri Join(Uri baseUrl, string url)
+    {
+        var basePath = baseUrl.AbsolutePath.TrimEnd('/');
+        var path = basePath.EndsWith("/v1", StringComparison.Ordinal) && url.StartsWith("/v1/", StringComparison.Ordinal)
+            ? basePath + url[3..]
+            : basePath + url;
+        return new UriBuilder(baseUrl) { Path = path }.Uri;
+    }
+}

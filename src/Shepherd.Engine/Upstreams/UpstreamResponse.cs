@@ -1,0 +1,45 @@
+namespace Shepherd.Engine.Upstreams;
+
+/// <summary>
+/// What one request to an upstream produced: an HTTP answer (any status), or a failure before
+/// one arrived. Never holds a credential.
+/// </summary>
+public sealed record UpstreamResponse
+{
+    /// <summary>The HTTP status; null when no answer arrived.</summary>
+    public int? StatusCode { get; init; }
+
+    /// <summary>The answer body as received.</summary>
+    public byte[]? Body { get; init; }
+
+    /// <summary>The upstream's id for the request (<c>x-request-id</c> or <c>request-id</c>).</summary>
+    public string? RequestId { get; init; }
+
+    /// <summary>How long the upstream asked to wait (<c>retry-after-ms</c> or <c>retry-after</c>).</summary>
+    public TimeSpan? RetryAfter { get; init; }
+
+    /// <summary>The upstream's own verdict from <c>x-should-retry</c>, when it sent one.</summary>
+    public bool? ShouldRetry { get; init; }
+
+    /// <summary>Shepherd's code when no answer arrived: <c>request_timeout</c>, <c>connection_error</c>, <c>response_too_large</c>.</summary>
+    public string? FailureCode { get; init; }
+
+    /// <summary>The words for <see cref="FailureCode"/>.</summary>
+    public string? FailureMessage { get; init; }
+}
+
+/// <summary>Codes for attempts that ended without an HTTP answer.</summary>
+public static class FailureCodes
+{
+    /// <summary>The attempt took longer than the request timeout.</summary>
+    public const string RequestTimeout = "request_timeout";
+
+    /// <summary>The connection could not be made or broke.</summary>
+    public const string ConnectionError = "connection_error";
+
+    /// <summary>The answer was larger than the configured limit.</summary>
+    public const string ResponseTooLarge = "response_too_large";
+
+    /// <summary>A 2xx answer whose body was not JSON.</summary>
+    public const string InvalidResponse = "invalid_response";
+}

@@ -1,0 +1,35 @@
+namespace Shepherd.Simulator;
+
+/// <summary>A request as the simulator sees it, whichever transport carried it.</summary>
+/// <param name="Method">The HTTP method.</param>
+/// <param name="Path">The url path, such as <c>/v1/chat/completions</c>.</param>
+/// <param name="Body">The request body.</param>
+/// <param name="Authorization">The <c>Authorization</c> header, if any.</param>
+/// <param name="ApiKeyHeader">The <c>x-api-key</c> header, if any.</param>
+public sealed record SimulatedRequest(string Method, string Path, byte[] Body, string? Authorization = null, string? ApiKeyHeader = null);
+
+/// <summary>What the transport must do instead of answering.</summary>
+public enum SimulatedFault
+{
+    /// <summary>Answer normally.</summary>
+    None,
+
+    /// <summary>Break the connection without an answer.</summary>
+    Reset,
+}
+
+/// <summary>An answer of the simulator.</summary>
+/// <param name="StatusCode">The HTTP status.</param>
+/// <param name="Headers">Response headers besides the content type (always JSON).</param>
+/// <param name="Body">The body.</param>
+/// <param name="Fault">A transport fault to inject instead of the answer.</param>
+public sealed record SimulatedResponse(int StatusCode, IReadOnlyList<KeyValuePair<string, string>> Headers, byte[] Body, SimulatedFault Fault = SimulatedFault.None);
+
+/// <summary>Counters of a simulator, as a snapshot.</summary>
+/// <param name="Requests">Requests received.</param>
+/// <param name="InFlight">Requests received and not yet answered.</param>
+/// <param name="ByStatus">Answers by HTTP status.</param>
+/// <param name="Resets">Connections reset on purpose.</param>
+/// <param name="Hangs">Requests left unanswered on purpose.</param>
+/// <param name="Duplicates">Receptions of a body that had been received before.</param>
+public sealed record SimulatorStats(long Requests, long InFlight, IReadOnlyDictionary<int, long> ByStatus, long Resets, long Hangs, long Duplicates);

@@ -1,0 +1,468 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Text.Json;
+
+namespace Shepherd.Simulator;
+
+/// <summary>
+/// A provider that answers chat completions, completions, embeddings, responses and Anthropic
+/// messages with realistic shapes and usage counts, the same answer for the same request. It
+/// enforces request and token limits per second as real providers do (429 with
+/// <c>retry-after</c>, <c>retry-after-ms</c> and rate-limit headers) and injects faults at the
+/// configured rates. Transports (an in-process handler, a Kestrel server) wrap it.
+/// </summary>
+public sealed class SimulatedProvider
+{
+    private static readonly string[] Words =
+    [
+        "the", "product", "works", "well", "battery", "life", "is", "great", "price", "fair", "delivery", "was", "fast",
+        "quality", "could", "be", "better", "sentiment", "positive", "negative", "neutral", "topics", "include", "design",
+        "support", "screen", "sound", "comfort", "value", "durable", "light", "easy", "to", "use", "setup", "packaging",
+        "recommend", "return", "customer", "service", "feature", "key", "summary", "overall", "and", "with", "for", "very",
+    ];
+
+    private readonly SimulatorOptions _options;
+    private readonly TimeProvider _time;
+    private readonly Random _random;
+    private readonly object _gate = new();
+    private readonly LeakyBucket? _requests;
+    private readonly LeakyBucket? _tokens;
+    private readonly ConcurrentDictionary<ulong, int> _received = new();
+    private readonly ConcurrentDictionary<int, long> _byStatus = new();
+    private long _requestCount;
+    private long _inFlight;
+    private long _resets;
+    private long _hangs;
+    private long _duplicates;
+
+    /// <summary>Creates a simulator; the options are copied.</summary>
+    public SimulatedProvider(SimulatorOptions options, TimeProvider timeProvider, Random random)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(timeProvider);
+        ArgumentNullException.ThrowIfNull(random);
+        _options = options.Validated();
+        _time = timeProvider;
+        _random = random;
+        _requests = _options.RequestsPerMinute is { } rpm ? new LeakyBucket(rpm) : null;
+        _tokens = _options.TokensPerMinute is { } tpm ? new LeakyBucket(tpm) : null;
+    }
+
+    /// <summary>Raised for every request received, before it is answered, with the total so far.</summary>
+    public event Action<long>? RequestReceived;
+
+    /// <summary>The key under which a body is counted in <see cref="ReceivedCounts"/>.</summary>
+    public static ulong KeyOf(ReadOnlySpan<byte> body)
+    {
+        // FNV-1a: stable across processes, unlike string hash codes.
+        var hash = 14695981039346656037UL;
+        foreach (var b in body)
+        {
+            hash = (hash ^ b) * 1099511628211UL;
+        }
+
+        return hash;
+    }
+
+    /// <summary>How often each body (by <see cref="KeyOf"/>) has been received.</summary>
+    public IReadOnlyDictionary<ulong, int> ReceivedCounts() => new Dictionary<ulong, int>(_received);
+
+    /// <summary>A snapshot of the counters.</summary>
+    public SimulatorStats Stats() => new(
+        Interlocked.Read(ref _requestCount),
+        Interlocked.Read(ref _inFlight),
+        new SortedDictionary<int, long>(_byStatus),
+        Interlocked.Read(ref _resets),
+        Interlocked.Read(ref _hangs),
+        Interlocked.Read(ref _duplicates));
+
+    /// <summary>Answers one request. A hang waits until <paramref name="cancellationToken"/> is cancelled.</summary>
+    public async Task<SimulatedResponse> HandleAsync(SimulatedRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var total = Interlocked.Increment(ref _requestCount);
+        Interlocked.Increment(ref _inFlight);
+        if (_received.AddOrUpdate(KeyOf(request.Body), 1, (_, n) => n + 1) > 1)
+        {
+            Interlocked.Increment(ref _duplicates);
+        }
+
+        try
+        {
+            RequestReceived?.Invoke(total);
+            var response = await AnswerAsync(request, cancellationToken);
+            if (response.Fault == SimulatedFault.Reset)
+            {
+                Interlocked.Increment(ref _resets);
+            }
+            else
+            {
+                _byStatus.AddOrUpdate(response.StatusCode, 1, (_, n) => n + 1);
+            }
+
+            return response;
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _inFlight);
+        }
+    }
+
+    private async Task<SimulatedResponse> AnswerAsync(SimulatedRequest request, CancellationToken cancellationToken)
+    {
+        var anthropic = request.Path == "/v1/messages";
+        var endpoint = request.Path switch
+        {
+            "/v1/chat/completions" or "/v1/completions" or "/v1/embeddings" or "/v1/responses" or "/v1/messages" => request.Path,
+            _ => null,
+        };
+        if (endpoint is null)
+        {
+            return Error(404, anthropic, "not_found_error", $"Unknown path {request.Path}.");
+        }
+
+        if (request.Method != "POST")
+        {
+            return Error(405, anthropic, "invalid_request_error", $"Use POST for {request.Path}.");
+        }
+
+        if (_options.ApiKey is { } key && request.Authorization != "Bearer " + key && request.ApiKeyHeader != key)
+        {
+            return Error(401, anthropic, "authentication_error", "Invalid API key.");
+        }
+
+        RequestShape shape;
+        ulong seed;
+        try
+        {
+            using var document = JsonDocument.Parse(request.Body);
+            if (RequestShape.Read(document.RootElement) is not { } read)
+            {
+                return Error(400, anthropic, "invalid_request_error", "The body must be a JSON object with a string \"model\".");
+            }
+
+            shape = read;
+            seed = KeyOf(request.Body);
+        }
+        catch (JsonException ex)
+        {
+            return Error(400, anthropic, "invalid_request_error", $"The body is not valid JSON: {ex.Message}");
+        }
+
+        var outputTokens = OutputTokens(shape, seed, endpoint);
+        var now = _time.GetUtcNow();
+        var limitHeaders = new List<KeyValuePair<string, string>>();
+        double roll;
+        TimeSpan latency;
+        lock (_gate)
+        {
+            var cost = shape.PromptTokens + (shape.MaxTokens ?? _options.DefaultMaxTokens);
+            var wait = Max(_requests?.WaitFor(1, now) ?? TimeSpan.Zero, _tokens?.WaitFor(cost, now) ?? TimeSpan.Zero);
+            if (wait > TimeSpan.Zero)
+            {
+                AddLimitHeaders(limitHeaders, anthropic, now);
+                return RateLimited(anthropic, wait, limitHeaders, cost);
+            }
+
+            _requests?.Add(1);
+            _tokens?.Add(cost);
+            AddLimitHeaders(limitHeaders, anthropic, now);
+            roll = _random.NextDouble();
+            latency = _options.Latency + (_options.Jitter * ((_random.NextDouble() * 2) - 1));
+        }
+
+        if (latency > TimeSpan.Zero)
+        {
+            await Task.Delay(latency, _time, cancellationToken);
+        }
+
+        if ((roll -= _options.ResetRate) < 0)
+        {
+            return new SimulatedResponse(0, [], [], SimulatedFault.Reset);
+        }
+
+        if ((roll -= _options.HangRate) < 0)
+        {
+            Interlocked.Increment(ref _hangs);
+            await Task.Delay(Timeout.InfiniteTimeSpan, _time, cancellationToken);
+        }
+
+        if ((roll -= _options.Error500Rate) < 0)
+        {
+            return Error(500, anthropic, "api_error", "The server had an error while processing your request.", limitHeaders);
+        }
+
+        if ((roll -= _options.Error503Rate) < 0)
+        {
+            return Error(503, anthropic, "api_error", "The engine is currently overloaded, please try again later.", limitHeaders);
+        }
+
+        if ((roll - _options.Error529Rate) < 0)
+        {
+            return Error(529, anthropic, "overloaded_error", "Overloaded.", limitHeaders);
+        }
+
+        var requestId = $"req_{seed:x16}{Interlocked.Read(ref _requestCount):x}";
+        limitHeaders.Add(new(anthropic ? "request-id" : "x-request-id", requestId));
+        if (!anthropic)
+        {
+            limitHeaders.Add(new("openai-processing-ms", ((long)latency.TotalMilliseconds).ToString(CultureInfo.InvariantCulture)));
+        }
+
+        var body = Write(json => WriteAnswer(json, endpoint, shape, seed, outputTokens, now));
+        return new SimulatedResponse(200, limitHeaders, body);
+    }
+
+    private int OutputTokens(RequestShape shape, ulong seed, string endpoint) =>
+        endpoint == "/v1/embeddings" ? 0 : Math.Min(shape.MaxTokens ?? _options.DefaultMaxTokens, 12 + (int)(seed % 52));
+
+    private static void WriteAnswer(Utf8JsonWriter json, string endpoint, RequestShape shape, ulong seed, int outputTokens, DateTimeOffset now)
+    {
+        var id = $"{seed:x16}";
+        var text = Text(seed, outputTokens);
+        var created = now.ToUnixTimeSeconds();
+        json.WriteStartObject();
+        switch (endpoint)
+        {
+            case "/v1/messages":
+                json.WriteString("id", "msg_" + id);
+                json.WriteString("type", "message");
+                json.WriteString("role", "assistant");
+                json.WriteString("model", shape.Model);
+                json.WriteStartArray("content");
+                json.WriteStartObject();
+                json.WriteString("type", "text");
+                json.WriteString("text", text);
+                json.WriteEndObject();
+                json.WriteEndArray();
+                json.WriteString("stop_reason", outputTokens == shape.MaxTokens ? "max_tokens" : "end_turn");
+                json.WriteNull("stop_sequence");
+                json.WriteStartObject("usage");
+                json.WriteNumber("input_tokens", shape.PromptTokens);
+                json.WriteNumber("output_tokens", outputTokens);
+                json.WriteEndObject();
+                break;
+            case "/v1/embeddings":
+                json.WriteString("object", "list");
+                json.WriteStartArray("data");
+                for (var i = 0; i < shape.Inputs; i++)
+                {
+                    json.WriteStartObject();
+                    json.WriteString("object", "embedding");
+                    json.WriteNumber("index", i);
+                    json.WriteStartArray("embedding");
+                    foreach (var value in Vector(seed + (ulong)i, shape.Dimensions))
+                    {
+                        json.WriteNumberValue(value);
+                    }
+
+                    json.WriteEndArray();
+                    json.WriteEndObject();
+                }
+
+                json.WriteEndArray();
+                json.WriteString("model", shape.Model);
+                json.WriteStartObject("usage");
+                json.WriteNumber("prompt_tokens", shape.PromptTokens);
+                json.WriteNumber("total_tokens", shape.PromptTokens);
+                json.WriteEndObject();
+                break;
+            case "/v1/responses":
+                json.WriteString("id", "resp_" + id);
+                json.WriteString("object", "response");
+                json.WriteNumber("created_at", created);
+                json.WriteString("status", "completed");
+                json.WriteString("model", shape.Model);
+                json.WriteStartArray("output");
+                json.WriteStartObject();
+                json.WriteString("type", "message");
+                json.WriteString("id", "msg_" + id);
+                json.WriteString("status", "completed");
+                json.WriteString("role", "assistant");
+                json.WriteStartArray("content");
+                json.WriteStartObject();
+                json.WriteString("type", "output_text");
+                json.WriteString("text", text);
+                json.WriteStartArray("annotations");
+                json.WriteEndArray();
+                json.WriteEndObject();
+                json.WriteEndArray();
+                json.WriteEndObject();
+                json.WriteEndArray();
+                json.WriteStartObject("usage");
+                json.WriteNumber("input_tokens", shape.PromptTokens);
+                json.WriteNumber("output_tokens", outputTokens);
+                json.WriteNumber("total_tokens", shape.PromptTokens + outputTokens);
+                json.WriteEndObject();
+                break;
+            default:
+                var chat = endpoint == "/v1/chat/completions";
+                json.WriteString("id", (chat ? "chatcmpl-" : "cmpl-") + id);
+                json.WriteString("object", chat ? "chat.completion" : "text_completion");
+                json.WriteNumber("created", created);
+                json.WriteString("model", shape.Model);
+                json.WriteStartArray("choices");
+                json.WriteStartObject();
+                json.WriteNumber("index", 0);
+                if (chat)
+                {
+                    json.WriteStartObject("message");
+                    json.WriteString("role", "assistant");
+                    json.WriteString("content", text);
+                    json.WriteNull("refusal");
+                    json.WriteEndObject();
+                }
+                else
+                {
+                    json.WriteString("text", text);
+                }
+
+                json.WriteNull("logprobs");
+                json.WriteString("finish_reason", outputTokens == shape.MaxTokens ? "length" : "stop");
+                json.WriteEndObject();
+                json.WriteEndArray();
+                json.WriteStartObject("usage");
+                json.WriteNumber("prompt_tokens", shape.PromptTokens);
+                json.WriteNumber("completion_tokens", outputTokens);
+                json.WriteNumber("total_tokens", shape.PromptTokens + outputTokens);
+                json.WriteEndObject();
+                break;
+        }
+
+        json.WriteEndObject();
+    }
+
+    private static string Text(ulong seed, int tokens)
+    {
+        var random = new Random(unchecked((int)seed ^ (int)(seed >> 32)));
+        var words = new string[tokens];
+        for (var i = 0; i < tokens; i++)
+        {
+            words[i] = Words[random.Next(Words.Length)];
+        }
+
+        var text = string.Join(' ', words) + ".";
+        return char.ToUpperInvariant(text[0]) + text[1..];
+    }
+
+    private static double[] Vector(ulong seed, int dimensions)
+    {
+        var random = new Random(unchecked((int)seed ^ (int)(seed >> 32)));
+        var vector = new double[dimensions];
+        var norm = 0.0;
+        for (var i = 0; i < dimensions; i++)
+        {
+            vector[i] = (random.NextDouble() * 2) - 1;
+            norm += vector[i] * vector[i];
+        }
+
+        norm = Math.Sqrt(norm);
+        for (var i = 0; i < dimensions; i++)
+        {
+            vector[i] = Math.Round(vector[i] / norm, 6);
+        }
+
+        return vector;
+    }
+
+    private void AddLimitHeaders(List<KeyValuePair<string, string>> headers, bool anthropic, DateTimeOffset now)
+    {
+        foreach (var (name, bucket) in new[] { ("requests", _requests), ("tokens", _tokens) })
+        {
+            if (bucket is null)
+            {
+                continue;
+            }
+
+            var limit = bucket.PerMinute.ToString(CultureInfo.InvariantCulture);
+            var remaining = bucket.Remaining.ToString(CultureInfo.InvariantCulture);
+            if (anthropic)
+            {
+                headers.Add(new($"anthropic-ratelimit-{name}-limit", limit));
+                headers.Add(new($"anthropic-ratelimit-{name}-remaining", remaining));
+                headers.Add(new($"anthropic-ratelimit-{name}-reset", (now + bucket.ResetIn).ToString("yyyy-MM-ddTHH:mm:ss.fffZ", CultureInfo.InvariantCulture)));
+            }
+            else
+            {
+                headers.Add(new($"x-ratelimit-limit-{name}", limit));
+                headers.Add(new($"x-ratelimit-remaining-{name}", remaining));
+                headers.Add(new($"x-ratelimit-reset-{name}", GoDuration(bucket.ResetIn)));
+            }
+        }
+    }
+
+    /// <summary>A duration as OpenAI writes it: <c>12ms</c>, <c>1.5s</c>, <c>6m0s</c>.</summary>
+    internal static string GoDuration(TimeSpan duration)
+    {
+        if (duration < TimeSpan.FromSeconds(1))
+        {
+            return $"{Math.Ceiling(duration.TotalMilliseconds).ToString(CultureInfo.InvariantCulture)}ms";
+        }
+
+        if (duration < TimeSpan.FromMinutes(1))
+        {
+            return $"{Math.Round(duration.TotalSeconds, 3).ToString(CultureInfo.InvariantCulture)}s";
+        }
+
+        return $"{(int)duration.TotalMinutes}m{Math.Round(duration.TotalSeconds % 60, 3).ToString(CultureInfo.InvariantCulture)}s";
+    }
+
+    private static SimulatedResponse RateLimited(bool anthropic, TimeSpan wait, List<KeyValuePair<string, string>> headers, long cost)
+    {
+        var milliseconds = Math.Max(1, (long)Math.Ceiling(wait.TotalMilliseconds));
+        headers.Add(new("retry-after", Math.Max(1, (long)Math.Ceiling(wait.TotalSeconds)).ToString(CultureInfo.InvariantCulture)));
+        headers.Add(new("retry-after-ms", milliseconds.ToString(CultureInfo.InvariantCulture)));
+        return Error(429, anthropic, "rate_limit_error",
+            $"Rate limit reached (this request counts {cost} tokens). Please try again in {milliseconds}ms.", headers, "rate_limit_exceeded");
+    }
+
+    private static SimulatedResponse Error(int status, bool anthropic, string type, string message, List<KeyValuePair<string, string>>? headers = null, string? code = null)
+    {
+        var body = Write(json =>
+        {
+            json.WriteStartObject();
+            if (anthropic)
+            {
+                json.WriteString("type", "error");
+                json.WriteStartObject("error");
+                json.WriteString("type", type);
+                json.WriteString("message", message);
+                json.WriteEndObject();
+            }
+            else
+            {
+                json.WriteStartObject("error");
+                json.WriteString("message", message);
+                json.WriteString("type", status == 429 ? "requests" : type);
+                json.WriteNull("param");
+                if (code is null)
+                {
+                    json.WriteNull("code");
+                }
+                else
+                {
+                    json.WriteString("code", code);
+                }
+
+                json.WriteEndObject();
+            }
+
+            json.WriteEndObject();
+        });
+        return new SimulatedResponse(status, headers ?? [], body);
+    }
+
+    private static byte[] Write(Action<Utf8JsonWriter> write)
+    {
+        var buffer = new ArrayBufferWriter<byte>(512);
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            write(json);
+        }
+
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
+}

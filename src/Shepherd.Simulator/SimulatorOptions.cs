@@ -1,0 +1,89 @@
+namespace Shepherd.Simulator;
+
+/// <summary>How the simulated provider behaves: how fast, how limited, how faulty.</summary>
+public sealed class SimulatorOptions
+{
+    /// <summary>
+    /// Time to answer an admitted request.
+    /// <value>The default is zero.</value>
+    /// </summary>
+    public TimeSpan Latency { get; set; }
+
+    /// <summary>
+    /// The latency varies uniformly by up to this much either way.
+    /// <value>The default is zero.</value>
+    /// </summary>
+    public TimeSpan Jitter { get; set; }
+
+    /// <summary>
+    /// Requests per minute, enforced per second like real providers; null for no limit.
+    /// <value>The default is no limit.</value>
+    /// </summary>
+    public int? RequestsPerMinute { get; set; }
+
+    /// <summary>
+    /// Tokens per minute (prompt plus max output, counted at admission), enforced per second;
+    /// null for no limit.
+    /// <value>The default is no limit.</value>
+    /// </summary>
+    public long? TokensPerMinute { get; set; }
+
+    /// <summary>Share of admitted requests answered 500. <value>The default is 0.</value></summary>
+    public double Error500Rate { get; set; }
+
+    /// <summary>Share of admitted requests answered 503. <value>The default is 0.</value></summary>
+    public double Error503Rate { get; set; }
+
+    /// <summary>Share of admitted requests answered 529 (overloaded). <value>The default is 0.</value></summary>
+    public double Error529Rate { get; set; }
+
+    /// <summary>Share of admitted requests whose connection is reset. <value>The default is 0.</value></summary>
+    public double ResetRate { get; set; }
+
+    /// <summary>Share of admitted requests never answered (the client must time out). <value>The default is 0.</value></summary>
+    public double HangRate { get; set; }
+
+    /// <summary>When set, requests must present this key (Bearer or x-api-key); others get 401.</summary>
+    public string? ApiKey { get; set; }
+
+    /// <summary>
+    /// Output tokens when a request names no limit.
+    /// <value>The default is 64.</value>
+    /// </summary>
+    public int DefaultMaxTokens { get; set; } = 64;
+
+    internal SimulatorOptions Validated()
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(Latency, TimeSpan.Zero);
+        ArgumentOutOfRangeException.ThrowIfLessThan(Jitter, TimeSpan.Zero);
+        if (RequestsPerMinute is { } rpm)
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(rpm, 1, nameof(RequestsPerMinute));
+        }
+
+        if (TokensPerMinute is { } tpm)
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(tpm, 1L, nameof(TokensPerMinute));
+        }
+
+        foreach (var (name, rate) in new[]
+        {
+            (nameof(Error500Rate), Error500Rate), (nameof(Error503Rate), Error503Rate), (nameof(Error529Rate), Error529Rate),
+            (nameof(ResetRate), ResetRate), (nameof(HangRate), HangRate),
+        })
+        {
+            if (rate is < 0 or > 1 || double.IsNaN(rate))
+            {
+                throw new ArgumentOutOfRangeException(name, rate, "A fault rate is a share between 0 and 1.");
+            }
+        }
+
+        if (Error500Rate + Error503Rate + Error529Rate + ResetRate + HangRate > 1)
+        {
+            throw new ArgumentException("The fault rates add up to more than 1.");
+        }
+
+        ArgumentOutOfRangeException.ThrowIfLessThan(DefaultMaxTokens, 1);
+        return (SimulatorOptions)MemberwiseClone();
+    }
+}

@@ -1,0 +1,120 @@
+using System.Net;
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Shepherd.Simulator;
+
+/// <summary>
+/// Serves a <see cref="SimulatedProvider"/> over real HTTP on 127.0.0.1 with Kestrel. A reset
+/// aborts the connection; a hang holds it until the client gives up. <c>GET /_sim/stats</c>
+/// returns the counters as JSON.
+/// </summary>
+public sealed class SimulatorServer : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+
+    private SimulatorServer(WebApplication app, SimulatedProvider provider, Uri baseUrl)
+    {
+        _app = app;
+        Provider = provider;
+        BaseUrl = baseUrl;
+    }
+
+    /// <summary>The provider behind the server.</summary>
+    public SimulatedProvider Provider { get; }
+
+    /// <summary>The server's root, such as <c>http://127.0.0.1:5123/</c>; OpenAI clients append <c>v1</c>.</summary>
+    public Uri BaseUrl { get; }
+
+    /// <summary>Starts a server on 127.0.0.1 at <paramref name="port"/> (0 picks a free one).</summary>
+    public static async Task<SimulatorServer> StartAsync(SimulatedProvider provider, int port, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(provider);
+        ArgumentOutOfRangeException.ThrowIfNegative(port);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(port, IPEndPoint.MaxPort);
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.UseKestrel(kestrel =>
+        {
+            kestrel.Listen(IPAddress.Loopback, port);
+            kestrel.Limits.MaxRequestBodySize = 256L * 1024 * 1024;
+            kestrel.AddServerHeader = false;
+        });
+        var app = builder.Build();
+        app.Run(context => ServeAsync(context, provider));
+        await app.StartAsync(cancellationToken);
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
+        return new SimulatorServer(app, provider, new Uri(address.EndsWith('/') ? address : address + "/"));
+    }
+
+    /// <summary>Stops the server.</summary>
+    public async ValueTask DisposeAsync() => await _app.DisposeAsync();
+
+    private static async Task ServeAsync(HttpContext context, SimulatedProvider provider)
+    {
+        var request = context.Request;
+        if (request.Path == "/_sim/stats" && HttpMethods.IsGet(request.Method))
+        {
+            await WriteStatsAsync(context.Response, provider.Stats(), context.RequestAborted);
+            return;
+        }
+
+        using var buffer = new MemoryStream();
+        await request.Body.CopyToAsync(buffer, context.RequestAborted);
+        SimulatedResponse answer;
+        try
+        {
+            answer = await provider.HandleAsync(
+                new SimulatedRequest(request.Method, request.Path.Value ?? "/", buffer.ToArray(), request.Headers.Authorization, request.Headers["x-api-key"]),
+                context.RequestAborted);
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            return;
+        }
+
+        if (answer.Fault == SimulatedFault.Reset)
+        {
+            context.Abort();
+            return;
+        }
+
+        var response = context.Response;
+        response.StatusCode = answer.StatusCode;
+        response.ContentType = "application/json";
+        foreach (var (name, value) in answer.Headers)
+        {
+            response.Headers.Append(name, value);
+        }
+
+        response.ContentLength = answer.Body.Length;
+        await response.Body.WriteAsync(answer.Body, context.RequestAborted);
+    }
+
+    private static async Task WriteStatsAsync(HttpResponse response, SimulatorStats stats, CancellationToken cancellationToken)
+    {
+        response.ContentType = "application/json";
+        await using var json = new Utf8JsonWriter(response.Body);
+        json.WriteStartObject();
+        json.WriteNumber("requests", stats.Requests);
+        json.WriteNumber("in_flight", stats.InFlight);
+        json.WriteStartObject("by_status");
+        foreach (var (status, count) in stats.ByStatus)
+        {
+            json.WriteNumber(status.ToString(System.Globalization.CultureInfo.InvariantCulture), count);
+        }
+
+        json.WriteEndObject();
+        json.WriteNumber("resets", stats.Resets);
+        json.WriteNumber("hangs", stats.Hangs);
+        json.WriteNumber("duplicates", stats.Duplicates);
+        json.WriteEndObject();
+        await json.FlushAsync(cancellationToken);
+    }
+}

@@ -1,0 +1,230 @@
+using System.Text;
+using Microsoft.Extensions.Time.Testing;
+using Shepherd.Engine.Formats;
+using Shepherd.Engine.Storage;
+
+namespace Shepherd.Engine.Tests.Storage;
+
+/// <summary>The behaviour every store must have; each store's suite inherits it.</summary>
+public abstract class BatchStoreContract : IAsyncLifetime
+{
+    protected FakeTimeProvider Time { get; } = new(new DateTimeOffset(2026, 11, 28, 12, 0, 0, TimeSpan.Zero));
+
+    protected IBatchStore Store { get; private set; } = null!;
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    protected abstract Task<IBatchStore> CreateStoreAsync();
+
+    public async ValueTask InitializeAsync()
+    {
+        Store = await CreateStoreAsync();
+        await Store.InitializeAsync(Ct);
+    }
+
+    public virtual async ValueTask DisposeAsync()
+    {
+        await Store.DisposeAsync();
+        GC.SuppressFinalize(this);
+    }
+
+    protected async Task<string> CreateAcceptedBatchAsync(int items, string id = "batch_test")
+    {
+        await Store.CreateBatchAsync(new NewBatch(id, "input.jsonl"), Ct);
+        var added = Enumerable.Range(1, items)
+            .Select(i => new ImportItem(i, $"c{i}", "gpt-4.1-mini", Encoding.UTF8.GetBytes($$"""{"model":"gpt-4.1-mini","n":{{i}}}""")))
+            .ToList();
+        Assert.Empty(await Store.AddItemsAsync(id, added, Ct));
+        await Store.AcceptBatchAsync(id, new AcceptedInput(InputFormat.OpenAI, BatchEndpoints.ChatCompletions, items, "abc", 123), Ct);
+        return id;
+    }
+
+    private Task<IReadOnlyList<ClaimedItem>> ClaimAsync(string batch, int max) =>
+        Store.ClaimAsync(batch, max, Time.GetUtcNow(), Time.GetUtcNow().AddMinutes(30), Ct);
+
+    private static ItemOutcome Success(ClaimedItem item, int input = 10, int output = 5) =>
+        new(item, OutcomeKind.Succeeded, new AttemptResult { StatusCode = 200, Body = Encoding.UTF8.GetBytes($$"""{"ok":{{item.Line}}}"""), RequestId = "r" + item.Line, InputTokens = input, OutputTokens = output });
+
+    [Fact]
+    public async Task AcceptedBatch_IsInProgress_WithItsInput()
+    {
+        var id = await CreateAcceptedBatchAsync(3);
+
+        var batch = await Store.GetBatchAsync(id, Ct);
+
+        Assert.NotNull(batch);
+        Assert.Equal(BatchStatus.InProgress, batch.Status);
+        Assert.Equal(3, batch.Total);
+        Assert.Equal(BatchEndpoints.ChatCompletions, batch.Endpoint);
+        Assert.Equal("abc", batch.SourceSha256);
+        Assert.Equal(123, batch.SourceBytes);
+        Assert.Equal(Time.GetUtcNow(), batch.CreatedAt);
+        Assert.Equal(id, (await Store.FindBatchBySourceAsync("input.jsonl", Ct))?.Id);
+        Assert.Equal([id], (await Store.ListActiveBatchesAsync(Ct)).Select(b => b.Id));
+    }
+
+    [Fact]
+    public async Task ValidatingBatch_IsNotActive_AndItsItemsAreNotClaimed()
+    {
+        await Store.CreateBatchAsync(new NewBatch("batch_v", null), Ct);
+        await Store.AddItemsAsync("batch_v", [new ImportItem(1, "a", "m", "{}"u8.ToArray())], Ct);
+
+        Assert.Empty(await Store.ListActiveBatchesAsync(Ct));
+        Assert.Equal(BatchStatus.Validating, (await Store.GetBatchAsync("batch_v", Ct))?.Status);
+    }
+
+    [Fact]
+    public async Task AddItems_ReportsDuplicates_WithTheFirstLine()
+    {
+        await Store.CreateBatchAsync(new NewBatch("batch_d", null), Ct);
+        Assert.Empty(await Store.AddItemsAsync("batch_d", [new ImportItem(1, "a", "m", "{}"u8.ToArray()), new ImportItem(2, "b", "m", "{}"u8.ToArray())], Ct));
+
+        var duplicates = await Store.AddItemsAsync("batch_d", [new ImportItem(5, "b", "m", "{}"u8.ToArray()), new ImportItem(6, "c", "m", "{}"u8.ToArray()), new ImportItem(7, "c", "m", "{}"u8.ToArray())], Ct);
+
+        Assert.Equal([new DuplicateCustomId(5, "b", 2), new DuplicateCustomId(7, "c", 6)], duplicates);
+    }
+
+    [Fact]
+    public async Task Claim_LeasesOldestFirst_AndNeverTwice()
+    {
+        var id = await CreateAcceptedBatchAsync(5);
+
+        var first = await ClaimAsync(id, 3);
+        var second = await ClaimAsync(id, 3);
+        var third = await ClaimAsync(id, 3);
+
+        Assert.Equal([1L, 2, 3], first.Select(i => i.Line));
+        Assert.Equal([4L, 5], second.Select(i => i.Line));
+        Assert.Empty(third);
+        Assert.All(first.Concat(second), item => Assert.Equal(1, item.Attempt));
+        Assert.Equal("""{"model":"gpt-4.1-mini","n":2}""", Encoding.UTF8.GetString(first[1].Body));
+        Assert.Equal("c2", first[1].CustomId);
+        Assert.Equal("gpt-4.1-mini", first[1].Model);
+    }
+
+    [Fact]
+    public async Task Commit_RecordsResults_AndCompletesTheBatchWithItsLastItem()
+    {
+        var id = await CreateAcceptedBatchAsync(3);
+        var items = await ClaimAsync(id, 3);
+
+        var partial = await Store.CommitAsync([Success(items[0]), new ItemOutcome(items[1], OutcomeKind.Failed, new AttemptResult { StatusCode = 400, Body = "{\"error\":{}}"u8.ToArray() })], Time.GetUtcNow(), Ct);
+        var final = await Store.CommitAsync([Success(items[2], 7, 3)], Time.GetUtcNow(), Ct);
+
+        Assert.Empty(partial.CompletedBatches);
+        Assert.Equal([id], final.CompletedBatches);
+        var batch = await Store.GetBatchAsync(id, Ct);
+        Assert.Equal(BatchStatus.Completed, batch?.Status);
+        Assert.Equal((2L, 1L, 17L, 8L), (batch!.Succeeded, batch.Failed, batch.InputTokens, batch.OutputTokens));
+        Assert.Empty(await Store.ListActiveBatchesAsync(Ct));
+
+        var results = await Store.ReadResultsAsync(id, Ct).ToListAsync(Ct);
+        Assert.Equal([ItemState.Succeeded, ItemState.Failed, ItemState.Succeeded], results.Select(r => r.State));
+        Assert.Equal(400, results[1].Result?.StatusCode);
+        Assert.Equal("r3", results[2].Result?.RequestId);
+        Assert.Equal("""{"ok":3}""", Encoding.UTF8.GetString(results[2].Result!.Body!));
+    }
+
+    [Fact]
+    public async Task Commit_OfALostLease_ChangesNothing()
+    {
+        var id = await CreateAcceptedBatchAsync(1);
+        var stale = (await ClaimAsync(id, 1)).Single();
+        await Store.ReleaseLeasesAsync(Ct);
+        var current = (await ClaimAsync(id, 1)).Single();
+
+        await Store.CommitAsync([Success(stale)], Time.GetUtcNow(), Ct);
+        var afterStale = await Store.GetBatchAsync(id, Ct);
+        await Store.CommitAsync([Success(current)], Time.GetUtcNow(), Ct);
+        await Store.CommitAsync([Success(current)], Time.GetUtcNow(), Ct);
+        var afterCurrent = await Store.GetBatchAsync(id, Ct);
+
+        Assert.Equal(2, current.Attempt);
+        Assert.Equal(0, afterStale?.Succeeded);
+        Assert.Equal(1, afterCurrent?.Succeeded);
+        Assert.Equal(10, afterCurrent?.InputTokens);
+    }
+
+    [Fact]
+    public async Task Retry_RequeuesTheItem_NotBeforeItsTime()
+    {
+        var id = await CreateAcceptedBatchAsync(1);
+        var item = (await ClaimAsync(id, 1)).Single();
+        var due = Time.GetUtcNow().AddSeconds(30);
+
+        await Store.CommitAsync([new ItemOutcome(item, OutcomeKind.Retry, new AttemptResult { StatusCode = 503 }, due)], Time.GetUtcNow(), Ct);
+
+        Assert.Empty(await ClaimAsync(id, 1));
+        Assert.Equal(due, await Store.NextDueAsync(id, Ct));
+        Time.Advance(TimeSpan.FromSeconds(30));
+        var again = Assert.Single(await ClaimAsync(id, 1));
+        Assert.Equal(2, again.Attempt);
+        Assert.Equal(BatchStatus.InProgress, (await Store.GetBatchAsync(id, Ct))?.Status);
+    }
+
+    [Fact]
+    public async Task ReleaseLeases_QueuesLeasedItemsAgain()
+    {
+        var id = await CreateAcceptedBatchAsync(4);
+        await ClaimAsync(id, 3);
+
+        var released = await Store.ReleaseLeasesAsync(Ct);
+
+        Assert.Equal(3, released);
+        Assert.Equal([1L, 2, 3, 4], (await ClaimAsync(id, 10)).Select(i => i.Line));
+    }
+
+    [Fact]
+    public async Task ReadResults_StreamsEveryItemInLineOrder_AcrossPages()
+    {
+        var id = await CreateAcceptedBatchAsync(2500);
+        var claimed = await ClaimAsync(id, 2500);
+        await Store.CommitAsync([.. claimed.Where(i => i.Line % 2 == 0).Select(i => Success(i))], Time.GetUtcNow(), Ct);
+
+        var results = await Store.ReadResultsAsync(id, Ct).ToListAsync(Ct);
+
+        Assert.Equal(Enumerable.Range(1, 2500).Select(i => (long)i), results.Select(r => r.Line));
+        Assert.All(results, r => Assert.Equal(r.Line % 2 == 0 ? ItemState.Succeeded : ItemState.Leased, r.State));
+        Assert.All(results.Where(r => r.Line % 2 == 1), r => Assert.Null(r.Result));
+    }
+
+    [Fact]
+    public async Task RejectBatch_RemovesItsItems_AndKeepsTheErrors()
+    {
+        await Store.CreateBatchAsync(new NewBatch("batch_r", "bad.jsonl"), Ct);
+        await Store.AddItemsAsync("batch_r", [new ImportItem(1, "a", "m", "{}"u8.ToArray())], Ct);
+        InputError[] errors = [new("duplicate_custom_id", "custom_id \"a\" is already used on line 1", 2), new("empty_file", "nothing", null)];
+
+        await Store.RejectBatchAsync("batch_r", errors, Ct);
+
+        var batch = await Store.GetBatchAsync("batch_r", Ct);
+        Assert.Equal(BatchStatus.Failed, batch?.Status);
+        Assert.Equal(errors, batch?.Errors);
+        Assert.Equal(Time.GetUtcNow(), batch?.FailedAt);
+        Assert.Empty(await Store.ReadResultsAsync("batch_r", Ct).ToListAsync(Ct));
+    }
+
+    [Fact]
+    public async Task DeleteBatch_RemovesEverything()
+    {
+        var id = await CreateAcceptedBatchAsync(3);
+        var items = await ClaimAsync(id, 1);
+        await Store.CommitAsync([Success(items[0])], Time.GetUtcNow(), Ct);
+
+        await Store.DeleteBatchAsync(id, Ct);
+
+        Assert.Null(await Store.GetBatchAsync(id, Ct));
+        Assert.Empty(await Store.ReadResultsAsync(id, Ct).ToListAsync(Ct));
+        await CreateAcceptedBatchAsync(3);
+    }
+
+    [Fact]
+    public async Task Claims_AreSharedAcrossBatches_ByBatch()
+    {
+        var a = await CreateAcceptedBatchAsync(2, "batch_a");
+        var b = await CreateAcceptedBatchAsync(2, "batch_b");
+
+        Assert.All(await ClaimAsync(a, 10), item => Assert.Equal(a, item.BatchId));
+        Assert.All(await ClaimAsync(b, 10), item => Assert.Equal(b, item.BatchId));
+    }
+}

@@ -1,0 +1,55 @@
+using System.Text;
+using System.Text.Json;
+
+namespace Shepherd.Testing;
+
+/// <summary>One request of a test batch: its id, the exact body bytes and the whole input line.</summary>
+public sealed record TestRequest(string CustomId, string Body, string Line)
+{
+    /// <summary>The body's key in the simulator's reception counts.</summary>
+    public ulong Key => Simulator.SimulatedProvider.KeyOf(Encoding.UTF8.GetBytes(Body));
+}
+
+/// <summary>Builds batch input files whose every body is unique, so receptions can be traced to requests.</summary>
+public static class BatchFiles
+{
+    public static IReadOnlyList<TestRequest> OpenAIChat(int count, string model = "gpt-4.1-mini", int maxTokens = 50, string idPrefix = "req-") =>
+        [.. Enumerable.Range(1, count).Select(i =>
+        {
+            var body = JsonSerializer.Serialize(new
+            {
+                model,
+                messages = new[] { new { role = "user", content = $"Classify review #{i}: the product arrived on time and works." } },
+                max_tokens = maxTokens,
+            });
+            var id = $"{idPrefix}{i:D5}";
+            return new TestRequest(id, body, $"{{\"custom_id\":\"{id}\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{body}}}");
+        })];
+
+    public static IReadOnlyList<TestRequest> Anthropic(int count, string model = "claude-haiku-4.5", int maxTokens = 50) =>
+        [.. Enumerable.Range(1, count).Select(i =>
+        {
+            var body = JsonSerializer.Serialize(new
+            {
+                model,
+                max_tokens = maxTokens,
+                messages = new[] { new { role = "user", content = $"Summarise document {i} in one line." } },
+            });
+            var id = $"doc-{i:D5}";
+            return new TestRequest(id, body, $"{{\"custom_id\":\"{id}\",\"params\":{body}}}");
+        })];
+
+    public static string Write(string path, IEnumerable<TestRequest> requests) => WriteLines(path, requests.Select(r => r.Line));
+
+    public static string WriteLines(string path, IEnumerable<string> lines)
+    {
+        System.IO.File.WriteAllText(path, string.Join('\n', lines) + "\n");
+        return path;
+    }
+
+    public static MemoryStream Stream(params string[] lines) => new(Encoding.UTF8.GetBytes(string.Join('\n', lines) + "\n"));
+
+    /// <summary>The JSON objects of a JSONL file, one per line; fails on a blank or broken line.</summary>
+    public static List<JsonElement> ReadJsonl(string path) =>
+        [.. System.IO.File.ReadAllLines(path).Select(line => JsonDocument.Parse(line).RootElement.Clone())];
+}
