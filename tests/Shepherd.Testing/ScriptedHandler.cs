@@ -4,7 +4,7 @@ using System.Text;
 namespace Shepherd.Testing;
 
 /// <summary>An HTTP handler that answers from a script, one entry per call, and records what it was sent.</summary>
-public sealed class ScriptedHandler(params Func<HttpRequestMessage, Task<HttpResponseMessage>>[] script) : HttpMessageHandler
+public sealed class ScriptedHandler(params Func<HttpRequestMessage, CancellationToken, Task<HttpResponseMessage>>[] script) : HttpMessageHandler
 {
     private readonly List<(HttpRequestMessage Request, string Body)> _received = [];
     private int _calls;
@@ -20,7 +20,7 @@ public sealed class ScriptedHandler(params Func<HttpRequestMessage, Task<HttpRes
         }
     }
 
-    public static Func<HttpRequestMessage, Task<HttpResponseMessage>> Json(HttpStatusCode status, string body, params (string Name, string Value)[] headers) => _ =>
+    public static Func<HttpRequestMessage, CancellationToken, Task<HttpResponseMessage>> Json(HttpStatusCode status, string body, params (string Name, string Value)[] headers) => (_, _) =>
     {
         var response = new HttpResponseMessage(status) { Content = new StringContent(body, Encoding.UTF8, "application/json") };
         foreach (var (name, value) in headers)
@@ -41,7 +41,7 @@ public sealed class ScriptedHandler(params Func<HttpRequestMessage, Task<HttpRes
             call = _calls++;
         }
 
-        var response = await script[Math.Min(call, script.Length - 1)](request);
+        var response = await script[Math.Min(call, script.Length - 1)](request, cancellationToken);
         response.RequestMessage = request;
         return response;
     }

@@ -70,8 +70,9 @@ public sealed partial class Dispatcher
 
     /// <summary>
     /// Dispatches until <paramref name="stoppingToken"/> is cancelled. On stop, requests in
-    /// flight are abandoned (their items stay leased and run again after a restart) and every
-    /// outcome already received is committed before this returns.
+    /// flight are abandoned (their items stay leased and run again after a restart), items
+    /// claimed but not yet sent are queued again, and every outcome already received is
+    /// committed before this returns.
     /// </summary>
     public async Task RunAsync(CancellationToken stoppingToken)
     {
@@ -96,6 +97,11 @@ public sealed partial class Dispatcher
         {
             work.Writer.TryComplete();
             await Task.WhenAll(workers);
+            while (work.Reader.TryRead(out var unsent))
+            {
+                outcomes.Writer.TryWrite(new ItemOutcome(unsent.Item, OutcomeKind.Released, new AttemptResult()));
+            }
+
             outcomes.Writer.TryComplete();
         }
 

@@ -108,6 +108,7 @@ internal sealed class ResultLineWriter : IDisposable
         using var document = JsonDocument.Parse(result.Body ?? "{}"u8.ToArray());
         var root = document.RootElement;
         if (root.ValueKind == JsonValueKind.Object
+            && root.TryGetProperty("type", out var envelope) && envelope.ValueKind == JsonValueKind.String && envelope.ValueEquals("error")
             && root.TryGetProperty("error", out var error)
             && error.ValueKind == JsonValueKind.Object
             && error.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String)

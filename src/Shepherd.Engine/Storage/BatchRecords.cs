@@ -156,6 +156,9 @@ public enum OutcomeKind
 
     /// <summary>The attempt failed for a transient reason; the item is queued again.</summary>
     Retry,
+
+    /// <summary>The item was never sent (the dispatcher stopped first); it is queued again and the attempt not counted.</summary>
+    Released,
 }
 
 /// <summary>The end of one lease, to be committed to the store.</summary>

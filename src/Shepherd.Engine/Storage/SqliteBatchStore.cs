@@ -313,6 +313,15 @@ public sealed class SqliteBatchStore : IBatchStore
             var rId = retry.Parameters.Add("$id", SqliteType.Integer);
             var rAttempt = retry.Parameters.Add("$attempt", SqliteType.Integer);
 
+            using var release = writer.CreateCommand();
+            release.Transaction = tx;
+            release.CommandText = """
+                UPDATE items SET state = 0, lease_until = NULL, attempts = attempts - 1
+                WHERE id = $id AND state = 1 AND attempts = $attempt
+                """;
+            var lId = release.Parameters.Add("$id", SqliteType.Integer);
+            var lAttempt = release.Parameters.Add("$attempt", SqliteType.Integer);
+
             using var result = writer.CreateCommand();
             result.Transaction = tx;
             result.CommandText = """
@@ -334,6 +343,14 @@ public sealed class SqliteBatchStore : IBatchStore
             {
                 var item = outcome.Item;
                 var attempt = outcome.Result;
+                if (outcome.Kind == OutcomeKind.Released)
+                {
+                    lId.Value = item.ItemId;
+                    lAttempt.Value = item.Attempt;
+                    release.ExecuteNonQuery();
+                    continue;
+                }
+
                 if (outcome.Kind == OutcomeKind.Retry)
                 {
                     rNext.Value = outcome.NextAttemptAt.ToUnixTimeMilliseconds();

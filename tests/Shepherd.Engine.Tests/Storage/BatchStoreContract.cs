@@ -163,6 +163,17 @@ public abstract class BatchStoreContract : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ReleasedOutcome_QueuesTheItem_WithoutCountingTheAttempt()
+    {
+        var id = await CreateAcceptedBatchAsync(1);
+        var item = (await ClaimAsync(id, 1)).Single();
+
+        await Store.CommitAsync([new ItemOutcome(item, OutcomeKind.Released, new AttemptResult())], Time.GetUtcNow(), Ct);
+
+        Assert.Equal(1, Assert.Single(await ClaimAsync(id, 1)).Attempt);
+    }
+
+    [Fact]
     public async Task ReleaseLeases_QueuesLeasedItemsAgain()
     {
         var id = await CreateAcceptedBatchAsync(4);

@@ -1,0 +1,179 @@
+using Microsoft.Extensions.Time.Testing;
+using Shepherd.Engine.Batches;
+using Shepherd.Engine.Formats;
+using Shepherd.Engine.Storage;
+using Shepherd.Testing;
+
+namespace Shepherd.Engine.Tests.Batches;
+
+public sealed class BatchImporterTests : IAsyncLifetime
+{
+    private readonly TempDirectory _folder = new();
+    private readonly FakeTimeProvider _time = new();
+    private SqliteBatchStore _store = null!;
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public async ValueTask InitializeAsync()
+    {
+        _store = new SqliteBatchStore(new SqliteStoreOptions { Path = _folder.File("state.db") }, _time);
+        await _store.InitializeAsync(Ct);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _store.DisposeAsync();
+        _folder.Dispose();
+    }
+
+    private Task<ImportResult> ImportAsync(MemoryStream input, ImportOptions? options = null, string? endpoint = null) =>
+        new BatchImporter(_store, options ?? new ImportOptions { ChunkSize = 3 })
+            .ImportAsync(input, new NewBatch(BatchIds.NewBatchId(), "test.jsonl", endpoint), Ct);
+
+    private static string Chat(string id, string url = "/v1/chat/completions") =>
+        $$$"""{"custom_id":"{{{id}}}","method":"POST","url":"{{{url}}}","body":{"model":"m","messages":[]}}""";
+
+    [Fact]
+    public async Task ValidInput_BecomesAnInProgressBatch_WithEveryLine()
+    {
+        var requests = BatchFiles.OpenAIChat(10);
+        using var input = BatchFiles.Stream([.. requests.Select(r => r.Line)]);
+
+        var result = await ImportAsync(input);
+
+        Assert.True(result.Accepted);
+        Assert.Equal(10, result.Total);
+        Assert.Empty(result.Errors);
+        Assert.Equal(input.Length, result.Bytes);
+        Assert.Equal(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(input.ToArray())), result.Sha256);
+        var batch = await _store.GetBatchAsync(result.BatchId, Ct);
+        Assert.Equal((BatchStatus.InProgress, InputFormat.OpenAI, BatchEndpoints.ChatCompletions, 10L), (batch!.Status, batch.Format, batch.Endpoint, batch.Total));
+        var claimed = await _store.ClaimAsync(result.BatchId, 100, _time.GetUtcNow(), _time.GetUtcNow().AddHours(1), Ct);
+        Assert.Equal(requests.Select(r => r.CustomId), claimed.Select(c => c.CustomId));
+        Assert.Equal(requests.Select(r => r.Body), claimed.Select(c => System.Text.Encoding.UTF8.GetString(c.Body)));
+    }
+
+    [Fact]
+    public async Task AnthropicInput_IsAMessagesBatch()
+    {
+        using var input = BatchFiles.Stream([.. BatchFiles.Anthropic(3).Select(r => r.Line)]);
+
+        var result = await ImportAsync(input);
+
+        var batch = await _store.GetBatchAsync(result.BatchId, Ct);
+        Assert.Equal((InputFormat.Anthropic, BatchEndpoints.Messages), (batch!.Format, batch.Endpoint));
+    }
+
+    [Fact]
+    public async Task BlankLinesAndCrlf_AreAccepted_AndKeepLineNumbers()
+    {
+        using var input = BatchFiles.Stream(Chat("a") + "\r", "", "   ", Chat("b") + "\r", "");
+
+        var result = await ImportAsync(input);
+
+        Assert.True(result.Accepted);
+        var lines = await _store.ReadResultsAsync(result.BatchId, Ct).Select(r => r.Line).ToListAsync(Ct);
+        Assert.Equal([1L, 4], lines);
+    }
+
+    [Fact]
+    public async Task EveryProblem_IsReportedWithItsLineNumber_AndNothingIsImported()
+    {
+        using var input = BatchFiles.Stream(
+            Chat("a"),
+            "{broken",
+            Chat("b"),
+            Chat("a"),
+            Chat("c", "/v1/embeddings"),
+            """{"custom_id":"d","params":{"model":"m","max_tokens":5}}""",
+            Chat("e", "/v1/nope"),
+            Chat("b"));
+
+        var result = await ImportAsync(input);
+
+        Assert.False(result.Accepted);
+        Assert.Equal(
+            [(2L, "invalid_json_line"), (4L, "duplicate_custom_id"), (5L, "url_mismatch"), (6L, "format_mismatch"), (7L, "invalid_url"), (8L, "duplicate_custom_id")],
+            result.Errors.Select(e => (e.Line!.Value, e.Code)));
+        Assert.Contains("already used on line 1", result.Errors[1].Message, StringComparison.Ordinal);
+        Assert.Contains("line 1", result.Errors[2].Message, StringComparison.Ordinal);
+        var batch = await _store.GetBatchAsync(result.BatchId, Ct);
+        Assert.Equal(BatchStatus.Failed, batch?.Status);
+        Assert.Equal(result.Errors, batch?.Errors);
+        Assert.Empty(await _store.ReadResultsAsync(result.BatchId, Ct).ToListAsync(Ct));
+        Assert.Empty(await _store.ListActiveBatchesAsync(Ct));
+    }
+
+    [Fact]
+    public async Task EmptyInput_IsRejected()
+    {
+        using var input = BatchFiles.Stream("", "  ");
+
+        var result = await ImportAsync(input);
+
+        var error = Assert.Single(result.Errors);
+        Assert.Equal(("empty_file", (long?)null), (error.Code, error.Line));
+    }
+
+    [Fact]
+    public async Task MoreThanTheLimit_IsRejectedAtTheFirstLineTooMany()
+    {
+        using var input = BatchFiles.Stream([.. Enumerable.Range(1, 6).Select(i => Chat($"r{i}"))]);
+
+        var result = await ImportAsync(input, new ImportOptions { MaxItems = 4 });
+
+        var error = Assert.Single(result.Errors);
+        Assert.Equal(("too_many_tasks", (long?)5), (error.Code, error.Line));
+    }
+
+    [Fact]
+    public async Task ReadingStops_AtTheErrorLimit()
+    {
+        using var input = BatchFiles.Stream([.. Enumerable.Range(1, 50).Select(_ => "nope")]);
+
+        var result = await ImportAsync(input, new ImportOptions { MaxErrors = 5 });
+
+        Assert.Equal(5, result.Errors.Count);
+        Assert.True(result.ErrorsTruncated);
+    }
+
+    [Fact]
+    public async Task LineOverTheLimit_IsReported()
+    {
+        using var input = BatchFiles.Stream(Chat("a"), Chat(new string('x', 300)));
+
+        var result = await ImportAsync(input, new ImportOptions { MaxLineBytes = 200 });
+
+        Assert.Equal(("line_too_long", (long?)2), (result.Errors.Single().Code, result.Errors.Single().Line));
+    }
+
+    [Fact]
+    public async Task FixedEndpoint_RejectsLinesForAnotherUrl()
+    {
+        using var input = BatchFiles.Stream(Chat("a"));
+
+        var result = await ImportAsync(input, endpoint: BatchEndpoints.Embeddings);
+
+        Assert.Equal("url_mismatch", result.Errors.Single().Code);
+        Assert.Contains("the batch's endpoint", result.Errors.Single().Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AFailingInputStream_LeavesNoBatchBehind()
+    {
+        using var input = new FailingStream(BatchFiles.Stream(Chat("a"), Chat("b")).ToArray());
+
+        var error = await Assert.ThrowsAsync<IOException>(() =>
+            new BatchImporter(_store, new ImportOptions()).ImportAsync(input, new NewBatch("batch_io", "x.jsonl"), Ct));
+
+        Assert.Equal("disk gone", error.Message);
+        Assert.Null(await _store.GetBatchAsync("batch_io", Ct));
+    }
+
+    /// <summary>Returns its data, then fails as a broken disk would.</summary>
+    private sealed class FailingStream(byte[] data) : MemoryStream(data)
+    {
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
+            Position < Length ? base.ReadAsync(buffer, cancellationToken) : throw new IOException("disk gone");
+    }
+}

@@ -1,0 +1,259 @@
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
+using Shepherd.Engine.Batches;
+using Shepherd.Engine.Dispatch;
+using Shepherd.Engine.Storage;
+using Shepherd.Engine.Upstreams;
+using Shepherd.Simulator;
+using Shepherd.Testing;
+
+namespace Shepherd.Engine.Tests.Dispatch;
+
+public sealed class DispatcherTests : IAsyncLifetime
+{
+    private readonly TempDirectory _folder = new();
+    private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 11, 28, 12, 0, 0, TimeSpan.Zero));
+    private SqliteBatchStore _store = null!;
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public async ValueTask InitializeAsync()
+    {
+        _store = new SqliteBatchStore(new SqliteStoreOptions { Path = _folder.File("state.db") }, _time);
+        await _store.InitializeAsync(Ct);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _store.DisposeAsync();
+        _folder.Dispose();
+    }
+
+    private async Task<(string BatchId, IReadOnlyList<TestRequest> Requests)> ImportAsync(int count, string prefix = "req-")
+    {
+        var requests = BatchFiles.OpenAIChat(count, idPrefix: prefix);
+        using var input = BatchFiles.Stream([.. requests.Select(r => r.Line)]);
+        var result = await new BatchImporter(_store, new ImportOptions()).ImportAsync(input, new NewBatch(BatchIds.NewBatchId(), prefix), Ct);
+        Assert.True(result.Accepted);
+        return (result.BatchId, requests);
+    }
+
+    private Dispatcher CreateDispatcher(HttpMessageHandler handler, DispatchOptions? options = null, UpstreamOptions? upstream = null, TimeProvider? time = null) =>
+        new(_store,
+            new UpstreamClient(new HttpClient(handler), upstream ?? new UpstreamOptions { BaseUrl = new Uri("http://upstream.test/v1") }, time ?? _time),
+            options ?? new DispatchOptions { Concurrency = 8 },
+            time ?? _time,
+            new Random(3),
+            NullLogger<Dispatcher>.Instance);
+
+    /// <summary>Runs the dispatcher on the fake clock until the batches complete, then stops it.</summary>
+    private async Task RunToCompletionAsync(Dispatcher dispatcher, params string[] batchIds)
+    {
+        using var stop = new CancellationTokenSource();
+        var running = dispatcher.RunAsync(stop.Token);
+        var completed = Task.WhenAll(batchIds.Select(id => dispatcher.WaitForBatchAsync(id, Ct)));
+        await _time.RunUntilAsync(Task.WhenAny(completed, running), TimeSpan.FromMilliseconds(50));
+        await stop.CancelAsync();
+        await running;
+        await completed;
+    }
+
+    private async Task<List<ItemResult>> ResultsAsync(string batchId) => await _store.ReadResultsAsync(batchId, Ct).ToListAsync(Ct);
+
+    [Fact]
+    public async Task EveryItem_IsSentOnce_WithItsBodyUnchanged_AndTheBatchCompletes()
+    {
+        var (batchId, requests) = await ImportAsync(100);
+        var simulator = Simulators.Create(time: _time);
+
+        await RunToCompletionAsync(CreateDispatcher(new SimulatorHandler(simulator)), batchId);
+
+        var received = simulator.ReceivedCounts();
+        Assert.All(requests, r => Assert.Equal(1, received.GetValueOrDefault(r.Key)));
+        Assert.Equal(100, received.Count);
+        var batch = await _store.GetBatchAsync(batchId, Ct);
+        Assert.Equal((BatchStatus.Completed, 100L, 0L), (batch!.Status, batch.Succeeded, batch.Failed));
+        var results = await ResultsAsync(batchId);
+        Assert.Equal(batch.InputTokens, results.Sum(r => r.Result!.InputTokens));
+        Assert.True(batch.OutputTokens > 0);
+        Assert.All(results, r => Assert.Equal("chat.completion", JsonDocument.Parse(r.Result!.Body!).RootElement.GetProperty("object").GetString()));
+    }
+
+    [Fact]
+    public async Task TransientFaults_AreRetried_UntilEveryItemSucceeds()
+    {
+        var (batchId, requests) = await ImportAsync(60);
+        var simulator = Simulators.Create(new SimulatorOptions { Error500Rate = 0.15, Error503Rate = 0.15, Error529Rate = 0.1, ResetRate = 0.1 }, _time, seed: 11);
+        var dispatcher = CreateDispatcher(new SimulatorHandler(simulator), new DispatchOptions { Concurrency = 8, MaxAttempts = 30 });
+
+        await RunToCompletionAsync(dispatcher, batchId);
+
+        var batch = await _store.GetBatchAsync(batchId, Ct);
+        Assert.Equal((60L, 0L), (batch!.Succeeded, batch.Failed));
+        Assert.True(dispatcher.Counters.Retries > 0);
+        Assert.Equal(60 + dispatcher.Counters.Retries, dispatcher.Counters.Attempts);
+        Assert.Equal(dispatcher.Counters.Attempts, simulator.Stats().Requests);
+        Assert.All(requests, r => Assert.True(simulator.ReceivedCounts()[r.Key] >= 1));
+    }
+
+    [Fact]
+    public async Task PermanentError_FailsTheItemAtOnce_KeepingTheProvidersAnswer()
+    {
+        var (batchId, _) = await ImportAsync(3);
+        var simulator = Simulators.Create(new SimulatorOptions { ApiKey = "right" }, _time);
+        var dispatcher = CreateDispatcher(new SimulatorHandler(simulator), upstream: new UpstreamOptions { BaseUrl = new Uri("http://upstream.test/v1"), ApiKey = new Secret("wrong") });
+
+        await RunToCompletionAsync(dispatcher, batchId);
+
+        Assert.Equal(3, dispatcher.Counters.Attempts);
+        var results = await ResultsAsync(batchId);
+        Assert.All(results, r =>
+        {
+            Assert.Equal(ItemState.Failed, r.State);
+            Assert.Equal(401, r.Result!.StatusCode);
+            Assert.Contains("Invalid API key", Encoding.UTF8.GetString(r.Result.Body!), StringComparison.Ordinal);
+        });
+    }
+
+    [Fact]
+    public async Task WhenAttemptsRunOut_TheLastErrorIsTheResult()
+    {
+        var (batchId, _) = await ImportAsync(1);
+        var handler = new ScriptedHandler(ScriptedHandler.Json(HttpStatusCode.ServiceUnavailable, """{"error":{"message":"busy"}}"""));
+
+        await RunToCompletionAsync(CreateDispatcher(handler, new DispatchOptions { MaxAttempts = 3 }), batchId);
+
+        Assert.Equal(3, handler.Received.Count);
+        var result = Assert.Single(await ResultsAsync(batchId));
+        Assert.Equal((ItemState.Failed, (int?)503), (result.State, result.Result!.StatusCode));
+    }
+
+    [Fact]
+    public async Task RetryAfter_DelaysTheNextAttempt_AtLeastThatLong()
+    {
+        var (batchId, _) = await ImportAsync(1);
+        var sentAt = new List<DateTimeOffset>();
+        var handler = new ScriptedHandler(
+            (_, _) => Answer(HttpStatusCode.TooManyRequests, ("retry-after-ms", "20000")),
+            (_, _) => Answer(HttpStatusCode.OK));
+
+        await RunToCompletionAsync(CreateDispatcher(handler, new DispatchOptions { RetryBaseDelay = TimeSpan.FromMilliseconds(10) }), batchId);
+
+        Assert.Equal(2, sentAt.Count);
+        Assert.True(sentAt[1] - sentAt[0] >= TimeSpan.FromSeconds(20), $"retried after {sentAt[1] - sentAt[0]}");
+        Assert.Equal(ItemState.Succeeded, (await ResultsAsync(batchId)).Single().State);
+
+        Task<HttpResponseMessage> Answer(HttpStatusCode status, params (string, string)[] headers)
+        {
+            sentAt.Add(_time.GetUtcNow());
+            return ScriptedHandler.Json(status, """{"usage":{"prompt_tokens":3}}""", headers)(null!, CancellationToken.None);
+        }
+    }
+
+    [Fact]
+    public async Task AHangingUpstream_TimesOut_AndTheItemIsTriedAgain()
+    {
+        var (batchId, _) = await ImportAsync(1);
+        var handler = new ScriptedHandler(
+            async (_, cancellationToken) =>
+            {
+                await Task.Delay(Timeout.InfiniteTimeSpan, _time, cancellationToken);
+                throw new InvalidOperationException("unreachable");
+            },
+            ScriptedHandler.Json(HttpStatusCode.OK, "{}"));
+        var started = _time.GetUtcNow();
+
+        await RunToCompletionAsync(CreateDispatcher(handler, upstream: new UpstreamOptions { BaseUrl = new Uri("http://upstream.test/v1"), RequestTimeout = TimeSpan.FromSeconds(30) }), batchId);
+
+        Assert.Equal(2, handler.Received.Count);
+        Assert.True(_time.GetUtcNow() - started >= TimeSpan.FromSeconds(30));
+        Assert.Equal(ItemState.Succeeded, (await ResultsAsync(batchId)).Single().State);
+    }
+
+    [Fact]
+    public async Task Stopping_KeepsEveryAnswerReceived_AndARestartFinishesTheRest()
+    {
+        var (batchId, requests) = await ImportAsync(20);
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var answered = 0;
+        var handler = new ScriptedHandler(async (_, cancellationToken) =>
+        {
+            if (Interlocked.Increment(ref answered) > 5)
+            {
+                await gate.Task.WaitAsync(cancellationToken);
+            }
+
+            return await ScriptedHandler.Json(HttpStatusCode.OK, "{}")(null!, cancellationToken);
+        });
+        var first = CreateDispatcher(handler, new DispatchOptions { Concurrency = 4 });
+        using var stop = new CancellationTokenSource();
+        var running = first.RunAsync(stop.Token);
+        await _time.RunUntilAsync(WaitUntilAsync(async () => (await _store.GetBatchAsync(batchId, Ct))!.Succeeded >= 5), TimeSpan.FromMilliseconds(10));
+
+        await stop.CancelAsync();
+        await running;
+
+        var afterStop = await _store.GetBatchAsync(batchId, Ct);
+        Assert.Equal(5, afterStop!.Succeeded);
+        Assert.Equal(BatchStatus.InProgress, afterStop.Status);
+        // Only the requests in flight stay leased; the items claimed ahead but never sent are queued already.
+        var inFlight = handler.Received.Count - 5;
+        Assert.InRange(inFlight, 1, 4);
+        Assert.Equal(inFlight, await _store.ReleaseLeasesAsync(Ct));
+
+        var simulator = Simulators.Create(time: _time);
+        await RunToCompletionAsync(CreateDispatcher(new SimulatorHandler(simulator)), batchId);
+
+        Assert.Equal(20, (await _store.GetBatchAsync(batchId, Ct))!.Succeeded);
+        Assert.Equal(15, simulator.Stats().Requests);
+        Assert.Equal(requests.Select(r => r.CustomId), (await ResultsAsync(batchId)).Select(r => r.CustomId));
+    }
+
+    [Fact]
+    public async Task SeveralBatches_AreDispatchedTogether()
+    {
+        var (a, _) = await ImportAsync(30, "a-");
+        var (b, _) = await ImportAsync(30, "b-");
+        var simulator = Simulators.Create(time: _time);
+
+        await RunToCompletionAsync(CreateDispatcher(new SimulatorHandler(simulator), new DispatchOptions { Concurrency = 2 }), a, b);
+
+        Assert.Equal(30, (await _store.GetBatchAsync(a, Ct))!.Succeeded);
+        Assert.Equal(30, (await _store.GetBatchAsync(b, Ct))!.Succeeded);
+    }
+
+    [Fact]
+    public async Task AFullRunOverHttp_AgainstAFaultySimulator_SucceedsForEveryItem()
+    {
+        var (batchId, requests) = await ImportAsync(300);
+        await using var server = await Simulators.StartHttpAsync(new SimulatorOptions { Error500Rate = 0.05, Error503Rate = 0.05, ResetRate = 0.05 }, seed: 5);
+        var dispatcher = CreateDispatcher(
+            new SocketsHttpHandler(),
+            new DispatchOptions { Concurrency = 16, MaxAttempts = 20, RetryBaseDelay = TimeSpan.FromMilliseconds(5), RetryMaxDelay = TimeSpan.FromMilliseconds(50) },
+            new UpstreamOptions { BaseUrl = new Uri(server.BaseUrl, "v1") },
+            TimeProvider.System);
+        using var stop = new CancellationTokenSource();
+        var running = dispatcher.RunAsync(stop.Token);
+
+        await dispatcher.WaitForBatchAsync(batchId, Ct);
+        await stop.CancelAsync();
+        await running;
+
+        var received = server.Provider.ReceivedCounts();
+        Assert.All(requests, r => Assert.True(received.ContainsKey(r.Key), $"{r.CustomId} was never received"));
+        Assert.Equal(300, received.Count);
+        Assert.True(server.Provider.Stats().Resets > 0);
+        Assert.Equal(300, (await _store.GetBatchAsync(batchId, Ct))!.Succeeded);
+    }
+
+    private static async Task WaitUntilAsync(Func<Task<bool>> condition)
+    {
+        while (!await condition())
+        {
+            await Task.Yield();
+        }
+    }
+}
