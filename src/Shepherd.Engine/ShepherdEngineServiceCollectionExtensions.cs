@@ -68,6 +68,9 @@ public static class ShepherdEngineServiceCollectionExtensions
                 EnableMultipleHttp2Connections = true,
             })
             // The handler recycles its own connections (PooledConnectionLifetime), so the factory need not.
-            .SetHandlerLifetime(Timeout.InfiniteTimeSpan);
+            .SetHandlerLifetime(Timeout.InfiniteTimeSpan)
+            // The dispatcher logs what matters per item; per-request HTTP logging costs two handlers
+            // on the hot path and would put request urls and headers within reach of a log level.
+            .RemoveAllLoggers();
     }
 }

@@ -28,8 +28,9 @@ public sealed record SimulatedResponse(int StatusCode, IReadOnlyList<KeyValuePai
 /// <summary>Counters of a simulator, as a snapshot.</summary>
 /// <param name="Requests">Requests received.</param>
 /// <param name="InFlight">Requests received and not yet answered.</param>
+/// <param name="PeakInFlight">The most requests ever in flight at once.</param>
 /// <param name="ByStatus">Answers by HTTP status.</param>
 /// <param name="Resets">Connections reset on purpose.</param>
 /// <param name="Hangs">Requests left unanswered on purpose.</param>
 /// <param name="Duplicates">Receptions of a body that had been received before.</param>
-public sealed record SimulatorStats(long Requests, long InFlight, IReadOnlyDictionary<int, long> ByStatus, long Resets, long Hangs, long Duplicates);
+public sealed record SimulatorStats(long Requests, long InFlight, long PeakInFlight, IReadOnlyDictionary<int, long> ByStatus, long Resets, long Hangs, long Duplicates);

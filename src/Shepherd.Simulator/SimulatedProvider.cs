@@ -32,6 +32,7 @@ public sealed class SimulatedProvider
     private readonly ConcurrentDictionary<int, long> _byStatus = new();
     private long _requestCount;
     private long _inFlight;
+    private long _peakInFlight;
     private long _resets;
     private long _hangs;
     private long _duplicates;
@@ -72,6 +73,7 @@ public sealed class SimulatedProvider
     public SimulatorStats Stats() => new(
         Interlocked.Read(ref _requestCount),
         Interlocked.Read(ref _inFlight),
+        Interlocked.Read(ref _peakInFlight),
         new SortedDictionary<int, long>(_byStatus),
         Interlocked.Read(ref _resets),
         Interlocked.Read(ref _hangs),
@@ -82,7 +84,12 @@ public sealed class SimulatedProvider
     {
         ArgumentNullException.ThrowIfNull(request);
         var total = Interlocked.Increment(ref _requestCount);
-        Interlocked.Increment(ref _inFlight);
+        var inFlight = Interlocked.Increment(ref _inFlight);
+        long peak;
+        while (inFlight > (peak = Interlocked.Read(ref _peakInFlight)) && Interlocked.CompareExchange(ref _peakInFlight, inFlight, peak) != peak)
+        {
+        }
+
         if (_received.AddOrUpdate(KeyOf(request.Body), 1, (_, n) => n + 1) > 1)
         {
             Interlocked.Increment(ref _duplicates);
@@ -238,10 +245,7 @@ public sealed class SimulatedProvider
                 json.WriteEndArray();
                 json.WriteString("stop_reason", outputTokens == shape.MaxTokens ? "max_tokens" : "end_turn");
                 json.WriteNull("stop_sequence");
-                json.WriteStartObject("usage");
-                json.WriteNumber("input_tokens", shape.PromptTokens);
-                json.WriteNumber("output_tokens", outputTokens);
-                json.WriteEndObject();
+                WriteUsage(json, "input_tokens", shape.PromptTokens, "output_tokens", outputTokens, total: false);
                 break;
             case "/v1/embeddings":
                 json.WriteString("object", "list");
@@ -263,10 +267,7 @@ public sealed class SimulatedProvider
 
                 json.WriteEndArray();
                 json.WriteString("model", shape.Model);
-                json.WriteStartObject("usage");
-                json.WriteNumber("prompt_tokens", shape.PromptTokens);
-                json.WriteNumber("total_tokens", shape.PromptTokens);
-                json.WriteEndObject();
+                WriteUsage(json, "prompt_tokens", shape.PromptTokens, null, 0, total: true);
                 break;
             case "/v1/responses":
                 json.WriteString("id", "resp_" + id);
@@ -290,11 +291,7 @@ public sealed class SimulatedProvider
                 json.WriteEndArray();
                 json.WriteEndObject();
                 json.WriteEndArray();
-                json.WriteStartObject("usage");
-                json.WriteNumber("input_tokens", shape.PromptTokens);
-                json.WriteNumber("output_tokens", outputTokens);
-                json.WriteNumber("total_tokens", shape.PromptTokens + outputTokens);
-                json.WriteEndObject();
+                WriteUsage(json, "input_tokens", shape.PromptTokens, "output_tokens", outputTokens, total: true);
                 break;
             default:
                 var chat = endpoint == "/v1/chat/completions";
@@ -322,12 +319,25 @@ public sealed class SimulatedProvider
                 json.WriteString("finish_reason", outputTokens == shape.MaxTokens ? "length" : "stop");
                 json.WriteEndObject();
                 json.WriteEndArray();
-                json.WriteStartObject("usage");
-                json.WriteNumber("prompt_tokens", shape.PromptTokens);
-                json.WriteNumber("completion_tokens", outputTokens);
-                json.WriteNumber("total_tokens", shape.PromptTokens + outputTokens);
-                json.WriteEndObject();
+                WriteUsage(json, "prompt_tokens", shape.PromptTokens, "completion_tokens", outputTokens, total: true);
                 break;
+        }
+
+        json.WriteEndObject();
+    }
+
+    private static void WriteUsage(Utf8JsonWriter json, string inputName, int input, string? outputName, int output, bool total)
+    {
+        json.WriteStartObject("usage");
+        json.WriteNumber(inputName, input);
+        if (outputName is not null)
+        {
+            json.WriteNumber(outputName, output);
+        }
+
+        if (total)
+        {
+            json.WriteNumber("total_tokens", input + output);
         }
 
         json.WriteEndObject();

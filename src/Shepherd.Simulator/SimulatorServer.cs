@@ -104,6 +104,7 @@ public sealed class SimulatorServer : IAsyncDisposable
         json.WriteStartObject();
         json.WriteNumber("requests", stats.Requests);
         json.WriteNumber("in_flight", stats.InFlight);
+        json.WriteNumber("peak_in_flight", stats.PeakInFlight);
         json.WriteStartObject("by_status");
         foreach (var (status, count) in stats.ByStatus)
         {

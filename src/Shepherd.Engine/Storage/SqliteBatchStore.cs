@@ -136,35 +136,24 @@ public sealed class SqliteBatchStore : IBatchStore
         return WriteAsync<IReadOnlyList<DuplicateCustomId>>(writer =>
         {
             using var tx = writer.BeginTransaction();
-            using var insert = writer.CreateCommand();
-            insert.Transaction = tx;
-            insert.CommandText = """
+            using var insert = Prepare(writer, tx, """
                 INSERT INTO items (batch_id, line, custom_id, model) VALUES ($batch, $line, $custom_id, $model)
                 ON CONFLICT (batch_id, custom_id) DO NOTHING
                 RETURNING id
-                """;
-            var pBatch = insert.Parameters.Add("$batch", SqliteType.Text);
-            var pLine = insert.Parameters.Add("$line", SqliteType.Integer);
-            var pCustomId = insert.Parameters.Add("$custom_id", SqliteType.Text);
-            var pModel = insert.Parameters.Add("$model", SqliteType.Text);
-            pBatch.Value = batchId;
-
-            using var body = writer.CreateCommand();
-            body.Transaction = tx;
-            body.CommandText = "INSERT INTO item_bodies (item_id, body) VALUES ($id, $body)";
-            var pId = body.Parameters.Add("$id", SqliteType.Integer);
-            var pBody = body.Parameters.Add("$body", SqliteType.Blob);
+                """, ("$batch", SqliteType.Text), ("$line", SqliteType.Integer), ("$custom_id", SqliteType.Text), ("$model", SqliteType.Text));
+            using var body = Prepare(writer, tx, "INSERT INTO item_bodies (item_id, body) VALUES ($id, $body)", ("$id", SqliteType.Integer), ("$body", SqliteType.Blob));
+            insert.Parameters["$batch"].Value = batchId;
 
             List<DuplicateCustomId>? duplicates = null;
             foreach (var item in items)
             {
-                pLine.Value = item.Line;
-                pCustomId.Value = item.CustomId;
-                pModel.Value = item.Model;
+                insert.Parameters["$line"].Value = item.Line;
+                insert.Parameters["$custom_id"].Value = item.CustomId;
+                insert.Parameters["$model"].Value = item.Model;
                 if (insert.ExecuteScalar() is long id)
                 {
-                    pId.Value = id;
-                    pBody.Value = item.Body;
+                    body.Parameters["$id"].Value = id;
+                    body.Parameters["$body"].Value = item.Body;
                     body.ExecuteNonQuery();
                 }
                 else
@@ -229,18 +218,16 @@ public sealed class SqliteBatchStore : IBatchStore
         return WriteAsync<IReadOnlyList<ClaimedItem>>(writer =>
         {
             using var tx = writer.BeginTransaction();
-            using var select = writer.CreateCommand();
-            select.Transaction = tx;
-            select.CommandText = """
+            using var select = Prepare(writer, tx, """
                 SELECT i.id, i.line, i.custom_id, i.model, i.attempts, b.body
                 FROM items i JOIN item_bodies b ON b.item_id = i.id
                 WHERE i.batch_id = $batch AND i.state = 0 AND i.next_attempt_at <= $now
                 ORDER BY i.next_attempt_at, i.id
                 LIMIT $max
-                """;
-            select.Parameters.AddWithValue("$batch", batchId);
-            select.Parameters.AddWithValue("$now", now.ToUnixTimeMilliseconds());
-            select.Parameters.AddWithValue("$max", max);
+                """, ("$batch", SqliteType.Text), ("$now", SqliteType.Integer), ("$max", SqliteType.Integer));
+            select.Parameters["$batch"].Value = batchId;
+            select.Parameters["$now"].Value = now.ToUnixTimeMilliseconds();
+            select.Parameters["$max"].Value = max;
             var claimed = new List<ClaimedItem>();
             using (var reader = select.ExecuteReader())
             {
@@ -252,16 +239,13 @@ public sealed class SqliteBatchStore : IBatchStore
                 }
             }
 
-            using var lease = writer.CreateCommand();
-            lease.Transaction = tx;
-            lease.CommandText = "UPDATE items SET state = 1, attempts = $attempt, lease_until = $lease WHERE id = $id";
-            var pAttempt = lease.Parameters.Add("$attempt", SqliteType.Integer);
-            var pId = lease.Parameters.Add("$id", SqliteType.Integer);
-            lease.Parameters.AddWithValue("$lease", leaseUntil.ToUnixTimeMilliseconds());
+            using var lease = Prepare(writer, tx, "UPDATE items SET state = 1, attempts = $attempt, lease_until = $lease WHERE id = $id",
+                ("$attempt", SqliteType.Integer), ("$id", SqliteType.Integer), ("$lease", SqliteType.Integer));
+            lease.Parameters["$lease"].Value = leaseUntil.ToUnixTimeMilliseconds();
             foreach (var item in claimed)
             {
-                pAttempt.Value = item.Attempt;
-                pId.Value = item.ItemId;
+                lease.Parameters["$attempt"].Value = item.Attempt;
+                lease.Parameters["$id"].Value = item.ItemId;
                 lease.ExecuteNonQuery();
             }
 
@@ -291,95 +275,71 @@ public sealed class SqliteBatchStore : IBatchStore
         return WriteAsync(writer =>
         {
             using var tx = writer.BeginTransaction();
-            using var end = writer.CreateCommand();
-            end.Transaction = tx;
-            end.CommandText = """
+            using var end = Prepare(writer, tx, """
                 UPDATE items SET state = $state, lease_until = NULL, last_error = $error
                 WHERE id = $id AND state = 1 AND attempts = $attempt
-                """;
-            var eState = end.Parameters.Add("$state", SqliteType.Integer);
-            var eError = end.Parameters.Add("$error", SqliteType.Text);
-            var eId = end.Parameters.Add("$id", SqliteType.Integer);
-            var eAttempt = end.Parameters.Add("$attempt", SqliteType.Integer);
-
-            using var retry = writer.CreateCommand();
-            retry.Transaction = tx;
-            retry.CommandText = """
+                """, ("$state", SqliteType.Integer), ("$error", SqliteType.Text), ("$id", SqliteType.Integer), ("$attempt", SqliteType.Integer));
+            using var retry = Prepare(writer, tx, """
                 UPDATE items SET state = 0, lease_until = NULL, next_attempt_at = $next, last_error = $error
                 WHERE id = $id AND state = 1 AND attempts = $attempt
-                """;
-            var rNext = retry.Parameters.Add("$next", SqliteType.Integer);
-            var rError = retry.Parameters.Add("$error", SqliteType.Text);
-            var rId = retry.Parameters.Add("$id", SqliteType.Integer);
-            var rAttempt = retry.Parameters.Add("$attempt", SqliteType.Integer);
-
-            using var release = writer.CreateCommand();
-            release.Transaction = tx;
-            release.CommandText = """
+                """, ("$next", SqliteType.Integer), ("$error", SqliteType.Text), ("$id", SqliteType.Integer), ("$attempt", SqliteType.Integer));
+            using var release = Prepare(writer, tx, """
                 UPDATE items SET state = 0, lease_until = NULL, attempts = attempts - 1
                 WHERE id = $id AND state = 1 AND attempts = $attempt
-                """;
-            var lId = release.Parameters.Add("$id", SqliteType.Integer);
-            var lAttempt = release.Parameters.Add("$attempt", SqliteType.Integer);
-
-            using var result = writer.CreateCommand();
-            result.Transaction = tx;
-            result.CommandText = """
+                """, ("$id", SqliteType.Integer), ("$attempt", SqliteType.Integer));
+            using var result = Prepare(writer, tx, """
                 INSERT INTO results (item_id, status_code, request_id, body, error_code, error_message, input_tokens, output_tokens, finished_at)
                 VALUES ($id, $status, $request_id, $body, $error_code, $error_message, $input_tokens, $output_tokens, $now)
-                """;
-            var sId = result.Parameters.Add("$id", SqliteType.Integer);
-            var sStatus = result.Parameters.Add("$status", SqliteType.Integer);
-            var sRequestId = result.Parameters.Add("$request_id", SqliteType.Text);
-            var sBody = result.Parameters.Add("$body", SqliteType.Blob);
-            var sErrorCode = result.Parameters.Add("$error_code", SqliteType.Text);
-            var sErrorMessage = result.Parameters.Add("$error_message", SqliteType.Text);
-            var sInput = result.Parameters.Add("$input_tokens", SqliteType.Integer);
-            var sOutput = result.Parameters.Add("$output_tokens", SqliteType.Integer);
-            result.Parameters.AddWithValue("$now", now.ToUnixTimeMilliseconds());
+                """,
+                ("$id", SqliteType.Integer), ("$status", SqliteType.Integer), ("$request_id", SqliteType.Text), ("$body", SqliteType.Blob),
+                ("$error_code", SqliteType.Text), ("$error_message", SqliteType.Text), ("$input_tokens", SqliteType.Integer),
+                ("$output_tokens", SqliteType.Integer), ("$now", SqliteType.Integer));
+            result.Parameters["$now"].Value = now.ToUnixTimeMilliseconds();
 
             var deltas = new Dictionary<string, BatchDelta>(StringComparer.Ordinal);
             foreach (var outcome in outcomes)
             {
                 var item = outcome.Item;
                 var attempt = outcome.Result;
+                var lease = outcome.Kind switch
+                {
+                    OutcomeKind.Released => release,
+                    OutcomeKind.Retry => retry,
+                    _ => end,
+                };
+                lease.Parameters["$id"].Value = item.ItemId;
+                lease.Parameters["$attempt"].Value = item.Attempt;
                 if (outcome.Kind == OutcomeKind.Released)
                 {
-                    lId.Value = item.ItemId;
-                    lAttempt.Value = item.Attempt;
                     release.ExecuteNonQuery();
                     continue;
                 }
 
+                lease.Parameters["$error"].Value = outcome.Kind == OutcomeKind.Succeeded ? DBNull.Value : attempt.Describe();
                 if (outcome.Kind == OutcomeKind.Retry)
                 {
-                    rNext.Value = outcome.NextAttemptAt.ToUnixTimeMilliseconds();
-                    rError.Value = attempt.Describe();
-                    rId.Value = item.ItemId;
-                    rAttempt.Value = item.Attempt;
+                    retry.Parameters["$next"].Value = outcome.NextAttemptAt.ToUnixTimeMilliseconds();
                     retry.ExecuteNonQuery();
                     continue;
                 }
 
                 var succeeded = outcome.Kind == OutcomeKind.Succeeded;
-                eState.Value = (int)(succeeded ? ItemState.Succeeded : ItemState.Failed);
-                eError.Value = succeeded ? DBNull.Value : attempt.Describe();
-                eId.Value = item.ItemId;
-                eAttempt.Value = item.Attempt;
+                end.Parameters["$state"].Value = (int)(succeeded ? ItemState.Succeeded : ItemState.Failed);
                 if (end.ExecuteNonQuery() != 1)
                 {
                     // The lease was lost (released and claimed again); the other holder records the answer.
                     continue;
                 }
 
-                sId.Value = item.ItemId;
-                sStatus.Value = (object?)attempt.StatusCode ?? DBNull.Value;
-                sRequestId.Value = (object?)attempt.RequestId ?? DBNull.Value;
-                sBody.Value = (object?)attempt.Body ?? DBNull.Value;
-                sErrorCode.Value = (object?)attempt.ErrorCode ?? DBNull.Value;
-                sErrorMessage.Value = (object?)attempt.ErrorMessage ?? DBNull.Value;
-                sInput.Value = attempt.InputTokens;
-                sOutput.Value = attempt.OutputTokens;
+                var values = result.Parameters;
+                values["$id"].Value = item.ItemId;
+                values["$status"].Value = (object?)attempt.StatusCode ?? DBNull.Value;
+                values["$request_id"].Value = (object?)attempt.RequestId ?? DBNull.Value;
+                values["$body"].Value = (object?)attempt.Body ?? DBNull.Value;
+                values["$error_code"].Value = (object?)attempt.ErrorCode ?? DBNull.Value;
+                values["$error_message"].Value = (object?)attempt.ErrorMessage ?? DBNull.Value;
+                values["$input_tokens"].Value = attempt.InputTokens;
+                values["$output_tokens"].Value = attempt.OutputTokens;
                 result.ExecuteNonQuery();
 
                 ref var delta = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(deltas, item.BatchId, out _);
@@ -633,6 +593,19 @@ public sealed class SqliteBatchStore : IBatchStore
             e.GetProperty("code").GetString()!,
             e.GetProperty("message").GetString()!,
             e.TryGetProperty("line", out var line) ? line.GetInt64() : null))];
+    }
+
+    private static SqliteCommand Prepare(SqliteConnection connection, SqliteTransaction tx, string sql, params (string Name, SqliteType Type)[] parameters)
+    {
+        var command = connection.CreateCommand();
+        command.CommandText = sql;
+        command.Transaction = tx;
+        foreach (var (name, type) in parameters)
+        {
+            command.Parameters.Add(name, type);
+        }
+
+        return command;
     }
 
     private static int Execute(SqliteConnection connection, string sql, SqliteTransaction? tx = null, params (string Name, object? Value)[] parameters)

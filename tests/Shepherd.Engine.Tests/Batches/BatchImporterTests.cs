@@ -1,4 +1,3 @@
-using Microsoft.Extensions.Time.Testing;
 using Shepherd.Engine.Batches;
 using Shepherd.Engine.Formats;
 using Shepherd.Engine.Storage;
@@ -6,28 +5,10 @@ using Shepherd.Testing;
 
 namespace Shepherd.Engine.Tests.Batches;
 
-public sealed class BatchImporterTests : IAsyncLifetime
+public sealed class BatchImporterTests : StoreTestBase
 {
-    private readonly TempDirectory _folder = new();
-    private readonly FakeTimeProvider _time = new();
-    private SqliteBatchStore _store = null!;
-
-    private static CancellationToken Ct => TestContext.Current.CancellationToken;
-
-    public async ValueTask InitializeAsync()
-    {
-        _store = new SqliteBatchStore(new SqliteStoreOptions { Path = _folder.File("state.db") }, _time);
-        await _store.InitializeAsync(Ct);
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        await _store.DisposeAsync();
-        _folder.Dispose();
-    }
-
     private Task<ImportResult> ImportAsync(MemoryStream input, ImportOptions? options = null, string? endpoint = null) =>
-        new BatchImporter(_store, options ?? new ImportOptions { ChunkSize = 3 })
+        new BatchImporter(Store, options ?? new ImportOptions { ChunkSize = 3 })
             .ImportAsync(input, new NewBatch(BatchIds.NewBatchId(), "test.jsonl", endpoint), Ct);
 
     private static string Chat(string id, string url = "/v1/chat/completions") =>
@@ -46,9 +27,9 @@ public sealed class BatchImporterTests : IAsyncLifetime
         Assert.Empty(result.Errors);
         Assert.Equal(input.Length, result.Bytes);
         Assert.Equal(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(input.ToArray())), result.Sha256);
-        var batch = await _store.GetBatchAsync(result.BatchId, Ct);
+        var batch = await Store.GetBatchAsync(result.BatchId, Ct);
         Assert.Equal((BatchStatus.InProgress, InputFormat.OpenAI, BatchEndpoints.ChatCompletions, 10L), (batch!.Status, batch.Format, batch.Endpoint, batch.Total));
-        var claimed = await _store.ClaimAsync(result.BatchId, 100, _time.GetUtcNow(), _time.GetUtcNow().AddHours(1), Ct);
+        var claimed = await Store.ClaimAsync(result.BatchId, 100, Time.GetUtcNow(), Time.GetUtcNow().AddHours(1), Ct);
         Assert.Equal(requests.Select(r => r.CustomId), claimed.Select(c => c.CustomId));
         Assert.Equal(requests.Select(r => r.Body), claimed.Select(c => System.Text.Encoding.UTF8.GetString(c.Body)));
     }
@@ -60,7 +41,7 @@ public sealed class BatchImporterTests : IAsyncLifetime
 
         var result = await ImportAsync(input);
 
-        var batch = await _store.GetBatchAsync(result.BatchId, Ct);
+        var batch = await Store.GetBatchAsync(result.BatchId, Ct);
         Assert.Equal((InputFormat.Anthropic, BatchEndpoints.Messages), (batch!.Format, batch.Endpoint));
     }
 
@@ -72,7 +53,7 @@ public sealed class BatchImporterTests : IAsyncLifetime
         var result = await ImportAsync(input);
 
         Assert.True(result.Accepted);
-        var lines = await _store.ReadResultsAsync(result.BatchId, Ct).Select(r => r.Line).ToListAsync(Ct);
+        var lines = await Store.ReadResultsAsync(result.BatchId, Ct).Select(r => r.Line).ToListAsync(Ct);
         Assert.Equal([1L, 4], lines);
     }
 
@@ -97,11 +78,11 @@ public sealed class BatchImporterTests : IAsyncLifetime
             result.Errors.Select(e => (e.Line!.Value, e.Code)));
         Assert.Contains("already used on line 1", result.Errors[1].Message, StringComparison.Ordinal);
         Assert.Contains("line 1", result.Errors[2].Message, StringComparison.Ordinal);
-        var batch = await _store.GetBatchAsync(result.BatchId, Ct);
+        var batch = await Store.GetBatchAsync(result.BatchId, Ct);
         Assert.Equal(BatchStatus.Failed, batch?.Status);
         Assert.Equal(result.Errors, batch?.Errors);
-        Assert.Empty(await _store.ReadResultsAsync(result.BatchId, Ct).ToListAsync(Ct));
-        Assert.Empty(await _store.ListActiveBatchesAsync(Ct));
+        Assert.Empty(await Store.ReadResultsAsync(result.BatchId, Ct).ToListAsync(Ct));
+        Assert.Empty(await Store.ListActiveBatchesAsync(Ct));
     }
 
     [Fact]
@@ -164,10 +145,10 @@ public sealed class BatchImporterTests : IAsyncLifetime
         using var input = new FailingStream(BatchFiles.Stream(Chat("a"), Chat("b")).ToArray());
 
         var error = await Assert.ThrowsAsync<IOException>(() =>
-            new BatchImporter(_store, new ImportOptions()).ImportAsync(input, new NewBatch("batch_io", "x.jsonl"), Ct));
+            new BatchImporter(Store, new ImportOptions()).ImportAsync(input, new NewBatch("batch_io", "x.jsonl"), Ct));
 
         Assert.Equal("disk gone", error.Message);
-        Assert.Null(await _store.GetBatchAsync("batch_io", Ct));
+        Assert.Null(await Store.GetBatchAsync("batch_io", Ct));
     }
 
     /// <summary>Returns its data, then fails as a broken disk would.</summary>

@@ -2,7 +2,6 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Logging.Abstractions;
-using Microsoft.Extensions.Time.Testing;
 using Shepherd.Engine.Batches;
 using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Storage;
@@ -12,40 +11,22 @@ using Shepherd.Testing;
 
 namespace Shepherd.Engine.Tests.Dispatch;
 
-public sealed class DispatcherTests : IAsyncLifetime
+public sealed class DispatcherTests : StoreTestBase
 {
-    private readonly TempDirectory _folder = new();
-    private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 11, 28, 12, 0, 0, TimeSpan.Zero));
-    private SqliteBatchStore _store = null!;
-
-    private static CancellationToken Ct => TestContext.Current.CancellationToken;
-
-    public async ValueTask InitializeAsync()
-    {
-        _store = new SqliteBatchStore(new SqliteStoreOptions { Path = _folder.File("state.db") }, _time);
-        await _store.InitializeAsync(Ct);
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        await _store.DisposeAsync();
-        _folder.Dispose();
-    }
-
     private async Task<(string BatchId, IReadOnlyList<TestRequest> Requests)> ImportAsync(int count, string prefix = "req-")
     {
         var requests = BatchFiles.OpenAIChat(count, idPrefix: prefix);
         using var input = BatchFiles.Stream([.. requests.Select(r => r.Line)]);
-        var result = await new BatchImporter(_store, new ImportOptions()).ImportAsync(input, new NewBatch(BatchIds.NewBatchId(), prefix), Ct);
+        var result = await new BatchImporter(Store, new ImportOptions()).ImportAsync(input, new NewBatch(BatchIds.NewBatchId(), prefix), Ct);
         Assert.True(result.Accepted);
         return (result.BatchId, requests);
     }
 
     private Dispatcher CreateDispatcher(HttpMessageHandler handler, DispatchOptions? options = null, UpstreamOptions? upstream = null, TimeProvider? time = null) =>
-        new(_store,
-            new UpstreamClient(new HttpClient(handler), upstream ?? new UpstreamOptions { BaseUrl = new Uri("http://upstream.test/v1") }, time ?? _time),
+        new(Store,
+            new UpstreamClient(new HttpClient(handler), upstream ?? new UpstreamOptions { BaseUrl = new Uri("http://upstream.test/v1") }, time ?? Time),
             options ?? new DispatchOptions { Concurrency = 8 },
-            time ?? _time,
+            time ?? Time,
             new Random(3),
             NullLogger<Dispatcher>.Instance);
 
@@ -55,26 +36,26 @@ public sealed class DispatcherTests : IAsyncLifetime
         using var stop = new CancellationTokenSource();
         var running = dispatcher.RunAsync(stop.Token);
         var completed = Task.WhenAll(batchIds.Select(id => dispatcher.WaitForBatchAsync(id, Ct)));
-        await _time.RunUntilAsync(Task.WhenAny(completed, running), TimeSpan.FromMilliseconds(50));
+        await Time.RunUntilAsync(Task.WhenAny(completed, running), TimeSpan.FromMilliseconds(50));
         await stop.CancelAsync();
         await running;
         await completed;
     }
 
-    private async Task<List<ItemResult>> ResultsAsync(string batchId) => await _store.ReadResultsAsync(batchId, Ct).ToListAsync(Ct);
+    private async Task<List<ItemResult>> ResultsAsync(string batchId) => await Store.ReadResultsAsync(batchId, Ct).ToListAsync(Ct);
 
     [Fact]
     public async Task EveryItem_IsSentOnce_WithItsBodyUnchanged_AndTheBatchCompletes()
     {
         var (batchId, requests) = await ImportAsync(100);
-        var simulator = Simulators.Create(time: _time);
+        var simulator = Simulators.Create(time: Time);
 
         await RunToCompletionAsync(CreateDispatcher(new SimulatorHandler(simulator)), batchId);
 
         var received = simulator.ReceivedCounts();
         Assert.All(requests, r => Assert.Equal(1, received.GetValueOrDefault(r.Key)));
         Assert.Equal(100, received.Count);
-        var batch = await _store.GetBatchAsync(batchId, Ct);
+        var batch = await Store.GetBatchAsync(batchId, Ct);
         Assert.Equal((BatchStatus.Completed, 100L, 0L), (batch!.Status, batch.Succeeded, batch.Failed));
         var results = await ResultsAsync(batchId);
         Assert.Equal(batch.InputTokens, results.Sum(r => r.Result!.InputTokens));
@@ -86,12 +67,12 @@ public sealed class DispatcherTests : IAsyncLifetime
     public async Task TransientFaults_AreRetried_UntilEveryItemSucceeds()
     {
         var (batchId, requests) = await ImportAsync(60);
-        var simulator = Simulators.Create(new SimulatorOptions { Error500Rate = 0.15, Error503Rate = 0.15, Error529Rate = 0.1, ResetRate = 0.1 }, _time, seed: 11);
+        var simulator = Simulators.Create(new SimulatorOptions { Error500Rate = 0.15, Error503Rate = 0.15, Error529Rate = 0.1, ResetRate = 0.1 }, Time, seed: 11);
         var dispatcher = CreateDispatcher(new SimulatorHandler(simulator), new DispatchOptions { Concurrency = 8, MaxAttempts = 30 });
 
         await RunToCompletionAsync(dispatcher, batchId);
 
-        var batch = await _store.GetBatchAsync(batchId, Ct);
+        var batch = await Store.GetBatchAsync(batchId, Ct);
         Assert.Equal((60L, 0L), (batch!.Succeeded, batch.Failed));
         Assert.True(dispatcher.Counters.Retries > 0);
         Assert.Equal(60 + dispatcher.Counters.Retries, dispatcher.Counters.Attempts);
@@ -103,7 +84,7 @@ public sealed class DispatcherTests : IAsyncLifetime
     public async Task PermanentError_FailsTheItemAtOnce_KeepingTheProvidersAnswer()
     {
         var (batchId, _) = await ImportAsync(3);
-        var simulator = Simulators.Create(new SimulatorOptions { ApiKey = "right" }, _time);
+        var simulator = Simulators.Create(new SimulatorOptions { ApiKey = "right" }, Time);
         var dispatcher = CreateDispatcher(new SimulatorHandler(simulator), upstream: new UpstreamOptions { BaseUrl = new Uri("http://upstream.test/v1"), ApiKey = new Secret("wrong") });
 
         await RunToCompletionAsync(dispatcher, batchId);
@@ -148,7 +129,7 @@ public sealed class DispatcherTests : IAsyncLifetime
 
         Task<HttpResponseMessage> Answer(HttpStatusCode status, params (string, string)[] headers)
         {
-            sentAt.Add(_time.GetUtcNow());
+            sentAt.Add(Time.GetUtcNow());
             return ScriptedHandler.Json(status, """{"usage":{"prompt_tokens":3}}""", headers)(null!, CancellationToken.None);
         }
     }
@@ -160,16 +141,16 @@ public sealed class DispatcherTests : IAsyncLifetime
         var handler = new ScriptedHandler(
             async (_, cancellationToken) =>
             {
-                await Task.Delay(Timeout.InfiniteTimeSpan, _time, cancellationToken);
+                await Task.Delay(Timeout.InfiniteTimeSpan, Time, cancellationToken);
                 throw new InvalidOperationException("unreachable");
             },
             ScriptedHandler.Json(HttpStatusCode.OK, "{}"));
-        var started = _time.GetUtcNow();
+        var started = Time.GetUtcNow();
 
         await RunToCompletionAsync(CreateDispatcher(handler, upstream: new UpstreamOptions { BaseUrl = new Uri("http://upstream.test/v1"), RequestTimeout = TimeSpan.FromSeconds(30) }), batchId);
 
         Assert.Equal(2, handler.Received.Count);
-        Assert.True(_time.GetUtcNow() - started >= TimeSpan.FromSeconds(30));
+        Assert.True(Time.GetUtcNow() - started >= TimeSpan.FromSeconds(30));
         Assert.Equal(ItemState.Succeeded, (await ResultsAsync(batchId)).Single().State);
     }
 
@@ -191,23 +172,23 @@ public sealed class DispatcherTests : IAsyncLifetime
         var first = CreateDispatcher(handler, new DispatchOptions { Concurrency = 4 });
         using var stop = new CancellationTokenSource();
         var running = first.RunAsync(stop.Token);
-        await _time.RunUntilAsync(WaitUntilAsync(async () => (await _store.GetBatchAsync(batchId, Ct))!.Succeeded >= 5), TimeSpan.FromMilliseconds(10));
+        await Time.RunUntilAsync(WaitUntilAsync(async () => (await Store.GetBatchAsync(batchId, Ct))!.Succeeded >= 5), TimeSpan.FromMilliseconds(10));
 
         await stop.CancelAsync();
         await running;
 
-        var afterStop = await _store.GetBatchAsync(batchId, Ct);
+        var afterStop = await Store.GetBatchAsync(batchId, Ct);
         Assert.Equal(5, afterStop!.Succeeded);
         Assert.Equal(BatchStatus.InProgress, afterStop.Status);
         // Only the requests in flight stay leased; the items claimed ahead but never sent are queued already.
         var inFlight = handler.Received.Count - 5;
         Assert.InRange(inFlight, 1, 4);
-        Assert.Equal(inFlight, await _store.ReleaseLeasesAsync(Ct));
+        Assert.Equal(inFlight, await Store.ReleaseLeasesAsync(Ct));
 
-        var simulator = Simulators.Create(time: _time);
+        var simulator = Simulators.Create(time: Time);
         await RunToCompletionAsync(CreateDispatcher(new SimulatorHandler(simulator)), batchId);
 
-        Assert.Equal(20, (await _store.GetBatchAsync(batchId, Ct))!.Succeeded);
+        Assert.Equal(20, (await Store.GetBatchAsync(batchId, Ct))!.Succeeded);
         Assert.Equal(15, simulator.Stats().Requests);
         Assert.Equal(requests.Select(r => r.CustomId), (await ResultsAsync(batchId)).Select(r => r.CustomId));
     }
@@ -217,12 +198,12 @@ public sealed class DispatcherTests : IAsyncLifetime
     {
         var (a, _) = await ImportAsync(30, "a-");
         var (b, _) = await ImportAsync(30, "b-");
-        var simulator = Simulators.Create(time: _time);
+        var simulator = Simulators.Create(time: Time);
 
         await RunToCompletionAsync(CreateDispatcher(new SimulatorHandler(simulator), new DispatchOptions { Concurrency = 2 }), a, b);
 
-        Assert.Equal(30, (await _store.GetBatchAsync(a, Ct))!.Succeeded);
-        Assert.Equal(30, (await _store.GetBatchAsync(b, Ct))!.Succeeded);
+        Assert.Equal(30, (await Store.GetBatchAsync(a, Ct))!.Succeeded);
+        Assert.Equal(30, (await Store.GetBatchAsync(b, Ct))!.Succeeded);
     }
 
     [Fact]
@@ -246,7 +227,7 @@ public sealed class DispatcherTests : IAsyncLifetime
         Assert.All(requests, r => Assert.True(received.ContainsKey(r.Key), $"{r.CustomId} was never received"));
         Assert.Equal(300, received.Count);
         Assert.True(server.Provider.Stats().Resets > 0);
-        Assert.Equal(300, (await _store.GetBatchAsync(batchId, Ct))!.Succeeded);
+        Assert.Equal(300, (await Store.GetBatchAsync(batchId, Ct))!.Succeeded);
     }
 
     private static async Task WaitUntilAsync(Func<Task<bool>> condition)

@@ -1,0 +1,137 @@
+using System.Diagnostics;
+using System.Net.Http.Headers;
+using System.Text.Json;
+using Shepherd.Simulator;
+
+namespace Shepherd.Bench;
+
+/// <summary>
+/// Shepherd's own cost: a batch against an instant, unlimited simulator over HTTP, run by
+/// <c>shepherd run</c> (durable, SQLite) and by a bare HttpClient loop at the same concurrency,
+/// alternating in the same process run so both see the same machine.
+/// </summary>
+internal static class OverheadScenario
+{
+    public static async Task<object> RunAsync(BenchArgs args)
+    {
+        var count = args.Int("requests", 20_000);
+        var concurrency = args.Int("concurrency", 64);
+        var rounds = args.Int("rounds", 3);
+        using var workload = Workload.Create(count);
+        var baseline = new List<RunFigures>();
+        var shepherd = new List<RunFigures>();
+        for (var round = 1; round <= rounds; round++)
+        {
+            baseline.Add(await BaselineAsync(workload, concurrency));
+            await Console.Error.WriteLineAsync($"round {round}: bare HttpClient loop {baseline[^1].RequestsPerSecond:0} req/s");
+            shepherd.Add(await ShepherdAsync(workload, concurrency));
+            await Console.Error.WriteLineAsync($"round {round}: shepherd run {shepherd[^1].RequestsPerSecond:0} req/s end to end");
+        }
+
+        var baselineRate = Median(baseline.Select(r => r.RequestsPerSecond));
+        return new
+        {
+            Scenario = "overhead",
+            Machine = Machine.Describe(),
+            Requests = count,
+            Concurrency = concurrency,
+            Rounds = rounds,
+            BaselineRequestsPerSecond = Math.Round(baselineRate),
+            ShepherdRequestsPerSecond = Math.Round(Median(shepherd.Select(r => r.RequestsPerSecond))),
+            ShepherdDispatchRequestsPerSecond = Math.Round(Median(shepherd.Select(r => r.DispatchRequestsPerSecond!.Value))),
+            Ratio = Math.Round(Median(shepherd.Select(r => r.RequestsPerSecond)) / baselineRate, 3),
+            DispatchRatio = Math.Round(Median(shepherd.Select(r => r.DispatchRequestsPerSecond!.Value)) / baselineRate, 3),
+            Baseline = baseline,
+            Shepherd = shepherd,
+        };
+    }
+
+    private static async Task<RunFigures> BaselineAsync(Workload workload, int concurrency)
+    {
+        await using var server = await StartSimulatorAsync();
+        using var client = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = concurrency }) { BaseAddress = server.BaseUrl };
+        var target = new Uri("v1/chat/completions", UriKind.Relative);
+        var next = -1;
+        var failed = 0;
+        var watch = Stopwatch.StartNew();
+        await Task.WhenAll(Enumerable.Range(0, concurrency).Select(async _ =>
+        {
+            int i;
+            while ((i = Interlocked.Increment(ref next)) < workload.Bodies.Count)
+            {
+                using var content = new ByteArrayContent(workload.Bodies[i]);
+                content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+                using var request = new HttpRequestMessage(HttpMethod.Post, target) { Content = content };
+                request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", "bench");
+                using var response = await client.SendAsync(request);
+                await response.Content.ReadAsByteArrayAsync();
+                if (!response.IsSuccessStatusCode)
+                {
+                    Interlocked.Increment(ref failed);
+                }
+            }
+        }));
+        var seconds = watch.Elapsed.TotalSeconds;
+        var stats = server.Provider.Stats();
+        return new RunFigures(Math.Round(seconds, 3), Math.Round(workload.Bodies.Count / seconds), null, null, Process.GetCurrentProcess().PeakWorkingSet64 / 1048576, stats.Requests, stats.Duplicates, failed);
+    }
+
+    private static async Task<RunFigures> ShepherdAsync(Workload workload, int concurrency)
+    {
+        await using var server = await StartSimulatorAsync();
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var arg in new[]
+        {
+            Path.Combine(AppContext.BaseDirectory, "shepherd.dll"), "run", workload.Path, "--provider", "openai",
+            "--base-url", new Uri(server.BaseUrl, "v1").ToString(), "--api-key", "bench", "--concurrency", concurrency.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "--progress", "none", "--json", "--fresh",
+        })
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        var watch = Stopwatch.StartNew();
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        var seconds = watch.Elapsed.TotalSeconds;
+        if (process.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"shepherd run failed ({process.ExitCode}): {await stderr}");
+        }
+
+        var summary = JsonDocument.Parse(await stdout).RootElement;
+        var dispatch = summary.GetProperty("wall_seconds").GetDouble();
+        var stats = server.Provider.Stats();
+        return new RunFigures(
+            Math.Round(seconds, 3),
+            Math.Round(workload.Bodies.Count / seconds),
+            dispatch,
+            Math.Round(workload.Bodies.Count / dispatch),
+            summary.GetProperty("peak_working_set_bytes").GetInt64() / 1048576,
+            stats.Requests,
+            stats.Duplicates,
+            summary.GetProperty("failed").GetInt32());
+    }
+
+    private static Task<SimulatorServer> StartSimulatorAsync() =>
+        SimulatorServer.StartAsync(new SimulatedProvider(new SimulatorOptions(), TimeProvider.System, new Random(1)), 0, CancellationToken.None);
+
+    private static double Median(IEnumerable<double> values)
+    {
+        var sorted = values.Order().ToList();
+        return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[(sorted.Count / 2) - 1] + sorted[sorted.Count / 2]) / 2;
+    }
+}
+
+/// <summary>The figures of one run.</summary>
+/// <param name="WallSeconds">Wall time of the whole run; for Shepherd the process from start to exit, with import and export.</param>
+/// <param name="RequestsPerSecond">Requests over <paramref name="WallSeconds"/>.</param>
+/// <param name="DispatchSeconds">Shepherd only: the time spent sending, from its own summary.</param>
+/// <param name="DispatchRequestsPerSecond">Shepherd only: requests over <paramref name="DispatchSeconds"/>.</param>
+/// <param name="PeakMemoryMb">Peak working set of the process that sent the requests.</param>
+/// <param name="UpstreamCalls">Requests the simulator received.</param>
+/// <param name="Duplicates">Requests the simulator received more than once.</param>
+/// <param name="Failed">Requests that did not succeed.</param>
+internal sealed record RunFigures(double WallSeconds, double RequestsPerSecond, double? DispatchSeconds, double? DispatchRequestsPerSecond, long PeakMemoryMb, long UpstreamCalls, long Duplicates, int Failed);

@@ -1,0 +1,14 @@
+using System.Text.Json;
+using Shepherd.Bench;
+
+// Scenarios print one JSON document on stdout; progress notes go to stderr.
+var scenario = args.Length > 0 && !args[0].StartsWith("--", StringComparison.Ordinal) ? args[0] : "overhead";
+var options = BenchArgs.Parse(args.SkipWhile(a => !a.StartsWith("--", StringComparison.Ordinal)));
+var result = scenario switch
+{
+    "overhead" => await OverheadScenario.RunAsync(options),
+    "store" => await StoreScenario.RunAsync(options),
+    _ => throw new ArgumentException($"Unknown scenario '{scenario}'. Scenarios: overhead, store."),
+};
+
+Console.WriteLine(JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }));

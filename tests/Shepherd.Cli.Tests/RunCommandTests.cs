@@ -1,0 +1,240 @@
+using System.Text.Json;
+using Shepherd.Simulator;
+using Shepherd.Testing;
+
+namespace Shepherd.Cli.Tests;
+
+public sealed class RunCommandTests : IDisposable
+{
+    private readonly TempDirectory _folder = new();
+
+    public void Dispose() => _folder.Dispose();
+
+    private static string[] Run(string input, SimulatorServer server, params string[] more) =>
+        ["run", input, "--provider", "openai", "--base-url", new Uri(server.BaseUrl, "v1").ToString(), "--api-key", "test-key", "--progress", "none", .. more];
+
+    private static List<string> CustomIds(string path) => [.. BatchFiles.ReadJsonl(path).Select(line => line.GetProperty("custom_id").GetString()!)];
+
+    [Fact]
+    public async Task AFile_RunsThroughAFaultyProvider_AndEveryCustomIdGetsOneAnswer()
+    {
+        var requests = BatchFiles.OpenAIChat(200);
+        var input = BatchFiles.Write(_folder.File("reviews.jsonl"), requests);
+        await using var server = await Simulators.StartHttpAsync(new SimulatorOptions { Error500Rate = 0.05, Error503Rate = 0.05, ResetRate = 0.03 }, seed: 4);
+
+        var result = await ShepherdProcess.RunAsync(_folder.Path, Run(input, server, "--concurrency", "8", "--max-attempts", "20"));
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        var output = BatchFiles.ReadJsonl(_folder.File("reviews.out.jsonl"));
+        Assert.Equal(requests.Select(r => r.CustomId), output.Select(l => l.GetProperty("custom_id").GetString()));
+        Assert.All(output, line =>
+        {
+            Assert.StartsWith("batch_req_", line.GetProperty("id").GetString(), StringComparison.Ordinal);
+            Assert.Equal(200, line.GetProperty("response").GetProperty("status_code").GetInt32());
+            Assert.Equal("chat.completion", line.GetProperty("response").GetProperty("body").GetProperty("object").GetString());
+            Assert.Equal(JsonValueKind.Null, line.GetProperty("error").ValueKind);
+        });
+        Assert.Empty(File.ReadAllText(_folder.File("reviews.errors.jsonl")));
+        Assert.True(File.Exists(input + ".shepherd.db"));
+        Assert.InRange(server.Provider.Stats().PeakInFlight, 1, 8);
+        Assert.Contains("200 succeeded, 0 failed of 200", result.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task FailedRequests_GoToTheErrorsFile_WithTheProvidersStatusAndBody()
+    {
+        var requests = BatchFiles.OpenAIChat(100);
+        var input = BatchFiles.Write(_folder.File("in.jsonl"), requests);
+        await using var server = await Simulators.StartHttpAsync(new SimulatorOptions { Error500Rate = 0.3 }, seed: 8);
+
+        var result = await ShepherdProcess.RunAsync(_folder.Path, Run(input, server, "--max-attempts", "1"));
+
+        Assert.True(result.ExitCode == 3, result.ToString());
+        var errors = BatchFiles.ReadJsonl(_folder.File("in.errors.jsonl"));
+        Assert.NotEmpty(errors);
+        Assert.All(errors, line =>
+        {
+            Assert.Equal(500, line.GetProperty("response").GetProperty("status_code").GetInt32());
+            Assert.Equal("api_error", line.GetProperty("response").GetProperty("body").GetProperty("error").GetProperty("type").GetString());
+        });
+        var all = CustomIds(_folder.File("in.out.jsonl")).Concat(CustomIds(_folder.File("in.errors.jsonl"))).Order().ToList();
+        Assert.Equal(requests.Select(r => r.CustomId).Order(), all);
+        Assert.Equal(server.Provider.Stats().ByStatus[500], errors.Count);
+    }
+
+    [Fact]
+    public async Task AnthropicInput_GoesToAnAnthropicProvider_AndGetsAnthropicResultLines()
+    {
+        var requests = BatchFiles.Anthropic(30);
+        var input = BatchFiles.Write(_folder.File("docs.jsonl"), requests);
+        await using var server = await Simulators.StartHttpAsync(new SimulatorOptions { ApiKey = "ant-key" });
+
+        var result = await ShepherdProcess.RunAsync(_folder.Path,
+            "run", input, "--base-url", server.BaseUrl.ToString(), "--api-key", "ant-key", "--progress", "none");
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        var output = BatchFiles.ReadJsonl(_folder.File("docs.out.jsonl"));
+        Assert.Equal(requests.Select(r => r.CustomId), output.Select(l => l.GetProperty("custom_id").GetString()));
+        Assert.All(output, line =>
+        {
+            Assert.Equal("succeeded", line.GetProperty("result").GetProperty("type").GetString());
+            Assert.Equal("message", line.GetProperty("result").GetProperty("message").GetProperty("type").GetString());
+        });
+    }
+
+    [Fact]
+    public async Task BadInput_IsReportedByLine_AndNothingIsSentOrLeftBehind()
+    {
+        var good = BatchFiles.OpenAIChat(3);
+        var input = BatchFiles.WriteLines(_folder.File("bad.jsonl"), [good[0].Line, "{oops", good[1].Line, good[0].Line, good[2].Line.Replace("/v1/chat/completions", "/v1/embeddings", StringComparison.Ordinal)]);
+        await using var server = await Simulators.StartHttpAsync();
+
+        var result = await ShepherdProcess.RunAsync(_folder.Path, Run(input, server));
+
+        Assert.True(result.ExitCode == 2, result.ToString());
+        Assert.Contains("bad.jsonl:line 2: not valid JSON", result.Stderr, StringComparison.Ordinal);
+        Assert.Contains("bad.jsonl:line 4: custom_id \"req-00001\" is already used on line 1 (duplicate_custom_id)", result.Stderr, StringComparison.Ordinal);
+        Assert.Contains("bad.jsonl:line 5: url /v1/embeddings differs from /v1/chat/completions", result.Stderr, StringComparison.Ordinal);
+        Assert.Contains("nothing was sent", result.Stderr, StringComparison.Ordinal);
+        Assert.Equal(0, server.Provider.Stats().Requests);
+        Assert.Equal(["bad.jsonl"], Directory.GetFiles(_folder.Path).Select(Path.GetFileName));
+    }
+
+    [Fact]
+    public async Task AfterTheEnd_RunningAgainSendsNothing_AndRewritesTheSameFiles()
+    {
+        var input = BatchFiles.Write(_folder.File("in.jsonl"), BatchFiles.OpenAIChat(50));
+        await using var server = await Simulators.StartHttpAsync(new SimulatorOptions { Error503Rate = 0.1 });
+        var first = await ShepherdProcess.RunAsync(_folder.Path, Run(input, server, "--max-attempts", "1"));
+        var sent = server.Provider.Stats().Requests;
+        var output = File.ReadAllBytes(_folder.File("in.out.jsonl"));
+        var errors = File.ReadAllBytes(_folder.File("in.errors.jsonl"));
+        File.Delete(_folder.File("in.out.jsonl"));
+
+        var second = await ShepherdProcess.RunAsync(_folder.Path, Run(input, server, "--max-attempts", "1"));
+
+        Assert.Equal(first.ExitCode, second.ExitCode);
+        Assert.Contains("already completed: nothing to send", second.Stderr, StringComparison.Ordinal);
+        Assert.Equal(sent, server.Provider.Stats().Requests);
+        Assert.Equal(output, File.ReadAllBytes(_folder.File("in.out.jsonl")));
+        Assert.Equal(errors, File.ReadAllBytes(_folder.File("in.errors.jsonl")));
+    }
+
+    [Fact]
+    public async Task AChangedInput_IsRefused_UntilFresh()
+    {
+        var input = BatchFiles.Write(_folder.File("in.jsonl"), BatchFiles.OpenAIChat(5));
+        await using var server = await Simulators.StartHttpAsync();
+        Assert.Equal(0, (await ShepherdProcess.RunAsync(_folder.Path, Run(input, server))).ExitCode);
+        BatchFiles.Write(input, BatchFiles.OpenAIChat(6));
+
+        var refused = await ShepherdProcess.RunAsync(_folder.Path, Run(input, server));
+        var fresh = await ShepherdProcess.RunAsync(_folder.Path, Run(input, server, "--fresh"));
+
+        Assert.True(refused.ExitCode == 2, refused.ToString());
+        Assert.Contains("changed since", refused.Stderr, StringComparison.Ordinal);
+        Assert.Contains("--fresh", refused.Stderr, StringComparison.Ordinal);
+        Assert.True(fresh.ExitCode == 0, fresh.ToString());
+        Assert.Equal(6, CustomIds(_folder.File("in.out.jsonl")).Count);
+    }
+
+    [Fact]
+    public async Task AnImportCutShortByACrash_IsReadAgain()
+    {
+        var requests = BatchFiles.OpenAIChat(20);
+        var input = BatchFiles.Write(_folder.File("in.jsonl"), requests);
+        await using (var store = new Engine.Storage.SqliteBatchStore(new Engine.Storage.SqliteStoreOptions { Path = input + ".shepherd.db" }, TimeProvider.System))
+        {
+            await store.InitializeAsync(TestContext.Current.CancellationToken);
+            await store.CreateBatchAsync(new Engine.Storage.NewBatch("batch_cut", input), TestContext.Current.CancellationToken);
+            await store.AddItemsAsync("batch_cut", [new Engine.Storage.ImportItem(1, requests[0].CustomId, "m", "{}"u8.ToArray())], TestContext.Current.CancellationToken);
+        }
+
+        await using var server = await Simulators.StartHttpAsync();
+        var result = await ShepherdProcess.RunAsync(_folder.Path, Run(input, server));
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Equal(requests.Select(r => r.CustomId), CustomIds(_folder.File("in.out.jsonl")));
+        Assert.Equal(20, server.Provider.Stats().Requests);
+    }
+
+    [Fact]
+    public async Task OutputFiles_GoWhereTheyAreTold()
+    {
+        var input = BatchFiles.Write(_folder.File("in.jsonl"), BatchFiles.OpenAIChat(3));
+        await using var server = await Simulators.StartHttpAsync();
+        Directory.CreateDirectory(_folder.File("out"));
+
+        var result = await ShepherdProcess.RunAsync(_folder.Path, Run(input, server,
+            "--output", "out/ok.jsonl", "--errors", "out/bad.jsonl", "--state", "out/state.db", "--json"));
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        var summary = JsonDocument.Parse(result.Stdout).RootElement;
+        Assert.Equal((3, 3, 0), (summary.GetProperty("total").GetInt32(), summary.GetProperty("succeeded").GetInt32(), summary.GetProperty("failed").GetInt32()));
+        Assert.True(summary.GetProperty("peak_working_set_bytes").GetInt64() > 0);
+        Assert.Equal(_folder.File("out/ok.jsonl"), summary.GetProperty("output").GetString());
+        Assert.Equal(3, CustomIds(_folder.File("out/ok.jsonl")).Count);
+        Assert.True(File.Exists(_folder.File("out/bad.jsonl")));
+        Assert.True(File.Exists(_folder.File("out/state.db")));
+        Assert.False(File.Exists(input + ".shepherd.db"));
+    }
+
+    [Fact]
+    public async Task TheBuiltInSimulator_RunsTheDemoWithoutANetwork()
+    {
+        var input = BatchFiles.Write(_folder.File("demo.jsonl"), BatchFiles.OpenAIChat(40));
+
+        var result = await ShepherdProcess.RunAsync(_folder.Path, "run", input, "--provider", "sim", "--sim-latency", "0", "--sim-jitter", "0", "--progress", "plain");
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Equal(40, CustomIds(_folder.File("demo.out.jsonl")).Count);
+        Assert.Contains("[100.0%] demo.jsonl  40/40 done", result.Stdout, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("--concurrency", "0", "--concurrency must be between 1 and 10000; got 0.")]
+    [InlineData("--base-url", "ftp://x", "--base-url must be an absolute http or https url")]
+    [InlineData("--sim-fail-500", "2", "--sim-fail-500 is a share between 0 and 1")]
+    [InlineData("--provider", "azure", "azure")]
+    [InlineData("--timeout", "-1", "--timeout must be a number of seconds")]
+    public async Task BadFlags_AreRefused_NamingTheFlag(string flag, string value, string message)
+    {
+        var input = BatchFiles.Write(_folder.File("in.jsonl"), BatchFiles.OpenAIChat(1));
+
+        var result = await ShepherdProcess.RunAsync(_folder.Path, "run", input, flag, value);
+
+        Assert.True(result.ExitCode == 2, result.ToString());
+        Assert.Contains(message, result.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AMissingFile_IsRefused()
+    {
+        var result = await ShepherdProcess.RunAsync(_folder.Path, "run", "nope.jsonl");
+
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("nope.jsonl", result.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task WithoutAKey_ARealProviderIsRefusedBeforeAnythingIsSent()
+    {
+        var input = BatchFiles.Write(_folder.File("in.jsonl"), BatchFiles.OpenAIChat(1));
+
+        var result = await ShepherdProcess.RunAsync(_folder.Path, "run", input, "--provider", "openai");
+
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("No API key for OpenAI: pass --api-key or set OPENAI_API_KEY", result.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task TheAnthropicProvider_RefusesAnOpenAIEndpoint()
+    {
+        var input = BatchFiles.Write(_folder.File("in.jsonl"), BatchFiles.OpenAIChat(1));
+
+        var result = await ShepherdProcess.RunAsync(_folder.Path, "run", input, "--provider", "anthropic", "--api-key", "k");
+
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("serves /v1/messages", result.Stderr, StringComparison.Ordinal);
+    }
+}

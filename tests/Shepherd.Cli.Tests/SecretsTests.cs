@@ -1,0 +1,70 @@
+using System.Text;
+using Shepherd.Simulator;
+using Shepherd.Testing;
+
+namespace Shepherd.Cli.Tests;
+
+/// <summary>An API key is sent to its provider and nowhere else: not to output, errors, logs or the state file.</summary>
+public sealed class SecretsTests : IDisposable
+{
+    private const string Key = "sk-SHEPHERD-SECRET-3f9a1c77e2";
+    private readonly TempDirectory _folder = new();
+
+    public void Dispose() => _folder.Dispose();
+
+    private void AssertNowhere(ProcessResult result)
+    {
+        Assert.DoesNotContain(Key, result.Stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain(Key, result.Stderr, StringComparison.Ordinal);
+        foreach (var file in Directory.GetFiles(_folder.Path, "*", SearchOption.AllDirectories))
+        {
+            var bytes = File.ReadAllBytes(file);
+            Assert.False(bytes.AsSpan().IndexOf(Encoding.UTF8.GetBytes(Key)) >= 0, $"{Path.GetFileName(file)} holds the key");
+        }
+    }
+
+    [Fact]
+    public async Task AKeyOnTheCommandLine_IsSent_ButNeverWritten_EvenWithVerboseLogsAndRetries()
+    {
+        var input = BatchFiles.Write(_folder.File("in.jsonl"), BatchFiles.OpenAIChat(40));
+        await using var server = await Simulators.StartHttpAsync(new SimulatorOptions { ApiKey = Key, Error503Rate = 0.2, ResetRate = 0.1 });
+
+        var result = await ShepherdProcess.RunAsync(_folder.Path,
+            "run", input, "--base-url", new Uri(server.BaseUrl, "v1").ToString(), "--api-key", Key, "--verbose", "--max-attempts", "2", "--progress", "plain");
+
+        Assert.True(result.ExitCode is 0 or 3, result.ToString());
+        Assert.True(server.Provider.Stats().ByStatus[200] > 0, "the key was not sent");
+        Assert.Contains("retrying", result.Stderr, StringComparison.Ordinal);
+        AssertNowhere(result);
+    }
+
+    [Fact]
+    public async Task ARejectedKey_IsNotEchoedInTheErrors()
+    {
+        var input = BatchFiles.Write(_folder.File("in.jsonl"), BatchFiles.OpenAIChat(5));
+        await using var server = await Simulators.StartHttpAsync(new SimulatorOptions { ApiKey = "the-right-one" });
+
+        var result = await ShepherdProcess.RunAsync(_folder.Path,
+            "run", input, "--base-url", new Uri(server.BaseUrl, "v1").ToString(), "--api-key", Key, "--verbose", "--progress", "none");
+
+        Assert.True(result.ExitCode == 3, result.ToString());
+        Assert.Equal(5, BatchFiles.ReadJsonl(_folder.File("in.errors.jsonl")).Count);
+        AssertNowhere(result);
+    }
+
+    [Fact]
+    public async Task KeysFromTheEnvironment_AreUsed_AndNeverWritten()
+    {
+        var input = BatchFiles.Write(_folder.File("docs.jsonl"), BatchFiles.Anthropic(10));
+        await using var server = await Simulators.StartHttpAsync(new SimulatorOptions { ApiKey = Key });
+
+        using var run = ShepherdProcess.Start(_folder.Path,
+            ["run", input, "--base-url", server.BaseUrl.ToString(), "--verbose", "--progress", "none"],
+            new Dictionary<string, string?> { ["ANTHROPIC_API_KEY"] = Key });
+        var result = await run.WaitAsync();
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Equal(10, server.Provider.Stats().ByStatus[200]);
+        AssertNowhere(result);
+    }
+}

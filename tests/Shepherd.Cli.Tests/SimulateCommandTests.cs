@@ -1,0 +1,37 @@
+using System.Net;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Shepherd.Testing;
+
+namespace Shepherd.Cli.Tests;
+
+public sealed partial class SimulateCommandTests : IDisposable
+{
+    private readonly TempDirectory _folder = new();
+
+    public void Dispose() => _folder.Dispose();
+
+    [GeneratedRegex(@"listening on (http://127\.0\.0\.1:\d+)")]
+    private static partial Regex ListeningOn();
+
+    [Fact]
+    public async Task Simulate_ServesOverHttp_WithTheLimitsItWasGiven()
+    {
+        using var simulator = ShepherdProcess.Start(_folder.Path, ["simulate", "--port", "0", "--rpm", "60", "--api-key", "k"]);
+        var line = await simulator.WaitForOutputAsync("listening on");
+        var root = new Uri(ListeningOn().Match(line).Groups[1].Value + "/");
+        using var client = new HttpClient { BaseAddress = root };
+        client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", "k");
+        var ct = TestContext.Current.CancellationToken;
+
+        using var first = await client.PostAsync(new Uri("v1/chat/completions", UriKind.Relative), new StringContent("""{"model":"m","messages":[{"role":"user","content":"hi"}]}"""), ct);
+        using var second = await client.PostAsync(new Uri("v1/chat/completions", UriKind.Relative), new StringContent("""{"model":"m","messages":[{"role":"user","content":"hi"}]}"""), ct);
+        var stats = JsonDocument.Parse(await client.GetStringAsync(new Uri("_sim/stats", UriKind.Relative), ct)).RootElement;
+
+        Assert.Equal(HttpStatusCode.OK, first.StatusCode);
+        Assert.Equal(HttpStatusCode.TooManyRequests, second.StatusCode);
+        Assert.Equal("60", second.Headers.GetValues("x-ratelimit-limit-requests").Single());
+        Assert.Equal(2, stats.GetProperty("requests").GetInt32());
+        Assert.Equal(1, stats.GetProperty("duplicates").GetInt32());
+    }
+}
