@@ -1,5 +1,7 @@
 using System.CommandLine;
+using System.Runtime.InteropServices;
 using Shepherd.Cli.Commands;
+using Shepherd.Engine.Storage;
 
 var root = new RootCommand("Shepherd: a durable batch engine for LLM APIs")
 {
@@ -19,9 +21,17 @@ if (parse.Errors.Count > 0)
     return ExitCodes.InvalidInput;
 }
 
+// SIGTERM (a service manager stopping us) ends a run as Ctrl+C does: answers received are saved first.
+using var terminate = new CancellationTokenSource();
+using var onTerminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, signal =>
+{
+    signal.Cancel = true;
+    terminate.Cancel();
+});
+
 try
 {
-    return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+    return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false }, terminate.Token);
 }
 catch (UsageException ex)
 {
@@ -32,4 +42,9 @@ catch (OperationCanceledException)
 {
     await Console.Error.WriteLineAsync("Interrupted.");
     return ExitCodes.Interrupted;
+}
+catch (Exception ex) when (ex is StoreException or IOException or UnauthorizedAccessException)
+{
+    await Console.Error.WriteLineAsync($"shepherd: {ex.Message}");
+    return ExitCodes.Error;
 }

@@ -77,6 +77,43 @@ public sealed class ResumeAfterKillTests : IDisposable
         Assert.InRange(duplicates, 0, 3 * 2 * Concurrency);
     }
 
+    [Theory]
+    [InlineData("INT")]
+    [InlineData("TERM")]
+    public async Task ASignal_StopsTheRunGracefully_AndTheSameCommandFinishesIt(string signal)
+    {
+        var requests = BatchFiles.OpenAIChat(200);
+        var input = BatchFiles.Write(_folder.File("batch.jsonl"), requests);
+        await using var server = await Simulators.StartHttpAsync(new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(20) });
+        string[] command = ["run", input, "--provider", "openai", "--base-url", new Uri(server.BaseUrl, "v1").ToString(), "--api-key", "k", "--concurrency", "4", "--progress", "none"];
+        var reached = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        server.Provider.RequestReceived += total =>
+        {
+            if (total >= 40)
+            {
+                reached.TrySetResult();
+            }
+        };
+
+        ProcessResult stopped;
+        using (var run = ShepherdProcess.Start(_folder.Path, command))
+        {
+            await reached.Task.WaitAsync(TimeSpan.FromMinutes(2), TestContext.Current.CancellationToken);
+            await run.SignalAsync(signal);
+            stopped = await run.WaitAsync();
+        }
+
+        var saved = await CommittedAsync(input + ".shepherd.db");
+        var finished = await ShepherdProcess.RunAsync(_folder.Path, command);
+
+        Assert.True(stopped.ExitCode == 130, stopped.ToString());
+        Assert.Contains($"Interrupted: {saved.Count} of 200 requests done and saved", stopped.Stderr, StringComparison.Ordinal);
+        Assert.InRange(saved.Count, 30, 199);
+        Assert.True(finished.ExitCode == 0, finished.ToString());
+        Assert.Equal(requests.Select(r => r.CustomId), BatchFiles.ReadJsonl(_folder.File("batch.out.jsonl")).Select(l => l.GetProperty("custom_id").GetString()));
+        Assert.InRange(server.Provider.Stats().Duplicates, 0, 4);
+    }
+
     /// <summary>
     /// Between two looks, a request may be sent again only if it had been sent before and its
     /// answer had not been recorded; an item recorded as done is never sent again.

@@ -86,6 +86,13 @@ public sealed class ShepherdProcess : IDisposable
         return seen.Task.WaitAsync(TimeSpan.FromMinutes(1), TestContext.Current.CancellationToken);
     }
 
+    /// <summary>Sends a POSIX signal (INT, TERM) by name, as a terminal or a service manager would.</summary>
+    public async Task SignalAsync(string signal)
+    {
+        using var kill = Process.Start("kill", ["-s", signal, _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        await kill.WaitForExitAsync(TestContext.Current.CancellationToken);
+    }
+
     /// <summary>SIGKILL: no handler runs, nothing is flushed.</summary>
     public async Task KillAsync()
     {

@@ -1,6 +1,5 @@
 using System.CommandLine;
 using Shepherd.Cli.Running;
-using Shepherd.Engine.Storage;
 using Spectre.Console;
 
 namespace Shepherd.Cli.Commands;
@@ -63,15 +62,7 @@ internal static class RunCommand
                 Simulator = simulator.Read(parse),
                 SimulatorSeed = simulator.Seed(parse),
             };
-            try
-            {
-                return await new FileBatchRun(settings, AnsiConsole.Console, Console.Out, Console.Error, TimeProvider.System).ExecuteAsync(cancellationToken);
-            }
-            catch (StoreException ex)
-            {
-                await Console.Error.WriteLineAsync(ex.Message);
-                return ExitCodes.Error;
-            }
+            return await new FileBatchRun(settings, AnsiConsole.Console, Console.Out, Console.Error, TimeProvider.System).ExecuteAsync(cancellationToken);
         });
         return command;
     }

@@ -112,7 +112,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
     private async Task<bool> DispatchAsync(Dispatcher dispatcher, IBatchStore store, BatchRecord batch, CancellationToken cancellationToken)
     {
         using var stop = new CancellationTokenSource();
-        var running = dispatcher.RunAsync(stop.Token);
+        var running = dispatcher.RunAsync(batch.Id, stop.Token);
         var completed = dispatcher.WaitForBatchAsync(batch.Id, cancellationToken);
         var work = Task.WhenAny(running, completed).Unwrap();
         var display = new ProgressDisplay(console, settings.Json ? stderr : stdout, ResolveProgressMode(), time);

@@ -62,6 +62,7 @@ public sealed partial class Dispatcher
             ?? throw new InvalidOperationException($"There is no batch {batchId}.");
         if (batch.Status is not (BatchStatus.InProgress or BatchStatus.Validating))
         {
+            _waiters.TryRemove(batchId, out _);
             return;
         }
 
@@ -69,12 +70,13 @@ public sealed partial class Dispatcher
     }
 
     /// <summary>
-    /// Dispatches until <paramref name="stoppingToken"/> is cancelled. On stop, requests in
+    /// Dispatches the items of <paramref name="onlyBatchId"/>, or of every active batch when it
+    /// is null, until <paramref name="stoppingToken"/> is cancelled. On stop, requests in
     /// flight are abandoned (their items stay leased and run again after a restart), items
     /// claimed but not yet sent are queued again, and every outcome already received is
     /// committed before this returns.
     /// </summary>
-    public async Task RunAsync(CancellationToken stoppingToken)
+    public async Task RunAsync(string? onlyBatchId, CancellationToken stoppingToken)
     {
         using var run = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
         var work = Channel.CreateUnbounded<WorkItem>(new UnboundedChannelOptions { SingleWriter = true });
@@ -88,7 +90,7 @@ public sealed partial class Dispatcher
 
         try
         {
-            await ClaimLoopAsync(work.Writer, run.Token);
+            await ClaimLoopAsync(work.Writer, onlyBatchId, run.Token);
         }
         catch (OperationCanceledException) when (run.IsCancellationRequested)
         {
@@ -108,7 +110,7 @@ public sealed partial class Dispatcher
         await committer;
     }
 
-    private async Task ClaimLoopAsync(ChannelWriter<WorkItem> work, CancellationToken cancellationToken)
+    private async Task ClaimLoopAsync(ChannelWriter<WorkItem> work, string? onlyBatchId, CancellationToken cancellationToken)
     {
         // Claim ahead of the workers by one round, so none waits for the store.
         var capacity = 2L * _options.Concurrency;
@@ -123,6 +125,11 @@ public sealed partial class Dispatcher
             if (Interlocked.Exchange(ref _batchesChanged, 0) == 1 || now >= nextRefresh)
             {
                 batches = await _store.ListActiveBatchesAsync(cancellationToken);
+                if (onlyBatchId is not null)
+                {
+                    batches = [.. batches.Where(b => b.Id == onlyBatchId)];
+                }
+
                 nextRefresh = now + _options.IdlePollInterval;
             }
 

@@ -117,6 +117,11 @@ internal static class InputLineParser
             return (InputErrorCodes.StreamUnsupported, $"\"{bodyName}.stream\" is true; a batch returns whole answers, remove it");
         }
 
+        if (fields.MaxTokensInvalid)
+        {
+            return (InputErrorCodes.InvalidBody, $"\"{bodyName}.{fields.MaxTokensName}\" must be a whole number from 0 to {int.MaxValue}");
+        }
+
         if (url == BatchEndpoints.Messages && fields.MaxTokens is null)
         {
             return (InputErrorCodes.MissingMaxTokens, $"\"{bodyName}.max_tokens\" is required for {BatchEndpoints.Messages}");
@@ -269,6 +274,7 @@ internal static class InputLineParser
             var maxTokens = !model && !stream && (reader.ValueTextEquals("max_tokens"u8)
                 || reader.ValueTextEquals("max_completion_tokens"u8)
                 || reader.ValueTextEquals("max_output_tokens"u8));
+            var name = maxTokens ? reader.GetString() : null;
             reader.Read();
             if (model)
             {
@@ -281,6 +287,11 @@ internal static class InputLineParser
             else if (maxTokens && reader.TokenType == JsonTokenType.Number && reader.TryGetInt32(out var max) && max >= 0)
             {
                 fields.MaxTokens = max;
+            }
+            else if (maxTokens && reader.TokenType != JsonTokenType.Null)
+            {
+                fields.MaxTokensInvalid = true;
+                fields.MaxTokensName = name;
             }
 
             reader.Skip();
@@ -325,6 +336,8 @@ internal static class InputLineParser
         public string? Model;
         public bool Stream;
         public int? MaxTokens;
+        public bool MaxTokensInvalid;
+        public string? MaxTokensName;
         public (string Code, string Message)? Problem;
     }
 }

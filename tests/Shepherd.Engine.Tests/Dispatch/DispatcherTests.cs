@@ -34,7 +34,7 @@ public sealed class DispatcherTests : StoreTestBase
     private async Task RunToCompletionAsync(Dispatcher dispatcher, params string[] batchIds)
     {
         using var stop = new CancellationTokenSource();
-        var running = dispatcher.RunAsync(stop.Token);
+        var running = dispatcher.RunAsync(null, stop.Token);
         var completed = Task.WhenAll(batchIds.Select(id => dispatcher.WaitForBatchAsync(id, Ct)));
         await Time.RunUntilAsync(Task.WhenAny(completed, running), TimeSpan.FromMilliseconds(50));
         await stop.CancelAsync();
@@ -171,7 +171,7 @@ public sealed class DispatcherTests : StoreTestBase
         });
         var first = CreateDispatcher(handler, new DispatchOptions { Concurrency = 4 });
         using var stop = new CancellationTokenSource();
-        var running = first.RunAsync(stop.Token);
+        var running = first.RunAsync(null, stop.Token);
         await Time.RunUntilAsync(WaitUntilAsync(async () => (await Store.GetBatchAsync(batchId, Ct))!.Succeeded >= 5), TimeSpan.FromMilliseconds(10));
 
         await stop.CancelAsync();
@@ -207,6 +207,26 @@ public sealed class DispatcherTests : StoreTestBase
     }
 
     [Fact]
+    public async Task ABatchFilter_LeavesOtherBatchesAlone()
+    {
+        var (mine, _) = await ImportAsync(10, "mine-");
+        var (other, _) = await ImportAsync(10, "other-");
+        var simulator = Simulators.Create(time: Time);
+        var dispatcher = CreateDispatcher(new SimulatorHandler(simulator));
+        using var stop = new CancellationTokenSource();
+
+        var running = dispatcher.RunAsync(mine, stop.Token);
+        await Time.RunUntilAsync(dispatcher.WaitForBatchAsync(mine, Ct), TimeSpan.FromMilliseconds(50));
+        await stop.CancelAsync();
+        await running;
+
+        Assert.Equal(10, simulator.Stats().Requests);
+        var untouched = await Store.GetBatchAsync(other, Ct);
+        Assert.Equal((BatchStatus.InProgress, 0L), (untouched!.Status, untouched.Finished));
+        Assert.Equal(10, (await Store.ClaimAsync(other, 100, Time.GetUtcNow(), Time.GetUtcNow().AddMinutes(1), Ct)).Count);
+    }
+
+    [Fact]
     public async Task AFullRunOverHttp_AgainstAFaultySimulator_SucceedsForEveryItem()
     {
         var (batchId, requests) = await ImportAsync(300);
@@ -217,7 +237,7 @@ public sealed class DispatcherTests : StoreTestBase
             new UpstreamOptions { BaseUrl = new Uri(server.BaseUrl, "v1") },
             TimeProvider.System);
         using var stop = new CancellationTokenSource();
-        var running = dispatcher.RunAsync(stop.Token);
+        var running = dispatcher.RunAsync(null, stop.Token);
 
         await dispatcher.WaitForBatchAsync(batchId, Ct);
         await stop.CancelAsync();

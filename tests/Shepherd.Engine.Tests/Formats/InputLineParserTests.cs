@@ -82,6 +82,9 @@ public sealed class InputLineParserTests
     [InlineData("""{"custom_id":"x","method":"POST","url":"/v1/messages","body":{"model":"m"}}""", "missing_max_tokens")]
     [InlineData("""{"custom_id":"x","params":{"model":"m"}}""", "missing_max_tokens")]
     [InlineData("""{"custom_id":"has space","params":{"model":"m","max_tokens":5}}""", "invalid_custom_id")]
+    [InlineData("""{"custom_id":"x","params":{"model":"m","max_tokens":"lots"}}""", "invalid_body")]
+    [InlineData("""{"custom_id":"x","params":{"model":"m","max_tokens":-1}}""", "invalid_body")]
+    [InlineData("""{"custom_id":"x","method":"POST","url":"/v1/chat/completions","body":{"model":"m","max_completion_tokens":1.5}}""", "invalid_body")]
     [InlineData("""{"custom_id":"x","params":{"model":"m","max_tokens":5},"body":{"model":"m"}}""", "invalid_body")]
     public void BadLine_IsRejectedWithItsCode(string line, string code)
     {
