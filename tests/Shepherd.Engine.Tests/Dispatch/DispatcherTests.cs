@@ -30,13 +30,17 @@ public sealed class DispatcherTests : StoreTestBase
             new Random(3),
             NullLogger<Dispatcher>.Instance);
 
-    /// <summary>Runs the dispatcher on the fake clock until the batches complete, then stops it.</summary>
-    private async Task RunToCompletionAsync(Dispatcher dispatcher, params string[] batchIds)
+    /// <summary>
+    /// Runs the dispatcher on the fake clock until the batches complete, then stops it. The clock
+    /// stands still while a request is in flight, unless it is one of <paramref name="waitingOnTheClock"/>.
+    /// </summary>
+    private async Task RunToCompletionAsync(Dispatcher dispatcher, string batchId, Func<long>? waitingOnTheClock = null)
     {
         using var stop = new CancellationTokenSource();
         var running = dispatcher.RunAsync(null, stop.Token);
-        var completed = Task.WhenAll(batchIds.Select(id => dispatcher.WaitForBatchAsync(id, Ct)));
-        await Time.RunUntilAsync(Task.WhenAny(completed, running), TimeSpan.FromMilliseconds(50));
+        var completed = dispatcher.WaitForBatchAsync(batchId, Ct);
+        await Time.RunUntilAsync(Task.WhenAny(completed, running), TimeSpan.FromMilliseconds(50),
+            () => dispatcher.Counters.InFlight <= (waitingOnTheClock?.Invoke() ?? 0));
         await stop.CancelAsync();
         await running;
         await completed;
@@ -138,16 +142,29 @@ public sealed class DispatcherTests : StoreTestBase
     public async Task AHangingUpstream_TimesOut_AndTheItemIsTriedAgain()
     {
         var (batchId, _) = await ImportAsync(1);
+        var hanging = 0L;
         var handler = new ScriptedHandler(
             async (_, cancellationToken) =>
             {
-                await Task.Delay(Timeout.InfiniteTimeSpan, Time, cancellationToken);
+                Interlocked.Increment(ref hanging);
+                try
+                {
+                    await Task.Delay(Timeout.InfiniteTimeSpan, Time, cancellationToken);
+                }
+                finally
+                {
+                    Interlocked.Decrement(ref hanging);
+                }
+
                 throw new InvalidOperationException("unreachable");
             },
             ScriptedHandler.Json(HttpStatusCode.OK, "{}"));
         var started = Time.GetUtcNow();
 
-        await RunToCompletionAsync(CreateDispatcher(handler, upstream: new UpstreamOptions { BaseUrl = new Uri("http://upstream.test/v1"), RequestTimeout = TimeSpan.FromSeconds(30) }), batchId);
+        await RunToCompletionAsync(
+            CreateDispatcher(handler, upstream: new UpstreamOptions { BaseUrl = new Uri("http://upstream.test/v1"), RequestTimeout = TimeSpan.FromSeconds(30) }),
+            batchId,
+            () => Interlocked.Read(ref hanging));
 
         Assert.Equal(2, handler.Received.Count);
         Assert.True(Time.GetUtcNow() - started >= TimeSpan.FromSeconds(30));
@@ -172,7 +189,7 @@ public sealed class DispatcherTests : StoreTestBase
         var first = CreateDispatcher(handler, new DispatchOptions { Concurrency = 4 });
         using var stop = new CancellationTokenSource();
         var running = first.RunAsync(null, stop.Token);
-        await Time.RunUntilAsync(WaitUntilAsync(async () => (await Store.GetBatchAsync(batchId, Ct))!.Succeeded >= 5), TimeSpan.FromMilliseconds(10));
+        await Time.RunUntilAsync(WaitUntilAsync(async () => (await Store.GetBatchAsync(batchId, Ct))!.Succeeded >= 5), TimeSpan.FromMilliseconds(10), () => first.Counters.InFlight == 0);
 
         await stop.CancelAsync();
         await running;
@@ -200,7 +217,12 @@ public sealed class DispatcherTests : StoreTestBase
         var (b, _) = await ImportAsync(30, "b-");
         var simulator = Simulators.Create(time: Time);
 
-        await RunToCompletionAsync(CreateDispatcher(new SimulatorHandler(simulator), new DispatchOptions { Concurrency = 2 }), a, b);
+        var dispatcher = CreateDispatcher(new SimulatorHandler(simulator), new DispatchOptions { Concurrency = 2 });
+        using var stop = new CancellationTokenSource();
+        var running = dispatcher.RunAsync(null, stop.Token);
+        await Time.RunUntilAsync(Task.WhenAll(dispatcher.WaitForBatchAsync(a, Ct), dispatcher.WaitForBatchAsync(b, Ct)), TimeSpan.FromMilliseconds(50), () => dispatcher.Counters.InFlight == 0);
+        await stop.CancelAsync();
+        await running;
 
         Assert.Equal(30, (await Store.GetBatchAsync(a, Ct))!.Succeeded);
         Assert.Equal(30, (await Store.GetBatchAsync(b, Ct))!.Succeeded);
@@ -216,7 +238,7 @@ public sealed class DispatcherTests : StoreTestBase
         using var stop = new CancellationTokenSource();
 
         var running = dispatcher.RunAsync(mine, stop.Token);
-        await Time.RunUntilAsync(dispatcher.WaitForBatchAsync(mine, Ct), TimeSpan.FromMilliseconds(50));
+        await Time.RunUntilAsync(dispatcher.WaitForBatchAsync(mine, Ct), TimeSpan.FromMilliseconds(50), () => dispatcher.Counters.InFlight == 0);
         await stop.CancelAsync();
         await running;
 
