@@ -40,7 +40,7 @@ internal static class StoreScenario
         while (true)
         {
             var now = TimeProvider.System.GetUtcNow();
-            var items = await store.ClaimAsync(imported.BatchId, claim, now, now.AddMinutes(30), CancellationToken.None);
+            var items = await store.ClaimAsync("gpt-4.1-mini", imported.BatchId, claim, now, now.AddMinutes(30), CancellationToken.None);
             transactions++;
             pending.AddRange(items.Select(item => new ItemOutcome(item, OutcomeKind.Succeeded, new AttemptResult { StatusCode = 200, Body = answer, RequestId = "req", InputTokens = 20, OutputTokens = 12 })));
             if (pending.Count >= commit || items.Count == 0)

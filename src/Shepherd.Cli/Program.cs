@@ -33,7 +33,7 @@ try
 {
     return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false }, terminate.Token);
 }
-catch (UsageException ex)
+catch (Exception ex) when (ex is UsageException or Shepherd.Engine.Configuration.ConfigException)
 {
     await Console.Error.WriteLineAsync(ex.Message);
     return ExitCodes.InvalidInput;

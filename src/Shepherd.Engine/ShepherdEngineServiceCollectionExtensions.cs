@@ -15,8 +15,8 @@ public sealed class ShepherdEngineOptions
     /// <summary>The embedded store.</summary>
     public required SqliteStoreOptions Store { get; init; }
 
-    /// <summary>The upstream requests go to.</summary>
-    public UpstreamOptions Upstream { get; init; } = new();
+    /// <summary>The upstreams requests go to; several may serve one model (failover, weights).</summary>
+    public IReadOnlyList<UpstreamOptions> Upstreams { get; init; } = [new UpstreamOptions()];
 
     /// <summary>How requests are sent.</summary>
     public DispatchOptions Dispatch { get; init; } = new();
@@ -44,19 +44,21 @@ public static class ShepherdEngineServiceCollectionExtensions
         services.AddLogging();
         services.AddSingleton<IBatchStore>(sp => new SqliteBatchStore(options.Store, sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton(sp => new BatchImporter(sp.GetRequiredService<IBatchStore>(), options.Import));
-        services.AddSingleton(sp => new UpstreamClient(
+        services.AddSingleton<TokenEstimator>();
+        services.AddSingleton<IReadOnlyList<UpstreamClient>>(sp => [.. options.Upstreams.Select(upstream => new UpstreamClient(
             sp.GetRequiredService<IHttpClientFactory>().CreateClient(UpstreamClient.HttpClientName),
-            options.Upstream,
-            sp.GetRequiredService<TimeProvider>()));
+            upstream,
+            sp.GetRequiredService<TimeProvider>()))]);
         services.AddSingleton(sp => new Dispatcher(
             sp.GetRequiredService<IBatchStore>(),
-            sp.GetRequiredService<UpstreamClient>(),
+            sp.GetRequiredService<IReadOnlyList<UpstreamClient>>(),
             options.Dispatch,
             sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<Random>(),
+            sp.GetRequiredService<TokenEstimator>(),
             sp.GetRequiredService<ILogger<Dispatcher>>()));
 
-        var concurrency = options.Dispatch.Concurrency;
+        var concurrency = options.Dispatch.Concurrency * Math.Max(1, options.Upstreams.Count);
         return services.AddHttpClient(UpstreamClient.HttpClientName, http => http.Timeout = Timeout.InfiniteTimeSpan)
             .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler
             {

@@ -73,6 +73,65 @@ internal static class CliOptions
         };
     }
 
+    public static Option<TimeSpan?> Duration(string name, string description)
+    {
+        return new Option<TimeSpan?>(name)
+        {
+            Description = description,
+            CustomParser = result =>
+            {
+                var text = result.Tokens.Single().Value;
+                if (Engine.Upstreams.RateLimitSnapshot.ParseDuration(text) is { } duration && duration > TimeSpan.Zero)
+                {
+                    return duration;
+                }
+
+                result.AddError($"{name} is a duration such as 24h, 90m or 30s; got '{text}'.");
+                return null;
+            },
+        };
+    }
+
+    /// <summary><c>--upstream URL</c> or <c>--upstream URL@WEIGHT</c>, repeated.</summary>
+    public static Option<List<Running.UpstreamTarget>> Upstreams(string name, string description)
+    {
+        return new Option<List<Running.UpstreamTarget>>(name)
+        {
+            Description = description,
+            AllowMultipleArgumentsPerToken = false,
+            CustomParser = result =>
+            {
+                var targets = new List<Running.UpstreamTarget>();
+                foreach (var token in result.Tokens)
+                {
+                    var text = token.Value;
+                    var at = text.LastIndexOf('@');
+                    var weight = 1;
+                    if (at > text.IndexOf("://", StringComparison.Ordinal) + 2 && at > 0)
+                    {
+                        if (!int.TryParse(text[(at + 1)..], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out weight) || weight < 1)
+                        {
+                            result.AddError($"{name} {text}: the weight after @ must be a whole number of at least 1.");
+                            return [];
+                        }
+
+                        text = text[..at];
+                    }
+
+                    if (!Uri.TryCreate(text, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
+                    {
+                        result.AddError($"{name} must be an absolute http or https url, optionally followed by @WEIGHT; got '{token.Value}'.");
+                        return [];
+                    }
+
+                    targets.Add(new Running.UpstreamTarget(uri, weight));
+                }
+
+                return targets;
+            },
+        };
+    }
+
     private static void CheckRange(OptionResult result, int value, int min, int max)
     {
         if (value < min || value > max)

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Shepherd.Cli.Running;
+using Shepherd.Engine.Storage;
 using Spectre.Console;
 
 namespace Shepherd.Cli.Commands;
@@ -17,9 +18,16 @@ internal static class RunCommand
             DefaultValueFactory = _ => ProviderChoice.Auto,
         };
         var baseUrl = CliOptions.Url("--base-url", "The provider's base url, such as https://api.openai.com/v1 or https://api.anthropic.com");
+        var upstream = CliOptions.Upstreams("--upstream", "Another server for the same models (repeat it; URL or URL@WEIGHT): traffic is shared by weight and moves away from a failing one");
+        var config = new Option<string?>("--config") { Description = "A configuration file (shepherd.json) with upstreams, keys, weights and per-lane limits" };
+        config.AcceptLegalFilePathsOnly();
+        var rpm = CliOptions.OptionalLong("--rpm", "Requests per minute per lane; by default learned from the provider's rate-limit headers", 1);
+        var tpm = CliOptions.OptionalLong("--tpm", "Tokens per minute per lane (prompt + max_tokens); by default learned from the provider's headers", 1);
+        var priority = new Option<BatchPriority>("--priority") { Description = "low, normal or high: the order among batches sharing a lane", DefaultValueFactory = _ => BatchPriority.Normal };
+        var window = CliOptions.Duration("--completion-window", "Give up after this long (24h, 90m): unfinished requests end batch_expired");
         var apiKey = new Option<string?>("--api-key") { Description = "The provider's API key; defaults to OPENAI_API_KEY or ANTHROPIC_API_KEY" };
         var anthropicVersion = new Option<string>("--anthropic-version") { Description = "The anthropic-version header", DefaultValueFactory = _ => "2023-06-01" };
-        var concurrency = CliOptions.Int("--concurrency", "Requests in flight at once", 32, 1, 10_000);
+        var concurrency = CliOptions.Int("--concurrency", "The most requests in flight per lane; the lane adapts below it", 32, 1, 10_000);
         var maxAttempts = CliOptions.Int("--max-attempts", "Attempts per request before a transient failure (429, 5xx, timeout) is final", 6, 1, 100);
         var timeout = CliOptions.Seconds("--timeout", "Seconds one attempt may take", 600, 0.001);
         var state = new Option<string?>("--state") { Description = "The state file; defaults to FILE.shepherd.db beside the input" };
@@ -33,7 +41,8 @@ internal static class RunCommand
 
         var command = new Command("run", "Send every request of a batch file, at the provider's pace, and write the results; resumes where it stopped")
         {
-            file, provider, baseUrl, apiKey, anthropicVersion, concurrency, maxAttempts, timeout, state, output, errors, fresh, progress, json, verbose,
+            file, provider, baseUrl, upstream, config, apiKey, anthropicVersion, rpm, tpm, concurrency, maxAttempts, timeout, priority, window,
+            state, output, errors, fresh, progress, json, verbose,
         };
         foreach (var option in simulator.All)
         {
@@ -47,6 +56,12 @@ internal static class RunCommand
                 InputPath = parse.GetValue(file)!.FullName,
                 Provider = parse.GetValue(provider),
                 BaseUrl = parse.GetValue(baseUrl),
+                Upstreams = parse.GetValue(upstream) ?? [],
+                ConfigPath = parse.GetValue(config),
+                RequestsPerMinute = parse.GetValue(rpm),
+                TokensPerMinute = parse.GetValue(tpm),
+                Priority = parse.GetValue(priority),
+                CompletionWindow = parse.GetValue(window),
                 ApiKey = parse.GetValue(apiKey),
                 AnthropicVersion = parse.GetValue(anthropicVersion)!,
                 Concurrency = parse.GetValue(concurrency),

@@ -8,6 +8,7 @@ using Microsoft.Extensions.Logging.Console;
 using Shepherd.Cli.Commands;
 using Shepherd.Engine;
 using Shepherd.Engine.Batches;
+using Shepherd.Engine.Configuration;
 using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Formats;
 using Shepherd.Engine.Storage;
@@ -39,10 +40,11 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
 
         var stateExisted = File.Exists(statePath);
         int exitCode;
-        var upstream = new UpstreamOptions { RequestTimeout = settings.RequestTimeout, AnthropicVersion = settings.AnthropicVersion };
-        await using (var services = BuildServices(statePath, upstream))
+        var config = settings.ConfigPath is { } configPath ? ShepherdConfig.Load(configPath) : null;
+        var upstreams = new List<UpstreamOptions>();
+        await using (var services = BuildServices(statePath, upstreams))
         {
-            exitCode = await ExecuteAsync(services, upstream, input, statePath, cancellationToken);
+            exitCode = await ExecuteAsync(services, upstreams, config, input, statePath, cancellationToken);
         }
 
         if (exitCode == ExitCodes.InvalidInput && !stateExisted)
@@ -54,7 +56,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         return exitCode;
     }
 
-    private async Task<int> ExecuteAsync(ServiceProvider services, UpstreamOptions upstream, string input, string statePath, CancellationToken cancellationToken)
+    private async Task<int> ExecuteAsync(ServiceProvider services, List<UpstreamOptions> upstreams, ShepherdConfig? config, string input, string statePath, CancellationToken cancellationToken)
     {
         var store = services.GetRequiredService<IBatchStore>();
         await store.InitializeAsync(cancellationToken);
@@ -72,7 +74,15 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             batch = (await store.GetBatchAsync(imported.BatchId, cancellationToken))!;
         }
 
-        var target = ConfigureUpstream(upstream, batch);
+        var target = ConfigureUpstreams(upstreams, config, batch);
+        foreach (var model in await store.ListActiveModelsAsync(batch.Id, cancellationToken))
+        {
+            if (!upstreams.Any(u => u.Serves(model)))
+            {
+                throw new UsageException($"No upstream serves the model {model}: add it to an upstream's models in the configuration, or remove the models list.");
+            }
+        }
+
         var (outputPath, errorsPath) = OutputPaths(input);
         return await DispatchAndExportAsync(services, store, batch, target, statePath, outputPath, errorsPath, cancellationToken);
     }
@@ -169,10 +179,10 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
                 "Pass --fresh to start over (answers already received are discarded), or --state to keep both.");
     }
 
-    private static async Task<ImportResult> ImportAsync(BatchImporter importer, string input, CancellationToken cancellationToken)
+    private async Task<ImportResult> ImportAsync(BatchImporter importer, string input, CancellationToken cancellationToken)
     {
         await using var file = OpenInput(input);
-        return await importer.ImportAsync(file, new NewBatch(BatchIds.NewBatchId(), input), cancellationToken);
+        return await importer.ImportAsync(file, new NewBatch(BatchIds.NewBatchId(), input, Priority: settings.Priority, CompletionWindow: settings.CompletionWindow), cancellationToken);
     }
 
     private async Task ReportRejectedAsync(ImportResult imported)
@@ -190,10 +200,21 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         }
     }
 
-    /// <summary>Sets the upstream the batch goes to and returns a description of it for the user.</summary>
-    private string ConfigureUpstream(UpstreamOptions upstream, BatchRecord batch)
+    /// <summary>Sets the upstreams the batch goes to and returns a description of them for the user.</summary>
+    private string ConfigureUpstreams(List<UpstreamOptions> upstreams, ShepherdConfig? config, BatchRecord batch)
     {
         var anthropicInput = batch.Format == InputFormat.Anthropic || batch.Endpoint == BatchEndpoints.Messages;
+        if (config is { Upstreams.Count: > 0 })
+        {
+            if (settings.BaseUrl is not null || settings.Upstreams.Count > 0 || settings.Provider != ProviderChoice.Auto)
+            {
+                throw new UsageException("The configuration file names the upstreams; leave out --provider, --base-url and --upstream, or the file's upstreams.");
+            }
+
+            upstreams.AddRange(config.Upstreams.Select(u => Tuned(u.ToOptions())));
+            return string.Join(", ", upstreams.Select(u => u.Name ?? u.BaseUrl?.Authority ?? u.Kind.ToString()));
+        }
+
         var choice = settings.Provider == ProviderChoice.Auto
             ? anthropicInput ? ProviderChoice.Anthropic : ProviderChoice.OpenAI
             : settings.Provider;
@@ -202,33 +223,47 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             throw new UsageException($"The anthropic provider serves {BatchEndpoints.Messages}, but this batch's url is {batch.Endpoint}. Use --provider openai for an OpenAI-compatible server.");
         }
 
-        upstream.Kind = choice == ProviderChoice.Anthropic || (choice == ProviderChoice.Sim && anthropicInput) ? UpstreamKind.Anthropic : UpstreamKind.OpenAI;
+        var kind = choice == ProviderChoice.Anthropic || (choice == ProviderChoice.Sim && anthropicInput) ? UpstreamKind.Anthropic : UpstreamKind.OpenAI;
         if (choice == ProviderChoice.Sim)
         {
-            upstream.BaseUrl = SimulatorBaseUrl;
+            upstreams.Add(Tuned(new UpstreamOptions { Name = "sim", Kind = kind, BaseUrl = SimulatorBaseUrl }));
             return "the simulated provider";
         }
 
-        upstream.BaseUrl = settings.BaseUrl;
-        var target = (settings.BaseUrl ?? (upstream.Kind == UpstreamKind.Anthropic ? UpstreamOptions.AnthropicDefaultBaseUrl : UpstreamOptions.OpenAIDefaultBaseUrl))
-            .GetLeftPart(UriPartial.Authority);
-        var variable = upstream.Kind == UpstreamKind.Anthropic ? "ANTHROPIC_API_KEY" : "OPENAI_API_KEY";
+        var variable = kind == UpstreamKind.Anthropic ? "ANTHROPIC_API_KEY" : "OPENAI_API_KEY";
         var key = settings.ApiKey ?? Environment.GetEnvironmentVariable(variable);
-        if (string.IsNullOrEmpty(key))
+        var targets = settings.Upstreams.Count > 0
+            ? settings.Upstreams
+            : [new UpstreamTarget(settings.BaseUrl ?? (kind == UpstreamKind.Anthropic ? UpstreamOptions.AnthropicDefaultBaseUrl : UpstreamOptions.OpenAIDefaultBaseUrl), 1)];
+        if (string.IsNullOrEmpty(key) && settings.BaseUrl is null && settings.Upstreams.Count == 0)
         {
-            if (settings.BaseUrl is null)
-            {
-                throw new UsageException($"No API key for {(upstream.Kind == UpstreamKind.Anthropic ? "Anthropic" : "OpenAI")}: pass --api-key or set {variable}. (A local server given with --base-url may need none.)");
-            }
-
-            return target;
+            throw new UsageException($"No API key for {(kind == UpstreamKind.Anthropic ? "Anthropic" : "OpenAI")}: pass --api-key or set {variable}. (A local server given with --base-url may need none.)");
         }
 
-        upstream.ApiKey = new Secret(key);
-        return target;
+        foreach (var target in targets)
+        {
+            upstreams.Add(Tuned(new UpstreamOptions
+            {
+                Kind = kind,
+                BaseUrl = target.BaseUrl,
+                Weight = target.Weight,
+                ApiKey = string.IsNullOrEmpty(key) ? null : new Secret(key),
+            }));
+        }
+
+        return string.Join(", ", targets.Select(t => t.BaseUrl.GetLeftPart(UriPartial.Authority)));
     }
 
-    private ServiceProvider BuildServices(string statePath, UpstreamOptions upstream)
+    /// <summary>The command line's timeout, version and limits, on top of what the upstream already says.</summary>
+    private UpstreamOptions Tuned(UpstreamOptions upstream)
+    {
+        upstream.RequestTimeout = settings.RequestTimeout;
+        upstream.AnthropicVersion = settings.AnthropicVersion;
+        upstream.Limits = new LaneLimits { RequestsPerMinute = settings.RequestsPerMinute, TokensPerMinute = settings.TokensPerMinute }.Over(upstream.Limits);
+        return upstream;
+    }
+
+    private ServiceProvider BuildServices(string statePath, List<UpstreamOptions> upstreams)
     {
         var services = new ServiceCollection();
         services.AddSingleton(time);
@@ -240,7 +275,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         var http = services.AddShepherdEngine(new ShepherdEngineOptions
         {
             Store = new SqliteStoreOptions { Path = statePath },
-            Upstream = upstream,
+            Upstreams = upstreams,
             Dispatch = new DispatchOptions
             {
                 Concurrency = settings.Concurrency,

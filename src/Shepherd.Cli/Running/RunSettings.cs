@@ -1,3 +1,4 @@
+using Shepherd.Engine.Storage;
 using Shepherd.Simulator;
 
 namespace Shepherd.Cli.Running;
@@ -34,6 +35,11 @@ internal enum ProgressMode
     None,
 }
 
+/// <summary>One of several upstreams given on the command line.</summary>
+/// <param name="BaseUrl">Its base url.</param>
+/// <param name="Weight">Its share of traffic.</param>
+internal sealed record UpstreamTarget(Uri BaseUrl, int Weight);
+
 /// <summary>Everything <c>shepherd run</c> was told.</summary>
 internal sealed record RunSettings
 {
@@ -48,6 +54,18 @@ internal sealed record RunSettings
     public ProviderChoice Provider { get; init; }
 
     public Uri? BaseUrl { get; init; }
+
+    public IReadOnlyList<UpstreamTarget> Upstreams { get; init; } = [];
+
+    public string? ConfigPath { get; init; }
+
+    public long? RequestsPerMinute { get; init; }
+
+    public long? TokensPerMinute { get; init; }
+
+    public BatchPriority Priority { get; init; } = BatchPriority.Normal;
+
+    public TimeSpan? CompletionWindow { get; init; }
 
     public string? ApiKey { get; init; }
 

@@ -5,7 +5,7 @@ namespace Shepherd.Engine.Batches;
 
 /// <summary>How many lines an export wrote.</summary>
 /// <param name="Succeeded">Lines written to the output.</param>
-/// <param name="Failed">Lines written to the errors.</param>
+/// <param name="Failed">Lines written to the errors: failed, cancelled and expired items.</param>
 /// <param name="Unfinished">Items that have not ended, so have no line.</param>
 public sealed record ExportSummary(long Succeeded, long Failed, long Unfinished);
 
@@ -32,7 +32,7 @@ public static class ResultExporter
                     await writer.WriteAsync(output, item, cancellationToken);
                     succeeded++;
                     break;
-                case ItemState.Failed:
+                case ItemState.Failed or ItemState.Cancelled or ItemState.Expired:
                     await writer.WriteAsync(errors, item, cancellationToken);
                     failed++;
                     break;

@@ -27,7 +27,12 @@ internal sealed class ResultLineWriter : IDisposable
     public ValueTask WriteAsync(Stream destination, ItemResult item, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(item);
-        var result = item.Result ?? throw new ArgumentException($"Item {item.CustomId} has not ended.", nameof(item));
+        var result = item.State switch
+        {
+            ItemState.Cancelled => new AttemptResult { ErrorCode = "batch_cancelled", ErrorMessage = "The batch was cancelled before this request was sent." },
+            ItemState.Expired => new AttemptResult { ErrorCode = "batch_expired", ErrorMessage = "The batch's completion window ended before this request was sent." },
+            _ => item.Result ?? throw new ArgumentException($"Item {item.CustomId} has not ended.", nameof(item)),
+        };
         _buffer.ResetWrittenCount();
         _json.Reset();
         if (_format == InputFormat.Anthropic)
@@ -81,6 +86,10 @@ internal sealed class ResultLineWriter : IDisposable
             _json.WriteString("type"u8, "succeeded");
             _json.WritePropertyName("message"u8);
             _json.WriteRawValue(result.Body!, skipInputValidation: true);
+        }
+        else if (item.State is ItemState.Cancelled or ItemState.Expired)
+        {
+            _json.WriteString("type"u8, item.State == ItemState.Cancelled ? "canceled" : "expired");
         }
         else
         {

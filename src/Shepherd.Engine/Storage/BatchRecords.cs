@@ -44,6 +44,28 @@ public enum ItemState
 
     /// <summary>Ended without success: a permanent error, or transient ones until attempts ran out.</summary>
     Failed = 3,
+
+    /// <summary>The batch was cancelled before the item was sent.</summary>
+    Cancelled = 4,
+
+    /// <summary>The batch's completion window passed before the item was sent.</summary>
+    Expired = 5,
+
+    /// <summary>Imported into a batch that is still being validated; not yet dispatchable.</summary>
+    Staged = 6,
+}
+
+/// <summary>How soon a batch's items go, relative to other batches in the same lane.</summary>
+public enum BatchPriority
+{
+    /// <summary>After every normal and high item of the lane.</summary>
+    Low = 0,
+
+    /// <summary>The default.</summary>
+    Normal = 1,
+
+    /// <summary>Before every normal and low item of the lane.</summary>
+    High = 2,
 }
 
 /// <summary>A batch as the store holds it.</summary>
@@ -57,6 +79,12 @@ public sealed record BatchRecord
 
     /// <summary>The url every line names; null while validating an input whose first line is not read yet.</summary>
     public string? Endpoint { get; init; }
+
+    /// <summary>How soon the batch's items go relative to other batches of the same lane.</summary>
+    public BatchPriority Priority { get; init; } = BatchPriority.Normal;
+
+    /// <summary>When unfinished items expire; null for never.</summary>
+    public DateTimeOffset? ExpiresAt { get; init; }
 
     /// <summary>The batch's status.</summary>
     public required BatchStatus Status { get; init; }
@@ -82,6 +110,15 @@ public sealed record BatchRecord
     /// <summary>When the input was rejected.</summary>
     public DateTimeOffset? FailedAt { get; init; }
 
+    /// <summary>When a cancel was asked for.</summary>
+    public DateTimeOffset? CancellingAt { get; init; }
+
+    /// <summary>When the cancel took effect (the last item in flight ended).</summary>
+    public DateTimeOffset? CancelledAt { get; init; }
+
+    /// <summary>When the completion window passed with items unfinished.</summary>
+    public DateTimeOffset? ExpiredAt { get; init; }
+
     /// <summary>How many requests the batch holds.</summary>
     public long Total { get; init; }
 
@@ -90,6 +127,12 @@ public sealed record BatchRecord
 
     /// <summary>How many requests ended in failure.</summary>
     public long Failed { get; init; }
+
+    /// <summary>How many requests were cancelled before they were sent.</summary>
+    public long Cancelled { get; init; }
+
+    /// <summary>How many requests expired before they were sent.</summary>
+    public long Expired { get; init; }
 
     /// <summary>Input (prompt) tokens over all answers, as the upstream counted them.</summary>
     public long InputTokens { get; init; }
@@ -100,8 +143,11 @@ public sealed record BatchRecord
     /// <summary>Why the input was rejected, when <see cref="Status"/> is <see cref="BatchStatus.Failed"/>.</summary>
     public IReadOnlyList<InputError> Errors { get; init; } = [];
 
-    /// <summary>Requests that have ended, successfully or not.</summary>
-    public long Finished => Succeeded + Failed;
+    /// <summary>Requests that have ended: succeeded, failed, cancelled or expired.</summary>
+    public long Finished => Succeeded + Failed + Cancelled + Expired;
+
+    /// <summary>True once the batch can change no more.</summary>
+    public bool HasEnded => Status is BatchStatus.Completed or BatchStatus.Failed or BatchStatus.Cancelled or BatchStatus.Expired;
 }
 
 /// <summary>An item handed to a worker: its lease is held until <see cref="ItemOutcome"/> is committed.</summary>
@@ -112,7 +158,9 @@ public sealed record BatchRecord
 /// <param name="Model">The model the body names.</param>
 /// <param name="Body">The request body, exactly as the input held it.</param>
 /// <param name="Attempt">Which attempt this is, from 1; it also identifies this lease.</param>
-public sealed record ClaimedItem(long ItemId, string BatchId, long Line, string CustomId, string Model, byte[] Body, int Attempt);
+/// <param name="Priority">The batch's priority.</param>
+/// <param name="Url">The url the batch's lines name.</param>
+public sealed record ClaimedItem(long ItemId, string BatchId, long Line, string CustomId, string Model, byte[] Body, int Attempt, BatchPriority Priority = BatchPriority.Normal, string Url = "/v1/chat/completions");
 
 /// <summary>What one attempt at an item produced, as it is recorded.</summary>
 public sealed record AttemptResult
@@ -159,6 +207,12 @@ public enum OutcomeKind
 
     /// <summary>The item was never sent (the dispatcher stopped first); it is queued again and the attempt not counted.</summary>
     Released,
+
+    /// <summary>The item was never sent and its batch was cancelled; it ends cancelled.</summary>
+    Cancelled,
+
+    /// <summary>The item was never sent and its batch's window passed; it ends expired.</summary>
+    Expired,
 }
 
 /// <summary>The end of one lease, to be committed to the store.</summary>
@@ -186,7 +240,9 @@ public sealed record ImportItem(long Line, string CustomId, string Model, byte[]
 /// <param name="Id">The new batch's id.</param>
 /// <param name="Source">Where the input comes from.</param>
 /// <param name="Endpoint">The url every line must name, when the caller fixed it before the input is read.</param>
-public sealed record NewBatch(string Id, string? Source, string? Endpoint = null);
+/// <param name="Priority">How soon its items go relative to other batches of the same lane.</param>
+/// <param name="CompletionWindow">How long after creation unfinished items expire; null for never.</param>
+public sealed record NewBatch(string Id, string? Source, string? Endpoint = null, BatchPriority Priority = BatchPriority.Normal, TimeSpan? CompletionWindow = null);
 
 /// <summary>A line whose custom id an earlier line already used.</summary>
 /// <param name="Line">The later line.</param>

@@ -20,6 +20,9 @@ public interface IBatchStore : IAsyncDisposable
     /// <summary>The batches whose items may be dispatched, oldest first.</summary>
     Task<IReadOnlyList<BatchRecord>> ListActiveBatchesAsync(CancellationToken cancellationToken);
 
+    /// <summary>The models named by the items of active batches (of <paramref name="batchId"/> only, when given).</summary>
+    Task<IReadOnlyList<string>> ListActiveModelsAsync(string? batchId, CancellationToken cancellationToken);
+
     /// <summary>Creates a batch in <see cref="BatchStatus.Validating"/>; its items are added with <see cref="AddItemsAsync"/>.</summary>
     Task CreateBatchAsync(NewBatch batch, CancellationToken cancellationToken);
 
@@ -45,14 +48,30 @@ public interface IBatchStore : IAsyncDisposable
     Task<int> ReleaseLeasesAsync(CancellationToken cancellationToken);
 
     /// <summary>
-    /// Leases up to <paramref name="max"/> queued items of the batch that are due at
-    /// <paramref name="now"/>, oldest first, until <paramref name="leaseUntil"/>. The lease is
-    /// committed before this returns.
+    /// Leases up to <paramref name="max"/> queued items for <paramref name="model"/> that are
+    /// due at <paramref name="now"/> (of <paramref name="batchId"/> only, when given): higher
+    /// priority first, then oldest due first. The lease lasts until <paramref name="leaseUntil"/>
+    /// and is committed before this returns.
     /// </summary>
-    Task<IReadOnlyList<ClaimedItem>> ClaimAsync(string batchId, int max, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken);
+    Task<IReadOnlyList<ClaimedItem>> ClaimAsync(string model, string? batchId, int max, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken);
 
-    /// <summary>The earliest time a queued item of the batch becomes due, or null when none is queued.</summary>
-    Task<DateTimeOffset?> NextDueAsync(string batchId, CancellationToken cancellationToken);
+    /// <summary>The earliest time a queued item for <paramref name="model"/> becomes due (of <paramref name="batchId"/> only, when given), or null.</summary>
+    Task<DateTimeOffset?> NextDueAsync(string model, string? batchId, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Cancels a batch: items not yet sent end <see cref="ItemState.Cancelled"/> at once; the
+    /// batch is <see cref="BatchStatus.Cancelling"/> until the items in flight end, then
+    /// <see cref="BatchStatus.Cancelled"/>. A batch that has ended is returned unchanged.
+    /// Returns null when there is no such batch.
+    /// </summary>
+    Task<BatchRecord?> CancelBatchAsync(string batchId, DateTimeOffset now, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Expires a batch whose completion window has passed: items not yet sent end
+    /// <see cref="ItemState.Expired"/>; the batch ends <see cref="BatchStatus.Expired"/> when the
+    /// items in flight end.
+    /// </summary>
+    Task ExpireBatchAsync(string batchId, DateTimeOffset now, CancellationToken cancellationToken);
 
     /// <summary>
     /// Commits many lease outcomes in one transaction. An outcome whose lease is no longer held

@@ -16,7 +16,17 @@ public sealed class SqliteBatchStore : IBatchStore
     public const int SchemaVersion = 1;
 
     private const string BatchColumns =
-        "id, format, endpoint, status, source, source_sha256, source_bytes, created_at, in_progress_at, completed_at, failed_at, total, succeeded, failed, input_tokens, output_tokens, errors";
+        "id, format, endpoint, status, source, source_sha256, source_bytes, created_at, in_progress_at, completed_at, failed_at, total, succeeded, failed, " +
+        "input_tokens, output_tokens, errors, priority, expires_at, cancelling_at, cancelled_at, expired_at, cancelled, expired";
+
+    /// <summary>Ends a batch once every item has ended; cancelling and expiring batches end as such.</summary>
+    private const string FinishBatch = """
+        UPDATE batches SET
+            status = CASE WHEN status = 'cancelling' THEN 'cancelled' WHEN expired_at IS NOT NULL THEN 'expired' ELSE 'completed' END,
+            completed_at = CASE WHEN status = 'in_progress' AND expired_at IS NULL THEN $now ELSE completed_at END,
+            cancelled_at = CASE WHEN status = 'cancelling' THEN $now ELSE cancelled_at END
+        WHERE id = $id AND status IN ('in_progress', 'cancelling') AND succeeded + failed + cancelled + expired >= total
+        """;
 
     private readonly SqliteStoreOptions _options;
     private readonly TimeProvider _time;
@@ -109,6 +119,27 @@ public sealed class SqliteBatchStore : IBatchStore
     }
 
     /// <inheritdoc />
+    public async Task<IReadOnlyList<string>> ListActiveModelsAsync(string? batchId, CancellationToken cancellationToken)
+    {
+        await using var connection = Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = """
+            SELECT DISTINCT m.model FROM batch_models m JOIN batches b ON b.id = m.batch_id
+            WHERE b.status = 'in_progress' AND ($batch IS NULL OR b.id = $batch)
+            ORDER BY m.model
+            """;
+        command.Parameters.AddWithValue("$batch", (object?)batchId ?? DBNull.Value);
+        using var reader = command.ExecuteReader();
+        var models = new List<string>();
+        while (reader.Read())
+        {
+            models.Add(reader.GetString(0));
+        }
+
+        return models;
+    }
+
+    /// <inheritdoc />
     public Task CreateBatchAsync(NewBatch batch, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(batch);
@@ -116,13 +147,16 @@ public sealed class SqliteBatchStore : IBatchStore
         {
             using var command = writer.CreateCommand();
             command.CommandText = """
-                INSERT INTO batches (id, format, endpoint, status, source, created_at)
-                VALUES ($id, 0, $endpoint, 'validating', $source, $now)
+                INSERT INTO batches (id, format, endpoint, status, source, created_at, priority, expires_at)
+                VALUES ($id, 0, $endpoint, 'validating', $source, $now, $priority, $expires)
                 """;
+            var now = _time.GetUtcNow();
             command.Parameters.AddWithValue("$id", batch.Id);
             command.Parameters.AddWithValue("$endpoint", (object?)batch.Endpoint ?? DBNull.Value);
             command.Parameters.AddWithValue("$source", (object?)batch.Source ?? DBNull.Value);
-            command.Parameters.AddWithValue("$now", Now());
+            command.Parameters.AddWithValue("$now", now.ToUnixTimeMilliseconds());
+            command.Parameters.AddWithValue("$priority", (int)batch.Priority);
+            command.Parameters.AddWithValue("$expires", batch.CompletionWindow is { } window ? (now + window).ToUnixTimeMilliseconds() : DBNull.Value);
             command.ExecuteNonQuery();
             return 0;
         }, cancellationToken);
@@ -136,13 +170,20 @@ public sealed class SqliteBatchStore : IBatchStore
         return WriteAsync<IReadOnlyList<DuplicateCustomId>>(writer =>
         {
             using var tx = writer.BeginTransaction();
+            var priority = Scalar(writer, "SELECT priority FROM batches WHERE id = $batch AND status = 'validating'", tx, ("$batch", batchId))
+                ?? throw new StoreException($"Batch {batchId} is not being validated.");
             using var insert = Prepare(writer, tx, """
-                INSERT INTO items (batch_id, line, custom_id, model) VALUES ($batch, $line, $custom_id, $model)
+                INSERT INTO items (batch_id, line, custom_id, model, state, priority) VALUES ($batch, $line, $custom_id, $model, 6, $priority)
                 ON CONFLICT (batch_id, custom_id) DO NOTHING
                 RETURNING id
-                """, ("$batch", SqliteType.Text), ("$line", SqliteType.Integer), ("$custom_id", SqliteType.Text), ("$model", SqliteType.Text));
+                """, ("$batch", SqliteType.Text), ("$line", SqliteType.Integer), ("$custom_id", SqliteType.Text), ("$model", SqliteType.Text), ("$priority", SqliteType.Integer));
             using var body = Prepare(writer, tx, "INSERT INTO item_bodies (item_id, body) VALUES ($id, $body)", ("$id", SqliteType.Integer), ("$body", SqliteType.Blob));
             insert.Parameters["$batch"].Value = batchId;
+            insert.Parameters["$priority"].Value = priority;
+            foreach (var model in items.Select(i => i.Model).Distinct(StringComparer.Ordinal))
+            {
+                Execute(writer, "INSERT INTO batch_models (batch_id, model) VALUES ($batch, $model) ON CONFLICT DO NOTHING", tx, ("$batch", batchId), ("$model", model));
+            }
 
             List<DuplicateCustomId>? duplicates = null;
             foreach (var item in items)
@@ -175,15 +216,23 @@ public sealed class SqliteBatchStore : IBatchStore
         ArgumentNullException.ThrowIfNull(input);
         return WriteAsync(writer =>
         {
+            using var tx = writer.BeginTransaction();
             var changed = Execute(writer, """
                 UPDATE batches SET status = 'in_progress', format = $format, endpoint = $endpoint, total = $total,
                     source_sha256 = $sha, source_bytes = $bytes, in_progress_at = $now
                 WHERE id = $id AND status = 'validating'
                 """,
-                null,
+                tx,
                 ("$id", batchId), ("$format", (int)input.Format), ("$endpoint", input.Endpoint), ("$total", input.Total),
                 ("$sha", input.Sha256), ("$bytes", input.Bytes), ("$now", Now()));
-            return changed == 1 ? 0 : throw new StoreException($"Batch {batchId} is not being validated.");
+            if (changed != 1)
+            {
+                throw new StoreException($"Batch {batchId} is not being validated.");
+            }
+
+            Execute(writer, "UPDATE items SET state = 0 WHERE batch_id = $id AND state = 6", tx, ("$id", batchId));
+            tx.Commit();
+            return 0;
         }, cancellationToken);
     }
 
@@ -203,7 +252,7 @@ public sealed class SqliteBatchStore : IBatchStore
     {
         ArgumentNullException.ThrowIfNull(batchId);
         await DeleteItemsAsync(batchId, cancellationToken);
-        await WriteAsync(writer => Execute(writer, "DELETE FROM batches WHERE id = $id", null, ("$id", batchId)), cancellationToken);
+        await WriteAsync(writer => Execute(writer, "DELETE FROM batch_models WHERE batch_id = $id; DELETE FROM batches WHERE id = $id", null, ("$id", batchId)), cancellationToken);
     }
 
     /// <inheritdoc />
@@ -211,21 +260,22 @@ public sealed class SqliteBatchStore : IBatchStore
         WriteAsync(writer => Execute(writer, "UPDATE items SET state = 0, lease_until = NULL WHERE state = 1"), cancellationToken);
 
     /// <inheritdoc />
-    public Task<IReadOnlyList<ClaimedItem>> ClaimAsync(string batchId, int max, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken)
+    public Task<IReadOnlyList<ClaimedItem>> ClaimAsync(string model, string? batchId, int max, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(batchId);
+        ArgumentNullException.ThrowIfNull(model);
         ArgumentOutOfRangeException.ThrowIfLessThan(max, 1);
         return WriteAsync<IReadOnlyList<ClaimedItem>>(writer =>
         {
             using var tx = writer.BeginTransaction();
             using var select = Prepare(writer, tx, """
-                SELECT i.id, i.line, i.custom_id, i.model, i.attempts, b.body
-                FROM items i JOIN item_bodies b ON b.item_id = i.id
-                WHERE i.batch_id = $batch AND i.state = 0 AND i.next_attempt_at <= $now
-                ORDER BY i.next_attempt_at, i.id
+                SELECT i.id, i.line, i.custom_id, i.model, i.attempts, b.body, i.batch_id, i.priority, t.endpoint
+                FROM items i INDEXED BY ix_items_queued JOIN item_bodies b ON b.item_id = i.id JOIN batches t ON t.id = i.batch_id
+                WHERE i.model = $model AND i.state = 0 AND i.next_attempt_at <= $now AND ($batch IS NULL OR i.batch_id = $batch)
+                ORDER BY i.priority DESC, i.next_attempt_at, i.id
                 LIMIT $max
-                """, ("$batch", SqliteType.Text), ("$now", SqliteType.Integer), ("$max", SqliteType.Integer));
-            select.Parameters["$batch"].Value = batchId;
+                """, ("$model", SqliteType.Text), ("$batch", SqliteType.Text), ("$now", SqliteType.Integer), ("$max", SqliteType.Integer));
+            select.Parameters["$model"].Value = model;
+            select.Parameters["$batch"].Value = (object?)batchId ?? DBNull.Value;
             select.Parameters["$now"].Value = now.ToUnixTimeMilliseconds();
             select.Parameters["$max"].Value = max;
             var claimed = new List<ClaimedItem>();
@@ -234,8 +284,8 @@ public sealed class SqliteBatchStore : IBatchStore
                 while (reader.Read())
                 {
                     claimed.Add(new ClaimedItem(
-                        reader.GetInt64(0), batchId, reader.GetInt64(1), reader.GetString(2), reader.GetString(3),
-                        (byte[])reader.GetValue(5), reader.GetInt32(4) + 1));
+                        reader.GetInt64(0), reader.GetString(6), reader.GetInt64(1), reader.GetString(2), reader.GetString(3),
+                        (byte[])reader.GetValue(5), reader.GetInt32(4) + 1, (BatchPriority)reader.GetInt32(7), reader.GetString(8)));
                 }
             }
 
@@ -255,13 +305,53 @@ public sealed class SqliteBatchStore : IBatchStore
     }
 
     /// <inheritdoc />
-    public async Task<DateTimeOffset?> NextDueAsync(string batchId, CancellationToken cancellationToken)
+    public async Task<DateTimeOffset?> NextDueAsync(string model, string? batchId, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(batchId);
+        ArgumentNullException.ThrowIfNull(model);
         await using var connection = Open();
-        var due = Scalar(connection, "SELECT MIN(next_attempt_at) FROM items WHERE batch_id = $batch AND state = 0", null, ("$batch", batchId));
+        var due = Scalar(connection, "SELECT MIN(next_attempt_at) FROM items WHERE model = $model AND state = 0 AND ($batch IS NULL OR batch_id = $batch)", null,
+            ("$model", model), ("$batch", batchId));
         return due is long ms ? DateTimeOffset.FromUnixTimeMilliseconds(ms) : null;
     }
+
+    /// <inheritdoc />
+    public async Task<BatchRecord?> CancelBatchAsync(string batchId, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        await EndUnsentAsync(batchId, ItemState.Cancelled, now, cancellationToken);
+        return await GetBatchAsync(batchId, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task ExpireBatchAsync(string batchId, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        return EndUnsentAsync(batchId, ItemState.Expired, now, cancellationToken);
+    }
+
+    /// <summary>Ends every item not yet sent as cancelled or expired, marks the batch, and ends it if nothing is in flight.</summary>
+    private Task<int> EndUnsentAsync(string batchId, ItemState state, DateTimeOffset now, CancellationToken cancellationToken) =>
+        WriteAsync(writer =>
+        {
+            using var tx = writer.BeginTransaction();
+            var cancel = state == ItemState.Cancelled;
+            var marked = Execute(writer, cancel
+                    ? "UPDATE batches SET status = 'cancelling', cancelling_at = $now WHERE id = $id AND status IN ('validating', 'in_progress')"
+                    : "UPDATE batches SET expired_at = $now WHERE id = $id AND status = 'in_progress' AND expired_at IS NULL",
+                tx, ("$id", batchId), ("$now", now.ToUnixTimeMilliseconds()));
+            if (marked == 1)
+            {
+                var ended = Execute(writer, "UPDATE items SET state = $state, lease_until = NULL WHERE batch_id = $id AND state IN (0, 6)", tx, ("$id", batchId), ("$state", (int)state));
+                Execute(writer, cancel
+                        ? "UPDATE batches SET cancelled = cancelled + $n, total = MAX(total, (SELECT COUNT(*) FROM items WHERE batch_id = $id)) WHERE id = $id"
+                        : "UPDATE batches SET expired = expired + $n WHERE id = $id",
+                    tx, ("$id", batchId), ("$n", ended));
+                Execute(writer, FinishBatch, tx, ("$id", batchId), ("$now", now.ToUnixTimeMilliseconds()));
+            }
+
+            tx.Commit();
+            return 0;
+        }, cancellationToken);
 
     /// <inheritdoc />
     public Task<CommitSummary> CommitAsync(IReadOnlyList<ItemOutcome> outcomes, DateTimeOffset now, CancellationToken cancellationToken)
@@ -287,6 +377,10 @@ public sealed class SqliteBatchStore : IBatchStore
                 UPDATE items SET state = 0, lease_until = NULL, attempts = attempts - 1
                 WHERE id = $id AND state = 1 AND attempts = $attempt
                 """, ("$id", SqliteType.Integer), ("$attempt", SqliteType.Integer));
+            using var unsent = Prepare(writer, tx, """
+                UPDATE items SET state = $state, lease_until = NULL, attempts = attempts - 1
+                WHERE id = $id AND state = 1 AND attempts = $attempt
+                """, ("$state", SqliteType.Integer), ("$id", SqliteType.Integer), ("$attempt", SqliteType.Integer));
             using var result = Prepare(writer, tx, """
                 INSERT INTO results (item_id, status_code, request_id, body, error_code, error_message, input_tokens, output_tokens, finished_at)
                 VALUES ($id, $status, $request_id, $body, $error_code, $error_message, $input_tokens, $output_tokens, $now)
@@ -295,8 +389,8 @@ public sealed class SqliteBatchStore : IBatchStore
                 ("$error_code", SqliteType.Text), ("$error_message", SqliteType.Text), ("$input_tokens", SqliteType.Integer),
                 ("$output_tokens", SqliteType.Integer), ("$now", SqliteType.Integer));
             result.Parameters["$now"].Value = now.ToUnixTimeMilliseconds();
-
             var deltas = new Dictionary<string, BatchDelta>(StringComparer.Ordinal);
+
             foreach (var outcome in outcomes)
             {
                 var item = outcome.Item;
@@ -305,6 +399,7 @@ public sealed class SqliteBatchStore : IBatchStore
                 {
                     OutcomeKind.Released => release,
                     OutcomeKind.Retry => retry,
+                    OutcomeKind.Cancelled or OutcomeKind.Expired => unsent,
                     _ => end,
                 };
                 lease.Parameters["$id"].Value = item.ItemId;
@@ -312,6 +407,18 @@ public sealed class SqliteBatchStore : IBatchStore
                 if (outcome.Kind == OutcomeKind.Released)
                 {
                     release.ExecuteNonQuery();
+                    continue;
+                }
+
+                if (outcome.Kind is OutcomeKind.Cancelled or OutcomeKind.Expired)
+                {
+                    unsent.Parameters["$state"].Value = (int)(outcome.Kind == OutcomeKind.Cancelled ? ItemState.Cancelled : ItemState.Expired);
+                    if (unsent.ExecuteNonQuery() == 1)
+                    {
+                        ref var ended = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(deltas, item.BatchId, out _);
+                        ended.AddUnsent(outcome.Kind);
+                    }
+
                     continue;
                 }
 
@@ -350,16 +457,13 @@ public sealed class SqliteBatchStore : IBatchStore
             foreach (var (batchId, delta) in deltas)
             {
                 Execute(writer, """
-                    UPDATE batches SET succeeded = succeeded + $s, failed = failed + $f,
+                    UPDATE batches SET succeeded = succeeded + $s, failed = failed + $f, cancelled = cancelled + $c, expired = expired + $e,
                         input_tokens = input_tokens + $in, output_tokens = output_tokens + $out
                     WHERE id = $id
                     """,
-                    tx, ("$id", batchId), ("$s", delta.Succeeded), ("$f", delta.Failed), ("$in", delta.InputTokens), ("$out", delta.OutputTokens));
-                var done = Execute(writer, """
-                    UPDATE batches SET status = 'completed', completed_at = $now
-                    WHERE id = $id AND status = 'in_progress' AND succeeded + failed >= total
-                    """,
-                    tx, ("$id", batchId), ("$now", now.ToUnixTimeMilliseconds()));
+                    tx, ("$id", batchId), ("$s", delta.Succeeded), ("$f", delta.Failed), ("$c", delta.Cancelled), ("$e", delta.Expired),
+                    ("$in", delta.InputTokens), ("$out", delta.OutputTokens));
+                var done = Execute(writer, FinishBatch, tx, ("$id", batchId), ("$now", now.ToUnixTimeMilliseconds()));
                 if (done == 1)
                 {
                     completed.Add(batchId);
@@ -543,6 +647,13 @@ public sealed class SqliteBatchStore : IBatchStore
             InputTokens = r.GetInt64(14),
             OutputTokens = r.GetInt64(15),
             Errors = r.IsDBNull(16) ? [] : DeserializeErrors(r.GetString(16)),
+            Priority = (BatchPriority)r.GetInt32(17),
+            ExpiresAt = ReadTime(r, 18),
+            CancellingAt = ReadTime(r, 19),
+            CancelledAt = ReadTime(r, 20),
+            ExpiredAt = ReadTime(r, 21),
+            Cancelled = r.GetInt64(22),
+            Expired = r.GetInt64(23),
         };
 
     private static DateTimeOffset? ReadTime(SqliteDataReader reader, int ordinal) =>
@@ -638,8 +749,22 @@ public sealed class SqliteBatchStore : IBatchStore
     {
         public long Succeeded;
         public long Failed;
+        public long Cancelled;
+        public long Expired;
         public long InputTokens;
         public long OutputTokens;
+
+        public void AddUnsent(OutcomeKind kind)
+        {
+            if (kind == OutcomeKind.Cancelled)
+            {
+                Cancelled++;
+            }
+            else
+            {
+                Expired++;
+            }
+        }
 
         public void Add(bool succeeded, AttemptResult result)
         {
@@ -675,7 +800,19 @@ public sealed class SqliteBatchStore : IBatchStore
             failed INTEGER NOT NULL DEFAULT 0,
             input_tokens INTEGER NOT NULL DEFAULT 0,
             output_tokens INTEGER NOT NULL DEFAULT 0,
-            errors TEXT
+            errors TEXT,
+            priority INTEGER NOT NULL DEFAULT 1,
+            expires_at INTEGER,
+            cancelling_at INTEGER,
+            cancelled_at INTEGER,
+            expired_at INTEGER,
+            cancelled INTEGER NOT NULL DEFAULT 0,
+            expired INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE batch_models (
+            batch_id TEXT NOT NULL,
+            model TEXT NOT NULL,
+            PRIMARY KEY (batch_id, model)
         );
         CREATE INDEX ix_batches_source ON batches (source, created_at);
         CREATE TABLE items (
@@ -685,6 +822,7 @@ public sealed class SqliteBatchStore : IBatchStore
             custom_id TEXT NOT NULL,
             model TEXT NOT NULL,
             state INTEGER NOT NULL DEFAULT 0,
+            priority INTEGER NOT NULL DEFAULT 1,
             attempts INTEGER NOT NULL DEFAULT 0,
             next_attempt_at INTEGER NOT NULL DEFAULT 0,
             lease_until INTEGER,
@@ -692,7 +830,7 @@ public sealed class SqliteBatchStore : IBatchStore
         );
         CREATE UNIQUE INDEX ux_items_custom_id ON items (batch_id, custom_id);
         CREATE UNIQUE INDEX ux_items_line ON items (batch_id, line);
-        CREATE INDEX ix_items_queued ON items (batch_id, next_attempt_at) WHERE state = 0;
+        CREATE INDEX ix_items_queued ON items (model, priority DESC, next_attempt_at, batch_id) WHERE state = 0;
         CREATE TABLE item_bodies (
             item_id INTEGER PRIMARY KEY,
             body BLOB NOT NULL

@@ -37,6 +37,9 @@ public sealed class UpstreamClient
     /// <summary>The dialect of this upstream.</summary>
     public UpstreamKind Kind => _options.Kind;
 
+    /// <summary>The checked copy of the options this client was made with.</summary>
+    internal UpstreamOptions Options => _options;
+
     /// <summary>The absolute url a batch url is sent to.</summary>
     public Uri TargetOf(string url) => _targets.TryGetValue(url, out var target)
         ? target
@@ -104,6 +107,7 @@ public sealed class UpstreamClient
             StatusCode = (int)response.StatusCode,
             RequestId = First(headers, "x-request-id") ?? First(headers, "request-id"),
             RetryAfter = RetryAfterOf(headers),
+            RateLimits = RateLimitSnapshot.Read(headers, _time.GetUtcNow()),
             ShouldRetry = First(headers, "x-should-retry") switch
             {
                 "true" => true,

@@ -10,9 +10,60 @@ public enum UpstreamKind
     Anthropic,
 }
 
+/// <summary>Limits of one lane: an upstream serving one model.</summary>
+public sealed class LaneLimits
+{
+    /// <summary>Requests per minute; null to learn it from the provider's headers.</summary>
+    public long? RequestsPerMinute { get; set; }
+
+    /// <summary>Tokens per minute (prompt plus expected output); null to learn it from the provider's headers.</summary>
+    public long? TokensPerMinute { get; set; }
+
+    /// <summary>The most requests in flight at once; null for the dispatcher's default.</summary>
+    public int? MaxConcurrency { get; set; }
+
+    /// <summary>Checks the limits, naming <paramref name="where"/> in the message.</summary>
+    public void Validate(string where)
+    {
+        if (RequestsPerMinute is < 1 || TokensPerMinute is < 1 || MaxConcurrency is < 1 or > 10_000)
+        {
+            throw new ArgumentException($"{where}: rpm and tpm must be at least 1 and concurrency between 1 and 10000.");
+        }
+    }
+
+    /// <summary>These limits, with what they leave unset taken from <paramref name="fallback"/>.</summary>
+    public LaneLimits Over(LaneLimits fallback) => new()
+    {
+        RequestsPerMinute = RequestsPerMinute ?? fallback.RequestsPerMinute,
+        TokensPerMinute = TokensPerMinute ?? fallback.TokensPerMinute,
+        MaxConcurrency = MaxConcurrency ?? fallback.MaxConcurrency,
+    };
+}
+
 /// <summary>Where requests go and how they authenticate.</summary>
 public sealed class UpstreamOptions
 {
+    /// <summary>
+    /// A name for logs, metrics and lanes.
+    /// <value>The default is the base url's host.</value>
+    /// </summary>
+    public string? Name { get; set; }
+
+    /// <summary>
+    /// This upstream's share of traffic among the upstreams that serve a model.
+    /// <value>The default is 1.</value>
+    /// </summary>
+    public int Weight { get; set; } = 1;
+
+    /// <summary>The models this upstream serves; null or empty for every model.</summary>
+    public IReadOnlyList<string>? Models { get; set; }
+
+    /// <summary>Limits of each of this upstream's lanes, unless <see cref="ModelLimits"/> says otherwise.</summary>
+    public LaneLimits Limits { get; set; } = new();
+
+    /// <summary>Limits of single lanes, by model.</summary>
+    public IReadOnlyDictionary<string, LaneLimits> ModelLimits { get; set; } = new Dictionary<string, LaneLimits>();
+
     /// <summary>The default base url of <see cref="UpstreamKind.OpenAI"/>.</summary>
     public static readonly Uri OpenAIDefaultBaseUrl = new("https://api.openai.com/v1");
 
@@ -53,6 +104,13 @@ public sealed class UpstreamOptions
     /// </summary>
     public int MaxResponseBytes { get; set; } = 64 * 1024 * 1024;
 
+    /// <summary>The limits of the lane that serves <paramref name="model"/>.</summary>
+    public LaneLimits LimitsFor(string model) =>
+        ModelLimits.TryGetValue(model, out var limits) ? limits.Over(Limits) : Limits;
+
+    /// <summary>True when this upstream serves <paramref name="model"/>.</summary>
+    public bool Serves(string model) => Models is not { Count: > 0 } models || models.Contains(model, StringComparer.Ordinal);
+
     internal UpstreamOptions Validated()
     {
         var baseUrl = BaseUrl ?? (Kind == UpstreamKind.Anthropic ? AnthropicDefaultBaseUrl : OpenAIDefaultBaseUrl);
@@ -64,8 +122,21 @@ public sealed class UpstreamOptions
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(RequestTimeout, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxResponseBytes, 1024);
         ArgumentException.ThrowIfNullOrWhiteSpace(AnthropicVersion);
+        ArgumentOutOfRangeException.ThrowIfLessThan(Weight, 1);
+        var name = string.IsNullOrWhiteSpace(Name) ? baseUrl.Authority : Name;
+        Limits.Validate($"upstream {name}");
+        foreach (var (model, limits) in ModelLimits)
+        {
+            limits.Validate($"upstream {name}, model {model}");
+        }
+
         return new UpstreamOptions
         {
+            Name = name,
+            Weight = Weight,
+            Models = Models is { Count: > 0 } models ? [.. models] : null,
+            Limits = Limits.Over(new LaneLimits()),
+            ModelLimits = ModelLimits.ToDictionary(p => p.Key, p => p.Value.Over(new LaneLimits()), StringComparer.Ordinal),
             Kind = Kind,
             BaseUrl = baseUrl,
             ApiKey = ApiKey,

@@ -21,6 +21,9 @@ public sealed record UpstreamResponse
     /// <summary>The upstream's own verdict from <c>x-should-retry</c>, when it sent one.</summary>
     public bool? ShouldRetry { get; init; }
 
+    /// <summary>The upstream's rate-limit headers, when it sent any.</summary>
+    public RateLimitSnapshot? RateLimits { get; init; }
+
     /// <summary>Shepherd's code when no answer arrived: <c>request_timeout</c>, <c>connection_error</c>, <c>response_too_large</c>.</summary>
     public string? FailureCode { get; init; }
 
@@ -42,4 +45,7 @@ public static class FailureCodes
 
     /// <summary>A 2xx answer whose body was not JSON.</summary>
     public const string InvalidResponse = "invalid_response";
+
+    /// <summary>The upstream's circuit breaker is open: it was not asked.</summary>
+    public const string CircuitOpen = "circuit_open";
 }

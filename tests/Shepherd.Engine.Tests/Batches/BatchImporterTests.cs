@@ -29,7 +29,7 @@ public sealed class BatchImporterTests : StoreTestBase
         Assert.Equal(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(input.ToArray())), result.Sha256);
         var batch = await Store.GetBatchAsync(result.BatchId, Ct);
         Assert.Equal((BatchStatus.InProgress, InputFormat.OpenAI, BatchEndpoints.ChatCompletions, 10L), (batch!.Status, batch.Format, batch.Endpoint, batch.Total));
-        var claimed = await Store.ClaimAsync(result.BatchId, 100, Time.GetUtcNow(), Time.GetUtcNow().AddHours(1), Ct);
+        var claimed = await Store.ClaimAsync("gpt-4.1-mini", result.BatchId, 100, Time.GetUtcNow(), Time.GetUtcNow().AddHours(1), Ct);
         Assert.Equal(requests.Select(r => r.CustomId), claimed.Select(c => c.CustomId));
         Assert.Equal(requests.Select(r => r.Body), claimed.Select(c => System.Text.Encoding.UTF8.GetString(c.Body)));
     }

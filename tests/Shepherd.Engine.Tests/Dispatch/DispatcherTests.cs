@@ -24,10 +24,11 @@ public sealed class DispatcherTests : StoreTestBase
 
     private Dispatcher CreateDispatcher(HttpMessageHandler handler, DispatchOptions? options = null, UpstreamOptions? upstream = null, TimeProvider? time = null) =>
         new(Store,
-            new UpstreamClient(new HttpClient(handler), upstream ?? new UpstreamOptions { BaseUrl = new Uri("http://upstream.test/v1") }, time ?? Time),
+            [new UpstreamClient(new HttpClient(handler), upstream ?? new UpstreamOptions { BaseUrl = new Uri("http://upstream.test/v1") }, time ?? Time)],
             options ?? new DispatchOptions { Concurrency = 8 },
             time ?? Time,
             new Random(3),
+            new TokenEstimator(),
             NullLogger<Dispatcher>.Instance);
 
     /// <summary>
@@ -245,7 +246,7 @@ public sealed class DispatcherTests : StoreTestBase
         Assert.Equal(10, simulator.Stats().Requests);
         var untouched = await Store.GetBatchAsync(other, Ct);
         Assert.Equal((BatchStatus.InProgress, 0L), (untouched!.Status, untouched.Finished));
-        Assert.Equal(10, (await Store.ClaimAsync(other, 100, Time.GetUtcNow(), Time.GetUtcNow().AddMinutes(1), Ct)).Count);
+        Assert.Equal(10, (await Store.ClaimAsync("gpt-4.1-mini", other, 100, Time.GetUtcNow(), Time.GetUtcNow().AddMinutes(1), Ct)).Count);
     }
 
     [Fact]

@@ -28,19 +28,19 @@ public abstract class BatchStoreContract : IAsyncLifetime
         GC.SuppressFinalize(this);
     }
 
-    protected async Task<string> CreateAcceptedBatchAsync(int items, string id = "batch_test")
+    protected async Task<string> CreateAcceptedBatchAsync(int items, string id = "batch_test", BatchPriority priority = BatchPriority.Normal, TimeSpan? window = null, string model = "gpt-4.1-mini")
     {
-        await Store.CreateBatchAsync(new NewBatch(id, "input.jsonl"), Ct);
+        await Store.CreateBatchAsync(new NewBatch(id, "input.jsonl", Priority: priority, CompletionWindow: window), Ct);
         var added = Enumerable.Range(1, items)
-            .Select(i => new ImportItem(i, $"c{i}", "gpt-4.1-mini", Encoding.UTF8.GetBytes($$"""{"model":"gpt-4.1-mini","n":{{i}}}""")))
+            .Select(i => new ImportItem(i, $"c{i}", model, Encoding.UTF8.GetBytes($$"""{"model":"{{model}}","n":{{i}}}""")))
             .ToList();
         Assert.Empty(await Store.AddItemsAsync(id, added, Ct));
         await Store.AcceptBatchAsync(id, new AcceptedInput(InputFormat.OpenAI, BatchEndpoints.ChatCompletions, items, "abc", 123), Ct);
         return id;
     }
 
-    private Task<IReadOnlyList<ClaimedItem>> ClaimAsync(string batch, int max) =>
-        Store.ClaimAsync(batch, max, Time.GetUtcNow(), Time.GetUtcNow().AddMinutes(30), Ct);
+    private Task<IReadOnlyList<ClaimedItem>> ClaimAsync(string? batch, int max, string model = "gpt-4.1-mini") =>
+        Store.ClaimAsync(model, batch, max, Time.GetUtcNow(), Time.GetUtcNow().AddMinutes(30), Ct);
 
     private static ItemOutcome Success(ClaimedItem item, int input = 10, int output = 5) =>
         new(item, OutcomeKind.Succeeded, new AttemptResult { StatusCode = 200, Body = Encoding.UTF8.GetBytes($$"""{"ok":{{item.Line}}}"""), RequestId = "r" + item.Line, InputTokens = input, OutputTokens = output });
@@ -155,7 +155,7 @@ public abstract class BatchStoreContract : IAsyncLifetime
         await Store.CommitAsync([new ItemOutcome(item, OutcomeKind.Retry, new AttemptResult { StatusCode = 503 }, due)], Time.GetUtcNow(), Ct);
 
         Assert.Empty(await ClaimAsync(id, 1));
-        Assert.Equal(due, await Store.NextDueAsync(id, Ct));
+        Assert.Equal(due, await Store.NextDueAsync("gpt-4.1-mini", id, Ct));
         Time.Advance(TimeSpan.FromSeconds(30));
         var again = Assert.Single(await ClaimAsync(id, 1));
         Assert.Equal(2, again.Attempt);
@@ -230,12 +230,88 @@ public abstract class BatchStoreContract : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Claims_AreSharedAcrossBatches_ByBatch()
+    public async Task Claims_CanBeLimitedToOneBatch()
     {
         var a = await CreateAcceptedBatchAsync(2, "batch_a");
         var b = await CreateAcceptedBatchAsync(2, "batch_b");
 
         Assert.All(await ClaimAsync(a, 10), item => Assert.Equal(a, item.BatchId));
         Assert.All(await ClaimAsync(b, 10), item => Assert.Equal(b, item.BatchId));
+    }
+
+    [Fact]
+    public async Task Claims_AreByModel_HigherPriorityFirst_ThenOldest()
+    {
+        await CreateAcceptedBatchAsync(2, "batch_low", BatchPriority.Low);
+        await CreateAcceptedBatchAsync(2, "batch_normal");
+        await CreateAcceptedBatchAsync(2, "batch_high", BatchPriority.High);
+        await CreateAcceptedBatchAsync(2, "batch_other_model", model: "claude-haiku-4.5");
+
+        var claimed = await ClaimAsync(null, 10);
+
+        Assert.Equal(["batch_high", "batch_high", "batch_normal", "batch_normal", "batch_low", "batch_low"], claimed.Select(i => i.BatchId));
+        Assert.Equal([BatchPriority.High, BatchPriority.High], claimed.Take(2).Select(i => i.Priority));
+        Assert.All(claimed, i => Assert.Equal(BatchEndpoints.ChatCompletions, i.Url));
+        Assert.Equal(["batch_other_model", "batch_other_model"], (await ClaimAsync(null, 10, "claude-haiku-4.5")).Select(i => i.BatchId));
+        Assert.Equal(["claude-haiku-4.5", "gpt-4.1-mini"], await Store.ListActiveModelsAsync(null, Ct));
+        Assert.Equal(["claude-haiku-4.5"], await Store.ListActiveModelsAsync("batch_other_model", Ct));
+    }
+
+    [Fact]
+    public async Task Cancel_EndsUnsentItemsAtOnce_AndTheBatchWhenTheLastInFlightEnds()
+    {
+        var id = await CreateAcceptedBatchAsync(4);
+        var inFlight = await ClaimAsync(id, 1);
+
+        var cancelling = await Store.CancelBatchAsync(id, Time.GetUtcNow(), Ct);
+
+        Assert.Equal((BatchStatus.Cancelling, 3L), (cancelling!.Status, cancelling.Cancelled));
+        Assert.Equal(Time.GetUtcNow(), cancelling.CancellingAt);
+        Assert.Empty(await ClaimAsync(id, 10));
+        Assert.Empty(await Store.ListActiveBatchesAsync(Ct));
+        var summary = await Store.CommitAsync([Success(inFlight[0])], Time.GetUtcNow(), Ct);
+        var cancelled = await Store.GetBatchAsync(id, Ct);
+        Assert.Equal([id], summary.CompletedBatches);
+        Assert.Equal((BatchStatus.Cancelled, 1L, 3L), (cancelled!.Status, cancelled.Succeeded, cancelled.Cancelled));
+        Assert.Equal([ItemState.Succeeded, ItemState.Cancelled, ItemState.Cancelled, ItemState.Cancelled], (await Store.ReadResultsAsync(id, Ct).ToListAsync(Ct)).Select(r => r.State));
+        Assert.Equal(BatchStatus.Cancelled, (await Store.CancelBatchAsync(id, Time.GetUtcNow(), Ct))?.Status);
+        Assert.Null(await Store.CancelBatchAsync("batch_missing", Time.GetUtcNow(), Ct));
+    }
+
+    [Fact]
+    public async Task Cancel_WithNothingInFlight_EndsTheBatchAtOnce()
+    {
+        var id = await CreateAcceptedBatchAsync(2);
+
+        var cancelled = await Store.CancelBatchAsync(id, Time.GetUtcNow(), Ct);
+
+        Assert.Equal((BatchStatus.Cancelled, 2L), (cancelled!.Status, cancelled.Cancelled));
+        Assert.True(cancelled.HasEnded);
+    }
+
+    [Fact]
+    public async Task Expire_EndsUnsentItems_AndTheBatchExpires()
+    {
+        var id = await CreateAcceptedBatchAsync(3, window: TimeSpan.FromHours(1));
+        var inFlight = await ClaimAsync(id, 1);
+        Assert.Equal(Time.GetUtcNow().AddHours(1), (await Store.GetBatchAsync(id, Ct))!.ExpiresAt);
+
+        await Store.ExpireBatchAsync(id, Time.GetUtcNow(), Ct);
+        var expiring = await Store.GetBatchAsync(id, Ct);
+        await Store.CommitAsync([new ItemOutcome(inFlight[0], OutcomeKind.Expired, new AttemptResult())], Time.GetUtcNow(), Ct);
+        var expired = await Store.GetBatchAsync(id, Ct);
+
+        Assert.Equal((BatchStatus.InProgress, 2L), (expiring!.Status, expiring.Expired));
+        Assert.Equal((BatchStatus.Expired, 3L, Time.GetUtcNow()), (expired!.Status, expired.Expired, expired.ExpiredAt!.Value));
+    }
+
+    [Fact]
+    public async Task ItemsOfAValidatingBatch_AreNotClaimed()
+    {
+        await Store.CreateBatchAsync(new NewBatch("batch_staged", null), Ct);
+        await Store.AddItemsAsync("batch_staged", [new ImportItem(1, "a", "gpt-4.1-mini", "{}"u8.ToArray())], Ct);
+
+        Assert.Empty(await ClaimAsync(null, 10));
+        Assert.Empty(await Store.ListActiveModelsAsync(null, Ct));
     }
 }

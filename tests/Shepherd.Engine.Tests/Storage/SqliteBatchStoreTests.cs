@@ -23,7 +23,7 @@ public sealed class SqliteBatchStoreTests : BatchStoreContract
     public async Task Everything_SurvivesClosingAndReopening()
     {
         var id = await CreateAcceptedBatchAsync(10);
-        await Store.ClaimAsync(id, 4, Time.GetUtcNow(), Time.GetUtcNow().AddMinutes(1), TestContext.Current.CancellationToken);
+        await Store.ClaimAsync("gpt-4.1-mini", id, 4, Time.GetUtcNow(), Time.GetUtcNow().AddMinutes(1), TestContext.Current.CancellationToken);
         await Store.DisposeAsync();
 
         await using var reopened = new SqliteBatchStore(new SqliteStoreOptions { Path = DatabasePath }, Time);

@@ -1,0 +1,424 @@
+using System.Threading.Channels;
+using Polly.CircuitBreaker;
+using Shepherd.Engine.Storage;
+using Shepherd.Engine.Upstreams;
+
+namespace Shepherd.Engine.Dispatch;
+
+public sealed partial class Dispatcher
+{
+    /// <summary>
+    /// One run of the dispatcher. Everything here is touched by the loop alone: lanes, queues and
+    /// counts need no locks, and every decision about an item is taken in one place.
+    /// </summary>
+    private sealed class DispatchLoop(Dispatcher owner, string? onlyBatchId, ChannelWriter<ItemOutcome> outcomes)
+    {
+        private readonly Dictionary<string, ModelQueue> _queues = new(StringComparer.Ordinal);
+        private readonly Dictionary<(string Upstream, string Model), Lane> _lanes = [];
+        private HashSet<string> _active = new(StringComparer.Ordinal);
+        private DateTimeOffset _nextRefresh = DateTimeOffset.MinValue;
+        private long _order;
+        private int _inFlight;
+        private int _claimsInFlight;
+        private StoreException? _claimFailure;
+
+        private DispatchOptions Options => owner._options;
+
+        private DateTimeOffset Now => owner._time.GetUtcNow();
+
+        public async Task RunAsync(CancellationToken cancellationToken)
+        {
+            try
+            {
+                while (!cancellationToken.IsCancellationRequested)
+                {
+                    if (Interlocked.Exchange(ref owner._batchesChanged, 0) == 1 || Now >= _nextRefresh)
+                    {
+                        await RefreshAsync(cancellationToken);
+                    }
+
+                    while (owner._events.Reader.TryRead(out var next))
+                    {
+                        Handle(next);
+                    }
+
+                    if (_claimFailure is not null)
+                    {
+                        throw _claimFailure;
+                    }
+
+                    await WaitAsync(Pump(cancellationToken), cancellationToken);
+                }
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+            }
+            finally
+            {
+                await DrainAsync();
+            }
+        }
+
+        /// <summary>Waits for every request and claim to report back, then queues again what was never sent.</summary>
+        private async Task DrainAsync()
+        {
+            while (_inFlight > 0 || _claimsInFlight > 0)
+            {
+                Handle(await owner._events.Reader.ReadAsync(CancellationToken.None));
+            }
+
+            foreach (var queue in _queues.Values)
+            {
+                while (queue.Items.TryDequeue(out var work, out _))
+                {
+                    outcomes.TryWrite(new ItemOutcome(work.Item, OutcomeKind.Released, new AttemptResult()));
+                }
+            }
+        }
+
+        private async Task RefreshAsync(CancellationToken cancellationToken)
+        {
+            var now = Now;
+            _nextRefresh = now + Options.IdlePollInterval;
+            var batches = await owner._store.ListActiveBatchesAsync(cancellationToken);
+            foreach (var expired in batches.Where(b => b.ExpiresAt <= now && b.ExpiredAt is null))
+            {
+                await owner._store.ExpireBatchAsync(expired.Id, now, cancellationToken);
+            }
+
+            _active = [.. batches.Where(b => onlyBatchId is null || b.Id == onlyBatchId).Select(b => b.Id)];
+            foreach (var model in await owner._store.ListActiveModelsAsync(onlyBatchId, cancellationToken))
+            {
+                if (!_queues.ContainsKey(model))
+                {
+                    _queues[model] = new ModelQueue(model, LanesFor(model, now));
+                }
+            }
+
+            foreach (var queue in _queues.Values)
+            {
+                // Something changed, or a second passed: look for due items again.
+                queue.NextDue = null;
+                await PurgeAsync(queue, cancellationToken);
+            }
+
+            await EndWaitersAsync(cancellationToken);
+        }
+
+        private List<Lane> LanesFor(string model, DateTimeOffset now)
+        {
+            var lanes = new List<Lane>();
+            foreach (var upstream in owner._upstreams.Where(u => u.Client.Options.Serves(model)))
+            {
+                if (!_lanes.TryGetValue((upstream.Name, model), out var lane))
+                {
+                    lane = new Lane(upstream, model, Options, now);
+                    _lanes[(upstream.Name, model)] = lane;
+                }
+
+                lanes.Add(lane);
+            }
+
+            return lanes;
+        }
+
+        /// <summary>Ends the queued items of batches that stopped being active: cancelled, expired, or taken back.</summary>
+        private async Task PurgeAsync(ModelQueue queue, CancellationToken cancellationToken)
+        {
+            if (queue.Items.UnorderedItems.All(entry => _active.Contains(entry.Element.Item.BatchId)))
+            {
+                return;
+            }
+
+            var keep = new List<WorkItem>();
+            var ended = new Dictionary<string, OutcomeKind>(StringComparer.Ordinal);
+            while (queue.Items.TryDequeue(out var work, out _))
+            {
+                var batchId = work.Item.BatchId;
+                if (_active.Contains(batchId))
+                {
+                    keep.Add(work);
+                    continue;
+                }
+
+                if (!ended.TryGetValue(batchId, out var kind))
+                {
+                    var batch = await owner._store.GetBatchAsync(batchId, cancellationToken);
+                    kind = batch switch
+                    {
+                        { Status: BatchStatus.Cancelling or BatchStatus.Cancelled } => OutcomeKind.Cancelled,
+                        { ExpiredAt: not null } => OutcomeKind.Expired,
+                        _ => OutcomeKind.Released,
+                    };
+                    ended[batchId] = kind;
+                }
+
+                outcomes.TryWrite(new ItemOutcome(work.Item, kind, new AttemptResult()));
+            }
+
+            keep.ForEach(queue.Enqueue);
+        }
+
+        /// <summary>Tells waiters of batches that ended without a commit of this loop (a cancel with nothing in flight).</summary>
+        private async Task EndWaitersAsync(CancellationToken cancellationToken)
+        {
+            foreach (var batchId in owner._waiters.Keys.Where(id => !_active.Contains(id)).ToList())
+            {
+                if (await owner._store.GetBatchAsync(batchId, cancellationToken) is { HasEnded: true }
+                    && owner._waiters.TryRemove(batchId, out var waiter))
+                {
+                    waiter.TrySetResult();
+                }
+            }
+        }
+
+        /// <summary>Claims what queues lack and admits what lanes allow; returns how long until there may be more to do.</summary>
+        private TimeSpan Pump(CancellationToken cancellationToken)
+        {
+            var now = Now;
+            var wait = _nextRefresh - now;
+            foreach (var queue in _queues.Values)
+            {
+                if (!queue.Claiming && queue.Items.Count < queue.Target / 2 && (queue.NextDue is null || queue.NextDue <= now))
+                {
+                    var want = queue.Target - queue.Items.Count - queue.InFlight;
+                    if (want > 0 && _active.Count > 0)
+                    {
+                        StartClaim(queue, want, now);
+                    }
+                }
+                else if (queue.Items.Count == 0 && queue.NextDue is { } due && due - now < wait)
+                {
+                    wait = due - now;
+                }
+
+                if (Admit(queue, now, cancellationToken) is { } laneWait && laneWait < wait)
+                {
+                    wait = laneWait;
+                }
+            }
+
+            return wait;
+        }
+
+        /// <summary>Sends queued items while some lane of the model has room; returns the wait for the next, if a lane said.</summary>
+        private TimeSpan? Admit(ModelQueue queue, DateTimeOffset now, CancellationToken cancellationToken)
+        {
+            while (queue.Items.TryPeek(out var work, out _))
+            {
+                if (queue.Lanes.Count == 0)
+                {
+                    queue.Items.Dequeue();
+                    outcomes.TryWrite(new ItemOutcome(work.Item, OutcomeKind.Failed, new AttemptResult
+                    {
+                        ErrorCode = "model_not_served",
+                        ErrorMessage = $"no configured upstream serves the model {queue.Model}",
+                    }));
+                    continue;
+                }
+
+                if (work.PromptTokens is null && queue.Lanes.Any(l => l.CountsTokens))
+                {
+                    (work.PromptTokens, work.MaxOutputTokens) = owner._estimator.Estimate(queue.Model, work.Item.Body);
+                }
+
+                var lane = Pick(queue, work, now, out var laneWait);
+                if (lane is null)
+                {
+                    return laneWait;
+                }
+
+                queue.Items.Dequeue();
+                var reservation = lane.Admit(lane.TokensFor(work.PromptTokens ?? 0, work.MaxOutputTokens), now);
+                queue.InFlight++;
+                _inFlight++;
+                owner.Counters.Started();
+                _ = SendAsync(work, lane, reservation, cancellationToken);
+            }
+
+            return null;
+        }
+
+        /// <summary>Smooth weighted round robin among the lanes that may take the item now.</summary>
+        private static Lane? Pick(ModelQueue queue, WorkItem work, DateTimeOffset now, out TimeSpan? wait)
+        {
+            Lane? best = null;
+            var total = 0;
+            wait = null;
+            foreach (var lane in queue.Lanes)
+            {
+                var laneWait = lane.WaitBeforeAdmitting(lane.TokensFor(work.PromptTokens ?? 0, work.MaxOutputTokens), now);
+                if (laneWait == TimeSpan.Zero)
+                {
+                    lane.CurrentWeight += lane.Upstream.Weight;
+                    total += lane.Upstream.Weight;
+                    if (best is null || lane.CurrentWeight > best.CurrentWeight)
+                    {
+                        best = lane;
+                    }
+                }
+                else if (laneWait is { } time && (wait is null || time < wait))
+                {
+                    wait = time;
+                }
+            }
+
+            if (best is not null)
+            {
+                best.CurrentWeight -= total;
+            }
+
+            return best;
+        }
+
+        private async Task SendAsync(WorkItem work, Lane lane, Reservation reservation, CancellationToken cancellationToken)
+        {
+            UpstreamResponse? response;
+            try
+            {
+                response = await lane.Upstream.SendAsync(work.Url, work.Item.Body, cancellationToken);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                response = null;
+            }
+#pragma warning disable CA1031 // A fault in one send must not strand its item: it becomes a transient failure, retried.
+            catch (Exception ex)
+#pragma warning restore CA1031
+            {
+                response = new UpstreamResponse { FailureCode = FailureCodes.ConnectionError, FailureMessage = $"unexpected {ex.GetType().Name}: {ex.Message}" };
+            }
+
+            owner._events.Writer.TryWrite(new AnsweredEvent(work, lane, reservation, response));
+        }
+
+        private void StartClaim(ModelQueue queue, int max, DateTimeOffset now)
+        {
+            queue.Claiming = true;
+            _claimsInFlight++;
+            _ = ClaimAsync(queue, max, now);
+        }
+
+        private async Task ClaimAsync(ModelQueue queue, int max, DateTimeOffset now)
+        {
+            try
+            {
+                // Not cancellable: a claim that was committed must reach the loop, which releases it on stop.
+                var items = await owner._store.ClaimAsync(queue.Model, onlyBatchId, max, now, now + Options.LeaseDuration, CancellationToken.None);
+                var nextDue = items.Count < max
+                    ? await owner._store.NextDueAsync(queue.Model, onlyBatchId, CancellationToken.None) ?? now + Options.IdlePollInterval
+                    : (DateTimeOffset?)null;
+                owner._events.Writer.TryWrite(new ClaimedEvent(queue, items, nextDue));
+            }
+            catch (StoreException ex)
+            {
+                _claimFailure = ex;
+                owner._events.Writer.TryWrite(new ClaimedEvent(queue, [], now + Options.IdlePollInterval));
+            }
+        }
+
+        private void Handle(DispatchEvent next)
+        {
+            switch (next)
+            {
+                case ClaimedEvent claimed:
+                    _claimsInFlight--;
+                    claimed.Queue.Claiming = false;
+                    claimed.Queue.NextDue = claimed.NextDue;
+                    foreach (var item in claimed.Items)
+                    {
+                        claimed.Queue.Enqueue(new WorkItem(item, item.Url, ++_order));
+                    }
+
+                    break;
+                case AnsweredEvent answered:
+                    _inFlight--;
+                    _queues[answered.Lane.Model].InFlight--;
+                    Answered(answered);
+                    break;
+            }
+        }
+
+        private void Answered(AnsweredEvent answered)
+        {
+            var (work, lane, reservation, response) = answered;
+            var now = Now;
+            if (response is null)
+            {
+                // Abandoned on stop: the item stays leased and runs again after a restart.
+                lane.Concurrency.Release();
+                owner.Counters.Ended(null);
+                return;
+            }
+
+            if (response.FailureCode == FailureCodes.CircuitOpen)
+            {
+                // The breaker refused before anything was sent: nothing to count, the item just waits.
+                lane.Cancel(reservation, now);
+                owner.Counters.NotSent();
+                _queues[lane.Model].Enqueue(work);
+                return;
+            }
+
+            owner.Counters.Ended(response.StatusCode);
+
+            var (verdict, result, retryAfter) = AttemptClassifier.Classify(response, lane.Upstream.Kind);
+            lane.Complete(reservation, response, result.InputTokens, result.OutputTokens, now);
+            var item = work.Item;
+            if (verdict == Verdict.Success)
+            {
+                outcomes.TryWrite(new ItemOutcome(item, OutcomeKind.Succeeded, result));
+            }
+            else if (verdict == Verdict.Transient && (response.StatusCode == 429 || lane.Upstream.State != CircuitState.Closed))
+            {
+                // A rate limit or an outage says nothing about the request: it waits for the lane without using an attempt.
+                if (lane.Upstream.State != CircuitState.Closed && UpstreamEndpoint.IsOutage(response))
+                {
+                    owner.LogBreakerOpen(lane.Upstream.Name);
+                }
+
+                Requeue(work, lane, result);
+            }
+            else if (verdict == Verdict.Transient && item.Attempt < Options.MaxAttempts)
+            {
+                TimeSpan delay;
+                lock (owner._random)
+                {
+                    delay = Backoff.Delay(item.Attempt, Options.RetryBaseDelay, Options.RetryMaxDelay, retryAfter, owner._random);
+                }
+
+                owner.Counters.Retried();
+                owner.LogRetry(item.BatchId, item.CustomId, item.Attempt, lane.Upstream.Name, result, delay.TotalMilliseconds);
+                outcomes.TryWrite(new ItemOutcome(item, OutcomeKind.Retry, result, now + delay));
+            }
+            else
+            {
+                owner.LogFailed(item.BatchId, item.CustomId, item.Attempt, lane.Upstream.Name, result);
+                outcomes.TryWrite(new ItemOutcome(item, OutcomeKind.Failed, result));
+            }
+        }
+
+        private void Requeue(WorkItem work, Lane lane, AttemptResult reason)
+        {
+            owner.Counters.Retried();
+            owner.LogRequeued(work.Item.BatchId, work.Item.CustomId, lane.Upstream.Name, reason);
+            _queues[lane.Model].Enqueue(work);
+        }
+
+        private async Task WaitAsync(TimeSpan wait, CancellationToken cancellationToken)
+        {
+            if (wait <= TimeSpan.Zero)
+            {
+                return;
+            }
+
+            try
+            {
+                await owner._events.Reader.WaitToReadAsync(cancellationToken).AsTask().WaitAsync(wait, owner._time, cancellationToken);
+            }
+            catch (TimeoutException)
+            {
+            }
+        }
+    }
+}
