@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Net.Http.Headers;
-using System.Text.Json;
 using Shepherd.Simulator;
 
 namespace Shepherd.Bench;
@@ -79,46 +78,23 @@ internal static class OverheadScenario
     private static async Task<RunFigures> ShepherdAsync(Workload workload, int concurrency)
     {
         await using var server = await StartSimulatorAsync();
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var arg in new[]
-        {
-            Path.Combine(AppContext.BaseDirectory, "shepherd.dll"), "run", workload.Path, "--provider", "openai",
-            "--base-url", new Uri(server.BaseUrl, "v1").ToString(), "--api-key", "bench", "--concurrency", concurrency.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            "--progress", "none", "--json", "--fresh",
-        })
-        {
-            start.ArgumentList.Add(arg);
-        }
-
-        var watch = Stopwatch.StartNew();
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        await process.WaitForExitAsync();
-        var seconds = watch.Elapsed.TotalSeconds;
-        if (process.ExitCode != 0)
-        {
-            throw new InvalidOperationException($"shepherd run failed ({process.ExitCode}): {await stderr}");
-        }
-
-        var summary = JsonDocument.Parse(await stdout).RootElement;
-        var dispatch = summary.GetProperty("wall_seconds").GetDouble();
+        var run = await ShepherdRun.StartAsync(workload.Path, server.BaseUrl, "--concurrency", ShepherdRun.Text(concurrency));
         var stats = server.Provider.Stats();
         return new RunFigures(
-            Math.Round(seconds, 3),
-            Math.Round(workload.Bodies.Count / seconds),
-            dispatch,
-            Math.Round(workload.Bodies.Count / dispatch),
-            summary.GetProperty("peak_working_set_bytes").GetInt64() / 1048576,
+            run.WallSeconds,
+            Math.Round(workload.Bodies.Count / run.WallSeconds),
+            run.DispatchSeconds,
+            Math.Round(workload.Bodies.Count / run.DispatchSeconds),
+            run.Number("peak_working_set_bytes") / 1048576,
             stats.Requests,
             stats.Duplicates,
-            summary.GetProperty("failed").GetInt32());
+            (int)run.Number("failed"));
     }
 
     private static Task<SimulatorServer> StartSimulatorAsync() =>
         SimulatorServer.StartAsync(new SimulatedProvider(new SimulatorOptions(), TimeProvider.System, new Random(1)), 0, CancellationToken.None);
 
-    private static double Median(IEnumerable<double> values)
+    internal static double Median(IEnumerable<double> values)
     {
         var sorted = values.Order().ToList();
         return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[(sorted.Count / 2) - 1] + sorted[sorted.Count / 2]) / 2;

@@ -8,7 +8,10 @@ var result = scenario switch
 {
     "overhead" => await OverheadScenario.RunAsync(options),
     "store" => await StoreScenario.RunAsync(options),
-    _ => throw new ArgumentException($"Unknown scenario '{scenario}'. Scenarios: overhead, store."),
+    "rate-limit" => await RateLimitScenario.RunAsync(options),
+    "faults" => await FaultScenario.RunAsync(options),
+    "outage" => await OutageScenario.RunAsync(options),
+    _ => throw new ArgumentException($"Unknown scenario '{scenario}'. Scenarios: overhead, store, rate-limit, faults, outage."),
 };
 
 Console.WriteLine(JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }));

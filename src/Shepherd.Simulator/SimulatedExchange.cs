@@ -32,5 +32,5 @@ public sealed record SimulatedResponse(int StatusCode, IReadOnlyList<KeyValuePai
 /// <param name="ByStatus">Answers by HTTP status.</param>
 /// <param name="Resets">Connections reset on purpose.</param>
 /// <param name="Hangs">Requests left unanswered on purpose.</param>
-/// <param name="Duplicates">Receptions of a body that had been received before.</param>
+/// <param name="Duplicates">Executions of a body that had been executed before: work done, and billed, twice.</param>
 public sealed record SimulatorStats(long Requests, long InFlight, long PeakInFlight, IReadOnlyDictionary<int, long> ByStatus, long Resets, long Hangs, long Duplicates);

@@ -29,6 +29,7 @@ public sealed class SimulatedProvider
     private readonly LeakyBucket? _requests;
     private readonly LeakyBucket? _tokens;
     private readonly ConcurrentDictionary<ulong, int> _received = new();
+    private readonly ConcurrentDictionary<ulong, int> _executed = new();
     private readonly ConcurrentDictionary<int, long> _byStatus = new();
     private long _requestCount;
     private long _inFlight;
@@ -66,8 +67,17 @@ public sealed class SimulatedProvider
         return hash;
     }
 
+    /// <summary>
+    /// While true, the provider is down: every connection is dropped at once, as when a host
+    /// is unreachable. Nothing is counted against the limits.
+    /// </summary>
+    public bool Down { get; set; }
+
     /// <summary>How often each body (by <see cref="KeyOf"/>) has been received.</summary>
     public IReadOnlyDictionary<ulong, int> ReceivedCounts() => new Dictionary<ulong, int>(_received);
+
+    /// <summary>How often each body has been executed: answered 200, or taken up and left hanging (work a provider bills).</summary>
+    public IReadOnlyDictionary<ulong, int> ExecutedCounts() => new Dictionary<ulong, int>(_executed);
 
     /// <summary>A snapshot of the counters.</summary>
     public SimulatorStats Stats() => new(
@@ -90,14 +100,17 @@ public sealed class SimulatedProvider
         {
         }
 
-        if (_received.AddOrUpdate(KeyOf(request.Body), 1, (_, n) => n + 1) > 1)
-        {
-            Interlocked.Increment(ref _duplicates);
-        }
+        _received.AddOrUpdate(KeyOf(request.Body), 1, (_, n) => n + 1);
 
         try
         {
             RequestReceived?.Invoke(total);
+            if (Down)
+            {
+                Interlocked.Increment(ref _resets);
+                return new SimulatedResponse(0, [], [], SimulatedFault.Reset);
+            }
+
             var response = await AnswerAsync(request, cancellationToken);
             if (response.Fault == SimulatedFault.Reset)
             {
@@ -192,6 +205,7 @@ public sealed class SimulatedProvider
         if ((roll -= _options.HangRate) < 0)
         {
             Interlocked.Increment(ref _hangs);
+            Executed(request.Body);
             await Task.Delay(Timeout.InfiniteTimeSpan, _time, cancellationToken);
         }
 
@@ -218,7 +232,27 @@ public sealed class SimulatedProvider
         }
 
         var body = Write(json => WriteAnswer(json, endpoint, shape, seed, outputTokens, now));
+        Executed(request.Body);
         return new SimulatedResponse(200, limitHeaders, body);
+    }
+
+    private void Executed(byte[] body)
+    {
+        if (_executed.AddOrUpdate(KeyOf(body), 1, (_, n) => n + 1) > 1)
+        {
+            Interlocked.Increment(ref _duplicates);
+        }
+    }
+
+    /// <summary>
+    /// What the provider's limiter counts for a request: its prompt at about four characters a
+    /// token, plus its output limit (<paramref name="defaultMaxTokens"/> when it names none).
+    /// </summary>
+    public static long CostOf(ReadOnlySpan<byte> body, int defaultMaxTokens = 64)
+    {
+        var reader = new Utf8JsonReader(body);
+        using var document = JsonDocument.ParseValue(ref reader);
+        return RequestShape.Read(document.RootElement) is { } shape ? shape.PromptTokens + (shape.MaxTokens ?? defaultMaxTokens) : 0;
     }
 
     private int OutputTokens(RequestShape shape, ulong seed, string endpoint) =>

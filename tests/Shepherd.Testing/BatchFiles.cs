@@ -14,12 +14,26 @@ public sealed record TestRequest(string CustomId, string Body, string Line)
 public static class BatchFiles
 {
     public static IReadOnlyList<TestRequest> OpenAIChat(int count, string model = "gpt-4.1-mini", int maxTokens = 50, string idPrefix = "req-") =>
+        OpenAIChat(count, i => $"Classify review #{i}: the product arrived on time and works.", model, maxTokens, idPrefix);
+
+    /// <summary>Chat requests whose prompts are <paramref name="minWords"/> to <paramref name="maxWords"/> words long (a fixed seed).</summary>
+    public static IReadOnlyList<TestRequest> OpenAIChatOfWords(int count, int minWords, int maxWords, int maxTokens, int seed = 1)
+    {
+        string[] words = ["battery", "price", "delivery", "quality", "screen", "sound", "comfort", "value", "setup", "works", "well", "poorly"];
+        var random = new Random(seed);
+        var prompts = Enumerable.Range(0, count + 1)
+            .Select(_ => string.Join(' ', Enumerable.Range(0, random.Next(minWords, maxWords + 1)).Select(_ => words[random.Next(words.Length)])))
+            .ToList();
+        return OpenAIChat(count, i => prompts[i], "gpt-4.1-mini", maxTokens, "req-");
+    }
+
+    private static List<TestRequest> OpenAIChat(int count, Func<int, string> prompt, string model, int maxTokens, string idPrefix) =>
         [.. Enumerable.Range(1, count).Select(i =>
         {
             var body = JsonSerializer.Serialize(new
             {
                 model,
-                messages = new[] { new { role = "user", content = $"Classify review #{i}: the product arrived on time and works." } },
+                messages = new[] { new { role = "user", content = prompt(i) } },
                 max_tokens = maxTokens,
             });
             var id = $"{idPrefix}{i:D5}";

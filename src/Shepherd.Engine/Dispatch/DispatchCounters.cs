@@ -36,11 +36,4 @@ public sealed class DispatchCounters
     }
 
     internal void Retried() => Interlocked.Increment(ref _retries);
-
-    /// <summary>Takes back a start whose request was refused before it was sent (an open breaker).</summary>
-    internal void NotSent()
-    {
-        Interlocked.Decrement(ref _inFlight);
-        Interlocked.Decrement(ref _attempts);
-    }
 }

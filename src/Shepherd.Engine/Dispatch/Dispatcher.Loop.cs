@@ -1,5 +1,4 @@
 using System.Threading.Channels;
-using Polly.CircuitBreaker;
 using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
 
@@ -19,7 +18,7 @@ public sealed partial class Dispatcher
         private DateTimeOffset _nextRefresh = DateTimeOffset.MinValue;
         private long _order;
         private int _inFlight;
-        private int _claimsInFlight;
+        private int _parkings;
         private StoreException? _claimFailure;
 
         private DispatchOptions Options => owner._options;
@@ -62,7 +61,7 @@ public sealed partial class Dispatcher
         /// <summary>Waits for every request and claim to report back, then queues again what was never sent.</summary>
         private async Task DrainAsync()
         {
-            while (_inFlight > 0 || _claimsInFlight > 0)
+            while (_inFlight > 0 || Volatile.Read(ref owner._claimsInFlight) > 0)
             {
                 Handle(await owner._events.Reader.ReadAsync(CancellationToken.None));
             }
@@ -71,7 +70,7 @@ public sealed partial class Dispatcher
             {
                 while (queue.Items.TryDequeue(out var work, out _))
                 {
-                    outcomes.TryWrite(new ItemOutcome(work.Item, OutcomeKind.Released, new AttemptResult()));
+                    Emit(new ItemOutcome(work.Item, OutcomeKind.Released, new AttemptResult()));
                 }
             }
         }
@@ -81,12 +80,16 @@ public sealed partial class Dispatcher
             var now = Now;
             _nextRefresh = now + Options.IdlePollInterval;
             var batches = await owner._store.ListActiveBatchesAsync(cancellationToken);
-            foreach (var expired in batches.Where(b => b.ExpiresAt <= now && b.ExpiredAt is null))
+            var expired = batches.Where(b => b.ExpiresAt <= now && b.ExpiredAt is null).Select(b => b.Id).ToHashSet(StringComparer.Ordinal);
+            foreach (var batchId in expired)
             {
-                await owner._store.ExpireBatchAsync(expired.Id, now, cancellationToken);
+                await owner._store.ExpireBatchAsync(batchId, now, cancellationToken);
             }
 
-            _active = [.. batches.Where(b => onlyBatchId is null || b.Id == onlyBatchId).Select(b => b.Id)];
+            // An expiring batch waits only for its requests in flight; nothing more of it is sent.
+            _active = [.. batches
+                .Where(b => (onlyBatchId is null || b.Id == onlyBatchId) && b.ExpiredAt is null && !expired.Contains(b.Id))
+                .Select(b => b.Id)];
             foreach (var model in await owner._store.ListActiveModelsAsync(onlyBatchId, cancellationToken))
             {
                 if (!_queues.ContainsKey(model))
@@ -153,7 +156,7 @@ public sealed partial class Dispatcher
                     ended[batchId] = kind;
                 }
 
-                outcomes.TryWrite(new ItemOutcome(work.Item, kind, new AttemptResult()));
+                Emit(new ItemOutcome(work.Item, kind, new AttemptResult()));
             }
 
             keep.ForEach(queue.Enqueue);
@@ -209,7 +212,7 @@ public sealed partial class Dispatcher
                 if (queue.Lanes.Count == 0)
                 {
                     queue.Items.Dequeue();
-                    outcomes.TryWrite(new ItemOutcome(work.Item, OutcomeKind.Failed, new AttemptResult
+                    Emit(new ItemOutcome(work.Item, OutcomeKind.Failed, new AttemptResult
                     {
                         ErrorCode = "model_not_served",
                         ErrorMessage = $"no configured upstream serves the model {queue.Model}",
@@ -229,7 +232,7 @@ public sealed partial class Dispatcher
                 }
 
                 queue.Items.Dequeue();
-                var reservation = lane.Admit(lane.TokensFor(work.PromptTokens ?? 0, work.MaxOutputTokens), now);
+                var reservation = lane.Admit(work.PromptTokens ?? 0, work.MaxOutputTokens, now);
                 queue.InFlight++;
                 _inFlight++;
                 owner.Counters.Started();
@@ -276,7 +279,7 @@ public sealed partial class Dispatcher
             UpstreamResponse? response;
             try
             {
-                response = await lane.Upstream.SendAsync(work.Url, work.Item.Body, cancellationToken);
+                response = await lane.Upstream.Client.SendAsync(work.Url, work.Item.Body, cancellationToken);
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
             {
@@ -295,7 +298,7 @@ public sealed partial class Dispatcher
         private void StartClaim(ModelQueue queue, int max, DateTimeOffset now)
         {
             queue.Claiming = true;
-            _claimsInFlight++;
+            Interlocked.Increment(ref owner._claimsInFlight);
             _ = ClaimAsync(queue, max, now);
         }
 
@@ -322,7 +325,7 @@ public sealed partial class Dispatcher
             switch (next)
             {
                 case ClaimedEvent claimed:
-                    _claimsInFlight--;
+                    Interlocked.Decrement(ref owner._claimsInFlight);
                     claimed.Queue.Claiming = false;
                     claimed.Queue.NextDue = claimed.NextDue;
                     foreach (var item in claimed.Items)
@@ -346,17 +349,8 @@ public sealed partial class Dispatcher
             if (response is null)
             {
                 // Abandoned on stop: the item stays leased and runs again after a restart.
-                lane.Concurrency.Release();
+                lane.Abandon();
                 owner.Counters.Ended(null);
-                return;
-            }
-
-            if (response.FailureCode == FailureCodes.CircuitOpen)
-            {
-                // The breaker refused before anything was sent: nothing to count, the item just waits.
-                lane.Cancel(reservation, now);
-                owner.Counters.NotSent();
-                _queues[lane.Model].Enqueue(work);
                 return;
             }
 
@@ -367,14 +361,14 @@ public sealed partial class Dispatcher
             var item = work.Item;
             if (verdict == Verdict.Success)
             {
-                outcomes.TryWrite(new ItemOutcome(item, OutcomeKind.Succeeded, result));
+                Emit(new ItemOutcome(item, OutcomeKind.Succeeded, result));
             }
-            else if (verdict == Verdict.Transient && (response.StatusCode == 429 || lane.Upstream.State != CircuitState.Closed))
+            else if (verdict == Verdict.Transient && (response.StatusCode == 429 || lane.Upstream.Breaker.State != BreakerState.Closed))
             {
                 // A rate limit or an outage says nothing about the request: it waits for the lane without using an attempt.
-                if (lane.Upstream.State != CircuitState.Closed && UpstreamEndpoint.IsOutage(response))
+                if (lane.Upstream.Breaker.State == BreakerState.Open && lane.Upstream.Breaker.OpenUntil > now && UpstreamEndpoint.IsOutage(response))
                 {
-                    owner.LogBreakerOpen(lane.Upstream.Name);
+                    owner.LogBreakerOpen(lane.Upstream.Name, lane.Upstream.Breaker.OpenUntil - now);
                 }
 
                 Requeue(work, lane, result);
@@ -389,13 +383,19 @@ public sealed partial class Dispatcher
 
                 owner.Counters.Retried();
                 owner.LogRetry(item.BatchId, item.CustomId, item.Attempt, lane.Upstream.Name, result, delay.TotalMilliseconds);
-                outcomes.TryWrite(new ItemOutcome(item, OutcomeKind.Retry, result, now + delay));
+                Emit(new ItemOutcome(item, OutcomeKind.Retry, result, now + delay));
             }
             else
             {
                 owner.LogFailed(item.BatchId, item.CustomId, item.Attempt, lane.Upstream.Name, result);
-                outcomes.TryWrite(new ItemOutcome(item, OutcomeKind.Failed, result));
+                Emit(new ItemOutcome(item, OutcomeKind.Failed, result));
             }
+        }
+
+        private void Emit(ItemOutcome outcome)
+        {
+            Interlocked.Increment(ref owner._uncommitted);
+            outcomes.TryWrite(outcome);
         }
 
         private void Requeue(WorkItem work, Lane lane, AttemptResult reason)
@@ -412,13 +412,32 @@ public sealed partial class Dispatcher
                 return;
             }
 
-            try
+            // Woken by the timer, by an event, or by a stop; whichever comes first unparks the loop
+            // at once, before the loop itself resumes on the thread pool (never inline in whoever
+            // fired the timer: a test's fake clock, for one).
+            var woken = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            var ticket = ++_parkings;
+            void Wake()
             {
-                await owner._events.Reader.WaitToReadAsync(cancellationToken).AsTask().WaitAsync(wait, owner._time, cancellationToken);
+                // Only this wait's own wake unparks: a late one from an earlier wait must not.
+                Interlocked.CompareExchange(ref owner._parked, 0, ticket);
+                woken.TrySetResult();
             }
-            catch (TimeoutException)
+
+            Volatile.Write(ref owner._parked, ticket);
+            using var timer = owner._time.CreateTimer(_ => Wake(), null, wait, Timeout.InfiniteTimeSpan);
+            using var stop = cancellationToken.Register(Wake);
+            var reading = owner._events.Reader.WaitToReadAsync(cancellationToken);
+            if (reading.IsCompleted)
             {
+                Wake();
             }
+            else
+            {
+                _ = reading.AsTask().ContinueWith(_ => Wake(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            }
+
+            await woken.Task;
         }
     }
 }

@@ -28,6 +28,10 @@ public sealed partial class Dispatcher
     private readonly ConcurrentDictionary<string, TaskCompletionSource> _waiters = new(StringComparer.Ordinal);
     private readonly Channel<DispatchEvent> _events = Channel.CreateUnbounded<DispatchEvent>(new UnboundedChannelOptions { SingleReader = true });
     private int _batchesChanged = 1;
+    private int _parked;  // the ticket of the wait the loop is parked in; zero while it works
+    private int _claimsInFlight;
+    private long _uncommitted;
+
 
     /// <summary>Creates a dispatcher over one or more upstreams; the options are copied.</summary>
     public Dispatcher(
@@ -52,7 +56,7 @@ public sealed partial class Dispatcher
         _random = random;
         _estimator = estimator;
         _logger = logger;
-        _upstreams = [.. upstreams.Select(client => new UpstreamEndpoint(client, _options, timeProvider))];
+        _upstreams = [.. upstreams.Select(client => new UpstreamEndpoint(client, _options))];
         if (_upstreams.Count == 0)
         {
             throw new ArgumentException("At least one upstream is needed.", nameof(upstreams));
@@ -67,6 +71,17 @@ public sealed partial class Dispatcher
 
     /// <summary>Live counters for progress displays.</summary>
     public DispatchCounters Counters { get; } = new();
+
+    /// <summary>
+    /// True when nothing moves until time passes: the loop waits on a timer, no claim or outcome
+    /// is on its way, and at most <paramref name="requestsWaitingOnTheClock"/> requests are in
+    /// flight. A test on a fake clock moves time only then, so the clock never overtakes work.
+    /// </summary>
+    internal bool IsQuiet(long requestsWaitingOnTheClock) =>
+        Volatile.Read(ref _parked) != 0
+        && Volatile.Read(ref _claimsInFlight) == 0
+        && Interlocked.Read(ref _uncommitted) == 0
+        && Counters.InFlight <= requestsWaitingOnTheClock;
 
     /// <summary>Tells the dispatcher that batches changed (new, cancelled), so it need not wait for its next look.</summary>
     public void NotifyBatchesChanged()
@@ -145,6 +160,7 @@ public sealed partial class Dispatcher
                 throw;
             }
 
+            Interlocked.Add(ref _uncommitted, -pending.Count);
             pending.Clear();
             foreach (var batchId in summary.CompletedBatches)
             {
@@ -169,8 +185,8 @@ public sealed partial class Dispatcher
     [LoggerMessage(Level = LogLevel.Information, Message = "Batch {BatchId} item {CustomId}: failed after attempt {Attempt} on {Upstream} ({Reason})")]
     private partial void LogFailed(string batchId, string customId, int attempt, string upstream, AttemptResult reason);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Upstream {Upstream} is failing; its circuit breaker is open and its items wait")]
-    private partial void LogBreakerOpen(string upstream);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Upstream {Upstream} is failing; its circuit breaker is open and its items wait (next probe in {Wait})")]
+    private partial void LogBreakerOpen(string upstream, TimeSpan wait);
 
     [LoggerMessage(Level = LogLevel.Critical, Message = "The store could not record outcomes; dispatch stops and the items run again after a restart")]
     private partial void LogCommitFailed(Exception exception);

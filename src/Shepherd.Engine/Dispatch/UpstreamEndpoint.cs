@@ -1,53 +1,16 @@
-using Polly;
-using Polly.CircuitBreaker;
 using Shepherd.Engine.Upstreams;
 
 namespace Shepherd.Engine.Dispatch;
 
 /// <summary>
-/// An upstream as the dispatcher uses it: its client behind a circuit breaker (Polly). When
-/// most recent requests fail for outage reasons (no answer, 5xx, 408), the breaker opens and
-/// the upstream is not asked until a probe succeeds; its items wait or go to another upstream.
+/// An upstream as the dispatcher uses it: its client, its circuit breaker and the count of its
+/// requests in flight. Owned by the dispatcher's loop.
 /// </summary>
-internal sealed class UpstreamEndpoint
+internal sealed class UpstreamEndpoint(UpstreamClient client, DispatchOptions options)
 {
-    private readonly ResiliencePipeline<UpstreamResponse> _pipeline;
-    private readonly CircuitBreakerStateProvider _state = new();
-    private readonly TimeProvider _time;
-    private long _openUntilTicks;
+    public UpstreamClient Client { get; } = client;
 
-    public UpstreamEndpoint(UpstreamClient client, DispatchOptions options, TimeProvider time)
-    {
-        Client = client;
-        _time = time;
-        _pipeline = new ResiliencePipelineBuilder<UpstreamResponse> { TimeProvider = time }
-            .AddCircuitBreaker(new CircuitBreakerStrategyOptions<UpstreamResponse>
-            {
-                FailureRatio = options.BreakerFailureRatio,
-                MinimumThroughput = options.BreakerMinimumThroughput,
-                SamplingDuration = options.BreakerSamplingDuration,
-                BreakDuration = options.BreakerBreakDuration,
-                // Each failed probe doubles the wait, so a long outage is probed less and less often.
-                BreakDurationGenerator = args => ValueTask.FromResult(TimeSpan.FromTicks(Math.Min(
-                    options.BreakerMaxBreakDuration.Ticks,
-                    options.BreakerBreakDuration.Ticks * (1L << Math.Min(args.HalfOpenAttempts, 20))))),
-                ShouldHandle = args => ValueTask.FromResult(args.Outcome.Result is { } response && IsOutage(response)),
-                StateProvider = _state,
-                OnOpened = args =>
-                {
-                    Interlocked.Exchange(ref _openUntilTicks, (_time.GetUtcNow() + args.BreakDuration).UtcTicks);
-                    return default;
-                },
-                OnClosed = _ =>
-                {
-                    Interlocked.Exchange(ref _openUntilTicks, 0);
-                    return default;
-                },
-            })
-            .Build();
-    }
-
-    public UpstreamClient Client { get; }
+    public CircuitBreaker Breaker { get; } = new(options.BreakerFailuresToOpen, options.BreakerBreakDuration, options.BreakerMaxBreakDuration);
 
     public string Name => Client.Options.Name!;
 
@@ -55,32 +18,8 @@ internal sealed class UpstreamEndpoint
 
     public UpstreamKind Kind => Client.Kind;
 
-    /// <summary>Closed when healthy; open or half-open after an outage.</summary>
-    public CircuitState State => _state.CircuitState;
-
-    /// <summary>Until when the open breaker refuses requests; null when it is not open.</summary>
-    public DateTimeOffset? OpenUntil => Interlocked.Read(ref _openUntilTicks) is var ticks and > 0 ? new DateTimeOffset(ticks, TimeSpan.Zero) : null;
-
-    /// <summary>Sends through the breaker; an open breaker answers <see cref="FailureCodes.CircuitOpen"/> without asking.</summary>
-    public async Task<UpstreamResponse> SendAsync(string url, byte[] body, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return await _pipeline.ExecuteAsync(
-                static (state, token) => new ValueTask<UpstreamResponse>(state.Client.SendAsync(state.url, state.body, token)),
-                (Client, url, body),
-                cancellationToken);
-        }
-        catch (BrokenCircuitException ex)
-        {
-            return new UpstreamResponse
-            {
-                FailureCode = FailureCodes.CircuitOpen,
-                FailureMessage = $"upstream {Name} is failing; its circuit breaker is open",
-                RetryAfter = ex.RetryAfter,
-            };
-        }
-    }
+    /// <summary>Requests in flight over all of this upstream's lanes.</summary>
+    public int InFlight { get; set; }
 
     /// <summary>The failures that say the upstream itself is in trouble, as opposed to the request or the rate.</summary>
     public static bool IsOutage(UpstreamResponse response) =>

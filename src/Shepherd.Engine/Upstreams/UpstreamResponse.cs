@@ -45,7 +45,4 @@ public static class FailureCodes
 
     /// <summary>A 2xx answer whose body was not JSON.</summary>
     public const string InvalidResponse = "invalid_response";
-
-    /// <summary>The upstream's circuit breaker is open: it was not asked.</summary>
-    public const string CircuitOpen = "circuit_open";
 }

@@ -1,8 +1,6 @@
 using System.Net;
 using System.Text;
 using System.Text.Json;
-using Microsoft.Extensions.Logging.Abstractions;
-using Shepherd.Engine.Batches;
 using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
@@ -11,44 +9,8 @@ using Shepherd.Testing;
 
 namespace Shepherd.Engine.Tests.Dispatch;
 
-public sealed class DispatcherTests : StoreTestBase
+public sealed class DispatcherTests : DispatchTestBase
 {
-    private async Task<(string BatchId, IReadOnlyList<TestRequest> Requests)> ImportAsync(int count, string prefix = "req-")
-    {
-        var requests = BatchFiles.OpenAIChat(count, idPrefix: prefix);
-        using var input = BatchFiles.Stream([.. requests.Select(r => r.Line)]);
-        var result = await new BatchImporter(Store, new ImportOptions()).ImportAsync(input, new NewBatch(BatchIds.NewBatchId(), prefix), Ct);
-        Assert.True(result.Accepted);
-        return (result.BatchId, requests);
-    }
-
-    private Dispatcher CreateDispatcher(HttpMessageHandler handler, DispatchOptions? options = null, UpstreamOptions? upstream = null, TimeProvider? time = null) =>
-        new(Store,
-            [new UpstreamClient(new HttpClient(handler), upstream ?? new UpstreamOptions { BaseUrl = new Uri("http://upstream.test/v1") }, time ?? Time)],
-            options ?? new DispatchOptions { Concurrency = 8 },
-            time ?? Time,
-            new Random(3),
-            new TokenEstimator(),
-            NullLogger<Dispatcher>.Instance);
-
-    /// <summary>
-    /// Runs the dispatcher on the fake clock until the batches complete, then stops it. The clock
-    /// stands still while a request is in flight, unless it is one of <paramref name="waitingOnTheClock"/>.
-    /// </summary>
-    private async Task RunToCompletionAsync(Dispatcher dispatcher, string batchId, Func<long>? waitingOnTheClock = null)
-    {
-        using var stop = new CancellationTokenSource();
-        var running = dispatcher.RunAsync(null, stop.Token);
-        var completed = dispatcher.WaitForBatchAsync(batchId, Ct);
-        await Time.RunUntilAsync(Task.WhenAny(completed, running), TimeSpan.FromMilliseconds(50),
-            () => dispatcher.Counters.InFlight <= (waitingOnTheClock?.Invoke() ?? 0));
-        await stop.CancelAsync();
-        await running;
-        await completed;
-    }
-
-    private async Task<List<ItemResult>> ResultsAsync(string batchId) => await Store.ReadResultsAsync(batchId, Ct).ToListAsync(Ct);
-
     [Fact]
     public async Task EveryItem_IsSentOnce_WithItsBodyUnchanged_AndTheBatchCompletes()
     {
@@ -190,7 +152,7 @@ public sealed class DispatcherTests : StoreTestBase
         var first = CreateDispatcher(handler, new DispatchOptions { Concurrency = 4 });
         using var stop = new CancellationTokenSource();
         var running = first.RunAsync(null, stop.Token);
-        await Time.RunUntilAsync(WaitUntilAsync(async () => (await Store.GetBatchAsync(batchId, Ct))!.Succeeded >= 5), TimeSpan.FromMilliseconds(10), () => first.Counters.InFlight == 0);
+        await Time.RunUntilAsync(WaitUntilAsync(async () => (await Store.GetBatchAsync(batchId, Ct))!.Succeeded >= 5), TimeSpan.FromMilliseconds(10), () => first.IsQuiet(0));
 
         await stop.CancelAsync();
         await running;
@@ -221,7 +183,7 @@ public sealed class DispatcherTests : StoreTestBase
         var dispatcher = CreateDispatcher(new SimulatorHandler(simulator), new DispatchOptions { Concurrency = 2 });
         using var stop = new CancellationTokenSource();
         var running = dispatcher.RunAsync(null, stop.Token);
-        await Time.RunUntilAsync(Task.WhenAll(dispatcher.WaitForBatchAsync(a, Ct), dispatcher.WaitForBatchAsync(b, Ct)), TimeSpan.FromMilliseconds(50), () => dispatcher.Counters.InFlight == 0);
+        await Time.RunUntilAsync(Task.WhenAll(dispatcher.WaitForBatchAsync(a, Ct), dispatcher.WaitForBatchAsync(b, Ct)), TimeSpan.FromMilliseconds(50), () => dispatcher.IsQuiet(0));
         await stop.CancelAsync();
         await running;
 
@@ -239,7 +201,7 @@ public sealed class DispatcherTests : StoreTestBase
         using var stop = new CancellationTokenSource();
 
         var running = dispatcher.RunAsync(mine, stop.Token);
-        await Time.RunUntilAsync(dispatcher.WaitForBatchAsync(mine, Ct), TimeSpan.FromMilliseconds(50), () => dispatcher.Counters.InFlight == 0);
+        await Time.RunUntilAsync(dispatcher.WaitForBatchAsync(mine, Ct), TimeSpan.FromMilliseconds(50), () => dispatcher.IsQuiet(0));
         await stop.CancelAsync();
         await running;
 
