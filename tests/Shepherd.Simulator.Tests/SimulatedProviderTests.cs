@@ -327,4 +327,44 @@ public sealed class SimulatedProviderTests
         Assert.Equal(outcomes.Count(o => o == "200"), stats.GetProperty("by_status").GetProperty("200").GetInt32());
         Assert.Equal(HttpStatusCode.NotFound, (await client.PostAsync(new Uri("v2/other", UriKind.Relative), new StringContent("{}"), Ct)).StatusCode);
     }
+
+    [Fact]
+    public async Task WhileDown_EveryConnectionIsDropped_AndNothingIsCounted()
+    {
+        var simulator = Simulators.Create(new SimulatorOptions { RequestsPerMinute = 60 }, _time);
+        simulator.Down = true;
+
+        var dropped = await simulator.HandleAsync(Post("/v1/chat/completions", Chat), Ct);
+        simulator.Down = false;
+        var answered = await simulator.HandleAsync(Post("/v1/chat/completions", Chat), Ct);
+
+        Assert.Equal(SimulatedFault.Reset, dropped.Fault);
+        Assert.Equal(200, answered.StatusCode);
+        Assert.Equal((2L, 1L), (simulator.Stats().Requests, simulator.Stats().Resets));
+    }
+
+    [Fact]
+    public async Task Executions_CountOnlyWorkDone_SoDuplicatesAreWorkDoneTwice()
+    {
+        var simulator = Simulators.Create(new SimulatorOptions { RequestsPerMinute = 60 }, _time);
+
+        await simulator.HandleAsync(Post("/v1/chat/completions", Chat), Ct);
+        var limited = await simulator.HandleAsync(Post("/v1/chat/completions", Chat), Ct);
+        _time.Advance(TimeSpan.FromSeconds(1));
+        await simulator.HandleAsync(Post("/v1/chat/completions", Chat), Ct);
+
+        var key = SimulatedProvider.KeyOf(Encoding.UTF8.GetBytes(Chat));
+        Assert.Equal(429, limited.StatusCode);
+        Assert.Equal(3, simulator.ReceivedCounts()[key]);
+        Assert.Equal(2, simulator.ExecutedCounts()[key]);
+        Assert.Equal(1, simulator.Stats().Duplicates);
+    }
+
+    [Fact]
+    public void CostOf_IsWhatTheLimiterCounts()
+    {
+        // 31 characters of text: 8 tokens, plus 3 for the message, 1 for the request, and max_tokens.
+        Assert.Equal(8 + 3 + 1 + 200, SimulatedProvider.CostOf(Encoding.UTF8.GetBytes(Chat)));
+        Assert.Equal(2 + 1 + 64, SimulatedProvider.CostOf("""{"model":"m","prompt":"hello"}"""u8));
+    }
 }

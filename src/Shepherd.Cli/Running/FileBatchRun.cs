@@ -115,7 +115,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         var final = (await store.GetBatchAsync(batch.Id, cancellationToken))!;
         var exported = await ExportAsync(store, final, outputPath, errorsPath, cancellationToken);
         await WriteSummaryAsync(final, exported, wall, final.Finished - finishedBefore, dispatcher.Counters, outputPath, errorsPath);
-        return final.Failed == 0 ? ExitCodes.Success : ExitCodes.SomeFailed;
+        return final.Succeeded == final.Total ? ExitCodes.Success : ExitCodes.SomeFailed;
     }
 
     /// <summary>Dispatches until the batch completes; false when interrupted first.</summary>
@@ -319,10 +319,12 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             using var json = new Utf8JsonWriter(buffer);
             json.WriteStartObject();
             json.WriteString("batch_id", batch.Id);
-            json.WriteString("status", "completed");
+            json.WriteString("status", StatusWord(batch.Status));
             json.WriteNumber("total", batch.Total);
             json.WriteNumber("succeeded", batch.Succeeded);
             json.WriteNumber("failed", batch.Failed);
+            json.WriteNumber("expired", batch.Expired);
+            json.WriteNumber("cancelled", batch.Cancelled);
             json.WriteNumber("input_tokens", batch.InputTokens);
             json.WriteNumber("output_tokens", batch.OutputTokens);
             json.WriteNumber("finished_this_run", finishedThisRun);
@@ -340,8 +342,9 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             return;
         }
 
+        var unsent = batch.Expired > 0 ? $", {batch.Expired:N0} expired" : batch.Cancelled > 0 ? $", {batch.Cancelled:N0} cancelled" : "";
         var line = string.Create(CultureInfo.InvariantCulture,
-            $"{batch.Id} completed: {batch.Succeeded:N0} succeeded, {batch.Failed:N0} failed of {batch.Total:N0}");
+            $"{batch.Id} {StatusWord(batch.Status)}: {batch.Succeeded:N0} succeeded, {batch.Failed:N0} failed{unsent} of {batch.Total:N0}");
         await stdout.WriteLineAsync(finishedThisRun > 0
             ? string.Create(CultureInfo.InvariantCulture, $"{line} in {ProgressDisplay.FormatDuration(wall)} ({rate:0.0} requests/s, {counters.Retries:N0} retries)")
             : line);
@@ -349,6 +352,13 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         await stdout.WriteLineAsync($"  results: {Relative(outputPath)} ({exported.Succeeded:N0} lines)");
         await stdout.WriteLineAsync($"  errors:  {Relative(errorsPath)} ({exported.Failed:N0} lines)");
     }
+
+    private static string StatusWord(BatchStatus status) => status switch
+    {
+        BatchStatus.Expired => "expired",
+        BatchStatus.Cancelled => "cancelled",
+        _ => "completed",
+    };
 
     private ProgressMode ResolveProgressMode() => settings.Progress switch
     {

@@ -110,4 +110,20 @@ public sealed class ResultLineWriterTests
         Assert.Equal("connection_error: reset", error.GetProperty("error").GetProperty("message").GetString());
         Assert.Equal(JsonValueKind.Null, error.GetProperty("request_id").ValueKind);
     }
+
+    [Theory]
+    [InlineData(ItemState.Cancelled, "batch_cancelled", "canceled")]
+    [InlineData(ItemState.Expired, "batch_expired", "expired")]
+    public async Task UnsentItems_OfCancelledOrExpiredBatches_SayWhy(ItemState state, string openAICode, string anthropicType)
+    {
+        var item = new ItemResult(3, "cid-3", state, null);
+
+        var openAI = await WriteAsync(InputFormat.OpenAI, item);
+        var anthropic = await WriteAsync(InputFormat.Anthropic, item);
+
+        Assert.Equal(JsonValueKind.Null, openAI.GetProperty("response").ValueKind);
+        Assert.Equal(openAICode, openAI.GetProperty("error").GetProperty("code").GetString());
+        Assert.Equal(anthropicType, anthropic.GetProperty("result").GetProperty("type").GetString());
+        Assert.Equal(["type"], anthropic.GetProperty("result").EnumerateObject().Select(p => p.Name));
+    }
 }
