@@ -197,6 +197,11 @@ public sealed class RunCommandTests : IDisposable
     [InlineData("--sim-fail-500", "2", "--sim-fail-500 is a share between 0 and 1")]
     [InlineData("--provider", "azure", "azure")]
     [InlineData("--timeout", "-1", "--timeout must be a number of seconds")]
+    [InlineData("--completion-window", "soon", "--completion-window is a duration such as 24h")]
+    [InlineData("--upstream", "http://x/v1@0", "the weight after @ must be a whole number of at least 1")]
+    [InlineData("--upstream", "nope", "--upstream must be an absolute http or https url")]
+    [InlineData("--priority", "urgent", "urgent")]
+    [InlineData("--rpm", "0", "--rpm must be at least 1")]
     public async Task BadFlags_AreRefused_NamingTheFlag(string flag, string value, string message)
     {
         var input = BatchFiles.Write(_folder.File("in.jsonl"), BatchFiles.OpenAIChat(1));

@@ -118,20 +118,4 @@ public sealed class UpstreamOptionsTests : IDisposable
         Assert.All(expired, line => Assert.Equal("batch_expired", line.GetProperty("error").GetProperty("code").GetString()));
         Assert.Equal(6, expired.Count + CustomIds(_folder.File("in.out.jsonl")).Count);
     }
-
-    [Theory]
-    [InlineData("--completion-window", "soon", "--completion-window is a duration such as 24h")]
-    [InlineData("--upstream", "http://x/v1@0", "the weight after @ must be a whole number of at least 1")]
-    [InlineData("--upstream", "nope", "--upstream must be an absolute http or https url")]
-    [InlineData("--priority", "urgent", "urgent")]
-    [InlineData("--rpm", "0", "--rpm must be at least 1")]
-    public async Task BadLaneFlags_AreRefused(string flag, string value, string message)
-    {
-        var input = BatchFiles.Write(_folder.File("in.jsonl"), BatchFiles.OpenAIChat(1));
-
-        var result = await ShepherdProcess.RunAsync(_folder.Path, "run", input, flag, value);
-
-        Assert.True(result.ExitCode == 2, result.ToString());
-        Assert.Contains(message, result.Stderr, StringComparison.Ordinal);
-    }
 }

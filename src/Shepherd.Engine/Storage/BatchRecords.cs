@@ -160,7 +160,7 @@ public sealed record BatchRecord
 /// <param name="Attempt">Which attempt this is, from 1; it also identifies this lease.</param>
 /// <param name="Priority">The batch's priority.</param>
 /// <param name="Url">The url the batch's lines name.</param>
-public sealed record ClaimedItem(long ItemId, string BatchId, long Line, string CustomId, string Model, byte[] Body, int Attempt, BatchPriority Priority = BatchPriority.Normal, string Url = "/v1/chat/completions");
+public sealed record ClaimedItem(long ItemId, string BatchId, long Line, string CustomId, string Model, byte[] Body, int Attempt, BatchPriority Priority, string Url);
 
 /// <summary>What one attempt at an item produced, as it is recorded.</summary>
 public sealed record AttemptResult

@@ -80,28 +80,6 @@ public sealed class DispatcherTests : DispatchTestBase
     }
 
     [Fact]
-    public async Task RetryAfter_DelaysTheNextAttempt_AtLeastThatLong()
-    {
-        var (batchId, _) = await ImportAsync(1);
-        var sentAt = new List<DateTimeOffset>();
-        var handler = new ScriptedHandler(
-            (_, _) => Answer(HttpStatusCode.TooManyRequests, ("retry-after-ms", "20000")),
-            (_, _) => Answer(HttpStatusCode.OK));
-
-        await RunToCompletionAsync(CreateDispatcher(handler, new DispatchOptions { RetryBaseDelay = TimeSpan.FromMilliseconds(10) }), batchId);
-
-        Assert.Equal(2, sentAt.Count);
-        Assert.True(sentAt[1] - sentAt[0] >= TimeSpan.FromSeconds(20), $"retried after {sentAt[1] - sentAt[0]}");
-        Assert.Equal(ItemState.Succeeded, (await ResultsAsync(batchId)).Single().State);
-
-        Task<HttpResponseMessage> Answer(HttpStatusCode status, params (string, string)[] headers)
-        {
-            sentAt.Add(Time.GetUtcNow());
-            return ScriptedHandler.Json(status, """{"usage":{"prompt_tokens":3}}""", headers)(null!, CancellationToken.None);
-        }
-    }
-
-    [Fact]
     public async Task AHangingUpstream_TimesOut_AndTheItemIsTriedAgain()
     {
         var (batchId, _) = await ImportAsync(1);
