@@ -276,6 +276,9 @@ public sealed partial class Dispatcher
 
         private async Task SendAsync(WorkItem work, Lane lane, Reservation reservation, CancellationToken cancellationToken)
         {
+            // Off the loop at once: building and sending a request, and reading its answer, run in
+            // parallel on the pool; the loop only admits and decides.
+            await Task.Yield();
             UpstreamResponse? response;
             try
             {
@@ -292,7 +295,8 @@ public sealed partial class Dispatcher
                 response = new UpstreamResponse { FailureCode = FailureCodes.ConnectionError, FailureMessage = $"unexpected {ex.GetType().Name}: {ex.Message}" };
             }
 
-            owner._events.Writer.TryWrite(new AnsweredEvent(work, lane, reservation, response));
+            var classified = response is null ? default : AttemptClassifier.Classify(response, lane.Upstream.Kind);
+            owner._events.Writer.TryWrite(new AnsweredEvent(work, lane, reservation, response, classified));
         }
 
         private void StartClaim(ModelQueue queue, int max, DateTimeOffset now)
@@ -344,7 +348,7 @@ public sealed partial class Dispatcher
 
         private void Answered(AnsweredEvent answered)
         {
-            var (work, lane, reservation, response) = answered;
+            var (work, lane, reservation, response, classified) = answered;
             var now = Now;
             if (response is null)
             {
@@ -356,7 +360,7 @@ public sealed partial class Dispatcher
 
             owner.Counters.Ended(response.StatusCode);
 
-            var (verdict, result, retryAfter) = AttemptClassifier.Classify(response, lane.Upstream.Kind);
+            var (verdict, result, retryAfter) = classified;
             lane.Complete(reservation, response, result.InputTokens, result.OutputTokens, now);
             var item = work.Item;
             if (verdict == Verdict.Success)
@@ -407,7 +411,7 @@ public sealed partial class Dispatcher
 
         private async Task WaitAsync(TimeSpan wait, CancellationToken cancellationToken)
         {
-            if (wait <= TimeSpan.Zero)
+            if (wait <= TimeSpan.Zero || owner._events.Reader.TryPeek(out _))
             {
                 return;
             }

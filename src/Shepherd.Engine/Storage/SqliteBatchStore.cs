@@ -230,7 +230,8 @@ public sealed class SqliteBatchStore : IBatchStore
                 throw new StoreException($"Batch {batchId} is not being validated.");
             }
 
-            Execute(writer, "UPDATE items SET state = 0 WHERE batch_id = $id AND state = 6", tx, ("$id", batchId));
+            // Due from now: items of earlier batches stay ahead within a priority, in the claim index's own order.
+            Execute(writer, "UPDATE items SET state = 0, next_attempt_at = $now WHERE batch_id = $id AND state = 6", tx, ("$id", batchId), ("$now", Now()));
             tx.Commit();
             return 0;
         }, cancellationToken);
@@ -830,7 +831,7 @@ public sealed class SqliteBatchStore : IBatchStore
         );
         CREATE UNIQUE INDEX ux_items_custom_id ON items (batch_id, custom_id);
         CREATE UNIQUE INDEX ux_items_line ON items (batch_id, line);
-        CREATE INDEX ix_items_queued ON items (model, priority DESC, next_attempt_at, batch_id) WHERE state = 0;
+        CREATE INDEX ix_items_queued ON items (model, priority DESC, next_attempt_at) WHERE state = 0;
         CREATE TABLE item_bodies (
             item_id INTEGER PRIMARY KEY,
             body BLOB NOT NULL
