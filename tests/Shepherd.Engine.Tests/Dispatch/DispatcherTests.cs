@@ -190,6 +190,43 @@ public sealed class DispatcherTests : DispatchTestBase
     }
 
     [Fact]
+    public async Task AnOutageOverHttp_ItemsWaitForTheProvider_AndNoneFailsForIt()
+    {
+        var (batchId, _) = await ImportAsync(200);
+        await using var server = await Simulators.StartHttpAsync();
+        var provider = server.Provider;
+        var refusedAtDown = 0L;
+        provider.RequestReceived += total =>
+        {
+            // Down at the 50th request; back once 12 connections were refused (the breaker's probes among them).
+            if (total == 50)
+            {
+                refusedAtDown = provider.Stats().Resets;
+                provider.Down = true;
+            }
+            else if (provider.Down && provider.Stats().Resets - refusedAtDown >= 12)
+            {
+                provider.Down = false;
+            }
+        };
+        var dispatcher = CreateDispatcher(
+            new SocketsHttpHandler(),
+            new DispatchOptions { Concurrency = 8, MaxAttempts = 2, BreakerBreakDuration = TimeSpan.FromMilliseconds(50), BreakerMaxBreakDuration = TimeSpan.FromMilliseconds(100) },
+            new UpstreamOptions { BaseUrl = new Uri(server.BaseUrl, "v1") },
+            TimeProvider.System);
+        using var stop = new CancellationTokenSource();
+        var running = dispatcher.RunAsync(null, stop.Token);
+
+        await dispatcher.WaitForBatchAsync(batchId, Ct);
+        await stop.CancelAsync();
+        await running;
+
+        var batch = await Store.GetBatchAsync(batchId, Ct);
+        Assert.Equal((200L, 0L), (batch!.Succeeded, batch.Failed));
+        Assert.InRange(provider.Stats().Resets, 12, 20);
+    }
+
+    [Fact]
     public async Task AFullRunOverHttp_AgainstAFaultySimulator_SucceedsForEveryItem()
     {
         var (batchId, requests) = await ImportAsync(300);
