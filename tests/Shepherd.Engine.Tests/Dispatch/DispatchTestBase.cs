@@ -49,5 +49,16 @@ public abstract class DispatchTestBase : StoreTestBase
         await completed;
     }
 
+    /// <summary>Runs a dispatcher on the real clock against a simulator over HTTP until the batch ends.</summary>
+    protected async Task RunOverHttpAsync(Simulator.SimulatorServer server, string batchId, DispatchOptions options)
+    {
+        var dispatcher = CreateDispatcher(new SocketsHttpHandler(), options, new UpstreamOptions { BaseUrl = new Uri(server.BaseUrl, "v1") }, TimeProvider.System);
+        using var stop = new CancellationTokenSource();
+        var running = dispatcher.RunAsync(null, stop.Token);
+        await dispatcher.WaitForBatchAsync(batchId, Ct);
+        await stop.CancelAsync();
+        await running;
+    }
+
     protected async Task<List<ItemResult>> ResultsAsync(string batchId) => await Store.ReadResultsAsync(batchId, Ct).ToListAsync(Ct);
 }

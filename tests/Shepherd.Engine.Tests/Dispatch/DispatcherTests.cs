@@ -209,17 +209,8 @@ public sealed class DispatcherTests : DispatchTestBase
                 provider.Down = false;
             }
         };
-        var dispatcher = CreateDispatcher(
-            new SocketsHttpHandler(),
-            new DispatchOptions { Concurrency = 8, MaxAttempts = 2, BreakerBreakDuration = TimeSpan.FromMilliseconds(50), BreakerMaxBreakDuration = TimeSpan.FromMilliseconds(100) },
-            new UpstreamOptions { BaseUrl = new Uri(server.BaseUrl, "v1") },
-            TimeProvider.System);
-        using var stop = new CancellationTokenSource();
-        var running = dispatcher.RunAsync(null, stop.Token);
-
-        await dispatcher.WaitForBatchAsync(batchId, Ct);
-        await stop.CancelAsync();
-        await running;
+        await RunOverHttpAsync(server, batchId,
+            new DispatchOptions { Concurrency = 8, MaxAttempts = 2, BreakerBreakDuration = TimeSpan.FromMilliseconds(50), BreakerMaxBreakDuration = TimeSpan.FromMilliseconds(100) });
 
         var batch = await Store.GetBatchAsync(batchId, Ct);
         Assert.Equal((200L, 0L), (batch!.Succeeded, batch.Failed));
@@ -231,17 +222,8 @@ public sealed class DispatcherTests : DispatchTestBase
     {
         var (batchId, requests) = await ImportAsync(300);
         await using var server = await Simulators.StartHttpAsync(new SimulatorOptions { Error500Rate = 0.05, Error503Rate = 0.05, ResetRate = 0.05 }, seed: 5);
-        var dispatcher = CreateDispatcher(
-            new SocketsHttpHandler(),
-            new DispatchOptions { Concurrency = 16, MaxAttempts = 20, RetryBaseDelay = TimeSpan.FromMilliseconds(5), RetryMaxDelay = TimeSpan.FromMilliseconds(50) },
-            new UpstreamOptions { BaseUrl = new Uri(server.BaseUrl, "v1") },
-            TimeProvider.System);
-        using var stop = new CancellationTokenSource();
-        var running = dispatcher.RunAsync(null, stop.Token);
-
-        await dispatcher.WaitForBatchAsync(batchId, Ct);
-        await stop.CancelAsync();
-        await running;
+        await RunOverHttpAsync(server, batchId,
+            new DispatchOptions { Concurrency = 16, MaxAttempts = 20, RetryBaseDelay = TimeSpan.FromMilliseconds(5), RetryMaxDelay = TimeSpan.FromMilliseconds(50) });
 
         var received = server.Provider.ReceivedCounts();
         Assert.All(requests, r => Assert.True(received.ContainsKey(r.Key), $"{r.CustomId} was never received"));
