@@ -428,7 +428,6 @@ public sealed partial class Dispatcher
                 woken.TrySetResult();
             }
 
-            Volatile.Write(ref owner._parked, ticket);
             using var timer = owner._time.CreateTimer(_ => Wake(), null, wait, Timeout.InfiniteTimeSpan);
             using var stop = cancellationToken.Register(Wake);
             var reading = owner._events.Reader.WaitToReadAsync(cancellationToken);
@@ -439,6 +438,14 @@ public sealed partial class Dispatcher
             else
             {
                 _ = reading.AsTask().ContinueWith(_ => Wake(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            }
+
+            // Parked only once every way to wake is in place, so time cannot move before the timer is
+            // set; and not at all if a wake already came.
+            Volatile.Write(ref owner._parked, ticket);
+            if (woken.Task.IsCompleted)
+            {
+                Interlocked.CompareExchange(ref owner._parked, 0, ticket);
             }
 
             await woken.Task;

@@ -19,14 +19,21 @@ internal readonly record struct Reservation(long Sequence, DateTimeOffset SentAt
 internal sealed class Lane
 {
     private const double OutputAverageWeight = 0.1;
-    private const double CostFactorWeight = 0.1;
+    private const double CostFactorWeight = 0.2;
     private const int ObservedLevelsKept = 512;
-    private static readonly TimeSpan SendHistory = TimeSpan.FromMinutes(2);
+
+    /// <summary>
+    /// The provider's count is compared over this many requests at a time: requests sent at
+    /// nearly the same moment may reach it in another order, and over a run of them the few that
+    /// swap places at either end matter little.
+    /// </summary>
+    private const int CostWindow = 8;
 
     private readonly bool _requestsConfigured;
     private readonly bool _tokensConfigured;
-    private readonly Queue<(long Sequence, DateTimeOffset At, double Tokens)> _sends = new();
-    private readonly SortedDictionary<long, (DateTimeOffset At, double Level, Reservation Reservation)> _observed = [];
+    private readonly SendHistory _sends = new();
+    private readonly SortedDictionary<long, (DateTimeOffset At, double Level)> _observed = [];
+    private readonly SortedSet<long> _sampledWindows = [];
     private readonly double _headroom;
     private RateBucket? _requests;
     private RateBucket? _tokens;
@@ -69,9 +76,14 @@ internal sealed class Lane
     /// <summary>
     /// Provider tokens per locally counted prompt token, learned from the provider's own counts:
     /// a provider that counts characters where the tokenizer counts tokens is matched after a
-    /// few answers. The output allowance is counted as it is: providers count it exactly.
+    /// few answers (the learned mean plus one deviation, to err on the safe side). The output
+    /// allowance is counted as it is: providers count it exactly.
     /// </summary>
-    public double TokenCostFactor { get; private set; } = 1;
+    public double TokenCostFactor => _costFactor + Math.Sqrt(_costFactorVariance);
+
+    private double _costFactor = 1;
+    private double _costFactorVariance;
+    private int _costSamples;
 
     /// <summary>The state of the smooth weighted round robin among lanes of one model.</summary>
     public int CurrentWeight { get; set; }
@@ -115,12 +127,7 @@ internal sealed class Lane
         _requests?.Add(1, now);
         _tokens?.Add(tokens, now);
         var reservation = new Reservation(++_sequence, now, promptTokens, output, tokens);
-        _sends.Enqueue((reservation.Sequence, now, tokens));
-        while (_sends.Count > 0 && now - _sends.Peek().At > SendHistory)
-        {
-            _sends.Dequeue();
-        }
-
+        _sends.Add(new SentRequest(reservation.Sequence, now, promptTokens, output, tokens));
         return reservation;
     }
 
@@ -164,7 +171,15 @@ internal sealed class Lane
             Concurrency.Release();
         }
 
-        if (response.RateLimits is { } limits && RemembersSendsAfter(reservation))
+        // A 429 was not admitted: the provider did not count it.
+        var admitted = status is not null and not 429;
+        _sends.Answered(reservation.Sequence, admitted);
+        if (_tokens is not null && response.RateLimits?.TokensReset is null)
+        {
+            // An answer without a level of its own may still complete a window.
+            LearnFromWindowOf(reservation.Sequence, _tokens.PerMinute / 60);
+        }
+        if (response.RateLimits is { } limits && _sends.RemembersAfter(reservation.Sequence))
         {
             Learn(limits, reservation, now);
         }
@@ -186,62 +201,98 @@ internal sealed class Lane
         if (_requests is not null && limits.RequestsReset is { } requestsReset)
         {
             var perSecond = (limits.RequestLimit ?? _requests.PerMinute) / 60.0;
-            _requests.Sync(requestsReset.TotalSeconds * perSecond, reservation.SentAt, SentAfter(reservation, tokens: false), now);
+            _requests.Sync(requestsReset.TotalSeconds * perSecond, reservation.SentAt, _sends.After(reservation.Sequence).Select(s => (s.At, 1.0)), now);
         }
 
         if (_tokens is not null && limits.TokensReset is { } tokensReset)
         {
             var perSecond = (limits.TokenLimit ?? _tokens.PerMinute) / 60.0;
             var level = tokensReset.TotalSeconds * perSecond;
+            // A 429's level is the provider's without that request: as good an observation, since
+            // the rejected request is left out of the sums too.
             LearnCostFactor(reservation, level, perSecond);
-            _tokens.Sync(level, reservation.SentAt, SentAfter(reservation, tokens: true), now);
+
+            _tokens.Sync(level, reservation.SentAt, _sends.After(reservation.Sequence).Select(s => (s.At, s.Tokens)), now);
         }
     }
 
     /// <summary>
-    /// The provider's level right after it admitted this request, against its level right after
-    /// the request sent just before it (drained for the time between), is what it counted this
-    /// request as. Answers arrive out of order, so each level waits for its neighbours.
+    /// Windows of <see cref="CostWindow"/> requests, by sequence: the rise of the provider's
+    /// level from right after the last request of the window before to right after the last
+    /// request of this one, plus what drained meanwhile, is what it counted the window's admitted
+    /// requests as. A window is read once all of its requests are answered;
+    /// answers arrive in any order, so every answer looks at the windows it may complete.
     /// </summary>
     private void LearnCostFactor(Reservation reservation, double level, double perSecond)
     {
-        _observed[reservation.Sequence] = (reservation.SentAt, level, reservation);
-        if (_observed.TryGetValue(reservation.Sequence - 1, out var before))
-        {
-            Sample(before, _observed[reservation.Sequence], perSecond);
-        }
-
-        if (_observed.TryGetValue(reservation.Sequence + 1, out var after))
-        {
-            Sample(_observed[reservation.Sequence], after, perSecond);
-        }
-
+        _observed[reservation.Sequence] = (reservation.SentAt, level);
         while (_observed.Count > ObservedLevelsKept)
         {
             _observed.Remove(_observed.Keys.First());
         }
+
+        LearnFromWindowOf(reservation.Sequence, perSecond);
     }
 
-    private void Sample((DateTimeOffset At, double Level, Reservation Reservation) before, (DateTimeOffset At, double Level, Reservation Reservation) current, double perSecond)
+    private void LearnFromWindowOf(long sequence, double perSecond)
     {
-        var counted = current.Level - Math.Max(0, before.Level - (perSecond * (current.At - before.At).TotalSeconds));
-        var prompt = current.Reservation.PromptTokens;
-        var countedPrompt = counted - current.Reservation.OutputTokens;
-        if (prompt <= 0 || countedPrompt <= 0)
+        var window = (sequence - 1) / CostWindow;
+        Sample(window, perSecond);
+        if (sequence % CostWindow == 0)
+        {
+            Sample(window + 1, perSecond);
+        }
+    }
+
+    private void Sample(long window, double perSecond)
+    {
+        var from = window * CostWindow;
+        var to = from + CostWindow;
+        if (_sampledWindows.Contains(window) || !_observed.TryGetValue(from, out var start) || !_observed.TryGetValue(to, out var end))
+        {
+            return;
+        }
+
+        double prompt = 0, output = 0;
+        for (var sequence = from + 1; sequence <= to; sequence++)
+        {
+            // Every request in between must be answered: the provider counted those it admitted, and only those.
+            if (!_sends.TryGet(sequence, out var sent) || sent.Admitted is null)
+            {
+                return;
+            }
+
+            if (sent.Admitted == true)
+            {
+                prompt += sent.PromptTokens;
+                output += sent.OutputTokens;
+            }
+        }
+
+        _sampledWindows.Add(window);
+        while (_sampledWindows.Count > ObservedLevelsKept)
+        {
+            _sampledWindows.Remove(_sampledWindows.Min);
+        }
+
+        // What the provider took in between is its rise plus what drained meanwhile, as long as it
+        // never ran empty: true when it is near full at both ends, which is where the count matters.
+        var nearFull = perSecond / 2;
+        var countedPrompt = end.Level - start.Level + (perSecond * (end.At - start.At).TotalSeconds) - output;
+        if (start.Level < nearFull || end.Level < nearFull || prompt <= 0 || countedPrompt <= 0)
         {
             return;
         }
 
         var factor = Math.Clamp(countedPrompt / prompt, 0.25, 4);
-        TokenCostFactor += CostFactorWeight * (factor - TokenCostFactor);
+        // The mean plus one deviation: a little over the provider's count costs a little speed,
+        // a little under costs 429s. Both move as a weighted average of the samples.
+        // The first samples weigh as a plain average, so the lane learns quickly where it starts.
+        var weight = Math.Max(CostFactorWeight, 1.0 / ++_costSamples);
+        var deviation = factor - _costFactor;
+        _costFactor += weight * deviation;
+        _costFactorVariance = (1 - weight) * (_costFactorVariance + (weight * deviation * deviation));
     }
-
-    /// <summary>False when sends after the reservation were already forgotten, so the provider's count cannot be brought up to date.</summary>
-    private bool RemembersSendsAfter(Reservation reservation) =>
-        _sends.Count == 0 || _sends.Peek().Sequence <= reservation.Sequence + 1;
-
-    private IEnumerable<(DateTimeOffset, double)> SentAfter(Reservation reservation, bool tokens) =>
-        _sends.Where(s => s.Sequence > reservation.Sequence).Select(s => (s.At, tokens ? s.Tokens : 1.0));
 
     private static void SetLimit(ref RateBucket? bucket, double perMinute, DateTimeOffset now)
     {

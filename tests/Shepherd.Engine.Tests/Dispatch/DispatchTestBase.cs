@@ -42,7 +42,8 @@ public abstract class DispatchTestBase : StoreTestBase
         using var stop = new CancellationTokenSource();
         var running = dispatcher.RunAsync(null, stop.Token);
         var completed = dispatcher.WaitForBatchAsync(batchId, Ct);
-        await Time.RunUntilAsync(Task.WhenAny(completed, running), TimeSpan.FromMilliseconds(50),
+        // Small steps: a timer fires at the end of the step it falls in, so each wait is rounded up to one.
+        await Time.RunUntilAsync(Task.WhenAny(completed, running), TimeSpan.FromMilliseconds(10),
             () => dispatcher.IsQuiet(waitingOnTheClock?.Invoke() ?? 0));
         await stop.CancelAsync();
         await running;

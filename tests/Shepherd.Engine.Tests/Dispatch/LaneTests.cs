@@ -83,7 +83,7 @@ public sealed class LaneTests
         var providerLevel = 0.0;
         var last = T0;
         var now = T0;
-        for (var i = 0; i < 60; i++)
+        for (var i = 0; i < 200; i++)
         {
             now = now.AddMilliseconds(100);
             var prompt = 100 + (i % 7 * 30);
