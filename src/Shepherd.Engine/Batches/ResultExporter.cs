@@ -24,7 +24,7 @@ public static class ResultExporter
         ArgumentNullException.ThrowIfNull(errors);
         using var writer = new ResultLineWriter(batch.Format, batch.Id);
         long succeeded = 0, failed = 0, unfinished = 0;
-        await foreach (var item in store.ReadResultsAsync(batch.Id, cancellationToken))
+        await foreach (var item in store.ReadResultsAsync(batch.Id, 0, cancellationToken))
         {
             switch (item.State)
             {

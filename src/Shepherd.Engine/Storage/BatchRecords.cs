@@ -55,6 +55,22 @@ public enum ItemState
     Staged = 6,
 }
 
+/// <summary>Which door a batch came in by: it decides how it is listed, shown and finished.</summary>
+public enum BatchDoor
+{
+    /// <summary><c>shepherd run</c>: results are written by the command itself.</summary>
+    Run = 0,
+
+    /// <summary>The OpenAI Batch API, from an uploaded file.</summary>
+    OpenAI = 1,
+
+    /// <summary>Shepherd's inline batches (requests in the create call).</summary>
+    Inline = 2,
+
+    /// <summary>The Anthropic Message Batches API.</summary>
+    Anthropic = 3,
+}
+
 /// <summary>How soon a batch's items go, relative to other batches in the same lane.</summary>
 public enum BatchPriority
 {
@@ -143,10 +159,40 @@ public sealed record BatchRecord
     /// <summary>Why the input was rejected, when <see cref="Status"/> is <see cref="BatchStatus.Failed"/>.</summary>
     public IReadOnlyList<InputError> Errors { get; init; } = [];
 
+    /// <summary>The tenant that owns the batch; null for batches of <c>shepherd run</c>.</summary>
+    public string? Owner { get; init; }
+
+    /// <summary>The door the batch came in by.</summary>
+    public BatchDoor Door { get; init; }
+
+    /// <summary>The uploaded file the batch was read from (OpenAI door).</summary>
+    public string? InputFileId { get; init; }
+
+    /// <summary>The completion window as the caller wrote it, such as <c>24h</c>.</summary>
+    public string? CompletionWindow { get; init; }
+
+    /// <summary>The caller's key-value pairs.</summary>
+    public IReadOnlyDictionary<string, string> Metadata { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>The model an inline batch named for its prompts.</summary>
+    public string? Model { get; init; }
+
+    /// <summary>The file of successful result lines, once finalized.</summary>
+    public string? OutputFileId { get; init; }
+
+    /// <summary>The file of failed result lines, once finalized.</summary>
+    public string? ErrorFileId { get; init; }
+
+    /// <summary>When the last item ended and result files began to be written.</summary>
+    public DateTimeOffset? FinalizingAt { get; init; }
+
+    /// <summary>The key a create was made idempotent with.</summary>
+    public string? IdempotencyKey { get; init; }
+
     /// <summary>Requests that have ended: succeeded, failed, cancelled or expired.</summary>
     public long Finished => Succeeded + Failed + Cancelled + Expired;
 
-    /// <summary>True once the batch can change no more.</summary>
+    /// <summary>True once the batch can change no more. A finalizing batch has not ended: its files are being written.</summary>
     public bool HasEnded => Status is BatchStatus.Completed or BatchStatus.Failed or BatchStatus.Cancelled or BatchStatus.Expired;
 }
 
@@ -242,7 +288,95 @@ public sealed record ImportItem(long Line, string CustomId, string Model, byte[]
 /// <param name="Endpoint">The url every line must name, when the caller fixed it before the input is read.</param>
 /// <param name="Priority">How soon its items go relative to other batches of the same lane.</param>
 /// <param name="CompletionWindow">How long after creation unfinished items expire; null for never.</param>
-public sealed record NewBatch(string Id, string? Source, string? Endpoint = null, BatchPriority Priority = BatchPriority.Normal, TimeSpan? CompletionWindow = null);
+public sealed record NewBatch(string Id, string? Source, string? Endpoint = null, BatchPriority Priority = BatchPriority.Normal, TimeSpan? CompletionWindow = null)
+{
+    /// <summary>The tenant that owns the batch.</summary>
+    public string? Owner { get; init; }
+
+    /// <summary>The door the batch comes in by; batches of the API doors get result files when they end.</summary>
+    public BatchDoor Door { get; init; }
+
+    /// <summary>The uploaded file the batch is read from.</summary>
+    public string? InputFileId { get; init; }
+
+    /// <summary>The completion window as the caller wrote it.</summary>
+    public string? CompletionWindowText { get; init; }
+
+    /// <summary>The caller's key-value pairs.</summary>
+    public IReadOnlyDictionary<string, string>? Metadata { get; init; }
+
+    /// <summary>The model an inline batch names.</summary>
+    public string? Model { get; init; }
+
+    /// <summary>Makes the create idempotent for the owner: a second create with the key returns the first batch.</summary>
+    public string? IdempotencyKey { get; init; }
+}
+
+/// <summary>A stored file: an upload, or results a batch produced.</summary>
+public sealed record FileRecord
+{
+    /// <summary>The file id, such as <c>file-5f3c…</c>.</summary>
+    public required string Id { get; init; }
+
+    /// <summary>The tenant that owns the file.</summary>
+    public string? Owner { get; init; }
+
+    /// <summary>The name it was uploaded with, or given.</summary>
+    public required string Filename { get; init; }
+
+    /// <summary><c>batch</c> for inputs, <c>batch_output</c> for results.</summary>
+    public required string Purpose { get; init; }
+
+    /// <summary>Its length in bytes.</summary>
+    public long Bytes { get; init; }
+
+    /// <summary>When it was stored.</summary>
+    public required DateTimeOffset CreatedAt { get; init; }
+
+    /// <summary>The batch that produced it, for result files.</summary>
+    public string? BatchId { get; init; }
+}
+
+/// <summary>A file to store.</summary>
+/// <param name="Id">The new file's id.</param>
+/// <param name="Owner">The tenant that owns it.</param>
+/// <param name="Filename">Its name.</param>
+/// <param name="Purpose">Its purpose.</param>
+/// <param name="BatchId">The batch that produced it, for result files.</param>
+public sealed record NewFile(string Id, string? Owner, string Filename, string Purpose, string? BatchId = null);
+
+/// <summary>A page of a listing: which way and from where.</summary>
+/// <param name="Limit">The most items.</param>
+/// <param name="After">Items older than this id (the next page of a newest-first listing).</param>
+/// <param name="Before">Items newer than this id (the previous page).</param>
+public sealed record PageRequest(int Limit, string? After = null, string? Before = null);
+
+/// <summary>A page of items, newest first, and whether there are more beyond it.</summary>
+/// <typeparam name="T">The item type.</typeparam>
+/// <param name="Items">The items.</param>
+/// <param name="HasMore">True when more items lie beyond the page in the direction asked.</param>
+public sealed record Page<T>(IReadOnlyList<T> Items, bool HasMore);
+
+/// <summary>The file is larger than allowed; nothing of it was kept.</summary>
+public sealed class FileTooLargeException : Exception
+{
+    /// <summary>Creates an exception with no message.</summary>
+    public FileTooLargeException()
+    {
+    }
+
+    /// <summary>Creates an exception with a message.</summary>
+    public FileTooLargeException(string message)
+        : base(message)
+    {
+    }
+
+    /// <summary>Creates an exception with a message and its cause.</summary>
+    public FileTooLargeException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+    }
+}
 
 /// <summary>A line whose custom id an earlier line already used.</summary>
 /// <param name="Line">The later line.</param>

@@ -23,8 +23,45 @@ public interface IBatchStore : IAsyncDisposable
     /// <summary>The models named by the items of active batches (of <paramref name="batchId"/> only, when given).</summary>
     Task<IReadOnlyList<string>> ListActiveModelsAsync(string? batchId, CancellationToken cancellationToken);
 
-    /// <summary>Creates a batch in <see cref="BatchStatus.Validating"/>; its items are added with <see cref="AddItemsAsync"/>.</summary>
-    Task CreateBatchAsync(NewBatch batch, CancellationToken cancellationToken);
+    /// <summary>
+    /// Creates a batch in <see cref="BatchStatus.Validating"/>; its items are added with
+    /// <see cref="AddItemsAsync"/>. Returns the new batch's id, or, when the owner already made a
+    /// batch with the same idempotency key, that batch's id (and creates nothing).
+    /// </summary>
+    Task<string> CreateBatchAsync(NewBatch batch, CancellationToken cancellationToken);
+
+    /// <summary>Batches of <paramref name="owner"/> that came in by one of <paramref name="doors"/>, newest first.</summary>
+    Task<Page<BatchRecord>> ListBatchesAsync(string? owner, IReadOnlyCollection<BatchDoor> doors, PageRequest page, CancellationToken cancellationToken);
+
+    /// <summary>Batches whose last item ended and whose result files are still to be written.</summary>
+    Task<IReadOnlyList<BatchRecord>> ListFinalizingBatchesAsync(CancellationToken cancellationToken);
+
+    /// <summary>Batches whose input was still being read when the process stopped.</summary>
+    Task<IReadOnlyList<BatchRecord>> ListValidatingBatchesAsync(CancellationToken cancellationToken);
+
+    /// <summary>Removes every item of a batch that is still being validated, so its input can be read again.</summary>
+    Task ClearItemsAsync(string batchId, CancellationToken cancellationToken);
+
+    /// <summary>Ends finalizing: the batch takes the status it ended with, and its result files.</summary>
+    Task FinishFinalizingAsync(string batchId, string? outputFileId, string? errorFileId, DateTimeOffset now, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Stores a file from <paramref name="content"/>, streamed. Throws
+    /// <see cref="FileTooLargeException"/> past <paramref name="maxBytes"/>, keeping nothing.
+    /// </summary>
+    Task<FileRecord> AddFileAsync(NewFile file, Stream content, long maxBytes, CancellationToken cancellationToken);
+
+    /// <summary>Returns the file, or null.</summary>
+    Task<FileRecord?> GetFileAsync(string fileId, CancellationToken cancellationToken);
+
+    /// <summary>Files of <paramref name="owner"/>, newest first, of one purpose when given.</summary>
+    Task<Page<FileRecord>> ListFilesAsync(string? owner, string? purpose, PageRequest page, CancellationToken cancellationToken);
+
+    /// <summary>Opens a file's content for reading, streamed.</summary>
+    Task<Stream> OpenFileAsync(string fileId, CancellationToken cancellationToken);
+
+    /// <summary>Removes a file; returns false when there was none.</summary>
+    Task<bool> DeleteFileAsync(string fileId, CancellationToken cancellationToken);
 
     /// <summary>
     /// Adds items to a validating batch in one transaction. Items whose custom id the batch
@@ -80,8 +117,11 @@ public interface IBatchStore : IAsyncDisposable
     /// </summary>
     Task<CommitSummary> CommitAsync(IReadOnlyList<ItemOutcome> outcomes, DateTimeOffset now, CancellationToken cancellationToken);
 
-    /// <summary>Streams every item of the batch in input order with its result, page by page.</summary>
-    IAsyncEnumerable<ItemResult> ReadResultsAsync(string batchId, CancellationToken cancellationToken);
+    /// <summary>Streams the items of the batch in input order with their results, page by page, leaving out the first <paramref name="skip"/>.</summary>
+    IAsyncEnumerable<ItemResult> ReadResultsAsync(string batchId, long skip, CancellationToken cancellationToken);
+
+    /// <summary>One item of the batch with its result, by custom id, or null.</summary>
+    Task<ItemResult?> GetResultAsync(string batchId, string customId, CancellationToken cancellationToken);
 }
 
 /// <summary>What an accepted input was.</summary>

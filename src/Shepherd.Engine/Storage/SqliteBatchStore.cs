@@ -13,19 +13,29 @@ namespace Shepherd.Engine.Storage;
 public sealed class SqliteBatchStore : IBatchStore
 {
     /// <summary>The schema version this code writes; a newer file is refused.</summary>
-    public const int SchemaVersion = 1;
+    public const int SchemaVersion = 2;
 
     private const string BatchColumns =
         "id, format, endpoint, status, source, source_sha256, source_bytes, created_at, in_progress_at, completed_at, failed_at, total, succeeded, failed, " +
-        "input_tokens, output_tokens, errors, priority, expires_at, cancelling_at, cancelled_at, expired_at, cancelled, expired";
+        "input_tokens, output_tokens, errors, priority, expires_at, cancelling_at, cancelled_at, expired_at, cancelled, expired, " +
+        "owner, door, input_file_id, completion_window, metadata, model, output_file_id, error_file_id, finalizing_at, idempotency_key";
 
-    /// <summary>Ends a batch once every item has ended; cancelling and expiring batches end as such.</summary>
+    private const string FileColumns = "id, owner, filename, purpose, bytes, created_at, batch_id";
+
+    /// <summary>
+    /// Ends a batch once every item has ended: it will end completed, cancelled or expired.
+    /// Batches of the API doors first become finalizing (their result files are written);
+    /// the others take their end at once.
+    /// </summary>
     private const string FinishBatch = """
+        UPDATE batches SET ending = CASE WHEN status = 'cancelling' THEN 'cancelled' WHEN expired_at IS NOT NULL THEN 'expired' ELSE 'completed' END
+        WHERE id = $id AND status IN ('in_progress', 'cancelling') AND succeeded + failed + cancelled + expired >= total;
         UPDATE batches SET
-            status = CASE WHEN status = 'cancelling' THEN 'cancelled' WHEN expired_at IS NOT NULL THEN 'expired' ELSE 'completed' END,
-            completed_at = CASE WHEN status = 'in_progress' AND expired_at IS NULL THEN $now ELSE completed_at END,
-            cancelled_at = CASE WHEN status = 'cancelling' THEN $now ELSE cancelled_at END
-        WHERE id = $id AND status IN ('in_progress', 'cancelling') AND succeeded + failed + cancelled + expired >= total
+            status = CASE WHEN needs_files = 1 THEN 'finalizing' ELSE ending END,
+            finalizing_at = CASE WHEN needs_files = 1 THEN $now ELSE finalizing_at END,
+            completed_at = CASE WHEN needs_files = 0 AND ending = 'completed' THEN $now ELSE completed_at END,
+            cancelled_at = CASE WHEN needs_files = 0 AND ending = 'cancelled' THEN $now ELSE cancelled_at END
+        WHERE id = $id AND status IN ('in_progress', 'cancelling') AND ending IS NOT NULL
         """;
 
     private readonly SqliteStoreOptions _options;
@@ -76,7 +86,11 @@ public sealed class SqliteBatchStore : IBatchStore
                 if (version < SchemaVersion)
                 {
                     using var tx = writer.BeginTransaction();
-                    Execute(writer, Schema, tx);
+                    foreach (var migration in Migrations.Skip(version))
+                    {
+                        Execute(writer, migration, tx);
+                    }
+
                     Execute(writer, $"PRAGMA user_version = {SchemaVersion};", tx);
                     tx.Commit();
                 }
@@ -140,26 +154,219 @@ public sealed class SqliteBatchStore : IBatchStore
     }
 
     /// <inheritdoc />
-    public Task CreateBatchAsync(NewBatch batch, CancellationToken cancellationToken)
+    public Task<string> CreateBatchAsync(NewBatch batch, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(batch);
         return WriteAsync(writer =>
         {
             using var command = writer.CreateCommand();
             command.CommandText = """
-                INSERT INTO batches (id, format, endpoint, status, source, created_at, priority, expires_at)
-                VALUES ($id, 0, $endpoint, 'validating', $source, $now, $priority, $expires)
+                INSERT INTO batches (id, format, endpoint, status, source, created_at, priority, expires_at, owner, door, needs_files,
+                    input_file_id, completion_window, metadata, model, idempotency_key)
+                VALUES ($id, 0, $endpoint, 'validating', $source, $now, $priority, $expires, $owner, $door, $needs_files,
+                    $input_file_id, $completion_window, $metadata, $model, $idempotency_key)
+                ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                 """;
             var now = _time.GetUtcNow();
-            command.Parameters.AddWithValue("$id", batch.Id);
-            command.Parameters.AddWithValue("$endpoint", (object?)batch.Endpoint ?? DBNull.Value);
-            command.Parameters.AddWithValue("$source", (object?)batch.Source ?? DBNull.Value);
-            command.Parameters.AddWithValue("$now", now.ToUnixTimeMilliseconds());
-            command.Parameters.AddWithValue("$priority", (int)batch.Priority);
-            command.Parameters.AddWithValue("$expires", batch.CompletionWindow is { } window ? (now + window).ToUnixTimeMilliseconds() : DBNull.Value);
-            command.ExecuteNonQuery();
-            return 0;
+            Bind(command, [
+                ("$id", batch.Id), ("$endpoint", batch.Endpoint), ("$source", batch.Source), ("$now", now.ToUnixTimeMilliseconds()),
+                ("$priority", (int)batch.Priority), ("$expires", batch.CompletionWindow is { } window ? (now + window).ToUnixTimeMilliseconds() : null),
+                ("$owner", batch.Owner), ("$door", (int)batch.Door), ("$needs_files", batch.Door is BatchDoor.OpenAI or BatchDoor.Inline ? 1 : 0),
+                ("$input_file_id", batch.InputFileId), ("$completion_window", batch.CompletionWindowText),
+                ("$metadata", batch.Metadata is { Count: > 0 } metadata ? SerializeMetadata(metadata) : null),
+                ("$model", batch.Model), ("$idempotency_key", batch.IdempotencyKey)]);
+            if (command.ExecuteNonQuery() == 1)
+            {
+                return batch.Id;
+            }
+
+            return (string)Scalar(writer, "SELECT id FROM batches WHERE owner = $owner AND idempotency_key = $key", null, ("$owner", batch.Owner), ("$key", batch.IdempotencyKey))!;
         }, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public async Task<Page<BatchRecord>> ListBatchesAsync(string? owner, IReadOnlyCollection<BatchDoor> doors, PageRequest page, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(doors);
+        ArgumentNullException.ThrowIfNull(page);
+        await using var connection = Open();
+        var batches = ReadBatches(connection, PageQuery(BatchColumns, "batches",
+                $"owner IS $owner AND door IN ({string.Join(", ", doors.Select(d => (int)d))})", page),
+            ("$owner", owner), ("$after", page.After), ("$before", page.Before), ("$limit", page.Limit + 1));
+        return ToPage(batches, page);
+    }
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<BatchRecord>> ListFinalizingBatchesAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = Open();
+        return ReadBatches(connection, $"SELECT {BatchColumns} FROM batches WHERE status = 'finalizing' ORDER BY rowid");
+    }
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<BatchRecord>> ListValidatingBatchesAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = Open();
+        return ReadBatches(connection, $"SELECT {BatchColumns} FROM batches WHERE status = 'validating' ORDER BY rowid");
+    }
+
+    /// <inheritdoc />
+    public async Task ClearItemsAsync(string batchId, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        await DeleteItemsAsync(batchId, cancellationToken);
+        await WriteAsync(writer => Execute(writer, "DELETE FROM batch_models WHERE batch_id = $id", null, ("$id", batchId)), cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task FinishFinalizingAsync(string batchId, string? outputFileId, string? errorFileId, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        return WriteAsync(writer => Execute(writer, """
+            UPDATE batches SET status = ending, output_file_id = $output, error_file_id = $errors,
+                completed_at = CASE WHEN ending = 'completed' THEN $now ELSE completed_at END,
+                cancelled_at = CASE WHEN ending = 'cancelled' THEN $now ELSE cancelled_at END
+            WHERE id = $id AND status = 'finalizing'
+            """, null, ("$id", batchId), ("$output", outputFileId), ("$errors", errorFileId), ("$now", now.ToUnixTimeMilliseconds())), cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public async Task<FileRecord> AddFileAsync(NewFile file, Stream content, long maxBytes, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(file);
+        ArgumentNullException.ThrowIfNull(content);
+        Directory.CreateDirectory(FilesFolder);
+        var path = FilePath(file.Id);
+        var partial = path + ".partial";
+        long bytes = 0;
+        try
+        {
+            await using (var target = new FileStream(partial, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16, useAsync: true))
+            {
+                var buffer = new byte[1 << 16];
+                int read;
+                while ((read = await content.ReadAsync(buffer, cancellationToken)) > 0)
+                {
+                    bytes += read;
+                    if (bytes > maxBytes)
+                    {
+                        throw new FileTooLargeException($"The file is larger than {maxBytes} bytes.");
+                    }
+
+                    await target.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
+                }
+            }
+
+            File.Move(partial, path, overwrite: true);
+        }
+        catch
+        {
+            File.Delete(partial);
+            throw;
+        }
+
+        var record = new FileRecord
+        {
+            Id = file.Id,
+            Owner = file.Owner,
+            Filename = file.Filename,
+            Purpose = file.Purpose,
+            Bytes = bytes,
+            CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(Now()),
+            BatchId = file.BatchId,
+        };
+        await WriteAsync(writer => Execute(writer, $"INSERT INTO files ({FileColumns}) VALUES ($id, $owner, $filename, $purpose, $bytes, $created, $batch)", null,
+            ("$id", record.Id), ("$owner", record.Owner), ("$filename", record.Filename), ("$purpose", record.Purpose), ("$bytes", record.Bytes),
+            ("$created", record.CreatedAt.ToUnixTimeMilliseconds()), ("$batch", record.BatchId)), cancellationToken);
+        return record;
+    }
+
+    /// <inheritdoc />
+    public async Task<FileRecord?> GetFileAsync(string fileId, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(fileId);
+        await using var connection = Open();
+        return ReadFiles(connection, $"SELECT {FileColumns} FROM files WHERE id = $id", ("$id", fileId)).SingleOrDefault();
+    }
+
+    /// <inheritdoc />
+    public async Task<Page<FileRecord>> ListFilesAsync(string? owner, string? purpose, PageRequest page, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(page);
+        await using var connection = Open();
+        var files = ReadFiles(connection, PageQuery(FileColumns, "files", "owner IS $owner AND ($purpose IS NULL OR purpose = $purpose)", page),
+            ("$owner", owner), ("$purpose", purpose), ("$after", page.After), ("$before", page.Before), ("$limit", page.Limit + 1));
+        return ToPage(files, page);
+    }
+
+    /// <inheritdoc />
+    public Task<Stream> OpenFileAsync(string fileId, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(fileId);
+        return Task.FromResult<Stream>(new FileStream(FilePath(fileId), FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, 1 << 16, useAsync: true));
+    }
+
+    /// <inheritdoc />
+    public async Task<bool> DeleteFileAsync(string fileId, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(fileId);
+        var deleted = await WriteAsync(writer => Execute(writer, "DELETE FROM files WHERE id = $id", null, ("$id", fileId)), cancellationToken);
+        File.Delete(FilePath(fileId));
+        return deleted == 1;
+    }
+
+    private string FilesFolder => _options.Path + ".files";
+
+    private string FilePath(string fileId) =>
+        Path.Combine(FilesFolder, fileId.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_') ? fileId : throw new ArgumentException($"'{fileId}' is not a file id.", nameof(fileId)));
+
+    /// <summary>
+    /// A newest-first page by insertion order: <c>after</c> continues to older rows, <c>before</c>
+    /// goes back to newer ones (read oldest first, then turned around by <see cref="ToPage{T}"/>).
+    /// </summary>
+    private static string PageQuery(string columns, string table, string filter, PageRequest page) =>
+        page.Before is not null
+            ? $"SELECT {columns} FROM {table} WHERE {filter} AND rowid > (SELECT rowid FROM {table} WHERE id = $before) ORDER BY rowid LIMIT $limit"
+            : $"SELECT {columns} FROM {table} WHERE {filter} AND ($after IS NULL OR rowid < (SELECT rowid FROM {table} WHERE id = $after)) ORDER BY rowid DESC LIMIT $limit";
+
+    private static Page<T> ToPage<T>(List<T> rows, PageRequest page)
+    {
+        var hasMore = rows.Count > page.Limit;
+        if (hasMore)
+        {
+            rows.RemoveAt(rows.Count - 1);
+        }
+
+        if (page.Before is not null)
+        {
+            rows.Reverse();
+        }
+
+        return new Page<T>(rows, hasMore);
+    }
+
+    private static List<FileRecord> ReadFiles(SqliteConnection connection, string sql, params (string Name, object? Value)[] parameters)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        Bind(command, parameters);
+        using var r = command.ExecuteReader();
+        var files = new List<FileRecord>();
+        while (r.Read())
+        {
+            files.Add(new FileRecord
+            {
+                Id = r.GetString(0),
+                Owner = r.IsDBNull(1) ? null : r.GetString(1),
+                Filename = r.GetString(2),
+                Purpose = r.GetString(3),
+                Bytes = r.GetInt64(4),
+                CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(5)),
+                BatchId = r.IsDBNull(6) ? null : r.GetString(6),
+            });
+        }
+
+        return files;
     }
 
     /// <inheritdoc />
@@ -465,7 +672,7 @@ public sealed class SqliteBatchStore : IBatchStore
                     tx, ("$id", batchId), ("$s", delta.Succeeded), ("$f", delta.Failed), ("$c", delta.Cancelled), ("$e", delta.Expired),
                     ("$in", delta.InputTokens), ("$out", delta.OutputTokens));
                 var done = Execute(writer, FinishBatch, tx, ("$id", batchId), ("$now", now.ToUnixTimeMilliseconds()));
-                if (done == 1)
+                if (done > 0)
                 {
                     completed.Add(batchId);
                 }
@@ -477,10 +684,12 @@ public sealed class SqliteBatchStore : IBatchStore
     }
 
     /// <inheritdoc />
-    public async IAsyncEnumerable<ItemResult> ReadResultsAsync(string batchId, [EnumeratorCancellation] CancellationToken cancellationToken)
+    public async IAsyncEnumerable<ItemResult> ReadResultsAsync(string batchId, long skip, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(batchId);
+        ArgumentOutOfRangeException.ThrowIfNegative(skip);
         var after = 0L;
+        var offset = skip;
         var page = new List<ItemResult>(_options.ResultPageSize);
         while (true)
         {
@@ -488,33 +697,21 @@ public sealed class SqliteBatchStore : IBatchStore
             await using (var connection = Open())
             {
                 using var command = connection.CreateCommand();
-                command.CommandText = """
-                    SELECT i.line, i.custom_id, i.state, r.item_id, r.status_code, r.request_id, r.body,
-                        r.error_code, r.error_message, r.input_tokens, r.output_tokens
-                    FROM items i LEFT JOIN results r ON r.item_id = i.id
+                command.CommandText = $"""
+                    {ResultColumns}
                     WHERE i.batch_id = $batch AND i.line > $after
                     ORDER BY i.line
-                    LIMIT $limit
+                    LIMIT $limit OFFSET $offset
                     """;
-                command.Parameters.AddWithValue("$batch", batchId);
-                command.Parameters.AddWithValue("$after", after);
-                command.Parameters.AddWithValue("$limit", _options.ResultPageSize);
+                Bind(command, [("$batch", batchId), ("$after", after), ("$limit", _options.ResultPageSize), ("$offset", offset)]);
                 using var reader = command.ExecuteReader();
                 while (reader.Read())
                 {
-                    var result = reader.IsDBNull(3) ? null : new AttemptResult
-                    {
-                        StatusCode = reader.IsDBNull(4) ? null : reader.GetInt32(4),
-                        RequestId = reader.IsDBNull(5) ? null : reader.GetString(5),
-                        Body = reader.IsDBNull(6) ? null : (byte[])reader.GetValue(6),
-                        ErrorCode = reader.IsDBNull(7) ? null : reader.GetString(7),
-                        ErrorMessage = reader.IsDBNull(8) ? null : reader.GetString(8),
-                        InputTokens = reader.GetInt32(9),
-                        OutputTokens = reader.GetInt32(10),
-                    };
-                    page.Add(new ItemResult(reader.GetInt64(0), reader.GetString(1), (ItemState)reader.GetInt32(2), result));
+                    page.Add(ReadResult(reader));
                 }
             }
+
+            offset = 0;
 
             foreach (var item in page)
             {
@@ -528,6 +725,40 @@ public sealed class SqliteBatchStore : IBatchStore
 
             after = page[^1].Line;
         }
+    }
+
+    /// <inheritdoc />
+    public async Task<ItemResult?> GetResultAsync(string batchId, string customId, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        ArgumentNullException.ThrowIfNull(customId);
+        await using var connection = Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = $"{ResultColumns} WHERE i.batch_id = $batch AND i.custom_id = $custom_id";
+        Bind(command, [("$batch", batchId), ("$custom_id", customId)]);
+        using var reader = command.ExecuteReader();
+        return reader.Read() ? ReadResult(reader) : null;
+    }
+
+    private const string ResultColumns = """
+        SELECT i.line, i.custom_id, i.state, r.item_id, r.status_code, r.request_id, r.body,
+            r.error_code, r.error_message, r.input_tokens, r.output_tokens
+        FROM items i LEFT JOIN results r ON r.item_id = i.id
+        """;
+
+    private static ItemResult ReadResult(SqliteDataReader reader)
+    {
+        var result = reader.IsDBNull(3) ? null : new AttemptResult
+        {
+            StatusCode = reader.IsDBNull(4) ? null : reader.GetInt32(4),
+            RequestId = reader.IsDBNull(5) ? null : reader.GetString(5),
+            Body = reader.IsDBNull(6) ? null : (byte[])reader.GetValue(6),
+            ErrorCode = reader.IsDBNull(7) ? null : reader.GetString(7),
+            ErrorMessage = reader.IsDBNull(8) ? null : reader.GetString(8),
+            InputTokens = reader.GetInt32(9),
+            OutputTokens = reader.GetInt32(10),
+        };
+        return new ItemResult(reader.GetInt64(0), reader.GetString(1), (ItemState)reader.GetInt32(2), result);
     }
 
     /// <inheritdoc />
@@ -655,6 +886,16 @@ public sealed class SqliteBatchStore : IBatchStore
             ExpiredAt = ReadTime(r, 21),
             Cancelled = r.GetInt64(22),
             Expired = r.GetInt64(23),
+            Owner = r.IsDBNull(24) ? null : r.GetString(24),
+            Door = (BatchDoor)r.GetInt32(25),
+            InputFileId = r.IsDBNull(26) ? null : r.GetString(26),
+            CompletionWindow = r.IsDBNull(27) ? null : r.GetString(27),
+            Metadata = r.IsDBNull(28) ? new Dictionary<string, string>() : DeserializeMetadata(r.GetString(28)),
+            Model = r.IsDBNull(29) ? null : r.GetString(29),
+            OutputFileId = r.IsDBNull(30) ? null : r.GetString(30),
+            ErrorFileId = r.IsDBNull(31) ? null : r.GetString(31),
+            FinalizingAt = ReadTime(r, 32),
+            IdempotencyKey = r.IsDBNull(33) ? null : r.GetString(33),
         };
 
     private static DateTimeOffset? ReadTime(SqliteDataReader reader, int ordinal) =>
@@ -696,6 +937,29 @@ public sealed class SqliteBatchStore : IBatchStore
         }
 
         return System.Text.Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
+    }
+
+    private static string SerializeMetadata(IReadOnlyDictionary<string, string> metadata)
+    {
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            foreach (var (key, value) in metadata)
+            {
+                json.WriteString(key, value);
+            }
+
+            json.WriteEndObject();
+        }
+
+        return System.Text.Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
+    }
+
+    private static Dictionary<string, string> DeserializeMetadata(string json)
+    {
+        using var document = JsonDocument.Parse(json);
+        return document.RootElement.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString() ?? "", StringComparer.Ordinal);
     }
 
     private static List<InputError> DeserializeErrors(string json)
@@ -783,7 +1047,38 @@ public sealed class SqliteBatchStore : IBatchStore
         }
     }
 
-    private const string Schema = """
+    /// <summary>The schema, one step per version: a file at version n runs the steps after n, in one transaction.</summary>
+    private static readonly string[] Migrations = [SchemaVersion1, SchemaVersion2];
+
+    private const string SchemaVersion2 = """
+        ALTER TABLE batches ADD COLUMN owner TEXT;
+        ALTER TABLE batches ADD COLUMN door INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE batches ADD COLUMN needs_files INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE batches ADD COLUMN ending TEXT;
+        ALTER TABLE batches ADD COLUMN finalizing_at INTEGER;
+        ALTER TABLE batches ADD COLUMN input_file_id TEXT;
+        ALTER TABLE batches ADD COLUMN completion_window TEXT;
+        ALTER TABLE batches ADD COLUMN metadata TEXT;
+        ALTER TABLE batches ADD COLUMN model TEXT;
+        ALTER TABLE batches ADD COLUMN output_file_id TEXT;
+        ALTER TABLE batches ADD COLUMN error_file_id TEXT;
+        ALTER TABLE batches ADD COLUMN idempotency_key TEXT;
+        CREATE UNIQUE INDEX ux_batches_idempotency ON batches (owner, idempotency_key) WHERE idempotency_key IS NOT NULL;
+        CREATE INDEX ix_batches_owner ON batches (owner, door);
+        CREATE INDEX ix_batches_status ON batches (status);
+        CREATE TABLE files (
+            id TEXT PRIMARY KEY,
+            owner TEXT,
+            filename TEXT NOT NULL,
+            purpose TEXT NOT NULL,
+            bytes INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            batch_id TEXT
+        );
+        CREATE INDEX ix_files_owner ON files (owner, purpose);
+        """;
+
+    private const string SchemaVersion1 = """
         CREATE TABLE batches (
             id TEXT PRIMARY KEY,
             format INTEGER NOT NULL,

@@ -53,7 +53,7 @@ public sealed class BatchImporterTests : StoreTestBase
         var result = await ImportAsync(input);
 
         Assert.True(result.Accepted);
-        var lines = await Store.ReadResultsAsync(result.BatchId, Ct).Select(r => r.Line).ToListAsync(Ct);
+        var lines = await Store.ReadResultsAsync(result.BatchId, 0, Ct).Select(r => r.Line).ToListAsync(Ct);
         Assert.Equal([1L, 4], lines);
     }
 
@@ -81,7 +81,7 @@ public sealed class BatchImporterTests : StoreTestBase
         var batch = await Store.GetBatchAsync(result.BatchId, Ct);
         Assert.Equal(BatchStatus.Failed, batch?.Status);
         Assert.Equal(result.Errors, batch?.Errors);
-        Assert.Empty(await Store.ReadResultsAsync(result.BatchId, Ct).ToListAsync(Ct));
+        Assert.Empty(await Store.ReadResultsAsync(result.BatchId, 0, Ct).ToListAsync(Ct));
         Assert.Empty(await Store.ListActiveBatchesAsync(Ct));
     }
 

@@ -61,5 +61,5 @@ public abstract class DispatchTestBase : StoreTestBase
         await running;
     }
 
-    protected async Task<List<ItemResult>> ResultsAsync(string batchId) => await Store.ReadResultsAsync(batchId, Ct).ToListAsync(Ct);
+    protected async Task<List<ItemResult>> ResultsAsync(string batchId) => await Store.ReadResultsAsync(batchId, 0, Ct).ToListAsync(Ct);
 }

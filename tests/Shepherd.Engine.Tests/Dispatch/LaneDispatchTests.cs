@@ -157,7 +157,7 @@ public sealed class LaneDispatchTests : DispatchTestBase
         await stop.CancelAsync();
         await running;
 
-        var highBodies = (await Store.ReadResultsAsync(high, Ct).ToListAsync(Ct)).Count;
+        var highBodies = (await Store.ReadResultsAsync(high, 0, Ct).ToListAsync(Ct)).Count;
         Assert.Equal(10, highBodies);
         Assert.Equal(20, order.Count);
         Assert.All(order.Take(10), body => Assert.Contains("#", body, StringComparison.Ordinal));

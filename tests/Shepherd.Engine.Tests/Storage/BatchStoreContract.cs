@@ -118,7 +118,7 @@ public abstract class BatchStoreContract : IAsyncLifetime
         Assert.Equal((2L, 1L, 17L, 8L), (batch!.Succeeded, batch.Failed, batch.InputTokens, batch.OutputTokens));
         Assert.Empty(await Store.ListActiveBatchesAsync(Ct));
 
-        var results = await Store.ReadResultsAsync(id, Ct).ToListAsync(Ct);
+        var results = await Store.ReadResultsAsync(id, 0, Ct).ToListAsync(Ct);
         Assert.Equal([ItemState.Succeeded, ItemState.Failed, ItemState.Succeeded], results.Select(r => r.State));
         Assert.Equal(400, results[1].Result?.StatusCode);
         Assert.Equal("r3", results[2].Result?.RequestId);
@@ -192,7 +192,7 @@ public abstract class BatchStoreContract : IAsyncLifetime
         var claimed = await ClaimAsync(id, 2500);
         await Store.CommitAsync([.. claimed.Where(i => i.Line % 2 == 0).Select(i => Success(i))], Time.GetUtcNow(), Ct);
 
-        var results = await Store.ReadResultsAsync(id, Ct).ToListAsync(Ct);
+        var results = await Store.ReadResultsAsync(id, 0, Ct).ToListAsync(Ct);
 
         Assert.Equal(Enumerable.Range(1, 2500).Select(i => (long)i), results.Select(r => r.Line));
         Assert.All(results, r => Assert.Equal(r.Line % 2 == 0 ? ItemState.Succeeded : ItemState.Leased, r.State));
@@ -212,7 +212,7 @@ public abstract class BatchStoreContract : IAsyncLifetime
         Assert.Equal(BatchStatus.Failed, batch?.Status);
         Assert.Equal(errors, batch?.Errors);
         Assert.Equal(Time.GetUtcNow(), batch?.FailedAt);
-        Assert.Empty(await Store.ReadResultsAsync("batch_r", Ct).ToListAsync(Ct));
+        Assert.Empty(await Store.ReadResultsAsync("batch_r", 0, Ct).ToListAsync(Ct));
     }
 
     [Fact]
@@ -225,7 +225,7 @@ public abstract class BatchStoreContract : IAsyncLifetime
         await Store.DeleteBatchAsync(id, Ct);
 
         Assert.Null(await Store.GetBatchAsync(id, Ct));
-        Assert.Empty(await Store.ReadResultsAsync(id, Ct).ToListAsync(Ct));
+        Assert.Empty(await Store.ReadResultsAsync(id, 0, Ct).ToListAsync(Ct));
         await CreateAcceptedBatchAsync(3);
     }
 
@@ -273,7 +273,7 @@ public abstract class BatchStoreContract : IAsyncLifetime
         var cancelled = await Store.GetBatchAsync(id, Ct);
         Assert.Equal([id], summary.CompletedBatches);
         Assert.Equal((BatchStatus.Cancelled, 1L, 3L), (cancelled!.Status, cancelled.Succeeded, cancelled.Cancelled));
-        Assert.Equal([ItemState.Succeeded, ItemState.Cancelled, ItemState.Cancelled, ItemState.Cancelled], (await Store.ReadResultsAsync(id, Ct).ToListAsync(Ct)).Select(r => r.State));
+        Assert.Equal([ItemState.Succeeded, ItemState.Cancelled, ItemState.Cancelled, ItemState.Cancelled], (await Store.ReadResultsAsync(id, 0, Ct).ToListAsync(Ct)).Select(r => r.State));
         Assert.Equal(BatchStatus.Cancelled, (await Store.CancelBatchAsync(id, Time.GetUtcNow(), Ct))?.Status);
         Assert.Null(await Store.CancelBatchAsync("batch_missing", Time.GetUtcNow(), Ct));
     }
