@@ -314,4 +314,134 @@ public abstract class BatchStoreContract : IAsyncLifetime
         Assert.Empty(await ClaimAsync(null, 10));
         Assert.Empty(await Store.ListActiveModelsAsync(null, Ct));
     }
+
+    [Fact]
+    public async Task AnIdempotentCreate_ReturnsTheFirstBatch_PerOwner()
+    {
+        var first = await Store.CreateBatchAsync(new NewBatch("batch_1", null) { Owner = "alice", IdempotencyKey = "k1" }, Ct);
+        var again = await Store.CreateBatchAsync(new NewBatch("batch_2", null) { Owner = "alice", IdempotencyKey = "k1" }, Ct);
+        var otherOwner = await Store.CreateBatchAsync(new NewBatch("batch_3", null) { Owner = "bob", IdempotencyKey = "k1" }, Ct);
+        var noKey = await Store.CreateBatchAsync(new NewBatch("batch_4", null) { Owner = "alice" }, Ct);
+
+        Assert.Equal(["batch_1", "batch_1", "batch_3", "batch_4"], [first, again, otherOwner, noKey]);
+        Assert.Null(await Store.GetBatchAsync("batch_2", Ct));
+    }
+
+    [Fact]
+    public async Task ABatch_KeepsWhatItWasCreatedWith()
+    {
+        await Store.CreateBatchAsync(new NewBatch("batch_m", "upload", "/v1/embeddings", CompletionWindow: TimeSpan.FromHours(24))
+        {
+            Owner = "alice",
+            Door = BatchDoor.OpenAI,
+            InputFileId = "file-1",
+            CompletionWindowText = "24h",
+            Metadata = new Dictionary<string, string> { ["team"] = "search", ["run"] = "7" },
+            Model = "text-embedding-3-small",
+            IdempotencyKey = "abc",
+        }, Ct);
+
+        var batch = await Store.GetBatchAsync("batch_m", Ct);
+
+        Assert.Equal(("alice", BatchDoor.OpenAI, "file-1", "24h"), (batch!.Owner, batch.Door, batch.InputFileId, batch.CompletionWindow));
+        Assert.Equal(new Dictionary<string, string> { ["team"] = "search", ["run"] = "7" }, batch.Metadata);
+        Assert.Equal(("text-embedding-3-small", "abc", "/v1/embeddings"), (batch.Model, batch.IdempotencyKey, batch.Endpoint));
+        Assert.Equal(Time.GetUtcNow().AddHours(24), batch.ExpiresAt);
+    }
+
+    [Fact]
+    public async Task Listings_AreNewestFirst_PerOwnerAndDoor_AndPageBothWays()
+    {
+        for (var i = 1; i <= 5; i++)
+        {
+            await Store.CreateBatchAsync(new NewBatch($"batch_{i}", null) { Owner = "alice", Door = BatchDoor.OpenAI }, Ct);
+        }
+
+        await Store.CreateBatchAsync(new NewBatch("batch_bob", null) { Owner = "bob", Door = BatchDoor.OpenAI }, Ct);
+        await Store.CreateBatchAsync(new NewBatch("batch_anthropic", null) { Owner = "alice", Door = BatchDoor.Anthropic }, Ct);
+        BatchDoor[] openAI = [BatchDoor.OpenAI, BatchDoor.Inline];
+
+        var first = await Store.ListBatchesAsync("alice", openAI, new PageRequest(2), Ct);
+        var second = await Store.ListBatchesAsync("alice", openAI, new PageRequest(2, After: "batch_4"), Ct);
+        var last = await Store.ListBatchesAsync("alice", openAI, new PageRequest(2, After: "batch_2"), Ct);
+        var back = await Store.ListBatchesAsync("alice", openAI, new PageRequest(2, Before: "batch_3"), Ct);
+
+        Assert.Equal("batch_5,batch_4 more", Describe(first));
+        Assert.Equal("batch_3,batch_2 more", Describe(second));
+        Assert.Equal("batch_1 end", Describe(last));
+        Assert.Equal("batch_5,batch_4 end", Describe(back));
+        Assert.Equal(["batch_anthropic"], (await Store.ListBatchesAsync("alice", [BatchDoor.Anthropic], new PageRequest(10), Ct)).Items.Select(b => b.Id));
+    }
+
+    private static string Describe(Page<BatchRecord> page) => string.Join(',', page.Items.Select(b => b.Id)) + (page.HasMore ? " more" : " end");
+
+    [Fact]
+    public async Task ABatchOfAnApiDoor_IsFinalizedBeforeItEnds()
+    {
+        await Store.CreateBatchAsync(new NewBatch("batch_f", null) { Owner = "alice", Door = BatchDoor.OpenAI }, Ct);
+        await Store.AddItemsAsync("batch_f", [new ImportItem(1, "a", "gpt-4.1-mini", "{}"u8.ToArray())], Ct);
+        await Store.AcceptBatchAsync("batch_f", new AcceptedInput(InputFormat.OpenAI, BatchEndpoints.ChatCompletions, 1, null, 2), Ct);
+        var item = (await ClaimAsync("batch_f", 1)).Single();
+
+        var summary = await Store.CommitAsync([Success(item)], Time.GetUtcNow(), Ct);
+        var finalizing = await Store.GetBatchAsync("batch_f", Ct);
+        var toFinalize = await Store.ListFinalizingBatchesAsync(Ct);
+        await Store.FinishFinalizingAsync("batch_f", "file-out", null, Time.GetUtcNow(), Ct);
+        var completed = await Store.GetBatchAsync("batch_f", Ct);
+
+        Assert.Equal(["batch_f"], summary.CompletedBatches);
+        Assert.Equal((BatchStatus.Finalizing, false), (finalizing!.Status, finalizing.HasEnded));
+        Assert.Equal(["batch_f"], toFinalize.Select(b => b.Id));
+        Assert.Empty(await Store.ListFinalizingBatchesAsync(Ct));
+        Assert.Equal((BatchStatus.Completed, "file-out", (string?)null), (completed!.Status, completed.OutputFileId, completed.ErrorFileId));
+        Assert.Equal(Time.GetUtcNow(), completed.CompletedAt);
+    }
+
+    [Fact]
+    public async Task Files_AreStoredStreamed_ListedAndRemoved()
+    {
+        using var content = new MemoryStream("{\"a\":1}\n"u8.ToArray());
+
+        var file = await Store.AddFileAsync(new NewFile("file-abc", "alice", "in.jsonl", "batch"), content, 1024, Ct);
+        await Store.AddFileAsync(new NewFile("file-def", "alice", "out.jsonl", "batch_output", "batch_x"), new MemoryStream([1, 2, 3]), 1024, Ct);
+
+        Assert.Equal((8L, "in.jsonl", "batch"), (file.Bytes, file.Filename, file.Purpose));
+        Assert.Equal(file, await Store.GetFileAsync("file-abc", Ct));
+        await using (var read = await Store.OpenFileAsync("file-abc", Ct))
+        using (var reader = new StreamReader(read))
+        {
+            Assert.Equal("{\"a\":1}\n", await reader.ReadToEndAsync(Ct));
+        }
+
+        Assert.Equal(["file-def", "file-abc"], (await Store.ListFilesAsync("alice", null, new PageRequest(10), Ct)).Items.Select(f => f.Id));
+        Assert.Equal(["file-abc"], (await Store.ListFilesAsync("alice", "batch", new PageRequest(10), Ct)).Items.Select(f => f.Id));
+        Assert.Empty((await Store.ListFilesAsync("bob", null, new PageRequest(10), Ct)).Items);
+        Assert.True(await Store.DeleteFileAsync("file-abc", Ct));
+        Assert.False(await Store.DeleteFileAsync("file-abc", Ct));
+        Assert.Null(await Store.GetFileAsync("file-abc", Ct));
+    }
+
+    [Fact]
+    public async Task AFileOverTheLimit_IsRefused_AndNothingOfItKept()
+    {
+        await Assert.ThrowsAsync<FileTooLargeException>(() =>
+            Store.AddFileAsync(new NewFile("file-big", "alice", "big.jsonl", "batch"), new MemoryStream(new byte[5000]), 4096, Ct));
+
+        Assert.Null(await Store.GetFileAsync("file-big", Ct));
+    }
+
+    [Fact]
+    public async Task Results_CanBeReadFromAnOffset_OrOneByCustomId()
+    {
+        var id = await CreateAcceptedBatchAsync(5);
+        var claimed = await ClaimAsync(id, 5);
+        await Store.CommitAsync([.. claimed.Select(i => Success(i))], Time.GetUtcNow(), Ct);
+
+        var tail = await Store.ReadResultsAsync(id, 3, Ct).ToListAsync(Ct);
+        var one = await Store.GetResultAsync(id, "c2", Ct);
+
+        Assert.Equal(["c4", "c5"], tail.Select(r => r.CustomId));
+        Assert.Equal((2L, ItemState.Succeeded), (one!.Line, one.State));
+        Assert.Null(await Store.GetResultAsync(id, "nope", Ct));
+    }
 }
