@@ -170,6 +170,12 @@ public sealed class SimulatedProvider
             return Error(400, anthropic, "invalid_request_error", $"The body is not valid JSON: {ex.Message}");
         }
 
+        if (shape.PromptTokens > _options.ContextTokens)
+        {
+            return Error(400, anthropic, "invalid_request_error",
+                $"The prompt holds {shape.PromptTokens} tokens; this model's context holds {_options.ContextTokens}.", code: "context_length_exceeded");
+        }
+
         var outputTokens = OutputTokens(shape, seed, endpoint);
         var now = _time.GetUtcNow();
         var limitHeaders = new List<KeyValuePair<string, string>>();

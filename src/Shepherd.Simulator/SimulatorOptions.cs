@@ -52,6 +52,13 @@ public sealed class SimulatorOptions
     /// </summary>
     public int DefaultMaxTokens { get; set; } = 64;
 
+    /// <summary>
+    /// The most prompt tokens a request may hold; a longer prompt is answered 400
+    /// <c>context_length_exceeded</c>, a permanent failure, as real providers do. Null for no limit.
+    /// <value>The default is no limit.</value>
+    /// </summary>
+    public int? ContextTokens { get; set; }
+
     internal SimulatorOptions Validated()
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(Latency, TimeSpan.Zero);
@@ -84,6 +91,11 @@ public sealed class SimulatorOptions
         }
 
         ArgumentOutOfRangeException.ThrowIfLessThan(DefaultMaxTokens, 1);
+        if (ContextTokens is { } context)
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(context, 1, nameof(ContextTokens));
+        }
+
         return (SimulatorOptions)MemberwiseClone();
     }
 }

@@ -42,6 +42,19 @@ public sealed class SimulatedProviderTests
     }
 
     [Fact]
+    public async Task APromptBeyondTheContext_IsRefusedForGood()
+    {
+        var simulator = Simulators.Create(new SimulatorOptions { ContextTokens = 20 }, _time);
+        var longPrompt = Chat.Replace("Classify: the battery is great.", string.Join(' ', Enumerable.Repeat("battery", 200)), StringComparison.Ordinal);
+
+        var refused = await simulator.HandleAsync(Post("/v1/chat/completions", longPrompt), Ct);
+        var answered = await simulator.HandleAsync(Post("/v1/chat/completions", Chat), Ct);
+
+        Assert.Equal((400, 200), (refused.StatusCode, answered.StatusCode));
+        Assert.Equal("context_length_exceeded", Json(refused).GetProperty("error").GetProperty("code").GetString());
+    }
+
+    [Fact]
     public async Task TheSameRequest_GetsTheSameAnswer()
     {
         var simulator = Simulators.Create(time: _time);

@@ -19,6 +19,7 @@ internal sealed class SimulatorOptionSet
     private readonly Option<double> _reset;
     private readonly Option<double> _hang;
     private readonly Option<int> _seed;
+    private readonly Option<long?> _context;
 
     public SimulatorOptionSet(string prefix, int defaultLatencyMs, int defaultJitterMs)
     {
@@ -31,10 +32,11 @@ internal sealed class SimulatorOptionSet
         _fail529 = CliOptions.Share($"--{prefix}fail-529", "Share of requests answered 529 (overloaded)");
         _reset = CliOptions.Share($"--{prefix}reset", "Share of requests whose connection is reset");
         _hang = CliOptions.Share($"--{prefix}hang", "Share of requests never answered");
+        _context = CliOptions.OptionalLong($"--{prefix}context-tokens", "Prompts longer than this many tokens are refused with 400 context_length_exceeded, a permanent failure", 1);
         _seed = CliOptions.Int($"--{prefix}seed", "Seed of the fault and jitter draws", 1, int.MinValue, int.MaxValue);
     }
 
-    public IEnumerable<Option> All => [_latency, _jitter, _rpm, _tpm, _fail500, _fail503, _fail529, _reset, _hang, _seed];
+    public IEnumerable<Option> All => [_latency, _jitter, _rpm, _tpm, _fail500, _fail503, _fail529, _reset, _hang, _context, _seed];
 
     public int Seed(ParseResult parse) => parse.GetValue(_seed);
 
@@ -52,6 +54,7 @@ internal sealed class SimulatorOptionSet
             Error529Rate = parse.GetValue(_fail529),
             ResetRate = parse.GetValue(_reset),
             HangRate = parse.GetValue(_hang),
+            ContextTokens = parse.GetValue(_context) is { } context ? (int)Math.Min(context, int.MaxValue) : null,
         };
         if (options.Error500Rate + options.Error503Rate + options.Error529Rate + options.ResetRate + options.HangRate > 1)
         {
