@@ -6,7 +6,10 @@ namespace Shepherd.Engine.Batches;
 public static class BatchIds
 {
     /// <summary>A new batch id, <c>batch_</c> and 24 hex digits.</summary>
-    public static string NewBatchId() => "batch_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
+    public static string NewBatchId() => New("batch_");
+
+    /// <summary>A new id: <paramref name="prefix"/> and 24 random hex digits.</summary>
+    public static string New(string prefix) => prefix + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
 
     /// <summary>The id of an item's result line: stable, so a re-export writes the same line.</summary>
     public static string RequestId(string batchId, long line)

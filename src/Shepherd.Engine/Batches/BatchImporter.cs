@@ -33,7 +33,7 @@ public sealed class BatchImporter
         _options = options.Validated();
     }
 
-    /// <summary>Reads <paramref name="input"/> into the batch <paramref name="batch"/> describes.</summary>
+    /// <summary>Creates the batch <paramref name="batch"/> describes and reads <paramref name="input"/> into it.</summary>
     public async Task<ImportResult> ImportAsync(Stream input, NewBatch batch, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(input);
@@ -41,7 +41,7 @@ public sealed class BatchImporter
         await _store.CreateBatchAsync(batch, cancellationToken);
         try
         {
-            return await ReadAsync(input, batch, cancellationToken);
+            return await ReadIntoAsync(input, batch.Id, batch.Endpoint, cancellationToken);
         }
         catch
         {
@@ -51,8 +51,16 @@ public sealed class BatchImporter
         }
     }
 
-    private async Task<ImportResult> ReadAsync(Stream input, NewBatch batch, CancellationToken cancellationToken)
+    /// <summary>
+    /// Reads <paramref name="input"/> into a batch that exists and is being validated, and
+    /// accepts or rejects it. Every line must name <paramref name="endpoint"/> when it is given.
+    /// Interrupted, the batch stays validating with the items read so far: clear them with
+    /// <see cref="IBatchStore.ClearItemsAsync"/> before reading again.
+    /// </summary>
+    public async Task<ImportResult> ReadIntoAsync(Stream input, string batchId, string? endpoint, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(input);
+        ArgumentNullException.ThrowIfNull(batchId);
         using var hashing = new HashingReadStream(input);
         using var reader = new JsonlLineReader(hashing, _options.MaxLineBytes);
         var errors = new List<InputError>();
@@ -68,7 +76,7 @@ public sealed class BatchImporter
                 return;
             }
 
-            foreach (var duplicate in await _store.AddItemsAsync(batch.Id, chunk, cancellationToken))
+            foreach (var duplicate in await _store.AddItemsAsync(batchId, chunk, cancellationToken))
             {
                 errors.Add(new InputError(InputErrorCodes.DuplicateCustomId,
                     $"custom_id \"{duplicate.CustomId}\" is already used on line {duplicate.FirstLine}", duplicate.Line));
@@ -104,10 +112,16 @@ public sealed class BatchImporter
                 continue;
             }
 
-            first ??= (parsed.Format, batch.Endpoint ?? parsed.Url, line);
-            if (Mismatch(parsed, first.Value, batch.Endpoint is not null) is { } mismatch)
+            first ??= (parsed.Format, endpoint ?? parsed.Url, line);
+            if (Mismatch(parsed, first.Value, endpoint is not null) is { } mismatch)
             {
                 errors.Add(mismatch with { Line = line });
+                continue;
+            }
+
+            if (_options.ServesModel?.Invoke(parsed.Model) == false)
+            {
+                errors.Add(new InputError(InputErrorCodes.ModelNotServed, $"no upstream of this server serves the model \"{parsed.Model}\"", line));
                 continue;
             }
 
@@ -142,12 +156,12 @@ public sealed class BatchImporter
                 truncated = true;
             }
 
-            await _store.RejectBatchAsync(batch.Id, errors, cancellationToken);
-            return new ImportResult(batch.Id, false, total, errors, truncated, sha, hashing.BytesRead);
+            await _store.RejectBatchAsync(batchId, errors, cancellationToken);
+            return new ImportResult(batchId, false, total, errors, truncated, sha, hashing.BytesRead);
         }
 
-        await _store.AcceptBatchAsync(batch.Id, new AcceptedInput(first!.Value.Format, first.Value.Url, total, sha, hashing.BytesRead), cancellationToken);
-        return new ImportResult(batch.Id, true, total, errors, false, sha, hashing.BytesRead);
+        await _store.AcceptBatchAsync(batchId, new AcceptedInput(first!.Value.Format, first.Value.Url, total, sha, hashing.BytesRead), cancellationToken);
+        return new ImportResult(batchId, true, total, errors, false, sha, hashing.BytesRead);
     }
 
     private static InputError? Mismatch(in ParsedLine parsed, (InputFormat Format, string Url, long Line) first, bool endpointFixed)

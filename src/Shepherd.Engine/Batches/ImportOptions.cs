@@ -27,6 +27,13 @@ public sealed class ImportOptions
     /// </summary>
     public int ChunkSize { get; set; } = 2000;
 
+    /// <summary>
+    /// Whether some upstream serves a model; a request for a model no upstream serves is an
+    /// input error (<c>model_not_served</c>). Null accepts every model.
+    /// <value>The default accepts every model.</value>
+    /// </summary>
+    public Func<string, bool>? ServesModel { get; set; }
+
     internal ImportOptions Validated()
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxLineBytes, 16);

@@ -53,6 +53,9 @@ public static class InputErrorCodes
     /// <summary>An Anthropic request without <c>max_tokens</c>.</summary>
     public const string MissingMaxTokens = "missing_max_tokens";
 
+    /// <summary>The request names a model no upstream serves.</summary>
+    public const string ModelNotServed = "model_not_served";
+
     /// <summary>The line is longer than the configured limit.</summary>
     public const string LineTooLong = "line_too_long";
 

@@ -9,13 +9,14 @@ namespace Shepherd.Engine.Formats;
 /// Writes result lines in the dialect of the input: OpenAI output and error lines, or
 /// Anthropic result lines. Answer bodies are embedded as the upstream sent them.
 /// </summary>
-internal sealed class ResultLineWriter : IDisposable
+public sealed class ResultLineWriter : IDisposable
 {
     private readonly ArrayBufferWriter<byte> _buffer = new(4096);
     private readonly Utf8JsonWriter _json;
     private readonly InputFormat _format;
     private readonly string _batchId;
 
+    /// <summary>Creates a writer of <paramref name="format"/> lines for the batch <paramref name="batchId"/>.</summary>
     public ResultLineWriter(InputFormat format, string batchId)
     {
         _format = format;
@@ -25,6 +26,15 @@ internal sealed class ResultLineWriter : IDisposable
 
     /// <summary>Writes the line of an ended item to <paramref name="destination"/>, newline included.</summary>
     public ValueTask WriteAsync(Stream destination, ItemResult item, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(destination);
+        Format(item);
+        _buffer.Write("\n"u8);
+        return destination.WriteAsync(_buffer.WrittenMemory, cancellationToken);
+    }
+
+    /// <summary>The line of an ended item as one JSON object, without a newline; valid until the next call.</summary>
+    public ReadOnlyMemory<byte> Format(ItemResult item)
     {
         ArgumentNullException.ThrowIfNull(item);
         var result = item.State switch
@@ -45,8 +55,7 @@ internal sealed class ResultLineWriter : IDisposable
         }
 
         _json.Flush();
-        _buffer.Write("\n"u8);
-        return destination.WriteAsync(_buffer.WrittenMemory, cancellationToken);
+        return _buffer.WrittenMemory;
     }
 
     private void WriteOpenAI(ItemResult item, AttemptResult result)
@@ -167,5 +176,6 @@ internal sealed class ResultLineWriter : IDisposable
         _ => "api_error",
     };
 
+    /// <inheritdoc />
     public void Dispose() => _json.Dispose();
 }

@@ -140,6 +140,34 @@ public sealed class BatchImporterTests : StoreTestBase
     }
 
     [Fact]
+    public async Task AModelNoUpstreamServes_IsAnInputError()
+    {
+        using var input = BatchFiles.Stream(Chat("a"), Chat("b").Replace("\"model\":\"m\"", "\"model\":\"other\"", StringComparison.Ordinal));
+
+        var result = await ImportAsync(input, new ImportOptions { ServesModel = model => model == "m" });
+
+        Assert.Equal(("model_not_served", (long?)2), (result.Errors.Single().Code, result.Errors.Single().Line));
+        Assert.Contains("\"other\"", result.Errors.Single().Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AnInterruptedReadIntoAnExistingBatch_LeavesItValidating_AndItCanBeReadAgain()
+    {
+        await Store.CreateBatchAsync(new NewBatch("batch_again", null, BatchEndpoints.ChatCompletions) { Door = BatchDoor.OpenAI }, Ct);
+        var importer = new BatchImporter(Store, new ImportOptions { ChunkSize = 1 });
+        var lines = BatchFiles.Stream(Chat("a"), Chat("b")).ToArray();
+
+        await Assert.ThrowsAsync<IOException>(() => importer.ReadIntoAsync(new FailingStream(lines), "batch_again", BatchEndpoints.ChatCompletions, Ct));
+        var interrupted = await Store.GetBatchAsync("batch_again", Ct);
+        await Store.ClearItemsAsync("batch_again", Ct);
+        var again = await importer.ReadIntoAsync(new MemoryStream(lines), "batch_again", BatchEndpoints.ChatCompletions, Ct);
+
+        Assert.Equal(BatchStatus.Validating, interrupted!.Status);
+        Assert.Equal((true, 2L), (again.Accepted, again.Total));
+        Assert.Equal(BatchStatus.InProgress, (await Store.GetBatchAsync("batch_again", Ct))!.Status);
+    }
+
+    [Fact]
     public async Task AFailingInputStream_LeavesNoBatchBehind()
     {
         using var input = new FailingStream(BatchFiles.Stream(Chat("a"), Chat("b")).ToArray());
