@@ -13,6 +13,9 @@ public sealed class ShepherdConfig
     /// <summary>The upstreams requests go to.</summary>
     public List<UpstreamConfig> Upstreams { get; set; } = [];
 
+    /// <summary>How <c>shepherd serve</c> listens, whom it lets in, and its limits.</summary>
+    public ServerConfig? Server { get; set; }
+
     /// <summary>Reads and checks a configuration file; errors name the file, the line and the property.</summary>
     public static ShepherdConfig Load(string path)
     {
@@ -48,6 +51,8 @@ public sealed class ShepherdConfig
             config.Upstreams[i].Check($"{path}: upstreams[{i}]");
         }
 
+        config.Server?.Check($"{path}: server");
+
         return config;
     }
 
@@ -58,8 +63,50 @@ public sealed class ShepherdConfig
     }
 }
 
+/// <summary>
+/// A key given in the configuration: inline (<c>apiKey</c>), from an environment variable
+/// (<c>apiKeyEnv</c>) or from the first line of a file (<c>apiKeyFile</c>), so the file itself
+/// need hold no secret.
+/// </summary>
+public abstract class KeyedConfig
+{
+    /// <summary>The key itself.</summary>
+    public string? ApiKey { get; set; }
+
+    /// <summary>The environment variable holding the key.</summary>
+    public string? ApiKeyEnv { get; set; }
+
+    /// <summary>A file whose first line is the key.</summary>
+    public string? ApiKeyFile { get; set; }
+
+    /// <summary>The key, wherever it is kept; null when none is given or the variable is unset.</summary>
+    public string? ReadKey()
+    {
+        if (ApiKeyEnv is not null)
+        {
+            return Environment.GetEnvironmentVariable(ApiKeyEnv);
+        }
+
+        return ApiKeyFile is not null ? File.ReadLines(ApiKeyFile).FirstOrDefault()?.Trim() : ApiKey;
+    }
+
+    /// <summary>Checks that the key is given at most once and that its file exists.</summary>
+    protected void CheckKey(string where)
+    {
+        if ((ApiKey is not null ? 1 : 0) + (ApiKeyEnv is not null ? 1 : 0) + (ApiKeyFile is not null ? 1 : 0) > 1)
+        {
+            throw new ConfigException($"{where}: give the key once: apiKey, apiKeyEnv or apiKeyFile.");
+        }
+
+        if (ApiKeyFile is not null && !File.Exists(ApiKeyFile))
+        {
+            throw new ConfigException($"{where}.apiKeyFile: {ApiKeyFile} does not exist.");
+        }
+    }
+}
+
 /// <summary>One upstream in the configuration file.</summary>
-public sealed class UpstreamConfig
+public sealed class UpstreamConfig : KeyedConfig
 {
     /// <summary>A name for logs and lanes.</summary>
     public string? Name { get; set; }
@@ -70,14 +117,6 @@ public sealed class UpstreamConfig
     /// <summary>The base url.</summary>
     public Uri? BaseUrl { get; set; }
 
-    /// <summary>The key itself; prefer <see cref="ApiKeyEnv"/> or <see cref="ApiKeyFile"/>.</summary>
-    public string? ApiKey { get; set; }
-
-    /// <summary>The environment variable that holds the key.</summary>
-    public string? ApiKeyEnv { get; set; }
-
-    /// <summary>A file that holds the key (its first line).</summary>
-    public string? ApiKeyFile { get; set; }
 
     /// <summary>The share of traffic among upstreams serving a model.</summary>
     public int Weight { get; set; } = 1;
@@ -125,16 +164,7 @@ public sealed class UpstreamConfig
             throw new ConfigException($"{where}.baseUrl: '{url}' is not an absolute http or https url.");
         }
 
-        if ((ApiKey is not null ? 1 : 0) + (ApiKeyEnv is not null ? 1 : 0) + (ApiKeyFile is not null ? 1 : 0) > 1)
-        {
-            throw new ConfigException($"{where}: give the key once: apiKey, apiKeyEnv or apiKeyFile.");
-        }
-
-        if (ApiKeyFile is not null && !File.Exists(ApiKeyFile))
-        {
-            throw new ConfigException($"{where}.apiKeyFile: {ApiKeyFile} does not exist.");
-        }
-
+        CheckKey(where);
         try
         {
             ToOptions().Limits.Validate(where);
@@ -153,16 +183,6 @@ public sealed class UpstreamConfig
             throw new ConfigException(ex.Message);
         }
     }
-
-    private string? ReadKey()
-    {
-        if (ApiKeyEnv is not null)
-        {
-            return Environment.GetEnvironmentVariable(ApiKeyEnv);
-        }
-
-        return ApiKeyFile is not null ? File.ReadLines(ApiKeyFile).FirstOrDefault()?.Trim() : ApiKey;
-    }
 }
 
 /// <summary>Limits of one lane in the configuration file.</summary>
@@ -176,6 +196,63 @@ public sealed class LaneConfig
 
     /// <summary>The most requests in flight.</summary>
     public int? Concurrency { get; set; }
+}
+
+/// <summary>The <c>server</c> section: what <c>shepherd serve</c> listens on, its keys and limits.</summary>
+public sealed class ServerConfig
+{
+    /// <summary>The addresses to listen on, such as <c>http://127.0.0.1:8080</c>.</summary>
+    public List<string>? Urls { get; set; }
+
+    /// <summary>The store: the path of the SQLite state file.</summary>
+    public string? State { get; set; }
+
+    /// <summary>The keys clients present; each is a tenant that sees only its own files and batches.</summary>
+    public List<GatewayKeyConfig> GatewayKeys { get; set; } = [];
+
+    /// <summary>The largest file upload, in bytes.</summary>
+    public long? MaxUploadBytes { get; set; }
+
+    /// <summary>The most requests in one uploaded file.</summary>
+    public long? MaxFileRequests { get; set; }
+
+    /// <summary>The largest body of an inline or Anthropic create call, in bytes.</summary>
+    public long? MaxCreateBodyBytes { get; set; }
+
+    /// <summary>The most requests in one inline or Anthropic create call.</summary>
+    public long? MaxCreateRequests { get; set; }
+
+    internal void Check(string where)
+    {
+        for (var i = 0; i < GatewayKeys.Count; i++)
+        {
+            GatewayKeys[i].Check($"{where}.gatewayKeys[{i}]");
+        }
+
+        foreach (var (name, value) in new[] { ("maxUploadBytes", MaxUploadBytes), ("maxFileRequests", MaxFileRequests), ("maxCreateBodyBytes", MaxCreateBodyBytes), ("maxCreateRequests", MaxCreateRequests) })
+        {
+            if (value < 1)
+            {
+                throw new ConfigException($"{where}.{name}: must be at least 1.");
+            }
+        }
+    }
+}
+
+/// <summary>A gateway key: a tenant's name and its key, given once (inline, by variable or by file).</summary>
+public sealed class GatewayKeyConfig : KeyedConfig
+{
+    /// <summary>The tenant's name, recorded as the owner of what the key creates.</summary>
+    public string? Name { get; set; }
+
+    internal void Check(string where)
+    {
+        CheckKey(where);
+        if (string.IsNullOrWhiteSpace(ReadKey()))
+        {
+            throw new ConfigException($"{where}: the key is missing or empty (apiKey, apiKeyEnv or apiKeyFile).");
+        }
+    }
 }
 
 /// <summary>The configuration file is wrong; the message says where and how.</summary>

@@ -83,6 +83,12 @@ public sealed partial class Dispatcher
         && Interlocked.Read(ref _uncommitted) == 0
         && Counters.InFlight <= requestsWaitingOnTheClock;
 
+    /// <summary>
+    /// Raised, on the commit loop, after outcomes ended batches (they are now ended, or
+    /// finalizing when their result files are still to be written). Handlers must be quick.
+    /// </summary>
+    public event Action? BatchesEnded;
+
     /// <summary>Tells the dispatcher that batches changed (new, cancelled), so it need not wait for its next look.</summary>
     public void NotifyBatchesChanged()
     {
@@ -170,6 +176,11 @@ public sealed partial class Dispatcher
                 }
 
                 Volatile.Write(ref _batchesChanged, 1);
+            }
+
+            if (summary.CompletedBatches.Count > 0)
+            {
+                BatchesEnded?.Invoke();
             }
 
             _events.Writer.TryWrite(DispatchEvent.Wake);

@@ -311,7 +311,12 @@ public sealed class SqliteBatchStore : IBatchStore
     {
         ArgumentNullException.ThrowIfNull(fileId);
         var deleted = await WriteAsync(writer => Execute(writer, "DELETE FROM files WHERE id = $id", null, ("$id", fileId)), cancellationToken);
-        File.Delete(FilePath(fileId));
+        var path = FilePath(fileId);
+        if (File.Exists(path))
+        {
+            File.Delete(path);
+        }
+
         return deleted == 1;
     }
 

@@ -398,6 +398,12 @@ public abstract class BatchStoreContract : IAsyncLifetime
     }
 
     [Fact]
+    public async Task DeletingAFileNeverStored_SaysSo()
+    {
+        Assert.False(await Store.DeleteFileAsync("file-never", Ct));
+    }
+
+    [Fact]
     public async Task Files_AreStoredStreamed_ListedAndRemoved()
     {
         using var content = new MemoryStream("{\"a\":1}\n"u8.ToArray());
