@@ -1,0 +1,100 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using Shepherd.Engine.Batches;
+using Shepherd.Engine.Storage;
+
+namespace Shepherd.Server.Hosting;
+
+/// <summary>
+/// Writes the output and error files of batches whose items have all ended, then gives each
+/// batch its final status. The files are written to a spool folder first and stored under ids
+/// derived from the batch id, so a crash halfway leaves nothing that a second try would duplicate.
+/// </summary>
+internal sealed partial class BatchFinalizer(IBatchStore store, ServerPaths paths, TimeProvider time, ILogger<BatchFinalizer> logger)
+{
+    /// <summary>How often the store is looked at when nothing wakes the finalizer sooner.</summary>
+    internal static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(1);
+
+    private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+
+    /// <summary>Asks for a look at the store now (a batch ended or was cancelled).</summary>
+    public void Wake() => _wake.Writer.TryWrite(true);
+
+    /// <summary>The id of a batch's output or error file: the same on every try.</summary>
+    public static string FileId(string batchId, string kind) =>
+        "file-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(batchId + "/" + kind)))[..24];
+
+    public async Task RunAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            while (true)
+            {
+                foreach (var batch in await store.ListFinalizingBatchesAsync(stoppingToken))
+                {
+                    try
+                    {
+                        await FinalizeAsync(batch, stoppingToken);
+                    }
+                    catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or StoreException)
+                    {
+                        LogFinalizeFailed(ex, batch.Id);
+                    }
+                }
+
+                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+                timeout.CancelAfter(PollInterval);
+                try
+                {
+                    await _wake.Reader.ReadAsync(timeout.Token);
+                }
+                catch (OperationCanceledException) when (!stoppingToken.IsCancellationRequested)
+                {
+                    // The poll interval passed.
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // The server is stopping; what was not finalized is finalized after the restart.
+        }
+    }
+
+    private async Task FinalizeAsync(BatchRecord batch, CancellationToken cancellationToken)
+    {
+        var outputPath = paths.SpoolFile(batch.Id + ".output.jsonl");
+        var errorPath = paths.SpoolFile(batch.Id + ".error.jsonl");
+        try
+        {
+            ExportSummary summary;
+            await using (var output = File.Create(outputPath))
+            await using (var errors = File.Create(errorPath))
+            {
+                summary = await ResultExporter.ExportAsync(store, batch, output, errors, cancellationToken);
+            }
+
+            var outputId = summary.Succeeded > 0 ? await StoreFileAsync(batch, "output", outputPath, cancellationToken) : null;
+            var errorId = summary.Failed > 0 ? await StoreFileAsync(batch, "error", errorPath, cancellationToken) : null;
+            await store.FinishFinalizingAsync(batch.Id, outputId, errorId, time.GetUtcNow(), cancellationToken);
+        }
+        finally
+        {
+            File.Delete(outputPath);
+            File.Delete(errorPath);
+        }
+    }
+
+    private async Task<string> StoreFileAsync(BatchRecord batch, string kind, string path, CancellationToken cancellationToken)
+    {
+        var id = FileId(batch.Id, kind);
+        await store.DeleteFileAsync(id, cancellationToken);
+        await using var content = File.OpenRead(path);
+        await store.AddFileAsync(new NewFile(id, batch.Owner, $"{batch.Id}_{kind}.jsonl", "batch_output", batch.Id), content, long.MaxValue, cancellationToken);
+        return id;
+    }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Writing the result files of batch {BatchId} failed; it stays finalizing and is tried again")]
+    private partial void LogFinalizeFailed(Exception exception, string batchId);
+}

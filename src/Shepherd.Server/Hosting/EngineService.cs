@@ -1,0 +1,50 @@
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Shepherd.Engine.Dispatch;
+
+namespace Shepherd.Server.Hosting;
+
+/// <summary>Runs the engine inside the server: the dispatcher over every batch, and the finalizer.</summary>
+internal sealed partial class EngineService(
+    Dispatcher dispatcher,
+    BatchFinalizer finalizer,
+    BackgroundImports imports,
+    IHostApplicationLifetime lifetime,
+    ILogger<EngineService> logger) : BackgroundService
+{
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        // Readings stop first: they write to the store the engine is about to let go of.
+        await imports.StopAllAsync();
+        await base.StopAsync(cancellationToken);
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        dispatcher.BatchesEnded += finalizer.Wake;
+        var finalizing = finalizer.RunAsync(stoppingToken);
+        try
+        {
+            await dispatcher.RunAsync(null, stoppingToken);
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // The server is stopping.
+        }
+        catch (Exception ex)
+        {
+            // Without a dispatcher the server would accept work it cannot do.
+            LogEngineFailed(ex);
+            lifetime.StopApplication();
+        }
+        finally
+        {
+            dispatcher.BatchesEnded -= finalizer.Wake;
+        }
+
+        await finalizing;
+    }
+
+    [LoggerMessage(Level = LogLevel.Critical, Message = "The engine stopped; the server stops with it")]
+    private partial void LogEngineFailed(Exception exception);
+}

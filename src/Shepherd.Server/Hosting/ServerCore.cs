@@ -1,0 +1,184 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Shepherd.Engine.Batches;
+using Shepherd.Engine.Dispatch;
+using Shepherd.Engine.Formats;
+using Shepherd.Engine.Storage;
+using Shepherd.Server.Http;
+
+namespace Shepherd.Server.Hosting;
+
+/// <summary>The importers of the server: uploaded files and the bodies of create calls have their own limits.</summary>
+/// <param name="Files">Reads uploaded files (at most <see cref="ServerOptions.MaxFileRequests"/> requests).</param>
+/// <param name="Creates">Reads inline and Anthropic bodies (at most <see cref="ServerOptions.MaxCreateRequests"/> requests).</param>
+/// <param name="MaxLineBytes">The largest single request.</param>
+internal sealed record Importers(BatchImporter Files, BatchImporter Creates, int MaxLineBytes);
+
+/// <summary>What the doors share: the store and engine, ownership checks, and batch creation and cancelling.</summary>
+internal sealed partial class ServerCore(
+    IBatchStore store,
+    Dispatcher dispatcher,
+    ServerOptions options,
+    TimeProvider time,
+    BackgroundImports imports,
+    BatchFinalizer finalizer,
+    ServerPaths paths,
+    Importers importers)
+{
+    public IBatchStore Store => store;
+
+    public ServerOptions Options => options;
+
+    public TimeProvider Time => time;
+
+    public ServerPaths Paths => paths;
+
+    public Importers Importers => importers;
+
+    /// <summary>The caller's batch of this door, or a 404: another tenant's batch does not exist for the caller.</summary>
+    public async Task<BatchRecord> GetBatchAsync(Caller caller, string batchId, Door door, CancellationToken cancellationToken)
+    {
+        var batch = await store.GetBatchAsync(batchId, cancellationToken);
+        var visible = batch is not null && batch.Owner == caller.Owner
+            && (door == Door.Anthropic ? batch.Door == BatchDoor.Anthropic : batch.Door is BatchDoor.OpenAI or BatchDoor.Inline);
+        return visible ? batch! : throw ApiException.NotFound($"No batch found with id '{batchId}'.", "batch_id");
+    }
+
+    /// <summary>The caller's file, or a 404.</summary>
+    public async Task<FileRecord> GetFileAsync(Caller caller, string fileId, CancellationToken cancellationToken)
+    {
+        var file = await store.GetFileAsync(fileId, cancellationToken);
+        return file is not null && file.Owner == caller.Owner
+            ? file
+            : throw ApiException.NotFound($"No file found with id '{fileId}'.", "file_id");
+    }
+
+    /// <summary>
+    /// Creates <paramref name="batch"/> and reads <paramref name="linesPath"/> into it before
+    /// answering. A rejected input leaves no batch behind and is answered with a 400 that names
+    /// each bad request as <c>requests[i]</c>. A create repeated with the same idempotency key
+    /// returns the first batch.
+    /// </summary>
+    public async Task<BatchRecord> CreateAndImportAsync(NewBatch batch, string linesPath, string? endpoint, CancellationToken cancellationToken)
+    {
+        var id = await store.CreateBatchAsync(batch, cancellationToken);
+        if (id != batch.Id)
+        {
+            return await store.GetBatchAsync(id, cancellationToken) ?? throw new InvalidOperationException($"Batch {id} vanished.");
+        }
+
+        ImportResult result;
+        try
+        {
+            await using var lines = File.OpenRead(linesPath);
+            result = await importers.Creates.ReadIntoAsync(lines, id, endpoint, cancellationToken);
+        }
+        catch
+        {
+            // A half-read body must not stay behind as a batch; the client may retry.
+            await store.DeleteBatchAsync(id, CancellationToken.None);
+            throw;
+        }
+
+        if (!result.Accepted)
+        {
+            await store.DeleteBatchAsync(id, CancellationToken.None);
+            throw RequestsRejected(result.Errors, result.ErrorsTruncated);
+        }
+
+        dispatcher.NotifyBatchesChanged();
+        return await store.GetBatchAsync(id, cancellationToken) ?? throw new InvalidOperationException($"Batch {id} vanished.");
+    }
+
+    /// <summary>Creates a batch of an uploaded file and starts reading the file into it; the batch answers validating.</summary>
+    public async Task<BatchRecord> CreateFromFileAsync(NewBatch batch, CancellationToken cancellationToken)
+    {
+        var id = await store.CreateBatchAsync(batch, cancellationToken);
+        if (id == batch.Id)
+        {
+            StartReading(id, batch.InputFileId!, batch.Endpoint);
+        }
+
+        return await store.GetBatchAsync(id, cancellationToken) ?? throw new InvalidOperationException($"Batch {id} vanished.");
+    }
+
+    /// <summary>
+    /// Picks up where a stopped server left off: leases are released, uploads being read are
+    /// read again from the start, and creates that never answered are removed.
+    /// </summary>
+    public async Task RecoverAsync(CancellationToken cancellationToken)
+    {
+        await store.ReleaseLeasesAsync(cancellationToken);
+        foreach (var batch in await store.ListValidatingBatchesAsync(cancellationToken))
+        {
+            if (batch.Door == BatchDoor.OpenAI && batch.InputFileId is { } fileId)
+            {
+                await store.ClearItemsAsync(batch.Id, cancellationToken);
+                StartReading(batch.Id, fileId, batch.Endpoint);
+            }
+            else
+            {
+                await store.DeleteBatchAsync(batch.Id, cancellationToken);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Cancels a batch: one being validated stops reading and ends cancelled; one in progress
+    /// sends nothing more, keeps what has finished, and ends cancelled once requests in flight return.
+    /// </summary>
+    public async Task<BatchRecord> CancelAsync(BatchRecord batch, CancellationToken cancellationToken)
+    {
+        if (batch.HasEnded || batch.Status == BatchStatus.Finalizing)
+        {
+            throw new ApiException(409, $"Batch '{batch.Id}' has already ended ({Words.Status(batch.Status)}); there is nothing to cancel.", "batch_id", "batch_not_cancellable");
+        }
+
+        if (batch.Status == BatchStatus.Validating)
+        {
+            await imports.StopAsync(batch.Id);
+            if (await store.GetBatchAsync(batch.Id, cancellationToken) is { Status: BatchStatus.Validating })
+            {
+                await store.ClearItemsAsync(batch.Id, cancellationToken);
+            }
+        }
+
+        var cancelled = await store.CancelBatchAsync(batch.Id, time.GetUtcNow(), cancellationToken) ?? batch;
+        dispatcher.NotifyBatchesChanged();
+        finalizer.Wake();
+        return await store.GetBatchAsync(batch.Id, cancellationToken) ?? cancelled;
+    }
+
+    private void StartReading(string batchId, string fileId, string? endpoint) =>
+        imports.Start(batchId, async cancellationToken =>
+        {
+            Stream input;
+            try
+            {
+                input = await store.OpenFileAsync(fileId, cancellationToken);
+            }
+            catch (Exception ex) when (ex is IOException or StoreException)
+            {
+                await store.RejectBatchAsync(batchId, [new InputError("input_file_unreadable", $"the input file {fileId} can no longer be read: {ex.Message}", null)], cancellationToken);
+                return;
+            }
+
+            await using (input)
+            {
+                await importers.Files.ReadIntoAsync(input, batchId, endpoint, cancellationToken);
+            }
+
+            dispatcher.NotifyBatchesChanged();
+        });
+
+    private static ApiException RequestsRejected(IReadOnlyList<InputError> errors, bool truncated)
+    {
+        static string Param(InputError error) => error.Line is { } line ? $"requests[{line - 1}]" : "requests";
+        static string Index(Match line) => $"requests[{long.Parse(line.Groups[1].ValueSpan, CultureInfo.InvariantCulture) - 1}]";
+        var problems = errors.Select(e => $"{Param(e)}: {LineReference().Replace(e.Message, Index)}").ToList();
+        return ApiException.Rejected(problems, truncated, Param(errors[0]), errors[0].Code);
+    }
+
+    [GeneratedRegex(@"\bline (\d+)")]
+    private static partial Regex LineReference();
+}

@@ -1,0 +1,143 @@
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.AspNetCore.Http;
+
+namespace Shepherd.Server.Http;
+
+/// <summary>Reads and checks the fields of bodies and query strings; every refusal names the field.</summary>
+internal static class Fields
+{
+    public const int MaxMetadataPairs = 16;
+    public const int MaxMetadataKeyLength = 64;
+    public const int MaxMetadataValueLength = 512;
+
+    public static void OnlyKnown(IReadOnlyDictionary<string, JsonElement> fields, params string[] known)
+    {
+        foreach (var name in fields.Keys)
+        {
+            if (!known.Contains(name, StringComparer.Ordinal))
+            {
+                throw ApiException.BadRequest($"Unknown field \"{name}\"; this call takes {string.Join(", ", known.Select(k => $"\"{k}\""))}.", name, "unknown_parameter");
+            }
+        }
+    }
+
+    public static string? String(IReadOnlyDictionary<string, JsonElement> fields, string name, bool required = false)
+    {
+        if (!fields.TryGetValue(name, out var value) || value.ValueKind == JsonValueKind.Null)
+        {
+            return required ? throw ApiException.BadRequest($"\"{name}\" is required.", name, "missing_required_parameter") : null;
+        }
+
+        return value.ValueKind == JsonValueKind.String
+            ? value.GetString()
+            : throw ApiException.BadRequest($"\"{name}\" must be a string.", name, "invalid_type");
+    }
+
+    /// <summary>Up to 16 pairs of strings, keys up to 64 characters, values up to 512.</summary>
+    public static Dictionary<string, string>? Metadata(IReadOnlyDictionary<string, JsonElement> fields)
+    {
+        if (!fields.TryGetValue("metadata", out var value) || value.ValueKind == JsonValueKind.Null)
+        {
+            return null;
+        }
+
+        if (value.ValueKind != JsonValueKind.Object)
+        {
+            throw ApiException.BadRequest("\"metadata\" must be an object of string values.", "metadata", "invalid_type");
+        }
+
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var pair in value.EnumerateObject())
+        {
+            if (pair.Value.ValueKind != JsonValueKind.String)
+            {
+                throw ApiException.BadRequest($"metadata \"{pair.Name}\" must be a string.", "metadata", "invalid_metadata");
+            }
+
+            if (pair.Name.Length > MaxMetadataKeyLength)
+            {
+                throw ApiException.BadRequest($"A metadata key may be at most {MaxMetadataKeyLength} characters long; \"{pair.Name[..16]}…\" has {pair.Name.Length}.", "metadata", "invalid_metadata");
+            }
+
+            var text = pair.Value.GetString()!;
+            if (text.Length > MaxMetadataValueLength)
+            {
+                throw ApiException.BadRequest($"metadata \"{pair.Name}\" may be at most {MaxMetadataValueLength} characters long; it has {text.Length}.", "metadata", "invalid_metadata");
+            }
+
+            metadata[pair.Name] = text;
+        }
+
+        return metadata.Count > MaxMetadataPairs
+            ? throw ApiException.BadRequest($"metadata may hold at most {MaxMetadataPairs} pairs; it has {metadata.Count}.", "metadata", "invalid_metadata")
+            : metadata;
+    }
+
+    /// <summary>A window such as <c>24h</c>, <c>90m</c> or <c>7d</c>.</summary>
+    public static TimeSpan? Window(string? text)
+    {
+        if (text is null)
+        {
+            return null;
+        }
+
+        var unit = text.Length > 1 ? text[^1] : ' ';
+        if (!long.TryParse(text.AsSpan(0, Math.Max(text.Length - 1, 0)), NumberStyles.None, CultureInfo.InvariantCulture, out var amount)
+            || amount < 1
+            || unit is not ('s' or 'm' or 'h' or 'd'))
+        {
+            throw ApiException.BadRequest($"completion_window \"{text}\" is not a duration such as \"24h\", \"90m\" or \"7d\".", "completion_window", "invalid_completion_window");
+        }
+
+        return unit switch
+        {
+            's' => TimeSpan.FromSeconds(amount),
+            'm' => TimeSpan.FromMinutes(amount),
+            'h' => TimeSpan.FromHours(amount),
+            _ => TimeSpan.FromDays(amount),
+        };
+    }
+
+    public static int Int(IQueryCollection query, string name, int fallback, int min, int max)
+    {
+        var text = query[name].ToString();
+        if (text.Length == 0)
+        {
+            return fallback;
+        }
+
+        return int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) && value >= min && value <= max
+            ? value
+            : throw ApiException.BadRequest($"{name} must be a whole number from {min} to {max}; it is \"{text}\".", name, "invalid_parameter");
+    }
+
+    public static long Long(IQueryCollection query, string name)
+    {
+        var text = query[name].ToString();
+        if (text.Length == 0)
+        {
+            return 0;
+        }
+
+        return long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value)
+            ? value
+            : throw ApiException.BadRequest($"{name} must be a whole number of 0 or more; it is \"{text}\".", name, "invalid_parameter");
+    }
+
+    public static string? Text(IQueryCollection query, string name) => query[name].ToString() is { Length: > 0 } text ? text : null;
+
+    /// <summary>The <c>Idempotency-Key</c> header: up to 255 printable characters.</summary>
+    public static string? IdempotencyKey(HttpRequest request)
+    {
+        var key = request.Headers["Idempotency-Key"].ToString().Trim();
+        if (key.Length == 0)
+        {
+            return null;
+        }
+
+        return key.Length <= 255 && key.All(c => c is >= ' ' and <= '~')
+            ? key
+            : throw ApiException.BadRequest("The Idempotency-Key header must be 1 to 255 printable ASCII characters.", "Idempotency-Key", "invalid_idempotency_key");
+    }
+}

@@ -1,0 +1,43 @@
+using Shepherd.Engine.Storage;
+
+namespace Shepherd.Server.Http;
+
+/// <summary>The words the APIs use for the engine's states.</summary>
+internal static class Words
+{
+    public static string Status(BatchStatus status) => status switch
+    {
+        BatchStatus.Validating => "validating",
+        BatchStatus.InProgress => "in_progress",
+        BatchStatus.Finalizing => "finalizing",
+        BatchStatus.Completed => "completed",
+        BatchStatus.Failed => "failed",
+        BatchStatus.Cancelling => "cancelling",
+        BatchStatus.Cancelled => "cancelled",
+        _ => "expired",
+    };
+
+    public static string Priority(BatchPriority priority) => priority switch
+    {
+        BatchPriority.Low => "low",
+        BatchPriority.High => "high",
+        _ => "normal",
+    };
+
+    public static BatchPriority? ParsePriority(string text) => text switch
+    {
+        "low" => BatchPriority.Low,
+        "normal" => BatchPriority.Normal,
+        "high" => BatchPriority.High,
+        _ => null,
+    };
+
+    public static string ItemStatus(ItemState state) => state switch
+    {
+        ItemState.Succeeded => "succeeded",
+        ItemState.Failed => "failed",
+        ItemState.Cancelled => "cancelled",
+        ItemState.Expired => "expired",
+        _ => "pending",
+    };
+}

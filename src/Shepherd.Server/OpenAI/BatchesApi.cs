@@ -1,0 +1,210 @@
+using System.Buffers;
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Shepherd.Engine.Batches;
+using Shepherd.Engine.Formats;
+using Shepherd.Engine.Storage;
+using Shepherd.Server.Hosting;
+using Shepherd.Server.Http;
+
+namespace Shepherd.Server.OpenAI;
+
+/// <summary>
+/// <c>/v1/batches</c>: batches of an uploaded file (the OpenAI Batch API) and inline batches
+/// (Shepherd's own shape), with paged results.
+/// </summary>
+internal sealed class BatchesApi(ServerCore core)
+{
+    private static readonly BatchDoor[] Doors = [BatchDoor.OpenAI, BatchDoor.Inline];
+
+    public void Map(WebApplication app)
+    {
+        app.MapPost("/v1/batches", (Delegate)CreateAsync);
+        app.MapGet("/v1/batches", (Delegate)ListAsync);
+        app.MapGet("/v1/batches/{id}", async (HttpContext context, string id) =>
+            Answer(await core.GetBatchAsync(Caller.Of(context), id, Door.OpenAI, context.RequestAborted)));
+        app.MapPost("/v1/batches/{id}/cancel", async (HttpContext context, string id) =>
+        {
+            var batch = await core.GetBatchAsync(Caller.Of(context), id, Door.OpenAI, context.RequestAborted);
+            return Answer(batch.Status is BatchStatus.Cancelling or BatchStatus.Cancelled ? batch : await core.CancelAsync(batch, context.RequestAborted));
+        });
+        app.MapGet("/v1/batches/{id}/results", ResultsAsync);
+        app.MapGet("/v1/batches/{id}/results/{customId}", async (HttpContext context, string id, string customId) =>
+        {
+            var batch = await core.GetBatchAsync(Caller.Of(context), id, Door.OpenAI, context.RequestAborted);
+            var item = await core.Store.GetResultAsync(batch.Id, customId, context.RequestAborted)
+                ?? throw ApiException.NotFound($"Batch '{batch.Id}' has no request with custom_id '{customId}'.", "custom_id");
+            return new JsonBody(json =>
+            {
+                using var lines = new ResultLineWriter(batch.Format, batch.Id);
+                WriteResult(json, lines, item);
+            });
+        });
+    }
+
+    private JsonBody Answer(BatchRecord batch)
+    {
+        var now = core.Time.GetUtcNow();
+        return new JsonBody(json => OpenAIJson.WriteBatch(json, batch, now));
+    }
+
+    private async Task<IResult> ListAsync(HttpContext context)
+    {
+        var query = context.Request.Query;
+        var page = await core.Store.ListBatchesAsync(Caller.Of(context).Owner, Doors,
+            new PageRequest(Fields.Int(query, "limit", 20, 1, 100), Fields.Text(query, "after")), context.RequestAborted);
+        var now = core.Time.GetUtcNow();
+        return new JsonBody(json => OpenAIJson.WriteList(json, page, b => b.Id, (w, b) => OpenAIJson.WriteBatch(w, b, now)));
+    }
+
+    private async Task<IResult> CreateAsync(HttpContext context)
+    {
+        var caller = Caller.Of(context);
+        var idempotencyKey = Fields.IdempotencyKey(context.Request);
+        using var body = await CreateBody.ReadAsync(context.Request.Body, core.Paths.SpoolFolder, core.Options.MaxCreateRequests, core.Importers.MaxLineBytes, context.RequestAborted);
+        var metadata = Fields.Metadata(body.Fields);
+        var window = Fields.String(body.Fields, "completion_window");
+        var batch = body.HasRequests
+            ? await CreateInlineAsync(body, new NewBatch(BatchIds.NewBatchId(), null, CompletionWindow: Fields.Window(window))
+            {
+                Owner = caller.Owner, Door = BatchDoor.Inline, CompletionWindowText = window, Metadata = metadata, IdempotencyKey = idempotencyKey,
+            }, context.RequestAborted)
+            : await CreateFromFileAsync(body, caller, new NewBatch(BatchIds.NewBatchId(), null, CompletionWindow: Fields.Window(window ?? "24h"))
+            {
+                Owner = caller.Owner, Door = BatchDoor.OpenAI, CompletionWindowText = window ?? "24h", Metadata = metadata, IdempotencyKey = idempotencyKey,
+            }, context.RequestAborted);
+        return Answer(batch);
+    }
+
+    private async Task<BatchRecord> CreateFromFileAsync(CreateBody body, Caller caller, NewBatch batch, CancellationToken cancellationToken)
+    {
+        Fields.OnlyKnown(body.Fields, "input_file_id", "endpoint", "completion_window", "metadata");
+        var fileId = Fields.String(body.Fields, "input_file_id", required: true)!;
+        var endpoint = Endpoint(Fields.String(body.Fields, "endpoint", required: true)!);
+        var file = await core.GetFileAsync(caller, fileId, cancellationToken);
+        if (file.Purpose != "batch")
+        {
+            throw ApiException.BadRequest($"File '{file.Id}' has purpose \"{file.Purpose}\"; a batch reads a file uploaded with purpose \"batch\".", "input_file_id");
+        }
+
+        return await core.CreateFromFileAsync(batch with { Endpoint = endpoint, InputFileId = file.Id }, cancellationToken);
+    }
+
+    private async Task<BatchRecord> CreateInlineAsync(CreateBody body, NewBatch batch, CancellationToken cancellationToken)
+    {
+        Fields.OnlyKnown(body.Fields, "requests", "model", "endpoint", "priority", "metadata", "completion_window", "mode", "budget_usd");
+        if (Fields.String(body.Fields, "mode") is { } mode and not "realtime")
+        {
+            throw ApiException.BadRequest($"mode \"{mode}\" is not available on this server; batches run in \"realtime\" mode.", "mode");
+        }
+
+        if (body.Fields.ContainsKey("budget_usd"))
+        {
+            throw ApiException.BadRequest("budget_usd is not supported yet: this server does not price requests, so it could not hold a budget.", "budget_usd");
+        }
+
+        var endpoint = Endpoint(Fields.String(body.Fields, "endpoint") ?? BatchEndpoints.ChatCompletions);
+        var model = Fields.String(body.Fields, "model");
+        var priority = Fields.String(body.Fields, "priority") is { } text
+            ? Words.ParsePriority(text) ?? throw ApiException.BadRequest($"priority \"{text}\" is not one of \"low\", \"normal\", \"high\".", "priority")
+            : BatchPriority.Normal;
+        if (body.RequestCount == 0)
+        {
+            throw ApiException.BadRequest("\"requests\" is empty; a batch needs at least one request.", "requests", InputErrorCodes.EmptyFile);
+        }
+
+        var linesPath = core.Paths.SpoolFile("inline-" + Guid.NewGuid().ToString("N") + ".jsonl");
+        try
+        {
+            await InlineRequests.ConvertAsync(body.SpoolPath, linesPath, endpoint, model, core.Importers.MaxLineBytes, cancellationToken);
+            return await core.CreateAndImportAsync(batch with { Endpoint = endpoint, Model = model, Priority = priority }, linesPath, endpoint, cancellationToken);
+        }
+        finally
+        {
+            File.Delete(linesPath);
+        }
+    }
+
+    private async Task<IResult> ResultsAsync(HttpContext context, string id)
+    {
+        var batch = await core.GetBatchAsync(Caller.Of(context), id, Door.OpenAI, context.RequestAborted);
+        var offset = Fields.Long(context.Request.Query, "offset");
+        var limit = Fields.Int(context.Request.Query, "limit", 100, 1, 1000);
+        var items = new List<ItemResult>(limit + 1);
+        await foreach (var item in core.Store.ReadResultsAsync(batch.Id, offset, context.RequestAborted))
+        {
+            items.Add(item);
+            if (items.Count > limit)
+            {
+                break;
+            }
+        }
+
+        var hasMore = items.Count > limit;
+        var page = items.Take(limit).ToList();
+        return new JsonBody(json =>
+        {
+            using var lines = new ResultLineWriter(batch.Format, batch.Id);
+            json.WriteStartObject();
+            json.WriteString("object", "list");
+            json.WriteStartArray("data");
+            foreach (var item in page)
+            {
+                WriteResult(json, lines, item);
+            }
+
+            json.WriteEndArray();
+            json.WriteNumber("offset", offset);
+            json.WriteNumber("limit", limit);
+            if (hasMore)
+            {
+                json.WriteNumber("next_offset", offset + page.Count);
+            }
+            else
+            {
+                json.WriteNull("next_offset");
+            }
+
+            json.WriteBoolean("has_more", hasMore);
+            json.WriteEndObject();
+        });
+    }
+
+    /// <summary>A result line of the batch's format, with its <c>status</c>; a request not yet ended is <c>pending</c>.</summary>
+    private static void WriteResult(Utf8JsonWriter json, ResultLineWriter lines, ItemResult item)
+    {
+        var status = Words.ItemStatus(item.State);
+        if (status == "pending")
+        {
+            json.WriteStartObject();
+            json.WriteNull("id");
+            json.WriteString("custom_id", item.CustomId);
+            json.WriteNull("response");
+            json.WriteNull("error");
+            json.WriteString("status", status);
+            json.WriteEndObject();
+            return;
+        }
+
+        // The line is a JSON object: its closing brace gives way to the status.
+        var line = lines.Format(item).Span;
+        var buffer = ArrayPool<byte>.Shared.Rent(line.Length + 32);
+        try
+        {
+            var written = line[..^1].Length;
+            line[..^1].CopyTo(buffer);
+            written += System.Text.Encoding.UTF8.GetBytes($",\"status\":\"{status}\"}}", buffer.AsSpan(written));
+            json.WriteRawValue(buffer.AsSpan(0, written), skipInputValidation: true);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private static string Endpoint(string endpoint) =>
+        BatchEndpoints.Find(endpoint) == endpoint
+            ? endpoint
+            : throw ApiException.BadRequest($"endpoint \"{endpoint}\" is not one of {string.Join(", ", BatchEndpoints.All)}.", "endpoint", "invalid_endpoint");
+}

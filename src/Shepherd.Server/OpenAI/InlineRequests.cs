@@ -1,0 +1,168 @@
+using System.Buffers;
+using System.Text.Json;
+using Shepherd.Engine.Formats;
+using Shepherd.Server.Http;
+
+namespace Shepherd.Server.OpenAI;
+
+/// <summary>
+/// Turns the <c>requests</c> of an inline batch into OpenAI batch lines: a <c>prompt</c> becomes
+/// the body the endpoint expects, a <c>body</c> is taken as it is, and the batch's <c>model</c>
+/// fills in where a body names none.
+/// </summary>
+internal static class InlineRequests
+{
+    /// <summary>The answer length asked for when a prompt goes to <c>/v1/messages</c>, which requires one.</summary>
+    public const int DefaultMaxTokens = 1024;
+
+    private const int MaxErrors = 100;
+
+    /// <summary>
+    /// Writes one line per request of <paramref name="spoolPath"/> to <paramref name="linesPath"/>;
+    /// throws a 400 naming each request that cannot be turned into a line.
+    /// </summary>
+    public static async Task ConvertAsync(string spoolPath, string linesPath, string endpoint, string? model, int maxLineBytes, CancellationToken cancellationToken)
+    {
+        await using var input = File.OpenRead(spoolPath);
+        using var reader = new JsonlLineReader(input, maxLineBytes);
+        await using var output = new FileStream(linesPath, FileMode.CreateNew, FileAccess.Write, FileShare.None, 64 * 1024, FileOptions.Asynchronous);
+        var buffer = new ArrayBufferWriter<byte>(4096);
+        await using var json = new Utf8JsonWriter(buffer);
+        var errors = new List<string>();
+        string? firstParam = null;
+        while (await reader.ReadAsync(cancellationToken) is var kind && kind != LineKind.End)
+        {
+            var index = reader.LineNumber - 1;
+            buffer.ResetWrittenCount();
+            json.Reset();
+            var problem = kind == LineKind.TooLong
+                ? $"the request is longer than {maxLineBytes} bytes"
+                : Convert(reader.Current, endpoint, model, json);
+            if (problem is not null)
+            {
+                firstParam ??= $"requests[{index}]";
+                errors.Add($"requests[{index}]: {problem}");
+                if (errors.Count == MaxErrors)
+                {
+                    throw ApiException.Rejected(errors, truncated: true, firstParam, "invalid_request");
+                }
+
+                continue;
+            }
+
+            json.Flush();
+            buffer.Write("\n"u8);
+            await output.WriteAsync(buffer.WrittenMemory, cancellationToken);
+        }
+
+        if (errors.Count > 0)
+        {
+            throw ApiException.Rejected(errors, truncated: false, firstParam, "invalid_request");
+        }
+    }
+
+    private static string? Convert(ReadOnlyMemory<byte> element, string endpoint, string? model, Utf8JsonWriter json)
+    {
+        using var document = JsonDocument.Parse(element);
+        var request = document.RootElement;
+        if (request.ValueKind != JsonValueKind.Object)
+        {
+            return "a request must be an object with \"custom_id\" and \"prompt\" or \"body\"";
+        }
+
+        JsonElement? customId = null, prompt = null, body = null;
+        foreach (var field in request.EnumerateObject())
+        {
+            switch (field.Name)
+            {
+                case "custom_id":
+                    customId = field.Value;
+                    break;
+                case "prompt":
+                    prompt = field.Value;
+                    break;
+                case "body":
+                    body = field.Value;
+                    break;
+                default:
+                    return $"unknown field \"{field.Name}\"; a request has \"custom_id\" and \"prompt\" or \"body\"";
+            }
+        }
+
+        if (customId is not { ValueKind: JsonValueKind.String })
+        {
+            return "\"custom_id\" is missing or not a string";
+        }
+
+        if (prompt.HasValue == body.HasValue)
+        {
+            return "a request has either \"prompt\" or \"body\", and one of them";
+        }
+
+        if (prompt is { ValueKind: not JsonValueKind.String })
+        {
+            return "\"prompt\" must be a string";
+        }
+
+        if (body is { ValueKind: not JsonValueKind.Object })
+        {
+            return "\"body\" must be an object";
+        }
+
+        json.WriteStartObject();
+        json.WritePropertyName("custom_id");
+        customId.Value.WriteTo(json);
+        json.WriteString("method", "POST");
+        json.WriteString("url", endpoint);
+        json.WriteStartObject("body");
+        if (model is not null && (body is null || !body.Value.TryGetProperty("model", out _)))
+        {
+            json.WriteString("model", model);
+        }
+
+        if (body is { } given)
+        {
+            foreach (var field in given.EnumerateObject())
+            {
+                field.WriteTo(json);
+            }
+        }
+        else
+        {
+            WritePrompt(json, endpoint, prompt!.Value);
+        }
+
+        json.WriteEndObject();
+        json.WriteEndObject();
+        return null;
+    }
+
+    private static void WritePrompt(Utf8JsonWriter json, string endpoint, JsonElement prompt)
+    {
+        switch (endpoint)
+        {
+            case BatchEndpoints.Embeddings or BatchEndpoints.Responses:
+                json.WritePropertyName("input");
+                prompt.WriteTo(json);
+                break;
+            case BatchEndpoints.Completions:
+                json.WritePropertyName("prompt");
+                prompt.WriteTo(json);
+                break;
+            default:
+                if (endpoint == BatchEndpoints.Messages)
+                {
+                    json.WriteNumber("max_tokens", DefaultMaxTokens);
+                }
+
+                json.WriteStartArray("messages");
+                json.WriteStartObject();
+                json.WriteString("role", "user");
+                json.WritePropertyName("content");
+                prompt.WriteTo(json);
+                json.WriteEndObject();
+                json.WriteEndArray();
+                break;
+        }
+    }
+}

@@ -1,0 +1,152 @@
+using System.Text.Json;
+using Shepherd.Engine.Storage;
+using Shepherd.Server.Http;
+
+namespace Shepherd.Server.OpenAI;
+
+/// <summary>The objects of the OpenAI door, field for field as the official SDKs read them.</summary>
+internal static class OpenAIJson
+{
+    public static void WriteFile(Utf8JsonWriter json, FileRecord file)
+    {
+        json.WriteStartObject();
+        json.WriteString("id", file.Id);
+        json.WriteString("object", "file");
+        json.WriteNumber("bytes", file.Bytes);
+        json.WriteNumber("created_at", file.CreatedAt.ToUnixTimeSeconds());
+        json.WriteString("filename", file.Filename);
+        json.WriteString("purpose", file.Purpose);
+        json.WriteString("status", "processed");
+        json.WriteNull("status_details");
+        json.WriteNull("expires_at");
+        json.WriteEndObject();
+    }
+
+    /// <summary>The Batch object, with Shepherd's additions (<c>batch_id</c>, <c>progress</c> and the rest) after OpenAI's fields.</summary>
+    public static void WriteBatch(Utf8JsonWriter json, BatchRecord batch, DateTimeOffset now)
+    {
+        json.WriteStartObject();
+        json.WriteString("id", batch.Id);
+        json.WriteString("object", "batch");
+        json.WriteString("endpoint", batch.Endpoint);
+        json.WriteString("model", batch.Model);
+        WriteErrors(json, batch.Errors);
+        json.WriteString("input_file_id", batch.InputFileId);
+        json.WriteString("completion_window", batch.CompletionWindow);
+        json.WriteString("status", Words.Status(batch.Status));
+        json.WriteString("output_file_id", batch.OutputFileId);
+        json.WriteString("error_file_id", batch.ErrorFileId);
+        WriteTime(json, "created_at", batch.CreatedAt);
+        WriteTime(json, "in_progress_at", batch.InProgressAt);
+        WriteTime(json, "expires_at", batch.ExpiresAt);
+        WriteTime(json, "finalizing_at", batch.FinalizingAt);
+        WriteTime(json, "completed_at", batch.CompletedAt);
+        WriteTime(json, "failed_at", batch.FailedAt);
+        WriteTime(json, "expired_at", batch.Status == BatchStatus.Expired ? batch.ExpiredAt : null);
+        WriteTime(json, "cancelling_at", batch.CancellingAt);
+        WriteTime(json, "cancelled_at", batch.CancelledAt);
+        json.WriteStartObject("request_counts");
+        json.WriteNumber("total", batch.Total);
+        json.WriteNumber("completed", batch.Succeeded);
+        json.WriteNumber("failed", batch.Failed + batch.Cancelled + batch.Expired);
+        json.WriteEndObject();
+        json.WriteStartObject("usage");
+        json.WriteNumber("input_tokens", batch.InputTokens);
+        json.WriteStartObject("input_tokens_details");
+        json.WriteNumber("cached_tokens", 0);
+        json.WriteEndObject();
+        json.WriteNumber("output_tokens", batch.OutputTokens);
+        json.WriteStartObject("output_tokens_details");
+        json.WriteNumber("reasoning_tokens", 0);
+        json.WriteEndObject();
+        json.WriteNumber("total_tokens", batch.InputTokens + batch.OutputTokens);
+        json.WriteEndObject();
+        if (batch.Metadata.Count == 0)
+        {
+            json.WriteNull("metadata");
+        }
+        else
+        {
+            json.WriteStartObject("metadata");
+            foreach (var (key, value) in batch.Metadata)
+            {
+                json.WriteString(key, value);
+            }
+
+            json.WriteEndObject();
+        }
+
+        json.WriteString("batch_id", batch.Id);
+        json.WriteNumber("progress", batch.Total == 0 ? 0 : Math.Round(100.0 * batch.Finished / batch.Total, 1));
+        json.WriteNumber("total_items", batch.Total);
+        json.WriteNumber("cost_usd", 0);
+        var started = batch.InProgressAt ?? batch.CreatedAt;
+        var ended = batch.CompletedAt ?? batch.CancelledAt ?? batch.FailedAt ?? (batch.Status == BatchStatus.Expired ? batch.ExpiredAt : null) ?? now;
+        json.WriteNumber("duration_seconds", Math.Round(Math.Max(0, (ended - started).TotalSeconds), 3));
+        json.WriteString("priority", Words.Priority(batch.Priority));
+        json.WriteEndObject();
+    }
+
+    /// <summary>The list envelope: all five keys, always.</summary>
+    public static void WriteList<T>(Utf8JsonWriter json, Page<T> page, Func<T, string> id, Action<Utf8JsonWriter, T> write)
+    {
+        json.WriteStartObject();
+        json.WriteString("object", "list");
+        json.WriteStartArray("data");
+        foreach (var item in page.Items)
+        {
+            write(json, item);
+        }
+
+        json.WriteEndArray();
+        json.WriteString("first_id", page.Items.Count > 0 ? id(page.Items[0]) : null);
+        json.WriteString("last_id", page.Items.Count > 0 ? id(page.Items[^1]) : null);
+        json.WriteBoolean("has_more", page.HasMore);
+        json.WriteEndObject();
+    }
+
+    private static void WriteErrors(Utf8JsonWriter json, IReadOnlyList<Engine.Formats.InputError> errors)
+    {
+        if (errors.Count == 0)
+        {
+            json.WriteNull("errors");
+            return;
+        }
+
+        json.WriteStartObject("errors");
+        json.WriteString("object", "list");
+        json.WriteStartArray("data");
+        foreach (var error in errors)
+        {
+            json.WriteStartObject();
+            json.WriteString("code", error.Code);
+            json.WriteString("message", error.Message);
+            json.WriteNull("param");
+            if (error.Line is { } line)
+            {
+                json.WriteNumber("line", line);
+            }
+            else
+            {
+                json.WriteNull("line");
+            }
+
+            json.WriteEndObject();
+        }
+
+        json.WriteEndArray();
+        json.WriteEndObject();
+    }
+
+    private static void WriteTime(Utf8JsonWriter json, string name, DateTimeOffset? at)
+    {
+        if (at is { } time)
+        {
+            json.WriteNumber(name, time.ToUnixTimeSeconds());
+        }
+        else
+        {
+            json.WriteNull(name);
+        }
+    }
+}

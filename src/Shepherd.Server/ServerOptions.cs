@@ -1,0 +1,81 @@
+namespace Shepherd.Server;
+
+/// <summary>What the server listens on, who may call it, and how large inputs may be.</summary>
+public sealed class ServerOptions
+{
+    /// <summary>
+    /// The addresses to listen on.
+    /// <value>The default is <c>http://127.0.0.1:8080</c>.</value>
+    /// </summary>
+    public IReadOnlyList<string> Urls { get; set; } = ["http://127.0.0.1:8080"];
+
+    /// <summary>
+    /// The keys clients must present (<c>Authorization: Bearer</c> or <c>x-api-key</c>); each key
+    /// is its own tenant and sees only its own files and batches. Empty lets anyone in as one tenant.
+    /// </summary>
+    public IReadOnlyList<GatewayKey> GatewayKeys { get; set; } = [];
+
+    /// <summary>
+    /// The largest file upload.
+    /// <value>The default is 200 MB.</value>
+    /// </summary>
+    public long MaxUploadBytes { get; set; } = 200L * 1024 * 1024;
+
+    /// <summary>
+    /// The most requests in one uploaded batch file.
+    /// <value>The default is 50,000.</value>
+    /// </summary>
+    public long MaxFileRequests { get; set; } = 50_000;
+
+    /// <summary>
+    /// The largest body of an inline or Anthropic create call.
+    /// <value>The default is 256 MB.</value>
+    /// </summary>
+    public long MaxCreateBodyBytes { get; set; } = 256L * 1024 * 1024;
+
+    /// <summary>
+    /// The most requests in one inline or Anthropic create call.
+    /// <value>The default is 100,000.</value>
+    /// </summary>
+    public long MaxCreateRequests { get; set; } = 100_000;
+
+    /// <summary>
+    /// The largest body of any other call.
+    /// <value>The default is 1 MB.</value>
+    /// </summary>
+    public long MaxSmallBodyBytes { get; set; } = 1024 * 1024;
+
+    /// <summary>A checked copy of these options; throws <see cref="ArgumentException"/> saying what is wrong.</summary>
+    public ServerOptions Validated()
+    {
+        if (Urls.Count == 0)
+        {
+            throw new ArgumentException("The server needs at least one url to listen on.", nameof(Urls));
+        }
+
+        foreach (var url in Urls)
+        {
+            if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
+            {
+                throw new ArgumentException($"'{url}' is not an http or https url to listen on.", nameof(Urls));
+            }
+        }
+
+        if (GatewayKeys.Any(k => string.IsNullOrWhiteSpace(k.Key.Reveal())))
+        {
+            throw new ArgumentException("A gateway key cannot be empty.", nameof(GatewayKeys));
+        }
+
+        if (GatewayKeys.DistinctBy(k => k.Key.Reveal(), StringComparer.Ordinal).Count() != GatewayKeys.Count)
+        {
+            throw new ArgumentException("A gateway key is listed twice.", nameof(GatewayKeys));
+        }
+
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxUploadBytes, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxFileRequests, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxCreateBodyBytes, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxCreateRequests, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxSmallBodyBytes, 1024);
+        return (ServerOptions)MemberwiseClone();
+    }
+}

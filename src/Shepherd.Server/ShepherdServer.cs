@@ -1,0 +1,128 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Shepherd.Engine;
+using Shepherd.Engine.Batches;
+using Shepherd.Engine.Storage;
+using Shepherd.Server.Anthropic;
+using Shepherd.Server.Hosting;
+using Shepherd.Server.Http;
+using Shepherd.Server.OpenAI;
+
+namespace Shepherd.Server;
+
+/// <summary>
+/// The Shepherd server: the OpenAI files and batches API, the Anthropic Message Batches API and
+/// inline batches, all over one engine that runs inside it. On start it resumes every
+/// unfinished batch; on stop, requests in flight are abandoned and run again after a restart.
+/// </summary>
+public sealed class ShepherdServer : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+
+    private ShepherdServer(WebApplication app, IReadOnlyList<Uri> urls)
+    {
+        _app = app;
+        Urls = urls;
+    }
+
+    /// <summary>The addresses the server listens on, with the ports it got (when 0 was asked for).</summary>
+    public IReadOnlyList<Uri> Urls { get; }
+
+    /// <summary>The first address, such as <c>http://127.0.0.1:8080/</c>; OpenAI clients append <c>v1</c>.</summary>
+    public Uri BaseUrl => Urls[0];
+
+    /// <summary>The server's services, such as the store and the dispatcher.</summary>
+    public IServiceProvider Services => _app.Services;
+
+    /// <summary>
+    /// Opens the store, recovers what a previous run left unfinished, and starts listening.
+    /// <paramref name="configure"/> may add to the host (logging, a time provider, the
+    /// upstream HTTP handler) before it is built.
+    /// </summary>
+    public static async Task<ShepherdServer> StartAsync(
+        ServerOptions options,
+        ShepherdEngineOptions engine,
+        Action<WebApplicationBuilder, IHttpClientBuilder>? configure,
+        CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(engine);
+        var settings = options.Validated();
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
+        builder.WebHost.UseUrls([.. settings.Urls]);
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.AddServerHeader = false;
+            kestrel.Limits.MaxRequestBodySize = settings.MaxSmallBodyBytes;
+        });
+        builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = TimeSpan.FromSeconds(10));
+        var upstreams = builder.Services.AddShepherdEngine(engine);
+        builder.Services.AddSingleton(settings);
+        builder.Services.AddSingleton(new ServerPaths(engine.Store.Path));
+        builder.Services.AddSingleton<BackgroundImports>();
+        builder.Services.AddSingleton<BatchFinalizer>();
+        builder.Services.AddSingleton(sp => CreateImporters(sp.GetRequiredService<IBatchStore>(), engine, settings));
+        builder.Services.AddSingleton<ServerCore>();
+        builder.Services.AddSingleton<FilesApi>();
+        builder.Services.AddSingleton<BatchesApi>();
+        builder.Services.AddSingleton<MessageBatchesApi>();
+        builder.Services.AddHostedService<EngineService>();
+        configure?.Invoke(builder, upstreams);
+
+        var app = builder.Build();
+        try
+        {
+            await app.Services.GetRequiredService<IBatchStore>().InitializeAsync(cancellationToken);
+            await app.Services.GetRequiredService<ServerCore>().RecoverAsync(cancellationToken);
+            app.UseMiddleware<ApiMiddleware>();
+            app.MapGet("/health", () => Results.Text("ok"));
+            app.Services.GetRequiredService<FilesApi>().Map(app);
+            app.Services.GetRequiredService<BatchesApi>().Map(app);
+            app.Services.GetRequiredService<MessageBatchesApi>().Map(app);
+            app.MapFallback((HttpContext context) =>
+                throw ApiException.NotFound($"There is no {context.Request.Method} {context.Request.Path} on this server."));
+            await app.StartAsync(cancellationToken);
+        }
+        catch
+        {
+            await app.DisposeAsync();
+            throw;
+        }
+
+        var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
+        return new ShepherdServer(app, [.. addresses.Select(a => new Uri(a.EndsWith('/') ? a : a + "/"))]);
+    }
+
+    /// <summary>Completes when the server has been asked to stop (by a signal or a fatal engine failure).</summary>
+    public Task WaitForShutdownAsync(CancellationToken cancellationToken) => _app.WaitForShutdownAsync(cancellationToken);
+
+    /// <summary>Stops listening and stops the engine; what is unfinished resumes on the next start.</summary>
+    public Task StopAsync(CancellationToken cancellationToken) => _app.StopAsync(cancellationToken);
+
+    /// <summary>Stops the server, if it still runs, and releases the store.</summary>
+    public async ValueTask DisposeAsync() => await _app.DisposeAsync();
+
+    private static Importers CreateImporters(IBatchStore store, ShepherdEngineOptions engine, ServerOptions settings)
+    {
+        ImportOptions Limited(long maxItems) => new()
+        {
+            MaxLineBytes = engine.Import.MaxLineBytes,
+            MaxErrors = engine.Import.MaxErrors,
+            ChunkSize = engine.Import.ChunkSize,
+            MaxItems = maxItems,
+            ServesModel = engine.Import.ServesModel ?? (model => engine.Upstreams.Any(u => u.Serves(model))),
+        };
+
+        return new Importers(
+            new BatchImporter(store, Limited(settings.MaxFileRequests)),
+            new BatchImporter(store, Limited(settings.MaxCreateRequests)),
+            engine.Import.MaxLineBytes);
+    }
+}
