@@ -6,6 +6,7 @@ using Shepherd.Engine.Storage;
 var root = new RootCommand("Shepherd: a durable batch engine for LLM APIs")
 {
     RunCommand.Create(),
+    ServeCommand.Create(),
     SimulateCommand.Create(),
 };
 

@@ -13,7 +13,6 @@ using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Formats;
 using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
-using Shepherd.Simulator;
 using Spectre.Console;
 
 namespace Shepherd.Cli.Running;
@@ -26,8 +25,6 @@ namespace Shepherd.Cli.Running;
 /// </summary>
 internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, TextWriter stdout, TextWriter stderr, TimeProvider time)
 {
-    private static readonly Uri SimulatorBaseUrl = new("http://simulated-provider/v1");
-
     public async Task<int> ExecuteAsync(CancellationToken cancellationToken)
     {
         var input = Path.GetFullPath(settings.InputPath);
@@ -74,7 +71,8 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             batch = (await store.GetBatchAsync(imported.BatchId, cancellationToken))!;
         }
 
-        var target = ConfigureUpstreams(upstreams, config, batch);
+        var target = EngineSetup.ConfigureUpstreams(settings, config, upstreams,
+            batch.Format == InputFormat.Anthropic || batch.Endpoint == BatchEndpoints.Messages, batch.Endpoint);
         foreach (var model in await store.ListActiveModelsAsync(batch.Id, cancellationToken))
         {
             if (!upstreams.Any(u => u.Serves(model)))
@@ -200,69 +198,6 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         }
     }
 
-    /// <summary>Sets the upstreams the batch goes to and returns a description of them for the user.</summary>
-    private string ConfigureUpstreams(List<UpstreamOptions> upstreams, ShepherdConfig? config, BatchRecord batch)
-    {
-        var anthropicInput = batch.Format == InputFormat.Anthropic || batch.Endpoint == BatchEndpoints.Messages;
-        if (config is { Upstreams.Count: > 0 })
-        {
-            if (settings.BaseUrl is not null || settings.Upstreams.Count > 0 || settings.Provider != ProviderChoice.Auto)
-            {
-                throw new UsageException("The configuration file names the upstreams; leave out --provider, --base-url and --upstream, or the file's upstreams.");
-            }
-
-            upstreams.AddRange(config.Upstreams.Select(u => Tuned(u.ToOptions())));
-            return string.Join(", ", upstreams.Select(u => u.Name ?? u.BaseUrl?.Authority ?? u.Kind.ToString()));
-        }
-
-        var choice = settings.Provider == ProviderChoice.Auto
-            ? anthropicInput ? ProviderChoice.Anthropic : ProviderChoice.OpenAI
-            : settings.Provider;
-        if (choice == ProviderChoice.Anthropic && batch.Endpoint != BatchEndpoints.Messages)
-        {
-            throw new UsageException($"The anthropic provider serves {BatchEndpoints.Messages}, but this batch's url is {batch.Endpoint}. Use --provider openai for an OpenAI-compatible server.");
-        }
-
-        var kind = choice == ProviderChoice.Anthropic || (choice == ProviderChoice.Sim && anthropicInput) ? UpstreamKind.Anthropic : UpstreamKind.OpenAI;
-        if (choice == ProviderChoice.Sim)
-        {
-            upstreams.Add(Tuned(new UpstreamOptions { Name = "sim", Kind = kind, BaseUrl = SimulatorBaseUrl }));
-            return "the simulated provider";
-        }
-
-        var variable = kind == UpstreamKind.Anthropic ? "ANTHROPIC_API_KEY" : "OPENAI_API_KEY";
-        var key = settings.ApiKey ?? Environment.GetEnvironmentVariable(variable);
-        var targets = settings.Upstreams.Count > 0
-            ? settings.Upstreams
-            : [new UpstreamTarget(settings.BaseUrl ?? (kind == UpstreamKind.Anthropic ? UpstreamOptions.AnthropicDefaultBaseUrl : UpstreamOptions.OpenAIDefaultBaseUrl), 1)];
-        if (string.IsNullOrEmpty(key) && settings.BaseUrl is null && settings.Upstreams.Count == 0)
-        {
-            throw new UsageException($"No API key for {(kind == UpstreamKind.Anthropic ? "Anthropic" : "OpenAI")}: pass --api-key or set {variable}. (A local server given with --base-url may need none.)");
-        }
-
-        foreach (var target in targets)
-        {
-            upstreams.Add(Tuned(new UpstreamOptions
-            {
-                Kind = kind,
-                BaseUrl = target.BaseUrl,
-                Weight = target.Weight,
-                ApiKey = string.IsNullOrEmpty(key) ? null : new Secret(key),
-            }));
-        }
-
-        return string.Join(", ", targets.Select(t => t.BaseUrl.GetLeftPart(UriPartial.Authority)));
-    }
-
-    /// <summary>The command line's timeout, version and limits, on top of what the upstream already says.</summary>
-    private UpstreamOptions Tuned(UpstreamOptions upstream)
-    {
-        upstream.RequestTimeout = settings.RequestTimeout;
-        upstream.AnthropicVersion = settings.AnthropicVersion;
-        upstream.Limits = new LaneLimits { RequestsPerMinute = settings.RequestsPerMinute, TokensPerMinute = settings.TokensPerMinute }.Over(upstream.Limits);
-        return upstream;
-    }
-
     private ServiceProvider BuildServices(string statePath, List<UpstreamOptions> upstreams)
     {
         var services = new ServiceCollection();
@@ -272,22 +207,8 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             .AddSimpleConsole(console => console.SingleLine = true));
         // Logs go to stderr, so stdout holds only progress, the summary or --json.
         services.Configure<ConsoleLoggerOptions>(console => console.LogToStandardErrorThreshold = LogLevel.Trace);
-        var http = services.AddShepherdEngine(new ShepherdEngineOptions
-        {
-            Store = new SqliteStoreOptions { Path = statePath },
-            Upstreams = upstreams,
-            Dispatch = new DispatchOptions
-            {
-                Concurrency = settings.Concurrency,
-                MaxAttempts = settings.MaxAttempts,
-                LeaseDuration = settings.RequestTimeout + TimeSpan.FromMinutes(5),
-            },
-        });
-        if (settings.Provider == ProviderChoice.Sim)
-        {
-            var simulator = new SimulatedProvider(settings.Simulator, time, new Random(settings.SimulatorSeed));
-            http.ConfigurePrimaryHttpMessageHandler(() => new SimulatorHandler(simulator));
-        }
+        var http = services.AddShepherdEngine(EngineSetup.Options(settings, statePath, upstreams));
+        EngineSetup.UseSimulatorIfChosen(settings, http, time);
 
         return services.BuildServiceProvider();
     }

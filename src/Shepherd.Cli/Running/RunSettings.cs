@@ -40,17 +40,9 @@ internal enum ProgressMode
 /// <param name="Weight">Its share of traffic.</param>
 internal sealed record UpstreamTarget(Uri BaseUrl, int Weight);
 
-/// <summary>Everything <c>shepherd run</c> was told.</summary>
-internal sealed record RunSettings
+/// <summary>Where requests go and how they are sent: what <c>run</c> and <c>serve</c> share.</summary>
+internal record EngineSettings
 {
-    public required string InputPath { get; init; }
-
-    public string? StatePath { get; init; }
-
-    public string? OutputPath { get; init; }
-
-    public string? ErrorsPath { get; init; }
-
     public ProviderChoice Provider { get; init; }
 
     public Uri? BaseUrl { get; init; }
@@ -63,10 +55,6 @@ internal sealed record RunSettings
 
     public long? TokensPerMinute { get; init; }
 
-    public BatchPriority Priority { get; init; } = BatchPriority.Normal;
-
-    public TimeSpan? CompletionWindow { get; init; }
-
     public string? ApiKey { get; init; }
 
     public string AnthropicVersion { get; init; } = "2023-06-01";
@@ -77,15 +65,31 @@ internal sealed record RunSettings
 
     public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromMinutes(10);
 
-    public bool Fresh { get; init; }
-
-    public ProgressMode Progress { get; init; }
-
-    public bool Json { get; init; }
-
     public bool Verbose { get; init; }
 
     public SimulatorOptions Simulator { get; init; } = new();
 
     public int SimulatorSeed { get; init; } = 1;
+}
+
+/// <summary>Everything <c>shepherd run</c> was told.</summary>
+internal sealed record RunSettings : EngineSettings
+{
+    public required string InputPath { get; init; }
+
+    public string? StatePath { get; init; }
+
+    public string? OutputPath { get; init; }
+
+    public string? ErrorsPath { get; init; }
+
+    public BatchPriority Priority { get; init; } = BatchPriority.Normal;
+
+    public TimeSpan? CompletionWindow { get; init; }
+
+    public bool Fresh { get; init; }
+
+    public ProgressMode Progress { get; init; }
+
+    public bool Json { get; init; }
 }

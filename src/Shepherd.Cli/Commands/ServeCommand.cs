@@ -1,0 +1,40 @@
+using System.CommandLine;
+using Shepherd.Cli.Running;
+
+namespace Shepherd.Cli.Commands;
+
+/// <summary><c>shepherd serve</c>: the OpenAI and Anthropic batch APIs and inline batches, over the engine.</summary>
+internal static class ServeCommand
+{
+    public static Command Create()
+    {
+        var engine = new EngineOptionSet("Where requests go: sim (the built-in simulated provider), openai (any OpenAI-compatible server, the default), anthropic");
+        var urls = new Option<string?>("--urls") { Description = "Where to listen, separated by ';' (default http://127.0.0.1:8080; port 0 picks a free one)" };
+        var state = new Option<string?>("--state") { Description = $"The state file (default {ServerRun.DefaultStatePath})" };
+        var gatewayKey = new Option<string[]>("--gateway-key")
+        {
+            Description = "A key clients must present (repeat it; each key is a tenant that sees only its own files and batches). Without keys anyone who can reach the server may use it",
+            AllowMultipleArgumentsPerToken = false,
+        };
+        var command = new Command("serve", "Serve the OpenAI Batch API, the Anthropic Message Batches API and inline batches, with the engine inside; unfinished batches resume on start")
+        {
+            urls, state, gatewayKey,
+        };
+        foreach (var option in engine.All)
+        {
+            command.Add(option);
+        }
+
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var settings = engine.Read(parse, new ServeSettings
+            {
+                Urls = parse.GetValue(urls)?.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+                StatePath = parse.GetValue(state),
+                GatewayKeys = parse.GetValue(gatewayKey) ?? [],
+            });
+            return await new ServerRun(settings, Console.Out, TimeProvider.System).ExecuteAsync(cancellationToken);
+        });
+        return command;
+    }
+}

@@ -1,0 +1,81 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Console;
+using Shepherd.Cli.Commands;
+using Shepherd.Engine.Configuration;
+using Shepherd.Engine.Upstreams;
+using Shepherd.Server;
+
+namespace Shepherd.Cli.Running;
+
+/// <summary>
+/// <c>shepherd serve</c>: the server with the engine inside, until a signal stops it. Every
+/// batch left unfinished by an earlier run resumes on start.
+/// </summary>
+internal sealed class ServerRun(ServeSettings settings, TextWriter stdout, TimeProvider time)
+{
+    public const string DefaultStatePath = "shepherd.db";
+
+    public async Task<int> ExecuteAsync(CancellationToken cancellationToken)
+    {
+        var config = settings.ConfigPath is { } configPath ? ShepherdConfig.Load(configPath) : null;
+        var statePath = Path.GetFullPath(settings.StatePath ?? config?.Server?.State ?? DefaultStatePath);
+        using var stateLock = StateLock.Acquire(statePath);
+        var upstreams = new List<UpstreamOptions>();
+        var target = EngineSetup.ConfigureUpstreams(settings, config, upstreams, anthropicInput: false, endpoint: null);
+        var options = ServerOptions(config?.Server);
+        await using var server = await ShepherdServer.StartAsync(options, EngineSetup.Options(settings, statePath, upstreams), (builder, http) =>
+        {
+            builder.Services.AddSingleton(time);
+            builder.Logging.ClearProviders();
+            builder.Logging.SetMinimumLevel(settings.Verbose ? LogLevel.Debug : LogLevel.Information);
+            builder.Logging.AddSimpleConsole(console => console.SingleLine = true);
+            // Logs go to stderr; stdout holds only what the server says about itself.
+            builder.Services.Configure<ConsoleLoggerOptions>(console => console.LogToStandardErrorThreshold = LogLevel.Trace);
+            EngineSetup.UseSimulatorIfChosen(settings, http, time);
+        }, cancellationToken);
+
+        var keys = options.GatewayKeys.Count == 0 ? "no gateway keys: anyone who can reach it may use it" : $"{options.GatewayKeys.Count} gateway key(s)";
+        await stdout.WriteLineAsync($"Shepherd listening on {string.Join(", ", server.Urls.Select(u => u.ToString().TrimEnd('/')))}");
+        await stdout.WriteLineAsync($"  state {Path.GetRelativePath(Environment.CurrentDirectory, statePath)}, upstream {target}, {keys}");
+        await stdout.FlushAsync(cancellationToken);
+        try
+        {
+            await server.WaitForShutdownAsync(cancellationToken);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // Stopped by a signal: a normal end for a server.
+        }
+
+        await server.StopAsync(CancellationToken.None);
+        return ExitCodes.Success;
+    }
+
+    private ServerOptions ServerOptions(ServerConfig? config)
+    {
+        var defaults = new ServerOptions();
+        var keys = settings.GatewayKeys.Select(k => new GatewayKey(new Secret(k)))
+            .Concat((config?.GatewayKeys ?? []).Select(k => new GatewayKey(new Secret(k.ReadKey()!), k.Name)))
+            .ToList();
+        var options = new ServerOptions
+        {
+            Urls = settings.Urls ?? config?.Urls ?? defaults.Urls,
+            GatewayKeys = keys,
+            MaxUploadBytes = config?.MaxUploadBytes ?? defaults.MaxUploadBytes,
+            MaxFileRequests = config?.MaxFileRequests ?? defaults.MaxFileRequests,
+            MaxCreateBodyBytes = config?.MaxCreateBodyBytes ?? defaults.MaxCreateBodyBytes,
+            MaxCreateRequests = config?.MaxCreateRequests ?? defaults.MaxCreateRequests,
+        };
+        try
+        {
+            options.Validated();
+        }
+        catch (ArgumentException ex)
+        {
+            throw new UsageException(ex.Message.Split(" (Parameter", 2)[0]);
+        }
+
+        return options;
+    }
+}
