@@ -29,7 +29,8 @@ internal sealed class MessageBatchesApi(ServerCore core)
         app.MapPost("/v1/messages/batches/{id}/cancel", async (HttpContext context, string id) =>
         {
             var batch = await core.GetBatchAsync(Caller.Of(context), id, Door.Anthropic, context.RequestAborted);
-            return Answer(context, batch.HasEnded || batch.Status == BatchStatus.Cancelling ? batch : await core.CancelAsync(batch, context.RequestAborted));
+            // Cancelling an ended batch answers it as it is, as Anthropic does.
+            return Answer(context, batch.HasEnded ? batch : await core.CancelAsync(batch, context.RequestAborted));
         });
         app.MapDelete("/v1/messages/batches/{id}", async (HttpContext context, string id) =>
         {
@@ -66,7 +67,7 @@ internal sealed class MessageBatchesApi(ServerCore core)
         {
             Owner = caller.Owner, Door = BatchDoor.Anthropic, CompletionWindowText = "24h", IdempotencyKey = idempotencyKey,
         };
-        var batch = await core.CreateAndImportAsync(created, body.SpoolPath, null, context.RequestAborted);
+        var batch = await core.CreateAndImportAsync(created, body.SpoolPath, BatchEndpoints.Messages, context.RequestAborted);
         if (batch.Format != InputFormat.Anthropic)
         {
             await core.Store.DeleteBatchAsync(batch.Id, context.RequestAborted);

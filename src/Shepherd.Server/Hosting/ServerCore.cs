@@ -126,12 +126,19 @@ internal sealed partial class ServerCore(
     /// <summary>
     /// Cancels a batch: one being validated stops reading and ends cancelled; one in progress
     /// sends nothing more, keeps what has finished, and ends cancelled once requests in flight return.
+    /// A batch already cancelling or cancelled is returned as it is.
     /// </summary>
     public async Task<BatchRecord> CancelAsync(BatchRecord batch, CancellationToken cancellationToken)
     {
+        if (batch.CancellingAt is not null)
+        {
+            return batch;
+        }
+
         if (batch.HasEnded || batch.Status == BatchStatus.Finalizing)
         {
-            throw new ApiException(409, $"Batch '{batch.Id}' has already ended ({Words.Status(batch.Status)}); there is nothing to cancel.", "batch_id", "batch_not_cancellable");
+            var state = batch.HasEnded ? $"has already ended ({Words.Status(batch)})" : "is finalizing: every request has ended and its result files are being written";
+            throw new ApiException(409, $"Batch '{batch.Id}' {state}; there is nothing to cancel.", "batch_id", "batch_not_cancellable");
         }
 
         if (batch.Status == BatchStatus.Validating)

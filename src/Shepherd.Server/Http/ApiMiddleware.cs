@@ -58,7 +58,7 @@ internal sealed partial class ApiMiddleware
             context.Features.Set(caller);
             await _next(context);
         }
-        catch (Exception ex) when (!context.Response.HasStarted && Describe(ex, context) is { } error)
+        catch (Exception ex) when (!context.Response.HasStarted && Describe(ex, context, requestId) is { } error)
         {
             await ErrorEnvelope.For(door, error.Status, error.Message, error.Param, error.Code).ExecuteAsync(context);
         }
@@ -100,7 +100,7 @@ internal sealed partial class ApiMiddleware
         return key.Length > 0 && _owners.TryGetValue(GatewayKey.Hash(key), out var owner) ? new Caller(owner) : null;
     }
 
-    private ApiException? Describe(Exception exception, HttpContext context)
+    private ApiException? Describe(Exception exception, HttpContext context, string requestId)
     {
         switch (exception)
         {
@@ -119,11 +119,11 @@ internal sealed partial class ApiMiddleware
                 // The client went away; there is no one to answer.
                 return null;
             default:
-                LogFailed(exception, context.Request.Method, context.Request.Path.Value);
-                return new ApiException(StatusCodes.Status500InternalServerError, "The server failed to handle the request; it has been logged.");
+                LogFailed(exception, context.Request.Method, context.Request.Path.Value, requestId);
+                return new ApiException(StatusCodes.Status500InternalServerError, $"The server failed to handle the request; it has been logged as {requestId}.");
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "{Method} {Path} failed")]
-    private partial void LogFailed(Exception exception, string method, string? path);
+    [LoggerMessage(Level = LogLevel.Error, Message = "{Method} {Path} failed (request {RequestId})")]
+    private partial void LogFailed(Exception exception, string method, string? path, string requestId);
 }

@@ -5,6 +5,14 @@ namespace Shepherd.Server.Http;
 /// <summary>The words the APIs use for the engine's states.</summary>
 internal static class Words
 {
+    /// <summary>
+    /// The OpenAI status of a batch. A cancelled batch says <c>cancelling</c> until it is
+    /// <c>cancelled</c>, also while its result files are written: the OpenAI lifecycle goes
+    /// straight from one to the other.
+    /// </summary>
+    public static string Status(BatchRecord batch) =>
+        batch.Status == BatchStatus.Finalizing && batch.CancellingAt is not null ? "cancelling" : Status(batch.Status);
+
     public static string Status(BatchStatus status) => status switch
     {
         BatchStatus.Validating => "validating",

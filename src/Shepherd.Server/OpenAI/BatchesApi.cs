@@ -27,7 +27,7 @@ internal sealed class BatchesApi(ServerCore core)
         app.MapPost("/v1/batches/{id}/cancel", async (HttpContext context, string id) =>
         {
             var batch = await core.GetBatchAsync(Caller.Of(context), id, Door.OpenAI, context.RequestAborted);
-            return Answer(batch.Status is BatchStatus.Cancelling or BatchStatus.Cancelled ? batch : await core.CancelAsync(batch, context.RequestAborted));
+            return Answer(await core.CancelAsync(batch, context.RequestAborted));
         });
         app.MapGet("/v1/batches/{id}/results", ResultsAsync);
         app.MapGet("/v1/batches/{id}/results/{customId}", async (HttpContext context, string id, string customId) =>

@@ -33,13 +33,13 @@ internal static class OpenAIJson
         WriteErrors(json, batch.Errors);
         json.WriteString("input_file_id", batch.InputFileId);
         json.WriteString("completion_window", batch.CompletionWindow);
-        json.WriteString("status", Words.Status(batch.Status));
+        json.WriteString("status", Words.Status(batch));
         json.WriteString("output_file_id", batch.OutputFileId);
         json.WriteString("error_file_id", batch.ErrorFileId);
         WriteTime(json, "created_at", batch.CreatedAt);
         WriteTime(json, "in_progress_at", batch.InProgressAt);
         WriteTime(json, "expires_at", batch.ExpiresAt);
-        WriteTime(json, "finalizing_at", batch.FinalizingAt);
+        WriteTime(json, "finalizing_at", batch.CancellingAt is null ? batch.FinalizingAt : null);
         WriteTime(json, "completed_at", batch.CompletedAt);
         WriteTime(json, "failed_at", batch.FailedAt);
         WriteTime(json, "expired_at", batch.Status == BatchStatus.Expired ? batch.ExpiredAt : null);

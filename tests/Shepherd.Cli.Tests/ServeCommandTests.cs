@@ -1,0 +1,123 @@
+using System.Globalization;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using Shepherd.Simulator;
+using Shepherd.Testing;
+
+namespace Shepherd.Cli.Tests;
+
+/// <summary><c>shepherd serve</c> as a user runs it: a real process, killed and started again.</summary>
+public sealed class ServeCommandTests : IDisposable
+{
+    private const int Concurrency = 8;
+    private const string GatewayKey = "sk-gateway-test";
+    private readonly TempDirectory _folder = new();
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public void Dispose() => _folder.Dispose();
+
+    [Fact]
+    public async Task KilledMidBatch_TheServerFinishesItAfterARestart_SendingOnlyInFlightRequestsTwice()
+    {
+        await using var simulator = await Simulators.StartHttpAsync(new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(15), Jitter = TimeSpan.FromMilliseconds(5) });
+        string[] command =
+        [
+            "serve", "--urls", "http://127.0.0.1:0", "--state", _folder.File("server.db"), "--gateway-key", GatewayKey,
+            "--provider", "openai", "--base-url", new Uri(simulator.BaseUrl, "v1").ToString(), "--api-key", "sk-upstream",
+            "--concurrency", Concurrency.ToString(CultureInfo.InvariantCulture),
+        ];
+        var requests = string.Join(",", Enumerable.Range(0, 300).Select(i => $$"""{"custom_id":"q{{i}}","prompt":"question {{i}}"}"""));
+        string batchId;
+        using (var first = ShepherdProcess.Start(_folder.Path, command))
+        {
+            using var http = await ConnectAsync(first);
+            using var created = await http.PostAsync("/v1/batches", new StringContent($$"""{"model":"gpt-4o-mini","requests":[{{requests}}]}""", Encoding.UTF8, "application/json"), Ct);
+            batchId = (await ReadAsync(created)).GetProperty("id").GetString()!;
+            await PollAsync(http, batchId, b => b.GetProperty("request_counts").GetProperty("completed").GetInt64() >= 30);
+            await first.KillAsync();
+        }
+
+        using var second = ShepherdProcess.Start(_folder.Path, command);
+        using var client = await ConnectAsync(second);
+        var ended = await PollAsync(client, batchId, b => b.GetProperty("status").GetString() == "completed");
+
+        Assert.Equal(300, ended.GetProperty("request_counts").GetProperty("completed").GetInt64());
+        var output = await client.GetStringAsync($"/v1/files/{ended.GetProperty("output_file_id").GetString()}/content", Ct);
+        var answered = output.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement.GetProperty("custom_id").GetString()).ToList();
+        Assert.Equal(300, answered.Distinct().Count());
+        Assert.Equal(300, answered.Count);
+        var executed = simulator.Provider.ExecutedCounts().Values.Sum();
+        Assert.InRange(executed, 300, 300 + Concurrency);
+
+        await second.SignalAsync("TERM");
+        var stopped = await second.WaitAsync();
+        Assert.True(stopped.ExitCode == 0, stopped.ToString());
+    }
+
+    [Fact]
+    public async Task GatewayKeysFromTheConfigFile_LetTheirTenantsIn()
+    {
+        var config = _folder.File("shepherd.json");
+        await File.WriteAllTextAsync(config, """
+            {
+              "server": { "urls": ["http://127.0.0.1:0"], "gatewayKeys": [ { "name": "team-a", "apiKeyEnv": "TEAM_A_KEY" } ] }
+            }
+            """, Ct);
+        using var server = ShepherdProcess.Start(_folder.Path, ["serve", "--config", config, "--provider", "sim", "--sim-latency", "1"],
+            new Dictionary<string, string?> { ["TEAM_A_KEY"] = "sk-team-a" });
+        var url = (await server.WaitForOutputAsync("Shepherd listening on")).Split(' ')[^1];
+        using var http = new HttpClient { BaseAddress = new Uri(url) };
+
+        using var without = await http.GetAsync("/v1/batches", Ct);
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "sk-team-a");
+        using var with = await http.GetAsync("/v1/batches", Ct);
+
+        Assert.Equal(System.Net.HttpStatusCode.Unauthorized, without.StatusCode);
+        Assert.Equal(System.Net.HttpStatusCode.OK, with.StatusCode);
+    }
+
+    [Theory]
+    [InlineData("--urls", "ftp://127.0.0.1:1", "is not an http or https url")]
+    [InlineData("--gateway-key", " ", "cannot be empty")]
+    public async Task BadFlags_AreRefusedWithWhatIsWrong(string flag, string value, string message)
+    {
+        var result = await ShepherdProcess.RunAsync(_folder.Path, "serve", "--provider", "sim", "--state", _folder.File("s.db"), flag, value);
+
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains(message, result.Stderr, StringComparison.Ordinal);
+    }
+
+    private static async Task<HttpClient> ConnectAsync(ShepherdProcess server)
+    {
+        var url = (await server.WaitForOutputAsync("Shepherd listening on")).Split(' ')[^1];
+        var http = new HttpClient { BaseAddress = new Uri(url) };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", GatewayKey);
+        return http;
+    }
+
+    private static async Task<JsonElement> ReadAsync(HttpResponseMessage response)
+    {
+        var text = await response.Content.ReadAsStringAsync(Ct);
+        Assert.True(response.IsSuccessStatusCode, text);
+        return JsonDocument.Parse(text).RootElement.Clone();
+    }
+
+    private static async Task<JsonElement> PollAsync(HttpClient http, string batchId, Func<JsonElement, bool> done)
+    {
+        var deadline = TimeProvider.System.GetUtcNow() + TimeSpan.FromMinutes(1);
+        while (true)
+        {
+            using var response = await http.GetAsync($"/v1/batches/{batchId}", Ct);
+            var batch = await ReadAsync(response);
+            if (done(batch))
+            {
+                return batch;
+            }
+
+            Assert.True(TimeProvider.System.GetUtcNow() < deadline, batch.ToString());
+            await Task.Delay(TimeSpan.FromMilliseconds(50), TimeProvider.System, Ct);
+        }
+    }
+}

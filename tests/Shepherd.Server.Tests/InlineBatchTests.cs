@@ -1,0 +1,193 @@
+using System.Text.Json;
+using Shepherd.Simulator;
+
+namespace Shepherd.Server.Tests;
+
+public sealed class InlineBatchTests
+{
+    private const string TwoPrompts = """
+        {"model":"gpt-4o-mini","priority":"high","metadata":{"job":"reviews"},
+         "requests":[{"custom_id":"r1","prompt":"Is this review positive?"},
+                     {"custom_id":"r2","body":{"messages":[{"role":"user","content":"Summarise it"}],"max_tokens":5}}]}
+        """;
+
+    [Fact]
+    public async Task AnInlineBatch_RunsToCompletion_AndPagesItsResults()
+    {
+        await using var server = await RunningServer.StartAsync();
+
+        var (status, created) = await server.PostAsync("/v1/batches", TwoPrompts);
+
+        Assert.Equal(200, status);
+        var id = created.GetProperty("id").GetString()!;
+        Assert.Equal(id, created.GetProperty("batch_id").GetString());
+        Assert.Equal(2, created.GetProperty("total_items").GetInt64());
+        Assert.Equal("high", created.GetProperty("priority").GetString());
+        Assert.Equal("reviews", created.GetProperty("metadata").GetProperty("job").GetString());
+        Assert.Equal(0, created.GetProperty("cost_usd").GetDouble());
+
+        var ended = await server.WaitForEndAsync(id);
+        Assert.Equal("completed", ended.GetProperty("status").GetString());
+        Assert.Equal(100, ended.GetProperty("progress").GetDouble());
+        Assert.Equal(2, ended.GetProperty("request_counts").GetProperty("completed").GetInt64());
+        Assert.True(ended.GetProperty("usage").GetProperty("total_tokens").GetInt64() > 0);
+        Assert.Equal(JsonValueKind.String, ended.GetProperty("output_file_id").ValueKind);
+
+        var (_, first) = await server.GetAsync($"/v1/batches/{id}/results?limit=1");
+        Assert.True(first.GetProperty("has_more").GetBoolean());
+        Assert.Equal(1, first.GetProperty("next_offset").GetInt64());
+        var line = Assert.Single(first.GetProperty("data").EnumerateArray());
+        Assert.Equal(("r1", "succeeded", 200), (line.GetProperty("custom_id").GetString(), line.GetProperty("status").GetString(), line.GetProperty("response").GetProperty("status_code").GetInt32()));
+
+        var (_, second) = await server.GetAsync($"/v1/batches/{id}/results?offset=1&limit=1");
+        Assert.False(second.GetProperty("has_more").GetBoolean());
+        Assert.Equal(JsonValueKind.Null, second.GetProperty("next_offset").ValueKind);
+        Assert.Equal("r2", Assert.Single(second.GetProperty("data").EnumerateArray()).GetProperty("custom_id").GetString());
+
+        var (oneStatus, one) = await server.GetAsync($"/v1/batches/{id}/results/r2");
+        Assert.Equal(200, oneStatus);
+        Assert.Equal("gpt-4o-mini", one.GetProperty("response").GetProperty("body").GetProperty("model").GetString());
+        Assert.Equal(404, (await server.GetAsync($"/v1/batches/{id}/results/nope")).Status);
+    }
+
+    [Fact]
+    public async Task PromptsBecomeTheEndpointsOwnBodies()
+    {
+        await using var server = await RunningServer.StartAsync();
+
+        var (_, created) = await server.PostAsync("/v1/batches", """
+            {"model":"text-embedding-3-small","endpoint":"/v1/embeddings","requests":[{"custom_id":"e","prompt":"a sentence"}]}
+            """);
+        var ended = await server.WaitForEndAsync(created.GetProperty("id").GetString()!);
+
+        Assert.Equal("/v1/embeddings", ended.GetProperty("endpoint").GetString());
+        var (_, result) = await server.GetAsync($"/v1/batches/{ended.GetProperty("id").GetString()}/results/e");
+        Assert.Equal("list", result.GetProperty("response").GetProperty("body").GetProperty("object").GetString());
+    }
+
+    [Fact]
+    public async Task AnIdempotencyKey_ReturnsTheFirstBatchOnARetry()
+    {
+        await using var server = await RunningServer.StartAsync();
+
+        var (_, first) = await server.PostAsync("/v1/batches", TwoPrompts, idempotencyKey: "create-42");
+        var (status, again) = await server.PostAsync("/v1/batches", TwoPrompts, idempotencyKey: "create-42");
+        var (_, other) = await server.PostAsync("/v1/batches", TwoPrompts, idempotencyKey: "create-43");
+
+        Assert.Equal(200, status);
+        Assert.Equal(first.GetProperty("id").GetString(), again.GetProperty("id").GetString());
+        Assert.NotEqual(first.GetProperty("id").GetString(), other.GetProperty("id").GetString());
+        var (_, list) = await server.GetAsync("/v1/batches");
+        Assert.Equal(2, list.GetProperty("data").GetArrayLength());
+    }
+
+    [Theory]
+    [InlineData("""{"model":"m","requests":[{"custom_id":"a"}]}""", "requests[0]", "either \"prompt\" or \"body\"")]
+    [InlineData("""{"model":"m","requests":[{"custom_id":"a","prompt":"x"},{"custom_id":"a","prompt":"y"}]}""", "requests[1]", "already used on requests[0]")]
+    [InlineData("""{"requests":[{"custom_id":"a","prompt":"x"}]}""", "requests[0]", "model")]
+    [InlineData("""{"model":"m","requests":[]}""", "requests", "at least one request")]
+    [InlineData("""{"model":"m","priority":"urgent","requests":[{"custom_id":"a","prompt":"x"}]}""", "priority", "\"urgent\"")]
+    [InlineData("""{"model":"m","endpoint":"/v1/images","requests":[{"custom_id":"a","prompt":"x"}]}""", "endpoint", "/v1/images")]
+    [InlineData("""{"model":"m","budget_usd":5,"requests":[{"custom_id":"a","prompt":"x"}]}""", "budget_usd", "not supported")]
+    [InlineData("""{"model":"m","colour":"red","requests":[{"custom_id":"a","prompt":"x"}]}""", "colour", "Unknown field")]
+    [InlineData("""{"model":"m","completion_window":"soon","requests":[{"custom_id":"a","prompt":"x"}]}""", "completion_window", "\"soon\"")]
+    [InlineData("""{"model":"m","requests":[{"custom_id":"a","prompt":"x"}""", "requests[0]", "not valid JSON")]
+    [InlineData("""[1,2]""", null, "must be a JSON object")]
+    public async Task ABadInlineBatch_IsRefusedWithWhatAndWhere_AndLeavesNothing(string body, string? param, string message)
+    {
+        await using var server = await RunningServer.StartAsync();
+
+        var (status, error) = await server.PostAsync("/v1/batches", body);
+
+        Assert.Equal(400, status);
+        var detail = error.GetProperty("error");
+        Assert.Equal("invalid_request_error", detail.GetProperty("type").GetString());
+        Assert.Equal(param, detail.GetProperty("param").GetString());
+        Assert.Contains(message, detail.GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.True(detail.TryGetProperty("code", out _));
+        var (_, list) = await server.GetAsync("/v1/batches");
+        Assert.Equal(0, list.GetProperty("data").GetArrayLength());
+    }
+
+    [Fact]
+    public async Task MetadataLimits_AreChecked()
+    {
+        await using var server = await RunningServer.StartAsync();
+        var tooMany = string.Join(",", Enumerable.Range(0, 17).Select(i => $"\"k{i}\":\"v\""));
+        var longValue = new string('v', 513);
+
+        var (manyStatus, many) = await server.PostAsync("/v1/batches", $$"""{"model":"m","metadata":{{{tooMany}}},"requests":[{"custom_id":"a","prompt":"x"}]}""");
+        var (longStatus, _) = await server.PostAsync("/v1/batches", $$"""{"model":"m","metadata":{"k":"{{longValue}}"},"requests":[{"custom_id":"a","prompt":"x"}]}""");
+        var (keyStatus, _) = await server.PostAsync("/v1/batches", $$"""{"model":"m","metadata":{"{{new string('k', 65)}}":"v"},"requests":[{"custom_id":"a","prompt":"x"}]}""");
+
+        Assert.Equal((400, 400, 400), (manyStatus, longStatus, keyStatus));
+        Assert.Equal("metadata", many.GetProperty("error").GetProperty("param").GetString());
+    }
+
+    [Fact]
+    public async Task ABodyOverTheLimit_Gets413()
+    {
+        await using var server = await RunningServer.StartAsync(tune: options => options.MaxCreateBodyBytes = 4096);
+        var requests = string.Join(",", Enumerable.Range(0, 200).Select(i => $$"""{"custom_id":"r{{i}}","prompt":"a prompt of some length"}"""));
+
+        var (status, error) = await server.PostAsync("/v1/batches", $$"""{"model":"m","requests":[{{requests}}]}""");
+
+        Assert.Equal(413, status);
+        Assert.Contains("4096", error.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task TooManyRequests_AreRefused()
+    {
+        await using var server = await RunningServer.StartAsync(tune: options => options.MaxCreateRequests = 3);
+        var requests = string.Join(",", Enumerable.Range(0, 4).Select(i => $$"""{"custom_id":"r{{i}}","prompt":"p"}"""));
+
+        var (status, error) = await server.PostAsync("/v1/batches", $$"""{"model":"m","requests":[{{requests}}]}""");
+
+        Assert.Equal(400, status);
+        Assert.Contains("at most 3", error.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task CancellingARunningBatch_KeepsWhatFinished_AndEndsTheRestCancelled()
+    {
+        await using var server = await RunningServer.StartAsync(new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(5), RequestsPerMinute = 600 });
+        var requests = string.Join(",", Enumerable.Range(0, 200).Select(i => $$"""{"custom_id":"r{{i}}","prompt":"p"}"""));
+        var (_, created) = await server.PostAsync("/v1/batches", $$"""{"model":"m","requests":[{{requests}}]}""");
+        var id = created.GetProperty("id").GetString()!;
+        await server.WaitForAsync($"/v1/batches/{id}", b => b.GetProperty("request_counts").GetProperty("completed").GetInt64() >= 3);
+
+        var (status, cancelling) = await server.PostAsync($"/v1/batches/{id}/cancel");
+
+        Assert.Equal(200, status);
+        Assert.True(cancelling.GetProperty("status").GetString() is "cancelling" or "finalizing" or "cancelled", cancelling.ToString());
+        var ended = await server.WaitForEndAsync(id);
+        Assert.Equal("cancelled", ended.GetProperty("status").GetString());
+        var counts = ended.GetProperty("request_counts");
+        var completed = counts.GetProperty("completed").GetInt64();
+        Assert.InRange(completed, 3, 199);
+        Assert.Equal(200, completed + counts.GetProperty("failed").GetInt64());
+        Assert.Equal(JsonValueKind.Number, ended.GetProperty("cancelled_at").ValueKind);
+
+        var (_, results) = await server.GetAsync($"/v1/batches/{id}/results?limit=1000");
+        var statuses = results.GetProperty("data").EnumerateArray().Select(r => r.GetProperty("status").GetString()).ToList();
+        Assert.Equal(completed, statuses.Count(s => s == "succeeded"));
+        Assert.Equal(200 - completed, statuses.Count(s => s == "cancelled"));
+        var (againStatus, again) = await server.PostAsync($"/v1/batches/{id}/cancel");
+        Assert.Equal((200, "cancelled"), (againStatus, again.GetProperty("status").GetString()));
+    }
+
+    [Fact]
+    public async Task CancellingACompletedBatch_IsAConflict()
+    {
+        await using var server = await RunningServer.StartAsync();
+        var (_, created) = await server.PostAsync("/v1/batches", TwoPrompts);
+        var id = created.GetProperty("id").GetString()!;
+        await server.WaitForEndAsync(id);
+
+        var (status, error) = await server.PostAsync($"/v1/batches/{id}/cancel");
+
+        Assert.Equal(409, status);
+        Assert.Contains("completed", error.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+    }
+}

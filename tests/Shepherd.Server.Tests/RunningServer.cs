@@ -1,0 +1,176 @@
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Shepherd.Engine;
+using Shepherd.Engine.Storage;
+using Shepherd.Engine.Upstreams;
+using Shepherd.Simulator;
+using Shepherd.Testing;
+
+namespace Shepherd.Server.Tests;
+
+/// <summary>
+/// A real Shepherd server on 127.0.0.1 (a free port), its engine sending to the simulated
+/// provider over real HTTP, its store in a temporary folder.
+/// </summary>
+public sealed class RunningServer : IAsyncDisposable
+{
+    private readonly bool _ownsSimulator;
+    private readonly TempDirectory? _folder;
+    private bool _handedOver;
+
+    private RunningServer(ShepherdServer server, SimulatorServer simulator, bool ownsSimulator, TempDirectory? folder, string statePath)
+    {
+        Server = server;
+        Simulator = simulator;
+        _ownsSimulator = ownsSimulator;
+        _folder = folder;
+        StatePath = statePath;
+        Http = Client(Key);
+    }
+
+    /// <summary>The key of the first tenant; every server here has two.</summary>
+    public const string Key = "sk-tenant-one";
+
+    /// <summary>The key of the second tenant.</summary>
+    public const string OtherKey = "sk-tenant-two";
+
+    /// <summary>The key the server presents to the provider; no client may ever see it.</summary>
+    public const string UpstreamKey = "sk-upstream-secret";
+
+    public ShepherdServer Server { get; }
+
+    public SimulatorServer Simulator { get; }
+
+    public string StatePath { get; }
+
+    /// <summary>A client of the first tenant.</summary>
+    public HttpClient Http { get; }
+
+    public Uri BaseUrl => Server.BaseUrl;
+
+    public IBatchStore Store => Server.Services.GetRequiredService<IBatchStore>();
+
+    public static async Task<RunningServer> StartAsync(
+        SimulatorOptions? simulator = null,
+        Action<ServerOptions>? tune = null,
+        TimeProvider? time = null,
+        Action<UpstreamOptions>? upstream = null)
+    {
+        var folder = new TempDirectory();
+        var sim = await Simulators.StartHttpAsync(simulator ?? new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(2) });
+        return new RunningServer(await StartServerAsync(sim, folder.File("shepherd.db"), tune, time, upstream), sim, ownsSimulator: true, folder, folder.File("shepherd.db"));
+    }
+
+    /// <summary>Stops this server and starts another on the same store and simulator, as a restart would; the new one owns both.</summary>
+    public async Task<RunningServer> RestartAsync()
+    {
+        await Server.DisposeAsync();
+        Http.Dispose();
+        _handedOver = true;
+        return new RunningServer(await StartServerAsync(Simulator, StatePath, null, null, null), Simulator, _ownsSimulator, _folder, StatePath);
+    }
+
+    private static async Task<ShepherdServer> StartServerAsync(SimulatorServer sim, string state, Action<ServerOptions>? tune, TimeProvider? time, Action<UpstreamOptions>? tuneUpstream)
+    {
+        var options = new ServerOptions
+        {
+            Urls = ["http://127.0.0.1:0"],
+            GatewayKeys = [new GatewayKey(new Secret(Key), "tenant-one"), new GatewayKey(new Secret(OtherKey))],
+        };
+        tune?.Invoke(options);
+        var upstream = new UpstreamOptions { Name = "sim", BaseUrl = new Uri(sim.BaseUrl, "v1"), ApiKey = new Secret(UpstreamKey) };
+        tuneUpstream?.Invoke(upstream);
+        var engine = new ShepherdEngineOptions
+        {
+            Store = new SqliteStoreOptions { Path = state },
+            Upstreams = [upstream],
+            Dispatch = new() { RetryBaseDelay = TimeSpan.FromMilliseconds(20), RetryMaxDelay = TimeSpan.FromMilliseconds(100), IdlePollInterval = TimeSpan.FromMilliseconds(200) },
+        };
+        return await ShepherdServer.StartAsync(options, engine, (builder, _) =>
+        {
+            builder.Logging.ClearProviders();
+            if (time is not null)
+            {
+                builder.Services.AddSingleton(time);
+            }
+        }, TestContext.Current.CancellationToken);
+    }
+
+    /// <summary>A client presenting <paramref name="key"/> (or no key).</summary>
+    public HttpClient Client(string? key)
+    {
+        var http = new HttpClient { BaseAddress = BaseUrl };
+        if (key is not null)
+        {
+            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        }
+
+        return http;
+    }
+
+    /// <summary>Sends JSON and returns the status and the parsed answer.</summary>
+    public static async Task<(int Status, JsonElement Body)> SendAsync(HttpClient http, HttpMethod method, string path, string? json = null, string? idempotencyKey = null)
+    {
+        using var request = new HttpRequestMessage(method, path);
+        if (json is not null)
+        {
+            request.Content = new StringContent(json, Encoding.UTF8, "application/json");
+        }
+
+        if (idempotencyKey is not null)
+        {
+            request.Headers.Add("Idempotency-Key", idempotencyKey);
+        }
+
+        using var response = await http.SendAsync(request, TestContext.Current.CancellationToken);
+        var text = await response.Content.ReadAsStringAsync(TestContext.Current.CancellationToken);
+        return ((int)response.StatusCode, text.Length == 0 ? default : JsonDocument.Parse(text).RootElement.Clone());
+    }
+
+    public Task<(int Status, JsonElement Body)> GetAsync(string path) => SendAsync(Http, HttpMethod.Get, path);
+
+    public Task<(int Status, JsonElement Body)> PostAsync(string path, string? json = null, string? idempotencyKey = null) =>
+        SendAsync(Http, HttpMethod.Post, path, json, idempotencyKey);
+
+    /// <summary>Polls a batch (either door) until <paramref name="done"/> holds; gives up after a minute.</summary>
+    public async Task<JsonElement> WaitForAsync(string path, Func<JsonElement, bool> done)
+    {
+        var deadline = TimeProvider.System.GetUtcNow() + TimeSpan.FromMinutes(1);
+        while (true)
+        {
+            var (status, body) = await GetAsync(path);
+            Assert.Equal(200, status);
+            if (done(body))
+            {
+                return body;
+            }
+
+            Assert.True(TimeProvider.System.GetUtcNow() < deadline, $"{path} did not get there in time: {body}");
+            await Task.Delay(TimeSpan.FromMilliseconds(50), TimeProvider.System, TestContext.Current.CancellationToken);
+        }
+    }
+
+    /// <summary>Polls an OpenAI-door batch until its status is one of the ended ones.</summary>
+    public Task<JsonElement> WaitForEndAsync(string batchId) =>
+        WaitForAsync($"/v1/batches/{batchId}", b => b.GetProperty("status").GetString() is "completed" or "failed" or "cancelled" or "expired");
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_handedOver)
+        {
+            return;
+        }
+
+        Http.Dispose();
+        await Server.DisposeAsync();
+        if (_ownsSimulator)
+        {
+            await Simulator.DisposeAsync();
+        }
+
+        _folder?.Dispose();
+    }
+}
