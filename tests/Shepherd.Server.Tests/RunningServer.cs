@@ -64,11 +64,19 @@ public sealed class RunningServer : IAsyncDisposable
         return new RunningServer(await StartServerAsync(sim, folder.File("shepherd.db"), tune, time, upstream), sim, ownsSimulator: true, folder, folder.File("shepherd.db"));
     }
 
-    /// <summary>Stops this server and starts another on the same store and simulator, as a restart would; the new one owns both.</summary>
-    public async Task<RunningServer> RestartAsync()
+    /// <summary>
+    /// Stops this server and starts another on the same store and simulator, as a restart would;
+    /// the new one owns both. <paramref name="whileStopped"/> runs in between, on the store file.
+    /// </summary>
+    public async Task<RunningServer> RestartAsync(Func<Task>? whileStopped = null)
     {
         await Server.DisposeAsync();
         Http.Dispose();
+        if (whileStopped is not null)
+        {
+            await whileStopped();
+        }
+
         _handedOver = true;
         return new RunningServer(await StartServerAsync(Simulator, StatePath, null, null, null), Simulator, _ownsSimulator, _folder, StatePath);
     }

@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Time.Testing;
+using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
 using Shepherd.Simulator;
 
@@ -250,6 +251,39 @@ public sealed class ServerBehaviourTests
             Assert.Equal(200, output.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length);
             // Only requests in flight at the stop may have been sent twice.
             Assert.InRange(server.Simulator.Provider.Stats().ByStatus[200], 200, 200 + 32);
+        }
+        finally
+        {
+            await server.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task OnStart_AnUploadCutOffWhileValidating_IsReadAgain_AndACreateThatNeverAnswered_IsRemoved()
+    {
+        var server = await RunningServer.StartAsync();
+        try
+        {
+            var (_, file) = await UploadAsync(server.Http, string.Join("\n", ChatLine("a"), ChatLine("b"), ChatLine("c")) + "\n");
+            var fileId = file.GetProperty("id").GetString()!;
+            server = await server.RestartAsync(async () =>
+            {
+                // The state a crash leaves: a file batch read halfway, and an inline create that never answered.
+                await using var store = new SqliteBatchStore(new SqliteStoreOptions { Path = server.StatePath }, TimeProvider.System);
+                await store.InitializeAsync(Ct);
+                await store.CreateBatchAsync(new NewBatch("batch_cut", null, "/v1/chat/completions")
+                {
+                    Owner = "tenant-one", Door = BatchDoor.OpenAI, InputFileId = fileId, CompletionWindowText = "24h",
+                }, Ct);
+                await store.AddItemsAsync("batch_cut", [new ImportItem(1, "a", "gpt-4o-mini", Encoding.UTF8.GetBytes("{}"))], Ct);
+                await store.CreateBatchAsync(new NewBatch("batch_unanswered", null) { Owner = "tenant-one", Door = BatchDoor.Inline }, Ct);
+            });
+
+            var ended = await server.WaitForEndAsync("batch_cut");
+
+            Assert.Equal("completed", ended.GetProperty("status").GetString());
+            Assert.Equal((3, 3), (ended.GetProperty("request_counts").GetProperty("total").GetInt32(), ended.GetProperty("request_counts").GetProperty("completed").GetInt32()));
+            Assert.Equal(404, (await server.GetAsync("/v1/batches/batch_unanswered")).Status);
         }
         finally
         {

@@ -44,11 +44,11 @@ internal sealed partial class BatchFinalizer(IBatchStore store, ServerPaths path
                     }
                 }
 
-                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
-                timeout.CancelAfter(PollInterval);
+                using var timeout = new CancellationTokenSource(PollInterval, time);
+                using var wait = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken, timeout.Token);
                 try
                 {
-                    await _wake.Reader.ReadAsync(timeout.Token);
+                    await _wake.Reader.ReadAsync(wait.Token);
                 }
                 catch (OperationCanceledException) when (!stoppingToken.IsCancellationRequested)
                 {
