@@ -11,7 +11,8 @@ var result = scenario switch
     "rate-limit" => await RateLimitScenario.RunAsync(options),
     "faults" => await FaultScenario.RunAsync(options),
     "outage" => await OutageScenario.RunAsync(options),
-    _ => throw new ArgumentException($"Unknown scenario '{scenario}'. Scenarios: overhead, store, rate-limit, faults, outage."),
+    "status" => await StatusScenario.RunAsync(options),
+    _ => throw new ArgumentException($"Unknown scenario '{scenario}'. Scenarios: overhead, store, rate-limit, faults, outage, status."),
 };
 
 Console.WriteLine(JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }));
