@@ -190,4 +190,50 @@ public sealed class InlineBatchTests
         Assert.Equal(409, status);
         Assert.Contains("completed", error.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task RetryFailed_MakesALinkedBatchOfOnlyTheFailedRequests_Once()
+    {
+        await using var server = await RunningServer.StartAsync(new SimulatorOptions { ContextTokens = 10 });
+        var (_, created) = await server.PostAsync("/v1/batches", """
+            {"model":"m","metadata":{"job":"j"},"requests":[
+              {"custom_id":"short","prompt":"hi"},
+              {"custom_id":"long1","prompt":"a prompt that is far longer than the small context of this model"},
+              {"custom_id":"long2","body":{"messages":[{"role":"user","content":"another prompt far longer than the context allows"}],"max_tokens":7}}]}
+            """);
+        var id = created.GetProperty("id").GetString()!;
+        await server.WaitForEndAsync(id);
+
+        var (status, retry) = await server.PostAsync($"/v1/batches/{id}/retry_failed");
+        var (_, again) = await server.PostAsync($"/v1/batches/{id}/retry_failed");
+
+        Assert.Equal(200, status);
+        var retryId = retry.GetProperty("id").GetString()!;
+        Assert.NotEqual(id, retryId);
+        Assert.Equal(retryId, again.GetProperty("id").GetString());
+        Assert.Equal(2, retry.GetProperty("total_items").GetInt64());
+        Assert.Equal((id, "j"), (retry.GetProperty("metadata").GetProperty("retry_of").GetString(), retry.GetProperty("metadata").GetProperty("job").GetString()));
+        await server.WaitForEndAsync(retryId);
+        var (_, results) = await server.GetAsync($"/v1/batches/{retryId}/results");
+        Assert.Equal(["long1", "long2"], results.GetProperty("data").EnumerateArray().Select(r => r.GetProperty("custom_id").GetString()));
+        var (_, one) = await server.GetAsync($"/v1/batches/{retryId}/results/long2");
+        Assert.Equal(400, one.GetProperty("response").GetProperty("status_code").GetInt32());
+    }
+
+    [Fact]
+    public async Task RetryFailed_OfABatchWithoutFailures_OrStillRunning_IsRefused()
+    {
+        await using var server = await RunningServer.StartAsync(new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(5), RequestsPerMinute = 60 });
+        var (_, slow) = await server.PostAsync("/v1/batches", $$"""{"model":"m","requests":[{{string.Join(",", Enumerable.Range(0, 50).Select(i => $$"""{"custom_id":"r{{i}}","prompt":"p"}"""))}}]}""");
+        var (runningStatus, running) = await server.PostAsync($"/v1/batches/{slow.GetProperty("id").GetString()}/retry_failed");
+        await server.PostAsync($"/v1/batches/{slow.GetProperty("id").GetString()}/cancel");
+
+        Assert.Equal(409, runningStatus);
+        Assert.Equal("batch_not_ended", running.GetProperty("error").GetProperty("code").GetString());
+
+        var (_, quick) = await server.PostAsync("/v1/batches", """{"model":"m","requests":[{"custom_id":"only","prompt":"p"}]}""");
+        await server.WaitForEndAsync(quick.GetProperty("id").GetString()!);
+        var (cleanStatus, clean) = await server.PostAsync($"/v1/batches/{quick.GetProperty("id").GetString()}/retry_failed");
+        Assert.Equal((400, "nothing_to_retry"), (cleanStatus, clean.GetProperty("error").GetProperty("code").GetString()));
+    }
 }

@@ -122,6 +122,12 @@ public interface IBatchStore : IAsyncDisposable
 
     /// <summary>One item of the batch with its result, by custom id, or null.</summary>
     Task<ItemResult?> GetResultAsync(string batchId, string customId, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Streams the requests of the batch (line, custom id, model and the body sent upstream) whose
+    /// items are in one of <paramref name="states"/>, in input order, page by page.
+    /// </summary>
+    IAsyncEnumerable<ImportItem> ReadRequestsAsync(string batchId, IReadOnlyCollection<ItemState> states, CancellationToken cancellationToken);
 }
 
 /// <summary>What an accepted input was.</summary>

@@ -745,6 +745,45 @@ public sealed class SqliteBatchStore : IBatchStore
         return reader.Read() ? ReadResult(reader) : null;
     }
 
+    /// <inheritdoc />
+    public async IAsyncEnumerable<ImportItem> ReadRequestsAsync(string batchId, IReadOnlyCollection<ItemState> states, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        ArgumentNullException.ThrowIfNull(states);
+        var wanted = string.Join(", ", states.Select(state => (int)state));
+        var after = 0L;
+        var page = new List<ImportItem>(_options.ResultPageSize);
+        do
+        {
+            page.Clear();
+            await using (var connection = Open())
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = $"""
+                    SELECT i.line, i.custom_id, i.model, b.body
+                    FROM items i JOIN item_bodies b ON b.item_id = i.id
+                    WHERE i.batch_id = $batch AND i.line > $after AND i.state IN ({wanted})
+                    ORDER BY i.line
+                    LIMIT $limit
+                    """;
+                Bind(command, [("$batch", batchId), ("$after", after), ("$limit", _options.ResultPageSize)]);
+                using var reader = command.ExecuteReader();
+                while (reader.Read())
+                {
+                    page.Add(new ImportItem(reader.GetInt64(0), reader.GetString(1), reader.GetString(2), (byte[])reader.GetValue(3)));
+                }
+            }
+
+            foreach (var item in page)
+            {
+                yield return item;
+            }
+
+            after = page.Count > 0 ? page[^1].Line : after;
+        }
+        while (page.Count == _options.ResultPageSize);
+    }
+
     private const string ResultColumns = """
         SELECT i.line, i.custom_id, i.state, r.item_id, r.status_code, r.request_id, r.body,
             r.error_code, r.error_message, r.input_tokens, r.output_tokens

@@ -30,6 +30,7 @@ internal sealed class BatchesApi(ServerCore core)
             return Answer(await core.CancelAsync(batch, context.RequestAborted));
         });
         app.MapGet("/v1/batches/{id}/results", ResultsAsync);
+        app.MapPost("/v1/batches/{id}/retry_failed", RetryFailedAsync);
         app.MapGet("/v1/batches/{id}/results/{customId}", async (HttpContext context, string id, string customId) =>
         {
             var batch = await core.GetBatchAsync(Caller.Of(context), id, Door.OpenAI, context.RequestAborted);
@@ -119,6 +120,66 @@ internal sealed class BatchesApi(ServerCore core)
         {
             await InlineRequests.ConvertAsync(body.SpoolPath, linesPath, endpoint, model, core.Importers.MaxLineBytes, cancellationToken);
             return await core.CreateAndImportAsync(batch with { Endpoint = endpoint, Model = model, Priority = priority }, linesPath, endpoint, cancellationToken);
+        }
+        finally
+        {
+            File.Delete(linesPath);
+        }
+    }
+
+    /// <summary>
+    /// A new inline batch of the requests of an ended batch that failed or expired, with their
+    /// custom ids and bodies, linked by the metadata <c>retry_of</c>. Without an idempotency key
+    /// the original's id serves as one, so asking twice returns the same retry.
+    /// </summary>
+    private async Task<IResult> RetryFailedAsync(HttpContext context, string id)
+    {
+        var caller = Caller.Of(context);
+        var original = await core.GetBatchAsync(caller, id, Door.OpenAI, context.RequestAborted);
+        if (!original.HasEnded)
+        {
+            throw new ApiException(StatusCodes.Status409Conflict, $"Batch '{original.Id}' is {Words.Status(original)}; retry its failed requests once it has ended.", "batch_id", "batch_not_ended");
+        }
+
+        var linesPath = core.Paths.SpoolFile("retry-" + Guid.NewGuid().ToString("N") + ".jsonl");
+        try
+        {
+            var count = 0L;
+            await using (var lines = new FileStream(linesPath, FileMode.CreateNew, FileAccess.Write, FileShare.None, 64 * 1024, FileOptions.Asynchronous))
+            await using (var json = new Utf8JsonWriter(lines))
+            {
+                await foreach (var request in core.Store.ReadRequestsAsync(original.Id, [ItemState.Failed, ItemState.Expired], context.RequestAborted))
+                {
+                    json.WriteStartObject();
+                    json.WriteString("custom_id", request.CustomId);
+                    json.WriteString("method", "POST");
+                    json.WriteString("url", original.Endpoint);
+                    json.WritePropertyName("body");
+                    json.WriteRawValue(request.Body, skipInputValidation: true);
+                    json.WriteEndObject();
+                    await json.FlushAsync(context.RequestAborted);
+                    json.Reset();
+                    lines.WriteByte((byte)'\n');
+                    count++;
+                }
+            }
+
+            if (count == 0)
+            {
+                throw ApiException.BadRequest($"Batch '{original.Id}' has no failed or expired requests to retry.", "batch_id", "nothing_to_retry");
+            }
+
+            var metadata = new Dictionary<string, string>(original.Metadata, StringComparer.Ordinal) { ["retry_of"] = original.Id };
+            var retry = new NewBatch(BatchIds.NewBatchId(), null, original.Endpoint, original.Priority, Fields.Window(original.CompletionWindow))
+            {
+                Owner = caller.Owner,
+                Door = BatchDoor.Inline,
+                CompletionWindowText = original.CompletionWindow,
+                Metadata = metadata.Count <= Fields.MaxMetadataPairs ? metadata : original.Metadata,
+                Model = original.Model,
+                IdempotencyKey = Fields.IdempotencyKey(context.Request) ?? "retry_failed:" + original.Id,
+            };
+            return Answer(await core.CreateAndImportAsync(retry, linesPath, original.Endpoint, context.RequestAborted));
         }
         finally
         {

@@ -398,6 +398,22 @@ public abstract class BatchStoreContract : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Requests_AreReadBackByState_InInputOrder_WithTheirBodies()
+    {
+        await Store.CreateBatchAsync(new NewBatch("batch_r", null), Ct);
+        await Store.AddItemsAsync("batch_r", [.. Enumerable.Range(1, 5).Select(i => new ImportItem(i, $"c{i}", "m", Encoding.UTF8.GetBytes($"{{\"n\":{i}}}")))], Ct);
+        await Store.AcceptBatchAsync("batch_r", new AcceptedInput(InputFormat.OpenAI, "/v1/chat/completions", 5, null, 0), Ct);
+
+        var queued = await Store.ReadRequestsAsync("batch_r", [ItemState.Queued], Ct).ToListAsync(Ct);
+        var none = await Store.ReadRequestsAsync("batch_r", [ItemState.Failed], Ct).ToListAsync(Ct);
+
+        Assert.Equal(["c1", "c2", "c3", "c4", "c5"], queued.Select(r => r.CustomId));
+        Assert.Equal("{\"n\":3}", Encoding.UTF8.GetString(queued[2].Body));
+        Assert.Equal(3, queued[2].Line);
+        Assert.Empty(none);
+    }
+
+    [Fact]
     public async Task DeletingAFileNeverStored_SaysSo()
     {
         Assert.False(await Store.DeleteFileAsync("file-never", Ct));
