@@ -1,0 +1,202 @@
+using System.Net.Http.Headers;
+using System.Runtime.CompilerServices;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Shepherd.Client.Http;
+
+namespace Shepherd.Client.Backends;
+
+/// <summary>
+/// The OpenAI Batch API: requests travel as an uploaded JSONL file, results come back as the
+/// batch's output and error files, streamed line by line.
+/// </summary>
+internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options) : IBatchBackend
+{
+    protected const string DefaultEndpoint = "/v1/chat/completions";
+    private const int ListPageSize = 100;
+
+    protected ApiPipeline Pipeline => pipeline;
+
+    protected ShepherdClientOptions Options => options;
+
+    /// <summary>
+    /// True when the server recognizes a repeated create by its idempotency key, so a create whose
+    /// answer was lost may be sent again; the OpenAI API does not promise it.
+    /// </summary>
+    protected virtual bool HonoursIdempotencyKeys => false;
+
+    public virtual async Task<Batch> CreateAsync(NewBatch batch, string idempotencyKey, CancellationToken cancellationToken)
+    {
+        var endpoint = batch.Endpoint ?? DefaultEndpoint;
+        var path = Path.Combine(Path.GetTempPath(), "shepherd-client-" + Guid.NewGuid().ToString("N") + ".jsonl");
+        try
+        {
+            await using (var file = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 64 * 1024, FileOptions.Asynchronous))
+            {
+                foreach (var item in batch.Requests)
+                {
+                    var line = new JsonObject
+                    {
+                        ["custom_id"] = item.CustomId,
+                        ["method"] = "POST",
+                        ["url"] = endpoint,
+                        ["body"] = Requests.BodyOf(item, endpoint, batch.Model),
+                    };
+                    await file.WriteAsync(Encoding.UTF8.GetBytes(line.ToJsonString() + "\n"), cancellationToken);
+                }
+            }
+
+            var fileOptions = new FileBatchOptions { Endpoint = endpoint, Metadata = batch.Metadata, CompletionWindow = batch.CompletionWindow ?? "24h" };
+            return await CreateFromFileAsync(path, fileOptions, idempotencyKey, cancellationToken);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    public async Task<Batch> CreateFromFileAsync(string path, FileBatchOptions options, string idempotencyKey, CancellationToken cancellationToken)
+    {
+        var endpoint = options.Endpoint ?? await FirstUrlAsync(path, cancellationToken);
+        var file = await pipeline.SendJsonAsync(() =>
+        {
+            var form = new MultipartFormDataContent { { new StringContent("batch"), "purpose" } };
+            var content = new StreamContent(File.OpenRead(path));
+            content.Headers.ContentType = new MediaTypeHeaderValue("application/jsonl");
+            form.Add(content, "file", Path.GetFileName(path));
+            return pipeline.Request(HttpMethod.Post, "v1/files", form);
+        }, cancellationToken);
+        var body = new JsonObject
+        {
+            ["input_file_id"] = Wire.String(file, "id"),
+            ["endpoint"] = endpoint,
+            ["completion_window"] = options.CompletionWindow,
+        };
+        if (options.Metadata is { Count: > 0 } metadata)
+        {
+            body["metadata"] = new JsonObject(metadata.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)p.Value)));
+        }
+
+        return await PostBatchAsync("v1/batches", body.ToJsonString(), idempotencyKey, cancellationToken);
+    }
+
+    public async Task<Batch> GetAsync(string batchId, CancellationToken cancellationToken) =>
+        Wire.OpenAIBatch(await pipeline.SendJsonAsync(() => pipeline.Request(HttpMethod.Get, $"v1/batches/{Uri.EscapeDataString(batchId)}"), cancellationToken));
+
+    public async IAsyncEnumerable<Batch> ListAsync([EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        string? after = null;
+        while (true)
+        {
+            var query = $"v1/batches?limit={ListPageSize}" + (after is null ? "" : "&after=" + Uri.EscapeDataString(after));
+            var page = await pipeline.SendJsonAsync(() => pipeline.Request(HttpMethod.Get, query), cancellationToken);
+            foreach (var batch in page.GetProperty("data").EnumerateArray())
+            {
+                yield return Wire.OpenAIBatch(batch);
+            }
+
+            after = Wire.String(page, "last_id");
+            if (!page.TryGetProperty("has_more", out var more) || !more.GetBoolean() || after is null)
+            {
+                yield break;
+            }
+        }
+    }
+
+    public async Task<Batch> CancelAsync(string batchId, CancellationToken cancellationToken) =>
+        Wire.OpenAIBatch(await pipeline.SendJsonAsync(() => pipeline.Request(HttpMethod.Post, $"v1/batches/{Uri.EscapeDataString(batchId)}/cancel"), cancellationToken));
+
+    /// <summary>The output file's lines, then the error file's.</summary>
+    public virtual async IAsyncEnumerable<BatchResult> ResultsAsync(string batchId, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var batch = await GetAsync(batchId, cancellationToken);
+        foreach (var fileId in new[] { batch.OutputFileId, batch.ErrorFileId })
+        {
+            if (fileId is null)
+            {
+                continue;
+            }
+
+            await foreach (var line in pipeline.GetJsonLinesAsync($"v1/files/{Uri.EscapeDataString(fileId)}/content", cancellationToken))
+            {
+                yield return Wire.OpenAIResult(line);
+            }
+        }
+    }
+
+    public virtual async Task<BatchResult?> ResultAsync(string batchId, string customId, CancellationToken cancellationToken)
+    {
+        await foreach (var result in ResultsAsync(batchId, cancellationToken))
+        {
+            if (result.CustomId == customId)
+            {
+                return result;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>The failed lines of the batch's input file, uploaded again as a new batch.</summary>
+    public virtual async Task<Batch> RetryFailedAsync(string batchId, string idempotencyKey, CancellationToken cancellationToken)
+    {
+        var batch = await GetAsync(batchId, cancellationToken);
+        var failed = new HashSet<string>(StringComparer.Ordinal);
+        await foreach (var result in ResultsAsync(batchId, cancellationToken))
+        {
+            if (result.Status is ResultStatus.Failed or ResultStatus.Expired)
+            {
+                failed.Add(result.CustomId);
+            }
+        }
+
+        if (failed.Count == 0 || batch.InputFileId is null)
+        {
+            throw new InvalidOperationException($"Batch {batchId} has no failed requests to retry.");
+        }
+
+        var path = Path.Combine(Path.GetTempPath(), "shepherd-retry-" + Guid.NewGuid().ToString("N") + ".jsonl");
+        try
+        {
+            await using (var file = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 64 * 1024, FileOptions.Asynchronous))
+            {
+                await foreach (var line in pipeline.GetJsonLinesAsync($"v1/files/{Uri.EscapeDataString(batch.InputFileId)}/content", cancellationToken))
+                {
+                    if (Wire.String(line, "custom_id") is { } id && failed.Contains(id))
+                    {
+                        await file.WriteAsync(Encoding.UTF8.GetBytes(line.GetRawText() + "\n"), cancellationToken);
+                    }
+                }
+            }
+
+            var metadata = new Dictionary<string, string>(batch.Metadata, StringComparer.Ordinal) { ["retry_of"] = batchId };
+            return await CreateFromFileAsync(path, new FileBatchOptions { Endpoint = batch.Endpoint, Metadata = metadata }, idempotencyKey, cancellationToken);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    protected async Task<Batch> PostBatchAsync(string path, string json, string idempotencyKey, CancellationToken cancellationToken) =>
+        Wire.OpenAIBatch(await pipeline.SendJsonAsync(
+            () => pipeline.Request(HttpMethod.Post, path, new StringContent(json, Encoding.UTF8, "application/json"), idempotencyKey),
+            cancellationToken,
+            once: !HonoursIdempotencyKeys));
+
+    private static async Task<string> FirstUrlAsync(string path, CancellationToken cancellationToken)
+    {
+        using var reader = new StreamReader(path);
+        while (await reader.ReadLineAsync(cancellationToken) is { } line)
+        {
+            if (!string.IsNullOrWhiteSpace(line))
+            {
+                using var document = JsonDocument.Parse(line);
+                return Wire.String(document.RootElement, "url") ?? DefaultEndpoint;
+            }
+        }
+
+        throw new ArgumentException($"{path} holds no request.", nameof(path));
+    }
+}

@@ -1,0 +1,75 @@
+using System.Runtime.CompilerServices;
+using System.Text.Json.Nodes;
+using Shepherd.Client.Http;
+
+namespace Shepherd.Client.Backends;
+
+/// <summary>
+/// A Shepherd server: the OpenAI dialect, plus inline creates, paged results in input order,
+/// single results by custom id, and retries of failed requests made on the server.
+/// </summary>
+internal sealed class ShepherdBackend(ApiPipeline pipeline, ShepherdClientOptions options) : OpenAIBackend(pipeline, options)
+{
+    /// <inheritdoc />
+    protected override bool HonoursIdempotencyKeys => true;
+
+    public override Task<Batch> CreateAsync(NewBatch batch, string idempotencyKey, CancellationToken cancellationToken)
+    {
+        var body = new JsonObject
+        {
+            ["model"] = batch.Model,
+            ["endpoint"] = batch.Endpoint ?? DefaultEndpoint,
+            ["priority"] = batch.Priority.ToString().ToLowerInvariant(),
+            ["requests"] = new JsonArray([.. batch.Requests.Select(r => (JsonNode)(r.Body is { } given
+                ? new JsonObject { ["custom_id"] = r.CustomId, ["body"] = given.DeepClone() }
+                : new JsonObject { ["custom_id"] = r.CustomId, ["prompt"] = r.Prompt }))]),
+        };
+        if (batch.Metadata is { Count: > 0 } metadata)
+        {
+            body["metadata"] = new JsonObject(metadata.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)p.Value)));
+        }
+
+        if (batch.CompletionWindow is { } window)
+        {
+            body["completion_window"] = window;
+        }
+
+        return PostBatchAsync("v1/batches", body.ToJsonString(), idempotencyKey, cancellationToken);
+    }
+
+    public override async IAsyncEnumerable<BatchResult> ResultsAsync(string batchId, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var offset = 0L;
+        while (true)
+        {
+            var path = $"v1/batches/{Uri.EscapeDataString(batchId)}/results?offset={offset}&limit={Options.ResultsPageSize}";
+            var page = await Pipeline.SendJsonAsync(() => Pipeline.Request(HttpMethod.Get, path), cancellationToken);
+            foreach (var line in page.GetProperty("data").EnumerateArray())
+            {
+                offset++;
+                yield return Wire.OpenAIResult(line);
+            }
+
+            if (!page.GetProperty("has_more").GetBoolean())
+            {
+                yield break;
+            }
+        }
+    }
+
+    public override async Task<BatchResult?> ResultAsync(string batchId, string customId, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var path = $"v1/batches/{Uri.EscapeDataString(batchId)}/results/{Uri.EscapeDataString(customId)}";
+            return Wire.OpenAIResult(await Pipeline.SendJsonAsync(() => Pipeline.Request(HttpMethod.Get, path), cancellationToken));
+        }
+        catch (ShepherdApiException ex) when (ex.StatusCode == 404 && ex.Param == "custom_id")
+        {
+            return null;
+        }
+    }
+
+    public override Task<Batch> RetryFailedAsync(string batchId, string idempotencyKey, CancellationToken cancellationToken) =>
+        PostBatchAsync($"v1/batches/{Uri.EscapeDataString(batchId)}/retry_failed", "{}", idempotencyKey, cancellationToken);
+}

@@ -1,0 +1,151 @@
+namespace Shepherd.Client;
+
+/// <summary>Where a batch is in its life.</summary>
+public enum BatchStatus
+{
+    /// <summary>Its input is being checked.</summary>
+    Validating,
+
+    /// <summary>Its requests are being sent.</summary>
+    InProgress,
+
+    /// <summary>Every request has ended; its result files are being written.</summary>
+    Finalizing,
+
+    /// <summary>Every request has ended (some may have failed).</summary>
+    Completed,
+
+    /// <summary>Its input was refused; <see cref="Batch.Errors"/> says why. Nothing was sent.</summary>
+    Failed,
+
+    /// <summary>A cancel was asked for; requests in flight are still returning.</summary>
+    Cancelling,
+
+    /// <summary>Cancelled; what had finished keeps its result.</summary>
+    Cancelled,
+
+    /// <summary>Its completion window passed; what had finished keeps its result.</summary>
+    Expired,
+}
+
+/// <summary>The names the batch APIs give <see cref="BatchStatus"/> values.</summary>
+public static class BatchStatusNames
+{
+    private static readonly (BatchStatus Status, string Name)[] Names =
+    [
+        (BatchStatus.Validating, "validating"),
+        (BatchStatus.InProgress, "in_progress"),
+        (BatchStatus.Finalizing, "finalizing"),
+        (BatchStatus.Completed, "completed"),
+        (BatchStatus.Failed, "failed"),
+        (BatchStatus.Cancelling, "cancelling"),
+        (BatchStatus.Cancelled, "cancelled"),
+        (BatchStatus.Expired, "expired"),
+    ];
+
+    /// <summary>The status as the OpenAI and Shepherd APIs write it, such as <c>in_progress</c>.</summary>
+    public static string ToApiName(this BatchStatus status) => Names.First(n => n.Status == status).Name;
+
+    /// <summary>The status an API name stands for, or null for a name this client does not know.</summary>
+    public static BatchStatus? FromApiName(string? name) => Names.Where(n => n.Name == name).Select(n => (BatchStatus?)n.Status).FirstOrDefault();
+}
+
+/// <summary>A problem with a batch's input: what, and on which line.</summary>
+public sealed record BatchError(string Code, string Message, long? Line);
+
+/// <summary>A batch as the server last described it.</summary>
+public sealed record Batch
+{
+    /// <summary>The batch id, such as <c>batch_…</c>.</summary>
+    public required string Id { get; init; }
+
+    /// <summary>Where the batch is in its life.</summary>
+    public required BatchStatus Status { get; init; }
+
+    /// <summary>The url every request goes to, such as <c>/v1/chat/completions</c>.</summary>
+    public string? Endpoint { get; init; }
+
+    /// <summary>The batch's model, when it has one.</summary>
+    public string? Model { get; init; }
+
+    /// <summary>Requests in the batch.</summary>
+    public long Total { get; init; }
+
+    /// <summary>Requests that succeeded.</summary>
+    public long Succeeded { get; init; }
+
+    /// <summary>Requests that ended without an answer: failed, cancelled or expired.</summary>
+    public long Failed { get; init; }
+
+    /// <summary>Requests that have ended, however.</summary>
+    public long Finished => Succeeded + Failed;
+
+    /// <summary>Finished requests as a share of all, 0 to 100.</summary>
+    public double Percent => Total == 0 ? 0 : 100.0 * Finished / Total;
+
+    /// <summary>Prompt tokens of the answers so far.</summary>
+    public long InputTokens { get; init; }
+
+    /// <summary>Answer tokens so far.</summary>
+    public long OutputTokens { get; init; }
+
+    /// <summary>What the batch has cost so far, in US dollars (0 where the server does not price).</summary>
+    public decimal CostUsd { get; init; }
+
+    /// <summary>When the batch was created.</summary>
+    public DateTimeOffset CreatedAt { get; init; }
+
+    /// <summary>When sending began.</summary>
+    public DateTimeOffset? InProgressAt { get; init; }
+
+    /// <summary>When the batch ended (completed, failed, cancelled or expired).</summary>
+    public DateTimeOffset? EndedAt { get; init; }
+
+    /// <summary>When its completion window ends, if it has one.</summary>
+    public DateTimeOffset? ExpiresAt { get; init; }
+
+    /// <summary>The uploaded file the batch was made of, if any.</summary>
+    public string? InputFileId { get; init; }
+
+    /// <summary>The file of successful results, once the batch has ended.</summary>
+    public string? OutputFileId { get; init; }
+
+    /// <summary>The file of failed results, once the batch has ended.</summary>
+    public string? ErrorFileId { get; init; }
+
+    /// <summary>The metadata given at creation.</summary>
+    public IReadOnlyDictionary<string, string> Metadata { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>Why the input was refused, when the batch failed.</summary>
+    public IReadOnlyList<BatchError> Errors { get; init; } = [];
+
+    /// <summary>True once nothing more will happen to the batch.</summary>
+    public bool HasEnded => Status is BatchStatus.Completed or BatchStatus.Failed or BatchStatus.Cancelled or BatchStatus.Expired;
+}
+
+/// <summary>How a wait for a batch ended.</summary>
+/// <param name="Batch">The batch as last seen.</param>
+/// <param name="TimedOut">True when the wait gave up before the batch ended; the batch goes on.</param>
+public sealed record BatchCompletion(Batch Batch, bool TimedOut)
+{
+    /// <summary>True when the batch completed and every request succeeded.</summary>
+    public bool AllSucceeded => !TimedOut && Batch.Status == BatchStatus.Completed && Batch.Failed == 0;
+}
+
+/// <summary>Progress while waiting for a batch.</summary>
+/// <param name="Batch">The batch as just seen.</param>
+/// <param name="Eta">When the batch should end at the rate seen so far; null until there is a rate.</param>
+public sealed record BatchProgress(Batch Batch, TimeSpan? Eta)
+{
+    /// <summary>Requests that have ended.</summary>
+    public long Finished => Batch.Finished;
+
+    /// <summary>Requests in the batch.</summary>
+    public long Total => Batch.Total;
+
+    /// <summary>Ended requests as a share of all, 0 to 100.</summary>
+    public double Percent => Batch.Percent;
+
+    /// <summary>What the batch has cost so far, in US dollars.</summary>
+    public decimal CostUsd => Batch.CostUsd;
+}

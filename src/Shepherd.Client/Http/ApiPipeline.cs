@@ -1,0 +1,194 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Security.Cryptography;
+using System.Text.Json;
+
+namespace Shepherd.Client.Http;
+
+/// <summary>
+/// Sends the client's calls: authenticated, each try bounded by the request timeout, transient
+/// failures retried with jittered exponential backoff (a <c>retry-after</c> from the server
+/// wins when longer), behind a circuit breaker. Errors become <see cref="ShepherdApiException"/>.
+/// </summary>
+internal sealed class ApiPipeline : IDisposable
+{
+    private readonly ShepherdClientOptions _options;
+    private readonly HttpClient _http;
+    private readonly bool _ownsHttp;
+    private readonly CircuitBreaker _breaker;
+
+    public ApiPipeline(ShepherdClientOptions options, HttpClient? http)
+    {
+        _options = options;
+        _ownsHttp = http is null;
+        _http = http ?? new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) }) { Timeout = Timeout.InfiniteTimeSpan };
+        _breaker = new CircuitBreaker(options.BreakerFailures, options.BreakerDuration, options.TimeProvider);
+    }
+
+    /// <summary>
+    /// Sends the request <paramref name="build"/> makes (once per try) and returns the successful
+    /// response, which the caller disposes; with <paramref name="streamed"/> its body is not buffered.
+    /// A call that must not be repeated unless it surely was not carried out (a create the server
+    /// would not recognize again) is <paramref name="once"/>: it is retried only after answers that
+    /// say it was not taken (429, 503, 529).
+    /// </summary>
+    public async Task<HttpResponseMessage> SendAsync(Func<HttpRequestMessage> build, CancellationToken cancellationToken, bool streamed = false, bool once = false)
+    {
+        for (var attempt = 0; ; attempt++)
+        {
+            _breaker.Enter();
+            using var request = build();
+            Authorize(request);
+            using var timeout = new CancellationTokenSource(_options.RequestTimeout, _options.TimeProvider);
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+            ShepherdApiException failure;
+            TimeSpan? retryAfter = null;
+            try
+            {
+                var response = await _http.SendAsync(request, streamed ? HttpCompletionOption.ResponseHeadersRead : HttpCompletionOption.ResponseContentRead, linked.Token);
+                if (response.IsSuccessStatusCode)
+                {
+                    _breaker.Succeeded();
+                    return response;
+                }
+
+                using (response)
+                {
+                    failure = await ErrorOfAsync(request, response, cancellationToken);
+                    if (!IsTransient(response.StatusCode))
+                    {
+                        // The server is alive and said no: retrying would not change its mind.
+                        _breaker.Succeeded();
+                        throw failure;
+                    }
+
+                    retryAfter = RetryAfter(response);
+                }
+            }
+            catch (HttpRequestException ex)
+            {
+                failure = new ShepherdApiException($"{request.Method} {request.RequestUri?.AbsolutePath}: no answer ({ex.Message}).", null, "connection_failed", null, ex);
+            }
+            catch (OperationCanceledException ex) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                failure = new ShepherdApiException($"{request.Method} {request.RequestUri?.AbsolutePath}: no answer within {_options.RequestTimeout.TotalSeconds:0.#} s.", null, "timeout", null, ex);
+            }
+
+            if (failure.StatusCode != (int)HttpStatusCode.TooManyRequests)
+            {
+                // A rate limit is an answer from a live server; everything else counts against it.
+                _breaker.Failed();
+            }
+
+            if (attempt >= _options.MaxRetries || (once && failure.StatusCode is not (429 or 503 or 529)))
+            {
+                throw failure;
+            }
+
+            await Task.Delay(Backoff(attempt, retryAfter), _options.TimeProvider, cancellationToken);
+        }
+    }
+
+    /// <summary>Sends and parses the JSON answer.</summary>
+    public async Task<JsonElement> SendJsonAsync(Func<HttpRequestMessage> build, CancellationToken cancellationToken, bool once = false)
+    {
+        using var response = await SendAsync(build, cancellationToken, once: once);
+        await using var body = await response.Content.ReadAsStreamAsync(cancellationToken);
+        using var document = await JsonDocument.ParseAsync(body, default, cancellationToken);
+        return document.RootElement.Clone();
+    }
+
+    /// <summary>A request to <paramref name="path"/> (relative to the base url, such as <c>v1/batches</c>).</summary>
+    public HttpRequestMessage Request(HttpMethod method, string path, HttpContent? content = null, string? idempotencyKey = null)
+    {
+        var request = new HttpRequestMessage(method, new Uri(_options.BaseUrl, path)) { Content = content };
+        if (idempotencyKey is not null)
+        {
+            request.Headers.TryAddWithoutValidation("Idempotency-Key", idempotencyKey);
+        }
+
+        return request;
+    }
+
+    public void Dispose()
+    {
+        if (_ownsHttp)
+        {
+            _http.Dispose();
+        }
+    }
+
+    private void Authorize(HttpRequestMessage request)
+    {
+        if (_options.Api == BatchApi.Anthropic)
+        {
+            // Anthropic's own header; a Shepherd server accepts it as well.
+            request.Headers.TryAddWithoutValidation("anthropic-version", "2023-06-01");
+            if (_options.ApiKey is { Length: > 0 } anthropicKey)
+            {
+                request.Headers.TryAddWithoutValidation("x-api-key", anthropicKey);
+            }
+        }
+        else if (_options.ApiKey is { Length: > 0 } key)
+        {
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        }
+    }
+
+    /// <summary>Full jitter over an exponential ceiling, but never less than the server asked for.</summary>
+    private TimeSpan Backoff(int attempt, TimeSpan? retryAfter)
+    {
+        var ceiling = Math.Min(_options.RetryBaseDelay.TotalMilliseconds * Math.Pow(2, attempt), _options.RetryMaxDelay.TotalMilliseconds);
+        var jittered = TimeSpan.FromMilliseconds(ceiling * (0.5 + (RandomNumberGenerator.GetInt32(0, 1001) / 2000.0)));
+        return retryAfter is { } asked && asked > jittered ? (asked < _options.RetryMaxDelay ? asked : _options.RetryMaxDelay) : jittered;
+    }
+
+    private static bool IsTransient(HttpStatusCode status) =>
+        status is HttpStatusCode.RequestTimeout or HttpStatusCode.TooManyRequests
+        || (int)status == 425
+        || (int)status is 500 or 502 or 503 or 504 or 529;
+
+    private TimeSpan? RetryAfter(HttpResponseMessage response)
+    {
+        if (response.Headers.TryGetValues("retry-after-ms", out var ms)
+            && double.TryParse(ms.FirstOrDefault(), NumberStyles.Float, CultureInfo.InvariantCulture, out var milliseconds) && milliseconds >= 0)
+        {
+            return TimeSpan.FromMilliseconds(milliseconds);
+        }
+
+        return response.Headers.RetryAfter switch
+        {
+            { Delta: { } delta } => delta,
+            { Date: { } date } => date - _options.TimeProvider.GetUtcNow() is var wait && wait > TimeSpan.Zero ? wait : TimeSpan.Zero,
+            _ => null,
+        };
+    }
+
+    private static async Task<ShepherdApiException> ErrorOfAsync(HttpRequestMessage request, HttpResponseMessage response, CancellationToken cancellationToken)
+    {
+        var status = (int)response.StatusCode;
+        var text = await response.Content.ReadAsStringAsync(cancellationToken);
+        string? message = null, code = null, param = null;
+        try
+        {
+            using var document = JsonDocument.Parse(text);
+            if (document.RootElement.TryGetProperty("error", out var error) && error.ValueKind == JsonValueKind.Object)
+            {
+                message = Text(error, "message");
+                code = Text(error, "code") ?? Text(error, "type");
+                param = Text(error, "param");
+            }
+        }
+        catch (JsonException)
+        {
+            // Not a JSON envelope: the text itself says what went wrong.
+        }
+
+        message ??= text.Length > 300 ? text[..300] : text;
+        return new ShepherdApiException($"{request.Method} {request.RequestUri?.AbsolutePath} answered {status}: {message}", status, code, param);
+    }
+
+    private static string? Text(JsonElement element, string name) =>
+        element.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
+}

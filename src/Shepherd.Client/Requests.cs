@@ -1,0 +1,99 @@
+using System.Text.Json.Nodes;
+
+namespace Shepherd.Client;
+
+/// <summary>
+/// One request of a batch: a <see cref="Prompt"/> (a one-message chat request, or whatever the
+/// endpoint takes as its input), or a full <see cref="Body"/> as the endpoint expects it.
+/// </summary>
+public sealed record BatchItem
+{
+    private BatchItem(string customId, string? prompt, JsonObject? body)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(customId);
+        CustomId = customId;
+        Prompt = prompt;
+        Body = body;
+    }
+
+    /// <summary>The request's id within its batch; results carry it back.</summary>
+    public string CustomId { get; }
+
+    /// <summary>The prompt, for a request given as one.</summary>
+    public string? Prompt { get; }
+
+    /// <summary>The full body, for a request given as one.</summary>
+    public JsonObject? Body { get; }
+
+    /// <summary>A request of one prompt.</summary>
+    public static BatchItem FromPrompt(string customId, string prompt)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        return new BatchItem(customId, prompt, null);
+    }
+
+    /// <summary>A request with its full body, as the endpoint expects it.</summary>
+    public static BatchItem FromBody(string customId, JsonObject body)
+    {
+        ArgumentNullException.ThrowIfNull(body);
+        return new BatchItem(customId, null, body);
+    }
+}
+
+/// <summary>The order of a batch among others sharing a provider.</summary>
+public enum BatchPriority
+{
+    /// <summary>Sent after normal and high batches on the same provider.</summary>
+    Low,
+    /// <summary>The default.</summary>
+    Normal,
+    /// <summary>Sent before normal and low batches on the same provider.</summary>
+    High,
+}
+
+/// <summary>A batch to create.</summary>
+public sealed record NewBatch
+{
+    /// <summary>The requests, each with a custom id unique in the batch.</summary>
+    public required IReadOnlyList<BatchItem> Requests { get; init; }
+
+    /// <summary>The model of every request whose body names none.</summary>
+    public string? Model { get; init; }
+
+    /// <summary>
+    /// The url the requests go to.
+    /// <value>The default is <c>/v1/chat/completions</c> (<c>/v1/messages</c> on the Anthropic API).</value>
+    /// </summary>
+    public string? Endpoint { get; init; }
+
+    /// <summary>The order among batches sharing a provider.</summary>
+    public BatchPriority Priority { get; init; } = BatchPriority.Normal;
+
+    /// <summary>Up to 16 pairs, keys up to 64 characters, values up to 512.</summary>
+    public IReadOnlyDictionary<string, string>? Metadata { get; init; }
+
+    /// <summary>How long the batch may take, such as <c>24h</c>; unfinished requests then expire.</summary>
+    public string? CompletionWindow { get; init; }
+
+    /// <summary>Makes a create safe to repeat: the same key returns the first batch. One is made up when null.</summary>
+    public string? IdempotencyKey { get; init; }
+}
+
+/// <summary>How to create a batch from a JSONL file.</summary>
+public sealed record FileBatchOptions
+{
+    /// <summary>The url every line names; the default is the first line's url.</summary>
+    public string? Endpoint { get; init; }
+
+    /// <summary>Up to 16 pairs, keys up to 64 characters, values up to 512.</summary>
+    public IReadOnlyDictionary<string, string>? Metadata { get; init; }
+
+    /// <summary>
+    /// How long the batch may take.
+    /// <value>The default is <c>24h</c>.</value>
+    /// </summary>
+    public string CompletionWindow { get; init; } = "24h";
+
+    /// <summary>Makes the create safe to repeat; one is made up when null.</summary>
+    public string? IdempotencyKey { get; init; }
+}

@@ -1,0 +1,42 @@
+namespace Shepherd.Client;
+
+/// <summary>
+/// A call the server refused or could not answer: <see cref="StatusCode"/> is its HTTP status
+/// (null when no answer came, or the circuit breaker is open), the rest what the server said.
+/// </summary>
+public sealed class ShepherdApiException : Exception
+{
+    /// <summary>Creates an exception with no message.</summary>
+    public ShepherdApiException()
+    {
+    }
+
+    /// <summary>Creates an exception with a message.</summary>
+    public ShepherdApiException(string message)
+        : base(message)
+    {
+    }
+
+    /// <summary>Creates an exception with a message and its cause.</summary>
+    public ShepherdApiException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+    }
+
+    internal ShepherdApiException(string message, int? statusCode, string? errorCode, string? param, Exception? innerException = null)
+        : base(message, innerException)
+    {
+        StatusCode = statusCode;
+        ErrorCode = errorCode;
+        Param = param;
+    }
+
+    /// <summary>The HTTP status; null when the server gave no answer.</summary>
+    public int? StatusCode { get; }
+
+    /// <summary>The server's error code or type, such as <c>invalid_request_error</c>.</summary>
+    public string? ErrorCode { get; }
+
+    /// <summary>The field the error is about, such as <c>requests[3]</c>.</summary>
+    public string? Param { get; }
+}

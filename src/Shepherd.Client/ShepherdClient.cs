@@ -1,0 +1,241 @@
+using System.Runtime.CompilerServices;
+using System.Security.Cryptography;
+using System.Text.Json;
+using Shepherd.Client.Backends;
+using Shepherd.Client.Http;
+
+namespace Shepherd.Client;
+
+/// <summary>
+/// Batch work from C#: create a batch (inline or from a JSONL file), wait for it with progress,
+/// stream its results with constant memory, retry what failed. Speaks to a Shepherd server, or
+/// with the same calls to the OpenAI or Anthropic batch API (<see cref="ShepherdClientOptions.Api"/>).
+/// Its own calls are retried on transient failures (honouring <c>retry-after</c>) behind a
+/// circuit breaker, and every create carries an idempotency key, so a retried create never makes
+/// a second batch. Thread-safe.
+/// </summary>
+public sealed class ShepherdClient : IDisposable
+{
+    private readonly ApiPipeline _pipeline;
+    private readonly IBatchBackend _backend;
+
+    /// <summary>Creates a client; <paramref name="http"/> (for example from IHttpClientFactory) is used as given and not disposed.</summary>
+    public ShepherdClient(ShepherdClientOptions options, HttpClient? http = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        Options = options.Validated();
+        _pipeline = new ApiPipeline(Options, http);
+        _backend = Options.Api switch
+        {
+            BatchApi.OpenAI => new OpenAIBackend(_pipeline, Options),
+            BatchApi.Anthropic => new AnthropicBackend(_pipeline, Options),
+            _ => new ShepherdBackend(_pipeline, Options),
+        };
+    }
+
+    /// <summary>The checked options the client runs with.</summary>
+    public ShepherdClientOptions Options { get; }
+
+    /// <summary>Creates a batch of the requests in <paramref name="batch"/>.</summary>
+    public Task<Batch> CreateBatchAsync(NewBatch batch, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        if (batch.Requests.Count == 0)
+        {
+            throw new ArgumentException("A batch needs at least one request.", nameof(batch));
+        }
+
+        return _backend.CreateAsync(batch, batch.IdempotencyKey ?? NewIdempotencyKey(), cancellationToken);
+    }
+
+    /// <summary>
+    /// Creates a batch of the JSONL batch file at <paramref name="path"/>, streamed: uploaded as a
+    /// file to a Shepherd server or the OpenAI API, sent as the create's body to the Anthropic API.
+    /// </summary>
+    public Task<Batch> CreateBatchFromFileAsync(string path, FileBatchOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        if (!File.Exists(path))
+        {
+            throw new FileNotFoundException($"There is no file {path}.", path);
+        }
+
+        options ??= new FileBatchOptions();
+        return _backend.CreateFromFileAsync(path, options, options.IdempotencyKey ?? NewIdempotencyKey(), cancellationToken);
+    }
+
+    /// <summary>The batch as the server describes it now.</summary>
+    public Task<Batch> GetBatchAsync(string batchId, CancellationToken cancellationToken = default) =>
+        _backend.GetAsync(Checked(batchId), cancellationToken);
+
+    /// <summary>Every batch the key can see, newest first; pages are fetched as the enumeration goes.</summary>
+    public IAsyncEnumerable<Batch> ListBatchesAsync(CancellationToken cancellationToken = default) => _backend.ListAsync(cancellationToken);
+
+    /// <summary>Cancels a batch: nothing more is sent, and what finished keeps its result.</summary>
+    public Task<Batch> CancelBatchAsync(string batchId, CancellationToken cancellationToken = default) =>
+        _backend.CancelAsync(Checked(batchId), cancellationToken);
+
+    /// <summary>A handle on the batch <paramref name="batchId"/>, for example one created by another process.</summary>
+    public BatchHandle Batch(string batchId) => new(this, Checked(batchId));
+
+    /// <summary>
+    /// Waits until the batch has ended (completed, failed, cancelled or expired), looking at it
+    /// after <see cref="ShepherdClientOptions.PollInitialDelay"/>, then less and less often (by
+    /// <see cref="ShepherdClientOptions.PollGrowth"/>, up to <see cref="ShepherdClientOptions.PollMaxDelay"/>),
+    /// and reporting each look to <paramref name="progress"/>. Without a <paramref name="timeout"/>
+    /// it waits <see cref="DefaultTimeout"/>. A timeout only stops the waiting: the batch goes on.
+    /// </summary>
+    public async Task<BatchCompletion> WaitForCompletionAsync(
+        string batchId,
+        IProgress<BatchProgress>? progress = null,
+        TimeSpan? timeout = null,
+        CancellationToken cancellationToken = default)
+    {
+        var time = Options.TimeProvider;
+        var batch = await GetBatchAsync(batchId, cancellationToken);
+        var started = time.GetUtcNow();
+        var deadline = started + (timeout ?? DefaultTimeout(batch));
+        var first = (At: started, batch.Finished);
+        var delay = Options.PollInitialDelay;
+        while (true)
+        {
+            progress?.Report(new BatchProgress(batch, Eta(first, batch, time.GetUtcNow())));
+            if (batch.HasEnded)
+            {
+                return new BatchCompletion(batch, TimedOut: false);
+            }
+
+            var left = deadline - time.GetUtcNow();
+            if (left <= TimeSpan.Zero)
+            {
+                return new BatchCompletion(batch, TimedOut: true);
+            }
+
+            await Task.Delay(delay < left ? delay : left, time, cancellationToken);
+            delay = TimeSpan.FromTicks(Math.Min((long)(delay.Ticks * Options.PollGrowth), Options.PollMaxDelay.Ticks));
+            batch = await GetBatchAsync(batchId, cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// How long <see cref="WaitForCompletionAsync"/> waits without a timeout: 10 minutes plus half a
+    /// second per request, and no longer than the batch's completion window (plus 10 minutes).
+    /// </summary>
+    public TimeSpan DefaultTimeout(Batch batch)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        var bySize = TimeSpan.FromMinutes(10) + TimeSpan.FromSeconds(batch.Total * 0.5);
+        if (batch.ExpiresAt is { } expires)
+        {
+            var byWindow = expires - Options.TimeProvider.GetUtcNow() + TimeSpan.FromMinutes(10);
+            return byWindow < bySize ? byWindow : bySize;
+        }
+
+        return bySize;
+    }
+
+    /// <summary>
+    /// The results, streamed a page at a time: memory stays flat however large the batch. A
+    /// Shepherd server gives them in input order; the OpenAI API gives the successes first.
+    /// </summary>
+    public IAsyncEnumerable<BatchResult> GetResultsAsync(string batchId, CancellationToken cancellationToken = default) =>
+        _backend.ResultsAsync(Checked(batchId), cancellationToken);
+
+    /// <summary>The result of one request, or null when the batch has no such custom id.</summary>
+    public Task<BatchResult?> GetResultAsync(string batchId, string customId, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(customId);
+        return _backend.ResultAsync(Checked(batchId), customId, cancellationToken);
+    }
+
+    /// <summary>Writes every result line to <paramref name="path"/> (JSONL), streamed; returns the number of lines.</summary>
+    public async Task<long> ExportResultsAsync(string batchId, string path, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        var partial = path + ".partial";
+        long lines = 0;
+        await using (var output = new FileStream(partial, FileMode.Create, FileAccess.Write, FileShare.None, 64 * 1024, FileOptions.Asynchronous))
+        await using (var json = new Utf8JsonWriter(output))
+        {
+            await foreach (var result in GetResultsAsync(batchId, cancellationToken))
+            {
+                result.Line.WriteTo(json);
+                await json.FlushAsync(cancellationToken);
+                json.Reset();
+                output.WriteByte((byte)'\n');
+                lines++;
+            }
+        }
+
+        // The file appears whole or not at all.
+        File.Move(partial, path, overwrite: true);
+        return lines;
+    }
+
+    /// <summary>
+    /// Creates a batch of the requests that failed or expired in <paramref name="batchId"/>, with
+    /// the same custom ids and bodies, linked to it by the metadata <c>retry_of</c>. Asking twice
+    /// returns the same retry batch.
+    /// </summary>
+    public Task<Batch> RetryFailedAsync(string batchId, CancellationToken cancellationToken = default) =>
+        _backend.RetryFailedAsync(Checked(batchId), "retry-of-" + batchId, cancellationToken);
+
+    /// <summary>Releases the HTTP client, when the client made its own.</summary>
+    public void Dispose() => _pipeline.Dispose();
+
+    private static TimeSpan? Eta((DateTimeOffset At, long Finished) first, Batch batch, DateTimeOffset now)
+    {
+        var done = batch.Finished - first.Finished;
+        if (batch.HasEnded)
+        {
+            return TimeSpan.Zero;
+        }
+
+        return done <= 0 || now <= first.At ? null : (now - first.At) / done * (batch.Total - batch.Finished);
+    }
+
+    private static string Checked(string batchId, [CallerArgumentExpression(nameof(batchId))] string? name = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(batchId, name);
+        return batchId;
+    }
+
+    private static string NewIdempotencyKey() => "shepherd-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
+}
+
+/// <summary>A batch known by its id: rebuilt from the id alone, in any process.</summary>
+public sealed class BatchHandle
+{
+    private readonly ShepherdClient _client;
+
+    internal BatchHandle(ShepherdClient client, string id)
+    {
+        _client = client;
+        Id = id;
+    }
+
+    /// <summary>The batch id.</summary>
+    public string Id { get; }
+
+    /// <summary>The batch as the server describes it now.</summary>
+    public Task<Batch> GetAsync(CancellationToken cancellationToken = default) => _client.GetBatchAsync(Id, cancellationToken);
+
+    /// <summary>Waits for the batch to end; see <see cref="ShepherdClient.WaitForCompletionAsync"/>.</summary>
+    public Task<BatchCompletion> WaitAsync(IProgress<BatchProgress>? progress = null, TimeSpan? timeout = null, CancellationToken cancellationToken = default) =>
+        _client.WaitForCompletionAsync(Id, progress, timeout, cancellationToken);
+
+    /// <summary>The results, streamed.</summary>
+    public IAsyncEnumerable<BatchResult> ResultsAsync(CancellationToken cancellationToken = default) => _client.GetResultsAsync(Id, cancellationToken);
+
+    /// <summary>Writes the results to a JSONL file, streamed.</summary>
+    public Task<long> ExportResultsAsync(string path, CancellationToken cancellationToken = default) => _client.ExportResultsAsync(Id, path, cancellationToken);
+
+    /// <summary>Cancels the batch.</summary>
+    public Task<Batch> CancelAsync(CancellationToken cancellationToken = default) => _client.CancelBatchAsync(Id, cancellationToken);
+
+    /// <summary>A new batch of the requests that failed.</summary>
+    public Task<Batch> RetryFailedAsync(CancellationToken cancellationToken = default) => _client.RetryFailedAsync(Id, cancellationToken);
+
+    /// <summary>The batch id.</summary>
+    public override string ToString() => Id;
+}

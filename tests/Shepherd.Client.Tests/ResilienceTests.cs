@@ -1,0 +1,153 @@
+using System.Net;
+using Microsoft.Extensions.Time.Testing;
+using Shepherd.Testing;
+
+namespace Shepherd.Client.Tests;
+
+/// <summary>Waiting, retries and the breaker on a fake clock, against scripted answers.</summary>
+public sealed class ResilienceTests
+{
+    private static readonly DateTimeOffset Start = DateTimeOffset.Parse("2026-11-29T12:00:00Z", System.Globalization.CultureInfo.InvariantCulture);
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private static string BatchJson(string status, long completed, long total = 100) =>
+        $$"""{"id":"batch_1","object":"batch","status":"{{status}}","request_counts":{"total":{{total}},"completed":{{completed}},"failed":0},"created_at":1795953600,"expires_at":null}""";
+
+    private static (ShepherdClient Client, ScriptedHandler Handler, List<TimeSpan> Times) Scripted(FakeTimeProvider time, Action<ShepherdClientOptions>? tune, params Func<HttpRequestMessage, CancellationToken, Task<HttpResponseMessage>>[] script)
+    {
+        var times = new List<TimeSpan>();
+        var handler = new ScriptedHandler([.. script.Select(step => (Func<HttpRequestMessage, CancellationToken, Task<HttpResponseMessage>>)((request, ct) =>
+        {
+            lock (times)
+            {
+                times.Add(time.GetUtcNow() - Start);
+            }
+
+            return step(request, ct);
+        }))]);
+        var options = new ShepherdClientOptions { BaseUrl = new Uri("http://shepherd.test"), ApiKey = "k", TimeProvider = time, RetryBaseDelay = TimeSpan.FromMilliseconds(100) };
+        tune?.Invoke(options);
+        return (new ShepherdClient(options, new HttpClient(handler)), handler, times);
+    }
+
+    private static Func<HttpRequestMessage, CancellationToken, Task<HttpResponseMessage>> Answer(string json) => ScriptedHandler.Json(HttpStatusCode.OK, json);
+
+    [Fact]
+    public async Task Waiting_PollsFrom2Seconds_Growing1Point5Times_AndReportsProgressWithAnEta()
+    {
+        var time = new FakeTimeProvider(Start);
+        var (client, _, times) = Scripted(time, null,
+            Answer(BatchJson("in_progress", 0)), Answer(BatchJson("in_progress", 10)), Answer(BatchJson("in_progress", 30)),
+            Answer(BatchJson("in_progress", 60)), Answer(BatchJson("in_progress", 90)), Answer(BatchJson("completed", 100)));
+        using var _ = client;
+        var reports = new List<BatchProgress>();
+
+        var wait = client.WaitForCompletionAsync("batch_1", new SynchronousProgress<BatchProgress>(reports.Add), cancellationToken: Ct);
+        await time.RunUntilAsync(wait, TimeSpan.FromMilliseconds(125));
+        var done = await wait;
+
+        Assert.Equal([0, 2, 5, 9.5, 16.25, 26.375], times.Select(t => t.TotalSeconds));
+        Assert.Equal((BatchStatus.Completed, false), (done.Batch.Status, done.TimedOut));
+        Assert.Equal([0, 10, 30, 60, 90, 100], reports.Select(r => r.Percent));
+        Assert.Null(reports[0].Eta);
+        Assert.Equal(TimeSpan.FromSeconds(18), reports[1].Eta);
+        Assert.Equal(TimeSpan.Zero, reports[^1].Eta);
+    }
+
+    [Fact]
+    public async Task ATimeout_StopsOnlyTheWaiting_NotTheBatch()
+    {
+        var time = new FakeTimeProvider(Start);
+        var (client, handler, times) = Scripted(time, null, Answer(BatchJson("in_progress", 5)));
+        using var _ = client;
+
+        var wait = client.WaitForCompletionAsync("batch_1", timeout: TimeSpan.FromSeconds(10), cancellationToken: Ct);
+        await time.RunUntilAsync(wait, TimeSpan.FromMilliseconds(125));
+        var done = await wait;
+
+        Assert.True(done.TimedOut);
+        Assert.Equal(BatchStatus.InProgress, done.Batch.Status);
+        Assert.Equal([0, 2, 5, 9.5, 10], times.Select(t => t.TotalSeconds));
+        Assert.All(handler.Received, r => Assert.Equal(HttpMethod.Get, r.Request.Method));
+    }
+
+    [Fact]
+    public void TheDefaultTimeout_GrowsWithTheBatch_AndEndsWithItsWindow()
+    {
+        var time = new FakeTimeProvider(Start);
+        using var client = new ShepherdClient(new ShepherdClientOptions { BaseUrl = new Uri("http://shepherd.test"), TimeProvider = time });
+
+        Assert.Equal(TimeSpan.FromMinutes(10) + TimeSpan.FromSeconds(500), client.DefaultTimeout(new Batch { Id = "b", Status = BatchStatus.InProgress, Total = 1000 }));
+        Assert.Equal(TimeSpan.FromMinutes(70), client.DefaultTimeout(new Batch { Id = "b", Status = BatchStatus.InProgress, Total = 1_000_000, ExpiresAt = Start.AddHours(1) }));
+    }
+
+    [Fact]
+    public async Task ATransientFailure_IsRetried_AfterTheServersRetryAfter()
+    {
+        var time = new FakeTimeProvider(Start);
+        var (client, _, times) = Scripted(time, null,
+            ScriptedHandler.Json(HttpStatusCode.ServiceUnavailable, """{"error":{"message":"busy","type":"server_error","param":null,"code":null}}""", ("retry-after", "3")),
+            Answer(BatchJson("in_progress", 1)));
+        using var _ = client;
+
+        var get = client.GetBatchAsync("batch_1", Ct);
+        await time.RunUntilAsync(get, TimeSpan.FromMilliseconds(125));
+
+        Assert.Equal(1, (await get).Succeeded);
+        Assert.Equal([0, 3], times.Select(t => t.TotalSeconds));
+    }
+
+    [Fact]
+    public async Task ARefusal_IsNotRetried_AndSaysWhatTheServerSaid()
+    {
+        var time = new FakeTimeProvider(Start);
+        var (client, handler, _) = Scripted(time, null,
+            ScriptedHandler.Json(HttpStatusCode.BadRequest, """{"error":{"message":"requests[3]: custom_id is missing","type":"invalid_request_error","param":"requests[3]","code":"missing_custom_id"}}"""));
+        using var _ = client;
+
+        var error = await Assert.ThrowsAsync<ShepherdApiException>(() => client.GetBatchAsync("batch_1", Ct));
+
+        Assert.Equal((400, "missing_custom_id", "requests[3]"), (error.StatusCode, error.ErrorCode, error.Param));
+        Assert.Contains("custom_id is missing", error.Message, StringComparison.Ordinal);
+        Assert.Single(handler.Received);
+    }
+
+    [Fact]
+    public async Task TheBreaker_HoldsCallsBackAfterFailures_ThenLetsATrialThrough()
+    {
+        var time = new FakeTimeProvider(Start);
+        var failure = ScriptedHandler.Json(HttpStatusCode.InternalServerError, """{"error":{"message":"down","type":"server_error","param":null,"code":null}}""");
+        var (client, handler, _) = Scripted(time, o => (o.MaxRetries, o.BreakerFailures, o.BreakerDuration) = (0, 2, TimeSpan.FromSeconds(10)),
+            failure, failure, Answer(BatchJson("in_progress", 1)));
+        using var _ = client;
+
+        Assert.Equal(500, (await Assert.ThrowsAsync<ShepherdApiException>(() => client.GetBatchAsync("batch_1", Ct))).StatusCode);
+        Assert.Equal(500, (await Assert.ThrowsAsync<ShepherdApiException>(() => client.GetBatchAsync("batch_1", Ct))).StatusCode);
+        var held = await Assert.ThrowsAsync<ShepherdApiException>(() => client.GetBatchAsync("batch_1", Ct));
+        var sentWhileOpen = handler.Received.Count;
+        time.Advance(TimeSpan.FromSeconds(10));
+        var trial = await client.GetBatchAsync("batch_1", Ct);
+        var after = await client.GetBatchAsync("batch_1", Ct);
+
+        Assert.Equal(("circuit_open", (int?)null), (held.ErrorCode, held.StatusCode));
+        Assert.Equal(2, sentWhileOpen);
+        Assert.Equal((1, 1), (trial.Succeeded, after.Succeeded));
+    }
+
+    [Fact]
+    public async Task RateLimits_DoNotOpenTheBreaker()
+    {
+        var time = new FakeTimeProvider(Start);
+        var limited = ScriptedHandler.Json(HttpStatusCode.TooManyRequests, """{"error":{"message":"slow down","type":"rate_limit_exceeded","param":null,"code":null}}""");
+        var (client, handler, _) = Scripted(time, o => (o.MaxRetries, o.BreakerFailures) = (0, 1), limited, limited, limited);
+        using var _ = client;
+
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.Equal(429, (await Assert.ThrowsAsync<ShepherdApiException>(() => client.GetBatchAsync("batch_1", Ct))).StatusCode);
+        }
+
+        Assert.Equal(3, handler.Received.Count);
+    }
+}
