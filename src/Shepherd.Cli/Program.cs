@@ -8,6 +8,12 @@ var root = new RootCommand("Shepherd: a durable batch engine for LLM APIs")
     RunCommand.Create(),
     ServeCommand.Create(),
     SimulateCommand.Create(),
+    SubmitCommand.Create(),
+    StatusCommand.Create(),
+    WaitCommand.Create(),
+    ResultsCommand.Create(),
+    CancelCommand.Create(),
+    ListCommand.Create(),
 };
 
 var parse = root.Parse(args);

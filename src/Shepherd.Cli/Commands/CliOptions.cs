@@ -40,6 +40,19 @@ internal static class CliOptions
         return option;
     }
 
+    public static Option<double?> OptionalSeconds(string name, string description, double min)
+    {
+        var option = new Option<double?>(name) { Description = description };
+        option.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<double?>() is { } value && (!double.IsFinite(value) || value < min))
+            {
+                result.AddError($"{name} must be a number of seconds of at least {min}; got {value}.");
+            }
+        });
+        return option;
+    }
+
     public static Option<double> Share(string name, string description)
     {
         var option = new Option<double>(name) { Description = description };

@@ -15,6 +15,9 @@ internal static class ExitCodes
     /// <summary>The batch finished, but some requests failed; they are in the errors file.</summary>
     public const int SomeFailed = 3;
 
+    /// <summary>A wait gave up (<c>--timeout</c>) before the batch ended; the batch goes on on the server.</summary>
+    public const int StillRunning = 4;
+
     /// <summary>Interrupted (Ctrl+C); running the same command again resumes.</summary>
     public const int Interrupted = 130;
 }

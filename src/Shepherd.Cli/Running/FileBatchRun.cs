@@ -281,12 +281,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         _ => "completed",
     };
 
-    private ProgressMode ResolveProgressMode() => settings.Progress switch
-    {
-        ProgressMode.Auto when settings.Json => ProgressMode.Plain,
-        ProgressMode.Auto => console.Profile.Capabilities.Interactive && !Console.IsOutputRedirected ? ProgressMode.Live : ProgressMode.Plain,
-        var chosen => chosen,
-    };
+    private ProgressMode ResolveProgressMode() => ProgressDisplay.Resolve(settings.Progress, settings.Json, console);
 
     private (string Output, string Errors) OutputPaths(string input)
     {

@@ -7,7 +7,16 @@ namespace Shepherd.Cli.Running;
 internal readonly record struct ProgressSample(long Total, long Succeeded, long Failed, long InputTokens, long OutputTokens, long InFlight, long Retries)
 {
     public long Finished => Succeeded + Failed;
+
+    /// <summary>What a server says of a batch watched from afar; null for a batch sent from here, whose rate is measured here.</summary>
+    public RemoteFigures? Remote { get; init; }
 }
+
+/// <summary>A remote batch's figures, as the client reports them while waiting: its status, its cost, and the ETA at the rate seen so far.</summary>
+/// <param name="Status">The status as the API spells it.</param>
+/// <param name="CostUsd">The cost so far.</param>
+/// <param name="Eta">The time left at the rate seen so far; null until there is a rate.</param>
+internal sealed record RemoteFigures(string Status, decimal CostUsd, TimeSpan? Eta);
 
 /// <summary>
 /// Shows a running batch: a live bar (done, failed, requests/s, tokens, ETA) on a terminal, or
@@ -18,6 +27,17 @@ internal sealed class ProgressDisplay(IAnsiConsole console, TextWriter plain, Pr
     private static readonly TimeSpan LiveInterval = TimeSpan.FromMilliseconds(250);
     private static readonly TimeSpan PlainInterval = TimeSpan.FromSeconds(5);
     private static readonly TimeSpan RateWindow = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// <see cref="ProgressMode.Auto"/> made concrete: a live bar on an interactive terminal, plain
+    /// lines when stdout is a file or a pipe or carries <c>--json</c> (the lines then go to stderr).
+    /// </summary>
+    public static ProgressMode Resolve(ProgressMode chosen, bool json, IAnsiConsole console) => chosen switch
+    {
+        ProgressMode.Auto when json => ProgressMode.Plain,
+        ProgressMode.Auto => console.Profile.Capabilities.Interactive && !Console.IsOutputRedirected ? ProgressMode.Live : ProgressMode.Plain,
+        _ => chosen,
+    };
 
     /// <summary>Shows progress until <paramref name="work"/> ends, reading it with <paramref name="sample"/>.</summary>
     public async Task ShowAsync(string label, Task work, Func<Task<ProgressSample>> sample)
@@ -35,7 +55,8 @@ internal sealed class ProgressDisplay(IAnsiConsole console, TextWriter plain, Pr
                     .Columns(new ProgressBarColumn { Width = 20 }, new PercentageColumn(), new TaskDescriptionColumn { Alignment = Justify.Left }, new SpinnerColumn())
                     .StartAsync(async context =>
                     {
-                        var task = context.AddTask("");
+                        // Spectre refuses an empty name; the description below replaces it at once.
+                        var task = context.AddTask(Markup.Escape(label));
                         while (true)
                         {
                             var now = await sample();
@@ -56,7 +77,8 @@ internal sealed class ProgressDisplay(IAnsiConsole console, TextWriter plain, Pr
                 {
                     await Task.WhenAny(work, Task.Delay(PlainInterval, time));
                     var now = await sample();
-                    var percent = now.Total == 0 ? 100 : 100.0 * now.Finished / now.Total;
+                    // A remote batch still validating has no requests counted yet: it is at the start, not the end.
+                    var percent = now.Total == 0 ? (now.Remote is null ? 100 : 0) : 100.0 * now.Finished / now.Total;
                     await plain.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
                         $"[{percent,5:0.0}%] {label}  {Describe(now, meter.Add(time.GetTimestamp(), now.Finished), compact: false)}"));
                     await plain.FlushAsync();
@@ -80,6 +102,11 @@ internal sealed class ProgressDisplay(IAnsiConsole console, TextWriter plain, Pr
 
     private static string Describe(ProgressSample now, double rate, bool compact)
     {
+        if (now.Remote is { } remote)
+        {
+            return DescribeRemote(now, remote, compact);
+        }
+
         var remaining = now.Total - now.Finished;
         var eta = rate > 0 && remaining > 0 ? FormatDuration(TimeSpan.FromSeconds(remaining / rate)) : remaining == 0 ? "0s" : "–";
         var tokens = FormatCount(now.InputTokens + now.OutputTokens);
@@ -87,6 +114,18 @@ internal sealed class ProgressDisplay(IAnsiConsole console, TextWriter plain, Pr
             ? string.Create(CultureInfo.InvariantCulture, $"{now.Finished:N0}/{now.Total:N0} · {now.Failed:N0} failed · {rate:0} req/s · {tokens} tok · ETA {eta}")
             : string.Create(CultureInfo.InvariantCulture,
                 $"{now.Finished:N0}/{now.Total:N0} done · {now.Failed:N0} failed · {rate:0.0} req/s · {tokens} tokens · {now.InFlight} in flight · {now.Retries:N0} retries · ETA {eta}");
+    }
+
+    /// <summary>A batch on a server: the ETA is the client's, the cost the server's, and in-flight requests and retries are not known here.</summary>
+    private static string DescribeRemote(ProgressSample now, RemoteFigures remote, bool compact)
+    {
+        var eta = remote.Eta is { } left ? FormatDuration(left) : now.Total > 0 && now.Finished == now.Total ? "0s" : "–";
+        var tokens = FormatCount(now.InputTokens + now.OutputTokens);
+        var cost = string.Create(CultureInfo.InvariantCulture, $"${remote.CostUsd:0.00##}");
+        return compact
+            ? string.Create(CultureInfo.InvariantCulture, $"{now.Finished:N0}/{now.Total:N0} · {now.Failed:N0} failed · {tokens} tok · {cost} · ETA {eta}")
+            : string.Create(CultureInfo.InvariantCulture,
+                $"{remote.Status} · {now.Finished:N0}/{now.Total:N0} done · {now.Failed:N0} failed · {tokens} tokens · {cost} · ETA {eta}");
     }
 
     public static string FormatCount(long count) => count switch

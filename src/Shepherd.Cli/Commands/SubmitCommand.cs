@@ -1,0 +1,123 @@
+using System.CommandLine;
+using System.Text.Json;
+using Shepherd.Cli.Running;
+using Shepherd.Client;
+
+namespace Shepherd.Cli.Commands;
+
+/// <summary><c>shepherd submit FILE</c>: uploads a JSONL file to a Shepherd server and creates a batch of it; with <c>--wait</c>, waits for it.</summary>
+internal static class SubmitCommand
+{
+    public static Command Create()
+    {
+        var file = new Argument<FileInfo>("file") { Description = "The batch: OpenAI lines (custom_id, method, url, body), one JSON object per line" };
+        file.AcceptExistingOnly();
+        var wait = new Option<bool>("--wait") { Description = "Wait for the batch to end, with progress, and exit as run does (0 all succeeded, 3 some failed)" };
+        var endpoint = new Option<string?>("--endpoint") { Description = "The url every line goes to, such as /v1/chat/completions (default: the first line's url)", HelpName = "PATH" };
+        var metadata = Metadata();
+        var window = new Option<string?>("--completion-window") { Description = "How long the batch may take (24h, 90m, 7d): unfinished requests then expire. Default 24h", HelpName = "DURATION" };
+        window.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<string?>() is { } text && !IsWindow(text))
+            {
+                result.AddError($"--completion-window is a whole number of s, m, h or d, such as 24h, 90m or 7d; got '{text}'.");
+            }
+        });
+        var waiting = new WaitOptionSet();
+        var remote = new RemoteOptionSet("Print the batch as JSON on stdout (with --wait, once it has ended; progress goes to stderr)");
+
+        var command = new Command("submit", "Upload a JSONL batch file to a Shepherd server and create a batch of it")
+        {
+            file, wait, endpoint, metadata, window,
+        };
+        foreach (var option in waiting.All)
+        {
+            command.Add(option);
+        }
+
+        remote.AddTo(command);
+        command.Validators.Add(result =>
+        {
+            if (result.GetResult(wait) is not { Implicit: false } && waiting.AnyGiven(result))
+            {
+                result.AddError("--timeout, --poll-interval and --progress are for --wait.");
+            }
+        });
+
+        remote.SetAction(command, async (context, cancellationToken) =>
+        {
+            var parse = context.Parse;
+            var input = parse.GetValue(file)!;
+            var options = new FileBatchOptions
+            {
+                Endpoint = parse.GetValue(endpoint),
+                Metadata = parse.GetValue(metadata) is { Count: > 0 } pairs ? pairs : null,
+                CompletionWindow = parse.GetValue(window) ?? "24h",
+            };
+            Batch batch;
+            try
+            {
+                batch = await context.Client.CreateBatchFromFileAsync(input.FullName, options, cancellationToken);
+            }
+            catch (Exception ex) when (options.Endpoint is null && ex is ArgumentException or JsonException)
+            {
+                // The client reads the first line for its url when --endpoint is not given.
+                throw new UsageException($"{input.Name}: {ex.Message} The first line must be a request with a url, or pass --endpoint.");
+            }
+
+            var submitted = $"Submitted {input.Name} as {batch.Id} ({BatchStatusNames.ToApiName(batch.Status)}).";
+            if (!parse.GetValue(wait))
+            {
+                if (context.Json)
+                {
+                    await RemoteOutput.WriteJsonAsync(context.Stdout, json => RemoteOutput.WriteBatch(json, batch));
+                }
+                else
+                {
+                    await context.Stdout.WriteLineAsync(submitted);
+                    await context.Stdout.WriteLineAsync($"  follow it: shepherd wait {batch.Id}");
+                }
+
+                return ExitCodes.Success;
+            }
+
+            await (context.Json ? context.Stderr : context.Stdout).WriteLineAsync(submitted);
+            return await new RemoteWait(context, waiting.Progress(parse)).WaitAsync(batch, waiting.Timeout(parse), cancellationToken);
+        }, waiting.Tune);
+        return command;
+    }
+
+    /// <summary><c>--metadata KEY=VALUE</c>, repeated.</summary>
+    private static Option<Dictionary<string, string>> Metadata() => new("--metadata")
+    {
+        Description = "A KEY=VALUE pair kept with the batch (repeat it; up to 16)",
+        HelpName = "KEY=VALUE",
+        Arity = ArgumentArity.OneOrMore,
+        AllowMultipleArgumentsPerToken = false,
+        CustomParser = result =>
+        {
+            var pairs = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var token in result.Tokens)
+            {
+                var equals = token.Value.IndexOf('=', StringComparison.Ordinal);
+                if (equals < 1)
+                {
+                    result.AddError($"--metadata takes KEY=VALUE, such as --metadata team=search; got '{token.Value}'.");
+                    return pairs;
+                }
+
+                if (!pairs.TryAdd(token.Value[..equals], token.Value[(equals + 1)..]))
+                {
+                    result.AddError($"--metadata {token.Value[..equals]} is given twice.");
+                    return pairs;
+                }
+            }
+
+            return pairs;
+        },
+    };
+
+    /// <summary>The server's completion windows: a whole number of seconds, minutes, hours or days.</summary>
+    private static bool IsWindow(string text) =>
+        text.Length > 1 && text[^1] is 's' or 'm' or 'h' or 'd' && text[..^1].All(char.IsAsciiDigit) && text[..^1].Any(c => c != '0');
+}

@@ -1,0 +1,49 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
+using Shepherd.Cli.Running;
+using Shepherd.Client;
+
+namespace Shepherd.Cli.Commands;
+
+/// <summary>How <c>wait</c> and <c>submit --wait</c> wait: <c>--timeout</c>, <c>--poll-interval</c> and <c>--progress</c>.</summary>
+internal sealed class WaitOptionSet
+{
+    private readonly Option<TimeSpan?> _timeout = CliOptions.Duration("--timeout", "Stop waiting after this long (30m, 2h): the batch goes on, and the exit code is 4. Default: until the batch ends");
+    private readonly Option<double?> _pollInterval = CliOptions.OptionalSeconds(
+        "--poll-interval", "Seconds between two looks at the batch. Default: 2, growing by half each time up to 30", 0.05);
+    private readonly Option<ProgressMode> _progress = new("--progress")
+    {
+        Description = "auto (a live bar on a terminal), live, plain (a line every 5 s) or none",
+        DefaultValueFactory = _ => ProgressMode.Auto,
+    };
+
+    public WaitOptionSet()
+    {
+        _timeout.HelpName = "DURATION";
+        _pollInterval.HelpName = "SECONDS";
+    }
+
+    public IEnumerable<Option> All => [_timeout, _pollInterval, _progress];
+
+    public TimeSpan? Timeout(ParseResult parse) => parse.GetValue(_timeout);
+
+    public ProgressMode Progress(ParseResult parse) => parse.GetValue(_progress);
+
+    /// <summary>True when one of the options is on the command line.</summary>
+    public bool AnyGiven(CommandResult command) => All.Any(option => command.GetResult(option) is { Implicit: false });
+
+    /// <summary>
+    /// Client options for a wait: the client's own retries (a wait that lasts hours should ride out
+    /// a short outage of the server) and, with <c>--poll-interval</c>, looks at a steady pace.
+    /// </summary>
+    public void Tune(ParseResult parse, ShepherdClientOptions options)
+    {
+        options.MaxRetries = new ShepherdClientOptions { BaseUrl = options.BaseUrl }.MaxRetries;
+        if (parse.GetValue(_pollInterval) is { } seconds)
+        {
+            options.PollInitialDelay = TimeSpan.FromSeconds(seconds);
+            options.PollMaxDelay = options.PollInitialDelay;
+            options.PollGrowth = 1;
+        }
+    }
+}

@@ -1,0 +1,191 @@
+using System.Buffers;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Shepherd.Client;
+using Spectre.Console;
+
+namespace Shepherd.Cli.Running;
+
+/// <summary>
+/// How the remote commands show a batch: as a JSON object with snake_case fields for
+/// <c>--json</c>, or as lines and tables for a person.
+/// </summary>
+internal static class RemoteOutput
+{
+    /// <summary>Writes one JSON document, made by <paramref name="write"/>, as one line of <paramref name="stdout"/>.</summary>
+    public static async Task WriteJsonAsync(TextWriter stdout, Action<Utf8JsonWriter> write)
+    {
+        var buffer = new ArrayBufferWriter<byte>();
+        await using (var json = new Utf8JsonWriter(buffer))
+        {
+            write(json);
+        }
+
+        await stdout.WriteLineAsync(Encoding.UTF8.GetString(buffer.WrittenSpan));
+        await stdout.FlushAsync();
+    }
+
+    /// <summary>The batch object of <c>--json</c>; <paramref name="timedOut"/> is added by the commands that wait.</summary>
+    public static void WriteBatch(Utf8JsonWriter json, Batch batch, bool? timedOut = null)
+    {
+        json.WriteStartObject();
+        json.WriteString("id", batch.Id);
+        json.WriteString("status", BatchStatusNames.ToApiName(batch.Status));
+        if (timedOut is { } gaveUp)
+        {
+            json.WriteBoolean("timed_out", gaveUp);
+        }
+
+        json.WriteString("endpoint", batch.Endpoint);
+        json.WriteString("model", batch.Model);
+        json.WriteNumber("total", batch.Total);
+        json.WriteNumber("succeeded", batch.Succeeded);
+        json.WriteNumber("failed", batch.Failed);
+        json.WriteNumber("finished", batch.Finished);
+        json.WriteNumber("percent", Math.Round(batch.Percent, 1));
+        json.WriteNumber("input_tokens", batch.InputTokens);
+        json.WriteNumber("output_tokens", batch.OutputTokens);
+        json.WriteNumber("cost_usd", batch.CostUsd);
+        WriteTime(json, "created_at", batch.CreatedAt);
+        WriteTime(json, "in_progress_at", batch.InProgressAt);
+        WriteTime(json, "ended_at", batch.EndedAt);
+        WriteTime(json, "expires_at", batch.ExpiresAt);
+        json.WriteString("input_file_id", batch.InputFileId);
+        json.WriteString("output_file_id", batch.OutputFileId);
+        json.WriteString("error_file_id", batch.ErrorFileId);
+        json.WriteStartObject("metadata");
+        foreach (var (key, value) in batch.Metadata)
+        {
+            json.WriteString(key, value);
+        }
+
+        json.WriteEndObject();
+        json.WriteStartArray("errors");
+        foreach (var error in batch.Errors)
+        {
+            json.WriteStartObject();
+            json.WriteString("code", error.Code);
+            json.WriteString("message", error.Message);
+            if (error.Line is { } line)
+            {
+                json.WriteNumber("line", line);
+            }
+            else
+            {
+                json.WriteNull("line");
+            }
+
+            json.WriteEndObject();
+        }
+
+        json.WriteEndArray();
+        json.WriteEndObject();
+    }
+
+    /// <summary>The status in colour, for a terminal.</summary>
+    public static string StatusMarkup(BatchStatus status)
+    {
+        var colour = status switch
+        {
+            BatchStatus.Completed => "green",
+            BatchStatus.Failed or BatchStatus.Expired => "red",
+            BatchStatus.Cancelling or BatchStatus.Cancelled => "yellow",
+            _ => "blue",
+        };
+        return $"[{colour}]{BatchStatusNames.ToApiName(status)}[/]";
+    }
+
+    public static string Percent(Batch batch) => string.Create(CultureInfo.InvariantCulture, $"{batch.Percent:0.0}%");
+
+    public static string Money(decimal usd) => string.Create(CultureInfo.InvariantCulture, $"${usd:0.00##}");
+
+    public static string Count(long count) => count.ToString("N0", CultureInfo.InvariantCulture);
+
+    public static string Time(DateTimeOffset at) => at.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss 'UTC'", CultureInfo.InvariantCulture);
+
+    /// <summary>How long the batch ran (or has run, by <paramref name="now"/>), from its start of sending.</summary>
+    public static TimeSpan Duration(Batch batch, DateTimeOffset now)
+    {
+        var started = batch.InProgressAt ?? batch.CreatedAt;
+        var ended = batch.EndedAt ?? now;
+        return ended > started ? ended - started : TimeSpan.Zero;
+    }
+
+    /// <summary>
+    /// The one-line outcome of an ended batch, with tokens and cost, and where its results are:
+    /// what <c>wait</c> and <c>submit --wait</c> end with.
+    /// </summary>
+    public static async Task WriteSummaryAsync(TextWriter stdout, Batch batch, DateTimeOffset now)
+    {
+        var line = string.Create(CultureInfo.InvariantCulture,
+            $"{batch.Id} {BatchStatusNames.ToApiName(batch.Status)}: {Count(batch.Succeeded)} succeeded, {Count(batch.Failed)} failed of {Count(batch.Total)} in {ProgressDisplay.FormatDuration(Duration(batch, now))}");
+        await stdout.WriteLineAsync(line);
+        await stdout.WriteLineAsync($"  tokens:  {Count(batch.InputTokens)} in, {Count(batch.OutputTokens)} out · cost {Money(batch.CostUsd)}");
+        await stdout.WriteLineAsync($"  results: shepherd results {batch.Id} -o FILE");
+    }
+
+    /// <summary>Why a batch's input was refused, line by line, on <paramref name="stderr"/>.</summary>
+    public static async Task WriteRefusedAsync(TextWriter stderr, Batch batch)
+    {
+        await stderr.WriteLineAsync($"{batch.Id} failed: the server refused its input, and nothing was sent. {batch.Errors.Count} problem{(batch.Errors.Count == 1 ? "" : "s")}:");
+        foreach (var error in batch.Errors)
+        {
+            await stderr.WriteLineAsync($"  {ErrorText(error)}");
+        }
+    }
+
+    public static string ErrorText(BatchError error) => error.Line is { } line
+        ? string.Create(CultureInfo.InvariantCulture, $"line {line}: {error.Code}: {error.Message}")
+        : $"{error.Code}: {error.Message}";
+
+    /// <summary>Everything about a batch, as <c>shepherd status</c> shows it.</summary>
+    public static void WriteDetails(IAnsiConsole console, Batch batch, DateTimeOffset now)
+    {
+        var grid = new Grid().AddColumn(new GridColumn().NoWrap().PadRight(3)).AddColumn();
+        void Row(string name, string markup) => grid.AddRow(new Markup($"[bold]{name}[/]"), new Markup(markup));
+        void Text(string name, string? value)
+        {
+            if (value is not null)
+            {
+                Row(name, Markup.Escape(value));
+            }
+        }
+
+        Row("batch", $"{Markup.Escape(batch.Id)}  {StatusMarkup(batch.Status)}");
+        Text("endpoint", batch.Endpoint);
+        Text("model", batch.Model);
+        Text("progress", $"{Percent(batch)} · {Count(batch.Finished)} of {Count(batch.Total)} done: {Count(batch.Succeeded)} succeeded, {Count(batch.Failed)} failed");
+        Text("tokens", $"{Count(batch.InputTokens)} in, {Count(batch.OutputTokens)} out");
+        Text("cost", Money(batch.CostUsd));
+        Text("created", Time(batch.CreatedAt));
+        Text("started", batch.InProgressAt is { } started ? Time(started) : null);
+        Text("ended", batch.EndedAt is { } ended ? $"{Time(ended)} (ran {ProgressDisplay.FormatDuration(Duration(batch, now))})" : null);
+        Text("expires", batch.ExpiresAt is { } expires && !batch.HasEnded ? Time(expires) : null);
+        Text("input file", batch.InputFileId);
+        Text("output file", batch.OutputFileId);
+        Text("error file", batch.ErrorFileId);
+        Text("metadata", batch.Metadata.Count == 0 ? null : string.Join(", ", batch.Metadata.Select(p => $"{p.Key}={p.Value}")));
+        console.Write(grid);
+        if (batch.Errors.Count > 0)
+        {
+            console.MarkupLine(batch.Status == BatchStatus.Failed ? "[red]The input was refused; nothing was sent:[/]" : "Errors:");
+            foreach (var error in batch.Errors)
+            {
+                console.MarkupLine("  " + Markup.Escape(ErrorText(error)));
+            }
+        }
+    }
+
+    private static void WriteTime(Utf8JsonWriter json, string name, DateTimeOffset? at)
+    {
+        if (at is { } time)
+        {
+            json.WriteString(name, time.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture));
+        }
+        else
+        {
+            json.WriteNull(name);
+        }
+    }
+}

@@ -1,0 +1,295 @@
+using System.Text;
+using System.Text.Json;
+using Shepherd.Server.Tests;
+using Shepherd.Simulator;
+using Shepherd.Testing;
+
+namespace Shepherd.Cli.Tests;
+
+/// <summary>
+/// The commands that talk to a Shepherd server (<c>submit</c>, <c>status</c>, <c>wait</c>,
+/// <c>results</c>, <c>cancel</c>, <c>list</c>), run as the real <c>shepherd</c> process against a
+/// server started here, whose engine sends to the simulated provider over HTTP.
+/// </summary>
+public sealed class RemoteCommandsTests : IDisposable
+{
+    /// <summary>Looks at a batch every 0.2 s rather than the client's 2 s, so a wait ends soon after its batch.</summary>
+    private const string Poll = "0.2";
+
+    private readonly TempDirectory _folder = new();
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public void Dispose() => _folder.Dispose();
+
+    [Fact]
+    public async Task SubmitWaitJson_CreatesTheBatch_WaitsForIt_AndPrintsTheEndedBatchWithItsCounts()
+    {
+        await using var server = await RunningServer.StartAsync();
+        var input = await WriteBatchAsync("prompts.jsonl", 25);
+
+        var run = await RunAsync(server, "submit", input, "--wait", "--json", "--poll-interval", Poll, "--metadata", "team=search", "--metadata", "run=7");
+
+        Assert.True(run.ExitCode == 0, run.ToString());
+        var batch = SingleDocument(run);
+        Assert.StartsWith("batch_", batch.GetProperty("id").GetString(), StringComparison.Ordinal);
+        Assert.Equal("completed", batch.GetProperty("status").GetString());
+        Assert.False(batch.GetProperty("timed_out").GetBoolean());
+        Assert.Equal(25, batch.GetProperty("total").GetInt64());
+        Assert.Equal(25, batch.GetProperty("succeeded").GetInt64());
+        Assert.Equal(0, batch.GetProperty("failed").GetInt64());
+        Assert.Equal(100, batch.GetProperty("percent").GetDouble());
+        Assert.True(batch.GetProperty("input_tokens").GetInt64() > 0, run.ToString());
+        Assert.True(batch.GetProperty("output_tokens").GetInt64() > 0, run.ToString());
+        Assert.StartsWith("file-", batch.GetProperty("output_file_id").GetString(), StringComparison.Ordinal);
+        Assert.NotEqual(JsonValueKind.Null, batch.GetProperty("ended_at").ValueKind);
+        Assert.Equal("search", batch.GetProperty("metadata").GetProperty("team").GetString());
+        Assert.Equal("7", batch.GetProperty("metadata").GetProperty("run").GetString());
+        // Progress and the submitted line go to stderr, so stdout stays one document.
+        Assert.Contains("Submitted prompts.jsonl as " + batch.GetProperty("id").GetString(), run.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task SubmitWait_WhenSomeRequestsFail_SaysSoAndExitsThree()
+    {
+        // Prompts over 200 tokens are answered 400: a failure no retry mends.
+        await using var server = await RunningServer.StartAsync(new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(2), ContextTokens = 200 });
+        var input = await WriteBatchAsync("mixed.jsonl", 10, longPrompt: 3);
+
+        // The live bar, forced without a terminal, as a person's terminal shows it.
+        var run = await RunAsync(server, "submit", input, "--wait", "--poll-interval", Poll, "--progress", "live");
+
+        Assert.True(run.ExitCode == 3, run.ToString());
+        Assert.Contains("completed: 9 succeeded, 1 failed of 10", run.Stdout, StringComparison.Ordinal);
+        Assert.Contains("shepherd results batch_", run.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task SubmitWait_OfARefusedInput_ListsTheBadLinesAndExitsTwo()
+    {
+        await using var server = await RunningServer.StartAsync();
+        var input = _folder.File("broken.jsonl");
+        var good = Line(1);
+        await File.WriteAllTextAsync(input, $"{good}\n{{not json\n{good.Replace("\"r1\"", "\"r2\"", StringComparison.Ordinal)}\n", Ct);
+
+        var run = await RunAsync(server, "submit", input, "--wait", "--poll-interval", Poll);
+
+        Assert.True(run.ExitCode == 2, run.ToString());
+        Assert.Contains("refused its input", run.Stderr, StringComparison.Ordinal);
+        Assert.Contains("line 2:", run.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task StatusListWaitAndCancel_DescribeARunningBatch_ThenStopIt()
+    {
+        // Two requests at a time, 100 ms each: 1,000 requests would take 50 s, so the batch runs until it is cancelled.
+        await using var server = await RunningServer.StartAsync(
+            new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(100) }, upstream: u => u.Limits.MaxConcurrency = 2);
+        var input = await WriteBatchAsync("slow.jsonl", 1000);
+        var submitted = await RunAsync(server, "submit", input, "--json");
+        Assert.True(submitted.ExitCode == 0, submitted.ToString());
+        var id = SingleDocument(submitted).GetProperty("id").GetString()!;
+
+        var status = await RunAsync(server, "status", id);
+        var statusJson = await RunAsync(server, "status", id, "--json");
+        var list = await RunAsync(server, "list");
+        var listJson = await RunAsync(server, "list", "--json", "--limit", "5");
+        var timedOut = await RunAsync(server, "wait", id, "--timeout", "1s", "--poll-interval", Poll);
+        var cancel = await RunAsync(server, "cancel", id);
+        var ended = await RunAsync(server, "wait", id, "--json", "--poll-interval", Poll);
+
+        Assert.True(status.ExitCode == 0, status.ToString());
+        Assert.Contains(id, status.Stdout, StringComparison.Ordinal);
+        Assert.Matches(@"progress\s+\d+\.\d% · [\d,]+ of 1,000 done", status.Stdout);
+        Assert.Contains("created", status.Stdout, StringComparison.Ordinal);
+        Assert.Contains("input file", status.Stdout, StringComparison.Ordinal);
+
+        var described = SingleDocument(statusJson);
+        Assert.Equal(id, described.GetProperty("id").GetString());
+        Assert.Matches("^(validating|in_progress)$", described.GetProperty("status").GetString());
+        Assert.Equal(JsonValueKind.Null, described.GetProperty("ended_at").ValueKind);
+
+        Assert.True(list.ExitCode == 0, list.ToString());
+        var row = list.Stdout.Split('\n').Single(line => line.Contains(id, StringComparison.Ordinal));
+        Assert.Contains("in_progress", row, StringComparison.Ordinal);
+        Assert.Contains("1,000", row, StringComparison.Ordinal);
+        Assert.Contains("created", list.Stdout, StringComparison.Ordinal);
+        Assert.Equal(id, SingleDocument(listJson).EnumerateArray().Single().GetProperty("id").GetString());
+
+        Assert.True(timedOut.ExitCode == 4, timedOut.ToString());
+        Assert.Contains($"{id} is still in_progress", timedOut.Stderr, StringComparison.Ordinal);
+        Assert.Contains("goes on on the server", timedOut.Stderr, StringComparison.Ordinal);
+
+        Assert.True(cancel.ExitCode == 0, cancel.ToString());
+        Assert.Matches($"{id} (cancelling|cancelled): ", cancel.Stdout);
+
+        Assert.True(ended.ExitCode == 3, ended.ToString());
+        var final = SingleDocument(ended);
+        Assert.Equal("cancelled", final.GetProperty("status").GetString());
+        Assert.True(final.GetProperty("failed").GetInt64() > 0, ended.ToString());
+        Assert.Equal(1000, final.GetProperty("succeeded").GetInt64() + final.GetProperty("failed").GetInt64());
+    }
+
+    [Fact]
+    public async Task Results_StreamToAFile_AndToStdout_OneLinePerRequest()
+    {
+        await using var server = await RunningServer.StartAsync();
+        var input = await WriteBatchAsync("answers.jsonl", 30);
+        var submitted = await RunAsync(server, "submit", input, "--wait", "--json", "--poll-interval", Poll);
+        Assert.True(submitted.ExitCode == 0, submitted.ToString());
+        var id = SingleDocument(submitted).GetProperty("id").GetString()!;
+        var output = _folder.File("results.jsonl");
+
+        var toFile = await RunAsync(server, "results", id, "-o", output);
+        var toStdout = await RunAsync(server, "results", id);
+
+        Assert.True(toFile.ExitCode == 0, toFile.ToString());
+        Assert.Contains($"Wrote 30 results of {id}", toFile.Stdout, StringComparison.Ordinal);
+        Assert.False(File.Exists(output + ".partial"));
+        var fromFile = (await File.ReadAllLinesAsync(output, Ct)).Select(Parse).ToList();
+        Assert.True(toStdout.ExitCode == 0, toStdout.ToString());
+        Assert.Equal("", toStdout.Stderr);
+        var fromStdout = toStdout.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(Parse).ToList();
+
+        var expected = Enumerable.Range(0, 30).Select(i => $"r{i}").ToList();
+        Assert.Equal(expected, fromFile.Select(CustomId).ToList());
+        Assert.Equal(expected, fromStdout.Select(CustomId).ToList());
+        Assert.All(fromStdout, line => Assert.Equal(200, line.GetProperty("response").GetProperty("status_code").GetInt32()));
+        Assert.Equal(
+            fromFile.Select(l => l.GetProperty("response").GetProperty("body").GetProperty("id").GetString()),
+            fromStdout.Select(l => l.GetProperty("response").GetProperty("body").GetProperty("id").GetString()));
+    }
+
+    [Fact]
+    public async Task AWrongKey_ANoKey_AnUnknownBatch_AndNoServer_EachExitOneWithOneClearLine()
+    {
+        await using var server = await RunningServer.StartAsync();
+        var noKey = new Dictionary<string, string?> { ["SHEPHERD_API_KEY"] = null, ["SHEPHERD_URL"] = null };
+
+        var wrongKey = await RunRawAsync(["list", "--server", server.BaseUrl.ToString(), "--api-key", "sk-wrong"], noKey);
+        var missingKey = await RunRawAsync(["list", "--server", server.BaseUrl.ToString()], noKey);
+        var unknown = await RunAsync(server, "status", "batch_000000000000000000000000");
+        var unreachable = await RunRawAsync(["status", "batch_x", "--server", "http://127.0.0.1:1", "--api-key", "k"], noKey);
+
+        Assert.True(wrongKey.ExitCode == 1, wrongKey.ToString());
+        Assert.Contains("refused the API key (401 Unauthorized)", OneLine(wrongKey), StringComparison.Ordinal);
+        Assert.DoesNotContain("sk-wrong", wrongKey.Stderr, StringComparison.Ordinal);
+        Assert.True(missingKey.ExitCode == 1, missingKey.ToString());
+        Assert.Contains("requires an API key", OneLine(missingKey), StringComparison.Ordinal);
+        Assert.True(unknown.ExitCode == 1, unknown.ToString());
+        Assert.Contains("No batch found with id 'batch_000000000000000000000000'", OneLine(unknown), StringComparison.Ordinal);
+        Assert.True(unreachable.ExitCode == 1, unreachable.ToString());
+        Assert.Contains("cannot reach a Shepherd server at http://127.0.0.1:1", OneLine(unreachable), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task WithoutFlags_TheServerAndKeyComeFromShepherdUrlAndShepherdApiKey()
+    {
+        await using var server = await RunningServer.StartAsync();
+        var input = await WriteBatchAsync("env.jsonl", 3);
+        // An OpenAI SDK's base url (ending in /v1) works too.
+        var environment = new Dictionary<string, string?>
+        {
+            ["SHEPHERD_URL"] = new Uri(server.BaseUrl, "v1").ToString(),
+            ["SHEPHERD_API_KEY"] = RunningServer.Key,
+        };
+
+        var submitted = await RunRawAsync(["submit", input, "--wait", "--json", "--poll-interval", Poll], environment);
+        var listed = await RunRawAsync(["list", "--json"], environment);
+        var flagWins = await RunRawAsync(["list", "--api-key", RunningServer.OtherKey], environment);
+
+        Assert.True(submitted.ExitCode == 0, submitted.ToString());
+        var id = SingleDocument(submitted).GetProperty("id").GetString();
+        Assert.True(listed.ExitCode == 0, listed.ToString());
+        Assert.Equal(id, SingleDocument(listed).EnumerateArray().Single().GetProperty("id").GetString());
+        // --api-key beats the variable: the other tenant sees none of the first one's batches.
+        Assert.True(flagWins.ExitCode == 0, flagWins.ToString());
+        Assert.Contains("No batches.", flagWins.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task InvalidFlagsAndInput_ExitTwo_BeforeAnythingIsSent()
+    {
+        var input = await WriteBatchAsync("flags.jsonl", 1);
+        var empty = _folder.File("empty.jsonl");
+        await File.WriteAllTextAsync(empty, "", Ct);
+        var unreachable = new Dictionary<string, string?> { ["SHEPHERD_URL"] = "http://127.0.0.1:1" };
+        string[][] cases =
+        [
+            ["list", "--limit", "0"],
+            ["list", "--server", "not-a-url"],
+            ["status"],
+            ["wait", "batch_x", "--timeout", "soon"],
+            ["submit", _folder.File("missing.jsonl")],
+            ["submit", input, "--metadata", "novalue"],
+            ["submit", input, "--completion-window", "1y"],
+            ["submit", input, "--timeout", "1m"],
+            ["submit", empty],
+        ];
+
+        foreach (var args in cases)
+        {
+            var run = await RunRawAsync(args, unreachable);
+            Assert.True(run.ExitCode == 2, $"shepherd {string.Join(' ', args)}: {run}");
+            Assert.NotEqual("", run.Stderr.Trim());
+            Assert.DoesNotContain("   at ", run.Stderr, StringComparison.Ordinal);
+        }
+
+        var badUrl = await RunRawAsync(["list"], new Dictionary<string, string?> { ["SHEPHERD_URL"] = "ftp://example" });
+        Assert.True(badUrl.ExitCode == 2, badUrl.ToString());
+        Assert.Contains("$SHEPHERD_URL must be an absolute http or https url", badUrl.Stderr, StringComparison.Ordinal);
+    }
+
+    /// <summary>Runs <c>shepherd ARGS --server URL --api-key KEY</c> against <paramref name="server"/>.</summary>
+    private Task<ProcessResult> RunAsync(RunningServer server, params string[] args) =>
+        RunRawAsync([.. args, "--server", server.BaseUrl.ToString(), "--api-key", RunningServer.Key]);
+
+    private async Task<ProcessResult> RunRawAsync(string[] args, IReadOnlyDictionary<string, string?>? environment = null)
+    {
+        using var process = ShepherdProcess.Start(_folder.Path, args, environment);
+        return await process.WaitAsync();
+    }
+
+    /// <summary>A batch file of <paramref name="count"/> chat requests r0…; the one at <paramref name="longPrompt"/> has a prompt of thousands of tokens.</summary>
+    private async Task<string> WriteBatchAsync(string name, int count, int longPrompt = -1)
+    {
+        var path = _folder.File(name);
+        var text = new StringBuilder();
+        for (var i = 0; i < count; i++)
+        {
+            text.Append(Line(i, i == longPrompt ? string.Concat(Enumerable.Repeat("a long prompt ", 2000)) : $"question {i}")).Append('\n');
+        }
+
+        await File.WriteAllTextAsync(path, text.ToString(), Ct);
+        return path;
+    }
+
+    private static string Line(int i, string? prompt = null) => JsonSerializer.Serialize(new
+    {
+        custom_id = $"r{i}",
+        method = "POST",
+        url = "/v1/chat/completions",
+        body = new { model = "gpt-4o-mini", messages = new[] { new { role = "user", content = prompt ?? $"question {i}" } } },
+    });
+
+    /// <summary>Stdout as the single JSON document <c>--json</c> promises.</summary>
+    private static JsonElement SingleDocument(ProcessResult run)
+    {
+        Assert.True(run.Stdout.Trim().Split('\n').Length == 1, "stdout is not one line of JSON: " + run);
+        return JsonDocument.Parse(run.Stdout).RootElement.Clone();
+    }
+
+    /// <summary>The one stderr line of a failed command; nothing on stdout, no stack trace.</summary>
+    private static string OneLine(ProcessResult run)
+    {
+        Assert.Equal("", run.Stdout);
+        var lines = run.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(lines.Length == 1, "not one line on stderr: " + run);
+        Assert.StartsWith("shepherd: ", lines[0], StringComparison.Ordinal);
+        return lines[0];
+    }
+
+    private static JsonElement Parse(string line) => JsonDocument.Parse(line).RootElement.Clone();
+
+    private static string CustomId(JsonElement line) => line.GetProperty("custom_id").GetString()!;
+}
