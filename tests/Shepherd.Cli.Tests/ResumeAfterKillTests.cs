@@ -135,7 +135,7 @@ public sealed class ResumeAfterKillTests : IDisposable
     }
 
     /// <summary>The custom ids whose answers are in the state file, read as a crash left it.</summary>
-    private static async Task<HashSet<string>> CommittedAsync(string statePath)
+    internal static async Task<HashSet<string>> CommittedAsync(string statePath)
     {
         await using var connection = new SqliteConnection($"Data Source={statePath};Mode=ReadOnly;Pooling=False");
         await connection.OpenAsync(TestContext.Current.CancellationToken);
