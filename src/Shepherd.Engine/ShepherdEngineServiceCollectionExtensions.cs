@@ -4,6 +4,8 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
 using Shepherd.Engine.Batches;
 using Shepherd.Engine.Dispatch;
+using Shepherd.Engine.Dispatch.Native;
+using Shepherd.Engine.Pricing;
 using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
 
@@ -23,6 +25,15 @@ public sealed class ShepherdEngineOptions
 
     /// <summary>What inputs may hold.</summary>
     public ImportOptions Import { get; init; } = new();
+
+    /// <summary>How batches in native mode are handed to providers' own batch APIs.</summary>
+    public NativeBatchOptions Native { get; init; } = new();
+
+    /// <summary>
+    /// The prices answers are costed with.
+    /// <value>The default is <see cref="PriceTable.BuiltIn"/>.</value>
+    /// </summary>
+    public PriceTable Prices { get; init; } = PriceTable.BuiltIn;
 }
 
 /// <summary>Registers the engine with a service collection.</summary>
@@ -56,7 +67,17 @@ public static class ShepherdEngineServiceCollectionExtensions
             sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<Random>(),
             sp.GetRequiredService<TokenEstimator>(),
+            options.Prices,
             sp.GetRequiredService<ILogger<Dispatcher>>()));
+        services.AddSingleton(sp => new NativeBatchRunner(
+            sp.GetRequiredService<IBatchStore>(),
+            sp.GetRequiredService<IReadOnlyList<UpstreamClient>>(),
+            sp.GetRequiredService<IHttpClientFactory>().CreateClient(UpstreamClient.HttpClientName),
+            options.Native,
+            options.Dispatch,
+            sp.GetRequiredService<TimeProvider>(),
+            options.Prices,
+            sp.GetRequiredService<ILogger<NativeBatchRunner>>()));
 
         var concurrency = options.Dispatch.Concurrency * Math.Max(1, options.Upstreams.Count);
         return services.AddHttpClient(UpstreamClient.HttpClientName, http => http.Timeout = Timeout.InfiniteTimeSpan)

@@ -164,7 +164,8 @@ public sealed class BatchImporter
         return new ImportResult(batchId, true, total, errors, false, sha, hashing.BytesRead);
     }
 
-    private static InputError? Mismatch(in ParsedLine parsed, (InputFormat Format, string Url, long Line) first, bool endpointFixed)
+    /// <summary>Why <paramref name="parsed"/> cannot join a batch whose first line is <paramref name="first"/>, or null when it can; the error has no line number.</summary>
+    internal static InputError? Mismatch(in ParsedLine parsed, (InputFormat Format, string Url, long Line) first, bool endpointFixed)
     {
         if (parsed.Format != first.Format)
         {
@@ -184,5 +185,5 @@ public sealed class BatchImporter
     private static string Describe(InputFormat format) =>
         format == InputFormat.Anthropic ? "Anthropic (custom_id, params)" : "OpenAI (custom_id, method, url, body)";
 
-    private static bool IsBlank(ReadOnlySpan<byte> line) => line.IndexOfAnyExcept(" \t\r"u8) < 0;
+    internal static bool IsBlank(ReadOnlySpan<byte> line) => line.IndexOfAnyExcept(" \t\r"u8) < 0;
 }

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Shepherd.Engine.Pricing;
 using Shepherd.Engine.Upstreams;
 
 namespace Shepherd.Engine.Configuration;
@@ -15,6 +16,13 @@ public sealed class ShepherdConfig
 
     /// <summary>How <c>shepherd serve</c> listens, whom it lets in, and its limits.</summary>
     public ServerConfig? Server { get; set; }
+
+    /// <summary>Prices by model, replacing or adding to the built-in table.</summary>
+    public Dictionary<string, PriceConfig> Prices { get; set; } = [];
+
+    /// <summary>The built-in price table with this file's prices over it.</summary>
+    public PriceTable PriceTable() =>
+        Pricing.PriceTable.BuiltIn.With(Prices.Select(p => new ModelPrice(p.Key, p.Value.Input, p.Value.Output, p.Value.CachedInput, p.Value.BatchDiscount)));
 
     /// <summary>Reads and checks a configuration file; errors name the file, the line and the property.</summary>
     public static ShepherdConfig Load(string path)
@@ -52,6 +60,14 @@ public sealed class ShepherdConfig
         }
 
         config.Server?.Check($"{path}: server");
+        try
+        {
+            config.PriceTable();
+        }
+        catch (ArgumentException ex)
+        {
+            throw new ConfigException($"{path}: prices: {ex.Message}");
+        }
 
         return config;
     }
@@ -121,6 +137,12 @@ public sealed class UpstreamConfig : KeyedConfig
     /// <summary>The share of traffic among upstreams serving a model.</summary>
     public int Weight { get; set; } = 1;
 
+    /// <summary>
+    /// Whether the upstream has a native batch API for batches in <c>native</c> mode; unset, true
+    /// for <c>anthropic</c> and for OpenAI's own base url, false for other servers.
+    /// </summary>
+    public bool? BatchApi { get; set; }
+
     /// <summary>The models served; none for every model.</summary>
     public List<string>? Models { get; set; }
 
@@ -144,6 +166,7 @@ public sealed class UpstreamConfig : KeyedConfig
         BaseUrl = BaseUrl,
         ApiKey = ReadKey() is { Length: > 0 } key ? new Secret(key) : null,
         Weight = Weight,
+        BatchApi = BatchApi,
         Models = Models,
         Limits = new LaneLimits { RequestsPerMinute = Rpm, TokensPerMinute = Tpm, MaxConcurrency = Concurrency },
         ModelLimits = Lanes.ToDictionary(
@@ -196,6 +219,25 @@ public sealed class LaneConfig
 
     /// <summary>The most requests in flight.</summary>
     public int? Concurrency { get; set; }
+}
+
+/// <summary>A model's price in the <c>prices</c> section, in US dollars per million tokens.</summary>
+public sealed class PriceConfig
+{
+    /// <summary>Per million prompt tokens.</summary>
+    public decimal Input { get; set; }
+
+    /// <summary>Per million answer tokens.</summary>
+    public decimal Output { get; set; }
+
+    /// <summary>Per million cached prompt tokens, where it differs from <see cref="Input"/>.</summary>
+    public decimal? CachedInput { get; set; }
+
+    /// <summary>
+    /// The share the provider's batch API takes off.
+    /// <value>The default is 0.5.</value>
+    /// </summary>
+    public decimal BatchDiscount { get; set; } = 0.5m;
 }
 
 /// <summary>The <c>server</c> section: what <c>shepherd serve</c> listens on, its keys and limits.</summary>

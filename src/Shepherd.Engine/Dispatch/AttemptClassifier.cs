@@ -38,7 +38,7 @@ internal static class AttemptClassifier
         var body = response.Body ?? [];
         if (status is >= 200 and < 300)
         {
-            if (!UsageReader.TryRead(body, out var input, out var output))
+            if (!UsageReader.TryRead(body, out var input, out var output, out var cached))
             {
                 var invalid = new AttemptResult
                 {
@@ -49,7 +49,7 @@ internal static class AttemptClassifier
                 return new Classified(Verdict.Transient, invalid, response.RetryAfter);
             }
 
-            var success = new AttemptResult { StatusCode = status, RequestId = response.RequestId, Body = OnOneLine(body), InputTokens = input, OutputTokens = output };
+            var success = new AttemptResult { StatusCode = status, RequestId = response.RequestId, Body = OnOneLine(body), InputTokens = input, OutputTokens = output, CachedTokens = cached };
             return new Classified(Verdict.Success, success, null);
         }
 
@@ -57,7 +57,7 @@ internal static class AttemptClassifier
         {
             StatusCode = status,
             RequestId = response.RequestId,
-            Body = UsageReader.TryRead(body, out _, out _) ? OnOneLine(body) : WrapInEnvelope(body, status, kind),
+            Body = UsageReader.TryRead(body, out _, out _, out _) ? OnOneLine(body) : WrapInEnvelope(body, status, kind),
         };
         return new Classified(IsTransient(status, response.ShouldRetry) ? Verdict.Transient : Verdict.Permanent, error, response.RetryAfter);
     }

@@ -1,4 +1,6 @@
+using System.Globalization;
 using System.Threading.Channels;
+using Shepherd.Engine.Pricing;
 using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
 
@@ -14,6 +16,7 @@ public sealed partial class Dispatcher
     {
         private readonly Dictionary<string, ModelQueue> _queues = new(StringComparer.Ordinal);
         private readonly Dictionary<(string Upstream, string Model), Lane> _lanes = [];
+        private readonly Dictionary<string, Budget> _budgets = new(StringComparer.Ordinal);
         private HashSet<string> _active = new(StringComparer.Ordinal);
         private DateTimeOffset _nextRefresh = DateTimeOffset.MinValue;
         private long _order;
@@ -90,6 +93,16 @@ public sealed partial class Dispatcher
             _active = [.. batches
                 .Where(b => (onlyBatchId is null || b.Id == onlyBatchId) && b.ExpiredAt is null && !expired.Contains(b.Id))
                 .Select(b => b.Id)];
+            foreach (var batch in batches.Where(b => b.BudgetNanos is not null && _active.Contains(b.Id)))
+            {
+                // The store's figure only starts the count: answers not yet committed are already in the loop's.
+                _budgets.TryAdd(batch.Id, new Budget(batch.BudgetNanos!.Value, batch.CostNanos));
+            }
+
+            foreach (var gone in _budgets.Keys.Where(id => !_active.Contains(id)).ToList())
+            {
+                _budgets.Remove(gone);
+            }
             foreach (var model in await owner._store.ListActiveModelsAsync(onlyBatchId, cancellationToken))
             {
                 if (!_queues.ContainsKey(model))
@@ -220,9 +233,23 @@ public sealed partial class Dispatcher
                     continue;
                 }
 
-                if (work.PromptTokens is null && queue.Lanes.Any(l => l.CountsTokens))
+                _budgets.TryGetValue(work.Item.BatchId, out var budget);
+                if (work.PromptTokens is null && (budget is not null || queue.Lanes.Any(l => l.CountsTokens)))
                 {
                     (work.PromptTokens, work.MaxOutputTokens) = owner._estimator.Estimate(queue.Model, work.Item.Body);
+                }
+
+                var most = budget is null ? 0 : owner._prices.Price(queue.Model, work.PromptTokens ?? 0, work.MaxOutputTokens ?? Options.DefaultOutputTokens).Nanos;
+                if (budget is not null && budget.Spent + budget.Reserved + most > budget.Limit)
+                {
+                    queue.Items.Dequeue();
+                    Emit(new ItemOutcome(work.Item, OutcomeKind.Failed, new AttemptResult
+                    {
+                        ErrorCode = FailureCodes.BudgetExceeded,
+                        ErrorMessage = string.Create(CultureInfo.InvariantCulture,
+                            $"not sent: the batch's budget is ${Cost.ToUsd(budget.Limit)}; ${Cost.ToUsd(budget.Spent)} is spent and ${Cost.ToUsd(budget.Reserved)} held by requests in flight, and this one may cost up to ${Cost.ToUsd(most)}"),
+                    }));
+                    continue;
                 }
 
                 var lane = Pick(queue, work, now, out var laneWait);
@@ -232,6 +259,12 @@ public sealed partial class Dispatcher
                 }
 
                 queue.Items.Dequeue();
+                if (budget is not null)
+                {
+                    work.ReservedNanos = most;
+                    budget.Reserved += most;
+                }
+
                 var reservation = lane.Admit(work.PromptTokens ?? 0, work.MaxOutputTokens, now);
                 queue.InFlight++;
                 _inFlight++;
@@ -350,6 +383,7 @@ public sealed partial class Dispatcher
         {
             var (work, lane, reservation, response, classified) = answered;
             var now = Now;
+            Settle(work, classified.Result);
             if (response is null)
             {
                 // Abandoned on stop: the item stays leased and runs again after a restart.
@@ -396,8 +430,32 @@ public sealed partial class Dispatcher
             }
         }
 
+        /// <summary>Frees what the request held against its batch's budget, and counts what its answer cost.</summary>
+        private void Settle(WorkItem work, AttemptResult? result)
+        {
+            if (!_budgets.TryGetValue(work.Item.BatchId, out var budget))
+            {
+                return;
+            }
+
+            budget.Reserved -= work.ReservedNanos;
+            work.ReservedNanos = 0;
+            if (result is { } answer && answer.InputTokens + answer.OutputTokens > 0)
+            {
+                budget.Spent += owner._prices.Price(work.Item.Model, answer.InputTokens, answer.OutputTokens, answer.CachedTokens).Nanos;
+            }
+        }
+
+        /// <summary>Hands an outcome to the committer; an answer with tokens is priced here, once, with the result it is recorded with.</summary>
         private void Emit(ItemOutcome outcome)
         {
+            var result = outcome.Result;
+            if (result.InputTokens + result.OutputTokens > 0)
+            {
+                var cost = owner._prices.Price(outcome.Item.Model, result.InputTokens, result.OutputTokens, result.CachedTokens);
+                outcome = outcome with { Result = result with { CostNanos = cost.Nanos, Priced = cost.Priced } };
+            }
+
             Interlocked.Increment(ref owner._uncommitted);
             outcomes.TryWrite(outcome);
         }

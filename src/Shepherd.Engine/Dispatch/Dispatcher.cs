@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
+using Shepherd.Engine.Pricing;
 using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
 
@@ -31,6 +32,7 @@ public sealed partial class Dispatcher
     private int _parked;  // the ticket of the wait the loop is parked in; zero while it works
     private int _claimsInFlight;
     private long _uncommitted;
+    private readonly PriceTable _prices;
 
 
     /// <summary>Creates a dispatcher over one or more upstreams; the options are copied.</summary>
@@ -41,6 +43,7 @@ public sealed partial class Dispatcher
         TimeProvider timeProvider,
         Random random,
         TokenEstimator estimator,
+        PriceTable prices,
         ILogger<Dispatcher> logger)
     {
         ArgumentNullException.ThrowIfNull(store);
@@ -49,12 +52,14 @@ public sealed partial class Dispatcher
         ArgumentNullException.ThrowIfNull(timeProvider);
         ArgumentNullException.ThrowIfNull(random);
         ArgumentNullException.ThrowIfNull(estimator);
+        ArgumentNullException.ThrowIfNull(prices);
         ArgumentNullException.ThrowIfNull(logger);
         _store = store;
         _options = options.Validated();
         _time = timeProvider;
         _random = random;
         _estimator = estimator;
+        _prices = prices;
         _logger = logger;
         _upstreams = [.. upstreams.Select(client => new UpstreamEndpoint(client, _options))];
         if (_upstreams.Count == 0)
@@ -227,6 +232,24 @@ public sealed partial class Dispatcher
         public int? PromptTokens { get; set; }
 
         public int? MaxOutputTokens { get; set; }
+
+        /// <summary>The cost held against the batch's budget while the request is out.</summary>
+        public long ReservedNanos { get; set; }
+    }
+
+    /// <summary>
+    /// A batch's budget as the loop keeps it: what its recorded answers cost, plus the most the
+    /// requests now in flight may cost. A request is sent only when both, with its own most,
+    /// stay within the limit; so the spending can pass the limit only by what answers exceed
+    /// their estimate.
+    /// </summary>
+    private sealed class Budget(long limit, long spent)
+    {
+        public long Limit { get; } = limit;
+
+        public long Spent { get; set; } = spent;
+
+        public long Reserved { get; set; }
     }
 
     /// <summary>The items leased for one model, waiting for a lane, highest priority first.</summary>

@@ -6,14 +6,15 @@ namespace Shepherd.Engine.Dispatch;
 /// Reads the token usage from an answer of any supported endpoint without building a DOM:
 /// OpenAI's <c>prompt_tokens</c>/<c>completion_tokens</c>, and the <c>input_tokens</c>/
 /// <c>output_tokens</c> of the Responses API and Anthropic (with Anthropic's cache tokens, which
-/// are input too).
+/// are input too), and of the input, what came from the provider's cache (OpenAI's
+/// <c>cached_tokens</c> in the token details, Anthropic's <c>cache_read_input_tokens</c>).
 /// </summary>
 internal static class UsageReader
 {
     /// <summary>Returns false when <paramref name="body"/> is not one JSON document.</summary>
-    public static bool TryRead(ReadOnlySpan<byte> body, out int inputTokens, out int outputTokens)
+    public static bool TryRead(ReadOnlySpan<byte> body, out int inputTokens, out int outputTokens, out int cachedTokens)
     {
-        inputTokens = outputTokens = 0;
+        inputTokens = outputTokens = cachedTokens = 0;
         try
         {
             var reader = new Utf8JsonReader(body, new JsonReaderOptions { MaxDepth = 256 });
@@ -34,7 +35,7 @@ internal static class UsageReader
                 reader.Read();
                 if (isUsage && reader.TokenType == JsonTokenType.StartObject)
                 {
-                    ReadUsage(ref reader, ref inputTokens, ref outputTokens);
+                    ReadUsage(ref reader, ref inputTokens, ref outputTokens, ref cachedTokens);
                 }
                 else
                 {
@@ -54,21 +55,30 @@ internal static class UsageReader
         }
     }
 
-    private static void ReadUsage(ref Utf8JsonReader reader, ref int input, ref int output)
+    private static void ReadUsage(ref Utf8JsonReader reader, ref int input, ref int output, ref int cached)
     {
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
-            var toInput = reader.ValueTextEquals("prompt_tokens"u8)
+            var cacheRead = reader.ValueTextEquals("cache_read_input_tokens"u8);
+            var toInput = cacheRead
+                || reader.ValueTextEquals("prompt_tokens"u8)
                 || reader.ValueTextEquals("input_tokens"u8)
-                || reader.ValueTextEquals("cache_creation_input_tokens"u8)
-                || reader.ValueTextEquals("cache_read_input_tokens"u8);
+                || reader.ValueTextEquals("cache_creation_input_tokens"u8);
             var toOutput = !toInput && (reader.ValueTextEquals("completion_tokens"u8) || reader.ValueTextEquals("output_tokens"u8));
+            var details = reader.ValueTextEquals("prompt_tokens_details"u8) || reader.ValueTextEquals("input_tokens_details"u8);
             reader.Read();
+            if (details && reader.TokenType == JsonTokenType.StartObject)
+            {
+                cached += CachedIn(ref reader);
+                continue;
+            }
+
             if ((toInput || toOutput) && reader.TokenType == JsonTokenType.Number && reader.TryGetInt32(out var count) && count > 0)
             {
                 if (toInput)
                 {
                     input += count;
+                    cached += cacheRead ? count : 0;
                 }
                 else
                 {
@@ -78,5 +88,24 @@ internal static class UsageReader
 
             reader.Skip();
         }
+    }
+
+    /// <summary>The <c>cached_tokens</c> of a token-details object; the reader ends on its end.</summary>
+    private static int CachedIn(ref Utf8JsonReader reader)
+    {
+        var cached = 0;
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            var isCached = reader.ValueTextEquals("cached_tokens"u8);
+            reader.Read();
+            if (isCached && reader.TokenType == JsonTokenType.Number && reader.TryGetInt32(out var count) && count > 0)
+            {
+                cached = count;
+            }
+
+            reader.Skip();
+        }
+
+        return cached;
     }
 }

@@ -84,6 +84,16 @@ public enum BatchPriority
     High = 2,
 }
 
+/// <summary>How a batch's items are sent upstream.</summary>
+public enum BatchMode
+{
+    /// <summary>The dispatcher sends each request as it goes, within the lanes' limits.</summary>
+    Realtime = 0,
+
+    /// <summary>The batch is handed to the upstream provider's own batch API (at its batch discount), polled, and its results mapped back.</summary>
+    Native = 1,
+}
+
 /// <summary>A batch as the store holds it.</summary>
 public sealed record BatchRecord
 {
@@ -189,6 +199,21 @@ public sealed record BatchRecord
     /// <summary>The key a create was made idempotent with.</summary>
     public string? IdempotencyKey { get; init; }
 
+    /// <summary>What the answers so far cost, in billionths of a US dollar; each answer is priced once, when it is recorded.</summary>
+    public long CostNanos { get; init; }
+
+    /// <summary>Answers of models the price table does not know: they cost 0 here, and this says how many.</summary>
+    public long Unpriced { get; init; }
+
+    /// <summary>The most the batch may cost, in billionths of a US dollar; null for no limit.</summary>
+    public long? BudgetNanos { get; init; }
+
+    /// <summary>Requests that ended unsent because sending them could have gone over the budget.</summary>
+    public long BudgetExceeded { get; init; }
+
+    /// <summary>How the batch's items are sent: by the dispatcher, or by the provider's own batch API.</summary>
+    public BatchMode Mode { get; init; }
+
     /// <summary>Requests that have ended: succeeded, failed, cancelled or expired.</summary>
     public long Finished => Succeeded + Failed + Cancelled + Expired;
 
@@ -231,6 +256,15 @@ public sealed record AttemptResult
 
     /// <summary>Output tokens the upstream reported.</summary>
     public int OutputTokens { get; init; }
+
+    /// <summary>Of the input tokens, those the provider read from its cache (priced lower by some).</summary>
+    public int CachedTokens { get; init; }
+
+    /// <summary>What the answer cost, in billionths of a US dollar.</summary>
+    public long CostNanos { get; init; }
+
+    /// <summary>False when the answer's model has no price: <see cref="CostNanos"/> is 0 and the batch counts it as unpriced.</summary>
+    public bool Priced { get; init; } = true;
 
     /// <summary>A short description for logs and the item's last error: status or code, never a body.</summary>
     public string Describe() => StatusCode is { } status ? $"HTTP {status}" : $"{ErrorCode}: {ErrorMessage}";
@@ -310,6 +344,12 @@ public sealed record NewBatch(string Id, string? Source, string? Endpoint = null
 
     /// <summary>Makes the create idempotent for the owner: a second create with the key returns the first batch.</summary>
     public string? IdempotencyKey { get; init; }
+
+    /// <summary>The most the batch may cost, in billionths of a US dollar; null for no limit.</summary>
+    public long? BudgetNanos { get; init; }
+
+    /// <summary>How the batch's items are sent: by the dispatcher, or by the provider's own batch API.</summary>
+    public BatchMode Mode { get; init; }
 }
 
 /// <summary>A stored file: an upload, or results a batch produced.</summary>
@@ -390,4 +430,39 @@ public sealed record CommitSummary(IReadOnlyList<string> CompletedBatches)
 {
     /// <summary>A commit that completed no batch.</summary>
     public static CommitSummary None { get; } = new([]);
+}
+
+/// <summary>Where a job handed to a provider's batch API is.</summary>
+public enum NativeJobStatus
+{
+    /// <summary>Created at the provider; its results are still to be read.</summary>
+    Submitted = 0,
+
+    /// <summary>Its results were read and recorded.</summary>
+    Ended = 1,
+}
+
+/// <summary>A job handed to a provider's own batch API for some of a native batch's items.</summary>
+public sealed record NativeJob
+{
+    /// <summary>The store's id of the job.</summary>
+    public required long Id { get; init; }
+
+    /// <summary>The Shepherd batch the job's items belong to.</summary>
+    public required string BatchId { get; init; }
+
+    /// <summary>The name of the upstream the job was handed to.</summary>
+    public required string Upstream { get; init; }
+
+    /// <summary>The provider's id of its batch.</summary>
+    public required string ProviderBatchId { get; init; }
+
+    /// <summary>Where the job is.</summary>
+    public NativeJobStatus Status { get; init; }
+
+    /// <summary>True once a cancel was sent to the provider.</summary>
+    public bool CancelRequested { get; init; }
+
+    /// <summary>When the job was created at the provider.</summary>
+    public required DateTimeOffset CreatedAt { get; init; }
 }

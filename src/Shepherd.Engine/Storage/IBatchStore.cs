@@ -20,7 +20,10 @@ public interface IBatchStore : IAsyncDisposable
     /// <summary>The batches whose items may be dispatched, oldest first.</summary>
     Task<IReadOnlyList<BatchRecord>> ListActiveBatchesAsync(CancellationToken cancellationToken);
 
-    /// <summary>The models named by the items of active batches (of <paramref name="batchId"/> only, when given).</summary>
+    /// <summary>
+    /// The models named by the items of active batches (of <paramref name="batchId"/> only, when
+    /// given; otherwise of <see cref="BatchMode.Realtime"/> batches only).
+    /// </summary>
     Task<IReadOnlyList<string>> ListActiveModelsAsync(string? batchId, CancellationToken cancellationToken);
 
     /// <summary>
@@ -88,11 +91,13 @@ public interface IBatchStore : IAsyncDisposable
     /// Leases up to <paramref name="max"/> queued items for <paramref name="model"/> that are
     /// due at <paramref name="now"/> (of <paramref name="batchId"/> only, when given): higher
     /// priority first, then oldest due first. The lease lasts until <paramref name="leaseUntil"/>
-    /// and is committed before this returns.
+    /// and is committed before this returns. Without <paramref name="batchId"/> only items of
+    /// <see cref="BatchMode.Realtime"/> batches are claimed: a native batch's items are claimed
+    /// by naming it.
     /// </summary>
     Task<IReadOnlyList<ClaimedItem>> ClaimAsync(string model, string? batchId, int max, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken);
 
-    /// <summary>The earliest time a queued item for <paramref name="model"/> becomes due (of <paramref name="batchId"/> only, when given), or null.</summary>
+    /// <summary>The earliest time a queued item for <paramref name="model"/> becomes due (of <paramref name="batchId"/> only, when given; otherwise of realtime batches), or null.</summary>
     Task<DateTimeOffset?> NextDueAsync(string model, string? batchId, CancellationToken cancellationToken);
 
     /// <summary>
@@ -128,6 +133,25 @@ public interface IBatchStore : IAsyncDisposable
     /// items are in one of <paramref name="states"/>, in input order, page by page.
     /// </summary>
     IAsyncEnumerable<ImportItem> ReadRequestsAsync(string batchId, IReadOnlyCollection<ItemState> states, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Records a job created at a provider's batch API for <paramref name="itemIds"/> (leased
+    /// items of a native batch), so a restart resumes polling it instead of creating another.
+    /// Returns the job as recorded.
+    /// </summary>
+    Task<NativeJob> AddNativeJobAsync(string batchId, string upstream, string providerBatchId, IReadOnlyList<long> itemIds, DateTimeOffset now, CancellationToken cancellationToken);
+
+    /// <summary>The jobs whose results are still to be read, oldest first.</summary>
+    Task<IReadOnlyList<NativeJob>> ListOpenNativeJobsAsync(CancellationToken cancellationToken);
+
+    /// <summary>The jobs of one batch, oldest first.</summary>
+    Task<IReadOnlyList<NativeJob>> ListNativeJobsAsync(string batchId, CancellationToken cancellationToken);
+
+    /// <summary>The ids of the items a job holds.</summary>
+    Task<IReadOnlyList<long>> ListNativeJobItemsAsync(long jobId, CancellationToken cancellationToken);
+
+    /// <summary>Marks a job: a cancel was sent to the provider, or its results were recorded.</summary>
+    Task UpdateNativeJobAsync(long jobId, NativeJobStatus status, bool cancelRequested, CancellationToken cancellationToken);
 }
 
 /// <summary>What an accepted input was.</summary>

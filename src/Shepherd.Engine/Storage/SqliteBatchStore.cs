@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using System.Text.Json;
 using Microsoft.Data.Sqlite;
 using Shepherd.Engine.Formats;
+using Shepherd.Engine.Upstreams;
 
 namespace Shepherd.Engine.Storage;
 
@@ -13,12 +14,12 @@ namespace Shepherd.Engine.Storage;
 public sealed class SqliteBatchStore : IBatchStore
 {
     /// <summary>The schema version this code writes; a newer file is refused.</summary>
-    public const int SchemaVersion = 2;
+    public const int SchemaVersion = 4;
 
     private const string BatchColumns =
         "id, format, endpoint, status, source, source_sha256, source_bytes, created_at, in_progress_at, completed_at, failed_at, total, succeeded, failed, " +
         "input_tokens, output_tokens, errors, priority, expires_at, cancelling_at, cancelled_at, expired_at, cancelled, expired, " +
-        "owner, door, input_file_id, completion_window, metadata, model, output_file_id, error_file_id, finalizing_at, idempotency_key";
+        "owner, door, input_file_id, completion_window, metadata, model, output_file_id, error_file_id, finalizing_at, idempotency_key, cost_nanos, unpriced, budget_nanos, budget_exceeded, mode";
 
     private const string FileColumns = "id, owner, filename, purpose, bytes, created_at, batch_id";
 
@@ -139,7 +140,7 @@ public sealed class SqliteBatchStore : IBatchStore
         using var command = connection.CreateCommand();
         command.CommandText = """
             SELECT DISTINCT m.model FROM batch_models m JOIN batches b ON b.id = m.batch_id
-            WHERE b.status = 'in_progress' AND ($batch IS NULL OR b.id = $batch)
+            WHERE b.status = 'in_progress' AND ($batch IS NULL OR b.id = $batch) AND ($batch IS NOT NULL OR b.mode = 0)
             ORDER BY m.model
             """;
         command.Parameters.AddWithValue("$batch", (object?)batchId ?? DBNull.Value);
@@ -162,9 +163,9 @@ public sealed class SqliteBatchStore : IBatchStore
             using var command = writer.CreateCommand();
             command.CommandText = """
                 INSERT INTO batches (id, format, endpoint, status, source, created_at, priority, expires_at, owner, door, needs_files,
-                    input_file_id, completion_window, metadata, model, idempotency_key)
+                    input_file_id, completion_window, metadata, model, idempotency_key, budget_nanos, mode)
                 VALUES ($id, 0, $endpoint, 'validating', $source, $now, $priority, $expires, $owner, $door, $needs_files,
-                    $input_file_id, $completion_window, $metadata, $model, $idempotency_key)
+                    $input_file_id, $completion_window, $metadata, $model, $idempotency_key, $budget, $mode)
                 ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                 """;
             var now = _time.GetUtcNow();
@@ -172,9 +173,9 @@ public sealed class SqliteBatchStore : IBatchStore
                 ("$id", batch.Id), ("$endpoint", batch.Endpoint), ("$source", batch.Source), ("$now", now.ToUnixTimeMilliseconds()),
                 ("$priority", (int)batch.Priority), ("$expires", batch.CompletionWindow is { } window ? (now + window).ToUnixTimeMilliseconds() : null),
                 ("$owner", batch.Owner), ("$door", (int)batch.Door), ("$needs_files", batch.Door is BatchDoor.OpenAI or BatchDoor.Inline ? 1 : 0),
-                ("$input_file_id", batch.InputFileId), ("$completion_window", batch.CompletionWindowText),
+                ("$input_file_id", batch.InputFileId), ("$completion_window", batch.CompletionWindowText), ("$budget", batch.BudgetNanos),
                 ("$metadata", batch.Metadata is { Count: > 0 } metadata ? SerializeMetadata(metadata) : null),
-                ("$model", batch.Model), ("$idempotency_key", batch.IdempotencyKey)]);
+                ("$model", batch.Model), ("$idempotency_key", batch.IdempotencyKey), ("$mode", (int)batch.Mode)]);
             if (command.ExecuteNonQuery() == 1)
             {
                 return batch.Id;
@@ -465,7 +466,7 @@ public sealed class SqliteBatchStore : IBatchStore
     {
         ArgumentNullException.ThrowIfNull(batchId);
         await DeleteItemsAsync(batchId, cancellationToken);
-        await WriteAsync(writer => Execute(writer, "DELETE FROM batch_models WHERE batch_id = $id; DELETE FROM batches WHERE id = $id", null, ("$id", batchId)), cancellationToken);
+        await WriteAsync(writer => Execute(writer, "DELETE FROM native_job_items WHERE job_id IN (SELECT id FROM native_jobs WHERE batch_id = $id); DELETE FROM native_jobs WHERE batch_id = $id; DELETE FROM batch_models WHERE batch_id = $id; DELETE FROM batches WHERE id = $id", null, ("$id", batchId)), cancellationToken);
     }
 
     /// <inheritdoc />
@@ -484,6 +485,7 @@ public sealed class SqliteBatchStore : IBatchStore
                 SELECT i.id, i.line, i.custom_id, i.model, i.attempts, b.body, i.batch_id, i.priority, t.endpoint
                 FROM items i INDEXED BY ix_items_queued JOIN item_bodies b ON b.item_id = i.id JOIN batches t ON t.id = i.batch_id
                 WHERE i.model = $model AND i.state = 0 AND i.next_attempt_at <= $now AND ($batch IS NULL OR i.batch_id = $batch)
+                    AND ($batch IS NOT NULL OR t.mode = 0)
                 ORDER BY i.priority DESC, i.next_attempt_at, i.id
                 LIMIT $max
                 """, ("$model", SqliteType.Text), ("$batch", SqliteType.Text), ("$now", SqliteType.Integer), ("$max", SqliteType.Integer));
@@ -522,7 +524,10 @@ public sealed class SqliteBatchStore : IBatchStore
     {
         ArgumentNullException.ThrowIfNull(model);
         await using var connection = Open();
-        var due = Scalar(connection, "SELECT MIN(next_attempt_at) FROM items WHERE model = $model AND state = 0 AND ($batch IS NULL OR batch_id = $batch)", null,
+        var due = Scalar(connection, """
+            SELECT MIN(i.next_attempt_at) FROM items i JOIN batches t ON t.id = i.batch_id
+            WHERE i.model = $model AND i.state = 0 AND ($batch IS NULL OR i.batch_id = $batch) AND ($batch IS NOT NULL OR t.mode = 0)
+            """, null,
             ("$model", model), ("$batch", batchId));
         return due is long ms ? DateTimeOffset.FromUnixTimeMilliseconds(ms) : null;
     }
@@ -595,12 +600,12 @@ public sealed class SqliteBatchStore : IBatchStore
                 WHERE id = $id AND state = 1 AND attempts = $attempt
                 """, ("$state", SqliteType.Integer), ("$id", SqliteType.Integer), ("$attempt", SqliteType.Integer));
             using var result = Prepare(writer, tx, """
-                INSERT INTO results (item_id, status_code, request_id, body, error_code, error_message, input_tokens, output_tokens, finished_at)
-                VALUES ($id, $status, $request_id, $body, $error_code, $error_message, $input_tokens, $output_tokens, $now)
+                INSERT INTO results (item_id, status_code, request_id, body, error_code, error_message, input_tokens, output_tokens, cached_tokens, cost_nanos, finished_at)
+                VALUES ($id, $status, $request_id, $body, $error_code, $error_message, $input_tokens, $output_tokens, $cached_tokens, $cost, $now)
                 """,
                 ("$id", SqliteType.Integer), ("$status", SqliteType.Integer), ("$request_id", SqliteType.Text), ("$body", SqliteType.Blob),
                 ("$error_code", SqliteType.Text), ("$error_message", SqliteType.Text), ("$input_tokens", SqliteType.Integer),
-                ("$output_tokens", SqliteType.Integer), ("$now", SqliteType.Integer));
+                ("$output_tokens", SqliteType.Integer), ("$cached_tokens", SqliteType.Integer), ("$cost", SqliteType.Integer), ("$now", SqliteType.Integer));
             result.Parameters["$now"].Value = now.ToUnixTimeMilliseconds();
             var deltas = new Dictionary<string, BatchDelta>(StringComparer.Ordinal);
 
@@ -660,6 +665,8 @@ public sealed class SqliteBatchStore : IBatchStore
                 values["$error_message"].Value = (object?)attempt.ErrorMessage ?? DBNull.Value;
                 values["$input_tokens"].Value = attempt.InputTokens;
                 values["$output_tokens"].Value = attempt.OutputTokens;
+                values["$cached_tokens"].Value = attempt.CachedTokens;
+                values["$cost"].Value = attempt.CostNanos;
                 result.ExecuteNonQuery();
 
                 ref var delta = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(deltas, item.BatchId, out _);
@@ -671,11 +678,12 @@ public sealed class SqliteBatchStore : IBatchStore
             {
                 Execute(writer, """
                     UPDATE batches SET succeeded = succeeded + $s, failed = failed + $f, cancelled = cancelled + $c, expired = expired + $e,
-                        input_tokens = input_tokens + $in, output_tokens = output_tokens + $out
+                        input_tokens = input_tokens + $in, output_tokens = output_tokens + $out, cost_nanos = cost_nanos + $cost, unpriced = unpriced + $unpriced,
+                        budget_exceeded = budget_exceeded + $over
                     WHERE id = $id
                     """,
                     tx, ("$id", batchId), ("$s", delta.Succeeded), ("$f", delta.Failed), ("$c", delta.Cancelled), ("$e", delta.Expired),
-                    ("$in", delta.InputTokens), ("$out", delta.OutputTokens));
+                    ("$in", delta.InputTokens), ("$out", delta.OutputTokens), ("$cost", delta.CostNanos), ("$unpriced", delta.Unpriced), ("$over", delta.BudgetExceeded));
                 var done = Execute(writer, FinishBatch, tx, ("$id", batchId), ("$now", now.ToUnixTimeMilliseconds()));
                 if (done > 0)
                 {
@@ -784,9 +792,106 @@ public sealed class SqliteBatchStore : IBatchStore
         while (page.Count == _options.ResultPageSize);
     }
 
+    /// <inheritdoc />
+    public Task<NativeJob> AddNativeJobAsync(string batchId, string upstream, string providerBatchId, IReadOnlyList<long> itemIds, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        ArgumentNullException.ThrowIfNull(upstream);
+        ArgumentNullException.ThrowIfNull(providerBatchId);
+        ArgumentNullException.ThrowIfNull(itemIds);
+        return WriteAsync(writer =>
+        {
+            using var tx = writer.BeginTransaction();
+            var id = (long)Scalar(writer, """
+                INSERT INTO native_jobs (batch_id, upstream, provider_batch_id, status, created_at) VALUES ($batch, $upstream, $provider, 0, $now)
+                RETURNING id
+                """, tx, ("$batch", batchId), ("$upstream", upstream), ("$provider", providerBatchId), ("$now", now.ToUnixTimeMilliseconds()))!;
+            using var insert = Prepare(writer, tx, "INSERT INTO native_job_items (job_id, item_id) VALUES ($job, $item)", ("$job", SqliteType.Integer), ("$item", SqliteType.Integer));
+            insert.Parameters["$job"].Value = id;
+            foreach (var item in itemIds)
+            {
+                insert.Parameters["$item"].Value = item;
+                insert.ExecuteNonQuery();
+            }
+
+            tx.Commit();
+            return new NativeJob
+            {
+                Id = id,
+                BatchId = batchId,
+                Upstream = upstream,
+                ProviderBatchId = providerBatchId,
+                CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(now.ToUnixTimeMilliseconds()),
+            };
+        }, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<NativeJob>> ListOpenNativeJobsAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = Open();
+        return ReadNativeJobs(connection, $"SELECT {NativeJobColumns} FROM native_jobs WHERE status = 0 ORDER BY id");
+    }
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<NativeJob>> ListNativeJobsAsync(string batchId, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        await using var connection = Open();
+        return ReadNativeJobs(connection, $"SELECT {NativeJobColumns} FROM native_jobs WHERE batch_id = $batch ORDER BY id", ("$batch", batchId));
+    }
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<long>> ListNativeJobItemsAsync(long jobId, CancellationToken cancellationToken)
+    {
+        await using var connection = Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT item_id FROM native_job_items WHERE job_id = $job ORDER BY item_id";
+        Bind(command, [("$job", jobId)]);
+        using var reader = command.ExecuteReader();
+        var items = new List<long>();
+        while (reader.Read())
+        {
+            items.Add(reader.GetInt64(0));
+        }
+
+        return items;
+    }
+
+    /// <inheritdoc />
+    public Task UpdateNativeJobAsync(long jobId, NativeJobStatus status, bool cancelRequested, CancellationToken cancellationToken) =>
+        WriteAsync(writer => Execute(writer, "UPDATE native_jobs SET status = $status, cancel_requested = $cancel WHERE id = $id", null,
+            ("$id", jobId), ("$status", (int)status), ("$cancel", cancelRequested ? 1 : 0)), cancellationToken);
+
+    private const string NativeJobColumns = "id, batch_id, upstream, provider_batch_id, status, cancel_requested, created_at";
+
+    private static List<NativeJob> ReadNativeJobs(SqliteConnection connection, string sql, params (string Name, object? Value)[] parameters)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        Bind(command, parameters);
+        using var r = command.ExecuteReader();
+        var jobs = new List<NativeJob>();
+        while (r.Read())
+        {
+            jobs.Add(new NativeJob
+            {
+                Id = r.GetInt64(0),
+                BatchId = r.GetString(1),
+                Upstream = r.GetString(2),
+                ProviderBatchId = r.GetString(3),
+                Status = (NativeJobStatus)r.GetInt32(4),
+                CancelRequested = r.GetInt32(5) != 0,
+                CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(6)),
+            });
+        }
+
+        return jobs;
+    }
+
     private const string ResultColumns = """
         SELECT i.line, i.custom_id, i.state, r.item_id, r.status_code, r.request_id, r.body,
-            r.error_code, r.error_message, r.input_tokens, r.output_tokens
+            r.error_code, r.error_message, r.input_tokens, r.output_tokens, r.cached_tokens, r.cost_nanos
         FROM items i LEFT JOIN results r ON r.item_id = i.id
         """;
 
@@ -801,6 +906,8 @@ public sealed class SqliteBatchStore : IBatchStore
             ErrorMessage = reader.IsDBNull(8) ? null : reader.GetString(8),
             InputTokens = reader.GetInt32(9),
             OutputTokens = reader.GetInt32(10),
+            CachedTokens = reader.GetInt32(11),
+            CostNanos = reader.GetInt64(12),
         };
         return new ItemResult(reader.GetInt64(0), reader.GetString(1), (ItemState)reader.GetInt32(2), result);
     }
@@ -940,6 +1047,11 @@ public sealed class SqliteBatchStore : IBatchStore
             ErrorFileId = r.IsDBNull(31) ? null : r.GetString(31),
             FinalizingAt = ReadTime(r, 32),
             IdempotencyKey = r.IsDBNull(33) ? null : r.GetString(33),
+            CostNanos = r.GetInt64(34),
+            Unpriced = r.GetInt64(35),
+            BudgetNanos = r.IsDBNull(36) ? null : r.GetInt64(36),
+            BudgetExceeded = r.GetInt64(37),
+            Mode = (BatchMode)r.GetInt32(38),
         };
 
     private static DateTimeOffset? ReadTime(SqliteDataReader reader, int ordinal) =>
@@ -1062,6 +1174,9 @@ public sealed class SqliteBatchStore : IBatchStore
         public long Expired;
         public long InputTokens;
         public long OutputTokens;
+        public long CostNanos;
+        public long Unpriced;
+        public long BudgetExceeded;
 
         public void AddUnsent(OutcomeKind kind)
         {
@@ -1088,11 +1203,45 @@ public sealed class SqliteBatchStore : IBatchStore
 
             InputTokens += result.InputTokens;
             OutputTokens += result.OutputTokens;
+            CostNanos += result.CostNanos;
+            Unpriced += result.Priced ? 0 : 1;
+            BudgetExceeded += result.ErrorCode == FailureCodes.BudgetExceeded ? 1 : 0;
         }
     }
 
     /// <summary>The schema, one step per version: a file at version n runs the steps after n, in one transaction.</summary>
-    private static readonly string[] Migrations = [SchemaVersion1, SchemaVersion2];
+    private static readonly string[] Migrations = [SchemaVersion1, SchemaVersion2, SchemaVersion3, SchemaVersion4];
+
+    /// <summary>Version 4: native batch mode: a batch's mode, and the jobs handed to providers' batch APIs with their items.</summary>
+    private const string SchemaVersion4 = """
+        ALTER TABLE batches ADD COLUMN mode INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE native_jobs (
+            id INTEGER PRIMARY KEY,
+            batch_id TEXT NOT NULL,
+            upstream TEXT NOT NULL,
+            provider_batch_id TEXT NOT NULL,
+            status INTEGER NOT NULL DEFAULT 0,
+            cancel_requested INTEGER NOT NULL DEFAULT 0,
+            created_at INTEGER NOT NULL
+        );
+        CREATE INDEX ix_native_jobs_batch ON native_jobs (batch_id);
+        CREATE INDEX ix_native_jobs_open ON native_jobs (status);
+        CREATE TABLE native_job_items (
+            job_id INTEGER NOT NULL,
+            item_id INTEGER NOT NULL,
+            PRIMARY KEY (job_id, item_id)
+        );
+        """;
+
+    /// <summary>Version 3: what each answer cost, and each batch's total, in billionths of a dollar; answers of unpriced models counted; budgets.</summary>
+    private const string SchemaVersion3 = """
+        ALTER TABLE results ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE results ADD COLUMN cost_nanos INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE batches ADD COLUMN cost_nanos INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE batches ADD COLUMN unpriced INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE batches ADD COLUMN budget_nanos INTEGER;
+        ALTER TABLE batches ADD COLUMN budget_exceeded INTEGER NOT NULL DEFAULT 0;
+        """;
 
     private const string SchemaVersion2 = """
         ALTER TABLE batches ADD COLUMN owner TEXT;

@@ -104,6 +104,14 @@ public sealed class UpstreamOptions
     /// </summary>
     public int MaxResponseBytes { get; set; } = 64 * 1024 * 1024;
 
+    /// <summary>
+    /// Whether the upstream has a native batch API (OpenAI's files and batches, Anthropic's
+    /// message batches) that batches in <c>native</c> mode can be handed to.
+    /// <value>The default is true for <see cref="UpstreamKind.Anthropic"/> and for OpenAI at
+    /// <c>api.openai.com</c>, false for other OpenAI-compatible servers.</value>
+    /// </summary>
+    public bool? BatchApi { get; set; }
+
     /// <summary>The limits of the lane that serves <paramref name="model"/>.</summary>
     public LaneLimits LimitsFor(string model) =>
         ModelLimits.TryGetValue(model, out var limits) ? limits.Over(Limits) : Limits;
@@ -143,6 +151,7 @@ public sealed class UpstreamOptions
             AnthropicVersion = AnthropicVersion,
             RequestTimeout = RequestTimeout,
             MaxResponseBytes = MaxResponseBytes,
+            BatchApi = BatchApi ?? (Kind == UpstreamKind.Anthropic || string.Equals(baseUrl.Host, OpenAIDefaultBaseUrl.Host, StringComparison.OrdinalIgnoreCase)),
         };
     }
 }

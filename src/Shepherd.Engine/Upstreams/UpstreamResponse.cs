@@ -34,6 +34,9 @@ public sealed record UpstreamResponse
 /// <summary>Codes for attempts that ended without an HTTP answer.</summary>
 public static class FailureCodes
 {
+    /// <summary>The request was not sent: with what was spent and reserved, it could have taken the batch over its budget.</summary>
+    public const string BudgetExceeded = "budget_exceeded";
+
     /// <summary>The attempt took longer than the request timeout.</summary>
     public const string RequestTimeout = "request_timeout";
 

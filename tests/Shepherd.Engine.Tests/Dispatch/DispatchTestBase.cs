@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging.Abstractions;
 using Shepherd.Engine.Batches;
 using Shepherd.Engine.Dispatch;
+using Shepherd.Engine.Pricing;
 using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
 using Shepherd.Testing;
@@ -11,12 +12,12 @@ namespace Shepherd.Engine.Tests.Dispatch;
 public abstract class DispatchTestBase : StoreTestBase
 {
     protected async Task<(string BatchId, IReadOnlyList<TestRequest> Requests)> ImportAsync(
-        int count, string prefix = "req-", BatchPriority priority = BatchPriority.Normal, TimeSpan? window = null, IReadOnlyList<TestRequest>? requests = null)
+        int count, string prefix = "req-", BatchPriority priority = BatchPriority.Normal, TimeSpan? window = null, IReadOnlyList<TestRequest>? requests = null, long? budgetNanos = null)
     {
         requests ??= BatchFiles.OpenAIChat(count, idPrefix: prefix);
         using var input = BatchFiles.Stream([.. requests.Select(r => r.Line)]);
         var result = await new BatchImporter(Store, new ImportOptions())
-            .ImportAsync(input, new NewBatch(BatchIds.NewBatchId(), prefix, Priority: priority, CompletionWindow: window), Ct);
+            .ImportAsync(input, new NewBatch(BatchIds.NewBatchId(), prefix, Priority: priority, CompletionWindow: window) { BudgetNanos = budgetNanos }, Ct);
         Assert.True(result.Accepted);
         return (result.BatchId, requests);
     }
@@ -31,6 +32,7 @@ public abstract class DispatchTestBase : StoreTestBase
             time ?? Time,
             new Random(3),
             new TokenEstimator(),
+            PriceTable.BuiltIn,
             NullLogger<Dispatcher>.Instance);
 
     /// <summary>

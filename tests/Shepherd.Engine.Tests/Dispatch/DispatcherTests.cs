@@ -31,6 +31,60 @@ public sealed class DispatcherTests : DispatchTestBase
     }
 
     [Fact]
+    public async Task EveryAnswer_IsPricedOnce_ThroughRetries_AndTheBatchCostIsTheirSum()
+    {
+        var (batchId, _) = await ImportAsync(60);
+        var simulator = Simulators.Create(new SimulatorOptions { Error500Rate = 0.2, ResetRate = 0.1 }, Time, seed: 5);
+        var dispatcher = CreateDispatcher(new SimulatorHandler(simulator), new DispatchOptions { Concurrency = 8, MaxAttempts = 30 });
+
+        await RunToCompletionAsync(dispatcher, batchId);
+
+        var batch = await Store.GetBatchAsync(batchId, Ct);
+        var results = await ResultsAsync(batchId);
+        Assert.True(dispatcher.Counters.Retries > 0);
+        // gpt-4.1-mini: $0.40 and $1.60 per million tokens, 400 and 1,600 billionths of a dollar per token.
+        Assert.All(results, r => Assert.Equal((r.Result!.InputTokens * 400L) + (r.Result.OutputTokens * 1600L), r.Result.CostNanos));
+        Assert.Equal(results.Sum(r => r.Result!.CostNanos), batch!.CostNanos);
+        Assert.Equal((batch.InputTokens * 400) + (batch.OutputTokens * 1600), batch.CostNanos);
+        Assert.Equal(0, batch.Unpriced);
+    }
+
+    [Fact]
+    public async Task ABudget_StopsDispatchUnderConcurrency50_OvershootingByNoMoreThanTheRequestsInFlight()
+    {
+        // gpt-4.1-mini with max_tokens 50: each request may cost up to (prompt × 400) + (50 × 1,600) billionths of a dollar.
+        var requests = BatchFiles.OpenAIChat(300, maxTokens: 50);
+        var mostPerRequest = requests.Max(r => (new TokenEstimator().Estimate("gpt-4.1-mini", Encoding.UTF8.GetBytes(JsonDocument.Parse(r.Line).RootElement.GetProperty("body").GetRawText())).PromptTokens * 400L) + (50 * 1600L));
+        var budget = 100 * mostPerRequest;
+        var (batchId, _) = await ImportAsync(300, requests: requests, budgetNanos: budget);
+        var simulator = Simulators.Create(new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(200) }, Time);
+
+        await RunToCompletionAsync(CreateDispatcher(new SimulatorHandler(simulator), new DispatchOptions { Concurrency = 50, InitialConcurrency = 50 }), batchId, () => simulator.Stats().InFlight);
+
+        var batch = await Store.GetBatchAsync(batchId, Ct);
+        var results = await ResultsAsync(batchId);
+        Assert.Equal(BatchStatus.Completed, batch!.Status);
+        Assert.True(simulator.Stats().PeakInFlight >= 40, $"only {simulator.Stats().PeakInFlight} requests were ever in flight together");
+        Assert.InRange(batch.CostNanos, budget - (50 * mostPerRequest), budget + (50 * mostPerRequest));
+        Assert.True(batch.CostNanos <= budget, $"spent {batch.CostNanos} of a budget of {budget}");
+        Assert.Equal(300 - batch.Succeeded, batch.BudgetExceeded);
+        Assert.True(batch.BudgetExceeded > 0);
+        Assert.Equal(batch.Succeeded, simulator.Stats().Requests);
+        Assert.All(results.Where(r => r.State == ItemState.Failed), r => Assert.Equal("budget_exceeded", r.Result!.ErrorCode));
+    }
+
+    [Fact]
+    public async Task AnswersOfAnUnknownModel_CostNothing_AndAreCounted()
+    {
+        var (batchId, _) = await ImportAsync(5, requests: BatchFiles.OpenAIChat(5, model: "mystery-model-9"));
+
+        await RunToCompletionAsync(CreateDispatcher(new SimulatorHandler(Simulators.Create(time: Time))), batchId);
+
+        var batch = await Store.GetBatchAsync(batchId, Ct);
+        Assert.Equal((0L, 5L), (batch!.CostNanos, batch.Unpriced));
+    }
+
+    [Fact]
     public async Task TransientFaults_AreRetried_UntilEveryItemSucceeds()
     {
         var (batchId, requests) = await ImportAsync(60);

@@ -43,7 +43,7 @@ public abstract class BatchStoreContract : IAsyncLifetime
         Store.ClaimAsync(model, batch, max, Time.GetUtcNow(), Time.GetUtcNow().AddMinutes(30), Ct);
 
     private static ItemOutcome Success(ClaimedItem item, int input = 10, int output = 5) =>
-        new(item, OutcomeKind.Succeeded, new AttemptResult { StatusCode = 200, Body = Encoding.UTF8.GetBytes($$"""{"ok":{{item.Line}}}"""), RequestId = "r" + item.Line, InputTokens = input, OutputTokens = output });
+        new(item, OutcomeKind.Succeeded, new AttemptResult { StatusCode = 200, Body = Encoding.UTF8.GetBytes($$"""{"ok":{{item.Line}}}"""), RequestId = "r" + item.Line, InputTokens = input, OutputTokens = output, CostNanos = (input * 400) + (output * 1600) });
 
     [Fact]
     public async Task AcceptedBatch_IsInProgress_WithItsInput()
@@ -143,6 +143,27 @@ public abstract class BatchStoreContract : IAsyncLifetime
         Assert.Equal(0, afterStale?.Succeeded);
         Assert.Equal(1, afterCurrent?.Succeeded);
         Assert.Equal(10, afterCurrent?.InputTokens);
+        Assert.Equal(12_000, afterCurrent?.CostNanos);
+    }
+
+    [Fact]
+    public async Task Costs_AreRecordedWithEachAnswer_AndUnpricedAnswersCounted()
+    {
+        var id = await CreateAcceptedBatchAsync(3);
+        var items = await ClaimAsync(id, 3);
+
+        await Store.CommitAsync(
+        [
+            Success(items[0], 100, 50),
+            new ItemOutcome(items[1], OutcomeKind.Succeeded, new AttemptResult { StatusCode = 200, Body = "{}"u8.ToArray(), InputTokens = 7, OutputTokens = 3, Priced = false }),
+            new ItemOutcome(items[2], OutcomeKind.Succeeded, new AttemptResult { StatusCode = 200, Body = "{}"u8.ToArray(), InputTokens = 20, OutputTokens = 0, CachedTokens = 16, CostNanos = 999 }),
+        ], Time.GetUtcNow(), Ct);
+
+        var batch = await Store.GetBatchAsync(id, Ct);
+        var results = await Store.ReadResultsAsync(id, 0, Ct).ToListAsync(Ct);
+        Assert.Equal((120_000L + 999, 1L), (batch!.CostNanos, batch.Unpriced));
+        Assert.Equal([120_000L, 0, 999], results.Select(r => r.Result!.CostNanos));
+        Assert.Equal(16, results[2].Result!.CachedTokens);
     }
 
     [Fact]

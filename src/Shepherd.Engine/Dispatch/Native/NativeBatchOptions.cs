@@ -1,0 +1,64 @@
+namespace Shepherd.Engine.Dispatch.Native;
+
+/// <summary>How batches in <c>native</c> mode are handed to providers' own batch APIs.</summary>
+public sealed class NativeBatchOptions
+{
+    /// <summary>
+    /// How often each provider job is asked whether it has ended.
+    /// <value>The default is 30 seconds.</value>
+    /// </summary>
+    public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// How long items handed to a provider stay leased: longer than the provider's 24-hour window.
+    /// <value>The default is 25 hours.</value>
+    /// </summary>
+    public TimeSpan LeaseDuration { get; set; } = TimeSpan.FromHours(25);
+
+    /// <summary>
+    /// The most lines in one OpenAI batch input file.
+    /// <value>The default is 50,000, OpenAI's limit.</value>
+    /// </summary>
+    public int OpenAIMaxLines { get; set; } = 50_000;
+
+    /// <summary>
+    /// The largest OpenAI batch input file, in bytes.
+    /// <value>The default is 200 MB, OpenAI's limit.</value>
+    /// </summary>
+    public long OpenAIMaxBytes { get; set; } = 200L * 1024 * 1024;
+
+    /// <summary>
+    /// The most requests in one Anthropic message batch.
+    /// <value>The default is 100,000, Anthropic's limit.</value>
+    /// </summary>
+    public int AnthropicMaxRequests { get; set; } = 100_000;
+
+    /// <summary>
+    /// The largest Anthropic message batch create body, in bytes.
+    /// <value>The default is 256 MB, Anthropic's limit.</value>
+    /// </summary>
+    public long AnthropicMaxBytes { get; set; } = 256L * 1024 * 1024;
+
+    /// <summary>Items are claimed from the store in chunks of this many.</summary>
+    internal int ClaimChunk { get; set; } = 1000;
+
+    internal NativeBatchOptions Validated()
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(PollInterval, TimeSpan.Zero);
+        ArgumentOutOfRangeException.ThrowIfLessThan(LeaseDuration, TimeSpan.FromMinutes(1));
+        ArgumentOutOfRangeException.ThrowIfLessThan(OpenAIMaxLines, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(OpenAIMaxBytes, 1024);
+        ArgumentOutOfRangeException.ThrowIfLessThan(AnthropicMaxRequests, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(AnthropicMaxBytes, 1024);
+        return new NativeBatchOptions
+        {
+            PollInterval = PollInterval,
+            LeaseDuration = LeaseDuration,
+            OpenAIMaxLines = OpenAIMaxLines,
+            OpenAIMaxBytes = OpenAIMaxBytes,
+            AnthropicMaxRequests = AnthropicMaxRequests,
+            AnthropicMaxBytes = AnthropicMaxBytes,
+            ClaimChunk = ClaimChunk,
+        };
+    }
+}

@@ -1,0 +1,603 @@
+using System.Buffers;
+using System.Text.Json;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using Shepherd.Engine.Pricing;
+using Shepherd.Engine.Storage;
+using Shepherd.Engine.Upstreams;
+
+namespace Shepherd.Engine.Dispatch.Native;
+
+/// <summary>
+/// Runs the batches of <see cref="BatchMode.Native"/>: their items are leased (for longer than
+/// the provider's window), split into jobs within the provider's limits, handed to the
+/// provider's own batch API, and the provider's batch id is recorded in the store before it is
+/// polled, so a restart resumes polling instead of paying twice. When a job ends its results
+/// are mapped back to the items by custom id: answers are priced at the batch discount, lines
+/// that failed for a transient reason or are missing go into a next job (up to
+/// <see cref="DispatchOptions.MaxAttempts"/>), permanent failures end the item with the
+/// provider's error. A cancelled batch cancels its jobs at the provider; an expired one too.
+/// </summary>
+public sealed partial class NativeBatchRunner
+{
+    private readonly IBatchStore _store;
+    private readonly IReadOnlyList<NativeProvider> _providers;
+    private readonly NativeBatchOptions _options;
+    private readonly int _maxAttempts;
+    private readonly TimeProvider _time;
+    private readonly PriceTable _prices;
+    private readonly ILogger _logger;
+    private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+    private readonly Dictionary<long, Job> _jobs = [];
+    private readonly Dictionary<long, Job> _jobOfItem = [];
+    private readonly Dictionary<string, DateTimeOffset> _submitBackoff = new(StringComparer.Ordinal);
+    private bool _loaded;
+
+    /// <summary>Creates a runner over the upstreams that have a batch API; the options are copied.</summary>
+    public NativeBatchRunner(
+        IBatchStore store,
+        IEnumerable<UpstreamClient> upstreams,
+        HttpClient http,
+        NativeBatchOptions options,
+        DispatchOptions dispatch,
+        TimeProvider timeProvider,
+        PriceTable prices,
+        ILogger<NativeBatchRunner> logger)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        ArgumentNullException.ThrowIfNull(upstreams);
+        ArgumentNullException.ThrowIfNull(http);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(dispatch);
+        ArgumentNullException.ThrowIfNull(timeProvider);
+        ArgumentNullException.ThrowIfNull(prices);
+        ArgumentNullException.ThrowIfNull(logger);
+        _store = store;
+        _options = options.Validated();
+        _maxAttempts = Math.Max(1, dispatch.MaxAttempts);
+        _time = timeProvider;
+        _prices = prices;
+        _logger = logger;
+        _providers = [.. upstreams
+            .Where(u => u.Options.BatchApi == true)
+            .Select(u => u.Kind == UpstreamKind.Anthropic
+                ? (NativeProvider)new AnthropicNativeProvider(http, u.Options, timeProvider, _options)
+                : new OpenAINativeProvider(http, u.Options, timeProvider, _options))];
+    }
+
+    /// <summary>Raised after results ended batches (they are now ended, or finalizing). Handlers must be quick.</summary>
+    public event Action? BatchesEnded;
+
+    /// <summary>
+    /// True when some upstream with a native batch API serves <paramref name="model"/> (any
+    /// model, when null) for <paramref name="endpoint"/>.
+    /// </summary>
+    public bool CanRun(string? model, string endpoint)
+    {
+        ArgumentNullException.ThrowIfNull(endpoint);
+        return _providers.Any(p => p.Runs(endpoint) && (model is null || p.Options.Serves(model)));
+    }
+
+    /// <summary>Tells the runner that batches changed (new, cancelled), so it need not wait for its next look.</summary>
+    public void NotifyBatchesChanged() => _wake.Writer.TryWrite(true);
+
+    /// <summary>Runs native batches until <paramref name="stoppingToken"/> is cancelled; jobs at providers stay recorded and are polled again on the next run.</summary>
+    public async Task RunAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await RunOnceAsync(stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (StoreException)
+            {
+                throw;
+            }
+#pragma warning disable CA1031 // One failed look must not stop native batches: the next look tries again.
+            catch (Exception ex)
+#pragma warning restore CA1031
+            {
+                LogCycleFailed(ex);
+            }
+
+            try
+            {
+                using var delay = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+                var woken = _wake.Reader.WaitToReadAsync(delay.Token).AsTask();
+                var timer = Task.Delay(_options.PollInterval, _time, delay.Token);
+                await Task.WhenAny(woken, timer);
+                await delay.CancelAsync();
+                _wake.Reader.TryRead(out _);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+        }
+    }
+
+    /// <summary>One look: resumes recorded jobs, submits what is queued, cancels what was cancelled, and reads what ended.</summary>
+    internal async Task RunOnceAsync(CancellationToken cancellationToken)
+    {
+        if (!_loaded)
+        {
+            await LoadJobsAsync(cancellationToken);
+            _loaded = true;
+        }
+
+        var now = _time.GetUtcNow();
+        var active = (await _store.ListActiveBatchesAsync(cancellationToken)).Where(b => b.Mode == BatchMode.Native).ToList();
+        foreach (var batch in active.Where(b => b.ExpiresAt <= now && b.ExpiredAt is null))
+        {
+            await _store.ExpireBatchAsync(batch.Id, now, cancellationToken);
+        }
+
+        var batchIds = active.Select(b => b.Id).Concat(_jobs.Values.Select(j => j.Record.BatchId)).Distinct(StringComparer.Ordinal).ToList();
+        foreach (var batchId in batchIds)
+        {
+            if (await _store.GetBatchAsync(batchId, cancellationToken) is { } batch)
+            {
+                await ClaimAndSubmitAsync(batch, cancellationToken);
+            }
+        }
+
+        foreach (var job in _jobs.Values.ToList())
+        {
+            await AdvanceAsync(job, cancellationToken);
+        }
+    }
+
+    private async Task LoadJobsAsync(CancellationToken cancellationToken)
+    {
+        foreach (var record in await _store.ListOpenNativeJobsAsync(cancellationToken))
+        {
+            var job = new Job(record, [.. await _store.ListNativeJobItemsAsync(record.Id, cancellationToken)]);
+            _jobs[record.Id] = job;
+            foreach (var item in job.ItemIds)
+            {
+                _jobOfItem[item] = job;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Leases the batch's queued items: those a recorded job holds (queued again by a restart)
+    /// go back to it; the others go into new jobs, or end unsent when the batch no longer runs.
+    /// </summary>
+    private async Task ClaimAndSubmitAsync(BatchRecord batch, CancellationToken cancellationToken)
+    {
+        if (_submitBackoff.TryGetValue(batch.Id, out var retryAt) && retryAt > _time.GetUtcNow())
+        {
+            return;
+        }
+
+        var runs = batch.Status == BatchStatus.InProgress && batch.ExpiredAt is null;
+        var models = batch.Status == BatchStatus.InProgress
+            ? await _store.ListActiveModelsAsync(batch.Id, cancellationToken)
+            : await QueuedModelsAsync(batch.Id, cancellationToken);
+        foreach (var model in models)
+        {
+            var provider = _providers.FirstOrDefault(p => p.Runs(batch.Endpoint ?? "") && p.Options.Serves(model));
+            var builder = provider is null ? null : new JobBuilder(provider, batch);
+            try
+            {
+                while (true)
+                {
+                    var now = _time.GetUtcNow();
+                    var items = await _store.ClaimAsync(model, batch.Id, _options.ClaimChunk, now, now + _options.LeaseDuration, cancellationToken);
+                    if (items.Count == 0)
+                    {
+                        break;
+                    }
+
+                    var unsent = new List<ItemOutcome>();
+                    var failed = false;
+                    foreach (var item in items)
+                    {
+                        if (_jobOfItem.TryGetValue(item.ItemId, out var job))
+                        {
+                            job.Leases[item.ItemId] = Lean(item);
+                        }
+                        else if (!runs)
+                        {
+                            var kind = batch.Status is BatchStatus.Cancelling or BatchStatus.Cancelled ? OutcomeKind.Cancelled : OutcomeKind.Expired;
+                            unsent.Add(new ItemOutcome(item, kind, new AttemptResult()));
+                        }
+                        else if (builder is null)
+                        {
+                            unsent.Add(new ItemOutcome(item, OutcomeKind.Failed, new AttemptResult
+                            {
+                                ErrorCode = "native_batch_unavailable",
+                                ErrorMessage = $"no upstream with a native batch API serves the model {model} at {batch.Endpoint}",
+                            }));
+                        }
+                        else if (failed)
+                        {
+                            // The provider refused a job just now: the rest waits, unspent, for the next try.
+                            unsent.Add(new ItemOutcome(item, OutcomeKind.Released, new AttemptResult()));
+                        }
+                        else
+                        {
+                            if (!builder.Fits(item))
+                            {
+                                var full = builder;
+                                builder = new JobBuilder(full.Provider, batch);
+                                failed = !await SubmitAsync(full, cancellationToken);
+                                if (failed)
+                                {
+                                    unsent.Add(new ItemOutcome(item, OutcomeKind.Released, new AttemptResult()));
+                                    continue;
+                                }
+                            }
+
+                            builder.Add(item);
+                        }
+                    }
+
+                    await CommitAsync(unsent, cancellationToken);
+                    if (failed)
+                    {
+                        return;
+                    }
+                }
+
+                if (builder is { Count: > 0 })
+                {
+                    var last = builder;
+                    builder = null;
+                    await SubmitAsync(last, cancellationToken);
+                }
+            }
+            finally
+            {
+                builder?.Dispose();
+            }
+        }
+    }
+
+    /// <summary>
+    /// The models of a batch's queued items: of a batch that is no longer in progress, these are
+    /// items a restart queued again while their job was still at the provider.
+    /// </summary>
+    private async Task<List<string>> QueuedModelsAsync(string batchId, CancellationToken cancellationToken)
+    {
+        var models = new HashSet<string>(StringComparer.Ordinal);
+        await foreach (var request in _store.ReadRequestsAsync(batchId, [ItemState.Queued], cancellationToken))
+        {
+            models.Add(request.Model);
+        }
+
+        return [.. models];
+    }
+
+    /// <summary>Hands a job to its provider and records it; on a refusal its items go back to the queue and this returns false. Disposes the builder.</summary>
+    private async Task<bool> SubmitAsync(JobBuilder builder, CancellationToken cancellationToken)
+    {
+        var batch = builder.Batch;
+        string providerBatchId;
+        try
+        {
+            await using var content = builder.Finish();
+            providerBatchId = await builder.Provider.SubmitAsync(content, batch.Endpoint!, batch.Id, cancellationToken);
+        }
+        catch (NativeBatchException ex)
+        {
+            // Nothing was created (or nothing we can know of): the items go back to the queue, unspent, and are tried again later.
+            LogSubmitFailed(batch.Id, builder.Provider.Name, ex);
+            _submitBackoff[batch.Id] = _time.GetUtcNow() + _options.PollInterval;
+            await CommitAsync([.. builder.Items.Select(i => new ItemOutcome(i, OutcomeKind.Released, new AttemptResult()))], CancellationToken.None);
+            return false;
+        }
+        finally
+        {
+            builder.Dispose();
+        }
+
+        // Recorded before anything else: a restart from here on polls this job instead of creating another.
+        var record = await _store.AddNativeJobAsync(batch.Id, builder.Provider.Name, providerBatchId, [.. builder.Items.Select(i => i.ItemId)], _time.GetUtcNow(), CancellationToken.None);
+        var job = new Job(record, [.. builder.Items.Select(i => i.ItemId)]);
+        foreach (var item in builder.Items)
+        {
+            job.Leases[item.ItemId] = item;
+            _jobOfItem[item.ItemId] = job;
+        }
+
+        _jobs[record.Id] = job;
+        LogSubmitted(batch.Id, builder.Items.Count, builder.Provider.Name, providerBatchId);
+        return true;
+    }
+
+    /// <summary>Cancels the job at the provider when its batch was cancelled or expired; reads its results once it ended.</summary>
+    private async Task AdvanceAsync(Job job, CancellationToken cancellationToken)
+    {
+        var record = job.Record;
+        var provider = _providers.FirstOrDefault(p => p.Name == record.Upstream);
+        var batch = await _store.GetBatchAsync(record.BatchId, cancellationToken);
+        if (provider is null || batch is null)
+        {
+            // The upstream left the configuration, or the batch was deleted: nothing can be read back.
+            Forget(job);
+            if (batch is not null)
+            {
+                await CommitAsync([.. job.Leases.Values.Select(i => new ItemOutcome(i, OutcomeKind.Failed, new AttemptResult
+                {
+                    ErrorCode = "native_batch_unavailable",
+                    ErrorMessage = $"the upstream {record.Upstream} that ran the provider batch {record.ProviderBatchId} is no longer configured",
+                }))], cancellationToken);
+            }
+
+            await _store.UpdateNativeJobAsync(record.Id, NativeJobStatus.Ended, record.CancelRequested, CancellationToken.None);
+            return;
+        }
+
+        var stopping = batch.Status is BatchStatus.Cancelling or BatchStatus.Cancelled || batch.ExpiredAt is not null;
+        if (stopping && !record.CancelRequested)
+        {
+            try
+            {
+                await provider.CancelAsync(record.ProviderBatchId, cancellationToken);
+            }
+            catch (NativeBatchException ex)
+            {
+                // It may have ended meanwhile; polling tells.
+                LogCancelFailed(record.ProviderBatchId, provider.Name, ex);
+            }
+
+            job.Record = record = record with { CancelRequested = true };
+            await _store.UpdateNativeJobAsync(record.Id, NativeJobStatus.Submitted, cancelRequested: true, cancellationToken);
+        }
+
+        ProviderState state;
+        try
+        {
+            state = await provider.PollAsync(record.ProviderBatchId, cancellationToken);
+        }
+        catch (NativeBatchException ex)
+        {
+            LogPollFailed(record.ProviderBatchId, provider.Name, ex);
+            return;
+        }
+
+        if (!state.Ended)
+        {
+            return;
+        }
+
+        var lines = new Dictionary<long, NativeLine>();
+        try
+        {
+            await foreach (var line in provider.ReadResultsAsync(record.ProviderBatchId, state, cancellationToken))
+            {
+                if (job.ItemIds.Contains(line.ItemId))
+                {
+                    lines[line.ItemId] = line;
+                }
+            }
+        }
+        catch (NativeBatchException ex)
+        {
+            LogPollFailed(record.ProviderBatchId, provider.Name, ex);
+            return;
+        }
+
+        // Read again: a cancel may have come in while the results were read.
+        batch = await _store.GetBatchAsync(record.BatchId, cancellationToken) ?? batch;
+        var outcomes = new List<ItemOutcome>(job.Leases.Count);
+        var now = _time.GetUtcNow();
+        var resubmitted = 0;
+        foreach (var item in job.Leases.Values)
+        {
+            var outcome = Decide(item, lines.GetValueOrDefault(item.ItemId), batch, state, now);
+            resubmitted += outcome.Kind == OutcomeKind.Retry ? 1 : 0;
+            outcomes.Add(outcome);
+        }
+
+        await CommitAsync(outcomes, CancellationToken.None);
+        await _store.UpdateNativeJobAsync(record.Id, NativeJobStatus.Ended, record.CancelRequested, CancellationToken.None);
+        Forget(job);
+        LogJobEnded(record.BatchId, record.ProviderBatchId, state.Status, lines.Count, resubmitted);
+        if (resubmitted > 0)
+        {
+            NotifyBatchesChanged();
+        }
+    }
+
+    private ItemOutcome Decide(ClaimedItem item, NativeLine? line, BatchRecord batch, ProviderState state, DateTimeOffset now)
+    {
+        if (line is { Fate: LineFate.Succeeded })
+        {
+            var result = new AttemptResult { StatusCode = line.StatusCode, RequestId = line.RequestId, Body = line.Body };
+            if (line.Body is { } body && UsageReader.TryRead(body, out var input, out var output, out var cached) && input + output > 0)
+            {
+                var cost = _prices.Price(item.Model, input, output, cached, batch: true);
+                result = result with { InputTokens = input, OutputTokens = output, CachedTokens = cached, CostNanos = cost.Nanos, Priced = cost.Priced };
+            }
+
+            return new ItemOutcome(item, OutcomeKind.Succeeded, result);
+        }
+
+        var failure = line is null
+            ? new AttemptResult { ErrorCode = "native_result_missing", ErrorMessage = $"the provider batch ended {state.Status} without a result for this request" }
+            : new AttemptResult { StatusCode = line.StatusCode, RequestId = line.RequestId, Body = line.Body, ErrorCode = line.ErrorCode, ErrorMessage = line.ErrorMessage };
+        if (line is { Fate: LineFate.Permanent })
+        {
+            return new ItemOutcome(item, OutcomeKind.Failed, failure);
+        }
+
+        // Transient, missing, or cut short by the provider: the batch's own state decides.
+        if (batch.Status is BatchStatus.Cancelling or BatchStatus.Cancelled)
+        {
+            return new ItemOutcome(item, OutcomeKind.Cancelled, new AttemptResult());
+        }
+
+        if (batch.ExpiredAt is not null)
+        {
+            return new ItemOutcome(item, OutcomeKind.Expired, new AttemptResult());
+        }
+
+        return item.Attempt < _maxAttempts
+            ? new ItemOutcome(item, OutcomeKind.Retry, failure, now)
+            : new ItemOutcome(item, OutcomeKind.Failed, failure);
+    }
+
+    private async Task CommitAsync(List<ItemOutcome> outcomes, CancellationToken cancellationToken)
+    {
+        if (outcomes.Count == 0)
+        {
+            return;
+        }
+
+        var summary = await _store.CommitAsync(outcomes, _time.GetUtcNow(), cancellationToken);
+        if (summary.CompletedBatches.Count > 0)
+        {
+            BatchesEnded?.Invoke();
+        }
+    }
+
+    private void Forget(Job job)
+    {
+        _jobs.Remove(job.Record.Id);
+        foreach (var item in job.ItemIds)
+        {
+            _jobOfItem.Remove(item);
+        }
+    }
+
+    /// <summary>A lease kept for a job: the body was sent and is not needed again.</summary>
+    private static ClaimedItem Lean(ClaimedItem item) => item with { Body = [] };
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Batch {BatchId}: {Count} requests handed to {Upstream} as its batch {ProviderBatchId}")]
+    private partial void LogSubmitted(string batchId, int count, string upstream, string providerBatchId);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Batch {BatchId}: handing requests to {Upstream} failed; they wait for the next try")]
+    private partial void LogSubmitFailed(string batchId, string upstream, Exception exception);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Provider batch {ProviderBatchId} on {Upstream} could not be read; it is asked again later")]
+    private partial void LogPollFailed(string providerBatchId, string upstream, Exception exception);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Provider batch {ProviderBatchId} on {Upstream} could not be cancelled")]
+    private partial void LogCancelFailed(string providerBatchId, string upstream, Exception exception);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Batch {BatchId}: provider batch {ProviderBatchId} ended {Status} with {Lines} result lines; {Resubmitted} requests go again")]
+    private partial void LogJobEnded(string batchId, string providerBatchId, string status, int lines, int resubmitted);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "A look at native batches failed; the next look tries again")]
+    private partial void LogCycleFailed(Exception exception);
+
+    /// <summary>A job at a provider, with the leases of its items (once claimed in this run).</summary>
+    private sealed class Job(NativeJob record, HashSet<long> itemIds)
+    {
+        public NativeJob Record { get; set; } = record;
+
+        public HashSet<long> ItemIds { get; } = itemIds;
+
+        public Dictionary<long, ClaimedItem> Leases { get; } = [];
+    }
+
+    /// <summary>A job being written: its lines go to a temporary file, within the provider's limits.</summary>
+    private sealed class JobBuilder : IDisposable
+    {
+        private readonly FileStream _file;
+        private readonly ArrayBufferWriter<byte> _line = new(4096);
+        private readonly Utf8JsonWriter _json;
+        private readonly List<ClaimedItem> _items = [];
+        private long _bytes;
+
+        public JobBuilder(NativeProvider provider, BatchRecord batch)
+        {
+            Provider = provider;
+            Batch = batch;
+            _file = new FileStream(
+                Path.Combine(Path.GetTempPath(), $"shepherd-native-{Guid.NewGuid():N}.jsonl"),
+                FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 64 * 1024, FileOptions.DeleteOnClose);
+            _json = new Utf8JsonWriter(_line);
+            _file.Write(provider.Opening);
+            _bytes = provider.Opening.Length + provider.Closing.Length;
+        }
+
+        public NativeProvider Provider { get; }
+
+        public BatchRecord Batch { get; }
+
+        public List<ClaimedItem> Items => _items;
+
+        public int Count => _items.Count;
+
+        /// <summary>True when the item's line fits in this job (an empty job takes any one line).</summary>
+        public bool Fits(ClaimedItem item)
+        {
+            if (_items.Count == 0)
+            {
+                return true;
+            }
+
+            var estimate = item.Body.Length + item.Url.Length + 96 + Provider.Separator.Length;
+            return _items.Count < Provider.MaxLines && _bytes + estimate <= Provider.MaxBytes;
+        }
+
+        public void Add(ClaimedItem item)
+        {
+            _line.ResetWrittenCount();
+            _json.Reset();
+            Provider.WriteLine(_json, NativeProvider.CustomIdOf(item.ItemId), item.Url, item.Body);
+            _json.Flush();
+            if (_items.Count > 0)
+            {
+                _file.Write(Provider.Separator);
+                _bytes += Provider.Separator.Length;
+            }
+
+            _file.Write(_line.WrittenSpan);
+            _bytes += _line.WrittenCount;
+            _items.Add(Lean(item));
+        }
+
+        /// <summary>Closes the job's text and returns it from its start; the stream stays owned by the builder.</summary>
+        public NonClosing Finish()
+        {
+            _file.Write(Provider.Closing);
+            _file.Flush();
+            _file.Position = 0;
+            return new NonClosing(_file);
+        }
+
+        public void Dispose()
+        {
+            _json.Dispose();
+            _file.Dispose();
+        }
+    }
+
+    /// <summary>A view of a stream that leaves it open when disposed (an HTTP content disposes what it sends).</summary>
+    private sealed class NonClosing(Stream inner) : Stream
+    {
+        public override bool CanRead => true;
+
+        public override bool CanSeek => inner.CanSeek;
+
+        public override bool CanWrite => false;
+
+        public override long Length => inner.Length;
+
+        public override long Position { get => inner.Position; set => inner.Position = value; }
+
+        public override void Flush()
+        {
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, count);
+
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => inner.ReadAsync(buffer, cancellationToken);
+
+        public override long Seek(long offset, SeekOrigin origin) => inner.Seek(offset, origin);
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    }
+}

@@ -1,0 +1,211 @@
+using Shepherd.Engine.Batches;
+using Shepherd.Engine.Dispatch;
+using Shepherd.Engine.Formats;
+using Shepherd.Engine.Upstreams;
+
+namespace Shepherd.Engine.Pricing;
+
+/// <summary>
+/// Prices a batch input before it is sent. The input (OpenAI or Anthropic lines) is streamed
+/// line by line, holding one line and one running total per model, so memory stays flat for an
+/// input of any size. Each request's prompt is tokenized as the dispatcher counts it; its output
+/// is the limit it names (<c>max_tokens</c> and its kin: an upper bound), or, where it names none,
+/// an assumed share of its prompt (<see cref="EstimateOptions.AssumedOutputRatio"/>, at most
+/// <see cref="EstimateOptions.MaxAssumedOutputTokens"/>), and none for embeddings. Each model is
+/// priced realtime and at its provider's batch discount; a model without a price costs 0 and is
+/// flagged, never guessed. The time is what the lanes' limits imply:
+/// <c>max(requests / rpm, (prompt + output tokens) / tpm)</c> per model, the models side by side.
+/// Lines that are not valid requests are reported with their line numbers, as a batch would
+/// reject them, and not priced.
+/// </summary>
+public sealed class BatchEstimator
+{
+    private readonly PriceTable _prices;
+    private readonly TokenEstimator _tokens;
+
+    /// <summary>Creates an estimator that prices with <paramref name="prices"/> and counts tokens with <paramref name="tokens"/>.</summary>
+    public BatchEstimator(PriceTable prices, TokenEstimator tokens)
+    {
+        ArgumentNullException.ThrowIfNull(prices);
+        ArgumentNullException.ThrowIfNull(tokens);
+        _prices = prices;
+        _tokens = tokens;
+    }
+
+    /// <summary>Reads <paramref name="input"/> to its end and prices it.</summary>
+    public async Task<BatchEstimate> EstimateAsync(Stream input, EstimateOptions options, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        ArgumentNullException.ThrowIfNull(options);
+        var settings = options.Validated();
+        using var reader = new JsonlLineReader(input, settings.MaxLineBytes);
+        var models = new Dictionary<string, Tally>(StringComparer.Ordinal);
+        var errors = new List<InputError>();
+        var truncated = false;
+        (InputFormat Format, string Url, long Line)? first = null;
+
+        void Fail(InputError error)
+        {
+            if (errors.Count < settings.MaxErrors)
+            {
+                errors.Add(error);
+            }
+            else
+            {
+                truncated = true;
+            }
+        }
+
+        LineKind kind;
+        while ((kind = await reader.ReadAsync(cancellationToken).ConfigureAwait(false)) != LineKind.End)
+        {
+            var line = reader.LineNumber;
+            if (kind == LineKind.TooLong)
+            {
+                Fail(new InputError(InputErrorCodes.LineTooLong, $"the line is longer than {settings.MaxLineBytes} bytes", line));
+                continue;
+            }
+
+            if (BatchImporter.IsBlank(reader.Current.Span))
+            {
+                continue;
+            }
+
+            if (InputLineParser.TryParse(reader.Current, out var parsed) is { } problem)
+            {
+                Fail(new InputError(problem.Code, problem.Message, line));
+                continue;
+            }
+
+            first ??= (parsed.Format, settings.Endpoint ?? parsed.Url, line);
+            if (BatchImporter.Mismatch(parsed, first.Value, settings.Endpoint is not null) is { } mismatch)
+            {
+                Fail(mismatch with { Line = line });
+                continue;
+            }
+
+            var model = settings.Model ?? parsed.Model;
+            if (!models.TryGetValue(model, out var tally))
+            {
+                tally = new Tally();
+                models.Add(model, tally);
+            }
+
+            var (prompt, _) = _tokens.Estimate(model, parsed.Body.Span);
+            tally.Requests++;
+            tally.PromptTokens += prompt;
+            if (parsed.Url == BatchEndpoints.Embeddings)
+            {
+                // An embedding is a vector, not tokens: nothing is generated.
+                continue;
+            }
+
+            if (parsed.MaxOutputTokens is { } max)
+            {
+                tally.OutputTokens += max;
+            }
+            else
+            {
+                var assumed = (long)Math.Min(Math.Ceiling(prompt * settings.AssumedOutputRatio), settings.MaxAssumedOutputTokens);
+                tally.OutputTokens += assumed;
+                tally.AssumedOutputTokens += assumed;
+                tally.RequestsWithAssumedOutput++;
+            }
+        }
+
+        if (first is null && errors.Count == 0)
+        {
+            errors.Add(new InputError(InputErrorCodes.EmptyFile, "the input holds no request", null));
+        }
+
+        return Summarize(models, errors, truncated, settings);
+    }
+
+    /// <summary>
+    /// The limits of <paramref name="model"/>'s lanes on <paramref name="upstreams"/>: the sum
+    /// over the upstreams that serve it, each with its own lane; a limit that a serving upstream
+    /// leaves unset is unknown (null), as is every limit of a model no upstream serves.
+    /// </summary>
+    public static (long? RequestsPerMinute, long? TokensPerMinute) LimitsOf(IEnumerable<UpstreamOptions> upstreams, string model)
+    {
+        ArgumentNullException.ThrowIfNull(upstreams);
+        ArgumentNullException.ThrowIfNull(model);
+        long? rpm = 0, tpm = 0;
+        var serving = 0;
+        foreach (var upstream in upstreams.Where(u => u.Serves(model)))
+        {
+            serving++;
+            var limits = upstream.LimitsFor(model);
+            rpm += limits.RequestsPerMinute;
+            tpm += limits.TokensPerMinute;
+        }
+
+        return serving == 0 ? (null, null) : (rpm, tpm);
+    }
+
+    private BatchEstimate Summarize(Dictionary<string, Tally> models, List<InputError> errors, bool truncated, EstimateOptions settings)
+    {
+        var estimates = new List<ModelEstimate>(models.Count);
+        foreach (var (model, tally) in models.OrderBy(m => m.Key, StringComparer.Ordinal))
+        {
+            var price = _prices.Find(model);
+            var (upstreamRpm, upstreamTpm) = LimitsOf(settings.Upstreams, model);
+            var rpm = settings.RequestsPerMinute ?? upstreamRpm;
+            var tpm = settings.TokensPerMinute ?? upstreamTpm;
+            double? minutes = null;
+            if (rpm is { } requestsPerMinute)
+            {
+                minutes = (double)tally.Requests / requestsPerMinute;
+            }
+
+            if (tpm is { } tokensPerMinute)
+            {
+                // As a lane counts a request: its prompt plus its output allowance.
+                minutes = Math.Max(minutes ?? 0, (double)(tally.PromptTokens + tally.OutputTokens) / tokensPerMinute);
+            }
+
+            estimates.Add(new ModelEstimate
+            {
+                Model = model,
+                Requests = tally.Requests,
+                PromptTokens = tally.PromptTokens,
+                OutputTokens = tally.OutputTokens,
+                AssumedOutputTokens = tally.AssumedOutputTokens,
+                RequestsWithAssumedOutput = tally.RequestsWithAssumedOutput,
+                Price = price,
+                Realtime = _prices.Price(model, tally.PromptTokens, tally.OutputTokens) with { Priced = price is not null },
+                Batch = _prices.Price(model, tally.PromptTokens, tally.OutputTokens, batch: true) with { Priced = price is not null },
+                RequestsPerMinute = rpm,
+                TokensPerMinute = tpm,
+                Minutes = minutes,
+            });
+        }
+
+        var allPriced = estimates.All(m => m.Priced);
+        return new BatchEstimate
+        {
+            Models = estimates,
+            Requests = estimates.Sum(m => m.Requests),
+            PromptTokens = estimates.Sum(m => m.PromptTokens),
+            OutputTokens = estimates.Sum(m => m.OutputTokens),
+            AssumedOutputTokens = estimates.Sum(m => m.AssumedOutputTokens),
+            RequestsWithAssumedOutput = estimates.Sum(m => m.RequestsWithAssumedOutput),
+            Realtime = new Cost(estimates.Sum(m => m.Realtime.Nanos), allPriced),
+            Batch = new Cost(estimates.Sum(m => m.Batch.Nanos), allPriced),
+            Minutes = estimates.Max(m => m.Minutes),
+            AssumedOutputRatio = settings.AssumedOutputRatio,
+            MaxAssumedOutputTokens = settings.MaxAssumedOutputTokens,
+            Errors = errors,
+            ErrorsTruncated = truncated,
+        };
+    }
+
+    private sealed class Tally
+    {
+        public long Requests;
+        public long PromptTokens;
+        public long OutputTokens;
+        public long AssumedOutputTokens;
+        public long RequestsWithAssumedOutput;
+    }
+}
