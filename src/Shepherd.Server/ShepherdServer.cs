@@ -8,6 +8,8 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Shepherd.Engine;
 using Shepherd.Engine.Batches;
+using Shepherd.Engine.Dispatch;
+using Shepherd.Engine.Pricing;
 using Shepherd.Engine.Storage;
 using Shepherd.Server.Anthropic;
 using Shepherd.Server.Hosting;
@@ -72,6 +74,10 @@ public sealed class ShepherdServer : IAsyncDisposable
         builder.Services.AddSingleton<ServerCore>();
         builder.Services.AddSingleton<FilesApi>();
         builder.Services.AddSingleton<BatchesApi>();
+        builder.Services.AddSingleton(sp => new EstimateApi(
+            sp.GetRequiredService<ServerCore>(),
+            new BatchEstimator(engine.Prices, sp.GetRequiredService<TokenEstimator>()),
+            engine.Upstreams));
         builder.Services.AddSingleton<MessageBatchesApi>();
         builder.Services.AddHostedService<EngineService>();
         configure?.Invoke(builder, upstreams);
@@ -85,6 +91,7 @@ public sealed class ShepherdServer : IAsyncDisposable
             app.MapGet("/health", () => Results.Text("ok"));
             app.Services.GetRequiredService<FilesApi>().Map(app);
             app.Services.GetRequiredService<BatchesApi>().Map(app);
+            app.Services.GetRequiredService<EstimateApi>().Map(app);
             app.Services.GetRequiredService<MessageBatchesApi>().Map(app);
             app.MapFallback((HttpContext context) =>
                 throw ApiException.NotFound($"There is no {context.Request.Method} {context.Request.Path} on this server."));

@@ -88,7 +88,7 @@ public sealed class InlineBatchTests
     [InlineData("""{"model":"m","requests":[]}""", "requests", "at least one request")]
     [InlineData("""{"model":"m","priority":"urgent","requests":[{"custom_id":"a","prompt":"x"}]}""", "priority", "\"urgent\"")]
     [InlineData("""{"model":"m","endpoint":"/v1/images","requests":[{"custom_id":"a","prompt":"x"}]}""", "endpoint", "/v1/images")]
-    [InlineData("""{"model":"m","budget_usd":5,"requests":[{"custom_id":"a","prompt":"x"}]}""", "budget_usd", "not supported")]
+    [InlineData("""{"model":"m","budget_usd":-5,"requests":[{"custom_id":"a","prompt":"x"}]}""", "budget_usd", "0 or more")]
     [InlineData("""{"model":"m","colour":"red","requests":[{"custom_id":"a","prompt":"x"}]}""", "colour", "Unknown field")]
     [InlineData("""{"model":"m","completion_window":"soon","requests":[{"custom_id":"a","prompt":"x"}]}""", "completion_window", "\"soon\"")]
     [InlineData("""{"model":"m","requests":[{"custom_id":"a","prompt":"x"}""", "requests[0]", "not valid JSON")]
@@ -235,5 +235,29 @@ public sealed class InlineBatchTests
         await server.WaitForEndAsync(quick.GetProperty("id").GetString()!);
         var (cleanStatus, clean) = await server.PostAsync($"/v1/batches/{quick.GetProperty("id").GetString()}/retry_failed");
         Assert.Equal((400, "nothing_to_retry"), (cleanStatus, clean.GetProperty("error").GetProperty("code").GetString()));
+    }
+
+    [Fact]
+    public async Task ABudget_EndsWhatWouldPassIt_AsBudgetExceeded_AndTheBatchSaysSo()
+    {
+        await using var server = await RunningServer.StartAsync();
+        // gpt-4o-mini with max_tokens 100: each request may cost about 100 × $0.60 / 1M = $0.00006 plus its prompt.
+        var requests = string.Join(",", Enumerable.Range(0, 40).Select(i => $$$"""{"custom_id":"r{{{i}}}","body":{"messages":[{"role":"user","content":"p"}],"max_tokens":100}}"""));
+
+        var (_, created) = await server.PostAsync("/v1/batches", $$"""{"model":"gpt-4o-mini","budget_usd":0.0006,"requests":[{{requests}}]}""");
+        var ended = await server.WaitForEndAsync(created.GetProperty("id").GetString()!);
+
+        Assert.Equal(0.0006m, created.GetProperty("budget_usd").GetDecimal());
+        var over = ended.GetProperty("budget_exceeded_requests").GetInt64();
+        var completed = ended.GetProperty("request_counts").GetProperty("completed").GetInt64();
+        // At least what fits at the most each may cost; more as answers come in under their estimate.
+        Assert.InRange(completed, 9, 39);
+        Assert.Equal(40 - completed, over);
+        Assert.True(ended.GetProperty("cost_usd").GetDecimal() is > 0 and <= 0.0006m, ended.ToString());
+        var (_, results) = await server.GetAsync($"/v1/batches/{ended.GetProperty("id").GetString()}/results?limit=100");
+        var failed = results.GetProperty("data").EnumerateArray().Where(r => r.GetProperty("status").GetString() == "failed").ToList();
+        Assert.Equal(over, failed.Count);
+        Assert.All(failed, r => Assert.Equal("budget_exceeded", r.GetProperty("error").GetProperty("code").GetString()));
+        Assert.Equal(ended.GetProperty("cost_usd").GetDecimal(), results.GetProperty("data").EnumerateArray().Sum(r => r.GetProperty("cost_usd").GetDecimal()));
     }
 }

@@ -57,18 +57,22 @@ public sealed class RunningServer : IAsyncDisposable
         SimulatorOptions? simulator = null,
         Action<ServerOptions>? tune = null,
         TimeProvider? time = null,
-        Action<UpstreamOptions>? upstream = null)
+        Action<UpstreamOptions>? upstream = null,
+        Action<ShepherdEngineOptions>? engine = null)
     {
         var folder = new TempDirectory();
         var sim = await Simulators.StartHttpAsync(simulator ?? new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(2) });
-        return new RunningServer(await StartServerAsync(sim, folder.File("shepherd.db"), tune, time, upstream), sim, ownsSimulator: true, folder, folder.File("shepherd.db"));
+        return new RunningServer(await StartServerAsync(sim, folder.File("shepherd.db"), tune, time, upstream, engine), sim, ownsSimulator: true, folder, folder.File("shepherd.db"));
     }
 
     /// <summary>
     /// Stops this server and starts another on the same store and simulator, as a restart would;
     /// the new one owns both. <paramref name="whileStopped"/> runs in between, on the store file.
     /// </summary>
-    public async Task<RunningServer> RestartAsync(Func<Task>? whileStopped = null)
+    /// <param name="whileStopped">Runs while no server is up.</param>
+    /// <param name="upstream">Changes the new server's upstream, as at <see cref="StartAsync"/>.</param>
+    /// <param name="engine">Changes the new server's engine options (dispatch, native runs), as at <see cref="StartAsync"/>.</param>
+    public async Task<RunningServer> RestartAsync(Func<Task>? whileStopped = null, Action<UpstreamOptions>? upstream = null, Action<ShepherdEngineOptions>? engine = null)
     {
         await Server.DisposeAsync();
         Http.Dispose();
@@ -78,10 +82,10 @@ public sealed class RunningServer : IAsyncDisposable
         }
 
         _handedOver = true;
-        return new RunningServer(await StartServerAsync(Simulator, StatePath, null, null, null), Simulator, _ownsSimulator, _folder, StatePath);
+        return new RunningServer(await StartServerAsync(Simulator, StatePath, null, null, upstream, engine), Simulator, _ownsSimulator, _folder, StatePath);
     }
 
-    private static async Task<ShepherdServer> StartServerAsync(SimulatorServer sim, string state, Action<ServerOptions>? tune, TimeProvider? time, Action<UpstreamOptions>? tuneUpstream)
+    private static async Task<ShepherdServer> StartServerAsync(SimulatorServer sim, string state, Action<ServerOptions>? tune, TimeProvider? time, Action<UpstreamOptions>? tuneUpstream, Action<ShepherdEngineOptions>? tuneEngine)
     {
         var options = new ServerOptions
         {
@@ -97,6 +101,7 @@ public sealed class RunningServer : IAsyncDisposable
             Upstreams = [upstream],
             Dispatch = new() { RetryBaseDelay = TimeSpan.FromMilliseconds(20), RetryMaxDelay = TimeSpan.FromMilliseconds(100), IdlePollInterval = TimeSpan.FromMilliseconds(200) },
         };
+        tuneEngine?.Invoke(engine);
         return await ShepherdServer.StartAsync(options, engine, (builder, _) =>
         {
             builder.Logging.ClearProviders();

@@ -1,12 +1,14 @@
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Shepherd.Engine.Dispatch;
+using Shepherd.Engine.Dispatch.Native;
 
 namespace Shepherd.Server.Hosting;
 
-/// <summary>Runs the engine inside the server: the dispatcher over every batch, and the finalizer.</summary>
+/// <summary>Runs the engine inside the server: the dispatcher over every realtime batch, the native runner over native ones, and the finalizer.</summary>
 internal sealed partial class EngineService(
     Dispatcher dispatcher,
+    NativeBatchRunner native,
     BatchFinalizer finalizer,
     BackgroundImports imports,
     IHostApplicationLifetime lifetime,
@@ -22,10 +24,18 @@ internal sealed partial class EngineService(
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         dispatcher.BatchesEnded += finalizer.Wake;
+        native.BatchesEnded += finalizer.Wake;
         var finalizing = finalizer.RunAsync(stoppingToken);
         try
         {
-            await dispatcher.RunAsync(null, stoppingToken);
+            // Native batches run beside the dispatcher, which never claims their items.
+            // If either stops with a fault, the other stops too and the fault stops the server.
+            using var both = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+            var dispatching = dispatcher.RunAsync(null, both.Token);
+            var running = native.RunAsync(both.Token);
+            await Task.WhenAny(dispatching, running);
+            await both.CancelAsync();
+            await Task.WhenAll(dispatching, running);
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
@@ -40,6 +50,7 @@ internal sealed partial class EngineService(
         finally
         {
             dispatcher.BatchesEnded -= finalizer.Wake;
+            native.BatchesEnded -= finalizer.Wake;
         }
 
         await finalizing;

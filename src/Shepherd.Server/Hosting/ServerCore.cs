@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.RegularExpressions;
 using Shepherd.Engine.Batches;
 using Shepherd.Engine.Dispatch;
+using Shepherd.Engine.Dispatch.Native;
 using Shepherd.Engine.Formats;
 using Shepherd.Engine.Storage;
 using Shepherd.Server.Http;
@@ -18,6 +19,7 @@ internal sealed record Importers(BatchImporter Files, BatchImporter Creates, int
 internal sealed partial class ServerCore(
     IBatchStore store,
     Dispatcher dispatcher,
+    NativeBatchRunner native,
     ServerOptions options,
     TimeProvider time,
     BackgroundImports imports,
@@ -34,6 +36,16 @@ internal sealed partial class ServerCore(
     public ServerPaths Paths => paths;
 
     public Importers Importers => importers;
+
+    /// <summary>Runs batches of native mode; also says whether a batch can run so.</summary>
+    public NativeBatchRunner Native => native;
+
+    /// <summary>Tells the dispatcher and the native runner that batches changed.</summary>
+    public void NotifyBatchesChanged()
+    {
+        dispatcher.NotifyBatchesChanged();
+        native.NotifyBatchesChanged();
+    }
 
     /// <summary>The caller's batch of this door, or a 404: another tenant's batch does not exist for the caller.</summary>
     public async Task<BatchRecord> GetBatchAsync(Caller caller, string batchId, Door door, CancellationToken cancellationToken)
@@ -86,7 +98,7 @@ internal sealed partial class ServerCore(
             throw RequestsRejected(result.Errors, result.ErrorsTruncated);
         }
 
-        dispatcher.NotifyBatchesChanged();
+        NotifyBatchesChanged();
         return await store.GetBatchAsync(id, cancellationToken) ?? throw new InvalidOperationException($"Batch {id} vanished.");
     }
 
@@ -151,7 +163,7 @@ internal sealed partial class ServerCore(
         }
 
         var cancelled = await store.CancelBatchAsync(batch.Id, time.GetUtcNow(), cancellationToken) ?? batch;
-        dispatcher.NotifyBatchesChanged();
+        NotifyBatchesChanged();
         finalizer.Wake();
         return await store.GetBatchAsync(batch.Id, cancellationToken) ?? cancelled;
     }
@@ -175,15 +187,16 @@ internal sealed partial class ServerCore(
                 await importers.Files.ReadIntoAsync(input, batchId, endpoint, cancellationToken);
             }
 
-            dispatcher.NotifyBatchesChanged();
+            NotifyBatchesChanged();
         });
 
-    private static ApiException RequestsRejected(IReadOnlyList<InputError> errors, bool truncated)
+    /// <summary>A 400 naming each bad line as the request it came from, <c>requests[i]</c>, led by <paramref name="refusal"/>.</summary>
+    public static ApiException RequestsRejected(IReadOnlyList<InputError> errors, bool truncated, string refusal = "The batch was not created")
     {
         static string Param(InputError error) => error.Line is { } line ? $"requests[{line - 1}]" : "requests";
         static string Index(Match line) => $"requests[{long.Parse(line.Groups[1].ValueSpan, CultureInfo.InvariantCulture) - 1}]";
         var problems = errors.Select(e => $"{Param(e)}: {LineReference().Replace(e.Message, Index)}").ToList();
-        return ApiException.Rejected(problems, truncated, Param(errors[0]), errors[0].Code);
+        return ApiException.Rejected(problems, truncated, Param(errors[0]), errors[0].Code, refusal);
     }
 
     [GeneratedRegex(@"\bline (\d+)")]

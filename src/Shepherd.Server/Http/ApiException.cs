@@ -39,14 +39,17 @@ internal sealed class ApiException : Exception
 
     public static ApiException BadRequest(string message, string? param = null, string? code = null) => new(400, message, param, code);
 
-    /// <summary>A 400 for a batch refused for its requests: the first few problems, and how many more there were.</summary>
-    public static ApiException Rejected(IReadOnlyList<string> problems, bool truncated, string? param, string? code)
+    /// <summary>
+    /// A 400 for a batch refused for its requests: <paramref name="refusal"/> (what did not
+    /// happen), the first few problems, and how many more there were.
+    /// </summary>
+    public static ApiException Rejected(IReadOnlyList<string> problems, bool truncated, string? param, string? code, string refusal = "The batch was not created")
     {
         const int shown = 5;
         var more = truncated ? " (and more errors)"
             : problems.Count > shown ? $" (and {problems.Count - shown} more errors)"
             : "";
-        return BadRequest($"The batch was not created: {string.Join("; ", problems.Take(shown))}{more}.", param, code);
+        return BadRequest($"{refusal}: {string.Join("; ", problems.Take(shown))}{more}.", param, code);
     }
 
     public static ApiException NotFound(string message, string? param = null) => new(404, message, param);

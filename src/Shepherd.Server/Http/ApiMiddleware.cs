@@ -79,6 +79,7 @@ internal sealed partial class ApiMiddleware
         }
 
         return path.Equals("/v1/batches", StringComparison.Ordinal) || path.Equals("/v1/messages/batches", StringComparison.Ordinal)
+            || path.Equals("/v1/batches/estimate", StringComparison.Ordinal)
             ? _options.MaxCreateBodyBytes
             : _options.MaxSmallBodyBytes;
     }

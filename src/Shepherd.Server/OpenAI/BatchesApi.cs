@@ -1,9 +1,11 @@
 using System.Buffers;
+using System.Globalization;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Shepherd.Engine.Batches;
 using Shepherd.Engine.Formats;
+using Shepherd.Engine.Pricing;
 using Shepherd.Engine.Storage;
 using Shepherd.Server.Hosting;
 using Shepherd.Server.Http;
@@ -95,14 +97,12 @@ internal sealed class BatchesApi(ServerCore core)
     private async Task<BatchRecord> CreateInlineAsync(CreateBody body, NewBatch batch, CancellationToken cancellationToken)
     {
         Fields.OnlyKnown(body.Fields, "requests", "model", "endpoint", "priority", "metadata", "completion_window", "mode", "budget_usd");
-        if (Fields.String(body.Fields, "mode") is { } mode and not "realtime")
+        long? budget = null;
+        if (body.Fields.TryGetValue("budget_usd", out var budgetField) && budgetField.ValueKind != JsonValueKind.Null)
         {
-            throw ApiException.BadRequest($"mode \"{mode}\" is not available on this server; batches run in \"realtime\" mode.", "mode");
-        }
-
-        if (body.Fields.ContainsKey("budget_usd"))
-        {
-            throw ApiException.BadRequest("budget_usd is not supported yet: this server does not price requests, so it could not hold a budget.", "budget_usd");
+            budget = budgetField.ValueKind == JsonValueKind.Number && budgetField.TryGetDecimal(out var usd) && usd >= 0 && usd <= 1_000_000_000m
+                ? (long)Math.Round(usd * 1_000_000_000m, MidpointRounding.ToZero)
+                : throw ApiException.BadRequest("budget_usd must be a number of US dollars, 0 or more.", "budget_usd", "invalid_budget");
         }
 
         var endpoint = Endpoint(Fields.String(body.Fields, "endpoint") ?? BatchEndpoints.ChatCompletions);
@@ -115,11 +115,13 @@ internal sealed class BatchesApi(ServerCore core)
             throw ApiException.BadRequest("\"requests\" is empty; a batch needs at least one request.", "requests", InputErrorCodes.EmptyFile);
         }
 
+        var mode = Mode(Fields.String(body.Fields, "mode"), model, endpoint, batch.CompletionWindow, budget is not null);
+
         var linesPath = core.Paths.SpoolFile("inline-" + Guid.NewGuid().ToString("N") + ".jsonl");
         try
         {
-            await InlineRequests.ConvertAsync(body.SpoolPath, linesPath, endpoint, model, core.Importers.MaxLineBytes, cancellationToken);
-            return await core.CreateAndImportAsync(batch with { Endpoint = endpoint, Model = model, Priority = priority }, linesPath, endpoint, cancellationToken);
+            await InlineRequests.ConvertAsync(body.SpoolPath, linesPath, endpoint, model, core.Importers.MaxLineBytes, "The batch was not created", cancellationToken);
+            return await core.CreateAndImportAsync(batch with { Endpoint = endpoint, Model = model, Priority = priority, BudgetNanos = budget, Mode = mode }, linesPath, endpoint, cancellationToken);
         }
         finally
         {
@@ -244,18 +246,20 @@ internal sealed class BatchesApi(ServerCore core)
             json.WriteNull("response");
             json.WriteNull("error");
             json.WriteString("status", status);
+            json.WriteNumber("cost_usd", 0);
             json.WriteEndObject();
             return;
         }
 
         // The line is a JSON object: its closing brace gives way to the status.
         var line = lines.Format(item).Span;
-        var buffer = ArrayPool<byte>.Shared.Rent(line.Length + 32);
+        var buffer = ArrayPool<byte>.Shared.Rent(line.Length + 80);
         try
         {
             var written = line[..^1].Length;
             line[..^1].CopyTo(buffer);
-            written += System.Text.Encoding.UTF8.GetBytes($",\"status\":\"{status}\"}}", buffer.AsSpan(written));
+            var cost = Cost.ToUsd(item.Result?.CostNanos ?? 0).ToString(CultureInfo.InvariantCulture);
+            written += System.Text.Encoding.UTF8.GetBytes($",\"status\":\"{status}\",\"cost_usd\":{cost}}}", buffer.AsSpan(written));
             json.WriteRawValue(buffer.AsSpan(0, written), skipInputValidation: true);
         }
         finally
@@ -264,7 +268,42 @@ internal sealed class BatchesApi(ServerCore core)
         }
     }
 
-    private static string Endpoint(string endpoint) =>
+    /// <summary>
+    /// The mode an inline batch runs in. <c>native</c> needs an upstream with a native batch API
+    /// serving the model and endpoint; <c>auto</c> takes native when there is one and the batch's
+    /// completion window (none counts as unlimited) is at least the providers' 24 hours, and
+    /// realtime otherwise. A budget holds only in realtime: native mode hands the whole batch over
+    /// at once, so it refuses one and <c>auto</c> picks realtime.
+    /// </summary>
+    private BatchMode Mode(string? mode, string? model, string endpoint, TimeSpan? window, bool budgeted)
+    {
+        switch (mode)
+        {
+            case null or "realtime":
+                return BatchMode.Realtime;
+            case "native" when budgeted:
+                throw ApiException.BadRequest(
+                    "budget_usd cannot be kept in mode \"native\": the provider is handed the whole batch at once. Use mode \"realtime\" for a budget.",
+                    "budget_usd",
+                    "budget_not_supported");
+            case "native":
+                return core.Native.CanRun(model, endpoint)
+                    ? BatchMode.Native
+                    : throw ApiException.BadRequest(
+                        $"mode \"native\" needs an upstream with a native batch API serving {(model is null ? "the batch's models" : $"the model {model}")} at {endpoint}; none is configured.",
+                        "mode",
+                        "native_batch_unavailable");
+            case "auto":
+                return !budgeted && (window is null || window >= TimeSpan.FromHours(24)) && model is not null && core.Native.CanRun(model, endpoint)
+                    ? BatchMode.Native
+                    : BatchMode.Realtime;
+            default:
+                throw ApiException.BadRequest($"mode \"{mode}\" is not one of \"realtime\", \"native\", \"auto\".", "mode");
+        }
+    }
+
+    /// <summary>The canonical url of a known endpoint, or a 400 naming the known ones.</summary>
+    internal static string Endpoint(string endpoint) =>
         BatchEndpoints.Find(endpoint) == endpoint
             ? endpoint
             : throw ApiException.BadRequest($"endpoint \"{endpoint}\" is not one of {string.Join(", ", BatchEndpoints.All)}.", "endpoint", "invalid_endpoint");

@@ -19,9 +19,9 @@ internal static class InlineRequests
 
     /// <summary>
     /// Writes one line per request of <paramref name="spoolPath"/> to <paramref name="linesPath"/>;
-    /// throws a 400 naming each request that cannot be turned into a line.
+    /// throws a 400 naming each request that cannot be turned into a line, led by <paramref name="refusal"/>.
     /// </summary>
-    public static async Task ConvertAsync(string spoolPath, string linesPath, string endpoint, string? model, int maxLineBytes, CancellationToken cancellationToken)
+    public static async Task ConvertAsync(string spoolPath, string linesPath, string endpoint, string? model, int maxLineBytes, string refusal, CancellationToken cancellationToken)
     {
         await using var input = File.OpenRead(spoolPath);
         using var reader = new JsonlLineReader(input, maxLineBytes);
@@ -44,7 +44,7 @@ internal static class InlineRequests
                 errors.Add($"requests[{index}]: {problem}");
                 if (errors.Count == MaxErrors)
                 {
-                    throw ApiException.Rejected(errors, truncated: true, firstParam, "invalid_request");
+                    throw ApiException.Rejected(errors, truncated: true, firstParam, "invalid_request", refusal);
                 }
 
                 continue;
@@ -57,7 +57,7 @@ internal static class InlineRequests
 
         if (errors.Count > 0)
         {
-            throw ApiException.Rejected(errors, truncated: false, firstParam, "invalid_request");
+            throw ApiException.Rejected(errors, truncated: false, firstParam, "invalid_request", refusal);
         }
     }
 

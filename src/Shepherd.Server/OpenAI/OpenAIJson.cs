@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Shepherd.Engine.Pricing;
 using Shepherd.Engine.Storage;
 using Shepherd.Server.Http;
 
@@ -79,11 +80,23 @@ internal static class OpenAIJson
         json.WriteString("batch_id", batch.Id);
         json.WriteNumber("progress", batch.Total == 0 ? 0 : Math.Round(100.0 * batch.Finished / batch.Total, 1));
         json.WriteNumber("total_items", batch.Total);
-        json.WriteNumber("cost_usd", 0);
+        json.WriteNumber("cost_usd", Cost.ToUsd(batch.CostNanos));
+        json.WriteNumber("unpriced_requests", batch.Unpriced);
+        if (batch.BudgetNanos is { } budget)
+        {
+            json.WriteNumber("budget_usd", Cost.ToUsd(budget));
+        }
+        else
+        {
+            json.WriteNull("budget_usd");
+        }
+
+        json.WriteNumber("budget_exceeded_requests", batch.BudgetExceeded);
         var started = batch.InProgressAt ?? batch.CreatedAt;
         var ended = batch.CompletedAt ?? batch.CancelledAt ?? batch.FailedAt ?? (batch.Status == BatchStatus.Expired ? batch.ExpiredAt : null) ?? now;
         json.WriteNumber("duration_seconds", Math.Round(Math.Max(0, (ended - started).TotalSeconds), 3));
         json.WriteString("priority", Words.Priority(batch.Priority));
+        json.WriteString("mode", batch.Mode == BatchMode.Native ? "native" : "realtime");
         json.WriteEndObject();
     }
 

@@ -1,0 +1,110 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Shepherd.Engine.Formats;
+using Shepherd.Engine.Pricing;
+using Shepherd.Engine.Upstreams;
+using Shepherd.Server.Hosting;
+using Shepherd.Server.Http;
+
+namespace Shepherd.Server.OpenAI;
+
+/// <summary>
+/// <c>POST /v1/batches/estimate</c>: what a batch would cost and how long the server's lane
+/// limits make it take, before it is created. The body names an uploaded file of the caller
+/// (<c>input_file_id</c>, with an optional <c>model</c> that prices every line as that model, as
+/// <c>shepherd estimate --model</c> does) or holds the requests inline, in the shape of an inline
+/// create, whose <c>model</c> means what it means there: the model of the requests that name
+/// none. Either way the estimate is of what a create of the same body would send. The answer is
+/// the estimate as <c>shepherd estimate --json</c> prints it.
+/// </summary>
+internal sealed class EstimateApi(ServerCore core, BatchEstimator estimator, IReadOnlyList<UpstreamOptions> upstreams)
+{
+    private const string NotPriced = "The batch was not priced";
+
+    public void Map(WebApplication app) => app.MapPost("/v1/batches/estimate", (Delegate)EstimateAsync);
+
+    private async Task<IResult> EstimateAsync(HttpContext context)
+    {
+        var caller = Caller.Of(context);
+        var cancellationToken = context.RequestAborted;
+        using var body = await CreateBody.ReadAsync(context.Request.Body, core.Paths.SpoolFolder, core.Options.MaxCreateRequests, core.Importers.MaxLineBytes, cancellationToken);
+        var estimate = body.HasRequests
+            ? await EstimateInlineAsync(body, cancellationToken)
+            : await EstimateFileAsync(body, caller, cancellationToken);
+        return new JsonBody(estimate.WriteTo);
+    }
+
+    private async Task<BatchEstimate> EstimateFileAsync(CreateBody body, Caller caller, CancellationToken cancellationToken)
+    {
+        // The fields of a create from a file are accepted, so a create's body can be priced as it is.
+        Fields.OnlyKnown(body.Fields, "input_file_id", "model", "endpoint", "completion_window", "metadata");
+        var fileId = Fields.String(body.Fields, "input_file_id", required: true)!;
+        var options = Options(Model(body), Fields.String(body.Fields, "endpoint") is { } endpoint ? BatchesApi.Endpoint(endpoint) : null);
+        var file = await core.GetFileAsync(caller, fileId, cancellationToken);
+        if (file.Purpose != "batch")
+        {
+            throw ApiException.BadRequest($"File '{file.Id}' has purpose \"{file.Purpose}\"; a batch reads a file uploaded with purpose \"batch\".", "input_file_id");
+        }
+
+        BatchEstimate estimate;
+        await using (var input = await core.Store.OpenFileAsync(file.Id, cancellationToken))
+        {
+            estimate = await estimator.EstimateAsync(input, options, cancellationToken);
+        }
+
+        if (!estimate.IsValid)
+        {
+            var problems = estimate.Errors.Select(e => e.ToString()).ToList();
+            throw ApiException.Rejected(problems, estimate.ErrorsTruncated, "input_file_id", estimate.Errors[0].Code, $"File '{file.Id}' was not priced");
+        }
+
+        return estimate;
+    }
+
+    private async Task<BatchEstimate> EstimateInlineAsync(CreateBody body, CancellationToken cancellationToken)
+    {
+        // The fields of an inline create are accepted, so a create's body can be priced as it is.
+        Fields.OnlyKnown(body.Fields, "requests", "model", "endpoint", "priority", "metadata", "completion_window", "mode", "budget_usd");
+        var endpoint = BatchesApi.Endpoint(Fields.String(body.Fields, "endpoint") ?? BatchEndpoints.ChatCompletions);
+        if (body.RequestCount == 0)
+        {
+            throw ApiException.BadRequest("\"requests\" is empty; there is nothing to price.", "requests", InputErrorCodes.EmptyFile);
+        }
+
+        // As in a create, the batch's model fills in the requests that name none; each request is priced as the model it names.
+        var model = Model(body);
+        var options = Options(null, endpoint);
+        var linesPath = core.Paths.SpoolFile("estimate-" + Guid.NewGuid().ToString("N") + ".jsonl");
+        try
+        {
+            await InlineRequests.ConvertAsync(body.SpoolPath, linesPath, endpoint, model, core.Importers.MaxLineBytes, NotPriced, cancellationToken);
+            BatchEstimate estimate;
+            await using (var lines = File.OpenRead(linesPath))
+            {
+                estimate = await estimator.EstimateAsync(lines, options, cancellationToken);
+            }
+
+            return estimate.IsValid ? estimate : throw ServerCore.RequestsRejected(estimate.Errors, estimate.ErrorsTruncated, NotPriced);
+        }
+        finally
+        {
+            File.Delete(linesPath);
+        }
+    }
+
+    private static string? Model(CreateBody body)
+    {
+        var model = Fields.String(body.Fields, "model");
+        return model is not null && string.IsNullOrWhiteSpace(model)
+            ? throw ApiException.BadRequest("\"model\" cannot be blank.", "model")
+            : model;
+    }
+
+    private EstimateOptions Options(string? model, string? endpoint) => new()
+    {
+        Model = model,
+        Endpoint = endpoint,
+        Upstreams = upstreams,
+        MaxLineBytes = core.Importers.MaxLineBytes,
+    };
+}
