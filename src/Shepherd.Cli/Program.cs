@@ -14,6 +14,7 @@ var root = new RootCommand("Shepherd: a durable batch engine for LLM APIs")
     ResultsCommand.Create(),
     CancelCommand.Create(),
     ListCommand.Create(),
+    EstimateCommand.Create(),
 };
 
 var parse = root.Parse(args);

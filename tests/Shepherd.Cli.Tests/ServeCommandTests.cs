@@ -49,6 +49,11 @@ public sealed class ServeCommandTests : IDisposable
         var ended = await PollAsync(client, batchId, b => b.GetProperty("status").GetString() == "completed");
 
         Assert.Equal(300, ended.GetProperty("request_counts").GetProperty("completed").GetInt64());
+        // Every answer priced once, across the kill: gpt-4o-mini at $0.15 and $0.60 per million tokens.
+        var usage = ended.GetProperty("usage");
+        var expected = ((usage.GetProperty("input_tokens").GetInt64() * 150) + (usage.GetProperty("output_tokens").GetInt64() * 600)) / 1_000_000_000m;
+        Assert.Equal(expected, ended.GetProperty("cost_usd").GetDecimal());
+        Assert.True(expected > 0);
         var output = await client.GetStringAsync($"/v1/files/{ended.GetProperty("output_file_id").GetString()}/content", Ct);
         var answered = output.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement.GetProperty("custom_id").GetString()).ToList();
         Assert.Equal(300, answered.Distinct().Count());

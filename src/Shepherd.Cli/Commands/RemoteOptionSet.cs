@@ -152,7 +152,7 @@ internal sealed class RemoteOptionSet
     }
 
     /// <summary>The console of stdout; when stdout is a file or a pipe, tables are not wrapped at 80 columns.</summary>
-    private static IAnsiConsole StdoutConsole()
+    internal static IAnsiConsole StdoutConsole()
     {
         var console = AnsiConsole.Console;
         if (Console.IsOutputRedirected)

@@ -4,6 +4,7 @@ using Shepherd.Engine;
 using Shepherd.Engine.Configuration;
 using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Formats;
+using Shepherd.Engine.Pricing;
 using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
 using Shepherd.Simulator;
@@ -71,11 +72,12 @@ internal static class EngineSetup
         return string.Join(", ", targets.Select(t => t.BaseUrl.GetLeftPart(UriPartial.Authority)));
     }
 
-    /// <summary>The engine's options: the store at <paramref name="statePath"/>, the upstreams, and dispatch as the flags say.</summary>
-    public static ShepherdEngineOptions Options(EngineSettings settings, string statePath, IReadOnlyList<UpstreamOptions> upstreams) => new()
+    /// <summary>The engine's options: the store at <paramref name="statePath"/>, the upstreams, the configuration's prices, and dispatch as the flags say.</summary>
+    public static ShepherdEngineOptions Options(EngineSettings settings, ShepherdConfig? config, string statePath, IReadOnlyList<UpstreamOptions> upstreams) => new()
     {
         Store = new SqliteStoreOptions { Path = statePath },
         Upstreams = upstreams,
+        Prices = config?.PriceTable() ?? PriceTable.BuiltIn,
         Dispatch = new DispatchOptions
         {
             Concurrency = settings.Concurrency,

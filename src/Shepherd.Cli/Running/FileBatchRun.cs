@@ -11,6 +11,7 @@ using Shepherd.Engine.Batches;
 using Shepherd.Engine.Configuration;
 using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Formats;
+using Shepherd.Engine.Pricing;
 using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
 using Spectre.Console;
@@ -39,7 +40,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         int exitCode;
         var config = settings.ConfigPath is { } configPath ? ShepherdConfig.Load(configPath) : null;
         var upstreams = new List<UpstreamOptions>();
-        await using (var services = BuildServices(statePath, upstreams))
+        await using (var services = BuildServices(statePath, config, upstreams))
         {
             exitCode = await ExecuteAsync(services, upstreams, config, input, statePath, cancellationToken);
         }
@@ -198,7 +199,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         }
     }
 
-    private ServiceProvider BuildServices(string statePath, List<UpstreamOptions> upstreams)
+    private ServiceProvider BuildServices(string statePath, ShepherdConfig? config, List<UpstreamOptions> upstreams)
     {
         var services = new ServiceCollection();
         services.AddSingleton(time);
@@ -207,7 +208,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             .AddSimpleConsole(console => console.SingleLine = true));
         // Logs go to stderr, so stdout holds only progress, the summary or --json.
         services.Configure<ConsoleLoggerOptions>(console => console.LogToStandardErrorThreshold = LogLevel.Trace);
-        var http = services.AddShepherdEngine(EngineSetup.Options(settings, statePath, upstreams));
+        var http = services.AddShepherdEngine(EngineSetup.Options(settings, config, statePath, upstreams));
         EngineSetup.UseSimulatorIfChosen(settings, http, time);
 
         return services.BuildServiceProvider();
@@ -248,6 +249,8 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             json.WriteNumber("cancelled", batch.Cancelled);
             json.WriteNumber("input_tokens", batch.InputTokens);
             json.WriteNumber("output_tokens", batch.OutputTokens);
+            json.WriteNumber("cost_usd", Cost.ToUsd(batch.CostNanos));
+            json.WriteNumber("unpriced_requests", batch.Unpriced);
             json.WriteNumber("finished_this_run", finishedThisRun);
             json.WriteNumber("wall_seconds", Math.Round(wall.TotalSeconds, 3));
             json.WriteNumber("requests_per_second", Math.Round(rate, 1));
@@ -270,6 +273,8 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             ? string.Create(CultureInfo.InvariantCulture, $"{line} in {ProgressDisplay.FormatDuration(wall)} ({rate:0.0} requests/s, {counters.Retries:N0} retries)")
             : line);
         await stdout.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"  tokens:  {batch.InputTokens:N0} in, {batch.OutputTokens:N0} out"));
+        var unpriced = batch.Unpriced > 0 ? $" ({batch.Unpriced:N0} answers of models without a price count as $0)" : "";
+        await stdout.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"  cost:    ${Cost.ToUsd(batch.CostNanos):0.0000}{unpriced}"));
         await stdout.WriteLineAsync($"  results: {Relative(outputPath)} ({exported.Succeeded:N0} lines)");
         await stdout.WriteLineAsync($"  errors:  {Relative(errorsPath)} ({exported.Failed:N0} lines)");
     }

@@ -24,7 +24,7 @@ internal sealed class ServerRun(ServeSettings settings, TextWriter stdout, TimeP
         var upstreams = new List<UpstreamOptions>();
         var target = EngineSetup.ConfigureUpstreams(settings, config, upstreams, anthropicInput: false, endpoint: null);
         var options = ServerOptions(config?.Server);
-        await using var server = await ShepherdServer.StartAsync(options, EngineSetup.Options(settings, statePath, upstreams), (builder, http) =>
+        await using var server = await ShepherdServer.StartAsync(options, EngineSetup.Options(settings, config, statePath, upstreams), (builder, http) =>
         {
             builder.Services.AddSingleton(time);
             builder.Logging.ClearProviders();

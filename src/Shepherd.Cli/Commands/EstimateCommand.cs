@@ -1,0 +1,198 @@
+using System.CommandLine;
+using System.Globalization;
+using Shepherd.Cli.Running;
+using Shepherd.Engine.Configuration;
+using Shepherd.Engine.Dispatch;
+using Shepherd.Engine.Pricing;
+using Spectre.Console;
+
+namespace Shepherd.Cli.Commands;
+
+/// <summary>
+/// <c>shepherd estimate FILE</c>: what a batch file will cost, realtime and through a batch API,
+/// and how long the rate limits make it take, before anything is sent.
+/// </summary>
+internal static class EstimateCommand
+{
+    public static Command Create()
+    {
+        var file = new Argument<FileInfo>("file") { Description = "The batch: OpenAI lines (custom_id, method, url, body) or Anthropic lines (custom_id, params), one JSON object per line" };
+        file.AcceptExistingOnly();
+        var model = new Option<string?>("--model") { Description = "Price every request as if it used this model", HelpName = "MODEL" };
+        var rpm = CliOptions.OptionalLong("--rpm", "Requests per minute of each model's lane; by default the configuration's limits for the model", 1);
+        var tpm = CliOptions.OptionalLong("--tpm", "Tokens per minute (prompt + expected output) of each model's lane; by default the configuration's limits for the model", 1);
+        var config = new Option<string?>("--config") { Description = "A configuration file (shepherd.json): its prices and its upstreams' limits apply" };
+        config.AcceptLegalFilePathsOnly();
+        var json = new Option<bool>("--json") { Description = "Print the estimate as one JSON document on stdout" };
+
+        var command = new Command("estimate", "Price a batch file before sending it: tokens, expected output, realtime and batch cost per model, and the time the rate limits imply")
+        {
+            file, model, rpm, tpm, config, json,
+        };
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var input = parse.GetValue(file)!.FullName;
+            var settings = parse.GetValue(config) is { } path ? ShepherdConfig.Load(path) : null;
+            if (parse.GetValue(model) is { } named && string.IsNullOrWhiteSpace(named))
+            {
+                throw new UsageException("--model needs a model name.");
+            }
+
+            var options = new EstimateOptions
+            {
+                Model = parse.GetValue(model),
+                RequestsPerMinute = parse.GetValue(rpm),
+                TokensPerMinute = parse.GetValue(tpm),
+                Upstreams = settings?.Upstreams.Select(u => u.ToOptions()).ToList() ?? [],
+            };
+            var estimator = new BatchEstimator(settings?.PriceTable() ?? PriceTable.BuiltIn, new TokenEstimator());
+            BatchEstimate estimate;
+            await using (var stream = new FileStream(input, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, useAsync: true))
+            {
+                estimate = await estimator.EstimateAsync(stream, options, cancellationToken);
+            }
+
+            var name = Path.GetRelativePath(Environment.CurrentDirectory, input);
+            if (!estimate.IsValid)
+            {
+                await ReportInvalidAsync(Console.Error, name, estimate);
+                return ExitCodes.InvalidInput;
+            }
+
+            if (parse.GetValue(json))
+            {
+                await RemoteOutput.WriteJsonAsync(Console.Out, estimate.WriteTo);
+            }
+            else
+            {
+                Write(RemoteOptionSet.StdoutConsole(), name, estimate, options);
+            }
+
+            return ExitCodes.Success;
+        });
+        return command;
+    }
+
+    private static async Task ReportInvalidAsync(TextWriter stderr, string name, BatchEstimate estimate)
+    {
+        var count = estimate.Errors.Count;
+        await stderr.WriteLineAsync($"{name} cannot be sent as it is, so it was not priced. {count}{(estimate.ErrorsTruncated ? "+" : "")} problem{(count == 1 ? "" : "s")}:");
+        foreach (var error in estimate.Errors)
+        {
+            await stderr.WriteLineAsync(error.Line is null ? $"  {name}: {error}" : $"  {name}:{error}");
+        }
+
+        if (estimate.ErrorsTruncated)
+        {
+            await stderr.WriteLineAsync("  (and more invalid lines after these)");
+        }
+    }
+
+    /// <summary>The estimate for a person: a table per model with a total, then what was assumed and the time.</summary>
+    internal static void Write(IAnsiConsole console, string name, BatchEstimate estimate, EstimateOptions options)
+    {
+        var pricedAs = options.Model is { } model ? $", priced as {model}" : "";
+        console.MarkupLine(Markup.Escape($"{name}: {Count(estimate.Requests)} request{(estimate.Requests == 1 ? "" : "s")}{pricedAs}"));
+        var table = new Table().Border(TableBorder.Rounded)
+            .AddColumn("model")
+            .AddColumn(new TableColumn("requests").RightAligned())
+            .AddColumn(new TableColumn("prompt tokens").RightAligned())
+            .AddColumn(new TableColumn("output tokens").RightAligned())
+            .AddColumn(new TableColumn("realtime $").RightAligned())
+            .AddColumn(new TableColumn("batch $").RightAligned())
+            .AddColumn(new TableColumn("saving").RightAligned());
+        foreach (var row in estimate.Models)
+        {
+            table.AddRow(
+                Markup.Escape(row.Model),
+                Count(row.Requests),
+                Count(row.PromptTokens),
+                Count(row.OutputTokens) + (row.AssumedOutputTokens > 0 ? " *" : ""),
+                row.Priced ? Usd(row.Realtime.Usd) : "[yellow]unpriced[/]",
+                row.Priced ? Usd(row.Batch.Usd) : "[yellow]unpriced[/]",
+                row.Priced ? Saving(row.Realtime.Usd, row.Batch.Usd) : "");
+        }
+
+        if (estimate.Models.Count > 1)
+        {
+            var partial = estimate.Realtime.Priced ? "" : " †";
+            table.AddRow(
+                "[bold]total[/]",
+                $"[bold]{Count(estimate.Requests)}[/]",
+                $"[bold]{Count(estimate.PromptTokens)}[/]",
+                $"[bold]{Count(estimate.OutputTokens)}{(estimate.AssumedOutputTokens > 0 ? " *" : "")}[/]",
+                $"[bold]{Usd(estimate.Realtime.Usd)}{partial}[/]",
+                $"[bold]{Usd(estimate.Batch.Usd)}{partial}[/]",
+                $"[bold]{Saving(estimate.Realtime.Usd, estimate.Batch.Usd)}[/]");
+        }
+
+        console.Write(table);
+        if (estimate.AssumedOutputTokens > 0)
+        {
+            console.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
+                $"* assumed: {Count(estimate.RequestsWithAssumedOutput)} request{(estimate.RequestsWithAssumedOutput == 1 ? " names" : "s name")} no max_tokens, so each is expected to answer {estimate.AssumedOutputRatio:0.##} × its prompt tokens, at most {Count(estimate.MaxAssumedOutputTokens)}: {Count(estimate.AssumedOutputTokens)} of the {Count(estimate.OutputTokens)} output tokens.")));
+        }
+
+        if (estimate.AssumedOutputTokens < estimate.OutputTokens)
+        {
+            console.MarkupLine("Output named by max_tokens is counted in full: an upper bound, as answers often stop sooner.");
+        }
+
+        var unpriced = estimate.UnpricedModels.ToList();
+        if (unpriced.Count > 0)
+        {
+            console.MarkupLine("[yellow]" + Markup.Escape(
+                $"{(estimate.Models.Count > 1 ? "† " : "")}No price for {string.Join(", ", unpriced)}: counted as $0, not guessed. Add {(unpriced.Count == 1 ? "it" : "them")} under \"prices\" in shepherd.json (see docs/cost.md).") + "[/]");
+        }
+
+        WriteTime(console, estimate);
+    }
+
+    private static void WriteTime(IAnsiConsole console, BatchEstimate estimate)
+    {
+        if (estimate.Minutes is not { } minutes)
+        {
+            console.MarkupLine("Time: no rate limits known. Pass --rpm and --tpm, or give the upstreams' rpm and tpm in shepherd.json (--config).");
+            return;
+        }
+
+        console.MarkupLine(Markup.Escape($"Time at the rate limits: {Duration(minutes)}{(estimate.Models.Count > 1 ? " (each model has its own lanes, side by side)" : "")}"));
+        foreach (var row in estimate.Models)
+        {
+            var parts = new List<string>();
+            if (row.RequestsPerMinute is { } rpm)
+            {
+                parts.Add($"{Count(row.Requests)} request{(row.Requests == 1 ? "" : "s")} at {Count(rpm)} rpm");
+            }
+
+            if (row.TokensPerMinute is { } tpm)
+            {
+                parts.Add($"{Count(row.PromptTokens + row.OutputTokens)} tokens at {Count(tpm)} tpm");
+            }
+
+            var line = row.Minutes is { } modelMinutes
+                ? $"  {row.Model}: {Duration(modelMinutes)} ({string.Join("; ", parts)})"
+                : $"  {row.Model}: no rate limits known";
+            console.MarkupLine(Markup.Escape(line));
+        }
+    }
+
+    private static string Count(long value) => value.ToString("N0", CultureInfo.InvariantCulture);
+
+    private static string Usd(decimal usd) => "$" + usd.ToString("#,##0.00####", CultureInfo.InvariantCulture);
+
+    private static string Saving(decimal realtime, decimal batch) =>
+        realtime > 0 ? string.Create(CultureInfo.InvariantCulture, $"{Usd(realtime - batch)} ({(realtime - batch) / realtime:0%})") : Usd(0);
+
+    private static string Duration(double minutes)
+    {
+        var time = TimeSpan.FromMinutes(minutes);
+        return time.TotalMinutes switch
+        {
+            < 1 => string.Create(CultureInfo.InvariantCulture, $"{Math.Ceiling(time.TotalSeconds):0} s"),
+            < 120 => string.Create(CultureInfo.InvariantCulture, $"{time.TotalMinutes:0.#} min"),
+            < 48 * 60 => string.Create(CultureInfo.InvariantCulture, $"{(int)time.TotalHours} h {time.Minutes} min"),
+            _ => string.Create(CultureInfo.InvariantCulture, $"{time.TotalDays:0.#} days"),
+        };
+    }
+}
