@@ -171,15 +171,17 @@ public sealed class ClientTests
 
         var baseline = GC.GetTotalMemory(forceFullCollection: true);
         var peak = 0L;
-        var samples = new List<long>();
         var count = 0;
+        WeakReference<BatchResult>? first = null;
+        var firstReleased = false;
         await foreach (var result in client.GetResultsAsync(batch.Id, Ct))
         {
             Assert.Equal($"r{count}", result.CustomId);
+            first ??= new WeakReference<BatchResult>(result);
             if (++count % 2000 == 0)
             {
-                samples.Add(GC.GetTotalMemory(forceFullCollection: true) - baseline);
-                peak = Math.Max(peak, samples[^1]);
+                peak = Math.Max(peak, GC.GetTotalMemory(forceFullCollection: true) - baseline);
+                firstReleased |= !first.TryGetTarget(out _);
             }
         }
 
@@ -187,12 +189,11 @@ public sealed class ClientTests
 
         Assert.Equal(20_000, count);
         Assert.Equal(20_000, exported);
+        // The stream lets go of what it has handed out: the first result is collected long before the last arrives...
+        Assert.True(firstReleased, "the first result was still held while the stream went on");
+        // ...and the heap never comes near what holding every result would take.
         var fileBytes = new FileInfo(folder.File("all.jsonl")).Length;
-        var seen = string.Join(", ", samples);
-        // Held all at once, the results would take more than the file; streamed, the heap holds a
-        // page and the buffer pools, and stops growing once they are warm.
-        Assert.True(peak < fileBytes * 3 / 4, $"heap grew by {peak} bytes while streaming {fileBytes} bytes of results: {seen}");
-        Assert.True(samples[^1] - samples[samples.Count / 2] < fileBytes / 6, $"the heap kept growing over the second half: {seen}");
+        Assert.True(peak < fileBytes, $"heap grew by {peak} bytes while streaming {fileBytes} bytes of results");
     }
 
     /// <summary>Forwards calls to the server, but loses the answer of the first call of one route, as a dropped connection would.</summary>
