@@ -148,4 +148,9 @@ public sealed record BatchProgress(Batch Batch, TimeSpan? Eta)
 
     /// <summary>What the batch has cost so far, in US dollars.</summary>
     public decimal CostUsd => Batch.CostUsd;
+
+    /// <summary>
+    /// What the whole batch will cost at the cost per request so far; null before the first request ends.
+    /// </summary>
+    public decimal? ProjectedCostUsd => Batch.Finished == 0 ? null : Batch.CostUsd / Batch.Finished * Batch.Total;
 }

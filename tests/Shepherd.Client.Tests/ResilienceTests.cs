@@ -12,7 +12,7 @@ public sealed class ResilienceTests
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     private static string BatchJson(string status, long completed, long total = 100) =>
-        $$"""{"id":"batch_1","object":"batch","status":"{{status}}","request_counts":{"total":{{total}},"completed":{{completed}},"failed":0},"created_at":1795953600,"expires_at":null}""";
+        $$"""{"id":"batch_1","object":"batch","status":"{{status}}","request_counts":{"total":{{total}},"completed":{{completed}},"failed":0},"created_at":1795953600,"expires_at":null,"cost_usd":{{completed * 0.001m}}}""";
 
     private static (ShepherdClient Client, ScriptedHandler Handler, List<TimeSpan> Times) Scripted(FakeTimeProvider time, Action<ShepherdClientOptions>? tune, params Func<HttpRequestMessage, CancellationToken, Task<HttpResponseMessage>>[] script)
     {
@@ -52,6 +52,8 @@ public sealed class ResilienceTests
         Assert.Equal([0, 10, 30, 60, 90, 100], reports.Select(r => r.Percent));
         Assert.Null(reports[0].Eta);
         Assert.Equal(TimeSpan.FromSeconds(18), reports[1].Eta);
+        Assert.Equal((0.010m, 0.1m), (reports[1].CostUsd, reports[1].ProjectedCostUsd));
+        Assert.Null(reports[0].ProjectedCostUsd);
         Assert.Equal(TimeSpan.Zero, reports[^1].Eta);
     }
 

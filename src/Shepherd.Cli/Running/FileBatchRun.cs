@@ -129,7 +129,10 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         {
             var now = await store.GetBatchAsync(batch.Id, CancellationToken.None);
             var counters = dispatcher.Counters;
-            return new ProgressSample(now!.Total, now.Succeeded, now.Failed, now.InputTokens, now.OutputTokens, counters.InFlight, counters.Retries);
+            return new ProgressSample(now!.Total, now.Succeeded, now.Failed, now.InputTokens, now.OutputTokens, counters.InFlight, counters.Retries)
+            {
+                CostUsd = Cost.ToUsd(now.CostNanos),
+            };
         });
 
         var interrupted = false;

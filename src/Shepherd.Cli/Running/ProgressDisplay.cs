@@ -8,15 +8,26 @@ internal readonly record struct ProgressSample(long Total, long Succeeded, long 
 {
     public long Finished => Succeeded + Failed;
 
+    /// <summary>What the answers so far cost, in US dollars.</summary>
+    public decimal CostUsd { get; init; }
+
+    /// <summary>The cost so far and, while requests remain, the total it points to at the same cost per request.</summary>
+    public string DescribeCost()
+    {
+        var spent = string.Create(CultureInfo.InvariantCulture, $"${CostUsd:0.00##}");
+        return Finished > 0 && Finished < Total
+            ? string.Create(CultureInfo.InvariantCulture, $"{spent} (~${CostUsd / Finished * Total:0.00##} projected)")
+            : spent;
+    }
+
     /// <summary>What a server says of a batch watched from afar; null for a batch sent from here, whose rate is measured here.</summary>
     public RemoteFigures? Remote { get; init; }
 }
 
-/// <summary>A remote batch's figures, as the client reports them while waiting: its status, its cost, and the ETA at the rate seen so far.</summary>
+/// <summary>A remote batch's figures, as the client reports them while waiting: its status, and the ETA at the rate seen so far.</summary>
 /// <param name="Status">The status as the API spells it.</param>
-/// <param name="CostUsd">The cost so far.</param>
 /// <param name="Eta">The time left at the rate seen so far; null until there is a rate.</param>
-internal sealed record RemoteFigures(string Status, decimal CostUsd, TimeSpan? Eta);
+internal sealed record RemoteFigures(string Status, TimeSpan? Eta);
 
 /// <summary>
 /// Shows a running batch: a live bar (done, failed, requests/s, tokens, ETA) on a terminal, or
@@ -111,9 +122,9 @@ internal sealed class ProgressDisplay(IAnsiConsole console, TextWriter plain, Pr
         var eta = rate > 0 && remaining > 0 ? FormatDuration(TimeSpan.FromSeconds(remaining / rate)) : remaining == 0 ? "0s" : "–";
         var tokens = FormatCount(now.InputTokens + now.OutputTokens);
         return compact
-            ? string.Create(CultureInfo.InvariantCulture, $"{now.Finished:N0}/{now.Total:N0} · {now.Failed:N0} failed · {rate:0} req/s · {tokens} tok · ETA {eta}")
+            ? string.Create(CultureInfo.InvariantCulture, $"{now.Finished:N0}/{now.Total:N0} · {now.Failed:N0} failed · {rate:0} req/s · {tokens} tok · {now.DescribeCost()} · ETA {eta}")
             : string.Create(CultureInfo.InvariantCulture,
-                $"{now.Finished:N0}/{now.Total:N0} done · {now.Failed:N0} failed · {rate:0.0} req/s · {tokens} tokens · {now.InFlight} in flight · {now.Retries:N0} retries · ETA {eta}");
+                $"{now.Finished:N0}/{now.Total:N0} done · {now.Failed:N0} failed · {rate:0.0} req/s · {tokens} tokens · {now.DescribeCost()} · {now.InFlight} in flight · {now.Retries:N0} retries · ETA {eta}");
     }
 
     /// <summary>A batch on a server: the ETA is the client's, the cost the server's, and in-flight requests and retries are not known here.</summary>
@@ -121,7 +132,7 @@ internal sealed class ProgressDisplay(IAnsiConsole console, TextWriter plain, Pr
     {
         var eta = remote.Eta is { } left ? FormatDuration(left) : now.Total > 0 && now.Finished == now.Total ? "0s" : "–";
         var tokens = FormatCount(now.InputTokens + now.OutputTokens);
-        var cost = string.Create(CultureInfo.InvariantCulture, $"${remote.CostUsd:0.00##}");
+        var cost = now.DescribeCost();
         return compact
             ? string.Create(CultureInfo.InvariantCulture, $"{now.Finished:N0}/{now.Total:N0} · {now.Failed:N0} failed · {tokens} tok · {cost} · ETA {eta}")
             : string.Create(CultureInfo.InvariantCulture,

@@ -79,7 +79,8 @@ internal sealed class RemoteWait(RemoteContext context, ProgressMode progress)
     private static ProgressSample Sample(BatchProgress seen) =>
         new(seen.Batch.Total, seen.Batch.Succeeded, seen.Batch.Failed, seen.Batch.InputTokens, seen.Batch.OutputTokens, InFlight: 0, Retries: 0)
         {
-            Remote = new RemoteFigures(BatchStatusNames.ToApiName(seen.Batch.Status), seen.CostUsd, seen.Eta),
+            CostUsd = seen.CostUsd,
+            Remote = new RemoteFigures(BatchStatusNames.ToApiName(seen.Batch.Status), seen.Eta),
         };
 
     /// <summary>The last progress reported; the display reads it as often as it redraws, without a call to the server.</summary>
