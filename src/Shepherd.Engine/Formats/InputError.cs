@@ -1,3 +1,5 @@
+using System.Text.Json;
+
 namespace Shepherd.Engine.Formats;
 
 /// <summary>
@@ -12,6 +14,30 @@ public sealed record InputError(string Code, string Message, long? Line)
     /// <summary>The error as one line of text: <c>line 7: message (code)</c>.</summary>
     public override string ToString() =>
         Line is { } line ? $"line {line}: {Message} ({Code})" : $"{Message} ({Code})";
+
+    /// <summary>Writes <c>{"code","message","line"}</c> (with <c>"param":null</c> between, as the OpenAI Batch object has it).</summary>
+    public void WriteTo(Utf8JsonWriter json, bool withParam = false)
+    {
+        ArgumentNullException.ThrowIfNull(json);
+        json.WriteStartObject();
+        json.WriteString("code", Code);
+        json.WriteString("message", Message);
+        if (withParam)
+        {
+            json.WriteNull("param");
+        }
+
+        if (Line is { } line)
+        {
+            json.WriteNumber("line", line);
+        }
+        else
+        {
+            json.WriteNull("line");
+        }
+
+        json.WriteEndObject();
+    }
 }
 
 /// <summary>The stable codes of <see cref="InputError"/>.</summary>

@@ -152,19 +152,7 @@ public sealed record BatchEstimate
         json.WriteStartArray("errors");
         foreach (var error in Errors)
         {
-            json.WriteStartObject();
-            json.WriteString("code", error.Code);
-            json.WriteString("message", error.Message);
-            if (error.Line is { } line)
-            {
-                json.WriteNumber("line", line);
-            }
-            else
-            {
-                json.WriteNull("line");
-            }
-
-            json.WriteEndObject();
+            error.WriteTo(json);
         }
 
         json.WriteEndArray();

@@ -1,4 +1,5 @@
 using System.Data;
+using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
 using Microsoft.Data.Sqlite;
@@ -471,7 +472,37 @@ public sealed class SqliteBatchStore : IBatchStore
 
     /// <inheritdoc />
     public Task<int> ReleaseLeasesAsync(CancellationToken cancellationToken) =>
-        WriteAsync(writer => Execute(writer, "UPDATE items SET state = 0, lease_until = NULL WHERE state = 1"), cancellationToken);
+        WriteAsync(writer =>
+        {
+            using var tx = writer.BeginTransaction();
+            var released = Execute(writer, "UPDATE items SET state = 0, lease_until = NULL WHERE state = 1", tx);
+
+            // A realtime batch that was cancelling, or past its window, sends nothing more: what was in
+            // flight at the stop ends now, as the rest did, so the batch can end.
+            var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+            var stopping = new List<string>();
+            using (var select = Prepare(writer, tx, "SELECT id FROM batches WHERE mode = 0 AND (status = 'cancelling' OR (status = 'in_progress' AND expired_at IS NOT NULL))"))
+            using (var reader = select.ExecuteReader())
+            {
+                while (reader.Read())
+                {
+                    stopping.Add(reader.GetString(0));
+                }
+            }
+
+            foreach (var batchId in stopping)
+            {
+                var cancelling = Convert.ToInt32(Scalar(writer, "SELECT status = 'cancelling' FROM batches WHERE id = $id", tx, ("$id", batchId)), CultureInfo.InvariantCulture) == 1;
+                var ended = Execute(writer, "UPDATE items SET state = $state WHERE batch_id = $id AND state IN (0, 6)", tx,
+                    ("$id", batchId), ("$state", (int)(cancelling ? ItemState.Cancelled : ItemState.Expired)));
+                Execute(writer, cancelling ? "UPDATE batches SET cancelled = cancelled + $n WHERE id = $id" : "UPDATE batches SET expired = expired + $n WHERE id = $id",
+                    tx, ("$id", batchId), ("$n", ended));
+                Execute(writer, FinishBatch, tx, ("$id", batchId), ("$now", now));
+            }
+
+            tx.Commit();
+            return released;
+        }, cancellationToken);
 
     /// <inheritdoc />
     public Task<IReadOnlyList<ClaimedItem>> ClaimAsync(string model, string? batchId, int max, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken)

@@ -52,18 +52,7 @@ public sealed class UpstreamClient
         request.Content = new ByteArrayContent(body);
         request.Content.Headers.ContentType = Json;
         request.Headers.UserAgent.Add(UserAgent);
-        if (_options.Kind == UpstreamKind.Anthropic)
-        {
-            request.Headers.TryAddWithoutValidation("anthropic-version", _options.AnthropicVersion);
-            if (_options.ApiKey is { } key)
-            {
-                request.Headers.TryAddWithoutValidation("x-api-key", key.Reveal());
-            }
-        }
-        else if (_options.ApiKey is { } key)
-        {
-            request.Headers.TryAddWithoutValidation("Authorization", "Bearer " + key.Reveal());
-        }
+        _options.Authorize(request);
 
         using var timeout = new CancellationTokenSource(_options.RequestTimeout, _time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);

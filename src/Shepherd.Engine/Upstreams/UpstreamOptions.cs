@@ -116,6 +116,23 @@ public sealed class UpstreamOptions
     public LaneLimits LimitsFor(string model) =>
         ModelLimits.TryGetValue(model, out var limits) ? limits.Over(Limits) : Limits;
 
+    /// <summary>Adds this upstream's credentials (and Anthropic's version header) to <paramref name="request"/>.</summary>
+    internal void Authorize(HttpRequestMessage request)
+    {
+        if (Kind == UpstreamKind.Anthropic)
+        {
+            request.Headers.TryAddWithoutValidation("anthropic-version", AnthropicVersion);
+            if (ApiKey is { } key)
+            {
+                request.Headers.TryAddWithoutValidation("x-api-key", key.Reveal());
+            }
+        }
+        else if (ApiKey is { } key)
+        {
+            request.Headers.TryAddWithoutValidation("Authorization", "Bearer " + key.Reveal());
+        }
+    }
+
     /// <summary>True when this upstream serves <paramref name="model"/>.</summary>
     public bool Serves(string model) => Models is not { Count: > 0 } models || models.Contains(model, StringComparer.Ordinal);
 

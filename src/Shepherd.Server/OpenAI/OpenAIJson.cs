@@ -131,20 +131,7 @@ internal static class OpenAIJson
         json.WriteStartArray("data");
         foreach (var error in errors)
         {
-            json.WriteStartObject();
-            json.WriteString("code", error.Code);
-            json.WriteString("message", error.Message);
-            json.WriteNull("param");
-            if (error.Line is { } line)
-            {
-                json.WriteNumber("line", line);
-            }
-            else
-            {
-                json.WriteNull("line");
-            }
-
-            json.WriteEndObject();
+            error.WriteTo(json, withParam: true);
         }
 
         json.WriteEndArray();

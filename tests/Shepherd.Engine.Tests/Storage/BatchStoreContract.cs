@@ -435,6 +435,26 @@ public abstract class BatchStoreContract : IAsyncLifetime
     }
 
     [Fact]
+    public async Task OnStart_WhatWasInFlightForACancellingOrExpiredBatch_EndsWithIt()
+    {
+        var cancelled = await CreateAcceptedBatchAsync(3);
+        var expired = await CreateAcceptedBatchAsync(2, id: "batch_expiring");
+        var inFlight = await ClaimAsync(cancelled, 3);
+        await ClaimAsync(expired, 2);
+        await Store.CommitAsync([Success(inFlight[0])], Time.GetUtcNow(), Ct);
+        await Store.CancelBatchAsync(cancelled, Time.GetUtcNow(), Ct);
+        await Store.ExpireBatchAsync(expired, Time.GetUtcNow(), Ct);
+
+        // A restart: the leases of requests in flight are released.
+        await Store.ReleaseLeasesAsync(Ct);
+
+        var afterCancel = await Store.GetBatchAsync(cancelled, Ct);
+        var afterExpiry = await Store.GetBatchAsync(expired, Ct);
+        Assert.Equal((BatchStatus.Cancelled, 1L, 2L), (afterCancel!.Status, afterCancel.Succeeded, afterCancel.Cancelled));
+        Assert.Equal((BatchStatus.Expired, 2L), (afterExpiry!.Status, afterExpiry.Expired));
+    }
+
+    [Fact]
     public async Task DeletingAFileNeverStored_SaysSo()
     {
         Assert.False(await Store.DeleteFileAsync("file-never", Ct));

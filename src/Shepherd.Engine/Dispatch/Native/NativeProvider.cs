@@ -129,18 +129,7 @@ internal abstract class NativeProvider(HttpClient http, UpstreamOptions options,
     {
         using var request = new HttpRequestMessage(method, url) { Content = content };
         request.Headers.UserAgent.Add(UserAgent);
-        if (options.Kind == UpstreamKind.Anthropic)
-        {
-            request.Headers.TryAddWithoutValidation("anthropic-version", options.AnthropicVersion);
-            if (options.ApiKey is { } key)
-            {
-                request.Headers.TryAddWithoutValidation("x-api-key", key.Reveal());
-            }
-        }
-        else if (options.ApiKey is { } key)
-        {
-            request.Headers.TryAddWithoutValidation("Authorization", "Bearer " + key.Reveal());
-        }
+        options.Authorize(request);
 
         using var timeout = new CancellationTokenSource(options.RequestTimeout, time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
