@@ -640,8 +640,10 @@ public sealed class SqliteBatchStore : IBatchStore
             result.Parameters["$now"].Value = now.ToUnixTimeMilliseconds();
             var deltas = new Dictionary<string, BatchDelta>(StringComparer.Ordinal);
 
-            foreach (var outcome in outcomes)
+            var cancelling = new Dictionary<string, bool>(StringComparer.Ordinal);
+            foreach (var next in outcomes)
             {
+                var outcome = next;
                 var item = outcome.Item;
                 var attempt = outcome.Result;
                 var lease = outcome.Kind switch
@@ -653,10 +655,18 @@ public sealed class SqliteBatchStore : IBatchStore
                 };
                 lease.Parameters["$id"].Value = item.ItemId;
                 lease.Parameters["$attempt"].Value = item.Attempt;
-                if (outcome.Kind == OutcomeKind.Released)
+                if (outcome.Kind == OutcomeKind.Released && !IsCancelling(writer, tx, item.BatchId, cancelling))
                 {
                     release.ExecuteNonQuery();
                     continue;
+                }
+
+                if (outcome.Kind == OutcomeKind.Released)
+                {
+                    // Handed back after the batch was cancelled: nothing more of it is sent, so it ends here.
+                    outcome = outcome with { Kind = OutcomeKind.Cancelled };
+                    unsent.Parameters["$id"].Value = item.ItemId;
+                    unsent.Parameters["$attempt"].Value = item.Attempt;
                 }
 
                 if (outcome.Kind is OutcomeKind.Cancelled or OutcomeKind.Expired)
@@ -725,6 +735,18 @@ public sealed class SqliteBatchStore : IBatchStore
             tx.Commit();
             return completed.Count == 0 ? CommitSummary.None : new CommitSummary(completed);
         }, cancellationToken);
+    }
+
+    /// <summary>Whether <paramref name="batchId"/> is being cancelled, asked once per commit.</summary>
+    private static bool IsCancelling(SqliteConnection writer, SqliteTransaction tx, string batchId, Dictionary<string, bool> known)
+    {
+        if (!known.TryGetValue(batchId, out var cancelling))
+        {
+            cancelling = Scalar(writer, "SELECT status FROM batches WHERE id = $id", tx, ("$id", batchId)) is "cancelling";
+            known[batchId] = cancelling;
+        }
+
+        return cancelling;
     }
 
     /// <inheritdoc />

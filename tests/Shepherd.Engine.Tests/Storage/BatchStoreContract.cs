@@ -455,6 +455,19 @@ public abstract class BatchStoreContract : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AnItemHandedBackAfterACancel_EndsCancelled_AndTheBatchEnds()
+    {
+        var id = await CreateAcceptedBatchAsync(2);
+        var leased = await ClaimAsync(id, 2);
+        await Store.CancelBatchAsync(id, Time.GetUtcNow(), Ct);
+
+        await Store.CommitAsync([Success(leased[0]), new ItemOutcome(leased[1], OutcomeKind.Released, new AttemptResult())], Time.GetUtcNow(), Ct);
+
+        var batch = await Store.GetBatchAsync(id, Ct);
+        Assert.Equal((BatchStatus.Cancelled, 1L, 1L), (batch!.Status, batch.Succeeded, batch.Cancelled));
+    }
+
+    [Fact]
     public async Task DeletingAFileNeverStored_SaysSo()
     {
         Assert.False(await Store.DeleteFileAsync("file-never", Ct));
