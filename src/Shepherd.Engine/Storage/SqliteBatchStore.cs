@@ -475,6 +475,12 @@ public sealed class SqliteBatchStore : IBatchStore
         WriteAsync(writer =>
         {
             using var tx = writer.BeginTransaction();
+            // An item of a job still open at its provider was not sent again by the stop: the runner
+            // leases it back to that job, and that lease must not count as another attempt.
+            Execute(writer, """
+                UPDATE items SET attempts = attempts - 1
+                WHERE state = 1 AND id IN (SELECT t.item_id FROM native_job_items t JOIN native_jobs j ON j.id = t.job_id WHERE j.status = 0)
+                """, tx);
             var released = Execute(writer, "UPDATE items SET state = 0, lease_until = NULL WHERE state = 1", tx);
 
             // A realtime batch that was cancelling, or past its window, sends nothing more: what was in

@@ -39,6 +39,22 @@ public sealed class NativeJobStoreTests : StoreTestBase
         Assert.Empty(await Store.ListNativeJobsAsync("batch_nat", Ct));
     }
 
+    [Fact]
+    public async Task ARestart_ReleasesTheItemsOfAnOpenJob_WithoutSpendingAnAttempt()
+    {
+        var now = Time.GetUtcNow();
+        await CreateAsync("batch_nat", BatchMode.Native);
+        var first = await Store.ClaimAsync("m", "batch_nat", 10, now, now.AddHours(25), Ct);
+        await Store.AddNativeJobAsync("batch_nat", "openai", "batch_provider_1", [first[0].ItemId], now, Ct);
+
+        await Store.ReleaseLeasesAsync(Ct);
+        var again = await Store.ClaimAsync("m", "batch_nat", 10, now, now.AddHours(25), Ct);
+
+        Assert.Equal([1, 1], first.Select(i => i.Attempt));
+        // The item in the open job keeps its attempt; the one that was only leased has used one.
+        Assert.Equal([1, 2], again.OrderBy(i => i.Line).Select(i => i.Attempt));
+    }
+
     private async Task CreateAsync(string id, BatchMode mode)
     {
         await Store.CreateBatchAsync(new NewBatch(id, null, BatchEndpoints.ChatCompletions) { Mode = mode }, Ct);
