@@ -78,6 +78,7 @@ internal static class EngineSetup
         Store = new SqliteStoreOptions { Path = statePath },
         Upstreams = upstreams,
         Prices = config?.PriceTable() ?? PriceTable.BuiltIn,
+        Native = config?.Native?.ToOptions() ?? new(),
         Dispatch = new DispatchOptions
         {
             Concurrency = settings.Concurrency,

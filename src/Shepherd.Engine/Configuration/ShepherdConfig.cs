@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Shepherd.Engine.Dispatch.Native;
 using Shepherd.Engine.Pricing;
 using Shepherd.Engine.Upstreams;
 
@@ -19,6 +20,9 @@ public sealed class ShepherdConfig
 
     /// <summary>Prices by model, replacing or adding to the built-in table.</summary>
     public Dictionary<string, PriceConfig> Prices { get; set; } = [];
+
+    /// <summary>How native batches are handed to the providers' batch APIs.</summary>
+    public NativeConfig? Native { get; set; }
 
     /// <summary>The built-in price table with this file's prices over it.</summary>
     public PriceTable PriceTable() =>
@@ -60,6 +64,11 @@ public sealed class ShepherdConfig
         }
 
         config.Server?.Check($"{path}: server");
+        if (config.Native?.PollSeconds is <= 0)
+        {
+            throw new ConfigException($"{path}: native.pollSeconds: must be more than 0.");
+        }
+
         try
         {
             config.PriceTable();
@@ -219,6 +228,18 @@ public sealed class LaneConfig
 
     /// <summary>The most requests in flight.</summary>
     public int? Concurrency { get; set; }
+}
+
+/// <summary>The <c>native</c> section: how native batches are watched at their provider.</summary>
+public sealed class NativeConfig
+{
+    /// <summary>Seconds between two looks at a provider batch; the default is 30.</summary>
+    public double? PollSeconds { get; set; }
+
+    /// <summary>The native options with this section's values over the defaults.</summary>
+    public NativeBatchOptions ToOptions() => PollSeconds is { } seconds
+        ? new NativeBatchOptions { PollInterval = TimeSpan.FromSeconds(seconds) }
+        : new NativeBatchOptions();
 }
 
 /// <summary>A model's price in the <c>prices</c> section, in US dollars per million tokens.</summary>

@@ -153,6 +153,7 @@ public sealed class PriceTableTests
     [InlineData("""{"prices":{"m":{"input":-1,"output":1}}}""", "negative")]
     [InlineData("""{"prices":{"m":{"input":1,"output":1,"batchDiscount":1.5}}}""", "batchDiscount")]
     [InlineData("""{"prices":{"m":{"input":1,"output":1,"discount":0.5}}}""", "discount")]
+    [InlineData("""{"native":{"pollSeconds":0}}""", "native.pollSeconds")]
     public void ABadPriceInTheConfiguration_IsAnErrorNamingIt(string json, string named)
     {
         using var folder = new TempDirectory();
@@ -162,6 +163,16 @@ public sealed class PriceTableTests
         var error = Assert.Throws<ConfigException>(() => ShepherdConfig.Load(path));
 
         Assert.Contains(named, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void TheNativePollInterval_ComesFromTheConfiguration()
+    {
+        using var folder = new TempDirectory();
+        var path = folder.File("shepherd.json");
+        File.WriteAllText(path, """{"native":{"pollSeconds":2.5}}""");
+
+        Assert.Equal(TimeSpan.FromSeconds(2.5), ShepherdConfig.Load(path).Native!.ToOptions().PollInterval);
     }
 
     [Fact]
