@@ -113,7 +113,8 @@ public sealed class UpstreamOptionsTests : IDisposable
 
         Assert.True(result.ExitCode == 3, result.ToString());
         var expired = BatchFiles.ReadJsonl(_folder.File("in.errors.jsonl"));
-        Assert.InRange(expired.Count, 4, 5);
+        // One request is in flight when the window ends (or none, on a machine too slow to send it in time).
+        Assert.InRange(expired.Count, 4, 6);
         Assert.Contains("expired: ", result.Stdout, StringComparison.Ordinal);
         Assert.All(expired, line => Assert.Equal("batch_expired", line.GetProperty("error").GetProperty("code").GetString()));
         Assert.Equal(6, expired.Count + CustomIds(_folder.File("in.out.jsonl")).Count);
