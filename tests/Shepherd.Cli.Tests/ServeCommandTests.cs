@@ -40,7 +40,7 @@ public sealed class ServeCommandTests : IDisposable
         }
 
         // What the killed server had recorded, and what the provider had done for it by then.
-        await PollUntilAsync(() => Task.FromResult(simulator.Provider.Stats().InFlight == 0));
+        await Poll.UntilAsync(() => Task.FromResult(simulator.Provider.Stats().InFlight == 0), cancellationToken: Ct);
         var committedAtKill = (await ResumeAfterKillTests.CommittedAsync(_folder.File("server.db"))).Count;
         var executedAtKill = simulator.Provider.ExecutedCounts().Values.Sum();
 
@@ -115,25 +115,10 @@ public sealed class ServeCommandTests : IDisposable
         return JsonDocument.Parse(text).RootElement.Clone();
     }
 
-    private static async Task<JsonElement> PollAsync(HttpClient http, string batchId, Func<JsonElement, bool> done)
-    {
-        JsonElement batch = default;
-        await PollUntilAsync(async () =>
+    private static Task<JsonElement> PollAsync(HttpClient http, string batchId, Func<JsonElement, bool> done) =>
+        Poll.UntilAsync(async () =>
         {
             using var response = await http.GetAsync($"/v1/batches/{batchId}", Ct);
-            batch = await ReadAsync(response);
-            return done(batch);
-        });
-        return batch;
-    }
-
-    private static async Task PollUntilAsync(Func<Task<bool>> done)
-    {
-        var deadline = TimeProvider.System.GetUtcNow() + TimeSpan.FromMinutes(1);
-        while (!await done())
-        {
-            Assert.True(TimeProvider.System.GetUtcNow() < deadline, "The state waited for did not come within a minute.");
-            await Task.Delay(TimeSpan.FromMilliseconds(50), TimeProvider.System, Ct);
-        }
-    }
+            return await ReadAsync(response);
+        }, done, cancellationToken: Ct);
 }

@@ -1,5 +1,6 @@
 using Shepherd.Server.Tests;
 using Shepherd.Simulator;
+using Shepherd.Testing;
 
 namespace Shepherd.Client.Tests;
 
@@ -45,12 +46,7 @@ public sealed class OpenAIApiTests
         using var client = ClientTests.ClientOf(server, api: BatchApi.OpenAI);
         var batch = await client.CreateBatchAsync(new NewBatch { Model = "m", Requests = [.. Enumerable.Range(0, 40).Select(i => BatchItem.FromPrompt($"r{i}", "p"))] }, Ct);
         // The uploaded file is read while the batch validates; cancelled then, it would have no requests at all.
-        var deadline = TimeProvider.System.GetUtcNow() + TimeSpan.FromSeconds(30);
-        while ((await client.GetBatchAsync(batch.Id, Ct)).Status == BatchStatus.Validating)
-        {
-            Assert.True(TimeProvider.System.GetUtcNow() < deadline, "The uploaded file was not read within 30 s.");
-            await Task.Delay(TimeSpan.FromMilliseconds(20), TimeProvider.System, Ct);
-        }
+        await Poll.UntilAsync(() => client.GetBatchAsync(batch.Id, Ct), b => b.Status != BatchStatus.Validating, TimeSpan.FromSeconds(30), Ct);
 
         await client.CancelBatchAsync(batch.Id, Ct);
         var done = await client.WaitForCompletionAsync(batch.Id, cancellationToken: Ct);

@@ -1,11 +1,12 @@
 using System.Text.Json;
-using Anthropic;
 using Anthropic.Core;
 using Anthropic.Exceptions;
-using Anthropic.Models;
-using Anthropic.Models.Messages;
 using Anthropic.Models.Messages.Batches;
+using Anthropic.Models.Messages;
+using Anthropic.Models;
+using Anthropic;
 using Shepherd.Simulator;
+using Shepherd.Testing;
 
 namespace Shepherd.Server.Tests;
 
@@ -296,19 +297,6 @@ public sealed class AnthropicSdkTests
         (c.Processing, c.Succeeded, c.Errored, c.Canceled, c.Expired);
 
     /// <summary>Polls the batch through the SDK until <paramref name="done"/> holds; gives up after 20 seconds.</summary>
-    private static async Task<MessageBatch> WaitForAsync(AnthropicClient client, string id, Func<MessageBatch, bool> done)
-    {
-        var deadline = TimeProvider.System.GetUtcNow() + TimeSpan.FromSeconds(20);
-        while (true)
-        {
-            var batch = await client.Messages.Batches.Retrieve(id, cancellationToken: Ct);
-            if (done(batch))
-            {
-                return batch;
-            }
-
-            Assert.True(TimeProvider.System.GetUtcNow() < deadline, $"batch {id} did not get there in time: {batch}");
-            await Task.Delay(TimeSpan.FromMilliseconds(50), TimeProvider.System, Ct);
-        }
-    }
+    private static Task<MessageBatch> WaitForAsync(AnthropicClient client, string id, Func<MessageBatch, bool> done) =>
+        Poll.UntilAsync(() => client.Messages.Batches.Retrieve(id, cancellationToken: Ct), done, TimeSpan.FromSeconds(20), Ct);
 }

@@ -1,9 +1,10 @@
 using System.Globalization;
-using System.Text;
 using System.Text.Json;
+using System.Text;
 using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
 using Shepherd.Simulator;
+using Shepherd.Testing;
 
 namespace Shepherd.Server.Tests;
 
@@ -330,13 +331,6 @@ public sealed class NativeModeTests
 
     private static long Nanos(JsonElement usd) => (long)Math.Round(decimal.Parse(usd.GetRawText(), NumberStyles.Float, CultureInfo.InvariantCulture) * 1_000_000_000m);
 
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition)
-    {
-        var deadline = TimeProvider.System.GetUtcNow() + TimeSpan.FromSeconds(30);
-        while (!await condition())
-        {
-            Assert.True(TimeProvider.System.GetUtcNow() < deadline, "the condition did not come true in time");
-            await Task.Delay(TimeSpan.FromMilliseconds(20), TimeProvider.System, TestContext.Current.CancellationToken);
-        }
-    }
+    private static Task WaitUntilAsync(Func<Task<bool>> condition) =>
+        Poll.UntilAsync(condition, TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
 }

@@ -1,12 +1,13 @@
-using System.ClientModel;
 using System.ClientModel.Primitives;
+using System.ClientModel;
 using System.Net.Http.Headers;
-using System.Text;
 using System.Text.Json;
-using OpenAI;
+using System.Text;
 using OpenAI.Batch;
 using OpenAI.Files;
+using OpenAI;
 using Shepherd.Simulator;
+using Shepherd.Testing;
 
 namespace Shepherd.Server.Tests;
 
@@ -418,21 +419,8 @@ public sealed class OpenAISdkTests
         await operation.WaitForCompletionAsync(timeout.Token);
     }
 
-    private static async Task<JsonElement> PollAsync(BatchClient batches, string batchId, Func<JsonElement, bool> done)
-    {
-        var deadline = TimeProvider.System.GetUtcNow() + TimeSpan.FromSeconds(30);
-        while (true)
-        {
-            var batch = Json((await batches.GetBatchAsync(batchId, Options)).GetRawResponse());
-            if (done(batch))
-            {
-                return batch;
-            }
-
-            Assert.True(TimeProvider.System.GetUtcNow() < deadline, $"Batch {batchId} did not get there in time: {batch}");
-            await Task.Delay(TimeSpan.FromMilliseconds(50), TimeProvider.System, Ct);
-        }
-    }
+    private static Task<JsonElement> PollAsync(BatchClient batches, string batchId, Func<JsonElement, bool> done) =>
+        Poll.UntilAsync(async () => Json((await batches.GetBatchAsync(batchId, Options)).GetRawResponse()), done, TimeSpan.FromSeconds(30), Ct);
 
     private static JsonElement Json(PipelineResponse response)
     {

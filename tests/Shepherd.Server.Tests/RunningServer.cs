@@ -149,22 +149,13 @@ public sealed class RunningServer : IAsyncDisposable
         SendAsync(Http, HttpMethod.Post, path, json, idempotencyKey);
 
     /// <summary>Polls a batch (either door) until <paramref name="done"/> holds; gives up after a minute.</summary>
-    public async Task<JsonElement> WaitForAsync(string path, Func<JsonElement, bool> done)
-    {
-        var deadline = TimeProvider.System.GetUtcNow() + TimeSpan.FromMinutes(1);
-        while (true)
+    public Task<JsonElement> WaitForAsync(string path, Func<JsonElement, bool> done) =>
+        Poll.UntilAsync(async () =>
         {
             var (status, body) = await GetAsync(path);
             Assert.Equal(200, status);
-            if (done(body))
-            {
-                return body;
-            }
-
-            Assert.True(TimeProvider.System.GetUtcNow() < deadline, $"{path} did not get there in time: {body}");
-            await Task.Delay(TimeSpan.FromMilliseconds(50), TimeProvider.System, TestContext.Current.CancellationToken);
-        }
-    }
+            return body;
+        }, done, cancellationToken: TestContext.Current.CancellationToken);
 
     /// <summary>Polls an OpenAI-door batch until its status is one of the ended ones.</summary>
     public Task<JsonElement> WaitForEndAsync(string batchId) =>

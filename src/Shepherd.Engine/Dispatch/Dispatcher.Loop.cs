@@ -383,7 +383,8 @@ public sealed partial class Dispatcher
         {
             var (work, lane, reservation, response, classified) = answered;
             var now = Now;
-            Settle(work, classified.Result);
+            var priced = Priced(work.Item.Model, classified.Result);
+            Settle(work, priced);
             if (response is null)
             {
                 // Abandoned on stop: the item stays leased and runs again after a restart.
@@ -394,7 +395,8 @@ public sealed partial class Dispatcher
 
             owner.Counters.Ended(response.StatusCode);
 
-            var (verdict, result, retryAfter) = classified;
+            var (verdict, _, retryAfter) = classified;
+            var result = priced!;
             lane.Complete(reservation, response, result.InputTokens, result.OutputTokens, now);
             var item = work.Item;
             if (verdict == Verdict.Success)
@@ -440,22 +442,23 @@ public sealed partial class Dispatcher
 
             budget.Reserved -= work.ReservedNanos;
             work.ReservedNanos = 0;
-            if (result is { } answer && answer.InputTokens + answer.OutputTokens > 0)
-            {
-                budget.Spent += owner._prices.Price(work.Item.Model, answer.InputTokens, answer.OutputTokens, answer.CachedTokens).Nanos;
-            }
+            budget.Spent += result?.CostNanos ?? 0;
         }
 
-        /// <summary>Hands an outcome to the committer; an answer with tokens is priced here, once, with the result it is recorded with.</summary>
-        private void Emit(ItemOutcome outcome)
+        /// <summary>An answer with tokens priced, once: the cost is recorded with it and counted against its batch's budget.</summary>
+        private AttemptResult? Priced(string model, AttemptResult? result)
         {
-            var result = outcome.Result;
-            if (result.InputTokens + result.OutputTokens > 0)
+            if (result is null || result.InputTokens + result.OutputTokens == 0)
             {
-                var cost = owner._prices.Price(outcome.Item.Model, result.InputTokens, result.OutputTokens, result.CachedTokens);
-                outcome = outcome with { Result = result with { CostNanos = cost.Nanos, Priced = cost.Priced } };
+                return result;
             }
 
+            var cost = owner._prices.Price(model, result.InputTokens, result.OutputTokens, result.CachedTokens);
+            return result with { CostNanos = cost.Nanos, Priced = cost.Priced };
+        }
+
+        private void Emit(ItemOutcome outcome)
+        {
             Interlocked.Increment(ref owner._uncommitted);
             outcomes.TryWrite(outcome);
         }

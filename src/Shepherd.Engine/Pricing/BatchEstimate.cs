@@ -65,31 +65,31 @@ public sealed record BatchEstimate
     public required IReadOnlyList<ModelEstimate> Models { get; init; }
 
     /// <summary>Valid requests read.</summary>
-    public required long Requests { get; init; }
+    public long Requests => Models.Sum(m => m.Requests);
 
     /// <summary>Prompt tokens of every model.</summary>
-    public required long PromptTokens { get; init; }
+    public long PromptTokens => Models.Sum(m => m.PromptTokens);
 
     /// <summary>Expected output tokens of every model.</summary>
-    public required long OutputTokens { get; init; }
+    public long OutputTokens => Models.Sum(m => m.OutputTokens);
 
     /// <summary>The part of <see cref="OutputTokens"/> that is assumed.</summary>
-    public required long AssumedOutputTokens { get; init; }
+    public long AssumedOutputTokens => Models.Sum(m => m.AssumedOutputTokens);
 
     /// <summary>Requests whose output is assumed.</summary>
-    public required long RequestsWithAssumedOutput { get; init; }
+    public long RequestsWithAssumedOutput => Models.Sum(m => m.RequestsWithAssumedOutput);
 
     /// <summary>The realtime cost of every model; <see cref="Cost.Priced"/> only when every model is.</summary>
-    public required Cost Realtime { get; init; }
+    public Cost Realtime => new(Models.Sum(m => m.Realtime.Nanos), Models.All(m => m.Priced));
 
     /// <summary>The batch cost of every model; <see cref="Cost.Priced"/> only when every model is.</summary>
-    public required Cost Batch { get; init; }
+    public Cost Batch => new(Models.Sum(m => m.Batch.Nanos), Models.All(m => m.Priced));
 
     /// <summary>
     /// The minutes the limits imply for the whole input: each model has its own lanes, which run
     /// side by side, so the slowest model's; null when no model has a known limit.
     /// </summary>
-    public required double? Minutes { get; init; }
+    public double? Minutes => Models.Max(m => m.Minutes);
 
     /// <summary>The share of the prompt assumed as output where a request names no limit.</summary>
     public required double AssumedOutputRatio { get; init; }

@@ -181,18 +181,9 @@ public sealed class BatchEstimator
             });
         }
 
-        var allPriced = estimates.All(m => m.Priced);
         return new BatchEstimate
         {
             Models = estimates,
-            Requests = estimates.Sum(m => m.Requests),
-            PromptTokens = estimates.Sum(m => m.PromptTokens),
-            OutputTokens = estimates.Sum(m => m.OutputTokens),
-            AssumedOutputTokens = estimates.Sum(m => m.AssumedOutputTokens),
-            RequestsWithAssumedOutput = estimates.Sum(m => m.RequestsWithAssumedOutput),
-            Realtime = new Cost(estimates.Sum(m => m.Realtime.Nanos), allPriced),
-            Batch = new Cost(estimates.Sum(m => m.Batch.Nanos), allPriced),
-            Minutes = estimates.Max(m => m.Minutes),
             AssumedOutputRatio = settings.AssumedOutputRatio,
             MaxAssumedOutputTokens = settings.MaxAssumedOutputTokens,
             Errors = errors,
