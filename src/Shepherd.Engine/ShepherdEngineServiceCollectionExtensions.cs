@@ -14,8 +14,11 @@ namespace Shepherd.Engine;
 /// <summary>Everything the engine is built from.</summary>
 public sealed class ShepherdEngineOptions
 {
-    /// <summary>The embedded store.</summary>
+    /// <summary>The embedded store; used unless <see cref="SharedStore"/> is set.</summary>
     public required SqliteStoreOptions Store { get; init; }
+
+    /// <summary>The PostgreSQL store several nodes share; when set, it is used instead of <see cref="Store"/>.</summary>
+    public PostgresStoreOptions? SharedStore { get; init; }
 
     /// <summary>The upstreams requests go to; several may serve one model (failover, weights).</summary>
     public IReadOnlyList<UpstreamOptions> Upstreams { get; init; } = [new UpstreamOptions()];
@@ -53,7 +56,9 @@ public static class ShepherdEngineServiceCollectionExtensions
         services.TryAddSingleton(_ => new Random());
 #pragma warning restore RS0030
         services.AddLogging();
-        services.AddSingleton<IBatchStore>(sp => new SqliteBatchStore(options.Store, sp.GetRequiredService<TimeProvider>()));
+        services.AddSingleton<IBatchStore>(sp => options.SharedStore is { } shared
+            ? new PostgresBatchStore(shared, sp.GetRequiredService<TimeProvider>())
+            : new SqliteBatchStore(options.Store, sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton(sp => new BatchImporter(sp.GetRequiredService<IBatchStore>(), options.Import));
         services.AddSingleton<TokenEstimator>();
         services.AddSingleton<IReadOnlyList<UpstreamClient>>(sp => [.. options.Upstreams.Select(upstream => new UpstreamClient(
@@ -77,7 +82,13 @@ public static class ShepherdEngineServiceCollectionExtensions
             options.Dispatch,
             sp.GetRequiredService<TimeProvider>(),
             options.Prices,
-            sp.GetRequiredService<ILogger<NativeBatchRunner>>()));
+            sp.GetRequiredService<ILogger<NativeBatchRunner>>(),
+            sp.GetRequiredService<ClusterNode>()));
+        services.AddSingleton(sp => new ClusterNode(
+            sp.GetRequiredService<IBatchStore>(),
+            sp.GetRequiredService<Dispatcher>(),
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<ILogger<ClusterNode>>()));
 
         var concurrency = options.Dispatch.Concurrency * Math.Max(1, options.Upstreams.Count);
         return services.AddHttpClient(UpstreamClient.HttpClientName, http => http.Timeout = Timeout.InfiniteTimeSpan)

@@ -118,7 +118,23 @@ public sealed partial class Dispatcher
                 await PurgeAsync(queue, cancellationToken);
             }
 
+            ShareLanes();
             await EndWaitersAsync(cancellationToken);
+        }
+
+        /// <summary>Says which lanes this node has work for, and keeps each lane to its share among the nodes that send on it.</summary>
+        private void ShareLanes()
+        {
+            Volatile.Write(ref owner._sendingLanes, [.. _queues.Values
+                .Where(queue => queue.Items.Count + queue.InFlight > 0)
+                .SelectMany(queue => queue.Lanes)
+                .Select(lane => lane.Key)
+                .Distinct(StringComparer.Ordinal)]);
+            var others = Volatile.Read(ref owner._othersOnLanes);
+            foreach (var lane in _lanes.Values)
+            {
+                lane.SetShare(1.0 / (1 + others.GetValueOrDefault(lane.Key)));
+            }
         }
 
         private List<Lane> LanesFor(string model, DateTimeOffset now)

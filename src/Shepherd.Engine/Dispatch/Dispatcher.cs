@@ -33,7 +33,8 @@ public sealed partial class Dispatcher
     private int _claimsInFlight;
     private long _uncommitted;
     private readonly PriceTable _prices;
-
+    private IReadOnlyCollection<string> _sendingLanes = [];
+    private IReadOnlyDictionary<string, int> _othersOnLanes = new Dictionary<string, int>();
 
     /// <summary>Creates a dispatcher over one or more upstreams; the options are copied.</summary>
     public Dispatcher(
@@ -93,6 +94,19 @@ public sealed partial class Dispatcher
     /// finalizing when their result files are still to be written). Handlers must be quick.
     /// </summary>
     public event Action? BatchesEnded;
+
+    /// <summary>The lanes this node has work for (items waiting or in flight), by <see cref="Lane.Key"/>, as of its last look at the store.</summary>
+    internal IReadOnlyCollection<string> SendingLanes => Volatile.Read(ref _sendingLanes);
+
+    /// <summary>
+    /// Tells the dispatcher how many other nodes send on each lane (by <see cref="Lane.Key"/>):
+    /// on its next look each lane keeps to its share of the limits, one part in that many plus one.
+    /// </summary>
+    internal void ShareLanes(IReadOnlyDictionary<string, int> othersOnLanes)
+    {
+        ArgumentNullException.ThrowIfNull(othersOnLanes);
+        Volatile.Write(ref _othersOnLanes, othersOnLanes);
+    }
 
     /// <summary>Tells the dispatcher that batches changed (new, cancelled), so it need not wait for its next look.</summary>
     public void NotifyBatchesChanged()

@@ -35,6 +35,9 @@ internal sealed class Lane
     private readonly SortedDictionary<long, (DateTimeOffset At, double Level)> _observed = [];
     private readonly SortedSet<long> _sampledWindows = [];
     private readonly double _headroom;
+    private double? _requestLimit;
+    private double? _tokenLimit;
+    private double _share = 1;
     private RateBucket? _requests;
     private RateBucket? _tokens;
     private double _averageOutput;
@@ -48,14 +51,35 @@ internal sealed class Lane
         _requestsConfigured = limits.RequestsPerMinute is not null;
         _tokensConfigured = limits.TokensPerMinute is not null;
         _headroom = 1 - options.LimitHeadroom;
-        _requests = limits.RequestsPerMinute is { } rpm ? new RateBucket(rpm * _headroom, now) : null;
-        _tokens = limits.TokensPerMinute is { } tpm ? new RateBucket(tpm * _headroom, now) : null;
+        _requestLimit = limits.RequestsPerMinute * _headroom;
+        _tokenLimit = limits.TokensPerMinute * _headroom;
+        _requests = _requestLimit is { } rpm ? new RateBucket(rpm, now) : null;
+        _tokens = _tokenLimit is { } tpm ? new RateBucket(tpm, now) : null;
         var max = limits.MaxConcurrency ?? options.Concurrency;
         Concurrency = new AdaptiveConcurrency(Math.Min(options.InitialConcurrency, max), max, options.ConcurrencyCoolDown);
         _averageOutput = options.DefaultOutputTokens;
     }
 
     public UpstreamEndpoint Upstream { get; }
+
+    /// <summary>The lane's name among nodes sharing a store: nodes that send on a lane of the same name share its limits.</summary>
+    public string Key => KeyOf(Upstream.Name, Model);
+
+    /// <summary>The name of the lane of <paramref name="upstream"/> serving <paramref name="model"/>.</summary>
+    public static string KeyOf(string upstream, string model) => upstream + "/" + model;
+
+    /// <summary>
+    /// Gives this node <paramref name="share"/> (0 to 1) of the lane's limits: when several nodes
+    /// send on one lane, each keeps to its share, so together they keep to the limit.
+    /// </summary>
+    public void SetShare(double share)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(share, 0);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(share, 1);
+        _share = share;
+        _requests?.SetLimit(_requestLimit!.Value * share);
+        _tokens?.SetLimit(_tokenLimit!.Value * share);
+    }
 
     public string Model { get; }
 
@@ -174,7 +198,7 @@ internal sealed class Lane
         // A 429 was not admitted: the provider did not count it.
         var admitted = status is not null and not 429;
         _sends.Answered(reservation.Sequence, admitted);
-        if (_tokens is not null && response.RateLimits?.TokensReset is null)
+        if (_tokens is not null && _share == 1 && response.RateLimits?.TokensReset is null)
         {
             // An answer without a level of its own may still complete a window.
             LearnFromWindowOf(reservation.Sequence, _tokens.PerMinute / 60);
@@ -189,30 +213,37 @@ internal sealed class Lane
     {
         if (!_requestsConfigured && limits.RequestLimit is { } rpm and > 0)
         {
-            SetLimit(ref _requests, rpm * _headroom, now);
+            _requestLimit = rpm * _headroom;
+            SetLimit(ref _requests, _requestLimit.Value * _share, now);
         }
 
         if (!_tokensConfigured && limits.TokenLimit is { } tpm and > 0)
         {
-            SetLimit(ref _tokens, tpm * _headroom, now);
+            _tokenLimit = tpm * _headroom;
+            SetLimit(ref _tokens, _tokenLimit.Value * _share, now);
         }
 
         // The provider counted what it admitted up to this request; replay only what went after it.
+        // Where nodes share the lane, the provider's level is theirs together: this node takes its share of it.
         if (_requests is not null && limits.RequestsReset is { } requestsReset)
         {
-            var perSecond = (limits.RequestLimit ?? _requests.PerMinute) / 60.0;
-            _requests.Sync(requestsReset.TotalSeconds * perSecond, reservation.SentAt, _sends.After(reservation.Sequence).Select(s => (s.At, 1.0)), now);
+            var perSecond = (limits.RequestLimit ?? _requests.PerMinute / _share) / 60.0;
+            _requests.Sync(requestsReset.TotalSeconds * perSecond * _share, reservation.SentAt, _sends.After(reservation.Sequence).Select(s => (s.At, 1.0)), now);
         }
 
         if (_tokens is not null && limits.TokensReset is { } tokensReset)
         {
-            var perSecond = (limits.TokenLimit ?? _tokens.PerMinute) / 60.0;
+            var perSecond = (limits.TokenLimit ?? _tokens.PerMinute / _share) / 60.0;
             var level = tokensReset.TotalSeconds * perSecond;
             // A 429's level is the provider's without that request: as good an observation, since
-            // the rejected request is left out of the sums too.
-            LearnCostFactor(reservation, level, perSecond);
+            // the rejected request is left out of the sums too. With other nodes on the lane the
+            // level's rise holds their requests too, so nothing is learned from it then.
+            if (_share == 1)
+            {
+                LearnCostFactor(reservation, level, perSecond);
+            }
 
-            _tokens.Sync(level, reservation.SentAt, _sends.After(reservation.Sequence).Select(s => (s.At, s.Tokens)), now);
+            _tokens.Sync(level * _share, reservation.SentAt, _sends.After(reservation.Sequence).Select(s => (s.At, s.Tokens)), now);
         }
     }
 

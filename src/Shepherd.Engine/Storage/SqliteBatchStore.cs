@@ -1,10 +1,8 @@
 using System.Data;
 using System.Globalization;
 using System.Runtime.CompilerServices;
-using System.Text.Json;
 using Microsoft.Data.Sqlite;
 using Shepherd.Engine.Formats;
-using Shepherd.Engine.Upstreams;
 
 namespace Shepherd.Engine.Storage;
 
@@ -16,13 +14,6 @@ public sealed class SqliteBatchStore : IBatchStore
 {
     /// <summary>The schema version this code writes; a newer file is refused.</summary>
     public const int SchemaVersion = 4;
-
-    private const string BatchColumns =
-        "id, format, endpoint, status, source, source_sha256, source_bytes, created_at, in_progress_at, completed_at, failed_at, total, succeeded, failed, " +
-        "input_tokens, output_tokens, errors, priority, expires_at, cancelling_at, cancelled_at, expired_at, cancelled, expired, " +
-        "owner, door, input_file_id, completion_window, metadata, model, output_file_id, error_file_id, finalizing_at, idempotency_key, cost_nanos, unpriced, budget_nanos, budget_exceeded, mode";
-
-    private const string FileColumns = "id, owner, filename, purpose, bytes, created_at, batch_id";
 
     /// <summary>
     /// Ends a batch once every item has ended: it will end completed, cancelled or expired.
@@ -116,7 +107,7 @@ public sealed class SqliteBatchStore : IBatchStore
     {
         ArgumentNullException.ThrowIfNull(batchId);
         await using var connection = Open();
-        return ReadBatches(connection, $"SELECT {BatchColumns} FROM batches WHERE id = $id", ("$id", batchId)).SingleOrDefault();
+        return ReadBatches(connection, $"SELECT {StoreRows.BatchColumns} FROM batches WHERE id = $id", ("$id", batchId)).SingleOrDefault();
     }
 
     /// <inheritdoc />
@@ -124,14 +115,14 @@ public sealed class SqliteBatchStore : IBatchStore
     {
         ArgumentNullException.ThrowIfNull(source);
         await using var connection = Open();
-        return ReadBatches(connection, $"SELECT {BatchColumns} FROM batches WHERE source = $source ORDER BY created_at DESC, rowid DESC LIMIT 1", ("$source", source)).SingleOrDefault();
+        return ReadBatches(connection, $"SELECT {StoreRows.BatchColumns} FROM batches WHERE source = $source ORDER BY created_at DESC, rowid DESC LIMIT 1", ("$source", source)).SingleOrDefault();
     }
 
     /// <inheritdoc />
     public async Task<IReadOnlyList<BatchRecord>> ListActiveBatchesAsync(CancellationToken cancellationToken)
     {
         await using var connection = Open();
-        return ReadBatches(connection, $"SELECT {BatchColumns} FROM batches WHERE status = 'in_progress' ORDER BY created_at, rowid");
+        return ReadBatches(connection, $"SELECT {StoreRows.BatchColumns} FROM batches WHERE status = 'in_progress' ORDER BY created_at, rowid");
     }
 
     /// <inheritdoc />
@@ -175,7 +166,7 @@ public sealed class SqliteBatchStore : IBatchStore
                 ("$priority", (int)batch.Priority), ("$expires", batch.CompletionWindow is { } window ? (now + window).ToUnixTimeMilliseconds() : null),
                 ("$owner", batch.Owner), ("$door", (int)batch.Door), ("$needs_files", batch.Door is BatchDoor.OpenAI or BatchDoor.Inline ? 1 : 0),
                 ("$input_file_id", batch.InputFileId), ("$completion_window", batch.CompletionWindowText), ("$budget", batch.BudgetNanos),
-                ("$metadata", batch.Metadata is { Count: > 0 } metadata ? SerializeMetadata(metadata) : null),
+                ("$metadata", batch.Metadata is { Count: > 0 } metadata ? StoreRows.SerializeMetadata(metadata) : null),
                 ("$model", batch.Model), ("$idempotency_key", batch.IdempotencyKey), ("$mode", (int)batch.Mode)]);
             if (command.ExecuteNonQuery() == 1)
             {
@@ -192,24 +183,24 @@ public sealed class SqliteBatchStore : IBatchStore
         ArgumentNullException.ThrowIfNull(doors);
         ArgumentNullException.ThrowIfNull(page);
         await using var connection = Open();
-        var batches = ReadBatches(connection, PageQuery(BatchColumns, "batches",
+        var batches = ReadBatches(connection, PageQuery(StoreRows.BatchColumns, "batches",
                 $"owner IS $owner AND door IN ({string.Join(", ", doors.Select(d => (int)d))})", page),
             ("$owner", owner), ("$after", page.After), ("$before", page.Before), ("$limit", page.Limit + 1));
-        return ToPage(batches, page);
+        return StoreRows.ToPage(batches, page);
     }
 
     /// <inheritdoc />
     public async Task<IReadOnlyList<BatchRecord>> ListFinalizingBatchesAsync(CancellationToken cancellationToken)
     {
         await using var connection = Open();
-        return ReadBatches(connection, $"SELECT {BatchColumns} FROM batches WHERE status = 'finalizing' ORDER BY rowid");
+        return ReadBatches(connection, $"SELECT {StoreRows.BatchColumns} FROM batches WHERE status = 'finalizing' ORDER BY rowid");
     }
 
     /// <inheritdoc />
     public async Task<IReadOnlyList<BatchRecord>> ListValidatingBatchesAsync(CancellationToken cancellationToken)
     {
         await using var connection = Open();
-        return ReadBatches(connection, $"SELECT {BatchColumns} FROM batches WHERE status = 'validating' ORDER BY rowid");
+        return ReadBatches(connection, $"SELECT {StoreRows.BatchColumns} FROM batches WHERE status = 'validating' ORDER BY rowid");
     }
 
     /// <inheritdoc />
@@ -277,7 +268,7 @@ public sealed class SqliteBatchStore : IBatchStore
             CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(Now()),
             BatchId = file.BatchId,
         };
-        await WriteAsync(writer => Execute(writer, $"INSERT INTO files ({FileColumns}) VALUES ($id, $owner, $filename, $purpose, $bytes, $created, $batch)", null,
+        await WriteAsync(writer => Execute(writer, $"INSERT INTO files ({StoreRows.FileColumns}) VALUES ($id, $owner, $filename, $purpose, $bytes, $created, $batch)", null,
             ("$id", record.Id), ("$owner", record.Owner), ("$filename", record.Filename), ("$purpose", record.Purpose), ("$bytes", record.Bytes),
             ("$created", record.CreatedAt.ToUnixTimeMilliseconds()), ("$batch", record.BatchId)), cancellationToken);
         return record;
@@ -288,7 +279,7 @@ public sealed class SqliteBatchStore : IBatchStore
     {
         ArgumentNullException.ThrowIfNull(fileId);
         await using var connection = Open();
-        return ReadFiles(connection, $"SELECT {FileColumns} FROM files WHERE id = $id", ("$id", fileId)).SingleOrDefault();
+        return ReadFiles(connection, $"SELECT {StoreRows.FileColumns} FROM files WHERE id = $id", ("$id", fileId)).SingleOrDefault();
     }
 
     /// <inheritdoc />
@@ -296,9 +287,9 @@ public sealed class SqliteBatchStore : IBatchStore
     {
         ArgumentNullException.ThrowIfNull(page);
         await using var connection = Open();
-        var files = ReadFiles(connection, PageQuery(FileColumns, "files", "owner IS $owner AND ($purpose IS NULL OR purpose = $purpose)", page),
+        var files = ReadFiles(connection, PageQuery(StoreRows.FileColumns, "files", "owner IS $owner AND ($purpose IS NULL OR purpose = $purpose)", page),
             ("$owner", owner), ("$purpose", purpose), ("$after", page.After), ("$before", page.Before), ("$limit", page.Limit + 1));
-        return ToPage(files, page);
+        return StoreRows.ToPage(files, page);
     }
 
     /// <inheritdoc />
@@ -329,28 +320,12 @@ public sealed class SqliteBatchStore : IBatchStore
 
     /// <summary>
     /// A newest-first page by insertion order: <c>after</c> continues to older rows, <c>before</c>
-    /// goes back to newer ones (read oldest first, then turned around by <see cref="ToPage{T}"/>).
+    /// goes back to newer ones (read oldest first, then turned around by <see cref="StoreRows.ToPage{T}"/>).
     /// </summary>
     private static string PageQuery(string columns, string table, string filter, PageRequest page) =>
         page.Before is not null
             ? $"SELECT {columns} FROM {table} WHERE {filter} AND rowid > (SELECT rowid FROM {table} WHERE id = $before) ORDER BY rowid LIMIT $limit"
             : $"SELECT {columns} FROM {table} WHERE {filter} AND ($after IS NULL OR rowid < (SELECT rowid FROM {table} WHERE id = $after)) ORDER BY rowid DESC LIMIT $limit";
-
-    private static Page<T> ToPage<T>(List<T> rows, PageRequest page)
-    {
-        var hasMore = rows.Count > page.Limit;
-        if (hasMore)
-        {
-            rows.RemoveAt(rows.Count - 1);
-        }
-
-        if (page.Before is not null)
-        {
-            rows.Reverse();
-        }
-
-        return new Page<T>(rows, hasMore);
-    }
 
     private static List<FileRecord> ReadFiles(SqliteConnection connection, string sql, params (string Name, object? Value)[] parameters)
     {
@@ -361,16 +336,7 @@ public sealed class SqliteBatchStore : IBatchStore
         var files = new List<FileRecord>();
         while (r.Read())
         {
-            files.Add(new FileRecord
-            {
-                Id = r.GetString(0),
-                Owner = r.IsDBNull(1) ? null : r.GetString(1),
-                Filename = r.GetString(2),
-                Purpose = r.GetString(3),
-                Bytes = r.GetInt64(4),
-                CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(5)),
-                BatchId = r.IsDBNull(6) ? null : r.GetString(6),
-            });
+            files.Add(StoreRows.ReadFile(r));
         }
 
         return files;
@@ -459,7 +425,7 @@ public sealed class SqliteBatchStore : IBatchStore
         await DeleteItemsAsync(batchId, cancellationToken);
         await WriteAsync(writer => Execute(writer,
             "UPDATE batches SET status = 'failed', failed_at = $now, errors = $errors WHERE id = $id",
-            null, ("$id", batchId), ("$now", Now()), ("$errors", SerializeErrors(errors))), cancellationToken);
+            null, ("$id", batchId), ("$now", Now()), ("$errors", StoreRows.SerializeErrors(errors))), cancellationToken);
     }
 
     /// <inheritdoc />
@@ -644,7 +610,7 @@ public sealed class SqliteBatchStore : IBatchStore
                 ("$error_code", SqliteType.Text), ("$error_message", SqliteType.Text), ("$input_tokens", SqliteType.Integer),
                 ("$output_tokens", SqliteType.Integer), ("$cached_tokens", SqliteType.Integer), ("$cost", SqliteType.Integer), ("$now", SqliteType.Integer));
             result.Parameters["$now"].Value = now.ToUnixTimeMilliseconds();
-            var deltas = new Dictionary<string, BatchDelta>(StringComparer.Ordinal);
+            var deltas = new Dictionary<string, StoreRows.BatchDelta>(StringComparer.Ordinal);
 
             var cancelling = new Dictionary<string, bool>(StringComparer.Ordinal);
             foreach (var next in outcomes)
@@ -770,7 +736,7 @@ public sealed class SqliteBatchStore : IBatchStore
             {
                 using var command = connection.CreateCommand();
                 command.CommandText = $"""
-                    {ResultColumns}
+                    {StoreRows.ResultColumns}
                     WHERE i.batch_id = $batch AND i.line > $after
                     ORDER BY i.line
                     LIMIT $limit OFFSET $offset
@@ -779,7 +745,7 @@ public sealed class SqliteBatchStore : IBatchStore
                 using var reader = command.ExecuteReader();
                 while (reader.Read())
                 {
-                    page.Add(ReadResult(reader));
+                    page.Add(StoreRows.ReadResult(reader));
                 }
             }
 
@@ -806,10 +772,10 @@ public sealed class SqliteBatchStore : IBatchStore
         ArgumentNullException.ThrowIfNull(customId);
         await using var connection = Open();
         using var command = connection.CreateCommand();
-        command.CommandText = $"{ResultColumns} WHERE i.batch_id = $batch AND i.custom_id = $custom_id";
+        command.CommandText = $"{StoreRows.ResultColumns} WHERE i.batch_id = $batch AND i.custom_id = $custom_id";
         Bind(command, [("$batch", batchId), ("$custom_id", customId)]);
         using var reader = command.ExecuteReader();
-        return reader.Read() ? ReadResult(reader) : null;
+        return reader.Read() ? StoreRows.ReadResult(reader) : null;
     }
 
     /// <inheritdoc />
@@ -889,7 +855,7 @@ public sealed class SqliteBatchStore : IBatchStore
     public async Task<IReadOnlyList<NativeJob>> ListOpenNativeJobsAsync(CancellationToken cancellationToken)
     {
         await using var connection = Open();
-        return ReadNativeJobs(connection, $"SELECT {NativeJobColumns} FROM native_jobs WHERE status = 0 ORDER BY id");
+        return ReadNativeJobs(connection, $"SELECT {StoreRows.NativeJobColumns} FROM native_jobs WHERE status = 0 ORDER BY id");
     }
 
     /// <inheritdoc />
@@ -897,7 +863,7 @@ public sealed class SqliteBatchStore : IBatchStore
     {
         ArgumentNullException.ThrowIfNull(batchId);
         await using var connection = Open();
-        return ReadNativeJobs(connection, $"SELECT {NativeJobColumns} FROM native_jobs WHERE batch_id = $batch ORDER BY id", ("$batch", batchId));
+        return ReadNativeJobs(connection, $"SELECT {StoreRows.NativeJobColumns} FROM native_jobs WHERE batch_id = $batch ORDER BY id", ("$batch", batchId));
     }
 
     /// <inheritdoc />
@@ -922,8 +888,6 @@ public sealed class SqliteBatchStore : IBatchStore
         WriteAsync(writer => Execute(writer, "UPDATE native_jobs SET status = $status, cancel_requested = $cancel WHERE id = $id", null,
             ("$id", jobId), ("$status", (int)status), ("$cancel", cancelRequested ? 1 : 0)), cancellationToken);
 
-    private const string NativeJobColumns = "id, batch_id, upstream, provider_batch_id, status, cancel_requested, created_at";
-
     private static List<NativeJob> ReadNativeJobs(SqliteConnection connection, string sql, params (string Name, object? Value)[] parameters)
     {
         using var command = connection.CreateCommand();
@@ -933,42 +897,10 @@ public sealed class SqliteBatchStore : IBatchStore
         var jobs = new List<NativeJob>();
         while (r.Read())
         {
-            jobs.Add(new NativeJob
-            {
-                Id = r.GetInt64(0),
-                BatchId = r.GetString(1),
-                Upstream = r.GetString(2),
-                ProviderBatchId = r.GetString(3),
-                Status = (NativeJobStatus)r.GetInt32(4),
-                CancelRequested = r.GetInt32(5) != 0,
-                CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(6)),
-            });
+            jobs.Add(StoreRows.ReadNativeJob(r));
         }
 
         return jobs;
-    }
-
-    private const string ResultColumns = """
-        SELECT i.line, i.custom_id, i.state, r.item_id, r.status_code, r.request_id, r.body,
-            r.error_code, r.error_message, r.input_tokens, r.output_tokens, r.cached_tokens, r.cost_nanos
-        FROM items i LEFT JOIN results r ON r.item_id = i.id
-        """;
-
-    private static ItemResult ReadResult(SqliteDataReader reader)
-    {
-        var result = reader.IsDBNull(3) ? null : new AttemptResult
-        {
-            StatusCode = reader.IsDBNull(4) ? null : reader.GetInt32(4),
-            RequestId = reader.IsDBNull(5) ? null : reader.GetString(5),
-            Body = reader.IsDBNull(6) ? null : (byte[])reader.GetValue(6),
-            ErrorCode = reader.IsDBNull(7) ? null : reader.GetString(7),
-            ErrorMessage = reader.IsDBNull(8) ? null : reader.GetString(8),
-            InputTokens = reader.GetInt32(9),
-            OutputTokens = reader.GetInt32(10),
-            CachedTokens = reader.GetInt32(11),
-            CostNanos = reader.GetInt64(12),
-        };
-        return new ItemResult(reader.GetInt64(0), reader.GetString(1), (ItemState)reader.GetInt32(2), result);
     }
 
     /// <inheritdoc />
@@ -1063,127 +995,10 @@ public sealed class SqliteBatchStore : IBatchStore
         var batches = new List<BatchRecord>();
         while (reader.Read())
         {
-            batches.Add(ReadBatch(reader));
+            batches.Add(StoreRows.ReadBatch(reader));
         }
 
         return batches;
-    }
-
-    private static BatchRecord ReadBatch(SqliteDataReader r) =>
-        new()
-        {
-            Id = r.GetString(0),
-            Format = (InputFormat)r.GetInt32(1),
-            Endpoint = r.IsDBNull(2) ? null : r.GetString(2),
-            Status = ParseStatus(r.GetString(3)),
-            Source = r.IsDBNull(4) ? null : r.GetString(4),
-            SourceSha256 = r.IsDBNull(5) ? null : r.GetString(5),
-            SourceBytes = r.IsDBNull(6) ? null : r.GetInt64(6),
-            CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(7)),
-            InProgressAt = ReadTime(r, 8),
-            CompletedAt = ReadTime(r, 9),
-            FailedAt = ReadTime(r, 10),
-            Total = r.GetInt64(11),
-            Succeeded = r.GetInt64(12),
-            Failed = r.GetInt64(13),
-            InputTokens = r.GetInt64(14),
-            OutputTokens = r.GetInt64(15),
-            Errors = r.IsDBNull(16) ? [] : DeserializeErrors(r.GetString(16)),
-            Priority = (BatchPriority)r.GetInt32(17),
-            ExpiresAt = ReadTime(r, 18),
-            CancellingAt = ReadTime(r, 19),
-            CancelledAt = ReadTime(r, 20),
-            ExpiredAt = ReadTime(r, 21),
-            Cancelled = r.GetInt64(22),
-            Expired = r.GetInt64(23),
-            Owner = r.IsDBNull(24) ? null : r.GetString(24),
-            Door = (BatchDoor)r.GetInt32(25),
-            InputFileId = r.IsDBNull(26) ? null : r.GetString(26),
-            CompletionWindow = r.IsDBNull(27) ? null : r.GetString(27),
-            Metadata = r.IsDBNull(28) ? new Dictionary<string, string>() : DeserializeMetadata(r.GetString(28)),
-            Model = r.IsDBNull(29) ? null : r.GetString(29),
-            OutputFileId = r.IsDBNull(30) ? null : r.GetString(30),
-            ErrorFileId = r.IsDBNull(31) ? null : r.GetString(31),
-            FinalizingAt = ReadTime(r, 32),
-            IdempotencyKey = r.IsDBNull(33) ? null : r.GetString(33),
-            CostNanos = r.GetInt64(34),
-            Unpriced = r.GetInt64(35),
-            BudgetNanos = r.IsDBNull(36) ? null : r.GetInt64(36),
-            BudgetExceeded = r.GetInt64(37),
-            Mode = (BatchMode)r.GetInt32(38),
-        };
-
-    private static DateTimeOffset? ReadTime(SqliteDataReader reader, int ordinal) =>
-        reader.IsDBNull(ordinal) ? null : DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(ordinal));
-
-    private static BatchStatus ParseStatus(string status) => status switch
-    {
-        "validating" => BatchStatus.Validating,
-        "in_progress" => BatchStatus.InProgress,
-        "finalizing" => BatchStatus.Finalizing,
-        "completed" => BatchStatus.Completed,
-        "failed" => BatchStatus.Failed,
-        "cancelling" => BatchStatus.Cancelling,
-        "cancelled" => BatchStatus.Cancelled,
-        "expired" => BatchStatus.Expired,
-        _ => throw new StoreException($"Unknown batch status '{status}' in the state file."),
-    };
-
-    private static string SerializeErrors(IReadOnlyList<InputError> errors)
-    {
-        using var buffer = new MemoryStream();
-        using (var json = new Utf8JsonWriter(buffer))
-        {
-            json.WriteStartArray();
-            foreach (var error in errors)
-            {
-                json.WriteStartObject();
-                json.WriteString("code", error.Code);
-                json.WriteString("message", error.Message);
-                if (error.Line is { } line)
-                {
-                    json.WriteNumber("line", line);
-                }
-
-                json.WriteEndObject();
-            }
-
-            json.WriteEndArray();
-        }
-
-        return System.Text.Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
-    }
-
-    private static string SerializeMetadata(IReadOnlyDictionary<string, string> metadata)
-    {
-        using var buffer = new MemoryStream();
-        using (var json = new Utf8JsonWriter(buffer))
-        {
-            json.WriteStartObject();
-            foreach (var (key, value) in metadata)
-            {
-                json.WriteString(key, value);
-            }
-
-            json.WriteEndObject();
-        }
-
-        return System.Text.Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
-    }
-
-    private static Dictionary<string, string> DeserializeMetadata(string json)
-    {
-        using var document = JsonDocument.Parse(json);
-        return document.RootElement.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString() ?? "", StringComparer.Ordinal);
-    }
-
-    private static List<InputError> DeserializeErrors(string json)
-    {
-        using var document = JsonDocument.Parse(json);
-        return [.. document.RootElement.EnumerateArray().Select(e => new InputError(
-            e.GetProperty("code").GetString()!,
-            e.GetProperty("message").GetString()!,
-            e.TryGetProperty("line", out var line) ? line.GetInt64() : null))];
     }
 
     private static SqliteCommand Prepare(SqliteConnection connection, SqliteTransaction tx, string sql, params (string Name, SqliteType Type)[] parameters)
@@ -1222,49 +1037,6 @@ public sealed class SqliteBatchStore : IBatchStore
         foreach (var (name, value) in parameters)
         {
             command.Parameters.AddWithValue(name, value ?? DBNull.Value);
-        }
-    }
-
-    private struct BatchDelta
-    {
-        public long Succeeded;
-        public long Failed;
-        public long Cancelled;
-        public long Expired;
-        public long InputTokens;
-        public long OutputTokens;
-        public long CostNanos;
-        public long Unpriced;
-        public long BudgetExceeded;
-
-        public void AddUnsent(OutcomeKind kind)
-        {
-            if (kind == OutcomeKind.Cancelled)
-            {
-                Cancelled++;
-            }
-            else
-            {
-                Expired++;
-            }
-        }
-
-        public void Add(bool succeeded, AttemptResult result)
-        {
-            if (succeeded)
-            {
-                Succeeded++;
-            }
-            else
-            {
-                Failed++;
-            }
-
-            InputTokens += result.InputTokens;
-            OutputTokens += result.OutputTokens;
-            CostNanos += result.CostNanos;
-            Unpriced += result.Priced ? 0 : 1;
-            BudgetExceeded += result.ErrorCode == FailureCodes.BudgetExceeded ? 1 : 0;
         }
     }
 

@@ -6,7 +6,7 @@ using Shepherd.Engine.Storage;
 namespace Shepherd.Engine.Tests.Storage;
 
 /// <summary>The behaviour every store must have; each store's suite inherits it.</summary>
-public abstract class BatchStoreContract : IAsyncLifetime
+public abstract partial class BatchStoreContract : IAsyncLifetime
 {
     protected FakeTimeProvider Time { get; } = new(new DateTimeOffset(2026, 11, 28, 12, 0, 0, TimeSpan.Zero));
 

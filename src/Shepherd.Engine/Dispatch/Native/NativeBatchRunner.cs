@@ -31,6 +31,7 @@ public sealed partial class NativeBatchRunner
     private readonly Dictionary<long, Job> _jobs = [];
     private readonly Dictionary<long, Job> _jobOfItem = [];
     private readonly Dictionary<string, DateTimeOffset> _submitBackoff = new(StringComparer.Ordinal);
+    private readonly ClusterNode? _node;
     private bool _loaded;
 
     /// <summary>Creates a runner over the upstreams that have a batch API; the options are copied.</summary>
@@ -42,7 +43,8 @@ public sealed partial class NativeBatchRunner
         DispatchOptions dispatch,
         TimeProvider timeProvider,
         PriceTable prices,
-        ILogger<NativeBatchRunner> logger)
+        ILogger<NativeBatchRunner> logger,
+        ClusterNode? node = null)
     {
         ArgumentNullException.ThrowIfNull(store);
         ArgumentNullException.ThrowIfNull(upstreams);
@@ -58,6 +60,7 @@ public sealed partial class NativeBatchRunner
         _time = timeProvider;
         _prices = prices;
         _logger = logger;
+        _node = node;
         _providers = [.. upstreams
             .Where(u => u.Options.BatchApi == true)
             .Select(u => u.Kind == UpstreamKind.Anthropic
@@ -88,7 +91,15 @@ public sealed partial class NativeBatchRunner
         {
             try
             {
-                await RunOnceAsync(stoppingToken);
+                if (_node?.IsLeader ?? true)
+                {
+                    await RunOnceAsync(stoppingToken);
+                }
+                else
+                {
+                    // Another node leads: it runs the jobs. Should this node lead again, it reads them afresh.
+                    Forget();
+                }
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
@@ -150,6 +161,14 @@ public sealed partial class NativeBatchRunner
         {
             await AdvanceAsync(job, cancellationToken);
         }
+    }
+
+    private void Forget()
+    {
+        _jobs.Clear();
+        _jobOfItem.Clear();
+        _submitBackoff.Clear();
+        _loaded = false;
     }
 
     private async Task LoadJobsAsync(CancellationToken cancellationToken)

@@ -5,14 +5,14 @@ using Shepherd.Engine.Storage;
 namespace Shepherd.Engine.Tests.Storage;
 
 /// <summary>The store's side of native batch mode: the batch's mode, the claim that leaves native batches alone, and the recorded provider jobs.</summary>
-public sealed class NativeJobStoreTests : StoreTestBase
+public abstract partial class BatchStoreContract
 {
     [Fact]
     public async Task ANativeBatch_IsClaimedOnlyByName_AndItsJobsAreRecorded()
     {
         var now = Time.GetUtcNow();
-        await CreateAsync("batch_rt", BatchMode.Realtime);
-        await CreateAsync("batch_nat", BatchMode.Native);
+        await CreateNativeOrRealtimeAsync("batch_rt", BatchMode.Realtime);
+        await CreateNativeOrRealtimeAsync("batch_nat", BatchMode.Native);
 
         Assert.Equal(BatchMode.Native, (await Store.GetBatchAsync("batch_nat", Ct))!.Mode);
         var realtime = await Store.ClaimAsync("m", null, 10, now, now.AddMinutes(1), Ct);
@@ -43,7 +43,7 @@ public sealed class NativeJobStoreTests : StoreTestBase
     public async Task ARestart_ReleasesTheItemsOfAnOpenJob_WithoutSpendingAnAttempt()
     {
         var now = Time.GetUtcNow();
-        await CreateAsync("batch_nat", BatchMode.Native);
+        await CreateNativeOrRealtimeAsync("batch_nat", BatchMode.Native);
         var first = await Store.ClaimAsync("m", "batch_nat", 10, now, now.AddHours(25), Ct);
         await Store.AddNativeJobAsync("batch_nat", "openai", "batch_provider_1", [first[0].ItemId], now, Ct);
 
@@ -55,7 +55,7 @@ public sealed class NativeJobStoreTests : StoreTestBase
         Assert.Equal([1, 2], again.OrderBy(i => i.Line).Select(i => i.Attempt));
     }
 
-    private async Task CreateAsync(string id, BatchMode mode)
+    private async Task CreateNativeOrRealtimeAsync(string id, BatchMode mode)
     {
         await Store.CreateBatchAsync(new NewBatch(id, null, BatchEndpoints.ChatCompletions) { Mode = mode }, Ct);
         await Store.AddItemsAsync(id, [

@@ -1,0 +1,246 @@
+using System.Data.Common;
+using System.Text.Json;
+using Shepherd.Engine.Formats;
+using Shepherd.Engine.Upstreams;
+
+namespace Shepherd.Engine.Storage;
+
+/// <summary>
+/// What both stores share: the columns they read, how a row becomes a record, how errors and
+/// metadata are kept as JSON, and how outcomes add up per batch. The stores differ in SQL and
+/// in how they reach their database, not in what a row means.
+/// </summary>
+internal static class StoreRows
+{
+    internal const string BatchColumns =
+        "id, format, endpoint, status, source, source_sha256, source_bytes, created_at, in_progress_at, completed_at, failed_at, total, succeeded, failed, " +
+        "input_tokens, output_tokens, errors, priority, expires_at, cancelling_at, cancelled_at, expired_at, cancelled, expired, " +
+        "owner, door, input_file_id, completion_window, metadata, model, output_file_id, error_file_id, finalizing_at, idempotency_key, cost_nanos, unpriced, budget_nanos, budget_exceeded, mode";
+
+    internal const string FileColumns = "id, owner, filename, purpose, bytes, created_at, batch_id";
+
+    internal static Page<T> ToPage<T>(List<T> rows, PageRequest page)
+    {
+        var hasMore = rows.Count > page.Limit;
+        if (hasMore)
+        {
+            rows.RemoveAt(rows.Count - 1);
+        }
+
+        if (page.Before is not null)
+        {
+            rows.Reverse();
+        }
+
+        return new Page<T>(rows, hasMore);
+    }
+
+    internal const string NativeJobColumns = "id, batch_id, upstream, provider_batch_id, status, cancel_requested, created_at";
+
+    internal const string ResultColumns = """
+        SELECT i.line, i.custom_id, i.state, r.item_id, r.status_code, r.request_id, r.body,
+            r.error_code, r.error_message, r.input_tokens, r.output_tokens, r.cached_tokens, r.cost_nanos
+        FROM items i LEFT JOIN results r ON r.item_id = i.id
+        """;
+
+    internal static ItemResult ReadResult(DbDataReader reader)
+    {
+        var result = reader.IsDBNull(3) ? null : new AttemptResult
+        {
+            StatusCode = reader.IsDBNull(4) ? null : reader.GetInt32(4),
+            RequestId = reader.IsDBNull(5) ? null : reader.GetString(5),
+            Body = reader.IsDBNull(6) ? null : (byte[])reader.GetValue(6),
+            ErrorCode = reader.IsDBNull(7) ? null : reader.GetString(7),
+            ErrorMessage = reader.IsDBNull(8) ? null : reader.GetString(8),
+            InputTokens = reader.GetInt32(9),
+            OutputTokens = reader.GetInt32(10),
+            CachedTokens = reader.GetInt32(11),
+            CostNanos = reader.GetInt64(12),
+        };
+        return new ItemResult(reader.GetInt64(0), reader.GetString(1), (ItemState)reader.GetInt32(2), result);
+    }
+
+    internal static BatchRecord ReadBatch(DbDataReader r) =>
+        new()
+        {
+            Id = r.GetString(0),
+            Format = (InputFormat)r.GetInt32(1),
+            Endpoint = r.IsDBNull(2) ? null : r.GetString(2),
+            Status = ParseStatus(r.GetString(3)),
+            Source = r.IsDBNull(4) ? null : r.GetString(4),
+            SourceSha256 = r.IsDBNull(5) ? null : r.GetString(5),
+            SourceBytes = r.IsDBNull(6) ? null : r.GetInt64(6),
+            CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(7)),
+            InProgressAt = ReadTime(r, 8),
+            CompletedAt = ReadTime(r, 9),
+            FailedAt = ReadTime(r, 10),
+            Total = r.GetInt64(11),
+            Succeeded = r.GetInt64(12),
+            Failed = r.GetInt64(13),
+            InputTokens = r.GetInt64(14),
+            OutputTokens = r.GetInt64(15),
+            Errors = r.IsDBNull(16) ? [] : DeserializeErrors(r.GetString(16)),
+            Priority = (BatchPriority)r.GetInt32(17),
+            ExpiresAt = ReadTime(r, 18),
+            CancellingAt = ReadTime(r, 19),
+            CancelledAt = ReadTime(r, 20),
+            ExpiredAt = ReadTime(r, 21),
+            Cancelled = r.GetInt64(22),
+            Expired = r.GetInt64(23),
+            Owner = r.IsDBNull(24) ? null : r.GetString(24),
+            Door = (BatchDoor)r.GetInt32(25),
+            InputFileId = r.IsDBNull(26) ? null : r.GetString(26),
+            CompletionWindow = r.IsDBNull(27) ? null : r.GetString(27),
+            Metadata = r.IsDBNull(28) ? new Dictionary<string, string>() : DeserializeMetadata(r.GetString(28)),
+            Model = r.IsDBNull(29) ? null : r.GetString(29),
+            OutputFileId = r.IsDBNull(30) ? null : r.GetString(30),
+            ErrorFileId = r.IsDBNull(31) ? null : r.GetString(31),
+            FinalizingAt = ReadTime(r, 32),
+            IdempotencyKey = r.IsDBNull(33) ? null : r.GetString(33),
+            CostNanos = r.GetInt64(34),
+            Unpriced = r.GetInt64(35),
+            BudgetNanos = r.IsDBNull(36) ? null : r.GetInt64(36),
+            BudgetExceeded = r.GetInt64(37),
+            Mode = (BatchMode)r.GetInt32(38),
+        };
+
+    internal static DateTimeOffset? ReadTime(DbDataReader reader, int ordinal) =>
+        reader.IsDBNull(ordinal) ? null : DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(ordinal));
+
+    internal static BatchStatus ParseStatus(string status) => status switch
+    {
+        "validating" => BatchStatus.Validating,
+        "in_progress" => BatchStatus.InProgress,
+        "finalizing" => BatchStatus.Finalizing,
+        "completed" => BatchStatus.Completed,
+        "failed" => BatchStatus.Failed,
+        "cancelling" => BatchStatus.Cancelling,
+        "cancelled" => BatchStatus.Cancelled,
+        "expired" => BatchStatus.Expired,
+        _ => throw new StoreException($"Unknown batch status '{status}' in the state file."),
+    };
+
+    internal static string SerializeErrors(IReadOnlyList<InputError> errors)
+    {
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartArray();
+            foreach (var error in errors)
+            {
+                json.WriteStartObject();
+                json.WriteString("code", error.Code);
+                json.WriteString("message", error.Message);
+                if (error.Line is { } line)
+                {
+                    json.WriteNumber("line", line);
+                }
+
+                json.WriteEndObject();
+            }
+
+            json.WriteEndArray();
+        }
+
+        return System.Text.Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
+    }
+
+    internal static string SerializeMetadata(IReadOnlyDictionary<string, string> metadata)
+    {
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            foreach (var (key, value) in metadata)
+            {
+                json.WriteString(key, value);
+            }
+
+            json.WriteEndObject();
+        }
+
+        return System.Text.Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
+    }
+
+    internal static Dictionary<string, string> DeserializeMetadata(string json)
+    {
+        using var document = JsonDocument.Parse(json);
+        return document.RootElement.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString() ?? "", StringComparer.Ordinal);
+    }
+
+    internal static List<InputError> DeserializeErrors(string json)
+    {
+        using var document = JsonDocument.Parse(json);
+        return [.. document.RootElement.EnumerateArray().Select(e => new InputError(
+            e.GetProperty("code").GetString()!,
+            e.GetProperty("message").GetString()!,
+            e.TryGetProperty("line", out var line) ? line.GetInt64() : null))];
+    }
+
+    internal struct BatchDelta
+    {
+        public long Succeeded;
+        public long Failed;
+        public long Cancelled;
+        public long Expired;
+        public long InputTokens;
+        public long OutputTokens;
+        public long CostNanos;
+        public long Unpriced;
+        public long BudgetExceeded;
+
+        public void AddUnsent(OutcomeKind kind)
+        {
+            if (kind == OutcomeKind.Cancelled)
+            {
+                Cancelled++;
+            }
+            else
+            {
+                Expired++;
+            }
+        }
+
+        public void Add(bool succeeded, AttemptResult result)
+        {
+            if (succeeded)
+            {
+                Succeeded++;
+            }
+            else
+            {
+                Failed++;
+            }
+
+            InputTokens += result.InputTokens;
+            OutputTokens += result.OutputTokens;
+            CostNanos += result.CostNanos;
+            Unpriced += result.Priced ? 0 : 1;
+            BudgetExceeded += result.ErrorCode == FailureCodes.BudgetExceeded ? 1 : 0;
+        }
+    }
+
+    internal static FileRecord ReadFile(DbDataReader r) =>
+        new()
+        {
+            Id = r.GetString(0),
+            Owner = r.IsDBNull(1) ? null : r.GetString(1),
+            Filename = r.GetString(2),
+            Purpose = r.GetString(3),
+            Bytes = r.GetInt64(4),
+            CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(5)),
+            BatchId = r.IsDBNull(6) ? null : r.GetString(6),
+        };
+
+    internal static NativeJob ReadNativeJob(DbDataReader r) =>
+        new()
+        {
+            Id = r.GetInt64(0),
+            BatchId = r.GetString(1),
+            Upstream = r.GetString(2),
+            ProviderBatchId = r.GetString(3),
+            Status = (NativeJobStatus)r.GetInt32(4),
+            CancelRequested = r.GetInt32(5) != 0,
+            CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(6)),
+        };
+}
