@@ -14,10 +14,10 @@ namespace Shepherd.Engine;
 /// <summary>Everything the engine is built from.</summary>
 public sealed class ShepherdEngineOptions
 {
-    /// <summary>The embedded store; used unless <see cref="SharedStore"/> is set.</summary>
-    public required SqliteStoreOptions Store { get; init; }
+    /// <summary>The embedded store; one of it and <see cref="SharedStore"/> is set.</summary>
+    public SqliteStoreOptions? Store { get; init; }
 
-    /// <summary>The PostgreSQL store several nodes share; when set, it is used instead of <see cref="Store"/>.</summary>
+    /// <summary>The PostgreSQL store several nodes share; one of it and <see cref="Store"/> is set.</summary>
     public PostgresStoreOptions? SharedStore { get; init; }
 
     /// <summary>The upstreams requests go to; several may serve one model (failover, weights).</summary>
@@ -58,7 +58,7 @@ public static class ShepherdEngineServiceCollectionExtensions
         services.AddLogging();
         services.AddSingleton<IBatchStore>(sp => options.SharedStore is { } shared
             ? new PostgresBatchStore(shared, sp.GetRequiredService<TimeProvider>())
-            : new SqliteBatchStore(options.Store, sp.GetRequiredService<TimeProvider>()));
+            : new SqliteBatchStore(options.Store ?? throw new ArgumentException("The engine needs a store: set Store or SharedStore.", nameof(options)), sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton(sp => new BatchImporter(sp.GetRequiredService<IBatchStore>(), options.Import));
         services.AddSingleton<TokenEstimator>();
         services.AddSingleton<IReadOnlyList<UpstreamClient>>(sp => [.. options.Upstreams.Select(upstream => new UpstreamClient(

@@ -67,7 +67,7 @@ public sealed class ShepherdServer : IAsyncDisposable
         builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = TimeSpan.FromSeconds(10));
         var upstreams = builder.Services.AddShepherdEngine(engine);
         builder.Services.AddSingleton(settings);
-        builder.Services.AddSingleton(new ServerPaths(engine.Store.Path));
+        builder.Services.AddSingleton(new ServerPaths(engine));
         builder.Services.AddSingleton<BackgroundImports>();
         builder.Services.AddSingleton<BatchFinalizer>();
         builder.Services.AddSingleton(sp => CreateImporters(sp.GetRequiredService<IBatchStore>(), engine, settings));

@@ -10,7 +10,11 @@ internal static class ServeCommand
     {
         var engine = new EngineOptionSet("Where requests go: sim (the built-in simulated provider), openai (any OpenAI-compatible server, the default), anthropic");
         var urls = new Option<string?>("--urls") { Description = "Where to listen, separated by ';' (default http://127.0.0.1:8080; port 0 picks a free one)" };
-        var state = new Option<string?>("--state") { Description = $"The state file (default {ServerRun.DefaultStatePath})" };
+        var store = new Option<string?>("--store", "--state")
+        {
+            Description = $"Where state lives: a SQLite file (default {ServerRun.DefaultStatePath}), or a PostgreSQL connection string (postgres://user@host:5432/db) that several nodes share",
+        };
+        var node = new Option<string?>("--node") { Description = "This node's name among nodes sharing a PostgreSQL store (default: the machine's name and the port)" };
         var gatewayKey = new Option<string[]>("--gateway-key")
         {
             Description = "A key clients must present (repeat it; each key is a tenant that sees only its own files and batches). Without keys anyone who can reach the server may use it",
@@ -18,7 +22,7 @@ internal static class ServeCommand
         };
         var command = new Command("serve", "Serve the OpenAI Batch API, the Anthropic Message Batches API and inline batches, with the engine inside; unfinished batches resume on start")
         {
-            urls, state, gatewayKey,
+            urls, store, node, gatewayKey,
         };
         foreach (var option in engine.All)
         {
@@ -30,7 +34,8 @@ internal static class ServeCommand
             var settings = engine.Read(parse, new ServeSettings
             {
                 Urls = parse.GetValue(urls)?.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
-                StatePath = parse.GetValue(state),
+                Store = parse.GetValue(store),
+                Node = parse.GetValue(node),
                 GatewayKeys = parse.GetValue(gatewayKey) ?? [],
             });
             return await new ServerRun(settings, Console.Out, TimeProvider.System).ExecuteAsync(cancellationToken);

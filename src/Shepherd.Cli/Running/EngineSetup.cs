@@ -72,10 +72,11 @@ internal static class EngineSetup
         return string.Join(", ", targets.Select(t => t.BaseUrl.GetLeftPart(UriPartial.Authority)));
     }
 
-    /// <summary>The engine's options: the store at <paramref name="statePath"/>, the upstreams, the configuration's prices, and dispatch as the flags say.</summary>
-    public static ShepherdEngineOptions Options(EngineSettings settings, ShepherdConfig? config, string statePath, IReadOnlyList<UpstreamOptions> upstreams) => new()
+    /// <summary>The engine's options: the store at <paramref name="statePath"/> or the <paramref name="shared"/> one, the upstreams, the configuration's prices, and dispatch as the flags say.</summary>
+    public static ShepherdEngineOptions Options(EngineSettings settings, ShepherdConfig? config, string? statePath, IReadOnlyList<UpstreamOptions> upstreams, PostgresStoreOptions? shared = null) => new()
     {
-        Store = new SqliteStoreOptions { Path = statePath },
+        Store = statePath is null ? null : new SqliteStoreOptions { Path = statePath },
+        SharedStore = shared,
         Upstreams = upstreams,
         Prices = config?.PriceTable() ?? PriceTable.BuiltIn,
         Native = config?.Native?.ToOptions() ?? new(),

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;
 using Shepherd.Cli.Commands;
 using Shepherd.Engine.Configuration;
+using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
 using Shepherd.Server;
 
@@ -19,12 +20,15 @@ internal sealed class ServerRun(ServeSettings settings, TextWriter stdout, TimeP
     public async Task<int> ExecuteAsync(CancellationToken cancellationToken)
     {
         var config = settings.ConfigPath is { } configPath ? ShepherdConfig.Load(configPath) : null;
-        var statePath = Path.GetFullPath(settings.StatePath ?? config?.Server?.State ?? DefaultStatePath);
-        using var stateLock = StateLock.Acquire(statePath);
+        var options = ServerOptions(config?.Server);
+        var store = settings.Store ?? config?.Store ?? config?.Server?.State ?? DefaultStatePath;
+        var shared = PostgresStoreOptions.Names(store) ? SharedStore(store, config?.Cluster, options.Urls) : null;
+        var statePath = shared is null ? Path.GetFullPath(store) : null;
+        using var stateLock = statePath is null ? null : StateLock.Acquire(statePath);
         var upstreams = new List<UpstreamOptions>();
         var target = EngineSetup.ConfigureUpstreams(settings, config, upstreams, anthropicInput: false, endpoint: null);
-        var options = ServerOptions(config?.Server);
-        await using var server = await ShepherdServer.StartAsync(options, EngineSetup.Options(settings, config, statePath, upstreams), (builder, http) =>
+        var engine = EngineSetup.Options(settings, config, statePath, upstreams, shared);
+        await using var server = await ShepherdServer.StartAsync(options, engine, (builder, http) =>
         {
             builder.Services.AddSingleton(time);
             builder.Logging.ClearProviders();
@@ -37,7 +41,10 @@ internal sealed class ServerRun(ServeSettings settings, TextWriter stdout, TimeP
 
         var keys = options.GatewayKeys.Count == 0 ? "no gateway keys: anyone who can reach it may use it" : $"{options.GatewayKeys.Count} gateway key(s)";
         await stdout.WriteLineAsync($"Shepherd listening on {string.Join(", ", server.Urls.Select(u => u.ToString().TrimEnd('/')))}");
-        await stdout.WriteLineAsync($"  state {Path.GetRelativePath(Environment.CurrentDirectory, statePath)}, upstream {target}, {keys}");
+        var where = shared is null
+            ? $"state {Path.GetRelativePath(Environment.CurrentDirectory, statePath!)}"
+            : $"store {PostgresStoreOptions.Redacted(shared.ConnectionString)} as node {shared.NodeName}";
+        await stdout.WriteLineAsync($"  {where}, upstream {target}, {keys}");
         await stdout.FlushAsync(cancellationToken);
         try
         {
@@ -50,6 +57,30 @@ internal sealed class ServerRun(ServeSettings settings, TextWriter stdout, TimeP
 
         await server.StopAsync(CancellationToken.None);
         return ExitCodes.Success;
+    }
+
+    /// <summary>The shared store, with this node's name: the flag's, the configuration's, or the machine's name and the port it listens on.</summary>
+    private PostgresStoreOptions SharedStore(string connectionString, ClusterConfig? cluster, IReadOnlyList<string> urls)
+    {
+        var port = urls.Select(url => Uri.TryCreate(url.Replace("*", "localhost", StringComparison.Ordinal).Replace("+", "localhost", StringComparison.Ordinal), UriKind.Absolute, out var uri) ? uri.Port : 0).FirstOrDefault();
+        var shared = new PostgresStoreOptions
+        {
+            ConnectionString = connectionString,
+            NodeName = settings.Node ?? cluster?.Node ?? (port > 0 ? $"{Environment.MachineName}:{port}" : $"{Environment.MachineName}-{Environment.ProcessId}"),
+        };
+        if (cluster?.NodeTimeoutSeconds is { } timeout)
+        {
+            shared.NodeTimeout = TimeSpan.FromSeconds(timeout);
+        }
+
+        try
+        {
+            return shared.Validated();
+        }
+        catch (ArgumentException ex)
+        {
+            throw new UsageException($"--store: {ex.Message.Split(" (Parameter", 2)[0]}");
+        }
     }
 
     private ServerOptions ServerOptions(ServerConfig? config)

@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Shepherd.Engine.Dispatch.Native;
 using Shepherd.Engine.Pricing;
+using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
 
 namespace Shepherd.Engine.Configuration;
@@ -23,6 +24,16 @@ public sealed class ShepherdConfig
 
     /// <summary>How native batches are handed to the providers' batch APIs.</summary>
     public NativeConfig? Native { get; set; }
+
+    /// <summary>
+    /// Where <c>shepherd serve</c> keeps its state: the path of a SQLite file, or a PostgreSQL
+    /// connection string (<c>postgres://user@host:5432/shepherd</c>, or <c>Host=…;Database=…</c>)
+    /// that several nodes share.
+    /// </summary>
+    public string? Store { get; set; }
+
+    /// <summary>How this node takes part among nodes that share a PostgreSQL store.</summary>
+    public ClusterConfig? Cluster { get; set; }
 
     /// <summary>The built-in price table with this file's prices over it.</summary>
     public PriceTable PriceTable() =>
@@ -64,6 +75,18 @@ public sealed class ShepherdConfig
         }
 
         config.Server?.Check($"{path}: server");
+        config.Cluster?.Check($"{path}: cluster");
+        if (config.Store is { } store && PostgresStoreOptions.Names(store))
+        {
+            try
+            {
+                new PostgresStoreOptions { ConnectionString = store }.Validated();
+            }
+            catch (ArgumentException ex)
+            {
+                throw new ConfigException($"{path}: store: {ex.Message.Split(" (Parameter", 2)[0]}");
+            }
+        }
         if (config.Native?.PollSeconds is <= 0)
         {
             throw new ConfigException($"{path}: native.pollSeconds: must be more than 0.");
@@ -240,6 +263,29 @@ public sealed class NativeConfig
     public NativeBatchOptions ToOptions() => PollSeconds is { } seconds
         ? new NativeBatchOptions { PollInterval = TimeSpan.FromSeconds(seconds) }
         : new NativeBatchOptions();
+}
+
+/// <summary>The <c>cluster</c> section: this node among nodes that share a PostgreSQL store.</summary>
+public sealed class ClusterConfig
+{
+    /// <summary>This node's name, unique among the nodes; the default is the machine's name and the port it listens on.</summary>
+    public string? Node { get; set; }
+
+    /// <summary>Seconds a node may stay silent before the others take over its work; the default is 15.</summary>
+    public double? NodeTimeoutSeconds { get; set; }
+
+    internal void Check(string where)
+    {
+        if (Node is { } node && string.IsNullOrWhiteSpace(node))
+        {
+            throw new ConfigException($"{where}.node: must not be empty.");
+        }
+
+        if (NodeTimeoutSeconds is < 1)
+        {
+            throw new ConfigException($"{where}.nodeTimeoutSeconds: must be at least 1.");
+        }
+    }
 }
 
 /// <summary>A model's price in the <c>prices</c> section, in US dollars per million tokens.</summary>

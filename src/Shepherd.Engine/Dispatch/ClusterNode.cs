@@ -96,7 +96,8 @@ public sealed partial class ClusterNode
         try
         {
             var now = _time.GetUtcNow();
-            _dispatcher.ShareLanes(await cluster.HeartbeatAsync(_dispatcher.SendingLanes, now, cancellationToken));
+            // Two beats: every node that started on a lane with this one has said so by then.
+            _dispatcher.ShareLanes(await cluster.HeartbeatAsync(_dispatcher.SendingLanes, now, cancellationToken), 2 * HeartbeatInterval);
             var leading = await cluster.HoldRoleAsync(LeaderRole, now, cancellationToken);
             if (leading != _leading)
             {

@@ -118,22 +118,24 @@ public sealed partial class Dispatcher
                 await PurgeAsync(queue, cancellationToken);
             }
 
-            ShareLanes();
+            ShareLanes(now);
             await EndWaitersAsync(cancellationToken);
         }
 
         /// <summary>Says which lanes this node has work for, and keeps each lane to its share among the nodes that send on it.</summary>
-        private void ShareLanes()
+        private void ShareLanes(DateTimeOffset now)
         {
-            Volatile.Write(ref owner._sendingLanes, [.. _queues.Values
+            var sending = _queues.Values
                 .Where(queue => queue.Items.Count + queue.InFlight > 0)
                 .SelectMany(queue => queue.Lanes)
-                .Select(lane => lane.Key)
-                .Distinct(StringComparer.Ordinal)]);
-            var others = Volatile.Read(ref owner._othersOnLanes);
+                .ToHashSet();
+            Volatile.Write(ref owner._sendingLanes, [.. sending.Select(lane => lane.Key)]);
+            var (view, settle) = owner.Cluster();
             foreach (var lane in _lanes.Values)
             {
-                lane.SetShare(1.0 / (1 + others.GetValueOrDefault(lane.Key)));
+                lane.SendingSince = sending.Contains(lane) ? lane.SendingSince ?? now : null;
+                var settled = lane.SendingSince is { } since && now - since >= settle;
+                lane.SetShare(settled ? 1.0 / (1 + view.OthersOnLanes.GetValueOrDefault(lane.Key)) : 1.0 / Math.Max(1, view.Nodes));
             }
         }
 

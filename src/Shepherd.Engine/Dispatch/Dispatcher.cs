@@ -34,7 +34,8 @@ public sealed partial class Dispatcher
     private long _uncommitted;
     private readonly PriceTable _prices;
     private IReadOnlyCollection<string> _sendingLanes = [];
-    private IReadOnlyDictionary<string, int> _othersOnLanes = new Dictionary<string, int>();
+    private readonly Lock _clusterLock = new();
+    private (ClusterView View, TimeSpan Settle) _cluster = (ClusterView.Alone, TimeSpan.Zero);
 
     /// <summary>Creates a dispatcher over one or more upstreams; the options are copied.</summary>
     public Dispatcher(
@@ -99,13 +100,27 @@ public sealed partial class Dispatcher
     internal IReadOnlyCollection<string> SendingLanes => Volatile.Read(ref _sendingLanes);
 
     /// <summary>
-    /// Tells the dispatcher how many other nodes send on each lane (by <see cref="Lane.Key"/>):
-    /// on its next look each lane keeps to its share of the limits, one part in that many plus one.
+    /// Tells the dispatcher what the node's last heartbeat saw: on its next look each lane keeps
+    /// to its share of the limits. A lane this node has sent on for <paramref name="settle"/>
+    /// (long enough for every node that started with it to have said so) takes one part in the
+    /// number of nodes sending on it; a lane it only just started on takes one part in the number
+    /// of live nodes, since others may be starting on it too.
     /// </summary>
-    internal void ShareLanes(IReadOnlyDictionary<string, int> othersOnLanes)
+    internal void ShareLanes(ClusterView view, TimeSpan settle)
     {
-        ArgumentNullException.ThrowIfNull(othersOnLanes);
-        Volatile.Write(ref _othersOnLanes, othersOnLanes);
+        ArgumentNullException.ThrowIfNull(view);
+        lock (_clusterLock)
+        {
+            _cluster = (view, settle);
+        }
+    }
+
+    private (ClusterView View, TimeSpan Settle) Cluster()
+    {
+        lock (_clusterLock)
+        {
+            return _cluster;
+        }
     }
 
     /// <summary>Tells the dispatcher that batches changed (new, cancelled), so it need not wait for its next look.</summary>

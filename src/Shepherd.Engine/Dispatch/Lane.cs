@@ -68,6 +68,9 @@ internal sealed class Lane
     /// <summary>The name of the lane of <paramref name="upstream"/> serving <paramref name="model"/>.</summary>
     public static string KeyOf(string upstream, string model) => upstream + "/" + model;
 
+    /// <summary>Since when this node has had work for the lane without a break; null while it has none.</summary>
+    public DateTimeOffset? SendingSince { get; set; }
+
     /// <summary>
     /// Gives this node <paramref name="share"/> (0 to 1) of the lane's limits: when several nodes
     /// send on one lane, each keeps to its share, so together they keep to the limit.

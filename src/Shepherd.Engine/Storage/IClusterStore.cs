@@ -22,10 +22,10 @@ public interface IClusterStore
 
     /// <summary>
     /// Records that this node is alive and sends on <paramref name="lanes"/>; releases the leases
-    /// of nodes silent for longer than <see cref="NodeTimeout"/>. Returns, for each lane any
-    /// other live node sends on, how many such nodes there are.
+    /// of nodes silent for longer than <see cref="NodeTimeout"/>. Returns how many nodes are
+    /// alive and, for each lane other live nodes send on, how many of them do.
     /// </summary>
-    Task<IReadOnlyDictionary<string, int>> HeartbeatAsync(IReadOnlyCollection<string> lanes, DateTimeOffset now, CancellationToken cancellationToken);
+    Task<ClusterView> HeartbeatAsync(IReadOnlyCollection<string> lanes, DateTimeOffset now, CancellationToken cancellationToken);
 
     /// <summary>
     /// Takes <paramref name="role"/>, or keeps it, for <see cref="NodeTimeout"/> from
@@ -36,4 +36,13 @@ public interface IClusterStore
 
     /// <summary>Lets go of everything this node holds (its roles, its place among the nodes) when it stops cleanly.</summary>
     Task LeaveAsync(CancellationToken cancellationToken);
+}
+
+/// <summary>What a node learns from its heartbeat.</summary>
+/// <param name="Nodes">The live nodes, this one included.</param>
+/// <param name="OthersOnLanes">For each lane other live nodes send on, how many of them do.</param>
+public sealed record ClusterView(int Nodes, IReadOnlyDictionary<string, int> OthersOnLanes)
+{
+    /// <summary>A node alone: nothing to share.</summary>
+    public static ClusterView Alone { get; } = new(1, new Dictionary<string, int>());
 }

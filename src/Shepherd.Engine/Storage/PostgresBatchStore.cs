@@ -740,11 +740,11 @@ public sealed partial class PostgresBatchStore : IBatchStore, IClusterStore
             ("id", jobId), ("status", (int)status), ("cancel", cancelRequested ? 1 : 0)), cancellationToken);
 
     /// <inheritdoc />
-    public Task<IReadOnlyDictionary<string, int>> HeartbeatAsync(IReadOnlyCollection<string> lanes, DateTimeOffset now, CancellationToken cancellationToken)
+    public Task<ClusterView> HeartbeatAsync(IReadOnlyCollection<string> lanes, DateTimeOffset now, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(lanes);
         var at = now.ToUnixTimeMilliseconds();
-        return InTransactionAsync<IReadOnlyDictionary<string, int>>(async (connection, tx) =>
+        return InTransactionAsync(async (connection, tx) =>
         {
             await ExecuteAsync(connection, tx, """
                 INSERT INTO nodes (name, started_at, heartbeat_at, lanes) VALUES (@node, @now, @now, @lanes)
@@ -756,9 +756,11 @@ public sealed partial class PostgresBatchStore : IBatchStore, IClusterStore
             var dead = await QueryAsync(connection, tx, "DELETE FROM nodes WHERE heartbeat_at < @alive RETURNING name", r => r.GetString(0), cancellationToken, ("alive", Alive(now)));
             await ExecuteAsync(connection, tx, "DELETE FROM roles WHERE holder = ANY(@dead)", cancellationToken, ("dead", dead.ToArray()));
             await ReleaseAsync(connection, tx, "leased_by = ANY(@dead) OR lease_until < @now", cancellationToken, ("dead", dead.ToArray()), ("now", at));
-            return (await QueryAsync(connection, tx, "SELECT lane, COUNT(*)::integer FROM nodes, unnest(lanes) AS lane WHERE name <> @node GROUP BY lane",
+            var nodes = Convert.ToInt32(await ScalarAsync(connection, tx, "SELECT COUNT(*) FROM nodes", cancellationToken), System.Globalization.CultureInfo.InvariantCulture);
+            var others = (await QueryAsync(connection, tx, "SELECT lane, COUNT(*)::integer FROM nodes, unnest(lanes) AS lane WHERE name <> @node GROUP BY lane",
                 r => (Lane: r.GetString(0), Nodes: r.GetInt32(1)), cancellationToken, ("node", NodeName)))
                 .ToDictionary(x => x.Lane, x => x.Nodes, StringComparer.Ordinal);
+            return new ClusterView(nodes, others);
         }, cancellationToken);
     }
 

@@ -75,15 +75,17 @@ public sealed class PostgresStoreOptions
     }
 
     /// <summary>The connection string with any password left out, for messages.</summary>
-    internal static string Redacted(string connectionString) =>
+    public static string Redacted(string connectionString) =>
         System.Text.RegularExpressions.Regex.Replace(connectionString, @"(?i)(password=)[^;]*|(://[^:/@]+:)[^@]*(@)", m => m.Groups[1].Success ? m.Groups[1].Value + "***" : m.Groups[2].Value + "***" + m.Groups[3].Value);
 
-    internal PostgresStoreOptions Validated()
+    /// <summary>A checked copy: throws <see cref="ArgumentException"/> saying what is wrong (an empty name, a timeout of zero, a connection string that cannot be read).</summary>
+    public PostgresStoreOptions Validated()
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(ConnectionString);
         ArgumentException.ThrowIfNullOrWhiteSpace(NodeName);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(NodeTimeout, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfLessThan(ResultPageSize, 1);
+        _ = NpgsqlConnectionString();
         return new PostgresStoreOptions { ConnectionString = ConnectionString, NodeName = NodeName, NodeTimeout = NodeTimeout, ResultPageSize = ResultPageSize };
     }
 }

@@ -3,6 +3,7 @@ using System.Text;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Shepherd.Engine.Batches;
+using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Storage;
 
 namespace Shepherd.Server.Hosting;
@@ -11,8 +12,9 @@ namespace Shepherd.Server.Hosting;
 /// Writes the output and error files of batches whose items have all ended, then gives each
 /// batch its final status. The files are written to a spool folder first and stored under ids
 /// derived from the batch id, so a crash halfway leaves nothing that a second try would duplicate.
+/// Where nodes share a store, only the leader finalizes.
 /// </summary>
-internal sealed partial class BatchFinalizer(IBatchStore store, ServerPaths paths, TimeProvider time, ILogger<BatchFinalizer> logger)
+internal sealed partial class BatchFinalizer(IBatchStore store, ServerPaths paths, ClusterNode node, TimeProvider time, ILogger<BatchFinalizer> logger)
 {
     /// <summary>How often the store is looked at when nothing wakes the finalizer sooner.</summary>
     internal static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(1);
@@ -32,7 +34,8 @@ internal sealed partial class BatchFinalizer(IBatchStore store, ServerPaths path
         {
             while (true)
             {
-                foreach (var batch in await store.ListFinalizingBatchesAsync(stoppingToken))
+                // Among nodes sharing a store, the leader alone writes result files.
+                foreach (var batch in node.IsLeader ? await store.ListFinalizingBatchesAsync(stoppingToken) : [])
                 {
                     try
                     {

@@ -9,6 +9,7 @@ namespace Shepherd.Server.Hosting;
 internal sealed partial class EngineService(
     Dispatcher dispatcher,
     NativeBatchRunner native,
+    ClusterNode cluster,
     BatchFinalizer finalizer,
     BackgroundImports imports,
     IHostApplicationLifetime lifetime,
@@ -25,17 +26,24 @@ internal sealed partial class EngineService(
     {
         dispatcher.BatchesEnded += finalizer.Wake;
         native.BatchesEnded += finalizer.Wake;
+        cluster.Changed += finalizer.Wake;
+        cluster.Changed += native.NotifyBatchesChanged;
         var finalizing = finalizer.RunAsync(stoppingToken);
         try
         {
-            // Native batches run beside the dispatcher, which never claims their items.
-            // If either stops with a fault, the other stops too and the fault stops the server.
-            using var both = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
-            var dispatching = dispatcher.RunAsync(null, both.Token);
-            var running = native.RunAsync(both.Token);
+            // Native batches run beside the dispatcher, which never claims their items; on a
+            // shared store the node beats beside both. If one stops with a fault, the others stop
+            // too and the fault stops the server.
+            using var all = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+            var dispatching = dispatcher.RunAsync(null, all.Token);
+            var running = native.RunAsync(all.Token);
+            var beating = cluster.RunAsync(all.Token);
             await Task.WhenAny(dispatching, running);
-            await both.CancelAsync();
-            await Task.WhenAll(dispatching, running);
+            await all.CancelAsync();
+            await Task.WhenAll(dispatching, running, beating);
+
+            // Nothing is sent any more: what this node leased goes back to the others now.
+            await cluster.LeaveAsync(CancellationToken.None);
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
@@ -51,6 +59,8 @@ internal sealed partial class EngineService(
         {
             dispatcher.BatchesEnded -= finalizer.Wake;
             native.BatchesEnded -= finalizer.Wake;
+            cluster.Changed -= finalizer.Wake;
+            cluster.Changed -= native.NotifyBatchesChanged;
         }
 
         await finalizing;

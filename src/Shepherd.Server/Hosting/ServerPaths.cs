@@ -1,14 +1,19 @@
+using Shepherd.Engine;
+
 namespace Shepherd.Server.Hosting;
 
 /// <summary>
 /// Where the server keeps temporary files: request bodies being read and result files being
-/// written, next to the store so they share its disk. Left-overs of a crash are removed on start.
+/// written, next to an embedded store so they share its disk, or in the temporary folder under
+/// the node's name for a shared one. Left-overs of a crash are removed on start.
 /// </summary>
 internal sealed class ServerPaths
 {
-    public ServerPaths(string storePath)
+    public ServerPaths(ShepherdEngineOptions engine)
     {
-        SpoolFolder = Path.GetFullPath(storePath) + ".spool";
+        SpoolFolder = engine.SharedStore is { } shared
+            ? Path.Combine(Path.GetTempPath(), "shepherd-" + string.Concat(shared.NodeName.Select(c => char.IsAsciiLetterOrDigit(c) ? c : '_')) + ".spool")
+            : Path.GetFullPath(engine.Store!.Path) + ".spool";
         if (Directory.Exists(SpoolFolder))
         {
             Directory.Delete(SpoolFolder, recursive: true);

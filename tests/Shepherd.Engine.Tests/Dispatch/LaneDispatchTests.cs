@@ -45,6 +45,33 @@ public sealed class LaneDispatchTests : DispatchTestBase
         Assert.InRange(stats.ByStatus.GetValueOrDefault(429), 0, stats.Requests * 0.05);
     }
 
+    [Theory]
+    [InlineData(2, 0, 3)]    // settled on a lane two other nodes send on: a third of the limit
+    [InlineData(0, 0, 1)]    // settled and alone on the lane: all of it, though other nodes live
+    [InlineData(0, 600, 3)]  // just started: a part per live node, whoever else may be starting too
+    public async Task NodesSharingALane_EachKeepToTheirShareOfItsLimit(int othersOnLane, int settleSeconds, int parts)
+    {
+        var (batchId, _) = await ImportAsync(120);
+        // A provider that says nothing of its limits: the lane keeps to the configured one alone.
+        var simulator = Simulators.Create(new SimulatorOptions(), Time);
+        var dispatcher = CreateDispatcher([(new SimulatorHandler(simulator), Upstream("sim", limits: new LaneLimits { RequestsPerMinute = 600 }))]);
+        var others = new Dictionary<string, int>();
+        if (othersOnLane > 0)
+        {
+            others[Lane.KeyOf("sim", "gpt-4.1-mini")] = othersOnLane;
+        }
+
+        dispatcher.ShareLanes(new ClusterView(3, others), TimeSpan.FromSeconds(settleSeconds));
+        var started = Time.GetUtcNow();
+
+        await RunToCompletionAsync(dispatcher, batchId);
+
+        // 600 a minute, less the headroom, is 9.8 a second: a node keeps to its part of it (the
+        // first second's worth goes at once, so a little more on average).
+        var perSecond = 120 / (Time.GetUtcNow() - started).TotalSeconds;
+        Assert.InRange(perSecond, 9.8 / parts * 0.95, 9.8 / parts * 1.15);
+    }
+
     [Fact]
     public async Task RetryAfter_PausesTheWholeLane_NotJustTheRequest()
     {

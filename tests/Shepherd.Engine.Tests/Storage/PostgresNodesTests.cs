@@ -130,16 +130,18 @@ public sealed class PostgresNodesTests : IAsyncLifetime
         await b.HeartbeatAsync(["openai/m"], now, Ct);
         var seen = await c.HeartbeatAsync(["openai/m"], now, Ct);
 
-        Assert.Equal(2, seen["openai/m"]);
-        Assert.Equal(1, seen["openai/n"]);
+        Assert.Equal(3, seen.Nodes);
+        Assert.Equal(2, seen.OthersOnLanes["openai/m"]);
+        Assert.Equal(1, seen.OthersOnLanes["openai/n"]);
         var fromA = await a.HeartbeatAsync(["openai/m"], now, Ct);
-        Assert.Equal(2, fromA["openai/m"]);
-        Assert.False(fromA.ContainsKey("openai/n"));
+        Assert.Equal(2, fromA.OthersOnLanes["openai/m"]);
+        Assert.False(fromA.OthersOnLanes.ContainsKey("openai/n"));
 
         // A node that stops beating stops counting.
         _time.Advance(TimeSpan.FromSeconds(11));
         var later = await c.HeartbeatAsync(["openai/m"], _time.GetUtcNow(), Ct);
-        Assert.Empty(later);
+        Assert.Equal(1, later.Nodes);
+        Assert.Empty(later.OthersOnLanes);
     }
 
     [Fact]
