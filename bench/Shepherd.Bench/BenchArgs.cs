@@ -22,6 +22,8 @@ internal sealed class BenchArgs(Dictionary<string, string> values)
         return new BenchArgs(values);
     }
 
+    public string Text(string name, string defaultValue) => values.GetValueOrDefault(name, defaultValue);
+
     public int Int(string name, int defaultValue) =>
         values.TryGetValue(name, out var text) ? int.Parse(text, CultureInfo.InvariantCulture) : defaultValue;
 }

@@ -20,6 +20,7 @@ public sealed partial class ClusterNode
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private volatile bool _leading;
+    private bool _beaten;
 
     /// <summary>Creates the node over <paramref name="store"/>; it beats once <see cref="RunAsync"/> runs.</summary>
     public ClusterNode(IBatchStore store, Dispatcher dispatcher, TimeProvider timeProvider, ILogger<ClusterNode> logger)
@@ -96,8 +97,17 @@ public sealed partial class ClusterNode
         try
         {
             var now = _time.GetUtcNow();
+            var view = await cluster.HeartbeatAsync(_dispatcher.SendingLanes, now, cancellationToken);
+            if (view.Joined && _beaten)
+            {
+                // Taken for dead while it was alive: its leases went to others, so what it holds must not be sent.
+                LogTakenForDead(cluster.NodeName, cluster.NodeTimeout);
+                _dispatcher.DropLeases();
+            }
+
+            _beaten = true;
             // Two beats: every node that started on a lane with this one has said so by then.
-            _dispatcher.ShareLanes(await cluster.HeartbeatAsync(_dispatcher.SendingLanes, now, cancellationToken), 2 * HeartbeatInterval);
+            _dispatcher.ShareLanes(view, 2 * HeartbeatInterval);
             var leading = await cluster.HoldRoleAsync(LeaderRole, now, cancellationToken);
             if (leading != _leading)
             {
@@ -126,6 +136,9 @@ public sealed partial class ClusterNode
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Node {Node} {What} the cluster: it writes result files and runs native batches")]
     private partial void LogLeadership(string node, string what);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Node {Node} was silent for longer than {Timeout} and the others took over its work; it drops what it held and goes on")]
+    private partial void LogTakenForDead(string node, TimeSpan timeout);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "The node could not beat; it tries again shortly")]
     private partial void LogBeatFailed(Exception exception);

@@ -389,6 +389,13 @@ public sealed partial class Dispatcher
                     }
 
                     break;
+                case DropLeasesEvent:
+                    foreach (var queue in _queues.Values)
+                    {
+                        queue.Items.Clear();
+                    }
+
+                    break;
                 case AnsweredEvent answered:
                     _inFlight--;
                     _queues[answered.Lane.Model].InFlight--;

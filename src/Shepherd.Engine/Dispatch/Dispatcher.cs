@@ -123,6 +123,13 @@ public sealed partial class Dispatcher
         }
     }
 
+    /// <summary>
+    /// Tells the dispatcher that its leases were taken by other nodes (this node was taken for
+    /// dead): the items it holds but has not sent are dropped, not sent; answers to those in
+    /// flight find their lease gone and are not recorded.
+    /// </summary>
+    internal void DropLeases() => _events.Writer.TryWrite(DispatchEvent.DropLeases);
+
     /// <summary>Tells the dispatcher that batches changed (new, cancelled), so it need not wait for its next look.</summary>
     public void NotifyBatchesChanged()
     {
@@ -240,9 +247,13 @@ public sealed partial class Dispatcher
     private abstract record DispatchEvent
     {
         public static readonly DispatchEvent Wake = new WakeEvent();
+
+        public static readonly DispatchEvent DropLeases = new DropLeasesEvent();
     }
 
     private sealed record WakeEvent : DispatchEvent;
+
+    private sealed record DropLeasesEvent : DispatchEvent;
 
     private sealed record ClaimedEvent(ModelQueue Queue, IReadOnlyList<ClaimedItem> Items, DateTimeOffset? NextDue) : DispatchEvent;
 

@@ -43,6 +43,12 @@ public interface IClusterStore
 /// <param name="OthersOnLanes">For each lane other live nodes send on, how many of them do.</param>
 public sealed record ClusterView(int Nodes, IReadOnlyDictionary<string, int> OthersOnLanes)
 {
+    /// <summary>
+    /// True when the node was not among the live ones before this beat: it is new, or it was
+    /// silent for so long that the others took it for dead and took its leases.
+    /// </summary>
+    public bool Joined { get; init; }
+
     /// <summary>A node alone: nothing to share.</summary>
     public static ClusterView Alone { get; } = new(1, new Dictionary<string, int>());
 }

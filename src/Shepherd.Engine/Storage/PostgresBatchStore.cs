@@ -746,10 +746,14 @@ public sealed partial class PostgresBatchStore : IBatchStore, IClusterStore
         var at = now.ToUnixTimeMilliseconds();
         return InTransactionAsync(async (connection, tx) =>
         {
-            await ExecuteAsync(connection, tx, """
-                INSERT INTO nodes (name, started_at, heartbeat_at, lanes) VALUES (@node, @now, @now, @lanes)
-                ON CONFLICT (name) DO UPDATE SET heartbeat_at = @now, lanes = @lanes
-                """, cancellationToken, ("node", NodeName), ("now", at), ("lanes", lanes.ToArray()));
+            // A node that finds no row of its own was taken for dead (or is new): whatever it leased is no longer its.
+            var known = await ScalarAsync(connection, tx, "UPDATE nodes SET heartbeat_at = @now, lanes = @lanes WHERE name = @node RETURNING name", cancellationToken,
+                ("node", NodeName), ("now", at), ("lanes", lanes.ToArray())) is not null;
+            if (!known)
+            {
+                await ExecuteAsync(connection, tx, "INSERT INTO nodes (name, started_at, heartbeat_at, lanes) VALUES (@node, @now, @now, @lanes) ON CONFLICT (name) DO NOTHING", cancellationToken,
+                    ("node", NodeName), ("now", at), ("lanes", lanes.ToArray()));
+            }
 
             // A node silent past the timeout is dead: its leases go back to the queue (and any
             // lease past its own deadline, whoever holds it), its roles are free.
@@ -760,7 +764,7 @@ public sealed partial class PostgresBatchStore : IBatchStore, IClusterStore
             var others = (await QueryAsync(connection, tx, "SELECT lane, COUNT(*)::integer FROM nodes, unnest(lanes) AS lane WHERE name <> @node GROUP BY lane",
                 r => (Lane: r.GetString(0), Nodes: r.GetInt32(1)), cancellationToken, ("node", NodeName)))
                 .ToDictionary(x => x.Lane, x => x.Nodes, StringComparer.Ordinal);
-            return new ClusterView(nodes, others);
+            return new ClusterView(nodes, others) { Joined = !known };
         }, cancellationToken);
     }
 
