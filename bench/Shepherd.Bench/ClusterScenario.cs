@@ -41,21 +41,35 @@ internal static class ClusterScenario
         return new { Scenario = "cluster", Machine = Machine.Describe(), Limit = limit, Kill = kill, Scaling = scaling };
     }
 
-    /// <summary>Three nodes against a provider that enforces its per-minute limit per second: the rate it admits, read every second.</summary>
-    private static async Task<object> LimitAsync(int count, int requests, int rpm)
+    /// <summary>
+    /// Nodes against a provider that enforces its per-minute limit per second: the rate it admits,
+    /// read every second. Once as one cluster with the batch created through one node, and, as
+    /// the baseline, as separate Shepherds (each its own SQLite store and a part of the requests),
+    /// each keeping to the whole limit as it must when it knows of no other.
+    /// </summary>
+    private static async Task<object> LimitAsync(int count, int requests, int rpm) => new
+    {
+        Shared = await LimitRunAsync(count, requests, rpm, shared: true),
+        Separate = await LimitRunAsync(count, requests, rpm, shared: false),
+    };
+
+    private static async Task<object> LimitRunAsync(int count, int requests, int rpm, bool shared)
     {
         var options = new SimulatorOptions { RequestsPerMinute = rpm, Latency = TimeSpan.FromMilliseconds(200), Jitter = TimeSpan.FromMilliseconds(100) };
         await using var simulator = await SimulatorServer.StartAsync(new SimulatedProvider(options, TimeProvider.System, new Random(1)), 0, CancellationToken.None);
-        await using var cluster = await Cluster.StartAsync(count, simulator.BaseUrl, 64);
+        await using var cluster = await Cluster.StartAsync(count, simulator.BaseUrl, 64, shared);
         var samples = new List<(double Seconds, long Admitted)>();
         var watch = Stopwatch.StartNew();
-        var batchId = await cluster.CreateAsync(0, requests);
+        var batches = shared
+            ? [(Node: 0, Id: await cluster.CreateAsync(0, requests))]
+            : await Task.WhenAll(Enumerable.Range(0, count).Select(async node => (Node: node, Id: await cluster.CreateAsync(node, requests / count, node * (requests / count)))));
         using (var sampling = new PeriodicTimer(TimeSpan.FromSeconds(1), TimeProvider.System))
         {
             while (await sampling.WaitForNextTickAsync())
             {
                 samples.Add((watch.Elapsed.TotalSeconds, simulator.Provider.Stats().ByStatus.GetValueOrDefault(200)));
-                if (await cluster.StatusAsync(1, batchId) is "completed" or "failed")
+                var statuses = await Task.WhenAll(batches.Select(b => cluster.StatusAsync(b.Node, b.Id)));
+                if (statuses.All(status => status is "completed" or "failed"))
                 {
                     break;
                 }
@@ -72,6 +86,7 @@ internal static class ClusterScenario
         var figures = new
         {
             Nodes = count,
+            Store = shared ? "one PostgreSQL database" : "a SQLite file each",
             Requests = requests,
             ProviderRpm = rpm,
             WallSeconds = Math.Round(watch.Elapsed.TotalSeconds, 1),
@@ -84,7 +99,7 @@ internal static class ClusterScenario
             RateLimitedShare = Math.Round((double)limited / stats.Requests, 4),
             Executed = simulator.Provider.ExecutedCounts().Count,
         };
-        await Console.Error.WriteLineAsync($"limit: {figures.AdmittedRpm} rpm admitted ({figures.AdmittedRpmToLimit:P1} of {rpm}), busiest minute {figures.BusiestMinuteRpm}, {figures.RateLimitedShare:P2} answered 429");
+        await Console.Error.WriteLineAsync($"limit ({figures.Store}): {figures.AdmittedRpm} rpm admitted ({figures.AdmittedRpmToLimit:P1} of {rpm}), busiest minute {figures.BusiestMinuteRpm}, {figures.RateLimitedShare:P2} answered 429");
         return figures;
     }
 
@@ -102,12 +117,13 @@ internal static class ClusterScenario
 
         var killedAt = await cluster.CompletedAsync(0, batchId);
         cluster.Kill(1);
+        // What the killed node held: claimed and not yet sent, or sent and not yet recorded (the
+        // provider has received those). Read before the others take it over.
+        var received = simulator.Provider.ReceivedCounts();
         var held = await cluster.LeasesOfAsync(1);
+        var inFlight = held.Count(body => received.ContainsKey(SimulatedProvider.KeyOf(body)));
         var watch = Stopwatch.StartNew();
-        while (await cluster.StatusAsync(0, batchId) is not ("completed" or "failed"))
-        {
-            await Task.Delay(TimeSpan.FromMilliseconds(200), TimeProvider.System);
-        }
+        await cluster.WaitAsync(0, batchId);
 
         var results = await cluster.ResultsAsync(2, batchId);
         var executed = simulator.Provider.ExecutedCounts();
@@ -116,7 +132,8 @@ internal static class ClusterScenario
             Nodes = count,
             Requests = requests,
             CompletedAtKill = killedAt,
-            HeldByKilledNode = held,
+            HeldByKilledNode = held.Count,
+            SentUnrecordedByKilledNode = inFlight,
             SecondsToFinishAfterKill = Math.Round(watch.Elapsed.TotalSeconds, 1),
             Results = results.Count,
             DistinctResults = results.Distinct(StringComparer.Ordinal).Count(),
@@ -124,29 +141,25 @@ internal static class ClusterScenario
             ExecutedRequests = executed.Count,
             RepeatedExecutions = executed.Values.Sum() - executed.Count,
         };
-        await Console.Error.WriteLineAsync($"kill: {figures.Succeeded}/{requests} succeeded once, {figures.RepeatedExecutions} repeated executions, the killed node held {held}");
+        await Console.Error.WriteLineAsync($"kill: {figures.Succeeded}/{requests} succeeded once, {figures.RepeatedExecutions} repeated executions; the killed node held {held.Count}, {inFlight} of them sent and not recorded");
         return figures;
     }
 
-    /// <summary>Throughput with one node, then two, then three (each on a fresh database), and a bare HttpClient loop.</summary>
+    /// <summary>Throughput with one node, then two, then three (each on a fresh database), one node on SQLite, and a bare HttpClient loop.</summary>
     private static async Task<object> ScalingAsync(int most, int requests, int concurrency)
     {
         var options = new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(20), Jitter = TimeSpan.FromMilliseconds(5) };
         var runs = new List<object>();
-        for (var count = 1; count <= most; count++)
+        foreach (var (count, shared) in Enumerable.Range(1, most).Select(n => (n, true)).Append((1, false)))
         {
             await using var simulator = await SimulatorServer.StartAsync(new SimulatedProvider(options, TimeProvider.System, new Random(1)), 0, CancellationToken.None);
-            await using var cluster = await Cluster.StartAsync(count, simulator.BaseUrl, concurrency);
+            await using var cluster = await Cluster.StartAsync(count, simulator.BaseUrl, concurrency, shared);
             var watch = Stopwatch.StartNew();
-            var batchId = await cluster.CreateAsync(0, requests);
-            while (await cluster.StatusAsync(0, batchId) is not ("completed" or "failed"))
-            {
-                await Task.Delay(TimeSpan.FromMilliseconds(50), TimeProvider.System);
-            }
-
+            await cluster.WaitAsync(0, await cluster.CreateAsync(0, requests));
             var seconds = watch.Elapsed.TotalSeconds;
-            runs.Add(new { Nodes = count, Seconds = Math.Round(seconds, 2), RequestsPerSecond = Math.Round(requests / seconds) });
-            await Console.Error.WriteLineAsync($"scaling: {count} node(s): {requests / seconds:F0} requests/s");
+            var store = shared ? "PostgreSQL" : "SQLite";
+            runs.Add(new { Nodes = count, Store = store, Seconds = Math.Round(seconds, 2), RequestsPerSecond = Math.Round(requests / seconds) });
+            await Console.Error.WriteLineAsync($"scaling: {count} node(s) on {store}: {requests / seconds:F0} requests/s");
         }
 
         var baselines = new List<object>();
@@ -190,11 +203,12 @@ internal static class ClusterScenario
         public static string Body(int i) =>
             $$"""{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Classify review {{i}}: the product arrived on time and works."}],"max_tokens":16}""";
 
-        public static async Task<Cluster> StartAsync(int count, Uri provider, int concurrency, params string[] more)
+        /// <summary>Starts the nodes: on one PostgreSQL database, or, when not <paramref name="shared"/>, each on a SQLite file of its own (separate Shepherds).</summary>
+        public static async Task<Cluster> StartAsync(int count, Uri provider, int concurrency, bool shared = true)
         {
             var cluster = new Cluster();
             Directory.CreateDirectory(cluster._folder);
-            cluster._database = await PostgresCluster.CreateDatabaseAsync(CancellationToken.None);
+            cluster._database = shared ? await PostgresCluster.CreateDatabaseAsync(CancellationToken.None) : "";
             var config = Path.Combine(cluster._folder, "shepherd.json");
             await File.WriteAllTextAsync(config, """{ "cluster": { "nodeTimeoutSeconds": 5 } }""");
             for (var i = 0; i < count; i++)
@@ -202,10 +216,11 @@ internal static class ClusterScenario
                 var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = cluster._folder };
                 foreach (var arg in new[]
                 {
-                    Path.Combine(AppContext.BaseDirectory, "shepherd.dll"), "serve", "--urls", "http://127.0.0.1:0", "--store", cluster._database,
+                    Path.Combine(AppContext.BaseDirectory, "shepherd.dll"), "serve", "--urls", "http://127.0.0.1:0",
+                    "--store", shared ? cluster._database : Path.Combine(cluster._folder, $"node-{i}.db"),
                     "--node", $"node-{i}", "--config", config, "--provider", "openai", "--base-url", new Uri(provider, "v1").ToString(),
                     "--api-key", "bench", "--concurrency", concurrency.ToString(CultureInfo.InvariantCulture),
-                }.Concat(more))
+                })
                 {
                     start.ArgumentList.Add(arg);
                 }
@@ -226,12 +241,13 @@ internal static class ClusterScenario
             return cluster;
         }
 
-        public async Task<string> CreateAsync(int node, int requests)
+        /// <summary>Creates an inline batch of requests <paramref name="first"/> to <paramref name="first"/> + <paramref name="requests"/> through a node.</summary>
+        public async Task<string> CreateAsync(int node, int requests, int first = 0)
         {
             var body = new StringBuilder("""{"model":"gpt-4o-mini","requests":[""");
-            for (var i = 0; i < requests; i++)
+            for (var i = first; i < first + requests; i++)
             {
-                body.Append(i == 0 ? "" : ",").Append(CultureInfo.InvariantCulture, $$"""{"custom_id":"r{{i}}","body":{{Body(i)}}}""");
+                body.Append(i == first ? "" : ",").Append(CultureInfo.InvariantCulture, $$"""{"custom_id":"r{{i}}","body":{{Body(i)}}}""");
             }
 
             using var content = new StringContent(body.Append("]}").ToString(), Encoding.UTF8, "application/json");
@@ -243,6 +259,15 @@ internal static class ClusterScenario
         }
 
         public async Task<string?> StatusAsync(int node, string batchId) => (await BatchAsync(node, batchId)).GetProperty("status").GetString();
+
+        /// <summary>Returns when the batch has ended, looking every 50 ms.</summary>
+        public async Task WaitAsync(int node, string batchId)
+        {
+            while (await StatusAsync(node, batchId) is not ("completed" or "failed" or "cancelled" or "expired"))
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(50), TimeProvider.System);
+            }
+        }
 
         public async Task<long> CompletedAsync(int node, string batchId) => (await BatchAsync(node, batchId)).GetProperty("request_counts").GetProperty("completed").GetInt64();
 
@@ -264,13 +289,21 @@ internal static class ClusterScenario
 
         public void Kill(int node) => _processes[node].Kill(entireProcessTree: true);
 
-        public async Task<long> LeasesOfAsync(int node)
+        /// <summary>The bodies of the items a node holds leased.</summary>
+        public async Task<List<byte[]>> LeasesOfAsync(int node)
         {
             await using var connection = new NpgsqlConnection(_database);
             await connection.OpenAsync();
-            await using var command = new NpgsqlCommand("SELECT COUNT(*) FROM items WHERE state = 1 AND leased_by = @node", connection);
+            await using var command = new NpgsqlCommand("SELECT b.body FROM items i JOIN item_bodies b ON b.item_id = i.id WHERE i.state = 1 AND i.leased_by = @node", connection);
             command.Parameters.AddWithValue("node", $"node-{node}");
-            return (long)(await command.ExecuteScalarAsync())!;
+            await using var reader = await command.ExecuteReaderAsync();
+            var bodies = new List<byte[]>();
+            while (await reader.ReadAsync())
+            {
+                bodies.Add((byte[])reader.GetValue(0));
+            }
+
+            return bodies;
         }
 
         public async ValueTask DisposeAsync()

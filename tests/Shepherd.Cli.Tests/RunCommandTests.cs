@@ -202,6 +202,7 @@ public sealed class RunCommandTests : IDisposable
     [InlineData("--upstream", "nope", "--upstream must be an absolute http or https url")]
     [InlineData("--priority", "urgent", "urgent")]
     [InlineData("--rpm", "0", "--rpm must be at least 1")]
+    [InlineData("--state", "postgres://shepherd:pw@db/shepherd", "--state: shepherd run keeps its state in a SQLite file; to share a PostgreSQL store among nodes, run shepherd serve --store postgres://shepherd:***@db/shepherd")]
     public async Task BadFlags_AreRefused_NamingTheFlag(string flag, string value, string message)
     {
         var input = BatchFiles.Write(_folder.File("in.jsonl"), BatchFiles.OpenAIChat(1));

@@ -92,12 +92,28 @@ public sealed class ServeCommandTests : IDisposable
     [Theory]
     [InlineData("--urls", "ftp://127.0.0.1:1", "is not an http or https url")]
     [InlineData("--gateway-key", " ", "cannot be empty")]
+    [InlineData("--store", "postgres://db.internal:port/shepherd", "--store: The store 'postgres://db.internal:port/shepherd' is not a valid postgres://")]
+    [InlineData("--store", "Host=db.internal;Colour=blue", "--store:")]
     public async Task BadFlags_AreRefusedWithWhatIsWrong(string flag, string value, string message)
     {
-        var result = await ShepherdProcess.RunAsync(_folder.Path, "serve", "--provider", "sim", "--state", _folder.File("s.db"), flag, value);
+        string[] args = flag == "--store"
+            ? ["serve", "--provider", "sim", "--store", value]
+            : ["serve", "--provider", "sim", "--store", _folder.File("s.db"), flag, value];
+        var result = await ShepherdProcess.RunAsync(_folder.Path, args);
 
         Assert.Equal(2, result.ExitCode);
         Assert.Contains(message, result.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ADatabaseThatCannotBeReached_StopsTheStart_SayingWhere()
+    {
+        var result = await ShepherdProcess.RunAsync(_folder.Path, "serve", "--provider", "sim", "--urls", "http://127.0.0.1:0",
+            "--store", "Host=127.0.0.1;Port=1;Username=shepherd;Password=secret-password;Database=shepherd;Timeout=3");
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains("The database PostgreSQL at 127.0.0.1:1/shepherd could not be used", result.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("secret-password", result.Stderr + result.Stdout, StringComparison.Ordinal);
     }
 
     private static async Task<HttpClient> ConnectAsync(ShepherdProcess server)

@@ -29,6 +29,11 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
     public async Task<int> ExecuteAsync(CancellationToken cancellationToken)
     {
         var input = Path.GetFullPath(settings.InputPath);
+        if (settings.StatePath is { } state && PostgresStoreOptions.Names(state))
+        {
+            throw new UsageException("--state: shepherd run keeps its state in a SQLite file; to share a PostgreSQL store among nodes, run shepherd serve --store " + PostgresStoreOptions.Redacted(state));
+        }
+
         var statePath = Path.GetFullPath(settings.StatePath ?? input + ".shepherd.db");
         using var stateLock = StateLock.Acquire(statePath);
         if (settings.Fresh)

@@ -1,5 +1,4 @@
 using System.Data.Common;
-using System.Runtime.CompilerServices;
 using Npgsql;
 using Shepherd.Engine.Formats;
 
@@ -189,15 +188,7 @@ public sealed partial class PostgresBatchStore : IBatchStore, IClusterStore
     {
         ArgumentNullException.ThrowIfNull(file);
         ArgumentNullException.ThrowIfNull(content);
-        var record = new FileRecord
-        {
-            Id = file.Id,
-            Owner = file.Owner,
-            Filename = file.Filename,
-            Purpose = file.Purpose,
-            CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(_time.GetUtcNow().ToUnixTimeMilliseconds()),
-            BatchId = file.BatchId,
-        };
+        var createdAt = _time.GetUtcNow();
 
         // One transaction: a file too large, or cut off, leaves no chunk behind.
         return InTransactionAsync(async (connection, tx) =>
@@ -228,7 +219,7 @@ public sealed partial class PostgresBatchStore : IBatchStore, IClusterStore
                 }
             }
 
-            var stored = record with { Bytes = bytes };
+            var stored = StoreRows.NewFileRecord(file, bytes, createdAt);
             await ExecuteAsync(connection, tx, $"INSERT INTO files ({StoreRows.FileColumns}) VALUES (@id, @owner, @filename, @purpose, @bytes, @created, @batch)", cancellationToken,
                 ("id", stored.Id), ("owner", stored.Owner), ("filename", stored.Filename), ("purpose", stored.Purpose), ("bytes", stored.Bytes),
                 ("created", stored.CreatedAt.ToUnixTimeMilliseconds()), ("batch", stored.BatchId));
@@ -627,33 +618,17 @@ public sealed partial class PostgresBatchStore : IBatchStore, IClusterStore
             """, cancellationToken, ("id", batchId), ("now", now)) is not null;
 
     /// <inheritdoc />
-    public async IAsyncEnumerable<ItemResult> ReadResultsAsync(string batchId, long skip, [EnumeratorCancellation] CancellationToken cancellationToken)
+    public IAsyncEnumerable<ItemResult> ReadResultsAsync(string batchId, long skip, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(batchId);
         ArgumentOutOfRangeException.ThrowIfNegative(skip);
-        var after = 0L;
-        var offset = skip;
-        while (true)
-        {
-            var page = await QueryAsync($"""
-                {StoreRows.ResultColumns}
-                WHERE i.batch_id = @batch AND i.line > @after
-                ORDER BY i.line
-                LIMIT @limit OFFSET @offset
-                """, StoreRows.ReadResult, cancellationToken, ("batch", batchId), ("after", after), ("limit", _options.ResultPageSize), ("offset", offset));
-            offset = 0;
-            foreach (var item in page)
-            {
-                yield return item;
-            }
-
-            if (page.Count < _options.ResultPageSize)
-            {
-                yield break;
-            }
-
-            after = page[^1].Line;
-        }
+        return StoreRows.PagedAsync((after, offset, ct) => QueryAsync($"""
+            {StoreRows.ResultColumns}
+            WHERE i.batch_id = @batch AND i.line > @after
+            ORDER BY i.line
+            LIMIT @limit OFFSET @offset
+            """, StoreRows.ReadResult, ct, ("batch", batchId), ("after", after), ("limit", _options.ResultPageSize), ("offset", offset)),
+            result => result.Line, _options.ResultPageSize, skip, cancellationToken);
     }
 
     /// <inheritdoc />
@@ -666,31 +641,20 @@ public sealed partial class PostgresBatchStore : IBatchStore, IClusterStore
     }
 
     /// <inheritdoc />
-    public async IAsyncEnumerable<ImportItem> ReadRequestsAsync(string batchId, IReadOnlyCollection<ItemState> states, [EnumeratorCancellation] CancellationToken cancellationToken)
+    public IAsyncEnumerable<ImportItem> ReadRequestsAsync(string batchId, IReadOnlyCollection<ItemState> states, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(batchId);
         ArgumentNullException.ThrowIfNull(states);
         var wanted = states.Select(state => (int)state).ToArray();
-        var after = 0L;
-        List<ImportItem> page;
-        do
-        {
-            page = await QueryAsync("""
-                SELECT i.line, i.custom_id, i.model, b.body
-                FROM items i JOIN item_bodies b ON b.item_id = i.id
-                WHERE i.batch_id = @batch AND i.line > @after AND i.state = ANY(@states)
-                ORDER BY i.line
-                LIMIT @limit
-                """, r => new ImportItem(r.GetInt64(0), r.GetString(1), r.GetString(2), (byte[])r.GetValue(3)), cancellationToken,
-                ("batch", batchId), ("after", after), ("states", wanted), ("limit", _options.ResultPageSize));
-            foreach (var item in page)
-            {
-                yield return item;
-            }
-
-            after = page.Count > 0 ? page[^1].Line : after;
-        }
-        while (page.Count == _options.ResultPageSize);
+        return StoreRows.PagedAsync((after, _, ct) => QueryAsync("""
+            SELECT i.line, i.custom_id, i.model, b.body
+            FROM items i JOIN item_bodies b ON b.item_id = i.id
+            WHERE i.batch_id = @batch AND i.line > @after AND i.state = ANY(@states)
+            ORDER BY i.line
+            LIMIT @limit
+            """, r => new ImportItem(r.GetInt64(0), r.GetString(1), r.GetString(2), (byte[])r.GetValue(3)), ct,
+            ("batch", batchId), ("after", after), ("states", wanted), ("limit", _options.ResultPageSize)),
+            request => request.Line, _options.ResultPageSize, 0, cancellationToken);
     }
 
     /// <inheritdoc />
@@ -708,14 +672,7 @@ public sealed partial class PostgresBatchStore : IBatchStore, IClusterStore
                 """, cancellationToken, ("batch", batchId), ("upstream", upstream), ("provider", providerBatchId), ("now", now.ToUnixTimeMilliseconds())))!;
             await ExecuteAsync(connection, tx, "INSERT INTO native_job_items (job_id, item_id) SELECT @job, unnest(@items::bigint[])", cancellationToken,
                 ("job", id), ("items", itemIds.ToArray()));
-            return new NativeJob
-            {
-                Id = id,
-                BatchId = batchId,
-                Upstream = upstream,
-                ProviderBatchId = providerBatchId,
-                CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(now.ToUnixTimeMilliseconds()),
-            };
+            return StoreRows.NewNativeJob(id, batchId, upstream, providerBatchId, now);
         }, cancellationToken);
     }
 

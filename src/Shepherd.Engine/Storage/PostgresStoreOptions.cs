@@ -46,7 +46,7 @@ public sealed class PostgresStoreOptions
 
         if (!Uri.TryCreate(ConnectionString, UriKind.Absolute, out var url) || url.Scheme is not ("postgres" or "postgresql"))
         {
-            throw new ArgumentException($"The store '{Redacted(ConnectionString)}' is not a postgres:// url.", nameof(ConnectionString));
+            throw new ArgumentException($"The store '{Redacted(ConnectionString)}' is not a valid postgres://user:password@host:port/database url.", nameof(ConnectionString));
         }
 
         var builder = new NpgsqlConnectionStringBuilder

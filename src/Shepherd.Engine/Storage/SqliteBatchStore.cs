@@ -1,6 +1,5 @@
 using System.Data;
 using System.Globalization;
-using System.Runtime.CompilerServices;
 using Microsoft.Data.Sqlite;
 using Shepherd.Engine.Formats;
 
@@ -258,16 +257,7 @@ public sealed class SqliteBatchStore : IBatchStore
             throw;
         }
 
-        var record = new FileRecord
-        {
-            Id = file.Id,
-            Owner = file.Owner,
-            Filename = file.Filename,
-            Purpose = file.Purpose,
-            Bytes = bytes,
-            CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(Now()),
-            BatchId = file.BatchId,
-        };
+        var record = StoreRows.NewFileRecord(file, bytes, _time.GetUtcNow());
         await WriteAsync(writer => Execute(writer, $"INSERT INTO files ({StoreRows.FileColumns}) VALUES ($id, $owner, $filename, $purpose, $bytes, $created, $batch)", null,
             ("$id", record.Id), ("$owner", record.Owner), ("$filename", record.Filename), ("$purpose", record.Purpose), ("$bytes", record.Bytes),
             ("$created", record.CreatedAt.ToUnixTimeMilliseconds()), ("$batch", record.BatchId)), cancellationToken);
@@ -722,47 +712,17 @@ public sealed class SqliteBatchStore : IBatchStore
     }
 
     /// <inheritdoc />
-    public async IAsyncEnumerable<ItemResult> ReadResultsAsync(string batchId, long skip, [EnumeratorCancellation] CancellationToken cancellationToken)
+    public IAsyncEnumerable<ItemResult> ReadResultsAsync(string batchId, long skip, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(batchId);
         ArgumentOutOfRangeException.ThrowIfNegative(skip);
-        var after = 0L;
-        var offset = skip;
-        var page = new List<ItemResult>(_options.ResultPageSize);
-        while (true)
-        {
-            page.Clear();
-            await using (var connection = Open())
-            {
-                using var command = connection.CreateCommand();
-                command.CommandText = $"""
-                    {StoreRows.ResultColumns}
-                    WHERE i.batch_id = $batch AND i.line > $after
-                    ORDER BY i.line
-                    LIMIT $limit OFFSET $offset
-                    """;
-                Bind(command, [("$batch", batchId), ("$after", after), ("$limit", _options.ResultPageSize), ("$offset", offset)]);
-                using var reader = command.ExecuteReader();
-                while (reader.Read())
-                {
-                    page.Add(StoreRows.ReadResult(reader));
-                }
-            }
-
-            offset = 0;
-
-            foreach (var item in page)
-            {
-                yield return item;
-            }
-
-            if (page.Count < _options.ResultPageSize)
-            {
-                yield break;
-            }
-
-            after = page[^1].Line;
-        }
+        return StoreRows.PagedAsync((after, offset, _) => QueryAsync($"""
+            {StoreRows.ResultColumns}
+            WHERE i.batch_id = $batch AND i.line > $after
+            ORDER BY i.line
+            LIMIT $limit OFFSET $offset
+            """, StoreRows.ReadResult, ("$batch", batchId), ("$after", after), ("$limit", _options.ResultPageSize), ("$offset", offset)),
+            result => result.Line, _options.ResultPageSize, skip, cancellationToken);
     }
 
     /// <inheritdoc />
@@ -779,42 +739,19 @@ public sealed class SqliteBatchStore : IBatchStore
     }
 
     /// <inheritdoc />
-    public async IAsyncEnumerable<ImportItem> ReadRequestsAsync(string batchId, IReadOnlyCollection<ItemState> states, [EnumeratorCancellation] CancellationToken cancellationToken)
+    public IAsyncEnumerable<ImportItem> ReadRequestsAsync(string batchId, IReadOnlyCollection<ItemState> states, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(batchId);
         ArgumentNullException.ThrowIfNull(states);
         var wanted = string.Join(", ", states.Select(state => (int)state));
-        var after = 0L;
-        var page = new List<ImportItem>(_options.ResultPageSize);
-        do
-        {
-            page.Clear();
-            await using (var connection = Open())
-            {
-                using var command = connection.CreateCommand();
-                command.CommandText = $"""
-                    SELECT i.line, i.custom_id, i.model, b.body
-                    FROM items i JOIN item_bodies b ON b.item_id = i.id
-                    WHERE i.batch_id = $batch AND i.line > $after AND i.state IN ({wanted})
-                    ORDER BY i.line
-                    LIMIT $limit
-                    """;
-                Bind(command, [("$batch", batchId), ("$after", after), ("$limit", _options.ResultPageSize)]);
-                using var reader = command.ExecuteReader();
-                while (reader.Read())
-                {
-                    page.Add(new ImportItem(reader.GetInt64(0), reader.GetString(1), reader.GetString(2), (byte[])reader.GetValue(3)));
-                }
-            }
-
-            foreach (var item in page)
-            {
-                yield return item;
-            }
-
-            after = page.Count > 0 ? page[^1].Line : after;
-        }
-        while (page.Count == _options.ResultPageSize);
+        return StoreRows.PagedAsync((after, _, _) => QueryAsync($"""
+            SELECT i.line, i.custom_id, i.model, b.body
+            FROM items i JOIN item_bodies b ON b.item_id = i.id
+            WHERE i.batch_id = $batch AND i.line > $after AND i.state IN ({wanted})
+            ORDER BY i.line
+            LIMIT $limit
+            """, r => new ImportItem(r.GetInt64(0), r.GetString(1), r.GetString(2), (byte[])r.GetValue(3)), ("$batch", batchId), ("$after", after), ("$limit", _options.ResultPageSize)),
+            request => request.Line, _options.ResultPageSize, 0, cancellationToken);
     }
 
     /// <inheritdoc />
@@ -840,14 +777,7 @@ public sealed class SqliteBatchStore : IBatchStore
             }
 
             tx.Commit();
-            return new NativeJob
-            {
-                Id = id,
-                BatchId = batchId,
-                Upstream = upstream,
-                ProviderBatchId = providerBatchId,
-                CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(now.ToUnixTimeMilliseconds()),
-            };
+            return StoreRows.NewNativeJob(id, batchId, upstream, providerBatchId, now);
         }, cancellationToken);
     }
 
@@ -985,6 +915,23 @@ public sealed class SqliteBatchStore : IBatchStore
     }
 
     private long Now() => _time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    /// <summary>Reads every row of <paramref name="sql"/> on a pooled connection of its own.</summary>
+    private async Task<List<T>> QueryAsync<T>(string sql, Func<System.Data.Common.DbDataReader, T> read, params (string Name, object? Value)[] parameters)
+    {
+        await using var connection = Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        Bind(command, parameters);
+        using var reader = command.ExecuteReader();
+        var rows = new List<T>();
+        while (reader.Read())
+        {
+            rows.Add(read(reader));
+        }
+
+        return rows;
+    }
 
     private static List<BatchRecord> ReadBatches(SqliteConnection connection, string sql, params (string Name, object? Value)[] parameters)
     {

@@ -1,4 +1,5 @@
 using System.Data.Common;
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using Shepherd.Engine.Formats;
 using Shepherd.Engine.Upstreams;
@@ -242,5 +243,56 @@ internal static class StoreRows
             Status = (NativeJobStatus)r.GetInt32(4),
             CancelRequested = r.GetInt32(5) != 0,
             CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(6)),
+        };
+
+    /// <summary>
+    /// Streams rows in line order, a page at a time: the first page leaves out <paramref name="skip"/>
+    /// rows, each next one starts after the line of the last row read, and a short page is the last.
+    /// </summary>
+    internal static async IAsyncEnumerable<T> PagedAsync<T>(
+        Func<long, long, CancellationToken, Task<List<T>>> readPage, Func<T, long> lineOf, int pageSize, long skip, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var after = 0L;
+        var offset = skip;
+        while (true)
+        {
+            var page = await readPage(after, offset, cancellationToken);
+            offset = 0;
+            foreach (var row in page)
+            {
+                yield return row;
+            }
+
+            if (page.Count < pageSize)
+            {
+                yield break;
+            }
+
+            after = lineOf(page[^1]);
+        }
+    }
+
+    /// <summary>A stored file's record, as it is when stored at <paramref name="createdAt"/> with <paramref name="bytes"/>.</summary>
+    internal static FileRecord NewFileRecord(NewFile file, long bytes, DateTimeOffset createdAt) =>
+        new()
+        {
+            Id = file.Id,
+            Owner = file.Owner,
+            Filename = file.Filename,
+            Purpose = file.Purpose,
+            Bytes = bytes,
+            CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(createdAt.ToUnixTimeMilliseconds()),
+            BatchId = file.BatchId,
+        };
+
+    /// <summary>A native job as it is when recorded.</summary>
+    internal static NativeJob NewNativeJob(long id, string batchId, string upstream, string providerBatchId, DateTimeOffset now) =>
+        new()
+        {
+            Id = id,
+            BatchId = batchId,
+            Upstream = upstream,
+            ProviderBatchId = providerBatchId,
+            CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(now.ToUnixTimeMilliseconds()),
         };
 }

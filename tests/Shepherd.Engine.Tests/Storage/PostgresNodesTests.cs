@@ -145,6 +145,20 @@ public sealed class PostgresNodesTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ANodeTakenForDead_LearnsItFromItsNextHeartbeat()
+    {
+        var a = await NodeAsync("a");
+        var b = await NodeAsync("b");
+
+        Assert.True((await a.HeartbeatAsync([], _time.GetUtcNow(), Ct)).Joined);
+        Assert.False((await a.HeartbeatAsync([], _time.GetUtcNow(), Ct)).Joined);
+        _time.Advance(TimeSpan.FromSeconds(11));
+        await b.HeartbeatAsync([], _time.GetUtcNow(), Ct);
+
+        Assert.True((await a.HeartbeatAsync([], _time.GetUtcNow(), Ct)).Joined);
+    }
+
+    [Fact]
     public async Task ARole_IsHeldByOneLiveNode_AndPassesOnWhenItsHolderGoesSilentOrLeaves()
     {
         var a = await NodeAsync("a");
