@@ -125,25 +125,12 @@ public sealed class SqliteBatchStore : IBatchStore
     }
 
     /// <inheritdoc />
-    public async Task<IReadOnlyList<string>> ListActiveModelsAsync(string? batchId, CancellationToken cancellationToken)
-    {
-        await using var connection = Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = """
+    public async Task<IReadOnlyList<string>> ListActiveModelsAsync(string? batchId, CancellationToken cancellationToken) =>
+        await QueryAsync("""
             SELECT DISTINCT m.model FROM batch_models m JOIN batches b ON b.id = m.batch_id
             WHERE b.status = 'in_progress' AND ($batch IS NULL OR b.id = $batch) AND ($batch IS NOT NULL OR b.mode = 0)
             ORDER BY m.model
-            """;
-        command.Parameters.AddWithValue("$batch", (object?)batchId ?? DBNull.Value);
-        using var reader = command.ExecuteReader();
-        var models = new List<string>();
-        while (reader.Read())
-        {
-            models.Add(reader.GetString(0));
-        }
-
-        return models;
-    }
+            """, r => r.GetString(0), ("$batch", batchId));
 
     /// <inheritdoc />
     public Task<string> CreateBatchAsync(NewBatch batch, CancellationToken cancellationToken)
@@ -317,20 +304,8 @@ public sealed class SqliteBatchStore : IBatchStore
             ? $"SELECT {columns} FROM {table} WHERE {filter} AND rowid > (SELECT rowid FROM {table} WHERE id = $before) ORDER BY rowid LIMIT $limit"
             : $"SELECT {columns} FROM {table} WHERE {filter} AND ($after IS NULL OR rowid < (SELECT rowid FROM {table} WHERE id = $after)) ORDER BY rowid DESC LIMIT $limit";
 
-    private static List<FileRecord> ReadFiles(SqliteConnection connection, string sql, params (string Name, object? Value)[] parameters)
-    {
-        using var command = connection.CreateCommand();
-        command.CommandText = sql;
-        Bind(command, parameters);
-        using var r = command.ExecuteReader();
-        var files = new List<FileRecord>();
-        while (r.Read())
-        {
-            files.Add(StoreRows.ReadFile(r));
-        }
-
-        return files;
-    }
+    private static List<FileRecord> ReadFiles(SqliteConnection connection, string sql, params (string Name, object? Value)[] parameters) =>
+        Query(connection, StoreRows.ReadFile, sql, parameters);
 
     /// <inheritdoc />
     public Task<IReadOnlyList<DuplicateCustomId>> AddItemsAsync(string batchId, IReadOnlyList<ImportItem> items, CancellationToken cancellationToken)
@@ -797,41 +772,16 @@ public sealed class SqliteBatchStore : IBatchStore
     }
 
     /// <inheritdoc />
-    public async Task<IReadOnlyList<long>> ListNativeJobItemsAsync(long jobId, CancellationToken cancellationToken)
-    {
-        await using var connection = Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT item_id FROM native_job_items WHERE job_id = $job ORDER BY item_id";
-        Bind(command, [("$job", jobId)]);
-        using var reader = command.ExecuteReader();
-        var items = new List<long>();
-        while (reader.Read())
-        {
-            items.Add(reader.GetInt64(0));
-        }
-
-        return items;
-    }
+    public async Task<IReadOnlyList<long>> ListNativeJobItemsAsync(long jobId, CancellationToken cancellationToken) =>
+        await QueryAsync("SELECT item_id FROM native_job_items WHERE job_id = $job ORDER BY item_id", r => r.GetInt64(0), ("$job", jobId));
 
     /// <inheritdoc />
     public Task UpdateNativeJobAsync(long jobId, NativeJobStatus status, bool cancelRequested, CancellationToken cancellationToken) =>
         WriteAsync(writer => Execute(writer, "UPDATE native_jobs SET status = $status, cancel_requested = $cancel WHERE id = $id", null,
             ("$id", jobId), ("$status", (int)status), ("$cancel", cancelRequested ? 1 : 0)), cancellationToken);
 
-    private static List<NativeJob> ReadNativeJobs(SqliteConnection connection, string sql, params (string Name, object? Value)[] parameters)
-    {
-        using var command = connection.CreateCommand();
-        command.CommandText = sql;
-        Bind(command, parameters);
-        using var r = command.ExecuteReader();
-        var jobs = new List<NativeJob>();
-        while (r.Read())
-        {
-            jobs.Add(StoreRows.ReadNativeJob(r));
-        }
-
-        return jobs;
-    }
+    private static List<NativeJob> ReadNativeJobs(SqliteConnection connection, string sql, params (string Name, object? Value)[] parameters) =>
+        Query(connection, StoreRows.ReadNativeJob, sql, parameters);
 
     /// <inheritdoc />
     public async ValueTask DisposeAsync()
@@ -920,6 +870,15 @@ public sealed class SqliteBatchStore : IBatchStore
     private async Task<List<T>> QueryAsync<T>(string sql, Func<System.Data.Common.DbDataReader, T> read, params (string Name, object? Value)[] parameters)
     {
         await using var connection = Open();
+        return Query(connection, read, sql, parameters);
+    }
+
+    private static List<BatchRecord> ReadBatches(SqliteConnection connection, string sql, params (string Name, object? Value)[] parameters) =>
+        Query(connection, StoreRows.ReadBatch, sql, parameters);
+
+    /// <summary>Reads every row of <paramref name="sql"/>, each as <paramref name="read"/> makes it.</summary>
+    private static List<T> Query<T>(SqliteConnection connection, Func<System.Data.Common.DbDataReader, T> read, string sql, params (string Name, object? Value)[] parameters)
+    {
         using var command = connection.CreateCommand();
         command.CommandText = sql;
         Bind(command, parameters);
@@ -931,21 +890,6 @@ public sealed class SqliteBatchStore : IBatchStore
         }
 
         return rows;
-    }
-
-    private static List<BatchRecord> ReadBatches(SqliteConnection connection, string sql, params (string Name, object? Value)[] parameters)
-    {
-        using var command = connection.CreateCommand();
-        command.CommandText = sql;
-        Bind(command, parameters);
-        using var reader = command.ExecuteReader();
-        var batches = new List<BatchRecord>();
-        while (reader.Read())
-        {
-            batches.Add(StoreRows.ReadBatch(reader));
-        }
-
-        return batches;
     }
 
     private static SqliteCommand Prepare(SqliteConnection connection, SqliteTransaction tx, string sql, params (string Name, SqliteType Type)[] parameters)
