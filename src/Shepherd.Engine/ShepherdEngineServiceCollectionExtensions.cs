@@ -65,15 +65,21 @@ public static class ShepherdEngineServiceCollectionExtensions
             sp.GetRequiredService<IHttpClientFactory>().CreateClient(UpstreamClient.HttpClientName),
             upstream,
             sp.GetRequiredService<TimeProvider>()))]);
-        services.AddSingleton(sp => new Dispatcher(
-            sp.GetRequiredService<IBatchStore>(),
-            sp.GetRequiredService<IReadOnlyList<UpstreamClient>>(),
-            options.Dispatch,
-            sp.GetRequiredService<TimeProvider>(),
-            sp.GetRequiredService<Random>(),
-            sp.GetRequiredService<TokenEstimator>(),
-            options.Prices,
-            sp.GetRequiredService<ILogger<Dispatcher>>()));
+        services.AddMetrics();
+        services.AddSingleton(sp =>
+        {
+            var dispatcher = new Dispatcher(
+                sp.GetRequiredService<IBatchStore>(),
+                sp.GetRequiredService<IReadOnlyList<UpstreamClient>>(),
+                options.Dispatch,
+                sp.GetRequiredService<TimeProvider>(),
+                sp.GetRequiredService<Random>(),
+                sp.GetRequiredService<TokenEstimator>(),
+                options.Prices,
+                sp.GetRequiredService<ILogger<Dispatcher>>());
+            dispatcher.Telemetry = new DispatchTelemetry(sp.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), dispatcher);
+            return dispatcher;
+        });
         services.AddSingleton(sp => new NativeBatchRunner(
             sp.GetRequiredService<IBatchStore>(),
             sp.GetRequiredService<IReadOnlyList<UpstreamClient>>(),

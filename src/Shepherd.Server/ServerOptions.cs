@@ -45,6 +45,12 @@ public sealed class ServerOptions
     /// </summary>
     public long MaxSmallBodyBytes { get; set; } = 1024 * 1024;
 
+    /// <summary>
+    /// Where traces go: an OpenTelemetry collector's OTLP endpoint (gRPC, such as
+    /// <c>http://127.0.0.1:4317</c>). Null, the default, sends no traces anywhere.
+    /// </summary>
+    public Uri? OtlpEndpoint { get; set; }
+
     /// <summary>A checked copy of these options; throws <see cref="ArgumentException"/> saying what is wrong.</summary>
     public ServerOptions Validated()
     {
@@ -76,6 +82,11 @@ public sealed class ServerOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxCreateBodyBytes, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxCreateRequests, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxSmallBodyBytes, 1024);
+        if (OtlpEndpoint is { } otlp && (!otlp.IsAbsoluteUri || otlp.Scheme is not ("http" or "https")))
+        {
+            throw new ArgumentException($"The OTLP endpoint '{otlp}' is not an absolute http or https url.", nameof(OtlpEndpoint));
+        }
+
         return (ServerOptions)MemberwiseClone();
     }
 }

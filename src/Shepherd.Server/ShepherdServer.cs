@@ -11,7 +11,11 @@ using Shepherd.Engine.Batches;
 using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Pricing;
 using Shepherd.Engine.Storage;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
 using Shepherd.Server.Anthropic;
+using Shepherd.Server.Dashboard;
 using Shepherd.Server.Hosting;
 using Shepherd.Server.Http;
 using Shepherd.Server.OpenAI;
@@ -79,7 +83,10 @@ public sealed class ShepherdServer : IAsyncDisposable
             new BatchEstimator(engine.Prices, sp.GetRequiredService<TokenEstimator>()),
             engine.Upstreams));
         builder.Services.AddSingleton<MessageBatchesApi>();
-        builder.Services.AddHostedService<EngineService>();
+        builder.Services.AddSingleton<DashboardApi>();
+        builder.Services.AddSingleton<EngineService>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<EngineService>());
+        AddTelemetry(builder, settings);
         configure?.Invoke(builder, upstreams);
 
         var app = builder.Build();
@@ -89,6 +96,10 @@ public sealed class ShepherdServer : IAsyncDisposable
             await app.Services.GetRequiredService<ServerCore>().RecoverAsync(cancellationToken);
             app.UseMiddleware<ApiMiddleware>();
             app.MapGet("/health", () => Results.Text("ok"));
+            app.MapGet("/healthz", () => Results.Text("ok"));
+            app.MapGet("/readyz", ReadyAsync);
+            app.MapPrometheusScrapingEndpoint("/metrics");
+            app.Services.GetRequiredService<DashboardApi>().Map(app);
             app.Services.GetRequiredService<FilesApi>().Map(app);
             app.Services.GetRequiredService<BatchesApi>().Map(app);
             app.Services.GetRequiredService<EstimateApi>().Map(app);
@@ -115,6 +126,51 @@ public sealed class ShepherdServer : IAsyncDisposable
 
     /// <summary>Stops the server, if it still runs, and releases the store.</summary>
     public async ValueTask DisposeAsync() => await _app.DisposeAsync();
+
+    /// <summary>
+    /// Metrics for <c>/metrics</c> (Prometheus text, through OpenTelemetry): the engine's meter
+    /// and ASP.NET Core's own. Traces of API calls and upstream requests go to an OTLP collector
+    /// only when one is configured.
+    /// </summary>
+    private static void AddTelemetry(WebApplicationBuilder builder, ServerOptions settings)
+    {
+        var telemetry = builder.Services.AddOpenTelemetry()
+            .ConfigureResource(resource => resource.AddService("shepherd"))
+            .WithMetrics(metrics => metrics
+                .AddMeter(DispatchTelemetry.Name)
+                .AddAspNetCoreInstrumentation()
+                .AddPrometheusExporter());
+        if (settings.OtlpEndpoint is { } endpoint)
+        {
+            telemetry.WithTracing(tracing => tracing
+                .AddSource(DispatchTelemetry.Name)
+                .AddAspNetCoreInstrumentation()
+                .AddOtlpExporter(otlp => otlp.Endpoint = endpoint));
+        }
+    }
+
+    /// <summary>Ready when the store answers (within 5 s) and the engine runs; 503 saying which is not.</summary>
+    private static async Task<IResult> ReadyAsync(HttpContext context, IBatchStore store, EngineService engine, TimeProvider time)
+    {
+        var problems = new List<string>();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5), time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, context.RequestAborted);
+        try
+        {
+            await store.GetBatchAsync("batch_readyz", linked.Token);
+        }
+        catch (Exception ex) when (ex is StoreException or OperationCanceledException && !context.RequestAborted.IsCancellationRequested)
+        {
+            problems.Add($"the store does not answer: {ex.Message}");
+        }
+
+        if (!engine.IsRunning)
+        {
+            problems.Add("the engine is not running");
+        }
+
+        return problems.Count == 0 ? Results.Text("ready") : Results.Text("not ready: " + string.Join("; ", problems), statusCode: StatusCodes.Status503ServiceUnavailable);
+    }
 
     private static Importers CreateImporters(IBatchStore store, ShepherdEngineOptions engine, ServerOptions settings)
     {

@@ -14,6 +14,7 @@ internal static class ServeCommand
         {
             Description = $"Where state lives: a SQLite file (default {ServerRun.DefaultStatePath}), or a PostgreSQL connection string (postgres://user@host:5432/db) that several nodes share",
         };
+        var otlp = new Option<Uri?>("--otlp-endpoint") { Description = "Send traces of API calls and upstream requests to this OpenTelemetry collector (OTLP, such as http://127.0.0.1:4317); off by default" };
         var node = new Option<string?>("--node") { Description = "This node's name among nodes sharing a PostgreSQL store (default: the machine's name and the port)" };
         var gatewayKey = new Option<string[]>("--gateway-key")
         {
@@ -22,7 +23,7 @@ internal static class ServeCommand
         };
         var command = new Command("serve", "Serve the OpenAI Batch API, the Anthropic Message Batches API and inline batches, with the engine inside; unfinished batches resume on start")
         {
-            urls, store, node, gatewayKey,
+            urls, store, node, gatewayKey, otlp,
         };
         foreach (var option in engine.All)
         {
@@ -36,6 +37,7 @@ internal static class ServeCommand
                 Urls = parse.GetValue(urls)?.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
                 Store = parse.GetValue(store),
                 Node = parse.GetValue(node),
+                OtlpEndpoint = parse.GetValue(otlp),
                 GatewayKeys = parse.GetValue(gatewayKey) ?? [],
             });
             return await new ServerRun(settings, Console.Out, TimeProvider.System).ExecuteAsync(cancellationToken);

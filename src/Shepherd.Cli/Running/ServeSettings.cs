@@ -12,6 +12,9 @@ internal sealed record ServeSettings : EngineSettings
     /// <summary>This node's name among nodes sharing a PostgreSQL store; null takes the configuration file's, or the machine's name and port.</summary>
     public string? Node { get; init; }
 
+    /// <summary>Where traces go; null takes the configuration file's, or none.</summary>
+    public Uri? OtlpEndpoint { get; init; }
+
     /// <summary>Keys clients must present, on top of those of the configuration file.</summary>
     public IReadOnlyList<string> GatewayKeys { get; init; } = [];
 }

@@ -97,6 +97,7 @@ internal sealed class ServerRun(ServeSettings settings, TextWriter stdout, TimeP
             MaxFileRequests = config?.MaxFileRequests ?? defaults.MaxFileRequests,
             MaxCreateBodyBytes = config?.MaxCreateBodyBytes ?? defaults.MaxCreateBodyBytes,
             MaxCreateRequests = config?.MaxCreateRequests ?? defaults.MaxCreateRequests,
+            OtlpEndpoint = settings.OtlpEndpoint ?? config?.OtlpEndpoint,
         };
         try
         {

@@ -331,6 +331,9 @@ public sealed class ServerConfig
     /// <summary>The most requests in one inline or Anthropic create call.</summary>
     public long? MaxCreateRequests { get; set; }
 
+    /// <summary>An OpenTelemetry collector's OTLP endpoint to send traces to; none by default.</summary>
+    public Uri? OtlpEndpoint { get; set; }
+
     internal void Check(string where)
     {
         for (var i = 0; i < GatewayKeys.Count; i++)

@@ -83,6 +83,7 @@ public sealed partial class Dispatcher
             var now = Now;
             _nextRefresh = now + Options.IdlePollInterval;
             var batches = await owner._store.ListActiveBatchesAsync(cancellationToken);
+            Interlocked.Exchange(ref owner._queueDepth, batches.Sum(b => Math.Max(0, b.Total - b.Succeeded - b.Failed - b.Cancelled - b.Expired)));
             var expired = batches.Where(b => b.ExpiresAt <= now && b.ExpiredAt is null).Select(b => b.Id).ToHashSet(StringComparer.Ordinal);
             foreach (var batchId in expired)
             {
@@ -137,6 +138,10 @@ public sealed partial class Dispatcher
                 var settled = lane.SendingSince is { } since && now - since >= settle;
                 lane.SetShare(settled ? 1.0 / (1 + view.OthersOnLanes.GetValueOrDefault(lane.Key)) : 1.0 / Math.Max(1, view.Nodes));
             }
+
+            Volatile.Write(ref owner._laneStates, [.. _lanes.Values.Select(lane => new LaneState(
+                lane.Upstream.Name, lane.Model, lane.RequestsPerMinute, lane.TokensPerMinute, lane.Concurrency.Limit, lane.Concurrency.InFlight,
+                lane.PausedUntil > now ? lane.PausedUntil : null, lane.Share))]);
         }
 
         private List<Lane> LanesFor(string model, DateTimeOffset now)
@@ -273,6 +278,11 @@ public sealed partial class Dispatcher
                 var lane = Pick(queue, work, now, out var laneWait);
                 if (lane is null)
                 {
+                    if (laneWait is not null)
+                    {
+                        owner.Telemetry?.WaitedForRate(queue.Model);
+                    }
+
                     return laneWait;
                 }
 
@@ -331,6 +341,12 @@ public sealed partial class Dispatcher
             // parallel on the pool; the loop only admits and decides.
             await Task.Yield();
             UpstreamResponse? response;
+            using var span = DispatchTelemetry.Source.StartActivity("upstream request", System.Diagnostics.ActivityKind.Client);
+            span?.SetTag("shepherd.batch_id", work.Item.BatchId);
+            span?.SetTag("shepherd.custom_id", work.Item.CustomId);
+            span?.SetTag("shepherd.attempt", work.Item.Attempt);
+            span?.SetTag("shepherd.upstream", lane.Upstream.Name);
+            span?.SetTag("gen_ai.request.model", work.Item.Model);
             try
             {
                 response = await lane.Upstream.Client.SendAsync(work.Url, work.Item.Body, cancellationToken);
@@ -347,6 +363,8 @@ public sealed partial class Dispatcher
             }
 
             var classified = response is null ? default : AttemptClassifier.Classify(response, lane.Upstream.Kind);
+            span?.SetTag("http.response.status_code", response?.StatusCode);
+            span?.SetTag("shepherd.failure", response?.FailureCode);
             owner._events.Writer.TryWrite(new AnsweredEvent(work, lane, reservation, response, classified));
         }
 
@@ -408,13 +426,15 @@ public sealed partial class Dispatcher
         {
             var (work, lane, reservation, response, classified) = answered;
             var now = Now;
-            var priced = Priced(work.Item.Model, classified.Result);
+            var latency = now - reservation.SentAt;
+            var priced = Priced(work.Item.Model, classified.Result) is { } answer ? answer with { LatencyMs = (int)Math.Min(int.MaxValue, latency.TotalMilliseconds) } : null;
             Settle(work, priced);
             if (response is null)
             {
                 // Abandoned on stop: the item stays leased and runs again after a restart.
                 lane.Abandon();
                 owner.Counters.Ended(null);
+                owner.Telemetry?.Answered(lane.Upstream.Name, lane.Model, "abandoned", null, null, latency);
                 return;
             }
 
@@ -424,6 +444,12 @@ public sealed partial class Dispatcher
             var result = priced!;
             lane.Complete(reservation, response, result.InputTokens, result.OutputTokens, now);
             var item = work.Item;
+            owner.Telemetry?.Answered(lane.Upstream.Name, lane.Model, verdict switch
+            {
+                Verdict.Success => "succeeded",
+                Verdict.Transient => "transient_failure",
+                _ => "failed",
+            }, response, result, latency);
             if (verdict == Verdict.Success)
             {
                 Emit(new ItemOutcome(item, OutcomeKind.Succeeded, result));
@@ -447,6 +473,7 @@ public sealed partial class Dispatcher
                 }
 
                 owner.Counters.Retried();
+                owner.Telemetry?.Retried(lane.Upstream.Name, lane.Model, "retry");
                 owner.LogRetry(item.BatchId, item.CustomId, item.Attempt, lane.Upstream.Name, result, delay.TotalMilliseconds);
                 Emit(new ItemOutcome(item, OutcomeKind.Retry, result, now + delay));
             }
@@ -491,6 +518,7 @@ public sealed partial class Dispatcher
         private void Requeue(WorkItem work, Lane lane, AttemptResult reason)
         {
             owner.Counters.Retried();
+            owner.Telemetry?.Retried(lane.Upstream.Name, lane.Model, "requeued");
             owner.LogRequeued(work.Item.BatchId, work.Item.CustomId, lane.Upstream.Name, reason);
             _queues[lane.Model].Enqueue(work);
         }

@@ -34,6 +34,8 @@ public sealed partial class Dispatcher
     private long _uncommitted;
     private readonly PriceTable _prices;
     private IReadOnlyCollection<string> _sendingLanes = [];
+    private IReadOnlyList<LaneState> _laneStates = [];
+    private long _queueDepth;
     private readonly Lock _clusterLock = new();
     private (ClusterView View, TimeSpan Settle) _cluster = (ClusterView.Alone, TimeSpan.Zero);
 
@@ -78,6 +80,18 @@ public sealed partial class Dispatcher
 
     /// <summary>Live counters for progress displays.</summary>
     public DispatchCounters Counters { get; } = new();
+
+    /// <summary>Where metrics and spans go; none until the host sets it.</summary>
+    public DispatchTelemetry? Telemetry { get; set; }
+
+    /// <summary>Every lane as the dispatcher last saw it (refreshed at least once a second while it runs).</summary>
+    public IReadOnlyList<LaneState> Lanes => Volatile.Read(ref _laneStates);
+
+    /// <summary>Each upstream's circuit breaker now.</summary>
+    public IEnumerable<BreakerSnapshot> Breakers => _upstreams.Select(u => new BreakerSnapshot(u.Name, u.Breaker.State));
+
+    /// <summary>Items of active batches not yet ended, as of the dispatcher's last look at the store.</summary>
+    public long QueueDepth => Interlocked.Read(ref _queueDepth);
 
     /// <summary>
     /// True when nothing moves until time passes: the loop waits on a timer, no claim or outcome
@@ -193,7 +207,9 @@ public sealed partial class Dispatcher
             try
             {
                 // Not cancellable: outcomes already paid for are written even while stopping.
+                var started = _time.GetTimestamp();
                 summary = await _store.CommitAsync(pending, _time.GetUtcNow(), CancellationToken.None);
+                Telemetry?.Committed(_time.GetElapsedTime(started), pending.Count);
             }
             catch (StoreException ex)
             {

@@ -68,6 +68,9 @@ internal sealed class Lane
     /// <summary>The name of the lane of <paramref name="upstream"/> serving <paramref name="model"/>.</summary>
     public static string KeyOf(string upstream, string model) => upstream + "/" + model;
 
+    /// <summary>This node's share of the lane's limits, 0 to 1.</summary>
+    public double Share => _share;
+
     /// <summary>Since when this node has had work for the lane without a break; null while it has none.</summary>
     public DateTimeOffset? SendingSince { get; set; }
 

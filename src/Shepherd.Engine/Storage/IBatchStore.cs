@@ -129,6 +129,12 @@ public interface IBatchStore : IAsyncDisposable
     Task<ItemResult?> GetResultAsync(string batchId, string customId, CancellationToken cancellationToken);
 
     /// <summary>
+    /// What the batch's recorded answers show: answers, tokens and failures per
+    /// <paramref name="bucket"/> of time, failures by kind, and every answer's latency.
+    /// </summary>
+    Task<BatchActivity> GetActivityAsync(string batchId, TimeSpan bucket, CancellationToken cancellationToken);
+
+    /// <summary>
     /// Streams the requests of the batch (line, custom id, model and the body sent upstream) whose
     /// items are in one of <paramref name="states"/>, in input order, page by page.
     /// </summary>

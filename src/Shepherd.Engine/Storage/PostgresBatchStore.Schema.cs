@@ -98,6 +98,7 @@ public sealed partial class PostgresBatchStore
             output_tokens integer NOT NULL,
             cached_tokens integer NOT NULL DEFAULT 0,
             cost_nanos bigint NOT NULL DEFAULT 0,
+            latency_ms integer NOT NULL DEFAULT 0,
             finished_at bigint NOT NULL
         );
         CREATE TABLE files (

@@ -548,15 +548,15 @@ public sealed partial class PostgresBatchStore : IBatchStore, IClusterStore
             {
                 var results = held.Select(o => o.Result).ToList();
                 await ExecuteAsync(connection, tx, """
-                    INSERT INTO results (item_id, status_code, request_id, body, error_code, error_message, input_tokens, output_tokens, cached_tokens, cost_nanos, finished_at)
+                    INSERT INTO results (item_id, status_code, request_id, body, error_code, error_message, input_tokens, output_tokens, cached_tokens, cost_nanos, latency_ms, finished_at)
                     SELECT u.*, @now FROM unnest(@ids::bigint[], @status::integer[], @request_ids::text[], @bodies::bytea[], @codes::text[], @messages::text[],
-                        @input::integer[], @output::integer[], @cached::integer[], @cost::bigint[]) AS u
+                        @input::integer[], @output::integer[], @cached::integer[], @cost::bigint[], @latency::integer[]) AS u
                     """, cancellationToken, ("now", now.ToUnixTimeMilliseconds()), ("ids", held.Select(o => o.Item.ItemId).ToArray()),
                     ("status", results.Select(r => r.StatusCode).ToArray()), ("request_ids", results.Select(r => r.RequestId).ToArray()),
                     ("bodies", results.Select(r => r.Body).ToArray()), ("codes", results.Select(r => r.ErrorCode).ToArray()),
                     ("messages", results.Select(r => r.ErrorMessage).ToArray()), ("input", results.Select(r => r.InputTokens).ToArray()),
                     ("output", results.Select(r => r.OutputTokens).ToArray()), ("cached", results.Select(r => r.CachedTokens).ToArray()),
-                    ("cost", results.Select(r => r.CostNanos).ToArray()));
+                    ("cost", results.Select(r => r.CostNanos).ToArray()), ("latency", results.Select(r => r.LatencyMs).ToArray()));
                 foreach (var outcome in held)
                 {
                     deltas.TryGetValue(outcome.Item.BatchId, out var delta);
@@ -638,6 +638,17 @@ public sealed partial class PostgresBatchStore : IBatchStore, IClusterStore
         ArgumentNullException.ThrowIfNull(customId);
         return (await QueryAsync($"{StoreRows.ResultColumns} WHERE i.batch_id = @batch AND i.custom_id = @custom_id", StoreRows.ReadResult, cancellationToken,
             ("batch", batchId), ("custom_id", customId))).SingleOrDefault();
+    }
+
+    /// <inheritdoc />
+    public async Task<BatchActivity> GetActivityAsync(string batchId, TimeSpan bucket, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        var width = Math.Max(1, (long)bucket.TotalMilliseconds);
+        return new BatchActivity(
+            await QueryAsync(StoreRows.TimelineQuery, r => StoreRows.ReadBucket(r, width), cancellationToken, ("batch", batchId), ("width", width)),
+            await QueryAsync(StoreRows.ErrorsQuery, r => new ErrorCount(r.GetString(0), r.GetInt64(1)), cancellationToken, ("batch", batchId)),
+            await QueryAsync(StoreRows.LatencyQuery, r => r.GetInt32(0), cancellationToken, ("batch", batchId)));
     }
 
     /// <inheritdoc />

@@ -12,7 +12,7 @@ namespace Shepherd.Engine.Storage;
 public sealed class SqliteBatchStore : IBatchStore
 {
     /// <summary>The schema version this code writes; a newer file is refused.</summary>
-    public const int SchemaVersion = 4;
+    public const int SchemaVersion = 5;
 
     /// <summary>
     /// Ends a batch once every item has ended: it will end completed, cancelled or expired.
@@ -568,12 +568,12 @@ public sealed class SqliteBatchStore : IBatchStore
                 WHERE id = $id AND state = 1 AND attempts = $attempt
                 """, ("$state", SqliteType.Integer), ("$id", SqliteType.Integer), ("$attempt", SqliteType.Integer));
             using var result = Prepare(writer, tx, """
-                INSERT INTO results (item_id, status_code, request_id, body, error_code, error_message, input_tokens, output_tokens, cached_tokens, cost_nanos, finished_at)
-                VALUES ($id, $status, $request_id, $body, $error_code, $error_message, $input_tokens, $output_tokens, $cached_tokens, $cost, $now)
+                INSERT INTO results (item_id, status_code, request_id, body, error_code, error_message, input_tokens, output_tokens, cached_tokens, cost_nanos, latency_ms, finished_at)
+                VALUES ($id, $status, $request_id, $body, $error_code, $error_message, $input_tokens, $output_tokens, $cached_tokens, $cost, $latency, $now)
                 """,
                 ("$id", SqliteType.Integer), ("$status", SqliteType.Integer), ("$request_id", SqliteType.Text), ("$body", SqliteType.Blob),
                 ("$error_code", SqliteType.Text), ("$error_message", SqliteType.Text), ("$input_tokens", SqliteType.Integer),
-                ("$output_tokens", SqliteType.Integer), ("$cached_tokens", SqliteType.Integer), ("$cost", SqliteType.Integer), ("$now", SqliteType.Integer));
+                ("$output_tokens", SqliteType.Integer), ("$cached_tokens", SqliteType.Integer), ("$cost", SqliteType.Integer), ("$latency", SqliteType.Integer), ("$now", SqliteType.Integer));
             result.Parameters["$now"].Value = now.ToUnixTimeMilliseconds();
             var deltas = new Dictionary<string, StoreRows.BatchDelta>(StringComparer.Ordinal);
 
@@ -645,6 +645,7 @@ public sealed class SqliteBatchStore : IBatchStore
                 values["$output_tokens"].Value = attempt.OutputTokens;
                 values["$cached_tokens"].Value = attempt.CachedTokens;
                 values["$cost"].Value = attempt.CostNanos;
+                values["$latency"].Value = attempt.LatencyMs;
                 result.ExecuteNonQuery();
 
                 ref var delta = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(deltas, item.BatchId, out _);
@@ -711,6 +712,17 @@ public sealed class SqliteBatchStore : IBatchStore
         Bind(command, [("$batch", batchId), ("$custom_id", customId)]);
         using var reader = command.ExecuteReader();
         return reader.Read() ? StoreRows.ReadResult(reader) : null;
+    }
+
+    /// <inheritdoc />
+    public async Task<BatchActivity> GetActivityAsync(string batchId, TimeSpan bucket, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        var width = Math.Max(1, (long)bucket.TotalMilliseconds);
+        return new BatchActivity(
+            await QueryAsync(StoreRows.TimelineQuery, r => StoreRows.ReadBucket(r, width), ("@batch", batchId), ("@width", width)),
+            await QueryAsync(StoreRows.ErrorsQuery, r => new ErrorCount(r.GetString(0), r.GetInt64(1)), ("@batch", batchId)),
+            await QueryAsync(StoreRows.LatencyQuery, r => r.GetInt32(0), ("@batch", batchId)));
     }
 
     /// <inheritdoc />
@@ -932,7 +944,12 @@ public sealed class SqliteBatchStore : IBatchStore
     }
 
     /// <summary>The schema, one step per version: a file at version n runs the steps after n, in one transaction.</summary>
-    private static readonly string[] Migrations = [SchemaVersion1, SchemaVersion2, SchemaVersion3, SchemaVersion4];
+    private static readonly string[] Migrations = [SchemaVersion1, SchemaVersion2, SchemaVersion3, SchemaVersion4, SchemaVersion5];
+
+    /// <summary>Version 5: each answer's latency, for the dashboard's percentiles.</summary>
+    private const string SchemaVersion5 = """
+        ALTER TABLE results ADD COLUMN latency_ms INTEGER NOT NULL DEFAULT 0;
+        """;
 
     /// <summary>Version 4: native batch mode: a batch's mode, and the jobs handed to providers' batch APIs with their items.</summary>
     private const string SchemaVersion4 = """

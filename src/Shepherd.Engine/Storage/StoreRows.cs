@@ -295,4 +295,30 @@ internal static class StoreRows
             ProviderBatchId = providerBatchId,
             CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(now.ToUnixTimeMilliseconds()),
         };
+
+    /// <summary>Answers, tokens and failures per bucket of <c>@width</c> milliseconds (SQL both stores read).</summary>
+    internal const string TimelineQuery = """
+        SELECT r.finished_at / @width, COUNT(*), SUM(r.input_tokens + r.output_tokens), SUM(CASE WHEN i.state = 3 THEN 1 ELSE 0 END)
+        FROM results r JOIN items i ON i.id = r.item_id
+        WHERE i.batch_id = @batch
+        GROUP BY 1 ORDER BY 1
+        """;
+
+    /// <summary>Failed items by kind: the HTTP status, or Shepherd's code when no HTTP answer came.</summary>
+    internal const string ErrorsQuery = """
+        SELECT CASE WHEN r.status_code IS NOT NULL THEN 'HTTP ' || r.status_code ELSE COALESCE(r.error_code, 'unknown') END AS kind, COUNT(*)
+        FROM results r JOIN items i ON i.id = r.item_id
+        WHERE i.batch_id = @batch AND i.state = 3
+        GROUP BY 1 ORDER BY 2 DESC, 1
+        """;
+
+    /// <summary>The latency of every answer that came over HTTP, ascending.</summary>
+    internal const string LatencyQuery = """
+        SELECT r.latency_ms FROM results r JOIN items i ON i.id = r.item_id
+        WHERE i.batch_id = @batch AND r.status_code IS NOT NULL
+        ORDER BY 1
+        """;
+
+    internal static ActivityBucket ReadBucket(DbDataReader r, long width) =>
+        new(DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(0) * width), r.GetInt64(1), r.IsDBNull(2) ? 0 : r.GetInt64(2), r.IsDBNull(3) ? 0 : r.GetInt64(3));
 }

@@ -22,6 +22,11 @@ internal sealed partial class EngineService(
         await base.StopAsync(cancellationToken);
     }
 
+    private volatile bool _running;
+
+    /// <summary>True while the dispatcher, the native runner and the node's heartbeat run.</summary>
+    public bool IsRunning => _running;
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         dispatcher.BatchesEnded += finalizer.Wake;
@@ -38,7 +43,9 @@ internal sealed partial class EngineService(
             var dispatching = dispatcher.RunAsync(null, all.Token);
             var running = native.RunAsync(all.Token);
             var beating = cluster.RunAsync(all.Token);
+            _running = true;
             await Task.WhenAny(dispatching, running);
+            _running = false;
             await all.CancelAsync();
             await Task.WhenAll(dispatching, running, beating);
 
@@ -57,6 +64,7 @@ internal sealed partial class EngineService(
         }
         finally
         {
+            _running = false;
             dispatcher.BatchesEnded -= finalizer.Wake;
             native.BatchesEnded -= finalizer.Wake;
             cluster.Changed -= finalizer.Wake;

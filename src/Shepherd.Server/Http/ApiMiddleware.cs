@@ -35,7 +35,10 @@ internal sealed partial class ApiMiddleware
         var door = Doors.Of(context);
         var requestId = "req_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
         context.Response.Headers[door == Door.Anthropic ? "request-id" : "x-request-id"] = requestId;
-        if (context.Request.Path.Equals("/health", StringComparison.Ordinal))
+        // The API is under /v1 and needs a key; the dashboard's page, health and metrics do not
+        // (the page holds no data: it asks the API with the key the user gives it).
+        var open = !context.Request.Path.StartsWithSegments("/v1", StringComparison.Ordinal);
+        if (open && context.Request.Path.Value is "/health" or "/healthz" or "/readyz" or "/metrics")
         {
             await _next(context);
             return;
@@ -48,6 +51,12 @@ internal sealed partial class ApiMiddleware
 
         try
         {
+            if (open)
+            {
+                await _next(context);
+                return;
+            }
+
             if (Authenticate(context.Request) is not { } caller)
             {
                 await ErrorEnvelope.For(door, StatusCodes.Status401Unauthorized,

@@ -138,7 +138,8 @@ internal static class OpenAIJson
         json.WriteEndObject();
     }
 
-    private static void WriteTime(Utf8JsonWriter json, string name, DateTimeOffset? at)
+    /// <summary>A time as Unix seconds, or null.</summary>
+    internal static void WriteTime(Utf8JsonWriter json, string name, DateTimeOffset? at)
     {
         if (at is { } time)
         {

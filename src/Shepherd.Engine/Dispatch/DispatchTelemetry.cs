@@ -1,0 +1,105 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using Shepherd.Engine.Storage;
+using Shepherd.Engine.Upstreams;
+
+namespace Shepherd.Engine.Dispatch;
+
+/// <summary>
+/// What the dispatcher tells monitoring: OpenTelemetry-ready metrics on the <c>Shepherd</c> meter
+/// (requests by upstream, model, outcome and status; tokens; cost; latency; retries; rate-limit
+/// waits; commit latency; in flight, queue depth, each lane's limits and concurrency, each
+/// upstream's breaker) and a trace span per upstream request on the <c>Shepherd</c> activity
+/// source. Tags carry ids and names, never keys or prompt contents.
+/// </summary>
+public sealed class DispatchTelemetry
+{
+    /// <summary>The name of the meter and of the activity source.</summary>
+    public const string Name = "Shepherd";
+
+    /// <summary>The source of the spans of upstream requests.</summary>
+    public static ActivitySource Source { get; } = new(Name);
+
+    /// <summary>Bucket bounds for durations in seconds: from a millisecond to a minute.</summary>
+    private static readonly InstrumentAdvice<double> Seconds = new() { HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] };
+
+    private readonly Counter<long> _requests;
+    private readonly Counter<long> _tokens;
+    private readonly Counter<double> _cost;
+    private readonly Histogram<double> _latency;
+    private readonly Counter<long> _retries;
+    private readonly Counter<long> _rateLimitWaits;
+    private readonly Histogram<double> _commits;
+
+    /// <summary>Creates the instruments on a meter from <paramref name="meters"/>; the gauges read <paramref name="dispatcher"/>.</summary>
+    public DispatchTelemetry(IMeterFactory meters, Dispatcher dispatcher)
+    {
+        ArgumentNullException.ThrowIfNull(meters);
+        ArgumentNullException.ThrowIfNull(dispatcher);
+        // The factory owns the meter and disposes of it with the host.
+        var meter = meters.Create(Name);
+        _requests = meter.CreateCounter<long>("shepherd.upstream.requests", "{request}", "Requests sent upstream, by upstream, model, outcome and status code");
+        _tokens = meter.CreateCounter<long>("shepherd.upstream.tokens", "{token}", "Tokens the upstreams reported, by upstream, model and direction");
+        _cost = meter.CreateCounter<double>("shepherd.cost", "USD", "What the answers cost, by model");
+        _latency = meter.CreateHistogram("shepherd.upstream.duration", "s", "Time from sending a request to its answer", advice: Seconds);
+        _retries = meter.CreateCounter<long>("shepherd.upstream.retries", "{request}", "Requests queued again: a transient failure (retry), or a rate limit or outage (requeued, no attempt spent)");
+        _rateLimitWaits = meter.CreateCounter<long>("shepherd.lane.rate_limit_waits", "{wait}", "Times requests waited for a lane's request or token rate");
+        _commits = meter.CreateHistogram("shepherd.store.commit.duration", "s", "Time to record a group of outcomes in the store", advice: Seconds);
+        meter.CreateObservableGauge("shepherd.dispatch.in_flight", () => dispatcher.Counters.InFlight, "{request}", "Requests sent and not yet answered");
+        meter.CreateObservableGauge("shepherd.queue.depth", () => dispatcher.QueueDepth, "{item}", "Items of active batches not yet ended");
+        meter.CreateObservableGauge("shepherd.lane.concurrency_limit", () => Lanes(dispatcher, lane => lane.ConcurrencyLimit), "{request}", "Each lane's current concurrency limit");
+        meter.CreateObservableGauge("shepherd.lane.in_flight", () => Lanes(dispatcher, lane => lane.InFlight), "{request}", "Requests in flight per lane");
+        meter.CreateObservableGauge("shepherd.lane.requests_per_minute", () => Lanes(dispatcher, lane => lane.RequestsPerMinute), "{request}/min", "The request rate each lane keeps to (this node's share)");
+        meter.CreateObservableGauge("shepherd.lane.tokens_per_minute", () => Lanes(dispatcher, lane => lane.TokensPerMinute), "{token}/min", "The token rate each lane keeps to (this node's share)");
+        meter.CreateObservableGauge("shepherd.upstream.breaker_state", () => dispatcher.Breakers.Select(b => new Measurement<int>((int)b.State, new KeyValuePair<string, object?>("upstream", b.Upstream))),
+            "{state}", "Each upstream's circuit breaker: 0 closed, 1 open, 2 half-open");
+    }
+
+    /// <summary>One answer (or an abandoned request, without <paramref name="response"/>).</summary>
+    internal void Answered(string upstream, string model, string outcome, UpstreamResponse? response, AttemptResult? result, TimeSpan latency)
+    {
+        var status = response?.StatusCode?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? response?.FailureCode ?? "none";
+        _requests.Add(1, new("upstream", upstream), new("model", model), new("outcome", outcome), new("status_code", status));
+        if (response is null)
+        {
+            return;
+        }
+
+        _latency.Record(latency.TotalSeconds, new("upstream", upstream), new("model", model));
+        if (result is { InputTokens: > 0 } or { OutputTokens: > 0 })
+        {
+            _tokens.Add(result.InputTokens, new("upstream", upstream), new("model", model), new("direction", "input"));
+            _tokens.Add(result.OutputTokens, new("upstream", upstream), new("model", model), new("direction", "output"));
+            _cost.Add(result.CostNanos / 1e9, new KeyValuePair<string, object?>("model", model));
+        }
+    }
+
+    internal void Retried(string upstream, string model, string reason) =>
+        _retries.Add(1, new("upstream", upstream), new("model", model), new("reason", reason));
+
+    internal void WaitedForRate(string model) => _rateLimitWaits.Add(1, new KeyValuePair<string, object?>("model", model));
+
+    internal void Committed(TimeSpan duration, int outcomes) =>
+        _commits.Record(duration.TotalSeconds, new KeyValuePair<string, object?>("outcomes", outcomes <= 1 ? "1" : outcomes <= 16 ? "2-16" : outcomes <= 128 ? "17-128" : "129+"));
+
+    private static IEnumerable<Measurement<double>> Lanes(Dispatcher dispatcher, Func<LaneState, double?> read) =>
+        dispatcher.Lanes
+            .Where(lane => read(lane) is not null)
+            .Select(lane => new Measurement<double>(read(lane)!.Value, new("upstream", lane.Upstream), new("model", lane.Model)));
+}
+
+/// <summary>A lane as the dispatcher last saw it.</summary>
+/// <param name="Upstream">The upstream's name.</param>
+/// <param name="Model">The model.</param>
+/// <param name="RequestsPerMinute">The request rate it keeps to (this node's share), when it has one.</param>
+/// <param name="TokensPerMinute">The token rate it keeps to (this node's share), when it has one.</param>
+/// <param name="ConcurrencyLimit">Its current concurrency limit.</param>
+/// <param name="InFlight">Its requests in flight.</param>
+/// <param name="PausedUntil">Until when a <c>retry-after</c> holds it, when it does.</param>
+/// <param name="Share">Its share of the limits among nodes sending on it.</param>
+public sealed record LaneState(string Upstream, string Model, double? RequestsPerMinute, double? TokensPerMinute, int ConcurrencyLimit, int InFlight, DateTimeOffset? PausedUntil, double Share);
+
+/// <summary>An upstream's circuit breaker as the dispatcher last saw it.</summary>
+/// <param name="Upstream">The upstream's name.</param>
+/// <param name="State">Closed, open or half-open.</param>
+public sealed record BreakerSnapshot(string Upstream, BreakerState State);
