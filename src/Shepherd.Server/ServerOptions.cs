@@ -46,8 +46,9 @@ public sealed class ServerOptions
     public long MaxSmallBodyBytes { get; set; } = 1024 * 1024;
 
     /// <summary>
-    /// Where traces go: an OpenTelemetry collector's OTLP endpoint (gRPC, such as
-    /// <c>http://127.0.0.1:4317</c>). Null, the default, sends no traces anywhere.
+    /// Where traces go: an OpenTelemetry collector's OTLP endpoint, gRPC (such as
+    /// <c>http://127.0.0.1:4317</c>) or HTTP when the url ends in <c>/v1/traces</c> (such as
+    /// <c>http://127.0.0.1:4318/v1/traces</c>). Null, the default, sends no traces anywhere.
     /// </summary>
     public Uri? OtlpEndpoint { get; set; }
 

@@ -11,6 +11,7 @@ using Shepherd.Engine.Batches;
 using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Pricing;
 using Shepherd.Engine.Storage;
+using OpenTelemetry.Exporter;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
@@ -145,7 +146,13 @@ public sealed class ShepherdServer : IAsyncDisposable
             telemetry.WithTracing(tracing => tracing
                 .AddSource(DispatchTelemetry.Name)
                 .AddAspNetCoreInstrumentation()
-                .AddOtlpExporter(otlp => otlp.Endpoint = endpoint));
+                .AddOtlpExporter(otlp =>
+                {
+                    // A collector's HTTP receiver is named by its path; anything else is its gRPC port.
+                    otlp.Endpoint = endpoint;
+                    otlp.Protocol = endpoint.AbsolutePath.EndsWith("/v1/traces", StringComparison.Ordinal) ? OtlpExportProtocol.HttpProtobuf : OtlpExportProtocol.Grpc;
+                    otlp.BatchExportProcessorOptions.ScheduledDelayMilliseconds = 2000;
+                }));
         }
     }
 
