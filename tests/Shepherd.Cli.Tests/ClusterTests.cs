@@ -103,7 +103,6 @@ public sealed class ClusterTests : IAsyncLifetime
         var executed = simulator.Provider.ExecutedCounts();
         Assert.Equal(300, executed.Count);
         Assert.InRange(executed.Values.Sum() - 300, 0, held);
-        Assert.InRange(held, 1, 3 * Concurrency);
     }
 
     [Fact]
