@@ -58,11 +58,12 @@ public sealed class RunningServer : IAsyncDisposable
         Action<ServerOptions>? tune = null,
         TimeProvider? time = null,
         Action<UpstreamOptions>? upstream = null,
-        Action<ShepherdEngineOptions>? engine = null)
+        Action<ShepherdEngineOptions>? engine = null,
+        PostgresStoreOptions? sharedStore = null)
     {
         var folder = new TempDirectory();
         var sim = await Simulators.StartHttpAsync(simulator ?? new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(2) });
-        return new RunningServer(await StartServerAsync(sim, folder.File("shepherd.db"), tune, time, upstream, engine), sim, ownsSimulator: true, folder, folder.File("shepherd.db"));
+        return new RunningServer(await StartServerAsync(sim, folder.File("shepherd.db"), tune, time, upstream, engine, sharedStore), sim, ownsSimulator: true, folder, folder.File("shepherd.db"));
     }
 
     /// <summary>
@@ -85,7 +86,8 @@ public sealed class RunningServer : IAsyncDisposable
         return new RunningServer(await StartServerAsync(Simulator, StatePath, null, null, upstream, engine), Simulator, _ownsSimulator, _folder, StatePath);
     }
 
-    private static async Task<ShepherdServer> StartServerAsync(SimulatorServer sim, string state, Action<ServerOptions>? tune, TimeProvider? time, Action<UpstreamOptions>? tuneUpstream, Action<ShepherdEngineOptions>? tuneEngine)
+    private static async Task<ShepherdServer> StartServerAsync(
+        SimulatorServer sim, string state, Action<ServerOptions>? tune, TimeProvider? time, Action<UpstreamOptions>? tuneUpstream, Action<ShepherdEngineOptions>? tuneEngine, PostgresStoreOptions? sharedStore = null)
     {
         var options = new ServerOptions
         {
@@ -98,6 +100,7 @@ public sealed class RunningServer : IAsyncDisposable
         var engine = new ShepherdEngineOptions
         {
             Store = new SqliteStoreOptions { Path = state },
+            SharedStore = sharedStore,
             Upstreams = [upstream],
             Dispatch = new() { RetryBaseDelay = TimeSpan.FromMilliseconds(20), RetryMaxDelay = TimeSpan.FromMilliseconds(100), IdlePollInterval = TimeSpan.FromMilliseconds(200) },
         };

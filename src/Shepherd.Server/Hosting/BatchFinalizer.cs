@@ -35,7 +35,7 @@ internal sealed partial class BatchFinalizer(IBatchStore store, ServerPaths path
             while (true)
             {
                 // Among nodes sharing a store, the leader alone writes result files.
-                foreach (var batch in node.IsLeader ? await store.ListFinalizingBatchesAsync(stoppingToken) : [])
+                foreach (var batch in node.IsLeader ? await FinalizingAsync(stoppingToken) : [])
                 {
                     try
                     {
@@ -62,6 +62,20 @@ internal sealed partial class BatchFinalizer(IBatchStore store, ServerPaths path
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
             // The server is stopping; what was not finalized is finalized after the restart.
+        }
+    }
+
+    /// <summary>The batches to finalize, or none while the store cannot be read (they are looked for again shortly).</summary>
+    private async Task<IReadOnlyList<BatchRecord>> FinalizingAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await store.ListFinalizingBatchesAsync(cancellationToken);
+        }
+        catch (StoreException ex)
+        {
+            LogListFailed(ex);
+            return [];
         }
     }
 
@@ -97,6 +111,9 @@ internal sealed partial class BatchFinalizer(IBatchStore store, ServerPaths path
         await store.AddFileAsync(new NewFile(id, batch.Owner, $"{batch.Id}_{kind}.jsonl", "batch_output", batch.Id), content, long.MaxValue, cancellationToken);
         return id;
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Batches to finalize could not be read; the finalizer looks again shortly")]
+    private partial void LogListFailed(Exception exception);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Writing the result files of batch {BatchId} failed; it stays finalizing and is tried again")]
     private partial void LogFinalizeFailed(Exception exception, string batchId);

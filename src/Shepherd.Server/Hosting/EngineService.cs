@@ -2,16 +2,23 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Dispatch.Native;
+using Shepherd.Engine.Storage;
 
 namespace Shepherd.Server.Hosting;
 
-/// <summary>Runs the engine inside the server: the dispatcher over every realtime batch, the native runner over native ones, and the finalizer.</summary>
+/// <summary>
+/// Runs the engine inside the server: the dispatcher over every realtime batch, the native runner
+/// over native ones, the node's heartbeat and the finalizer. A store that cannot be used stops the
+/// engine, not the server: it starts again once the store answers.
+/// </summary>
 internal sealed partial class EngineService(
     Dispatcher dispatcher,
     NativeBatchRunner native,
     ClusterNode cluster,
     BatchFinalizer finalizer,
     BackgroundImports imports,
+    IBatchStore store,
+    TimeProvider time,
     IHostApplicationLifetime lifetime,
     ILogger<EngineService> logger) : BackgroundService
 {
@@ -21,6 +28,9 @@ internal sealed partial class EngineService(
         await imports.StopAllAsync();
         await base.StopAsync(cancellationToken);
     }
+
+    /// <summary>The longest wait between two starts of the engine while the store is away.</summary>
+    private static readonly TimeSpan MaxPause = TimeSpan.FromSeconds(30);
 
     private volatile bool _running;
 
@@ -36,21 +46,25 @@ internal sealed partial class EngineService(
         var finalizing = finalizer.RunAsync(stoppingToken);
         try
         {
-            // Native batches run beside the dispatcher, which never claims their items; on a
-            // shared store the node beats beside both. If one stops with a fault, the others stop
-            // too and the fault stops the server.
-            using var all = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
-            var dispatching = dispatcher.RunAsync(null, all.Token);
-            var running = native.RunAsync(all.Token);
-            var beating = cluster.RunAsync(all.Token);
-            _running = true;
-            await Task.WhenAny(dispatching, running);
-            _running = false;
-            await all.CancelAsync();
-            await Task.WhenAll(dispatching, running, beating);
-
-            // Nothing is sent any more: what this node leased goes back to the others now.
-            await cluster.LeaveAsync(CancellationToken.None);
+            var pause = TimeSpan.FromSeconds(1);
+            while (!stoppingToken.IsCancellationRequested)
+            {
+                try
+                {
+                    await RunOnceAsync(stoppingToken);
+                    break;
+                }
+                catch (StoreException ex) when (!stoppingToken.IsCancellationRequested)
+                {
+                    // The store went away (a database restarting, a full disk): the server stays
+                    // up, says it is not ready, and starts the engine again once the store answers,
+                    // as a restart would (this node's leases are handed back first).
+                    LogStoreLost(ex, pause);
+                    await Task.Delay(pause, time, stoppingToken);
+                    pause = TimeSpan.FromTicks(Math.Min(pause.Ticks * 2, MaxPause.Ticks));
+                    await ReleaseLeasesAsync(stoppingToken);
+                }
+            }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
@@ -73,6 +87,49 @@ internal sealed partial class EngineService(
 
         await finalizing;
     }
+
+    /// <summary>
+    /// Runs the dispatcher, the native runner (which never claims the dispatcher's items) and,
+    /// on a shared store, the node's heartbeat, until the server stops or one of them fails;
+    /// the others then stop too.
+    /// </summary>
+    private async Task RunOnceAsync(CancellationToken stoppingToken)
+    {
+        using var all = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        var dispatching = dispatcher.RunAsync(null, all.Token);
+        var running = native.RunAsync(all.Token);
+        var beating = cluster.RunAsync(all.Token);
+        _running = true;
+        try
+        {
+            await Task.WhenAny(dispatching, running);
+        }
+        finally
+        {
+            _running = false;
+            await all.CancelAsync();
+        }
+
+        await Task.WhenAll(dispatching, running, beating);
+
+        // Nothing is sent any more: what this node leased goes back to the others now.
+        await cluster.LeaveAsync(CancellationToken.None);
+    }
+
+    private async Task ReleaseLeasesAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await store.ReleaseLeasesAsync(cancellationToken);
+        }
+        catch (StoreException)
+        {
+            // Still away: the engine's next start finds out and waits again.
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "The store cannot be used; the engine starts again in {Pause} (the server answers /readyz with 503 meanwhile)")]
+    private partial void LogStoreLost(Exception exception, TimeSpan pause);
 
     [LoggerMessage(Level = LogLevel.Critical, Message = "The engine stopped; the server stops with it")]
     private partial void LogEngineFailed(Exception exception);
