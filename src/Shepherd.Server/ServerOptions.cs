@@ -68,12 +68,12 @@ public sealed class ServerOptions
             }
         }
 
-        if (GatewayKeys.Any(k => string.IsNullOrWhiteSpace(k.Key.Reveal())))
+        if (GatewayKeys.Any(k => k.Empty))
         {
             throw new ArgumentException("A gateway key cannot be empty.", nameof(GatewayKeys));
         }
 
-        if (GatewayKeys.DistinctBy(k => k.Key.Reveal(), StringComparer.Ordinal).Count() != GatewayKeys.Count)
+        if (GatewayKeys.DistinctBy(k => k.KeySha256, StringComparer.Ordinal).Count() != GatewayKeys.Count)
         {
             throw new ArgumentException("A gateway key is listed twice.", nameof(GatewayKeys));
         }

@@ -83,11 +83,21 @@ internal sealed class ServerRun(ServeSettings settings, TextWriter stdout, TimeP
         }
     }
 
+    /// <summary>A gateway key of the configuration file: by the key or its SHA-256, with its scopes and limits.</summary>
+    private static GatewayKey FromConfig(GatewayKeyConfig key) =>
+        (key.Sha256 is { } sha256 ? new GatewayKey(sha256, key.Name) : new GatewayKey(new Secret(key.ReadKey()!), key.Name)) with
+        {
+            Scopes = key.Scopes is { } scopes
+                ? scopes.Aggregate(KeyScopes.None, (all, scope) => all | scope switch { "read" => KeyScopes.Read, "submit" => KeyScopes.Submit, _ => KeyScopes.Admin })
+                : KeyScopes.Read | KeyScopes.Submit,
+            Limits = key.Limits is { } limits ? new TenantLimits(limits.RequestsPerMinute, limits.OpenBatches, limits.QueuedItems, limits.MaxFileBytes) : TenantLimits.None,
+        };
+
     private ServerOptions ServerOptions(ServerConfig? config)
     {
         var defaults = new ServerOptions();
         var keys = settings.GatewayKeys.Select(k => new GatewayKey(new Secret(k)))
-            .Concat((config?.GatewayKeys ?? []).Select(k => new GatewayKey(new Secret(k.ReadKey()!), k.Name)))
+            .Concat((config?.GatewayKeys ?? []).Select(FromConfig))
             .ToList();
         var options = new ServerOptions
         {

@@ -487,3 +487,20 @@ public sealed record ActivityBucket(DateTimeOffset Start, long Requests, long To
 /// <param name="Kind">The way: <c>HTTP 400</c>, or Shepherd's code such as <c>request_timeout</c>.</param>
 /// <param name="Count">How many.</param>
 public sealed record ErrorCount(string Kind, long Count);
+
+/// <summary>Whose files and batches a listing holds: one owner's, or everyone's.</summary>
+/// <param name="Owner">The owner (null for the tenant of a server without keys).</param>
+/// <param name="Everyone">True to list every owner's (an admin's view).</param>
+public readonly record struct OwnerScope(string? Owner, bool Everyone = false)
+{
+    /// <summary>One owner's.</summary>
+    public static OwnerScope Of(string? owner) => new(owner);
+
+    /// <summary>One owner's.</summary>
+    public static implicit operator OwnerScope(string? owner) => Of(owner);
+}
+
+/// <summary>What a tenant has open now.</summary>
+/// <param name="OpenBatches">Its batches not yet ended (validating, in progress, finalizing, cancelling).</param>
+/// <param name="QueuedItems">Their requests not yet ended.</param>
+public sealed record TenantUsage(long OpenBatches, long QueuedItems);

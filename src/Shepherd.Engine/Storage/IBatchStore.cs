@@ -34,7 +34,10 @@ public interface IBatchStore : IAsyncDisposable
     Task<string> CreateBatchAsync(NewBatch batch, CancellationToken cancellationToken);
 
     /// <summary>Batches of <paramref name="owner"/> that came in by one of <paramref name="doors"/>, newest first.</summary>
-    Task<Page<BatchRecord>> ListBatchesAsync(string? owner, IReadOnlyCollection<BatchDoor> doors, PageRequest page, CancellationToken cancellationToken);
+    Task<Page<BatchRecord>> ListBatchesAsync(OwnerScope owner, IReadOnlyCollection<BatchDoor> doors, PageRequest page, CancellationToken cancellationToken);
+
+    /// <summary>What <paramref name="owner"/> has open now: batches not yet ended and their requests not yet ended.</summary>
+    Task<TenantUsage> GetUsageAsync(string? owner, CancellationToken cancellationToken);
 
     /// <summary>Batches whose last item ended and whose result files are still to be written.</summary>
     Task<IReadOnlyList<BatchRecord>> ListFinalizingBatchesAsync(CancellationToken cancellationToken);
@@ -58,7 +61,7 @@ public interface IBatchStore : IAsyncDisposable
     Task<FileRecord?> GetFileAsync(string fileId, CancellationToken cancellationToken);
 
     /// <summary>Files of <paramref name="owner"/>, newest first, of one purpose when given.</summary>
-    Task<Page<FileRecord>> ListFilesAsync(string? owner, string? purpose, PageRequest page, CancellationToken cancellationToken);
+    Task<Page<FileRecord>> ListFilesAsync(OwnerScope owner, string? purpose, PageRequest page, CancellationToken cancellationToken);
 
     /// <summary>Opens a file's content for reading, streamed.</summary>
     Task<Stream> OpenFileAsync(string fileId, CancellationToken cancellationToken);

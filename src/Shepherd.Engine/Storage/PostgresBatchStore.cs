@@ -139,14 +139,18 @@ public sealed partial class PostgresBatchStore : IBatchStore, IClusterStore
     }
 
     /// <inheritdoc />
-    public async Task<Page<BatchRecord>> ListBatchesAsync(string? owner, IReadOnlyCollection<BatchDoor> doors, PageRequest page, CancellationToken cancellationToken)
+    public async Task<Page<BatchRecord>> ListBatchesAsync(OwnerScope owner, IReadOnlyCollection<BatchDoor> doors, PageRequest page, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(doors);
         ArgumentNullException.ThrowIfNull(page);
-        var rows = await QueryAsync(PageQuery(StoreRows.BatchColumns, "batches", "owner IS NOT DISTINCT FROM @owner AND door = ANY(@doors)", page), StoreRows.ReadBatch, cancellationToken,
-            ("owner", owner), ("doors", doors.Select(d => (int)d).ToArray()), ("after", page.After), ("before", page.Before), ("limit", page.Limit + 1));
+        var rows = await QueryAsync(PageQuery(StoreRows.BatchColumns, "batches", "(@everyone OR owner IS NOT DISTINCT FROM @owner) AND door = ANY(@doors)", page), StoreRows.ReadBatch, cancellationToken,
+            ("owner", owner.Owner), ("everyone", owner.Everyone), ("doors", doors.Select(d => (int)d).ToArray()), ("after", page.After), ("before", page.Before), ("limit", page.Limit + 1));
         return StoreRows.ToPage(rows, page);
     }
+
+    /// <inheritdoc />
+    public async Task<TenantUsage> GetUsageAsync(string? owner, CancellationToken cancellationToken) =>
+        (await QueryAsync(StoreRows.UsageQuery, StoreRows.ReadUsage, cancellationToken, ("owner", owner))).Single();
 
     /// <inheritdoc />
     public async Task<IReadOnlyList<BatchRecord>> ListFinalizingBatchesAsync(CancellationToken cancellationToken) =>
@@ -235,11 +239,11 @@ public sealed partial class PostgresBatchStore : IBatchStore, IClusterStore
     }
 
     /// <inheritdoc />
-    public async Task<Page<FileRecord>> ListFilesAsync(string? owner, string? purpose, PageRequest page, CancellationToken cancellationToken)
+    public async Task<Page<FileRecord>> ListFilesAsync(OwnerScope owner, string? purpose, PageRequest page, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(page);
-        var rows = await QueryAsync(PageQuery(StoreRows.FileColumns, "files", "owner IS NOT DISTINCT FROM @owner AND (@purpose::text IS NULL OR purpose = @purpose)", page), StoreRows.ReadFile, cancellationToken,
-            ("owner", owner), ("purpose", purpose), ("after", page.After), ("before", page.Before), ("limit", page.Limit + 1));
+        var rows = await QueryAsync(PageQuery(StoreRows.FileColumns, "files", "(@everyone OR owner IS NOT DISTINCT FROM @owner) AND (@purpose::text IS NULL OR purpose = @purpose)", page), StoreRows.ReadFile, cancellationToken,
+            ("owner", owner.Owner), ("everyone", owner.Everyone), ("purpose", purpose), ("after", page.After), ("before", page.Before), ("limit", page.Limit + 1));
         return StoreRows.ToPage(rows, page);
     }
 

@@ -164,16 +164,20 @@ public sealed class SqliteBatchStore : IBatchStore
     }
 
     /// <inheritdoc />
-    public async Task<Page<BatchRecord>> ListBatchesAsync(string? owner, IReadOnlyCollection<BatchDoor> doors, PageRequest page, CancellationToken cancellationToken)
+    public async Task<Page<BatchRecord>> ListBatchesAsync(OwnerScope owner, IReadOnlyCollection<BatchDoor> doors, PageRequest page, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(doors);
         ArgumentNullException.ThrowIfNull(page);
         await using var connection = Open();
         var batches = ReadBatches(connection, PageQuery(StoreRows.BatchColumns, "batches",
-                $"owner IS $owner AND door IN ({string.Join(", ", doors.Select(d => (int)d))})", page),
-            ("$owner", owner), ("$after", page.After), ("$before", page.Before), ("$limit", page.Limit + 1));
+                $"($everyone = 1 OR owner IS $owner) AND door IN ({string.Join(", ", doors.Select(d => (int)d))})", page),
+            ("$owner", owner.Owner), ("$everyone", owner.Everyone ? 1 : 0), ("$after", page.After), ("$before", page.Before), ("$limit", page.Limit + 1));
         return StoreRows.ToPage(batches, page);
     }
+
+    /// <inheritdoc />
+    public async Task<TenantUsage> GetUsageAsync(string? owner, CancellationToken cancellationToken) =>
+        (await QueryAsync(StoreRows.UsageQuery, StoreRows.ReadUsage, ("@owner", owner))).Single();
 
     /// <inheritdoc />
     public async Task<IReadOnlyList<BatchRecord>> ListFinalizingBatchesAsync(CancellationToken cancellationToken)
@@ -260,12 +264,12 @@ public sealed class SqliteBatchStore : IBatchStore
     }
 
     /// <inheritdoc />
-    public async Task<Page<FileRecord>> ListFilesAsync(string? owner, string? purpose, PageRequest page, CancellationToken cancellationToken)
+    public async Task<Page<FileRecord>> ListFilesAsync(OwnerScope owner, string? purpose, PageRequest page, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(page);
         await using var connection = Open();
-        var files = ReadFiles(connection, PageQuery(StoreRows.FileColumns, "files", "owner IS $owner AND ($purpose IS NULL OR purpose = $purpose)", page),
-            ("$owner", owner), ("$purpose", purpose), ("$after", page.After), ("$before", page.Before), ("$limit", page.Limit + 1));
+        var files = ReadFiles(connection, PageQuery(StoreRows.FileColumns, "files", "($everyone = 1 OR owner IS $owner) AND ($purpose IS NULL OR purpose = $purpose)", page),
+            ("$owner", owner.Owner), ("$everyone", owner.Everyone ? 1 : 0), ("$purpose", purpose), ("$after", page.After), ("$before", page.Before), ("$limit", page.Limit + 1));
         return StoreRows.ToPage(files, page);
     }
 

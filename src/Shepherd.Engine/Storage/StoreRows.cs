@@ -321,4 +321,12 @@ internal static class StoreRows
 
     internal static ActivityBucket ReadBucket(DbDataReader r, long width) =>
         new(DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(0) * width), r.GetInt64(1), r.IsDBNull(2) ? 0 : r.GetInt64(2), r.IsDBNull(3) ? 0 : r.GetInt64(3));
+
+    /// <summary>A tenant's open batches and their requests not yet ended.</summary>
+    internal const string UsageQuery = """
+        SELECT COUNT(*), CAST(COALESCE(SUM(total - succeeded - failed - cancelled - expired), 0) AS BIGINT)
+        FROM batches WHERE owner IS NOT DISTINCT FROM @owner AND status IN ('validating', 'in_progress', 'finalizing', 'cancelling')
+        """;
+
+    internal static TenantUsage ReadUsage(DbDataReader r) => new(r.GetInt64(0), Math.Max(0, r.GetInt64(1)));
 }

@@ -67,7 +67,7 @@ internal sealed class MessageBatchesApi(ServerCore core)
         {
             Owner = caller.Owner, Door = BatchDoor.Anthropic, CompletionWindowText = "24h", IdempotencyKey = idempotencyKey,
         };
-        var batch = await core.CreateAndImportAsync(created, body.SpoolPath, BatchEndpoints.Messages, context.RequestAborted);
+        var batch = await core.CreateAndImportAsync(created, body.SpoolPath, BatchEndpoints.Messages, caller, context.RequestAborted);
         if (batch.Format != InputFormat.Anthropic)
         {
             await core.Store.DeleteBatchAsync(batch.Id, context.RequestAborted);
@@ -87,7 +87,7 @@ internal sealed class MessageBatchesApi(ServerCore core)
             throw ApiException.BadRequest("Give before_id or after_id, not both.", "before_id");
         }
 
-        var page = await core.Store.ListBatchesAsync(Caller.Of(context).Owner, Doors,
+        var page = await core.Store.ListBatchesAsync(Caller.Of(context).Listing, Doors,
             new PageRequest(Fields.Int(query, "limit", 20, 1, 1000), after, before), context.RequestAborted);
         var root = Root(context);
         return new JsonBody(json =>

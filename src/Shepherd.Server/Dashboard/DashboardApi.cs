@@ -59,7 +59,7 @@ internal sealed class DashboardApi(ServerCore core, Dispatcher dispatcher)
     private async Task<IResult> ListAsync(HttpContext context)
     {
         var limit = Fields.Int(context.Request.Query, "limit", 100, 1, 500);
-        var page = await core.Store.ListBatchesAsync(Caller.Of(context).Owner, AllDoors, new PageRequest(limit), context.RequestAborted);
+        var page = await core.Store.ListBatchesAsync(Caller.Of(context).Listing, AllDoors, new PageRequest(limit), context.RequestAborted);
         return new JsonBody(json =>
         {
             json.WriteStartObject();
@@ -143,7 +143,7 @@ internal sealed class DashboardApi(ServerCore core, Dispatcher dispatcher)
     private async Task<BatchRecord> OwnBatchAsync(HttpContext context, string id)
     {
         var batch = await core.Store.GetBatchAsync(id, context.RequestAborted);
-        return batch is not null && batch.Owner == Caller.Of(context).Owner
+        return batch is not null && Caller.Of(context).Sees(batch.Owner)
             ? batch
             : throw ApiException.NotFound($"No batch found with id '{id}'.", "batch_id");
     }

@@ -51,7 +51,7 @@ internal sealed partial class ServerCore(
     public async Task<BatchRecord> GetBatchAsync(Caller caller, string batchId, Door door, CancellationToken cancellationToken)
     {
         var batch = await store.GetBatchAsync(batchId, cancellationToken);
-        var visible = batch is not null && batch.Owner == caller.Owner
+        var visible = batch is not null && caller.Sees(batch.Owner)
             && (door == Door.Anthropic ? batch.Door == BatchDoor.Anthropic : batch.Door is BatchDoor.OpenAI or BatchDoor.Inline);
         return visible ? batch! : throw ApiException.NotFound($"No batch found with id '{batchId}'.", "batch_id");
     }
@@ -60,7 +60,7 @@ internal sealed partial class ServerCore(
     public async Task<FileRecord> GetFileAsync(Caller caller, string fileId, CancellationToken cancellationToken)
     {
         var file = await store.GetFileAsync(fileId, cancellationToken);
-        return file is not null && file.Owner == caller.Owner
+        return file is not null && caller.Sees(file.Owner)
             ? file
             : throw ApiException.NotFound($"No file found with id '{fileId}'.", "file_id");
     }
@@ -71,8 +71,9 @@ internal sealed partial class ServerCore(
     /// each bad request as <c>requests[i]</c>. A create repeated with the same idempotency key
     /// returns the first batch.
     /// </summary>
-    public async Task<BatchRecord> CreateAndImportAsync(NewBatch batch, string linesPath, string? endpoint, CancellationToken cancellationToken)
+    public async Task<BatchRecord> CreateAndImportAsync(NewBatch batch, string linesPath, string? endpoint, Caller caller, CancellationToken cancellationToken)
     {
+        await CheckLimitsAsync(caller, cancellationToken);
         var id = await store.CreateBatchAsync(batch, cancellationToken);
         if (id != batch.Id)
         {
@@ -98,13 +99,43 @@ internal sealed partial class ServerCore(
             throw RequestsRejected(result.Errors, result.ErrorsTruncated);
         }
 
+        if (caller.Limits?.QueuedItems is { } most && await store.GetUsageAsync(caller.Owner, cancellationToken) is { QueuedItems: var queued } && queued > most)
+        {
+            await store.DeleteBatchAsync(id, CancellationToken.None);
+            throw new ApiException(429, $"The batch was not created: with it this key's tenant would have {queued} requests waiting, over its limit of {most}. Wait for batches to finish, or send fewer requests.", null, "queued_items_limit");
+        }
+
         NotifyBatchesChanged();
         return await store.GetBatchAsync(id, cancellationToken) ?? throw new InvalidOperationException($"Batch {id} vanished.");
     }
 
-    /// <summary>Creates a batch of an uploaded file and starts reading the file into it; the batch answers validating.</summary>
-    public async Task<BatchRecord> CreateFromFileAsync(NewBatch batch, CancellationToken cancellationToken)
+    /// <summary>
+    /// Refuses a create (429) when the caller's tenant is at its limit of open batches, or has no
+    /// room left for queued requests. A file's requests are counted once it has been read.
+    /// </summary>
+    public async Task CheckLimitsAsync(Caller caller, CancellationToken cancellationToken)
     {
+        if (caller.Limits is not { } limits || (limits.OpenBatches is null && limits.QueuedItems is null))
+        {
+            return;
+        }
+
+        var usage = await store.GetUsageAsync(caller.Owner, cancellationToken);
+        if (limits.OpenBatches is { } open && usage.OpenBatches >= open)
+        {
+            throw new ApiException(429, $"The batch was not created: this key's tenant has {usage.OpenBatches} open batches, its limit. Wait for one to end, or cancel one.", null, "open_batches_limit");
+        }
+
+        if (limits.QueuedItems is { } queued && usage.QueuedItems >= queued)
+        {
+            throw new ApiException(429, $"The batch was not created: this key's tenant has {usage.QueuedItems} requests waiting, its limit. Wait for batches to finish.", null, "queued_items_limit");
+        }
+    }
+
+    /// <summary>Creates a batch of an uploaded file and starts reading the file into it; the batch answers validating.</summary>
+    public async Task<BatchRecord> CreateFromFileAsync(NewBatch batch, Caller caller, CancellationToken cancellationToken)
+    {
+        await CheckLimitsAsync(caller, cancellationToken);
         var id = await store.CreateBatchAsync(batch, cancellationToken);
         if (id == batch.Id)
         {

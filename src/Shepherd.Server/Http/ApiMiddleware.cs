@@ -4,6 +4,7 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Logging;
+using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Storage;
 
 namespace Shepherd.Server.Http;
@@ -16,18 +17,21 @@ internal sealed partial class ApiMiddleware
 {
     private readonly RequestDelegate _next;
     private readonly ServerOptions _options;
-    private readonly FrozenDictionary<string, string>? _owners;
+    private readonly FrozenDictionary<string, GatewayKey>? _keys;
+    private readonly TimeProvider _time;
+    private readonly Dictionary<string, RateBucket> _rates = new(StringComparer.Ordinal);
     private readonly ILogger<ApiMiddleware> _logger;
 
-    public ApiMiddleware(RequestDelegate next, ServerOptions options, ILogger<ApiMiddleware> logger)
+    public ApiMiddleware(RequestDelegate next, ServerOptions options, TimeProvider time, ILogger<ApiMiddleware> logger)
     {
         _next = next;
         _options = options;
+        _time = time;
         _logger = logger;
         // Keys are looked up by their hash, so the lookup takes the same path for every wrong key.
-        _owners = options.GatewayKeys.Count == 0
+        _keys = options.GatewayKeys.Count == 0
             ? null
-            : options.GatewayKeys.ToFrozenDictionary(k => GatewayKey.Hash(k.Key.Reveal()), k => k.Owner, StringComparer.Ordinal);
+            : options.GatewayKeys.ToFrozenDictionary(k => k.KeySha256, StringComparer.Ordinal);
     }
 
     public async Task InvokeAsync(HttpContext context)
@@ -64,6 +68,12 @@ internal sealed partial class ApiMiddleware
                 return;
             }
 
+            if (Refusal(context.Request, caller) is { } refusal)
+            {
+                await refusal.ExecuteAsync(context, door);
+                return;
+            }
+
             context.Features.Set(caller);
             await _next(context);
         }
@@ -93,9 +103,51 @@ internal sealed partial class ApiMiddleware
             : _options.MaxSmallBodyBytes;
     }
 
+    /// <summary>
+    /// Why the call may not go on, or null: its key lacks the scope (reads need <c>read</c>;
+    /// uploads, creates, cancels and deletes need <c>submit</c>), or its tenant is over its rate.
+    /// </summary>
+    private Refusal? Refusal(HttpRequest request, Caller caller)
+    {
+        var reads = HttpMethods.IsGet(request.Method) || HttpMethods.IsHead(request.Method) || request.Path.Equals("/v1/batches/estimate", StringComparison.Ordinal);
+        var needs = reads ? KeyScopes.Read : KeyScopes.Submit;
+        if (!caller.IsAdmin && !caller.Scopes.HasFlag(needs))
+        {
+            return new Refusal(StatusCodes.Status403Forbidden, reads
+                ? "This key may not read: it lacks the read scope."
+                : "This key may only read: uploading, creating, cancelling and deleting need the submit scope.", null);
+        }
+
+        if (caller.Limits?.RequestsPerMinute is not { } perMinute)
+        {
+            return null;
+        }
+
+        var now = _time.GetUtcNow();
+        lock (_rates)
+        {
+            var key = caller.Owner ?? "";
+            if (!_rates.TryGetValue(key, out var bucket))
+            {
+                _rates[key] = bucket = new RateBucket(perMinute, now);
+            }
+
+            var wait = bucket.WaitFor(1, now);
+            if (wait > TimeSpan.Zero)
+            {
+                return new Refusal(StatusCodes.Status429TooManyRequests,
+                    $"Too many calls with this key: its tenant may make {perMinute:0.##} a minute. Try again in {Math.Ceiling(wait.TotalSeconds):0} s.", wait);
+            }
+
+            bucket.Add(1, now);
+        }
+
+        return null;
+    }
+
     private Caller? Authenticate(HttpRequest request)
     {
-        if (_owners is null)
+        if (_keys is null)
         {
             return new Caller(null);
         }
@@ -107,7 +159,7 @@ internal sealed partial class ApiMiddleware
             key = authorization["Bearer ".Length..].Trim();
         }
 
-        return key.Length > 0 && _owners.TryGetValue(GatewayKey.Hash(key), out var owner) ? new Caller(owner) : null;
+        return key.Length > 0 && _keys.TryGetValue(GatewayKey.Hash(key), out var known) ? new Caller(known.Owner, known.Scopes, known.Limits) : null;
     }
 
     private ApiException? Describe(Exception exception, HttpContext context, string requestId)
@@ -136,4 +188,18 @@ internal sealed partial class ApiMiddleware
 
     [LoggerMessage(Level = LogLevel.Error, Message = "{Method} {Path} failed (request {RequestId})")]
     private partial void LogFailed(Exception exception, string method, string? path, string requestId);
+}
+
+/// <summary>A call refused before it reaches its route: a 403 or a 429 (with when to try again) in the door's envelope.</summary>
+internal sealed record Refusal(int Status, string Message, TimeSpan? RetryAfter)
+{
+    public Task ExecuteAsync(HttpContext context, Door door)
+    {
+        if (RetryAfter is { } wait)
+        {
+            context.Response.Headers.RetryAfter = Math.Max(1, Math.Ceiling(wait.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        return ErrorEnvelope.For(door, Status, Message, null, Status == StatusCodes.Status429TooManyRequests ? "rate_limit_exceeded" : "permission_denied").ExecuteAsync(context);
+    }
 }

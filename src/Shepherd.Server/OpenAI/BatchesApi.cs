@@ -55,7 +55,7 @@ internal sealed class BatchesApi(ServerCore core)
     private async Task<IResult> ListAsync(HttpContext context)
     {
         var query = context.Request.Query;
-        var page = await core.Store.ListBatchesAsync(Caller.Of(context).Owner, Doors,
+        var page = await core.Store.ListBatchesAsync(Caller.Of(context).Listing, Doors,
             new PageRequest(Fields.Int(query, "limit", 20, 1, 100), Fields.Text(query, "after")), context.RequestAborted);
         var now = core.Time.GetUtcNow();
         return new JsonBody(json => OpenAIJson.WriteList(json, page, b => b.Id, (w, b) => OpenAIJson.WriteBatch(w, b, now)));
@@ -69,7 +69,7 @@ internal sealed class BatchesApi(ServerCore core)
         var metadata = Fields.Metadata(body.Fields);
         var window = Fields.String(body.Fields, "completion_window");
         var batch = body.HasRequests
-            ? await CreateInlineAsync(body, new NewBatch(BatchIds.NewBatchId(), null, CompletionWindow: Fields.Window(window))
+            ? await CreateInlineAsync(body, caller, new NewBatch(BatchIds.NewBatchId(), null, CompletionWindow: Fields.Window(window))
             {
                 Owner = caller.Owner, Door = BatchDoor.Inline, CompletionWindowText = window, Metadata = metadata, IdempotencyKey = idempotencyKey,
             }, context.RequestAborted)
@@ -91,10 +91,10 @@ internal sealed class BatchesApi(ServerCore core)
             throw ApiException.BadRequest($"File '{file.Id}' has purpose \"{file.Purpose}\"; a batch reads a file uploaded with purpose \"batch\".", "input_file_id");
         }
 
-        return await core.CreateFromFileAsync(batch with { Endpoint = endpoint, InputFileId = file.Id }, cancellationToken);
+        return await core.CreateFromFileAsync(batch with { Endpoint = endpoint, InputFileId = file.Id }, caller, cancellationToken);
     }
 
-    private async Task<BatchRecord> CreateInlineAsync(CreateBody body, NewBatch batch, CancellationToken cancellationToken)
+    private async Task<BatchRecord> CreateInlineAsync(CreateBody body, Caller caller, NewBatch batch, CancellationToken cancellationToken)
     {
         Fields.OnlyKnown(body.Fields, "requests", "model", "endpoint", "priority", "metadata", "completion_window", "mode", "budget_usd");
         long? budget = null;
@@ -121,7 +121,7 @@ internal sealed class BatchesApi(ServerCore core)
         try
         {
             await InlineRequests.ConvertAsync(body.SpoolPath, linesPath, endpoint, model, core.Importers.MaxLineBytes, "The batch was not created", cancellationToken);
-            return await core.CreateAndImportAsync(batch with { Endpoint = endpoint, Model = model, Priority = priority, BudgetNanos = budget, Mode = mode }, linesPath, endpoint, cancellationToken);
+            return await core.CreateAndImportAsync(batch with { Endpoint = endpoint, Model = model, Priority = priority, BudgetNanos = budget, Mode = mode }, linesPath, endpoint, caller, cancellationToken);
         }
         finally
         {
@@ -174,14 +174,15 @@ internal sealed class BatchesApi(ServerCore core)
             var metadata = new Dictionary<string, string>(original.Metadata, StringComparer.Ordinal) { ["retry_of"] = original.Id };
             var retry = new NewBatch(BatchIds.NewBatchId(), null, original.Endpoint, original.Priority, Fields.Window(original.CompletionWindow))
             {
-                Owner = caller.Owner,
+                // The retry belongs to the original's tenant, also when an admin asks for it.
+                Owner = original.Owner,
                 Door = BatchDoor.Inline,
                 CompletionWindowText = original.CompletionWindow,
                 Metadata = metadata.Count <= Fields.MaxMetadataPairs ? metadata : original.Metadata,
                 Model = original.Model,
                 IdempotencyKey = Fields.IdempotencyKey(context.Request) ?? "retry_failed:" + original.Id,
             };
-            return Answer(await core.CreateAndImportAsync(retry, linesPath, original.Endpoint, context.RequestAborted));
+            return Answer(await core.CreateAndImportAsync(retry, linesPath, original.Endpoint, caller, context.RequestAborted));
         }
         finally
         {

@@ -58,7 +58,7 @@ internal sealed class FilesApi(ServerCore core)
         }
 
         var limit = Fields.Int(query, "limit", 10_000, 1, 10_000);
-        var page = await core.Store.ListFilesAsync(Caller.Of(context).Owner, Fields.Text(query, "purpose"), new PageRequest(limit, Fields.Text(query, "after")), context.RequestAborted);
+        var page = await core.Store.ListFilesAsync(Caller.Of(context).Listing, Fields.Text(query, "purpose"), new PageRequest(limit, Fields.Text(query, "after")), context.RequestAborted);
         return new JsonBody(json => OpenAIJson.WriteList(json, page, f => f.Id, OpenAIJson.WriteFile));
     }
 
@@ -100,7 +100,7 @@ internal sealed class FilesApi(ServerCore core)
                         throw ApiException.BadRequest($"The file needs a name of 1 to {MaxFilenameLength} characters.", "file");
                     }
 
-                    file = await core.Store.AddFileAsync(new NewFile(BatchIds.New("file-"), caller.Owner, Path.GetFileName(filename), "batch"), section.Body, core.Options.MaxUploadBytes, cancellationToken);
+                    file = await core.Store.AddFileAsync(new NewFile(BatchIds.New("file-"), caller.Owner, Path.GetFileName(filename), "batch"), section.Body, Math.Min(core.Options.MaxUploadBytes, caller.Limits?.MaxFileBytes ?? long.MaxValue), cancellationToken);
                 }
                 else if (name == "purpose")
                 {

@@ -520,4 +520,26 @@ public abstract partial class BatchStoreContract : IAsyncLifetime
         Assert.Equal((2L, ItemState.Succeeded), (one!.Line, one.State));
         Assert.Null(await Store.GetResultAsync(id, "nope", Ct));
     }
+
+    [Fact]
+    public async Task ATenantsUsage_CountsItsOpenBatchesAndTheirUnfinishedRequests()
+    {
+        await Store.CreateBatchAsync(new NewBatch("batch_a1", null) { Owner = "alice" }, Ct);
+        await Store.AddItemsAsync("batch_a1", [.. Enumerable.Range(1, 5).Select(i => new ImportItem(i, $"c{i}", "m", Encoding.UTF8.GetBytes("{}")))], Ct);
+        await Store.AcceptBatchAsync("batch_a1", new AcceptedInput(InputFormat.OpenAI, BatchEndpoints.ChatCompletions, 5, null, 0), Ct);
+        await Store.CreateBatchAsync(new NewBatch("batch_a2", null) { Owner = "alice" }, Ct);
+        await Store.CreateBatchAsync(new NewBatch("batch_b1", null) { Owner = "bob" }, Ct);
+        var claimed = await Store.ClaimAsync("m", "batch_a1", 2, Time.GetUtcNow(), Time.GetUtcNow().AddMinutes(1), Ct);
+        await Store.CommitAsync([.. claimed.Select(i => Success(i))], Time.GetUtcNow(), Ct);
+
+        Assert.Equal(new TenantUsage(2, 3), await Store.GetUsageAsync("alice", Ct));
+        Assert.Equal(new TenantUsage(1, 0), await Store.GetUsageAsync("bob", Ct));
+        Assert.Equal(new TenantUsage(0, 0), await Store.GetUsageAsync(null, Ct));
+        await Store.CancelBatchAsync("batch_a2", Time.GetUtcNow(), Ct);
+        Assert.Equal(1, (await Store.GetUsageAsync("alice", Ct)).OpenBatches);
+
+        var everyone = await Store.ListBatchesAsync(new OwnerScope(null, Everyone: true), [BatchDoor.Run], new PageRequest(10), Ct);
+        Assert.Equal(["batch_b1", "batch_a2", "batch_a1"], everyone.Items.Select(b => b.Id));
+        Assert.Equal(["batch_b1"], (await Store.ListBatchesAsync("bob", [BatchDoor.Run], new PageRequest(10), Ct)).Items.Select(b => b.Id));
+    }
 }

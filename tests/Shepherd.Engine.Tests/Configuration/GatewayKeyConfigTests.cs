@@ -1,0 +1,42 @@
+using Shepherd.Engine.Configuration;
+using Shepherd.Testing;
+
+namespace Shepherd.Engine.Tests.Configuration;
+
+public sealed class GatewayKeyConfigTests
+{
+    private static ShepherdConfig Load(string json)
+    {
+        using var folder = new TempDirectory();
+        var path = folder.File("shepherd.json");
+        File.WriteAllText(path, json);
+        return ShepherdConfig.Load(path);
+    }
+
+    [Fact]
+    public void AKey_CarriesItsHashScopesAndLimits()
+    {
+        var key = Assert.Single(Load("""
+            {"server":{"gatewayKeys":[{"name":"ops","sha256":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+              "scopes":["read","admin"],"limits":{"requestsPerMinute":600,"openBatches":5,"queuedItems":100000,"maxFileBytes":1048576}}]}}
+            """).Server!.GatewayKeys);
+
+        Assert.Equal(("ops", "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"), (key.Name, key.Sha256));
+        Assert.Equal(["read", "admin"], key.Scopes!);
+        Assert.Equal((600.0, 5L, 100000L, 1048576L), (key.Limits!.RequestsPerMinute, key.Limits.OpenBatches, key.Limits.QueuedItems, key.Limits.MaxFileBytes));
+    }
+
+    [Theory]
+    [InlineData("""{"sha256":"abc"}""", "server.gatewayKeys[0].sha256: a SHA-256 is 64 hex digits")]
+    [InlineData("""{"apiKey":"k","sha256":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}""", "give the key or its sha256, not both")]
+    [InlineData("""{"apiKey":"k","scopes":["write"]}""", "server.gatewayKeys[0].scopes: 'write' is not a scope; use read, submit, admin.")]
+    [InlineData("""{"apiKey":"k","limits":{"openBatches":0}}""", "server.gatewayKeys[0].limits.openBatches: must be at least 1.")]
+    [InlineData("""{"apiKey":"k","limits":{"perDay":5}}""", "perDay")]
+    [InlineData("""{"name":"x"}""", "the key is missing or empty")]
+    public void ABadKeyEntry_IsAnErrorNamingIt(string entry, string message)
+    {
+        var error = Assert.Throws<ConfigException>(() => Load("""{"server":{"gatewayKeys":[""" + entry + "]}}"));
+
+        Assert.Contains(message, error.Message, StringComparison.Ordinal);
+    }
+}
