@@ -24,6 +24,45 @@ public sealed class SecretsTests : IDisposable
     }
 
     [Fact]
+    public async Task AServer_NeverWritesItsUpstreamKeyOrItsGatewayKey_ToLogsAnswersFilesOrTheStore()
+    {
+        const string GatewayKey = "sk-GATEWAY-SECRET-81b2d4aa";
+        await using var provider = await Simulators.StartHttpAsync(new SimulatorOptions { ApiKey = Key, Error500Rate = 0.2 });
+        var answers = new StringBuilder();
+        using (var server = ShepherdProcess.Start(_folder.Path, [
+            "serve", "--urls", "http://127.0.0.1:0", "--store", _folder.File("s.db"), "--gateway-key", GatewayKey, "--verbose",
+            "--provider", "openai", "--base-url", new Uri(provider.BaseUrl, "v1").ToString(), "--api-key", Key, "--max-attempts", "2"]))
+        {
+            var url = (await server.WaitForOutputAsync("Shepherd listening on")).Split(' ')[^1];
+            using var http = new HttpClient { BaseAddress = new Uri(url) };
+            http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", GatewayKey);
+            var requests = string.Join(",", Enumerable.Range(0, 20).Select(i => $$"""{"custom_id":"q{{i}}","prompt":"question {{i}}"}"""));
+            using var created = await http.PostAsync("/v1/batches", new StringContent($$"""{"model":"gpt-4o-mini","requests":[{{requests}}]}""", Encoding.UTF8, "application/json"), TestContext.Current.CancellationToken);
+            var id = System.Text.Json.JsonDocument.Parse(await created.Content.ReadAsStringAsync(TestContext.Current.CancellationToken)).RootElement.GetProperty("id").GetString();
+            var batch = await Poll.UntilAsync(() => http.GetStringAsync($"/v1/batches/{id}", TestContext.Current.CancellationToken), text => text.Contains("\"completed\"", StringComparison.Ordinal), TimeSpan.FromMinutes(1), TestContext.Current.CancellationToken);
+            answers.Append(batch);
+            foreach (var path in new[] { $"/v1/batches/{id}/results?limit=100", "/v1/batches", "/v1/dashboard/batches", $"/v1/dashboard/batches/{id}", $"/v1/dashboard/batches/{id}/download?kind=results", $"/v1/dashboard/batches/{id}/download?kind=errors", "/metrics" })
+            {
+                answers.Append(await http.GetStringAsync(path, TestContext.Current.CancellationToken));
+            }
+
+            await server.SignalAsync("TERM");
+            var stopped = await server.WaitAsync();
+            Assert.Contains("retrying", stopped.Stderr, StringComparison.Ordinal);
+            AssertNowhere(stopped);
+            Assert.DoesNotContain(GatewayKey, stopped.Stdout + stopped.Stderr, StringComparison.Ordinal);
+        }
+
+        Assert.True(provider.Provider.Stats().ByStatus[200] > 0, "the key was not sent");
+        Assert.DoesNotContain(Key, answers.ToString(), StringComparison.Ordinal);
+        Assert.DoesNotContain(GatewayKey, answers.ToString(), StringComparison.Ordinal);
+        foreach (var file in Directory.GetFiles(_folder.Path, "*", SearchOption.AllDirectories))
+        {
+            Assert.False(File.ReadAllBytes(file).AsSpan().IndexOf(Encoding.UTF8.GetBytes(GatewayKey)) >= 0, $"{Path.GetFileName(file)} holds the gateway key");
+        }
+    }
+
+    [Fact]
     public async Task AKeyOnTheCommandLine_IsSent_ButNeverWritten_EvenWithVerboseLogsAndRetries()
     {
         var input = BatchFiles.Write(_folder.File("in.jsonl"), BatchFiles.OpenAIChat(40));
