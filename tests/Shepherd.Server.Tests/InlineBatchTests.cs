@@ -260,4 +260,19 @@ public sealed class InlineBatchTests
         Assert.All(failed, r => Assert.Equal("budget_exceeded", r.GetProperty("error").GetProperty("code").GetString()));
         Assert.Equal(ended.GetProperty("cost_usd").GetDecimal(), results.GetProperty("data").EnumerateArray().Sum(r => r.GetProperty("cost_usd").GetDecimal()));
     }
+
+    [Fact]
+    public async Task ABodyWithInvalidUtf8InAName_IsRefusedWith400_NotAFault()
+    {
+        await using var server = await RunningServer.StartAsync();
+        using var http = server.Client(RunningServer.Key);
+        var body = "{\"model\":\"gpt-4o-mini\",\"requ"u8.ToArray().Concat(new byte[] { 0xBD, 0xA2 }).Concat("ests\":[]}"u8.ToArray()).ToArray();
+        using var content = new ByteArrayContent(body);
+        content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
+
+        using var response = await http.PostAsync("/v1/batches", content, TestContext.Current.CancellationToken);
+
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Contains("not valid Unicode", await response.Content.ReadAsStringAsync(TestContext.Current.CancellationToken), StringComparison.Ordinal);
+    }
 }

@@ -49,6 +49,12 @@ internal static class InputLineParser
         {
             return (InputErrorCodes.InvalidJsonLine, $"not valid JSON: {DescribeJsonError(ex)}");
         }
+        catch (InvalidOperationException ex)
+        {
+            // The reader accepts an escaped lone surrogate ("\ud800") or a key it cannot turn into
+            // text as JSON, and only refuses it when the string is read.
+            return (InputErrorCodes.InvalidJsonLine, $"not valid JSON: a string holds text that is not valid Unicode ({ex.Message})");
+        }
 
         if (fields.Problem is { } problem)
         {

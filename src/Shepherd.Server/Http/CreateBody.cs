@@ -166,6 +166,11 @@ internal sealed class CreateBody : IDisposable
             var reason = ex.Message.Split(" LineNumber:", 2)[0];
             throw ApiException.BadRequest($"The body is not valid JSON after byte {offset + done}: {reason}", parse.Param, "invalid_json");
         }
+        catch (InvalidOperationException ex)
+        {
+            // A name or string the reader passed as JSON but cannot turn into text: invalid UTF-8, a lone surrogate.
+            throw ApiException.BadRequest($"The body is not valid JSON after byte {offset + done}: a string holds text that is not valid Unicode ({ex.Message})", parse.Param, "invalid_json");
+        }
 
         return done;
     }
