@@ -43,6 +43,40 @@ public sealed class StoreOutageTests
         await Poll.UntilAsync(async () => await anonymous.GetStringAsync("/readyz", Ct) == "ready", TimeSpan.FromSeconds(30), Ct);
     }
 
+    [Fact]
+    public async Task AReadOnlyStore_RefusesNewWorkWith503_AndKeepsWhatItHolds()
+    {
+        if (PostgresCluster.SkipReason is { } reason)
+        {
+            Assert.Skip(reason);
+        }
+
+        var database = await PostgresCluster.CreateDatabaseAsync(Ct);
+        var name = new NpgsqlConnectionStringBuilder(database).Database!;
+        await using var server = await RunningServer.StartAsync(sharedStore: new PostgresStoreOptions { ConnectionString = database, NodeName = "read-only-node" });
+        var (_, created) = await server.PostAsync("/v1/batches", """{"model":"gpt-4o-mini","requests":[{"custom_id":"a","prompt":"hi"}]}""");
+        var id = created.GetProperty("id").GetString()!;
+        var ended = await server.WaitForEndAsync(id);
+
+        await AdministerAsync($"ALTER DATABASE {name} SET default_transaction_read_only = on", $"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'");
+        var (refused, refusal) = await Poll.UntilAsync(() => server.PostAsync("/v1/batches", """{"model":"gpt-4o-mini","requests":[{"custom_id":"b","prompt":"hi"}]}"""),
+            answer => answer.Status != 200, TimeSpan.FromSeconds(30), Ct);
+        var (read, kept) = await server.GetAsync($"/v1/batches/{id}");
+
+        Assert.Equal(503, refused);
+        Assert.Equal("store_unavailable", refusal.GetProperty("error").GetProperty("code").GetString());
+        Assert.Contains("nothing was changed", refusal.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.Equal(200, read);
+        Assert.Equal(ended.GetProperty("output_file_id").GetString(), kept.GetProperty("output_file_id").GetString());
+        var (_, list) = await server.GetAsync("/v1/batches");
+        Assert.Equal([id], list.GetProperty("data").EnumerateArray().Select(b => b.GetProperty("id").GetString()));
+
+        await AdministerAsync($"ALTER DATABASE {name} SET default_transaction_read_only = off", $"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'");
+        var (again, _) = await Poll.UntilAsync(() => server.PostAsync("/v1/batches", """{"model":"gpt-4o-mini","requests":[{"custom_id":"c","prompt":"hi"}]}"""),
+            answer => answer.Status == 200, TimeSpan.FromSeconds(30), Ct);
+        Assert.Equal(200, again);
+    }
+
     private static async Task AdministerAsync(params string[] statements)
     {
         await using var connection = new NpgsqlConnection(await PostgresCluster.ServerConnectionStringAsync(Ct));

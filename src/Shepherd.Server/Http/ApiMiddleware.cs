@@ -175,8 +175,15 @@ internal sealed partial class ApiMiddleware
                 return new ApiException(bad.StatusCode, bad.Message);
             case JsonException json:
                 return ApiException.BadRequest($"The body is not valid JSON: {json.Message}", code: "invalid_json");
-            case FileTooLargeException:
-                return new ApiException(StatusCodes.Status413PayloadTooLarge, $"The file is larger than the limit of {_options.MaxUploadBytes} bytes.");
+            case FileTooLargeException tooLarge:
+                return new ApiException(StatusCodes.Status413PayloadTooLarge, tooLarge.Message);
+            case StoreException:
+                // A full disk, a read-only or unreachable database: what was stored stays as it
+                // was; the caller is told to come back, and the operator finds the cause in the log.
+                LogFailed(exception, context.Request.Method, context.Request.Path.Value, requestId);
+                context.Response.Headers.RetryAfter = "5";
+                return new ApiException(StatusCodes.Status503ServiceUnavailable,
+                    $"The server cannot use its store now, so nothing was changed; try again later (logged as {requestId}).", null, "store_unavailable");
             case OperationCanceledException when context.RequestAborted.IsCancellationRequested:
                 // The client went away; there is no one to answer.
                 return null;
