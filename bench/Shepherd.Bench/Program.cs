@@ -14,7 +14,8 @@ var result = scenario switch
     "status" => await StatusScenario.RunAsync(options),
     "cluster" => await ClusterScenario.RunAsync(options),
     "fuzz" => await FuzzScenario.RunAsync(options),
-    _ => throw new ArgumentException($"Unknown scenario '{scenario}'. Scenarios: overhead, store, rate-limit, faults, outage, status, cluster, fuzz."),
+    "load" => await LoadScenario.RunAsync(options),
+    _ => throw new ArgumentException($"Unknown scenario '{scenario}'. Scenarios: overhead, store, rate-limit, faults, outage, status, cluster, fuzz, load."),
 };
 
 Console.WriteLine(JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }));

@@ -26,6 +26,9 @@ public sealed partial class Dispatcher
 
         private DispatchOptions Options => owner._options;
 
+        /// <summary>The most outcomes that may wait for the store before sending pauses.</summary>
+        private long UncommittedCap => Math.Max(16, 2L * _lanes.Values.Sum(lane => lane.Concurrency.Limit));
+
         private DateTimeOffset Now => owner._time.GetUtcNow();
 
         public async Task RunAsync(CancellationToken cancellationToken)
@@ -245,6 +248,14 @@ public sealed partial class Dispatcher
         {
             while (queue.Items.TryPeek(out var work, out _))
             {
+                // Answers not yet recorded are sent again after a crash: while the store lags, as many
+                // as two rounds of the lanes' concurrency wait for it, and nothing more is sent until
+                // it catches up (each commit wakes the loop).
+                if (Interlocked.Read(ref owner._uncommitted) >= UncommittedCap)
+                {
+                    return null;
+                }
+
                 if (queue.Lanes.Count == 0)
                 {
                     queue.Items.Dequeue();
