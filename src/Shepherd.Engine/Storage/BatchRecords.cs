@@ -228,10 +228,17 @@ public sealed record BatchRecord
 /// <param name="CustomId">The caller's id for the item.</param>
 /// <param name="Model">The model the body names.</param>
 /// <param name="Body">The request body, exactly as the input held it.</param>
-/// <param name="Attempt">Which attempt this is, from 1; it also identifies this lease.</param>
+/// <param name="Attempt">Which attempt this is, from 1.</param>
 /// <param name="Priority">The batch's priority.</param>
 /// <param name="Url">The url the batch's lines name.</param>
-public sealed record ClaimedItem(long ItemId, string BatchId, long Line, string CustomId, string Model, byte[] Body, int Attempt, BatchPriority Priority, string Url);
+public sealed record ClaimedItem(long ItemId, string BatchId, long Line, string CustomId, string Model, byte[] Body, int Attempt, BatchPriority Priority, string Url)
+{
+    /// <summary>
+    /// This lease's own number: every claim of the item takes the next one, so an outcome of an
+    /// earlier lease is told apart from the holder's even when that lease gave its attempt back.
+    /// </summary>
+    public long Lease { get; init; }
+}
 
 /// <summary>What one attempt at an item produced, as it is recorded.</summary>
 public sealed record AttemptResult

@@ -74,6 +74,7 @@ public sealed partial class PostgresBatchStore
             state integer NOT NULL DEFAULT 0,
             priority integer NOT NULL DEFAULT 1,
             attempts integer NOT NULL DEFAULT 0,
+            lease bigint NOT NULL DEFAULT 0,
             next_attempt_at bigint NOT NULL DEFAULT 0,
             lease_until bigint,
             leased_by text,
@@ -199,7 +200,7 @@ public sealed partial class PostgresBatchStore
 
         public long[] Ids() => [.. Outcomes.Select(o => o.Item.ItemId)];
 
-        public int[] Attempts() => [.. Outcomes.Select(o => o.Item.Attempt)];
+        public long[] Leases() => [.. Outcomes.Select(o => o.Item.Lease)];
 
         public int[] States() => [.. Outcomes.Select(o => (int)(o.Kind switch
         {

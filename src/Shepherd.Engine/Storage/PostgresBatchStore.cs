@@ -427,11 +427,11 @@ public sealed partial class PostgresBatchStore : IBatchStore, IClusterStore
                     ORDER BY i.priority DESC, i.next_attempt_at, i.id
                     LIMIT @max
                     FOR UPDATE OF i SKIP LOCKED)
-                UPDATE items i SET state = 1, attempts = i.attempts + 1, lease_until = @lease, leased_by = @node
+                UPDATE items i SET state = 1, attempts = i.attempts + 1, lease = i.lease + 1, lease_until = @lease, leased_by = @node
                 FROM picked, item_bodies b, batches t
                 WHERE i.id = picked.id AND b.item_id = i.id AND t.id = i.batch_id
-                RETURNING i.id, i.batch_id, i.line, i.custom_id, i.model, b.body, i.attempts, i.priority, t.endpoint, i.next_attempt_at
-                """, r => (Item: new ClaimedItem(r.GetInt64(0), r.GetString(1), r.GetInt64(2), r.GetString(3), r.GetString(4), (byte[])r.GetValue(5), r.GetInt32(6), (BatchPriority)r.GetInt32(7), r.GetString(8)), Due: r.GetInt64(9)),
+                RETURNING i.id, i.batch_id, i.line, i.custom_id, i.model, b.body, i.attempts, i.priority, t.endpoint, i.next_attempt_at, i.lease
+                """, r => (Item: new ClaimedItem(r.GetInt64(0), r.GetString(1), r.GetInt64(2), r.GetString(3), r.GetString(4), (byte[])r.GetValue(5), r.GetInt32(6), (BatchPriority)r.GetInt32(7), r.GetString(8)) { Lease = r.GetInt64(10) }, Due: r.GetInt64(9)),
                 cancellationToken, ("model", model), ("batch", batchId), ("now", now.ToUnixTimeMilliseconds()), ("max", max), ("lease", leaseUntil.ToUnixTimeMilliseconds()), ("node", NodeName));
             return [.. claimed.OrderByDescending(c => c.Item.Priority).ThenBy(c => c.Due).ThenBy(c => c.Item.ItemId).Select(c => c.Item)];
         }, cancellationToken);
@@ -511,17 +511,17 @@ public sealed partial class PostgresBatchStore : IBatchStore, IClusterStore
             {
                 await ExecuteAsync(connection, tx, """
                     UPDATE items i SET state = 0, lease_until = NULL, leased_by = NULL, attempts = i.attempts - 1
-                    FROM unnest(@ids::bigint[], @attempts::integer[]) AS u(id, attempt)
-                    WHERE i.id = u.id AND i.state = 1 AND i.attempts = u.attempt
-                    """, cancellationToken, ("ids", plan.Released.Ids()), ("attempts", plan.Released.Attempts()));
+                    FROM unnest(@ids::bigint[], @leases::bigint[]) AS u(id, lease)
+                    WHERE i.id = u.id AND i.state = 1 AND i.lease = u.lease
+                    """, cancellationToken, ("ids", plan.Released.Ids()), ("leases", plan.Released.Leases()));
             }
 
             foreach (var id in await QueryAsync(connection, tx, """
                 UPDATE items i SET state = u.state, lease_until = NULL, leased_by = NULL, attempts = i.attempts - 1
-                FROM unnest(@ids::bigint[], @attempts::integer[], @states::integer[]) AS u(id, attempt, state)
-                WHERE i.id = u.id AND i.state = 1 AND i.attempts = u.attempt
+                FROM unnest(@ids::bigint[], @leases::bigint[], @states::integer[]) AS u(id, lease, state)
+                WHERE i.id = u.id AND i.state = 1 AND i.lease = u.lease
                 RETURNING i.id
-                """, r => r.GetInt64(0), cancellationToken, ("ids", plan.Unsent.Ids()), ("attempts", plan.Unsent.Attempts()), ("states", plan.Unsent.States())))
+                """, r => r.GetInt64(0), cancellationToken, ("ids", plan.Unsent.Ids()), ("leases", plan.Unsent.Leases()), ("states", plan.Unsent.States())))
             {
                 var outcome = plan.Unsent.ById[id];
                 deltas.TryGetValue(outcome.Item.BatchId, out var delta);
@@ -533,9 +533,9 @@ public sealed partial class PostgresBatchStore : IBatchStore, IClusterStore
             {
                 await ExecuteAsync(connection, tx, """
                     UPDATE items i SET state = 0, lease_until = NULL, leased_by = NULL, next_attempt_at = u.next, last_error = u.error
-                    FROM unnest(@ids::bigint[], @attempts::integer[], @next::bigint[], @errors::text[]) AS u(id, attempt, next, error)
-                    WHERE i.id = u.id AND i.state = 1 AND i.attempts = u.attempt
-                    """, cancellationToken, ("ids", plan.Retried.Ids()), ("attempts", plan.Retried.Attempts()),
+                    FROM unnest(@ids::bigint[], @leases::bigint[], @next::bigint[], @errors::text[]) AS u(id, lease, next, error)
+                    WHERE i.id = u.id AND i.state = 1 AND i.lease = u.lease
+                    """, cancellationToken, ("ids", plan.Retried.Ids()), ("leases", plan.Retried.Leases()),
                     ("next", plan.Retried.Outcomes.Select(o => o.NextAttemptAt.ToUnixTimeMilliseconds()).ToArray()), ("errors", plan.Retried.Errors()));
             }
 
@@ -543,10 +543,10 @@ public sealed partial class PostgresBatchStore : IBatchStore, IClusterStore
             // and claimed again) belongs to the other holder, which records its own answer.
             var held = (await QueryAsync(connection, tx, """
                 UPDATE items i SET state = u.state, lease_until = NULL, leased_by = NULL, last_error = u.error
-                FROM unnest(@ids::bigint[], @attempts::integer[], @states::integer[], @errors::text[]) AS u(id, attempt, state, error)
-                WHERE i.id = u.id AND i.state = 1 AND i.attempts = u.attempt
+                FROM unnest(@ids::bigint[], @leases::bigint[], @states::integer[], @errors::text[]) AS u(id, lease, state, error)
+                WHERE i.id = u.id AND i.state = 1 AND i.lease = u.lease
                 RETURNING i.id
-                """, r => r.GetInt64(0), cancellationToken, ("ids", plan.Ended.Ids()), ("attempts", plan.Ended.Attempts()), ("states", plan.Ended.States()), ("errors", plan.Ended.Errors())))
+                """, r => r.GetInt64(0), cancellationToken, ("ids", plan.Ended.Ids()), ("leases", plan.Ended.Leases()), ("states", plan.Ended.States()), ("errors", plan.Ended.Errors())))
                 .Select(id => plan.Ended.ById[id]).ToList();
             if (held.Count > 0)
             {

@@ -12,7 +12,7 @@ namespace Shepherd.Engine.Storage;
 public sealed class SqliteBatchStore : IBatchStore
 {
     /// <summary>The schema version this code writes; a newer file is refused.</summary>
-    public const int SchemaVersion = 5;
+    public const int SchemaVersion = 6;
 
     /// <summary>
     /// Ends a batch once every item has ended: it will end completed, cancelled or expired.
@@ -454,7 +454,7 @@ public sealed class SqliteBatchStore : IBatchStore
         {
             using var tx = writer.BeginTransaction();
             using var select = Prepare(writer, tx, """
-                SELECT i.id, i.line, i.custom_id, i.model, i.attempts, b.body, i.batch_id, i.priority, t.endpoint
+                SELECT i.id, i.line, i.custom_id, i.model, i.attempts, b.body, i.batch_id, i.priority, t.endpoint, i.lease
                 FROM items i INDEXED BY ix_items_queued JOIN item_bodies b ON b.item_id = i.id JOIN batches t ON t.id = i.batch_id
                 WHERE i.model = $model AND i.state = 0 AND i.next_attempt_at <= $now AND ($batch IS NULL OR i.batch_id = $batch)
                     AND ($batch IS NOT NULL OR t.mode = 0)
@@ -472,16 +472,20 @@ public sealed class SqliteBatchStore : IBatchStore
                 {
                     claimed.Add(new ClaimedItem(
                         reader.GetInt64(0), reader.GetString(6), reader.GetInt64(1), reader.GetString(2), reader.GetString(3),
-                        (byte[])reader.GetValue(5), reader.GetInt32(4) + 1, (BatchPriority)reader.GetInt32(7), reader.GetString(8)));
+                        (byte[])reader.GetValue(5), reader.GetInt32(4) + 1, (BatchPriority)reader.GetInt32(7), reader.GetString(8))
+                    {
+                        Lease = reader.GetInt64(9) + 1,
+                    });
                 }
             }
 
-            using var lease = Prepare(writer, tx, "UPDATE items SET state = 1, attempts = $attempt, lease_until = $lease WHERE id = $id",
-                ("$attempt", SqliteType.Integer), ("$id", SqliteType.Integer), ("$lease", SqliteType.Integer));
-            lease.Parameters["$lease"].Value = leaseUntil.ToUnixTimeMilliseconds();
+            using var lease = Prepare(writer, tx, "UPDATE items SET state = 1, attempts = $attempt, lease = $lease, lease_until = $until WHERE id = $id",
+                ("$attempt", SqliteType.Integer), ("$lease", SqliteType.Integer), ("$id", SqliteType.Integer), ("$until", SqliteType.Integer));
+            lease.Parameters["$until"].Value = leaseUntil.ToUnixTimeMilliseconds();
             foreach (var item in claimed)
             {
                 lease.Parameters["$attempt"].Value = item.Attempt;
+                lease.Parameters["$lease"].Value = item.Lease;
                 lease.Parameters["$id"].Value = item.ItemId;
                 lease.ExecuteNonQuery();
             }
@@ -557,20 +561,20 @@ public sealed class SqliteBatchStore : IBatchStore
             using var tx = writer.BeginTransaction();
             using var end = Prepare(writer, tx, """
                 UPDATE items SET state = $state, lease_until = NULL, last_error = $error
-                WHERE id = $id AND state = 1 AND attempts = $attempt
-                """, ("$state", SqliteType.Integer), ("$error", SqliteType.Text), ("$id", SqliteType.Integer), ("$attempt", SqliteType.Integer));
+                WHERE id = $id AND state = 1 AND lease = $held
+                """, ("$state", SqliteType.Integer), ("$error", SqliteType.Text), ("$id", SqliteType.Integer), ("$held", SqliteType.Integer));
             using var retry = Prepare(writer, tx, """
                 UPDATE items SET state = 0, lease_until = NULL, next_attempt_at = $next, last_error = $error
-                WHERE id = $id AND state = 1 AND attempts = $attempt
-                """, ("$next", SqliteType.Integer), ("$error", SqliteType.Text), ("$id", SqliteType.Integer), ("$attempt", SqliteType.Integer));
+                WHERE id = $id AND state = 1 AND lease = $held
+                """, ("$next", SqliteType.Integer), ("$error", SqliteType.Text), ("$id", SqliteType.Integer), ("$held", SqliteType.Integer));
             using var release = Prepare(writer, tx, """
                 UPDATE items SET state = 0, lease_until = NULL, attempts = attempts - 1
-                WHERE id = $id AND state = 1 AND attempts = $attempt
-                """, ("$id", SqliteType.Integer), ("$attempt", SqliteType.Integer));
+                WHERE id = $id AND state = 1 AND lease = $held
+                """, ("$id", SqliteType.Integer), ("$held", SqliteType.Integer));
             using var unsent = Prepare(writer, tx, """
                 UPDATE items SET state = $state, lease_until = NULL, attempts = attempts - 1
-                WHERE id = $id AND state = 1 AND attempts = $attempt
-                """, ("$state", SqliteType.Integer), ("$id", SqliteType.Integer), ("$attempt", SqliteType.Integer));
+                WHERE id = $id AND state = 1 AND lease = $held
+                """, ("$state", SqliteType.Integer), ("$id", SqliteType.Integer), ("$held", SqliteType.Integer));
             using var result = Prepare(writer, tx, """
                 INSERT INTO results (item_id, status_code, request_id, body, error_code, error_message, input_tokens, output_tokens, cached_tokens, cost_nanos, latency_ms, finished_at)
                 VALUES ($id, $status, $request_id, $body, $error_code, $error_message, $input_tokens, $output_tokens, $cached_tokens, $cost, $latency, $now)
@@ -595,7 +599,7 @@ public sealed class SqliteBatchStore : IBatchStore
                     _ => end,
                 };
                 lease.Parameters["$id"].Value = item.ItemId;
-                lease.Parameters["$attempt"].Value = item.Attempt;
+                lease.Parameters["$held"].Value = item.Lease;
                 if (outcome.Kind == OutcomeKind.Released && !IsCancelling(writer, tx, item.BatchId, cancelling))
                 {
                     release.ExecuteNonQuery();
@@ -607,7 +611,7 @@ public sealed class SqliteBatchStore : IBatchStore
                     // Handed back after the batch was cancelled: nothing more of it is sent, so it ends here.
                     outcome = outcome with { Kind = OutcomeKind.Cancelled };
                     unsent.Parameters["$id"].Value = item.ItemId;
-                    unsent.Parameters["$attempt"].Value = item.Attempt;
+                    unsent.Parameters["$held"].Value = item.Lease;
                 }
 
                 if (outcome.Kind is OutcomeKind.Cancelled or OutcomeKind.Expired)
@@ -948,7 +952,12 @@ public sealed class SqliteBatchStore : IBatchStore
     }
 
     /// <summary>The schema, one step per version: a file at version n runs the steps after n, in one transaction.</summary>
-    private static readonly string[] Migrations = [SchemaVersion1, SchemaVersion2, SchemaVersion3, SchemaVersion4, SchemaVersion5];
+    private static readonly string[] Migrations = [SchemaVersion1, SchemaVersion2, SchemaVersion3, SchemaVersion4, SchemaVersion5, SchemaVersion6];
+
+    /// <summary>Version 6: each lease's own number, so an outcome of an earlier lease never passes for the holder's.</summary>
+    private const string SchemaVersion6 = """
+        ALTER TABLE items ADD COLUMN lease INTEGER NOT NULL DEFAULT 0;
+        """;
 
     /// <summary>Version 5: each answer's latency, for the dashboard's percentiles.</summary>
     private const string SchemaVersion5 = """

@@ -542,4 +542,23 @@ public abstract partial class BatchStoreContract : IAsyncLifetime
         Assert.Equal(["batch_b1", "batch_a2", "batch_a1"], everyone.Items.Select(b => b.Id));
         Assert.Equal(["batch_b1"], (await Store.ListBatchesAsync("bob", [BatchDoor.Run], new PageRequest(10), Ct)).Items.Select(b => b.Id));
     }
+
+    [Fact]
+    public async Task AnOutcomeOfAReleasedLease_ChangesNothing_AfterTheItemIsClaimedAgain()
+    {
+        // Found by the state-machine property: a lease handed back unsent gives its attempt back,
+        // so the next claim has the same attempt; the lease's own number still tells them apart.
+        var id = await CreateAcceptedBatchAsync(1);
+        var first = Assert.Single(await ClaimAsync(id, 1));
+        await Store.CommitAsync([new ItemOutcome(first, OutcomeKind.Released, new AttemptResult())], Time.GetUtcNow(), Ct);
+        var second = Assert.Single(await ClaimAsync(id, 1));
+
+        await Store.CommitAsync([new ItemOutcome(first, OutcomeKind.Failed, new AttemptResult { StatusCode = 400 })], Time.GetUtcNow(), Ct);
+
+        Assert.Equal(first.Attempt, second.Attempt);
+        Assert.NotEqual(first.Lease, second.Lease);
+        Assert.Equal(ItemState.Leased, (await Store.GetResultAsync(id, "c1", Ct))?.State);
+        await Store.CommitAsync([Success(second)], Time.GetUtcNow(), Ct);
+        Assert.Equal(ItemState.Succeeded, (await Store.GetResultAsync(id, "c1", Ct))?.State);
+    }
 }
