@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Data.Sqlite;
@@ -60,14 +59,14 @@ public sealed class CommitCrashTests : IDisposable
             long completedAtKill;
             using (var server = ShepherdProcess.Start(_folder.Path, command))
             {
-                using var http = await ConnectAsync(server);
+                using var http = await ServerCalls.ConnectAsync(server, GatewayKey);
                 if (batchId is null)
                 {
                     using var created = await http.PostAsync("/v1/batches", new StringContent($$"""{"model":"gpt-4o-mini","requests":[{{requests}}]}""", Encoding.UTF8, "application/json"), Ct);
-                    batchId = (await ReadAsync(created)).GetProperty("id").GetString()!;
+                    batchId = (await ServerCalls.ReadAsync(created)).GetProperty("id").GetString()!;
                 }
 
-                var seen = await PollAsync(http, batchId, b => Completed(b) >= point * Requests);
+                var seen = await ServerCalls.PollAsync(http, batchId, b => Completed(b) >= point * Requests);
                 await server.KillAsync();
                 completedAtKill = Completed(seen);
                 Assert.True(completedAtKill < Requests && seen.GetProperty("status").GetString() == "in_progress", seen.ToString());
@@ -95,8 +94,8 @@ public sealed class CommitCrashTests : IDisposable
         }
 
         using var last = ShepherdProcess.Start(_folder.Path, command);
-        using var client = await ConnectAsync(last);
-        var ended = await PollAsync(client, batchId!, b => b.GetProperty("status").GetString() == "completed");
+        using var client = await ServerCalls.ConnectAsync(last, GatewayKey);
+        var ended = await ServerCalls.PollAsync(client, batchId!, b => b.GetProperty("status").GetString() == "completed");
 
         var counts = ended.GetProperty("request_counts");
         Assert.Equal(Requests, counts.GetProperty("total").GetInt64());
@@ -202,7 +201,7 @@ public sealed class CommitCrashTests : IDisposable
         while (true)
         {
             using var response = await http.GetAsync($"/v1/batches/{batchId}/results?offset={offset}&limit=1000", Ct);
-            var page = await ReadAsync(response);
+            var page = await ServerCalls.ReadAsync(response);
             results.AddRange(page.GetProperty("data").EnumerateArray());
             if (!page.GetProperty("has_more").GetBoolean())
             {
@@ -212,26 +211,4 @@ public sealed class CommitCrashTests : IDisposable
             offset = page.GetProperty("next_offset").GetInt64();
         }
     }
-
-    private static async Task<HttpClient> ConnectAsync(ShepherdProcess server)
-    {
-        var url = (await server.WaitForOutputAsync("Shepherd listening on")).Split(' ')[^1];
-        var http = new HttpClient { BaseAddress = new Uri(url) };
-        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", GatewayKey);
-        return http;
-    }
-
-    private static async Task<JsonElement> ReadAsync(HttpResponseMessage response)
-    {
-        var text = await response.Content.ReadAsStringAsync(Ct);
-        Assert.True(response.IsSuccessStatusCode, text);
-        return JsonDocument.Parse(text).RootElement.Clone();
-    }
-
-    private static Task<JsonElement> PollAsync(HttpClient http, string batchId, Func<JsonElement, bool> done) =>
-        Poll.UntilAsync(async () =>
-        {
-            using var response = await http.GetAsync($"/v1/batches/{batchId}", Ct);
-            return await ReadAsync(response);
-        }, done, cancellationToken: Ct);
 }

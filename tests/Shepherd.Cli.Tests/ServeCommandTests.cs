@@ -32,10 +32,10 @@ public sealed class ServeCommandTests : IDisposable
         string batchId;
         using (var first = ShepherdProcess.Start(_folder.Path, command))
         {
-            using var http = await ConnectAsync(first);
+            using var http = await ServerCalls.ConnectAsync(first, GatewayKey);
             using var created = await http.PostAsync("/v1/batches", new StringContent($$"""{"model":"gpt-4o-mini","requests":[{{requests}}]}""", Encoding.UTF8, "application/json"), Ct);
-            batchId = (await ReadAsync(created)).GetProperty("id").GetString()!;
-            await PollAsync(http, batchId, b => b.GetProperty("request_counts").GetProperty("completed").GetInt64() >= 30);
+            batchId = (await ServerCalls.ReadAsync(created)).GetProperty("id").GetString()!;
+            await ServerCalls.PollAsync(http, batchId, b => b.GetProperty("request_counts").GetProperty("completed").GetInt64() >= 30);
             await first.KillAsync();
         }
 
@@ -45,8 +45,8 @@ public sealed class ServeCommandTests : IDisposable
         var executedAtKill = simulator.Provider.ExecutedCounts().Values.Sum();
 
         using var second = ShepherdProcess.Start(_folder.Path, command);
-        using var client = await ConnectAsync(second);
-        var ended = await PollAsync(client, batchId, b => b.GetProperty("status").GetString() == "completed");
+        using var client = await ServerCalls.ConnectAsync(second, GatewayKey);
+        var ended = await ServerCalls.PollAsync(client, batchId, b => b.GetProperty("status").GetString() == "completed");
 
         Assert.Equal(300, ended.GetProperty("request_counts").GetProperty("completed").GetInt64());
         // Every answer priced once, across the kill: gpt-4o-mini at $0.15 and $0.60 per million tokens.
@@ -115,26 +115,4 @@ public sealed class ServeCommandTests : IDisposable
         Assert.Contains("The database PostgreSQL at 127.0.0.1:1/shepherd could not be used", result.Stderr, StringComparison.Ordinal);
         Assert.DoesNotContain("secret-password", result.Stderr + result.Stdout, StringComparison.Ordinal);
     }
-
-    private static async Task<HttpClient> ConnectAsync(ShepherdProcess server)
-    {
-        var url = (await server.WaitForOutputAsync("Shepherd listening on")).Split(' ')[^1];
-        var http = new HttpClient { BaseAddress = new Uri(url) };
-        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", GatewayKey);
-        return http;
-    }
-
-    private static async Task<JsonElement> ReadAsync(HttpResponseMessage response)
-    {
-        var text = await response.Content.ReadAsStringAsync(Ct);
-        Assert.True(response.IsSuccessStatusCode, text);
-        return JsonDocument.Parse(text).RootElement.Clone();
-    }
-
-    private static Task<JsonElement> PollAsync(HttpClient http, string batchId, Func<JsonElement, bool> done) =>
-        Poll.UntilAsync(async () =>
-        {
-            using var response = await http.GetAsync($"/v1/batches/{batchId}", Ct);
-            return await ReadAsync(response);
-        }, done, cancellationToken: Ct);
 }

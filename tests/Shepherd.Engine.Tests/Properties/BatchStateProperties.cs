@@ -10,7 +10,7 @@ namespace Shepherd.Engine.Tests.Properties;
 /// Random sequences of claims, commits, cancels, expiries, lease releases and clock steps on one
 /// batch keep the store's counts and states consistent after every step.
 /// </summary>
-public sealed class BatchStateProperties : IAsyncLifetime
+public sealed class ItemStateProperties : IAsyncLifetime
 {
     private const string Model = "m";
     private TempStore _temp = null!;
@@ -65,7 +65,7 @@ public sealed class BatchStateProperties : IAsyncLifetime
                         var now = time.GetUtcNow();
                         foreach (var item in await store.ClaimAsync(Model, id, 1 + (a % 4), now, now.AddMinutes(5), Ct))
                         {
-                            Assert.Equal(BatchState.Queued, before.States[(int)item.Line - 1]);
+                            Assert.Equal(ItemState.Queued, before.States[(int)item.Line - 1]);
                             claims.Add(item);
                             latest[item.ItemId] = item;
                         }
@@ -75,7 +75,7 @@ public sealed class BatchStateProperties : IAsyncLifetime
                         // The lease is held when the item is leased and this is its newest claim.
                         var chosen = claims[a % claims.Count];
                         claims.Remove(chosen);
-                        stale = before.States[(int)chosen.Line - 1] != BatchState.Leased || !ReferenceEquals(latest[chosen.ItemId], chosen);
+                        stale = before.States[(int)chosen.Line - 1] != ItemState.Leased || !ReferenceEquals(latest[chosen.ItemId], chosen);
                         var result = kind switch
                         {
                             OutcomeKind.Succeeded => new AttemptResult { StatusCode = 200, Body = "{\"ok\":true}"u8.ToArray(), InputTokens = 3, OutputTokens = 2 },
@@ -139,22 +139,10 @@ public sealed class BatchStateProperties : IAsyncLifetime
         var open = items.Count(i => i.State is ItemState.Queued or ItemState.Leased);
         Assert.True(batch.HasEnded == (open == 0), $"status {batch.Status} with {open} items queued or leased");
 
-        return new Snapshot(batch, [.. items.Select(i => (BatchState)(int)i.State)], [.. items.Select(i => i.Result?.StatusCode)], batch.HasEnded);
+        return new Snapshot(batch, [.. items.Select(i => i.State)], [.. items.Select(i => i.Result?.StatusCode)], batch.HasEnded);
     }
 
-    /// <summary>Item states as the test names them (a copy, so a snapshot holds no store objects).</summary>
-    internal enum BatchState
-    {
-        Queued = 0,
-        Leased = 1,
-        Succeeded = 2,
-        Failed = 3,
-        Cancelled = 4,
-        Expired = 5,
-        Staged = 6,
-    }
-
-    private sealed record Snapshot(BatchRecord Batch, BatchState[] States, int?[] Statuses, bool Ended)
+    private sealed record Snapshot(BatchRecord Batch, ItemState[] States, int?[] Statuses, bool Ended)
     {
         public bool SameAs(Snapshot other) =>
             Batch.Status == other.Batch.Status
