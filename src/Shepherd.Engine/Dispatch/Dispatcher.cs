@@ -178,6 +178,9 @@ public sealed partial class Dispatcher
     public async Task RunAsync(string? onlyBatchId, CancellationToken stoppingToken)
     {
         var outcomes = Channel.CreateUnbounded<ItemOutcome>(new UnboundedChannelOptions { SingleReader = true });
+        // Outcomes a failed earlier run could not record are gone with its channel (their items
+        // stay leased and are released before a new run): they no longer wait for this run's store.
+        Interlocked.Exchange(ref _uncommitted, 0);
         using var run = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
         var committer = CommitLoopAsync(outcomes.Reader, run);
         var loop = new DispatchLoop(this, onlyBatchId, outcomes.Writer);

@@ -906,6 +906,13 @@ public sealed partial class PostgresBatchStore : IBatchStore, IClusterStore
         }
         catch (NpgsqlException ex) when (!cancellationToken.IsCancellationRequested)
         {
+            if (ex is not PostgresException { SqlState: var state } || state.StartsWith("08", StringComparison.Ordinal) || state.StartsWith("57P", StringComparison.Ordinal))
+            {
+                // The connection failed, or the server ended it: pooled ones may be dead too, so
+                // the next call opens fresh ones instead of failing on each of them in turn.
+                _data.Clear();
+            }
+
             throw Failed(ex);
         }
     }
