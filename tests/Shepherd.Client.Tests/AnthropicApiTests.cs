@@ -141,6 +141,9 @@ public sealed class AnthropicApiTests
         Assert.Contains("once a batch has ended", early.Message, StringComparison.Ordinal);
         await Assert.ThrowsAsync<InvalidOperationException>(() => client.GetResultAsync(created.Id, "r0", Ct));
 
+        // Once the dispatcher has claimed work (the first request went out), the batch holds leased
+        // requests at the 120 a minute the provider allows, so the cancel has some to wait for.
+        await Poll.UntilAsync(() => Task.FromResult(server.Simulator.Provider.Stats().Requests > 0), cancellationToken: Ct);
         var canceling = await client.CancelBatchAsync(created.Id, Ct);
         Assert.Equal(created.Id, canceling.Id);
         Assert.Equal(BatchStatus.Cancelling, canceling.Status);
