@@ -34,7 +34,14 @@ using var terminate = new CancellationTokenSource();
 using var onTerminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, signal =>
 {
     signal.Cancel = true;
-    terminate.Cancel();
+    try
+    {
+        terminate.Cancel();
+    }
+    catch (ObjectDisposedException)
+    {
+        // The signal came as the program was ending: there is nothing left to stop.
+    }
 });
 
 try
