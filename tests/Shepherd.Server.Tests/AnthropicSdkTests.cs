@@ -165,6 +165,10 @@ public sealed class AnthropicSdkTests
             Requests = [.. Enumerable.Range(0, total).Select(i => Ask($"r{i}"))],
         }, Ct);
         Assert.Equal(ProcessingStatus.InProgress, created.ProcessingStatus.Value());
+        // Cancel once the dispatcher holds leased requests (at 120 a minute it holds them a while),
+        // so there is something to wait for: a loaded machine may not have claimed any yet.
+        await Poll.UntilAsync(async () => await server.Store.ReadResultsAsync(created.ID, 0, Ct).AnyAsync(r => r.State == Shepherd.Engine.Storage.ItemState.Leased, Ct),
+            cancellationToken: Ct);
 
         var canceling = await client.Messages.Batches.Cancel(created.ID, cancellationToken: Ct);
         Assert.Equal(created.ID, canceling.ID);
