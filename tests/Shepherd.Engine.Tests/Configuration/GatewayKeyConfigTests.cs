@@ -5,18 +5,10 @@ namespace Shepherd.Engine.Tests.Configuration;
 
 public sealed class GatewayKeyConfigTests
 {
-    private static ShepherdConfig Load(string json)
-    {
-        using var folder = new TempDirectory();
-        var path = folder.File("shepherd.json");
-        File.WriteAllText(path, json);
-        return ShepherdConfig.Load(path);
-    }
-
     [Fact]
     public void AKey_CarriesItsHashScopesAndLimits()
     {
-        var key = Assert.Single(Load("""
+        var key = Assert.Single(ConfigFiles.Load("""
             {"server":{"gatewayKeys":[{"name":"ops","sha256":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
               "scopes":["read","admin"],"limits":{"requestsPerMinute":600,"openBatches":5,"queuedItems":100000,"maxFileBytes":1048576}}]}}
             """).Server!.GatewayKeys);
@@ -35,7 +27,7 @@ public sealed class GatewayKeyConfigTests
     [InlineData("""{"name":"x"}""", "the key is missing or empty")]
     public void ABadKeyEntry_IsAnErrorNamingIt(string entry, string message)
     {
-        var error = Assert.Throws<ConfigException>(() => Load("""{"server":{"gatewayKeys":[""" + entry + "]}}"));
+        var error = Assert.Throws<ConfigException>(() => ConfigFiles.Load("""{"server":{"gatewayKeys":[""" + entry + "]}}"));
 
         Assert.Contains(message, error.Message, StringComparison.Ordinal);
     }

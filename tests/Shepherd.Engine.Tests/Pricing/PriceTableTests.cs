@@ -156,11 +156,7 @@ public sealed class PriceTableTests
     [InlineData("""{"native":{"pollSeconds":0}}""", "native.pollSeconds")]
     public void ABadPriceInTheConfiguration_IsAnErrorNamingIt(string json, string named)
     {
-        using var folder = new TempDirectory();
-        var path = folder.File("shepherd.json");
-        File.WriteAllText(path, json);
-
-        var error = Assert.Throws<ConfigException>(() => ShepherdConfig.Load(path));
+        var error = Assert.Throws<ConfigException>(() => ConfigFiles.Load(json));
 
         Assert.Contains(named, error.Message, StringComparison.Ordinal);
     }

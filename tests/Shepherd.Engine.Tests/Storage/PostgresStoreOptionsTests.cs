@@ -56,11 +56,7 @@ public sealed class PostgresStoreOptionsTests
     [InlineData("""{"cluster":{"nodes":2}}""", "nodes")]
     public void ABadStoreOrClusterSection_IsAnErrorNamingIt(string json, string named)
     {
-        using var folder = new TempDirectory();
-        var path = folder.File("shepherd.json");
-        File.WriteAllText(path, json);
-
-        var error = Assert.Throws<ConfigException>(() => ShepherdConfig.Load(path));
+        var error = Assert.Throws<ConfigException>(() => ConfigFiles.Load(json));
 
         Assert.Contains(named, error.Message, StringComparison.Ordinal);
     }
@@ -68,11 +64,7 @@ public sealed class PostgresStoreOptionsTests
     [Fact]
     public void TheStoreAndTheClusterSection_AreRead()
     {
-        using var folder = new TempDirectory();
-        var path = folder.File("shepherd.json");
-        File.WriteAllText(path, """{"store":"postgres://db/shepherd","cluster":{"node":"api-1","nodeTimeoutSeconds":30}}""");
-
-        var config = ShepherdConfig.Load(path);
+        var config = ConfigFiles.Load("""{"store":"postgres://db/shepherd","cluster":{"node":"api-1","nodeTimeoutSeconds":30}}""");
 
         Assert.Equal(("postgres://db/shepherd", "api-1", 30.0), (config.Store, config.Cluster!.Node, config.Cluster.NodeTimeoutSeconds));
     }
