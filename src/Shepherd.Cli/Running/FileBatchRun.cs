@@ -26,6 +26,9 @@ namespace Shepherd.Cli.Running;
 /// </summary>
 internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, TextWriter stdout, TextWriter stderr, TimeProvider time)
 {
+    /// <summary>How long reading the input into the store took in this run (zero when it resumed a stored batch).</summary>
+    private TimeSpan _importTime;
+
     public async Task<int> ExecuteAsync(CancellationToken cancellationToken)
     {
         var input = Path.GetFullPath(settings.InputPath);
@@ -66,7 +69,9 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         var batch = await FindResumableAsync(store, input, cancellationToken);
         if (batch is null)
         {
+            var importStarted = time.GetTimestamp();
             var imported = await ImportAsync(services.GetRequiredService<BatchImporter>(), input, cancellationToken);
+            _importTime = time.GetElapsedTime(importStarted);
             if (!imported.Accepted)
             {
                 await store.DeleteBatchAsync(imported.BatchId, cancellationToken);
@@ -117,8 +122,10 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
 
         var wall = time.GetElapsedTime(started);
         var final = (await store.GetBatchAsync(batch.Id, cancellationToken))!;
+        var exportStarted = time.GetTimestamp();
         var exported = await ExportAsync(store, final, outputPath, errorsPath, cancellationToken);
-        await WriteSummaryAsync(final, exported, wall, final.Finished - finishedBefore, dispatcher.Counters, outputPath, errorsPath);
+        var phases = new RunPhases(_importTime, wall, time.GetElapsedTime(exportStarted));
+        await WriteSummaryAsync(final, exported, phases, final.Finished - finishedBefore, dispatcher.Counters, outputPath, errorsPath);
         return final.Succeeded == final.Total ? ExitCodes.Success : ExitCodes.SomeFailed;
     }
 
@@ -239,8 +246,9 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         return summary;
     }
 
-    private async Task WriteSummaryAsync(BatchRecord batch, ExportSummary exported, TimeSpan wall, long finishedThisRun, DispatchCounters counters, string outputPath, string errorsPath)
+    private async Task WriteSummaryAsync(BatchRecord batch, ExportSummary exported, RunPhases phases, long finishedThisRun, DispatchCounters counters, string outputPath, string errorsPath)
     {
+        var wall = phases.Dispatch;
         var seconds = Math.Max(wall.TotalSeconds, 1e-6);
         var rate = finishedThisRun / seconds;
         if (settings.Json)
@@ -262,6 +270,8 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             json.WriteNumber("finished_this_run", finishedThisRun);
             json.WriteNumber("wall_seconds", Math.Round(wall.TotalSeconds, 3));
             json.WriteNumber("requests_per_second", Math.Round(rate, 1));
+            json.WriteNumber("import_seconds", Math.Round(phases.Import.TotalSeconds, 3));
+            json.WriteNumber("export_seconds", Math.Round(phases.Export.TotalSeconds, 3));
             json.WriteNumber("attempts", counters.Attempts);
             json.WriteNumber("retries", counters.Retries);
             json.WriteNumber("rate_limited", counters.RateLimited);
@@ -319,3 +329,9 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
 
     private static string Relative(string path) => Path.GetRelativePath(Environment.CurrentDirectory, path);
 }
+
+/// <summary>How long each phase of one <c>shepherd run</c> took.</summary>
+/// <param name="Import">Reading the input into the store; zero when a stored batch resumed.</param>
+/// <param name="Dispatch">Sending, until the batch ended.</param>
+/// <param name="Export">Writing the output and error files from the store.</param>
+internal readonly record struct RunPhases(TimeSpan Import, TimeSpan Dispatch, TimeSpan Export);
