@@ -138,26 +138,49 @@ public sealed class UpstreamClient
 
     private async Task<byte[]?> ReadBodyAsync(HttpContent content, CancellationToken cancellationToken)
     {
-        if (content.Headers.ContentLength is { } length && length > _options.MaxResponseBytes)
+        var length = content.Headers.ContentLength;
+        if (length > _options.MaxResponseBytes)
         {
             return null;
         }
 
         await using var stream = await content.ReadAsStreamAsync(cancellationToken);
-        using var buffer = new MemoryStream(content.Headers.ContentLength is { } known ? (int)known : 4096);
-        var chunk = new byte[16 * 1024];
-        int read;
-        while ((read = await stream.ReadAsync(chunk, cancellationToken)) > 0)
+        if (length is { } known)
         {
-            if (buffer.Length + read > _options.MaxResponseBytes)
-            {
-                return null;
-            }
-
-            buffer.Write(chunk, 0, read);
+            // The usual answer says its length: read it straight into an array of that size.
+            var body = new byte[known];
+            await stream.ReadExactlyAsync(body, cancellationToken);
+            return body;
         }
 
-        return buffer.ToArray();
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(16 * 1024);
+        try
+        {
+            var filled = 0;
+            int read;
+            while ((read = await stream.ReadAsync(buffer.AsMemory(filled), cancellationToken)) > 0)
+            {
+                filled += read;
+                if (filled > _options.MaxResponseBytes)
+                {
+                    return null;
+                }
+
+                if (filled == buffer.Length)
+                {
+                    var larger = System.Buffers.ArrayPool<byte>.Shared.Rent(buffer.Length * 2);
+                    buffer.AsSpan(0, filled).CopyTo(larger);
+                    System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+                    buffer = larger;
+                }
+            }
+
+            return buffer.AsSpan(0, filled).ToArray();
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
     }
 
     private static string? First(HttpResponseHeaders headers, string name) =>
