@@ -69,6 +69,28 @@ public sealed class BatchImporter
         var truncated = false;
         (InputFormat Format, string Url, long Line)? first = null;
 
+        // The store writes one chunk while the next is read and checked: at most two chunks in memory.
+        List<ImportItem>? spare = null;
+        (Task<IReadOnlyList<DuplicateCustomId>> Task, List<ImportItem> Items)? writing = null;
+
+        async Task WrittenAsync()
+        {
+            if (writing is not { } pending)
+            {
+                return;
+            }
+
+            writing = null;
+            foreach (var duplicate in await pending.Task)
+            {
+                errors.Add(new InputError(InputErrorCodes.DuplicateCustomId,
+                    $"custom_id \"{duplicate.CustomId}\" is already used on line {duplicate.FirstLine}", duplicate.Line));
+            }
+
+            pending.Items.Clear();
+            spare = pending.Items;
+        }
+
         async Task FlushAsync()
         {
             if (chunk.Count == 0)
@@ -76,71 +98,84 @@ public sealed class BatchImporter
                 return;
             }
 
-            foreach (var duplicate in await _store.AddItemsAsync(batchId, chunk, cancellationToken))
-            {
-                errors.Add(new InputError(InputErrorCodes.DuplicateCustomId,
-                    $"custom_id \"{duplicate.CustomId}\" is already used on line {duplicate.FirstLine}", duplicate.Line));
-            }
-
-            chunk.Clear();
+            await WrittenAsync();
+            var full = chunk;
+            chunk = spare ?? new List<ImportItem>(_options.ChunkSize);
+            spare = null;
+            writing = (Task.Run(() => _store.AddItemsAsync(batchId, full, cancellationToken), cancellationToken), full);
         }
 
-        LineKind kind;
-        while ((kind = await reader.ReadAsync(cancellationToken)) != LineKind.End)
+        async Task ReadLinesAsync()
         {
-            if (errors.Count >= _options.MaxErrors)
+            LineKind kind;
+            while ((kind = await reader.ReadAsync(cancellationToken)) != LineKind.End)
             {
-                truncated = true;
-                break;
-            }
+                if (errors.Count >= _options.MaxErrors)
+                {
+                    truncated = true;
+                    return;
+                }
 
-            var line = reader.LineNumber;
-            if (kind == LineKind.TooLong)
-            {
-                errors.Add(new InputError(InputErrorCodes.LineTooLong, $"the line is longer than {_options.MaxLineBytes} bytes", line));
-                continue;
-            }
+                var line = reader.LineNumber;
+                if (kind == LineKind.TooLong)
+                {
+                    errors.Add(new InputError(InputErrorCodes.LineTooLong, $"the line is longer than {_options.MaxLineBytes} bytes", line));
+                    continue;
+                }
 
-            if (IsBlank(reader.Current.Span))
-            {
-                continue;
-            }
+                if (IsBlank(reader.Current.Span))
+                {
+                    continue;
+                }
 
-            if (InputLineParser.TryParse(reader.Current, out var parsed) is { } problem)
-            {
-                errors.Add(new InputError(problem.Code, problem.Message, line));
-                continue;
-            }
+                if (InputLineParser.TryParse(reader.Current, out var parsed) is { } problem)
+                {
+                    errors.Add(new InputError(problem.Code, problem.Message, line));
+                    continue;
+                }
 
-            first ??= (parsed.Format, endpoint ?? parsed.Url, line);
-            if (Mismatch(parsed, first.Value, endpoint is not null) is { } mismatch)
-            {
-                errors.Add(mismatch with { Line = line });
-                continue;
-            }
+                first ??= (parsed.Format, endpoint ?? parsed.Url, line);
+                if (Mismatch(parsed, first.Value, endpoint is not null) is { } mismatch)
+                {
+                    errors.Add(mismatch with { Line = line });
+                    continue;
+                }
 
-            if (_options.ServesModel?.Invoke(parsed.Model) == false)
-            {
-                errors.Add(new InputError(InputErrorCodes.ModelNotServed, $"no upstream of this server serves the model \"{parsed.Model}\"", line));
-                continue;
-            }
+                if (_options.ServesModel?.Invoke(parsed.Model) == false)
+                {
+                    errors.Add(new InputError(InputErrorCodes.ModelNotServed, $"no upstream of this server serves the model \"{parsed.Model}\"", line));
+                    continue;
+                }
 
-            total++;
-            if (total > _options.MaxItems)
-            {
-                errors.Add(new InputError(InputErrorCodes.TooManyTasks, $"the input holds more than {_options.MaxItems} requests", line));
-                truncated = true;
-                break;
-            }
+                total++;
+                if (total > _options.MaxItems)
+                {
+                    errors.Add(new InputError(InputErrorCodes.TooManyTasks, $"the input holds more than {_options.MaxItems} requests", line));
+                    truncated = true;
+                    return;
+                }
 
-            chunk.Add(new ImportItem(line, parsed.CustomId, parsed.Model, parsed.Body.ToArray()));
-            if (chunk.Count >= _options.ChunkSize)
-            {
-                await FlushAsync();
+                chunk.Add(new ImportItem(line, parsed.CustomId, parsed.Model, parsed.Body.ToArray()));
+                if (chunk.Count >= _options.ChunkSize)
+                {
+                    await FlushAsync();
+                }
             }
+        }
+
+        try
+        {
+            await ReadLinesAsync();
+        }
+        catch when (writing is { } pending)
+        {
+            // The batch is removed after a failure: its last chunk must be written (or have failed) first.
+            await ((Task)pending.Task).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            throw;
         }
 
         await FlushAsync();
+        await WrittenAsync();
         if (total == 0 && errors.Count == 0)
         {
             errors.Add(new InputError(InputErrorCodes.EmptyFile, "the input holds no request", null));
