@@ -88,7 +88,12 @@ internal static class OverheadScenario
             run.Number("peak_working_set_bytes") / 1048576,
             stats.Requests,
             stats.Duplicates,
-            (int)run.Number("failed"));
+            (int)run.Number("failed"))
+        {
+            ImportSeconds = run.Seconds("import_seconds"),
+            ExportSeconds = run.Seconds("export_seconds"),
+            CpuSeconds = run.Seconds("cpu_seconds"),
+        };
     }
 
     private static Task<SimulatorServer> StartSimulatorAsync() =>
@@ -110,4 +115,14 @@ internal static class OverheadScenario
 /// <param name="UpstreamCalls">Requests the simulator received.</param>
 /// <param name="Duplicates">Requests the simulator received more than once.</param>
 /// <param name="Failed">Requests that did not succeed.</param>
-internal sealed record RunFigures(double WallSeconds, double RequestsPerSecond, double? DispatchSeconds, double? DispatchRequestsPerSecond, long PeakMemoryMb, long UpstreamCalls, long Duplicates, int Failed);
+internal sealed record RunFigures(double WallSeconds, double RequestsPerSecond, double? DispatchSeconds, double? DispatchRequestsPerSecond, long PeakMemoryMb, long UpstreamCalls, long Duplicates, int Failed)
+{
+    /// <summary>Shepherd only: reading the input into the store.</summary>
+    public double? ImportSeconds { get; init; }
+
+    /// <summary>Shepherd only: writing the output files from the store.</summary>
+    public double? ExportSeconds { get; init; }
+
+    /// <summary>Shepherd only: CPU time of the whole process, user and system.</summary>
+    public double? CpuSeconds { get; init; }
+}

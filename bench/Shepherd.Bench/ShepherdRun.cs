@@ -37,9 +37,11 @@ internal sealed record ShepherdRun(double WallSeconds, int ExitCode, JsonElement
         return new ShepherdRun(Math.Round(seconds, 3), process.ExitCode, JsonDocument.Parse(await stdout).RootElement.Clone());
     }
 
-    public double DispatchSeconds => Summary.GetProperty("wall_seconds").GetDouble();
+    public double DispatchSeconds => Seconds("wall_seconds");
 
     public long Number(string name) => Summary.GetProperty(name).GetInt64();
+
+    public double Seconds(string name) => Summary.GetProperty(name).GetDouble();
 
     public static string Text(long value) => value.ToString(CultureInfo.InvariantCulture);
 }

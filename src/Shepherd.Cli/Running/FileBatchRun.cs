@@ -275,7 +275,9 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             json.WriteNumber("attempts", counters.Attempts);
             json.WriteNumber("retries", counters.Retries);
             json.WriteNumber("rate_limited", counters.RateLimited);
-            json.WriteNumber("peak_working_set_bytes", Process.GetCurrentProcess().PeakWorkingSet64);
+            using var self = Process.GetCurrentProcess();
+            json.WriteNumber("peak_working_set_bytes", self.PeakWorkingSet64);
+            json.WriteNumber("cpu_seconds", Math.Round(self.TotalProcessorTime.TotalSeconds, 3));
             json.WriteString("output", outputPath);
             json.WriteString("errors", errorsPath);
             json.WriteEndObject();
