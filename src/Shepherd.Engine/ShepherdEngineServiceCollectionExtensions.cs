@@ -106,6 +106,9 @@ public static class ShepherdEngineServiceCollectionExtensions
                 MaxConnectionsPerServer = Math.Max(concurrency, 1),
                 AutomaticDecompression = DecompressionMethods.All,
                 EnableMultipleHttp2Connections = true,
+                // A provider that redirects a request is misconfigured (a wrong base url): its answer is
+                // recorded as it came, rather than the prompt sent on to wherever the redirect points.
+                AllowAutoRedirect = false,
             })
             // The handler recycles its own connections (PooledConnectionLifetime), so the factory need not.
             .SetHandlerLifetime(Timeout.InfiniteTimeSpan)
