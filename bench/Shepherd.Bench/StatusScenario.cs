@@ -32,6 +32,7 @@ internal static class StatusScenario
         var latencyMs = args.Int("latency-ms", 20);
         var jitterMs = args.Int("jitter-ms", 10);
         var concurrency = args.Int("concurrency", 8);
+        var secondCount = args.Int("second-requests", 10_000);
         var folder = Path.Combine(Path.GetTempPath(), "shepherd-bench", Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(folder);
         try
@@ -63,6 +64,13 @@ internal static class StatusScenario
                     + $"last read: {running.AtEnd.Status}, {running.AtEnd.Finished}/{count} finished). Raise --requests, lower --concurrency or --reads.");
             }
 
+            // A second inline batch created while the first runs: its create time under load. It is
+            // cancelled at once, so the rest of the scenario sees the first batch alone.
+            var (secondCreateMs, second) = await CreateAsync(client, CreateBody(secondCount));
+            var secondId = second.GetProperty("id").GetString()!;
+            (await client.PostAsync(new Uri($"v1/batches/{secondId}/cancel", UriKind.Relative), null)).EnsureSuccessStatusCode();
+            await Console.Error.WriteLineAsync($"while running: created a second batch of {secondCount} requests in {secondCreateMs:0} ms");
+
             var waitWatch = Stopwatch.StartNew();
             var ended = await WaitForEndAsync(client, statusPath);
             await Console.Error.WriteLineAsync($"batch {ended.GetProperty("status").GetString()} after {ended.GetProperty("duration_seconds").GetDouble()} s");
@@ -81,12 +89,16 @@ internal static class StatusScenario
                 DispatchConcurrency = concurrency,
                 CreateMs = Math.Round(createMs, 1),
                 CreateBodyBytes = body.Length,
+                SecondRequests = secondCount,
+                SecondCreateMsWhileRunning = Math.Round(secondCreateMs, 1),
                 BatchInFlightThroughout = inFlight,
                 WhileRunning = running,
                 Idle = idle,
                 StatusToHealthP50 = Math.Round(running.Status.P50 / running.Health.P50, 2),
                 StatusToHealthP99 = Math.Round(running.Status.P99 / running.Health.P99, 2),
                 P99UnderFiveMs = running.Status.P99 < 5,
+                P50UnderTwoMs = running.Status.P50 < 2,
+                P99UnderTenMs = running.Status.P99 < 10,
                 Batch = new
                 {
                     Status = ended.GetProperty("status").GetString(),
