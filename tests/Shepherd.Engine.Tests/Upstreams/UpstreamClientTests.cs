@@ -1,5 +1,8 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Text;
+using System.Text.RegularExpressions;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 using Shepherd.Engine.Formats;
 using Shepherd.Engine.Upstreams;
@@ -42,7 +45,7 @@ public sealed class UpstreamClientTests
         Assert.Equal("Bearer sk-test", request.Headers.Authorization?.ToString());
         Assert.False(request.Headers.Contains("x-api-key"));
         Assert.Equal("application/json", request.Content?.Headers.ContentType?.MediaType);
-        Assert.Equal(System.Text.Encoding.UTF8.GetString(Body), body);
+        Assert.Equal(Encoding.UTF8.GetString(Body), body);
         Assert.Equal((200, "req_1"), (response.StatusCode, response.RequestId));
         Assert.Equal("{}"u8.ToArray(), response.Body);
     }
@@ -154,6 +157,67 @@ public sealed class UpstreamClientTests
         Assert.Null(response.Body);
     }
 
+    [Theory]
+    [InlineData(100)]
+    [InlineData(40_000)]
+    public async Task AnAnswerWithoutALength_IsReadWhole(int length)
+    {
+        var answer = "[" + new string('7', length - 2) + "]";
+        var handler = new ScriptedHandler((_, _) => Task.FromResult(new HttpResponseMessage(HttpStatusCode.OK) { Content = Unsized(answer) }));
+
+        var response = await Client(handler, new UpstreamOptions()).SendAsync(BatchEndpoints.ChatCompletions, Body, Ct);
+
+        Assert.Null(response.FailureCode);
+        Assert.Equal(Encoding.UTF8.GetBytes(answer), response.Body);
+    }
+
+    [Fact]
+    public async Task AnAnswerWithoutALength_OverTheLimit_IsNotKept()
+    {
+        var handler = new ScriptedHandler((_, _) => Task.FromResult(new HttpResponseMessage(HttpStatusCode.OK) { Content = Unsized("[" + new string('1', 50_000) + "]") }));
+
+        var response = await Client(handler, new UpstreamOptions { MaxResponseBytes = 20_000 }).SendAsync(BatchEndpoints.ChatCompletions, Body, Ct);
+
+        Assert.Equal(FailureCodes.ResponseTooLarge, response.FailureCode);
+        Assert.Null(response.Body);
+    }
+
+    [Fact]
+    public async Task ARedirect_IsNotFollowed_ByTheEngineClient()
+    {
+        // A server that answers every request with a redirect to itself, and counts what reaches it.
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        var requests = 0;
+        var serving = Task.Run(async () =>
+        {
+            while (true)
+            {
+                using var socket = await listener.AcceptSocketAsync(Ct);
+                await using var stream = new NetworkStream(socket);
+                var head = await ReadHeadAsync(stream);
+                Interlocked.Increment(ref requests);
+                var length = int.Parse(Regex.Match(head, "Content-Length: (\\d+)", RegexOptions.IgnoreCase).Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+                await stream.ReadExactlyAsync(new byte[length], Ct);
+                await stream.WriteAsync(Encoding.ASCII.GetBytes(
+                    $"HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:{port}/elsewhere\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"), Ct);
+            }
+        }, Ct);
+        var services = new ServiceCollection();
+        services.AddShepherdEngine(new ShepherdEngineOptions());
+        await using var provider = services.BuildServiceProvider();
+        var http = provider.GetRequiredService<IHttpClientFactory>().CreateClient(UpstreamClient.HttpClientName);
+
+        var response = await new UpstreamClient(http, new UpstreamOptions { BaseUrl = new Uri($"http://127.0.0.1:{port}/v1") }, TimeProvider.System)
+            .SendAsync(BatchEndpoints.ChatCompletions, Body, Ct);
+
+        Assert.Equal(307, response.StatusCode);
+        Assert.Equal(1, Volatile.Read(ref requests));
+        listener.Stop();
+        await Assert.ThrowsAnyAsync<Exception>(() => serving);
+    }
+
     [Fact]
     public void TheKey_NeverPrints()
     {
@@ -161,5 +225,26 @@ public sealed class UpstreamClientTests
 
         Assert.Equal("***", key.ToString());
         Assert.DoesNotContain("sk-very-secret", $"{key} {new UpstreamOptions { ApiKey = key }.ApiKey}", StringComparison.Ordinal);
+    }
+
+    /// <summary>Content that does not say its length, as a chunked answer.</summary>
+    private static StreamContent Unsized(string text) => new(new UnseekableStream(Encoding.UTF8.GetBytes(text)));
+
+    private static async Task<string> ReadHeadAsync(Stream stream)
+    {
+        var head = new List<byte>();
+        var one = new byte[1];
+        while (head.Count < 4 || head[^4] != '\r' || head[^3] != '\n' || head[^2] != '\r' || head[^1] != '\n')
+        {
+            await stream.ReadExactlyAsync(one, Ct);
+            head.Add(one[0]);
+        }
+
+        return Encoding.ASCII.GetString([.. head]);
+    }
+
+    private sealed class UnseekableStream(byte[] data) : MemoryStream(data)
+    {
+        public override bool CanSeek => false;
     }
 }
