@@ -195,8 +195,7 @@ internal static class ClusterScenario
     /// <summary>Nodes on a fresh database, each a <c>shepherd serve</c> process.</summary>
     private sealed class Cluster : IAsyncDisposable
     {
-        private readonly List<Process> _processes = [];
-        private readonly List<HttpClient> _clients = [];
+        private readonly List<ServeNode> _nodes = [];
         private readonly string _folder = Path.Combine(Path.GetTempPath(), "shepherd-bench", Guid.NewGuid().ToString("N"));
         private string _database = "";
 
@@ -208,34 +207,21 @@ internal static class ClusterScenario
         {
             var cluster = new Cluster();
             Directory.CreateDirectory(cluster._folder);
-            cluster._database = shared ? await PostgresCluster.CreateDatabaseAsync(CancellationToken.None) : "";
-            var config = Path.Combine(cluster._folder, "shepherd.json");
-            await File.WriteAllTextAsync(config, """{ "cluster": { "nodeTimeoutSeconds": 5 } }""");
-            for (var i = 0; i < count; i++)
+            try
             {
-                var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = cluster._folder };
-                foreach (var arg in new[]
+                cluster._database = shared ? await PostgresCluster.CreateDatabaseAsync(CancellationToken.None) : "";
+                var config = Path.Combine(cluster._folder, "shepherd.json");
+                await File.WriteAllTextAsync(config, """{ "cluster": { "nodeTimeoutSeconds": 5 } }""");
+                for (var i = 0; i < count; i++)
                 {
-                    Path.Combine(AppContext.BaseDirectory, "shepherd.dll"), "serve", "--urls", "http://127.0.0.1:0",
-                    "--store", shared ? cluster._database : Path.Combine(cluster._folder, $"node-{i}.db"),
-                    "--node", $"node-{i}", "--config", config, "--provider", "openai", "--base-url", new Uri(provider, "v1").ToString(),
-                    "--api-key", "bench", "--concurrency", concurrency.ToString(CultureInfo.InvariantCulture),
-                })
-                {
-                    start.ArgumentList.Add(arg);
+                    var store = shared ? cluster._database : Path.Combine(cluster._folder, $"node-{i}.db");
+                    cluster._nodes.Add(await ServeNode.StartAsync(cluster._folder, [.. ServeNode.Arguments(provider, store, concurrency), "--node", $"node-{i}", "--config", config]));
                 }
-
-                var process = Process.Start(start)!;
-                cluster._processes.Add(process);
-                process.ErrorDataReceived += (_, _) => { };
-                process.BeginErrorReadLine();
-                string? line;
-                while ((line = await process.StandardOutput.ReadLineAsync()) is not null && !line.StartsWith("Shepherd listening on ", StringComparison.Ordinal))
-                {
-                }
-
-                var url = line?.Split(' ')[^1] ?? throw new InvalidOperationException($"Node {i} did not start.");
-                cluster._clients.Add(new HttpClient { BaseAddress = new Uri(url) });
+            }
+            catch
+            {
+                await cluster.DisposeAsync();
+                throw;
             }
 
             return cluster;
@@ -251,25 +237,19 @@ internal static class ClusterScenario
             }
 
             using var content = new StringContent(body.Append("]}").ToString(), Encoding.UTF8, "application/json");
-            using var response = await _clients[node].PostAsync("/v1/batches", content);
+            using var response = await _nodes[node].Http.PostAsync("/v1/batches", content);
             var text = await response.Content.ReadAsStringAsync();
             return response.IsSuccessStatusCode
                 ? JsonDocument.Parse(text).RootElement.GetProperty("id").GetString()!
                 : throw new InvalidOperationException($"The batch was refused: {text}");
         }
 
-        public async Task<string?> StatusAsync(int node, string batchId) => (await BatchAsync(node, batchId)).GetProperty("status").GetString();
+        public async Task<string?> StatusAsync(int node, string batchId) => (await _nodes[node].BatchAsync(batchId)).GetProperty("status").GetString();
 
         /// <summary>Returns when the batch has ended, looking every 50 ms.</summary>
-        public async Task WaitAsync(int node, string batchId)
-        {
-            while (await StatusAsync(node, batchId) is not ("completed" or "failed" or "cancelled" or "expired"))
-            {
-                await Task.Delay(TimeSpan.FromMilliseconds(50), TimeProvider.System);
-            }
-        }
+        public Task<JsonElement> WaitAsync(int node, string batchId) => _nodes[node].WaitAsync(batchId);
 
-        public async Task<long> CompletedAsync(int node, string batchId) => (await BatchAsync(node, batchId)).GetProperty("request_counts").GetProperty("completed").GetInt64();
+        public async Task<long> CompletedAsync(int node, string batchId) => (await _nodes[node].BatchAsync(batchId)).GetProperty("request_counts").GetProperty("completed").GetInt64();
 
         /// <summary>Every result line as <c>custom_id:status</c>.</summary>
         public async Task<List<string>> ResultsAsync(int node, string batchId)
@@ -277,7 +257,7 @@ internal static class ClusterScenario
             var lines = new List<string>();
             for (var offset = 0; ; offset += 1000)
             {
-                using var page = JsonDocument.Parse(await _clients[node].GetStringAsync($"/v1/batches/{batchId}/results?offset={offset}&limit=1000"));
+                using var page = JsonDocument.Parse(await _nodes[node].Http.GetStringAsync($"/v1/batches/{batchId}/results?offset={offset}&limit=1000"));
                 var data = page.RootElement.GetProperty("data");
                 lines.AddRange(data.EnumerateArray().Select(r => $"{r.GetProperty("custom_id").GetString()}:{r.GetProperty("status").GetString()}"));
                 if (data.GetArrayLength() < 1000)
@@ -287,7 +267,7 @@ internal static class ClusterScenario
             }
         }
 
-        public void Kill(int node) => _processes[node].Kill(entireProcessTree: true);
+        public void Kill(int node) => _nodes[node].Kill();
 
         /// <summary>The bodies of the items a node holds leased.</summary>
         public async Task<List<byte[]>> LeasesOfAsync(int node)
@@ -308,29 +288,12 @@ internal static class ClusterScenario
 
         public async ValueTask DisposeAsync()
         {
-            foreach (var process in _processes)
+            foreach (var node in _nodes)
             {
-                if (!process.HasExited)
-                {
-                    process.Kill(entireProcessTree: true);
-                    await process.WaitForExitAsync();
-                }
-
-                process.Dispose();
-            }
-
-            foreach (var client in _clients)
-            {
-                client.Dispose();
+                await node.DisposeAsync();
             }
 
             Directory.Delete(_folder, recursive: true);
-        }
-
-        private async Task<JsonElement> BatchAsync(int node, string batchId)
-        {
-            using var batch = JsonDocument.Parse(await _clients[node].GetStringAsync($"/v1/batches/{batchId}"));
-            return batch.RootElement.Clone();
         }
     }
 }

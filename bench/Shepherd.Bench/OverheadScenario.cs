@@ -5,9 +5,10 @@ using Shepherd.Simulator;
 namespace Shepherd.Bench;
 
 /// <summary>
-/// Shepherd's own cost: a batch against an instant, unlimited simulator over HTTP, run by
-/// <c>shepherd run</c> (durable, SQLite) and by a bare HttpClient loop at the same concurrency,
-/// alternating in the same process run so both see the same machine.
+/// Shepherd's own cost: a batch against an instant, unlimited simulator over HTTP, run by a bare
+/// HttpClient loop, by <c>shepherd run</c> (durable, SQLite) and by a <c>shepherd serve</c> node
+/// through its OpenAI file path (upload, batch, download), all at the same concurrency and
+/// alternating in the same process run so all see the same machine.
 /// </summary>
 internal static class OverheadScenario
 {
@@ -19,12 +20,15 @@ internal static class OverheadScenario
         using var workload = Workload.Create(count);
         var baseline = new List<RunFigures>();
         var shepherd = new List<RunFigures>();
+        var server = new List<RunFigures>();
         for (var round = 1; round <= rounds; round++)
         {
             baseline.Add(await BaselineAsync(workload, concurrency));
             await Console.Error.WriteLineAsync($"round {round}: bare HttpClient loop {baseline[^1].RequestsPerSecond:0} req/s");
             shepherd.Add(await ShepherdAsync(workload, concurrency));
             await Console.Error.WriteLineAsync($"round {round}: shepherd run {shepherd[^1].RequestsPerSecond:0} req/s end to end");
+            server.Add(await ServerAsync(workload, concurrency));
+            await Console.Error.WriteLineAsync($"round {round}: shepherd serve {server[^1].RequestsPerSecond:0} req/s from upload to download, peak {server[^1].PeakMemoryMb} MB");
         }
 
         var baselineRate = Median(baseline.Select(r => r.RequestsPerSecond));
@@ -40,8 +44,11 @@ internal static class OverheadScenario
             ShepherdDispatchRequestsPerSecond = Math.Round(Median(shepherd.Select(r => r.DispatchRequestsPerSecond!.Value))),
             Ratio = Math.Round(Median(shepherd.Select(r => r.RequestsPerSecond)) / baselineRate, 3),
             DispatchRatio = Math.Round(Median(shepherd.Select(r => r.DispatchRequestsPerSecond!.Value)) / baselineRate, 3),
+            ServerRequestsPerSecond = Math.Round(Median(server.Select(r => r.RequestsPerSecond))),
+            ServerRatio = Math.Round(Median(server.Select(r => r.RequestsPerSecond)) / baselineRate, 3),
             Baseline = baseline,
             Shepherd = shepherd,
+            Server = server,
         };
     }
 
@@ -96,7 +103,27 @@ internal static class OverheadScenario
         };
     }
 
-    private static Task<SimulatorServer> StartSimulatorAsync() =>
+    /// <summary>
+    /// A <c>shepherd serve</c> node on a fresh store: the clock runs from the start of the upload
+    /// to the end of the download; the peak memory is the node's, read before it stops.
+    /// </summary>
+    private static async Task<RunFigures> ServerAsync(Workload workload, int concurrency)
+    {
+        var count = workload.Count;
+        await using var simulator = await StartSimulatorAsync();
+        await using var node = await ServeNode.StartFreshAsync(simulator.BaseUrl, concurrency, new FileInfo(workload.Path).Length, count);
+        var run = await node.RunFileBatchAsync(workload.Path, Path.Combine(node.Folder, "output.jsonl"), count);
+        var peak = node.PeakRssBytes();
+        var stats = simulator.Provider.Stats();
+        return new RunFigures(run.WallSeconds, Math.Round(count / run.WallSeconds), null, null, peak / 1048576, stats.Requests, stats.Duplicates, (int)run.Failed)
+        {
+            UploadSeconds = run.UploadSeconds,
+            DownloadSeconds = run.DownloadSeconds,
+        };
+    }
+
+    /// <summary>A fresh instant, unlimited simulator on a free port.</summary>
+    internal static Task<SimulatorServer> StartSimulatorAsync() =>
         SimulatorServer.StartAsync(new SimulatedProvider(new SimulatorOptions(), TimeProvider.System, new Random(1)), 0, CancellationToken.None);
 
     internal static double Median(IEnumerable<double> values)
@@ -107,22 +134,28 @@ internal static class OverheadScenario
 }
 
 /// <summary>The figures of one run.</summary>
-/// <param name="WallSeconds">Wall time of the whole run; for Shepherd the process from start to exit, with import and export.</param>
+/// <param name="WallSeconds">Wall time of the whole run; for <c>shepherd run</c> the process from start to exit, with import and export; for <c>shepherd serve</c> from the start of the upload to the end of the download.</param>
 /// <param name="RequestsPerSecond">Requests over <paramref name="WallSeconds"/>.</param>
-/// <param name="DispatchSeconds">Shepherd only: the time spent sending, from its own summary.</param>
-/// <param name="DispatchRequestsPerSecond">Shepherd only: requests over <paramref name="DispatchSeconds"/>.</param>
-/// <param name="PeakMemoryMb">Peak working set of the process that sent the requests.</param>
+/// <param name="DispatchSeconds"><c>shepherd run</c> only: the time spent sending, from its own summary.</param>
+/// <param name="DispatchRequestsPerSecond"><c>shepherd run</c> only: requests over <paramref name="DispatchSeconds"/>.</param>
+/// <param name="PeakMemoryMb">Peak working set of the process that sent the requests (for the server, its VmHWM while it runs).</param>
 /// <param name="UpstreamCalls">Requests the simulator received.</param>
 /// <param name="Duplicates">Requests the simulator received more than once.</param>
 /// <param name="Failed">Requests that did not succeed.</param>
 internal sealed record RunFigures(double WallSeconds, double RequestsPerSecond, double? DispatchSeconds, double? DispatchRequestsPerSecond, long PeakMemoryMb, long UpstreamCalls, long Duplicates, int Failed)
 {
-    /// <summary>Shepherd only: reading the input into the store.</summary>
+    /// <summary><c>shepherd run</c> only: reading the input into the store.</summary>
     public double? ImportSeconds { get; init; }
 
-    /// <summary>Shepherd only: writing the output files from the store.</summary>
+    /// <summary><c>shepherd run</c> only: writing the output files from the store.</summary>
     public double? ExportSeconds { get; init; }
 
-    /// <summary>Shepherd only: CPU time of the whole process, user and system.</summary>
+    /// <summary><c>shepherd run</c> only: CPU time of the whole process, user and system.</summary>
     public double? CpuSeconds { get; init; }
+
+    /// <summary><c>shepherd serve</c> only: the upload of the input file.</summary>
+    public double? UploadSeconds { get; init; }
+
+    /// <summary><c>shepherd serve</c> only: the download of the output file.</summary>
+    public double? DownloadSeconds { get; init; }
 }

@@ -15,7 +15,8 @@ var result = scenario switch
     "cluster" => await ClusterScenario.RunAsync(options),
     "fuzz" => await FuzzScenario.RunAsync(options),
     "load" => await LoadScenario.RunAsync(options),
-    _ => throw new ArgumentException($"Unknown scenario '{scenario}'. Scenarios: overhead, store, rate-limit, faults, outage, status, cluster, fuzz, load."),
+    "memory" => await MemoryScenario.RunAsync(options),
+    _ => throw new ArgumentException($"Unknown scenario '{scenario}'. Scenarios: overhead, store, rate-limit, faults, outage, status, cluster, fuzz, load, memory."),
 };
 
 Console.WriteLine(JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }));

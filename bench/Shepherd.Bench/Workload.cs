@@ -6,10 +6,11 @@ namespace Shepherd.Bench;
 /// <summary>A batch of distinct chat requests, as a file in its own temp folder (removed on dispose) and as bodies.</summary>
 internal sealed class Workload : IDisposable
 {
-    private Workload(string folder, string path, List<byte[]> bodies)
+    private Workload(string folder, string path, int count, List<byte[]> bodies)
     {
         Folder = folder;
         Path = path;
+        Count = count;
         Bodies = bodies;
     }
 
@@ -17,6 +18,10 @@ internal sealed class Workload : IDisposable
 
     public string Path { get; }
 
+    /// <summary>The number of requests in the file.</summary>
+    public int Count { get; }
+
+    /// <summary>The request bodies; empty when they were not kept.</summary>
     public IReadOnlyList<byte[]> Bodies { get; }
 
     /// <summary>Small requests: one short review each, padded with <paramref name="promptBytes"/> characters.</summary>
@@ -61,7 +66,7 @@ internal sealed class Workload : IDisposable
             writer.Write($"{{\"custom_id\":\"r{i}\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{body}}}\n");
         }
 
-        return new Workload(folder, path, bodies);
+        return new Workload(folder, path, count, bodies);
     }
 
     public void Dispose() => Directory.Delete(Folder, recursive: true);
