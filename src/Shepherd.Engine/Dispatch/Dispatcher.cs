@@ -196,14 +196,29 @@ public sealed partial class Dispatcher
         await committer;
     }
 
+    /// <summary>A commit group this small waits one turn of the thread pool for more outcomes.</summary>
+    private const int SmallCommit = 64;
+
+    private void Take(ChannelReader<ItemOutcome> outcomes, List<ItemOutcome> pending)
+    {
+        while (pending.Count < _options.MaxCommitBatch && outcomes.TryRead(out var outcome))
+        {
+            pending.Add(outcome);
+        }
+    }
+
     private async Task CommitLoopAsync(ChannelReader<ItemOutcome> outcomes, CancellationTokenSource run)
     {
         var pending = new List<ItemOutcome>(_options.MaxCommitBatch);
         while (await outcomes.WaitToReadAsync(CancellationToken.None))
         {
-            while (pending.Count < _options.MaxCommitBatch && outcomes.TryRead(out var outcome))
+            Take(outcomes, pending);
+            if (pending.Count < SmallCommit)
             {
-                pending.Add(outcome);
+                // Answers that arrived together are often still on their way through the pool: one
+                // turn lets them join, so fewer, larger transactions write each page of the log once.
+                await Task.Yield();
+                Take(outcomes, pending);
             }
 
             CommitSummary summary;
