@@ -382,7 +382,7 @@ public sealed class SqliteBatchStore : IBatchStore
             }
 
             // Due from now: items of earlier batches stay ahead within a priority, in the claim index's own order.
-            Execute(writer, "UPDATE items SET state = 0, next_attempt_at = $now WHERE batch_id = $id AND state = 6", tx, ("$id", batchId), ("$now", Now()));
+            UpdateItemsInSteps(writer, tx, batchId, "state = 0, next_attempt_at = $now", "state = 6", ("$now", Now()));
             tx.Commit();
             return 0;
         }, cancellationToken);
@@ -535,7 +535,7 @@ public sealed class SqliteBatchStore : IBatchStore
                 tx, ("$id", batchId), ("$now", now.ToUnixTimeMilliseconds()));
             if (marked == 1)
             {
-                var ended = Execute(writer, "UPDATE items SET state = $state, lease_until = NULL WHERE batch_id = $id AND state IN (0, 6)", tx, ("$id", batchId), ("$state", (int)state));
+                var ended = UpdateItemsInSteps(writer, tx, batchId, "state = $state, lease_until = NULL", "state IN (0, 6)", ("$state", (int)state));
                 Execute(writer, cancel
                         ? "UPDATE batches SET cancelled = cancelled + $n, total = MAX(total, (SELECT COUNT(*) FROM items WHERE batch_id = $id)) WHERE id = $id"
                         : "UPDATE batches SET expired = expired + $n WHERE id = $id",
@@ -801,6 +801,25 @@ public sealed class SqliteBatchStore : IBatchStore
 
         SqliteConnection.ClearAllPools();
         _writeLock.Dispose();
+    }
+
+    /// <summary>
+    /// Updates the items of one batch that match <paramref name="filter"/>, 20,000 lines per statement,
+    /// all in the caller's transaction; returns how many changed. SQLite keeps a statement's undo
+    /// journal in memory, so one statement over a million items would hold tens of megabytes at once.
+    /// </summary>
+    private static int UpdateItemsInSteps(SqliteConnection writer, SqliteTransaction tx, string batchId, string set, string filter, params (string Name, object? Value)[] parameters)
+    {
+        const long Step = 20_000;
+        var last = Scalar(writer, "SELECT MAX(line) FROM items WHERE batch_id = $id", tx, ("$id", batchId)) is long max ? max : 0;
+        var changed = 0;
+        for (var from = 0L; from < last; from += Step)
+        {
+            changed += Execute(writer, $"UPDATE items SET {set} WHERE batch_id = $id AND line > $from AND line <= $to AND {filter}", tx,
+                [("$id", batchId), ("$from", from), ("$to", from + Step), .. parameters]);
+        }
+
+        return changed;
     }
 
     private async Task DeleteItemsAsync(string batchId, CancellationToken cancellationToken)

@@ -300,6 +300,21 @@ public abstract partial class BatchStoreContract : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ALargeBatch_IsQueuedWhole_AndCancelledWhole()
+    {
+        // More items than the store changes in one statement: every step must take its share.
+        const int Items = 45_001;
+        var queued = await CreateAcceptedBatchAsync(Items, "batch_queued");
+        var cancelled = await CreateAcceptedBatchAsync(Items, "batch_cancelled");
+
+        var claimed = await ClaimAsync(queued, Items + 10);
+        var ended = await Store.CancelBatchAsync(cancelled, Time.GetUtcNow(), Ct);
+
+        Assert.Equal(Enumerable.Range(1, Items).Select(i => (long)i), claimed.Select(item => item.Line).Order());
+        Assert.Equal((BatchStatus.Cancelled, (long)Items), (ended!.Status, ended.Cancelled));
+    }
+
+    [Fact]
     public async Task Cancel_WithNothingInFlight_EndsTheBatchAtOnce()
     {
         var id = await CreateAcceptedBatchAsync(2);
