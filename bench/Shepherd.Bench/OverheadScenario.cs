@@ -18,20 +18,27 @@ internal static class OverheadScenario
         var concurrency = args.Int("concurrency", 64);
         var rounds = args.Int("rounds", 3);
         using var workload = Workload.Create(count);
+        var fresh = new List<RunFigures>();
         var baseline = new List<RunFigures>();
         var shepherd = new List<RunFigures>();
         var server = new List<RunFigures>();
         for (var round = 1; round <= rounds; round++)
         {
+            fresh.Add(await FreshBaselineAsync(workload, concurrency));
+            await Console.Error.WriteLineAsync($"round {round}: bare HttpClient loop in a fresh process {fresh[^1].RequestsPerSecond:0} req/s");
             baseline.Add(await BaselineAsync(workload, concurrency));
-            await Console.Error.WriteLineAsync($"round {round}: bare HttpClient loop {baseline[^1].RequestsPerSecond:0} req/s");
+            await Console.Error.WriteLineAsync($"round {round}: bare HttpClient loop in the bench process {baseline[^1].RequestsPerSecond:0} req/s");
             shepherd.Add(await ShepherdAsync(workload, concurrency));
             await Console.Error.WriteLineAsync($"round {round}: shepherd run {shepherd[^1].RequestsPerSecond:0} req/s end to end");
             server.Add(await ServerAsync(workload, concurrency));
             await Console.Error.WriteLineAsync($"round {round}: shepherd serve {server[^1].RequestsPerSecond:0} req/s from upload to download, peak {server[^1].PeakMemoryMb} MB");
         }
 
-        var baselineRate = Median(baseline.Select(r => r.RequestsPerSecond));
+        var freshRate = Median(fresh.Select(r => r.RequestsPerSecond));
+        var warmRate = Median(baseline.Select(r => r.RequestsPerSecond));
+        var runRate = Median(shepherd.Select(r => r.RequestsPerSecond));
+        var dispatchRate = Median(shepherd.Select(r => r.DispatchRequestsPerSecond!.Value));
+        var serverRate = Median(server.Select(r => r.RequestsPerSecond));
         return new
         {
             Scenario = "overhead",
@@ -39,23 +46,80 @@ internal static class OverheadScenario
             Requests = count,
             Concurrency = concurrency,
             Rounds = rounds,
-            BaselineRequestsPerSecond = Math.Round(baselineRate),
-            ShepherdRequestsPerSecond = Math.Round(Median(shepherd.Select(r => r.RequestsPerSecond))),
-            ShepherdDispatchRequestsPerSecond = Math.Round(Median(shepherd.Select(r => r.DispatchRequestsPerSecond!.Value))),
-            Ratio = Math.Round(Median(shepherd.Select(r => r.RequestsPerSecond)) / baselineRate, 3),
-            DispatchRatio = Math.Round(Median(shepherd.Select(r => r.DispatchRequestsPerSecond!.Value)) / baselineRate, 3),
-            ServerRequestsPerSecond = Math.Round(Median(server.Select(r => r.RequestsPerSecond))),
-            ServerRatio = Math.Round(Median(server.Select(r => r.RequestsPerSecond)) / baselineRate, 3),
+            BaselineRequestsPerSecond = Math.Round(freshRate),
+            WarmBaselineRequestsPerSecond = Math.Round(warmRate),
+            ShepherdRequestsPerSecond = Math.Round(runRate),
+            ShepherdDispatchRequestsPerSecond = Math.Round(dispatchRate),
+            ServerRequestsPerSecond = Math.Round(serverRate),
+            Ratio = Math.Round(runRate / freshRate, 3),
+            DispatchRatio = Math.Round(dispatchRate / freshRate, 3),
+            ServerRatio = Math.Round(serverRate / freshRate, 3),
+            RatioToWarm = Math.Round(runRate / warmRate, 3),
+            DispatchRatioToWarm = Math.Round(dispatchRate / warmRate, 3),
+            ServerRatioToWarm = Math.Round(serverRate / warmRate, 3),
+            FreshBaseline = fresh,
             Baseline = baseline,
             Shepherd = shepherd,
             Server = server,
         };
     }
 
+    /// <summary>The bare loop in the bench process, which hosts the simulator too and is warm after the first round.</summary>
     private static async Task<RunFigures> BaselineAsync(Workload workload, int concurrency)
     {
         await using var server = await StartSimulatorAsync();
-        using var client = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = concurrency }) { BaseAddress = server.BaseUrl };
+        var (seconds, failed) = await LoopAsync(server.BaseUrl, workload.Bodies, concurrency);
+        var stats = server.Provider.Stats();
+        return new RunFigures(Math.Round(seconds, 3), Math.Round(workload.Bodies.Count / seconds), null, null, Process.GetCurrentProcess().PeakWorkingSet64 / 1048576, stats.Requests, stats.Duplicates, failed);
+    }
+
+    /// <summary>
+    /// The bare loop in a process of its own (<c>Shepherd.Bench loop</c>), started cold as every
+    /// <c>shepherd run</c> is; the clock runs from its first request to its last answer.
+    /// </summary>
+    private static async Task<RunFigures> FreshBaselineAsync(Workload workload, int concurrency)
+    {
+        await using var server = await StartSimulatorAsync();
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var arg in new[] { typeof(OverheadScenario).Assembly.Location, "loop", "--url", server.BaseUrl.ToString(), "--file", workload.Path, "--concurrency", ShepherdRun.Text(concurrency) })
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        if (process.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"The bare loop failed ({process.ExitCode}): {await stderr}");
+        }
+
+        using var figures = System.Text.Json.JsonDocument.Parse(await stdout);
+        var seconds = figures.RootElement.GetProperty("seconds").GetDouble();
+        var stats = server.Provider.Stats();
+        return new RunFigures(Math.Round(seconds, 3), Math.Round(workload.Count / seconds), null, null,
+            figures.RootElement.GetProperty("peak_memory_mb").GetInt64(), stats.Requests, stats.Duplicates, figures.RootElement.GetProperty("failed").GetInt32());
+    }
+
+    /// <summary>The <c>loop</c> scenario: the bare loop over a workload file's bodies against <c>--url</c>, in this process.</summary>
+    public static async Task<object> LoopProcessAsync(BenchArgs args)
+    {
+        var bodies = new List<byte[]>();
+        foreach (var line in File.ReadLines(args.Text("file", "")))
+        {
+            using var document = System.Text.Json.JsonDocument.Parse(line);
+            bodies.Add(System.Text.Encoding.UTF8.GetBytes(document.RootElement.GetProperty("body").GetRawText()));
+        }
+
+        var (seconds, failed) = await LoopAsync(new Uri(args.Text("url", "")), bodies, args.Int("concurrency", 64));
+        return new { Seconds = seconds, Failed = failed, PeakMemoryMb = Process.GetCurrentProcess().PeakWorkingSet64 / 1048576 };
+    }
+
+    /// <summary>Sends every body once, <paramref name="concurrency"/> at a time, reading each answer whole; no store, no retries.</summary>
+    private static async Task<(double Seconds, int Failed)> LoopAsync(Uri baseUrl, IReadOnlyList<byte[]> bodies, int concurrency)
+    {
+        using var client = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = concurrency }) { BaseAddress = baseUrl };
         var target = new Uri("v1/chat/completions", UriKind.Relative);
         var next = -1;
         var failed = 0;
@@ -63,9 +127,9 @@ internal static class OverheadScenario
         await Task.WhenAll(Enumerable.Range(0, concurrency).Select(async _ =>
         {
             int i;
-            while ((i = Interlocked.Increment(ref next)) < workload.Bodies.Count)
+            while ((i = Interlocked.Increment(ref next)) < bodies.Count)
             {
-                using var content = new ByteArrayContent(workload.Bodies[i]);
+                using var content = new ByteArrayContent(bodies[i]);
                 content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
                 using var request = new HttpRequestMessage(HttpMethod.Post, target) { Content = content };
                 request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", "bench");
@@ -77,9 +141,7 @@ internal static class OverheadScenario
                 }
             }
         }));
-        var seconds = watch.Elapsed.TotalSeconds;
-        var stats = server.Provider.Stats();
-        return new RunFigures(Math.Round(seconds, 3), Math.Round(workload.Bodies.Count / seconds), null, null, Process.GetCurrentProcess().PeakWorkingSet64 / 1048576, stats.Requests, stats.Duplicates, failed);
+        return (watch.Elapsed.TotalSeconds, failed);
     }
 
     private static async Task<RunFigures> ShepherdAsync(Workload workload, int concurrency)

@@ -7,6 +7,7 @@ var options = BenchArgs.Parse(args.SkipWhile(a => !a.StartsWith("--", StringComp
 var result = scenario switch
 {
     "overhead" => await OverheadScenario.RunAsync(options),
+    "loop" => await OverheadScenario.LoopProcessAsync(options),
     "store" => await StoreScenario.RunAsync(options),
     "rate-limit" => await RateLimitScenario.RunAsync(options),
     "faults" => await FaultScenario.RunAsync(options),
