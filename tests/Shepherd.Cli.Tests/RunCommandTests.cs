@@ -172,11 +172,22 @@ public sealed class RunCommandTests : IDisposable
         var summary = JsonDocument.Parse(result.Stdout).RootElement;
         Assert.Equal((3, 3, 0), (summary.GetProperty("total").GetInt32(), summary.GetProperty("succeeded").GetInt32(), summary.GetProperty("failed").GetInt32()));
         Assert.True(summary.GetProperty("peak_working_set_bytes").GetInt64() > 0);
+        Assert.True(summary.GetProperty("cpu_seconds").GetDouble() > 0);
+        Assert.True(summary.GetProperty("import_seconds").GetDouble() > 0);
+        Assert.True(summary.GetProperty("export_seconds").GetDouble() > 0);
         Assert.Equal(_folder.File("out/ok.jsonl"), summary.GetProperty("output").GetString());
         Assert.Equal(3, CustomIds(_folder.File("out/ok.jsonl")).Count);
         Assert.True(File.Exists(_folder.File("out/bad.jsonl")));
         Assert.True(File.Exists(_folder.File("out/state.db")));
         Assert.False(File.Exists(input + ".shepherd.db"));
+
+        // Run again: the stored batch is found, nothing is imported, the files are written again.
+        var again = await ShepherdProcess.RunAsync(_folder.Path, Run(input, server,
+            "--output", "out/ok.jsonl", "--errors", "out/bad.jsonl", "--state", "out/state.db", "--json"));
+
+        Assert.True(again.ExitCode == 0, again.ToString());
+        Assert.Equal(0, JsonDocument.Parse(again.Stdout).RootElement.GetProperty("import_seconds").GetDouble());
+        Assert.Equal(3, CustomIds(_folder.File("out/ok.jsonl")).Count);
     }
 
     [Fact]
