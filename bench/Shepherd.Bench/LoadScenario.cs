@@ -4,11 +4,6 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
-using Microsoft.Extensions.Logging;
-using Shepherd.Engine;
-using Shepherd.Engine.Storage;
-using Shepherd.Engine.Upstreams;
-using Shepherd.Server;
 using Shepherd.Simulator;
 
 namespace Shepherd.Bench;
@@ -24,8 +19,6 @@ namespace Shepherd.Bench;
 /// </summary>
 internal static class LoadScenario
 {
-    private const string Key = "sk-bench";
-
     // The create limit is lowered so an oversized body is cheap to send; the big batch comes from a file.
     private const long MaxCreateBodyBytes = 256 * 1024;
 
@@ -50,105 +43,77 @@ internal static class LoadScenario
         var concurrency = args.Int("concurrency", 16);
         var clients = args.Int("clients", 16);
         var seconds = args.Int("seconds", 30);
-        var folder = Path.Combine(Path.GetTempPath(), "shepherd-bench", Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(folder);
-        try
+        await using var host = await InProcessServer.StartAsync(
+            new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(latencyMs) }, concurrency, options => options.MaxCreateBodyBytes = MaxCreateBodyBytes);
+        var http = host.Http;
+
+        var bigId = await CreateBigBatchAsync(http, count);
+        await WaitForAsync(http, bigId, p => p.Status == "in_progress" && p.Finished > 0, TimeSpan.FromMinutes(2));
+        await Console.Error.WriteLineAsync($"big batch {bigId} of {count} requests in progress; load for {seconds} s with {clients} clients");
+
+        var created = new SharedIds(bigId);
+        var oversized = OversizedBody();
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(seconds));
+        var rssPeak = new RssPeak();
+        var monitor = MonitorAsync(http, bigId, rssPeak, stop.Token);
+        var watch = Stopwatch.StartNew();
+        var runs = await Task.WhenAll(Enumerable.Range(0, clients).Select(i => ClientAsync(http, i, created, oversized, stop.Token)));
+        var elapsed = watch.Elapsed.TotalSeconds;
+        var samples = await monitor;
+        var after = await ReadProgressAsync(http, bigId);
+
+        var kinds = Mix.Select(m => m.Kind).ToDictionary(kind => kind, kind =>
         {
-            var simulatorOptions = new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(latencyMs) };
-            await using var simulator = await SimulatorServer.StartAsync(new SimulatedProvider(simulatorOptions, TimeProvider.System, new Random(1)), 0, CancellationToken.None);
-            await using var server = await StartServerAsync(simulator, Path.Combine(folder, "shepherd.db"), concurrency);
-            using var http = new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(10) }) { BaseAddress = server.BaseUrl };
-            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", Key);
-
-            var bigId = await CreateBigBatchAsync(http, count);
-            await WaitForAsync(http, bigId, p => p.Status == "in_progress" && p.Finished > 0, TimeSpan.FromMinutes(2));
-            await Console.Error.WriteLineAsync($"big batch {bigId} of {count} requests in progress; load for {seconds} s with {clients} clients");
-
-            var created = new SharedIds(bigId);
-            var oversized = OversizedBody();
-            using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(seconds));
-            var rssPeak = new RssPeak();
-            var monitor = MonitorAsync(http, bigId, rssPeak, stop.Token);
-            var watch = Stopwatch.StartNew();
-            var runs = await Task.WhenAll(Enumerable.Range(0, clients).Select(i => ClientAsync(http, i, created, oversized, stop.Token)));
-            var elapsed = watch.Elapsed.TotalSeconds;
-            var samples = await monitor;
-            var after = await ReadProgressAsync(http, bigId);
-
-            var kinds = Mix.Select(m => m.Kind).ToDictionary(kind => kind, kind =>
-            {
-                var calls = runs.SelectMany(r => r.Where(c => c.Kind == kind)).ToList();
-                return new KindFigures(
-                    calls.Count,
-                    Math.Round(calls.Count / elapsed, 1),
-                    Percentiles.Of([.. calls.Select(c => c.Ms)]),
-                    calls.Where(c => c.Status is not null).GroupBy(c => (int)c.Status!.Value).OrderBy(g => g.Key).ToDictionary(g => g.Key.ToString(CultureInfo.InvariantCulture), g => g.Count()),
-                    calls.Count(c => c.Status is >= HttpStatusCode.InternalServerError),
-                    calls.Count(c => c.Status != Mix.First(m => m.Kind == kind).Expected),
-                    calls.Count(c => c.Status is null),
-                    calls.Where(c => c.Status != Mix.First(m => m.Kind == kind).Expected).Select(c => c.Note).Distinct().Take(3).ToList());
-            });
-            var all = runs.SelectMany(r => r).ToList();
-            var finishedDuring = samples.Count > 1 ? samples[^1].Finished - samples[0].Finished : 0;
-            var stalls = samples.Zip(samples.Skip(1)).Count(pair => pair.Second.Finished == pair.First.Finished && pair.First.Finished < count);
-            var result = new
-            {
-                Scenario = "load",
-                Machine = Machine.Describe(),
-                Seconds = Math.Round(elapsed, 2),
-                Clients = clients,
-                BigBatchRequests = count,
-                SimulatorLatencyMs = latencyMs,
-                DispatchConcurrency = concurrency,
-                MaxCreateBodyBytes,
-                Calls = all.Count,
-                CallsPerSecond = Math.Round(all.Count / elapsed, 1),
-                ServerErrors5xx = all.Count(c => c.Status is >= HttpStatusCode.InternalServerError),
-                UnexpectedStatuses = all.Count(c => c.Status is not null && c.Status != Mix.First(m => m.Kind == c.Kind).Expected),
-                TransportErrors = all.Count(c => c.Status is null),
-                SmallBatchesCreated = created.CreatedCount,
-                Kinds = kinds,
-                BigBatch = new
-                {
-                    FinishedAtStart = samples.Count > 0 ? samples[0].Finished : 0,
-                    FinishedAtEnd = samples.Count > 0 ? samples[^1].Finished : 0,
-                    FinishedDuringLoad = finishedDuring,
-                    FinishedPerSecond = Math.Round(finishedDuring / elapsed, 1),
-                    SecondsWithoutProgress = stalls,
-                    KeptFinishing = finishedDuring > 0 && stalls <= 1,
-                    StatusAfter = after.Status,
-                    PerSecond = samples.Select(s => s.Finished).ToList(),
-                },
-                PeakRssMb = rssPeak.Mb,
-                PeakRssNote = "one process: server, simulator and load generator together (VmHWM and 1 s samples of VmRSS)",
-            };
-            await Console.Error.WriteLineAsync(
-                $"{all.Count} calls in {elapsed:0.0} s, {result.ServerErrors5xx} 5xx, {result.UnexpectedStatuses} unexpected, {result.TransportErrors} transport errors; "
-                + $"big batch {result.BigBatch.FinishedAtStart} -> {result.BigBatch.FinishedAtEnd} of {count}");
-            return result;
-        }
-        finally
+            var calls = runs.SelectMany(r => r.Where(c => c.Kind == kind)).ToList();
+            return new KindFigures(
+                calls.Count,
+                Math.Round(calls.Count / elapsed, 1),
+                Percentiles.Of([.. calls.Select(c => c.Ms)]),
+                calls.Where(c => c.Status is not null).GroupBy(c => (int)c.Status!.Value).OrderBy(g => g.Key).ToDictionary(g => g.Key.ToString(CultureInfo.InvariantCulture), g => g.Count()),
+                calls.Count(c => c.Status is >= HttpStatusCode.InternalServerError),
+                calls.Count(c => c.Status != Mix.First(m => m.Kind == kind).Expected),
+                calls.Count(c => c.Status is null),
+                calls.Where(c => c.Status != Mix.First(m => m.Kind == kind).Expected).Select(c => c.Note).Distinct().Take(3).ToList());
+        });
+        var all = runs.SelectMany(r => r).ToList();
+        var finishedDuring = samples.Count > 1 ? samples[^1].Finished - samples[0].Finished : 0;
+        var stalls = samples.Zip(samples.Skip(1)).Count(pair => pair.Second.Finished == pair.First.Finished && pair.First.Finished < count);
+        var result = new
         {
-            Directory.Delete(folder, recursive: true);
-        }
+            Scenario = "load",
+            Machine = Machine.Describe(),
+            Seconds = Math.Round(elapsed, 2),
+            Clients = clients,
+            BigBatchRequests = count,
+            SimulatorLatencyMs = latencyMs,
+            DispatchConcurrency = concurrency,
+            MaxCreateBodyBytes,
+            Calls = all.Count,
+            CallsPerSecond = Math.Round(all.Count / elapsed, 1),
+            ServerErrors5xx = all.Count(c => c.Status is >= HttpStatusCode.InternalServerError),
+            UnexpectedStatuses = all.Count(c => c.Status is not null && c.Status != Mix.First(m => m.Kind == c.Kind).Expected),
+            TransportErrors = all.Count(c => c.Status is null),
+            SmallBatchesCreated = created.CreatedCount,
+            Kinds = kinds,
+            BigBatch = new
+            {
+                FinishedAtStart = samples.Count > 0 ? samples[0].Finished : 0,
+                FinishedAtEnd = samples.Count > 0 ? samples[^1].Finished : 0,
+                FinishedDuringLoad = finishedDuring,
+                FinishedPerSecond = Math.Round(finishedDuring / elapsed, 1),
+                SecondsWithoutProgress = stalls,
+                KeptFinishing = finishedDuring > 0 && stalls <= 1,
+                StatusAfter = after.Status,
+                PerSecond = samples.Select(s => s.Finished).ToList(),
+            },
+            PeakRssMb = rssPeak.Mb,
+            PeakRssNote = "one process: server, simulator and load generator together (VmHWM and 1 s samples of VmRSS)",
+        };
+        await Console.Error.WriteLineAsync(
+            $"{all.Count} calls in {elapsed:0.0} s, {result.ServerErrors5xx} 5xx, {result.UnexpectedStatuses} unexpected, {result.TransportErrors} transport errors; "
+            + $"big batch {result.BigBatch.FinishedAtStart} -> {result.BigBatch.FinishedAtEnd} of {count}");
+        return result;
     }
-
-    private static Task<ShepherdServer> StartServerAsync(SimulatorServer simulator, string state, int concurrency) =>
-        ShepherdServer.StartAsync(
-            new ServerOptions
-            {
-                Urls = ["http://127.0.0.1:0"],
-                GatewayKeys = [new GatewayKey(new Secret(Key), "bench")],
-                MaxCreateBodyBytes = MaxCreateBodyBytes,
-            },
-            new ShepherdEngineOptions
-            {
-                Store = new SqliteStoreOptions { Path = state },
-                Upstreams = [new UpstreamOptions { Name = "sim", BaseUrl = new Uri(simulator.BaseUrl, "v1"), ApiKey = new Secret("sk-upstream") }],
-                Dispatch = new() { Concurrency = concurrency, InitialConcurrency = concurrency },
-            },
-            (builder, _) => builder.Logging.ClearProviders(),
-            CancellationToken.None);
 
     private static async Task<string> CreateBigBatchAsync(HttpClient http, int count)
     {

@@ -3,11 +3,7 @@ using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
-using Shepherd.Engine;
 using Shepherd.Engine.Storage;
-using Shepherd.Engine.Upstreams;
-using Shepherd.Server;
 using Shepherd.Simulator;
 
 namespace Shepherd.Bench;
@@ -22,8 +18,6 @@ namespace Shepherd.Bench;
 /// </summary>
 internal static class StatusScenario
 {
-    private const string Key = "sk-bench";
-
     public static async Task<object> RunAsync(BenchArgs args)
     {
         var count = args.Int("requests", 10_000);
@@ -33,100 +27,77 @@ internal static class StatusScenario
         var jitterMs = args.Int("jitter-ms", 10);
         var concurrency = args.Int("concurrency", 8);
         var secondCount = args.Int("second-requests", 10_000);
-        var folder = Path.Combine(Path.GetTempPath(), "shepherd-bench", Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(folder);
-        try
+        await using var host = await InProcessServer.StartAsync(
+            new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(latencyMs), Jitter = TimeSpan.FromMilliseconds(jitterMs) }, concurrency);
+        var store = host.Server.Services.GetRequiredService<IBatchStore>();
+        var client = host.Http;
+
+        var body = CreateBody(count);
+        var (createMs, created) = await CreateAsync(client, body);
+        var id = created.GetProperty("id").GetString()!;
+        await Console.Error.WriteLineAsync($"created {id} with {count} requests in {createMs:0} ms ({body.Length / 1048576.0:0.0} MB body)");
+
+        var statusPath = new Uri($"v1/batches/{id}", UriKind.Relative);
+        var healthPath = new Uri("health", UriKind.Relative);
+        await MeasureAsync(client, store, id, statusPath, healthPath, warmup);
+        var running = await MeasureAsync(client, store, id, statusPath, healthPath, reads);
+        var inFlight = running.AtStart.InFlight && running.AtEnd.InFlight;
+        await Console.Error.WriteLineAsync(
+            $"while running: status p50 {running.Status.P50} ms p99 {running.Status.P99} ms, /health p99 {running.Health.P99} ms; "
+            + $"{running.AtStart.Finished} -> {running.AtEnd.Finished} of {count} finished, {running.AtEnd.Status}");
+        if (!inFlight)
         {
-            var simulatorOptions = new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(latencyMs), Jitter = TimeSpan.FromMilliseconds(jitterMs) };
-            await using var simulator = await SimulatorServer.StartAsync(new SimulatedProvider(simulatorOptions, TimeProvider.System, new Random(1)), 0, CancellationToken.None);
-            await using var server = await StartServerAsync(simulator, Path.Combine(folder, "shepherd.db"), concurrency);
-            var store = server.Services.GetRequiredService<IBatchStore>();
-            using var client = new HttpClient(new SocketsHttpHandler()) { BaseAddress = server.BaseUrl };
-            client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", Key);
-
-            var body = CreateBody(count);
-            var (createMs, created) = await CreateAsync(client, body);
-            var id = created.GetProperty("id").GetString()!;
-            await Console.Error.WriteLineAsync($"created {id} with {count} requests in {createMs:0} ms ({body.Length / 1048576.0:0.0} MB body)");
-
-            var statusPath = new Uri($"v1/batches/{id}", UriKind.Relative);
-            var healthPath = new Uri("health", UriKind.Relative);
-            await MeasureAsync(client, store, id, statusPath, healthPath, warmup);
-            var running = await MeasureAsync(client, store, id, statusPath, healthPath, reads);
-            var inFlight = running.AtStart.InFlight && running.AtEnd.InFlight;
-            await Console.Error.WriteLineAsync(
-                $"while running: status p50 {running.Status.P50} ms p99 {running.Status.P99} ms, /health p99 {running.Health.P99} ms; "
-                + $"{running.AtStart.Finished} -> {running.AtEnd.Finished} of {count} finished, {running.AtEnd.Status}");
-            if (!inFlight)
-            {
-                throw new InvalidOperationException(
-                    $"The batch was not in flight for the whole measurement (first read: {running.AtStart.Status}, {running.AtStart.Finished}/{count} finished; "
-                    + $"last read: {running.AtEnd.Status}, {running.AtEnd.Finished}/{count} finished). Raise --requests, lower --concurrency or --reads.");
-            }
-
-            // A second inline batch created while the first runs: its create time under load. It is
-            // cancelled at once, so the rest of the scenario sees the first batch alone.
-            var (secondCreateMs, second) = await CreateAsync(client, CreateBody(secondCount));
-            var secondId = second.GetProperty("id").GetString()!;
-            (await client.PostAsync(new Uri($"v1/batches/{secondId}/cancel", UriKind.Relative), null)).EnsureSuccessStatusCode();
-            await Console.Error.WriteLineAsync($"while running: created a second batch of {secondCount} requests in {secondCreateMs:0} ms");
-
-            var waitWatch = Stopwatch.StartNew();
-            var ended = await WaitForEndAsync(client, statusPath);
-            await Console.Error.WriteLineAsync($"batch {ended.GetProperty("status").GetString()} after {ended.GetProperty("duration_seconds").GetDouble()} s");
-            var idle = await MeasureAsync(client, store, id, statusPath, healthPath, reads);
-            await Console.Error.WriteLineAsync($"idle: status p50 {idle.Status.P50} ms p99 {idle.Status.P99} ms, /health p99 {idle.Health.P99} ms");
-            var stats = simulator.Provider.Stats();
-            return new
-            {
-                Scenario = "status",
-                Machine = Machine.Describe(),
-                Requests = count,
-                ReadsPerPhase = reads,
-                WarmupReads = warmup,
-                SimulatorLatencyMs = latencyMs,
-                SimulatorJitterMs = jitterMs,
-                DispatchConcurrency = concurrency,
-                CreateMs = Math.Round(createMs, 1),
-                CreateBodyBytes = body.Length,
-                SecondRequests = secondCount,
-                SecondCreateMsWhileRunning = Math.Round(secondCreateMs, 1),
-                BatchInFlightThroughout = inFlight,
-                WhileRunning = running,
-                Idle = idle,
-                StatusToHealthP50 = Math.Round(running.Status.P50 / running.Health.P50, 2),
-                StatusToHealthP99 = Math.Round(running.Status.P99 / running.Health.P99, 2),
-                P99UnderFiveMs = running.Status.P99 < 5,
-                P50UnderTwoMs = running.Status.P50 < 2,
-                P99UnderTenMs = running.Status.P99 < 10,
-                Batch = new
-                {
-                    Status = ended.GetProperty("status").GetString(),
-                    Completed = ended.GetProperty("request_counts").GetProperty("completed").GetInt64(),
-                    Failed = ended.GetProperty("request_counts").GetProperty("failed").GetInt64(),
-                    DurationSeconds = ended.GetProperty("duration_seconds").GetDouble(),
-                    WaitedAfterMeasurementSeconds = Math.Round(waitWatch.Elapsed.TotalSeconds, 2),
-                    UpstreamCalls = stats.Requests,
-                },
-            };
+            throw new InvalidOperationException(
+                $"The batch was not in flight for the whole measurement (first read: {running.AtStart.Status}, {running.AtStart.Finished}/{count} finished; "
+                + $"last read: {running.AtEnd.Status}, {running.AtEnd.Finished}/{count} finished). Raise --requests, lower --concurrency or --reads.");
         }
-        finally
+
+        // A second inline batch created while the first runs: its create time under load. It is
+        // cancelled at once, so the rest of the scenario sees the first batch alone.
+        var (secondCreateMs, second) = await CreateAsync(client, CreateBody(secondCount));
+        var secondId = second.GetProperty("id").GetString()!;
+        (await client.PostAsync(new Uri($"v1/batches/{secondId}/cancel", UriKind.Relative), null)).EnsureSuccessStatusCode();
+        await Console.Error.WriteLineAsync($"while running: created a second batch of {secondCount} requests in {secondCreateMs:0} ms");
+
+        var waitWatch = Stopwatch.StartNew();
+        var ended = await WaitForEndAsync(client, statusPath);
+        await Console.Error.WriteLineAsync($"batch {ended.GetProperty("status").GetString()} after {ended.GetProperty("duration_seconds").GetDouble()} s");
+        var idle = await MeasureAsync(client, store, id, statusPath, healthPath, reads);
+        await Console.Error.WriteLineAsync($"idle: status p50 {idle.Status.P50} ms p99 {idle.Status.P99} ms, /health p99 {idle.Health.P99} ms");
+        var stats = host.Simulator.Provider.Stats();
+        return new
         {
-            Directory.Delete(folder, recursive: true);
-        }
-    }
-
-    private static Task<ShepherdServer> StartServerAsync(SimulatorServer simulator, string state, int concurrency) =>
-        ShepherdServer.StartAsync(
-            new ServerOptions { Urls = ["http://127.0.0.1:0"], GatewayKeys = [new GatewayKey(new Secret(Key), "bench")] },
-            new ShepherdEngineOptions
+            Scenario = "status",
+            Machine = Machine.Describe(),
+            Requests = count,
+            ReadsPerPhase = reads,
+            WarmupReads = warmup,
+            SimulatorLatencyMs = latencyMs,
+            SimulatorJitterMs = jitterMs,
+            DispatchConcurrency = concurrency,
+            CreateMs = Math.Round(createMs, 1),
+            CreateBodyBytes = body.Length,
+            SecondRequests = secondCount,
+            SecondCreateMsWhileRunning = Math.Round(secondCreateMs, 1),
+            BatchInFlightThroughout = inFlight,
+            WhileRunning = running,
+            Idle = idle,
+            StatusToHealthP50 = Math.Round(running.Status.P50 / running.Health.P50, 2),
+            StatusToHealthP99 = Math.Round(running.Status.P99 / running.Health.P99, 2),
+            P99UnderFiveMs = running.Status.P99 < 5,
+            P50UnderTwoMs = running.Status.P50 < 2,
+            P99UnderTenMs = running.Status.P99 < 10,
+            Batch = new
             {
-                Store = new SqliteStoreOptions { Path = state },
-                Upstreams = [new UpstreamOptions { Name = "sim", BaseUrl = new Uri(simulator.BaseUrl, "v1"), ApiKey = new Secret("sk-upstream") }],
-                Dispatch = new() { Concurrency = concurrency, InitialConcurrency = concurrency },
+                Status = ended.GetProperty("status").GetString(),
+                Completed = ended.GetProperty("request_counts").GetProperty("completed").GetInt64(),
+                Failed = ended.GetProperty("request_counts").GetProperty("failed").GetInt64(),
+                DurationSeconds = ended.GetProperty("duration_seconds").GetDouble(),
+                WaitedAfterMeasurementSeconds = Math.Round(waitWatch.Elapsed.TotalSeconds, 2),
+                UpstreamCalls = stats.Requests,
             },
-            (builder, _) => builder.Logging.ClearProviders(),
-            CancellationToken.None);
+        };
+    }
 
     /// <summary>An inline batch of <paramref name="count"/> short prompts.</summary>
     private static byte[] CreateBody(int count)
