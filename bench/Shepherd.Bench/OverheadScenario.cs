@@ -80,26 +80,13 @@ internal static class OverheadScenario
     private static async Task<RunFigures> FreshBaselineAsync(Workload workload, int concurrency)
     {
         await using var server = await StartSimulatorAsync();
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var arg in new[] { typeof(OverheadScenario).Assembly.Location, "loop", "--url", server.BaseUrl.ToString(), "--file", workload.Path, "--concurrency", ShepherdRun.Text(concurrency) })
-        {
-            start.ArgumentList.Add(arg);
-        }
-
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        await process.WaitForExitAsync();
-        if (process.ExitCode != 0)
-        {
-            throw new InvalidOperationException($"The bare loop failed ({process.ExitCode}): {await stderr}");
-        }
-
-        using var figures = System.Text.Json.JsonDocument.Parse(await stdout);
-        var seconds = figures.RootElement.GetProperty("seconds").GetDouble();
+        var (_, _, figures) = await ChildProcess.RunJsonAsync(
+            [typeof(OverheadScenario).Assembly.Location, "loop", "--url", server.BaseUrl.ToString(), "--file", workload.Path, "--concurrency", ShepherdRun.Text(concurrency)],
+            exit => exit == 0, "The bare loop");
+        var seconds = figures.GetProperty("seconds").GetDouble();
         var stats = server.Provider.Stats();
         return new RunFigures(Math.Round(seconds, 3), Math.Round(workload.Count / seconds), null, null,
-            figures.RootElement.GetProperty("peak_memory_mb").GetInt64(), stats.Requests, stats.Duplicates, figures.RootElement.GetProperty("failed").GetInt32());
+            figures.GetProperty("peak_memory_mb").GetInt64(), stats.Requests, stats.Duplicates, figures.GetProperty("failed").GetInt32());
     }
 
     /// <summary>The <c>loop</c> scenario: the bare loop over a workload file's bodies against <c>--url</c>, in this process.</summary>

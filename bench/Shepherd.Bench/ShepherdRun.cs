@@ -13,12 +13,31 @@ internal sealed record ShepherdRun(double WallSeconds, int ExitCode, JsonElement
     /// <summary>Runs <c>shepherd run FILE --json --fresh</c> against <paramref name="baseUrl"/> with more arguments.</summary>
     public static async Task<ShepherdRun> StartAsync(string input, Uri baseUrl, params string[] more)
     {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var arg in new[]
+        var (seconds, exitCode, summary) = await ChildProcess.RunJsonAsync(new[]
         {
             Path.Combine(AppContext.BaseDirectory, "shepherd.dll"), "run", input, "--provider", "openai",
             "--base-url", new Uri(baseUrl, "v1").ToString(), "--api-key", "bench", "--progress", "none", "--json", "--fresh",
-        }.Concat(more))
+        }.Concat(more), exit => exit is 0 or 3, "shepherd run");
+        return new ShepherdRun(Math.Round(seconds, 3), exitCode, summary);
+    }
+
+    public double DispatchSeconds => Seconds("wall_seconds");
+
+    public long Number(string name) => Summary.GetProperty(name).GetInt64();
+
+    public double Seconds(string name) => Summary.GetProperty(name).GetDouble();
+
+    public static string Text(long value) => value.ToString(CultureInfo.InvariantCulture);
+}
+
+/// <summary>A <c>dotnet</c> child process that prints one JSON document on stdout.</summary>
+internal static class ChildProcess
+{
+    /// <summary>Runs <c>dotnet</c> with <paramref name="args"/>; returns its wall time (start to exit), exit code and stdout's JSON, or throws with its stderr when <paramref name="succeeded"/> says no.</summary>
+    public static async Task<(double Seconds, int ExitCode, JsonElement Json)> RunJsonAsync(IEnumerable<string> args, Func<int, bool> succeeded, string what)
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var arg in args)
         {
             start.ArgumentList.Add(arg);
         }
@@ -29,19 +48,12 @@ internal sealed record ShepherdRun(double WallSeconds, int ExitCode, JsonElement
         var stderr = process.StandardError.ReadToEndAsync();
         await process.WaitForExitAsync();
         var seconds = watch.Elapsed.TotalSeconds;
-        if (process.ExitCode is not (0 or 3))
+        if (!succeeded(process.ExitCode))
         {
-            throw new InvalidOperationException($"shepherd run failed ({process.ExitCode}): {await stderr}");
+            throw new InvalidOperationException($"{what} failed ({process.ExitCode}): {await stderr}");
         }
 
-        return new ShepherdRun(Math.Round(seconds, 3), process.ExitCode, JsonDocument.Parse(await stdout).RootElement.Clone());
+        using var document = JsonDocument.Parse(await stdout);
+        return (seconds, process.ExitCode, document.RootElement.Clone());
     }
-
-    public double DispatchSeconds => Seconds("wall_seconds");
-
-    public long Number(string name) => Summary.GetProperty(name).GetInt64();
-
-    public double Seconds(string name) => Summary.GetProperty(name).GetDouble();
-
-    public static string Text(long value) => value.ToString(CultureInfo.InvariantCulture);
 }
