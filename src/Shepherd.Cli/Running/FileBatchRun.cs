@@ -26,9 +26,6 @@ namespace Shepherd.Cli.Running;
 /// </summary>
 internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, TextWriter stdout, TextWriter stderr, TimeProvider time)
 {
-    /// <summary>How long reading the input into the store took in this run (zero when it resumed a stored batch).</summary>
-    private TimeSpan _importTime;
-
     public async Task<int> ExecuteAsync(CancellationToken cancellationToken)
     {
         var input = Path.GetFullPath(settings.InputPath);
@@ -67,11 +64,12 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         var store = services.GetRequiredService<IBatchStore>();
         await store.InitializeAsync(cancellationToken);
         var batch = await FindResumableAsync(store, input, cancellationToken);
+        var importTime = TimeSpan.Zero;
         if (batch is null)
         {
             var importStarted = time.GetTimestamp();
             var imported = await ImportAsync(services.GetRequiredService<BatchImporter>(), input, cancellationToken);
-            _importTime = time.GetElapsedTime(importStarted);
+            importTime = time.GetElapsedTime(importStarted);
             if (!imported.Accepted)
             {
                 await store.DeleteBatchAsync(imported.BatchId, cancellationToken);
@@ -93,10 +91,10 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         }
 
         var (outputPath, errorsPath) = OutputPaths(input);
-        return await DispatchAndExportAsync(services, store, batch, target, statePath, outputPath, errorsPath, cancellationToken);
+        return await DispatchAndExportAsync(services, store, batch, importTime, target, statePath, outputPath, errorsPath, cancellationToken);
     }
 
-    private async Task<int> DispatchAndExportAsync(ServiceProvider services, IBatchStore store, BatchRecord batch, string target, string statePath, string outputPath, string errorsPath, CancellationToken cancellationToken)
+    private async Task<int> DispatchAndExportAsync(ServiceProvider services, IBatchStore store, BatchRecord batch, TimeSpan importTime, string target, string statePath, string outputPath, string errorsPath, CancellationToken cancellationToken)
     {
         var released = await store.ReleaseLeasesAsync(cancellationToken);
         var started = time.GetTimestamp();
@@ -124,7 +122,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         var final = (await store.GetBatchAsync(batch.Id, cancellationToken))!;
         var exportStarted = time.GetTimestamp();
         var exported = await ExportAsync(store, final, outputPath, errorsPath, cancellationToken);
-        var phases = new RunPhases(_importTime, wall, time.GetElapsedTime(exportStarted));
+        var phases = new RunPhases(importTime, wall, time.GetElapsedTime(exportStarted));
         await WriteSummaryAsync(final, exported, phases, final.Finished - finishedBefore, dispatcher.Counters, outputPath, errorsPath);
         return final.Succeeded == final.Total ? ExitCodes.Success : ExitCodes.SomeFailed;
     }
