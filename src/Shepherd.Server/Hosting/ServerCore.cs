@@ -193,10 +193,13 @@ internal sealed partial class ServerCore(
             }
         }
 
+        // The answer is the batch as the cancel left it: cancelling while requests are in flight,
+        // cancelled when none were. Read again after the dispatcher is told, it would depend on
+        // how fast the dispatcher hands back what it held unsent.
         var cancelled = await store.CancelBatchAsync(batch.Id, time.GetUtcNow(), cancellationToken) ?? batch;
         NotifyBatchesChanged();
         finalizer.Wake();
-        return await store.GetBatchAsync(batch.Id, cancellationToken) ?? cancelled;
+        return cancelled;
     }
 
     private void StartReading(string batchId, string fileId, string? endpoint) =>
