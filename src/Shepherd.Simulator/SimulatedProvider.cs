@@ -149,7 +149,9 @@ public sealed class SimulatedProvider
 
         if (_options.ApiKey is { } key && request.Authorization != "Bearer " + key && request.ApiKeyHeader != key)
         {
-            return Error(401, anthropic, "authentication_error", "Invalid API key.");
+            return anthropic
+                ? Error(401, anthropic, "authentication_error", "invalid x-api-key")
+                : Error(401, anthropic, "invalid_request_error", "Incorrect API key provided. You can find your API key in your account settings.", code: "invalid_api_key");
         }
 
         RequestShape shape;
@@ -217,17 +219,23 @@ public sealed class SimulatedProvider
 
         if ((roll -= _options.Error500Rate) < 0)
         {
-            return Error(500, anthropic, "api_error", "The server had an error while processing your request.", limitHeaders);
+            return Error(500, anthropic, "api_error", "The server had an error while processing your request.", WithRetryAfter(limitHeaders));
+        }
+
+        if ((roll -= _options.Error502Rate) < 0)
+        {
+            return new SimulatedResponse(502, WithRetryAfter([]),
+                "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>"u8.ToArray());
         }
 
         if ((roll -= _options.Error503Rate) < 0)
         {
-            return Error(503, anthropic, "api_error", "The engine is currently overloaded, please try again later.", limitHeaders);
+            return Error(503, anthropic, "api_error", "The engine is currently overloaded, please try again later.", WithRetryAfter(limitHeaders));
         }
 
         if ((roll - _options.Error529Rate) < 0)
         {
-            return Error(529, anthropic, "overloaded_error", "Overloaded.", limitHeaders);
+            return Error(529, anthropic, "overloaded_error", "Overloaded.", WithRetryAfter(limitHeaders));
         }
 
         var requestId = $"req_{seed:x16}{Interlocked.Read(ref _requestCount):x}";
@@ -501,6 +509,18 @@ public sealed class SimulatedProvider
             json.WriteEndObject();
         });
         return new SimulatedResponse(status, headers ?? [], body);
+    }
+
+    /// <summary>The headers of a 5xx answer, with a <c>retry-after</c> when the options ask for one.</summary>
+    private List<KeyValuePair<string, string>> WithRetryAfter(List<KeyValuePair<string, string>> headers)
+    {
+        if (_options.ErrorRetryAfter is { } wait)
+        {
+            headers.Add(new("retry-after", ((long)Math.Ceiling(wait.TotalSeconds)).ToString(CultureInfo.InvariantCulture)));
+            headers.Add(new("retry-after-ms", ((long)wait.TotalMilliseconds).ToString(CultureInfo.InvariantCulture)));
+        }
+
+        return headers;
     }
 
     private static byte[] Write(Action<Utf8JsonWriter> write)

@@ -31,6 +31,9 @@ public sealed class SimulatorOptions
     /// <summary>Share of admitted requests answered 500. <value>The default is 0.</value></summary>
     public double Error500Rate { get; set; }
 
+    /// <summary>Share of admitted requests answered 502 with an HTML page, as a proxy in front of a provider does. <value>The default is 0.</value></summary>
+    public double Error502Rate { get; set; }
+
     /// <summary>Share of admitted requests answered 503. <value>The default is 0.</value></summary>
     public double Error503Rate { get; set; }
 
@@ -42,6 +45,13 @@ public sealed class SimulatorOptions
 
     /// <summary>Share of admitted requests never answered (the client must time out). <value>The default is 0.</value></summary>
     public double HangRate { get; set; }
+
+    /// <summary>
+    /// When set, 5xx answers carry a <c>retry-after</c> of this many whole seconds (and
+    /// <c>retry-after-ms</c>), as some providers send on every error.
+    /// <value>The default is none.</value>
+    /// </summary>
+    public TimeSpan? ErrorRetryAfter { get; set; }
 
     /// <summary>When set, requests must present this key (Bearer or x-api-key); others get 401.</summary>
     public string? ApiKey { get; set; }
@@ -59,6 +69,9 @@ public sealed class SimulatorOptions
     /// </summary>
     public int? ContextTokens { get; set; }
 
+    /// <summary>The share of requests that meet a fault of any kind.</summary>
+    public double FaultRate => Error500Rate + Error502Rate + Error503Rate + Error529Rate + ResetRate + HangRate;
+
     internal SimulatorOptions Validated()
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(Latency, TimeSpan.Zero);
@@ -75,7 +88,7 @@ public sealed class SimulatorOptions
 
         foreach (var (name, rate) in new[]
         {
-            (nameof(Error500Rate), Error500Rate), (nameof(Error503Rate), Error503Rate), (nameof(Error529Rate), Error529Rate),
+            (nameof(Error500Rate), Error500Rate), (nameof(Error502Rate), Error502Rate), (nameof(Error503Rate), Error503Rate), (nameof(Error529Rate), Error529Rate),
             (nameof(ResetRate), ResetRate), (nameof(HangRate), HangRate),
         })
         {
@@ -85,9 +98,14 @@ public sealed class SimulatorOptions
             }
         }
 
-        if (Error500Rate + Error503Rate + Error529Rate + ResetRate + HangRate > 1)
+        if (FaultRate > 1)
         {
             throw new ArgumentException("The fault rates add up to more than 1.");
+        }
+
+        if (ErrorRetryAfter is { } retryAfter)
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(retryAfter, TimeSpan.Zero, nameof(ErrorRetryAfter));
         }
 
         ArgumentOutOfRangeException.ThrowIfLessThan(DefaultMaxTokens, 1);

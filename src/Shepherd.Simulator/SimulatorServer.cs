@@ -13,7 +13,8 @@ namespace Shepherd.Simulator;
 /// <summary>
 /// Serves a <see cref="SimulatedProvider"/> over real HTTP on 127.0.0.1 with Kestrel. A reset
 /// aborts the connection; a hang holds it until the client gives up. <c>GET /_sim/stats</c>
-/// returns the counters as JSON.
+/// returns the counters as JSON. A <c>HEAD</c> of any path is answered 200 (refused while the
+/// provider is down) and is not counted.
 /// </summary>
 public sealed class SimulatorServer : IAsyncDisposable
 {
@@ -62,6 +63,18 @@ public sealed class SimulatorServer : IAsyncDisposable
         if (request.Path == "/_sim/stats" && HttpMethods.IsGet(request.Method))
         {
             await WriteStatsAsync(context.Response, provider.Stats(), context.RequestAborted);
+            return;
+        }
+
+        if (HttpMethods.IsHead(request.Method))
+        {
+            // A client's look at whether the server answers at all (Shepherd's check before sending):
+            // answered like any web server, refused while down, and not counted as a request.
+            if (provider.Down)
+            {
+                context.Abort();
+            }
+
             return;
         }
 

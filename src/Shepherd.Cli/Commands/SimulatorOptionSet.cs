@@ -14,12 +14,14 @@ internal sealed class SimulatorOptionSet
     private readonly Option<long?> _rpm;
     private readonly Option<long?> _tpm;
     private readonly Option<double> _fail500;
+    private readonly Option<double> _fail502;
     private readonly Option<double> _fail503;
     private readonly Option<double> _fail529;
     private readonly Option<double> _reset;
     private readonly Option<double> _hang;
     private readonly Option<int> _seed;
     private readonly Option<long?> _context;
+    private readonly Option<double?> _errorRetryAfter;
 
     public SimulatorOptionSet(string prefix, int defaultLatencyMs, int defaultJitterMs)
     {
@@ -28,15 +30,17 @@ internal sealed class SimulatorOptionSet
         _rpm = CliOptions.OptionalLong($"--{prefix}rpm", "Requests per minute the simulator admits, enforced per second (429 beyond)", 1);
         _tpm = CliOptions.OptionalLong($"--{prefix}tpm", "Tokens per minute (prompt + max_tokens) the simulator admits, enforced per second", 1);
         _fail500 = CliOptions.Share($"--{prefix}fail-500", "Share of requests answered 500");
+        _fail502 = CliOptions.Share($"--{prefix}fail-502", "Share of requests answered 502 with an HTML page (a proxy's answer)");
         _fail503 = CliOptions.Share($"--{prefix}fail-503", "Share of requests answered 503");
         _fail529 = CliOptions.Share($"--{prefix}fail-529", "Share of requests answered 529 (overloaded)");
         _reset = CliOptions.Share($"--{prefix}reset", "Share of requests whose connection is reset");
         _hang = CliOptions.Share($"--{prefix}hang", "Share of requests never answered");
+        _errorRetryAfter = CliOptions.OptionalSeconds($"--{prefix}error-retry-after", "5xx answers carry a retry-after of this many seconds", 0);
         _context = CliOptions.OptionalLong($"--{prefix}context-tokens", "Prompts longer than this many tokens are refused with 400 context_length_exceeded, a permanent failure", 1);
         _seed = CliOptions.Int($"--{prefix}seed", "Seed of the fault and jitter draws", 1, int.MinValue, int.MaxValue);
     }
 
-    public IEnumerable<Option> All => [_latency, _jitter, _rpm, _tpm, _fail500, _fail503, _fail529, _reset, _hang, _context, _seed];
+    public IEnumerable<Option> All => [_latency, _jitter, _rpm, _tpm, _fail500, _fail502, _fail503, _fail529, _reset, _hang, _errorRetryAfter, _context, _seed];
 
     public int Seed(ParseResult parse) => parse.GetValue(_seed);
 
@@ -50,15 +54,17 @@ internal sealed class SimulatorOptionSet
             RequestsPerMinute = parse.GetValue(_rpm) is { } rpm ? (int)Math.Min(rpm, int.MaxValue) : null,
             TokensPerMinute = parse.GetValue(_tpm),
             Error500Rate = parse.GetValue(_fail500),
+            Error502Rate = parse.GetValue(_fail502),
             Error503Rate = parse.GetValue(_fail503),
             Error529Rate = parse.GetValue(_fail529),
             ResetRate = parse.GetValue(_reset),
             HangRate = parse.GetValue(_hang),
+            ErrorRetryAfter = parse.GetValue(_errorRetryAfter) is { } seconds ? TimeSpan.FromSeconds(seconds) : null,
             ContextTokens = parse.GetValue(_context) is { } context ? (int)Math.Min(context, int.MaxValue) : null,
         };
-        if (options.Error500Rate + options.Error503Rate + options.Error529Rate + options.ResetRate + options.HangRate > 1)
+        if (options.FaultRate > 1)
         {
-            throw new UsageException($"{_fail500.Name}, {_fail503.Name}, {_fail529.Name}, {_reset.Name} and {_hang.Name} add up to more than 1.");
+            throw new UsageException($"{_fail500.Name}, {_fail502.Name}, {_fail503.Name}, {_fail529.Name}, {_reset.Name} and {_hang.Name} add up to more than 1.");
         }
 
         return options;
