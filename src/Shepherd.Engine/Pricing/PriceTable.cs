@@ -44,6 +44,16 @@ public readonly record struct Cost(long Nanos, bool Priced)
 
     /// <summary>Dollars from billionths of a dollar.</summary>
     public static decimal ToUsd(long nanos) => nanos / 1_000_000_000m;
+
+    /// <summary>The most a budget may be, in US dollars.</summary>
+    public const decimal MaxBudgetUsd = 1_000_000_000m;
+
+    /// <summary>
+    /// A budget in billionths of a dollar from <paramref name="usd"/> dollars (a fraction of a
+    /// billionth is dropped); null when it is not between 0 and <see cref="MaxBudgetUsd"/>.
+    /// </summary>
+    public static long? BudgetFromUsd(decimal usd) =>
+        usd is >= 0 and <= MaxBudgetUsd ? (long)Math.Round(usd * 1_000_000_000m, MidpointRounding.ToZero) : null;
 }
 
 /// <summary>

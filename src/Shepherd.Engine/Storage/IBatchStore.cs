@@ -119,6 +119,18 @@ public interface IBatchStore : IAsyncDisposable
     Task ExpireBatchAsync(string batchId, DateTimeOffset now, CancellationToken cancellationToken);
 
     /// <summary>
+    /// Queues the failed and expired items of a batch again, as if never sent (their results and
+    /// attempts are cleared, and their tokens and cost taken off the batch's), keeping every
+    /// success and its cost. A batch that had ended is in progress again, with its completion
+    /// window ending at <paramref name="expiresAt"/> (none when null). Returns how many items
+    /// were queued again.
+    /// </summary>
+    Task<long> RequeueFailedAsync(string batchId, DateTimeOffset? expiresAt, CancellationToken cancellationToken);
+
+    /// <summary>Sets the budget of a batch (null for none), for the requests not yet sent.</summary>
+    Task SetBudgetAsync(string batchId, long? budgetNanos, CancellationToken cancellationToken);
+
+    /// <summary>
     /// Commits many lease outcomes in one transaction. An outcome whose lease is no longer held
     /// (the item was released and claimed again) changes nothing, so an answer is never
     /// recorded twice.

@@ -489,6 +489,34 @@ public sealed partial class PostgresBatchStore : IBatchStore, IClusterStore
         }, cancellationToken);
 
     /// <inheritdoc />
+    public Task<long> RequeueFailedAsync(string batchId, DateTimeOffset? expiresAt, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        return InTransactionAsync(async (connection, tx) =>
+        {
+            // The batch first gives back what the results of those items counted, then they lose them.
+            if (await ExecuteAsync(connection, tx, StoreRows.RequeueFailedBatchSql, cancellationToken, ("id", batchId), ("expires", expiresAt?.ToUnixTimeMilliseconds())) == 0)
+            {
+                return 0L;
+            }
+
+            await ExecuteAsync(connection, tx, "DELETE FROM results WHERE item_id IN (SELECT id FROM items WHERE batch_id = @id AND state IN (3, 5))", cancellationToken, ("id", batchId));
+            var requeued = await ExecuteAsync(connection, tx,
+                "UPDATE items SET state = 0, attempts = 0, next_attempt_at = 0, lease_until = NULL, leased_by = NULL, last_error = NULL WHERE batch_id = @id AND state IN (3, 5)",
+                cancellationToken, ("id", batchId));
+            await NotifyAsync(connection, tx, cancellationToken);
+            return (long)requeued;
+        }, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task SetBudgetAsync(string batchId, long? budgetNanos, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        return InTransactionAsync((connection, tx) => ExecuteAsync(connection, tx, "UPDATE batches SET budget_nanos = @budget WHERE id = @id", cancellationToken, ("id", batchId), ("budget", budgetNanos)), cancellationToken);
+    }
+
+    /// <inheritdoc />
     public Task<CommitSummary> CommitAsync(IReadOnlyList<ItemOutcome> outcomes, DateTimeOffset now, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(outcomes);

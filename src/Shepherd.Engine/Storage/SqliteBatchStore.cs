@@ -548,6 +548,33 @@ public sealed class SqliteBatchStore : IBatchStore
         }, cancellationToken);
 
     /// <inheritdoc />
+    public Task<long> RequeueFailedAsync(string batchId, DateTimeOffset? expiresAt, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        return WriteAsync(writer =>
+        {
+            using var tx = writer.BeginTransaction();
+            // The batch first gives back what the results of those items counted, then they lose them.
+            if (Execute(writer, StoreRows.RequeueFailedBatchSql, tx, ("@id", batchId), ("@expires", expiresAt?.ToUnixTimeMilliseconds())) == 0)
+            {
+                return 0L;
+            }
+
+            Execute(writer, "DELETE FROM results WHERE item_id IN (SELECT id FROM items WHERE batch_id = $id AND state IN (3, 5))", tx, ("$id", batchId));
+            var requeued = UpdateItemsInSteps(writer, tx, batchId, "state = 0, attempts = 0, next_attempt_at = 0, lease_until = NULL, last_error = NULL", "state IN (3, 5)");
+            tx.Commit();
+            return (long)requeued;
+        }, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task SetBudgetAsync(string batchId, long? budgetNanos, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        return WriteAsync(writer => Execute(writer, "UPDATE batches SET budget_nanos = $budget WHERE id = $id", null, ("$id", batchId), ("$budget", budgetNanos)), cancellationToken);
+    }
+
+    /// <inheritdoc />
     public Task<CommitSummary> CommitAsync(IReadOnlyList<ItemOutcome> outcomes, DateTimeOffset now, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(outcomes);

@@ -18,6 +18,24 @@ internal static class StoreRows
         "input_tokens, output_tokens, errors, priority, expires_at, cancelling_at, cancelled_at, expired_at, cancelled, expired, " +
         "owner, door, input_file_id, completion_window, metadata, model, output_file_id, error_file_id, finalizing_at, idempotency_key, cost_nanos, unpriced, budget_nanos, budget_exceeded, mode";
 
+    /// <summary>
+    /// Gives a batch back what the results of its failed and expired items counted and opens it
+    /// again (parameters <c>@id</c>, <c>@expires</c>). It changes nothing when the batch has no
+    /// such item or was cancelled; the caller then leaves the items alone.
+    /// </summary>
+    internal const string RequeueFailedBatchSql = """
+        UPDATE batches SET
+            failed = failed - (SELECT COUNT(*) FROM items WHERE batch_id = @id AND state = 3),
+            expired = expired - (SELECT COUNT(*) FROM items WHERE batch_id = @id AND state = 5),
+            budget_exceeded = budget_exceeded - (SELECT COUNT(*) FROM items i JOIN results r ON r.item_id = i.id WHERE i.batch_id = @id AND i.state = 3 AND r.error_code = 'budget_exceeded'),
+            input_tokens = input_tokens - (SELECT COALESCE(SUM(r.input_tokens), 0) FROM items i JOIN results r ON r.item_id = i.id WHERE i.batch_id = @id AND i.state IN (3, 5)),
+            output_tokens = output_tokens - (SELECT COALESCE(SUM(r.output_tokens), 0) FROM items i JOIN results r ON r.item_id = i.id WHERE i.batch_id = @id AND i.state IN (3, 5)),
+            cost_nanos = cost_nanos - (SELECT COALESCE(SUM(r.cost_nanos), 0) FROM items i JOIN results r ON r.item_id = i.id WHERE i.batch_id = @id AND i.state IN (3, 5)),
+            status = 'in_progress', ending = NULL, completed_at = NULL, expired_at = NULL, finalizing_at = NULL, expires_at = @expires
+        WHERE id = @id AND status IN ('in_progress', 'completed', 'expired')
+            AND EXISTS (SELECT 1 FROM items WHERE batch_id = @id AND state IN (3, 5))
+        """;
+
     internal const string FileColumns = "id, owner, filename, purpose, bytes, created_at, batch_id";
 
     internal static Page<T> ToPage<T>(List<T> rows, PageRequest page)

@@ -82,7 +82,7 @@ internal sealed class BatchesApi(ServerCore core)
 
     private async Task<BatchRecord> CreateFromFileAsync(CreateBody body, Caller caller, NewBatch batch, CancellationToken cancellationToken)
     {
-        Fields.OnlyKnown(body.Fields, "input_file_id", "endpoint", "completion_window", "metadata");
+        Fields.OnlyKnown(body.Fields, "input_file_id", "endpoint", "completion_window", "metadata", "budget_usd");
         var fileId = Fields.String(body.Fields, "input_file_id", required: true)!;
         var endpoint = Endpoint(Fields.String(body.Fields, "endpoint", required: true)!);
         var file = await core.GetFileAsync(caller, fileId, cancellationToken);
@@ -91,19 +91,13 @@ internal sealed class BatchesApi(ServerCore core)
             throw ApiException.BadRequest($"File '{file.Id}' has purpose \"{file.Purpose}\"; a batch reads a file uploaded with purpose \"batch\".", "input_file_id");
         }
 
-        return await core.CreateFromFileAsync(batch with { Endpoint = endpoint, InputFileId = file.Id }, caller, cancellationToken);
+        return await core.CreateFromFileAsync(batch with { Endpoint = endpoint, InputFileId = file.Id, BudgetNanos = Budget(body) }, caller, cancellationToken);
     }
 
     private async Task<BatchRecord> CreateInlineAsync(CreateBody body, Caller caller, NewBatch batch, CancellationToken cancellationToken)
     {
         Fields.OnlyKnown(body.Fields, "requests", "model", "endpoint", "priority", "metadata", "completion_window", "mode", "budget_usd");
-        long? budget = null;
-        if (body.Fields.TryGetValue("budget_usd", out var budgetField) && budgetField.ValueKind != JsonValueKind.Null)
-        {
-            budget = budgetField.ValueKind == JsonValueKind.Number && budgetField.TryGetDecimal(out var usd) && usd >= 0 && usd <= 1_000_000_000m
-                ? (long)Math.Round(usd * 1_000_000_000m, MidpointRounding.ToZero)
-                : throw ApiException.BadRequest("budget_usd must be a number of US dollars, 0 or more.", "budget_usd", "invalid_budget");
-        }
+        var budget = Budget(body);
 
         var endpoint = Endpoint(Fields.String(body.Fields, "endpoint") ?? BatchEndpoints.ChatCompletions);
         var model = Fields.String(body.Fields, "model");
@@ -128,6 +122,14 @@ internal sealed class BatchesApi(ServerCore core)
             File.Delete(linesPath);
         }
     }
+
+    /// <summary>The optional <c>budget_usd</c> of a create, in billionths of a dollar.</summary>
+    private static long? Budget(CreateBody body) =>
+        body.Fields.TryGetValue("budget_usd", out var field) && field.ValueKind != JsonValueKind.Null
+            ? field.ValueKind == JsonValueKind.Number && field.TryGetDecimal(out var usd) && Cost.BudgetFromUsd(usd) is { } nanos
+                ? nanos
+                : throw ApiException.BadRequest("budget_usd must be a number of US dollars, 0 or more.", "budget_usd", "invalid_budget")
+            : null;
 
     /// <summary>
     /// A new inline batch of the requests of an ended batch that failed or expired, with their
