@@ -199,6 +199,23 @@ public sealed class BatchImporter
         return new ImportResult(batchId, true, total, errors, false, sha, hashing.BytesRead);
     }
 
+    /// <summary>
+    /// The format, url and model of the first request of <paramref name="input"/>, read without storing
+    /// anything (to know where a batch will go before it is imported); null when the first
+    /// line that is not blank is not a valid request (the import then says why).
+    /// </summary>
+    public async Task<(InputFormat Format, string Url, string Model)?> PeekAsync(Stream input, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        using var reader = new JsonlLineReader(input, _options.MaxLineBytes);
+        LineKind kind;
+        while ((kind = await reader.ReadAsync(cancellationToken)) == LineKind.Line && IsBlank(reader.Current.Span))
+        {
+        }
+
+        return kind == LineKind.Line && InputLineParser.TryParse(reader.Current, out var parsed) is null ? (parsed.Format, parsed.Url, parsed.Model) : null;
+    }
+
     /// <summary>Why <paramref name="parsed"/> cannot join a batch whose first line is <paramref name="first"/>, or null when it can; the error has no line number.</summary>
     internal static InputError? Mismatch(in ParsedLine parsed, (InputFormat Format, string Url, long Line) first, bool endpointFixed)
     {

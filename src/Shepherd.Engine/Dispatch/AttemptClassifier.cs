@@ -5,12 +5,18 @@ using Shepherd.Engine.Upstreams;
 
 namespace Shepherd.Engine.Dispatch;
 
-/// <summary>Whether an attempt succeeded, failed for good, or may succeed if tried again.</summary>
+/// <summary>Whether an attempt succeeded, failed for good, may succeed if tried again, or was refused for the key.</summary>
 internal enum Verdict
 {
     Success,
     Permanent,
     Transient,
+
+    /// <summary>
+    /// The upstream refused the credentials (401, 403, or an authentication or permission error):
+    /// the answer says nothing about the request, so the request waits and its lane stops.
+    /// </summary>
+    Refused,
 }
 
 /// <summary>An attempt's verdict with the result to record and the wait the upstream asked for.</summary>
@@ -18,8 +24,9 @@ internal readonly record struct Classified(Verdict Verdict, AttemptResult Result
 
 /// <summary>
 /// Classifies an upstream answer once, where it is seen: 2xx with a JSON body succeeds;
-/// 408, 409, 429, 5xx and 529 (or whatever <c>x-should-retry</c> says) are transient; every
-/// other status is permanent. The answer body is kept; one that is not JSON is wrapped in the
+/// 401, 403 and any answer whose error is an authentication or permission error are refusals
+/// of the key; 408, 409, 429, 5xx and 529 (or whatever <c>x-should-retry</c> says) are
+/// transient; every other status is permanent. The answer body is kept; one that is not JSON is wrapped in the
 /// upstream's own error envelope, so every result line holds JSON.
 /// </summary>
 internal static class AttemptClassifier
@@ -59,7 +66,43 @@ internal static class AttemptClassifier
             RequestId = response.RequestId,
             Body = UsageReader.TryRead(body, out _, out _, out _) ? OnOneLine(body) : WrapInEnvelope(body, status, kind),
         };
-        return new Classified(IsTransient(status, response.ShouldRetry) ? Verdict.Transient : Verdict.Permanent, error, response.RetryAfter);
+        var verdict = IsRefusal(status, body) ? Verdict.Refused
+            : IsTransient(status, response.ShouldRetry) ? Verdict.Transient
+            : Verdict.Permanent;
+        return new Classified(verdict, error, response.RetryAfter);
+    }
+
+    /// <summary>
+    /// 401 and 403, and a 4xx whose error names the credentials: Anthropic's
+    /// <c>authentication_error</c> and <c>permission_error</c>, OpenAI's <c>invalid_api_key</c>.
+    /// </summary>
+    private static bool IsRefusal(int status, byte[] body) =>
+        status is 401 or 403
+        || (status is >= 400 and < 500 && ErrorOf(body) is { } error
+            && (error.Type is "authentication_error" or "permission_error" || error.Code is "invalid_api_key"));
+
+    /// <summary>The message of an error body in the OpenAI or Anthropic shape (<c>{"error":{"message":…}}</c>), or null.</summary>
+    public static string? MessageOf(byte[]? body) => body is null ? null : ErrorOf(body)?.Message;
+
+    private static (string? Type, string? Code, string? Message)? ErrorOf(byte[] body)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(body);
+            if (document.RootElement.ValueKind != JsonValueKind.Object
+                || !document.RootElement.TryGetProperty("error", out var error) || error.ValueKind != JsonValueKind.Object)
+            {
+                return null;
+            }
+
+            static string? Text(JsonElement error, string name) =>
+                error.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
+            return (Text(error, "type"), Text(error, "code"), Text(error, "message"));
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
     }
 
     /// <summary>The status codes worth another attempt, unless the upstream says otherwise.</summary>

@@ -55,6 +55,36 @@ public sealed class DispatchOptions
     public TimeSpan BreakerMaxBreakDuration { get; set; } = TimeSpan.FromSeconds(8);
 
     /// <summary>
+    /// Refusals of the key in a row (401, 403, an authentication or permission error) that stop
+    /// a lane; never more than the lane's concurrency, so a lane of one request stops at the first.
+    /// <value>The default is 3.</value>
+    /// </summary>
+    public int RefusalsToStop { get; set; } = 3;
+
+    /// <summary>
+    /// How often a lane stopped for a refused key sends one request to see whether the key is
+    /// taken again (it was fixed at the provider, or its file was replaced).
+    /// <value>The default is 30 seconds.</value>
+    /// </summary>
+    public TimeSpan RefusedKeyProbeInterval { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// When set, <see cref="Dispatcher.RunAsync"/> returns as soon as nothing can be sent and
+    /// some of the waiting requests wait for a lane whose key is refused (as <c>shepherd run</c>
+    /// does: the user has to fix the key). A server keeps waiting and probing instead.
+    /// <value>The default is false.</value>
+    /// </summary>
+    public bool StopWhenKeyRefused { get; set; }
+
+    /// <summary>
+    /// When set, <see cref="Dispatcher.RunAsync"/> returns once nothing could be sent for this
+    /// long because every lane with waiting requests had its upstream down; null to wait for
+    /// the upstreams however long they are away (as a server does).
+    /// <value>The default is null.</value>
+    /// </summary>
+    public TimeSpan? MaxOutage { get; set; }
+
+    /// <summary>
     /// Attempts per item before a transient failure becomes its final result.
     /// <value>The default is 6.</value>
     /// </summary>
@@ -65,6 +95,15 @@ public sealed class DispatchOptions
     /// <value>The default is 1 second.</value>
     /// </summary>
     public TimeSpan RetryBaseDelay { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// The first retry of a transient failure that came as a sprinkle, among successes of a
+    /// healthy lane, waits up to this long; each later one up to twice as long. A sprinkle says
+    /// nothing about the upstream's health, so waiting as long as after a run of failures would
+    /// only keep the batch's last answers waiting.
+    /// <value>The default is 50 milliseconds.</value>
+    /// </summary>
+    public TimeSpan IsolatedRetryBaseDelay { get; set; } = TimeSpan.FromMilliseconds(50);
 
     /// <summary>
     /// The longest backoff between attempts, unless the upstream asks for longer.
@@ -106,8 +145,16 @@ public sealed class DispatchOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(BreakerFailuresToOpen, 1);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(BreakerBreakDuration, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfLessThan(BreakerMaxBreakDuration, BreakerBreakDuration);
+        ArgumentOutOfRangeException.ThrowIfLessThan(RefusalsToStop, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(RefusedKeyProbeInterval, TimeSpan.Zero);
+        if (MaxOutage is { } outage)
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(outage, TimeSpan.Zero, nameof(MaxOutage));
+        }
+
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxAttempts, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(RetryBaseDelay, TimeSpan.Zero);
+        ArgumentOutOfRangeException.ThrowIfLessThan(IsolatedRetryBaseDelay, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfLessThan(RetryMaxDelay, RetryBaseDelay);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(LeaseDuration, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxCommitBatch, 1);

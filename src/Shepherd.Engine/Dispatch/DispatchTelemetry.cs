@@ -87,19 +87,3 @@ public sealed class DispatchTelemetry
             .Where(lane => read(lane) is not null)
             .Select(lane => new Measurement<double>(read(lane)!.Value, new("upstream", lane.Upstream), new("model", lane.Model)));
 }
-
-/// <summary>A lane as the dispatcher last saw it.</summary>
-/// <param name="Upstream">The upstream's name.</param>
-/// <param name="Model">The model.</param>
-/// <param name="RequestsPerMinute">The request rate it keeps to (this node's share), when it has one.</param>
-/// <param name="TokensPerMinute">The token rate it keeps to (this node's share), when it has one.</param>
-/// <param name="ConcurrencyLimit">Its current concurrency limit.</param>
-/// <param name="InFlight">Its requests in flight.</param>
-/// <param name="PausedUntil">Until when a <c>retry-after</c> holds it, when it does.</param>
-/// <param name="Share">Its share of the limits among nodes sending on it.</param>
-public sealed record LaneState(string Upstream, string Model, double? RequestsPerMinute, double? TokensPerMinute, int ConcurrencyLimit, int InFlight, DateTimeOffset? PausedUntil, double Share);
-
-/// <summary>An upstream's circuit breaker as the dispatcher last saw it.</summary>
-/// <param name="Upstream">The upstream's name.</param>
-/// <param name="State">Closed, open or half-open.</param>
-public sealed record BreakerSnapshot(string Upstream, BreakerState State);

@@ -23,6 +23,7 @@ public sealed partial class Dispatcher
         private int _inFlight;
         private int _parkings;
         private StoreException? _claimFailure;
+        private DateTimeOffset? _blockedSince;
 
         private DispatchOptions Options => owner._options;
 
@@ -31,11 +32,14 @@ public sealed partial class Dispatcher
 
         private DateTimeOffset Now => owner._time.GetUtcNow();
 
+        /// <summary>The lane that made the run give up (a refused key, an outage past its limit), once it has.</summary>
+        public LaneState? StoppedBy { get; private set; }
+
         public async Task RunAsync(CancellationToken cancellationToken)
         {
             try
             {
-                while (!cancellationToken.IsCancellationRequested)
+                while (!cancellationToken.IsCancellationRequested && StoppedBy is null)
                 {
                     if (Interlocked.Exchange(ref owner._batchesChanged, 0) == 1 || Now >= _nextRefresh)
                     {
@@ -52,7 +56,12 @@ public sealed partial class Dispatcher
                         throw _claimFailure;
                     }
 
-                    await WaitAsync(Pump(cancellationToken), cancellationToken);
+                    var wait = Pump(cancellationToken);
+                    StoppedBy = Stopping(Now);
+                    if (StoppedBy is null)
+                    {
+                        await WaitAsync(wait, cancellationToken);
+                    }
                 }
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -70,6 +79,11 @@ public sealed partial class Dispatcher
             while (_inFlight > 0 || Volatile.Read(ref owner._claimsInFlight) > 0)
             {
                 Handle(await owner._events.Reader.ReadAsync(CancellationToken.None));
+            }
+
+            foreach (var budget in _budgets.Values)
+            {
+                Unpark(budget, all: true);
             }
 
             foreach (var queue in _queues.Values)
@@ -105,6 +119,8 @@ public sealed partial class Dispatcher
 
             foreach (var gone in _budgets.Keys.Where(id => !_active.Contains(id)).ToList())
             {
+                // What waited for the budget goes back to its queue, which ends it with its batch.
+                Unpark(_budgets[gone], all: true);
                 _budgets.Remove(gone);
             }
             foreach (var model in await owner._store.ListActiveModelsAsync(onlyBatchId, cancellationToken))
@@ -142,9 +158,71 @@ public sealed partial class Dispatcher
                 lane.SetShare(settled ? 1.0 / (1 + view.OthersOnLanes.GetValueOrDefault(lane.Key)) : 1.0 / Math.Max(1, view.Nodes));
             }
 
-            Volatile.Write(ref owner._laneStates, [.. _lanes.Values.Select(lane => new LaneState(
-                lane.Upstream.Name, lane.Model, lane.RequestsPerMinute, lane.TokensPerMinute, lane.Concurrency.Limit, lane.Concurrency.InFlight,
-                lane.PausedUntil > now ? lane.PausedUntil : null, lane.Share))]);
+            PublishLanes(now);
+        }
+
+        /// <summary>Makes the lanes as they are now what <see cref="Dispatcher.Lanes"/> shows.</summary>
+        private void PublishLanes(DateTimeOffset now) => Volatile.Write(ref owner._laneStates, [.. _lanes.Values.Select(lane => StateOf(lane, now))]);
+
+        private static LaneState StateOf(Lane lane, DateTimeOffset now) => new(
+            lane.Upstream.Name, lane.Model, lane.RequestsPerMinute, lane.TokensPerMinute, lane.Concurrency.Limit, lane.Concurrency.InFlight,
+            lane.PausedUntil > now ? lane.PausedUntil : null, lane.Share)
+        {
+            Halt = lane.Halt,
+        };
+
+        /// <summary>
+        /// The lane to give up for, when the options say to and nothing can be sent: every queue
+        /// with requests waiting has only lanes that are stopped. A refused key stops the run at
+        /// once (only the user can fix it); an outage once it has lasted <see cref="DispatchOptions.MaxOutage"/>.
+        /// </summary>
+        private LaneState? Stopping(DateTimeOffset now)
+        {
+            if (!Options.StopWhenKeyRefused && Options.MaxOutage is null)
+            {
+                return null;
+            }
+
+            Lane? refused = null, down = null;
+            foreach (var queue in _queues.Values)
+            {
+                if (queue.Items.Count + queue.Parked == 0)
+                {
+                    continue;
+                }
+
+                for (var i = 0; i < queue.Lanes.Count; i++)
+                {
+                    var lane = queue.Lanes[i];
+                    if (!lane.IsHalted)
+                    {
+                        _blockedSince = null;
+                        return null;
+                    }
+
+                    if (lane.RefusedSince is not null)
+                    {
+                        refused ??= lane;
+                    }
+                    else
+                    {
+                        down ??= lane;
+                    }
+                }
+            }
+
+            if (refused is null && down is null)
+            {
+                return null;
+            }
+
+            _blockedSince ??= now;
+            if (Options.StopWhenKeyRefused && refused is not null)
+            {
+                return StateOf(refused, now);
+            }
+
+            return Options.MaxOutage is { } most && down is not null && now - _blockedSince >= most ? StateOf(down, now) : null;
         }
 
         private List<Lane> LanesFor(string model, DateTimeOffset now)
@@ -221,9 +299,19 @@ public sealed partial class Dispatcher
             var wait = _nextRefresh - now;
             foreach (var queue in _queues.Values)
             {
-                if (!queue.Claiming && queue.Items.Count < queue.Target / 2 && (queue.NextDue is null || queue.NextDue <= now))
+                var held = queue.Items.Count + queue.Parked;
+                var target = queue.Target;
+                if (queue.IsBlocked)
                 {
-                    var want = queue.Target - queue.Items.Count - queue.InFlight;
+                    // Nothing goes but probes: one request is held for them, the rest go back to the store.
+                    target = 1;
+                    ReleaseBeyond(queue, target);
+                    held = queue.Items.Count + queue.Parked;
+                }
+
+                if (!queue.Claiming && held < Math.Max(1, target / 2) && (queue.NextDue is null || queue.NextDue <= now))
+                {
+                    var want = target - held - queue.InFlight;
                     if (want > 0 && _active.Count > 0)
                     {
                         StartClaim(queue, want, now);
@@ -241,6 +329,28 @@ public sealed partial class Dispatcher
             }
 
             return wait;
+        }
+
+        /// <summary>Hands back to the store the queued items of <paramref name="queue"/> beyond <paramref name="keep"/>, the last in order first.</summary>
+        private void ReleaseBeyond(ModelQueue queue, int keep)
+        {
+            if (queue.Items.Count <= keep)
+            {
+                return;
+            }
+
+            var kept = new List<WorkItem>(keep);
+            while (kept.Count < keep && queue.Items.TryDequeue(out var work, out _))
+            {
+                kept.Add(work);
+            }
+
+            while (queue.Items.TryDequeue(out var work, out _))
+            {
+                Emit(new ItemOutcome(work.Item, OutcomeKind.Released, new AttemptResult()));
+            }
+
+            kept.ForEach(queue.Enqueue);
         }
 
         /// <summary>Sends queued items while some lane of the model has room; returns the wait for the next, if a lane said.</summary>
@@ -277,11 +387,20 @@ public sealed partial class Dispatcher
                 if (budget is not null && budget.Spent + budget.Reserved + most > budget.Limit)
                 {
                     queue.Items.Dequeue();
+                    if (budget.Spent + most <= budget.Limit)
+                    {
+                        // It fits once what others hold has settled: it waits for their answers.
+                        work.MostNanos = most;
+                        budget.Waiting.Enqueue(work);
+                        queue.Parked++;
+                        continue;
+                    }
+
                     Emit(new ItemOutcome(work.Item, OutcomeKind.Failed, new AttemptResult
                     {
                         ErrorCode = FailureCodes.BudgetExceeded,
                         ErrorMessage = string.Create(CultureInfo.InvariantCulture,
-                            $"not sent: the batch's budget is ${Cost.ToUsd(budget.Limit)}; ${Cost.ToUsd(budget.Spent)} is spent and ${Cost.ToUsd(budget.Reserved)} held by requests in flight, and this one may cost up to ${Cost.ToUsd(most)}"),
+                            $"not sent: the batch's budget is ${Cost.ToUsd(budget.Limit)} and ${Cost.ToUsd(budget.Spent)} of it is spent, so ${Cost.ToUsd(budget.Limit - budget.Spent)} is left; this request may cost up to ${Cost.ToUsd(most)}"),
                     }));
                     continue;
                 }
@@ -422,6 +541,22 @@ public sealed partial class Dispatcher
                     foreach (var queue in _queues.Values)
                     {
                         queue.Items.Clear();
+                        queue.Parked = 0;
+                    }
+
+                    foreach (var budget in _budgets.Values)
+                    {
+                        budget.Waiting.Clear();
+                    }
+
+                    break;
+                case RetriesStoredEvent retries:
+                    foreach (var (model, due) in retries.Due)
+                    {
+                        if (_queues.TryGetValue(model, out var queue) && queue.NextDue > due)
+                        {
+                            queue.NextDue = due;
+                        }
                     }
 
                     break;
@@ -453,34 +588,42 @@ public sealed partial class Dispatcher
 
             var (verdict, _, retryAfter) = classified;
             var result = priced!;
-            lane.Complete(reservation, response, result.InputTokens, result.OutputTokens, now);
+            var change = lane.Complete(reservation, response, verdict, result.InputTokens, result.OutputTokens, now);
+            if (change != default)
+            {
+                owner.Report(lane, change, now);
+                PublishLanes(now);
+            }
+
             var item = work.Item;
             owner.Telemetry?.Answered(lane.Upstream.Name, lane.Model, verdict switch
             {
                 Verdict.Success => "succeeded",
                 Verdict.Transient => "transient_failure",
+                Verdict.Refused => "key_refused",
                 _ => "failed",
             }, response, result, latency);
             if (verdict == Verdict.Success)
             {
                 Emit(new ItemOutcome(item, OutcomeKind.Succeeded, result));
             }
-            else if (verdict == Verdict.Transient && (response.StatusCode == 429 || lane.Upstream.Breaker.State != BreakerState.Closed))
+            else if (verdict == Verdict.Refused || (verdict == Verdict.Transient && (response.StatusCode == 429 || lane.Upstream.IsDown)))
             {
-                // A rate limit or an outage says nothing about the request: it waits for the lane without using an attempt.
-                if (lane.Upstream.Breaker.State == BreakerState.Open && lane.Upstream.Breaker.OpenUntil > now && UpstreamEndpoint.IsOutage(response))
-                {
-                    owner.LogBreakerOpen(lane.Upstream.Name, lane.Upstream.Breaker.OpenUntil - now);
-                }
-
+                // A refused key, a rate limit or an outage says nothing about the request: it waits for the lane without using an attempt.
                 Requeue(work, lane, result);
             }
             else if (verdict == Verdict.Transient && item.Attempt < Options.MaxAttempts)
             {
+                // A failure of a run waits as long as the upstream may need, and at least its retry-after.
+                // One among successes is retried soon: the upstream plainly answers, so a retry-after
+                // on it speaks of one backend's moment, not of the upstream.
+                var inRun = lane.InFailureRun;
                 TimeSpan delay;
                 lock (owner._random)
                 {
-                    delay = Backoff.Delay(item.Attempt, Options.RetryBaseDelay, Options.RetryMaxDelay, retryAfter, owner._random);
+                    delay = inRun
+                        ? Backoff.Delay(item.Attempt, Options.RetryBaseDelay, Options.RetryMaxDelay, retryAfter, owner._random)
+                        : Backoff.Delay(item.Attempt, Options.IsolatedRetryBaseDelay, Options.RetryMaxDelay, null, owner._random);
                 }
 
                 owner.Counters.Retried();
@@ -506,6 +649,26 @@ public sealed partial class Dispatcher
             budget.Reserved -= work.ReservedNanos;
             work.ReservedNanos = 0;
             budget.Spent += result?.CostNanos ?? 0;
+            Unpark(budget, all: budget.Reserved == 0);
+        }
+
+        /// <summary>
+        /// Queues again what waits for the budget and now fits beside what is still held, in the
+        /// order it came; with <paramref name="all"/>, everything (the queue then sends it, or ends
+        /// it when the budget can no longer pay it).
+        /// </summary>
+        private void Unpark(Budget budget, bool all)
+        {
+            // What goes back is counted as held already: the queue reserves it when it sends it.
+            var going = 0L;
+            while (budget.Waiting.TryPeek(out var work) && (all || budget.Spent + budget.Reserved + going + work.MostNanos <= budget.Limit))
+            {
+                budget.Waiting.Dequeue();
+                going += work.MostNanos;
+                var queue = _queues[work.Item.Model];
+                queue.Parked--;
+                queue.Enqueue(work);
+            }
         }
 
         /// <summary>An answer with tokens priced, once: the cost is recorded with it and counted against its batch's budget.</summary>

@@ -170,12 +170,14 @@ public sealed partial class Dispatcher
 
     /// <summary>
     /// Dispatches the items of <paramref name="onlyBatchId"/>, or of every active batch when it
-    /// is null, until <paramref name="stoppingToken"/> is cancelled. On stop, requests in
-    /// flight are abandoned (their items stay leased and run again after a restart), items
-    /// claimed but not yet sent are queued again, and every outcome already received is
-    /// committed before this returns.
+    /// is null, until <paramref name="stoppingToken"/> is cancelled, or until the options'
+    /// <see cref="DispatchOptions.StopWhenKeyRefused"/> or <see cref="DispatchOptions.MaxOutage"/>
+    /// give up; the lane that made it give up is then returned. On stop, requests in flight are
+    /// abandoned (their items stay leased and run again after a restart); when giving up, they
+    /// are waited for. Items claimed but not yet sent are queued again, and every outcome
+    /// already received is committed before this returns.
     /// </summary>
-    public async Task RunAsync(string? onlyBatchId, CancellationToken stoppingToken)
+    public async Task<LaneState?> RunAsync(string? onlyBatchId, CancellationToken stoppingToken)
     {
         var outcomes = Channel.CreateUnbounded<ItemOutcome>(new UnboundedChannelOptions { SingleReader = true });
         // Outcomes a failed earlier run could not record are gone with its channel (their items
@@ -194,6 +196,32 @@ public sealed partial class Dispatcher
         }
 
         await committer;
+        return loop.StoppedBy;
+    }
+
+    /// <summary>Says what an answer changed about a lane, once per change.</summary>
+    private void Report(Lane lane, LaneChange change, DateTimeOffset now)
+    {
+        var upstream = lane.Upstream;
+        switch (change.Breaker)
+        {
+            case BreakerChange.Opened:
+                LogUnreachable(upstream.Name, upstream.LastFailure, upstream.Breaker.OpenUntil - now);
+                break;
+            case BreakerChange.Closed:
+                LogReachable(upstream.Name);
+                break;
+        }
+
+        switch (change.Key)
+        {
+            case KeyChange.Refused:
+                LogKeyRefused(upstream.Name, lane.Model, lane.Refusal, _options.RefusedKeyProbeInterval);
+                break;
+            case KeyChange.Accepted:
+                LogKeyAccepted(upstream.Name, lane.Model);
+                break;
+        }
     }
 
     /// <summary>A commit group this small waits one turn of the thread pool for more outcomes.</summary>
@@ -242,6 +270,11 @@ public sealed partial class Dispatcher
             }
 
             Interlocked.Add(ref _uncommitted, -pending.Count);
+            if (RetriesIn(pending) is { } retries)
+            {
+                _events.Writer.TryWrite(retries);
+            }
+
             pending.Clear();
             foreach (var batchId in summary.CompletedBatches)
             {
@@ -262,6 +295,25 @@ public sealed partial class Dispatcher
         }
     }
 
+    /// <summary>When the retries just stored fall due, the earliest per model; null when there were none.</summary>
+    private static RetriesStoredEvent? RetriesIn(List<ItemOutcome> committed)
+    {
+        Dictionary<string, DateTimeOffset>? due = null;
+        foreach (var outcome in committed)
+        {
+            if (outcome.Kind == OutcomeKind.Retry)
+            {
+                due ??= new(StringComparer.Ordinal);
+                if (!due.TryGetValue(outcome.Item.Model, out var earliest) || outcome.NextAttemptAt < earliest)
+                {
+                    due[outcome.Item.Model] = outcome.NextAttemptAt;
+                }
+            }
+        }
+
+        return due is null ? null : new RetriesStoredEvent(due);
+    }
+
     [LoggerMessage(Level = LogLevel.Debug, Message = "Batch {BatchId} item {CustomId}: attempt {Attempt} on {Upstream} failed ({Reason}); retrying in {DelayMs:0} ms")]
     private partial void LogRetry(string batchId, string customId, int attempt, string upstream, AttemptResult reason, double delayMs);
 
@@ -271,8 +323,17 @@ public sealed partial class Dispatcher
     [LoggerMessage(Level = LogLevel.Information, Message = "Batch {BatchId} item {CustomId}: failed after attempt {Attempt} on {Upstream} ({Reason})")]
     private partial void LogFailed(string batchId, string customId, int attempt, string upstream, AttemptResult reason);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Upstream {Upstream} is failing; its circuit breaker is open and its items wait (next probe in {Wait})")]
-    private partial void LogBreakerOpen(string upstream, TimeSpan wait);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Upstream {Upstream} is unreachable ({Reason}); its requests wait without using attempts (next probe in {Wait})")]
+    private partial void LogUnreachable(string upstream, string? reason, TimeSpan wait);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Upstream {Upstream} answers again; its requests go")]
+    private partial void LogReachable(string upstream);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Upstream {Upstream} refused the key for {Model} ({Reason}); the lane stops and its requests wait without using attempts (a probe every {Interval})")]
+    private partial void LogKeyRefused(string upstream, string model, string? reason, TimeSpan interval);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Upstream {Upstream} takes the key for {Model} again; the lane sends")]
+    private partial void LogKeyAccepted(string upstream, string model);
 
     [LoggerMessage(Level = LogLevel.Critical, Message = "The store could not record outcomes; dispatch stops and the items run again after a restart")]
     private partial void LogCommitFailed(Exception exception);
@@ -288,6 +349,9 @@ public sealed partial class Dispatcher
     private sealed record WakeEvent : DispatchEvent;
 
     private sealed record DropLeasesEvent : DispatchEvent;
+
+    /// <summary>Retries are in the store, due at these times (the earliest per model): their queues look for them then, not at their next idle look.</summary>
+    private sealed record RetriesStoredEvent(IReadOnlyDictionary<string, DateTimeOffset> Due) : DispatchEvent;
 
     private sealed record ClaimedEvent(ModelQueue Queue, IReadOnlyList<ClaimedItem> Items, DateTimeOffset? NextDue) : DispatchEvent;
 
@@ -309,13 +373,17 @@ public sealed partial class Dispatcher
 
         /// <summary>The cost held against the batch's budget while the request is out.</summary>
         public long ReservedNanos { get; set; }
+
+        /// <summary>The most the request may cost, while it waits for the budget.</summary>
+        public long MostNanos { get; set; }
     }
 
     /// <summary>
     /// A batch's budget as the loop keeps it: what its recorded answers cost, plus the most the
     /// requests now in flight may cost. A request is sent only when both, with its own most,
     /// stay within the limit; so the spending can pass the limit only by what answers exceed
-    /// their estimate.
+    /// their estimate. A request that would fit once the others' holds settle waits for them
+    /// in <see cref="Waiting"/>; only one that does not fit beside what is spent is not sent.
     /// </summary>
     private sealed class Budget(long limit, long spent)
     {
@@ -324,6 +392,9 @@ public sealed partial class Dispatcher
         public long Spent { get; set; } = spent;
 
         public long Reserved { get; set; }
+
+        /// <summary>Requests taken from their queues to wait for the holds of requests in flight to settle, in order.</summary>
+        public Queue<WorkItem> Waiting { get; } = new();
     }
 
     /// <summary>The items leased for one model, waiting for a lane, highest priority first.</summary>
@@ -340,6 +411,12 @@ public sealed partial class Dispatcher
         public DateTimeOffset? NextDue { get; set; }
 
         public int InFlight { get; set; }
+
+        /// <summary>Items of this model taken out of the queue to wait for their batch's budget.</summary>
+        public int Parked { get; set; }
+
+        /// <summary>True when no lane of the model can send now (its key is refused, or its upstream down): only probes go.</summary>
+        public bool IsBlocked => Lanes.Count > 0 && Lanes.All(lane => lane.IsHalted);
 
         public void Enqueue(WorkItem work) => Items.Enqueue(work, (-(int)work.Item.Priority, work.Order));
 

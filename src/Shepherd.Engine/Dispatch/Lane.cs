@@ -14,7 +14,10 @@ internal readonly record struct Reservation(long Sequence, DateTimeOffset SentAt
 /// (configured, or learned from the provider's rate-limit headers), an adaptive concurrency
 /// limit, and a pause that a <c>retry-after</c> puts on the whole lane. Every reservation is
 /// corrected from the answer: by its real usage, and by the provider's own count whenever it
-/// sends one, which wins over any local estimate. Not thread-safe: the dispatcher's loop owns it.
+/// sends one, which wins over any local estimate. A lane whose key the upstream refuses stops:
+/// after the first refusal nothing more goes until the requests in flight are back, and after
+/// a few in a row with no other answer between, only a probe now and then. Not thread-safe: the
+/// dispatcher's loop owns it.
 /// </summary>
 internal sealed class Lane
 {
@@ -35,6 +38,11 @@ internal sealed class Lane
     private readonly SortedDictionary<long, (DateTimeOffset At, double Level)> _observed = [];
     private readonly SortedSet<long> _sampledWindows = [];
     private readonly double _headroom;
+    private readonly FailureWindow _failures = new();
+    private readonly int _refusalsToStop;
+    private readonly TimeSpan _refusedKeyProbeInterval;
+    private int _refusals;
+    private DateTimeOffset _nextKeyProbe;
     private double? _requestLimit;
     private double? _tokenLimit;
     private double _share = 1;
@@ -58,6 +66,9 @@ internal sealed class Lane
         var max = limits.MaxConcurrency ?? options.Concurrency;
         Concurrency = new AdaptiveConcurrency(Math.Min(options.InitialConcurrency, max), max, options.ConcurrencyCoolDown);
         _averageOutput = options.DefaultOutputTokens;
+        // Never more refusals than the lane may have in flight: a lane of one request stops at the first.
+        _refusalsToStop = Math.Min(options.RefusalsToStop, max);
+        _refusedKeyProbeInterval = options.RefusedKeyProbeInterval;
     }
 
     public UpstreamEndpoint Upstream { get; }
@@ -93,6 +104,28 @@ internal sealed class Lane
 
     /// <summary>Until when a <c>retry-after</c> holds the whole lane.</summary>
     public DateTimeOffset PausedUntil { get; private set; }
+
+    /// <summary>True while transient failures come in a run rather than as a sprinkle among successes (see <see cref="FailureWindow"/>).</summary>
+    public bool InFailureRun => _failures.InRun;
+
+    /// <summary>Since when the upstream has refused this lane's key (a few refusals in a row); null while it has not.</summary>
+    public DateTimeOffset? RefusedSince { get; private set; }
+
+    /// <summary>The last refusal in words: the status and the provider's message.</summary>
+    public string? Refusal { get; private set; }
+
+    /// <summary>True when the lane cannot send but probes: its key is refused, or its upstream down.</summary>
+    public bool IsHalted => RefusedSince is not null || Upstream.IsDown;
+
+    /// <summary>
+    /// Why the lane cannot send, when it cannot: its key is refused, or its upstream is down.
+    /// Null while it can (waiting for its rate or a <c>retry-after</c> is not being stopped).
+    /// </summary>
+    public LaneHalt? Halt => RefusedSince is { } refused
+        ? new LaneHalt(LaneCondition.KeyRefused, refused, Refusal, _nextKeyProbe)
+        : Upstream.IsDown
+            ? new LaneHalt(LaneCondition.Unreachable, Upstream.DownSince ?? Upstream.Breaker.OpenUntil, Upstream.LastFailure, Upstream.Breaker.OpenUntil)
+            : null;
 
     /// <summary>True when requests must be counted in tokens: the lane has, or has learned, a token limit.</summary>
     public bool CountsTokens => _tokens is not null;
@@ -132,6 +165,17 @@ internal sealed class Lane
             return PausedUntil - now;
         }
 
+        if (RefusedSince is not null && now < _nextKeyProbe)
+        {
+            return _nextKeyProbe - now;
+        }
+
+        if (_refusals > 0 && Concurrency.InFlight > 0)
+        {
+            // A refused key: the answers on their way say whether it was one refusal or the key.
+            return null;
+        }
+
         var breakerWait = Upstream.Breaker.WaitBeforeSending(now, Upstream.InFlight);
         if (breakerWait != TimeSpan.Zero)
         {
@@ -156,6 +200,12 @@ internal sealed class Lane
         Upstream.InFlight++;
         _requests?.Add(1, now);
         _tokens?.Add(tokens, now);
+        if (RefusedSince is not null)
+        {
+            // A probe of a refused key: one at a time, and the next no sooner than the interval.
+            _nextKeyProbe = now + _refusedKeyProbeInterval;
+        }
+
         var reservation = new Reservation(++_sequence, now, promptTokens, output, tokens);
         _sends.Add(new SentRequest(reservation.Sequence, now, promptTokens, output, tokens));
         return reservation;
@@ -168,21 +218,20 @@ internal sealed class Lane
         Upstream.InFlight--;
     }
 
-    /// <summary>Learns from an answer: the breaker, concurrency, pauses, real usage, and the provider's own count.</summary>
-    public void Complete(Reservation reservation, UpstreamResponse response, int inputTokens, int outputTokens, DateTimeOffset now)
+    /// <summary>
+    /// Learns from an answer: the breaker, concurrency, pauses, refusals of the key, real usage,
+    /// and the provider's own count. A 429 always means the lane goes too fast. A 503, 529 or
+    /// timeout means so only in a run of failures: one among many successes is not congestion,
+    /// so it neither halves the concurrency nor pauses the lane.
+    /// </summary>
+    public LaneChange Complete(Reservation reservation, UpstreamResponse response, Verdict verdict, int inputTokens, int outputTokens, DateTimeOffset now)
     {
         Upstream.InFlight--;
-        if (UpstreamEndpoint.IsOutage(response))
-        {
-            Upstream.Breaker.Failed(now);
-        }
-        else
-        {
-            Upstream.Breaker.Succeeded();
-        }
-
+        var change = new LaneChange(Upstream.Record(response, now), RecordRefusal(response, verdict, now));
         var status = response.StatusCode;
-        if (status is 429 or 503 or 529 || response.FailureCode == FailureCodes.RequestTimeout)
+        _failures.Add(verdict == Verdict.Transient && status != 429);
+        var overload = status is 503 or 529 || response.FailureCode == FailureCodes.RequestTimeout;
+        if (status == 429 || (overload && _failures.InRun))
         {
             Concurrency.Overloaded(now);
             if (status is not null && response.RetryAfter is { } wait && now + wait > PausedUntil)
@@ -201,8 +250,8 @@ internal sealed class Lane
             Concurrency.Release();
         }
 
-        // A 429 was not admitted: the provider did not count it.
-        var admitted = status is not null and not 429;
+        // A 429 or a refused key was not admitted: the provider did not count it.
+        var admitted = status is not null and not 429 && verdict != Verdict.Refused;
         _sends.Answered(reservation.Sequence, admitted);
         if (_tokens is not null && _share == 1 && response.RateLimits?.TokensReset is null)
         {
@@ -213,6 +262,60 @@ internal sealed class Lane
         {
             Learn(limits, reservation, now);
         }
+
+        return change;
+    }
+
+    /// <summary>
+    /// Counts refusals of the key in a row: the lane stops after a few, and any HTTP answer that
+    /// is not one (the key was taken) starts it again. A failure without an answer says nothing.
+    /// </summary>
+    private KeyChange RecordRefusal(UpstreamResponse response, Verdict verdict, DateTimeOffset now)
+    {
+        if (verdict == Verdict.Refused)
+        {
+            Refusal = Describe(response);
+            if (++_refusals < _refusalsToStop || RefusedSince is not null)
+            {
+                return KeyChange.None;
+            }
+
+            RefusedSince = now;
+            _nextKeyProbe = now + _refusedKeyProbeInterval;
+            return KeyChange.Refused;
+        }
+
+        if (response.StatusCode is null)
+        {
+            return KeyChange.None;
+        }
+
+        _refusals = 0;
+        if (RefusedSince is null)
+        {
+            return KeyChange.None;
+        }
+
+        RefusedSince = null;
+        Refusal = null;
+        return KeyChange.Accepted;
+    }
+
+    /// <summary>A refusal in words, with the provider's message when it gave one (never with the key, should the message quote it).</summary>
+    private string Describe(UpstreamResponse response)
+    {
+        var message = AttemptClassifier.MessageOf(response.Body)?.Trim();
+        if (string.IsNullOrEmpty(message))
+        {
+            return $"HTTP {response.StatusCode}";
+        }
+
+        if (Upstream.Client.Options.ApiKey is { } key)
+        {
+            message = message.Replace(key.Reveal(), "***", StringComparison.Ordinal);
+        }
+
+        return $"HTTP {response.StatusCode}: {(message.Length > 300 ? message[..300] + "…" : message)}";
     }
 
     private void Learn(RateLimitSnapshot limits, Reservation reservation, DateTimeOffset now)
@@ -342,4 +445,19 @@ internal sealed class Lane
             bucket.SetLimit(perMinute);
         }
     }
+}
+
+/// <summary>What an answer changed about a lane: its upstream's breaker, and whether its key is refused.</summary>
+internal readonly record struct LaneChange(BreakerChange Breaker, KeyChange Key);
+
+/// <summary>What an answer did to a lane's key.</summary>
+internal enum KeyChange
+{
+    None,
+
+    /// <summary>The lane stopped: the upstream refused its key a few times in a row.</summary>
+    Refused,
+
+    /// <summary>The upstream took the key again after refusing it.</summary>
+    Accepted,
 }

@@ -88,6 +88,70 @@ public sealed class UpstreamClient
         }
     }
 
+    /// <summary>
+    /// Asks the upstream's base url for its headers, without a key and without a body, so that
+    /// nothing is billed: any HTTP answer means a connection (and TLS) can be made. Returns null
+    /// then, and otherwise why it cannot: "cannot connect to host:port: connection refused", a
+    /// name that does not resolve, a failed TLS handshake, or no answer within <paramref name="timeout"/>.
+    /// </summary>
+    public async Task<string?> CheckReachableAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var baseUrl = _options.BaseUrl!;
+        var where = $"{baseUrl.Host}:{baseUrl.Port}";
+        using var request = new HttpRequestMessage(HttpMethod.Head, baseUrl);
+        request.Headers.UserAgent.Add(UserAgent);
+        using var deadline = new CancellationTokenSource(timeout, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, deadline.Token);
+        try
+        {
+            using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, linked.Token);
+            return null;
+        }
+        catch (OperationCanceledException) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            return $"cannot connect to {where}: no answer within {timeout.TotalSeconds:0.###} s";
+        }
+        catch (HttpRequestException ex)
+        {
+            var socket = FindInner<System.Net.Sockets.SocketException>(ex);
+            return (ex.HttpRequestError switch
+            {
+                HttpRequestError.NameResolutionError => $"cannot resolve the host name {baseUrl.Host}: {socket?.Message ?? ex.Message}",
+                HttpRequestError.SecureConnectionError => $"the TLS handshake with {where} failed: {(ex.InnerException ?? ex).Message}",
+                _ when socket is not null => $"cannot connect to {where}: {DescribeSocketError(socket)}",
+                _ => $"cannot connect to {where}: {(ex.InnerException ?? ex).Message}",
+            }).TrimEnd('.');
+        }
+        catch (IOException ex)
+        {
+            return $"cannot connect to {where}: {ex.Message.TrimEnd('.')}";
+        }
+    }
+
+    private static T? FindInner<T>(Exception ex)
+        where T : Exception
+    {
+        for (var inner = ex.InnerException; inner is not null; inner = inner.InnerException)
+        {
+            if (inner is T found)
+            {
+                return found;
+            }
+        }
+
+        return null;
+    }
+
+    private static string DescribeSocketError(System.Net.Sockets.SocketException ex) => ex.SocketErrorCode switch
+    {
+        System.Net.Sockets.SocketError.ConnectionRefused => "connection refused (nothing listens there)",
+        System.Net.Sockets.SocketError.TimedOut => "the connection timed out",
+        System.Net.Sockets.SocketError.HostUnreachable => "the host is unreachable",
+        System.Net.Sockets.SocketError.NetworkUnreachable => "the network is unreachable",
+        System.Net.Sockets.SocketError.ConnectionReset => "the connection was reset",
+        _ => ex.Message,
+    };
+
     private UpstreamResponse ReadHeaders(HttpResponseMessage response)
     {
         var headers = response.Headers;

@@ -19,8 +19,6 @@ public sealed class AttemptClassifierTests
     [InlineData(503, true)]
     [InlineData(529, true)]
     [InlineData(400, false)]
-    [InlineData(401, false)]
-    [InlineData(403, false)]
     [InlineData(404, false)]
     [InlineData(422, false)]
     public void ErrorStatus_IsTransientOrPermanent(int status, bool transient)
@@ -31,6 +29,30 @@ public sealed class AttemptClassifierTests
         Assert.Equal(status, classified.Result.StatusCode);
         Assert.Equal("""{"error":{"message":"x"}}""", Encoding.UTF8.GetString(classified.Result.Body!));
     }
+
+    [Theory]
+    [InlineData(401, """{"error":{"message":"Incorrect API key provided.","type":"invalid_request_error","code":"invalid_api_key"}}""", UpstreamKind.OpenAI)]
+    [InlineData(403, """{"error":{"message":"Country not supported.","type":"invalid_request_error","code":"unsupported_country_region_territory"}}""", UpstreamKind.OpenAI)]
+    [InlineData(401, "<html>401 Authorization Required</html>", UpstreamKind.OpenAI)]
+    [InlineData(401, """{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}""", UpstreamKind.Anthropic)]
+    [InlineData(403, """{"type":"error","error":{"type":"permission_error","message":"Your API key does not have permission to use the specified resource."}}""", UpstreamKind.Anthropic)]
+    [InlineData(400, """{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}""", UpstreamKind.Anthropic)]
+    [InlineData(400, """{"error":{"message":"bad key","type":"invalid_request_error","code":"invalid_api_key"}}""", UpstreamKind.OpenAI)]
+    public void ARefusedKey_IsNeitherTheRequestsFailureNorTransient(int status, string body, UpstreamKind kind)
+    {
+        var classified = Classify(status, body, kind, shouldRetry: false);
+
+        Assert.Equal(Verdict.Refused, classified.Verdict);
+        Assert.Equal(status, classified.Result.StatusCode);
+    }
+
+    [Theory]
+    [InlineData("""{"error":{"message":"Incorrect API key provided.","type":"invalid_request_error"}}""", "Incorrect API key provided.")]
+    [InlineData("""{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}""", "invalid x-api-key")]
+    [InlineData("""{"error":"flat"}""", null)]
+    [InlineData("not json", null)]
+    public void TheProvidersMessage_IsReadFromEitherErrorShape(string body, string? message) =>
+        Assert.Equal(message, AttemptClassifier.MessageOf(Encoding.UTF8.GetBytes(body)));
 
     [Fact]
     public void XShouldRetry_OverridesTheStatus()

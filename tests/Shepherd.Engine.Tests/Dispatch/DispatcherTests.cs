@@ -74,6 +74,30 @@ public sealed class DispatcherTests : DispatchTestBase
     }
 
     [Fact]
+    public async Task ABudgetThatCoversTheRealCost_CompletesEveryRequest_ThoughTheirWorstCasesDoNotFitTogether()
+    {
+        // max_tokens 1000 makes the worst case of each request many times its real cost.
+        var requests = BatchFiles.OpenAIChat(200, model: "gpt-4o-mini", maxTokens: 1000);
+        var simulator = Simulators.Create(new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(200) }, Time);
+        var (free, _) = await ImportAsync(200, prefix: "free-", requests: requests);
+        await RunToCompletionAsync(CreateDispatcher(new SimulatorHandler(simulator)), free, () => simulator.Stats().InFlight);
+        var realCost = (await Store.GetBatchAsync(free, Ct))!.CostNanos;
+        var mostPerRequest = requests.Max(r => (new TokenEstimator().Estimate("gpt-4o-mini", Encoding.UTF8.GetBytes(JsonDocument.Parse(r.Line).RootElement.GetProperty("body").GetRawText())).PromptTokens * 150L) + (1000 * 600L));
+        var budget = realCost + mostPerRequest;
+        Assert.True(budget < 20 * mostPerRequest, "the budget must not hold the worst cases of all requests in flight together");
+
+        var (batchId, _) = await ImportAsync(200, prefix: "budget-", requests: requests, budgetNanos: budget);
+        var before = simulator.Stats().Requests;
+        await RunToCompletionAsync(CreateDispatcher(new SimulatorHandler(simulator), new DispatchOptions { Concurrency = 50, InitialConcurrency = 50 }), batchId, () => simulator.Stats().InFlight);
+
+        var batch = await Store.GetBatchAsync(batchId, Ct);
+        Assert.Equal((200L, 0L, 0L), (batch!.Succeeded, batch.Failed, batch.BudgetExceeded));
+        Assert.Equal(realCost, batch.CostNanos);
+        Assert.True(batch.CostNanos <= budget);
+        Assert.Equal(200, simulator.Stats().Requests - before);
+    }
+
+    [Fact]
     public async Task AnswersOfAnUnknownModel_CostNothing_AndAreCounted()
     {
         var (batchId, _) = await ImportAsync(5, requests: BatchFiles.OpenAIChat(5, model: "mystery-model-9"));
@@ -105,8 +129,8 @@ public sealed class DispatcherTests : DispatchTestBase
     public async Task PermanentError_FailsTheItemAtOnce_KeepingTheProvidersAnswer()
     {
         var (batchId, _) = await ImportAsync(3);
-        var simulator = Simulators.Create(new SimulatorOptions { ApiKey = "right" }, Time);
-        var dispatcher = CreateDispatcher(new SimulatorHandler(simulator), upstream: new UpstreamOptions { BaseUrl = new Uri("http://upstream.test/v1"), ApiKey = new Secret("wrong") });
+        var simulator = Simulators.Create(new SimulatorOptions { ContextTokens = 1 }, Time);
+        var dispatcher = CreateDispatcher(new SimulatorHandler(simulator));
 
         await RunToCompletionAsync(dispatcher, batchId);
 
@@ -115,8 +139,8 @@ public sealed class DispatcherTests : DispatchTestBase
         Assert.All(results, r =>
         {
             Assert.Equal(ItemState.Failed, r.State);
-            Assert.Equal(401, r.Result!.StatusCode);
-            Assert.Contains("Invalid API key", Encoding.UTF8.GetString(r.Result.Body!), StringComparison.Ordinal);
+            Assert.Equal(400, r.Result!.StatusCode);
+            Assert.Contains("context_length_exceeded", Encoding.UTF8.GetString(r.Result.Body!), StringComparison.Ordinal);
         });
     }
 

@@ -7,14 +7,29 @@ public sealed class LaneTests
 {
     private static readonly DateTimeOffset T0 = new(2026, 11, 28, 12, 0, 0, TimeSpan.Zero);
 
-    private static Lane Create(LaneLimits? limits = null, DispatchOptions? options = null)
+    private static Lane Create(LaneLimits? limits = null, DispatchOptions? options = null, string? key = null)
     {
         options ??= new DispatchOptions { LimitHeadroom = 0 };
-        var client = new UpstreamClient(new HttpClient(), new UpstreamOptions { BaseUrl = new Uri("http://upstream.test/v1"), Limits = limits ?? new LaneLimits() }, TimeProvider.System);
+        var client = new UpstreamClient(new HttpClient(), new UpstreamOptions
+        {
+            BaseUrl = new Uri("http://upstream.test/v1"),
+            Limits = limits ?? new LaneLimits(),
+            ApiKey = key is null ? null : new Secret(key),
+        }, TimeProvider.System);
         return new Lane(new UpstreamEndpoint(client, options), "gpt-4.1-mini", options, T0);
     }
 
     private static UpstreamResponse Ok(RateLimitSnapshot? limits = null) => new() { StatusCode = 200, RateLimits = limits };
+
+    /// <summary>Completes a request with the verdict the dispatcher would give its answer.</summary>
+    private static LaneChange Complete(Lane lane, Reservation reservation, UpstreamResponse response, int input, int output, DateTimeOffset now) =>
+        lane.Complete(reservation, response, response.StatusCode switch
+        {
+            >= 200 and < 300 => Verdict.Success,
+            401 or 403 => Verdict.Refused,
+            null or 408 or 429 or >= 500 => Verdict.Transient,
+            _ => Verdict.Permanent,
+        }, input, output, now);
 
     [Fact]
     public void ConfiguredLimits_HoldBackTheNextRequest()
@@ -35,7 +50,7 @@ public sealed class LaneTests
         Assert.False(lane.CountsTokens);
         var reservation = lane.Admit(10, 10, T0);
 
-        lane.Complete(reservation, Ok(new RateLimitSnapshot { RequestLimit = 600, TokenLimit = 60_000, RequestsReset = TimeSpan.Zero, TokensReset = TimeSpan.Zero }), 10, 5, T0);
+        Complete(lane, reservation, Ok(new RateLimitSnapshot { RequestLimit = 600, TokenLimit = 60_000, RequestsReset = TimeSpan.Zero, TokensReset = TimeSpan.Zero }), 10, 5, T0);
 
         Assert.Equal((600.0, 60_000.0), (lane.RequestsPerMinute, lane.TokensPerMinute));
         Assert.True(lane.CountsTokens);
@@ -47,7 +62,7 @@ public sealed class LaneTests
         var lane = Create(new LaneLimits { TokensPerMinute = 1000 }, new DispatchOptions());
         var reservation = lane.Admit(10, 10, T0);
 
-        lane.Complete(reservation, Ok(new RateLimitSnapshot { TokenLimit = 60_000 }), 10, 5, T0);
+        Complete(lane, reservation, Ok(new RateLimitSnapshot { TokenLimit = 60_000 }), 10, 5, T0);
 
         Assert.Equal(980, lane.TokensPerMinute!.Value, 6);
     }
@@ -58,21 +73,45 @@ public sealed class LaneTests
         var lane = Create();
         var reservation = lane.Admit(10, 10, T0);
 
-        lane.Complete(reservation, new UpstreamResponse { StatusCode = 429, RetryAfter = TimeSpan.FromSeconds(3) }, 0, 0, T0);
+        Complete(lane, reservation, new UpstreamResponse { StatusCode = 429, RetryAfter = TimeSpan.FromSeconds(3) }, 0, 0, T0);
 
         Assert.Equal(TimeSpan.FromSeconds(3), lane.WaitBeforeAdmitting(1, T0));
         Assert.Equal(TimeSpan.Zero, lane.WaitBeforeAdmitting(1, T0.AddSeconds(3)));
     }
 
     [Fact]
-    public void OverloadSignals_HalveTheConcurrency()
+    public void ALoneOverloadSignal_AmongSuccesses_NeitherHalvesTheConcurrency_NorPausesTheLane()
     {
         var lane = Create(options: new DispatchOptions { InitialConcurrency = 8, LimitHeadroom = 0 });
-        var reservation = lane.Admit(10, 10, T0);
+        for (var i = 0; i < 40; i++)
+        {
+            Complete(lane, lane.Admit(10, 10, T0), Ok(), 10, 5, T0);
+        }
 
-        lane.Complete(reservation, new UpstreamResponse { FailureCode = FailureCodes.RequestTimeout }, 0, 0, T0);
+        var limit = lane.Concurrency.Limit;
+        Complete(lane, lane.Admit(10, 10, T0), new UpstreamResponse { StatusCode = 503, RetryAfter = TimeSpan.FromSeconds(5) }, 0, 0, T0);
+        Complete(lane, lane.Admit(10, 10, T0), new UpstreamResponse { FailureCode = FailureCodes.RequestTimeout }, 0, 0, T0);
 
+        Assert.Equal(limit, lane.Concurrency.Limit);
+        Assert.False(lane.InFailureRun);
+        Assert.Equal(TimeSpan.Zero, lane.WaitBeforeAdmitting(1, T0));
+    }
+
+    [Fact]
+    public void ARunOfOverloadSignals_HalvesTheConcurrency_AndItsRetryAfterPausesTheLane()
+    {
+        var lane = Create(options: new DispatchOptions { InitialConcurrency = 8, LimitHeadroom = 0, ConcurrencyCoolDown = TimeSpan.Zero, BreakerFailuresToOpen = 100 });
+        for (var i = 0; i < FailureWindow.RunThreshold - 1; i++)
+        {
+            Complete(lane, lane.Admit(10, 10, T0), new UpstreamResponse { StatusCode = 503 }, 0, 0, T0);
+        }
+
+        Assert.Equal(8, lane.Concurrency.Limit);
+        Complete(lane, lane.Admit(10, 10, T0), new UpstreamResponse { StatusCode = 529, RetryAfter = TimeSpan.FromSeconds(2) }, 0, 0, T0);
+
+        Assert.True(lane.InFailureRun);
         Assert.Equal(4, lane.Concurrency.Limit);
+        Assert.Equal(TimeSpan.FromSeconds(2), lane.WaitBeforeAdmitting(1, T0));
     }
 
     [Fact]
@@ -90,7 +129,7 @@ public sealed class LaneTests
             var reservation = lane.Admit(prompt, 50, now);
             providerLevel = Math.Max(0, providerLevel - (1000 * (now - last).TotalSeconds)) + (1.5 * prompt) + 50;
             last = now;
-            lane.Complete(reservation, Ok(new RateLimitSnapshot { TokenLimit = 60_000, TokensReset = TimeSpan.FromSeconds(providerLevel / 1000) }), prompt, 20, now);
+            Complete(lane, reservation, Ok(new RateLimitSnapshot { TokenLimit = 60_000, TokensReset = TimeSpan.FromSeconds(providerLevel / 1000) }), prompt, 20, now);
         }
 
         Assert.InRange(lane.TokenCostFactor, 1.45, 1.55);
@@ -104,11 +143,97 @@ public sealed class LaneTests
 
         for (var i = 0; i < 2; i++)
         {
-            lane.Complete(lane.Admit(1, 1, T0), new UpstreamResponse { FailureCode = FailureCodes.ConnectionError }, 0, 0, T0);
+            Complete(lane, lane.Admit(1, 1, T0), new UpstreamResponse { FailureCode = FailureCodes.ConnectionError }, 0, 0, T0);
         }
 
         Assert.Equal(BreakerState.Open, lane.Upstream.Breaker.State);
         Assert.Equal(TimeSpan.FromSeconds(2), lane.WaitBeforeAdmitting(1, T0));
         Assert.Equal(0, lane.Upstream.InFlight);
+    }
+
+    private static UpstreamResponse Refused(string message = "Incorrect API key provided.") => new()
+    {
+        StatusCode = 401,
+        Body = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new { error = new { message, type = "invalid_request_error", code = "invalid_api_key" } }),
+    };
+
+    [Fact]
+    public void AfterARefusal_NothingMoreGoes_UntilTheRequestsInFlightAreBack()
+    {
+        var lane = Create();
+        var first = lane.Admit(1, 1, T0);
+        var second = lane.Admit(1, 1, T0);
+
+        var change = Complete(lane, first, Refused(), 0, 0, T0);
+
+        Assert.Equal(KeyChange.None, change.Key);
+        Assert.Null(lane.WaitBeforeAdmitting(1, T0));
+        Complete(lane, second, Ok(), 1, 1, T0);
+        Assert.Equal(TimeSpan.Zero, lane.WaitBeforeAdmitting(1, T0));
+        Assert.Null(lane.Halt);
+    }
+
+    [Fact]
+    public void AFewRefusalsInARow_StopTheLane_WhichThenOnlyProbes_AndAnAcceptedKeyStartsIt()
+    {
+        var options = new DispatchOptions { LimitHeadroom = 0, RefusalsToStop = 3, RefusedKeyProbeInterval = TimeSpan.FromSeconds(30) };
+        var lane = Create(options: options, key: "sk-wrong-key");
+        var sent = Enumerable.Range(0, 3).Select(_ => lane.Admit(1, 1, T0)).ToList();
+
+        var changes = sent.Select(r => Complete(lane, r, Refused("Incorrect API key provided: sk-wrong-key."), 0, 0, T0).Key).ToList();
+
+        Assert.Equal([KeyChange.None, KeyChange.None, KeyChange.Refused], changes);
+        var halt = Assert.IsType<LaneHalt>(lane.Halt);
+        Assert.Equal((LaneCondition.KeyRefused, T0, T0.AddSeconds(30)), (halt.Condition, halt.Since, halt.NextProbeAt));
+        Assert.Equal("HTTP 401: Incorrect API key provided: ***.", halt.Reason);
+        Assert.Equal(TimeSpan.FromSeconds(30), lane.WaitBeforeAdmitting(1, T0));
+
+        // One probe at a time, no sooner than the interval.
+        var probe = lane.Admit(1, 1, T0.AddSeconds(30));
+        Assert.NotEqual(TimeSpan.Zero, lane.WaitBeforeAdmitting(1, T0.AddSeconds(30)));
+        Complete(lane, probe, Refused(), 0, 0, T0.AddSeconds(31));
+        Assert.Equal(TimeSpan.FromSeconds(29), lane.WaitBeforeAdmitting(1, T0.AddSeconds(31)));
+
+        var accepted = Complete(lane, lane.Admit(1, 1, T0.AddSeconds(60)), new UpstreamResponse { StatusCode = 400 }, 0, 0, T0.AddSeconds(61));
+        Assert.Equal(KeyChange.Accepted, accepted.Key);
+        Assert.Null(lane.Halt);
+        Assert.Equal(TimeSpan.Zero, lane.WaitBeforeAdmitting(1, T0.AddSeconds(61)));
+    }
+
+    [Fact]
+    public void ALaneOfOneRequest_StopsAtTheFirstRefusal()
+    {
+        var lane = Create(new LaneLimits { MaxConcurrency = 1 });
+
+        Assert.Equal(KeyChange.Refused, Complete(lane, lane.Admit(1, 1, T0), Refused(), 0, 0, T0).Key);
+    }
+
+    [Fact]
+    public void FailuresWithoutAnAnswer_NeitherCountAsRefusals_NorEndThem()
+    {
+        var lane = Create(options: new DispatchOptions { LimitHeadroom = 0, RefusalsToStop = 2, BreakerFailuresToOpen = 100 });
+
+        Complete(lane, lane.Admit(1, 1, T0), Refused(), 0, 0, T0);
+        Complete(lane, lane.Admit(1, 1, T0), new UpstreamResponse { FailureCode = FailureCodes.ConnectionError }, 0, 0, T0);
+        var second = Complete(lane, lane.Admit(1, 1, T0), Refused(), 0, 0, T0);
+
+        Assert.Equal(KeyChange.Refused, second.Key);
+    }
+
+    [Fact]
+    public void AnOpenBreaker_MakesTheLaneUnreachable_SinceTheFirstFailureOfItsRun_WithTheLastReason()
+    {
+        var lane = Create(options: new DispatchOptions { BreakerFailuresToOpen = 3, LimitHeadroom = 0 });
+
+        Complete(lane, lane.Admit(1, 1, T0), new UpstreamResponse { FailureCode = FailureCodes.ConnectionError, FailureMessage = "connection failed: Connection refused" }, 0, 0, T0);
+        Complete(lane, lane.Admit(1, 1, T0), new UpstreamResponse { StatusCode = 502 }, 0, 0, T0.AddSeconds(1));
+        Assert.Null(lane.Halt);
+        var change = Complete(lane, lane.Admit(1, 1, T0), new UpstreamResponse { FailureCode = FailureCodes.ConnectionError, FailureMessage = "connection failed: Connection refused" }, 0, 0, T0.AddSeconds(2));
+
+        Assert.Equal(BreakerChange.Opened, change.Breaker);
+        var halt = Assert.IsType<LaneHalt>(lane.Halt);
+        Assert.Equal((LaneCondition.Unreachable, T0, "connection failed: Connection refused", T0.AddSeconds(4)), (halt.Condition, halt.Since, halt.Reason, halt.NextProbeAt));
+        Assert.Equal(BreakerChange.Closed, Complete(lane, lane.Admit(1, 1, T0.AddSeconds(4)), Ok(), 1, 1, T0.AddSeconds(4)).Breaker);
+        Assert.Null(lane.Halt);
     }
 }
