@@ -86,8 +86,9 @@ public sealed class SecretsTests : IDisposable
         var result = await ShepherdProcess.RunAsync(_folder.Path,
             "run", input, "--base-url", new Uri(server.BaseUrl, "v1").ToString(), "--api-key", Key, "--verbose", "--progress", "none");
 
-        Assert.True(result.ExitCode == 3, result.ToString());
-        Assert.Equal(5, BatchFiles.ReadJsonl(_folder.File("in.errors.jsonl")).Count);
+        Assert.True(result.ExitCode == 5, result.ToString());
+        Assert.Contains("refused the API key", result.Stderr, StringComparison.Ordinal);
+        Assert.False(File.Exists(_folder.File("in.errors.jsonl")));
         AssertNowhere(result);
     }
 

@@ -6,6 +6,60 @@ namespace Shepherd.Cli.Commands;
 /// <summary>Options with range checks whose errors name the flag and the allowed values.</summary>
 internal static class CliOptions
 {
+    /// <summary>
+    /// The batch file argument of <c>run</c>, <c>submit</c> and <c>estimate</c>: a regular file
+    /// that exists and can be read. A folder, a pipe or a device is refused before anything is
+    /// done, since a batch is read twice (checked, then stored or uploaded) and again to resume.
+    /// </summary>
+    public static Argument<FileInfo> InputFile(string description)
+    {
+        var file = new Argument<FileInfo>("file") { Description = description };
+        file.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<FileInfo>() is { } info && CheckInput(info.FullName) is { } problem)
+            {
+                result.AddError(problem);
+            }
+        });
+        return file;
+    }
+
+    /// <summary>Why <paramref name="path"/> cannot be a batch file, or null when it can.</summary>
+    private static string? CheckInput(string path)
+    {
+        var shown = Running.ShownPath.Of(path);
+        if (Directory.Exists(path))
+        {
+            return $"{shown} is a folder; give the batch file (one JSON request per line) inside it.";
+        }
+
+        var info = new FileInfo(path);
+        if (!info.Exists)
+        {
+            return $"{shown} does not exist.";
+        }
+
+        // The length of the file a link points to, not of the link.
+        if ((info.ResolveLinkTarget(returnFinalTarget: true) as FileInfo ?? info) is { Exists: true, Length: 0 })
+        {
+            return $"{shown} is empty, or is not a regular file (a pipe or a device): a batch file holds one JSON request per line.";
+        }
+
+        try
+        {
+            using var _ = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            return null;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return $"{shown} cannot be read: permission denied.";
+        }
+        catch (IOException ex)
+        {
+            return $"{shown} cannot be read: {ex.Message}";
+        }
+    }
+
     public static Option<int> Int(string name, string description, int defaultValue, int min, int max)
     {
         var option = new Option<int>(name) { Description = description, DefaultValueFactory = _ => defaultValue };
@@ -65,6 +119,28 @@ internal static class CliOptions
             }
         });
         return option;
+    }
+
+    /// <summary>An amount of US dollars, 0 or more (<c>0.02</c> or <c>$0.02</c>), as billionths of a dollar.</summary>
+    public static Option<long?> Usd(string name, string description)
+    {
+        return new Option<long?>(name)
+        {
+            Description = description,
+            HelpName = "USD",
+            CustomParser = result =>
+            {
+                var text = result.Tokens.Single().Value;
+                if (decimal.TryParse(text.TrimStart('$'), System.Globalization.NumberStyles.AllowDecimalPoint, System.Globalization.CultureInfo.InvariantCulture, out var usd)
+                    && Engine.Pricing.Cost.BudgetFromUsd(usd) is { } nanos)
+                {
+                    return nanos;
+                }
+
+                result.AddError($"{name} is an amount of US dollars of 0 or more, such as 2.50; got '{text}'.");
+                return null;
+            },
+        };
     }
 
     public static Option<Uri?> Url(string name, string description)

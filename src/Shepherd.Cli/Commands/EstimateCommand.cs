@@ -16,8 +16,7 @@ internal static class EstimateCommand
 {
     public static Command Create()
     {
-        var file = new Argument<FileInfo>("file") { Description = "The batch: OpenAI lines (custom_id, method, url, body) or Anthropic lines (custom_id, params), one JSON object per line" };
-        file.AcceptExistingOnly();
+        var file = CliOptions.InputFile("The batch: OpenAI lines (custom_id, method, url, body) or Anthropic lines (custom_id, params), one JSON object per line");
         var model = new Option<string?>("--model") { Description = "Price every request as if it used this model", HelpName = "MODEL" };
         var rpm = CliOptions.OptionalLong("--rpm", "Requests per minute of each model's lane; by default the configuration's limits for the model", 1);
         var tpm = CliOptions.OptionalLong("--tpm", "Tokens per minute (prompt + expected output) of each model's lane; by default the configuration's limits for the model", 1);
@@ -52,7 +51,7 @@ internal static class EstimateCommand
                 estimate = await estimator.EstimateAsync(stream, options, cancellationToken);
             }
 
-            var name = Path.GetRelativePath(Environment.CurrentDirectory, input);
+            var name = ShownPath.Of(input);
             if (!estimate.IsValid)
             {
                 await ReportInvalidAsync(Console.Error, name, estimate);

@@ -18,6 +18,12 @@ internal static class ExitCodes
     /// <summary>A wait gave up (<c>--timeout</c>) before the batch ended; the batch goes on on the server.</summary>
     public const int StillRunning = 4;
 
+    /// <summary>The provider refused the API key; nothing was spent on the refused requests, and running again with the right key resumes.</summary>
+    public const int KeyRefused = 5;
+
+    /// <summary>An upstream could not be reached: before anything was sent, or for longer than <c>--max-outage</c>; running again resumes.</summary>
+    public const int Unreachable = 6;
+
     /// <summary>Interrupted (Ctrl+C); running the same command again resumes.</summary>
     public const int Interrupted = 130;
 }

@@ -10,8 +10,7 @@ internal static class RunCommand
 {
     public static Command Create()
     {
-        var file = new Argument<FileInfo>("file") { Description = "The batch: OpenAI lines (custom_id, method, url, body) or Anthropic lines (custom_id, params), one JSON object per line" };
-        file.AcceptExistingOnly();
+        var file = CliOptions.InputFile("The batch: OpenAI lines (custom_id, method, url, body) or Anthropic lines (custom_id, params), one JSON object per line");
         var engine = new EngineOptionSet("Where requests go: sim (the built-in simulated provider), openai (any OpenAI-compatible server), anthropic. Default: anthropic for Anthropic input, openai otherwise");
         var priority = new Option<BatchPriority>("--priority") { Description = "low, normal or high: the order among batches sharing a lane", DefaultValueFactory = _ => BatchPriority.Normal };
         var window = CliOptions.Duration("--completion-window", "Give up after this long (24h, 90m): unfinished requests end batch_expired");
@@ -21,15 +20,26 @@ internal static class RunCommand
         var fresh = new Option<bool>("--fresh") { Description = "Discard saved progress for this input and start over" };
         var progress = new Option<ProgressMode>("--progress") { Description = "auto (a live bar on a terminal), live, plain (a line every 5 s) or none", DefaultValueFactory = _ => ProgressMode.Auto };
         var json = new Option<bool>("--json") { Description = "Print the final summary as JSON on stdout (progress goes to stderr)" };
+        var retryFailed = new Option<bool>("--retry-failed") { Description = "Send the failed and expired requests of the saved batch again (its successes and their cost are kept)" };
+        var budget = CliOptions.Usd("--budget", "The most the batch may cost, in US dollars: a request is sent only while it fits (kept with the batch; given again, it replaces the saved one)");
+        var maxOutage = CliOptions.Duration("--max-outage", "Give up when every upstream has been unreachable this long (15m by default); the batch stays saved to resume");
 
         var command = new Command("run", "Send every request of a batch file, at the provider's pace, and write the results; resumes where it stopped")
         {
-            file, priority, window, state, output, errors, fresh, progress, json,
+            file, priority, window, state, output, errors, fresh, progress, json, retryFailed, budget, maxOutage,
         };
         foreach (var option in engine.All)
         {
             command.Add(option);
         }
+
+        command.Validators.Add(result =>
+        {
+            if (result.GetValue(fresh) && result.GetValue(retryFailed))
+            {
+                result.AddError("--fresh starts over and --retry-failed keeps what succeeded: give one of them.");
+            }
+        });
 
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -44,6 +54,9 @@ internal static class RunCommand
                 Fresh = parse.GetValue(fresh),
                 Progress = parse.GetValue(progress),
                 Json = parse.GetValue(json),
+                RetryFailed = parse.GetValue(retryFailed),
+                BudgetNanos = parse.GetValue(budget),
+                MaxOutage = parse.GetValue(maxOutage) ?? TimeSpan.FromMinutes(15),
             });
             return await new FileBatchRun(settings, AnsiConsole.Console, Console.Out, Console.Error, TimeProvider.System).ExecuteAsync(cancellationToken);
         });

@@ -10,8 +10,7 @@ internal static class SubmitCommand
 {
     public static Command Create()
     {
-        var file = new Argument<FileInfo>("file") { Description = "The batch: OpenAI lines (custom_id, method, url, body), one JSON object per line" };
-        file.AcceptExistingOnly();
+        var file = CliOptions.InputFile("The batch: OpenAI lines (custom_id, method, url, body), one JSON object per line");
         var wait = new Option<bool>("--wait") { Description = "Wait for the batch to end, with progress, and exit as run does (0 all succeeded, 3 some failed)" };
         var endpoint = new Option<string?>("--endpoint") { Description = "The url every line goes to, such as /v1/chat/completions (default: the first line's url)", HelpName = "PATH" };
         var metadata = Metadata();

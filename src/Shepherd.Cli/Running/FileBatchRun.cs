@@ -35,7 +35,14 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         }
 
         var statePath = Path.GetFullPath(settings.StatePath ?? input + ".shepherd.db");
+        if (Directory.Exists(statePath))
+        {
+            throw new UsageException($"--state {Relative(statePath)} is a folder; give a file path in it, such as {Relative(Path.Combine(statePath, "batch.shepherd.db"))}.");
+        }
+
         using var stateLock = StateLock.Acquire(statePath);
+        var (outputPath, errorsPath) = OutputPaths(input);
+        await using var results = ResultFiles.Open(outputPath, errorsPath, input, statePath);
         if (settings.Fresh)
         {
             DeleteState(statePath);
@@ -47,7 +54,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         var upstreams = new List<UpstreamOptions>();
         await using (var services = BuildServices(statePath, config, upstreams))
         {
-            exitCode = await ExecuteAsync(services, upstreams, config, input, statePath, cancellationToken);
+            exitCode = await ExecuteAsync(services, upstreams, config, input, statePath, stateExisted, results, cancellationToken);
         }
 
         if (exitCode == ExitCodes.InvalidInput && !stateExisted)
@@ -59,16 +66,39 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         return exitCode;
     }
 
-    private async Task<int> ExecuteAsync(ServiceProvider services, List<UpstreamOptions> upstreams, ShepherdConfig? config, string input, string statePath, CancellationToken cancellationToken)
+    private async Task<int> ExecuteAsync(ServiceProvider services, List<UpstreamOptions> upstreams, ShepherdConfig? config, string input, string statePath, bool stateExisted, ResultFiles results, CancellationToken cancellationToken)
     {
         var store = services.GetRequiredService<IBatchStore>();
+        var importer = services.GetRequiredService<BatchImporter>();
+        // The state file is made only once the upstreams are known to answer: a run that cannot
+        // send leaves nothing a second run would have to deal with.
+        BatchRecord? batch = null;
+        if (stateExisted)
+        {
+            await store.InitializeAsync(cancellationToken);
+            batch = await FindResumableAsync(store, input, cancellationToken);
+        }
+
+        var first = batch is null ? await PeekAsync(importer, input, cancellationToken) : null;
+        var (anthropic, endpoint) = batch is not null
+            ? (batch.Format == InputFormat.Anthropic, batch.Endpoint)
+            : (first?.Format == InputFormat.Anthropic, first?.Url);
+        var target = EngineSetup.ConfigureUpstreams(settings, config, upstreams, anthropic || endpoint == BatchEndpoints.Messages, endpoint);
+        var models = batch is not null ? await store.ListActiveModelsAsync(batch.Id, cancellationToken) : first is { } line ? [line.Model] : [];
+        CheckServed(models, upstreams);
+        if (await UnreachableAsync(services, cancellationToken) is { } unreachable)
+        {
+            await stderr.WriteLineAsync($"shepherd: {unreachable}. Nothing was sent{(batch is null ? "" : $"; {batch.Finished:N0} of {batch.Total:N0} requests done and saved")}. Check the upstream's url (--base-url, --upstream or the configuration file), or run again once it is up.");
+            return ExitCodes.Unreachable;
+        }
+
         await store.InitializeAsync(cancellationToken);
-        var batch = await FindResumableAsync(store, input, cancellationToken);
         var importTime = TimeSpan.Zero;
+        var retried = 0L;
         if (batch is null)
         {
             var importStarted = time.GetTimestamp();
-            var imported = await ImportAsync(services.GetRequiredService<BatchImporter>(), input, cancellationToken);
+            var imported = await ImportAsync(importer, input, cancellationToken);
             importTime = time.GetElapsedTime(importStarted);
             if (!imported.Accepted)
             {
@@ -78,23 +108,88 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             }
 
             batch = (await store.GetBatchAsync(imported.BatchId, cancellationToken))!;
-        }
-
-        var target = EngineSetup.ConfigureUpstreams(settings, config, upstreams,
-            batch.Format == InputFormat.Anthropic || batch.Endpoint == BatchEndpoints.Messages, batch.Endpoint);
-        foreach (var model in await store.ListActiveModelsAsync(batch.Id, cancellationToken))
-        {
-            if (!upstreams.Any(u => u.Serves(model)))
+            if (settings.RetryFailed)
             {
-                throw new UsageException($"No upstream serves the model {model}: add it to an upstream's models in the configuration, or remove the models list.");
+                await stderr.WriteLineAsync($"--retry-failed: {Relative(input)} had no saved batch yet, so every request is sent.");
             }
         }
+        else
+        {
+            (batch, retried) = await ReviseAsync(store, batch, cancellationToken);
+        }
 
-        var (outputPath, errorsPath) = OutputPaths(input);
-        return await DispatchAndExportAsync(services, store, batch, importTime, target, statePath, outputPath, errorsPath, cancellationToken);
+        CheckServed(await store.ListActiveModelsAsync(batch.Id, cancellationToken), upstreams);
+        return await DispatchAndExportAsync(services, store, batch, new RunStart(importTime, retried, statePath), target, results, cancellationToken);
     }
 
-    private async Task<int> DispatchAndExportAsync(ServiceProvider services, IBatchStore store, BatchRecord batch, TimeSpan importTime, string target, string statePath, string outputPath, string errorsPath, CancellationToken cancellationToken)
+    /// <summary>A stored batch as this run was told to change it: its failed requests queued again (how many is returned), its budget replaced.</summary>
+    private async Task<(BatchRecord Batch, long Retried)> ReviseAsync(IBatchStore store, BatchRecord batch, CancellationToken cancellationToken)
+    {
+        var requeued = 0L;
+        if (settings.BudgetNanos is { } budget && budget != batch.BudgetNanos)
+        {
+            await store.SetBudgetAsync(batch.Id, budget, cancellationToken);
+        }
+
+        if (settings.RetryFailed)
+        {
+            var unfinished = batch.Failed + batch.Expired;
+            requeued = await store.RequeueFailedAsync(batch.Id, time.GetUtcNow() + settings.CompletionWindow, cancellationToken);
+            await stderr.WriteLineAsync(requeued > 0
+                ? $"Retrying {requeued:N0} failed or expired requests of {batch.Id}; its {batch.Succeeded:N0} answers are kept."
+                : $"--retry-failed: {batch.Id} has no failed or expired request{(unfinished > 0 ? " that can be sent again" : "")}; nothing to retry.");
+        }
+
+        return ((await store.GetBatchAsync(batch.Id, cancellationToken))!, requeued);
+    }
+
+    /// <summary>The format, url and model of the input's first request; null for a broken first line, which the import reports.</summary>
+    private static async Task<(InputFormat Format, string Url, string Model)?> PeekAsync(BatchImporter importer, string input, CancellationToken cancellationToken)
+    {
+        await using var file = OpenInput(input);
+        return await importer.PeekAsync(file, cancellationToken);
+    }
+
+    private static void CheckServed(IEnumerable<string> models, List<UpstreamOptions> upstreams)
+    {
+        if (models.FirstOrDefault(model => !upstreams.Any(u => u.Serves(model))) is { } unserved)
+        {
+            throw new UsageException($"No upstream serves the model {unserved}: add it to an upstream's models in the configuration, or remove the models list.");
+        }
+    }
+
+    /// <summary>
+    /// Asks every upstream whether it answers, before anything is sent: when none does, why the
+    /// first cannot be reached; when some do not, says so and lets the others serve (null then,
+    /// and when every one answers, or the upstream is the simulator).
+    /// </summary>
+    private async Task<string?> UnreachableAsync(ServiceProvider services, CancellationToken cancellationToken)
+    {
+        if (settings.Provider == ProviderChoice.Sim)
+        {
+            return null;
+        }
+
+        var timeout = settings.RequestTimeout < ReachTimeout ? settings.RequestTimeout : ReachTimeout;
+        var clients = services.GetRequiredService<IReadOnlyList<UpstreamClient>>();
+        var problems = await Task.WhenAll(clients.Select(client => client.CheckReachableAsync(timeout, cancellationToken)));
+        if (problems.All(problem => problem is not null))
+        {
+            return problems[0];
+        }
+
+        foreach (var problem in problems.OfType<string>())
+        {
+            await stderr.WriteLineAsync($"warning: {problem}; the other upstreams serve its requests while it is away.");
+        }
+
+        return null;
+    }
+
+    /// <summary>How long the check before sending waits for an upstream to answer.</summary>
+    private static readonly TimeSpan ReachTimeout = TimeSpan.FromSeconds(10);
+
+    private async Task<int> DispatchAndExportAsync(ServiceProvider services, IBatchStore store, BatchRecord batch, RunStart start, string target, ResultFiles results, CancellationToken cancellationToken)
     {
         var released = await store.ReleaseLeasesAsync(cancellationToken);
         var started = time.GetTimestamp();
@@ -106,11 +201,10 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
                 ? $"Resuming {batch.Id}: {batch.Finished:N0} of {batch.Total:N0} requests already done."
                 : $"Sending {batch.Total:N0} requests of {Relative(settings.InputPath)} ({batch.Id}) to {target}, {settings.Concurrency} at a time.");
 
-            if (!await DispatchAsync(dispatcher, store, batch, cancellationToken))
+            var ending = await DispatchAsync(dispatcher, store, batch, start.StatePath, cancellationToken);
+            if (ending != ExitCodes.Success)
             {
-                var now = (await store.GetBatchAsync(batch.Id, CancellationToken.None))!;
-                await stderr.WriteLineAsync($"Interrupted: {now.Finished:N0} of {now.Total:N0} requests done and saved in {Relative(statePath)}. Run the same command again to resume.");
-                return ExitCodes.Interrupted;
+                return ending;
             }
         }
         else
@@ -121,14 +215,18 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         var wall = time.GetElapsedTime(started);
         var final = (await store.GetBatchAsync(batch.Id, cancellationToken))!;
         var exportStarted = time.GetTimestamp();
-        var exported = await ExportAsync(store, final, outputPath, errorsPath, cancellationToken);
-        var phases = new RunPhases(importTime, wall, time.GetElapsedTime(exportStarted));
-        await WriteSummaryAsync(final, exported, phases, final.Finished - finishedBefore, dispatcher.Counters, outputPath, errorsPath);
+        var exported = await results.WriteAsync((output, errors) => ResultExporter.ExportAsync(store, final, output, errors, cancellationToken));
+        var phases = new RunPhases(start.Import, wall, time.GetElapsedTime(exportStarted));
+        await WriteSummaryAsync(final, exported, phases, final.Finished - finishedBefore, start.Retried, dispatcher.Counters, results.OutputPath, results.ErrorsPath);
         return final.Succeeded == final.Total ? ExitCodes.Success : ExitCodes.SomeFailed;
     }
 
-    /// <summary>Dispatches until the batch completes; false when interrupted first.</summary>
-    private async Task<bool> DispatchAsync(Dispatcher dispatcher, IBatchStore store, BatchRecord batch, CancellationToken cancellationToken)
+    /// <summary>
+    /// Dispatches until the batch completes (<see cref="ExitCodes.Success"/>), is interrupted, or
+    /// cannot go on: the provider refused the key, or no upstream answered for <c>--max-outage</c>.
+    /// Every answer received is saved in each case, and the same command resumes.
+    /// </summary>
+    private async Task<int> DispatchAsync(Dispatcher dispatcher, IBatchStore store, BatchRecord batch, string statePath, CancellationToken cancellationToken)
     {
         using var stop = new CancellationTokenSource();
         var running = dispatcher.RunAsync(batch.Id, stop.Token);
@@ -142,6 +240,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             return new ProgressSample(now!.Total, now.Succeeded, now.Failed, now.InputTokens, now.OutputTokens, counters.InFlight, counters.Retries)
             {
                 CostUsd = Cost.ToUsd(now.CostNanos),
+                Trouble = LaneTrouble.Describe(dispatcher.Lanes, time.GetUtcNow()),
             };
         });
 
@@ -157,8 +256,30 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
 
         await stop.CancelAsync();
         // Rethrows a store failure; otherwise returns once every received answer is committed.
-        await running;
-        return !interrupted;
+        var stoppedBy = await running;
+        var saved = (await store.GetBatchAsync(batch.Id, CancellationToken.None))!;
+        var progress = $"{saved.Finished:N0} of {saved.Total:N0} requests done and saved in {Relative(statePath)}";
+        if (interrupted)
+        {
+            await stderr.WriteLineAsync($"Interrupted: {progress}. Run the same command again to resume.");
+            return ExitCodes.Interrupted;
+        }
+
+        switch (stoppedBy)
+        {
+            case { Halt: { Condition: LaneCondition.KeyRefused } refused }:
+                await stderr.WriteLineAsync(
+                    $"shepherd: {stoppedBy.Upstream} refused the API key for {stoppedBy.Model} ({refused.Reason}). Its requests were not charged and none used an attempt; {progress}. "
+                    + $"Fix the key ({KeyHint()}) and run the same command again.");
+                return ExitCodes.KeyRefused;
+            case { Halt: { } down }:
+                await stderr.WriteLineAsync(
+                    $"shepherd: {stoppedBy.Upstream} has been unreachable for {ProgressDisplay.FormatDuration(time.GetUtcNow() - down.Since)} ({down.Reason}), longer than --max-outage {ProgressDisplay.FormatDuration(settings.MaxOutage)}; {progress}. "
+                    + "Run the same command again once it is back.");
+                return ExitCodes.Unreachable;
+            default:
+                return ExitCodes.Success;
+        }
     }
 
     private static async Task<BatchRecord?> FindResumableAsync(IBatchStore store, string input, CancellationToken cancellationToken)
@@ -194,7 +315,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
     private async Task<ImportResult> ImportAsync(BatchImporter importer, string input, CancellationToken cancellationToken)
     {
         await using var file = OpenInput(input);
-        return await importer.ImportAsync(file, new NewBatch(BatchIds.NewBatchId(), input, Priority: settings.Priority, CompletionWindow: settings.CompletionWindow), cancellationToken);
+        return await importer.ImportAsync(file, new NewBatch(BatchIds.NewBatchId(), input, Priority: settings.Priority, CompletionWindow: settings.CompletionWindow) { BudgetNanos = settings.BudgetNanos }, cancellationToken);
     }
 
     private async Task ReportRejectedAsync(ImportResult imported)
@@ -212,39 +333,34 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         }
     }
 
+    /// <summary>Where the key that was refused comes from, for the message that asks to fix it.</summary>
+    private string KeyHint() => settings.ConfigPath is { } config
+        ? $"the upstream's apiKey, apiKeyEnv or apiKeyFile in {config}"
+        : settings.ApiKey is not null ? "--api-key" : "--api-key, or OPENAI_API_KEY / ANTHROPIC_API_KEY";
+
     private ServiceProvider BuildServices(string statePath, ShepherdConfig? config, List<UpstreamOptions> upstreams)
     {
         var services = new ServiceCollection();
         services.AddSingleton(time);
         services.AddLogging(logging => logging
             .SetMinimumLevel(settings.Verbose ? LogLevel.Debug : LogLevel.Warning)
+            // An unreachable upstream or a refused key shows on the progress line and in the last
+            // line of the run; the dispatcher's own words are for --verbose.
+            .AddFilter(typeof(Dispatcher).FullName, settings.Verbose ? LogLevel.Debug : LogLevel.Error)
             .AddSimpleConsole(console => console.SingleLine = true));
         // Logs go to stderr, so stdout holds only progress, the summary or --json.
         services.Configure<ConsoleLoggerOptions>(console => console.LogToStandardErrorThreshold = LogLevel.Trace);
-        var http = services.AddShepherdEngine(EngineSetup.Options(settings, config, statePath, upstreams));
+        var options = EngineSetup.Options(settings, config, statePath, upstreams);
+        // Unlike a server, a run ends when it cannot go on: a refused key or a long outage only the user can fix.
+        options.Dispatch.StopWhenKeyRefused = true;
+        options.Dispatch.MaxOutage = settings.MaxOutage;
+        var http = services.AddShepherdEngine(options);
         EngineSetup.UseSimulatorIfChosen(settings, http, time);
 
         return services.BuildServiceProvider();
     }
 
-    private static async Task<ExportSummary> ExportAsync(IBatchStore store, BatchRecord batch, string outputPath, string errorsPath, CancellationToken cancellationToken)
-    {
-        // Written beside the targets and moved over them, so a kill never leaves a half file.
-        var outputTemp = outputPath + ".partial";
-        var errorsTemp = errorsPath + ".partial";
-        ExportSummary summary;
-        await using (var output = new FileStream(outputTemp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16, useAsync: true))
-        await using (var errors = new FileStream(errorsTemp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16, useAsync: true))
-        {
-            summary = await ResultExporter.ExportAsync(store, batch, output, errors, cancellationToken);
-        }
-
-        File.Move(outputTemp, outputPath, overwrite: true);
-        File.Move(errorsTemp, errorsPath, overwrite: true);
-        return summary;
-    }
-
-    private async Task WriteSummaryAsync(BatchRecord batch, ExportSummary exported, RunPhases phases, long finishedThisRun, DispatchCounters counters, string outputPath, string errorsPath)
+    private async Task WriteSummaryAsync(BatchRecord batch, ExportSummary exported, RunPhases phases, long finishedThisRun, long retried, DispatchCounters counters, string outputPath, string errorsPath)
     {
         var wall = phases.Dispatch;
         var seconds = Math.Max(wall.TotalSeconds, 1e-6);
@@ -266,6 +382,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             json.WriteNumber("cost_usd", Cost.ToUsd(batch.CostNanos));
             json.WriteNumber("unpriced_requests", batch.Unpriced);
             json.WriteNumber("finished_this_run", finishedThisRun);
+            json.WriteNumber("retried_failed", retried);
             json.WriteNumber("wall_seconds", Math.Round(wall.TotalSeconds, 3));
             json.WriteNumber("requests_per_second", Math.Round(rate, 1));
             json.WriteNumber("import_seconds", Math.Round(phases.Import.TotalSeconds, 3));
@@ -290,6 +407,11 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         await stdout.WriteLineAsync(finishedThisRun > 0
             ? string.Create(CultureInfo.InvariantCulture, $"{line} in {ProgressDisplay.FormatDuration(wall)} ({rate:0.0} requests/s, {counters.Retries:N0} retries)")
             : line);
+        if (retried > 0)
+        {
+            await stdout.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"  retried: {retried:N0} requests that had failed or expired"));
+        }
+
         await stdout.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"  tokens:  {batch.InputTokens:N0} in, {batch.OutputTokens:N0} out"));
         var unpriced = batch.Unpriced > 0 ? $" ({batch.Unpriced:N0} answers of models without a price count as $0)" : "";
         await stdout.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"  cost:    ${Cost.ToUsd(batch.CostNanos):0.0000}{unpriced}"));
@@ -327,8 +449,11 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         }
     }
 
-    private static string Relative(string path) => Path.GetRelativePath(Environment.CurrentDirectory, path);
+    private static string Relative(string path) => ShownPath.Of(path);
 }
+
+/// <summary>What a run knows before it sends: how long the import took, how many failed requests it queued again, and where its state is.</summary>
+internal readonly record struct RunStart(TimeSpan Import, long Retried, string StatePath);
 
 /// <summary>How long each phase of one <c>shepherd run</c> took.</summary>
 /// <param name="Import">Reading the input into the store; zero when a stored batch resumed.</param>

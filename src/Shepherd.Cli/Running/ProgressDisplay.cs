@@ -22,6 +22,9 @@ internal readonly record struct ProgressSample(long Total, long Succeeded, long 
 
     /// <summary>What a server says of a batch watched from afar; null for a batch sent from here, whose rate is measured here.</summary>
     public RemoteFigures? Remote { get; init; }
+
+    /// <summary>Lanes that do not send (an unreachable upstream, a refused key), in words; null while every lane sends.</summary>
+    public string? Trouble { get; init; }
 }
 
 /// <summary>A remote batch's figures, as the client reports them while waiting: its status, and the ETA at the rate seen so far.</summary>
@@ -112,6 +115,12 @@ internal sealed class ProgressDisplay(IAnsiConsole console, TextWriter plain, Pr
     }
 
     private static string Describe(ProgressSample now, double rate, bool compact)
+    {
+        var figures = DescribeFigures(now, rate, compact);
+        return now.Trouble is { } trouble ? $"{figures} · {trouble}" : figures;
+    }
+
+    private static string DescribeFigures(ProgressSample now, double rate, bool compact)
     {
         if (now.Remote is { } remote)
         {

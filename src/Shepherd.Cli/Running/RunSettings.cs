@@ -92,4 +92,13 @@ internal sealed record RunSettings : EngineSettings
     public ProgressMode Progress { get; init; }
 
     public bool Json { get; init; }
+
+    /// <summary>Queue the failed and expired requests of the stored batch again before sending.</summary>
+    public bool RetryFailed { get; init; }
+
+    /// <summary>The batch's budget in billionths of a US dollar; null to keep what the stored batch has (none for a new one).</summary>
+    public long? BudgetNanos { get; init; }
+
+    /// <summary>How long every upstream may stay unreachable before the run gives up (the batch stays resumable).</summary>
+    public TimeSpan MaxOutage { get; init; } = TimeSpan.FromMinutes(15);
 }

@@ -42,7 +42,7 @@ internal sealed class ServerRun(ServeSettings settings, TextWriter stdout, TimeP
         var keys = options.GatewayKeys.Count == 0 ? "no gateway keys: anyone who can reach it may use it" : $"{options.GatewayKeys.Count} gateway key(s)";
         await stdout.WriteLineAsync($"Shepherd listening on {string.Join(", ", server.Urls.Select(u => u.ToString().TrimEnd('/')))}");
         var where = shared is null
-            ? $"state {Path.GetRelativePath(Environment.CurrentDirectory, statePath!)}"
+            ? $"state {ShownPath.Of(statePath!)}"
             : $"store {PostgresStoreOptions.Redacted(shared.ConnectionString)} as node {shared.NodeName}";
         await stdout.WriteLineAsync($"  {where}, upstream {target}, {keys}");
         await stdout.FlushAsync(cancellationToken);
