@@ -119,8 +119,27 @@ public sealed record Batch
     /// <summary>Why the input was refused, when the batch failed.</summary>
     public IReadOnlyList<BatchError> Errors { get; init; } = [];
 
+    /// <summary>
+    /// The lanes that serve the batch while it is in progress (a Shepherd server says so when the
+    /// batch is read by its id; empty otherwise), among them any that do not send and why.
+    /// </summary>
+    public IReadOnlyList<BatchLane> Lanes { get; init; } = [];
+
     /// <summary>True once nothing more will happen to the batch.</summary>
     public bool HasEnded => Status is BatchStatus.Completed or BatchStatus.Failed or BatchStatus.Cancelled or BatchStatus.Expired;
+}
+
+/// <summary>An upstream serving one of a batch's models, as a Shepherd server sees it now.</summary>
+/// <param name="Upstream">The upstream's name.</param>
+/// <param name="Model">The model.</param>
+/// <param name="State"><c>sending</c>, <c>paused</c> (by a retry-after), <c>unreachable</c> or <c>key_refused</c>.</param>
+/// <param name="Since">Since when it has been unreachable or refused the key.</param>
+/// <param name="Reason">The last failure or refusal, in words.</param>
+/// <param name="NextProbeAt">When the server next tries it, while it does not send.</param>
+public sealed record BatchLane(string Upstream, string Model, string State, DateTimeOffset? Since, string? Reason, DateTimeOffset? NextProbeAt)
+{
+    /// <summary>True when the lane sends nothing but probes: its upstream is unreachable or refuses the key.</summary>
+    public bool IsStopped => State is "unreachable" or "key_refused";
 }
 
 /// <summary>How a wait for a batch ended.</summary>

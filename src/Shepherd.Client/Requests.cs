@@ -75,6 +75,9 @@ public sealed record NewBatch
     /// <summary>How long the batch may take, such as <c>24h</c>; unfinished requests then expire.</summary>
     public string? CompletionWindow { get; init; }
 
+    /// <summary>The most the batch may cost, in US dollars; a Shepherd server sends a request only while it fits. Null for none.</summary>
+    public decimal? BudgetUsd { get; init; }
+
     /// <summary>Makes a create safe to repeat: the same key returns the first batch. One is made up when null.</summary>
     public string? IdempotencyKey { get; init; }
 }
@@ -93,6 +96,9 @@ public sealed record FileBatchOptions
     /// <value>The default is <c>24h</c>.</value>
     /// </summary>
     public string CompletionWindow { get; init; } = "24h";
+
+    /// <summary>The most the batch may cost, in US dollars; a Shepherd server sends a request only while it fits. Null for none.</summary>
+    public decimal? BudgetUsd { get; init; }
 
     /// <summary>Makes the create safe to repeat; one is made up when null.</summary>
     public string? IdempotencyKey { get; init; }

@@ -27,7 +27,7 @@ internal sealed class AnthropicBackend(ApiPipeline pipeline, ShepherdClientOptio
 
     public Task<Batch> CreateAsync(NewBatch batch, string idempotencyKey, CancellationToken cancellationToken)
     {
-        Supported(batch.Endpoint, batch.Metadata, batch.CompletionWindow, nameof(batch));
+        Supported(batch.Endpoint, batch.Metadata, batch.CompletionWindow, batch.BudgetUsd, nameof(batch));
         var requests = batch.Requests.Select(item => new MessageRequest(item.CustomId, json => Requests.BodyOf(item, Endpoint, batch.Model).WriteTo(json)));
         return PostRequestsAsync((json, ct) => WriteRequestsAsync(json, requests.ToAsyncEnumerable(), ct), idempotencyKey, cancellationToken);
     }
@@ -39,7 +39,7 @@ internal sealed class AnthropicBackend(ApiPipeline pipeline, ShepherdClientOptio
     /// </summary>
     public async Task<Batch> CreateFromFileAsync(string path, FileBatchOptions options, string idempotencyKey, CancellationToken cancellationToken)
     {
-        Supported(options.Endpoint, options.Metadata, options.CompletionWindow, nameof(options));
+        Supported(options.Endpoint, options.Metadata, options.CompletionWindow, options.BudgetUsd, nameof(options));
         var requests = 0L;
         await foreach (var (number, line) in FileLinesAsync(path, cancellationToken))
         {
@@ -125,8 +125,13 @@ internal sealed class AnthropicBackend(ApiPipeline pipeline, ShepherdClientOptio
     private static string PathOf(string batchId) => $"{Batches}/{Uri.EscapeDataString(batchId)}";
 
     /// <summary>Refuses what the API cannot keep, rather than dropping it unseen.</summary>
-    private static void Supported(string? endpoint, IReadOnlyDictionary<string, string>? metadata, string? window, string name)
+    private static void Supported(string? endpoint, IReadOnlyDictionary<string, string>? metadata, string? window, decimal? budget, string name)
     {
+        if (budget is not null)
+        {
+            throw new ArgumentException("The Anthropic Message Batches API keeps no budget; budgets are kept by a Shepherd server.", name);
+        }
+
         if (endpoint is not null && endpoint != Endpoint)
         {
             throw new ArgumentException($"The Anthropic Message Batches API sends every request to {Endpoint}, not {endpoint}.", name);

@@ -26,6 +26,26 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
     /// </summary>
     protected virtual bool HonoursIdempotencyKeys => false;
 
+    /// <summary>True when the server keeps a batch to a budget (<c>budget_usd</c>); the OpenAI API has none.</summary>
+    protected virtual bool KeepsBudgets => false;
+
+    /// <summary>Adds <c>budget_usd</c> to a create, or refuses a budget the server would not keep.</summary>
+    protected void AddBudget(JsonObject body, decimal? budgetUsd)
+    {
+        if (budgetUsd is not { } budget)
+        {
+            return;
+        }
+
+        if (!KeepsBudgets)
+        {
+            throw new ArgumentException("The OpenAI Batch API keeps no budget; budgets are kept by a Shepherd server.", nameof(budgetUsd));
+        }
+
+        ArgumentOutOfRangeException.ThrowIfNegative(budget, nameof(budgetUsd));
+        body["budget_usd"] = budget;
+    }
+
     public virtual async Task<Batch> CreateAsync(NewBatch batch, string idempotencyKey, CancellationToken cancellationToken)
     {
         var endpoint = batch.Endpoint ?? DefaultEndpoint;
@@ -47,7 +67,7 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
                 }
             }
 
-            var fileOptions = new FileBatchOptions { Endpoint = endpoint, Metadata = batch.Metadata, CompletionWindow = batch.CompletionWindow ?? "24h" };
+            var fileOptions = new FileBatchOptions { Endpoint = endpoint, Metadata = batch.Metadata, CompletionWindow = batch.CompletionWindow ?? "24h", BudgetUsd = batch.BudgetUsd };
             return await CreateFromFileAsync(path, fileOptions, idempotencyKey, cancellationToken);
         }
         finally
@@ -78,6 +98,7 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
             body["metadata"] = new JsonObject(metadata.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)p.Value)));
         }
 
+        AddBudget(body, options.BudgetUsd);
         return await PostBatchAsync("v1/batches", body.ToJsonString(), idempotencyKey, cancellationToken);
     }
 
@@ -193,7 +214,9 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
             if (!string.IsNullOrWhiteSpace(line))
             {
                 using var document = JsonDocument.Parse(line);
-                return Wire.String(document.RootElement, "url") ?? DefaultEndpoint;
+                // An Anthropic line (custom_id, params) names no url: it goes to the Messages API.
+                return Wire.String(document.RootElement, "url")
+                    ?? (document.RootElement.ValueKind == JsonValueKind.Object && document.RootElement.TryGetProperty("params", out _) ? "/v1/messages" : DefaultEndpoint);
             }
         }
 

@@ -13,6 +13,9 @@ internal sealed class ShepherdBackend(ApiPipeline pipeline, ShepherdClientOption
     /// <inheritdoc />
     protected override bool HonoursIdempotencyKeys => true;
 
+    /// <inheritdoc />
+    protected override bool KeepsBudgets => true;
+
     public override Task<Batch> CreateAsync(NewBatch batch, string idempotencyKey, CancellationToken cancellationToken)
     {
         var body = new JsonObject
@@ -33,6 +36,8 @@ internal sealed class ShepherdBackend(ApiPipeline pipeline, ShepherdClientOption
         {
             body["completion_window"] = window;
         }
+
+        AddBudget(body, batch.BudgetUsd);
 
         return PostBatchAsync("v1/batches", body.ToJsonString(), idempotencyKey, cancellationToken);
     }
