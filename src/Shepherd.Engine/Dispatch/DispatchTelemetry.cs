@@ -8,7 +8,7 @@ namespace Shepherd.Engine.Dispatch;
 /// <summary>
 /// What the dispatcher tells monitoring: OpenTelemetry-ready metrics on the <c>Shepherd</c> meter
 /// (requests by upstream, model, outcome and status; tokens; cost; latency; retries; rate-limit
-/// waits; commit latency; in flight, queue depth, each lane's limits and concurrency, each
+/// waits; commit latency; in flight, queue depth, each lane's limits, concurrency and state, each
 /// upstream's breaker) and a trace span per upstream request on the <c>Shepherd</c> activity
 /// source. Tags carry ids and names, never keys or prompt contents.
 /// </summary>
@@ -51,6 +51,8 @@ public sealed class DispatchTelemetry
         meter.CreateObservableGauge("shepherd.lane.in_flight", () => Lanes(dispatcher, lane => lane.InFlight), "{request}", "Requests in flight per lane");
         meter.CreateObservableGauge("shepherd.lane.requests_per_minute", () => Lanes(dispatcher, lane => lane.RequestsPerMinute), "{request}/min", "The request rate each lane keeps to (this node's share)");
         meter.CreateObservableGauge("shepherd.lane.tokens_per_minute", () => Lanes(dispatcher, lane => lane.TokensPerMinute), "{token}/min", "The token rate each lane keeps to (this node's share)");
+        meter.CreateObservableGauge("shepherd.lane.state", () => Lanes(dispatcher, lane => (double)lane.Condition), "{state}",
+            "Each lane's state: 0 sending, 1 paused by a retry-after, 2 its upstream unreachable, 3 its key refused");
         meter.CreateObservableGauge("shepherd.upstream.breaker_state", () => dispatcher.Breakers.Select(b => new Measurement<int>((int)b.State, new KeyValuePair<string, object?>("upstream", b.Upstream))),
             "{state}", "Each upstream's circuit breaker: 0 closed, 1 open, 2 half-open");
     }

@@ -2,7 +2,6 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Shepherd.Engine.Batches;
-using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Pricing;
 using Shepherd.Engine.Storage;
 using Shepherd.Server.Hosting;
@@ -17,7 +16,7 @@ namespace Shepherd.Server.Dashboard;
 /// every API call: batches of every door, a batch's answers over time, its failures by kind, its
 /// latency percentiles and the lanes that serve it, cancel, and results and errors as JSONL.
 /// </summary>
-internal sealed class DashboardApi(ServerCore core, Dispatcher dispatcher)
+internal sealed class DashboardApi(ServerCore core)
 {
     private static readonly BatchDoor[] AllDoors = [BatchDoor.OpenAI, BatchDoor.Inline, BatchDoor.Anthropic, BatchDoor.Run];
 
@@ -83,7 +82,7 @@ internal sealed class DashboardApi(ServerCore core, Dispatcher dispatcher)
         var seconds = Math.Max(1, (to - from).TotalSeconds);
         var bucket = BucketSeconds.FirstOrDefault(width => seconds / width <= 120, BucketSeconds[^1]);
         var activity = await core.Store.GetActivityAsync(batch.Id, TimeSpan.FromSeconds(bucket), context.RequestAborted);
-        var lanes = dispatcher.Lanes.Where(lane => batch.Model is null || lane.Model == batch.Model).ToList();
+        var lanes = await core.LanesOfAsync(batch, all: true, context.RequestAborted);
         return new JsonBody(json =>
         {
             json.WriteStartObject();
@@ -116,7 +115,7 @@ internal sealed class DashboardApi(ServerCore core, Dispatcher dispatcher)
             json.WriteStartArray("lanes");
             foreach (var lane in lanes)
             {
-                WriteLane(json, lane);
+                LaneJson.Write(json, lane);
             }
 
             json.WriteEndArray();
@@ -206,31 +205,5 @@ internal sealed class DashboardApi(ServerCore core, Dispatcher dispatcher)
         }
 
         json.WriteEndObject();
-    }
-
-    private static void WriteLane(Utf8JsonWriter json, LaneState lane)
-    {
-        json.WriteStartObject();
-        json.WriteString("upstream", lane.Upstream);
-        json.WriteString("model", lane.Model);
-        WriteRate(json, "requests_per_minute", lane.RequestsPerMinute);
-        WriteRate(json, "tokens_per_minute", lane.TokensPerMinute);
-        json.WriteNumber("concurrency_limit", lane.ConcurrencyLimit);
-        json.WriteNumber("in_flight", lane.InFlight);
-        OpenAIJson.WriteTime(json, "paused_until", lane.PausedUntil);
-        json.WriteNumber("share", Math.Round(lane.Share, 3));
-        json.WriteEndObject();
-    }
-
-    private static void WriteRate(Utf8JsonWriter json, string name, double? perMinute)
-    {
-        if (perMinute is { } value)
-        {
-            json.WriteNumber(name, Math.Round(value, 1));
-        }
-        else
-        {
-            json.WriteNull(name);
-        }
     }
 }

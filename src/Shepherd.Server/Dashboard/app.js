@@ -513,9 +513,23 @@
         el('td', { className: 'num', text: lane.tokens_per_minute === null || lane.tokens_per_minute === undefined ? 'none' : num(Math.round(lane.tokens_per_minute)) }),
         el('td', { className: 'num', text: num(lane.concurrency_limit) }),
         el('td', { className: 'num', text: num(lane.in_flight) }),
-        el('td', paused ? { className: 'paused', text: clock(lane.paused_until) + ' (in ' + duration(lane.paused_until - nowSeconds()) + ')' } : { className: 'muted', text: '—' }),
+        el('td', laneState(lane, paused)),
       ]);
     }));
+  }
+
+  // What a lane is doing: sending, paused by a retry-after, or stopped (its upstream unreachable,
+  // its key refused) since when, why, and when it probes next.
+  function laneState(lane, paused) {
+    if (lane.state === 'unreachable' || lane.state === 'key_refused') {
+      var what = lane.state === 'unreachable' ? 'unreachable' : 'key refused';
+      var probe = lane.next_probe_at > nowSeconds() ? ' · next probe in ' + duration(lane.next_probe_at - nowSeconds()) : ' · probing';
+      return { className: 'stopped', text: what + ' since ' + clock(lane.since) + (lane.reason ? ': ' + lane.reason : '') + probe, title: lane.reason || what };
+    }
+    if (paused) {
+      return { className: 'paused', text: 'paused until ' + clock(lane.paused_until) + ' (in ' + duration(lane.paused_until - nowSeconds()) + ')' };
+    }
+    return { className: 'muted', text: 'sending' };
   }
 
   // ---------- throughput chart ----------

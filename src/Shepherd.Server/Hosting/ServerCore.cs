@@ -56,6 +56,23 @@ internal sealed partial class ServerCore(
         return visible ? batch! : throw ApiException.NotFound($"No batch found with id '{batchId}'.", "batch_id");
     }
 
+    /// <summary>
+    /// The lanes that serve the models of <paramref name="batch"/>, as the dispatcher last saw
+    /// them: while it is in progress, or with <paramref name="all"/>, whatever its status.
+    /// </summary>
+    public async Task<IReadOnlyList<LaneState>> LanesOfAsync(BatchRecord batch, bool all, CancellationToken cancellationToken)
+    {
+        if (batch.Status != BatchStatus.InProgress && !all)
+        {
+            return [];
+        }
+
+        IReadOnlyCollection<string> models = batch.Model is { } model ? [model] : await store.ListActiveModelsAsync(batch.Id, cancellationToken);
+        return models.Count == 0 && all
+            ? dispatcher.Lanes
+            : [.. dispatcher.Lanes.Where(lane => models.Contains(lane.Model))];
+    }
+
     /// <summary>The caller's file, or a 404.</summary>
     public async Task<FileRecord> GetFileAsync(Caller caller, string fileId, CancellationToken cancellationToken)
     {

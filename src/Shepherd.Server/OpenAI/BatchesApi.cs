@@ -25,7 +25,12 @@ internal sealed class BatchesApi(ServerCore core)
         app.MapPost("/v1/batches", (Delegate)CreateAsync);
         app.MapGet("/v1/batches", (Delegate)ListAsync);
         app.MapGet("/v1/batches/{id}", async (HttpContext context, string id) =>
-            Answer(await core.GetBatchAsync(Caller.Of(context), id, Door.OpenAI, context.RequestAborted)));
+        {
+            var batch = await core.GetBatchAsync(Caller.Of(context), id, Door.OpenAI, context.RequestAborted);
+            var lanes = await core.LanesOfAsync(batch, all: false, context.RequestAborted);
+            var now = core.Time.GetUtcNow();
+            return new JsonBody(json => OpenAIJson.WriteBatch(json, batch, now, lanes));
+        });
         app.MapPost("/v1/batches/{id}/cancel", async (HttpContext context, string id) =>
         {
             var batch = await core.GetBatchAsync(Caller.Of(context), id, Door.OpenAI, context.RequestAborted);
@@ -154,11 +159,20 @@ internal sealed class BatchesApi(ServerCore core)
             {
                 await foreach (var request in core.Store.ReadRequestsAsync(original.Id, [ItemState.Failed, ItemState.Expired], context.RequestAborted))
                 {
+                    // In the original's own dialect, so the retry's results read as the original's did.
                     json.WriteStartObject();
                     json.WriteString("custom_id", request.CustomId);
-                    json.WriteString("method", "POST");
-                    json.WriteString("url", original.Endpoint);
-                    json.WritePropertyName("body");
+                    if (original.Format == InputFormat.Anthropic)
+                    {
+                        json.WritePropertyName("params");
+                    }
+                    else
+                    {
+                        json.WriteString("method", "POST");
+                        json.WriteString("url", original.Endpoint);
+                        json.WritePropertyName("body");
+                    }
+
                     json.WriteRawValue(request.Body, skipInputValidation: true);
                     json.WriteEndObject();
                     await json.FlushAsync(context.RequestAborted);

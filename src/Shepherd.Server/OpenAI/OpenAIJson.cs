@@ -23,8 +23,11 @@ internal static class OpenAIJson
         json.WriteEndObject();
     }
 
-    /// <summary>The Batch object, with Shepherd's additions (<c>batch_id</c>, <c>progress</c> and the rest) after OpenAI's fields.</summary>
-    public static void WriteBatch(Utf8JsonWriter json, BatchRecord batch, DateTimeOffset now)
+    /// <summary>
+    /// The Batch object, with Shepherd's additions (<c>batch_id</c>, <c>progress</c> and the rest)
+    /// after OpenAI's fields, and, when given, the <paramref name="lanes"/> that serve it.
+    /// </summary>
+    public static void WriteBatch(Utf8JsonWriter json, BatchRecord batch, DateTimeOffset now, IReadOnlyList<Engine.Dispatch.LaneState>? lanes = null)
     {
         json.WriteStartObject();
         json.WriteString("id", batch.Id);
@@ -97,6 +100,17 @@ internal static class OpenAIJson
         json.WriteNumber("duration_seconds", Math.Round(Math.Max(0, (ended - started).TotalSeconds), 3));
         json.WriteString("priority", Words.Priority(batch.Priority));
         json.WriteString("mode", batch.Mode == BatchMode.Native ? "native" : "realtime");
+        if (lanes is not null)
+        {
+            json.WriteStartArray("lanes");
+            foreach (var lane in lanes)
+            {
+                LaneJson.Write(json, lane);
+            }
+
+            json.WriteEndArray();
+        }
+
         json.WriteEndObject();
     }
 
