@@ -13,6 +13,7 @@ var root = new RootCommand("Shepherd: a durable batch engine for LLM APIs")
     WaitCommand.Create(),
     ResultsCommand.Create(),
     CancelCommand.Create(),
+    RetryCommand.Create(),
     ListCommand.Create(),
     EstimateCommand.Create(),
 };

@@ -11,7 +11,6 @@ internal static class SubmitCommand
     public static Command Create()
     {
         var file = CliOptions.InputFile("The batch: OpenAI lines (custom_id, method, url, body), one JSON object per line");
-        var wait = new Option<bool>("--wait") { Description = "Wait for the batch to end, with progress, and exit as run does (0 all succeeded, 3 some failed)" };
         var endpoint = new Option<string?>("--endpoint") { Description = "The url every line goes to, such as /v1/chat/completions (default: the first line's url)", HelpName = "PATH" };
         var metadata = Metadata();
         var window = new Option<string?>("--completion-window") { Description = "How long the batch may take (24h, 90m, 7d): unfinished requests then expire. Default 24h", HelpName = "DURATION" };
@@ -25,23 +24,13 @@ internal static class SubmitCommand
         var waiting = new WaitOptionSet();
         var remote = new RemoteOptionSet("Print the batch as JSON on stdout (with --wait, once it has ended; progress goes to stderr)");
 
+        var budget = CliOptions.Usd("--budget", "The most the batch may cost, in US dollars: the server sends a request only while it fits");
         var command = new Command("submit", "Upload a JSONL batch file to a Shepherd server and create a batch of it")
         {
-            file, wait, endpoint, metadata, window,
+            file, endpoint, metadata, window, budget,
         };
-        foreach (var option in waiting.All)
-        {
-            command.Add(option);
-        }
-
+        var wait = waiting.AddWithWait(command, "Wait for the batch to end, with progress, and exit as run does (0 all succeeded, 3 some failed)");
         remote.AddTo(command);
-        command.Validators.Add(result =>
-        {
-            if (result.GetResult(wait) is not { Implicit: false } && waiting.AnyGiven(result))
-            {
-                result.AddError("--timeout, --poll-interval and --progress are for --wait.");
-            }
-        });
 
         remote.SetAction(command, async (context, cancellationToken) =>
         {
@@ -52,6 +41,7 @@ internal static class SubmitCommand
                 Endpoint = parse.GetValue(endpoint),
                 Metadata = parse.GetValue(metadata) is { Count: > 0 } pairs ? pairs : null,
                 CompletionWindow = parse.GetValue(window) ?? "24h",
+                BudgetUsd = parse.GetValue(budget) is { } nanos ? Engine.Pricing.Cost.ToUsd(nanos) : null,
             };
             Batch batch;
             try

@@ -33,6 +33,30 @@ internal sealed class WaitOptionSet
     public bool AnyGiven(CommandResult command) => All.Any(option => command.GetResult(option) is { Implicit: false });
 
     /// <summary>
+    /// Adds <c>--wait</c> (described by <paramref name="description"/>) and the options of waiting
+    /// to a command that waits only when asked (<c>submit</c>, <c>retry</c>); the options without
+    /// <c>--wait</c> are an error. Returns <c>--wait</c>.
+    /// </summary>
+    public Option<bool> AddWithWait(Command command, string description)
+    {
+        var wait = new Option<bool>("--wait") { Description = description };
+        command.Add(wait);
+        foreach (var option in All)
+        {
+            command.Add(option);
+        }
+
+        command.Validators.Add(result =>
+        {
+            if (result.GetResult(wait) is not { Implicit: false } && AnyGiven(result))
+            {
+                result.AddError("--timeout, --poll-interval and --progress are for --wait.");
+            }
+        });
+        return wait;
+    }
+
+    /// <summary>
     /// Client options for a wait: the client's own retries (a wait that lasts hours should ride out
     /// a short outage of the server) and, with <c>--poll-interval</c>, looks at a steady pace.
     /// </summary>

@@ -16,6 +16,11 @@ internal sealed record LaneTrouble(string Upstream, string Model, bool KeyRefuse
         Describe(lanes.Where(lane => lane.Halt is not null).Select(lane => new LaneTrouble(
             lane.Upstream, lane.Model, lane.Halt!.Condition == LaneCondition.KeyRefused, lane.Halt.Since, lane.Halt.Reason, lane.Halt.NextProbeAt)), now);
 
+    /// <summary>A lane a server reports, when it does not send; null when it does.</summary>
+    public static LaneTrouble? Of(Client.BatchLane lane) => lane.IsStopped
+        ? new LaneTrouble(lane.Upstream, lane.Model, lane.State == "key_refused", lane.Since ?? DateTimeOffset.UnixEpoch, lane.Reason, lane.NextProbeAt ?? DateTimeOffset.UnixEpoch)
+        : null;
+
     /// <summary>
     /// One phrase per upstream that cannot be reached (however many models it serves) and per
     /// lane whose key is refused, joined; null when there is none.

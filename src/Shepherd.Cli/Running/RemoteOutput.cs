@@ -80,6 +80,20 @@ internal static class RemoteOutput
         }
 
         json.WriteEndArray();
+        json.WriteStartArray("lanes");
+        foreach (var lane in batch.Lanes)
+        {
+            json.WriteStartObject();
+            json.WriteString("upstream", lane.Upstream);
+            json.WriteString("model", lane.Model);
+            json.WriteString("state", lane.State);
+            WriteTime(json, "since", lane.Since);
+            json.WriteString("reason", lane.Reason);
+            WriteTime(json, "next_probe_at", lane.NextProbeAt);
+            json.WriteEndObject();
+        }
+
+        json.WriteEndArray();
         json.WriteEndObject();
     }
 
@@ -166,6 +180,13 @@ internal static class RemoteOutput
         Text("output file", batch.OutputFileId);
         Text("error file", batch.ErrorFileId);
         Text("metadata", batch.Metadata.Count == 0 ? null : string.Join(", ", batch.Metadata.Select(p => $"{p.Key}={p.Value}")));
+        if (batch.Lanes.Count > 0)
+        {
+            Row("lanes", string.Join("\n", batch.Lanes.Select(lane => LaneTrouble.Of(lane) is { } trouble
+                ? $"[red]{Markup.Escape(trouble.Describe(now))}[/]"
+                : Markup.Escape($"{lane.Upstream} · {lane.Model}: {lane.State}"))));
+        }
+
         console.Write(grid);
         if (batch.Errors.Count > 0)
         {

@@ -76,11 +76,12 @@ internal sealed class RemoteWait(RemoteContext context, ProgressMode progress)
 
     private static string Done(Batch batch) => string.Create(CultureInfo.InvariantCulture, $"{batch.Finished:N0} of {batch.Total:N0} done");
 
-    private static ProgressSample Sample(BatchProgress seen) =>
+    private ProgressSample Sample(BatchProgress seen) =>
         new(seen.Batch.Total, seen.Batch.Succeeded, seen.Batch.Failed, seen.Batch.InputTokens, seen.Batch.OutputTokens, InFlight: 0, Retries: 0)
         {
             CostUsd = seen.CostUsd,
             Remote = new RemoteFigures(BatchStatusNames.ToApiName(seen.Batch.Status), seen.Eta),
+            Trouble = LaneTrouble.Describe(seen.Batch.Lanes.Select(LaneTrouble.Of).OfType<LaneTrouble>(), context.Time.GetUtcNow()),
         };
 
     /// <summary>The last progress reported; the display reads it as often as it redraws, without a call to the server.</summary>

@@ -1,0 +1,54 @@
+using System.CommandLine;
+using Shepherd.Cli.Running;
+using Shepherd.Client;
+
+namespace Shepherd.Cli.Commands;
+
+/// <summary><c>shepherd retry ID</c>: sends the failed and expired requests of an ended batch on a Shepherd server again, as a new batch.</summary>
+internal static class RetryCommand
+{
+    public static Command Create()
+    {
+        var id = RemoteOptionSet.BatchId();
+        var waiting = new WaitOptionSet();
+        var remote = new RemoteOptionSet("Print the new batch as JSON on stdout (with --wait, once it has ended; progress goes to stderr)");
+        var command = new Command("retry", "Send the failed and expired requests of an ended batch on a Shepherd server again, as a new batch (its metadata retry_of names the first)") { id };
+        var wait = waiting.AddWithWait(command, "Wait for the new batch to end, with progress, and exit as run does (0 all succeeded, 3 some failed)");
+        remote.AddTo(command);
+        remote.SetAction(command, async (context, cancellationToken) =>
+        {
+            var parse = context.Parse;
+            var original = parse.GetValue(id)!;
+            Batch retry;
+            try
+            {
+                retry = await context.Client.RetryFailedAsync(original, cancellationToken);
+            }
+            catch (ShepherdApiException ex) when (ex.ErrorCode == "nothing_to_retry")
+            {
+                await context.Stderr.WriteLineAsync($"{original} has no failed or expired request: nothing to retry.");
+                return ExitCodes.Success;
+            }
+
+            var started = $"Retrying {RemoteOutput.Count(retry.Total)} failed or expired requests of {original} as {retry.Id} ({BatchStatusNames.ToApiName(retry.Status)}).";
+            if (!parse.GetValue(wait))
+            {
+                if (context.Json)
+                {
+                    await RemoteOutput.WriteJsonAsync(context.Stdout, json => RemoteOutput.WriteBatch(json, retry));
+                }
+                else
+                {
+                    await context.Stdout.WriteLineAsync(started);
+                    await context.Stdout.WriteLineAsync($"  follow it: shepherd wait {retry.Id}");
+                }
+
+                return ExitCodes.Success;
+            }
+
+            await (context.Json ? context.Stderr : context.Stdout).WriteLineAsync(started);
+            return await new RemoteWait(context, waiting.Progress(parse)).WaitAsync(retry, waiting.Timeout(parse), cancellationToken);
+        }, waiting.Tune);
+        return command;
+    }
+}
