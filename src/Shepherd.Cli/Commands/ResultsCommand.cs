@@ -19,6 +19,12 @@ internal static class ResultsCommand
         remote.SetAction(command, async (context, cancellationToken) =>
         {
             var batchId = context.Parse.GetValue(id)!;
+            if (context.Parse.GetValue(output) is { } target)
+            {
+                // Before anything is downloaded: a folder that is not there is the user's to fix.
+                ResultFiles.CheckTarget("--output", Path.GetFullPath(target));
+            }
+
             var batch = await context.Client.GetBatchAsync(batchId, cancellationToken);
             if (!batch.HasEnded)
             {

@@ -83,6 +83,12 @@ internal sealed class ResultFiles : IAsyncDisposable
             throw new UsageException($"{flag} {Shown(path)} is {what}; results go to a file of their own.");
         }
 
+        CheckTarget(flag, path);
+    }
+
+    /// <summary>Refuses (as a usage error) a file to write that is a folder, or in a folder that does not exist.</summary>
+    public static void CheckTarget(string flag, string path)
+    {
         if (Directory.Exists(path))
         {
             throw new UsageException($"{flag} {Shown(path)} is a folder; give a file path in it, such as {Shown(Path.Combine(path, "results.jsonl"))}.");
