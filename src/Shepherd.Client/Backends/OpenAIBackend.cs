@@ -29,8 +29,18 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
     /// <summary>True when the server keeps a batch to a budget (<c>budget_usd</c>); the OpenAI API has none.</summary>
     protected virtual bool KeepsBudgets => false;
 
-    /// <summary>Adds <c>budget_usd</c> to a create, or refuses a budget the server would not keep.</summary>
+    /// <summary>Adds <c>budget_usd</c> to a create (checked first with <see cref="CheckBudget"/>).</summary>
     protected void AddBudget(JsonObject body, decimal? budgetUsd)
+    {
+        CheckBudget(budgetUsd);
+        if (budgetUsd is { } budget)
+        {
+            body["budget_usd"] = budget;
+        }
+    }
+
+    /// <summary>Refuses, before anything is sent, a budget the server would not keep, or one below 0.</summary>
+    protected void CheckBudget(decimal? budgetUsd)
     {
         if (budgetUsd is not { } budget)
         {
@@ -43,11 +53,11 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
         }
 
         ArgumentOutOfRangeException.ThrowIfNegative(budget, nameof(budgetUsd));
-        body["budget_usd"] = budget;
     }
 
     public virtual async Task<Batch> CreateAsync(NewBatch batch, string idempotencyKey, CancellationToken cancellationToken)
     {
+        CheckBudget(batch.BudgetUsd);
         var endpoint = batch.Endpoint ?? DefaultEndpoint;
         var path = Path.Combine(Path.GetTempPath(), "shepherd-client-" + Guid.NewGuid().ToString("N") + ".jsonl");
         try
@@ -78,6 +88,7 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
 
     public async Task<Batch> CreateFromFileAsync(string path, FileBatchOptions options, string idempotencyKey, CancellationToken cancellationToken)
     {
+        CheckBudget(options.BudgetUsd);
         var endpoint = options.Endpoint ?? await FirstUrlAsync(path, cancellationToken);
         var file = await pipeline.SendJsonAsync(() =>
         {
