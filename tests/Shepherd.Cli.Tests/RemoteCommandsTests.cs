@@ -308,7 +308,7 @@ public sealed class RemoteCommandsTests : IDisposable
     }
 
     [Fact]
-    public async Task Status_NamesALaneWhoseKeyIsRefused_AndJsonListsTheLanes()
+    public async Task StatusAndWait_NameALaneWhoseKeyIsRefused_AndJsonListsTheLanes()
     {
         // The server presents its own upstream key; this provider takes another.
         await using var server = await RunningServer.StartAsync(new SimulatorOptions { ApiKey = "sk-not-the-servers" });
@@ -319,6 +319,7 @@ public sealed class RemoteCommandsTests : IDisposable
 
         var status = await RunRawAsync(["status", id, "--server", server.BaseUrl.ToString(), "--api-key", RunningServer.Key], new Dictionary<string, string?> { ["COLUMNS"] = "400" });
         var json = await RunAsync(server, "status", id, "--json");
+        var waited = await RunAsync(server, "wait", id, "--timeout", "1s", "--poll-interval", Poll, "--progress", "plain");
 
         Assert.True(status.ExitCode == 0, status.ToString());
         var row = Assert.Single(status.Stdout.Split('\n'), line => line.StartsWith("lanes", StringComparison.Ordinal));
@@ -330,6 +331,9 @@ public sealed class RemoteCommandsTests : IDisposable
         Assert.StartsWith("HTTP 401: ", lane.GetProperty("reason").GetString(), StringComparison.Ordinal);
         Assert.Equal(JsonValueKind.String, lane.GetProperty("since").ValueKind);
         Assert.Equal(JsonValueKind.String, lane.GetProperty("next_probe_at").ValueKind);
+        // The wait's last progress line, drawn as it gives up, says why nothing moves.
+        Assert.True(waited.ExitCode == 4, waited.ToString());
+        Assert.Contains("sim refuses the key for gpt-4o-mini (HTTP 401", waited.Stdout.Split('\n').Last(l => l.StartsWith('[')), StringComparison.Ordinal);
     }
 
     [Fact]

@@ -112,6 +112,36 @@ public sealed class RunTroubleTests : IDisposable
     }
 
     [Fact]
+    public async Task AnUpstreamThatRefusesItsKey_IsLeftAside_WhileAnotherServesEveryRequest()
+    {
+        var requests = BatchFiles.OpenAIChat(40);
+        var input = BatchFiles.Write(_folder.File("in.jsonl"), requests);
+        await using var refusing = await Simulators.StartHttpAsync(new SimulatorOptions { ApiKey = RightKey });
+        await using var taking = await Simulators.StartHttpAsync(new SimulatorOptions { ApiKey = RightKey });
+        var config = _folder.File("shepherd.json");
+        await File.WriteAllTextAsync(config, $$"""
+            {
+              "upstreams": [
+                { "name": "stale", "baseUrl": "{{OpenAIUrl(refusing)}}", "apiKey": "sk-revoked" },
+                { "name": "fresh", "baseUrl": "{{OpenAIUrl(taking)}}", "apiKey": "{{RightKey}}" }
+              ]
+            }
+            """, Ct);
+
+        var result = await ShepherdProcess.RunAsync(_folder.Path, "run", input, "--config", config, "--max-attempts", "1", "--progress", "none");
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Equal(requests.Select(r => r.CustomId), BatchFiles.ReadJsonl(_folder.File("in.out.jsonl")).Select(l => l.GetProperty("custom_id").GetString()));
+        Assert.Empty(File.ReadAllText(_folder.File("in.errors.jsonl")));
+        // Some went to the upstream that refuses the key; with one attempt each, they could only finish by going to the other.
+        var refused = refusing.Provider.Stats();
+        Assert.InRange(refused.Requests, 1, 8);
+        Assert.Equal(refused.Requests, refused.ByStatus.GetValueOrDefault(401));
+        var executed = taking.Provider.ExecutedCounts();
+        Assert.All(requests, r => Assert.Equal(1, executed[r.Key]));
+    }
+
+    [Fact]
     public async Task AClosedPort_ExitsSix_BeforeAnythingIsStoredOrSent()
     {
         var input = BatchFiles.Write(_folder.File("in.jsonl"), BatchFiles.OpenAIChat(5));
