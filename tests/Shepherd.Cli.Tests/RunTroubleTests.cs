@@ -1,4 +1,7 @@
 using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
 using Shepherd.Simulator;
 using Shepherd.Testing;
 
@@ -75,6 +78,24 @@ public sealed class RunTroubleTests : IDisposable
         var executed = server.Provider.ExecutedCounts();
         Assert.Equal(40, executed.Count);
         Assert.All(requests, r => Assert.Equal(1, executed[r.Key]));
+    }
+
+    [Theory]
+    [InlineData(403, """{"type":"error","error":{"type":"permission_error","message":"This key may not use this model."}}""", "HTTP 403: This key may not use this model.")]
+    [InlineData(400, """{"error":{"message":"The key was revoked.","type":"invalid_request_error","code":"invalid_api_key"}}""", "HTTP 400: The key was revoked.")]
+    [InlineData(401, """{"error":{"message":"Incorrect API key provided: sk-forbidden-key.","type":"invalid_request_error","code":"invalid_api_key"}}""", "HTTP 401: Incorrect API key provided: ***.")]
+    public async Task AForbiddenKeyOrAnAuthenticationErrorBody_StopsTheRunAsARefusedKey_WithoutRepeatingTheKey(int status, string body, string reason)
+    {
+        var input = BatchFiles.Write(_folder.File("in.jsonl"), BatchFiles.OpenAIChat(30));
+        await using var provider = RefusingProvider.Start(status, body);
+
+        var refused = await ShepherdProcess.RunAsync(_folder.Path, Run(input, provider.BaseUrl + "v1", "sk-forbidden-key", "--max-attempts", "1"));
+
+        Assert.True(refused.ExitCode == 5, refused.ToString());
+        Assert.StartsWith($"shepherd: 127.0.0.1:{provider.Port} refused the API key for gpt-4.1-mini ({reason})", Reason(refused), StringComparison.Ordinal);
+        Assert.DoesNotContain("sk-forbidden-key", refused.Stdout + refused.Stderr, StringComparison.Ordinal);
+        Assert.InRange(provider.Posts, 1, 8);
+        Assert.Equal(["in.jsonl", "in.jsonl.shepherd.db"], FilesLeft());
     }
 
     [Fact]
@@ -296,5 +317,69 @@ public sealed class RunTroubleTests : IDisposable
         Assert.DoesNotContain("   at ", result.Stderr, StringComparison.Ordinal);
         Assert.False(File.Exists(input + ".shepherd.db"));
         Assert.Equal(kind == "folder" ? [] : ["batch.jsonl"], FilesLeft());
+    }
+}
+
+/// <summary>A provider on 127.0.0.1 that answers HEAD (the check before sending) and refuses every POST with one status and body.</summary>
+internal sealed class RefusingProvider : IAsyncDisposable
+{
+    private readonly HttpListener _listener = new();
+    private readonly Task _serving;
+    private int _posts;
+
+    private RefusingProvider(int port, int status, string body)
+    {
+        Port = port;
+        _listener.Prefixes.Add(BaseUrl);
+        _listener.Start();
+        _serving = ServeAsync(status, Encoding.UTF8.GetBytes(body));
+    }
+
+    public int Port { get; }
+
+    public string BaseUrl => $"http://127.0.0.1:{Port}/";
+
+    /// <summary>The requests refused so far.</summary>
+    public int Posts => Volatile.Read(ref _posts);
+
+    public static RefusingProvider Start(int status, string body)
+    {
+        using var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        var port = ((IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+        return new RefusingProvider(port, status, body);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _listener.Stop();
+        try
+        {
+            await _serving;
+        }
+        catch (Exception ex) when (ex is HttpListenerException or ObjectDisposedException)
+        {
+            // Stopping the listener ends the wait for the next request.
+        }
+
+        _listener.Close();
+    }
+
+    private async Task ServeAsync(int status, byte[] body)
+    {
+        while (_listener.IsListening)
+        {
+            var context = await _listener.GetContextAsync();
+            if (context.Request.HttpMethod == "POST")
+            {
+                Interlocked.Increment(ref _posts);
+                context.Response.StatusCode = status;
+                context.Response.ContentType = "application/json";
+                await context.Response.OutputStream.WriteAsync(body);
+            }
+
+            context.Response.Close();
+        }
     }
 }
