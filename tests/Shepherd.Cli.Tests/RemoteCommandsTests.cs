@@ -240,6 +240,116 @@ public sealed class RemoteCommandsTests : IDisposable
         Assert.Contains("$SHEPHERD_URL must be an absolute http or https url", badUrl.Stderr, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Retry_MakesANewBatchOfTheFailedRequests_AndWithWaitExitsZeroOnceTheyAllSucceed()
+    {
+        await using var healthy = await Simulators.StartHttpAsync();
+        // Prompts over 200 tokens are answered 400 by the first provider.
+        var first = await RunningServer.StartAsync(new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(2), ContextTokens = 200 });
+        string id;
+        RunningServer restarted;
+        try
+        {
+            var submitted = await RunAsync(first, "submit", await WriteBatchAsync("mixed.jsonl", 10, longPrompt: 3), "--wait", "--json", "--poll-interval", Poll);
+            Assert.True(submitted.ExitCode == 3, submitted.ToString());
+            id = SingleDocument(submitted).GetProperty("id").GetString()!;
+        }
+        finally
+        {
+            // The same server, now sending to a provider whose context takes the long prompt.
+            restarted = await first.RestartAsync(upstream: u => u.BaseUrl = new Uri(healthy.BaseUrl, "v1"));
+        }
+
+        await using (restarted)
+        {
+            var retry = await RunAsync(restarted, "retry", id);
+            var waited = await RunAsync(restarted, "retry", id, "--wait", "--poll-interval", Poll);
+
+            Assert.True(retry.ExitCode == 0, retry.ToString());
+            var started = Assert.Single(retry.Stdout.Split('\n'), line => line.StartsWith("Retrying", StringComparison.Ordinal));
+            var match = System.Text.RegularExpressions.Regex.Match(started, $@"^Retrying 1 failed or expired requests of {id} as (batch_\w+) \((validating|in_progress|completed)\)\.$");
+            Assert.True(match.Success, retry.ToString());
+            var retryId = match.Groups[1].Value;
+            Assert.Contains($"shepherd wait {retryId}", retry.Stdout, StringComparison.Ordinal);
+            // Asked again, the server hands back the same retry, and --wait follows it to its end.
+            Assert.True(waited.ExitCode == 0, waited.ToString());
+            Assert.Contains($"of {id} as {retryId} (", waited.Stdout, StringComparison.Ordinal);
+            Assert.Contains($"{retryId} completed: 1 succeeded, 0 failed of 1", waited.Stdout, StringComparison.Ordinal);
+            Assert.Equal(1, healthy.Provider.ExecutedCounts().Values.Sum());
+        }
+    }
+
+    [Fact]
+    public async Task Retry_OfABatchWithoutFailures_SaysThereIsNothingToRetry_AndExitsZero()
+    {
+        await using var server = await RunningServer.StartAsync();
+        var submitted = await RunAsync(server, "submit", await WriteBatchAsync("fine.jsonl", 3), "--wait", "--json", "--poll-interval", Poll);
+        Assert.True(submitted.ExitCode == 0, submitted.ToString());
+        var id = SingleDocument(submitted).GetProperty("id").GetString()!;
+
+        var retry = await RunAsync(server, "retry", id, "--wait", "--poll-interval", Poll);
+
+        Assert.True(retry.ExitCode == 0, retry.ToString());
+        Assert.Contains($"{id} has no failed or expired request: nothing to retry.", retry.Stderr, StringComparison.Ordinal);
+        Assert.Single((await server.GetAsync("/v1/batches")).Body.GetProperty("data").EnumerateArray());
+    }
+
+    [Fact]
+    public async Task SubmitWithABudget_CreatesABatchThatKeepsIt()
+    {
+        await using var server = await RunningServer.StartAsync();
+
+        var submitted = await RunAsync(server, "submit", await WriteBatchAsync("budgeted.jsonl", 3), "--budget", "0.002", "--json");
+
+        Assert.True(submitted.ExitCode == 0, submitted.ToString());
+        var (status, batch) = await server.GetAsync($"/v1/batches/{SingleDocument(submitted).GetProperty("id").GetString()}");
+        Assert.Equal(200, status);
+        Assert.Equal(0.002m, batch.GetProperty("budget_usd").GetDecimal());
+    }
+
+    [Fact]
+    public async Task StatusAndWait_NameALaneWhoseKeyIsRefused_AndJsonListsTheLanes()
+    {
+        // The server presents its own upstream key; this provider takes another.
+        await using var server = await RunningServer.StartAsync(new SimulatorOptions { ApiKey = "sk-not-the-servers" });
+        var submitted = await RunAsync(server, "submit", await WriteBatchAsync("refused.jsonl", 5), "--json");
+        Assert.True(submitted.ExitCode == 0, submitted.ToString());
+        var id = SingleDocument(submitted).GetProperty("id").GetString()!;
+        await server.WaitForAsync($"/v1/batches/{id}", b => b.GetProperty("lanes").EnumerateArray().Any(l => l.GetProperty("state").GetString() == "key_refused"));
+
+        var status = await RunRawAsync(["status", id, "--server", server.BaseUrl.ToString(), "--api-key", RunningServer.Key], new Dictionary<string, string?> { ["COLUMNS"] = "400" });
+        var json = await RunAsync(server, "status", id, "--json");
+        var waited = await RunAsync(server, "wait", id, "--timeout", "1s", "--poll-interval", Poll, "--progress", "plain");
+
+        Assert.True(status.ExitCode == 0, status.ToString());
+        var row = Assert.Single(status.Stdout.Split('\n'), line => line.StartsWith("lanes", StringComparison.Ordinal));
+        Assert.Contains("sim refuses the key for gpt-4o-mini (HTTP 401: Incorrect API key provided", row, StringComparison.Ordinal);
+        Assert.Contains("next probe in", row, StringComparison.Ordinal);
+        Assert.True(json.ExitCode == 0, json.ToString());
+        var lane = Assert.Single(SingleDocument(json).GetProperty("lanes").EnumerateArray());
+        Assert.Equal(("sim", "gpt-4o-mini", "key_refused"), (lane.GetProperty("upstream").GetString(), lane.GetProperty("model").GetString(), lane.GetProperty("state").GetString()));
+        Assert.StartsWith("HTTP 401: ", lane.GetProperty("reason").GetString(), StringComparison.Ordinal);
+        Assert.Equal(JsonValueKind.String, lane.GetProperty("since").ValueKind);
+        Assert.Equal(JsonValueKind.String, lane.GetProperty("next_probe_at").ValueKind);
+        // The wait's last progress line, drawn as it gives up, says why nothing moves.
+        Assert.True(waited.ExitCode == 4, waited.ToString());
+        Assert.Contains("sim refuses the key for gpt-4o-mini (HTTP 401", waited.Stdout.Split('\n').Last(l => l.StartsWith('[')), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task SubmitOfAnthropicLines_WithoutAnEndpoint_GoesToMessages_AndSucceeds()
+    {
+        await using var server = await RunningServer.StartAsync();
+        var input = BatchFiles.Write(_folder.File("docs.jsonl"), BatchFiles.Anthropic(4));
+
+        var submitted = await RunAsync(server, "submit", input, "--wait", "--json", "--poll-interval", Poll);
+
+        Assert.True(submitted.ExitCode == 0, submitted.ToString());
+        var batch = SingleDocument(submitted);
+        Assert.Equal("/v1/messages", batch.GetProperty("endpoint").GetString());
+        Assert.Equal((4, 4), (batch.GetProperty("total").GetInt64(), batch.GetProperty("succeeded").GetInt64()));
+    }
+
     /// <summary>Runs <c>shepherd ARGS --server URL --api-key KEY</c> against <paramref name="server"/>.</summary>
     private Task<ProcessResult> RunAsync(RunningServer server, params string[] args) =>
         RunRawAsync([.. args, "--server", server.BaseUrl.ToString(), "--api-key", RunningServer.Key]);

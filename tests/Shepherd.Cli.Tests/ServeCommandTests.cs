@@ -68,6 +68,53 @@ public sealed class ServeCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task AWrongUpstreamKey_HoldsTheBatchInProgress_WithItsLaneKeyRefused_AndARestartWithTheRightKeyFinishesIt()
+    {
+        await using var simulator = await Simulators.StartHttpAsync(new SimulatorOptions { ApiKey = "sk-upstream-right" });
+        string[] Serve(string key) =>
+        [
+            "serve", "--urls", "http://127.0.0.1:0", "--state", _folder.File("server.db"), "--gateway-key", GatewayKey,
+            "--provider", "openai", "--base-url", new Uri(simulator.BaseUrl, "v1").ToString(), "--api-key", key,
+        ];
+        var requests = string.Join(",", Enumerable.Range(0, 30).Select(i => $$"""{"custom_id":"q{{i}}","prompt":"question {{i}}"}"""));
+        string batchId;
+        using (var wrong = ShepherdProcess.Start(_folder.Path, Serve("sk-upstream-wrong")))
+        {
+            using var http = await ServerCalls.ConnectAsync(wrong, GatewayKey);
+            using var created = await http.PostAsync("/v1/batches", new StringContent($$"""{"model":"gpt-4o-mini","requests":[{{requests}}]}""", Encoding.UTF8, "application/json"), Ct);
+            batchId = (await ServerCalls.ReadAsync(created)).GetProperty("id").GetString()!;
+
+            var held = await ServerCalls.PollAsync(http, batchId, b => b.GetProperty("lanes").EnumerateArray().Any(l => l.GetProperty("state").GetString() == "key_refused"));
+
+            Assert.Equal("in_progress", held.GetProperty("status").GetString());
+            var lane = Assert.Single(held.GetProperty("lanes").EnumerateArray());
+            Assert.StartsWith("HTTP 401: Incorrect API key provided", lane.GetProperty("reason").GetString(), StringComparison.Ordinal);
+            Assert.Equal(JsonValueKind.Number, lane.GetProperty("since").ValueKind);
+            Assert.Equal(JsonValueKind.Number, lane.GetProperty("next_probe_at").ValueKind);
+            using var page = await http.GetAsync($"/v1/dashboard/batches/{batchId}", Ct);
+            var dashboard = await ServerCalls.ReadAsync(page);
+            Assert.Equal("key_refused", Assert.Single(dashboard.GetProperty("lanes").EnumerateArray()).GetProperty("state").GetString());
+            var gauge = (await http.GetStringAsync("/metrics", Ct)).Split('\n')
+                .Single(l => l.StartsWith("shepherd_lane_state{", StringComparison.Ordinal) && l.Contains("model=\"gpt-4o-mini\"", StringComparison.Ordinal));
+            Assert.EndsWith(" 3", gauge, StringComparison.Ordinal);
+            Assert.InRange(simulator.Provider.Stats().ByStatus[401], 1, Concurrency);
+            Assert.Empty(simulator.Provider.ExecutedCounts());
+
+            await wrong.SignalAsync("TERM");
+            var stopped = await wrong.WaitAsync();
+            Assert.True(stopped.ExitCode == 0, stopped.ToString());
+            Assert.DoesNotContain("sk-upstream-wrong", stopped.Stdout + stopped.Stderr, StringComparison.Ordinal);
+        }
+
+        using var right = ShepherdProcess.Start(_folder.Path, Serve("sk-upstream-right"));
+        using var client = await ServerCalls.ConnectAsync(right, GatewayKey);
+        var ended = await ServerCalls.PollAsync(client, batchId, b => b.GetProperty("status").GetString() == "completed");
+
+        Assert.Equal(30, ended.GetProperty("request_counts").GetProperty("completed").GetInt64());
+        Assert.Equal(30, simulator.Provider.ExecutedCounts().Values.Sum());
+    }
+
+    [Fact]
     public async Task GatewayKeysFromTheConfigFile_LetTheirTenantsIn()
     {
         var config = _folder.File("shepherd.json");

