@@ -94,7 +94,7 @@ public class DispatchBenchmarks : IDisposable
         }
 
         var reservation = lane.Admit(PromptTokens, MaxOutputTokens, _now);
-        lane.Complete(reservation, answer, PromptTokens, 12, _now);
+        lane.Complete(reservation, answer, Verdict.Success, PromptTokens, 12, _now);
         return reservation.Sequence;
     }
 }

@@ -41,7 +41,7 @@ public sealed class BudgetAndLanesTests : IDisposable
     }
 
     [Theory]
-    [InlineData(BatchApi.OpenAI, Skip = "OpenAIBackend.CreateFromFileAsync uploads the file (POST /v1/files) before AddBudget refuses the budget")]
+    [InlineData(BatchApi.OpenAI)]
     [InlineData(BatchApi.Anthropic)]
     public async Task ABudget_IsRefusedByTheOpenAIAndAnthropicApis_BeforeAnythingIsSent(BatchApi api)
     {

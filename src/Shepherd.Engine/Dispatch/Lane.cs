@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using Shepherd.Engine.Upstreams;
 
 namespace Shepherd.Engine.Dispatch;
@@ -312,7 +313,8 @@ internal sealed class Lane
 
         if (Upstream.Client.Options.ApiKey is { } key)
         {
-            message = message.Replace(key.Reveal(), "***", StringComparison.Ordinal);
+            // The key as a whole token only: a short local key such as "k" must not mask every k of the message.
+            message = Regex.Replace(message, $"(?<![A-Za-z0-9_-]){Regex.Escape(key.Reveal())}(?![A-Za-z0-9_-])", "***", RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1));
         }
 
         return $"HTTP {response.StatusCode}: {(message.Length > 300 ? message[..300] + "…" : message)}";

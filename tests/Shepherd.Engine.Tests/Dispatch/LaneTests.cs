@@ -201,6 +201,16 @@ public sealed class LaneTests
     }
 
     [Fact]
+    public void AShortKey_IsMaskedOnlyWhereItStandsAlone_InTheProvidersMessage()
+    {
+        var lane = Create(new LaneLimits { MaxConcurrency = 1 }, key: "k");
+
+        Complete(lane, lane.Admit(1, 1, T0), Refused("This key may not use this model; got k."), 0, 0, T0);
+
+        Assert.Equal("HTTP 401: This key may not use this model; got ***.", lane.Halt!.Reason);
+    }
+
+    [Fact]
     public void ALaneOfOneRequest_StopsAtTheFirstRefusal()
     {
         var lane = Create(new LaneLimits { MaxConcurrency = 1 });
