@@ -34,6 +34,7 @@ public sealed class SimulatedProvider
     private long _requestCount;
     private long _inFlight;
     private long _peakInFlight;
+    private long _waitingOnTheClock;
     private long _resets;
     private long _hangs;
     private long _duplicates;
@@ -78,6 +79,13 @@ public sealed class SimulatedProvider
 
     /// <summary>How often each body has been executed: answered 200, or taken up and left hanging (work a provider bills).</summary>
     public IReadOnlyDictionary<ulong, int> ExecutedCounts() => new Dictionary<ulong, int>(_executed);
+
+    /// <summary>
+    /// Requests that wait for the provider's clock now (their latency, or a hang): what a test on
+    /// a fake clock may let time pass for. A request counts here only once its wait has begun, so
+    /// the clock never moves before the request is timed by it.
+    /// </summary>
+    public long WaitingOnTheClock => Interlocked.Read(ref _waitingOnTheClock);
 
     /// <summary>A snapshot of the counters.</summary>
     public SimulatorStats Stats() => new(
@@ -149,9 +157,13 @@ public sealed class SimulatedProvider
 
         if (_options.ApiKey is { } key && request.Authorization != "Bearer " + key && request.ApiKeyHeader != key)
         {
-            return anthropic
-                ? Error(401, anthropic, "authentication_error", "invalid x-api-key")
-                : Error(401, anthropic, "invalid_request_error", "Incorrect API key provided. You can find your API key in your account settings.", code: "invalid_api_key");
+            return (_options.RefusedKeyStatus, anthropic) switch
+            {
+                (403, true) => Error(403, anthropic, "permission_error", "Your API key does not have permission to use the specified resource."),
+                (403, false) => Error(403, anthropic, "invalid_request_error", "You are not allowed to use this model with this key.", code: "model_not_allowed"),
+                (_, true) => Error(401, anthropic, "authentication_error", "invalid x-api-key"),
+                _ => Error(401, anthropic, "invalid_request_error", "Incorrect API key provided. You can find your API key in your account settings.", code: "invalid_api_key"),
+            };
         }
 
         RequestShape shape;
@@ -202,7 +214,7 @@ public sealed class SimulatedProvider
 
         if (latency > TimeSpan.Zero)
         {
-            await Task.Delay(latency, _time, cancellationToken);
+            await WaitOnTheClockAsync(latency, cancellationToken);
         }
 
         if ((roll -= _options.ResetRate) < 0)
@@ -214,7 +226,7 @@ public sealed class SimulatedProvider
         {
             Interlocked.Increment(ref _hangs);
             Executed(request.Body);
-            await Task.Delay(Timeout.InfiniteTimeSpan, _time, cancellationToken);
+            await WaitOnTheClockAsync(Timeout.InfiniteTimeSpan, cancellationToken);
         }
 
         if ((roll -= _options.Error500Rate) < 0)
@@ -248,6 +260,21 @@ public sealed class SimulatedProvider
         var body = Write(json => WriteAnswer(json, endpoint, shape, seed, outputTokens, now));
         Executed(request.Body);
         return new SimulatedResponse(200, limitHeaders, body);
+    }
+
+    private async Task WaitOnTheClockAsync(TimeSpan wait, CancellationToken cancellationToken)
+    {
+        // The delay's timer is made before the request counts as waiting: a fake clock moved in between would not time it.
+        var delay = Task.Delay(wait, _time, cancellationToken);
+        Interlocked.Increment(ref _waitingOnTheClock);
+        try
+        {
+            await delay;
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _waitingOnTheClock);
+        }
     }
 
     private void Executed(byte[] body)

@@ -53,8 +53,16 @@ public sealed class SimulatorOptions
     /// </summary>
     public TimeSpan? ErrorRetryAfter { get; set; }
 
-    /// <summary>When set, requests must present this key (Bearer or x-api-key); others get 401.</summary>
+    /// <summary>When set, requests must present this key (Bearer or x-api-key); others are refused with <see cref="RefusedKeyStatus"/>.</summary>
     public string? ApiKey { get; set; }
+
+    /// <summary>
+    /// How a request without <see cref="ApiKey"/> is refused: 401 (an unknown key: OpenAI's
+    /// <c>invalid_api_key</c>, Anthropic's <c>authentication_error</c>) or 403 (a key without the
+    /// right: Anthropic's <c>permission_error</c>, as for a model the key may not use).
+    /// <value>The default is 401.</value>
+    /// </summary>
+    public int RefusedKeyStatus { get; set; } = 401;
 
     /// <summary>
     /// Output tokens when a request names no limit.
@@ -106,6 +114,11 @@ public sealed class SimulatorOptions
         if (ErrorRetryAfter is { } retryAfter)
         {
             ArgumentOutOfRangeException.ThrowIfLessThan(retryAfter, TimeSpan.Zero, nameof(ErrorRetryAfter));
+        }
+
+        if (RefusedKeyStatus is not (401 or 403))
+        {
+            throw new ArgumentOutOfRangeException(nameof(RefusedKeyStatus), RefusedKeyStatus, "A refused key is answered 401 or 403.");
         }
 
         ArgumentOutOfRangeException.ThrowIfLessThan(DefaultMaxTokens, 1);

@@ -9,13 +9,22 @@ internal static class SimulateCommand
     public static Command Create()
     {
         var port = CliOptions.Int("--port", "Port on 127.0.0.1 (0 picks a free one and prints it)", 0, 0, 65535);
-        var apiKey = new Option<string?>("--api-key") { Description = "Answer 401 unless requests carry this key (Bearer or x-api-key)" };
+        var apiKey = new Option<string?>("--api-key") { Description = "Refuse requests that do not carry this key (Bearer or x-api-key)" };
+        var refusedStatus = CliOptions.Int("--refused-key-status", "How a request without --api-key is refused: 401 (an unknown key) or 403 (a key without the right)", 401, 401, 403);
         var simulator = new SimulatorOptionSet(prefix: "", defaultLatencyMs: 0, defaultJitterMs: 0);
         var command = new Command("simulate", "Serve a simulated OpenAI- and Anthropic-compatible provider on 127.0.0.1, with latency, rate limits and faults")
         {
             port,
             apiKey,
+            refusedStatus,
         };
+        command.Validators.Add(result =>
+        {
+            if (result.GetValue(refusedStatus) is not (401 or 403))
+            {
+                result.AddError("--refused-key-status is 401 or 403.");
+            }
+        });
         foreach (var option in simulator.All)
         {
             command.Add(option);
@@ -25,6 +34,7 @@ internal static class SimulateCommand
         {
             var options = simulator.Read(parse);
             options.ApiKey = parse.GetValue(apiKey);
+            options.RefusedKeyStatus = parse.GetValue(refusedStatus);
             var provider = new SimulatedProvider(options, TimeProvider.System, new Random(simulator.Seed(parse)));
             await using var server = await SimulatorServer.StartAsync(provider, parse.GetValue(port), cancellationToken);
             var root = server.BaseUrl.ToString().TrimEnd('/');

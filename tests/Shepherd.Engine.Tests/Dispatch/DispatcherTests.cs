@@ -59,7 +59,7 @@ public sealed class DispatcherTests : DispatchTestBase
         var (batchId, _) = await ImportAsync(300, requests: requests, budgetNanos: budget);
         var simulator = Simulators.Create(new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(200) }, Time);
 
-        await RunToCompletionAsync(CreateDispatcher(new SimulatorHandler(simulator), new DispatchOptions { Concurrency = 50, InitialConcurrency = 50 }), batchId, () => simulator.Stats().InFlight);
+        await RunToCompletionAsync(CreateDispatcher(new SimulatorHandler(simulator), new DispatchOptions { Concurrency = 50, InitialConcurrency = 50 }), batchId, () => simulator.WaitingOnTheClock);
 
         var batch = await Store.GetBatchAsync(batchId, Ct);
         var results = await ResultsAsync(batchId);
@@ -80,7 +80,7 @@ public sealed class DispatcherTests : DispatchTestBase
         var requests = BatchFiles.OpenAIChat(200, model: "gpt-4o-mini", maxTokens: 1000);
         var simulator = Simulators.Create(new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(200) }, Time);
         var (free, _) = await ImportAsync(200, prefix: "free-", requests: requests);
-        await RunToCompletionAsync(CreateDispatcher(new SimulatorHandler(simulator)), free, () => simulator.Stats().InFlight);
+        await RunToCompletionAsync(CreateDispatcher(new SimulatorHandler(simulator)), free, () => simulator.WaitingOnTheClock);
         var realCost = (await Store.GetBatchAsync(free, Ct))!.CostNanos;
         var mostPerRequest = requests.Max(r => (new TokenEstimator().Estimate("gpt-4o-mini", Encoding.UTF8.GetBytes(JsonDocument.Parse(r.Line).RootElement.GetProperty("body").GetRawText())).PromptTokens * 150L) + (1000 * 600L));
         var budget = realCost + mostPerRequest;
@@ -88,7 +88,7 @@ public sealed class DispatcherTests : DispatchTestBase
 
         var (batchId, _) = await ImportAsync(200, prefix: "budget-", requests: requests, budgetNanos: budget);
         var before = simulator.Stats().Requests;
-        await RunToCompletionAsync(CreateDispatcher(new SimulatorHandler(simulator), new DispatchOptions { Concurrency = 50, InitialConcurrency = 50 }), batchId, () => simulator.Stats().InFlight);
+        await RunToCompletionAsync(CreateDispatcher(new SimulatorHandler(simulator), new DispatchOptions { Concurrency = 50, InitialConcurrency = 50 }), batchId, () => simulator.WaitingOnTheClock);
 
         var batch = await Store.GetBatchAsync(batchId, Ct);
         Assert.Equal((200L, 0L, 0L), (batch!.Succeeded, batch.Failed, batch.BudgetExceeded));
