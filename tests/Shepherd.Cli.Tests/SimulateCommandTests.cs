@@ -35,4 +35,21 @@ public sealed partial class SimulateCommandTests : IDisposable
         // The 429 did no work, so nothing was executed twice.
         Assert.Equal(0, stats.GetProperty("duplicates").GetInt32());
     }
+
+    [Fact]
+    public async Task Simulate_RefusesAWrongKeyWith403_WhenToldTo_AndOnly401Or403()
+    {
+        using var simulator = ShepherdProcess.Start(_folder.Path, ["simulate", "--port", "0", "--api-key", "k", "--refused-key-status", "403"]);
+        var line = await simulator.WaitForOutputAsync("listening on");
+        using var client = new HttpClient { BaseAddress = new Uri(ListeningOn().Match(line).Groups[1].Value + "/") };
+        var ct = TestContext.Current.CancellationToken;
+
+        using var refused = await client.PostAsync(new Uri("v1/messages", UriKind.Relative), new StringContent("""{"model":"m","max_tokens":5,"messages":[]}"""), ct);
+        var bad = await ShepherdProcess.RunAsync(_folder.Path, "simulate", "--refused-key-status", "402");
+
+        Assert.Equal(HttpStatusCode.Forbidden, refused.StatusCode);
+        Assert.Contains("permission_error", await refused.Content.ReadAsStringAsync(ct), StringComparison.Ordinal);
+        Assert.True(bad.ExitCode == 2, bad.ToString());
+        Assert.Contains("--refused-key-status is 401 or 403; got 402.", bad.Stderr, StringComparison.Ordinal);
+    }
 }

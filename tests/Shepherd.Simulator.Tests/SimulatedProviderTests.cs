@@ -241,6 +241,53 @@ public sealed class SimulatedProviderTests
     }
 
     [Fact]
+    public async Task A502_IsAProxysHtmlPage_AndErrorsCarryTheRetryAfterTheyAreGiven()
+    {
+        var simulator = Simulators.Create(new SimulatorOptions { Error502Rate = 1, ErrorRetryAfter = TimeSpan.FromSeconds(2) }, _time);
+
+        var response = await simulator.HandleAsync(Post("/v1/chat/completions", Chat), Ct);
+
+        Assert.Equal(502, response.StatusCode);
+        Assert.StartsWith("<html>", Encoding.UTF8.GetString(response.Body), StringComparison.Ordinal);
+        Assert.Equal(("2", "2000"), (Header(response, "retry-after"), Header(response, "retry-after-ms")));
+    }
+
+    [Theory]
+    [InlineData(401, false, "invalid_request_error", "invalid_api_key")]
+    [InlineData(403, false, "invalid_request_error", "model_not_allowed")]
+    [InlineData(401, true, "authentication_error", null)]
+    [InlineData(403, true, "permission_error", null)]
+    public async Task AKeyIsRefused_WithTheStatusAndBodyOfEachDialect(int status, bool anthropic, string type, string? code)
+    {
+        var simulator = Simulators.Create(new SimulatorOptions { ApiKey = "right", RefusedKeyStatus = status }, _time);
+
+        var response = await simulator.HandleAsync(anthropic
+            ? Post("/v1/messages", """{"model":"m","max_tokens":5,"messages":[]}""", key: "wrong")
+            : Post("/v1/chat/completions", Chat, auth: "Bearer wrong"), Ct);
+
+        Assert.Equal(status, response.StatusCode);
+        var error = Json(response).GetProperty("error");
+        Assert.Equal(type, error.GetProperty("type").GetString());
+        if (code is not null)
+        {
+            Assert.Equal(code, error.GetProperty("code").GetString());
+        }
+    }
+
+    [Fact]
+    public async Task ARequest_CountsAsWaitingOnTheClock_OnlyWhileItsLatencyRuns()
+    {
+        var simulator = Simulators.Create(new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(100) }, _time);
+
+        var answering = simulator.HandleAsync(Post("/v1/chat/completions", Chat), Ct);
+        Assert.Equal(1, simulator.WaitingOnTheClock);
+        _time.Advance(TimeSpan.FromMilliseconds(100));
+        await answering;
+
+        Assert.Equal(0, simulator.WaitingOnTheClock);
+    }
+
+    [Fact]
     public async Task ResetFault_InProcess_IsAConnectionError()
     {
         var simulator = Simulators.Create(new SimulatorOptions { ResetRate = 1 }, _time);

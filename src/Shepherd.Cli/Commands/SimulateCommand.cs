@@ -10,7 +10,18 @@ internal static class SimulateCommand
     {
         var port = CliOptions.Int("--port", "Port on 127.0.0.1 (0 picks a free one and prints it)", 0, 0, 65535);
         var apiKey = new Option<string?>("--api-key") { Description = "Refuse requests that do not carry this key (Bearer or x-api-key)" };
-        var refusedStatus = CliOptions.Int("--refused-key-status", "How a request without --api-key is refused: 401 (an unknown key) or 403 (a key without the right)", 401, 401, 403);
+        var refusedStatus = new Option<int>("--refused-key-status")
+        {
+            Description = "How a request without --api-key is refused: 401 (an unknown key) or 403 (a key without the right)",
+            DefaultValueFactory = _ => 401,
+        };
+        refusedStatus.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<int>() is not (401 or 403))
+            {
+                result.AddError($"--refused-key-status is 401 or 403; got {result.GetValueOrDefault<int>()}.");
+            }
+        });
         var simulator = new SimulatorOptionSet(prefix: "", defaultLatencyMs: 0, defaultJitterMs: 0);
         var command = new Command("simulate", "Serve a simulated OpenAI- and Anthropic-compatible provider on 127.0.0.1, with latency, rate limits and faults")
         {
@@ -18,13 +29,7 @@ internal static class SimulateCommand
             apiKey,
             refusedStatus,
         };
-        command.Validators.Add(result =>
-        {
-            if (result.GetValue(refusedStatus) is not (401 or 403))
-            {
-                result.AddError("--refused-key-status is 401 or 403.");
-            }
-        });
+
         foreach (var option in simulator.All)
         {
             command.Add(option);

@@ -63,5 +63,13 @@ public abstract class DispatchTestBase : StoreTestBase
         await running;
     }
 
+    /// <summary>
+    /// How long the batch took from <paramref name="started"/> to its end, by the fake clock at the
+    /// commit that ended it: once it has ended nothing holds the clock back, so the time the test
+    /// reads after the dispatcher stops may have run on.
+    /// </summary>
+    protected async Task<TimeSpan> TookAsync(string batchId, DateTimeOffset started) =>
+        (await Store.GetBatchAsync(batchId, Ct))!.CompletedAt!.Value - started;
+
     protected async Task<List<ItemResult>> ResultsAsync(string batchId) => await Store.ReadResultsAsync(batchId, 0, Ct).ToListAsync(Ct);
 }
