@@ -416,7 +416,22 @@ public sealed partial class Dispatcher
         public int Parked { get; set; }
 
         /// <summary>True when no lane of the model can send now (its key is refused, or its upstream down): only probes go.</summary>
-        public bool IsBlocked => Lanes.Count > 0 && Lanes.All(lane => lane.IsHalted);
+        public bool IsBlocked
+        {
+            get
+            {
+                // Asked on every turn of the loop: a plain loop, no enumerator.
+                for (var i = 0; i < Lanes.Count; i++)
+                {
+                    if (!Lanes[i].IsHalted)
+                    {
+                        return false;
+                    }
+                }
+
+                return Lanes.Count > 0;
+            }
+        }
 
         public void Enqueue(WorkItem work) => Items.Enqueue(work, (-(int)work.Item.Priority, work.Order));
 
