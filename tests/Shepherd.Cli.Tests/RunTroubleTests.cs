@@ -197,6 +197,25 @@ public sealed class RunTroubleTests : IDisposable
     }
 
     [Fact]
+    public async Task ABatchThatHasEnded_IsWrittenAgain_WithoutAskingItsUpstream()
+    {
+        var input = BatchFiles.Write(_folder.File("in.jsonl"), BatchFiles.OpenAIChat(5));
+        await using (var server = await Simulators.StartHttpAsync())
+        {
+            Assert.Equal(0, (await ShepherdProcess.RunAsync(_folder.Path, Run(input, OpenAIUrl(server), RightKey))).ExitCode);
+        }
+
+        File.Delete(_folder.File("in.out.jsonl"));
+        var port = await ClosedPortAsync();
+
+        var again = await ShepherdProcess.RunAsync(_folder.Path, Run(input, $"http://127.0.0.1:{port}/v1", RightKey));
+
+        Assert.True(again.ExitCode == 0, again.ToString());
+        Assert.Contains("already completed: nothing to send", again.Stderr, StringComparison.Ordinal);
+        Assert.Equal(5, BatchFiles.ReadJsonl(_folder.File("in.out.jsonl")).Count);
+    }
+
+    [Fact]
     public async Task OneUpstreamOfTwoClosed_IsWarnedAbout_AndTheOtherServesEverything()
     {
         var input = BatchFiles.Write(_folder.File("in.jsonl"), BatchFiles.OpenAIChat(20));

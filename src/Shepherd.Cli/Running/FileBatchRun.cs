@@ -86,7 +86,9 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         var target = EngineSetup.ConfigureUpstreams(settings, config, upstreams, anthropic || endpoint == BatchEndpoints.Messages, endpoint);
         var models = batch is not null ? await store.ListActiveModelsAsync(batch.Id, cancellationToken) : first is { } line ? [line.Model] : [];
         CheckServed(models, upstreams);
-        if (await UnreachableAsync(services, cancellationToken) is { } unreachable)
+        // A batch that has ended and is not sent again only has its files written: no upstream is asked.
+        var sends = batch is not { HasEnded: true } || settings.RetryFailed;
+        if (sends && await UnreachableAsync(services, cancellationToken) is { } unreachable)
         {
             await stderr.WriteLineAsync($"shepherd: {unreachable}. Nothing was sent{(batch is null ? "" : $"; {batch.Finished:N0} of {batch.Total:N0} requests done and saved")}. Check the upstream's url (--base-url, --upstream or the configuration file), or run again once it is up.");
             return ExitCodes.Unreachable;
