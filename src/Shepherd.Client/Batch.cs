@@ -119,6 +119,12 @@ public sealed record Batch
     /// <summary>Why the input was refused, when the batch failed.</summary>
     public IReadOnlyList<BatchError> Errors { get; init; } = [];
 
+    /// <summary>The most the batch may cost, in US dollars, when it has a budget (a Shepherd server's).</summary>
+    public decimal? BudgetUsd { get; init; }
+
+    /// <summary>Requests not sent because the budget could no longer pay them (they count among <see cref="Failed"/>).</summary>
+    public long BudgetExceededRequests { get; init; }
+
     /// <summary>
     /// The lanes that serve the batch while it is in progress (a Shepherd server says so when the
     /// batch is read by its id; empty otherwise), among them any that do not send and why.
@@ -132,14 +138,14 @@ public sealed record Batch
 /// <summary>An upstream serving one of a batch's models, as a Shepherd server sees it now.</summary>
 /// <param name="Upstream">The upstream's name.</param>
 /// <param name="Model">The model.</param>
-/// <param name="State"><c>sending</c>, <c>paused</c> (by a retry-after), <c>unreachable</c> or <c>key_refused</c>.</param>
-/// <param name="Since">Since when it has been unreachable or refused the key.</param>
+/// <param name="State"><c>sending</c>, <c>paused</c> (by a retry-after), <c>down</c> (its upstream cannot be reached, or fails every request) or <c>key_refused</c>.</param>
+/// <param name="Since">Since when it has been down or refused the key.</param>
 /// <param name="Reason">The last failure or refusal, in words.</param>
 /// <param name="NextProbeAt">When the server next tries it, while it does not send.</param>
 public sealed record BatchLane(string Upstream, string Model, string State, DateTimeOffset? Since, string? Reason, DateTimeOffset? NextProbeAt)
 {
-    /// <summary>True when the lane sends nothing but probes: its upstream is unreachable or refuses the key.</summary>
-    public bool IsStopped => State is "unreachable" or "key_refused";
+    /// <summary>True when the lane sends nothing but probes: its upstream is down or refuses the key.</summary>
+    public bool IsStopped => State is "down" or "key_refused";
 }
 
 /// <summary>How a wait for a batch ended.</summary>

@@ -292,6 +292,8 @@ public sealed class RemoteCommandsTests : IDisposable
         Assert.True(retry.ExitCode == 0, retry.ToString());
         Assert.Contains($"{id} has no failed or expired request: nothing to retry.", retry.Stderr, StringComparison.Ordinal);
         Assert.Single((await server.GetAsync("/v1/batches")).Body.GetProperty("data").EnumerateArray());
+        var json = SingleDocument(await RunAsync(server, "retry", id, "--json"));
+        Assert.Equal((JsonValueKind.Null, id, 0), (json.GetProperty("id").ValueKind, json.GetProperty("retry_of").GetString(), json.GetProperty("retried").GetInt32()));
     }
 
     [Fact]
@@ -305,6 +307,8 @@ public sealed class RemoteCommandsTests : IDisposable
         var (status, batch) = await server.GetAsync($"/v1/batches/{SingleDocument(submitted).GetProperty("id").GetString()}");
         Assert.Equal(200, status);
         Assert.Equal(0.002m, batch.GetProperty("budget_usd").GetDecimal());
+        var shown = SingleDocument(await RunAsync(server, "status", batch.GetProperty("id").GetString()!, "--json"));
+        Assert.Equal((0.002m, 0), (shown.GetProperty("budget_usd").GetDecimal(), shown.GetProperty("budget_exceeded_requests").GetInt32()));
     }
 
     [Fact]

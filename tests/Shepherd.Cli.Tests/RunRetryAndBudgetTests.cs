@@ -135,10 +135,11 @@ public sealed class RunRetryAndBudgetTests : IDisposable
         Assert.All(over, line =>
         {
             Assert.Equal("budget_exceeded", line.GetProperty("error").GetProperty("code").GetString());
-            Assert.Contains("budget is $0.002", line.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+            Assert.Contains("the budget of the batch is $0.002", line.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
         });
-        // What exceeded the budget was never sent.
+        // What exceeded the budget was never sent, and the summary says why those failed.
         Assert.Equal(answered.Count, server.Provider.Stats().Requests);
+        Assert.Contains($"  budget:  $0.002; {over.Count} requests not sent, as it could no longer pay them", tight.Stdout, StringComparison.Ordinal);
 
         var bigger = await ShepherdProcess.RunAsync(_folder.Path, Run(input, server, "--retry-failed", "--budget", "1"));
 

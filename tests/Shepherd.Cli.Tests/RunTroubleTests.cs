@@ -197,6 +197,20 @@ public sealed class RunTroubleTests : IDisposable
     }
 
     [Fact]
+    public async Task AStoppedRun_StillPrintsOneJsonDocument_SayingWhy()
+    {
+        var input = BatchFiles.Write(_folder.File("in.jsonl"), BatchFiles.OpenAIChat(3));
+        var port = await ClosedPortAsync();
+
+        var result = await ShepherdProcess.RunAsync(_folder.Path, Run(input, $"http://127.0.0.1:{port}/v1", RightKey, "--json"));
+
+        Assert.True(result.ExitCode == 6, result.ToString());
+        var json = System.Text.Json.JsonDocument.Parse(result.Stdout).RootElement;
+        Assert.Equal(("stopped", "unreachable", 6), (json.GetProperty("status").GetString(), json.GetProperty("stopped").GetString(), json.GetProperty("exit_code").GetInt32()));
+        Assert.StartsWith($"shepherd: cannot connect to 127.0.0.1:{port}", json.GetProperty("message").GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task ABatchThatHasEnded_IsWrittenAgain_WithoutAskingItsUpstream()
     {
         var input = BatchFiles.Write(_folder.File("in.jsonl"), BatchFiles.OpenAIChat(5));
@@ -253,8 +267,8 @@ public sealed class RunTroubleTests : IDisposable
 
         Assert.True(stopped.ExitCode == 6, stopped.ToString());
         var port = server.BaseUrl.Port;
-        Assert.Matches($@"^shepherd: 127\.0\.0\.1:{port} has been unreachable for \d+s \(.+\), longer than --max-outage 3s; \d+ of 150 requests done and saved", Reason(stopped));
-        Assert.Contains($"127.0.0.1:{port} is unreachable", stopped.Stdout.Split('\n').Last(l => l.StartsWith('[')), StringComparison.Ordinal);
+        Assert.Matches($@"^shepherd: 127\.0\.0\.1:{port} has been down for \d+s \(.+\), longer than --max-outage 3s; \d+ of 150 requests done and saved", Reason(stopped));
+        Assert.Contains($"127.0.0.1:{port} is down", stopped.Stdout.Split('\n').Last(l => l.StartsWith('[')), StringComparison.Ordinal);
         Assert.True(clock.Elapsed >= TimeSpan.FromSeconds(3), $"gave up after {clock.Elapsed}");
         Assert.Equal(["in.jsonl", "in.jsonl.shepherd.db"], FilesLeft());
         // Some answers came before the outage (a few requests already past the simulator's door still get theirs), not all.

@@ -54,7 +54,7 @@ public sealed class LaneStateTests
             Assert.Equal("key_refused", shown.GetProperty("state").GetString());
             Assert.Equal(lane.GetProperty("reason").GetString(), shown.GetProperty("reason").GetString());
 
-            // The gauge is read at scrape time: 3 is key_refused (0 sending, 1 paused, 2 unreachable).
+            // The gauge is read at scrape time: 3 is key_refused (0 sending, 1 paused, 2 down).
             using var scraper = first.Client(null);
             var metrics = await scraper.GetStringAsync("/metrics", Ct);
             var gauge = metrics.Split('\n').Where(l => l.StartsWith("shepherd_lane_state{", StringComparison.Ordinal)).ToList();

@@ -167,16 +167,54 @@ internal static class CliOptions
         return new Option<TimeSpan?>(name)
         {
             Description = description,
+            HelpName = "DURATION",
+            CustomParser = result =>
+            {
+                var text = result.Tokens.Single().Value.Trim();
+                // A number alone could mean seconds or hours: the unit is asked for, not guessed.
+                if (text.Length > 0 && char.IsAsciiLetter(text[^1]) && Engine.Upstreams.RateLimitSnapshot.ParseDuration(text) is { } duration)
+                {
+                    if (duration > TimeSpan.Zero)
+                    {
+                        return duration;
+                    }
+
+                    result.AddError($"{name} must be longer than 0; got '{text}'.");
+                    return null;
+                }
+
+                result.AddError($"{name} is a duration with its unit, such as 24h, 90m or 30s; got '{text}'.");
+                return null;
+            },
+        };
+    }
+
+    /// <summary><c>--progress auto|live|plain|none</c>, of the commands that show progress.</summary>
+    public static Option<Running.ProgressMode> Progress() => Choice("--progress", "auto (a live bar on a terminal), live, plain (a line every 5 s) or none", Running.ProgressMode.Auto,
+        ("auto", Running.ProgressMode.Auto), ("live", Running.ProgressMode.Live), ("plain", Running.ProgressMode.Plain), ("none", Running.ProgressMode.None));
+
+    /// <summary>An option of a few named values, given in lower case (<c>--provider openai</c>), as the help lists them.</summary>
+    public static Option<T> Choice<T>(string name, string description, T defaultValue, params (string Word, T Value)[] choices)
+    {
+        var words = string.Join(", ", choices.Select(c => c.Word));
+        return new Option<T>(name)
+        {
+            Description = description,
+            HelpName = string.Join('|', choices.Select(c => c.Word)),
+            DefaultValueFactory = _ => defaultValue,
             CustomParser = result =>
             {
                 var text = result.Tokens.Single().Value;
-                if (Engine.Upstreams.RateLimitSnapshot.ParseDuration(text) is { } duration && duration > TimeSpan.Zero)
+                foreach (var (word, value) in choices)
                 {
-                    return duration;
+                    if (string.Equals(word, text, StringComparison.OrdinalIgnoreCase))
+                    {
+                        return value;
+                    }
                 }
 
-                result.AddError($"{name} is a duration such as 24h, 90m or 30s; got '{text}'.");
-                return null;
+                result.AddError($"{name} is one of {words}; got '{text}'.");
+                return defaultValue;
             },
         };
     }

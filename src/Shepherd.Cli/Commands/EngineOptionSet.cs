@@ -22,7 +22,8 @@ internal sealed class EngineOptionSet
 
     public EngineOptionSet(string providerDescription)
     {
-        _provider = new Option<ProviderChoice>("--provider") { Description = providerDescription, DefaultValueFactory = _ => ProviderChoice.Auto };
+        _provider = CliOptions.Choice("--provider", providerDescription, ProviderChoice.Auto,
+            ("sim", ProviderChoice.Sim), ("openai", ProviderChoice.OpenAI), ("anthropic", ProviderChoice.Anthropic));
         _baseUrl = CliOptions.Url("--base-url", "The provider's base url, such as https://api.openai.com/v1 or https://api.anthropic.com");
         _upstream = CliOptions.Upstreams("--upstream", "Another server for the same models (repeat it; URL or URL@WEIGHT): traffic is shared by weight and moves away from a failing one");
         _config = new Option<string?>("--config") { Description = "A configuration file (shepherd.json) with upstreams, keys, weights and per-lane limits" };
@@ -32,7 +33,7 @@ internal sealed class EngineOptionSet
         _rpm = CliOptions.OptionalLong("--rpm", "Requests per minute per lane; by default learned from the provider's rate-limit headers", 1);
         _tpm = CliOptions.OptionalLong("--tpm", "Tokens per minute per lane (prompt + max_tokens); by default learned from the provider's headers", 1);
         _concurrency = CliOptions.Int("--concurrency", "The most requests in flight per lane; the lane adapts below it", 32, 1, 10_000);
-        _maxAttempts = CliOptions.Int("--max-attempts", "Attempts per request before a transient failure (429, 5xx, timeout) is final", 6, 1, 100);
+        _maxAttempts = CliOptions.Int("--max-attempts", "Attempts per request before a transient failure (5xx, timeout, a dropped connection) is final; 429s, outages and refused keys use none", 6, 1, 100);
         _timeout = CliOptions.Seconds("--timeout", "Seconds one attempt may take", 600, 0.001);
         _verbose = new Option<bool>("--verbose") { Description = "Log every retry and failure to stderr" };
     }

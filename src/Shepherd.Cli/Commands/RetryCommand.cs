@@ -27,6 +27,19 @@ internal static class RetryCommand
             catch (ShepherdApiException ex) when (ex.ErrorCode == "nothing_to_retry")
             {
                 await context.Stderr.WriteLineAsync($"{original} has no failed or expired request: nothing to retry.");
+                if (context.Json)
+                {
+                    // One document whatever happened: no retry batch, and why.
+                    await RemoteOutput.WriteJsonAsync(context.Stdout, json =>
+                    {
+                        json.WriteStartObject();
+                        json.WriteNull("id");
+                        json.WriteString("retry_of", original);
+                        json.WriteNumber("retried", 0);
+                        json.WriteEndObject();
+                    });
+                }
+
                 return ExitCodes.Success;
             }
 

@@ -12,17 +12,18 @@ internal static class RunCommand
     {
         var file = CliOptions.InputFile("The batch: OpenAI lines (custom_id, method, url, body) or Anthropic lines (custom_id, params), one JSON object per line");
         var engine = new EngineOptionSet("Where requests go: sim (the built-in simulated provider), openai (any OpenAI-compatible server), anthropic. Default: anthropic for Anthropic input, openai otherwise");
-        var priority = new Option<BatchPriority>("--priority") { Description = "low, normal or high: the order among batches sharing a lane", DefaultValueFactory = _ => BatchPriority.Normal };
+        var priority = CliOptions.Choice("--priority", "The order among batches sharing a lane", BatchPriority.Normal,
+            ("low", BatchPriority.Low), ("normal", BatchPriority.Normal), ("high", BatchPriority.High));
         var window = CliOptions.Duration("--completion-window", "Give up after this long (24h, 90m): unfinished requests end batch_expired");
         var state = new Option<string?>("--state") { Description = "The state file; defaults to FILE.shepherd.db beside the input" };
         var output = new Option<string?>("--output") { Description = "Where successful results go; defaults to NAME.out.jsonl beside the input" };
         var errors = new Option<string?>("--errors") { Description = "Where failed results go; defaults to NAME.errors.jsonl beside the input" };
         var fresh = new Option<bool>("--fresh") { Description = "Discard saved progress for this input and start over" };
-        var progress = new Option<ProgressMode>("--progress") { Description = "auto (a live bar on a terminal), live, plain (a line every 5 s) or none", DefaultValueFactory = _ => ProgressMode.Auto };
+        var progress = CliOptions.Progress();
         var json = new Option<bool>("--json") { Description = "Print the final summary as JSON on stdout (progress goes to stderr)" };
         var retryFailed = new Option<bool>("--retry-failed") { Description = "Send the failed and expired requests of the saved batch again (its successes and their cost are kept)" };
         var budget = CliOptions.Usd("--budget", "The most the batch may cost, in US dollars: a request is sent only while it fits (kept with the batch; given again, it replaces the saved one)");
-        var maxOutage = CliOptions.Duration("--max-outage", "Give up when every upstream has been unreachable this long (15m by default); the batch stays saved to resume");
+        var maxOutage = CliOptions.Duration("--max-outage", "Give up when every upstream has been down this long (15m by default); the batch stays saved to resume");
 
         var command = new Command("run", "Send every request of a batch file, at the provider's pace, and write the results; resumes where it stopped")
         {

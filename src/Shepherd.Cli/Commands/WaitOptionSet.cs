@@ -11,11 +11,7 @@ internal sealed class WaitOptionSet
     private readonly Option<TimeSpan?> _timeout = CliOptions.Duration("--timeout", "Stop waiting after this long (30m, 2h): the batch goes on, and the exit code is 4. Default: until the batch ends");
     private readonly Option<double?> _pollInterval = CliOptions.OptionalSeconds(
         "--poll-interval", "Seconds between two looks at the batch. Default: 2, growing by half each time up to 30", 0.05);
-    private readonly Option<ProgressMode> _progress = new("--progress")
-    {
-        Description = "auto (a live bar on a terminal), live, plain (a line every 5 s) or none",
-        DefaultValueFactory = _ => ProgressMode.Auto,
-    };
+    private readonly Option<ProgressMode> _progress = CliOptions.Progress();
 
     public WaitOptionSet()
     {

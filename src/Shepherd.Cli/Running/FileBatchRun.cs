@@ -35,10 +35,12 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         }
 
         var statePath = Path.GetFullPath(settings.StatePath ?? input + ".shepherd.db");
-        if (Directory.Exists(statePath))
+        if (string.Equals(statePath, input, StringComparison.Ordinal))
         {
-            throw new UsageException($"--state {Relative(statePath)} is a folder; give a file path in it, such as {Relative(Path.Combine(statePath, "batch.shepherd.db"))}.");
+            throw new UsageException($"--state {Relative(statePath)} is the input file; the state goes to a file of its own.");
         }
+
+        ResultFiles.CheckTarget("--state", statePath);
 
         using var stateLock = StateLock.Acquire(statePath);
         var (outputPath, errorsPath) = OutputPaths(input);
@@ -90,8 +92,8 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         var sends = batch is not { HasEnded: true } || settings.RetryFailed;
         if (sends && await UnreachableAsync(services, cancellationToken) is { } unreachable)
         {
-            await stderr.WriteLineAsync($"shepherd: {unreachable}. Nothing was sent{(batch is null ? "" : $"; {batch.Finished:N0} of {batch.Total:N0} requests done and saved")}. Check the upstream's url (--base-url, --upstream or the configuration file), or run again once it is up.");
-            return ExitCodes.Unreachable;
+            return await StopAsync(ExitCodes.Unreachable, "unreachable", batch,
+                $"shepherd: {unreachable}. Nothing was sent{(batch is null ? "" : $"; {batch.Finished:N0} of {batch.Total:N0} requests done and saved")}. Check the upstream's url (--base-url, --upstream or the configuration file), or run again once it is up.");
         }
 
         await store.InitializeAsync(cancellationToken);
@@ -201,7 +203,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         {
             await stderr.WriteLineAsync(batch.Finished > 0 || released > 0
                 ? $"Resuming {batch.Id}: {batch.Finished:N0} of {batch.Total:N0} requests already done."
-                : $"Sending {batch.Total:N0} requests of {Relative(settings.InputPath)} ({batch.Id}) to {target}, {settings.Concurrency} at a time.");
+                : $"Sending {batch.Total:N0} requests of {Relative(settings.InputPath)} ({batch.Id}) to {target}, up to {settings.Concurrency} at a time.");
 
             var ending = await DispatchAsync(dispatcher, store, batch, start.StatePath, cancellationToken);
             if (ending != ExitCodes.Success)
@@ -263,25 +265,50 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         var progress = $"{saved.Finished:N0} of {saved.Total:N0} requests done and saved in {Relative(statePath)}";
         if (interrupted)
         {
-            await stderr.WriteLineAsync($"Interrupted: {progress}. Run the same command again to resume.");
-            return ExitCodes.Interrupted;
+            return await StopAsync(ExitCodes.Interrupted, "interrupted", saved, $"Interrupted: {progress}. Run the same command again to resume.");
         }
 
-        switch (stoppedBy)
+        return stoppedBy switch
         {
-            case { Halt: { Condition: LaneCondition.KeyRefused } refused }:
-                await stderr.WriteLineAsync(
-                    $"shepherd: {stoppedBy.Upstream} refused the API key for {stoppedBy.Model} ({refused.Reason}). Its requests were not charged and none used an attempt; {progress}. "
-                    + $"Fix the key ({KeyHint()}) and run the same command again.");
-                return ExitCodes.KeyRefused;
-            case { Halt: { } down }:
-                await stderr.WriteLineAsync(
-                    $"shepherd: {stoppedBy.Upstream} has been unreachable for {ProgressDisplay.FormatDuration(time.GetUtcNow() - down.Since)} ({down.Reason}), longer than --max-outage {ProgressDisplay.FormatDuration(settings.MaxOutage)}; {progress}. "
-                    + "Run the same command again once it is back.");
-                return ExitCodes.Unreachable;
-            default:
-                return ExitCodes.Success;
+            { Halt: { Condition: LaneCondition.KeyRefused } refused } => await StopAsync(ExitCodes.KeyRefused, "key_refused", saved,
+                $"shepherd: {stoppedBy.Upstream} refused the API key for {stoppedBy.Model} ({refused.Reason}). Its requests were not charged and none used an attempt; {progress}. "
+                + $"{KeyHint()} and run the same command again."),
+            { Halt: { } down } => await StopAsync(ExitCodes.Unreachable, "down", saved,
+                $"shepherd: {stoppedBy.Upstream} has been down for {ProgressDisplay.FormatDuration(time.GetUtcNow() - down.Since)} ({down.Reason}), longer than --max-outage {ProgressDisplay.FormatDuration(settings.MaxOutage)}; {progress}. "
+                + "Run the same command again once it is back."),
+            _ => ExitCodes.Success,
+        };
+    }
+
+    /// <summary>
+    /// Ends a run that stopped before its batch ended: <paramref name="message"/> on stderr, and
+    /// with <c>--json</c> a summary on stdout that says why (<paramref name="stopped"/>), so a
+    /// script reads one document whatever happened.
+    /// </summary>
+    private async Task<int> StopAsync(int exitCode, string stopped, BatchRecord? batch, string message)
+    {
+        await stderr.WriteLineAsync(message);
+        if (settings.Json)
+        {
+            var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+            using (var json = new Utf8JsonWriter(buffer))
+            {
+                json.WriteStartObject();
+                json.WriteString("batch_id", batch?.Id);
+                json.WriteString("status", "stopped");
+                json.WriteString("stopped", stopped);
+                json.WriteNumber("exit_code", exitCode);
+                json.WriteString("message", message);
+                json.WriteNumber("total", batch?.Total ?? 0);
+                json.WriteNumber("succeeded", batch?.Succeeded ?? 0);
+                json.WriteNumber("failed", batch?.Failed ?? 0);
+                json.WriteEndObject();
+            }
+
+            await stdout.WriteLineAsync(System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan));
         }
+
+        return exitCode;
     }
 
     private static async Task<BatchRecord?> FindResumableAsync(IBatchStore store, string input, CancellationToken cancellationToken)
@@ -335,10 +362,19 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         }
     }
 
-    /// <summary>Where the key that was refused comes from, for the message that asks to fix it.</summary>
-    private string KeyHint() => settings.ConfigPath is { } config
-        ? $"the upstream's apiKey, apiKeyEnv or apiKeyFile in {config}"
-        : settings.ApiKey is not null ? "--api-key" : "--api-key, or OPENAI_API_KEY / ANTHROPIC_API_KEY";
+    /// <summary>What to do about a refused key, by where it came from (or that none was sent).</summary>
+    private string KeyHint()
+    {
+        if (settings.ConfigPath is { } config)
+        {
+            return $"Fix the upstream's apiKey, apiKeyEnv or apiKeyFile in {config}";
+        }
+
+        var fromEnvironment = Environment.GetEnvironmentVariable("OPENAI_API_KEY") is { Length: > 0 } || Environment.GetEnvironmentVariable("ANTHROPIC_API_KEY") is { Length: > 0 };
+        return settings.ApiKey is { Length: > 0 } ? "Fix the key (--api-key)"
+            : fromEnvironment ? "Fix the key (OPENAI_API_KEY or ANTHROPIC_API_KEY, or pass --api-key)"
+            : "No key was sent: give one with --api-key, OPENAI_API_KEY or ANTHROPIC_API_KEY";
+    }
 
     private ServiceProvider BuildServices(string statePath, ShepherdConfig? config, List<UpstreamOptions> upstreams)
     {
@@ -346,7 +382,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         services.AddSingleton(time);
         services.AddLogging(logging => logging
             .SetMinimumLevel(settings.Verbose ? LogLevel.Debug : LogLevel.Warning)
-            // An unreachable upstream or a refused key shows on the progress line and in the last
+            // An upstream that is down or a refused key shows on the progress line and in the last
             // line of the run; the dispatcher's own words are for --verbose.
             .AddFilter(typeof(Dispatcher).FullName, settings.Verbose ? LogLevel.Debug : LogLevel.Error)
             .AddSimpleConsole(console => console.SingleLine = true));
@@ -383,6 +419,16 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             json.WriteNumber("output_tokens", batch.OutputTokens);
             json.WriteNumber("cost_usd", Cost.ToUsd(batch.CostNanos));
             json.WriteNumber("unpriced_requests", batch.Unpriced);
+            if (batch.BudgetNanos is { } budget)
+            {
+                json.WriteNumber("budget_usd", Cost.ToUsd(budget));
+            }
+            else
+            {
+                json.WriteNull("budget_usd");
+            }
+
+            json.WriteNumber("budget_exceeded_requests", batch.BudgetExceeded);
             json.WriteNumber("finished_this_run", finishedThisRun);
             json.WriteNumber("retried_failed", retried);
             json.WriteNumber("wall_seconds", Math.Round(wall.TotalSeconds, 3));
@@ -391,6 +437,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             json.WriteNumber("export_seconds", Math.Round(phases.Export.TotalSeconds, 3));
             json.WriteNumber("attempts", counters.Attempts);
             json.WriteNumber("retries", counters.Retries);
+            json.WriteNumber("requeued", counters.Requeued);
             json.WriteNumber("rate_limited", counters.RateLimited);
             using var self = Process.GetCurrentProcess();
             json.WriteNumber("peak_working_set_bytes", self.PeakWorkingSet64);
@@ -417,6 +464,12 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         await stdout.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"  tokens:  {batch.InputTokens:N0} in, {batch.OutputTokens:N0} out"));
         var unpriced = batch.Unpriced > 0 ? $" ({batch.Unpriced:N0} answers of models without a price count as $0)" : "";
         await stdout.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"  cost:    ${Cost.ToUsd(batch.CostNanos):0.0000}{unpriced}"));
+        if (batch.BudgetNanos is { } limit)
+        {
+            var refused = batch.BudgetExceeded > 0 ? string.Create(CultureInfo.InvariantCulture, $"; {batch.BudgetExceeded:N0} requests not sent, as it could no longer pay them (budget_exceeded in the errors file)") : "";
+            await stdout.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"  budget:  ${Cost.ToUsd(limit)}{refused}"));
+        }
+
         await stdout.WriteLineAsync($"  results: {Relative(outputPath)} ({exported.Succeeded:N0} lines)");
         await stdout.WriteLineAsync($"  errors:  {Relative(errorsPath)} ({exported.Failed:N0} lines)");
     }

@@ -34,10 +34,10 @@ internal sealed record LaneTrouble(string Upstream, string Model, bool KeyRefuse
         return phrases.Count == 0 ? null : string.Join("; ", phrases);
     }
 
-    /// <summary>"api.example refuses the key for gpt-4o (HTTP 401: …) since 1m20s; next probe in 25s", or "… unreachable …".</summary>
+    /// <summary>"api.example refuses the key for gpt-4o (HTTP 401: …) since 1m20s; next probe in 25s", or "… is down …".</summary>
     public string Describe(DateTimeOffset now)
     {
-        var what = KeyRefused ? $"{Upstream} refuses the key for {Model}" : $"{Upstream} is unreachable";
+        var what = KeyRefused ? $"{Upstream} refuses the key for {Model}" : $"{Upstream} is down";
         var probe = NextProbeAt > now ? $"next probe in {ProgressDisplay.FormatDuration(NextProbeAt - now)}" : "probing now";
         var reason = string.IsNullOrEmpty(Reason) ? "" : $" ({Reason})";
         return $"{what}{reason}, for {ProgressDisplay.FormatDuration(now - Since)}; {probe}";

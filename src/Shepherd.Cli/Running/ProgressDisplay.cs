@@ -23,7 +23,7 @@ internal readonly record struct ProgressSample(long Total, long Succeeded, long 
     /// <summary>What a server says of a batch watched from afar; null for a batch sent from here, whose rate is measured here.</summary>
     public RemoteFigures? Remote { get; init; }
 
-    /// <summary>Lanes that do not send (an unreachable upstream, a refused key), in words; null while every lane sends.</summary>
+    /// <summary>Lanes that do not send (an upstream that is down, a refused key), in words; null while every lane sends.</summary>
     public string? Trouble { get; init; }
 }
 

@@ -47,6 +47,16 @@ internal static class RemoteOutput
         json.WriteNumber("input_tokens", batch.InputTokens);
         json.WriteNumber("output_tokens", batch.OutputTokens);
         json.WriteNumber("cost_usd", batch.CostUsd);
+        if (batch.BudgetUsd is { } budget)
+        {
+            json.WriteNumber("budget_usd", budget);
+        }
+        else
+        {
+            json.WriteNull("budget_usd");
+        }
+
+        json.WriteNumber("budget_exceeded_requests", batch.BudgetExceededRequests);
         WriteTime(json, "created_at", batch.CreatedAt);
         WriteTime(json, "in_progress_at", batch.InProgressAt);
         WriteTime(json, "ended_at", batch.EndedAt);
@@ -136,6 +146,11 @@ internal static class RemoteOutput
             $"{batch.Id} {BatchStatusNames.ToApiName(batch.Status)}: {Count(batch.Succeeded)} succeeded, {Count(batch.Failed)} failed of {Count(batch.Total)} in {ProgressDisplay.FormatDuration(Duration(batch, now))}");
         await stdout.WriteLineAsync(line);
         await stdout.WriteLineAsync($"  tokens:  {Count(batch.InputTokens)} in, {Count(batch.OutputTokens)} out · cost {Money(batch.CostUsd)}");
+        if (batch.BudgetUsd is { } budget)
+        {
+            await stdout.WriteLineAsync($"  budget:  {Budget(budget, batch.BudgetExceededRequests)}");
+        }
+
         await stdout.WriteLineAsync($"  results: shepherd results {batch.Id} -o FILE");
     }
 
@@ -148,6 +163,11 @@ internal static class RemoteOutput
             await stderr.WriteLineAsync($"  {ErrorText(error)}");
         }
     }
+
+    /// <summary>A budget, and the requests it could no longer pay when there were any.</summary>
+    private static string Budget(decimal usd, long exceeded) => exceeded > 0
+        ? $"{Money(usd)}; {Count(exceeded)} requests not sent, as it could no longer pay them (budget_exceeded)"
+        : Money(usd);
 
     public static string ErrorText(BatchError error) => error.Line is { } line
         ? string.Create(CultureInfo.InvariantCulture, $"line {line}: {error.Code}: {error.Message}")
@@ -172,6 +192,7 @@ internal static class RemoteOutput
         Text("progress", $"{Percent(batch)} · {Count(batch.Finished)} of {Count(batch.Total)} done: {Count(batch.Succeeded)} succeeded, {Count(batch.Failed)} failed");
         Text("tokens", $"{Count(batch.InputTokens)} in, {Count(batch.OutputTokens)} out");
         Text("cost", Money(batch.CostUsd));
+        Text("budget", batch.BudgetUsd is { } budget ? Budget(budget, batch.BudgetExceededRequests) : null);
         Text("created", Time(batch.CreatedAt));
         Text("started", batch.InProgressAt is { } started ? Time(started) : null);
         Text("ended", batch.EndedAt is { } ended ? $"{Time(ended)} (ran {ProgressDisplay.FormatDuration(Duration(batch, now))})" : null);

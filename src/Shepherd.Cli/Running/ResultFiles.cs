@@ -91,7 +91,7 @@ internal sealed class ResultFiles : IAsyncDisposable
     {
         if (Directory.Exists(path))
         {
-            throw new UsageException($"{flag} {Shown(path)} is a folder; give a file path in it, such as {Shown(Path.Combine(path, "results.jsonl"))}.");
+            throw new UsageException($"{flag} {Shown(path)} is a folder; give a file path in it, such as {Shown(Path.Combine(path, flag == "--state" ? "batch.shepherd.db" : "results.jsonl"))}.");
         }
 
         var folder = Path.GetDirectoryName(path)!;

@@ -99,6 +99,6 @@ internal sealed record RunSettings : EngineSettings
     /// <summary>The batch's budget in billionths of a US dollar; null to keep what the stored batch has (none for a new one).</summary>
     public long? BudgetNanos { get; init; }
 
-    /// <summary>How long every upstream may stay unreachable before the run gives up (the batch stays resumable).</summary>
+    /// <summary>How long every upstream may stay down before the run gives up (the batch stays resumable).</summary>
     public TimeSpan MaxOutage { get; init; } = TimeSpan.FromMinutes(15);
 }

@@ -17,8 +17,11 @@ internal sealed class StateLock : IDisposable
         var lockPath = statePath + ".lock";
         try
         {
-            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(lockPath))!);
             return new StateLock(new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.DeleteOnClose));
+        }
+        catch (DirectoryNotFoundException)
+        {
+            throw new UsageException($"The state file's folder {Path.GetDirectoryName(Path.GetFullPath(statePath))} does not exist; create it, or give a path in a folder that does.");
         }
         catch (IOException)
         {

@@ -36,6 +36,8 @@ internal static class Wire
             Errors = json.TryGetProperty("errors", out var errors) && errors.ValueKind == JsonValueKind.Object && errors.TryGetProperty("data", out var data)
                 ? [.. data.EnumerateArray().Select(e => new BatchError(String(e, "code") ?? "error", String(e, "message") ?? "", e.TryGetProperty("line", out var line) && line.ValueKind == JsonValueKind.Number ? line.GetInt64() : null))]
                 : [],
+            BudgetUsd = json.TryGetProperty("budget_usd", out var budget) && budget.ValueKind == JsonValueKind.Number ? budget.GetDecimal() : null,
+            BudgetExceededRequests = Long(json, "budget_exceeded_requests"),
             Lanes = json.TryGetProperty("lanes", out var lanes) && lanes.ValueKind == JsonValueKind.Array
                 ? [.. lanes.EnumerateArray().Where(l => l.ValueKind == JsonValueKind.Object).Select(l => new BatchLane(
                     String(l, "upstream") ?? "", String(l, "model") ?? "", String(l, "state") ?? "sending", UnixTime(l, "since"), String(l, "reason"), UnixTime(l, "next_probe_at")))]

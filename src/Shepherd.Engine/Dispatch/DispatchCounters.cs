@@ -6,6 +6,7 @@ public sealed class DispatchCounters
     private long _inFlight;
     private long _attempts;
     private long _retries;
+    private long _requeued;
     private long _rateLimited;
 
     /// <summary>Requests sent and not yet answered.</summary>
@@ -14,8 +15,11 @@ public sealed class DispatchCounters
     /// <summary>Requests sent since the dispatcher started, retries included.</summary>
     public long Attempts => Volatile.Read(ref _attempts);
 
-    /// <summary>Attempts that failed for a transient reason and were queued again.</summary>
+    /// <summary>Attempts that failed for a transient reason and were queued again, using an attempt.</summary>
     public long Retries => Volatile.Read(ref _retries);
+
+    /// <summary>Requests sent again without using an attempt: answered 429, sent while their upstream was down, or refused for the key.</summary>
+    public long Requeued => Volatile.Read(ref _requeued);
 
     /// <summary>Attempts the upstream answered with 429.</summary>
     public long RateLimited => Volatile.Read(ref _rateLimited);
@@ -36,4 +40,6 @@ public sealed class DispatchCounters
     }
 
     internal void Retried() => Interlocked.Increment(ref _retries);
+
+    internal void Requeue() => Interlocked.Increment(ref _requeued);
 }

@@ -52,7 +52,7 @@ public sealed class DispatchTelemetry
         meter.CreateObservableGauge("shepherd.lane.requests_per_minute", () => Lanes(dispatcher, lane => lane.RequestsPerMinute), "{request}/min", "The request rate each lane keeps to (this node's share)");
         meter.CreateObservableGauge("shepherd.lane.tokens_per_minute", () => Lanes(dispatcher, lane => lane.TokensPerMinute), "{token}/min", "The token rate each lane keeps to (this node's share)");
         meter.CreateObservableGauge("shepherd.lane.state", () => Lanes(dispatcher, lane => (double)lane.Condition), "{state}",
-            "Each lane's state: 0 sending, 1 paused by a retry-after, 2 its upstream unreachable, 3 its key refused");
+            "Each lane's state: 0 sending, 1 paused by a retry-after, 2 its upstream down, 3 its key refused");
         meter.CreateObservableGauge("shepherd.upstream.breaker_state", () => dispatcher.Breakers.Select(b => new Measurement<int>((int)b.State, new KeyValuePair<string, object?>("upstream", b.Upstream))),
             "{state}", "Each upstream's circuit breaker: 0 closed, 1 open, 2 half-open");
     }

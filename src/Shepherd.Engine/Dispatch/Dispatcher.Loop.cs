@@ -400,7 +400,7 @@ public sealed partial class Dispatcher
                     {
                         ErrorCode = FailureCodes.BudgetExceeded,
                         ErrorMessage = string.Create(CultureInfo.InvariantCulture,
-                            $"not sent: the batch's budget is ${Cost.ToUsd(budget.Limit)} and ${Cost.ToUsd(budget.Spent)} of it is spent, so ${Cost.ToUsd(budget.Limit - budget.Spent)} is left; this request may cost up to ${Cost.ToUsd(most)}"),
+                            $"not sent: the budget of the batch is ${Cost.ToUsd(budget.Limit)} and ${Cost.ToUsd(budget.Spent)} of it is spent, so ${Cost.ToUsd(budget.Limit - budget.Spent)} is left; this request may cost up to ${Cost.ToUsd(most)}"),
                     }));
                     continue;
                 }
@@ -691,7 +691,7 @@ public sealed partial class Dispatcher
 
         private void Requeue(WorkItem work, Lane lane, AttemptResult reason)
         {
-            owner.Counters.Retried();
+            owner.Counters.Requeue();
             owner.Telemetry?.Retried(lane.Upstream.Name, lane.Model, "requeued");
             owner.LogRequeued(work.Item.BatchId, work.Item.CustomId, lane.Upstream.Name, reason);
             _queues[lane.Model].Enqueue(work);

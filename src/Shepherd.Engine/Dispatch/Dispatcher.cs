@@ -206,7 +206,7 @@ public sealed partial class Dispatcher
         switch (change.Breaker)
         {
             case BreakerChange.Opened:
-                LogUnreachable(upstream.Name, upstream.LastFailure, upstream.Breaker.OpenUntil - now);
+                LogDown(upstream.Name, upstream.LastFailure, (upstream.Breaker.OpenUntil - now).TotalSeconds);
                 break;
             case BreakerChange.Closed:
                 LogReachable(upstream.Name);
@@ -216,7 +216,7 @@ public sealed partial class Dispatcher
         switch (change.Key)
         {
             case KeyChange.Refused:
-                LogKeyRefused(upstream.Name, lane.Model, lane.Refusal, _options.RefusedKeyProbeInterval);
+                LogKeyRefused(upstream.Name, lane.Model, lane.Refusal, _options.RefusedKeyProbeInterval.TotalSeconds);
                 break;
             case KeyChange.Accepted:
                 LogKeyAccepted(upstream.Name, lane.Model);
@@ -323,14 +323,14 @@ public sealed partial class Dispatcher
     [LoggerMessage(Level = LogLevel.Information, Message = "Batch {BatchId} item {CustomId}: failed after attempt {Attempt} on {Upstream} ({Reason})")]
     private partial void LogFailed(string batchId, string customId, int attempt, string upstream, AttemptResult reason);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Upstream {Upstream} is unreachable ({Reason}); its requests wait without using attempts (next probe in {Wait})")]
-    private partial void LogUnreachable(string upstream, string? reason, TimeSpan wait);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Upstream {Upstream} is down ({Reason}); its requests wait without using attempts (next probe in {WaitSeconds:0.#} s)")]
+    private partial void LogDown(string upstream, string? reason, double waitSeconds);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Upstream {Upstream} answers again; its requests go")]
     private partial void LogReachable(string upstream);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Upstream {Upstream} refused the key for {Model} ({Reason}); the lane stops and its requests wait without using attempts (a probe every {Interval})")]
-    private partial void LogKeyRefused(string upstream, string model, string? reason, TimeSpan interval);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Upstream {Upstream} refused the key for {Model} ({Reason}); the lane stops and its requests wait without using attempts (a probe every {IntervalSeconds} s)")]
+    private partial void LogKeyRefused(string upstream, string model, string? reason, double intervalSeconds);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Upstream {Upstream} takes the key for {Model} again; the lane sends")]
     private partial void LogKeyAccepted(string upstream, string model);

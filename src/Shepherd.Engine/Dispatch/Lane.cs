@@ -125,7 +125,7 @@ internal sealed class Lane
     public LaneHalt? Halt => RefusedSince is { } refused
         ? new LaneHalt(LaneCondition.KeyRefused, refused, Refusal, _nextKeyProbe)
         : Upstream.IsDown
-            ? new LaneHalt(LaneCondition.Unreachable, Upstream.DownSince ?? Upstream.Breaker.OpenUntil, Upstream.LastFailure, Upstream.Breaker.OpenUntil)
+            ? new LaneHalt(LaneCondition.Down, Upstream.DownSince ?? Upstream.Breaker.OpenUntil, Upstream.LastFailure, Upstream.Breaker.OpenUntil)
             : null;
 
     /// <summary>True when requests must be counted in tokens: the lane has, or has learned, a token limit.</summary>

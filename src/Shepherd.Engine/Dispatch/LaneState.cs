@@ -9,15 +9,15 @@ public enum LaneCondition
     /// <summary>A <c>retry-after</c> holds it for a while.</summary>
     Paused,
 
-    /// <summary>Its upstream is down (its breaker is open): only probes go.</summary>
-    Unreachable,
+    /// <summary>Its upstream is down (its breaker is open: it cannot be reached, or fails every request): only probes go.</summary>
+    Down,
 
     /// <summary>Its upstream refused its key a few times in a row: only probes go, and its requests wait without using attempts.</summary>
     KeyRefused,
 }
 
 /// <summary>Why a lane does not send.</summary>
-/// <param name="Condition"><see cref="LaneCondition.Unreachable"/> or <see cref="LaneCondition.KeyRefused"/>.</param>
+/// <param name="Condition"><see cref="LaneCondition.Down"/> or <see cref="LaneCondition.KeyRefused"/>.</param>
 /// <param name="Since">Since when: the first failure of the run that took the upstream for down, or the refusal that stopped the lane.</param>
 /// <param name="Reason">The last failure or refusal in words ("connection failed: Connection refused", "HTTP 401: Invalid API key").</param>
 /// <param name="NextProbeAt">When the next probe may go.</param>

@@ -109,7 +109,7 @@ public sealed class UpstreamClient
         }
         catch (OperationCanceledException) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
-            return $"cannot connect to {where}: no answer within {timeout.TotalSeconds:0.###} s";
+            return $"{where} did not answer within {timeout.TotalSeconds:0.###} s";
         }
         catch (HttpRequestException ex)
         {
@@ -117,7 +117,7 @@ public sealed class UpstreamClient
             return (ex.HttpRequestError switch
             {
                 HttpRequestError.NameResolutionError => $"cannot resolve the host name {baseUrl.Host}: {socket?.Message ?? ex.Message}",
-                HttpRequestError.SecureConnectionError => $"the TLS handshake with {where} failed: {(ex.InnerException ?? ex).Message}",
+                HttpRequestError.SecureConnectionError => $"the TLS handshake with {where} failed ({(ex.InnerException ?? ex).Message.TrimEnd('.')}); if it serves plain http, give an http:// url",
                 _ when socket is not null => $"cannot connect to {where}: {DescribeSocketError(socket)}",
                 _ => $"cannot connect to {where}: {(ex.InnerException ?? ex).Message}",
             }).TrimEnd('.');

@@ -518,11 +518,11 @@
     }));
   }
 
-  // What a lane is doing: sending, paused by a retry-after, or stopped (its upstream unreachable,
+  // What a lane is doing: sending, paused by a retry-after, or stopped (its upstream down,
   // its key refused) since when, why, and when it probes next.
   function laneState(lane, paused) {
-    if (lane.state === 'unreachable' || lane.state === 'key_refused') {
-      var what = lane.state === 'unreachable' ? 'unreachable' : 'key refused';
+    if (lane.state === 'down' || lane.state === 'key_refused') {
+      var what = lane.state === 'down' ? 'down' : 'key refused';
       var probe = lane.next_probe_at > nowSeconds() ? ' · next probe in ' + duration(lane.next_probe_at - nowSeconds()) : ' · probing';
       return { className: 'stopped', text: what + ' since ' + clock(lane.since) + (lane.reason ? ': ' + lane.reason : '') + probe, title: lane.reason || what };
     }

@@ -25,11 +25,11 @@ internal static class LaneJson
         json.WriteEndObject();
     }
 
-    /// <summary>The word for a lane's condition: <c>sending</c>, <c>paused</c>, <c>unreachable</c> or <c>key_refused</c>.</summary>
+    /// <summary>The word for a lane's condition: <c>sending</c>, <c>paused</c>, <c>down</c> or <c>key_refused</c>.</summary>
     public static string StateName(LaneCondition condition) => condition switch
     {
         LaneCondition.Paused => "paused",
-        LaneCondition.Unreachable => "unreachable",
+        LaneCondition.Down => "down",
         LaneCondition.KeyRefused => "key_refused",
         _ => "sending",
     };

@@ -120,7 +120,7 @@ public sealed class DispatcherTests : DispatchTestBase
         var batch = await Store.GetBatchAsync(batchId, Ct);
         Assert.Equal((60L, 0L), (batch!.Succeeded, batch.Failed));
         Assert.True(dispatcher.Counters.Retries > 0);
-        Assert.Equal(60 + dispatcher.Counters.Retries, dispatcher.Counters.Attempts);
+        Assert.Equal(60 + dispatcher.Counters.Retries + dispatcher.Counters.Requeued, dispatcher.Counters.Attempts);
         Assert.Equal(dispatcher.Counters.Attempts, simulator.Stats().Requests);
         Assert.All(requests, r => Assert.True(simulator.ReceivedCounts()[r.Key] >= 1));
     }

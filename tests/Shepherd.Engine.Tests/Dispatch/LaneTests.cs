@@ -231,7 +231,7 @@ public sealed class LaneTests
     }
 
     [Fact]
-    public void AnOpenBreaker_MakesTheLaneUnreachable_SinceTheFirstFailureOfItsRun_WithTheLastReason()
+    public void AnOpenBreaker_TakesTheLaneForDown_SinceTheFirstFailureOfItsRun_WithTheLastReason()
     {
         var lane = Create(options: new DispatchOptions { BreakerFailuresToOpen = 3, LimitHeadroom = 0 });
 
@@ -242,7 +242,7 @@ public sealed class LaneTests
 
         Assert.Equal(BreakerChange.Opened, change.Breaker);
         var halt = Assert.IsType<LaneHalt>(lane.Halt);
-        Assert.Equal((LaneCondition.Unreachable, T0, "connection failed: Connection refused", T0.AddSeconds(4)), (halt.Condition, halt.Since, halt.Reason, halt.NextProbeAt));
+        Assert.Equal((LaneCondition.Down, T0, "connection failed: Connection refused", T0.AddSeconds(4)), (halt.Condition, halt.Since, halt.Reason, halt.NextProbeAt));
         Assert.Equal(BreakerChange.Closed, Complete(lane, lane.Admit(1, 1, T0.AddSeconds(4)), Ok(), 1, 1, T0.AddSeconds(4)).Breaker);
         Assert.Null(lane.Halt);
     }

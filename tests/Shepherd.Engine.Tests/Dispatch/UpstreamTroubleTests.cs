@@ -96,7 +96,7 @@ public sealed class UpstreamTroubleTests : DispatchTestBase
         var stoppedBy = await RunUntilItGivesUpAsync(CreateDispatcher(refused, options), batchId, () => 0);
 
         Assert.NotNull(stoppedBy);
-        Assert.Equal(LaneCondition.Unreachable, stoppedBy.Condition);
+        Assert.Equal(LaneCondition.Down, stoppedBy.Condition);
         Assert.Contains("Connection refused", stoppedBy.Halt!.Reason, StringComparison.Ordinal);
         Assert.InRange(Time.GetUtcNow() - started, TimeSpan.FromMinutes(2), TimeSpan.FromMinutes(2.5));
         // What was in flight when it went down, then probes only, at most every 8 s.
