@@ -145,6 +145,6 @@ public sealed class EstimateCommandTests : IDisposable
 
         Assert.Equal(2, missing.ExitCode);
         Assert.Equal(2, zero.ExitCode);
-        Assert.Contains("--rpm must be at least 1", zero.Stderr, StringComparison.Ordinal);
+        Assert.Contains("--rpm must be a whole number of at least 1", zero.Stderr, StringComparison.Ordinal);
     }
 }

@@ -1,5 +1,5 @@
 using System.CommandLine;
-using System.CommandLine.Parsing;
+using System.Globalization;
 
 namespace Shepherd.Cli.Commands;
 
@@ -60,66 +60,47 @@ internal static class CliOptions
         }
     }
 
-    public static Option<int> Int(string name, string description, int defaultValue, int min, int max)
-    {
-        var option = new Option<int>(name) { Description = description, DefaultValueFactory = _ => defaultValue };
-        option.Validators.Add(result => CheckRange(result, result.GetValueOrDefault<int>(), min, max));
-        return option;
-    }
+    public static Option<int> Int(string name, string description, int defaultValue, int min, int max) =>
+        Checked(name, description, defaultValue, $"{name} must be between {min} and {max}",
+            text => (int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) && value >= min && value <= max, value));
 
-    public static Option<long?> OptionalLong(string name, string description, long min)
-    {
-        var option = new Option<long?>(name) { Description = description };
-        option.Validators.Add(result =>
-        {
-            if (result.GetValueOrDefault<long?>() is { } value && value < min)
-            {
-                result.AddError($"{name} must be at least {min}; got {value}.");
-            }
-        });
-        return option;
-    }
+    public static Option<long?> OptionalLong(string name, string description, long min) =>
+        Checked<long?>(name, description, null, $"{name} must be a whole number of at least {min}",
+            text => (long.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) && value >= min, value));
 
-    public static Option<double> Seconds(string name, string description, double defaultValue, double min)
-    {
-        var option = new Option<double>(name) { Description = description, DefaultValueFactory = _ => defaultValue };
-        option.Validators.Add(result =>
-        {
-            var value = result.GetValueOrDefault<double>();
-            if (double.IsNaN(value) || value < min)
-            {
-                result.AddError($"{name} must be a number of seconds of at least {min}; got {value}.");
-            }
-        });
-        return option;
-    }
+    public static Option<double> Seconds(string name, string description, double defaultValue, double min) =>
+        Checked(name, description, defaultValue, $"{name} must be a number of seconds of at least {min}", text => Number(text, min, double.MaxValue));
 
-    public static Option<double?> OptionalSeconds(string name, string description, double min)
-    {
-        var option = new Option<double?>(name) { Description = description };
-        option.Validators.Add(result =>
-        {
-            if (result.GetValueOrDefault<double?>() is { } value && (!double.IsFinite(value) || value < min))
-            {
-                result.AddError($"{name} must be a number of seconds of at least {min}; got {value}.");
-            }
-        });
-        return option;
-    }
+    public static Option<double?> OptionalSeconds(string name, string description, double min) =>
+        Checked<double?>(name, description, null, $"{name} must be a number of seconds of at least {min}", text => Number(text, min, double.MaxValue));
 
-    public static Option<double> Share(string name, string description)
+    public static Option<double> Share(string name, string description) =>
+        Checked(name, description, 0.0, $"{name} is a share between 0 and 1 (0.02 is 2%)", text => Number(text, 0, 1));
+
+    /// <summary>
+    /// An option whose text is parsed and checked in one place (<paramref name="parse"/> says
+    /// whether it is of the form and in range), refused with <paramref name="rule"/> when it is not.
+    /// </summary>
+    private static Option<T> Checked<T>(string name, string description, T defaultValue, string rule, Func<string, (bool Valid, T Value)> parse) => new(name)
     {
-        var option = new Option<double>(name) { Description = description };
-        option.Validators.Add(result =>
+        Description = description,
+        DefaultValueFactory = _ => defaultValue,
+        CustomParser = result =>
         {
-            var value = result.GetValueOrDefault<double>();
-            if (double.IsNaN(value) || value is < 0 or > 1)
+            var text = result.Tokens.Single().Value;
+            var (valid, value) = parse(text);
+            if (valid)
             {
-                result.AddError($"{name} is a share between 0 and 1 (0.02 is 2%); got {value}.");
+                return value;
             }
-        });
-        return option;
-    }
+
+            result.AddError($"{rule}; got {text}.");
+            return defaultValue;
+        },
+    };
+
+    private static (bool Valid, double Value) Number(string text, double min, double max) =>
+        (double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) && double.IsFinite(value) && value >= min && value <= max, value);
 
     /// <summary>An amount of US dollars, 0 or more (<c>0.02</c> or <c>$0.02</c>), as billionths of a dollar.</summary>
     public static Option<long?> Usd(string name, string description)
@@ -257,13 +238,5 @@ internal static class CliOptions
                 return targets;
             },
         };
-    }
-
-    private static void CheckRange(OptionResult result, int value, int min, int max)
-    {
-        if (value < min || value > max)
-        {
-            result.AddError($"{result.Option.Name} must be between {min} and {max}; got {value}.");
-        }
     }
 }

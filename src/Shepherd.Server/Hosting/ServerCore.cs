@@ -154,12 +154,15 @@ internal sealed partial class ServerCore(
     {
         await CheckLimitsAsync(caller, cancellationToken);
         var id = await store.CreateBatchAsync(batch, cancellationToken);
+        // The answer is the batch as created (validating), read before the reading starts: read
+        // after, it would depend on how fast a small file is read.
+        var created = await store.GetBatchAsync(id, cancellationToken) ?? throw new InvalidOperationException($"Batch {id} vanished.");
         if (id == batch.Id)
         {
             StartReading(id, batch.InputFileId!, batch.Endpoint);
         }
 
-        return await store.GetBatchAsync(id, cancellationToken) ?? throw new InvalidOperationException($"Batch {id} vanished.");
+        return created;
     }
 
     /// <summary>
