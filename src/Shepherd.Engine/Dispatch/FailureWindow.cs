@@ -20,9 +20,6 @@ internal sealed class FailureWindow
     /// <summary>True when failures are not a sprinkle: at least <see cref="RunThreshold"/> of the last <see cref="Size"/> answers failed.</summary>
     public bool InRun => _failures >= RunThreshold;
 
-    /// <summary>Transient failures among the last <see cref="Size"/> answers.</summary>
-    public int Failures => _failures;
-
     /// <summary>Records the newest answer; the oldest leaves the window.</summary>
     public void Add(bool failed)
     {
