@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Security.Cryptography;
-using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;
@@ -290,8 +289,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         await stderr.WriteLineAsync(message);
         if (settings.Json)
         {
-            var buffer = new System.Buffers.ArrayBufferWriter<byte>();
-            using (var json = new Utf8JsonWriter(buffer))
+            await RemoteOutput.WriteJsonAsync(stdout, json =>
             {
                 json.WriteStartObject();
                 json.WriteString("batch_id", batch?.Id);
@@ -303,9 +301,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
                 json.WriteNumber("succeeded", batch?.Succeeded ?? 0);
                 json.WriteNumber("failed", batch?.Failed ?? 0);
                 json.WriteEndObject();
-            }
-
-            await stdout.WriteLineAsync(System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan));
+            });
         }
 
         return exitCode;
@@ -405,48 +401,47 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         var rate = finishedThisRun / seconds;
         if (settings.Json)
         {
-            var buffer = new System.Buffers.ArrayBufferWriter<byte>();
-            using var json = new Utf8JsonWriter(buffer);
-            json.WriteStartObject();
-            json.WriteString("batch_id", batch.Id);
-            json.WriteString("status", StatusWord(batch.Status));
-            json.WriteNumber("total", batch.Total);
-            json.WriteNumber("succeeded", batch.Succeeded);
-            json.WriteNumber("failed", batch.Failed);
-            json.WriteNumber("expired", batch.Expired);
-            json.WriteNumber("cancelled", batch.Cancelled);
-            json.WriteNumber("input_tokens", batch.InputTokens);
-            json.WriteNumber("output_tokens", batch.OutputTokens);
-            json.WriteNumber("cost_usd", Cost.ToUsd(batch.CostNanos));
-            json.WriteNumber("unpriced_requests", batch.Unpriced);
-            if (batch.BudgetNanos is { } budget)
+            await RemoteOutput.WriteJsonAsync(stdout, json =>
             {
-                json.WriteNumber("budget_usd", Cost.ToUsd(budget));
-            }
-            else
-            {
-                json.WriteNull("budget_usd");
-            }
+                json.WriteStartObject();
+                json.WriteString("batch_id", batch.Id);
+                json.WriteString("status", StatusWord(batch.Status));
+                json.WriteNumber("total", batch.Total);
+                json.WriteNumber("succeeded", batch.Succeeded);
+                json.WriteNumber("failed", batch.Failed);
+                json.WriteNumber("expired", batch.Expired);
+                json.WriteNumber("cancelled", batch.Cancelled);
+                json.WriteNumber("input_tokens", batch.InputTokens);
+                json.WriteNumber("output_tokens", batch.OutputTokens);
+                json.WriteNumber("cost_usd", Cost.ToUsd(batch.CostNanos));
+                json.WriteNumber("unpriced_requests", batch.Unpriced);
+                if (batch.BudgetNanos is { } budget)
+                {
+                    json.WriteNumber("budget_usd", Cost.ToUsd(budget));
+                }
+                else
+                {
+                    json.WriteNull("budget_usd");
+                }
 
-            json.WriteNumber("budget_exceeded_requests", batch.BudgetExceeded);
-            json.WriteNumber("finished_this_run", finishedThisRun);
-            json.WriteNumber("retried_failed", retried);
-            json.WriteNumber("wall_seconds", Math.Round(wall.TotalSeconds, 3));
-            json.WriteNumber("requests_per_second", Math.Round(rate, 1));
-            json.WriteNumber("import_seconds", Math.Round(phases.Import.TotalSeconds, 3));
-            json.WriteNumber("export_seconds", Math.Round(phases.Export.TotalSeconds, 3));
-            json.WriteNumber("attempts", counters.Attempts);
-            json.WriteNumber("retries", counters.Retries);
-            json.WriteNumber("requeued", counters.Requeued);
-            json.WriteNumber("rate_limited", counters.RateLimited);
-            using var self = Process.GetCurrentProcess();
-            json.WriteNumber("peak_working_set_bytes", self.PeakWorkingSet64);
-            json.WriteNumber("cpu_seconds", Math.Round(self.TotalProcessorTime.TotalSeconds, 3));
-            json.WriteString("output", outputPath);
-            json.WriteString("errors", errorsPath);
-            json.WriteEndObject();
-            await json.FlushAsync();
-            await stdout.WriteLineAsync(System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan));
+                json.WriteNumber("budget_exceeded_requests", batch.BudgetExceeded);
+                json.WriteNumber("finished_this_run", finishedThisRun);
+                json.WriteNumber("retried_failed", retried);
+                json.WriteNumber("wall_seconds", Math.Round(wall.TotalSeconds, 3));
+                json.WriteNumber("requests_per_second", Math.Round(rate, 1));
+                json.WriteNumber("import_seconds", Math.Round(phases.Import.TotalSeconds, 3));
+                json.WriteNumber("export_seconds", Math.Round(phases.Export.TotalSeconds, 3));
+                json.WriteNumber("attempts", counters.Attempts);
+                json.WriteNumber("retries", counters.Retries);
+                json.WriteNumber("requeued", counters.Requeued);
+                json.WriteNumber("rate_limited", counters.RateLimited);
+                using var self = Process.GetCurrentProcess();
+                json.WriteNumber("peak_working_set_bytes", self.PeakWorkingSet64);
+                json.WriteNumber("cpu_seconds", Math.Round(self.TotalProcessorTime.TotalSeconds, 3));
+                json.WriteString("output", outputPath);
+                json.WriteString("errors", errorsPath);
+                json.WriteEndObject();
+            });
             return;
         }
 
@@ -466,8 +461,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         await stdout.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"  cost:    ${Cost.ToUsd(batch.CostNanos):0.0000}{unpriced}"));
         if (batch.BudgetNanos is { } limit)
         {
-            var refused = batch.BudgetExceeded > 0 ? string.Create(CultureInfo.InvariantCulture, $"; {batch.BudgetExceeded:N0} requests not sent, as it could no longer pay them (budget_exceeded in the errors file)") : "";
-            await stdout.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"  budget:  ${Cost.ToUsd(limit)}{refused}"));
+            await stdout.WriteLineAsync($"  budget:  {RemoteOutput.Budget(Cost.ToUsd(limit), batch.BudgetExceeded, "budget_exceeded in the errors file")}");
         }
 
         await stdout.WriteLineAsync($"  results: {Relative(outputPath)} ({exported.Succeeded:N0} lines)");

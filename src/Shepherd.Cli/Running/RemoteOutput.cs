@@ -164,9 +164,9 @@ internal static class RemoteOutput
         }
     }
 
-    /// <summary>A budget, and the requests it could no longer pay when there were any.</summary>
-    private static string Budget(decimal usd, long exceeded) => exceeded > 0
-        ? $"{Money(usd)}; {Count(exceeded)} requests not sent, as it could no longer pay them (budget_exceeded)"
+    /// <summary>A budget, and the requests it could no longer pay when there were any (<paramref name="where"/> says where they are).</summary>
+    public static string Budget(decimal usd, long exceeded, string where = "budget_exceeded") => exceeded > 0
+        ? $"{Money(usd)}; {Count(exceeded)} requests not sent, as it could no longer pay them ({where})"
         : Money(usd);
 
     public static string ErrorText(BatchError error) => error.Line is { } line
