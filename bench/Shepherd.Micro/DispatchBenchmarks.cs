@@ -88,13 +88,13 @@ public class DispatchBenchmarks : IDisposable
     {
         _now += LaneStep;
         var lane = _lane!;
-        if (lane.WaitBeforeAdmitting(lane.TokensFor(PromptTokens, MaxOutputTokens), _now) != TimeSpan.Zero)
+        if (lane.WaitBeforeAdmitting(PromptTokens, MaxOutputTokens, _now) != TimeSpan.Zero)
         {
             throw new InvalidOperationException("The lane held the request back: the step or the limits are wrong for this benchmark.");
         }
 
         var reservation = lane.Admit(PromptTokens, MaxOutputTokens, _now);
-        lane.Complete(reservation, answer, Verdict.Success, PromptTokens, 12, _now);
+        lane.Complete(reservation, answer, Verdict.Success, 12, _now);
         return reservation.Sequence;
     }
 }

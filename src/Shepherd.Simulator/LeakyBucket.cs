@@ -2,19 +2,28 @@ namespace Shepherd.Simulator;
 
 /// <summary>
 /// A limit enforced the way providers quantize theirs: a per-minute limit becomes a bucket that
-/// drains at limit/60 per second and holds at most one second's worth, so nothing bursts past
-/// the per-second rate. A single request larger than a second's worth is admitted only into an
-/// empty bucket, and the debt it leaves drains before the next one.
+/// drains at limit/60 per second and holds at most <c>capacitySeconds</c> of it (one second's
+/// worth, as OpenAI documents, or a whole minute's, which allows a burst). A single request
+/// larger than the capacity is admitted only into an empty bucket, and the debt it leaves
+/// drains before the next one.
 /// </summary>
-internal sealed class LeakyBucket(long perMinute)
+internal sealed class LeakyBucket(double perMinute, double capacitySeconds)
 {
-    private readonly double _perSecond = perMinute / 60.0;
     private double _level;
     private DateTimeOffset _drainedAt;
 
-    public long PerMinute { get; } = perMinute;
+    public double PerMinute { get; private set; } = perMinute;
 
-    private double Capacity => _perSecond;
+    private double PerSecond => PerMinute / 60;
+
+    private double Capacity => PerSecond * capacitySeconds;
+
+    /// <summary>A new limit from now on (what the bucket holds stays).</summary>
+    public void SetLimit(double perMinute, DateTimeOffset now)
+    {
+        Drain(now);
+        PerMinute = perMinute;
+    }
 
     /// <summary>How long until <paramref name="cost"/> fits; zero when it fits now.</summary>
     public TimeSpan WaitFor(double cost, DateTimeOffset now)
@@ -26,16 +35,29 @@ internal sealed class LeakyBucket(long perMinute)
         }
 
         var excess = _level + cost - Capacity;
-        return TimeSpan.FromSeconds(Math.Min(excess, _level) / _perSecond);
+        return TimeSpan.FromSeconds(Math.Min(excess, _level) / PerSecond);
     }
 
-    public void Add(double cost) => _level += cost;
+    /// <summary>Adds <paramref name="cost"/>; a negative cost gives back what was charged beyond the real count.</summary>
+    public void Add(double cost, DateTimeOffset now)
+    {
+        Drain(now);
+        _level = Math.Max(0, _level + cost);
+    }
 
-    /// <summary>What is left of the per-minute limit, in the units providers report.</summary>
-    public long Remaining => Math.Max(0, (long)Math.Floor(PerMinute - (_level * 60)));
+    /// <summary>What is left, in the units providers report: the per-minute limit less what the bucket holds, scaled to a minute.</summary>
+    public long Remaining(DateTimeOffset now)
+    {
+        Drain(now);
+        return Math.Max(0, (long)Math.Floor((Capacity - _level) * (60 / capacitySeconds)));
+    }
 
     /// <summary>How long until the bucket is empty again.</summary>
-    public TimeSpan ResetIn => TimeSpan.FromSeconds(Math.Max(0, _level) / _perSecond);
+    public TimeSpan ResetIn(DateTimeOffset now)
+    {
+        Drain(now);
+        return TimeSpan.FromSeconds(Math.Max(0, _level) / PerSecond);
+    }
 
     private void Drain(DateTimeOffset now)
     {
@@ -44,10 +66,13 @@ internal sealed class LeakyBucket(long perMinute)
             var elapsed = (now - _drainedAt).TotalSeconds;
             if (elapsed > 0)
             {
-                _level = Math.Max(0, _level - (elapsed * _perSecond));
+                _level = Math.Max(0, _level - (elapsed * PerSecond));
             }
         }
 
-        _drainedAt = now;
+        if (now > _drainedAt)
+        {
+            _drainedAt = now;
+        }
     }
 }

@@ -1,14 +1,15 @@
+using System.Text;
 using System.Text.Json;
 
 namespace Shepherd.Simulator;
 
-/// <summary>What the simulator reads from a request body: the model, the prompt size and the output limit.</summary>
-internal readonly record struct RequestShape(string Model, int PromptTokens, int? MaxTokens, int Dimensions, int Inputs)
+/// <summary>
+/// What the simulator reads from a request body: the model, the text the model reads (and, of
+/// it, the part an Anthropic <c>cache_control</c> marks as a cacheable prefix), the number of
+/// messages, and the output limit.
+/// </summary>
+internal sealed record RequestShape(string Model, string Text, string CacheableText, int Messages, int? MaxTokens, int Dimensions, int Inputs)
 {
-    /// <summary>
-    /// Prompt tokens counted the way providers' limiters estimate them: about four characters a
-    /// token over the text of the request, plus a little per message.
-    /// </summary>
     public static RequestShape? Read(JsonElement root)
     {
         if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("model", out var model) || model.ValueKind != JsonValueKind.String)
@@ -16,7 +17,8 @@ internal readonly record struct RequestShape(string Model, int PromptTokens, int
             return null;
         }
 
-        var characters = 0L;
+        var text = new StringBuilder();
+        var cacheable = new StringBuilder();
         var messages = 0;
         foreach (var property in root.EnumerateObject())
         {
@@ -28,7 +30,11 @@ internal readonly record struct RequestShape(string Model, int PromptTokens, int
             if (property.NameEquals("messages") || property.NameEquals("system") || property.NameEquals("input")
                 || property.NameEquals("prompt") || property.NameEquals("instructions"))
             {
-                characters += TextLength(property.Value);
+                AppendText(text, property.Value);
+                if (property.NameEquals("system") && MarksCache(property.Value))
+                {
+                    AppendText(cacheable, property.Value);
+                }
             }
         }
 
@@ -43,15 +49,38 @@ internal readonly record struct RequestShape(string Model, int PromptTokens, int
 
         var dimensions = root.TryGetProperty("dimensions", out var dims) && dims.TryGetInt32(out var d) && d is > 0 and <= 4096 ? d : 8;
         var inputs = root.TryGetProperty("input", out var input) && input.ValueKind == JsonValueKind.Array ? Math.Max(1, input.GetArrayLength()) : 1;
-        var prompt = (int)Math.Min(int.MaxValue, ((characters + 3) / 4) + (messages * 3) + 1);
-        return new RequestShape(model.GetString()!, prompt, max, dimensions, inputs);
+        return new RequestShape(model.GetString()!, text.ToString(), cacheable.ToString(), messages, max, dimensions, inputs);
     }
 
-    private static long TextLength(JsonElement element) => element.ValueKind switch
+    /// <summary>True when a block of <paramref name="system"/> carries a <c>cache_control</c>: the system prompt is a cacheable prefix.</summary>
+    private static bool MarksCache(JsonElement system) =>
+        system.ValueKind == JsonValueKind.Array
+        && system.EnumerateArray().Any(block => block.ValueKind == JsonValueKind.Object && block.TryGetProperty("cache_control", out _));
+
+    private static void AppendText(StringBuilder text, JsonElement element)
     {
-        JsonValueKind.String => element.GetString()!.Length,
-        JsonValueKind.Array => element.EnumerateArray().Sum(TextLength),
-        JsonValueKind.Object => element.EnumerateObject().Where(p => !p.NameEquals("role") && !p.NameEquals("type")).Sum(p => TextLength(p.Value)),
-        _ => 0,
-    };
+        switch (element.ValueKind)
+        {
+            case JsonValueKind.String:
+                text.Append(element.GetString());
+                break;
+            case JsonValueKind.Array:
+                foreach (var item in element.EnumerateArray())
+                {
+                    AppendText(text, item);
+                }
+
+                break;
+            case JsonValueKind.Object:
+                foreach (var property in element.EnumerateObject())
+                {
+                    if (!property.NameEquals("role") && !property.NameEquals("type") && !property.NameEquals("cache_control"))
+                    {
+                        AppendText(text, property.Value);
+                    }
+                }
+
+                break;
+        }
+    }
 }

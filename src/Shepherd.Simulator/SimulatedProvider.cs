@@ -26,8 +26,7 @@ public sealed class SimulatedProvider
     private readonly TimeProvider _time;
     private readonly Random _random;
     private readonly object _gate = new();
-    private readonly LeakyBucket? _requests;
-    private readonly LeakyBucket? _tokens;
+    private readonly ProviderLimiter _limits;
     private readonly ConcurrentDictionary<ulong, int> _received = new();
     private readonly ConcurrentDictionary<ulong, int> _executed = new();
     private readonly ConcurrentDictionary<int, long> _byStatus = new();
@@ -48,8 +47,7 @@ public sealed class SimulatedProvider
         _options = options.Validated();
         _time = timeProvider;
         _random = random;
-        _requests = _options.RequestsPerMinute is { } rpm ? new LeakyBucket(rpm) : null;
-        _tokens = _options.TokensPerMinute is { } tpm ? new LeakyBucket(tpm) : null;
+        _limits = new ProviderLimiter(_options);
     }
 
     /// <summary>Raised for every request received, before it is answered, with the total so far.</summary>
@@ -184,30 +182,36 @@ public sealed class SimulatedProvider
             return Error(400, anthropic, "invalid_request_error", $"The body is not valid JSON: {ex.Message}");
         }
 
-        if (shape.PromptTokens > _options.ContextTokens)
+        var promptTokens = PromptTokens(shape);
+        if (promptTokens > _options.ContextTokens)
         {
             return Error(400, anthropic, "invalid_request_error",
-                $"The prompt holds {shape.PromptTokens} tokens; this model's context holds {_options.ContextTokens}.", code: "context_length_exceeded");
+                $"The prompt holds {promptTokens} tokens; this model's context holds {_options.ContextTokens}.", code: "context_length_exceeded");
         }
 
         var outputTokens = OutputTokens(shape, seed, endpoint);
+        var maxTokens = shape.MaxTokens ?? _options.DefaultMaxTokens;
         var now = _time.GetUtcNow();
         var limitHeaders = new List<KeyValuePair<string, string>>();
         double roll;
         TimeSpan latency;
+        bool cacheRead;
         lock (_gate)
         {
-            var cost = shape.PromptTokens + (shape.MaxTokens ?? _options.DefaultMaxTokens);
-            var wait = Max(_requests?.WaitFor(1, now) ?? TimeSpan.Zero, _tokens?.WaitFor(cost, now) ?? TimeSpan.Zero);
+            cacheRead = _limits.ReadsCache(shape);
+            var prompt = _limits.PromptCost(shape, cacheRead);
+            var wait = _limits.Admit(prompt, maxTokens, now);
             if (wait > TimeSpan.Zero)
             {
-                AddLimitHeaders(limitHeaders, anthropic, now);
-                return RateLimited(anthropic, wait, limitHeaders, cost);
+                _limits.AddHeaders(limitHeaders, anthropic, now);
+                return RateLimited(anthropic, wait, limitHeaders, (long)Math.Ceiling(prompt) + maxTokens);
             }
 
-            _requests?.Add(1);
-            _tokens?.Add(cost);
-            AddLimitHeaders(limitHeaders, anthropic, now);
+            if (!_options.HeadersWhenAnswered)
+            {
+                _limits.AddHeaders(limitHeaders, anthropic, now);
+            }
+
             roll = _random.NextDouble();
             latency = _options.Latency + (_options.Jitter * ((_random.NextDouble() * 2) - 1));
         }
@@ -250,6 +254,16 @@ public sealed class SimulatedProvider
             return Error(529, anthropic, "overloaded_error", "Overloaded.", WithRetryAfter(limitHeaders));
         }
 
+        lock (_gate)
+        {
+            // What was charged for output beyond what the answer holds goes back to an output-token limit.
+            _limits.Settle(maxTokens, outputTokens, _time.GetUtcNow());
+            if (_options.HeadersWhenAnswered)
+            {
+                _limits.AddHeaders(limitHeaders, anthropic, _time.GetUtcNow());
+            }
+        }
+
         var requestId = $"req_{seed:x16}{Interlocked.Read(ref _requestCount):x}";
         limitHeaders.Add(new(anthropic ? "request-id" : "x-request-id", requestId));
         if (!anthropic)
@@ -257,7 +271,9 @@ public sealed class SimulatedProvider
             limitHeaders.Add(new("openai-processing-ms", ((long)latency.TotalMilliseconds).ToString(CultureInfo.InvariantCulture)));
         }
 
-        var body = Write(json => WriteAnswer(json, endpoint, shape, seed, outputTokens, now));
+        var cached = shape.CacheableText.Length == 0 ? 0 : ProviderLimiter.RealTokens(shape.CacheableText);
+        var usage = new Usage(promptTokens - cached, outputTokens, cacheRead ? 0 : cached, cacheRead ? cached : 0);
+        var body = Write(json => WriteAnswer(json, endpoint, shape, seed, usage, now));
         Executed(request.Body);
         return new SimulatedResponse(200, limitHeaders, body);
     }
@@ -286,21 +302,33 @@ public sealed class SimulatedProvider
     }
 
     /// <summary>
-    /// What the provider's limiter counts for a request: its prompt at about four characters a
-    /// token, plus its output limit (<paramref name="defaultMaxTokens"/> when it names none).
+    /// What the limiter of a provider with <paramref name="options"/> counts for a request against
+    /// a single token limit: its prompt by the options' counting rule, plus its output limit (the
+    /// options' default when it names none). Cache reads are not left out.
     /// </summary>
-    public static long CostOf(ReadOnlySpan<byte> body, int defaultMaxTokens = 64)
+    public static double CostOf(ReadOnlySpan<byte> body, SimulatorOptions? options = null)
     {
+        options ??= new SimulatorOptions();
         var reader = new Utf8JsonReader(body);
         using var document = JsonDocument.ParseValue(ref reader);
-        return RequestShape.Read(document.RootElement) is { } shape ? shape.PromptTokens + (shape.MaxTokens ?? defaultMaxTokens) : 0;
+        return RequestShape.Read(document.RootElement) is { } shape
+            ? new ProviderLimiter(options).PromptCost(shape, cacheRead: false) + (shape.MaxTokens ?? options.DefaultMaxTokens)
+            : 0;
     }
+
+    /// <summary>The prompt's real tokens, as usage reports them: o200k tokens of its text, plus a few per message of chat formatting.</summary>
+    private static int PromptTokens(RequestShape shape) => ProviderLimiter.RealTokens(shape.Text) + (shape.Messages * 3) + (shape.Messages > 0 ? 3 : 0);
 
     private int OutputTokens(RequestShape shape, ulong seed, string endpoint) =>
         endpoint == "/v1/embeddings" ? 0 : Math.Min(shape.MaxTokens ?? _options.DefaultMaxTokens, 12 + (int)(seed % 52));
 
-    private static void WriteAnswer(Utf8JsonWriter json, string endpoint, RequestShape shape, ulong seed, int outputTokens, DateTimeOffset now)
+    /// <summary>What an answer's usage reports: input not from the cache, output, and the cache written or read.</summary>
+    private readonly record struct Usage(int Input, int Output, int CacheWrite, int CacheRead);
+
+    private static void WriteAnswer(Utf8JsonWriter json, string endpoint, RequestShape shape, ulong seed, Usage usage, DateTimeOffset now)
     {
+        var outputTokens = usage.Output;
+        var inputTokens = usage.Input + usage.CacheWrite + usage.CacheRead;
         var id = $"{seed:x16}";
         var text = Text(seed, outputTokens);
         var created = now.ToUnixTimeSeconds();
@@ -320,7 +348,12 @@ public sealed class SimulatedProvider
                 json.WriteEndArray();
                 json.WriteString("stop_reason", outputTokens == shape.MaxTokens ? "max_tokens" : "end_turn");
                 json.WriteNull("stop_sequence");
-                WriteUsage(json, "input_tokens", shape.PromptTokens, "output_tokens", outputTokens, total: false);
+                json.WriteStartObject("usage");
+                json.WriteNumber("input_tokens", usage.Input);
+                json.WriteNumber("cache_creation_input_tokens", usage.CacheWrite);
+                json.WriteNumber("cache_read_input_tokens", usage.CacheRead);
+                json.WriteNumber("output_tokens", outputTokens);
+                json.WriteEndObject();
                 break;
             case "/v1/embeddings":
                 json.WriteString("object", "list");
@@ -342,7 +375,7 @@ public sealed class SimulatedProvider
 
                 json.WriteEndArray();
                 json.WriteString("model", shape.Model);
-                WriteUsage(json, "prompt_tokens", shape.PromptTokens, null, 0, total: true);
+                WriteUsage(json, "prompt_tokens", inputTokens, null, 0);
                 break;
             case "/v1/responses":
                 json.WriteString("id", "resp_" + id);
@@ -366,7 +399,7 @@ public sealed class SimulatedProvider
                 json.WriteEndArray();
                 json.WriteEndObject();
                 json.WriteEndArray();
-                WriteUsage(json, "input_tokens", shape.PromptTokens, "output_tokens", outputTokens, total: true);
+                WriteUsage(json, "input_tokens", inputTokens, "output_tokens", outputTokens);
                 break;
             default:
                 var chat = endpoint == "/v1/chat/completions";
@@ -394,14 +427,14 @@ public sealed class SimulatedProvider
                 json.WriteString("finish_reason", outputTokens == shape.MaxTokens ? "length" : "stop");
                 json.WriteEndObject();
                 json.WriteEndArray();
-                WriteUsage(json, "prompt_tokens", shape.PromptTokens, "completion_tokens", outputTokens, total: true);
+                WriteUsage(json, "prompt_tokens", inputTokens, "completion_tokens", outputTokens);
                 break;
         }
 
         json.WriteEndObject();
     }
 
-    private static void WriteUsage(Utf8JsonWriter json, string inputName, int input, string? outputName, int output, bool total)
+    private static void WriteUsage(Utf8JsonWriter json, string inputName, int input, string? outputName, int output)
     {
         json.WriteStartObject("usage");
         json.WriteNumber(inputName, input);
@@ -410,10 +443,7 @@ public sealed class SimulatedProvider
             json.WriteNumber(outputName, output);
         }
 
-        if (total)
-        {
-            json.WriteNumber("total_tokens", input + output);
-        }
+        json.WriteNumber("total_tokens", input + output);
 
         json.WriteEndObject();
     }
@@ -449,48 +479,6 @@ public sealed class SimulatedProvider
         }
 
         return vector;
-    }
-
-    private void AddLimitHeaders(List<KeyValuePair<string, string>> headers, bool anthropic, DateTimeOffset now)
-    {
-        foreach (var (name, bucket) in new[] { ("requests", _requests), ("tokens", _tokens) })
-        {
-            if (bucket is null)
-            {
-                continue;
-            }
-
-            var limit = bucket.PerMinute.ToString(CultureInfo.InvariantCulture);
-            var remaining = bucket.Remaining.ToString(CultureInfo.InvariantCulture);
-            if (anthropic)
-            {
-                headers.Add(new($"anthropic-ratelimit-{name}-limit", limit));
-                headers.Add(new($"anthropic-ratelimit-{name}-remaining", remaining));
-                headers.Add(new($"anthropic-ratelimit-{name}-reset", (now + bucket.ResetIn).ToString("yyyy-MM-ddTHH:mm:ss.fffZ", CultureInfo.InvariantCulture)));
-            }
-            else
-            {
-                headers.Add(new($"x-ratelimit-limit-{name}", limit));
-                headers.Add(new($"x-ratelimit-remaining-{name}", remaining));
-                headers.Add(new($"x-ratelimit-reset-{name}", GoDuration(bucket.ResetIn)));
-            }
-        }
-    }
-
-    /// <summary>A duration as OpenAI writes it: <c>12ms</c>, <c>1.5s</c>, <c>6m0s</c>.</summary>
-    internal static string GoDuration(TimeSpan duration)
-    {
-        if (duration < TimeSpan.FromSeconds(1))
-        {
-            return $"{Math.Ceiling(duration.TotalMilliseconds).ToString(CultureInfo.InvariantCulture)}ms";
-        }
-
-        if (duration < TimeSpan.FromMinutes(1))
-        {
-            return $"{Math.Round(duration.TotalSeconds, 3).ToString(CultureInfo.InvariantCulture)}s";
-        }
-
-        return $"{(int)duration.TotalMinutes}m{Math.Round(duration.TotalSeconds % 60, 3).ToString(CultureInfo.InvariantCulture)}s";
     }
 
     private static SimulatedResponse RateLimited(bool anthropic, TimeSpan wait, List<KeyValuePair<string, string>> headers, long cost)
@@ -560,6 +548,4 @@ public sealed class SimulatedProvider
 
         return buffer.WrittenSpan.ToArray();
     }
-
-    private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
 }

@@ -22,11 +22,72 @@ public sealed class SimulatorOptions
     public int? RequestsPerMinute { get; set; }
 
     /// <summary>
-    /// Tokens per minute (prompt plus max output, counted at admission), enforced per second;
-    /// null for no limit.
+    /// Tokens per minute (prompt plus max output, counted at admission and never given back), as
+    /// one limit; null for no limit.
     /// <value>The default is no limit.</value>
     /// </summary>
     public long? TokensPerMinute { get; set; }
+
+    /// <summary>
+    /// Input tokens per minute, a limit of its own as Anthropic has it: the prompt at admission,
+    /// without what is read from the prompt cache. Null for no limit.
+    /// <value>The default is no limit.</value>
+    /// </summary>
+    public long? InputTokensPerMinute { get; set; }
+
+    /// <summary>
+    /// Output tokens per minute, a limit of its own as Anthropic has it: charged at admission from
+    /// the request's <c>max_tokens</c>, and what was not written is given back when it is answered.
+    /// Null for no limit.
+    /// <value>The default is no limit.</value>
+    /// </summary>
+    public long? OutputTokensPerMinute { get; set; }
+
+    /// <summary>
+    /// How the limiter counts the text of a prompt.
+    /// <value>The default is <see cref="TokenCounting.Characters"/>: four characters a token.</value>
+    /// </summary>
+    public TokenCounting TokenCounting { get; set; }
+
+    /// <summary>
+    /// The limiter's count of a prompt's text is multiplied by this (1.5 counts half as much again).
+    /// <value>The default is 1.</value>
+    /// </summary>
+    public double TokenScale { get; set; } = 1;
+
+    /// <summary>Tokens the limiter adds for each message of a chat. <value>The default is 0.</value></summary>
+    public int TokensPerMessage { get; set; }
+
+    /// <summary>
+    /// How many seconds of its limit a bucket holds: 1 enforces the limit per second (OpenAI's
+    /// documented rule), 60 allows a minute's worth at once.
+    /// <value>The default is 1.</value>
+    /// </summary>
+    public double BucketSeconds { get; set; } = 1;
+
+    /// <summary>
+    /// When set, every limit is multiplied by <see cref="LimitChangeFactor"/> this long after the
+    /// first request, and the headers say so from then on.
+    /// <value>The default is never.</value>
+    /// </summary>
+    public TimeSpan? LimitChangeAfter { get; set; }
+
+    /// <summary>What <see cref="LimitChangeAfter"/> multiplies the limits by. <value>The default is 0.5.</value></summary>
+    public double LimitChangeFactor { get; set; } = 0.5;
+
+    /// <summary>
+    /// Whether answers carry rate-limit headers (<c>x-ratelimit-*</c>, <c>anthropic-ratelimit-*</c>);
+    /// without them a client learns of the limits only from 429s and their <c>retry-after</c>.
+    /// <value>The default is true.</value>
+    /// </summary>
+    public bool RateLimitHeaders { get; set; } = true;
+
+    /// <summary>
+    /// Whether the rate-limit headers of an answer tell the limits as they are when the answer is
+    /// written (after its latency) rather than when the request was admitted.
+    /// <value>The default is false: as at admission.</value>
+    /// </summary>
+    public bool HeadersWhenAnswered { get; set; }
 
     /// <summary>Share of admitted requests answered 500. <value>The default is 0.</value></summary>
     public double Error500Rate { get; set; }
@@ -89,9 +150,21 @@ public sealed class SimulatorOptions
             ArgumentOutOfRangeException.ThrowIfLessThan(rpm, 1, nameof(RequestsPerMinute));
         }
 
-        if (TokensPerMinute is { } tpm)
+        foreach (var (name, limit) in new[] { (nameof(TokensPerMinute), TokensPerMinute), (nameof(InputTokensPerMinute), InputTokensPerMinute), (nameof(OutputTokensPerMinute), OutputTokensPerMinute) })
         {
-            ArgumentOutOfRangeException.ThrowIfLessThan(tpm, 1L, nameof(TokensPerMinute));
+            if (limit is { } perMinute)
+            {
+                ArgumentOutOfRangeException.ThrowIfLessThan(perMinute, 1L, name);
+            }
+        }
+
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(TokenScale, 0);
+        ArgumentOutOfRangeException.ThrowIfNegative(TokensPerMessage);
+        ArgumentOutOfRangeException.ThrowIfLessThan(BucketSeconds, 0.05);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(LimitChangeFactor, 0);
+        if (LimitChangeAfter is { } change)
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(change, TimeSpan.Zero, nameof(LimitChangeAfter));
         }
 
         foreach (var (name, rate) in new[]

@@ -201,8 +201,8 @@ public sealed class SimulatedProviderTests
 
         Assert.Equal(429, limited.StatusCode);
         Assert.Equal("60000", Header(limited, "x-ratelimit-limit-tokens"));
-        // "hello" is 2 tokens at 4 characters a token, plus 3 for the message and 1 for the request, plus max_tokens.
-        Assert.Contains("counts 606 tokens", Json(limited).GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+        // "hello" is 2 tokens at 4 characters a token, plus max_tokens.
+        Assert.Contains("counts 602 tokens", Json(limited).GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
         _time.Advance(TimeSpan.FromSeconds(1));
         Assert.Equal(200, (await simulator.HandleAsync(Post("/v1/chat/completions", big), Ct)).StatusCode);
     }
@@ -348,7 +348,7 @@ public sealed class SimulatedProviderTests
     [InlineData(360_000, "6m0s")]
     public void Durations_ArePrintedTheWayOpenAIPrintsThem(int milliseconds, string expected)
     {
-        Assert.Equal(expected, SimulatedProvider.GoDuration(TimeSpan.FromMilliseconds(milliseconds)));
+        Assert.Equal(expected, ProviderLimiter.GoDuration(TimeSpan.FromMilliseconds(milliseconds)));
     }
 
     [Fact]
@@ -423,8 +423,12 @@ public sealed class SimulatedProviderTests
     [Fact]
     public void CostOf_IsWhatTheLimiterCounts()
     {
-        // 31 characters of text: 8 tokens, plus 3 for the message, 1 for the request, and max_tokens.
-        Assert.Equal(8 + 3 + 1 + 200, SimulatedProvider.CostOf(Encoding.UTF8.GetBytes(Chat)));
-        Assert.Equal(2 + 1 + 64, SimulatedProvider.CostOf("""{"model":"m","prompt":"hello"}"""u8));
+        // 31 characters of text: 8 tokens, and max_tokens.
+        Assert.Equal(8 + 200, SimulatedProvider.CostOf(Encoding.UTF8.GetBytes(Chat)));
+        Assert.Equal(2 + 64, SimulatedProvider.CostOf("""{"model":"m","prompt":"hello"}"""u8));
+        // Other rules: a per-message overhead, real tokens, and a scale.
+        Assert.Equal(8 + 5 + 200, SimulatedProvider.CostOf(Encoding.UTF8.GetBytes(Chat), new SimulatorOptions { TokensPerMessage = 5 }));
+        Assert.Equal(1 + 64, SimulatedProvider.CostOf("""{"model":"m","prompt":"hello"}"""u8, new SimulatorOptions { TokenCounting = TokenCounting.O200k }));
+        Assert.Equal(1.5 + 64, SimulatedProvider.CostOf("""{"model":"m","prompt":"hello"}"""u8, new SimulatorOptions { TokenCounting = TokenCounting.O200k, TokenScale = 1.5 }));
     }
 }

@@ -441,7 +441,7 @@ public sealed partial class Dispatcher
             wait = null;
             foreach (var lane in queue.Lanes)
             {
-                var laneWait = lane.WaitBeforeAdmitting(lane.TokensFor(work.PromptTokens ?? 0, work.MaxOutputTokens), now);
+                var laneWait = lane.WaitBeforeAdmitting(work.PromptTokens ?? 0, work.MaxOutputTokens, now);
                 if (laneWait == TimeSpan.Zero)
                 {
                     lane.CurrentWeight += lane.Upstream.Weight;
@@ -588,7 +588,7 @@ public sealed partial class Dispatcher
 
             var (verdict, _, retryAfter) = classified;
             var result = priced!;
-            var change = lane.Complete(reservation, response, verdict, result.InputTokens, result.OutputTokens, now);
+            var change = lane.Complete(reservation, response, verdict, result.OutputTokens, now);
             if (change != default)
             {
                 owner.Report(lane, change, now);

@@ -33,8 +33,22 @@ internal sealed class Lane
     /// </summary>
     private const int CostWindow = 8;
 
-    private readonly bool _requestsConfigured;
-    private readonly bool _tokensConfigured;
+    /// <summary>What a 429 adds to the margin of the lane's buckets, and the most they hold back.</summary>
+    private const double MarginStep = 0.1;
+    private const double MaxMargin = 0.75;
+    private const double InitialMargin = 0.2;
+
+    /// <summary>What each answer that is not a 429 takes off the margin: about one 429 in a hundred answers keeps it where it is.</summary>
+    private const double MarginRelief = 0.001;
+    private static readonly TimeSpan MarginCoolDown = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>What a 429 multiplies the rate by when the provider says nothing of its level, and how fast the rate comes back (a share per answer).</summary>
+    private const double RateCut = 0.85;
+    private const double RateRecoveryPerAnswer = 0.0015;
+    private static readonly TimeSpan InferenceWindow = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan RateCutCoolDown = TimeSpan.FromMilliseconds(500);
+
+    private readonly LaneLimit[] _limits;
     private readonly SendHistory _sends = new();
     private readonly SortedDictionary<long, (DateTimeOffset At, double Level)> _observed = [];
     private readonly SortedSet<long> _sampledWindows = [];
@@ -44,11 +58,11 @@ internal sealed class Lane
     private readonly TimeSpan _refusedKeyProbeInterval;
     private int _refusals;
     private DateTimeOffset _nextKeyProbe;
-    private double? _requestLimit;
-    private double? _tokenLimit;
     private double _share = 1;
-    private RateBucket? _requests;
-    private RateBucket? _tokens;
+    private double _rateScale = 1;
+    private DateTimeOffset _lastRateCut = DateTimeOffset.MinValue;
+    private DateTimeOffset _lastMarginStep = DateTimeOffset.MinValue;
+    private DateTimeOffset? _firstSend;
     private double _averageOutput;
     private long _sequence;
 
@@ -57,13 +71,15 @@ internal sealed class Lane
         Upstream = upstream;
         Model = model;
         var limits = upstream.Client.Options.LimitsFor(model);
-        _requestsConfigured = limits.RequestsPerMinute is not null;
-        _tokensConfigured = limits.TokensPerMinute is not null;
         _headroom = 1 - options.LimitHeadroom;
-        _requestLimit = limits.RequestsPerMinute * _headroom;
-        _tokenLimit = limits.TokensPerMinute * _headroom;
-        _requests = _requestLimit is { } rpm ? new RateBucket(rpm, now) : null;
-        _tokens = _tokenLimit is { } tpm ? new RateBucket(tpm, now) : null;
+        _limits =
+        [
+            new(LimitKind.Requests, limits.RequestsPerMinute),
+            new(LimitKind.Tokens, limits.TokensPerMinute),
+            new(LimitKind.InputTokens, limits.InputTokensPerMinute),
+            new(LimitKind.OutputTokens, limits.OutputTokensPerMinute),
+        ];
+        ApplyLimits(now);
         var max = limits.MaxConcurrency ?? options.Concurrency;
         Concurrency = new AdaptiveConcurrency(Math.Min(options.InitialConcurrency, max), max, options.ConcurrencyCoolDown);
         _averageOutput = options.DefaultOutputTokens;
@@ -95,9 +111,10 @@ internal sealed class Lane
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(share, 0);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(share, 1);
         _share = share;
-        _requests?.SetLimit(_requestLimit!.Value * share);
-        _tokens?.SetLimit(_tokenLimit!.Value * share);
+        ApplyLimits(null);
     }
+
+    private LaneLimit Limit(LimitKind kind) => _limits[(int)kind];
 
     public string Model { get; }
 
@@ -128,14 +145,14 @@ internal sealed class Lane
             ? new LaneHalt(LaneCondition.Down, Upstream.DownSince ?? Upstream.Breaker.OpenUntil, Upstream.LastFailure, Upstream.Breaker.OpenUntil)
             : null;
 
-    /// <summary>True when requests must be counted in tokens: the lane has, or has learned, a token limit.</summary>
-    public bool CountsTokens => _tokens is not null;
+    /// <summary>True when requests must be counted in tokens: the lane has, or has learned, a limit on tokens.</summary>
+    public bool CountsTokens => _limits.Any(l => l.Kind != LimitKind.Requests && l.Bucket is not null);
 
     /// <summary>Requests per minute the lane keeps to; null while it has no limit.</summary>
-    public double? RequestsPerMinute => _requests?.PerMinute;
+    public double? RequestsPerMinute => Limit(LimitKind.Requests).Bucket?.PerMinute;
 
-    /// <summary>Tokens per minute the lane keeps to; null while it has no limit.</summary>
-    public double? TokensPerMinute => _tokens?.PerMinute;
+    /// <summary>Tokens per minute the lane keeps to (input tokens where the provider limits them apart); null while it has no limit.</summary>
+    public double? TokensPerMinute => (Limit(LimitKind.Tokens).Bucket ?? Limit(LimitKind.InputTokens).Bucket)?.PerMinute;
 
     /// <summary>
     /// Provider tokens per locally counted prompt token, learned from the provider's own counts:
@@ -156,10 +173,10 @@ internal sealed class Lane
     public double TokensFor(int promptTokens, int? maxOutputTokens) => (promptTokens * TokenCostFactor) + (maxOutputTokens ?? _averageOutput);
 
     /// <summary>
-    /// How long before a request of <paramref name="tokens"/> may go: zero when it may go now,
+    /// How long before a request of <paramref name="promptTokens"/> and <paramref name="maxOutputTokens"/> may go: zero when it may go now,
     /// null when it must wait for a request in flight to end.
     /// </summary>
-    public TimeSpan? WaitBeforeAdmitting(double tokens, DateTimeOffset now)
+    public TimeSpan? WaitBeforeAdmitting(int promptTokens, int? maxOutputTokens, DateTimeOffset now)
     {
         if (now < PausedUntil)
         {
@@ -188,28 +205,43 @@ internal sealed class Lane
             return null;
         }
 
-        var requestWait = _requests?.WaitFor(1, now) ?? TimeSpan.Zero;
-        var tokenWait = _tokens?.WaitFor(tokens, now) ?? TimeSpan.Zero;
-        return requestWait > tokenWait ? requestWait : tokenWait;
+        var sent = Reserve(promptTokens, maxOutputTokens, now);
+        var wait = TimeSpan.Zero;
+        foreach (var limit in _limits)
+        {
+            if (limit.Bucket?.WaitFor(limit.CostOf(sent), now) is { } fits && fits > wait)
+            {
+                wait = fits;
+            }
+        }
+
+        return wait;
     }
+
+    /// <summary>What a request would be counted as if it went now.</summary>
+    private SentRequest Reserve(int promptTokens, int? maxOutputTokens, DateTimeOffset now) =>
+        new(_sequence + 1, now, promptTokens, maxOutputTokens ?? _averageOutput, TokensFor(promptTokens, maxOutputTokens));
 
     public Reservation Admit(int promptTokens, int? maxOutputTokens, DateTimeOffset now)
     {
-        var output = maxOutputTokens ?? _averageOutput;
-        var tokens = TokensFor(promptTokens, maxOutputTokens);
+        var sent = Reserve(promptTokens, maxOutputTokens, now);
+        _firstSend ??= now;
         Concurrency.Acquire();
         Upstream.InFlight++;
-        _requests?.Add(1, now);
-        _tokens?.Add(tokens, now);
+        foreach (var limit in _limits)
+        {
+            limit.Bucket?.Add(limit.CostOf(sent), now);
+        }
+
         if (RefusedSince is not null)
         {
             // A probe of a refused key: one at a time, and the next no sooner than the interval.
             _nextKeyProbe = now + _refusedKeyProbeInterval;
         }
 
-        var reservation = new Reservation(++_sequence, now, promptTokens, output, tokens);
-        _sends.Add(new SentRequest(reservation.Sequence, now, promptTokens, output, tokens));
-        return reservation;
+        _sequence = sent.Sequence;
+        _sends.Add(sent);
+        return new Reservation(sent.Sequence, now, promptTokens, sent.OutputTokens, sent.Tokens);
     }
 
     /// <summary>Ends a request abandoned on stop: nothing is learned from it.</summary>
@@ -225,13 +257,22 @@ internal sealed class Lane
     /// timeout means so only in a run of failures: one among many successes is not congestion,
     /// so it neither halves the concurrency nor pauses the lane.
     /// </summary>
-    public LaneChange Complete(Reservation reservation, UpstreamResponse response, Verdict verdict, int inputTokens, int outputTokens, DateTimeOffset now)
+    public LaneChange Complete(Reservation reservation, UpstreamResponse response, Verdict verdict, int outputTokens, DateTimeOffset now)
     {
         Upstream.InFlight--;
         var change = new LaneChange(Upstream.Record(response, now), RecordRefusal(response, verdict, now));
         var status = response.StatusCode;
         _failures.Add(verdict == Verdict.Transient && status != 429);
         var overload = status is 503 or 529 || response.FailureCode == FailureCodes.RequestTimeout;
+        if (status == 429)
+        {
+            RateLimited(now);
+        }
+        else if (status is not null)
+        {
+            Relieve(now);
+        }
+
         if (status == 429 || (overload && _failures.InRun))
         {
             Concurrency.Overloaded(now);
@@ -244,7 +285,8 @@ internal sealed class Lane
         {
             Concurrency.Succeeded();
             _averageOutput += OutputAverageWeight * (outputTokens - _averageOutput);
-            _tokens?.Add(inputTokens + outputTokens - reservation.Tokens, now);
+            // Output limits charge the allowance when a request goes and give back what was not written.
+            Limit(LimitKind.OutputTokens).Bucket?.Add(outputTokens - reservation.OutputTokens, now);
         }
         else
         {
@@ -254,10 +296,10 @@ internal sealed class Lane
         // A 429 or a refused key was not admitted: the provider did not count it.
         var admitted = status is not null and not 429 && verdict != Verdict.Refused;
         _sends.Answered(reservation.Sequence, admitted);
-        if (_tokens is not null && _share == 1 && response.RateLimits?.TokensReset is null)
+        if (PromptLimit is { Bucket: { } prompts } && _share == 1 && response.RateLimits?.ResetOf(PromptLimit.Kind) is null)
         {
             // An answer without a level of its own may still complete a window.
-            LearnFromWindowOf(reservation.Sequence, _tokens.PerMinute / 60);
+            LearnFromWindowOf(reservation.Sequence, prompts.PerMinute / 60);
         }
         if (response.RateLimits is { } limits && _sends.RemembersAfter(reservation.Sequence))
         {
@@ -320,41 +362,162 @@ internal sealed class Lane
         return $"HTTP {response.StatusCode}: {(message.Length > 300 ? message[..300] + "…" : message)}";
     }
 
-    private void Learn(RateLimitSnapshot limits, Reservation reservation, DateTimeOffset now)
+    /// <summary>The limit whose level teaches how the provider counts prompts: input tokens where they are apart, else tokens.</summary>
+    private LaneLimit? PromptLimit => Limit(LimitKind.InputTokens).Bucket is not null ? Limit(LimitKind.InputTokens) : Limit(LimitKind.Tokens).Bucket is not null ? Limit(LimitKind.Tokens) : null;
+
+    private void Learn(RateLimitSnapshot snapshot, Reservation reservation, DateTimeOffset now)
     {
-        if (!_requestsConfigured && limits.RequestLimit is { } rpm and > 0)
+        var changed = false;
+        foreach (var limit in _limits)
         {
-            _requestLimit = rpm * _headroom;
-            SetLimit(ref _requests, _requestLimit.Value * _share, now);
+            if (snapshot.LimitOf(limit.Kind) is { } announced and > 0)
+            {
+                changed |= limit.Announce(announced, reservation.Sequence);
+            }
         }
 
-        if (!_tokensConfigured && limits.TokenLimit is { } tpm and > 0)
+        if (changed)
         {
-            _tokenLimit = tpm * _headroom;
-            SetLimit(ref _tokens, _tokenLimit.Value * _share, now);
+            ApplyLimits(now);
         }
 
         // The provider counted what it admitted up to this request; replay only what went after it.
         // Where nodes share the lane, the provider's level is theirs together: this node takes its share of it.
-        if (_requests is not null && limits.RequestsReset is { } requestsReset)
+        foreach (var limit in _limits)
         {
-            var perSecond = (limits.RequestLimit ?? _requests.PerMinute / _share) / 60.0;
-            _requests.Sync(requestsReset.TotalSeconds * perSecond * _share, reservation.SentAt, _sends.After(reservation.Sequence).Select(s => (s.At, 1.0)), now);
-        }
+            if (limit.Bucket is not { } bucket || snapshot.ResetOf(limit.Kind) is not { } reset)
+            {
+                continue;
+            }
 
-        if (_tokens is not null && limits.TokensReset is { } tokensReset)
-        {
-            var perSecond = (limits.TokenLimit ?? _tokens.PerMinute / _share) / 60.0;
-            var level = tokensReset.TotalSeconds * perSecond;
+            limit.Observed = true;
+            var perSecond = (snapshot.LimitOf(limit.Kind) ?? limit.PerMinute!.Value) / 60.0;
+            var level = reset.TotalSeconds * perSecond;
             // A 429's level is the provider's without that request: as good an observation, since
             // the rejected request is left out of the sums too. With other nodes on the lane the
             // level's rise holds their requests too, so nothing is learned from it then.
-            if (_share == 1)
+            if (limit == PromptLimit && _share == 1)
             {
                 LearnCostFactor(reservation, level, perSecond);
             }
 
-            _tokens.Sync(level * _share, reservation.SentAt, _sends.After(reservation.Sequence).Select(s => (s.At, s.Tokens)), now);
+            bucket.Sync(level * _share, reservation.SentAt, _sends.After(reservation.Sequence).Select(s => (s.At, limit.CostOf(s))), now);
+        }
+    }
+
+    /// <summary>
+    /// A 429: the lane's picture of the provider was too hopeful. Where the provider says how full
+    /// it is, each bucket holds back more of its second's worth; where it says nothing, the rate
+    /// itself comes down (from the rate the lane was sending at, when nothing set a limit). Once
+    /// per cool-down: one burst of 429s is one lesson.
+    /// </summary>
+    private void RateLimited(DateTimeOffset now)
+    {
+        if (now - _lastMarginStep >= MarginCoolDown)
+        {
+            // 429s that come together were sent together: they are one lesson.
+            _lastMarginStep = now;
+            foreach (var limit in _limits)
+            {
+                if (limit.Bucket is { } bucket && limit.Observed)
+                {
+                    bucket.Margin = Math.Min(MaxMargin, bucket.Margin + MarginStep);
+                }
+            }
+        }
+
+        if (_limits.Any(l => l.Observed))
+        {
+            return;
+        }
+
+        foreach (var limit in _limits)
+        {
+            // The provider is full: what the lane sends after the pause goes at the rate, not as a burst into a bucket it believes empty.
+            limit.Bucket?.Fill(now);
+        }
+
+        if (now - _lastRateCut < RateCutCoolDown)
+        {
+            return;
+        }
+
+        var requests = Limit(LimitKind.Requests);
+        if (_limits.All(l => l.PerMinute is null))
+        {
+            // Nothing says what the limit is. What the provider took over the last seconds is about
+            // it, counted over at least a second: the first wave, sent at once, is not a rate.
+            var window = Math.Min(InferenceWindow.TotalSeconds, (now - (_firstSend ?? now)).TotalSeconds);
+            requests.Inferred = Math.Max(1, _sends.CountSince(now - TimeSpan.FromSeconds(window)).Taken / Math.Max(1, window) * 60);
+        }
+
+        _lastRateCut = now;
+        requests.Bucket?.Fill(now);
+        // At least by the cut; by more when more of the requests since the last cut were turned away (the limit fell).
+        var (sent, taken) = _sends.CountSince(now - RateCutCoolDown);
+        var cut = Math.Min(RateCut, Math.Max(0.5, sent == 0 ? 1 : (double)taken / sent));
+        if (requests.Inferred is { } inferred && requests.PerMinute == inferred)
+        {
+            requests.Inferred = inferred * cut;
+        }
+        else
+        {
+            _rateScale = Math.Max(0.05, _rateScale * cut);
+        }
+
+        ApplyLimits(now);
+    }
+
+    /// <summary>An answer that is not a 429: the margins shrink a little, and a rate cut for 429s recovers with time.</summary>
+    private void Relieve(DateTimeOffset now)
+    {
+        foreach (var limit in _limits)
+        {
+            if (limit.Bucket is { Margin: > 0 } bucket)
+            {
+                bucket.Margin = Math.Max(0, bucket.Margin - MarginRelief);
+            }
+        }
+
+        var requests = Limit(LimitKind.Requests);
+        var inferred = requests.Inferred is not null && requests.PerMinute == requests.Inferred;
+        if (_rateScale < 1 || inferred)
+        {
+            // A rate cut for 429s comes back answer by answer (so about one answer in a hundred is a
+            // 429 however slow the lane goes): a configured rate up to itself, an inferred one on up until the next 429.
+            if (inferred)
+            {
+                requests.Inferred *= 1 + RateRecoveryPerAnswer;
+            }
+            else
+            {
+                _rateScale = Math.Min(1, _rateScale * (1 + RateRecoveryPerAnswer));
+            }
+
+            ApplyLimits(now);
+        }
+    }
+
+    /// <summary>Sets each bucket to its limit, less the headroom, at this node's share and the rate 429s allow; makes the buckets of limits newly known.</summary>
+    private void ApplyLimits(DateTimeOffset? now)
+    {
+        foreach (var limit in _limits)
+        {
+            if (limit.PerMinute is not { } perMinute)
+            {
+                continue;
+            }
+
+            var keep = perMinute * _headroom * _share * _rateScale;
+            if (limit.Bucket is null)
+            {
+                // A new lane knows least about how the provider counts: it starts with a margin, which its answers wear down.
+                limit.Bucket = new RateBucket(keep, now ?? DateTimeOffset.MinValue) { Margin = InitialMargin };
+            }
+            else
+            {
+                limit.Bucket.SetLimit(keep);
+            }
         }
     }
 
@@ -407,7 +570,8 @@ internal sealed class Lane
             if (sent.Admitted == true)
             {
                 prompt += sent.PromptTokens;
-                output += sent.OutputTokens;
+                // An input-token limit counts the prompt alone.
+                output += PromptLimit?.Kind == LimitKind.Tokens ? sent.OutputTokens : 0;
             }
         }
 
@@ -419,7 +583,7 @@ internal sealed class Lane
 
         // What the provider took in between is its rise plus what drained meanwhile, as long as it
         // never ran empty: true when it is near full at both ends, which is where the count matters.
-        var nearFull = perSecond / 2;
+        var nearFull = perSecond / 4;
         var countedPrompt = end.Level - start.Level + (perSecond * (end.At - start.At).TotalSeconds) - output;
         if (start.Level < nearFull || end.Level < nearFull || prompt <= 0 || countedPrompt <= 0)
         {
@@ -434,18 +598,6 @@ internal sealed class Lane
         var deviation = factor - _costFactor;
         _costFactor += weight * deviation;
         _costFactorVariance = (1 - weight) * (_costFactorVariance + (weight * deviation * deviation));
-    }
-
-    private static void SetLimit(ref RateBucket? bucket, double perMinute, DateTimeOffset now)
-    {
-        if (bucket is null)
-        {
-            bucket = new RateBucket(perMinute, now);
-        }
-        else
-        {
-            bucket.SetLimit(perMinute);
-        }
     }
 }
 

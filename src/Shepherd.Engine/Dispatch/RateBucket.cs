@@ -18,6 +18,13 @@ internal sealed class RateBucket
         _drainedAt = now;
     }
 
+    /// <summary>
+    /// The share of the one second's worth held back (0 to below 1): the bucket is full that much
+    /// sooner. It costs nothing in rate, which is the drain, and absorbs the difference between
+    /// this bucket and the provider's own picture of it.
+    /// </summary>
+    public double Margin { get; set; }
+
     /// <summary>The limit per minute.</summary>
     public double PerMinute => _perSecond * 60;
 
@@ -38,14 +45,22 @@ internal sealed class RateBucket
     public TimeSpan WaitFor(double cost, DateTimeOffset now)
     {
         Drain(now);
-        if (_level <= 0 || _level + cost <= _perSecond)
+        var capacity = _perSecond * (1 - Margin);
+        if (_level <= 0 || _level + cost <= capacity)
         {
             return TimeSpan.Zero;
         }
 
-        // Until enough has drained for the cost to fit, or, for a cost over one second's worth, until empty.
-        var excess = Math.Min(_level + cost - _perSecond, _level);
+        // Until enough has drained for the cost to fit, or, for a cost over what the bucket holds, until empty.
+        var excess = Math.Min(_level + cost - capacity, _level);
         return TimeSpan.FromSeconds(excess / _perSecond);
+    }
+
+    /// <summary>Takes the bucket as full now: the provider said so with a 429.</summary>
+    public void Fill(DateTimeOffset now)
+    {
+        Drain(now);
+        _level = Math.Max(_level, _perSecond * (1 - Margin));
     }
 
     /// <summary>Adds <paramref name="amount"/> (negative to give back).</summary>

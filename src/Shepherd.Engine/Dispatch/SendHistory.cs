@@ -52,6 +52,22 @@ internal sealed class SendHistory
     /// <summary>True when every request after <paramref name="sequence"/> is still remembered.</summary>
     public bool RemembersAfter(long sequence) => _sent.Count == 0 || _sent[0].Sequence <= sequence + 1;
 
+    /// <summary>
+    /// How many requests went at or after <paramref name="since"/>, and how many of them were not
+    /// turned away (admitted, or not yet answered).
+    /// </summary>
+    public (int Sent, int Taken) CountSince(DateTimeOffset since)
+    {
+        var (sent, taken) = (0, 0);
+        for (var i = _sent.Count - 1; i >= 0 && _sent[i].At >= since; i--)
+        {
+            sent++;
+            taken += _sent[i].Admitted == false ? 0 : 1;
+        }
+
+        return (sent, taken);
+    }
+
     /// <summary>The requests sent after <paramref name="sequence"/>, oldest first.</summary>
     public IEnumerable<SentRequest> After(long sequence)
     {

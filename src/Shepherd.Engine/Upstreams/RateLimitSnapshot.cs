@@ -29,21 +29,69 @@ public sealed record RateLimitSnapshot
     /// <summary>Time until the provider's token window is full again.</summary>
     public TimeSpan? TokensReset { get; init; }
 
+    /// <summary>Input tokens per minute, where the provider limits them apart (Anthropic).</summary>
+    public long? InputTokenLimit { get; init; }
+
+    /// <summary>Input tokens left in the provider's window.</summary>
+    public long? InputTokensRemaining { get; init; }
+
+    /// <summary>Time until the provider's input-token window is full again.</summary>
+    public TimeSpan? InputTokensReset { get; init; }
+
+    /// <summary>Output tokens per minute, where the provider limits them apart (Anthropic).</summary>
+    public long? OutputTokenLimit { get; init; }
+
+    /// <summary>Output tokens left in the provider's window.</summary>
+    public long? OutputTokensRemaining { get; init; }
+
+    /// <summary>Time until the provider's output-token window is full again.</summary>
+    public TimeSpan? OutputTokensReset { get; init; }
+
     /// <summary>Reads the rate-limit headers, or returns null when the answer has none.</summary>
     public static RateLimitSnapshot? Read(HttpResponseHeaders headers, DateTimeOffset now)
     {
         ArgumentNullException.ThrowIfNull(headers);
+        // Where Anthropic limits input and output tokens apart, its tokens-* headers only repeat
+        // whichever of the two is the tighter at the moment: the two are read, not the repetition.
+        var split = headers.Contains("anthropic-ratelimit-input-tokens-limit") || headers.Contains("anthropic-ratelimit-output-tokens-limit");
         var snapshot = new RateLimitSnapshot
         {
             RequestLimit = Number(headers, "x-ratelimit-limit-requests") ?? Number(headers, "anthropic-ratelimit-requests-limit"),
             RequestsRemaining = Number(headers, "x-ratelimit-remaining-requests") ?? Number(headers, "anthropic-ratelimit-requests-remaining"),
             RequestsReset = Duration(headers, "x-ratelimit-reset-requests") ?? Until(headers, "anthropic-ratelimit-requests-reset", now),
-            TokenLimit = Number(headers, "x-ratelimit-limit-tokens") ?? Number(headers, "anthropic-ratelimit-tokens-limit") ?? Number(headers, "anthropic-ratelimit-input-tokens-limit"),
-            TokensRemaining = Number(headers, "x-ratelimit-remaining-tokens") ?? Number(headers, "anthropic-ratelimit-tokens-remaining") ?? Number(headers, "anthropic-ratelimit-input-tokens-remaining"),
-            TokensReset = Duration(headers, "x-ratelimit-reset-tokens") ?? Until(headers, "anthropic-ratelimit-tokens-reset", now) ?? Until(headers, "anthropic-ratelimit-input-tokens-reset", now),
+            TokenLimit = Number(headers, "x-ratelimit-limit-tokens") ?? (split ? null : Number(headers, "anthropic-ratelimit-tokens-limit")),
+            TokensRemaining = Number(headers, "x-ratelimit-remaining-tokens") ?? (split ? null : Number(headers, "anthropic-ratelimit-tokens-remaining")),
+            TokensReset = Duration(headers, "x-ratelimit-reset-tokens") ?? (split ? null : Until(headers, "anthropic-ratelimit-tokens-reset", now)),
+            InputTokenLimit = Number(headers, "anthropic-ratelimit-input-tokens-limit"),
+            InputTokensRemaining = Number(headers, "anthropic-ratelimit-input-tokens-remaining"),
+            InputTokensReset = Until(headers, "anthropic-ratelimit-input-tokens-reset", now),
+            OutputTokenLimit = Number(headers, "anthropic-ratelimit-output-tokens-limit"),
+            OutputTokensRemaining = Number(headers, "anthropic-ratelimit-output-tokens-remaining"),
+            OutputTokensReset = Until(headers, "anthropic-ratelimit-output-tokens-reset", now),
         };
-        return snapshot.RequestLimit is null && snapshot.TokenLimit is null && snapshot.RequestsReset is null && snapshot.TokensReset is null ? null : snapshot;
+        return snapshot.RequestLimit is null && snapshot.TokenLimit is null && snapshot.InputTokenLimit is null && snapshot.OutputTokenLimit is null
+            && snapshot.RequestsReset is null && snapshot.TokensReset is null && snapshot.InputTokensReset is null && snapshot.OutputTokensReset is null
+            ? null
+            : snapshot;
     }
+
+    /// <summary>The limit per minute the provider announced for <paramref name="kind"/>, if it did.</summary>
+    internal long? LimitOf(Dispatch.LimitKind kind) => kind switch
+    {
+        Dispatch.LimitKind.Requests => RequestLimit,
+        Dispatch.LimitKind.Tokens => TokenLimit,
+        Dispatch.LimitKind.InputTokens => InputTokenLimit,
+        _ => OutputTokenLimit,
+    };
+
+    /// <summary>How long until the provider's bucket for <paramref name="kind"/> is empty, if it said.</summary>
+    internal TimeSpan? ResetOf(Dispatch.LimitKind kind) => kind switch
+    {
+        Dispatch.LimitKind.Requests => RequestsReset,
+        Dispatch.LimitKind.Tokens => TokensReset,
+        Dispatch.LimitKind.InputTokens => InputTokensReset,
+        _ => OutputTokensReset,
+    };
 
     /// <summary>
     /// Parses a duration as OpenAI writes it: numbers with units <c>h</c>, <c>m</c>, <c>s</c>,

@@ -19,15 +19,21 @@ public sealed class LaneLimits
     /// <summary>Tokens per minute (prompt plus expected output); null to learn it from the provider's headers.</summary>
     public long? TokensPerMinute { get; set; }
 
+    /// <summary>Input tokens per minute, a limit of its own as Anthropic has it (prompt tokens; cache reads not counted); null to learn it from the provider's headers.</summary>
+    public long? InputTokensPerMinute { get; set; }
+
+    /// <summary>Output tokens per minute, a limit of its own as Anthropic has it (charged from max_tokens when sent); null to learn it from the provider's headers.</summary>
+    public long? OutputTokensPerMinute { get; set; }
+
     /// <summary>The most requests in flight at once; null for the dispatcher's default.</summary>
     public int? MaxConcurrency { get; set; }
 
     /// <summary>Checks the limits, naming <paramref name="where"/> in the message.</summary>
     public void Validate(string where)
     {
-        if (RequestsPerMinute is < 1 || TokensPerMinute is < 1 || MaxConcurrency is < 1 or > 10_000)
+        if (RequestsPerMinute is < 1 || TokensPerMinute is < 1 || InputTokensPerMinute is < 1 || OutputTokensPerMinute is < 1 || MaxConcurrency is < 1 or > 10_000)
         {
-            throw new ArgumentException($"{where}: rpm and tpm must be at least 1 and concurrency between 1 and 10000.");
+            throw new ArgumentException($"{where}: rpm, tpm, itpm and otpm must be at least 1 and concurrency between 1 and 10000.");
         }
     }
 
@@ -36,6 +42,8 @@ public sealed class LaneLimits
     {
         RequestsPerMinute = RequestsPerMinute ?? fallback.RequestsPerMinute,
         TokensPerMinute = TokensPerMinute ?? fallback.TokensPerMinute,
+        InputTokensPerMinute = InputTokensPerMinute ?? fallback.InputTokensPerMinute,
+        OutputTokensPerMinute = OutputTokensPerMinute ?? fallback.OutputTokensPerMinute,
         MaxConcurrency = MaxConcurrency ?? fallback.MaxConcurrency,
     };
 }

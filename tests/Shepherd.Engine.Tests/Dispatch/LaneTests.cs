@@ -22,24 +22,24 @@ public sealed class LaneTests
     private static UpstreamResponse Ok(RateLimitSnapshot? limits = null) => new() { StatusCode = 200, RateLimits = limits };
 
     /// <summary>Completes a request with the verdict the dispatcher would give its answer.</summary>
-    private static LaneChange Complete(Lane lane, Reservation reservation, UpstreamResponse response, int input, int output, DateTimeOffset now) =>
+    private static LaneChange Complete(Lane lane, Reservation reservation, UpstreamResponse response, int output, DateTimeOffset now) =>
         lane.Complete(reservation, response, response.StatusCode switch
         {
             >= 200 and < 300 => Verdict.Success,
             401 or 403 => Verdict.Refused,
             null or 408 or 429 or >= 500 => Verdict.Transient,
             _ => Verdict.Permanent,
-        }, input, output, now);
+        }, output, now);
 
     [Fact]
     public void ConfiguredLimits_HoldBackTheNextRequest()
     {
         var lane = Create(new LaneLimits { RequestsPerMinute = 60, TokensPerMinute = 6000 });
 
-        Assert.Equal(TimeSpan.Zero, lane.WaitBeforeAdmitting(lane.TokensFor(50, 40), T0));
+        Assert.Equal(TimeSpan.Zero, lane.WaitBeforeAdmitting(50, 40, T0));
         lane.Admit(50, 40, T0);
 
-        Assert.Equal(TimeSpan.FromSeconds(1), lane.WaitBeforeAdmitting(lane.TokensFor(10, 0), T0));
+        Assert.Equal(TimeSpan.FromSeconds(1), lane.WaitBeforeAdmitting(10, 0, T0));
         Assert.True(lane.CountsTokens);
     }
 
@@ -50,7 +50,7 @@ public sealed class LaneTests
         Assert.False(lane.CountsTokens);
         var reservation = lane.Admit(10, 10, T0);
 
-        Complete(lane, reservation, Ok(new RateLimitSnapshot { RequestLimit = 600, TokenLimit = 60_000, RequestsReset = TimeSpan.Zero, TokensReset = TimeSpan.Zero }), 10, 5, T0);
+        Complete(lane, reservation, Ok(new RateLimitSnapshot { RequestLimit = 600, TokenLimit = 60_000, RequestsReset = TimeSpan.Zero, TokensReset = TimeSpan.Zero }), 5, T0);
 
         Assert.Equal((600.0, 60_000.0), (lane.RequestsPerMinute, lane.TokensPerMinute));
         Assert.True(lane.CountsTokens);
@@ -62,7 +62,7 @@ public sealed class LaneTests
         var lane = Create(new LaneLimits { TokensPerMinute = 1000 }, new DispatchOptions());
         var reservation = lane.Admit(10, 10, T0);
 
-        Complete(lane, reservation, Ok(new RateLimitSnapshot { TokenLimit = 60_000 }), 10, 5, T0);
+        Complete(lane, reservation, Ok(new RateLimitSnapshot { TokenLimit = 60_000 }), 5, T0);
 
         Assert.Equal(980, lane.TokensPerMinute!.Value, 6);
     }
@@ -73,10 +73,10 @@ public sealed class LaneTests
         var lane = Create();
         var reservation = lane.Admit(10, 10, T0);
 
-        Complete(lane, reservation, new UpstreamResponse { StatusCode = 429, RetryAfter = TimeSpan.FromSeconds(3) }, 0, 0, T0);
+        Complete(lane, reservation, new UpstreamResponse { StatusCode = 429, RetryAfter = TimeSpan.FromSeconds(3) }, 0, T0);
 
-        Assert.Equal(TimeSpan.FromSeconds(3), lane.WaitBeforeAdmitting(1, T0));
-        Assert.Equal(TimeSpan.Zero, lane.WaitBeforeAdmitting(1, T0.AddSeconds(3)));
+        Assert.Equal(TimeSpan.FromSeconds(3), lane.WaitBeforeAdmitting(1, 0, T0));
+        Assert.Equal(TimeSpan.Zero, lane.WaitBeforeAdmitting(1, 0, T0.AddSeconds(3)));
     }
 
     [Fact]
@@ -85,16 +85,16 @@ public sealed class LaneTests
         var lane = Create(options: new DispatchOptions { InitialConcurrency = 8, LimitHeadroom = 0 });
         for (var i = 0; i < 40; i++)
         {
-            Complete(lane, lane.Admit(10, 10, T0), Ok(), 10, 5, T0);
+            Complete(lane, lane.Admit(10, 10, T0), Ok(), 5, T0);
         }
 
         var limit = lane.Concurrency.Limit;
-        Complete(lane, lane.Admit(10, 10, T0), new UpstreamResponse { StatusCode = 503, RetryAfter = TimeSpan.FromSeconds(5) }, 0, 0, T0);
-        Complete(lane, lane.Admit(10, 10, T0), new UpstreamResponse { FailureCode = FailureCodes.RequestTimeout }, 0, 0, T0);
+        Complete(lane, lane.Admit(10, 10, T0), new UpstreamResponse { StatusCode = 503, RetryAfter = TimeSpan.FromSeconds(5) }, 0, T0);
+        Complete(lane, lane.Admit(10, 10, T0), new UpstreamResponse { FailureCode = FailureCodes.RequestTimeout }, 0, T0);
 
         Assert.Equal(limit, lane.Concurrency.Limit);
         Assert.False(lane.InFailureRun);
-        Assert.Equal(TimeSpan.Zero, lane.WaitBeforeAdmitting(1, T0));
+        Assert.Equal(TimeSpan.Zero, lane.WaitBeforeAdmitting(1, 0, T0));
     }
 
     [Fact]
@@ -103,15 +103,15 @@ public sealed class LaneTests
         var lane = Create(options: new DispatchOptions { InitialConcurrency = 8, LimitHeadroom = 0, ConcurrencyCoolDown = TimeSpan.Zero, BreakerFailuresToOpen = 100 });
         for (var i = 0; i < FailureWindow.RunThreshold - 1; i++)
         {
-            Complete(lane, lane.Admit(10, 10, T0), new UpstreamResponse { StatusCode = 503 }, 0, 0, T0);
+            Complete(lane, lane.Admit(10, 10, T0), new UpstreamResponse { StatusCode = 503 }, 0, T0);
         }
 
         Assert.Equal(8, lane.Concurrency.Limit);
-        Complete(lane, lane.Admit(10, 10, T0), new UpstreamResponse { StatusCode = 529, RetryAfter = TimeSpan.FromSeconds(2) }, 0, 0, T0);
+        Complete(lane, lane.Admit(10, 10, T0), new UpstreamResponse { StatusCode = 529, RetryAfter = TimeSpan.FromSeconds(2) }, 0, T0);
 
         Assert.True(lane.InFailureRun);
         Assert.Equal(4, lane.Concurrency.Limit);
-        Assert.Equal(TimeSpan.FromSeconds(2), lane.WaitBeforeAdmitting(1, T0));
+        Assert.Equal(TimeSpan.FromSeconds(2), lane.WaitBeforeAdmitting(1, 0, T0));
     }
 
     [Fact]
@@ -129,7 +129,7 @@ public sealed class LaneTests
             var reservation = lane.Admit(prompt, 50, now);
             providerLevel = Math.Max(0, providerLevel - (1000 * (now - last).TotalSeconds)) + (1.5 * prompt) + 50;
             last = now;
-            Complete(lane, reservation, Ok(new RateLimitSnapshot { TokenLimit = 60_000, TokensReset = TimeSpan.FromSeconds(providerLevel / 1000) }), prompt, 20, now);
+            Complete(lane, reservation, Ok(new RateLimitSnapshot { TokenLimit = 60_000, TokensReset = TimeSpan.FromSeconds(providerLevel / 1000) }), 20, now);
         }
 
         Assert.InRange(lane.TokenCostFactor, 1.45, 1.55);
@@ -143,11 +143,11 @@ public sealed class LaneTests
 
         for (var i = 0; i < 2; i++)
         {
-            Complete(lane, lane.Admit(1, 1, T0), new UpstreamResponse { FailureCode = FailureCodes.ConnectionError }, 0, 0, T0);
+            Complete(lane, lane.Admit(1, 1, T0), new UpstreamResponse { FailureCode = FailureCodes.ConnectionError }, 0, T0);
         }
 
         Assert.Equal(BreakerState.Open, lane.Upstream.Breaker.State);
-        Assert.Equal(TimeSpan.FromSeconds(2), lane.WaitBeforeAdmitting(1, T0));
+        Assert.Equal(TimeSpan.FromSeconds(2), lane.WaitBeforeAdmitting(1, 0, T0));
         Assert.Equal(0, lane.Upstream.InFlight);
     }
 
@@ -164,12 +164,12 @@ public sealed class LaneTests
         var first = lane.Admit(1, 1, T0);
         var second = lane.Admit(1, 1, T0);
 
-        var change = Complete(lane, first, Refused(), 0, 0, T0);
+        var change = Complete(lane, first, Refused(), 0, T0);
 
         Assert.Equal(KeyChange.None, change.Key);
-        Assert.Null(lane.WaitBeforeAdmitting(1, T0));
-        Complete(lane, second, Ok(), 1, 1, T0);
-        Assert.Equal(TimeSpan.Zero, lane.WaitBeforeAdmitting(1, T0));
+        Assert.Null(lane.WaitBeforeAdmitting(1, 0, T0));
+        Complete(lane, second, Ok(), 1, T0);
+        Assert.Equal(TimeSpan.Zero, lane.WaitBeforeAdmitting(1, 0, T0));
         Assert.Null(lane.Halt);
     }
 
@@ -180,24 +180,24 @@ public sealed class LaneTests
         var lane = Create(options: options, key: "sk-wrong-key");
         var sent = Enumerable.Range(0, 3).Select(_ => lane.Admit(1, 1, T0)).ToList();
 
-        var changes = sent.Select(r => Complete(lane, r, Refused("Incorrect API key provided: sk-wrong-key."), 0, 0, T0).Key).ToList();
+        var changes = sent.Select(r => Complete(lane, r, Refused("Incorrect API key provided: sk-wrong-key."), 0, T0).Key).ToList();
 
         Assert.Equal([KeyChange.None, KeyChange.None, KeyChange.Refused], changes);
         var halt = Assert.IsType<LaneHalt>(lane.Halt);
         Assert.Equal((LaneCondition.KeyRefused, T0, T0.AddSeconds(30)), (halt.Condition, halt.Since, halt.NextProbeAt));
         Assert.Equal("HTTP 401: Incorrect API key provided: ***.", halt.Reason);
-        Assert.Equal(TimeSpan.FromSeconds(30), lane.WaitBeforeAdmitting(1, T0));
+        Assert.Equal(TimeSpan.FromSeconds(30), lane.WaitBeforeAdmitting(1, 0, T0));
 
         // One probe at a time, no sooner than the interval.
         var probe = lane.Admit(1, 1, T0.AddSeconds(30));
-        Assert.NotEqual(TimeSpan.Zero, lane.WaitBeforeAdmitting(1, T0.AddSeconds(30)));
-        Complete(lane, probe, Refused(), 0, 0, T0.AddSeconds(31));
-        Assert.Equal(TimeSpan.FromSeconds(29), lane.WaitBeforeAdmitting(1, T0.AddSeconds(31)));
+        Assert.NotEqual(TimeSpan.Zero, lane.WaitBeforeAdmitting(1, 0, T0.AddSeconds(30)));
+        Complete(lane, probe, Refused(), 0, T0.AddSeconds(31));
+        Assert.Equal(TimeSpan.FromSeconds(29), lane.WaitBeforeAdmitting(1, 0, T0.AddSeconds(31)));
 
-        var accepted = Complete(lane, lane.Admit(1, 1, T0.AddSeconds(60)), new UpstreamResponse { StatusCode = 400 }, 0, 0, T0.AddSeconds(61));
+        var accepted = Complete(lane, lane.Admit(1, 1, T0.AddSeconds(60)), new UpstreamResponse { StatusCode = 400 }, 0, T0.AddSeconds(61));
         Assert.Equal(KeyChange.Accepted, accepted.Key);
         Assert.Null(lane.Halt);
-        Assert.Equal(TimeSpan.Zero, lane.WaitBeforeAdmitting(1, T0.AddSeconds(61)));
+        Assert.Equal(TimeSpan.Zero, lane.WaitBeforeAdmitting(1, 0, T0.AddSeconds(61)));
     }
 
     [Fact]
@@ -205,7 +205,7 @@ public sealed class LaneTests
     {
         var lane = Create(new LaneLimits { MaxConcurrency = 1 }, key: "k");
 
-        Complete(lane, lane.Admit(1, 1, T0), Refused("This key may not use this model; got k."), 0, 0, T0);
+        Complete(lane, lane.Admit(1, 1, T0), Refused("This key may not use this model; got k."), 0, T0);
 
         Assert.Equal("HTTP 401: This key may not use this model; got ***.", lane.Halt!.Reason);
     }
@@ -215,7 +215,7 @@ public sealed class LaneTests
     {
         var lane = Create(new LaneLimits { MaxConcurrency = 1 });
 
-        Assert.Equal(KeyChange.Refused, Complete(lane, lane.Admit(1, 1, T0), Refused(), 0, 0, T0).Key);
+        Assert.Equal(KeyChange.Refused, Complete(lane, lane.Admit(1, 1, T0), Refused(), 0, T0).Key);
     }
 
     [Fact]
@@ -223,9 +223,9 @@ public sealed class LaneTests
     {
         var lane = Create(options: new DispatchOptions { LimitHeadroom = 0, RefusalsToStop = 2, BreakerFailuresToOpen = 100 });
 
-        Complete(lane, lane.Admit(1, 1, T0), Refused(), 0, 0, T0);
-        Complete(lane, lane.Admit(1, 1, T0), new UpstreamResponse { FailureCode = FailureCodes.ConnectionError }, 0, 0, T0);
-        var second = Complete(lane, lane.Admit(1, 1, T0), Refused(), 0, 0, T0);
+        Complete(lane, lane.Admit(1, 1, T0), Refused(), 0, T0);
+        Complete(lane, lane.Admit(1, 1, T0), new UpstreamResponse { FailureCode = FailureCodes.ConnectionError }, 0, T0);
+        var second = Complete(lane, lane.Admit(1, 1, T0), Refused(), 0, T0);
 
         Assert.Equal(KeyChange.Refused, second.Key);
     }
@@ -235,15 +235,15 @@ public sealed class LaneTests
     {
         var lane = Create(options: new DispatchOptions { BreakerFailuresToOpen = 3, LimitHeadroom = 0 });
 
-        Complete(lane, lane.Admit(1, 1, T0), new UpstreamResponse { FailureCode = FailureCodes.ConnectionError, FailureMessage = "connection failed: Connection refused" }, 0, 0, T0);
-        Complete(lane, lane.Admit(1, 1, T0), new UpstreamResponse { StatusCode = 502 }, 0, 0, T0.AddSeconds(1));
+        Complete(lane, lane.Admit(1, 1, T0), new UpstreamResponse { FailureCode = FailureCodes.ConnectionError, FailureMessage = "connection failed: Connection refused" }, 0, T0);
+        Complete(lane, lane.Admit(1, 1, T0), new UpstreamResponse { StatusCode = 502 }, 0, T0.AddSeconds(1));
         Assert.Null(lane.Halt);
-        var change = Complete(lane, lane.Admit(1, 1, T0), new UpstreamResponse { FailureCode = FailureCodes.ConnectionError, FailureMessage = "connection failed: Connection refused" }, 0, 0, T0.AddSeconds(2));
+        var change = Complete(lane, lane.Admit(1, 1, T0), new UpstreamResponse { FailureCode = FailureCodes.ConnectionError, FailureMessage = "connection failed: Connection refused" }, 0, T0.AddSeconds(2));
 
         Assert.Equal(BreakerChange.Opened, change.Breaker);
         var halt = Assert.IsType<LaneHalt>(lane.Halt);
         Assert.Equal((LaneCondition.Down, T0, "connection failed: Connection refused", T0.AddSeconds(4)), (halt.Condition, halt.Since, halt.Reason, halt.NextProbeAt));
-        Assert.Equal(BreakerChange.Closed, Complete(lane, lane.Admit(1, 1, T0.AddSeconds(4)), Ok(), 1, 1, T0.AddSeconds(4)).Breaker);
+        Assert.Equal(BreakerChange.Closed, Complete(lane, lane.Admit(1, 1, T0.AddSeconds(4)), Ok(), 1, T0.AddSeconds(4)).Breaker);
         Assert.Null(lane.Halt);
     }
 }

@@ -61,16 +61,45 @@ public sealed class RateLimitSnapshotTests
     }
 
     [Fact]
-    public void AnthropicHeaders_AreRead_WithResetTimesAsDurations()
+    public void AnthropicHeaders_AreRead_WithResetTimesAsDurations_AndSplitTokenLimitsApart()
     {
         var snapshot = RateLimitSnapshot.Read(Headers(
             ("anthropic-ratelimit-requests-limit", "50"), ("anthropic-ratelimit-requests-reset", "2026-11-28T12:00:01.500Z"),
-            ("anthropic-ratelimit-input-tokens-limit", "40000"), ("anthropic-ratelimit-input-tokens-reset", "2026-11-28T12:00:03Z")), T0);
+            ("anthropic-ratelimit-input-tokens-limit", "40000"), ("anthropic-ratelimit-input-tokens-reset", "2026-11-28T12:00:03Z"),
+            ("anthropic-ratelimit-output-tokens-limit", "8000"), ("anthropic-ratelimit-output-tokens-reset", "2026-11-28T12:00:00.250Z"),
+            // The tokens-* headers repeat the tighter of the two: they are not a third limit.
+            ("anthropic-ratelimit-tokens-limit", "40000"), ("anthropic-ratelimit-tokens-reset", "2026-11-28T12:00:03Z")), T0);
 
         Assert.Equal(50, snapshot?.RequestLimit);
         Assert.Equal(TimeSpan.FromMilliseconds(1500), snapshot?.RequestsReset);
-        Assert.Equal(40_000, snapshot?.TokenLimit);
-        Assert.Equal(TimeSpan.FromSeconds(3), snapshot?.TokensReset);
+        Assert.Equal(40_000, snapshot?.InputTokenLimit);
+        Assert.Equal(TimeSpan.FromSeconds(3), snapshot?.InputTokensReset);
+        Assert.Equal(8_000, snapshot?.OutputTokenLimit);
+        Assert.Equal(TimeSpan.FromMilliseconds(250), snapshot?.OutputTokensReset);
+        Assert.Null(snapshot?.TokenLimit);
+        Assert.Null(snapshot?.TokensReset);
+    }
+
+    [Fact]
+    public void AnthropicTokensHeaders_AloneAreOneTokenLimit()
+    {
+        var snapshot = RateLimitSnapshot.Read(Headers(("anthropic-ratelimit-tokens-limit", "90000"), ("anthropic-ratelimit-tokens-reset", "2026-11-28T12:00:00.020Z")), T0);
+
+        Assert.Equal(90_000, snapshot?.TokenLimit);
+        Assert.Equal(TimeSpan.FromMilliseconds(20), snapshot?.TokensReset);
+    }
+
+    [Theory]
+    [InlineData("6m0s", 360_000)]
+    [InlineData("1s", 1000)]
+    [InlineData("20ms", 20)]
+    [InlineData("0.5s", 500)]
+    [InlineData("1m30.5s", 90_500)]
+    public void OpenAIResetDurations_InEveryFormTheyUse(string header, int milliseconds)
+    {
+        var snapshot = RateLimitSnapshot.Read(Headers(("x-ratelimit-limit-tokens", "500000"), ("x-ratelimit-reset-tokens", header)), T0);
+
+        Assert.Equal(TimeSpan.FromMilliseconds(milliseconds), snapshot?.TokensReset);
     }
 
     [Fact]
