@@ -31,6 +31,32 @@ internal static class RateLimitScenario
             Jitter = TimeSpan.FromMilliseconds(100),
         };
 
+        var rules = new (string Name, Action<SimulatorOptions> Apply)[]
+        {
+            ("characters/4 + max_tokens", _ => { }),
+            ("o200k", o => o.TokenCounting = TokenCounting.O200k),
+            ("1.5 x o200k", o => (o.TokenCounting, o.TokenScale) = (TokenCounting.O200k, 1.5)),
+            ("characters/4 + 10 per message", o => o.TokensPerMessage = 10),
+            ("minute-long buckets", o => o.BucketSeconds = 60),
+            ("headers when answered", o => o.HeadersWhenAnswered = true),
+            ("limits halved at 40%", o => o.LimitChangeAfter = TimeSpan.FromSeconds(bound * 0.4)),
+            ("no headers", o => o.RateLimitHeaders = false),
+        };
+        var rows = new List<object>();
+        foreach (var (name, apply) in rules)
+        {
+            var rule = new SimulatorOptions { RequestsPerMinute = rpm, TokensPerMinute = tpm, Latency = options.Latency, Jitter = options.Jitter };
+            apply(rule);
+            // The bound by what this provider counts; halving the limits at 40% leaves the rest at half the rate.
+            var counted = workload.Bodies.Sum(body => SimulatedProvider.CostOf(body, rule));
+            var ruleBound = Math.Max(counted / (tpm / 60.0), count / (rpm / 60.0));
+            ruleBound = rule.LimitChangeAfter is null ? ruleBound : (ruleBound * 0.4) + (ruleBound * 0.6 * 2);
+            var configuredRule = await ShepherdAsync(workload, rule, ruleBound, "--rpm", ShepherdRun.Text(rpm), "--tpm", ShepherdRun.Text(tpm));
+            var learnedRule = await ShepherdAsync(workload, rule, ruleBound);
+            await Console.Error.WriteLineAsync($"{name}: configured {configuredRule.RatioToBound}x, {configuredRule.RateLimitedShare:P1} 429; learned {learnedRule.RatioToBound}x, {learnedRule.RateLimitedShare:P1} 429");
+            rows.Add(new { Rule = name, BoundSeconds = Math.Round(ruleBound, 2), Configured = configuredRule, Learned = learnedRule });
+        }
+
         var configured = await ShepherdAsync(workload, options, bound, "--rpm", ShepherdRun.Text(rpm), "--tpm", ShepherdRun.Text(tpm));
         await Console.Error.WriteLineAsync($"configured: {configured.WallSeconds} s, {configured.RateLimitedShare:P1} answered 429");
         var learned = await ShepherdAsync(workload, options, bound);
@@ -49,6 +75,7 @@ internal static class RateLimitScenario
             ShepherdConfigured = configured,
             ShepherdLearned = learned,
             Naive = naive,
+            Rules = rows,
             NaiveSettings = new { Concurrency = naiveConcurrency, SleepAfter429Seconds = naiveSleep.TotalSeconds, GivenUpAfterSeconds = naiveCap.TotalSeconds },
         };
     }

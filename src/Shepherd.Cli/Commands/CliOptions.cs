@@ -74,6 +74,9 @@ internal static class CliOptions
     public static Option<double?> OptionalSeconds(string name, string description, double min) =>
         Checked<double?>(name, description, null, $"{name} must be a number of seconds of at least {min}", text => Number(text, min, double.MaxValue));
 
+    public static Option<double> Number(string name, string description, double defaultValue, double min, double max) =>
+        Checked(name, description, defaultValue, $"{name} must be a number from {min} to {max}", text => Number(text, min, max));
+
     public static Option<double> Share(string name, string description) =>
         Checked(name, description, 0.0, $"{name} is a share between 0 and 1 (0.02 is 2%)", text => Number(text, 0, 1));
 

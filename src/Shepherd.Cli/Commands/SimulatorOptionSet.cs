@@ -13,6 +13,16 @@ internal sealed class SimulatorOptionSet
     private readonly Option<int> _jitter;
     private readonly Option<long?> _rpm;
     private readonly Option<long?> _tpm;
+    private readonly Option<long?> _itpm;
+    private readonly Option<long?> _otpm;
+    private readonly Option<TokenCounting> _count;
+    private readonly Option<double> _tokenScale;
+    private readonly Option<int> _messageTokens;
+    private readonly Option<double> _bucketSeconds;
+    private readonly Option<double?> _limitChangeAfter;
+    private readonly Option<double> _limitChangeFactor;
+    private readonly Option<bool> _noLimitHeaders;
+    private readonly Option<bool> _headersWhenAnswered;
     private readonly Option<double> _fail500;
     private readonly Option<double> _fail502;
     private readonly Option<double> _fail503;
@@ -29,6 +39,17 @@ internal sealed class SimulatorOptionSet
         _jitter = CliOptions.Int($"--{prefix}jitter", "Answer time varies by up to this many milliseconds either way", defaultJitterMs, 0, 600_000);
         _rpm = CliOptions.OptionalLong($"--{prefix}rpm", "Requests per minute the simulator admits, enforced per second (429 beyond)", 1);
         _tpm = CliOptions.OptionalLong($"--{prefix}tpm", "Tokens per minute (prompt + max_tokens) the simulator admits, enforced per second", 1);
+        _itpm = CliOptions.OptionalLong($"--{prefix}itpm", "Input tokens per minute, a limit of their own as Anthropic has it (cache reads not counted)", 1);
+        _otpm = CliOptions.OptionalLong($"--{prefix}otpm", "Output tokens per minute, a limit of their own as Anthropic has it (max_tokens charged when admitted, the unwritten rest given back)", 1);
+        _count = CliOptions.Choice($"--{prefix}count", "How the limiter counts prompt text: chars (four characters a token) or o200k (real tokens)", TokenCounting.Characters,
+            ("chars", TokenCounting.Characters), ("o200k", TokenCounting.O200k));
+        _tokenScale = CliOptions.Number($"--{prefix}token-scale", "The limiter's count of prompt text is multiplied by this (1.5 counts half as much again)", 1, 0.01, 100);
+        _messageTokens = CliOptions.Int($"--{prefix}message-tokens", "Tokens the limiter adds per chat message", 0, 0, 10_000);
+        _bucketSeconds = CliOptions.Number($"--{prefix}bucket-seconds", "Seconds of its limit each bucket holds: 1 enforces it per second, 60 allows a minute's worth at once", 1, 0.05, 3600);
+        _limitChangeAfter = CliOptions.OptionalSeconds($"--{prefix}limit-change-after", "Seconds after the first request when every limit changes (by --" + prefix + "limit-change-factor)", 0);
+        _limitChangeFactor = CliOptions.Number($"--{prefix}limit-change-factor", "What the limits are multiplied by when they change", 0.5, 0.01, 100);
+        _noLimitHeaders = new Option<bool>($"--{prefix}no-limit-headers") { Description = "Send no rate-limit headers: only 429s with retry-after tell of the limits" };
+        _headersWhenAnswered = new Option<bool>($"--{prefix}headers-when-answered") { Description = "Rate-limit headers tell the limits as they are when the answer is written, not when the request was admitted" };
         _fail500 = CliOptions.Share($"--{prefix}fail-500", "Share of requests answered 500");
         _fail502 = CliOptions.Share($"--{prefix}fail-502", "Share of requests answered 502 with an HTML page (a proxy's answer)");
         _fail503 = CliOptions.Share($"--{prefix}fail-503", "Share of requests answered 503");
@@ -40,7 +61,7 @@ internal sealed class SimulatorOptionSet
         _seed = CliOptions.Int($"--{prefix}seed", "Seed of the fault and jitter draws", 1, int.MinValue, int.MaxValue);
     }
 
-    public IEnumerable<Option> All => [_latency, _jitter, _rpm, _tpm, _fail500, _fail502, _fail503, _fail529, _reset, _hang, _errorRetryAfter, _context, _seed];
+    public IEnumerable<Option> All => [_latency, _jitter, _rpm, _tpm, _itpm, _otpm, _count, _tokenScale, _messageTokens, _bucketSeconds, _limitChangeAfter, _limitChangeFactor, _noLimitHeaders, _headersWhenAnswered, _fail500, _fail502, _fail503, _fail529, _reset, _hang, _errorRetryAfter, _context, _seed];
 
     public int Seed(ParseResult parse) => parse.GetValue(_seed);
 
@@ -53,6 +74,16 @@ internal sealed class SimulatorOptionSet
             Jitter = TimeSpan.FromMilliseconds(parse.GetValue(_jitter)),
             RequestsPerMinute = parse.GetValue(_rpm) is { } rpm ? (int)Math.Min(rpm, int.MaxValue) : null,
             TokensPerMinute = parse.GetValue(_tpm),
+            InputTokensPerMinute = parse.GetValue(_itpm),
+            OutputTokensPerMinute = parse.GetValue(_otpm),
+            TokenCounting = parse.GetValue(_count),
+            TokenScale = parse.GetValue(_tokenScale),
+            TokensPerMessage = parse.GetValue(_messageTokens),
+            BucketSeconds = parse.GetValue(_bucketSeconds),
+            LimitChangeAfter = parse.GetValue(_limitChangeAfter) is { } after ? TimeSpan.FromSeconds(after) : null,
+            LimitChangeFactor = parse.GetValue(_limitChangeFactor),
+            RateLimitHeaders = !parse.GetValue(_noLimitHeaders),
+            HeadersWhenAnswered = parse.GetValue(_headersWhenAnswered),
             Error500Rate = parse.GetValue(_fail500),
             Error502Rate = parse.GetValue(_fail502),
             Error503Rate = parse.GetValue(_fail503),

@@ -103,7 +103,13 @@ internal static class EngineSetup
     {
         upstream.RequestTimeout = settings.RequestTimeout;
         upstream.AnthropicVersion = settings.AnthropicVersion;
-        upstream.Limits = new LaneLimits { RequestsPerMinute = settings.RequestsPerMinute, TokensPerMinute = settings.TokensPerMinute }.Over(upstream.Limits);
+        upstream.Limits = new LaneLimits
+        {
+            RequestsPerMinute = settings.RequestsPerMinute,
+            TokensPerMinute = settings.TokensPerMinute,
+            InputTokensPerMinute = settings.InputTokensPerMinute,
+            OutputTokensPerMinute = settings.OutputTokensPerMinute,
+        }.Over(upstream.Limits);
         return upstream;
     }
 }

@@ -55,6 +55,10 @@ internal record EngineSettings
 
     public long? TokensPerMinute { get; init; }
 
+    public long? InputTokensPerMinute { get; init; }
+
+    public long? OutputTokensPerMinute { get; init; }
+
     public string? ApiKey { get; init; }
 
     public string AnthropicVersion { get; init; } = "2023-06-01";

@@ -184,6 +184,12 @@ public sealed class UpstreamConfig : KeyedConfig
     /// <summary>Tokens per minute of each lane.</summary>
     public long? Tpm { get; set; }
 
+    /// <summary>Input tokens per minute of each lane, where the provider limits them apart.</summary>
+    public long? Itpm { get; set; }
+
+    /// <summary>Output tokens per minute of each lane, where the provider limits them apart.</summary>
+    public long? Otpm { get; set; }
+
     /// <summary>The most requests in flight on each lane.</summary>
     public int? Concurrency { get; set; }
 
@@ -200,11 +206,8 @@ public sealed class UpstreamConfig : KeyedConfig
         Weight = Weight,
         BatchApi = BatchApi,
         Models = Models,
-        Limits = new LaneLimits { RequestsPerMinute = Rpm, TokensPerMinute = Tpm, MaxConcurrency = Concurrency },
-        ModelLimits = Lanes.ToDictionary(
-            p => p.Key,
-            p => new LaneLimits { RequestsPerMinute = p.Value.Rpm, TokensPerMinute = p.Value.Tpm, MaxConcurrency = p.Value.Concurrency },
-            StringComparer.Ordinal),
+        Limits = new LaneConfig { Rpm = Rpm, Tpm = Tpm, Itpm = Itpm, Otpm = Otpm, Concurrency = Concurrency }.ToLimits(),
+        ModelLimits = Lanes.ToDictionary(p => p.Key, p => p.Value.ToLimits(), StringComparer.Ordinal),
     };
 
     internal void Check(string where)
@@ -225,7 +228,7 @@ public sealed class UpstreamConfig : KeyedConfig
             ToOptions().Limits.Validate(where);
             foreach (var (model, lane) in Lanes)
             {
-                new LaneLimits { RequestsPerMinute = lane.Rpm, TokensPerMinute = lane.Tpm, MaxConcurrency = lane.Concurrency }.Validate($"{where}.lanes.{model}");
+                lane.ToLimits().Validate($"{where}.lanes.{model}");
             }
 
             if (Weight < 1)
@@ -249,8 +252,23 @@ public sealed class LaneConfig
     /// <summary>Tokens per minute.</summary>
     public long? Tpm { get; set; }
 
+    /// <summary>Input tokens per minute, where the provider limits them apart.</summary>
+    public long? Itpm { get; set; }
+
+    /// <summary>Output tokens per minute, where the provider limits them apart.</summary>
+    public long? Otpm { get; set; }
+
     /// <summary>The most requests in flight.</summary>
     public int? Concurrency { get; set; }
+
+    internal LaneLimits ToLimits() => new()
+    {
+        RequestsPerMinute = Rpm,
+        TokensPerMinute = Tpm,
+        InputTokensPerMinute = Itpm,
+        OutputTokensPerMinute = Otpm,
+        MaxConcurrency = Concurrency,
+    };
 }
 
 /// <summary>The <c>native</c> section: how native batches are watched at their provider.</summary>
