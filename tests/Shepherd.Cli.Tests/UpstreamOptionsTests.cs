@@ -76,7 +76,8 @@ public sealed class UpstreamOptionsTests : IDisposable
     [Theory]
     [InlineData("""{ "upstreams": [ { "baseUrl": "http://127.0.0.1:1/v1", "rmp": 5 } ] }""", "shepherd.json:line 1: $.upstreams[0].rmp: The JSON property 'rmp' could not be mapped")]
     [InlineData("{ \"upstreams\": [\n  { \"provider\": \"azure\" }\n] }", "upstreams[0].provider: 'azure' is not one of openai, anthropic")]
-    [InlineData("{ \"upstreams\": [ { \"rpm\": 0 } ] }", "rpm and tpm must be at least 1")]
+    [InlineData("{ \"upstreams\": [ { \"rpm\": 0 } ] }", "upstreams[0]: rpm, tpm, itpm and otpm must be at least 1")]
+    [InlineData("{ \"upstreams\": [ { \"lanes\": { \"claude-haiku-4.5\": { \"otpm\": 0 } } } ] }", "upstreams[0].lanes.claude-haiku-4.5: rpm, tpm, itpm and otpm must be at least 1")]
     [InlineData("{ \"upstreams\": [ { \"apiKey\": \"a\", \"apiKeyEnv\": \"B\" } ] }", "give the key once")]
     [InlineData("{ \"upstreams\": [\n\n  { \"weight\": \"heavy\" }\n] }", "shepherd.json:line 3: $.upstreams[0].weight")]
     public async Task ABadConfigurationFile_IsRefused_SayingWhereAndWhy(string content, string message)
