@@ -415,14 +415,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
                 json.WriteNumber("output_tokens", batch.OutputTokens);
                 json.WriteNumber("cost_usd", Cost.ToUsd(batch.CostNanos));
                 json.WriteNumber("unpriced_requests", batch.Unpriced);
-                if (batch.BudgetNanos is { } budget)
-                {
-                    json.WriteNumber("budget_usd", Cost.ToUsd(budget));
-                }
-                else
-                {
-                    json.WriteNull("budget_usd");
-                }
+                json.WriteNumberOrNull("budget_usd", batch.BudgetNanos is { } budget ? Cost.ToUsd(budget) : null);
 
                 json.WriteNumber("budget_exceeded_requests", batch.BudgetExceeded);
                 json.WriteNumber("finished_this_run", finishedThisRun);

@@ -1,3 +1,4 @@
+using Shepherd.Engine.Formats;
 using System.Buffers;
 using System.Globalization;
 using System.Text;
@@ -47,14 +48,7 @@ internal static class RemoteOutput
         json.WriteNumber("input_tokens", batch.InputTokens);
         json.WriteNumber("output_tokens", batch.OutputTokens);
         json.WriteNumber("cost_usd", batch.CostUsd);
-        if (batch.BudgetUsd is { } budget)
-        {
-            json.WriteNumber("budget_usd", budget);
-        }
-        else
-        {
-            json.WriteNull("budget_usd");
-        }
+        json.WriteNumberOrNull("budget_usd", batch.BudgetUsd);
 
         json.WriteNumber("budget_exceeded_requests", batch.BudgetExceededRequests);
         WriteTime(json, "created_at", batch.CreatedAt);

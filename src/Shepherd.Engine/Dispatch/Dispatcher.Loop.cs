@@ -465,7 +465,7 @@ public sealed partial class Dispatcher
             return best;
         }
 
-        private async Task SendAsync(WorkItem work, Lane lane, Reservation reservation, CancellationToken cancellationToken)
+        private async Task SendAsync(WorkItem work, Lane lane, SentRequest reservation, CancellationToken cancellationToken)
         {
             // Off the loop at once: building and sending a request, and reading its answer, run in
             // parallel on the pool; the loop only admits and decides.
@@ -572,7 +572,7 @@ public sealed partial class Dispatcher
         {
             var (work, lane, reservation, response, classified) = answered;
             var now = Now;
-            var latency = now - reservation.SentAt;
+            var latency = now - reservation.At;
             var priced = Priced(work.Item.Model, classified.Result) is { } answer ? answer with { LatencyMs = (int)Math.Min(int.MaxValue, latency.TotalMilliseconds) } : null;
             Settle(work, priced);
             if (response is null)

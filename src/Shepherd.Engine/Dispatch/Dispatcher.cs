@@ -356,7 +356,7 @@ public sealed partial class Dispatcher
     private sealed record ClaimedEvent(ModelQueue Queue, IReadOnlyList<ClaimedItem> Items, DateTimeOffset? NextDue) : DispatchEvent;
 
     /// <summary>An answer, already classified where it arrived, so the loop only decides; null when abandoned on stop.</summary>
-    private sealed record AnsweredEvent(WorkItem Work, Lane Lane, Reservation Reservation, UpstreamResponse? Response, Classified Classified) : DispatchEvent;
+    private sealed record AnsweredEvent(WorkItem Work, Lane Lane, SentRequest Reservation, UpstreamResponse? Response, Classified Classified) : DispatchEvent;
 
     /// <summary>A leased item on its way: its url, and its prompt tokens once a lane needed them.</summary>
     private sealed class WorkItem(ClaimedItem item, string url, long order)

@@ -4,18 +4,12 @@ using Shepherd.Engine.Upstreams;
 namespace Shepherd.Engine.Dispatch;
 
 /// <summary>
-/// What a lane set aside for one request: when it went, its locally counted prompt tokens, its
-/// output allowance, and the tokens it was counted as (the prompt scaled by what the provider's
-/// counts taught, plus the output).
-/// </summary>
-internal readonly record struct Reservation(long Sequence, DateTimeOffset SentAt, double PromptTokens, double OutputTokens, double Tokens);
-
-/// <summary>
-/// One upstream serving one model, with its own limits: a request bucket and a token bucket
-/// (configured, or learned from the provider's rate-limit headers), an adaptive concurrency
-/// limit, and a pause that a <c>retry-after</c> puts on the whole lane. Every reservation is
-/// corrected from the answer: by its real usage, and by the provider's own count whenever it
-/// sends one, which wins over any local estimate. A lane whose key the upstream refuses stops:
+/// One upstream serving one model, with its own limits: a bucket per limit the provider has
+/// (<see cref="LaneLimit"/>: configured, announced in its rate-limit headers, or inferred from
+/// 429s), an adaptive concurrency limit, and a pause that a <c>retry-after</c> puts on the whole
+/// lane. The buckets follow the provider's own count whenever it sends one, which wins over any
+/// local estimate; a margin that 429s grow absorbs what the two still differ by, and where the
+/// provider says nothing of its level, 429s cut the rate itself. A lane whose key the upstream refuses stops:
 /// after the first refusal nothing more goes until the requests in flight are back, and after
 /// a few in a row with no other answer between, only a probe now and then. Not thread-safe: the
 /// dispatcher's loop owns it.
@@ -146,7 +140,7 @@ internal sealed class Lane
             : null;
 
     /// <summary>True when requests must be counted in tokens: the lane has, or has learned, a limit on tokens.</summary>
-    public bool CountsTokens => _limits.Any(l => l.Kind != LimitKind.Requests && l.Bucket is not null);
+    public bool CountsTokens => Limit(LimitKind.Tokens).Bucket is not null || Limit(LimitKind.InputTokens).Bucket is not null || Limit(LimitKind.OutputTokens).Bucket is not null;
 
     /// <summary>Requests per minute the lane keeps to; null while it has no limit.</summary>
     public double? RequestsPerMinute => Limit(LimitKind.Requests).Bucket?.PerMinute;
@@ -222,7 +216,7 @@ internal sealed class Lane
     private SentRequest Reserve(int promptTokens, int? maxOutputTokens, DateTimeOffset now) =>
         new(_sequence + 1, now, promptTokens, maxOutputTokens ?? _averageOutput, TokensFor(promptTokens, maxOutputTokens));
 
-    public Reservation Admit(int promptTokens, int? maxOutputTokens, DateTimeOffset now)
+    public SentRequest Admit(int promptTokens, int? maxOutputTokens, DateTimeOffset now)
     {
         var sent = Reserve(promptTokens, maxOutputTokens, now);
         _firstSend ??= now;
@@ -241,7 +235,7 @@ internal sealed class Lane
 
         _sequence = sent.Sequence;
         _sends.Add(sent);
-        return new Reservation(sent.Sequence, now, promptTokens, sent.OutputTokens, sent.Tokens);
+        return sent;
     }
 
     /// <summary>Ends a request abandoned on stop: nothing is learned from it.</summary>
@@ -257,7 +251,7 @@ internal sealed class Lane
     /// timeout means so only in a run of failures: one among many successes is not congestion,
     /// so it neither halves the concurrency nor pauses the lane.
     /// </summary>
-    public LaneChange Complete(Reservation reservation, UpstreamResponse response, Verdict verdict, int outputTokens, DateTimeOffset now)
+    public LaneChange Complete(SentRequest reservation, UpstreamResponse response, Verdict verdict, int outputTokens, DateTimeOffset now)
     {
         Upstream.InFlight--;
         var change = new LaneChange(Upstream.Record(response, now), RecordRefusal(response, verdict, now));
@@ -365,7 +359,7 @@ internal sealed class Lane
     /// <summary>The limit whose level teaches how the provider counts prompts: input tokens where they are apart, else tokens.</summary>
     private LaneLimit? PromptLimit => Limit(LimitKind.InputTokens).Bucket is not null ? Limit(LimitKind.InputTokens) : Limit(LimitKind.Tokens).Bucket is not null ? Limit(LimitKind.Tokens) : null;
 
-    private void Learn(RateLimitSnapshot snapshot, Reservation reservation, DateTimeOffset now)
+    private void Learn(RateLimitSnapshot snapshot, SentRequest reservation, DateTimeOffset now)
     {
         var changed = false;
         foreach (var limit in _limits)
@@ -401,7 +395,7 @@ internal sealed class Lane
                 LearnCostFactor(reservation, level, perSecond);
             }
 
-            bucket.Sync(level * _share, reservation.SentAt, _sends.After(reservation.Sequence).Select(s => (s.At, limit.CostOf(s))), now);
+            bucket.Sync(level * _share, reservation.At, _sends.After(reservation.Sequence).Select(s => (s.At, limit.CostOf(s))), now);
         }
     }
 
@@ -431,34 +425,39 @@ internal sealed class Lane
             return;
         }
 
+        if (now - _lastRateCut >= RateCutCoolDown)
+        {
+            CutRate(now);
+        }
+
         foreach (var limit in _limits)
         {
             // The provider is full: what the lane sends after the pause goes at the rate, not as a burst into a bucket it believes empty.
             limit.Bucket?.Fill(now);
         }
+    }
 
-        if (now - _lastRateCut < RateCutCoolDown)
-        {
-            return;
-        }
-
+    /// <summary>
+    /// Cuts the rate of a lane the provider says nothing of its level to: by <see cref="RateCut"/>,
+    /// or by more when more of the requests since the last cut were turned away (the limit fell).
+    /// Where nothing sets a limit, the first cut starts from what the provider took lately.
+    /// </summary>
+    private void CutRate(DateTimeOffset now)
+    {
+        _lastRateCut = now;
         var requests = Limit(LimitKind.Requests);
         if (_limits.All(l => l.PerMinute is null))
         {
-            // Nothing says what the limit is. What the provider took over the last seconds is about
-            // it, counted over at least a second: the first wave, sent at once, is not a rate.
+            // What the provider took over the last seconds, counted over at least a second: the first wave, sent at once, is not a rate.
             var window = Math.Min(InferenceWindow.TotalSeconds, (now - (_firstSend ?? now)).TotalSeconds);
             requests.Inferred = Math.Max(1, _sends.CountSince(now - TimeSpan.FromSeconds(window)).Taken / Math.Max(1, window) * 60);
         }
 
-        _lastRateCut = now;
-        requests.Bucket?.Fill(now);
-        // At least by the cut; by more when more of the requests since the last cut were turned away (the limit fell).
         var (sent, taken) = _sends.CountSince(now - RateCutCoolDown);
         var cut = Math.Min(RateCut, Math.Max(0.5, sent == 0 ? 1 : (double)taken / sent));
-        if (requests.Inferred is { } inferred && requests.PerMinute == inferred)
+        if (requests.IsInferred)
         {
-            requests.Inferred = inferred * cut;
+            requests.Inferred *= cut;
         }
         else
         {
@@ -480,12 +479,11 @@ internal sealed class Lane
         }
 
         var requests = Limit(LimitKind.Requests);
-        var inferred = requests.Inferred is not null && requests.PerMinute == requests.Inferred;
-        if (_rateScale < 1 || inferred)
+        if (_rateScale < 1 || requests.IsInferred)
         {
             // A rate cut for 429s comes back answer by answer (so about one answer in a hundred is a
             // 429 however slow the lane goes): a configured rate up to itself, an inferred one on up until the next 429.
-            if (inferred)
+            if (requests.IsInferred)
             {
                 requests.Inferred *= 1 + RateRecoveryPerAnswer;
             }
@@ -528,9 +526,9 @@ internal sealed class Lane
     /// requests as. A window is read once all of its requests are answered;
     /// answers arrive in any order, so every answer looks at the windows it may complete.
     /// </summary>
-    private void LearnCostFactor(Reservation reservation, double level, double perSecond)
+    private void LearnCostFactor(SentRequest reservation, double level, double perSecond)
     {
-        _observed[reservation.Sequence] = (reservation.SentAt, level);
+        _observed[reservation.Sequence] = (reservation.At, level);
         while (_observed.Count > ObservedLevelsKept)
         {
             _observed.Remove(_observed.Keys.First());

@@ -52,6 +52,9 @@ internal sealed class LaneLimit(LimitKind kind, double? configured)
     /// <summary>Per minute, as inferred from the rate at which 429s began; null unless nothing else sets the limit.</summary>
     public double? Inferred { get; set; }
 
+    /// <summary>True when the limit in force is the inferred one: neither the configuration nor the provider set one.</summary>
+    public bool IsInferred => Configured is null && Announced is null && Inferred is not null;
+
     /// <summary>The limit per minute before headroom and shares: the lower of the configured and the announced, else the inferred.</summary>
     public double? PerMinute => (Configured, Announced) switch
     {

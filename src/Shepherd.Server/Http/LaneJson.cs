@@ -1,3 +1,4 @@
+using Shepherd.Engine.Formats;
 using System.Text.Json;
 using Shepherd.Engine.Dispatch;
 using Shepherd.Server.OpenAI;
@@ -34,15 +35,6 @@ internal static class LaneJson
         _ => "sending",
     };
 
-    private static void WriteRate(Utf8JsonWriter json, string name, double? perMinute)
-    {
-        if (perMinute is { } value)
-        {
-            json.WriteNumber(name, Math.Round(value, 1));
-        }
-        else
-        {
-            json.WriteNull(name);
-        }
-    }
+    private static void WriteRate(Utf8JsonWriter json, string name, double? perMinute) =>
+        json.WriteNumberOrNull(name, perMinute is { } value ? Math.Round((decimal)value, 1) : null);
 }

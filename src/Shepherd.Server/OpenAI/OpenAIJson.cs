@@ -1,3 +1,4 @@
+using Shepherd.Engine.Formats;
 using System.Text.Json;
 using Shepherd.Engine.Pricing;
 using Shepherd.Engine.Storage;
@@ -85,14 +86,7 @@ internal static class OpenAIJson
         json.WriteNumber("total_items", batch.Total);
         json.WriteNumber("cost_usd", Cost.ToUsd(batch.CostNanos));
         json.WriteNumber("unpriced_requests", batch.Unpriced);
-        if (batch.BudgetNanos is { } budget)
-        {
-            json.WriteNumber("budget_usd", Cost.ToUsd(budget));
-        }
-        else
-        {
-            json.WriteNull("budget_usd");
-        }
+        json.WriteNumberOrNull("budget_usd", batch.BudgetNanos is { } budget ? Cost.ToUsd(budget) : null);
 
         json.WriteNumber("budget_exceeded_requests", batch.BudgetExceeded);
         var started = batch.InProgressAt ?? batch.CreatedAt;

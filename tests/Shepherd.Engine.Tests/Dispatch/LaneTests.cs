@@ -22,7 +22,7 @@ public sealed class LaneTests
     private static UpstreamResponse Ok(RateLimitSnapshot? limits = null) => new() { StatusCode = 200, RateLimits = limits };
 
     /// <summary>Completes a request with the verdict the dispatcher would give its answer.</summary>
-    private static LaneChange Complete(Lane lane, Reservation reservation, UpstreamResponse response, int output, DateTimeOffset now) =>
+    private static LaneChange Complete(Lane lane, SentRequest reservation, UpstreamResponse response, int output, DateTimeOffset now) =>
         lane.Complete(reservation, response, response.StatusCode switch
         {
             >= 200 and < 300 => Verdict.Success,
