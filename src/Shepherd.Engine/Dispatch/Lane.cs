@@ -26,11 +26,16 @@ internal sealed class Lane
     /// swap places at either end matter little.
     /// </summary>
     private const int CostWindow = 8;
+    private const double MinCostFactor = 0.25;
+    private const double MaxCostFactor = 4;
+
+    /// <summary>How far apart two requests must go for the provider to see them in the order they went.</summary>
+    private static readonly TimeSpan Apart = TimeSpan.FromMilliseconds(5);
 
     /// <summary>What a 429 adds to the margin of the lane's buckets, and the most they hold back.</summary>
     private const double MarginStep = 0.1;
     private const double MaxMargin = 0.75;
-    private const double InitialMargin = 0.2;
+    private const double InitialMargin = 0.5;
 
     /// <summary>What each answer that is not a 429 takes off the margin: about one 429 in a hundred answers keeps it where it is.</summary>
     private const double MarginRelief = 0.001;
@@ -40,7 +45,7 @@ internal sealed class Lane
     private const double RateCut = 0.85;
     private const double RateRecoveryPerAnswer = 0.0015;
     private static readonly TimeSpan InferenceWindow = TimeSpan.FromSeconds(2);
-    private static readonly TimeSpan RateCutCoolDown = TimeSpan.FromMilliseconds(500);
+    private const double LatencyWeight = 0.1;
 
     private readonly LaneLimit[] _limits;
     private readonly SendHistory _sends = new();
@@ -57,6 +62,7 @@ internal sealed class Lane
     private DateTimeOffset _lastRateCut = DateTimeOffset.MinValue;
     private DateTimeOffset _lastMarginStep = DateTimeOffset.MinValue;
     private DateTimeOffset? _firstSend;
+    private TimeSpan _latency = TimeSpan.FromMilliseconds(500);
     private double _averageOutput;
     private long _sequence;
 
@@ -258,13 +264,18 @@ internal sealed class Lane
         var status = response.StatusCode;
         _failures.Add(verdict == Verdict.Transient && status != 429);
         var overload = status is 503 or 529 || response.FailureCode == FailureCodes.RequestTimeout;
+        if (status is not null && now > reservation.At)
+        {
+            _latency += LatencyWeight * (now - reservation.At - _latency);
+        }
+
         if (status == 429)
         {
             RateLimited(now);
         }
         else if (status is not null)
         {
-            Relieve(now);
+            Relieve(reservation, now);
         }
 
         if (status == 429 || (overload && _failures.InRun))
@@ -277,7 +288,7 @@ internal sealed class Lane
         }
         else if (status is >= 200 and < 300)
         {
-            Concurrency.Succeeded();
+            Concurrency.Succeeded(paced: Limit(LimitKind.Requests).Bucket is not null || CountsTokens);
             _averageOutput += OutputAverageWeight * (outputTokens - _averageOutput);
             // Output limits charge the allowance when a request goes and give back what was not written.
             Limit(LimitKind.OutputTokens).Bucket?.Add(outputTokens - reservation.OutputTokens, now);
@@ -442,18 +453,19 @@ internal sealed class Lane
     /// or by more when more of the requests since the last cut were turned away (the limit fell).
     /// Where nothing sets a limit, the first cut starts from what the provider took lately.
     /// </summary>
+    /// <summary>How long a rate cut takes to show: about the time an answer takes (between 50 ms and a second).</summary>
+    private TimeSpan RateCutCoolDown => TimeSpan.FromTicks(Math.Clamp(_latency.Ticks, TimeSpan.TicksPerMillisecond * 50, TimeSpan.TicksPerSecond));
+
     private void CutRate(DateTimeOffset now)
     {
-        _lastRateCut = now;
         var requests = Limit(LimitKind.Requests);
+        var (sent, taken) = _sends.CountSince(_lastRateCut);
         if (_limits.All(l => l.PerMinute is null))
         {
             // What the provider took over the last seconds, counted over at least a second: the first wave, sent at once, is not a rate.
             var window = Math.Min(InferenceWindow.TotalSeconds, (now - (_firstSend ?? now)).TotalSeconds);
             requests.Inferred = Math.Max(1, _sends.CountSince(now - TimeSpan.FromSeconds(window)).Taken / Math.Max(1, window) * 60);
         }
-
-        var (sent, taken) = _sends.CountSince(now - RateCutCoolDown);
         var cut = Math.Min(RateCut, Math.Max(0.5, sent == 0 ? 1 : (double)taken / sent));
         if (requests.IsInferred)
         {
@@ -464,11 +476,12 @@ internal sealed class Lane
             _rateScale = Math.Max(0.05, _rateScale * cut);
         }
 
+        _lastRateCut = now;
         ApplyLimits(now);
     }
 
     /// <summary>An answer that is not a 429: the margins shrink a little, and a rate cut for 429s recovers with time.</summary>
-    private void Relieve(DateTimeOffset now)
+    private void Relieve(SentRequest answered, DateTimeOffset now)
     {
         foreach (var limit in _limits)
         {
@@ -479,7 +492,8 @@ internal sealed class Lane
         }
 
         var requests = Limit(LimitKind.Requests);
-        if (_rateScale < 1 || requests.IsInferred)
+        // Only an answer to a request sent after the last cut speaks of the rate as it is now.
+        if ((_rateScale < 1 || requests.IsInferred) && answered.At > _lastRateCut)
         {
             // A rate cut for 429s comes back answer by answer (so about one answer in a hundred is a
             // 429 however slow the lane goes): a configured rate up to itself, an inferred one on up until the next 429.
@@ -551,12 +565,13 @@ internal sealed class Lane
     {
         var from = window * CostWindow;
         var to = from + CostWindow;
-        if (_sampledWindows.Contains(window) || !_observed.TryGetValue(from, out var start) || !_observed.TryGetValue(to, out var end))
+        if (_sampledWindows.Contains(window) || !_observed.TryGetValue(from, out var start) || !_observed.TryGetValue(to, out var end)
+            || !StandsApart(from) || !StandsApart(to))
         {
             return;
         }
 
-        double prompt = 0, output = 0;
+        var admitted = new List<SentRequest>(CostWindow);
         for (var sequence = from + 1; sequence <= to; sequence++)
         {
             // Every request in between must be answered: the provider counted those it admitted, and only those.
@@ -567,9 +582,7 @@ internal sealed class Lane
 
             if (sent.Admitted == true)
             {
-                prompt += sent.PromptTokens;
-                // An input-token limit counts the prompt alone.
-                output += PromptLimit?.Kind == LimitKind.Tokens ? sent.OutputTokens : 0;
+                admitted.Add(sent);
             }
         }
 
@@ -579,16 +592,41 @@ internal sealed class Lane
             _sampledWindows.Remove(_sampledWindows.Min);
         }
 
-        // What the provider took in between is its rise plus what drained meanwhile, as long as it
-        // never ran empty: true when it is near full at both ends, which is where the count matters.
-        var nearFull = perSecond / 4;
-        var countedPrompt = end.Level - start.Level + (perSecond * (end.At - start.At).TotalSeconds) - output;
-        if (start.Level < nearFull || end.Level < nearFull || prompt <= 0 || countedPrompt <= 0)
+        if (admitted.Sum(s => s.PromptTokens) <= 0)
         {
             return;
         }
 
-        var factor = Math.Clamp(countedPrompt / prompt, 0.25, 4);
+        // The factor at which the provider's bucket, replayed from its level at the start through
+        // the window's admitted requests (draining between them, never below empty), ends at the
+        // level it said at the end. The replay grows with the factor, so halving the interval finds it.
+        var countsOutput = PromptLimit?.Kind == LimitKind.Tokens;
+        double EndLevel(double factor)
+        {
+            var (level, at) = (start.Level, start.At);
+            foreach (var sent in admitted)
+            {
+                level = Math.Max(0, level - (perSecond * (sent.At - at).TotalSeconds)) + (factor * sent.PromptTokens) + (countsOutput ? sent.OutputTokens : 0);
+                at = sent.At;
+            }
+
+            return level;
+        }
+
+        var (low, high) = (MinCostFactor, MaxCostFactor);
+        if (EndLevel(low) >= end.Level || EndLevel(high) <= end.Level)
+        {
+            // Outside what any plausible count explains (another client on the key, a reset): not a sample.
+            return;
+        }
+
+        for (var step = 0; step < 24; step++)
+        {
+            var middle = (low + high) / 2;
+            (low, high) = EndLevel(middle) < end.Level ? (middle, high) : (low, middle);
+        }
+
+        var factor = (low + high) / 2;
         // The mean plus one deviation: a little over the provider's count costs a little speed,
         // a little under costs 429s. Both move as a weighted average of the samples.
         // The first samples weigh as a plain average, so the lane learns quickly where it starts.
@@ -597,6 +635,16 @@ internal sealed class Lane
         _costFactor += weight * deviation;
         _costFactorVariance = (1 - weight) * (_costFactorVariance + (weight * deviation * deviation));
     }
+
+    /// <summary>
+    /// True when request <paramref name="sequence"/> went apart from the requests before and after
+    /// it: requests sent together may reach the provider in any order, and the level it said after
+    /// one of them would then hold others, or miss them.
+    /// </summary>
+    private bool StandsApart(long sequence) =>
+        _sends.TryGet(sequence, out var sent)
+        && (!_sends.TryGet(sequence - 1, out var before) || sent.At - before.At >= Apart)
+        && (!_sends.TryGet(sequence + 1, out var after) || after.At - sent.At >= Apart);
 }
 
 /// <summary>What an answer changed about a lane: its upstream's breaker, and whether its key is refused.</summary>

@@ -7,20 +7,54 @@ public sealed class AdaptiveConcurrencyTests
     private static readonly DateTimeOffset T0 = new(2026, 11, 28, 12, 0, 0, TimeSpan.Zero);
 
     [Fact]
-    public void GrowsByOne_AfterAWindowOfSuccesses_UpToTheMaximum()
+    public void WhileARateLimitPacesIt_AndUntilTheFirstOverload_GrowsByOneAfterEverySuccess()
     {
-        var limit = new AdaptiveConcurrency(2, 4, TimeSpan.FromSeconds(1));
+        var limit = new AdaptiveConcurrency(2, 10, TimeSpan.FromSeconds(1));
+        var seen = new List<int>();
+
+        for (var i = 0; i < 10; i++)
+        {
+            limit.Acquire();
+            limit.Succeeded(paced: true);
+            seen.Add(limit.Limit);
+        }
+
+        Assert.Equal([3, 4, 5, 6, 7, 8, 9, 10, 10, 10], seen);
+    }
+
+    [Fact]
+    public void AfterAnOverload_GrowsByOne_AfterAWindowOfSuccesses_UpToTheMaximum()
+    {
+        var limit = new AdaptiveConcurrency(4, 4, TimeSpan.FromSeconds(1));
+        limit.Acquire();
+        limit.Overloaded(T0);
         var seen = new List<int>();
 
         for (var i = 0; i < 20; i++)
         {
             limit.Acquire();
-            limit.Succeeded();
+            limit.Succeeded(paced: true);
             seen.Add(limit.Limit);
         }
 
         Assert.Equal([2, 3, 3, 3, 4, 4, 4, 4, 4], seen.Take(9));
         Assert.Equal(4, limit.Limit);
+    }
+
+    [Fact]
+    public void Unpaced_GrowsByOne_AfterAWindowOfSuccesses_FromTheStart()
+    {
+        var limit = new AdaptiveConcurrency(2, 4, TimeSpan.FromSeconds(1));
+        var seen = new List<int>();
+
+        for (var i = 0; i < 9; i++)
+        {
+            limit.Acquire();
+            limit.Succeeded(paced: false);
+            seen.Add(limit.Limit);
+        }
+
+        Assert.Equal([2, 3, 3, 3, 4, 4, 4, 4, 4], seen);
     }
 
     [Fact]
