@@ -269,6 +269,21 @@ internal sealed class Lane
             _latency += LatencyWeight * (now - reservation.At - _latency);
         }
 
+        // A 429 or a refused key was not admitted: the provider did not count it.
+        var admitted = status is not null and not 429 && verdict != Verdict.Refused;
+        _sends.Answered(reservation.Sequence, admitted);
+        // What the provider says of its buckets comes first: what the answer means for the rate depends on it.
+        if (PromptLimit is { Bucket: { } prompts } && _share == 1 && response.RateLimits?.ResetOf(PromptLimit.Kind) is null)
+        {
+            // An answer without a level of its own may still complete a window.
+            LearnFromWindowOf(reservation.Sequence, prompts.PerMinute / 60);
+        }
+
+        if (response.RateLimits is { } limits && _sends.RemembersAfter(reservation.Sequence))
+        {
+            Learn(limits, reservation, now);
+        }
+
         if (status == 429)
         {
             RateLimited(now);
@@ -296,19 +311,6 @@ internal sealed class Lane
         else
         {
             Concurrency.Release();
-        }
-
-        // A 429 or a refused key was not admitted: the provider did not count it.
-        var admitted = status is not null and not 429 && verdict != Verdict.Refused;
-        _sends.Answered(reservation.Sequence, admitted);
-        if (PromptLimit is { Bucket: { } prompts } && _share == 1 && response.RateLimits?.ResetOf(PromptLimit.Kind) is null)
-        {
-            // An answer without a level of its own may still complete a window.
-            LearnFromWindowOf(reservation.Sequence, prompts.PerMinute / 60);
-        }
-        if (response.RateLimits is { } limits && _sends.RemembersAfter(reservation.Sequence))
-        {
-            Learn(limits, reservation, now);
         }
 
         return change;

@@ -57,6 +57,114 @@ public sealed class LaneTests
     }
 
     [Fact]
+    public void AProviderLimitBelowTheConfiguredOne_Wins_AndAnswersToOlderRequestsDoNotUndoIt()
+    {
+        var lane = Create(new LaneLimits { RequestsPerMinute = 600 });
+        var older = lane.Admit(1, 1, T0);
+        var newer = lane.Admit(1, 1, T0.AddMilliseconds(100));
+
+        Complete(lane, newer, Ok(new RateLimitSnapshot { RequestLimit = 300 }), 1, T0.AddMilliseconds(300));
+        Assert.Equal(300, lane.RequestsPerMinute);
+        Complete(lane, older, Ok(new RateLimitSnapshot { RequestLimit = 600 }), 1, T0.AddMilliseconds(400));
+        Assert.Equal(300, lane.RequestsPerMinute);
+
+        // A higher limit announced later still stops at the configured one.
+        Complete(lane, lane.Admit(1, 1, T0.AddSeconds(1)), Ok(new RateLimitSnapshot { RequestLimit = 6000 }), 1, T0.AddSeconds(1));
+        Assert.Equal(600, lane.RequestsPerMinute);
+    }
+
+    [Fact]
+    public void SplitTokenLimits_AreBucketsOfTheirOwn_AndOutputNotWrittenIsGivenBack()
+    {
+        var lane = Create(new LaneLimits { InputTokensPerMinute = 6000, OutputTokensPerMinute = 600 });
+        Assert.True(lane.CountsTokens);
+        Assert.Equal(6000, lane.TokensPerMinute);
+
+        // 50 input tokens and a max_tokens of 5 fill both buckets' room (half of each second's worth, a new lane's margin).
+        var sent = lane.Admit(50, 5, T0);
+        Assert.Equal(TimeSpan.FromSeconds(0.5), lane.WaitBeforeAdmitting(1, 5, T0));
+
+        // The answer wrote 1 token of 5: the output bucket gets 4 back, and a request of 4 fits.
+        Complete(lane, sent, Ok(), 1, T0);
+        Assert.Equal(TimeSpan.Zero, lane.WaitBeforeAdmitting(0, 4, T0));
+    }
+
+    [Fact]
+    public void A429_HoldsBackMoreOfABucketTheProviderReportsOn_OncePerBurst_AndOtherAnswersWearItDown()
+    {
+        var lane = Create(new LaneLimits { RequestsPerMinute = 600 }, new DispatchOptions { LimitHeadroom = 0, Concurrency = 64, InitialConcurrency = 64 });
+        static RateLimitSnapshot Empty() => new() { RequestLimit = 600, RequestsReset = TimeSpan.Zero };
+        // Answers wear the new lane's margin of a half down to none.
+        for (var i = 0; i < 600; i++)
+        {
+            Complete(lane, lane.Admit(1, 1, T0), Ok(Empty()), 1, T0);
+        }
+
+        Assert.Equal(TimeSpan.Zero, WaitAfter(lane, 9, T0.AddSeconds(10)));
+
+        // Two 429s of one burst hold back a tenth of the 10 a second: 9 fit, the 10th waits.
+        Complete(lane, lane.Admit(1, 1, T0.AddSeconds(30)), new UpstreamResponse { StatusCode = 429, RateLimits = Empty() }, 0, T0.AddSeconds(30));
+        Complete(lane, lane.Admit(1, 1, T0.AddSeconds(30)), new UpstreamResponse { StatusCode = 429, RateLimits = Empty() }, 0, T0.AddSeconds(30));
+        Assert.Equal(TimeSpan.Zero, WaitAfter(lane, 8, T0.AddSeconds(40)));
+        Assert.NotEqual(TimeSpan.Zero, WaitAfter(lane, 9, T0.AddSeconds(60)));
+
+        static TimeSpan? WaitAfter(Lane lane, int requests, DateTimeOffset at)
+        {
+            for (var i = 0; i < requests; i++)
+            {
+                lane.Admit(1, 1, at);
+            }
+
+            var wait = lane.WaitBeforeAdmitting(1, 1, at);
+            lane.Complete(lane.Admit(1, 1, at.AddSeconds(10)), Ok(Empty()), Verdict.Success, 1, at.AddSeconds(10));
+            return wait;
+        }
+    }
+
+    [Fact]
+    public void WithoutHeaders_A429CutsTheRate_AndAnswersToLaterRequestsBringItBack()
+    {
+        var lane = Create(new LaneLimits { RequestsPerMinute = 600 });
+        var before = lane.Admit(1, 1, T0);
+        for (var i = 0; i < 10; i++)
+        {
+            Complete(lane, lane.Admit(1, 1, T0), Ok(), 1, T0);
+        }
+
+        // Most of what went was taken: the cut is 15%.
+        Complete(lane, lane.Admit(1, 1, T0), new UpstreamResponse { StatusCode = 429 }, 0, T0);
+        Assert.Equal(510, lane.RequestsPerMinute!.Value, 6);
+
+        // An answer to a request sent before the cut says nothing of the rate as it is now.
+        Complete(lane, before, Ok(), 1, T0.AddMilliseconds(10));
+        Assert.Equal(510, lane.RequestsPerMinute!.Value, 6);
+        for (var i = 0; i < 200; i++)
+        {
+            Complete(lane, lane.Admit(1, 1, T0.AddSeconds(1)), Ok(), 1, T0.AddSeconds(1));
+        }
+
+        Assert.Equal(600, lane.RequestsPerMinute!.Value, 6);
+    }
+
+    [Fact]
+    public void WithNothingSettingALimit_A429SetsOne_BelowWhatTheProviderTookOverTheLastSeconds()
+    {
+        var lane = Create();
+        for (var i = 0; i < 40; i++)
+        {
+            // 20 a second for two seconds, all taken.
+            var at = T0.AddMilliseconds(i * 50);
+            Complete(lane, lane.Admit(1, 1, at), Ok(), 1, at);
+        }
+
+        Assert.Null(lane.RequestsPerMinute);
+        Complete(lane, lane.Admit(1, 1, T0.AddSeconds(2)), new UpstreamResponse { StatusCode = 429 }, 0, T0.AddSeconds(2));
+
+        // 40 taken over the last two seconds is 1,200 a minute; the cut takes 15% off.
+        Assert.Equal(1200 * 0.85, lane.RequestsPerMinute!.Value, 6);
+    }
+
+    [Fact]
     public void ConfiguredLimits_AreNotReplacedByHeaders_AndKeepTheHeadroom()
     {
         var lane = Create(new LaneLimits { TokensPerMinute = 1000 }, new DispatchOptions());
