@@ -14,7 +14,8 @@ public sealed class RateLimitProperties : RateLimitRuleRunner
 {
     /// <summary>
     /// The sample is fixed, so a run is the same on every machine. Over 450 other draws of 1,000
-    /// requests, two (Anthropic's split limits halved halfway) reached 2.1% and 2.2% of 429s.
+    /// requests, every one with headers held; without headers, one lane without limits meeting
+    /// minute-long buckets reached 5.5% of 429s, and one settled at 1.33× the bound.
     /// </summary>
     private const string Seed = "0000_0000_01";
 
