@@ -3,21 +3,7 @@ using System.Runtime.InteropServices;
 using Shepherd.Cli.Commands;
 using Shepherd.Engine.Storage;
 
-var root = new RootCommand("Shepherd: a durable batch engine for LLM APIs")
-{
-    RunCommand.Create(),
-    ServeCommand.Create(),
-    SimulateCommand.Create(),
-    SubmitCommand.Create(),
-    StatusCommand.Create(),
-    WaitCommand.Create(),
-    ResultsCommand.Create(),
-    CancelCommand.Create(),
-    RetryCommand.Create(),
-    ListCommand.Create(),
-    EstimateCommand.Create(),
-};
-
+var root = ShepherdCommands.Root();
 var parse = root.Parse(args);
 if (parse.Errors.Count > 0)
 {

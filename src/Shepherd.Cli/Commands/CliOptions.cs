@@ -174,18 +174,23 @@ internal static class CliOptions
     }
 
     /// <summary><c>--progress auto|live|plain|none</c>, of the commands that show progress.</summary>
-    public static Option<Running.ProgressMode> Progress() => Choice("--progress", "auto (a live bar on a terminal), live, plain (a line every 5 s) or none", Running.ProgressMode.Auto,
+    public static ChoiceOption<Running.ProgressMode> Progress() => Choice("--progress", "auto (a live bar on a terminal), live, plain (a line every 5 s) or none", Running.ProgressMode.Auto,
         ("auto", Running.ProgressMode.Auto), ("live", Running.ProgressMode.Live), ("plain", Running.ProgressMode.Plain), ("none", Running.ProgressMode.None));
 
-    /// <summary>An option of a few named values, given in lower case (<c>--provider openai</c>), as the help lists them.</summary>
-    public static Option<T> Choice<T>(string name, string description, T defaultValue, params (string Word, T Value)[] choices)
+    /// <summary>
+    /// An option of a few named values, given in lower case (<c>--provider openai</c>), as the help
+    /// lists them. The help shows its default as the word a user types (a default that is not one
+    /// of the words, such as "by the input", is left to the description); read it with
+    /// <see cref="ChoiceOption{T}.ValueIn"/>.
+    /// </summary>
+    public static ChoiceOption<T> Choice<T>(string name, string description, T defaultValue, params (string Word, T Value)[] choices)
     {
         var words = string.Join(", ", choices.Select(c => c.Word));
-        return new Option<T>(name)
+        var shown = choices.Where(c => EqualityComparer<T>.Default.Equals(c.Value, defaultValue)).Select(c => $" [default: {c.Word}]").FirstOrDefault();
+        return new ChoiceOption<T>(name, defaultValue)
         {
-            Description = description,
+            Description = description + shown,
             HelpName = string.Join('|', choices.Select(c => c.Word)),
-            DefaultValueFactory = _ => defaultValue,
             CustomParser = result =>
             {
                 var text = result.Tokens.Single().Value;
@@ -242,4 +247,14 @@ internal static class CliOptions
             },
         };
     }
+}
+
+/// <summary>
+/// An option of <see cref="CliOptions.Choice{T}"/>. It has no default value of its own, so the help
+/// does not show the default as a name from the code; <see cref="ValueIn"/> supplies it.
+/// </summary>
+internal sealed class ChoiceOption<T>(string name, T defaultValue) : Option<T>(name)
+{
+    /// <summary>The value given on the command line, or the default when the option was left out.</summary>
+    public T ValueIn(ParseResult parse) => parse.GetResult(this) is null ? defaultValue : parse.GetValue(this)!;
 }

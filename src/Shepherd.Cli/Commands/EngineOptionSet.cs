@@ -6,7 +6,7 @@ namespace Shepherd.Cli.Commands;
 /// <summary>The options of where requests go and how they are sent, shared by <c>run</c> and <c>serve</c>.</summary>
 internal sealed class EngineOptionSet
 {
-    private readonly Option<ProviderChoice> _provider;
+    private readonly ChoiceOption<ProviderChoice> _provider;
     private readonly Option<Uri?> _baseUrl;
     private readonly Option<List<UpstreamTarget>> _upstream;
     private readonly Option<string?> _config;
@@ -49,7 +49,7 @@ internal sealed class EngineOptionSet
     public T Read<T>(ParseResult parse, T settings)
         where T : EngineSettings => settings with
         {
-            Provider = parse.GetValue(_provider),
+            Provider = _provider.ValueIn(parse),
             BaseUrl = parse.GetValue(_baseUrl),
             Upstreams = parse.GetValue(_upstream) ?? [],
             ConfigPath = parse.GetValue(_config),

@@ -47,13 +47,13 @@ internal static class RunCommand
             var settings = engine.Read(parse, new RunSettings
             {
                 InputPath = parse.GetValue(file)!.FullName,
-                Priority = parse.GetValue(priority),
+                Priority = priority.ValueIn(parse),
                 CompletionWindow = parse.GetValue(window),
                 StatePath = parse.GetValue(state),
                 OutputPath = parse.GetValue(output),
                 ErrorsPath = parse.GetValue(errors),
                 Fresh = parse.GetValue(fresh),
-                Progress = parse.GetValue(progress),
+                Progress = progress.ValueIn(parse),
                 Json = parse.GetValue(json),
                 RetryFailed = parse.GetValue(retryFailed),
                 BudgetNanos = parse.GetValue(budget),

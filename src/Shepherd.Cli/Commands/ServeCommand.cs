@@ -14,7 +14,7 @@ internal static class ServeCommand
         {
             Description = $"Where state lives: a SQLite file (default {ServerRun.DefaultStatePath}), or a PostgreSQL connection string (postgres://user@host:5432/db) that several nodes share",
         };
-        var otlp = new Option<Uri?>("--otlp-endpoint") { Description = "Send traces of API calls and upstream requests to this OpenTelemetry collector (OTLP, such as http://127.0.0.1:4317); off by default" };
+        var otlp = CliOptions.Url("--otlp-endpoint", "Send traces of API calls and upstream requests to this OpenTelemetry collector (OTLP, such as http://127.0.0.1:4317); off by default");
         var node = new Option<string?>("--node") { Description = "This node's name among nodes sharing a PostgreSQL store (default: the machine's name and the port)" };
         var gatewayKey = new Option<string[]>("--gateway-key")
         {

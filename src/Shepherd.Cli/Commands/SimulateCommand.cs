@@ -10,18 +10,8 @@ internal static class SimulateCommand
     {
         var port = CliOptions.Int("--port", "Port on 127.0.0.1 (0 picks a free one and prints it)", 0, 0, 65535);
         var apiKey = new Option<string?>("--api-key") { Description = "Refuse requests that do not carry this key (Bearer or x-api-key)" };
-        var refusedStatus = new Option<int>("--refused-key-status")
-        {
-            Description = "How a request without --api-key is refused: 401 (an unknown key) or 403 (a key without the right)",
-            DefaultValueFactory = _ => 401,
-        };
-        refusedStatus.Validators.Add(result =>
-        {
-            if (result.GetValueOrDefault<int>() is not (401 or 403))
-            {
-                result.AddError($"--refused-key-status is 401 or 403; got {result.GetValueOrDefault<int>()}.");
-            }
-        });
+        var refusedStatus = CliOptions.Choice("--refused-key-status", "How a request without --api-key is refused: 401 (an unknown key) or 403 (a key without the right)", 401,
+            ("401", 401), ("403", 403));
         var simulator = new SimulatorOptionSet(prefix: "", defaultLatencyMs: 0, defaultJitterMs: 0);
         var command = new Command("simulate", "Serve a simulated OpenAI- and Anthropic-compatible provider on 127.0.0.1, with latency, rate limits and faults")
         {
@@ -39,7 +29,7 @@ internal static class SimulateCommand
         {
             var options = simulator.Read(parse);
             options.ApiKey = parse.GetValue(apiKey);
-            options.RefusedKeyStatus = parse.GetValue(refusedStatus);
+            options.RefusedKeyStatus = refusedStatus.ValueIn(parse);
             var provider = new SimulatedProvider(options, TimeProvider.System, new Random(simulator.Seed(parse)));
             await using var server = await SimulatorServer.StartAsync(provider, parse.GetValue(port), cancellationToken);
             var root = server.BaseUrl.ToString().TrimEnd('/');

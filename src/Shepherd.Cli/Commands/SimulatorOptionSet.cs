@@ -15,7 +15,7 @@ internal sealed class SimulatorOptionSet
     private readonly Option<long?> _tpm;
     private readonly Option<long?> _itpm;
     private readonly Option<long?> _otpm;
-    private readonly Option<TokenCounting> _count;
+    private readonly ChoiceOption<TokenCounting> _count;
     private readonly Option<double> _tokenScale;
     private readonly Option<int> _messageTokens;
     private readonly Option<double> _bucketSeconds;
@@ -76,7 +76,7 @@ internal sealed class SimulatorOptionSet
             TokensPerMinute = parse.GetValue(_tpm),
             InputTokensPerMinute = parse.GetValue(_itpm),
             OutputTokensPerMinute = parse.GetValue(_otpm),
-            TokenCounting = parse.GetValue(_count),
+            TokenCounting = _count.ValueIn(parse),
             TokenScale = parse.GetValue(_tokenScale),
             TokensPerMessage = parse.GetValue(_messageTokens),
             BucketSeconds = parse.GetValue(_bucketSeconds),

@@ -11,7 +11,7 @@ internal sealed class WaitOptionSet
     private readonly Option<TimeSpan?> _timeout = CliOptions.Duration("--timeout", "Stop waiting after this long (30m, 2h): the batch goes on, and the exit code is 4. Default: until the batch ends");
     private readonly Option<double?> _pollInterval = CliOptions.OptionalSeconds(
         "--poll-interval", "Seconds between two looks at the batch. Default: 2, growing by half each time up to 30", 0.05);
-    private readonly Option<ProgressMode> _progress = CliOptions.Progress();
+    private readonly ChoiceOption<ProgressMode> _progress = CliOptions.Progress();
 
     public WaitOptionSet()
     {
@@ -23,7 +23,7 @@ internal sealed class WaitOptionSet
 
     public TimeSpan? Timeout(ParseResult parse) => parse.GetValue(_timeout);
 
-    public ProgressMode Progress(ParseResult parse) => parse.GetValue(_progress);
+    public ProgressMode Progress(ParseResult parse) => _progress.ValueIn(parse);
 
     /// <summary>True when one of the options is on the command line.</summary>
     public bool AnyGiven(CommandResult command) => All.Any(option => command.GetResult(option) is { Implicit: false });

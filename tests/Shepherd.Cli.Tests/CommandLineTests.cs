@@ -1,0 +1,81 @@
+using System.CommandLine;
+using Shepherd.Cli.Commands;
+
+namespace Shepherd.Cli.Tests;
+
+/// <summary>Every option of every command, given a value of the wrong kind, and what the help says of them.</summary>
+public sealed class CommandLineTests
+{
+    /// <summary>Values no option that takes a number, a choice, a duration, a url or an amount accepts.</summary>
+    private static readonly string[] WrongValues = ["abc", "1.5.2", "-1e999", "0x10", "∞"];
+
+    public static TheoryData<string, string> ValuedOptions()
+    {
+        var data = new TheoryData<string, string>();
+        foreach (var command in ShepherdCommands.Root().Subcommands)
+        {
+            foreach (var option in command.Options.Where(o => !IsFreeText(o)))
+            {
+                data.Add(command.Name, option.Name);
+            }
+        }
+
+        return data;
+    }
+
+    /// <summary>Options that take any text (a path, a key, a name) or none (a switch): no value is of the wrong kind for them.</summary>
+    private static bool IsFreeText(Option option) =>
+        option.ValueType == typeof(bool) || option.ValueType == typeof(string) || option.ValueType == typeof(string[])
+        || option.Name is "--help" or "--version" or "--metadata";
+
+    [Theory]
+    [MemberData(nameof(ValuedOptions))]
+    public void ANumericOrChoiceOption_GivenAValueOfTheWrongKind_IsRefusedInOneLineNamingIt(string commandName, string optionName)
+    {
+        var root = ShepherdCommands.Root();
+        var command = root.Subcommands.Single(c => c.Name == commandName);
+        // An argument for each the command takes, and --wait where the waiting options need it.
+        string[] arguments = [.. command.Arguments.Select(_ => "x"), .. command.Options.Where(o => o.Name == "--wait").Select(o => o.Name)];
+        foreach (var value in WrongValues)
+        {
+            var parse = root.Parse([commandName, .. arguments, optionName, value]);
+            var errors = parse.Errors.Select(e => e.Message).Where(m => m.Contains(optionName, StringComparison.Ordinal)).ToList();
+
+            var error = Assert.Single(errors);
+            Assert.DoesNotContain('\n', error);
+            Assert.Contains(value, error, StringComparison.Ordinal);
+            // What is accepted, in the user's words, not a type of the code.
+            Assert.DoesNotContain("System.", error, StringComparison.Ordinal);
+            Assert.DoesNotContain("Shepherd.", error, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task AWrongValue_ExitsWith2_AndNoStackTrace()
+    {
+        using var folder = new Testing.TempDirectory();
+        var result = await ShepherdProcess.RunAsync(folder.Path, "serve", "--otlp-endpoint", "abc");
+
+        Assert.Equal(ExitCodes.InvalidInput, result.ExitCode);
+        Assert.StartsWith("--otlp-endpoint must be an absolute http or https url", result.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", result.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void TheHelp_ShowsTheDefaultsOfChoices_AsTheWordsAUserTypes()
+    {
+        var root = ShepherdCommands.Root();
+        var output = new StringWriter();
+
+        root.Parse(["run", "--help"]).Invoke(new InvocationConfiguration { Output = output });
+        var help = output.ToString();
+
+        Assert.Contains("--priority <low|normal|high>", help, StringComparison.Ordinal);
+        Assert.Contains("[default: normal]", help, StringComparison.Ordinal);
+        Assert.Contains("[default: auto]", help, StringComparison.Ordinal);
+        Assert.Contains("[default: chars]", help, StringComparison.Ordinal);
+        Assert.DoesNotContain("[default: Normal]", help, StringComparison.Ordinal);
+        Assert.DoesNotContain("[default: Auto]", help, StringComparison.Ordinal);
+        Assert.DoesNotContain("[default: Characters]", help, StringComparison.Ordinal);
+    }
+}
