@@ -1,19 +1,17 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
 using Shepherd.Cli.Commands;
+using Shepherd.Cli.Running;
 using Shepherd.Engine.Storage;
 
 var root = ShepherdCommands.Root();
 var parse = root.Parse(args);
+var json = Refusal.JsonWanted(parse);
 if (parse.Errors.Count > 0)
 {
-    foreach (var error in parse.Errors)
-    {
-        await Console.Error.WriteLineAsync(error.Message);
-    }
-
-    await Console.Error.WriteLineAsync("Run 'shepherd --help' (or 'shepherd COMMAND --help') to see what is accepted.");
-    return ExitCodes.InvalidInput;
+    var errors = string.Join(Environment.NewLine, parse.Errors.Select(error => error.Message));
+    return await Refusal.ReportAsync(Console.Out, Console.Error, json, ExitCodes.InvalidInput,
+        errors + Environment.NewLine + "Run 'shepherd --help' (or 'shepherd COMMAND --help') to see what is accepted.");
 }
 
 // SIGTERM (a service manager stopping us) ends a run as Ctrl+C does: answers received are saved first.
@@ -35,10 +33,13 @@ try
 {
     return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false }, terminate.Token);
 }
-catch (Exception ex) when (ex is UsageException or Shepherd.Engine.Configuration.ConfigException)
+catch (CommandException ex)
 {
-    await Console.Error.WriteLineAsync(ex.Message);
-    return ExitCodes.InvalidInput;
+    return await Refusal.ReportAsync(Console.Out, Console.Error, json, ex.ExitCode, ex.Message);
+}
+catch (Shepherd.Engine.Configuration.ConfigException ex)
+{
+    return await Refusal.ReportAsync(Console.Out, Console.Error, json, ExitCodes.InvalidInput, ex.Message);
 }
 catch (OperationCanceledException)
 {
@@ -47,6 +48,5 @@ catch (OperationCanceledException)
 }
 catch (Exception ex) when (ex is StoreException or IOException or UnauthorizedAccessException)
 {
-    await Console.Error.WriteLineAsync($"shepherd: {ex.Message}");
-    return ExitCodes.Error;
+    return await Refusal.ReportAsync(Console.Out, Console.Error, json, ExitCodes.Error, $"shepherd: {ex.Message}");
 }

@@ -78,4 +78,12 @@ public sealed class CommandLineTests
         Assert.DoesNotContain("[default: Auto]", help, StringComparison.Ordinal);
         Assert.DoesNotContain("[default: Characters]", help, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void TheCommandThatResumesAFreshRun_LeavesOutFresh_AndTheKey()
+    {
+        var command = Running.FileBatchRun.ResumeCommand(["run", "my batch.jsonl", "--fresh", "--api-key", "sk-secret", "--base-url", "http://127.0.0.1:9/v1", "--api-key=sk-other"]);
+
+        Assert.Equal("shepherd run 'my batch.jsonl' --api-key \"$KEY\" --base-url http://127.0.0.1:9/v1 --api-key=\"$KEY\"", command);
+    }
 }

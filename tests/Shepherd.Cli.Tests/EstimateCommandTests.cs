@@ -134,7 +134,9 @@ public sealed class EstimateCommandTests : IDisposable
         Assert.True(result.ExitCode == 2, result.ToString());
         Assert.Contains("bad.jsonl:line 3:", result.Stderr, StringComparison.Ordinal);
         Assert.Contains("invalid_json_line", result.Stderr, StringComparison.Ordinal);
-        Assert.Empty(result.Stdout.Trim());
+        // With --json, a script reads the same refusal as one document on stdout.
+        var problem = System.Text.Json.JsonDocument.Parse(result.Stdout).RootElement.GetProperty("problems").EnumerateArray().Single();
+        Assert.Equal((3, "invalid_json_line"), (problem.GetProperty("line").GetInt32(), problem.GetProperty("code").GetString()));
     }
 
     [Fact]

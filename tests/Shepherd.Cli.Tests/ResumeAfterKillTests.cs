@@ -78,14 +78,15 @@ public sealed class ResumeAfterKillTests : IDisposable
     }
 
     [Theory]
-    [InlineData("INT")]
-    [InlineData("TERM")]
-    public async Task ASignal_StopsTheRunGracefully_AndTheSameCommandFinishesIt(string signal)
+    [InlineData("INT", false)]
+    [InlineData("TERM", false)]
+    [InlineData("INT", true)]
+    public async Task ASignal_StopsTheRunGracefully_AndTheCommandItNamesFinishesIt(string signal, bool fresh)
     {
         var requests = BatchFiles.OpenAIChat(200);
         var input = BatchFiles.Write(_folder.File("batch.jsonl"), requests);
         await using var server = await Simulators.StartHttpAsync(new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(20) });
-        string[] command = ["run", input, "--provider", "openai", "--base-url", new Uri(server.BaseUrl, "v1").ToString(), "--api-key", "k", "--concurrency", "4", "--progress", "none"];
+        string[] command = ["run", input, "--provider", "openai", "--base-url", new Uri(server.BaseUrl, "v1").ToString(), "--api-key", "k", "--concurrency", "4", "--progress", "none", .. fresh ? ["--fresh"] : Array.Empty<string>()];
         var reached = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         server.Provider.RequestReceived += total =>
         {
@@ -104,7 +105,9 @@ public sealed class ResumeAfterKillTests : IDisposable
         }
 
         var saved = await CommittedAsync(input + ".shepherd.db");
-        var finished = await ShepherdProcess.RunAsync(_folder.Path, command);
+        // After --fresh, running the same command would start over: the advice names one without it.
+        var advised = fresh ? AdvisedCommand(stopped.Stderr) : command;
+        var finished = await ShepherdProcess.RunAsync(_folder.Path, advised);
 
         Assert.True(stopped.ExitCode == 130, stopped.ToString());
         Assert.Contains($"Interrupted: {saved.Count} of 200 requests done and saved", stopped.Stderr, StringComparison.Ordinal);
@@ -112,6 +115,16 @@ public sealed class ResumeAfterKillTests : IDisposable
         Assert.True(finished.ExitCode == 0, finished.ToString());
         Assert.Equal(requests.Select(r => r.CustomId), BatchFiles.ReadJsonl(_folder.File("batch.out.jsonl")).Select(l => l.GetProperty("custom_id").GetString()));
         Assert.InRange(server.Provider.Stats().Duplicates, 0, 4);
+        Assert.DoesNotContain("--fresh", advised);
+    }
+
+    /// <summary>The words of the command that the message after an interruption tells the user to run.</summary>
+    private static string[] AdvisedCommand(string stderr)
+    {
+        const string Lead = "without --fresh to resume: shepherd ";
+        var start = stderr.IndexOf(Lead, StringComparison.Ordinal);
+        Assert.True(start >= 0, stderr);
+        return stderr[(start + Lead.Length)..].Split('\n')[0].Trim().Split(' ').Select(word => word == "\"$KEY\"" ? "k" : word).ToArray();
     }
 
     /// <summary>

@@ -101,6 +101,51 @@ public sealed class RunCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task RefusedInput_WithJson_PrintsAnErrorDocument_AndSaysHowManyProblemsWereNotListed()
+    {
+        var input = BatchFiles.WriteLines(_folder.File("bad.jsonl"), [.. Enumerable.Range(0, 130).Select(_ => "{oops")]);
+        await using var server = await Simulators.StartHttpAsync();
+
+        var result = await ShepherdProcess.RunAsync(_folder.Path, Run(input, server, "--json"));
+
+        Assert.True(result.ExitCode == 2, result.ToString());
+        var document = JsonDocument.Parse(result.Stdout).RootElement;
+        Assert.Equal(("error", "invalid_input", 2), (document.GetProperty("status").GetString(), document.GetProperty("error").GetString(), document.GetProperty("exit_code").GetInt32()));
+        Assert.Equal(Enumerable.Range(1, 100).Select(n => (long)n), document.GetProperty("problems").EnumerateArray().Select(p => p.GetProperty("line").GetInt64()));
+        Assert.Equal(30, document.GetProperty("more_problems").GetInt64());
+        Assert.Contains("bad.jsonl was not accepted; nothing was sent. 130 problems:", result.Stderr, StringComparison.Ordinal);
+        Assert.Contains("and 30 more problems on later lines, not listed.", result.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AnInputWithoutRequests_IsNamedApartFromTheMessage()
+    {
+        var input = BatchFiles.WriteLines(_folder.File("blank.jsonl"), ["", "  "]);
+        await using var server = await Simulators.StartHttpAsync();
+
+        var result = await ShepherdProcess.RunAsync(_folder.Path, Run(input, server));
+
+        Assert.True(result.ExitCode == 2, result.ToString());
+        Assert.Contains("blank.jsonl was not accepted; nothing was sent. 1 problem:", result.Stderr, StringComparison.Ordinal);
+        Assert.Contains("  blank.jsonl: the input holds no request (empty_file)", result.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AStateFileInUse_ExitsAsBusy_NotAsInvalidInput()
+    {
+        var input = BatchFiles.Write(_folder.File("in.jsonl"), BatchFiles.OpenAIChat(3));
+        await using var server = await Simulators.StartHttpAsync();
+        using var held = new FileStream(input + ".shepherd.db.lock", FileMode.Create, FileAccess.ReadWrite, FileShare.None);
+
+        var result = await ShepherdProcess.RunAsync(_folder.Path, Run(input, server, "--json"));
+
+        Assert.True(result.ExitCode == 7, result.ToString());
+        Assert.StartsWith("Another shepherd process is using the state file in.jsonl.shepherd.db.", result.Stderr, StringComparison.Ordinal);
+        Assert.Equal("busy", JsonDocument.Parse(result.Stdout).RootElement.GetProperty("error").GetString());
+        Assert.Equal(0, server.Provider.Stats().Requests);
+    }
+
+    [Fact]
     public async Task AfterTheEnd_RunningAgainSendsNothing_AndRewritesTheSameFiles()
     {
         var input = BatchFiles.Write(_folder.File("in.jsonl"), BatchFiles.OpenAIChat(50));
@@ -166,7 +211,7 @@ public sealed class RunCommandTests : IDisposable
         Directory.CreateDirectory(_folder.File("out"));
 
         var result = await ShepherdProcess.RunAsync(_folder.Path, Run(input, server,
-            "--output", "out/ok.jsonl", "--errors", "out/bad.jsonl", "--state", "out/state.db", "--json"));
+            "-o", "out/ok.jsonl", "--errors", "out/bad.jsonl", "--state", "out/state.db", "--json"));
 
         Assert.True(result.ExitCode == 0, result.ToString());
         var summary = JsonDocument.Parse(result.Stdout).RootElement;

@@ -54,8 +54,8 @@ internal static class EstimateCommand
             var name = ShownPath.Of(input);
             if (!estimate.IsValid)
             {
-                await ReportInvalidAsync(Console.Error, name, estimate);
-                return ExitCodes.InvalidInput;
+                return await Refusal.InputRefusedAsync(Console.Out, Console.Error, parse.GetValue(json), name, $"{name} cannot be sent as it is, so it was not priced.",
+                    new InputProblems(estimate.Errors, estimate.MoreErrors));
             }
 
             if (parse.GetValue(json))
@@ -70,21 +70,6 @@ internal static class EstimateCommand
             return ExitCodes.Success;
         });
         return command;
-    }
-
-    private static async Task ReportInvalidAsync(TextWriter stderr, string name, BatchEstimate estimate)
-    {
-        var count = estimate.Errors.Count;
-        await stderr.WriteLineAsync($"{name} cannot be sent as it is, so it was not priced. {count}{(estimate.ErrorsTruncated ? "+" : "")} problem{(count == 1 ? "" : "s")}:");
-        foreach (var error in estimate.Errors)
-        {
-            await stderr.WriteLineAsync(error.Line is null ? $"  {name}: {error}" : $"  {name}:{error}");
-        }
-
-        if (estimate.ErrorsTruncated)
-        {
-            await stderr.WriteLineAsync("  (and more invalid lines after these)");
-        }
     }
 
     /// <summary>The estimate for a person: a table per model with a total, then what was assumed and the time.</summary>

@@ -24,6 +24,23 @@ internal static class ExitCodes
     /// <summary>An upstream could not be reached: before anything was sent, or for longer than <c>--max-outage</c>; running again resumes.</summary>
     public const int Unreachable = 6;
 
+    /// <summary>Another <c>shepherd</c> process is using the state file; nothing was done.</summary>
+    public const int Busy = 7;
+
     /// <summary>Interrupted (Ctrl+C); running the same command again resumes.</summary>
     public const int Interrupted = 130;
+
+    /// <summary>The word for <paramref name="exitCode"/> in <c>--json</c> documents.</summary>
+    public static string Word(int exitCode) => exitCode switch
+    {
+        Success => "success",
+        InvalidInput => "invalid_input",
+        SomeFailed => "some_failed",
+        StillRunning => "still_running",
+        KeyRefused => "key_refused",
+        Unreachable => "unreachable",
+        Busy => "busy",
+        Interrupted => "interrupted",
+        _ => "error",
+    };
 }

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using Shepherd.Cli.Running;
 using Shepherd.Client;
 using Spectre.Console;
 
@@ -92,18 +93,16 @@ internal sealed class RemoteOptionSet
             catch (ShepherdApiException ex)
             {
                 var (exitCode, message) = Describe(ex, server, options.ApiKey is not null);
-                await Console.Error.WriteLineAsync(message);
-                return exitCode;
+                return await Refusal.ReportAsync(context.Stdout, context.Stderr, context.Json, exitCode, message);
             }
             catch (JsonException ex)
             {
-                await Console.Error.WriteLineAsync($"shepherd: {server} answered something that is not a Shepherd server's answer ({ex.Message}); check --server or ${ServerVariable}.");
-                return ExitCodes.Error;
+                return await Refusal.ReportAsync(context.Stdout, context.Stderr, context.Json, ExitCodes.Error,
+                    $"shepherd: {server} answered something that is not a Shepherd server's answer ({ex.Message}); check --server or ${ServerVariable}.");
             }
             catch (HttpRequestException ex)
             {
-                await Console.Error.WriteLineAsync($"shepherd: cannot reach a Shepherd server at {server}: {ex.Message}");
-                return ExitCodes.Error;
+                return await Refusal.ReportAsync(context.Stdout, context.Stderr, context.Json, ExitCodes.Error, $"shepherd: cannot reach a Shepherd server at {server}: {ex.Message}");
             }
         });
     }

@@ -16,7 +16,7 @@ internal static class RunCommand
             ("low", BatchPriority.Low), ("normal", BatchPriority.Normal), ("high", BatchPriority.High));
         var window = CliOptions.Duration("--completion-window", "Give up after this long (24h, 90m): unfinished requests end batch_expired");
         var state = new Option<string?>("--state") { Description = "The state file; defaults to FILE.shepherd.db beside the input" };
-        var output = new Option<string?>("--output") { Description = "Where successful results go; defaults to NAME.out.jsonl beside the input" };
+        var output = new Option<string?>("--output", "-o") { Description = "Where successful results go; defaults to NAME.out.jsonl beside the input" };
         var errors = new Option<string?>("--errors") { Description = "Where failed results go; defaults to NAME.errors.jsonl beside the input" };
         var fresh = new Option<bool>("--fresh") { Description = "Discard saved progress for this input and start over" };
         var progress = CliOptions.Progress();

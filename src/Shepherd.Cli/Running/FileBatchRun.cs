@@ -106,8 +106,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             if (!imported.Accepted)
             {
                 await store.DeleteBatchAsync(imported.BatchId, cancellationToken);
-                await ReportRejectedAsync(imported);
-                return ExitCodes.InvalidInput;
+                return await ReportRejectedAsync(imported);
             }
 
             batch = (await store.GetBatchAsync(imported.BatchId, cancellationToken))!;
@@ -264,17 +263,17 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         var progress = $"{saved.Finished:N0} of {saved.Total:N0} requests done and saved in {Relative(statePath)}";
         if (interrupted)
         {
-            return await StopAsync(ExitCodes.Interrupted, "interrupted", saved, $"Interrupted: {progress}. Run the same command again to resume.");
+            return await StopAsync(ExitCodes.Interrupted, "interrupted", saved, $"Interrupted: {progress}. {RunAgain("to resume")}");
         }
 
         return stoppedBy switch
         {
             { Halt: { Condition: LaneCondition.KeyRefused } refused } => await StopAsync(ExitCodes.KeyRefused, "key_refused", saved,
                 $"shepherd: {stoppedBy.Upstream} refused the API key for {stoppedBy.Model} ({refused.Reason}). Its requests were not charged and none used an attempt; {progress}. "
-                + $"{KeyHint()} and run the same command again."),
+                + $"{KeyHint()}. {RunAgain("to resume")}"),
             { Halt: { } down } => await StopAsync(ExitCodes.Unreachable, "down", saved,
                 $"shepherd: {stoppedBy.Upstream} has been down for {ProgressDisplay.FormatDuration(time.GetUtcNow() - down.Since)} ({down.Reason}), longer than --max-outage {ProgressDisplay.FormatDuration(settings.MaxOutage)}; {progress}. "
-                + "Run the same command again once it is back."),
+                + RunAgain("once it is back")),
             _ => ExitCodes.Success,
         };
     }
@@ -343,20 +342,9 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         return await importer.ImportAsync(file, new NewBatch(BatchIds.NewBatchId(), input, Priority: settings.Priority, CompletionWindow: settings.CompletionWindow) { BudgetNanos = settings.BudgetNanos }, cancellationToken);
     }
 
-    private async Task ReportRejectedAsync(ImportResult imported)
-    {
-        var name = Relative(settings.InputPath);
-        await stderr.WriteLineAsync($"{name} was not accepted; nothing was sent. {imported.Errors.Count} problem{(imported.Errors.Count == 1 ? "" : "s")}:");
-        foreach (var error in imported.Errors)
-        {
-            await stderr.WriteLineAsync($"  {name}:{error}");
-        }
-
-        if (imported.ErrorsTruncated)
-        {
-            await stderr.WriteLineAsync("  (reading stopped there; later lines were not checked)");
-        }
-    }
+    private Task<int> ReportRejectedAsync(ImportResult imported) =>
+        Refusal.InputRefusedAsync(stdout, stderr, settings.Json, Relative(settings.InputPath), $"{Relative(settings.InputPath)} was not accepted; nothing was sent.",
+            new InputProblems(imported.Errors, imported.MoreErrors));
 
     /// <summary>What to do about a refused key, by where it came from (or that none was sent).</summary>
     private string KeyHint()
@@ -492,6 +480,36 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
     }
 
     private static string Relative(string path) => ShownPath.Of(path);
+
+    /// <summary>
+    /// The command that resumes this run: the same one, but without <c>--fresh</c>, which would
+    /// throw away the answers this run saved.
+    /// </summary>
+    private string RunAgain(string when) => settings.Fresh
+        ? $"Run it again without --fresh {when}: {ResumeCommand(Environment.GetCommandLineArgs().Skip(1))}"
+        : $"Run the same command again {when}.";
+
+    /// <summary><paramref name="args"/> as a command to type, without <c>--fresh</c> and without the value of <c>--api-key</c>.</summary>
+    internal static string ResumeCommand(IEnumerable<string> args)
+    {
+        var words = new List<string> { "shepherd" };
+        var secret = false;
+        foreach (var arg in args)
+        {
+            if (arg == "--fresh")
+            {
+                continue;
+            }
+
+            words.Add(secret ? "\"$KEY\"" : arg.StartsWith("--api-key=", StringComparison.Ordinal) ? "--api-key=\"$KEY\"" : Quoted(arg));
+            secret = arg == "--api-key";
+        }
+
+        return string.Join(' ', words);
+    }
+
+    private static string Quoted(string arg) =>
+        arg.Length > 0 && arg.All(c => char.IsAsciiLetterOrDigit(c) || "-_./:=@,+%".Contains(c)) ? arg : $"'{arg.Replace("'", "'\\''", StringComparison.Ordinal)}'";
 }
 
 /// <summary>What a run knows before it sends: how long the import took, how many failed requests it queued again, and where its state is.</summary>

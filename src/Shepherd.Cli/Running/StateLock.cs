@@ -25,7 +25,7 @@ internal sealed class StateLock : IDisposable
         }
         catch (IOException)
         {
-            throw new UsageException($"Another shepherd process is using the state file {statePath}. Wait for it to finish, or pass another --state.");
+            throw new CommandException($"Another shepherd process is using the state file {ShownPath.Of(statePath)}. Wait for it to finish, or pass another --state.", ExitCodes.Busy);
         }
         catch (UnauthorizedAccessException ex)
         {

@@ -8,10 +8,14 @@ namespace Shepherd.Engine.Batches;
 /// <param name="Accepted">True when every line was valid and the batch is in progress.</param>
 /// <param name="Total">Valid requests read.</param>
 /// <param name="Errors">Why the input was rejected, in line order; empty when accepted.</param>
-/// <param name="ErrorsTruncated">True when reading stopped at the error limit, so later lines were not checked.</param>
+/// <param name="MoreErrors">Problems found beyond those listed in <paramref name="Errors"/> (duplicate ids among them are not counted once the list is full).</param>
 /// <param name="Sha256">The SHA-256 of the input, hex (of the part read, when rejected early).</param>
 /// <param name="Bytes">Input bytes read.</param>
-public sealed record ImportResult(string BatchId, bool Accepted, long Total, IReadOnlyList<InputError> Errors, bool ErrorsTruncated, string Sha256, long Bytes);
+public sealed record ImportResult(string BatchId, bool Accepted, long Total, IReadOnlyList<InputError> Errors, long MoreErrors, string Sha256, long Bytes)
+{
+    /// <summary>True when there were more problems than are listed.</summary>
+    public bool ErrorsTruncated => MoreErrors > 0;
+}
 
 /// <summary>
 /// Streams a JSONL input into a new batch: line by line, in chunked transactions, never holding
@@ -63,10 +67,9 @@ public sealed class BatchImporter
         ArgumentNullException.ThrowIfNull(batchId);
         using var hashing = new HashingReadStream(input);
         using var reader = new JsonlLineReader(hashing, _options.MaxLineBytes);
-        var errors = new List<InputError>();
+        var errors = new InputErrorList(_options.MaxErrors);
         var chunk = new List<ImportItem>(_options.ChunkSize);
         var total = 0L;
-        var truncated = false;
         (InputFormat Format, string Url, long Line)? first = null;
 
         // The store writes one chunk while the next is read and checked: at most two chunks in memory.
@@ -110,12 +113,6 @@ public sealed class BatchImporter
             LineKind kind;
             while ((kind = await reader.ReadAsync(cancellationToken)) != LineKind.End)
             {
-                if (errors.Count >= _options.MaxErrors)
-                {
-                    truncated = true;
-                    return;
-                }
-
                 var line = reader.LineNumber;
                 if (kind == LineKind.TooLong)
                 {
@@ -151,8 +148,13 @@ public sealed class BatchImporter
                 if (total > _options.MaxItems)
                 {
                     errors.Add(new InputError(InputErrorCodes.TooManyTasks, $"the input holds more than {_options.MaxItems} requests", line));
-                    truncated = true;
                     return;
+                }
+
+                if (errors.Full)
+                {
+                    // The batch will be refused: later lines are only checked, to count their problems.
+                    continue;
                 }
 
                 chunk.Add(new ImportItem(line, parsed.CustomId, parsed.Model, parsed.Body.ToArray()));
@@ -176,27 +178,21 @@ public sealed class BatchImporter
 
         await FlushAsync();
         await WrittenAsync();
-        if (total == 0 && errors.Count == 0)
+        if (total == 0 && errors.IsEmpty)
         {
             errors.Add(new InputError(InputErrorCodes.EmptyFile, "the input holds no request", null));
         }
 
         var sha = hashing.HashHex();
-        if (errors.Count > 0)
+        if (!errors.IsEmpty)
         {
-            errors.Sort((a, b) => (a.Line ?? 0).CompareTo(b.Line ?? 0));
-            if (errors.Count > _options.MaxErrors)
-            {
-                errors.RemoveRange(_options.MaxErrors, errors.Count - _options.MaxErrors);
-                truncated = true;
-            }
-
-            await _store.RejectBatchAsync(batchId, errors, cancellationToken);
-            return new ImportResult(batchId, false, total, errors, truncated, sha, hashing.BytesRead);
+            var (listed, more) = errors.Finish();
+            await _store.RejectBatchAsync(batchId, listed, cancellationToken);
+            return new ImportResult(batchId, false, total, listed, more, sha, hashing.BytesRead);
         }
 
         await _store.AcceptBatchAsync(batchId, new AcceptedInput(first!.Value.Format, first.Value.Url, total, sha, hashing.BytesRead), cancellationToken);
-        return new ImportResult(batchId, true, total, errors, false, sha, hashing.BytesRead);
+        return new ImportResult(batchId, true, total, [], 0, sha, hashing.BytesRead);
     }
 
     /// <summary>

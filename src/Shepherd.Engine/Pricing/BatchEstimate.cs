@@ -100,8 +100,11 @@ public sealed record BatchEstimate
     /// <summary>The lines that are not valid requests, in line order; empty when every line is valid.</summary>
     public required IReadOnlyList<InputError> Errors { get; init; }
 
+    /// <summary>How many problems were found beyond those <see cref="Errors"/> lists.</summary>
+    public required long MoreErrors { get; init; }
+
     /// <summary>True when more lines were invalid than <see cref="Errors"/> holds.</summary>
-    public required bool ErrorsTruncated { get; init; }
+    public bool ErrorsTruncated => MoreErrors > 0;
 
     /// <summary>True when every line was a valid request and there was at least one.</summary>
     public bool IsValid => Errors.Count == 0;
@@ -157,6 +160,7 @@ public sealed record BatchEstimate
 
         json.WriteEndArray();
         json.WriteBoolean("errors_truncated", ErrorsTruncated);
+        json.WriteNumber("more_errors", MoreErrors);
         json.WriteEndObject();
     }
 

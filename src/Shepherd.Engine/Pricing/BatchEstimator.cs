@@ -40,21 +40,8 @@ public sealed class BatchEstimator
         var settings = options.Validated();
         using var reader = new JsonlLineReader(input, settings.MaxLineBytes);
         var models = new Dictionary<string, Tally>(StringComparer.Ordinal);
-        var errors = new List<InputError>();
-        var truncated = false;
+        var errors = new InputErrorList(settings.MaxErrors);
         (InputFormat Format, string Url, long Line)? first = null;
-
-        void Fail(InputError error)
-        {
-            if (errors.Count < settings.MaxErrors)
-            {
-                errors.Add(error);
-            }
-            else
-            {
-                truncated = true;
-            }
-        }
 
         LineKind kind;
         while ((kind = await reader.ReadAsync(cancellationToken).ConfigureAwait(false)) != LineKind.End)
@@ -62,7 +49,7 @@ public sealed class BatchEstimator
             var line = reader.LineNumber;
             if (kind == LineKind.TooLong)
             {
-                Fail(new InputError(InputErrorCodes.LineTooLong, $"the line is longer than {settings.MaxLineBytes} bytes", line));
+                errors.Add(new InputError(InputErrorCodes.LineTooLong, $"the line is longer than {settings.MaxLineBytes} bytes", line));
                 continue;
             }
 
@@ -73,14 +60,14 @@ public sealed class BatchEstimator
 
             if (InputLineParser.TryParse(reader.Current, out var parsed) is { } problem)
             {
-                Fail(new InputError(problem.Code, problem.Message, line));
+                errors.Add(new InputError(problem.Code, problem.Message, line));
                 continue;
             }
 
             first ??= (parsed.Format, settings.Endpoint ?? parsed.Url, line);
             if (BatchImporter.Mismatch(parsed, first.Value, settings.Endpoint is not null) is { } mismatch)
             {
-                Fail(mismatch with { Line = line });
+                errors.Add(mismatch with { Line = line });
                 continue;
             }
 
@@ -113,12 +100,13 @@ public sealed class BatchEstimator
             }
         }
 
-        if (first is null && errors.Count == 0)
+        if (first is null && errors.IsEmpty)
         {
             errors.Add(new InputError(InputErrorCodes.EmptyFile, "the input holds no request", null));
         }
 
-        return Summarize(models, errors, truncated, settings);
+        var (listed, more) = errors.Finish();
+        return Summarize(models, listed, more, settings);
     }
 
     /// <summary>
@@ -143,7 +131,7 @@ public sealed class BatchEstimator
         return serving == 0 ? (null, null) : (rpm, tpm);
     }
 
-    private BatchEstimate Summarize(Dictionary<string, Tally> models, List<InputError> errors, bool truncated, EstimateOptions settings)
+    private BatchEstimate Summarize(Dictionary<string, Tally> models, IReadOnlyList<InputError> errors, long moreErrors, EstimateOptions settings)
     {
         var estimates = new List<ModelEstimate>(models.Count);
         foreach (var (model, tally) in models.OrderBy(m => m.Key, StringComparer.Ordinal))
@@ -187,7 +175,7 @@ public sealed class BatchEstimator
             AssumedOutputRatio = settings.AssumedOutputRatio,
             MaxAssumedOutputTokens = settings.MaxAssumedOutputTokens,
             Errors = errors,
-            ErrorsTruncated = truncated,
+            MoreErrors = moreErrors,
         };
     }
 
