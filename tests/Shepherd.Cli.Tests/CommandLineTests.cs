@@ -86,4 +86,16 @@ public sealed class CommandLineTests
 
         Assert.Equal("shepherd run 'my batch.jsonl' --api-key \"$KEY\" --base-url http://127.0.0.1:9/v1 --api-key=\"$KEY\"", command);
     }
+
+    [Theory]
+    [InlineData(0, "0")]
+    [InlineData(9_999, "9,999")]
+    [InlineData(18_456, "18.5k")]
+    [InlineData(184_560, "185k")]
+    [InlineData(999_950, "1.00M")]
+    [InlineData(1_847_000, "1.85M")]
+    [InlineData(18_470_000, "18.5M")]
+    [InlineData(2_100_000_000, "2.10B")]
+    public void ACount_ShowsThreeSignificantDigits_WithItsUnit(long count, string shown) =>
+        Assert.Equal(shown, Running.ProgressDisplay.FormatCount(count));
 }

@@ -146,6 +146,20 @@ public sealed class RunCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task ACustomIdWithQuotesAndBrackets_IsWrittenAsGiven_NotAsEscapes()
+    {
+        var input = BatchFiles.Write(_folder.File("in.jsonl"), BatchFiles.OpenAIChat(2, idPrefix: "it's <b>&\\\"q\\\"-"));
+        await using var server = await Simulators.StartHttpAsync(new SimulatorOptions { Error500Rate = 0.5 }, seed: 3);
+
+        var result = await ShepherdProcess.RunAsync(_folder.Path, Run(input, server, "--max-attempts", "1"));
+
+        var written = File.ReadAllText(_folder.File("in.out.jsonl")) + File.ReadAllText(_folder.File("in.errors.jsonl"));
+        Assert.True(result.ExitCode is 0 or 3, result.ToString());
+        Assert.Contains("\"custom_id\":\"it's <b>&\\\"q\\\"-", written, StringComparison.Ordinal);
+        Assert.DoesNotContain("\\u00", written, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task AfterTheEnd_RunningAgainSendsNothing_AndRewritesTheSameFiles()
     {
         var input = BatchFiles.Write(_folder.File("in.jsonl"), BatchFiles.OpenAIChat(50));

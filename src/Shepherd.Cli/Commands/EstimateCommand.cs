@@ -92,8 +92,8 @@ internal static class EstimateCommand
                 Count(row.Requests),
                 Count(row.PromptTokens),
                 Count(row.OutputTokens) + (row.AssumedOutputTokens > 0 ? " *" : ""),
-                row.Priced ? Usd(row.Realtime.Usd) : "[yellow]unpriced[/]",
-                row.Priced ? Usd(row.Batch.Usd) : "[yellow]unpriced[/]",
+                row.Priced ? Cost.Describe(row.Realtime.Usd) : "[yellow]unpriced[/]",
+                row.Priced ? Cost.Describe(row.Batch.Usd) : "[yellow]unpriced[/]",
                 row.Priced ? Saving(row.Realtime.Usd, row.Batch.Usd) : "");
         }
 
@@ -105,8 +105,8 @@ internal static class EstimateCommand
                 $"[bold]{Count(estimate.Requests)}[/]",
                 $"[bold]{Count(estimate.PromptTokens)}[/]",
                 $"[bold]{Count(estimate.OutputTokens)}{(estimate.AssumedOutputTokens > 0 ? " *" : "")}[/]",
-                $"[bold]{Usd(estimate.Realtime.Usd)}{partial}[/]",
-                $"[bold]{Usd(estimate.Batch.Usd)}{partial}[/]",
+                $"[bold]{Cost.Describe(estimate.Realtime.Usd)}{partial}[/]",
+                $"[bold]{Cost.Describe(estimate.Batch.Usd)}{partial}[/]",
                 $"[bold]{Saving(estimate.Realtime.Usd, estimate.Batch.Usd)}[/]");
         }
 
@@ -163,10 +163,9 @@ internal static class EstimateCommand
 
     private static string Count(long value) => value.ToString("N0", CultureInfo.InvariantCulture);
 
-    private static string Usd(decimal usd) => "$" + usd.ToString("#,##0.00####", CultureInfo.InvariantCulture);
 
     private static string Saving(decimal realtime, decimal batch) =>
-        realtime > 0 ? string.Create(CultureInfo.InvariantCulture, $"{Usd(realtime - batch)} ({(realtime - batch) / realtime:0%})") : Usd(0);
+        realtime > 0 ? string.Create(CultureInfo.InvariantCulture, $"{Cost.Describe(realtime - batch)} ({(realtime - batch) / realtime:0%})") : Cost.Describe(0);
 
     private static string Duration(double minutes)
     {

@@ -48,7 +48,7 @@ internal static class ResultsCommand
                 }
                 else
                 {
-                    await context.Stdout.WriteLineAsync($"Wrote {RemoteOutput.Count(lines)} results of {batch.Id} to {path}.");
+                    await context.Stdout.WriteLineAsync($"Wrote {RemoteOutput.Plural(lines, "result")} of {batch.Id} to {path}.");
                 }
 
                 return ExitCodes.Success;

@@ -92,7 +92,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         if (sends && await UnreachableAsync(services, cancellationToken) is { } unreachable)
         {
             return await StopAsync(ExitCodes.Unreachable, "unreachable", batch,
-                $"shepherd: {unreachable}. Nothing was sent{(batch is null ? "" : $"; {batch.Finished:N0} of {batch.Total:N0} requests done and saved")}. Check the upstream's url (--base-url, --upstream or the configuration file), or run again once it is up.");
+                $"shepherd: {unreachable}. Nothing was sent{(batch is null ? "" : $"; {RemoteOutput.Count(batch.Finished)} of {RemoteOutput.Plural(batch.Total, "request")} done and saved")}. Check the upstream's url (--base-url, --upstream or the configuration file), or run again once it is up.");
         }
 
         await store.InitializeAsync(cancellationToken);
@@ -138,7 +138,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             var unfinished = batch.Failed + batch.Expired;
             requeued = await store.RequeueFailedAsync(batch.Id, time.GetUtcNow() + settings.CompletionWindow, cancellationToken);
             await stderr.WriteLineAsync(requeued > 0
-                ? $"Retrying {requeued:N0} failed or expired requests of {batch.Id}; its {batch.Succeeded:N0} answers are kept."
+                ? $"Retrying {RemoteOutput.Plural(requeued, "failed or expired request")} of {batch.Id}; its {RemoteOutput.Plural(batch.Succeeded, "answer")} {(batch.Succeeded == 1 ? "is" : "are")} kept."
                 : $"--retry-failed: {batch.Id} has no failed or expired request{(unfinished > 0 ? " that can be sent again" : "")}; nothing to retry.");
         }
 
@@ -200,8 +200,8 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         if (batch.Status == BatchStatus.InProgress)
         {
             await stderr.WriteLineAsync(batch.Finished > 0 || released > 0
-                ? $"Resuming {batch.Id}: {batch.Finished:N0} of {batch.Total:N0} requests already done."
-                : $"Sending {batch.Total:N0} requests of {Relative(settings.InputPath)} ({batch.Id}) to {target}, up to {settings.Concurrency} at a time.");
+                ? $"Resuming {batch.Id}: {RemoteOutput.Count(batch.Finished)} of {RemoteOutput.Plural(batch.Total, "request")} already done."
+                : $"Sending {RemoteOutput.Plural(batch.Total, "request")} of {Relative(settings.InputPath)} ({batch.Id}) to {target}, up to {settings.Concurrency} at a time.");
 
             var ending = await DispatchAsync(dispatcher, store, batch, start.StatePath, cancellationToken);
             if (ending != ExitCodes.Success)
@@ -260,7 +260,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         // Rethrows a store failure; otherwise returns once every received answer is committed.
         var stoppedBy = await running;
         var saved = (await store.GetBatchAsync(batch.Id, CancellationToken.None))!;
-        var progress = $"{saved.Finished:N0} of {saved.Total:N0} requests done and saved in {Relative(statePath)}";
+        var progress = $"{RemoteOutput.Count(saved.Finished)} of {RemoteOutput.Plural(saved.Total, "request")} done and saved in {Relative(statePath)}";
         if (interrupted)
         {
             return await StopAsync(ExitCodes.Interrupted, "interrupted", saved, $"Interrupted: {progress}. {RunAgain("to resume")}");
@@ -430,23 +430,23 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         var line = string.Create(CultureInfo.InvariantCulture,
             $"{batch.Id} {StatusWord(batch.Status)}: {batch.Succeeded:N0} succeeded, {batch.Failed:N0} failed{unsent} of {batch.Total:N0}");
         await stdout.WriteLineAsync(finishedThisRun > 0
-            ? string.Create(CultureInfo.InvariantCulture, $"{line} in {ProgressDisplay.FormatDuration(wall)} ({rate:0.0} requests/s, {counters.Retries:N0} retries)")
+            ? string.Create(CultureInfo.InvariantCulture, $"{line} in {ProgressDisplay.FormatDuration(wall)} ({rate:0.0} requests/s, {RemoteOutput.Count(counters.Retries)} {(counters.Retries == 1 ? "retry" : "retries")})")
             : line);
         if (retried > 0)
         {
-            await stdout.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"  retried: {retried:N0} requests that had failed or expired"));
+            await stdout.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"  retried: {RemoteOutput.Plural(retried, "request")} that had failed or expired"));
         }
 
         await stdout.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"  tokens:  {batch.InputTokens:N0} in, {batch.OutputTokens:N0} out"));
-        var unpriced = batch.Unpriced > 0 ? $" ({batch.Unpriced:N0} answers of models without a price count as $0)" : "";
-        await stdout.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"  cost:    ${Cost.ToUsd(batch.CostNanos):0.0000}{unpriced}"));
+        var unpriced = batch.Unpriced > 0 ? $" ({RemoteOutput.Plural(batch.Unpriced, "answer")} of models without a price count as $0)" : "";
+        await stdout.WriteLineAsync($"  cost:    {Cost.Describe(batch.CostNanos)}{unpriced}");
         if (batch.BudgetNanos is { } limit)
         {
             await stdout.WriteLineAsync($"  budget:  {RemoteOutput.Budget(Cost.ToUsd(limit), batch.BudgetExceeded, "budget_exceeded in the errors file")}");
         }
 
-        await stdout.WriteLineAsync($"  results: {Relative(outputPath)} ({exported.Succeeded:N0} lines)");
-        await stdout.WriteLineAsync($"  errors:  {Relative(errorsPath)} ({exported.Failed:N0} lines)");
+        await stdout.WriteLineAsync($"  results: {Relative(outputPath)} ({RemoteOutput.Plural(exported.Succeeded, "line")})");
+        await stdout.WriteLineAsync($"  errors:  {Relative(errorsPath)} ({RemoteOutput.Plural(exported.Failed, "line")})");
     }
 
     private static string StatusWord(BatchStatus status) => status switch

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Shepherd.Engine.Pricing;
 using Spectre.Console;
 
 namespace Shepherd.Cli.Running;
@@ -14,10 +15,8 @@ internal readonly record struct ProgressSample(long Total, long Succeeded, long 
     /// <summary>The cost so far and, while requests remain, the total it points to at the same cost per request.</summary>
     public string DescribeCost()
     {
-        var spent = string.Create(CultureInfo.InvariantCulture, $"${CostUsd:0.00##}");
-        return Finished > 0 && Finished < Total
-            ? string.Create(CultureInfo.InvariantCulture, $"{spent} (~${CostUsd / Finished * Total:0.00##} projected)")
-            : spent;
+        var spent = Cost.Describe(CostUsd);
+        return Finished > 0 && Finished < Total ? $"{spent} (~{Cost.Describe(CostUsd / Finished * Total)} projected)" : spent;
     }
 
     /// <summary>What a server says of a batch watched from afar; null for a batch sent from here, whose rate is measured here.</summary>
@@ -148,12 +147,29 @@ internal sealed class ProgressDisplay(IAnsiConsole console, TextWriter plain, Pr
                 $"{remote.Status} · {now.Finished:N0}/{now.Total:N0} done · {now.Failed:N0} failed · {tokens} tokens · {cost} · ETA {eta}");
     }
 
-    public static string FormatCount(long count) => count switch
+    /// <summary>A count in a few characters: <c>9,876</c>, <c>18.5k</c>, <c>185k</c>, <c>1.85M</c>, <c>2.10B</c> (three significant digits from ten thousand).</summary>
+    public static string FormatCount(long count)
     {
-        >= 10_000_000 => string.Create(CultureInfo.InvariantCulture, $"{count / 1e6:0.0}M"),
-        >= 10_000 => string.Create(CultureInfo.InvariantCulture, $"{count / 1e3:0.0}k"),
-        _ => count.ToString("N0", CultureInfo.InvariantCulture),
-    };
+        if (count < 10_000)
+        {
+            return count.ToString("N0", CultureInfo.InvariantCulture);
+        }
+
+        var (scaled, unit) = count switch
+        {
+            >= 1_000_000_000 => (count / 1e9, "B"),
+            >= 1_000_000 => (count / 1e6, "M"),
+            _ => (count / 1e3, "k"),
+        };
+        // Rounding may reach the next unit: 999,950 is 1.00M, not 1000k.
+        if (Math.Round(scaled, scaled >= 100 ? 0 : scaled >= 10 ? 1 : 2) >= 1000 && unit != "B")
+        {
+            (scaled, unit) = (scaled / 1000, unit == "k" ? "M" : "B");
+        }
+
+        var format = scaled >= 100 ? "0" : scaled >= 10 ? "0.0" : "0.00";
+        return scaled.ToString(format, CultureInfo.InvariantCulture) + unit;
+    }
 
     public static string FormatDuration(TimeSpan duration) =>
         duration.TotalHours >= 1 ? $"{(int)duration.TotalHours}h{duration.Minutes:00}m"

@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Globalization;
 using Shepherd.Cli.Commands;
 using Shepherd.Engine.Formats;
 
@@ -41,7 +40,7 @@ internal static class Refusal
         }
         else
         {
-            await stderr.WriteLineAsync($"{message} {Plural(problems.Total, "problem")}:");
+            await stderr.WriteLineAsync($"{message} {RemoteOutput.Plural(problems.Total, "problem")}:");
             foreach (var error in problems.Listed)
             {
                 await stderr.WriteLineAsync($"  {name}:{(error.Line is null ? " " : "")}{error}");
@@ -49,7 +48,7 @@ internal static class Refusal
 
             if (problems.More > 0)
             {
-                await stderr.WriteLineAsync($"  and {Plural(problems.More, "more problem")} on later lines, not listed.");
+                await stderr.WriteLineAsync($"  and {RemoteOutput.Plural(problems.More, "more problem")} on later lines, not listed.");
             }
         }
 
@@ -81,8 +80,4 @@ internal static class Refusal
 
         return exitCode;
     }
-
-    /// <summary><c>1 request</c>, <c>2 requests</c>, <c>1,000 requests</c>: a count and its noun.</summary>
-    public static string Plural(long count, string noun) =>
-        string.Create(CultureInfo.InvariantCulture, $"{count:N0} {noun}{(count == 1 ? "" : "s")}");
 }

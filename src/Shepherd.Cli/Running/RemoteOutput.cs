@@ -1,4 +1,5 @@
 using Shepherd.Engine.Formats;
+using Shepherd.Engine.Pricing;
 using System.Buffers;
 using System.Globalization;
 using System.Text;
@@ -18,7 +19,7 @@ internal static class RemoteOutput
     public static async Task WriteJsonAsync(TextWriter stdout, Action<Utf8JsonWriter> write)
     {
         var buffer = new ArrayBufferWriter<byte>();
-        await using (var json = new Utf8JsonWriter(buffer))
+        await using (var json = new Utf8JsonWriter(buffer, JsonWriterExtensions.Options))
         {
             write(json);
         }
@@ -116,9 +117,10 @@ internal static class RemoteOutput
 
     public static string Percent(Batch batch) => string.Create(CultureInfo.InvariantCulture, $"{batch.Percent:0.0}%");
 
-    public static string Money(decimal usd) => string.Create(CultureInfo.InvariantCulture, $"${usd:0.00##}");
-
     public static string Count(long count) => count.ToString("N0", CultureInfo.InvariantCulture);
+
+    /// <summary><c>1 request</c>, <c>2 requests</c>, <c>1,000 requests</c>: a count and its noun.</summary>
+    public static string Plural(long count, string noun) => $"{Count(count)} {noun}{(count == 1 ? "" : "s")}";
 
     public static string Time(DateTimeOffset at) => at.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss 'UTC'", CultureInfo.InvariantCulture);
 
@@ -139,7 +141,7 @@ internal static class RemoteOutput
         var line = string.Create(CultureInfo.InvariantCulture,
             $"{batch.Id} {BatchStatusNames.ToApiName(batch.Status)}: {Count(batch.Succeeded)} succeeded, {Count(batch.Failed)} failed of {Count(batch.Total)} in {ProgressDisplay.FormatDuration(Duration(batch, now))}");
         await stdout.WriteLineAsync(line);
-        await stdout.WriteLineAsync($"  tokens:  {Count(batch.InputTokens)} in, {Count(batch.OutputTokens)} out · cost {Money(batch.CostUsd)}");
+        await stdout.WriteLineAsync($"  tokens:  {Count(batch.InputTokens)} in, {Count(batch.OutputTokens)} out · cost {Cost.Describe(batch.CostUsd)}");
         if (batch.BudgetUsd is { } budget)
         {
             await stdout.WriteLineAsync($"  budget:  {Budget(budget, batch.BudgetExceededRequests)}");
@@ -160,8 +162,8 @@ internal static class RemoteOutput
 
     /// <summary>A budget, and the requests it could no longer pay when there were any (<paramref name="where"/> says where they are).</summary>
     public static string Budget(decimal usd, long exceeded, string where = "budget_exceeded") => exceeded > 0
-        ? $"{Money(usd)}; {Count(exceeded)} requests not sent, as it could no longer pay them ({where})"
-        : Money(usd);
+        ? $"{Cost.Describe(usd)}; {Plural(exceeded, "request")} not sent, as it could no longer pay them ({where})"
+        : Cost.Describe(usd);
 
     public static string ErrorText(BatchError error) => error.Line is { } line
         ? string.Create(CultureInfo.InvariantCulture, $"line {line}: {error.Code}: {error.Message}")
@@ -185,7 +187,7 @@ internal static class RemoteOutput
         Text("model", batch.Model);
         Text("progress", $"{Percent(batch)} · {Count(batch.Finished)} of {Count(batch.Total)} done: {Count(batch.Succeeded)} succeeded, {Count(batch.Failed)} failed");
         Text("tokens", $"{Count(batch.InputTokens)} in, {Count(batch.OutputTokens)} out");
-        Text("cost", Money(batch.CostUsd));
+        Text("cost", Cost.Describe(batch.CostUsd));
         Text("budget", batch.BudgetUsd is { } budget ? Budget(budget, batch.BudgetExceededRequests) : null);
         Text("created", Time(batch.CreatedAt));
         Text("started", batch.InProgressAt is { } started ? Time(started) : null);

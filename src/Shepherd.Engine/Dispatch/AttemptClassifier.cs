@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json;
 using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
+using Shepherd.Engine.Formats;
 
 namespace Shepherd.Engine.Dispatch;
 
@@ -123,7 +124,7 @@ internal static class AttemptClassifier
 
         using var document = JsonDocument.Parse(body);
         using var buffer = new MemoryStream(body.Length);
-        using (var json = new Utf8JsonWriter(buffer))
+        using (var json = new Utf8JsonWriter(buffer, JsonWriterExtensions.Options))
         {
             document.WriteTo(json);
         }
@@ -141,7 +142,7 @@ internal static class AttemptClassifier
 
         var message = text.Length == 0 ? $"HTTP {status} with an empty body" : text;
         using var buffer = new MemoryStream();
-        using (var json = new Utf8JsonWriter(buffer))
+        using (var json = new Utf8JsonWriter(buffer, JsonWriterExtensions.Options))
         {
             json.WriteStartObject();
             if (kind == UpstreamKind.Anthropic)

@@ -400,7 +400,7 @@ public sealed partial class Dispatcher
                     {
                         ErrorCode = FailureCodes.BudgetExceeded,
                         ErrorMessage = string.Create(CultureInfo.InvariantCulture,
-                            $"not sent: the budget of the batch is ${Cost.ToUsd(budget.Limit)} and ${Cost.ToUsd(budget.Spent)} of it is spent, so ${Cost.ToUsd(budget.Limit - budget.Spent)} is left; this request may cost up to ${Cost.ToUsd(most)}"),
+                            $"not sent: the budget of the batch is {Cost.Describe(budget.Limit)} and {Cost.Describe(budget.Spent)} of it is spent, so {Cost.Describe(budget.Limit - budget.Spent)} is left; this request may cost up to {Cost.Describe(most)}"),
                     }));
                     continue;
                 }

@@ -21,7 +21,7 @@ public sealed class ResultLineWriter : IDisposable
     {
         _format = format;
         _batchId = batchId;
-        _json = new Utf8JsonWriter(_buffer, new JsonWriterOptions { SkipValidation = true });
+        _json = new Utf8JsonWriter(_buffer, JsonWriterExtensions.Options with { SkipValidation = true });
     }
 
     /// <summary>Writes the line of an ended item to <paramref name="destination"/>, newline included.</summary>

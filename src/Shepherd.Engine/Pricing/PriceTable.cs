@@ -1,4 +1,5 @@
 using System.Collections.Frozen;
+using System.Globalization;
 using System.Text.RegularExpressions;
 
 namespace Shepherd.Engine.Pricing;
@@ -44,6 +45,23 @@ public readonly record struct Cost(long Nanos, bool Priced)
 
     /// <summary>Dollars from billionths of a dollar.</summary>
     public static decimal ToUsd(long nanos) => nanos / 1_000_000_000m;
+
+    /// <summary>
+    /// An amount of dollars as every message and table shows it, so one amount reads the same
+    /// everywhere: cents for $100 and more (<c>$1,234.50</c>), up to four decimals from a cent
+    /// (<c>$0.0455</c>, <c>$12.50</c>), three significant digits below (<c>$0.000125</c>).
+    /// </summary>
+    public static string Describe(decimal usd)
+    {
+        var size = Math.Abs(usd);
+        var text = size >= 100m || size == 0m ? usd.ToString("#,##0.00", CultureInfo.InvariantCulture)
+            : size >= 0.01m ? usd.ToString("#,##0.00##", CultureInfo.InvariantCulture)
+            : Math.Round(usd, 2 - (int)Math.Floor(Math.Log10((double)size)), MidpointRounding.AwayFromZero).ToString("0.00##########", CultureInfo.InvariantCulture);
+        return text.StartsWith('-') ? "-$" + text[1..] : "$" + text;
+    }
+
+    /// <summary><see cref="Describe(decimal)"/> of billionths of a dollar.</summary>
+    public static string Describe(long nanos) => Describe(ToUsd(nanos));
 
     /// <summary>The most a budget may be, in US dollars.</summary>
     public const decimal MaxBudgetUsd = 1_000_000_000m;

@@ -142,7 +142,7 @@ internal static class StoreRows
     internal static string SerializeErrors(IReadOnlyList<InputError> errors)
     {
         using var buffer = new MemoryStream();
-        using (var json = new Utf8JsonWriter(buffer))
+        using (var json = new Utf8JsonWriter(buffer, JsonWriterExtensions.Options))
         {
             json.WriteStartArray();
             foreach (var error in errors)
@@ -167,7 +167,7 @@ internal static class StoreRows
     internal static string SerializeMetadata(IReadOnlyDictionary<string, string> metadata)
     {
         using var buffer = new MemoryStream();
-        using (var json = new Utf8JsonWriter(buffer))
+        using (var json = new Utf8JsonWriter(buffer, JsonWriterExtensions.Options))
         {
             json.WriteStartObject();
             foreach (var (key, value) in metadata)

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Microsoft.AspNetCore.Http;
+using Shepherd.Engine.Formats;
 
 namespace Shepherd.Server.Http;
 
@@ -14,7 +15,7 @@ internal sealed class JsonBody(Action<Utf8JsonWriter> write, int status = Status
         ArgumentNullException.ThrowIfNull(httpContext);
         httpContext.Response.StatusCode = status;
         httpContext.Response.ContentType = "application/json";
-        await using (var writer = new Utf8JsonWriter(httpContext.Response.BodyWriter))
+        await using (var writer = new Utf8JsonWriter(httpContext.Response.BodyWriter, JsonWriterExtensions.Options))
         {
             write(writer);
             await writer.FlushAsync(httpContext.RequestAborted);

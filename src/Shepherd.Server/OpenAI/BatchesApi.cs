@@ -155,7 +155,7 @@ internal sealed class BatchesApi(ServerCore core)
         {
             var count = 0L;
             await using (var lines = new FileStream(linesPath, FileMode.CreateNew, FileAccess.Write, FileShare.None, 64 * 1024, FileOptions.Asynchronous))
-            await using (var json = new Utf8JsonWriter(lines))
+            await using (var json = new Utf8JsonWriter(lines, JsonWriterExtensions.Options))
             {
                 await foreach (var request in core.Store.ReadRequestsAsync(original.Id, [ItemState.Failed, ItemState.Expired], context.RequestAborted))
                 {

@@ -27,7 +27,7 @@ internal static class InlineRequests
         using var reader = new JsonlLineReader(input, maxLineBytes);
         await using var output = new FileStream(linesPath, FileMode.CreateNew, FileAccess.Write, FileShare.None, 64 * 1024, FileOptions.Asynchronous);
         var buffer = new ArrayBufferWriter<byte>(4096);
-        await using var json = new Utf8JsonWriter(buffer);
+        await using var json = new Utf8JsonWriter(buffer, JsonWriterExtensions.Options);
         var errors = new List<string>();
         string? firstParam = null;
         while (await reader.ReadAsync(cancellationToken) is var kind && kind != LineKind.End)

@@ -248,4 +248,18 @@ public sealed class CostDocTests
         // 10M input and 5M output tokens on every model that answers in tokens (not the embedding models).
         AssertRows(Rows(Doc(), "worked-example"), PriceTable.BuiltIn.Prices.Where(p => p.Output > 0), ExampleRow);
     }
+
+    [Theory]
+    [InlineData("0", "$0.00")]
+    [InlineData("0.048", "$0.048")]
+    [InlineData("0.0480", "$0.048")]
+    [InlineData("0.0455", "$0.0455")]
+    [InlineData("0.17549", "$0.1755")]
+    [InlineData("0.000125", "$0.000125")]
+    [InlineData("0.0087745", "$0.00877")]
+    [InlineData("12.5", "$12.50")]
+    [InlineData("1234.567", "$1,234.57")]
+    [InlineData("-0.5", "-$0.50")]
+    public void AnAmount_ReadsTheSameWhereverItIsShown(string usd, string shown) =>
+        Assert.Equal(shown, Cost.Describe(decimal.Parse(usd, System.Globalization.CultureInfo.InvariantCulture)));
 }

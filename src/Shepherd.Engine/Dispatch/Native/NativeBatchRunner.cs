@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging;
 using Shepherd.Engine.Pricing;
 using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
+using Shepherd.Engine.Formats;
 
 namespace Shepherd.Engine.Dispatch.Native;
 
@@ -534,7 +535,7 @@ public sealed partial class NativeBatchRunner
             _file = new FileStream(
                 Path.Combine(Path.GetTempPath(), $"shepherd-native-{Guid.NewGuid():N}.jsonl"),
                 FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 64 * 1024, FileOptions.DeleteOnClose);
-            _json = new Utf8JsonWriter(_line);
+            _json = new Utf8JsonWriter(_line, JsonWriterExtensions.Options);
             _file.Write(provider.Opening);
             _bytes = provider.Opening.Length + provider.Closing.Length;
         }

@@ -313,7 +313,7 @@ internal sealed class OpenAINativeProvider(HttpClient http, UpstreamOptions opti
     private static ByteArrayContent JsonContent(Action<Utf8JsonWriter> write)
     {
         using var buffer = new MemoryStream();
-        using (var json = new Utf8JsonWriter(buffer))
+        using (var json = new Utf8JsonWriter(buffer, JsonWriterExtensions.Options))
         {
             write(json);
         }
@@ -414,7 +414,7 @@ internal sealed class AnthropicNativeProvider(HttpClient http, UpstreamOptions o
                 byte[] body;
                 using (var buffer = new MemoryStream())
                 {
-                    using (var json = new Utf8JsonWriter(buffer))
+                    using (var json = new Utf8JsonWriter(buffer, JsonWriterExtensions.Options))
                     {
                         json.WriteStartObject();
                         json.WriteString("type", "error");
