@@ -41,6 +41,9 @@ internal sealed class ProgressDisplay(IAnsiConsole console, TextWriter plain, Pr
     private static readonly TimeSpan PlainInterval = TimeSpan.FromSeconds(5);
     private static readonly TimeSpan RateWindow = TimeSpan.FromSeconds(5);
 
+    /// <summary>What the live bar leaves for its figures: the terminal's width less the bar (20), the percentage and the spinner.</summary>
+    private int DescriptionWidth => Math.Max(20, console.Profile.Width - 20 - 6 - 4 - 3);
+
     /// <summary>
     /// <see cref="ProgressMode.Auto"/> made concrete: a live bar on an interactive terminal, plain
     /// lines when stdout is a file or a pipe or carries <c>--json</c> (the lines then go to stderr).
@@ -75,7 +78,7 @@ internal sealed class ProgressDisplay(IAnsiConsole console, TextWriter plain, Pr
                             var now = await sample();
                             task.MaxValue = Math.Max(1, now.Total);
                             task.Value = now.Finished;
-                            task.Description = Markup.Escape(Describe(now, meter.Add(time.GetTimestamp(), now.Finished), compact: true));
+                            task.Description = Markup.Escape(Describe(now, meter.Add(time.GetTimestamp(), now.Finished), DescriptionWidth));
                             if (work.IsCompleted)
                             {
                                 break;
@@ -86,15 +89,21 @@ internal sealed class ProgressDisplay(IAnsiConsole console, TextWriter plain, Pr
                     });
                 break;
             default:
+                string? last = null;
                 while (!work.IsCompleted)
                 {
                     await Task.WhenAny(work, Task.Delay(PlainInterval, time));
                     var now = await sample();
                     // A remote batch still validating has no requests counted yet: it is at the start, not the end.
                     var percent = now.Total == 0 ? (now.Remote is null ? 100 : 0) : 100.0 * now.Finished / now.Total;
-                    await plain.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
-                        $"[{percent,5:0.0}%] {label}  {Describe(now, meter.Add(time.GetTimestamp(), now.Finished), compact: false)}"));
-                    await plain.FlushAsync();
+                    var line = string.Create(CultureInfo.InvariantCulture, $"[{percent,5:0.0}%] {label}  {Describe(now, meter.Add(time.GetTimestamp(), now.Finished), width: null)}");
+                    // A batch that did not move since the last line (a server's batch waiting its turn) is not said again.
+                    if (line != last)
+                    {
+                        await plain.WriteLineAsync(line);
+                        await plain.FlushAsync();
+                        last = line;
+                    }
                 }
 
                 break;
@@ -113,38 +122,65 @@ internal sealed class ProgressDisplay(IAnsiConsole console, TextWriter plain, Pr
         }
     }
 
-    private static string Describe(ProgressSample now, double rate, bool compact)
+    /// <summary>
+    /// The figures of <paramref name="now"/>, in full for a plain line, or for the live bar in at
+    /// most <paramref name="width"/> characters: the least needed figures are left out until the
+    /// line fits, so it never wraps (a wrapped live bar repeats itself down the terminal).
+    /// </summary>
+    internal static string Describe(ProgressSample now, double rate, int? width)
     {
-        var figures = DescribeFigures(now, rate, compact);
-        return now.Trouble is { } trouble ? $"{figures} · {trouble}" : figures;
-    }
-
-    private static string DescribeFigures(ProgressSample now, double rate, bool compact)
-    {
-        if (now.Remote is { } remote)
+        var parts = Figures(now, rate, compact: width is not null);
+        var line = string.Join(" · ", parts.Select(p => p.Text));
+        while (width is { } most && line.Length > most && parts.Any(p => p.Keep < Always))
         {
-            return DescribeRemote(now, remote, compact);
+            parts.Remove(parts.Where(p => p.Keep < Always).MinBy(p => p.Keep));
+            line = string.Join(" · ", parts.Select(p => p.Text));
         }
 
-        var remaining = now.Total - now.Finished;
-        var eta = rate > 0 && remaining > 0 ? FormatDuration(TimeSpan.FromSeconds(remaining / rate)) : remaining == 0 ? "0s" : "–";
-        var tokens = FormatCount(now.InputTokens + now.OutputTokens);
-        return compact
-            ? string.Create(CultureInfo.InvariantCulture, $"{now.Finished:N0}/{now.Total:N0} · {now.Failed:N0} failed · {rate:0} req/s · {tokens} tok · {now.DescribeCost()} · ETA {eta}")
-            : string.Create(CultureInfo.InvariantCulture,
-                $"{now.Finished:N0}/{now.Total:N0} done · {now.Failed:N0} failed · {rate:0.0} req/s · {tokens} tokens · {now.DescribeCost()} · {now.InFlight} in flight · {now.Retries:N0} retries · ETA {eta}");
+        return width is { } fit && line.Length > fit ? line[..Math.Max(0, fit - 1)] + "…" : line;
     }
 
-    /// <summary>A batch on a server: the ETA is the client's, the cost the server's, and in-flight requests and retries are not known here.</summary>
-    private static string DescribeRemote(ProgressSample now, RemoteFigures remote, bool compact)
+    /// <summary>How much the count and a lane's trouble are needed: they are never left out, only cut short.</summary>
+    private const int Always = 10;
+
+    /// <summary>The figures in their order, each with how much it is needed (higher is kept longer).</summary>
+    private static List<(string Text, int Keep)> Figures(ProgressSample now, double rate, bool compact)
     {
-        var eta = remote.Eta is { } left ? FormatDuration(left) : now.Total > 0 && now.Finished == now.Total ? "0s" : "–";
+        var c = CultureInfo.InvariantCulture;
         var tokens = FormatCount(now.InputTokens + now.OutputTokens);
-        var cost = now.DescribeCost();
-        return compact
-            ? string.Create(CultureInfo.InvariantCulture, $"{now.Finished:N0}/{now.Total:N0} · {now.Failed:N0} failed · {tokens} tok · {cost} · ETA {eta}")
-            : string.Create(CultureInfo.InvariantCulture,
-                $"{remote.Status} · {now.Finished:N0}/{now.Total:N0} done · {now.Failed:N0} failed · {tokens} tokens · {cost} · ETA {eta}");
+        var remote = now.Remote;
+        var remaining = now.Total - now.Finished;
+        var eta = remote is not null
+            ? remote.Eta is { } left ? FormatDuration(left) : now.Total > 0 && remaining == 0 ? "0s" : "–"
+            : rate > 0 && remaining > 0 ? FormatDuration(TimeSpan.FromSeconds(remaining / rate)) : remaining == 0 ? "0s" : "–";
+        var parts = new List<(string Text, int Keep)>();
+        if (remote is not null && !compact)
+        {
+            parts.Add((remote.Status, 9));
+        }
+
+        parts.Add((string.Create(c, $"{now.Finished:N0}/{now.Total:N0}{(compact ? "" : " done")}"), Always));
+        parts.Add((string.Create(c, $"{now.Failed:N0} failed"), now.Failed > 0 ? 8 : 2));
+        if (remote is null)
+        {
+            parts.Add((rate.ToString(compact ? "0" : "0.0", c) + " req/s", 5));
+        }
+
+        parts.Add(($"{tokens} {(compact ? "tok" : "tokens")}", 3));
+        parts.Add((now.DescribeCost(), 6));
+        if (remote is null && !compact)
+        {
+            parts.Add((string.Create(c, $"{now.InFlight} in flight"), 4));
+            parts.Add((string.Create(c, $"{now.Retries:N0} {(now.Retries == 1 ? "retry" : "retries")}"), 4));
+        }
+
+        parts.Add(($"ETA {eta}", 7));
+        if (now.Trouble is { } trouble)
+        {
+            parts.Add((trouble, Always));
+        }
+
+        return parts;
     }
 
     /// <summary>A count in a few characters: <c>9,876</c>, <c>18.5k</c>, <c>185k</c>, <c>1.85M</c>, <c>2.10B</c> (three significant digits from ten thousand).</summary>
