@@ -75,8 +75,25 @@ public sealed class RemoteCommandsTests : IDisposable
         var run = await RunAsync(server, "submit", input, "--wait", "--poll-interval", Poll);
 
         Assert.True(run.ExitCode == 2, run.ToString());
-        Assert.Contains("refused its input", run.Stderr, StringComparison.Ordinal);
-        Assert.Contains("line 2:", run.Stderr, StringComparison.Ordinal);
+        Assert.Contains("broken.jsonl was not submitted; nothing was uploaded. 1 problem:", run.Stderr, StringComparison.Ordinal);
+        Assert.Contains("broken.jsonl:line 2: not valid JSON", run.Stderr, StringComparison.Ordinal);
+        Assert.Equal(0, (await RunningServer.SendAsync(server.Http, HttpMethod.Get, "/v1/files")).Body.GetProperty("data").GetArrayLength());
+    }
+
+    [Fact]
+    public async Task Submit_OfLinesThatDoNotFitTheEndpoint_IsRefusedHere_SayingHowManyProblemsWereNotListed()
+    {
+        await using var server = await RunningServer.StartAsync();
+        var input = BatchFiles.Write(_folder.File("docs.jsonl"), BatchFiles.Anthropic(150));
+
+        var run = await RunAsync(server, "submit", input, "--endpoint", "/v1/chat/completions", "--json");
+
+        Assert.True(run.ExitCode == 2, run.ToString());
+        Assert.Contains("docs.jsonl:line 1: ", run.Stderr, StringComparison.Ordinal);
+        Assert.Contains("and 50 more problems on later lines, not listed.", run.Stderr, StringComparison.Ordinal);
+        var refusal = SingleDocument(run);
+        Assert.Equal((100, 50L), (refusal.GetProperty("problems").GetArrayLength(), refusal.GetProperty("more_problems").GetInt64()));
+        Assert.Equal(0, (await RunningServer.SendAsync(server.Http, HttpMethod.Get, "/v1/files")).Body.GetProperty("data").GetArrayLength());
     }
 
     [Fact]

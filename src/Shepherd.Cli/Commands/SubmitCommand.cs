@@ -1,7 +1,9 @@
 using System.CommandLine;
-using System.Text.Json;
 using Shepherd.Cli.Running;
 using Shepherd.Client;
+using Shepherd.Engine.Dispatch;
+using Shepherd.Engine.Formats;
+using Shepherd.Engine.Pricing;
 
 namespace Shepherd.Cli.Commands;
 
@@ -10,8 +12,15 @@ internal static class SubmitCommand
 {
     public static Command Create()
     {
-        var file = CliOptions.InputFile("The batch: OpenAI lines (custom_id, method, url, body), one JSON object per line");
+        var file = CliOptions.InputFile("The batch: OpenAI lines (custom_id, method, url, body) or Anthropic lines (custom_id, params), one JSON object per line");
         var endpoint = new Option<string?>("--endpoint") { Description = "The url every line goes to, such as /v1/chat/completions (default: the first line's url)", HelpName = "PATH" };
+        endpoint.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<string?>() is { } path && BatchEndpoints.Find(path) is null)
+            {
+                result.AddError($"--endpoint is one of {string.Join(", ", BatchEndpoints.All)}; got '{path}'.");
+            }
+        });
         var metadata = Metadata();
         var window = new Option<string?>("--completion-window") { Description = "How long the batch may take (24h, 90m, 7d): unfinished requests then expire. Default 24h", HelpName = "DURATION" };
         window.Validators.Add(result =>
@@ -43,17 +52,14 @@ internal static class SubmitCommand
                 CompletionWindow = parse.GetValue(window) ?? "24h",
                 BudgetUsd = parse.GetValue(budget) is { } nanos ? Engine.Pricing.Cost.ToUsd(nanos) : null,
             };
-            Batch batch;
-            try
+            // The file is checked here first, as run checks it, so a bad line is named before anything is uploaded.
+            var name = ShownPath.Of(input.FullName);
+            if (await LocalProblemsAsync(input.FullName, options.Endpoint, cancellationToken) is { } problems)
             {
-                batch = await context.Client.CreateBatchFromFileAsync(input.FullName, options, cancellationToken);
-            }
-            catch (Exception ex) when (options.Endpoint is null && ex is ArgumentException or JsonException)
-            {
-                // The client reads the first line for its url when --endpoint is not given.
-                throw new UsageException($"{input.Name}: {ex.Message} The first line must be a request with a url, or pass --endpoint.");
+                return await Refusal.InputRefusedAsync(context.Stdout, context.Stderr, context.Json, name, $"{name} was not submitted; nothing was uploaded.", problems);
             }
 
+            var batch = await context.Client.CreateBatchFromFileAsync(input.FullName, options, cancellationToken);
             var submitted = $"Submitted {input.Name} as {batch.Id} ({BatchStatusNames.ToApiName(batch.Status)}).";
             if (!parse.GetValue(wait))
             {
@@ -74,6 +80,15 @@ internal static class SubmitCommand
             return await new RemoteWait(context, waiting.Progress(parse)).WaitAsync(batch, waiting.Timeout(parse), cancellationToken);
         }, waiting.Tune);
         return command;
+    }
+
+    /// <summary>What keeps the file from being a batch (the checks of <c>run</c>, without a store), or null when it is one.</summary>
+    private static async Task<InputProblems?> LocalProblemsAsync(string path, string? endpoint, CancellationToken cancellationToken)
+    {
+        var estimator = new BatchEstimator(PriceTable.BuiltIn, new TokenEstimator());
+        await using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, useAsync: true);
+        var estimate = await estimator.EstimateAsync(stream, new EstimateOptions { Endpoint = endpoint }, cancellationToken);
+        return estimate.IsValid ? null : new InputProblems(estimate.Errors, estimate.MoreErrors);
     }
 
     /// <summary><c>--metadata KEY=VALUE</c>, repeated.</summary>

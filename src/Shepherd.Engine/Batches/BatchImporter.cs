@@ -86,8 +86,7 @@ public sealed class BatchImporter
             writing = null;
             foreach (var duplicate in await pending.Task)
             {
-                errors.Add(new InputError(InputErrorCodes.DuplicateCustomId,
-                    $"custom_id \"{duplicate.CustomId}\" is already used on line {duplicate.FirstLine}", duplicate.Line));
+                errors.Add(InputError.Duplicate(duplicate.CustomId, duplicate.FirstLine, duplicate.Line));
             }
 
             pending.Items.Clear();

@@ -11,6 +11,10 @@ namespace Shepherd.Engine.Formats;
 /// <param name="Line">The 1-based line number, when the error belongs to one line.</param>
 public sealed record InputError(string Code, string Message, long? Line)
 {
+    /// <summary>Line <paramref name="line"/> repeats the custom id of line <paramref name="firstLine"/>.</summary>
+    public static InputError Duplicate(string customId, long firstLine, long line) =>
+        new(InputErrorCodes.DuplicateCustomId, $"custom_id \"{customId}\" is already used on line {firstLine}", line);
+
     /// <summary>The error as one line of text: <c>line 7: message (code)</c>.</summary>
     public override string ToString() =>
         Line is { } line ? $"line {line}: {Message} ({Code})" : $"{Message} ({Code})";

@@ -421,4 +421,13 @@ public sealed class BatchEstimatorTests
 
         public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
+
+    [Fact]
+    public async Task ARepeatedCustomId_IsNamedWithTheLineThatFirstUsedIt_AsTheImportNamesIt()
+    {
+        var estimate = await EstimateAsync(new EstimateOptions(), Chat("x", "gpt-4o-mini", "a", 1), Chat("y", "gpt-4o-mini", "b", 1), Chat("x", "gpt-4o-mini", "c", 1));
+
+        var error = Assert.Single(estimate.Errors);
+        Assert.Equal(InputError.Duplicate("x", 1, 3), error);
+    }
 }
