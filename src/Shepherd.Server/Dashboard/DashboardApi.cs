@@ -18,8 +18,6 @@ namespace Shepherd.Server.Dashboard;
 /// </summary>
 internal sealed class DashboardApi(ServerCore core)
 {
-    private static readonly BatchDoor[] AllDoors = [BatchDoor.OpenAI, BatchDoor.Inline, BatchDoor.Anthropic, BatchDoor.Run];
-
     /// <summary>Bucket widths for the timeline, so a batch of any length shows at most about 120 points.</summary>
     private static readonly int[] BucketSeconds = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600];
 
@@ -58,7 +56,7 @@ internal sealed class DashboardApi(ServerCore core)
     private async Task<IResult> ListAsync(HttpContext context)
     {
         var limit = Fields.Int(context.Request.Query, "limit", 100, 1, 500);
-        var page = await core.Store.ListBatchesAsync(Caller.Of(context).Listing, AllDoors, new PageRequest(limit), context.RequestAborted);
+        var page = await core.Store.ListBatchesAsync(Caller.Of(context).Listing, ServerCore.EveryDoor, new PageRequest(limit), context.RequestAborted);
         return new JsonBody(json =>
         {
             json.WriteStartObject();
@@ -139,13 +137,8 @@ internal sealed class DashboardApi(ServerCore core)
     }
 
     /// <summary>The caller's batch, whichever door it came in by, or a 404.</summary>
-    private async Task<BatchRecord> OwnBatchAsync(HttpContext context, string id)
-    {
-        var batch = await core.Store.GetBatchAsync(id, context.RequestAborted);
-        return batch is not null && Caller.Of(context).Sees(batch.Owner)
-            ? batch
-            : throw ApiException.NotFound($"No batch found with id '{id}'.", "batch_id");
-    }
+    private Task<BatchRecord> OwnBatchAsync(HttpContext context, string id) =>
+        core.GetBatchAsync(Caller.Of(context), id, Door.OpenAI, context.RequestAborted);
 
     private static DateTimeOffset? EndedAt(BatchRecord batch) =>
         batch.CompletedAt ?? batch.CancelledAt ?? batch.FailedAt ?? (batch.Status == BatchStatus.Expired ? batch.ExpiredAt : null);

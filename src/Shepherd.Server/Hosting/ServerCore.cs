@@ -47,12 +47,20 @@ internal sealed partial class ServerCore(
         native.NotifyBatchesChanged();
     }
 
-    /// <summary>The caller's batch of this door, or a 404: another tenant's batch does not exist for the caller.</summary>
+    /// <summary>Every door a batch can come in by: what the OpenAI door and the dashboard look up and list.</summary>
+    public static readonly BatchDoor[] EveryDoor = [BatchDoor.OpenAI, BatchDoor.Inline, BatchDoor.Anthropic, BatchDoor.Run];
+
+    /// <summary>
+    /// The caller's batch as <paramref name="door"/> sees it, or a 404: another tenant's batch
+    /// does not exist for the caller. The OpenAI door (Shepherd's own, which the CLI and the
+    /// .NET client use) sees batches of every door; the Anthropic door only its own, whose ids
+    /// and objects are Anthropic's.
+    /// </summary>
     public async Task<BatchRecord> GetBatchAsync(Caller caller, string batchId, Door door, CancellationToken cancellationToken)
     {
         var batch = await store.GetBatchAsync(batchId, cancellationToken);
         var visible = batch is not null && caller.Sees(batch.Owner)
-            && (door == Door.Anthropic ? batch.Door == BatchDoor.Anthropic : batch.Door is BatchDoor.OpenAI or BatchDoor.Inline);
+            && (door == Door.OpenAI || batch.Door == BatchDoor.Anthropic);
         return visible ? batch! : throw ApiException.NotFound($"No batch found with id '{batchId}'.", "batch_id");
     }
 

@@ -18,8 +18,6 @@ namespace Shepherd.Server.OpenAI;
 /// </summary>
 internal sealed class BatchesApi(ServerCore core)
 {
-    private static readonly BatchDoor[] Doors = [BatchDoor.OpenAI, BatchDoor.Inline];
-
     public void Map(WebApplication app)
     {
         app.MapPost("/v1/batches", (Delegate)CreateAsync);
@@ -60,7 +58,7 @@ internal sealed class BatchesApi(ServerCore core)
     private async Task<IResult> ListAsync(HttpContext context)
     {
         var query = context.Request.Query;
-        var page = await core.Store.ListBatchesAsync(Caller.Of(context).Listing, Doors,
+        var page = await core.Store.ListBatchesAsync(Caller.Of(context).Listing, ServerCore.EveryDoor,
             new PageRequest(Fields.Int(query, "limit", 20, 1, 100), Fields.Text(query, "after")), context.RequestAborted);
         var now = core.Time.GetUtcNow();
         return new JsonBody(json => OpenAIJson.WriteList(json, page, b => b.Id, (w, b) => OpenAIJson.WriteBatch(w, b, now)));
