@@ -13,8 +13,9 @@ namespace Shepherd.Server.Dashboard;
 /// <summary>
 /// The dashboard: its static page at <c>/</c> (HTML, CSS and JavaScript embedded in the server,
 /// no build step) and the JSON it reads under <c>/v1/dashboard</c>, with the caller's key like
-/// every API call: batches of every door, a batch's answers over time, its failures by kind, its
-/// latency percentiles and the lanes that serve it, cancel, and results and errors as JSONL.
+/// every API call: batches of every door, a batch's answers over time, its failures by kind (or
+/// why its input was refused), its latency percentiles and the lanes that serve it, cancel, and
+/// results and errors as JSONL.
 /// </summary>
 internal sealed class DashboardApi(ServerCore core)
 {
@@ -106,6 +107,14 @@ internal sealed class DashboardApi(ServerCore core)
                 json.WriteString("kind", error.Kind);
                 json.WriteNumber("count", error.Count);
                 json.WriteEndObject();
+            }
+
+            json.WriteEndArray();
+            // Why the input was refused, as shepherd status lists it: a refused batch has no requests to fail.
+            json.WriteStartArray("input_errors");
+            foreach (var error in batch.Errors)
+            {
+                error.WriteTo(json);
             }
 
             json.WriteEndArray();

@@ -65,8 +65,10 @@ internal sealed partial class ServerCore(
     }
 
     /// <summary>
-    /// The lanes that serve the models of <paramref name="batch"/>, as the dispatcher last saw
-    /// them: while it is in progress, or with <paramref name="all"/>, whatever its status.
+    /// The lanes that serve the models of <paramref name="batch"/>'s requests, as the dispatcher
+    /// last saw them: while it is in progress, or with <paramref name="all"/>, whatever its
+    /// status. The models are those its requests name (a batch's <c>model</c> is only their
+    /// default), so a batch never shows the lanes of other batches' models.
     /// </summary>
     public async Task<IReadOnlyList<LaneState>> LanesOfAsync(BatchRecord batch, bool all, CancellationToken cancellationToken)
     {
@@ -75,10 +77,8 @@ internal sealed partial class ServerCore(
             return [];
         }
 
-        IReadOnlyCollection<string> models = batch.Model is { } model ? [model] : await store.ListActiveModelsAsync(batch.Id, cancellationToken);
-        return models.Count == 0 && all
-            ? dispatcher.Lanes
-            : [.. dispatcher.Lanes.Where(lane => models.Contains(lane.Model))];
+        var models = await store.ListModelsAsync(batch.Id, cancellationToken);
+        return [.. dispatcher.Lanes.Where(lane => models.Contains(lane.Model))];
     }
 
     /// <summary>The caller's file, or a 404.</summary>
