@@ -118,6 +118,39 @@ public sealed class DashboardBrowserTests : IDisposable
         Assert.Empty(pageErrors);
     }
 
+    [Fact]
+    public async Task Dashboard_OfARefusedBatch_ListsWhyItsInputWasRefused()
+    {
+        await using var chromium = await Chromium.LaunchAsync();
+        using var server = ShepherdProcess.Start(_folder.Path, ["serve", "--urls", "http://127.0.0.1:0", "--store", _folder.File("s.db"), "--provider", "sim", "--gateway-key", KeyA]);
+        var url = new Uri((await server.WaitForOutputAsync("Shepherd listening on")).Split(' ')[^1]);
+        using var teamA = Client(url, KeyA);
+        var good = BatchFiles.OpenAIChat(1)[0].Line;
+        using var form = new MultipartFormDataContent
+        {
+            { new StringContent("batch"), "purpose" },
+            { new StringContent($"{good}\n{{not json\n"), "file", "broken.jsonl" },
+        };
+        using var uploaded = await teamA.PostAsync("/v1/files", form, Ct);
+        var file = JsonDocument.Parse(await uploaded.Content.ReadAsStringAsync(Ct)).RootElement.GetProperty("id").GetString();
+        using var created = await teamA.PostAsync("/v1/batches",
+            new StringContent($$"""{"input_file_id":"{{file}}","endpoint":"/v1/chat/completions","completion_window":"24h"}""", Encoding.UTF8, "application/json"), Ct);
+        var id = JsonDocument.Parse(await created.Content.ReadAsStringAsync(Ct)).RootElement.GetProperty("id").GetString()!;
+        await Poll.UntilAsync(() => DashboardBatchAsync(teamA, id), b => b.GetProperty("status").GetString() == "failed", TimeSpan.FromSeconds(20), Ct);
+
+        var page = await chromium.Browser.NewPageAsync();
+        await page.GotoAsync(url.ToString());
+        await page.FillAsync("#key-input", KeyA);
+        await page.ClickAsync("#key-save");
+        await page.GotoAsync(new Uri(url, "/#/batch/" + id).ToString());
+        await page.Locator("#input-errors tbody tr[data-code='invalid_json_line']").WaitForAsync(new() { Timeout = 10_000 });
+
+        Assert.Equal(["2", "invalid_json_line"], await page.Locator("#input-errors tbody tr td").EvaluateAllAsync<string[]>("cells => cells.slice(0, 2).map(c => c.textContent)"));
+        Assert.Contains("refused this batch's input: 1 problem", await page.TextContentAsync("#input-refused-text"), StringComparison.Ordinal);
+        Assert.True(await page.IsHiddenAsync("#errors"));
+        Assert.Equal("input refused: nothing was sent", await page.TextContentAsync("#progress-text"));
+    }
+
     private sealed record PageCounts(long Total, long Succeeded, long Failed, long Cancelled, long Expired);
 
     /// <summary>The five counts as the page shows them, read at one instant.</summary>

@@ -371,6 +371,49 @@ public sealed class RemoteCommandsTests : IDisposable
         Assert.Equal((4, 4), (batch.GetProperty("total").GetInt64(), batch.GetProperty("succeeded").GetInt64()));
     }
 
+    [Fact]
+    public async Task RemoteCommands_SeeABatchCreatedThroughTheAnthropicDoor()
+    {
+        await using var server = await RunningServer.StartAsync(
+            new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(100) }, upstream: u => u.Limits.MaxConcurrency = 2);
+        var done = await CreateMessageBatchAsync(server, 3);
+
+        var waited = await RunAsync(server, "wait", done, "--json", "--poll-interval", Poll);
+        var status = await RunAsync(server, "status", done);
+        var results = await RunAsync(server, "results", done);
+        var running = await CreateMessageBatchAsync(server, 1000);
+        var list = await RunAsync(server, "list", "--json");
+        var cancel = await RunAsync(server, "cancel", running);
+
+        Assert.True(waited.ExitCode == 0, waited.ToString());
+        var ended = SingleDocument(waited);
+        Assert.Equal((done, "completed", 3L), (ended.GetProperty("id").GetString(), ended.GetProperty("status").GetString(), ended.GetProperty("succeeded").GetInt64()));
+        Assert.True(status.ExitCode == 0, status.ToString());
+        Assert.Contains(done, status.Stdout, StringComparison.Ordinal);
+        Assert.True(results.ExitCode == 0, results.ToString());
+        var lines = results.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(Parse).ToList();
+        Assert.Equal(["doc-00001", "doc-00002", "doc-00003"], lines.Select(CustomId));
+        Assert.All(lines, line => Assert.Equal("succeeded", line.GetProperty("result").GetProperty("type").GetString()));
+        Assert.True(list.ExitCode == 0, list.ToString());
+        Assert.Equal([running, done], SingleDocument(list).EnumerateArray().Select(b => b.GetProperty("id").GetString()));
+        Assert.True(cancel.ExitCode == 0, cancel.ToString());
+        Assert.Matches($"{running} (cancelling|cancelled): ", cancel.Stdout);
+        // The other tenant still sees neither.
+        var (otherStatus, _) = await RunningServer.SendAsync(server.Client(RunningServer.OtherKey), HttpMethod.Get, $"/v1/batches/{done}");
+        Assert.Equal(404, otherStatus);
+    }
+
+    /// <summary>Creates a batch of <paramref name="count"/> requests through the Anthropic door and returns its id.</summary>
+    private static async Task<string> CreateMessageBatchAsync(RunningServer server, int count)
+    {
+        var body = $"{{\"requests\":[{string.Join(',', BatchFiles.Anthropic(count).Select(r => r.Line))}]}}";
+        var (status, batch) = await server.PostAsync("/v1/messages/batches", body);
+        Assert.Equal(200, status);
+        var id = batch.GetProperty("id").GetString()!;
+        Assert.StartsWith("msgbatch_", id, StringComparison.Ordinal);
+        return id;
+    }
+
     /// <summary>Runs <c>shepherd ARGS --server URL --api-key KEY</c> against <paramref name="server"/>.</summary>
     private Task<ProcessResult> RunAsync(RunningServer server, params string[] args) =>
         RunRawAsync([.. args, "--server", server.BaseUrl.ToString(), "--api-key", RunningServer.Key]);

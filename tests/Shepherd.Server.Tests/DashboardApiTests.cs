@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text.Json;
 using Shepherd.Simulator;
+using Shepherd.Testing;
 
 namespace Shepherd.Server.Tests;
 
@@ -54,6 +55,53 @@ public sealed class DashboardApiTests
         Assert.All(errors.Split('\n', StringSplitOptions.RemoveEmptyEntries), line => Assert.Equal(400, JsonDocument.Parse(line).RootElement.GetProperty("response").GetProperty("status_code").GetInt32()));
         var (bad, _) = await server.GetAsync($"/v1/dashboard/batches/{id}/download?kind=everything");
         Assert.Equal(400, bad);
+    }
+
+    [Fact]
+    public async Task ARefusedBatchsPage_ListsWhyItsInputWasRefused()
+    {
+        await using var server = await RunningServer.StartAsync();
+        var good = BatchFiles.OpenAIChat(1)[0].Line;
+        var file = await server.UploadAsync([good, "{not json", good]);
+        var (_, created) = await server.PostAsync("/v1/batches", $$"""{"input_file_id":"{{file}}","endpoint":"/v1/chat/completions","completion_window":"24h"}""");
+        var id = created.GetProperty("id").GetString()!;
+        await server.WaitForEndAsync(id);
+
+        var (status, page) = await server.GetAsync($"/v1/dashboard/batches/{id}");
+
+        Assert.Equal(200, status);
+        Assert.Equal("failed", page.GetProperty("batch").GetProperty("status").GetString());
+        var refusals = page.GetProperty("input_errors").EnumerateArray().Select(e => (e.GetProperty("line").GetInt64(), e.GetProperty("code").GetString())).ToList();
+        Assert.Equal([(2L, "invalid_json_line"), (3L, "duplicate_custom_id")], refusals);
+        Assert.All(page.GetProperty("input_errors").EnumerateArray(), e => Assert.False(string.IsNullOrEmpty(e.GetProperty("message").GetString())));
+    }
+
+    [Fact]
+    public async Task ABatchsPage_ShowsTheLanesOfItsOwnModels_NotEveryLaneOfTheServer()
+    {
+        await using var server = await RunningServer.StartAsync();
+        // The batch's model is a default: a request naming its own model is carried by that model's lane too.
+        var (_, chat) = await server.PostAsync("/v1/batches",
+            """{"model":"gpt-4o-mini","requests":[{"custom_id":"a","prompt":"hi"},{"custom_id":"b","body":{"model":"gpt-4.1-mini","messages":[{"role":"user","content":"hi"}]}}]}""");
+        var (_, messages) = await server.PostAsync("/v1/messages/batches",
+            """{"requests":[{"custom_id":"a1","params":{"model":"claude-haiku-4-5","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}}]}""");
+        var chatId = chat.GetProperty("id").GetString()!;
+        var messagesId = messages.GetProperty("id").GetString()!;
+        await server.WaitForEndAsync(chatId);
+        await server.WaitForEndAsync(messagesId);
+
+        var chatLanes = await LaneModelsAsync(server, chatId);
+        var messagesLanes = await LaneModelsAsync(server, messagesId);
+
+        Assert.Equal(["gpt-4.1-mini", "gpt-4o-mini"], chatLanes);
+        Assert.Equal(["claude-haiku-4-5"], messagesLanes);
+    }
+
+    private static async Task<List<string?>> LaneModelsAsync(RunningServer server, string batchId)
+    {
+        var (status, page) = await server.GetAsync($"/v1/dashboard/batches/{batchId}");
+        Assert.Equal(200, status);
+        return [.. page.GetProperty("lanes").EnumerateArray().Select(l => l.GetProperty("model").GetString()).Order(StringComparer.Ordinal)];
     }
 
     [Fact]

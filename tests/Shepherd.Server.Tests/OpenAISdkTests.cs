@@ -381,7 +381,7 @@ public sealed class OpenAISdkTests
         Assert.Empty((OpenAIFileCollection)await files.GetFilesAsync(Ct));
     }
 
-    private static OpenAIClient Client(RunningServer server, string key = RunningServer.Key) =>
+    internal static OpenAIClient Client(RunningServer server, string key = RunningServer.Key) =>
         new(new ApiKeyCredential(key), new OpenAIClientOptions { Endpoint = new Uri(server.BaseUrl, "v1"), RetryPolicy = new ClientRetryPolicy(0) });
 
     private static string Line(string customId, string prompt) => JsonSerializer.Serialize(new

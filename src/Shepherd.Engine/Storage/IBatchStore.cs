@@ -26,6 +26,9 @@ public interface IBatchStore : IAsyncDisposable
     /// </summary>
     Task<IReadOnlyList<string>> ListActiveModelsAsync(string? batchId, CancellationToken cancellationToken);
 
+    /// <summary>The models named by the items of <paramref name="batchId"/>, whatever its status, in order.</summary>
+    Task<IReadOnlyList<string>> ListModelsAsync(string batchId, CancellationToken cancellationToken);
+
     /// <summary>
     /// Creates a batch in <see cref="BatchStatus.Validating"/>; its items are added with
     /// <see cref="AddItemsAsync"/>. Returns the new batch's id, or, when the owner already made a

@@ -109,6 +109,10 @@ public sealed partial class PostgresBatchStore : IBatchStore, IClusterStore
             """, r => r.GetString(0), cancellationToken, ("batch", batchId));
 
     /// <inheritdoc />
+    public async Task<IReadOnlyList<string>> ListModelsAsync(string batchId, CancellationToken cancellationToken) =>
+        await QueryAsync("SELECT model FROM batch_models WHERE batch_id = @batch ORDER BY model", r => r.GetString(0), cancellationToken, ("batch", batchId));
+
+    /// <inheritdoc />
     public Task<string> CreateBatchAsync(NewBatch batch, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(batch);

@@ -13,13 +13,12 @@ namespace Shepherd.Server.Dashboard;
 /// <summary>
 /// The dashboard: its static page at <c>/</c> (HTML, CSS and JavaScript embedded in the server,
 /// no build step) and the JSON it reads under <c>/v1/dashboard</c>, with the caller's key like
-/// every API call: batches of every door, a batch's answers over time, its failures by kind, its
-/// latency percentiles and the lanes that serve it, cancel, and results and errors as JSONL.
+/// every API call: batches of every door, a batch's answers over time, its failures by kind (or
+/// why its input was refused), its latency percentiles and the lanes that serve it, cancel, and
+/// results and errors as JSONL.
 /// </summary>
 internal sealed class DashboardApi(ServerCore core)
 {
-    private static readonly BatchDoor[] AllDoors = [BatchDoor.OpenAI, BatchDoor.Inline, BatchDoor.Anthropic, BatchDoor.Run];
-
     /// <summary>Bucket widths for the timeline, so a batch of any length shows at most about 120 points.</summary>
     private static readonly int[] BucketSeconds = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600];
 
@@ -58,7 +57,7 @@ internal sealed class DashboardApi(ServerCore core)
     private async Task<IResult> ListAsync(HttpContext context)
     {
         var limit = Fields.Int(context.Request.Query, "limit", 100, 1, 500);
-        var page = await core.Store.ListBatchesAsync(Caller.Of(context).Listing, AllDoors, new PageRequest(limit), context.RequestAborted);
+        var page = await core.Store.ListBatchesAsync(Caller.Of(context).Listing, ServerCore.EveryDoor, new PageRequest(limit), context.RequestAborted);
         return new JsonBody(json =>
         {
             json.WriteStartObject();
@@ -111,6 +110,14 @@ internal sealed class DashboardApi(ServerCore core)
             }
 
             json.WriteEndArray();
+            // Why the input was refused, as shepherd status lists it: a refused batch has no requests to fail.
+            json.WriteStartArray("input_errors");
+            foreach (var error in batch.Errors)
+            {
+                error.WriteTo(json);
+            }
+
+            json.WriteEndArray();
             WriteLatency(json, activity.LatenciesMs);
             json.WriteStartArray("lanes");
             foreach (var lane in lanes)
@@ -139,13 +146,8 @@ internal sealed class DashboardApi(ServerCore core)
     }
 
     /// <summary>The caller's batch, whichever door it came in by, or a 404.</summary>
-    private async Task<BatchRecord> OwnBatchAsync(HttpContext context, string id)
-    {
-        var batch = await core.Store.GetBatchAsync(id, context.RequestAborted);
-        return batch is not null && Caller.Of(context).Sees(batch.Owner)
-            ? batch
-            : throw ApiException.NotFound($"No batch found with id '{id}'.", "batch_id");
-    }
+    private Task<BatchRecord> OwnBatchAsync(HttpContext context, string id) =>
+        core.GetBatchAsync(Caller.Of(context), id, Door.OpenAI, context.RequestAborted);
 
     private static DateTimeOffset? EndedAt(BatchRecord batch) =>
         batch.CompletedAt ?? batch.CancelledAt ?? batch.FailedAt ?? (batch.Status == BatchStatus.Expired ? batch.ExpiredAt : null);

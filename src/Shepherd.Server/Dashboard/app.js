@@ -423,8 +423,11 @@
     document.title = 'Shepherd · ' + b.id + ' · ' + percentOf(b).toFixed(0) + '%';
     $('#cancel').hidden = !isActive(b);
 
+    var refusals = body.input_errors || [];
     updateProgress($('#batch-progress'), b);
-    setText('#progress-text', num(b.finished) + ' / ' + num(b.total) + ' finished · ' + percentOf(b).toFixed(1) + '%');
+    setText('#progress-text', refusals.length > 0
+      ? 'input refused: nothing was sent'
+      : num(b.finished) + ' / ' + num(b.total) + ' finished · ' + percentOf(b).toFixed(1) + '%');
     setText('#progress-eta', eta(b));
 
     setText('#count-total', num(b.total));
@@ -445,6 +448,7 @@
 
     renderLatency(body.latency_ms || {});
     renderErrors(body.errors || [], b);
+    renderRefusals(refusals);
     renderMetadata(b.metadata);
     renderLanes(body.lanes || []);
     drawChart();
@@ -485,6 +489,20 @@
           el('div', { className: 'progress' }, [el('div', { className: 'bar', style: 'width:' + share.toFixed(1) + '%' })]),
           el('span', { className: 'ptext', text: share.toFixed(0) + '%' }),
         ])]),
+      ]);
+    }));
+  }
+
+  // Why the server refused the batch's input, each problem with its line, as shepherd status lists them.
+  function renderRefusals(refusals) {
+    $('#input-refused').hidden = refusals.length === 0;
+    $('#errors').hidden = refusals.length > 0;
+    setText('#input-refused-text', 'The server refused this batch\'s input: ' + num(refusals.length) + (refusals.length === 1 ? ' problem' : ' problems') + '.');
+    $('#input-errors tbody').replaceChildren.apply($('#input-errors tbody'), refusals.map(function (e) {
+      return el('tr', { 'data-code': e.code }, [
+        el('td', { className: 'num', text: num(e.line) }),
+        el('td', { className: 'mono', text: e.code }),
+        el('td', { text: e.message }),
       ]);
     }));
   }

@@ -47,18 +47,28 @@ internal sealed partial class ServerCore(
         native.NotifyBatchesChanged();
     }
 
-    /// <summary>The caller's batch of this door, or a 404: another tenant's batch does not exist for the caller.</summary>
+    /// <summary>Every door a batch can come in by: what the OpenAI door and the dashboard look up and list.</summary>
+    public static readonly BatchDoor[] EveryDoor = [BatchDoor.OpenAI, BatchDoor.Inline, BatchDoor.Anthropic, BatchDoor.Run];
+
+    /// <summary>
+    /// The caller's batch as <paramref name="door"/> sees it, or a 404: another tenant's batch
+    /// does not exist for the caller. The OpenAI door (Shepherd's own, which the CLI and the
+    /// .NET client use) sees batches of every door; the Anthropic door only its own, whose ids
+    /// and objects are Anthropic's.
+    /// </summary>
     public async Task<BatchRecord> GetBatchAsync(Caller caller, string batchId, Door door, CancellationToken cancellationToken)
     {
         var batch = await store.GetBatchAsync(batchId, cancellationToken);
         var visible = batch is not null && caller.Sees(batch.Owner)
-            && (door == Door.Anthropic ? batch.Door == BatchDoor.Anthropic : batch.Door is BatchDoor.OpenAI or BatchDoor.Inline);
+            && (door == Door.OpenAI || batch.Door == BatchDoor.Anthropic);
         return visible ? batch! : throw ApiException.NotFound($"No batch found with id '{batchId}'.", "batch_id");
     }
 
     /// <summary>
-    /// The lanes that serve the models of <paramref name="batch"/>, as the dispatcher last saw
-    /// them: while it is in progress, or with <paramref name="all"/>, whatever its status.
+    /// The lanes that serve the models of <paramref name="batch"/>'s requests, as the dispatcher
+    /// last saw them: while it is in progress, or with <paramref name="all"/>, whatever its
+    /// status. The models are those its requests name (a batch's <c>model</c> is only their
+    /// default), so a batch never shows the lanes of other batches' models.
     /// </summary>
     public async Task<IReadOnlyList<LaneState>> LanesOfAsync(BatchRecord batch, bool all, CancellationToken cancellationToken)
     {
@@ -67,10 +77,8 @@ internal sealed partial class ServerCore(
             return [];
         }
 
-        IReadOnlyCollection<string> models = batch.Model is { } model ? [model] : await store.ListActiveModelsAsync(batch.Id, cancellationToken);
-        return models.Count == 0 && all
-            ? dispatcher.Lanes
-            : [.. dispatcher.Lanes.Where(lane => models.Contains(lane.Model))];
+        var models = await store.ListModelsAsync(batch.Id, cancellationToken);
+        return [.. dispatcher.Lanes.Where(lane => models.Contains(lane.Model))];
     }
 
     /// <summary>The caller's file, or a 404.</summary>

@@ -18,8 +18,6 @@ namespace Shepherd.Server.OpenAI;
 /// </summary>
 internal sealed class BatchesApi(ServerCore core)
 {
-    private static readonly BatchDoor[] Doors = [BatchDoor.OpenAI, BatchDoor.Inline];
-
     public void Map(WebApplication app)
     {
         app.MapPost("/v1/batches", (Delegate)CreateAsync);
@@ -28,8 +26,9 @@ internal sealed class BatchesApi(ServerCore core)
         {
             var batch = await core.GetBatchAsync(Caller.Of(context), id, Door.OpenAI, context.RequestAborted);
             var lanes = await core.LanesOfAsync(batch, all: false, context.RequestAborted);
+            var results = await SeedResults.ReadAsync(core.Store, batch, context.RequestAborted);
             var now = core.Time.GetUtcNow();
-            return new JsonBody(json => OpenAIJson.WriteBatch(json, batch, now, lanes));
+            return new JsonBody(json => OpenAIJson.WriteBatch(json, batch, now, lanes, results));
         });
         app.MapPost("/v1/batches/{id}/cancel", async (HttpContext context, string id) =>
         {
@@ -60,7 +59,7 @@ internal sealed class BatchesApi(ServerCore core)
     private async Task<IResult> ListAsync(HttpContext context)
     {
         var query = context.Request.Query;
-        var page = await core.Store.ListBatchesAsync(Caller.Of(context).Listing, Doors,
+        var page = await core.Store.ListBatchesAsync(Caller.Of(context).Listing, ServerCore.EveryDoor,
             new PageRequest(Fields.Int(query, "limit", 20, 1, 100), Fields.Text(query, "after")), context.RequestAborted);
         var now = core.Time.GetUtcNow();
         return new JsonBody(json => OpenAIJson.WriteList(json, page, b => b.Id, (w, b) => OpenAIJson.WriteBatch(w, b, now)));
@@ -251,10 +250,14 @@ internal sealed class BatchesApi(ServerCore core)
         });
     }
 
-    /// <summary>A result line of the batch's format, with its <c>status</c>; a request not yet ended is <c>pending</c>.</summary>
-    private static void WriteResult(Utf8JsonWriter json, ResultLineWriter lines, ItemResult item)
+    /// <summary>
+    /// A result line of the batch's format, with its <c>status</c> (<paramref name="status"/>
+    /// when given) and cost, and <c>original_prompt</c> when <paramref name="prompt"/> is given;
+    /// a request not yet ended is <c>pending</c>.
+    /// </summary>
+    internal static void WriteResult(Utf8JsonWriter json, ResultLineWriter lines, ItemResult item, string? status = null, OriginalPrompt? prompt = null)
     {
-        var status = Words.ItemStatus(item.State);
+        status ??= Words.ItemStatus(item.State);
         if (status == "pending")
         {
             json.WriteStartObject();
@@ -270,13 +273,16 @@ internal sealed class BatchesApi(ServerCore core)
 
         // The line is a JSON object: its closing brace gives way to the status.
         var line = lines.Format(item).Span;
-        var buffer = ArrayPool<byte>.Shared.Rent(line.Length + 80);
+        var cost = Cost.ToUsd(item.Result?.CostNanos ?? 0).ToString(CultureInfo.InvariantCulture);
+        var original = prompt is { } given ? ",\"original_prompt\":" + (given.Text is null ? "null" : JsonSerializer.Serialize(given.Text)) : "";
+        var tail = System.Text.Encoding.UTF8.GetBytes($",\"status\":\"{status}\",\"cost_usd\":{cost}{original}}}");
+        var buffer = ArrayPool<byte>.Shared.Rent(line.Length + tail.Length);
         try
         {
             var written = line[..^1].Length;
             line[..^1].CopyTo(buffer);
-            var cost = Cost.ToUsd(item.Result?.CostNanos ?? 0).ToString(CultureInfo.InvariantCulture);
-            written += System.Text.Encoding.UTF8.GetBytes($",\"status\":\"{status}\",\"cost_usd\":{cost}}}", buffer.AsSpan(written));
+            tail.CopyTo(buffer.AsSpan(written));
+            written += tail.Length;
             json.WriteRawValue(buffer.AsSpan(0, written), skipInputValidation: true);
         }
         finally

@@ -25,10 +25,11 @@ internal static class OpenAIJson
     }
 
     /// <summary>
-    /// The Batch object, with Shepherd's additions (<c>batch_id</c>, <c>progress</c> and the rest)
-    /// after OpenAI's fields, and, when given, the <paramref name="lanes"/> that serve it.
+    /// The Batch object, with Shepherd's additions (<c>batch_id</c>, <c>progress</c> and the rest,
+    /// and the seed-compatible <c>error</c>) after OpenAI's fields, and, when given, the
+    /// <paramref name="lanes"/> that serve it and its <paramref name="results"/>.
     /// </summary>
-    public static void WriteBatch(Utf8JsonWriter json, BatchRecord batch, DateTimeOffset now, IReadOnlyList<Engine.Dispatch.LaneState>? lanes = null)
+    public static void WriteBatch(Utf8JsonWriter json, BatchRecord batch, DateTimeOffset now, IReadOnlyList<Engine.Dispatch.LaneState>? lanes = null, SeedResults? results = null)
     {
         json.WriteStartObject();
         json.WriteString("id", batch.Id);
@@ -94,6 +95,7 @@ internal static class OpenAIJson
         json.WriteNumber("duration_seconds", Math.Round(Math.Max(0, (ended - started).TotalSeconds), 3));
         json.WriteString("priority", Words.Priority(batch.Priority));
         json.WriteString("mode", batch.Mode == BatchMode.Native ? "native" : "realtime");
+        json.WriteString("error", FailureText(batch));
         if (lanes is not null)
         {
             json.WriteStartArray("lanes");
@@ -105,7 +107,30 @@ internal static class OpenAIJson
             json.WriteEndArray();
         }
 
+        results?.Write(json);
         json.WriteEndObject();
+    }
+
+    /// <summary>
+    /// Why a failed batch failed, in one line (its first input problems, as <c>errors</c> lists
+    /// them all); null for a batch that has not failed.
+    /// </summary>
+    private static string? FailureText(BatchRecord batch)
+    {
+        const int shown = 5;
+        if (batch.Status != BatchStatus.Failed)
+        {
+            return null;
+        }
+
+        if (batch.Errors.Count == 0)
+        {
+            return "The batch failed.";
+        }
+
+        var problems = batch.Errors.Take(shown).Select(e => e.Line is { } line ? $"line {line}: {e.Code}: {e.Message}" : $"{e.Code}: {e.Message}");
+        var more = batch.Errors.Count > shown ? $"; and {batch.Errors.Count - shown} more (see errors)" : "";
+        return $"The input was refused, and nothing was sent: {string.Join("; ", problems)}{more}";
     }
 
     /// <summary>The list envelope: all five keys, always.</summary>

@@ -352,6 +352,21 @@ public abstract partial class BatchStoreContract : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ABatchsModels_AreListedWhateverItsStatus_AndOnlyItsOwn()
+    {
+        await Store.CreateBatchAsync(new NewBatch("batch_two_models", null), Ct);
+        await Store.AddItemsAsync("batch_two_models", [
+            new ImportItem(1, "a", "gpt-4.1-mini", "{}"u8.ToArray()),
+            new ImportItem(2, "b", "claude-haiku-4.5", "{}"u8.ToArray()),
+            new ImportItem(3, "c", "gpt-4.1-mini", "{}"u8.ToArray())], Ct);
+        await CreateAcceptedBatchAsync(1, "batch_other", model: "gpt-4o");
+
+        Assert.Equal(["claude-haiku-4.5", "gpt-4.1-mini"], await Store.ListModelsAsync("batch_two_models", Ct));
+        Assert.Equal(["gpt-4o"], await Store.ListModelsAsync("batch_other", Ct));
+        Assert.Empty(await Store.ListModelsAsync("batch_missing", Ct));
+    }
+
+    [Fact]
     public async Task AnIdempotentCreate_ReturnsTheFirstBatch_PerOwner()
     {
         var first = await Store.CreateBatchAsync(new NewBatch("batch_1", null) { Owner = "alice", IdempotencyKey = "k1" }, Ct);
