@@ -47,6 +47,9 @@ public sealed class ShepherdServer : IAsyncDisposable
     /// <summary>The server's services, such as the store and the dispatcher.</summary>
     public IServiceProvider Services => _app.Services;
 
+    /// <summary>The category the generic host logs its start and its hosted services' failures under.</summary>
+    private const string HostCategory = "Microsoft.Extensions.Hosting.Internal.Host";
+
     /// <summary>
     /// Opens the store, recovers what a previous run left unfinished, and starts listening.
     /// <paramref name="configure"/> may add to the host (logging, a time provider, the
@@ -63,6 +66,10 @@ public sealed class ShepherdServer : IAsyncDisposable
         var settings = options.Validated();
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
+        // A server that cannot start (a port in use) throws to the caller, which says why in one
+        // line; the host's own log of it (with every frame of the stack) is left out until it runs.
+        var started = false;
+        builder.Logging.AddFilter(HostCategory, level => level >= LogLevel.Warning && (started || level < LogLevel.Error));
         builder.WebHost.UseUrls([.. settings.Urls]);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
@@ -108,6 +115,7 @@ public sealed class ShepherdServer : IAsyncDisposable
             app.MapFallback((HttpContext context) =>
                 throw ApiException.NotFound($"There is no {context.Request.Method} {context.Request.Path} on this server."));
             await app.StartAsync(cancellationToken);
+            started = true;
         }
         catch
         {

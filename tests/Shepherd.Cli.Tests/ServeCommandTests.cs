@@ -153,6 +153,19 @@ public sealed class ServeCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task APortInUse_IsSaidInOneLine_WithoutTheHostsStackTrace()
+    {
+        using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        taken.Start();
+        var url = $"http://127.0.0.1:{((System.Net.IPEndPoint)taken.LocalEndpoint).Port}";
+
+        var result = await ShepherdProcess.RunAsync(_folder.Path, "serve", "--provider", "sim", "--urls", url, "--store", _folder.File("s.db"));
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.Equal($"shepherd: cannot listen on {url}: the address is in use (is another server running there?). Give another with --urls; port 0 picks a free one.", result.Stderr.Trim());
+    }
+
+    [Fact]
     public async Task ADatabaseThatCannotBeReached_StopsTheStart_SayingWhere()
     {
         var result = await ShepherdProcess.RunAsync(_folder.Path, "serve", "--provider", "sim", "--urls", "http://127.0.0.1:0",

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Shepherd.Cli.Running;
 using Shepherd.Simulator;
 
 namespace Shepherd.Cli.Commands;
@@ -31,7 +32,7 @@ internal static class SimulateCommand
             options.ApiKey = parse.GetValue(apiKey);
             options.RefusedKeyStatus = refusedStatus.ValueIn(parse);
             var provider = new SimulatedProvider(options, TimeProvider.System, new Random(simulator.Seed(parse)));
-            await using var server = await SimulatorServer.StartAsync(provider, parse.GetValue(port), cancellationToken);
+            await using var server = await Listening.StartAsync($"http://127.0.0.1:{parse.GetValue(port)}", "--port", () => SimulatorServer.StartAsync(provider, parse.GetValue(port), cancellationToken));
             var root = server.BaseUrl.ToString().TrimEnd('/');
             await Console.Out.WriteLineAsync($"Simulated provider listening on {root}");
             await Console.Out.WriteLineAsync($"  OpenAI-compatible base url: {root}/v1    Anthropic base url: {root}    counters: {root}/_sim/stats");

@@ -1,0 +1,20 @@
+using Microsoft.AspNetCore.Connections;
+using Shepherd.Cli.Commands;
+
+namespace Shepherd.Cli.Running;
+
+/// <summary>Starting what listens (the server, the simulator), with an address in use said in one line.</summary>
+internal static class Listening
+{
+    public static async Task<T> StartAsync<T>(string urls, string option, Func<Task<T>> start)
+    {
+        try
+        {
+            return await start();
+        }
+        catch (IOException ex) when (ex.InnerException is AddressInUseException)
+        {
+            throw new CommandException($"shepherd: cannot listen on {urls}: the address is in use (is another server running there?). Give another with {option}; port 0 picks a free one.", ExitCodes.Error);
+        }
+    }
+}
