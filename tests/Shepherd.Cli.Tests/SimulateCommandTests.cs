@@ -50,6 +50,6 @@ public sealed partial class SimulateCommandTests : IDisposable
         Assert.Equal(HttpStatusCode.Forbidden, refused.StatusCode);
         Assert.Contains("permission_error", await refused.Content.ReadAsStringAsync(ct), StringComparison.Ordinal);
         Assert.True(bad.ExitCode == 2, bad.ToString());
-        Assert.Contains("--refused-key-status is 401 or 403; got 402.", bad.Stderr, StringComparison.Ordinal);
+        Assert.Contains("--refused-key-status is one of 401, 403; got '402'.", bad.Stderr, StringComparison.Ordinal);
     }
 }
