@@ -77,6 +77,15 @@ public sealed record Batch
     /// <summary>Requests that ended without an answer: failed, cancelled or expired.</summary>
     public long Failed { get; init; }
 
+    /// <summary>
+    /// Requests among <see cref="Failed"/> that were cancelled before they were sent. A Shepherd
+    /// server and the Anthropic API say how many; the OpenAI API does not, and this is 0 there.
+    /// </summary>
+    public long Cancelled { get; init; }
+
+    /// <summary>Requests among <see cref="Failed"/> that the batch's window closed on before they were sent (known as <see cref="Cancelled"/> is).</summary>
+    public long Expired { get; init; }
+
     /// <summary>Requests that have ended, however.</summary>
     public long Finished => Succeeded + Failed;
 

@@ -143,8 +143,12 @@ public sealed class RemoteCommandsTests : IDisposable
         Assert.True(ended.ExitCode == 3, ended.ToString());
         var final = SingleDocument(ended);
         Assert.Equal("cancelled", final.GetProperty("status").GetString());
-        Assert.True(final.GetProperty("failed").GetInt64() > 0, ended.ToString());
-        Assert.Equal(1000, final.GetProperty("succeeded").GetInt64() + final.GetProperty("failed").GetInt64());
+        // Cancelled requests are called cancelled, as the dashboard and run call them, not failed.
+        Assert.Equal(0, final.GetProperty("failed").GetInt64());
+        Assert.True(final.GetProperty("cancelled").GetInt64() > 0, ended.ToString());
+        Assert.Equal(1000, final.GetProperty("succeeded").GetInt64() + final.GetProperty("cancelled").GetInt64());
+        var after = await RunAsync(server, "status", id);
+        Assert.Matches(@"done: [\d,]+ succeeded, 0 failed, [\d,]+ cancelled of 1,000", after.Stdout);
     }
 
     [Fact]

@@ -22,7 +22,7 @@ internal static class CancelCommand
                 return ExitCodes.Success;
             }
 
-            var done = $"{RemoteOutput.Count(batch.Succeeded)} succeeded, {RemoteOutput.Count(batch.Failed)} failed or cancelled of {RemoteOutput.Count(batch.Total)}";
+            var done = RemoteOutput.Outcome(batch);
             await context.Stdout.WriteLineAsync(batch.Status == BatchStatus.Cancelling
                 ? $"{batch.Id} cancelling: {done}; nothing more is sent, and requests in flight are still returning ('shepherd wait {batch.Id}' waits for the end)."
                 : $"{batch.Id} {BatchStatusNames.ToApiName(batch.Status)}: {done}; nothing more is sent.");

@@ -426,9 +426,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             return;
         }
 
-        var unsent = batch.Expired > 0 ? $", {batch.Expired:N0} expired" : batch.Cancelled > 0 ? $", {batch.Cancelled:N0} cancelled" : "";
-        var line = string.Create(CultureInfo.InvariantCulture,
-            $"{batch.Id} {StatusWord(batch.Status)}: {batch.Succeeded:N0} succeeded, {batch.Failed:N0} failed{unsent} of {batch.Total:N0}");
+        var line = $"{batch.Id} {StatusWord(batch.Status)}: {RemoteOutput.Outcome(batch.Succeeded, batch.Failed, batch.Cancelled, batch.Expired, batch.Total)}";
         await stdout.WriteLineAsync(finishedThisRun > 0
             ? string.Create(CultureInfo.InvariantCulture, $"{line} in {ProgressDisplay.FormatDuration(wall)} ({rate:0.0} requests/s, {RemoteOutput.Count(counters.Retries)} {(counters.Retries == 1 ? "retry" : "retries")})")
             : line);

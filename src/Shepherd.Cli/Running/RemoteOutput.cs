@@ -43,7 +43,9 @@ internal static class RemoteOutput
         json.WriteString("model", batch.Model);
         json.WriteNumber("total", batch.Total);
         json.WriteNumber("succeeded", batch.Succeeded);
-        json.WriteNumber("failed", batch.Failed);
+        json.WriteNumber("failed", batch.Failed - batch.Cancelled - batch.Expired);
+        json.WriteNumber("cancelled", batch.Cancelled);
+        json.WriteNumber("expired", batch.Expired);
         json.WriteNumber("finished", batch.Finished);
         json.WriteNumber("percent", Math.Round(batch.Percent, 1));
         json.WriteNumber("input_tokens", batch.InputTokens);
@@ -119,6 +121,20 @@ internal static class RemoteOutput
 
     public static string Count(long count) => count.ToString("N0", CultureInfo.InvariantCulture);
 
+    /// <summary>
+    /// How the requests of a batch ended, in the words every command uses: <c>821 succeeded, 3
+    /// failed, 19,176 cancelled of 20,000</c> (cancelled and expired only when there are any).
+    /// </summary>
+    public static string Outcome(long succeeded, long failed, long cancelled, long expired, long total)
+    {
+        var unsent = (cancelled > 0 ? $", {Count(cancelled)} cancelled" : "") + (expired > 0 ? $", {Count(expired)} expired" : "");
+        return $"{Count(succeeded)} succeeded, {Count(failed)} failed{unsent} of {Count(total)}";
+    }
+
+    /// <summary><see cref="Outcome(long, long, long, long, long)"/> of a batch on a server.</summary>
+    public static string Outcome(Batch batch) =>
+        Outcome(batch.Succeeded, batch.Failed - batch.Cancelled - batch.Expired, batch.Cancelled, batch.Expired, batch.Total);
+
     /// <summary><c>1 request</c>, <c>2 requests</c>, <c>1,000 requests</c>: a count and its noun.</summary>
     public static string Plural(long count, string noun) => $"{Count(count)} {noun}{(count == 1 ? "" : "s")}";
 
@@ -139,7 +155,7 @@ internal static class RemoteOutput
     public static async Task WriteSummaryAsync(TextWriter stdout, Batch batch, DateTimeOffset now)
     {
         var line = string.Create(CultureInfo.InvariantCulture,
-            $"{batch.Id} {BatchStatusNames.ToApiName(batch.Status)}: {Count(batch.Succeeded)} succeeded, {Count(batch.Failed)} failed of {Count(batch.Total)} in {ProgressDisplay.FormatDuration(Duration(batch, now))}");
+            $"{batch.Id} {BatchStatusNames.ToApiName(batch.Status)}: {Outcome(batch)} in {ProgressDisplay.FormatDuration(Duration(batch, now))}");
         await stdout.WriteLineAsync(line);
         await stdout.WriteLineAsync($"  tokens:  {Count(batch.InputTokens)} in, {Count(batch.OutputTokens)} out · cost {Cost.Describe(batch.CostUsd)}");
         if (batch.BudgetUsd is { } budget)
@@ -185,7 +201,7 @@ internal static class RemoteOutput
         Row("batch", $"{Markup.Escape(batch.Id)}  {StatusMarkup(batch.Status)}");
         Text("endpoint", batch.Endpoint);
         Text("model", batch.Model);
-        Text("progress", $"{Percent(batch)} · {Count(batch.Finished)} of {Count(batch.Total)} done: {Count(batch.Succeeded)} succeeded, {Count(batch.Failed)} failed");
+        Text("progress", $"{Percent(batch)} · {Count(batch.Finished)} of {Count(batch.Total)} done: {Outcome(batch)}");
         Text("tokens", $"{Count(batch.InputTokens)} in, {Count(batch.OutputTokens)} out");
         Text("cost", Cost.Describe(batch.CostUsd));
         Text("budget", batch.BudgetUsd is { } budget ? Budget(budget, batch.BudgetExceededRequests) : null);

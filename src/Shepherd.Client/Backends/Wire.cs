@@ -11,6 +11,7 @@ internal static class Wire
     {
         var counts = json.TryGetProperty("request_counts", out var c) && c.ValueKind == JsonValueKind.Object ? c : default;
         var usage = json.TryGetProperty("usage", out var u) && u.ValueKind == JsonValueKind.Object ? u : default;
+        var outcomes = json.TryGetProperty("outcomes", out var o) && o.ValueKind == JsonValueKind.Object ? o : default;
         return new Batch
         {
             Id = String(json, "id") ?? throw new JsonException("A batch without an id."),
@@ -20,6 +21,8 @@ internal static class Wire
             Total = Long(counts, "total"),
             Succeeded = Long(counts, "completed"),
             Failed = Long(counts, "failed"),
+            Cancelled = Long(outcomes, "cancelled"),
+            Expired = Long(outcomes, "expired"),
             InputTokens = Long(usage, "input_tokens"),
             OutputTokens = Long(usage, "output_tokens"),
             CostUsd = json.TryGetProperty("cost_usd", out var cost) && cost.ValueKind == JsonValueKind.Number ? cost.GetDecimal() : 0,
@@ -162,6 +165,8 @@ internal static class Wire
             Total = Long(counts, "processing") + succeeded + errored + canceled + expired,
             Succeeded = succeeded,
             Failed = errored + canceled + expired,
+            Cancelled = canceled,
+            Expired = expired,
             CreatedAt = Rfc3339(json, "created_at") ?? DateTimeOffset.UnixEpoch,
             EndedAt = Rfc3339(json, "ended_at"),
             ExpiresAt = Rfc3339(json, "expires_at"),

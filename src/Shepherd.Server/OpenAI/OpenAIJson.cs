@@ -90,6 +90,14 @@ internal static class OpenAIJson
         json.WriteNumberOrNull("budget_usd", batch.BudgetNanos is { } budget ? Cost.ToUsd(budget) : null);
 
         json.WriteNumber("budget_exceeded_requests", batch.BudgetExceeded);
+        // request_counts folds cancelled and expired requests into failed, as OpenAI's does; these say which.
+        json.WriteStartObject("outcomes");
+        json.WriteNumber("succeeded", batch.Succeeded);
+        json.WriteNumber("failed", batch.Failed);
+        json.WriteNumber("cancelled", batch.Cancelled);
+        json.WriteNumber("expired", batch.Expired);
+        json.WriteNumber("pending", batch.Total - batch.Finished);
+        json.WriteEndObject();
         var started = batch.InProgressAt ?? batch.CreatedAt;
         var ended = batch.CompletedAt ?? batch.CancelledAt ?? batch.FailedAt ?? (batch.Status == BatchStatus.Expired ? batch.ExpiredAt : null) ?? now;
         json.WriteNumber("duration_seconds", Math.Round(Math.Max(0, (ended - started).TotalSeconds), 3));
