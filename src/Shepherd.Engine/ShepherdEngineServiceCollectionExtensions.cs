@@ -59,7 +59,7 @@ public static class ShepherdEngineServiceCollectionExtensions
         services.AddSingleton<IBatchStore>(sp => options.SharedStore is { } shared
             ? new PostgresBatchStore(shared, sp.GetRequiredService<TimeProvider>())
             : new SqliteBatchStore(options.Store ?? throw new ArgumentException("The engine needs a store: set Store or SharedStore.", nameof(options)), sp.GetRequiredService<TimeProvider>()));
-        services.AddSingleton(sp => new BatchImporter(sp.GetRequiredService<IBatchStore>(), options.Import));
+        services.AddSingleton(sp => new BatchImporter(sp.GetRequiredService<IBatchStore>(), options.Import.WithContextWindows(options.Prices, sp.GetRequiredService<TokenEstimator>())));
         services.AddSingleton<TokenEstimator>();
         services.AddSingleton<IReadOnlyList<UpstreamClient>>(sp => [.. options.Upstreams.Select(upstream => new UpstreamClient(
             sp.GetRequiredService<IHttpClientFactory>().CreateClient(UpstreamClient.HttpClientName),

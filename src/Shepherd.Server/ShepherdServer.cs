@@ -82,7 +82,7 @@ public sealed class ShepherdServer : IAsyncDisposable
         builder.Services.AddSingleton(new ServerPaths(engine));
         builder.Services.AddSingleton<BackgroundImports>();
         builder.Services.AddSingleton<BatchFinalizer>();
-        builder.Services.AddSingleton(sp => CreateImporters(sp.GetRequiredService<IBatchStore>(), engine, settings));
+        builder.Services.AddSingleton(sp => CreateImporters(sp.GetRequiredService<IBatchStore>(), engine, settings, sp.GetRequiredService<TokenEstimator>()));
         builder.Services.AddSingleton<ServerCore>();
         builder.Services.AddSingleton<FilesApi>();
         builder.Services.AddSingleton<BatchesApi>();
@@ -187,16 +187,17 @@ public sealed class ShepherdServer : IAsyncDisposable
         return problems.Count == 0 ? Results.Text("ready") : Results.Text("not ready: " + string.Join("; ", problems), statusCode: StatusCodes.Status503ServiceUnavailable);
     }
 
-    private static Importers CreateImporters(IBatchStore store, ShepherdEngineOptions engine, ServerOptions settings)
+    private static Importers CreateImporters(IBatchStore store, ShepherdEngineOptions engine, ServerOptions settings, TokenEstimator tokens)
     {
-        ImportOptions Limited(long maxItems) => new()
+        ImportOptions Limited(long maxItems) => new ImportOptions
         {
             MaxLineBytes = engine.Import.MaxLineBytes,
             MaxErrors = engine.Import.MaxErrors,
             ChunkSize = engine.Import.ChunkSize,
             MaxItems = maxItems,
             ServesModel = engine.Import.ServesModel ?? (model => engine.Upstreams.Any(u => u.Serves(model))),
-        };
+            ContextWindows = engine.Import.ContextWindows,
+        }.WithContextWindows(engine.Prices, tokens);
 
         return new Importers(
             new BatchImporter(store, Limited(settings.MaxFileRequests)),

@@ -27,7 +27,8 @@ public static class BatchFiles
         return OpenAIChat(count, i => prompts[i], "gpt-4.1-mini", maxTokens, "req-");
     }
 
-    private static List<TestRequest> OpenAIChat(int count, Func<int, string> prompt, string model, int maxTokens, string idPrefix) =>
+    /// <summary>Chat requests whose prompts <paramref name="prompt"/> writes, numbered from 1.</summary>
+    public static List<TestRequest> OpenAIChat(int count, Func<int, string> prompt, string model, int maxTokens, string idPrefix) =>
         [.. Enumerable.Range(1, count).Select(i =>
         {
             var body = JsonSerializer.Serialize(new

@@ -143,6 +143,12 @@ public sealed class BatchImporter
                     continue;
                 }
 
+                if (_options.ContextWindows?.Check(parsed.Model, parsed.Body.Span, line) is { } tooLong)
+                {
+                    errors.Add(tooLong);
+                    continue;
+                }
+
                 total++;
                 if (total > _options.MaxItems)
                 {

@@ -34,6 +34,20 @@ public sealed class ImportOptions
     /// </summary>
     public Func<string, bool>? ServesModel { get; set; }
 
+    /// <summary>
+    /// Refuses requests whose prompt cannot fit their model's context window; null checks none.
+    /// <value>The default checks none; the engine's importer checks against its price table.</value>
+    /// </summary>
+    public Pricing.ContextWindows? ContextWindows { get; set; }
+
+    /// <summary>A copy of these options that checks context windows by <paramref name="prices"/>, unless they name windows of their own.</summary>
+    public ImportOptions WithContextWindows(Pricing.PriceTable prices, Dispatch.TokenEstimator tokens)
+    {
+        var copy = (ImportOptions)MemberwiseClone();
+        copy.ContextWindows ??= new Pricing.ContextWindows(prices, tokens);
+        return copy;
+    }
+
     internal ImportOptions Validated()
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxLineBytes, 16);

@@ -37,7 +37,7 @@ public sealed class ShepherdConfig
 
     /// <summary>The built-in price table with this file's prices over it.</summary>
     public PriceTable PriceTable() =>
-        Pricing.PriceTable.BuiltIn.With(Prices.Select(p => new ModelPrice(p.Key, p.Value.Input, p.Value.Output, p.Value.CachedInput, p.Value.BatchDiscount)));
+        Pricing.PriceTable.BuiltIn.With(Prices.Select(p => new ModelPrice(p.Key, p.Value.Input, p.Value.Output, p.Value.CachedInput, p.Value.BatchDiscount, p.Value.ContextTokens ?? Pricing.PriceTable.BuiltIn.Find(p.Key)?.ContextTokens)));
 
     /// <summary>Reads and checks a configuration file; errors name the file, the line and the property.</summary>
     public static ShepherdConfig Load(string path)
@@ -323,6 +323,12 @@ public sealed class PriceConfig
     /// <value>The default is 0.5.</value>
     /// </summary>
     public decimal BatchDiscount { get; set; } = 0.5m;
+
+    /// <summary>
+    /// The model's context window in tokens: a prompt beyond it is refused with its line number.
+    /// <value>The default is the built-in table's window for the model, or none (no check).</value>
+    /// </summary>
+    public int? ContextTokens { get; set; }
 }
 
 /// <summary>The <c>server</c> section: what <c>shepherd serve</c> listens on, its keys and limits.</summary>

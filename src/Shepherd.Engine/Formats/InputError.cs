@@ -92,6 +92,9 @@ public static class InputErrorCodes
     /// <summary>The input holds no request.</summary>
     public const string EmptyFile = "empty_file";
 
+    /// <summary>The prompt is longer than the model's context window.</summary>
+    public const string ContextLengthExceeded = "context_length_exceeded";
+
     /// <summary>The input holds more requests than the configured limit.</summary>
     public const string TooManyTasks = "too_many_tasks";
 }

@@ -87,13 +87,19 @@ public sealed class BatchEstimator
             ids.Add(id, line);
 
             var model = settings.Model ?? parsed.Model;
+            var (prompt, _) = _tokens.Estimate(model, parsed.Body.Span);
+            if (_prices.Find(parsed.Model)?.ContextTokens is { } window && ContextWindows.Problem(parsed.Model, prompt, window, line) is { } tooLong)
+            {
+                errors.Add(tooLong);
+                continue;
+            }
+
             if (!models.TryGetValue(model, out var tally))
             {
                 tally = new Tally();
                 models.Add(model, tally);
             }
 
-            var (prompt, _) = _tokens.Estimate(model, parsed.Body.Span);
             tally.Requests++;
             tally.PromptTokens += prompt;
             if (parsed.Url == BatchEndpoints.Embeddings)

@@ -13,7 +13,8 @@ namespace Shepherd.Engine.Pricing;
 /// <param name="Output">Per million answer tokens.</param>
 /// <param name="CachedInput">Per million prompt tokens read from the provider's cache, where that differs from <paramref name="Input"/>.</param>
 /// <param name="BatchDiscount">The share the provider's batch API takes off (0.5 is half price); 0 where it has no batch API.</param>
-public sealed record ModelPrice(string Model, decimal Input, decimal Output, decimal? CachedInput = null, decimal BatchDiscount = 0.5m)
+/// <param name="ContextTokens">The model's context window in tokens, where known: a prompt beyond it is refused before it is sent.</param>
+public sealed record ModelPrice(string Model, decimal Input, decimal Output, decimal? CachedInput = null, decimal BatchDiscount = 0.5m, int? ContextTokens = null)
 {
     /// <summary>Checks the figures; <paramref name="where"/> names the price in the message.</summary>
     public void Validate(string where)
@@ -31,6 +32,11 @@ public sealed record ModelPrice(string Model, decimal Input, decimal Output, dec
         if (BatchDiscount is < 0 or > 1)
         {
             throw new ArgumentException($"{where}: batchDiscount is a share from 0 to 1; it is {BatchDiscount}.");
+        }
+
+        if (ContextTokens < 1)
+        {
+            throw new ArgumentException($"{where}: contextTokens is a number of tokens of at least 1; it is {ContextTokens}.");
         }
     }
 }
@@ -98,26 +104,30 @@ public sealed partial class PriceTable
         _prices = byName.ToFrozenDictionary(StringComparer.Ordinal);
     }
 
-    /// <summary>List prices as published by the providers (US dollars per million tokens), November 2026.</summary>
+    /// <summary>
+    /// List prices as published by the providers (US dollars per million tokens), November 2026,
+    /// and the models' context windows (Claude Sonnet 4 and 4.5 with the million tokens of
+    /// Anthropic's long-context option, so no prompt they accept is refused here).
+    /// </summary>
     public static PriceTable BuiltIn { get; } = new(
     [
-        new("gpt-4.1", 2.00m, 8.00m, 0.50m),
-        new("gpt-4.1-mini", 0.40m, 1.60m, 0.10m),
-        new("gpt-4.1-nano", 0.10m, 0.40m, 0.025m),
-        new("gpt-4o", 2.50m, 10.00m, 1.25m),
-        new("gpt-4o-mini", 0.15m, 0.60m, 0.075m),
-        new("o3", 2.00m, 8.00m, 0.50m),
-        new("o3-mini", 1.10m, 4.40m, 0.55m),
-        new("o4-mini", 1.10m, 4.40m, 0.275m),
-        new("text-embedding-3-small", 0.02m, 0m),
-        new("text-embedding-3-large", 0.13m, 0m),
-        new("claude-opus-4-1", 15.00m, 75.00m, 1.50m),
-        new("claude-sonnet-4-5", 3.00m, 15.00m, 0.30m),
-        new("claude-sonnet-4", 3.00m, 15.00m, 0.30m),
-        new("claude-haiku-4-5", 1.00m, 5.00m, 0.10m),
-        new("claude-3-5-haiku", 0.80m, 4.00m, 0.08m),
-        new("deepseek-v3.2", 0.28m, 0.42m, 0.028m, BatchDiscount: 0m),
-        new("deepseek-chat", 0.28m, 0.42m, 0.028m, BatchDiscount: 0m),
+        new("gpt-4.1", 2.00m, 8.00m, 0.50m, ContextTokens: 1_047_576),
+        new("gpt-4.1-mini", 0.40m, 1.60m, 0.10m, ContextTokens: 1_047_576),
+        new("gpt-4.1-nano", 0.10m, 0.40m, 0.025m, ContextTokens: 1_047_576),
+        new("gpt-4o", 2.50m, 10.00m, 1.25m, ContextTokens: 128_000),
+        new("gpt-4o-mini", 0.15m, 0.60m, 0.075m, ContextTokens: 128_000),
+        new("o3", 2.00m, 8.00m, 0.50m, ContextTokens: 200_000),
+        new("o3-mini", 1.10m, 4.40m, 0.55m, ContextTokens: 200_000),
+        new("o4-mini", 1.10m, 4.40m, 0.275m, ContextTokens: 200_000),
+        new("text-embedding-3-small", 0.02m, 0m, ContextTokens: 8_191),
+        new("text-embedding-3-large", 0.13m, 0m, ContextTokens: 8_191),
+        new("claude-opus-4-1", 15.00m, 75.00m, 1.50m, ContextTokens: 200_000),
+        new("claude-sonnet-4-5", 3.00m, 15.00m, 0.30m, ContextTokens: 1_000_000),
+        new("claude-sonnet-4", 3.00m, 15.00m, 0.30m, ContextTokens: 1_000_000),
+        new("claude-haiku-4-5", 1.00m, 5.00m, 0.10m, ContextTokens: 200_000),
+        new("claude-3-5-haiku", 0.80m, 4.00m, 0.08m, ContextTokens: 200_000),
+        new("deepseek-v3.2", 0.28m, 0.42m, 0.028m, BatchDiscount: 0m, ContextTokens: 128_000),
+        new("deepseek-chat", 0.28m, 0.42m, 0.028m, BatchDiscount: 0m, ContextTokens: 128_000),
     ]);
 
     /// <summary>The prices in the table.</summary>

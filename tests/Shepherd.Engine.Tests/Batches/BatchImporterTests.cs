@@ -1,5 +1,7 @@
 using Shepherd.Engine.Batches;
+using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Formats;
+using Shepherd.Engine.Pricing;
 using Shepherd.Engine.Storage;
 using Shepherd.Testing;
 
@@ -184,5 +186,22 @@ public sealed class BatchImporterTests : StoreTestBase
     {
         public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
             Position < Length ? base.ReadAsync(buffer, cancellationToken) : throw new IOException("disk gone");
+    }
+
+    [Fact]
+    public async Task APromptBeyondItsModelsContextWindow_IsRefusedWithItsLine_WhileUnknownModelsPass()
+    {
+        var huge = string.Concat(Enumerable.Repeat("word ", 150_000));
+        var lines = new[] { BatchFiles.OpenAIChat(1, "gpt-4o-mini")[0].Line }
+            .Concat(BatchFiles.OpenAIChat(1, i => huge, "gpt-4o-mini", 10, "big-").Select(r => r.Line))
+            .Concat(BatchFiles.OpenAIChat(1, i => huge, "my-own-model", 10, "own-").Select(r => r.Line));
+        using var input = BatchFiles.Stream([.. lines]);
+        var options = new ImportOptions().WithContextWindows(PriceTable.BuiltIn, new TokenEstimator());
+
+        var result = await ImportAsync(input, options);
+
+        var error = Assert.Single(result.Errors);
+        Assert.Equal((InputErrorCodes.ContextLengthExceeded, (long?)2), (error.Code, error.Line));
+        Assert.Contains("more than the 128,000 of gpt-4o-mini's context window", error.Message, StringComparison.Ordinal);
     }
 }

@@ -430,4 +430,15 @@ public sealed class BatchEstimatorTests
         var error = Assert.Single(estimate.Errors);
         Assert.Equal(InputError.Duplicate("x", 1, 3), error);
     }
+
+    [Fact]
+    public async Task APromptBeyondItsModelsContextWindow_IsFlaggedWithItsLine()
+    {
+        var huge = string.Concat(Enumerable.Repeat("word ", 150_000));
+
+        var estimate = await EstimateAsync(null, Chat("small", "gpt-4o-mini", "hello", 5), Chat("big", "gpt-4o-mini", huge, 5), Chat("own", "my-own-model", huge, 5));
+
+        var error = Assert.Single(estimate.Errors);
+        Assert.Equal((InputErrorCodes.ContextLengthExceeded, (long?)2), (error.Code, error.Line));
+    }
 }
