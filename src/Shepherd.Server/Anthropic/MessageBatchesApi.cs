@@ -67,7 +67,7 @@ internal sealed class MessageBatchesApi(ServerCore core)
         {
             Owner = caller.Owner, Door = BatchDoor.Anthropic, CompletionWindowText = "24h", IdempotencyKey = idempotencyKey,
         };
-        var batch = await core.CreateAndImportAsync(created, body.SpoolPath, BatchEndpoints.Messages, caller, context.RequestAborted);
+        var batch = await core.CreateAndImportAsync(created, body.SpoolPath, BatchEndpoints.Messages, [], caller, context.RequestAborted);
         if (batch.Format != InputFormat.Anthropic)
         {
             await core.Store.DeleteBatchAsync(batch.Id, context.RequestAborted);

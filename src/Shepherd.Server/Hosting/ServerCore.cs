@@ -88,7 +88,7 @@ internal sealed partial class ServerCore(
     /// each bad request as <c>requests[i]</c>. A create repeated with the same idempotency key
     /// returns the first batch.
     /// </summary>
-    public async Task<BatchRecord> CreateAndImportAsync(NewBatch batch, string linesPath, string? endpoint, Caller caller, CancellationToken cancellationToken)
+    public async Task<BatchRecord> CreateAndImportAsync(NewBatch batch, string linesPath, string? endpoint, IReadOnlyList<InputError> refused, Caller caller, CancellationToken cancellationToken)
     {
         await CheckLimitsAsync(caller, cancellationToken);
         var id = await store.CreateBatchAsync(batch, cancellationToken);
@@ -110,10 +110,10 @@ internal sealed partial class ServerCore(
             throw;
         }
 
-        if (!result.Accepted)
+        if (!result.Accepted || refused.Count > 0)
         {
             await store.DeleteBatchAsync(id, CancellationToken.None);
-            throw RequestsRejected(result.Errors, result.ErrorsTruncated);
+            throw RequestsRejected(Together(refused, result.Errors), result.ErrorsTruncated);
         }
 
         if (caller.Limits?.QueuedItems is { } most && await store.GetUsageAsync(caller.Owner, cancellationToken) is { QueuedItems: var queued } && queued > most)
@@ -252,6 +252,14 @@ internal sealed partial class ServerCore(
         var problems = errors.Select(e => $"{Param(e)}: {LineReference().Replace(e.Message, Index)}").ToList();
         return ApiException.Rejected(problems, truncated, Param(errors[0]), errors[0].Code, refusal);
     }
+
+    /// <summary>
+    /// The problems a door found in requests it could not pass on (<paramref name="refused"/>)
+    /// with those the reader found in the rest, in request order. The reader's "no request" is
+    /// left out when the door refused requests: they were there.
+    /// </summary>
+    public static List<InputError> Together(IReadOnlyList<InputError> refused, IReadOnlyList<InputError> found) =>
+        [.. refused.Concat(found.Where(e => refused.Count == 0 || e.Code != InputErrorCodes.EmptyFile)).OrderBy(e => e.Line ?? 0)];
 
     [GeneratedRegex(@"\bline (\d+)")]
     private static partial Regex LineReference();

@@ -77,14 +77,16 @@ internal sealed class EstimateApi(ServerCore core, BatchEstimator estimator, IRe
         var linesPath = core.Paths.SpoolFile("estimate-" + Guid.NewGuid().ToString("N") + ".jsonl");
         try
         {
-            await InlineRequests.ConvertAsync(body.SpoolPath, linesPath, endpoint, model, core.Importers.MaxLineBytes, NotPriced, cancellationToken);
+            var refused = await InlineRequests.ConvertAsync(body.SpoolPath, linesPath, endpoint, model, core.Importers.MaxLineBytes, NotPriced, cancellationToken);
             BatchEstimate estimate;
             await using (var lines = File.OpenRead(linesPath))
             {
                 estimate = await estimator.EstimateAsync(lines, options, cancellationToken);
             }
 
-            return estimate.IsValid ? estimate : throw ServerCore.RequestsRejected(estimate.Errors, estimate.ErrorsTruncated, NotPriced);
+            return estimate.IsValid && refused.Count == 0
+                ? estimate
+                : throw ServerCore.RequestsRejected(ServerCore.Together(refused, estimate.Errors), estimate.ErrorsTruncated, NotPriced);
         }
         finally
         {
