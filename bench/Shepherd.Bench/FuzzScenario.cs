@@ -1,7 +1,9 @@
 using System.Diagnostics;
+using System.Net.Http.Headers;
 using System.Reflection;
 using System.Security.Cryptography;
 using System.Text;
+using System.Text.Json;
 using System.Text.RegularExpressions;
 using Shepherd.Engine.Batches;
 using Shepherd.Engine.Configuration;
@@ -48,6 +50,18 @@ internal static partial class FuzzScenario
         var importer = new BatchImporter(temp.Store, new ImportOptions { MaxLineBytes = 16 * 1024, MaxErrors = 20, ChunkSize = 64 });
         var batches = 0;
 
+        await using var server = await InProcessServer.StartAsync(new Shepherd.Simulator.SimulatorOptions(), concurrency: 4);
+        var fileId = await UploadAsync(server.Http, Encoding.UTF8.GetBytes(HostileBodies.FileLine));
+
+        // Each route's body with a hostile token in each position: swept in order, then drawn at random.
+        var hostile = new Dictionary<string, List<byte[]>>(StringComparer.Ordinal)
+        {
+            ["/v1/batches"] = [.. HostileBodies.Of(HostileBodies.InlineCreate).Concat(HostileBodies.Of(HostileBodies.FileCreate(fileId))).Select(h => h.Bytes)],
+            ["/v1/batches/estimate"] = [.. HostileBodies.Of(HostileBodies.InlineCreate).Concat(HostileBodies.Of(HostileBodies.FileCreate(fileId))).Select(h => h.Bytes)],
+            ["/v1/messages/batches"] = [.. HostileBodies.Of(HostileBodies.AnthropicCreate).Select(h => h.Bytes)],
+            ["/v1/files"] = [.. HostileBodies.Of(HostileBodies.FileLine).Select(h => h.Bytes)],
+        };
+
         var targets = new (string Name, Target Run, Func<Exception, bool> Documented)[]
         {
             ("jsonl_import", async input =>
@@ -63,7 +77,16 @@ internal static partial class FuzzScenario
                 return Task.FromResult<string?>("loaded");
             }, ex => ex is ConfigException),
             ("create_body", CreateBodyTarget(spool), ex => ex.GetType().Name == "ApiException"),
+            ("http_batches", input => PostAsync(server.Http, "/v1/batches", input), _ => false),
+            ("http_estimate", input => PostAsync(server.Http, "/v1/batches/estimate", input), _ => false),
+            ("http_message_batches", input => PostAsync(server.Http, "/v1/messages/batches", input), _ => false),
+            ("http_upload", input => UploadTargetAsync(server.Http, input), _ => false),
         };
+        var routes = new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["http_batches"] = "/v1/batches", ["http_estimate"] = "/v1/batches/estimate", ["http_message_batches"] = "/v1/messages/batches", ["http_upload"] = "/v1/files",
+        };
+        var bodiesSent = 0L;
 
         var stats = targets.ToDictionary(t => t.Name, _ => new TargetStats());
         var crashKinds = new Dictionary<string, CrashKind>(StringComparer.Ordinal);
@@ -79,10 +102,22 @@ internal static partial class FuzzScenario
             {
                 var stat = stats[name];
                 stat.Inputs++;
+                var body = input;
+                if (routes.TryGetValue(name, out var route))
+                {
+                    // Every other input of a route is one of its hostile bodies, mutated once the sweep is done.
+                    bodiesSent++;
+                    var bodies = hostile[route];
+                    var sweep = stat.Inputs / 2;
+                    body = stat.Inputs % 2 == 1 ? input
+                        : sweep < bodies.Count ? bodies[(int)sweep]
+                        : Mutate([bodies[random.Next(bodies.Count)]], random);
+                }
+
                 var took = Stopwatch.StartNew();
                 string signature;
                 Exception? crash = null;
-                var task = Task.Run(() => run(input));
+                var task = Task.Run(() => run(body));
                 try
                 {
                     signature = await task.WaitAsync(AbandonAfter) ?? "null";
@@ -124,20 +159,20 @@ internal static partial class FuzzScenario
                     }
 
                     kind.Count++;
-                    if (kind.SmallestBytes is null || input.Length < kind.SmallestBytes)
+                    if (kind.SmallestBytes is null || body.Length < kind.SmallestBytes)
                     {
-                        kind.SmallestBytes = input.Length;
-                        kind.File = Save(crashFolder, "crash", name, input, crash.ToString());
+                        kind.SmallestBytes = body.Length;
+                        kind.File = Save(crashFolder, "crash", name, body, crash.ToString());
                     }
                 }
 
                 if (took.Elapsed > HangLimit)
                 {
                     stat.Hangs++;
-                    var file = Save(crashFolder, "hang", name, input, $"took {took.Elapsed.TotalSeconds:F1} s; {signature}");
+                    var file = Save(crashFolder, "hang", name, body, $"took {took.Elapsed.TotalSeconds:F1} s; {signature}");
                     if (hangs.Count < 20)
                     {
-                        hangs.Add(new { Target = name, File = file, Seconds = Math.Round(took.Elapsed.TotalSeconds, 2), Bytes = input.Length });
+                        hangs.Add(new { Target = name, File = file, Seconds = Math.Round(took.Elapsed.TotalSeconds, 2), Bytes = body.Length });
                     }
                 }
 
@@ -153,6 +188,7 @@ internal static partial class FuzzScenario
             SeedFiles = seedCount,
             CorpusAtEnd = corpus.Count,
             InputsTried = total,
+            HttpBodiesSent = bodiesSent,
             InputsPerSecond = Math.Round(total / watch.Elapsed.TotalSeconds),
             Targets = stats.ToDictionary(s => s.Key, s => new
             {
@@ -166,9 +202,58 @@ internal static partial class FuzzScenario
             Crashes = crashKinds.Values,
             Hangs = hangs,
             PeakWorkingSetMb = Math.Round(Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0, 1),
-            Note = "create_body is Shepherd.Server.Http.CreateBody.ReadAsync, reached by reflection (it is internal and Shepherd.Server grants no InternalsVisibleTo to the bench).",
+            Note = "create_body is Shepherd.Server.Http.CreateBody.ReadAsync, reached by reflection (it is internal and Shepherd.Server grants no InternalsVisibleTo to the bench). "
+                + "The http_ targets post to a server in this process: every other input is a create body with a hostile token (invalid UTF-8, a lone surrogate, 1e400, "
+                + "a 23-digit number, deep nesting) in one of its positions; http_upload uploads the input as a file and creates and estimates a batch of it. "
+                + "A crash there is a 5xx or a refusal outside the door's error envelope.",
         };
     }
+
+    /// <summary>Posts <paramref name="body"/> as JSON; a 5xx or a refusal outside the door's envelope throws.</summary>
+    private static async Task<string?> PostAsync(HttpClient http, string path, byte[] body)
+    {
+        using var content = new ByteArrayContent(body);
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        using var response = await http.PostAsync(path, content);
+        return await OutcomeAsync(path, response);
+    }
+
+    /// <summary>Uploads <paramref name="file"/>, then creates and estimates a batch of it.</summary>
+    private static async Task<string?> UploadTargetAsync(HttpClient http, byte[] file)
+    {
+        using var upload = await http.PostAsync("/v1/files", HostileBodies.Multipart("input.jsonl"u8.ToArray(), "batch"u8.ToArray(), file));
+        var uploaded = await OutcomeAsync("/v1/files", upload);
+        if (!upload.IsSuccessStatusCode)
+        {
+            return "upload " + uploaded;
+        }
+
+        var create = Encoding.UTF8.GetBytes(HostileBodies.FileCreate(JsonDocument.Parse(await upload.Content.ReadAsStringAsync()).RootElement.GetProperty("id").GetString()!));
+        return $"create {await PostAsync(http, "/v1/batches", create)}; estimate {await PostAsync(http, "/v1/batches/estimate", create)}";
+    }
+
+    private static async Task<string> UploadAsync(HttpClient http, byte[] file)
+    {
+        using var upload = await http.PostAsync("/v1/files", HostileBodies.Multipart("input.jsonl"u8.ToArray(), "batch"u8.ToArray(), file));
+        upload.EnsureSuccessStatusCode();
+        return JsonDocument.Parse(await upload.Content.ReadAsStringAsync()).RootElement.GetProperty("id").GetString()!;
+    }
+
+    private static async Task<string?> OutcomeAsync(string path, HttpResponseMessage response)
+    {
+        var text = await response.Content.ReadAsStringAsync();
+        var status = (int)response.StatusCode;
+        if (HostileBodies.Fault(path, status, text) is { } fault)
+        {
+            throw new HttpFaultException($"{path}: {fault}");
+        }
+
+        var code = status == 200 ? "" : " " + (JsonDocument.Parse(text).RootElement.GetProperty("error") is var error && error.TryGetProperty("code", out var c) ? c.ToString() : error.GetProperty("type").GetString());
+        return $"{status}{code}";
+    }
+
+    /// <summary>The server answered a hostile body with a 5xx or outside its door's envelope.</summary>
+    private sealed class HttpFaultException(string message) : Exception(message);
 
     /// <summary>The server's create-body reader, which is internal, called through reflection.</summary>
     private static Target CreateBodyTarget(string spool)

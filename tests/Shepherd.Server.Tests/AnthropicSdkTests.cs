@@ -154,25 +154,38 @@ public sealed class AnthropicSdkTests
     }
 
     [Fact]
+    public async Task RequestCounts_WhileInProgress_CountEveryRequestProcessing_ThoughSomeHaveSucceeded()
+    {
+        await using var server = await RunningServer.StartAsync(Slow);
+        using var client = Client(server);
+        const int total = 30;
+        var created = await CreateAndWaitForAsync(server, client, total, Shepherd.Engine.Storage.ItemState.Succeeded);
+
+        var running = await client.Messages.Batches.Retrieve(created.ID, cancellationToken: Ct);
+        var listed = await client.Messages.Batches.List(new BatchListParams(), Ct);
+
+        Assert.Equal(ProcessingStatus.InProgress, running.ProcessingStatus.Value());
+        Assert.Equal((total, 0L, 0L, 0L, 0L), Counts(created.RequestCounts));
+        Assert.Equal((total, 0L, 0L, 0L, 0L), Counts(running.RequestCounts));
+        Assert.Equal((total, 0L, 0L, 0L, 0L), Counts(Assert.Single(listed.Items).RequestCounts));
+    }
+
+    [Fact]
     public async Task Cancel_WhileInProgress_GoesThroughCanceling_AndKeepsWhatFinished()
     {
         await using var server = await RunningServer.StartAsync(Slow);
         using var client = Client(server);
         const int total = 30;
 
-        var created = await client.Messages.Batches.Create(new BatchCreateParams
-        {
-            Requests = [.. Enumerable.Range(0, total).Select(i => Ask($"r{i}"))],
-        }, Ct);
-        Assert.Equal(ProcessingStatus.InProgress, created.ProcessingStatus.Value());
         // Cancel once the dispatcher holds leased requests (at 120 a minute it holds them a while),
         // so there is something to wait for: a loaded machine may not have claimed any yet.
-        await Poll.UntilAsync(async () => await server.Store.ReadResultsAsync(created.ID, 0, Ct).AnyAsync(r => r.State == Shepherd.Engine.Storage.ItemState.Leased, Ct),
-            cancellationToken: Ct);
+        var created = await CreateAndWaitForAsync(server, client, total, Shepherd.Engine.Storage.ItemState.Leased);
+        Assert.Equal(ProcessingStatus.InProgress, created.ProcessingStatus.Value());
 
         var canceling = await client.Messages.Batches.Cancel(created.ID, cancellationToken: Ct);
         Assert.Equal(created.ID, canceling.ID);
         Assert.Equal(ProcessingStatus.Canceling, canceling.ProcessingStatus.Value());
+        Assert.Equal((total, 0L, 0L, 0L, 0L), Counts(canceling.RequestCounts));
         Assert.NotNull(canceling.CancelInitiatedAt);
         Assert.Null(canceling.ResultsUrl);
 
@@ -294,6 +307,17 @@ public sealed class AnthropicSdkTests
         CustomID = customId,
         Params = new Params { Model = ModelName, MaxTokens = 16, Messages = [new UserMessageParam(prompt)] },
     };
+
+    /// <summary>Creates a batch of <paramref name="total"/> requests and waits until one of them is in <paramref name="state"/>.</summary>
+    private static async Task<MessageBatch> CreateAndWaitForAsync(RunningServer server, AnthropicClient client, int total, Shepherd.Engine.Storage.ItemState state)
+    {
+        var created = await client.Messages.Batches.Create(new BatchCreateParams
+        {
+            Requests = [.. Enumerable.Range(0, total).Select(i => Ask($"r{i}"))],
+        }, Ct);
+        await Poll.UntilAsync(async () => await server.Store.ReadResultsAsync(created.ID, 0, Ct).AnyAsync(r => r.State == state, Ct), cancellationToken: Ct);
+        return created;
+    }
 
     private static long Total(MessageBatchRequestCounts c) => c.Processing + c.Succeeded + c.Errored + c.Canceled + c.Expired;
 

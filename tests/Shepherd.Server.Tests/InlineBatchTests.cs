@@ -109,6 +109,49 @@ public sealed class InlineBatchTests
         Assert.Equal(0, list.GetProperty("data").GetArrayLength());
     }
 
+    [Theory]
+    [InlineData("/v1/batches")]
+    [InlineData("/v1/batches/estimate")]
+    public async Task SeveralBadRequests_AreAllNamed_NotOnlyTheFirst(string path)
+    {
+        await using var server = await RunningServer.StartAsync();
+
+        var (status, error) = await server.PostAsync(path, """
+            {"model":"m","requests":[
+              {"custom_id":"a","prompt":"x"},
+              {"custom_id":"a","prompt":"y"},
+              {"prompt":"z"},
+              {"custom_id":"d","body":{"messages":[{"role":"user","content":"w"}],"stream":true}}]}
+            """);
+
+        Assert.Equal(400, status);
+        var detail = error.GetProperty("error");
+        var message = detail.GetProperty("message").GetString()!;
+        // Pricing reads the ids against each other as a create does: both name the duplicate first.
+        Assert.Equal("requests[1]", detail.GetProperty("param").GetString());
+        Assert.Equal("duplicate_custom_id", detail.GetProperty("code").GetString());
+        Assert.Contains("requests[1]: custom_id \"a\" is already used on requests[0]", message, StringComparison.Ordinal);
+
+        Assert.Contains("requests[2]: \"custom_id\" is missing", message, StringComparison.Ordinal);
+        Assert.Contains("requests[3]: \"body.stream\" is true", message, StringComparison.Ordinal);
+        var (_, list) = await server.GetAsync("/v1/batches");
+        Assert.Equal(0, list.GetProperty("data").GetArrayLength());
+    }
+
+    [Fact]
+    public async Task ManyBadRequests_NameTheFirstFive_AndCountTheRest()
+    {
+        await using var server = await RunningServer.StartAsync();
+        var requests = string.Join(",", Enumerable.Range(0, 8).Select(i => i % 2 == 0 ? $$"""{"prompt":"p{{i}}"}""" : $$$"""{"custom_id":"r{{{i}}}","body":{"stream":true}}"""));
+
+        var (status, error) = await server.PostAsync("/v1/batches", $$"""{"model":"m","requests":[{{requests}}]}""");
+
+        Assert.Equal(400, status);
+        var message = error.GetProperty("error").GetProperty("message").GetString()!;
+        Assert.Equal(["requests[0]", "requests[1]", "requests[2]", "requests[3]", "requests[4]"], System.Text.RegularExpressions.Regex.Matches(message, @"requests\[\d+\]").Select(m => m.Value));
+        Assert.EndsWith("(and 3 more errors).", message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task MetadataLimits_AreChecked()
     {

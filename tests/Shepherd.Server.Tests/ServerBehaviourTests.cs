@@ -31,6 +31,44 @@ public sealed class ServerBehaviourTests
         $$$"""{"custom_id":"{{{customId}}}","method":"POST","url":"{{{url}}}","body":{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}}""";
 
     [Fact]
+    public async Task ListingFilesWithOrderAsc_ListsOldestFirst_AndPagesOn_NotA400()
+    {
+        await using var server = await RunningServer.StartAsync();
+        var ids = new List<string>();
+        for (var i = 0; i < 3; i++)
+        {
+            ids.Add((await UploadAsync(server.Http, ChatLine($"r{i}") + "\n")).Body.GetProperty("id").GetString()!);
+        }
+
+        var (status, first) = await server.GetAsync("/v1/files?order=asc&limit=2");
+        var (_, next) = await server.GetAsync($"/v1/files?order=asc&limit=2&after={first.GetProperty("last_id").GetString()}");
+        var (_, newestFirst) = await server.GetAsync("/v1/files?order=desc");
+
+        Assert.Equal(200, status);
+        Assert.Equal(ids[..2], first.GetProperty("data").EnumerateArray().Select(f => f.GetProperty("id").GetString()));
+        Assert.True(first.GetProperty("has_more").GetBoolean());
+        Assert.Equal(ids[2..], next.GetProperty("data").EnumerateArray().Select(f => f.GetProperty("id").GetString()));
+        Assert.False(next.GetProperty("has_more").GetBoolean());
+        Assert.Equal(Enumerable.Reverse(ids), newestFirst.GetProperty("data").EnumerateArray().Select(f => f.GetProperty("id").GetString()));
+    }
+
+    [Theory]
+    [InlineData("/v1/files?order=newest", "order")]
+    [InlineData("/v1/files?limit=0", "limit")]
+    [InlineData("/v1/batches?limit=0", "limit")]
+    [InlineData("/v1/batches?limit=101", "limit")]
+    [InlineData("/v1/batches?limit=ten", "limit")]
+    public async Task AListParameterOutOfRange_Gets400_NamingIt(string path, string param)
+    {
+        await using var server = await RunningServer.StartAsync();
+
+        var (status, body) = await server.GetAsync(path);
+
+        Assert.Equal(400, status);
+        Assert.Equal(param, body.GetProperty("error").GetProperty("param").GetString());
+    }
+
+    [Fact]
     public async Task ABadFile_EndsFailed_WithEveryErrorAndItsLine()
     {
         await using var server = await RunningServer.StartAsync();
@@ -48,6 +86,22 @@ public sealed class ServerBehaviourTests
         var errors = failed.GetProperty("errors").GetProperty("data").EnumerateArray()
             .Select(e => (e.GetProperty("code").GetString(), e.GetProperty("line").GetInt64())).ToList();
         Assert.Equal([("invalid_json_line", 2L), ("duplicate_custom_id", 3L), ("url_mismatch", 4L)], errors);
+    }
+
+    [Fact]
+    public async Task AFileWithMoreBadLinesThanAreListed_EndsFailed_SayingHowManyWereNotListed()
+    {
+        await using var server = await RunningServer.StartAsync();
+        var (_, file) = await UploadAsync(server.Http, string.Concat(Enumerable.Repeat("not json\n", 130)));
+
+        var (_, created) = await server.PostAsync("/v1/batches",
+            $$"""{"input_file_id":"{{file.GetProperty("id").GetString()}}","endpoint":"/v1/chat/completions","completion_window":"24h"}""");
+        var failed = await server.WaitForEndAsync(created.GetProperty("id").GetString()!);
+
+        var errors = failed.GetProperty("errors").GetProperty("data").EnumerateArray().ToList();
+        Assert.Equal(101, errors.Count);
+        Assert.All(errors.Take(100), e => Assert.Equal("invalid_json_line", e.GetProperty("code").GetString()));
+        Assert.Equal(("more_errors", "and 30 more problems on later lines, not listed"), (errors[100].GetProperty("code").GetString(), errors[100].GetProperty("message").GetString()));
     }
 
     [Fact]

@@ -48,7 +48,7 @@ internal static class Refusal
 
             if (problems.More > 0)
             {
-                await stderr.WriteLineAsync($"  and {RemoteOutput.Plural(problems.More, "more problem")} on later lines, not listed.");
+                await stderr.WriteLineAsync($"  {InputError.Unlisted(problems.More).Message}.");
             }
         }
 

@@ -192,7 +192,8 @@ public sealed class BatchImporter
         if (!errors.IsEmpty)
         {
             var (listed, more) = errors.Finish();
-            await _store.RejectBatchAsync(batchId, listed, cancellationToken);
+            // The stored errors (a refused batch's errors.data) end by saying how many were not listed.
+            await _store.RejectBatchAsync(batchId, more > 0 ? [.. listed, InputError.Unlisted(more)] : listed, cancellationToken);
             return new ImportResult(batchId, false, total, listed, more, sha, hashing.BytesRead);
         }
 

@@ -23,12 +23,12 @@ public sealed class DispatchTelemetry
     /// <summary>Bucket bounds for durations in seconds: from a millisecond to a minute.</summary>
     private static readonly InstrumentAdvice<double> Seconds = new() { HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] };
 
-    private readonly Counter<long> _requests;
-    private readonly Counter<long> _tokens;
-    private readonly Counter<double> _cost;
+    private readonly CountedSeries _requests = new("upstream", "model", "outcome", "status_code");
+    private readonly CountedSeries _tokens = new("upstream", "model", "direction");
+    private readonly CountedSeries _costNanos = new("model");
     private readonly Histogram<double> _latency;
-    private readonly Counter<long> _retries;
-    private readonly Counter<long> _rateLimitWaits;
+    private readonly CountedSeries _retries = new("upstream", "model", "reason");
+    private readonly CountedSeries _rateLimitWaits = new("model");
     private readonly Histogram<double> _commits;
 
     /// <summary>Creates the instruments on a meter from <paramref name="meters"/>; the gauges read <paramref name="dispatcher"/>.</summary>
@@ -38,30 +38,46 @@ public sealed class DispatchTelemetry
         ArgumentNullException.ThrowIfNull(dispatcher);
         // The factory owns the meter and disposes of it with the host.
         var meter = meters.Create(Name);
-        _requests = meter.CreateCounter<long>("shepherd.upstream.requests", "{request}", "Requests sent upstream, by upstream, model, outcome and status code");
-        _tokens = meter.CreateCounter<long>("shepherd.upstream.tokens", "{token}", "Tokens the upstreams reported, by upstream, model and direction");
-        _cost = meter.CreateCounter<double>("shepherd.cost", "USD", "What the answers cost, by model");
+        // Counters are read from totals kept here, so each is exported from 0 (with the labels known
+        // at the start) before anything happens: a rate or an alert over it then reads 0, not nothing.
+        meter.CreateObservableCounter("shepherd.upstream.requests", () => _requests.Read(n => n), "{request}", "Requests sent upstream, by upstream, model, outcome and status code");
+        meter.CreateObservableCounter("shepherd.upstream.tokens", () => _tokens.Read(n => n), "{token}", "Tokens the upstreams reported, by upstream, model and direction");
+        // Units in braces are annotations, which the Prometheus exporter leaves out of the name;
+        // a plain "USD" or "/min" would be appended to it as "_USD" or "_per_min".
+        meter.CreateObservableCounter("shepherd.cost.usd", () => _costNanos.Read(n => n / 1e9), "{USD}", "What the answers cost in US dollars, by model");
         _latency = meter.CreateHistogram("shepherd.upstream.duration", "s", "Time from sending a request to its answer", advice: Seconds);
-        _retries = meter.CreateCounter<long>("shepherd.upstream.retries", "{request}", "Requests queued again: a transient failure (retry), or a rate limit or outage (requeued, no attempt spent)");
-        _rateLimitWaits = meter.CreateCounter<long>("shepherd.lane.rate_limit_waits", "{wait}", "Times requests waited for a lane's request or token rate");
+        meter.CreateObservableCounter("shepherd.upstream.retries", () => _retries.Read(n => n), "{request}", "Requests queued again: a transient failure (retry), or a rate limit or outage (requeued, no attempt spent)");
+        meter.CreateObservableCounter("shepherd.lane.rate_limit_waits", () => _rateLimitWaits.Read(n => n), "{wait}", "Times requests waited for a lane's request or token rate");
         _commits = meter.CreateHistogram("shepherd.store.commit.duration", "s", "Time to record a group of outcomes in the store", advice: Seconds);
         meter.CreateObservableGauge("shepherd.dispatch.in_flight", () => dispatcher.Counters.InFlight, "{request}", "Requests sent and not yet answered");
         meter.CreateObservableGauge("shepherd.queue.depth", () => dispatcher.QueueDepth, "{item}", "Items of active batches not yet ended");
         meter.CreateObservableGauge("shepherd.lane.concurrency_limit", () => Lanes(dispatcher, lane => lane.ConcurrencyLimit), "{request}", "Each lane's current concurrency limit");
         meter.CreateObservableGauge("shepherd.lane.in_flight", () => Lanes(dispatcher, lane => lane.InFlight), "{request}", "Requests in flight per lane");
-        meter.CreateObservableGauge("shepherd.lane.requests_per_minute", () => Lanes(dispatcher, lane => lane.RequestsPerMinute), "{request}/min", "The request rate each lane keeps to (this node's share)");
-        meter.CreateObservableGauge("shepherd.lane.tokens_per_minute", () => Lanes(dispatcher, lane => lane.TokensPerMinute), "{token}/min", "The token rate each lane keeps to (this node's share)");
+        meter.CreateObservableGauge("shepherd.lane.requests_per_minute", () => Lanes(dispatcher, lane => lane.RequestsPerMinute), "{request_per_minute}", "The request rate each lane keeps to (this node's share)");
+        meter.CreateObservableGauge("shepherd.lane.tokens_per_minute", () => Lanes(dispatcher, lane => lane.TokensPerMinute), "{token_per_minute}", "The token rate each lane keeps to (this node's share)");
         meter.CreateObservableGauge("shepherd.lane.state", () => Lanes(dispatcher, lane => (double)lane.Condition), "{state}",
             "Each lane's state: 0 sending, 1 paused by a retry-after, 2 its upstream down, 3 its key refused");
         meter.CreateObservableGauge("shepherd.upstream.breaker_state", () => dispatcher.Breakers.Select(b => new Measurement<int>((int)b.State, new KeyValuePair<string, object?>("upstream", b.Upstream))),
             "{state}", "Each upstream's circuit breaker: 0 closed, 1 open, 2 half-open");
+
+        foreach (var upstream in dispatcher.Breakers.Select(b => b.Upstream))
+        {
+            _requests.Start(("upstream", upstream));
+            _tokens.Start(("upstream", upstream), ("direction", "input"));
+            _tokens.Start(("upstream", upstream), ("direction", "output"));
+            _retries.Start(("upstream", upstream), ("reason", "retry"));
+            _retries.Start(("upstream", upstream), ("reason", "requeued"));
+        }
+
+        _costNanos.Start();
+        _rateLimitWaits.Start();
     }
 
     /// <summary>One answer (or an abandoned request, without <paramref name="response"/>).</summary>
     internal void Answered(string upstream, string model, string outcome, UpstreamResponse? response, AttemptResult? result, TimeSpan latency)
     {
         var status = response?.StatusCode?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? response?.FailureCode ?? "none";
-        _requests.Add(1, new("upstream", upstream), new("model", model), new("outcome", outcome), new("status_code", status));
+        _requests.Add(1, upstream, model, outcome, status);
         if (response is null)
         {
             return;
@@ -70,16 +86,16 @@ public sealed class DispatchTelemetry
         _latency.Record(latency.TotalSeconds, new("upstream", upstream), new("model", model));
         if (result is { InputTokens: > 0 } or { OutputTokens: > 0 })
         {
-            _tokens.Add(result.InputTokens, new("upstream", upstream), new("model", model), new("direction", "input"));
-            _tokens.Add(result.OutputTokens, new("upstream", upstream), new("model", model), new("direction", "output"));
-            _cost.Add(result.CostNanos / 1e9, new KeyValuePair<string, object?>("model", model));
+            _tokens.Add(result.InputTokens, upstream, model, "input");
+            _tokens.Add(result.OutputTokens, upstream, model, "output");
+            _costNanos.Add(result.CostNanos, model);
         }
     }
 
     internal void Retried(string upstream, string model, string reason) =>
-        _retries.Add(1, new("upstream", upstream), new("model", model), new("reason", reason));
+        _retries.Add(1, upstream, model, reason);
 
-    internal void WaitedForRate(string model) => _rateLimitWaits.Add(1, new KeyValuePair<string, object?>("model", model));
+    internal void WaitedForRate(string model) => _rateLimitWaits.Add(1, model);
 
     internal void Committed(TimeSpan duration, int outcomes) =>
         _commits.Record(duration.TotalSeconds, new KeyValuePair<string, object?>("outcomes", outcomes <= 1 ? "1" : outcomes <= 16 ? "2-16" : outcomes <= 128 ? "17-128" : "129+"));

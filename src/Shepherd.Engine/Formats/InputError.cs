@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 
 namespace Shepherd.Engine.Formats;
@@ -14,6 +15,10 @@ public sealed record InputError(string Code, string Message, long? Line)
     /// <summary>Line <paramref name="line"/> repeats the custom id of line <paramref name="firstLine"/>.</summary>
     public static InputError Duplicate(string customId, long firstLine, long line) =>
         new(InputErrorCodes.DuplicateCustomId, $"custom_id \"{customId}\" is already used on line {firstLine}", line);
+
+    /// <summary>The last entry of a list that could not hold every problem: how many more there were.</summary>
+    public static InputError Unlisted(long count) =>
+        new(InputErrorCodes.MoreErrors, string.Create(CultureInfo.InvariantCulture, $"and {count:N0} more problem{(count == 1 ? "" : "s")} on later lines, not listed"), null);
 
     /// <summary>The error as one line of text: <c>line 7: message (code)</c>.</summary>
     public override string ToString() =>
@@ -91,6 +96,9 @@ public static class InputErrorCodes
 
     /// <summary>The input holds no request.</summary>
     public const string EmptyFile = "empty_file";
+
+    /// <summary>Not a problem of its own: how many problems a list left out.</summary>
+    public const string MoreErrors = "more_errors";
 
     /// <summary>The prompt is longer than the model's context window.</summary>
     public const string ContextLengthExceeded = "context_length_exceeded";

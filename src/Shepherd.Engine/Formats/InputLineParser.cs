@@ -34,26 +34,20 @@ internal static class InputLineParser
     public static (string Code, string Message)? TryParse(ReadOnlyMemory<byte> line, out ParsedLine parsed)
     {
         parsed = default;
-        if (!System.Text.Unicode.Utf8.IsValid(line.Span))
-        {
-            // The reader checks only the strings it decodes; a body passed through unread must be valid too.
-            return (InputErrorCodes.InvalidJsonLine, $"not valid UTF-8 (first bad byte at {FirstInvalidUtf8(line.Span) + 1})");
-        }
-
         Fields fields;
         try
         {
+            // A body is passed on unread, so its text is checked here: nothing downstream may meet a string it cannot decode.
+            if (JsonText.Problem(line.Span, ReaderOptions, out var at) is { } notText)
+            {
+                return (InputErrorCodes.InvalidJsonLine, $"not valid JSON: {notText} (at byte {at + 1})");
+            }
+
             fields = ReadFields(line.Span);
         }
         catch (JsonException ex)
         {
             return (InputErrorCodes.InvalidJsonLine, $"not valid JSON: {DescribeJsonError(ex)}");
-        }
-        catch (InvalidOperationException ex)
-        {
-            // The reader accepts an escaped lone surrogate ("\ud800") or a key it cannot turn into
-            // text as JSON, and only refuses it when the string is read.
-            return (InputErrorCodes.InvalidJsonLine, $"not valid JSON: a string holds text that is not valid Unicode ({ex.Message})");
         }
 
         if (fields.Problem is { } problem)
@@ -171,12 +165,6 @@ internal static class InputLineParser
         }
 
         return null;
-    }
-
-    private static int FirstInvalidUtf8(ReadOnlySpan<byte> line)
-    {
-        System.Text.Unicode.Utf8.ToUtf16(line, new char[line.Length], out var valid, out _, replaceInvalidSequences: false);
-        return valid;
     }
 
     private static string DescribeJsonError(JsonException ex) =>

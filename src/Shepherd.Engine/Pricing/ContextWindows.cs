@@ -1,3 +1,4 @@
+using System.Globalization;
 using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Formats;
 
@@ -30,6 +31,6 @@ public sealed class ContextWindows(PriceTable prices, TokenEstimator tokens)
     /// <summary>The problem of a prompt of <paramref name="promptTokens"/> tokens in a window of <paramref name="window"/>, or null when it fits.</summary>
     internal static InputError? Problem(string model, int promptTokens, int window, long line) =>
         promptTokens > window
-            ? new InputError(InputErrorCodes.ContextLengthExceeded, $"the prompt is about {promptTokens:N0} tokens, more than the {window:N0} of {model}'s context window", line)
+            ? new InputError(InputErrorCodes.ContextLengthExceeded, string.Create(CultureInfo.InvariantCulture, $"the prompt is about {promptTokens:N0} tokens, more than the {window:N0} of {model}'s context window"), line)
             : null;
 }

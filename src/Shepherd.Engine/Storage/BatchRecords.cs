@@ -397,9 +397,10 @@ public sealed record NewFile(string Id, string? Owner, string Filename, string P
 
 /// <summary>A page of a listing: which way and from where.</summary>
 /// <param name="Limit">The most items.</param>
-/// <param name="After">Items older than this id (the next page of a newest-first listing).</param>
-/// <param name="Before">Items newer than this id (the previous page).</param>
-public sealed record PageRequest(int Limit, string? After = null, string? Before = null);
+/// <param name="After">Items beyond this id in the listing's order: older ones newest first, newer ones oldest first.</param>
+/// <param name="Before">Items newer than this id (the previous page of a newest-first listing).</param>
+/// <param name="OldestFirst">True for a listing oldest first; it pages with <paramref name="After"/> only.</param>
+public sealed record PageRequest(int Limit, string? After = null, string? Before = null, bool OldestFirst = false);
 
 /// <summary>A page of items, newest first, and whether there are more beyond it.</summary>
 /// <typeparam name="T">The item type.</typeparam>

@@ -273,13 +273,15 @@ public sealed partial class PostgresBatchStore : IBatchStore, IClusterStore
     }
 
     /// <summary>
-    /// A newest-first page by insertion order: <c>after</c> continues to older rows, <c>before</c>
-    /// goes back to newer ones (read oldest first, then turned around by <see cref="StoreRows.ToPage{T}"/>).
+    /// A page by insertion order, newest first unless asked oldest first: <c>after</c> continues in
+    /// the listing's order, <c>before</c> goes back to newer ones (read oldest first, then turned around by <see cref="StoreRows.ToPage{T}"/>).
     /// </summary>
     private static string PageQuery(string columns, string table, string filter, PageRequest page) =>
         page.Before is not null
             ? $"SELECT {columns} FROM {table} WHERE {filter} AND seq > (SELECT seq FROM {table} WHERE id = @before) ORDER BY seq LIMIT @limit"
-            : $"SELECT {columns} FROM {table} WHERE {filter} AND (@after::text IS NULL OR seq < (SELECT seq FROM {table} WHERE id = @after)) ORDER BY seq DESC LIMIT @limit";
+            : page.OldestFirst
+                ? $"SELECT {columns} FROM {table} WHERE {filter} AND (@after::text IS NULL OR seq > (SELECT seq FROM {table} WHERE id = @after)) ORDER BY seq LIMIT @limit"
+                : $"SELECT {columns} FROM {table} WHERE {filter} AND (@after::text IS NULL OR seq < (SELECT seq FROM {table} WHERE id = @after)) ORDER BY seq DESC LIMIT @limit";
 
     /// <inheritdoc />
     public Task<IReadOnlyList<DuplicateCustomId>> AddItemsAsync(string batchId, IReadOnlyList<ImportItem> items, CancellationToken cancellationToken)

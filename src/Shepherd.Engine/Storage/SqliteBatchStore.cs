@@ -313,13 +313,15 @@ public sealed class SqliteBatchStore : IBatchStore
         Path.Combine(FilesFolder, fileId.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_') ? fileId : throw new ArgumentException($"'{fileId}' is not a file id.", nameof(fileId)));
 
     /// <summary>
-    /// A newest-first page by insertion order: <c>after</c> continues to older rows, <c>before</c>
-    /// goes back to newer ones (read oldest first, then turned around by <see cref="StoreRows.ToPage{T}"/>).
+    /// A page by insertion order, newest first unless asked oldest first: <c>after</c> continues in
+    /// the listing's order, <c>before</c> goes back to newer ones (read oldest first, then turned around by <see cref="StoreRows.ToPage{T}"/>).
     /// </summary>
     private static string PageQuery(string columns, string table, string filter, PageRequest page) =>
         page.Before is not null
             ? $"SELECT {columns} FROM {table} WHERE {filter} AND rowid > (SELECT rowid FROM {table} WHERE id = $before) ORDER BY rowid LIMIT $limit"
-            : $"SELECT {columns} FROM {table} WHERE {filter} AND ($after IS NULL OR rowid < (SELECT rowid FROM {table} WHERE id = $after)) ORDER BY rowid DESC LIMIT $limit";
+            : page.OldestFirst
+                ? $"SELECT {columns} FROM {table} WHERE {filter} AND ($after IS NULL OR rowid > (SELECT rowid FROM {table} WHERE id = $after)) ORDER BY rowid LIMIT $limit"
+                : $"SELECT {columns} FROM {table} WHERE {filter} AND ($after IS NULL OR rowid < (SELECT rowid FROM {table} WHERE id = $after)) ORDER BY rowid DESC LIMIT $limit";
 
     private static List<FileRecord> ReadFiles(SqliteConnection connection, string sql, params (string Name, object? Value)[] parameters) =>
         Query(connection, StoreRows.ReadFile, sql, parameters);

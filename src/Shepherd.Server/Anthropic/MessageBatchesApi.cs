@@ -67,7 +67,7 @@ internal sealed class MessageBatchesApi(ServerCore core)
         {
             Owner = caller.Owner, Door = BatchDoor.Anthropic, CompletionWindowText = "24h", IdempotencyKey = idempotencyKey,
         };
-        var batch = await core.CreateAndImportAsync(created, body.SpoolPath, BatchEndpoints.Messages, caller, context.RequestAborted);
+        var batch = await core.CreateAndImportAsync(created, body.SpoolPath, BatchEndpoints.Messages, [], caller, context.RequestAborted);
         if (batch.Format != InputFormat.Anthropic)
         {
             await core.Store.DeleteBatchAsync(batch.Id, context.RequestAborted);
@@ -159,12 +159,14 @@ internal sealed class MessageBatchesApi(ServerCore core)
         json.WriteString("id", batch.Id);
         json.WriteString("type", "message_batch");
         json.WriteString("processing_status", ProcessingStatus(batch));
+        // As Anthropic counts: every request is processing until the whole batch has ended.
+        var ended = batch.HasEnded;
         json.WriteStartObject("request_counts");
-        json.WriteNumber("processing", batch.Total - batch.Finished);
-        json.WriteNumber("succeeded", batch.Succeeded);
-        json.WriteNumber("errored", batch.Failed);
-        json.WriteNumber("canceled", batch.Cancelled);
-        json.WriteNumber("expired", batch.Expired);
+        json.WriteNumber("processing", ended ? batch.Total - batch.Finished : batch.Total);
+        json.WriteNumber("succeeded", ended ? batch.Succeeded : 0);
+        json.WriteNumber("errored", ended ? batch.Failed : 0);
+        json.WriteNumber("canceled", ended ? batch.Cancelled : 0);
+        json.WriteNumber("expired", ended ? batch.Expired : 0);
         json.WriteEndObject();
         WriteTime(json, "created_at", batch.CreatedAt);
         WriteTime(json, "expires_at", batch.ExpiresAt);

@@ -96,7 +96,7 @@ internal sealed partial class ServerCore(
     /// each bad request as <c>requests[i]</c>. A create repeated with the same idempotency key
     /// returns the first batch.
     /// </summary>
-    public async Task<BatchRecord> CreateAndImportAsync(NewBatch batch, string linesPath, string? endpoint, Caller caller, CancellationToken cancellationToken)
+    public async Task<BatchRecord> CreateAndImportAsync(NewBatch batch, string linesPath, string? endpoint, IReadOnlyList<InputError> refused, Caller caller, CancellationToken cancellationToken)
     {
         await CheckLimitsAsync(caller, cancellationToken);
         var id = await store.CreateBatchAsync(batch, cancellationToken);
@@ -118,10 +118,10 @@ internal sealed partial class ServerCore(
             throw;
         }
 
-        if (!result.Accepted)
+        if (!result.Accepted || refused.Count > 0)
         {
             await store.DeleteBatchAsync(id, CancellationToken.None);
-            throw RequestsRejected(result.Errors, result.ErrorsTruncated);
+            throw RequestsRejected(Together(refused, result.Errors), result.MoreErrors);
         }
 
         if (caller.Limits?.QueuedItems is { } most && await store.GetUsageAsync(caller.Owner, cancellationToken) is { QueuedItems: var queued } && queued > most)
@@ -253,13 +253,21 @@ internal sealed partial class ServerCore(
         });
 
     /// <summary>A 400 naming each bad line as the request it came from, <c>requests[i]</c>, led by <paramref name="refusal"/>.</summary>
-    public static ApiException RequestsRejected(IReadOnlyList<InputError> errors, bool truncated, string refusal = "The batch was not created")
+    public static ApiException RequestsRejected(IReadOnlyList<InputError> errors, long? unlisted, string refusal = "The batch was not created")
     {
         static string Param(InputError error) => error.Line is { } line ? $"requests[{line - 1}]" : "requests";
         static string Index(Match line) => $"requests[{long.Parse(line.Groups[1].ValueSpan, CultureInfo.InvariantCulture) - 1}]";
         var problems = errors.Select(e => $"{Param(e)}: {LineReference().Replace(e.Message, Index)}").ToList();
-        return ApiException.Rejected(problems, truncated, Param(errors[0]), errors[0].Code, refusal);
+        return ApiException.Rejected(problems, unlisted, Param(errors[0]), errors[0].Code, refusal);
     }
+
+    /// <summary>
+    /// The problems a door found in requests it could not pass on (<paramref name="refused"/>)
+    /// with those the reader found in the rest, in request order. The reader's "no request" is
+    /// left out when the door refused requests: they were there.
+    /// </summary>
+    public static List<InputError> Together(IReadOnlyList<InputError> refused, IReadOnlyList<InputError> found) =>
+        [.. refused.Concat(found.Where(e => refused.Count == 0 || e.Code != InputErrorCodes.EmptyFile)).OrderBy(e => e.Line ?? 0)];
 
     [GeneratedRegex(@"\bline (\d+)")]
     private static partial Regex LineReference();

@@ -43,11 +43,17 @@ internal sealed class ApiException : Exception
     /// A 400 for a batch refused for its requests: <paramref name="refusal"/> (what did not
     /// happen), the first few problems, and how many more there were.
     /// </summary>
-    public static ApiException Rejected(IReadOnlyList<string> problems, bool truncated, string? param, string? code, string refusal = "The batch was not created")
+    /// <summary>
+    /// A 400 that lists the first few of <paramref name="problems"/> and says how many more there
+    /// were: those not shown here and <paramref name="unlisted"/> found beyond them (null when
+    /// reading stopped, so there may be more than anyone counted).
+    /// </summary>
+    public static ApiException Rejected(IReadOnlyList<string> problems, long? unlisted, string? param, string? code, string refusal = "The batch was not created")
     {
         const int shown = 5;
-        var more = truncated ? " (and more errors)"
-            : problems.Count > shown ? $" (and {problems.Count - shown} more errors)"
+        var beyond = Math.Max(0, problems.Count - shown) + (unlisted ?? 0);
+        var more = unlisted is null ? $" (and {(beyond > 0 ? $"{beyond:N0} " : "")}more errors; reading stopped there)"
+            : beyond > 0 ? $" (and {beyond:N0} more error{(beyond == 1 ? "" : "s")})"
             : "";
         return BadRequest($"{refusal}: {string.Join("; ", problems.Take(shown))}{more}.", param, code);
     }

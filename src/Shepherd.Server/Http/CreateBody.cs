@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Text.Json;
+using Shepherd.Engine.Formats;
 
 namespace Shepherd.Server.Http;
 
@@ -11,6 +12,8 @@ namespace Shepherd.Server.Http;
 internal sealed class CreateBody : IDisposable
 {
     private const int InitialBufferBytes = 64 * 1024;
+
+    private static readonly JsonReaderOptions ReaderOptions = new() { MaxDepth = 64 };
 
     private readonly Dictionary<string, JsonElement> _fields = new(StringComparer.Ordinal);
 
@@ -152,7 +155,7 @@ internal sealed class CreateBody : IDisposable
                     break;
                 }
 
-                if (!ReadUnit(ref reader, data, ref parse, values))
+                if (!ReadUnit(ref reader, data, ref parse, values, offset))
                 {
                     break;
                 }
@@ -176,7 +179,7 @@ internal sealed class CreateBody : IDisposable
     }
 
     /// <summary>Completes the unit whose first token the reader is on; false when the data ends inside it.</summary>
-    private bool ReadUnit(ref Utf8JsonReader reader, ReadOnlySpan<byte> data, ref ParseState parse, List<Range> values)
+    private bool ReadUnit(ref Utf8JsonReader reader, ReadOnlySpan<byte> data, ref ParseState parse, List<Range> values, long offset)
     {
         switch (parse.Phase)
         {
@@ -218,7 +221,9 @@ internal sealed class CreateBody : IDisposable
                     return false;
                 }
 
-                if (!_fields.TryAdd(name, JsonElement.Parse(data[fieldStart..(int)reader.BytesConsumed])))
+                var field = data[fieldStart..(int)reader.BytesConsumed];
+                CheckText(field, offset + fieldStart, name);
+                if (!_fields.TryAdd(name, JsonElement.Parse(field)))
                 {
                     throw ApiException.BadRequest($"\"{name}\" appears twice in the body.", name);
                 }
@@ -240,10 +245,20 @@ internal sealed class CreateBody : IDisposable
                     throw ApiException.BadRequest($"A batch holds at most {parse.MaxRequests} requests.", "requests", "too_many_requests");
                 }
 
+                CheckText(data[valueStart..(int)reader.BytesConsumed], offset + valueStart, parse.Param);
                 values.Add(valueStart..(int)reader.BytesConsumed);
                 return true;
             default:
                 throw ApiException.BadRequest("The body holds more after its JSON object.", code: "invalid_json");
+        }
+    }
+
+    /// <summary>A value is kept or spooled unread, so its text is checked before anything decodes it.</summary>
+    private static void CheckText(ReadOnlySpan<byte> value, long offset, string? param)
+    {
+        if (JsonText.Problem(value, ReaderOptions, out var at) is { } problem)
+        {
+            throw ApiException.BadRequest($"The body is not valid JSON at byte {offset + at}: {problem}.", param, "invalid_json");
         }
     }
 
@@ -258,7 +273,7 @@ internal sealed class CreateBody : IDisposable
 
     private struct ParseState(long maxRequests)
     {
-        public JsonReaderState Reader = new(new JsonReaderOptions { MaxDepth = 64 });
+        public JsonReaderState Reader = new(ReaderOptions);
         public Phase Phase = Phase.Start;
         public string? Param;
         public readonly long MaxRequests = maxRequests;

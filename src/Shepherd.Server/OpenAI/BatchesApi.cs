@@ -118,8 +118,8 @@ internal sealed class BatchesApi(ServerCore core)
         var linesPath = core.Paths.SpoolFile("inline-" + Guid.NewGuid().ToString("N") + ".jsonl");
         try
         {
-            await InlineRequests.ConvertAsync(body.SpoolPath, linesPath, endpoint, model, core.Importers.MaxLineBytes, "The batch was not created", cancellationToken);
-            return await core.CreateAndImportAsync(batch with { Endpoint = endpoint, Model = model, Priority = priority, BudgetNanos = budget, Mode = mode }, linesPath, endpoint, caller, cancellationToken);
+            var refused = await InlineRequests.ConvertAsync(body.SpoolPath, linesPath, endpoint, model, core.Importers.MaxLineBytes, "The batch was not created", cancellationToken);
+            return await core.CreateAndImportAsync(batch with { Endpoint = endpoint, Model = model, Priority = priority, BudgetNanos = budget, Mode = mode }, linesPath, endpoint, refused, caller, cancellationToken);
         }
         finally
         {
@@ -197,7 +197,7 @@ internal sealed class BatchesApi(ServerCore core)
                 Model = original.Model,
                 IdempotencyKey = Fields.IdempotencyKey(context.Request) ?? "retry_failed:" + original.Id,
             };
-            return Answer(await core.CreateAndImportAsync(retry, linesPath, original.Endpoint, caller, context.RequestAborted));
+            return Answer(await core.CreateAndImportAsync(retry, linesPath, original.Endpoint, [], caller, context.RequestAborted));
         }
         finally
         {

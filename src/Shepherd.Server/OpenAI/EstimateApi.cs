@@ -55,7 +55,7 @@ internal sealed class EstimateApi(ServerCore core, BatchEstimator estimator, IRe
         if (!estimate.IsValid)
         {
             var problems = estimate.Errors.Select(e => e.ToString()).ToList();
-            throw ApiException.Rejected(problems, estimate.ErrorsTruncated, "input_file_id", estimate.Errors[0].Code, $"File '{file.Id}' was not priced");
+            throw ApiException.Rejected(problems, estimate.MoreErrors, "input_file_id", estimate.Errors[0].Code, $"File '{file.Id}' was not priced");
         }
 
         return estimate;
@@ -77,14 +77,16 @@ internal sealed class EstimateApi(ServerCore core, BatchEstimator estimator, IRe
         var linesPath = core.Paths.SpoolFile("estimate-" + Guid.NewGuid().ToString("N") + ".jsonl");
         try
         {
-            await InlineRequests.ConvertAsync(body.SpoolPath, linesPath, endpoint, model, core.Importers.MaxLineBytes, NotPriced, cancellationToken);
+            var refused = await InlineRequests.ConvertAsync(body.SpoolPath, linesPath, endpoint, model, core.Importers.MaxLineBytes, NotPriced, cancellationToken);
             BatchEstimate estimate;
             await using (var lines = File.OpenRead(linesPath))
             {
                 estimate = await estimator.EstimateAsync(lines, options, cancellationToken);
             }
 
-            return estimate.IsValid ? estimate : throw ServerCore.RequestsRejected(estimate.Errors, estimate.ErrorsTruncated, NotPriced);
+            return estimate.IsValid && refused.Count == 0
+                ? estimate
+                : throw ServerCore.RequestsRejected(ServerCore.Together(refused, estimate.Errors), estimate.MoreErrors, NotPriced);
         }
         finally
         {

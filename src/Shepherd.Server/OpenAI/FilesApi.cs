@@ -52,13 +52,14 @@ internal sealed class FilesApi(ServerCore core)
     private async Task<IResult> ListAsync(HttpContext context)
     {
         var query = context.Request.Query;
-        if (Fields.Text(query, "order") is { } order and not "desc")
+        var oldestFirst = Fields.Text(query, "order") switch
         {
-            throw ApiException.BadRequest($"order \"{order}\" is not supported; files are listed newest first (\"desc\").", "order");
-        }
-
+            null or "desc" => false,
+            "asc" => true,
+            var order => throw ApiException.BadRequest($"order \"{order}\" is not one of \"asc\" (oldest first) and \"desc\" (newest first, the default).", "order", "invalid_parameter"),
+        };
         var limit = Fields.Int(query, "limit", 10_000, 1, 10_000);
-        var page = await core.Store.ListFilesAsync(Caller.Of(context).Listing, Fields.Text(query, "purpose"), new PageRequest(limit, Fields.Text(query, "after")), context.RequestAborted);
+        var page = await core.Store.ListFilesAsync(Caller.Of(context).Listing, Fields.Text(query, "purpose"), new PageRequest(limit, Fields.Text(query, "after"), OldestFirst: oldestFirst), context.RequestAborted);
         return new JsonBody(json => OpenAIJson.WriteList(json, page, f => f.Id, OpenAIJson.WriteFile));
     }
 

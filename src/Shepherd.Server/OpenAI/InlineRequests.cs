@@ -1,7 +1,7 @@
 using System.Buffers;
 using System.Text.Json;
 using Shepherd.Engine.Formats;
-using Shepherd.Server.Http;
+using Shepherd.Server.Hosting;
 
 namespace Shepherd.Server.OpenAI;
 
@@ -18,56 +18,53 @@ internal static class InlineRequests
     private const int MaxErrors = 100;
 
     /// <summary>
-    /// Writes one line per request of <paramref name="spoolPath"/> to <paramref name="linesPath"/>;
-    /// throws a 400 naming each request that cannot be turned into a line, led by <paramref name="refusal"/>.
+    /// Writes one line per request of <paramref name="spoolPath"/> to <paramref name="linesPath"/>,
+    /// a blank line (which readers pass over, so the lines keep their numbers) for each request
+    /// that cannot be turned into one, and returns those requests' problems. At
+    /// <see cref="MaxErrors"/> problems it stops with a 400 led by <paramref name="refusal"/>.
     /// </summary>
-    public static async Task ConvertAsync(string spoolPath, string linesPath, string endpoint, string? model, int maxLineBytes, string refusal, CancellationToken cancellationToken)
+    public static async Task<IReadOnlyList<InputError>> ConvertAsync(string spoolPath, string linesPath, string endpoint, string? model, int maxLineBytes, string refusal, CancellationToken cancellationToken)
     {
         await using var input = File.OpenRead(spoolPath);
         using var reader = new JsonlLineReader(input, maxLineBytes);
         await using var output = new FileStream(linesPath, FileMode.CreateNew, FileAccess.Write, FileShare.None, 64 * 1024, FileOptions.Asynchronous);
         var buffer = new ArrayBufferWriter<byte>(4096);
         await using var json = new Utf8JsonWriter(buffer, JsonWriterExtensions.Options);
-        var errors = new List<string>();
-        string? firstParam = null;
+        var errors = new List<InputError>();
         while (await reader.ReadAsync(cancellationToken) is var kind && kind != LineKind.End)
         {
-            var index = reader.LineNumber - 1;
             buffer.ResetWrittenCount();
             json.Reset();
             var problem = kind == LineKind.TooLong
-                ? $"the request is longer than {maxLineBytes} bytes"
-                : Convert(reader.Current, endpoint, model, json);
+                ? new InputError(InputErrorCodes.LineTooLong, $"the request is longer than {maxLineBytes} bytes", reader.LineNumber)
+                : Convert(reader.Current, endpoint, model, json) is { } found ? found with { Line = reader.LineNumber } : null;
             if (problem is not null)
             {
-                firstParam ??= $"requests[{index}]";
-                errors.Add($"requests[{index}]: {problem}");
+                errors.Add(problem);
                 if (errors.Count == MaxErrors)
                 {
-                    throw ApiException.Rejected(errors, truncated: true, firstParam, "invalid_request", refusal);
+                    throw ServerCore.RequestsRejected(errors, unlisted: null, refusal);
                 }
-
-                continue;
+            }
+            else
+            {
+                json.Flush();
             }
 
-            json.Flush();
             buffer.Write("\n"u8);
             await output.WriteAsync(buffer.WrittenMemory, cancellationToken);
         }
 
-        if (errors.Count > 0)
-        {
-            throw ApiException.Rejected(errors, truncated: false, firstParam, "invalid_request", refusal);
-        }
+        return errors;
     }
 
-    private static string? Convert(ReadOnlyMemory<byte> element, string endpoint, string? model, Utf8JsonWriter json)
+    private static InputError? Convert(ReadOnlyMemory<byte> element, string endpoint, string? model, Utf8JsonWriter json)
     {
         using var document = JsonDocument.Parse(element);
         var request = document.RootElement;
         if (request.ValueKind != JsonValueKind.Object)
         {
-            return "a request must be an object with \"custom_id\" and \"prompt\" or \"body\"";
+            return Problem(InputErrorCodes.InvalidBody, "a request must be an object with \"custom_id\" and \"prompt\" or \"body\"");
         }
 
         JsonElement? customId = null, prompt = null, body = null;
@@ -85,28 +82,28 @@ internal static class InlineRequests
                     body = field.Value;
                     break;
                 default:
-                    return $"unknown field \"{field.Name}\"; a request has \"custom_id\" and \"prompt\" or \"body\"";
+                    return Problem(InputErrorCodes.InvalidBody, $"unknown field \"{field.Name}\"; a request has \"custom_id\" and \"prompt\" or \"body\"");
             }
         }
 
         if (customId is not { ValueKind: JsonValueKind.String })
         {
-            return "\"custom_id\" is missing or not a string";
+            return Problem(InputErrorCodes.MissingCustomId, "\"custom_id\" is missing or not a string");
         }
 
         if (prompt.HasValue == body.HasValue)
         {
-            return "a request has either \"prompt\" or \"body\", and one of them";
+            return Problem(InputErrorCodes.InvalidBody, "a request has either \"prompt\" or \"body\", and one of them");
         }
 
         if (prompt is { ValueKind: not JsonValueKind.String })
         {
-            return "\"prompt\" must be a string";
+            return Problem(InputErrorCodes.InvalidBody, "\"prompt\" must be a string");
         }
 
         if (body is { ValueKind: not JsonValueKind.Object })
         {
-            return "\"body\" must be an object";
+            return Problem(InputErrorCodes.InvalidBody, "\"body\" must be an object");
         }
 
         json.WriteStartObject();
@@ -136,6 +133,8 @@ internal static class InlineRequests
         json.WriteEndObject();
         return null;
     }
+
+    private static InputError Problem(string code, string message) => new(code, message, null);
 
     private static void WritePrompt(Utf8JsonWriter json, string endpoint, JsonElement prompt)
     {

@@ -528,6 +528,23 @@ public abstract partial class BatchStoreContract : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Files_ListOldestFirst_AndPageOnToNewerOnes()
+    {
+        foreach (var id in new[] { "file-a", "file-b", "file-c" })
+        {
+            await Store.AddFileAsync(new NewFile(id, "alice", "in.jsonl", "batch"), new MemoryStream([1]), 1024, Ct);
+        }
+
+        Assert.Equal(["file-a", "file-b", "file-c"], (await Store.ListFilesAsync("alice", null, new PageRequest(10, OldestFirst: true), Ct)).Items.Select(f => f.Id));
+        var first = await Store.ListFilesAsync("alice", null, new PageRequest(2, OldestFirst: true), Ct);
+        Assert.Equal(["file-a", "file-b"], first.Items.Select(f => f.Id));
+        Assert.True(first.HasMore);
+        var next = await Store.ListFilesAsync("alice", null, new PageRequest(2, "file-b", OldestFirst: true), Ct);
+        Assert.Equal(["file-c"], next.Items.Select(f => f.Id));
+        Assert.False(next.HasMore);
+    }
+
+    [Fact]
     public async Task AFileOverTheLimit_IsRefused_AndNothingOfItKept()
     {
         await Assert.ThrowsAsync<FileTooLargeException>(() =>
