@@ -29,7 +29,16 @@ internal sealed class AnthropicBackend(ApiPipeline pipeline, ShepherdClientOptio
     {
         Supported(batch.Endpoint, batch.Metadata, batch.CompletionWindow, batch.BudgetUsd, nameof(batch));
         var requests = batch.Requests.Select(item => new MessageRequest(item.CustomId, json => Requests.BodyOf(item, Endpoint, batch.Model).WriteTo(json)));
-        return PostRequestsAsync((json, ct) => WriteRequestsAsync(json, requests.ToAsyncEnumerable(), ct), idempotencyKey, cancellationToken);
+        return PostRequestsAsync((json, ct) => WriteRequestsAsync(json, Async(requests), ct), idempotencyKey, cancellationToken);
+    }
+
+    /// <summary>The requests of a batch in memory, as the writer of a file's requests takes them.</summary>
+    private static async IAsyncEnumerable<MessageRequest> Async(IEnumerable<MessageRequest> requests)
+    {
+        foreach (var request in requests)
+        {
+            yield return request;
+        }
     }
 
     /// <summary>

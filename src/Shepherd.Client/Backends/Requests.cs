@@ -13,7 +13,7 @@ internal static class Requests
         var body = item.Body is { } given ? (JsonObject)given.DeepClone() : FromPrompt(item.Prompt!, endpoint);
         if (model is not null && !body.ContainsKey("model"))
         {
-            body.Insert(0, "model", model);
+            body["model"] = model;
         }
 
         return body;

@@ -6,7 +6,7 @@ namespace Shepherd.Client.Http;
 /// </summary>
 internal sealed class CircuitBreaker(int failuresToOpen, TimeSpan openFor, TimeProvider time)
 {
-    private readonly Lock _lock = new();
+    private readonly object _lock = new();
     private int _failures;
     private DateTimeOffset? _openUntil;
     private bool _trialOut;
