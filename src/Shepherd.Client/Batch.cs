@@ -26,6 +26,12 @@ public enum BatchStatus
 
     /// <summary>Its completion window passed; what had finished keeps its result.</summary>
     Expired,
+
+    /// <summary>
+    /// A status this client does not know, such as one a newer server has added:
+    /// <see cref="Batch.StatusName"/> holds the API's word. The batch is not taken to have ended.
+    /// </summary>
+    Unknown,
 }
 
 /// <summary>The names the batch APIs give <see cref="BatchStatus"/> values.</summary>
@@ -43,8 +49,8 @@ public static class BatchStatusNames
         (BatchStatus.Expired, "expired"),
     ];
 
-    /// <summary>The status as the OpenAI and Shepherd APIs write it, such as <c>in_progress</c>.</summary>
-    public static string ToApiName(this BatchStatus status) => Names.First(n => n.Status == status).Name;
+    /// <summary>The status as the OpenAI and Shepherd APIs write it, such as <c>in_progress</c>; <c>unknown</c> for <see cref="BatchStatus.Unknown"/>.</summary>
+    public static string ToApiName(this BatchStatus status) => Names.Where(n => n.Status == status).Select(n => n.Name).FirstOrDefault() ?? "unknown";
 
     /// <summary>The status an API name stands for, or null for a name this client does not know.</summary>
     public static BatchStatus? FromApiName(string? name) => Names.Where(n => n.Name == name).Select(n => (BatchStatus?)n.Status).FirstOrDefault();
@@ -61,6 +67,9 @@ public sealed record Batch
 
     /// <summary>Where the batch is in its life.</summary>
     public required BatchStatus Status { get; init; }
+
+    /// <summary>The status as the API wrote it: the word behind <see cref="BatchStatus.Unknown"/> too.</summary>
+    public string StatusName { get; init; } = "";
 
     /// <summary>The url every request goes to, such as <c>/v1/chat/completions</c>.</summary>
     public string? Endpoint { get; init; }

@@ -8,12 +8,13 @@ namespace Shepherd.Client;
 /// </summary>
 public sealed record BatchItem
 {
-    private BatchItem(string customId, string? prompt, JsonObject? body)
+    private BatchItem(string customId, string? prompt, JsonObject? body, ChatRequest? chat = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(customId);
         CustomId = customId;
         Prompt = prompt;
         Body = body;
+        Chat = chat;
     }
 
     /// <summary>The request's id within its batch; results carry it back.</summary>
@@ -25,11 +26,24 @@ public sealed record BatchItem
     /// <summary>The full body, for a request given as one.</summary>
     public JsonObject? Body { get; }
 
+    /// <summary>The typed chat request, for a request given as one.</summary>
+    public ChatRequest? Chat { get; }
+
     /// <summary>A request of one prompt.</summary>
     public static BatchItem FromPrompt(string customId, string prompt)
     {
         ArgumentNullException.ThrowIfNull(prompt);
         return new BatchItem(customId, prompt, null);
+    }
+
+    /// <summary>
+    /// A typed chat request (system prompt, message, answer length, response format), written as
+    /// the batch's endpoint expects it: <c>/v1/chat/completions</c> or <c>/v1/messages</c>.
+    /// </summary>
+    public static BatchItem FromChat(string customId, ChatRequest chat)
+    {
+        ArgumentNullException.ThrowIfNull(chat);
+        return new BatchItem(customId, null, null, chat);
     }
 
     /// <summary>A request with its full body, as the endpoint expects it.</summary>

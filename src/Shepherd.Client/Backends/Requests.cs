@@ -10,7 +10,9 @@ internal static class Requests
 
     public static JsonObject BodyOf(BatchItem item, string endpoint, string? model)
     {
-        var body = item.Body is { } given ? (JsonObject)given.DeepClone() : FromPrompt(item.Prompt!, endpoint);
+        var body = item.Body is { } given ? (JsonObject)given.DeepClone()
+            : item.Chat is { } chat ? FromChat(chat, endpoint)
+            : FromPrompt(item.Prompt!, endpoint);
         if (model is not null && !body.ContainsKey("model"))
         {
             body["model"] = model;
@@ -26,6 +28,47 @@ internal static class Requests
         "/v1/messages" => new JsonObject { ["max_tokens"] = DefaultMaxTokens, ["messages"] = UserMessage(prompt) },
         _ => new JsonObject { ["messages"] = UserMessage(prompt) },
     };
+
+    /// <summary>A typed chat request as <paramref name="endpoint"/> takes it.</summary>
+    private static JsonObject FromChat(ChatRequest chat, string endpoint)
+    {
+        var body = new JsonObject();
+        switch (endpoint)
+        {
+            case "/v1/messages":
+                if (chat.ResponseFormat is not null)
+                {
+                    throw new ArgumentException("Anthropic's Messages API takes no response_format: ask for a shape with a tool and its input_schema, in a body given with BatchItem.FromBody.", nameof(chat));
+                }
+
+                body["max_tokens"] = chat.MaxTokens ?? DefaultMaxTokens;
+                body["system"] = chat.System;
+                body["messages"] = UserMessage(chat.User);
+                break;
+            case "/v1/chat/completions":
+                var messages = UserMessage(chat.User);
+                if (chat.System is { } system)
+                {
+                    messages.Insert(0, new JsonObject { ["role"] = "system", ["content"] = system });
+                }
+
+                body["messages"] = messages;
+                body["max_tokens"] = chat.MaxTokens;
+                body["response_format"] = chat.ResponseFormat?.Wire.DeepClone();
+                break;
+            default:
+                throw new ArgumentException($"A ChatRequest is written for /v1/chat/completions or /v1/messages, not {endpoint}: give other endpoints' bodies with BatchItem.FromBody.", nameof(chat));
+        }
+
+        body["temperature"] = chat.Temperature;
+        // Fields left null are the provider's defaults: they are not sent at all.
+        foreach (var unset in body.Where(p => p.Value is null).Select(p => p.Key).ToList())
+        {
+            body.Remove(unset);
+        }
+
+        return body;
+    }
 
     private static JsonArray UserMessage(string prompt) => [new JsonObject { ["role"] = "user", ["content"] = prompt }];
 }

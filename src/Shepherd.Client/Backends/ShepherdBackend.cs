@@ -23,9 +23,9 @@ internal sealed class ShepherdBackend(ApiPipeline pipeline, ShepherdClientOption
             ["model"] = batch.Model,
             ["endpoint"] = batch.Endpoint ?? DefaultEndpoint,
             ["priority"] = batch.Priority.ToString().ToLowerInvariant(),
-            ["requests"] = new JsonArray([.. batch.Requests.Select(r => (JsonNode)(r.Body is { } given
-                ? new JsonObject { ["custom_id"] = r.CustomId, ["body"] = given.DeepClone() }
-                : new JsonObject { ["custom_id"] = r.CustomId, ["prompt"] = r.Prompt }))]),
+            ["requests"] = new JsonArray([.. batch.Requests.Select(r => (JsonNode)(r.Prompt is { } prompt
+                ? new JsonObject { ["custom_id"] = r.CustomId, ["prompt"] = prompt }
+                : new JsonObject { ["custom_id"] = r.CustomId, ["body"] = Requests.BodyOf(r, batch.Endpoint ?? DefaultEndpoint, model: null) }))]),
         };
         if (batch.Metadata is { Count: > 0 } metadata)
         {

@@ -15,7 +15,8 @@ internal static class Wire
         return new Batch
         {
             Id = String(json, "id") ?? throw new JsonException("A batch without an id."),
-            Status = BatchStatusNames.FromApiName(String(json, "status")) ?? throw new JsonException($"Unknown batch status '{String(json, "status")}'."),
+            Status = BatchStatusNames.FromApiName(String(json, "status")) ?? BatchStatus.Unknown,
+            StatusName = String(json, "status") ?? "",
             Endpoint = String(json, "endpoint"),
             Model = String(json, "model"),
             Total = Long(counts, "total"),
@@ -159,8 +160,9 @@ internal static class Wire
                 "ended" when Rfc3339(json, "cancel_initiated_at") is not null => BatchStatus.Cancelled,
                 "ended" when expired > 0 => BatchStatus.Expired,
                 "ended" => BatchStatus.Completed,
-                var other => throw new JsonException($"Unknown processing status '{other}'."),
+                _ => BatchStatus.Unknown,
             },
+            StatusName = String(json, "processing_status") ?? "",
             Endpoint = "/v1/messages",
             Total = Long(counts, "processing") + succeeded + errored + canceled + expired,
             Succeeded = succeeded,
