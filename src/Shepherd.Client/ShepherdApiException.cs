@@ -39,4 +39,7 @@ public sealed class ShepherdApiException : Exception
 
     /// <summary>The field the error is about, such as <c>requests[3]</c>.</summary>
     public string? Param { get; }
+
+    /// <summary>The id the server gave the refused call (<c>x-request-id</c>, or Anthropic's <c>request-id</c>), to quote to its operators; null when it gave none.</summary>
+    public string? RequestId { get; init; }
 }

@@ -186,7 +186,9 @@ internal sealed class ApiPipeline : IDisposable
         }
 
         message ??= text.Length > 300 ? text[..300] : text;
-        return new ShepherdApiException($"{request.Method} {request.RequestUri?.AbsolutePath} answered {status}: {message}", status, code, param);
+        // OpenAI and Shepherd name the request x-request-id, Anthropic request-id: what support asks for.
+        var requestId = response.Headers.TryGetValues("x-request-id", out var ids) || response.Headers.TryGetValues("request-id", out ids) ? ids.FirstOrDefault() : null;
+        return new ShepherdApiException($"{request.Method} {request.RequestUri?.AbsolutePath} answered {status}: {message}", status, code, param) { RequestId = requestId };
     }
 
     private static string? Text(JsonElement element, string name) =>
