@@ -69,7 +69,11 @@ public sealed record Batch
     public required BatchStatus Status { get; init; }
 
     /// <summary>The status as the API wrote it: the word behind <see cref="BatchStatus.Unknown"/> too.</summary>
-    public string StatusName { get; init; } = "";
+    public string StatusName
+    {
+        get => field ?? Status.ToApiName();
+        init;
+    }
 
     /// <summary>The url every request goes to, such as <c>/v1/chat/completions</c>.</summary>
     public string? Endpoint { get; init; }

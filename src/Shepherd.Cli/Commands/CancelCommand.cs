@@ -25,7 +25,7 @@ internal static class CancelCommand
             var done = RemoteOutput.Outcome(batch);
             await context.Stdout.WriteLineAsync(batch.Status == BatchStatus.Cancelling
                 ? $"{batch.Id} cancelling: {done}; nothing more is sent, and requests in flight are still returning ('shepherd wait {batch.Id}' waits for the end)."
-                : $"{batch.Id} {BatchStatusNames.ToApiName(batch.Status)}: {done}; nothing more is sent.");
+                : $"{batch.Id} {batch.StatusName}: {done}; nothing more is sent.");
             return ExitCodes.Success;
         });
         return command;

@@ -59,7 +59,7 @@ internal static class ListCommand
             {
                 table.AddRow(
                     Markup.Escape(batch.Id),
-                    RemoteOutput.StatusMarkup(batch.Status),
+                    RemoteOutput.StatusMarkup(batch),
                     RemoteOutput.Percent(batch),
                     RemoteOutput.Count(batch.Total),
                     Markup.Escape(RemoteOutput.Time(batch.CreatedAt)));

@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
 using Shepherd.Cli.Running;
-using Shepherd.Client;
 
 namespace Shepherd.Cli.Commands;
 
@@ -28,7 +27,7 @@ internal static class ResultsCommand
             var batch = await context.Client.GetBatchAsync(batchId, cancellationToken);
             if (!batch.HasEnded)
             {
-                await context.Stderr.WriteLineAsync($"{batch.Id} is {BatchStatusNames.ToApiName(batch.Status)}: these results are not final yet.");
+                await context.Stderr.WriteLineAsync($"{batch.Id} is {batch.StatusName}: these results are not final yet.");
             }
 
             if (context.Parse.GetValue(output) is { } path)

@@ -43,7 +43,7 @@ internal static class RetryCommand
                 return ExitCodes.Success;
             }
 
-            var started = $"Retrying {RemoteOutput.Count(retry.Total)} failed or expired requests of {original} as {retry.Id} ({BatchStatusNames.ToApiName(retry.Status)}).";
+            var started = $"Retrying {RemoteOutput.Count(retry.Total)} failed or expired requests of {original} as {retry.Id} ({retry.StatusName}).";
             if (!parse.GetValue(wait))
             {
                 if (context.Json)

@@ -60,7 +60,7 @@ internal static class SubmitCommand
             }
 
             var batch = await context.Client.CreateBatchFromFileAsync(input.FullName, options, cancellationToken);
-            var submitted = $"Submitted {input.Name} as {batch.Id} ({BatchStatusNames.ToApiName(batch.Status)}).";
+            var submitted = $"Submitted {input.Name} as {batch.Id} ({batch.StatusName}).";
             if (!parse.GetValue(wait))
             {
                 if (context.Json)

@@ -33,7 +33,7 @@ internal static class RemoteOutput
     {
         json.WriteStartObject();
         json.WriteString("id", batch.Id);
-        json.WriteString("status", BatchStatusNames.ToApiName(batch.Status));
+        json.WriteString("status", batch.StatusName);
         if (timedOut is { } gaveUp)
         {
             json.WriteBoolean("timed_out", gaveUp);
@@ -105,16 +105,16 @@ internal static class RemoteOutput
     }
 
     /// <summary>The status in colour, for a terminal.</summary>
-    public static string StatusMarkup(BatchStatus status)
+    public static string StatusMarkup(Batch batch)
     {
-        var colour = status switch
+        var colour = batch.Status switch
         {
             BatchStatus.Completed => "green",
             BatchStatus.Failed or BatchStatus.Expired => "red",
             BatchStatus.Cancelling or BatchStatus.Cancelled => "yellow",
             _ => "blue",
         };
-        return $"[{colour}]{BatchStatusNames.ToApiName(status)}[/]";
+        return $"[{colour}]{Markup.Escape(batch.StatusName)}[/]";
     }
 
     public static string Percent(Batch batch) => string.Create(CultureInfo.InvariantCulture, $"{batch.Percent:0.0}%");
@@ -155,7 +155,7 @@ internal static class RemoteOutput
     public static async Task WriteSummaryAsync(TextWriter stdout, Batch batch, DateTimeOffset now)
     {
         var line = string.Create(CultureInfo.InvariantCulture,
-            $"{batch.Id} {BatchStatusNames.ToApiName(batch.Status)}: {Outcome(batch)} in {ProgressDisplay.FormatDuration(Duration(batch, now))}");
+            $"{batch.Id} {batch.StatusName}: {Outcome(batch)} in {ProgressDisplay.FormatDuration(Duration(batch, now))}");
         await stdout.WriteLineAsync(line);
         await stdout.WriteLineAsync($"  tokens:  {Count(batch.InputTokens)} in, {Count(batch.OutputTokens)} out · cost {Cost.Describe(batch.CostUsd)}");
         if (batch.BudgetUsd is { } budget)
@@ -198,7 +198,7 @@ internal static class RemoteOutput
             }
         }
 
-        Row("batch", $"{Markup.Escape(batch.Id)}  {StatusMarkup(batch.Status)}");
+        Row("batch", $"{Markup.Escape(batch.Id)}  {StatusMarkup(batch)}");
         Text("endpoint", batch.Endpoint);
         Text("model", batch.Model);
         Text("progress", $"{Percent(batch)} · {Count(batch.Finished)} of {Count(batch.Total)} done: {Outcome(batch)}");

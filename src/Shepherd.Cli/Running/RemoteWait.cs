@@ -39,7 +39,7 @@ internal sealed class RemoteWait(RemoteContext context, ProgressMode progress)
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
             var last = latest.Value.Batch;
-            await context.Stderr.WriteLineAsync($"Stopped waiting: {last.Id} is {BatchStatusNames.ToApiName(last.Status)} ({Done(last)}) and goes on on the server. Run 'shepherd wait {last.Id}' to wait again.");
+            await context.Stderr.WriteLineAsync($"Stopped waiting: {last.Id} is {last.StatusName} ({Done(last)}) and goes on on the server. Run 'shepherd wait {last.Id}' to wait again.");
             return ExitCodes.Interrupted;
         }
 
@@ -52,7 +52,7 @@ internal sealed class RemoteWait(RemoteContext context, ProgressMode progress)
         if (completion.TimedOut)
         {
             await context.Stderr.WriteLineAsync(
-                $"Stopped waiting after {ProgressDisplay.FormatDuration(timeout ?? UntilEnded)}: {batch.Id} is still {BatchStatusNames.ToApiName(batch.Status)} ({Done(batch)}) and goes on on the server. Run 'shepherd wait {batch.Id}' to wait again.");
+                $"Stopped waiting after {ProgressDisplay.FormatDuration(timeout ?? UntilEnded)}: {batch.Id} is still {batch.StatusName} ({Done(batch)}) and goes on on the server. Run 'shepherd wait {batch.Id}' to wait again.");
             return ExitCodes.StillRunning;
         }
 
@@ -80,7 +80,7 @@ internal sealed class RemoteWait(RemoteContext context, ProgressMode progress)
         new(seen.Batch.Total, seen.Batch.Succeeded, seen.Batch.Failed, seen.Batch.InputTokens, seen.Batch.OutputTokens, InFlight: 0, Retries: 0)
         {
             CostUsd = seen.CostUsd,
-            Remote = new RemoteFigures(BatchStatusNames.ToApiName(seen.Batch.Status), seen.Eta),
+            Remote = new RemoteFigures(seen.Batch.StatusName, seen.Eta),
             Trouble = LaneTrouble.Describe(seen.Batch.Lanes.Select(LaneTrouble.Of).OfType<LaneTrouble>(), context.Time.GetUtcNow()),
         };
 
