@@ -68,8 +68,8 @@ public sealed class ClientTests
         }, Ct);
         await client.WaitForCompletionAsync(batch.Id, cancellationToken: Ct);
 
-        var retry = await client.Batch(batch.Id).RetryFailedAsync(Ct);
-        var again = await client.RetryFailedAsync(batch.Id, Ct);
+        var retry = (await client.Batch(batch.Id).RetryFailedAsync(Ct))!;
+        var again = (await client.RetryFailedAsync(batch.Id, Ct))!;
 
         Assert.Equal(retry.Id, again.Id);
         Assert.Equal(batch.Id, retry.Metadata["retry_of"]);

@@ -19,12 +19,7 @@ internal static class RetryCommand
         {
             var parse = context.Parse;
             var original = parse.GetValue(id)!;
-            Batch retry;
-            try
-            {
-                retry = await context.Client.RetryFailedAsync(original, cancellationToken);
-            }
-            catch (ShepherdApiException ex) when (ex.ErrorCode == "nothing_to_retry")
+            if (await context.Client.RetryFailedAsync(original, cancellationToken) is not { } retry)
             {
                 await context.Stderr.WriteLineAsync($"{original} has no failed or expired request: nothing to retry.");
                 if (context.Json)
