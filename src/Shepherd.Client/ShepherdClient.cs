@@ -71,9 +71,28 @@ public sealed class ShepherdClient : IDisposable
     /// <summary>Every batch the key can see, newest first; pages are fetched as the enumeration goes.</summary>
     public IAsyncEnumerable<Batch> ListBatchesAsync(CancellationToken cancellationToken = default) => _backend.ListAsync(cancellationToken);
 
-    /// <summary>Cancels a batch: nothing more is sent, and what finished keeps its result.</summary>
-    public Task<Batch> CancelBatchAsync(string batchId, CancellationToken cancellationToken = default) =>
-        _backend.CancelAsync(Checked(batchId), cancellationToken);
+    /// <summary>
+    /// Cancels a batch: nothing more is sent, and what finished keeps its result. A batch that has
+    /// already ended is returned as it ended, on every backend.
+    /// </summary>
+    public async Task<Batch> CancelBatchAsync(string batchId, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            return await _backend.CancelAsync(Checked(batchId), cancellationToken);
+        }
+        catch (ShepherdApiException ex) when (ex.StatusCode is 400 or 409)
+        {
+            // APIs refuse to cancel an ended batch, each in its own way; ended is what was asked for.
+            var batch = await GetBatchAsync(batchId, cancellationToken);
+            if (!batch.HasEnded)
+            {
+                throw;
+            }
+
+            return batch;
+        }
+    }
 
     /// <summary>A handle on the batch <paramref name="batchId"/>, for example one created by another process.</summary>
     public BatchHandle Batch(string batchId) => new(this, Checked(batchId));
@@ -135,29 +154,40 @@ public sealed class ShepherdClient : IDisposable
     }
 
     /// <summary>
-    /// The results, streamed a page at a time: memory stays flat however large the batch. A
-    /// Shepherd server gives them in input order; the OpenAI API gives the successes first.
+    /// The results of an ended batch, streamed a page at a time: memory stays flat however large
+    /// the batch. A Shepherd server gives them in input order; the OpenAI API gives the successes
+    /// first. A batch still running throws <see cref="BatchNotEndedException"/> on every backend.
     /// </summary>
-    public IAsyncEnumerable<BatchResult> GetResultsAsync(string batchId, CancellationToken cancellationToken = default) =>
-        _backend.ResultsAsync(Checked(batchId), cancellationToken);
+    public async IAsyncEnumerable<BatchResult> GetResultsAsync(string batchId, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var batch = await EndedAsync(Checked(batchId), cancellationToken);
+        await foreach (var result in _backend.ResultsAsync(batch, cancellationToken))
+        {
+            yield return result;
+        }
+    }
 
-    /// <summary>The result of one request, or null when the batch has no such custom id.</summary>
-    public Task<BatchResult?> GetResultAsync(string batchId, string customId, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// The result of one request of an ended batch, or null when the batch has no such custom id.
+    /// A batch still running throws <see cref="BatchNotEndedException"/> on every backend.
+    /// </summary>
+    public async Task<BatchResult?> GetResultAsync(string batchId, string customId, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(customId);
-        return _backend.ResultAsync(Checked(batchId), customId, cancellationToken);
+        return await _backend.ResultAsync(await EndedAsync(Checked(batchId), cancellationToken), customId, cancellationToken);
     }
 
     /// <summary>Writes every result line to <paramref name="path"/> (JSONL), streamed; returns the number of lines.</summary>
     public async Task<long> ExportResultsAsync(string batchId, string path, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
+        var batch = await EndedAsync(Checked(batchId), cancellationToken);
         var partial = path + ".partial";
         long lines = 0;
         await using (var output = new FileStream(partial, FileMode.Create, FileAccess.Write, FileShare.None, 64 * 1024, FileOptions.Asynchronous))
         await using (var json = new Utf8JsonWriter(output))
         {
-            await foreach (var result in GetResultsAsync(batchId, cancellationToken))
+            await foreach (var result in _backend.ResultsAsync(batch, cancellationToken))
             {
                 result.Line.WriteTo(json);
                 await json.FlushAsync(cancellationToken);
@@ -173,12 +203,15 @@ public sealed class ShepherdClient : IDisposable
     }
 
     /// <summary>
-    /// Creates a batch of the requests that failed or expired in <paramref name="batchId"/>, with
-    /// the same custom ids and bodies, linked to it by the metadata <c>retry_of</c>. Asking twice
-    /// returns the same retry batch.
+    /// Creates a batch of the requests that failed or expired in the ended batch
+    /// <paramref name="batchId"/>, with the same custom ids and bodies, linked to it by the
+    /// metadata <c>retry_of</c>, and returns it; returns null when nothing failed or expired.
+    /// Asking twice returns the same retry batch. A batch still running throws
+    /// <see cref="BatchNotEndedException"/>; the Anthropic API, which keeps no request bodies,
+    /// throws <see cref="NotSupportedException"/> when there is something to retry.
     /// </summary>
-    public Task<Batch> RetryFailedAsync(string batchId, CancellationToken cancellationToken = default) =>
-        _backend.RetryFailedAsync(Checked(batchId), "retry-of-" + batchId, cancellationToken);
+    public async Task<Batch?> RetryFailedAsync(string batchId, CancellationToken cancellationToken = default) =>
+        await _backend.RetryFailedAsync(await EndedAsync(Checked(batchId), cancellationToken), "retry-of-" + batchId, cancellationToken);
 
     /// <summary>Releases the HTTP client, when the client made its own.</summary>
     public void Dispose() => _pipeline.Dispose();
@@ -194,13 +227,19 @@ public sealed class ShepherdClient : IDisposable
         return done <= 0 || now <= first.At ? null : (now - first.At) / done * (batch.Total - batch.Finished);
     }
 
+    private async Task<Batch> EndedAsync(string batchId, CancellationToken cancellationToken)
+    {
+        var batch = await GetBatchAsync(batchId, cancellationToken);
+        return batch.HasEnded ? batch : throw new BatchNotEndedException(batch);
+    }
+
     private static string Checked(string batchId, [CallerArgumentExpression(nameof(batchId))] string? name = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(batchId, name);
         return batchId;
     }
 
-    private static string NewIdempotencyKey() => "shepherd-" + Convert.ToHexString(RandomNumberGenerator.GetBytes(16));
+    private static string NewIdempotencyKey() => "shepherd-" + Convert.ToHexString(RandomNumberGenerator.GetBytes(16)).ToLowerInvariant();
 }
 
 /// <summary>A batch known by its id: rebuilt from the id alone, in any process.</summary>
@@ -233,8 +272,8 @@ public sealed class BatchHandle
     /// <summary>Cancels the batch.</summary>
     public Task<Batch> CancelAsync(CancellationToken cancellationToken = default) => _client.CancelBatchAsync(Id, cancellationToken);
 
-    /// <summary>A new batch of the requests that failed.</summary>
-    public Task<Batch> RetryFailedAsync(CancellationToken cancellationToken = default) => _client.RetryFailedAsync(Id, cancellationToken);
+    /// <summary>A new batch of the requests that failed, or null when none did.</summary>
+    public Task<Batch?> RetryFailedAsync(CancellationToken cancellationToken = default) => _client.RetryFailedAsync(Id, cancellationToken);
 
     /// <summary>The batch id.</summary>
     public override string ToString() => Id;

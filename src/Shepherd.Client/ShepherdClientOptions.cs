@@ -19,6 +19,8 @@ public sealed class ShepherdClientOptions
     /// <summary>
     /// The server's root, such as <c>http://127.0.0.1:8080</c> (a Shepherd server),
     /// <c>https://api.openai.com</c> or <c>https://api.anthropic.com</c>; calls go to <c>/v1/…</c> under it.
+    /// A url ending in <c>/v1</c> (as the OpenAI SDK and <c>shepherd serve --base-url</c> take it)
+    /// is the same root: the <c>/v1</c> is not added twice.
     /// </summary>
     public required Uri BaseUrl { get; set; }
 
@@ -104,7 +106,13 @@ public sealed class ShepherdClientOptions
         ArgumentNullException.ThrowIfNull(BaseUrl);
         if (!BaseUrl.IsAbsoluteUri || BaseUrl.Scheme is not ("http" or "https"))
         {
-            throw new ArgumentException($"BaseUrl '{BaseUrl}' is not an absolute http or https url.", nameof(BaseUrl));
+            throw new ArgumentException($"BaseUrl '{BaseUrl}' is not an absolute http or https url; give the server's root, such as http://127.0.0.1:8080 or https://api.openai.com.", nameof(BaseUrl));
+        }
+
+        if (BaseUrl.Query.Length > 0 || BaseUrl.Fragment.Length > 0)
+        {
+            throw new ArgumentException(
+                $"BaseUrl '{BaseUrl}' has a query or fragment, which the calls (/v1/… under it) cannot keep; give the server's root alone, such as {BaseUrl.GetLeftPart(UriPartial.Path).TrimEnd('/')}.", nameof(BaseUrl));
         }
 
         ArgumentOutOfRangeException.ThrowIfNegative(MaxRetries);
@@ -119,7 +127,9 @@ public sealed class ShepherdClientOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(ResultsPageSize, 1);
         ArgumentNullException.ThrowIfNull(TimeProvider);
         var copy = (ShepherdClientOptions)MemberwiseClone();
-        copy.BaseUrl = new Uri(BaseUrl.ToString().TrimEnd('/') + "/");
+        var root = BaseUrl.ToString().TrimEnd('/');
+        // Calls add /v1/ themselves: a root given the way OpenAI SDKs take it would get a second one.
+        copy.BaseUrl = new Uri((root.EndsWith("/v1", StringComparison.OrdinalIgnoreCase) ? root[..^3] : root) + "/");
         return copy;
     }
 }

@@ -131,15 +131,15 @@ public sealed class AnthropicApiTests
         }, Ct);
         Assert.Equal(BatchStatus.InProgress, created.Status);
 
-        var early = await Assert.ThrowsAsync<InvalidOperationException>(async () =>
+        var early = await Assert.ThrowsAsync<BatchNotEndedException>(async () =>
         {
             await foreach (var _ in client.GetResultsAsync(created.Id, Ct))
             {
             }
         });
         Assert.Contains(created.Id, early.Message, StringComparison.Ordinal);
-        Assert.Contains("once a batch has ended", early.Message, StringComparison.Ordinal);
-        await Assert.ThrowsAsync<InvalidOperationException>(() => client.GetResultAsync(created.Id, "r0", Ct));
+        Assert.Contains("once it has ended", early.Message, StringComparison.Ordinal);
+        await Assert.ThrowsAsync<BatchNotEndedException>(() => client.GetResultAsync(created.Id, "r0", Ct));
 
         // The batch says cancelling while the dispatcher still holds leased requests, or cancelled at
         // once when it held none at that moment (a loaded machine may not have claimed any yet).

@@ -68,8 +68,8 @@ public sealed class ClientTests
         }, Ct);
         await client.WaitForCompletionAsync(batch.Id, cancellationToken: Ct);
 
-        var retry = await client.Batch(batch.Id).RetryFailedAsync(Ct);
-        var again = await client.RetryFailedAsync(batch.Id, Ct);
+        var retry = (await client.Batch(batch.Id).RetryFailedAsync(Ct))!;
+        var again = (await client.RetryFailedAsync(batch.Id, Ct))!;
 
         Assert.Equal(retry.Id, again.Id);
         Assert.Equal(batch.Id, retry.Metadata["retry_of"]);
@@ -156,6 +156,28 @@ public sealed class ClientTests
     }
 
     /// <summary>Forwards calls to the server, but loses the answer of the first call of one route, as a dropped connection would.</summary>
+    [Theory]
+    [InlineData("v1")]
+    [InlineData("v1/")]
+    public async Task ABaseUrlEndingInV1_IsTheSameRoot_NotAV1V1Path(string suffix)
+    {
+        await using var server = await RunningServer.StartAsync();
+        using var client = new ShepherdClient(new ShepherdClientOptions { BaseUrl = new Uri(server.BaseUrl, suffix), ApiKey = RunningServer.Key });
+
+        var batch = await client.CreateBatchAsync(new NewBatch { Model = "gpt-4o-mini", Requests = [BatchItem.FromPrompt("a", "hi")] }, Ct);
+
+        Assert.Equal(server.BaseUrl, client.Options.BaseUrl);
+        Assert.Equal(batch.Id, (await client.GetBatchAsync(batch.Id, Ct)).Id);
+    }
+
+    [Fact]
+    public void ABaseUrlWithAQuery_IsRefused_NamingTheRootWanted()
+    {
+        var refused = Assert.Throws<ArgumentException>(() => new ShepherdClient(new ShepherdClientOptions { BaseUrl = new Uri("http://127.0.0.1:8080/v1?key=1") }));
+
+        Assert.Contains("such as http://127.0.0.1:8080/v1", refused.Message, StringComparison.Ordinal);
+    }
+
     private sealed class DropFirstAnswer(HttpMethod method, string path) : DelegatingHandler(new SocketsHttpHandler())
     {
         private int _sent;

@@ -32,11 +32,11 @@ public sealed class OpenAIApiTests
         Assert.Equal("context_length_exceeded", results[1].Error!.Code);
         Assert.Equal(ResultStatus.Failed, (await client.GetResultAsync(batch.Id, "bad", Ct))!.Status);
 
-        var retry = await client.RetryFailedAsync(batch.Id, Ct);
+        var retry = (await client.RetryFailedAsync(batch.Id, Ct))!;
         await client.WaitForCompletionAsync(retry.Id, cancellationToken: Ct);
         Assert.Equal(batch.Id, retry.Metadata["retry_of"]);
         Assert.Equal(["bad"], await client.GetResultsAsync(retry.Id, Ct).Select(r => r.CustomId).ToListAsync(Ct));
-        Assert.Equal(retry.Id, (await client.RetryFailedAsync(batch.Id, Ct)).Id);
+        Assert.Equal(retry.Id, (await client.RetryFailedAsync(batch.Id, Ct))!.Id);
     }
 
     [Fact]

@@ -39,10 +39,10 @@ public static class ReviewAnalysis
             }
         }
 
-        // Retry what failed, once: a new batch of only those requests, linked to the first.
-        if (done.Batch.Failed > 0)
+        // Retry what failed, once: a new batch of only those requests, linked to the first
+        // (null when nothing failed).
+        if (await client.RetryFailedAsync(batch.Id, cancellationToken) is { } retry)
         {
-            var retry = await client.RetryFailedAsync(batch.Id, cancellationToken);
             log.WriteLine($"Retrying {retry.Total} failed requests as {retry.Id}.");
             await client.WaitForCompletionAsync(retry.Id, progress, cancellationToken: cancellationToken);
             await foreach (var result in client.GetResultsAsync(retry.Id, cancellationToken))

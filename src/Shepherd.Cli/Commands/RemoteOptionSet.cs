@@ -95,6 +95,11 @@ internal sealed class RemoteOptionSet
                 var (exitCode, message) = Describe(ex, server, options.ApiKey is not null);
                 return await Refusal.ReportAsync(context.Stdout, context.Stderr, context.Json, exitCode, message);
             }
+            catch (BatchNotEndedException ex) when (ex.Batch is { } batch)
+            {
+                return await Refusal.ReportAsync(context.Stdout, context.Stderr, context.Json, ExitCodes.StillRunning,
+                    $"shepherd: {batch.Id} is still {BatchStatusNames.ToApiName(batch.Status)} ({batch.Finished} of {batch.Total} requests ended); 'shepherd wait {batch.Id}' waits for it to end.");
+            }
             catch (JsonException ex)
             {
                 return await Refusal.ReportAsync(context.Stdout, context.Stderr, context.Json, ExitCodes.Error,

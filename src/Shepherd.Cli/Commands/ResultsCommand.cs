@@ -24,12 +24,6 @@ internal static class ResultsCommand
                 ResultFiles.CheckTarget("--output", Path.GetFullPath(target));
             }
 
-            var batch = await context.Client.GetBatchAsync(batchId, cancellationToken);
-            if (!batch.HasEnded)
-            {
-                await context.Stderr.WriteLineAsync($"{batch.Id} is {batch.StatusName}: these results are not final yet.");
-            }
-
             if (context.Parse.GetValue(output) is { } path)
             {
                 var full = Path.GetFullPath(path);
@@ -39,7 +33,7 @@ internal static class ResultsCommand
                     await RemoteOutput.WriteJsonAsync(context.Stdout, json =>
                     {
                         json.WriteStartObject();
-                        json.WriteString("batch_id", batch.Id);
+                        json.WriteString("batch_id", batchId);
                         json.WriteString("output", full);
                         json.WriteNumber("results", lines);
                         json.WriteEndObject();
@@ -47,7 +41,7 @@ internal static class ResultsCommand
                 }
                 else
                 {
-                    await context.Stdout.WriteLineAsync($"Wrote {RemoteOutput.Plural(lines, "result")} of {batch.Id} to {path}.");
+                    await context.Stdout.WriteLineAsync($"Wrote {RemoteOutput.Plural(lines, "result")} of {batchId} to {path}.");
                 }
 
                 return ExitCodes.Success;

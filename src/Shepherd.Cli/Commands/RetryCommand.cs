@@ -1,6 +1,5 @@
 using System.CommandLine;
 using Shepherd.Cli.Running;
-using Shepherd.Client;
 
 namespace Shepherd.Cli.Commands;
 
@@ -19,12 +18,7 @@ internal static class RetryCommand
         {
             var parse = context.Parse;
             var original = parse.GetValue(id)!;
-            Batch retry;
-            try
-            {
-                retry = await context.Client.RetryFailedAsync(original, cancellationToken);
-            }
-            catch (ShepherdApiException ex) when (ex.ErrorCode == "nothing_to_retry")
+            if (await context.Client.RetryFailedAsync(original, cancellationToken) is not { } retry)
             {
                 await context.Stderr.WriteLineAsync($"{original} has no failed or expired request: nothing to retry.");
                 if (context.Json)

@@ -93,29 +93,19 @@ internal sealed class AnthropicBackend(ApiPipeline pipeline, ShepherdClientOptio
     public async Task<Batch> CancelAsync(string batchId, CancellationToken cancellationToken) =>
         Wire.AnthropicBatch(await pipeline.SendJsonAsync(() => pipeline.Request(HttpMethod.Post, PathOf(batchId) + "/cancel"), cancellationToken));
 
-    /// <summary>
-    /// The result lines, streamed. The API serves them only once the batch has ended (before, it
-    /// answers 400), so the batch is looked at first and a clear error given instead.
-    /// </summary>
-    public async IAsyncEnumerable<BatchResult> ResultsAsync(string batchId, [EnumeratorCancellation] CancellationToken cancellationToken)
+    /// <summary>The result lines, streamed (the API serves them once the batch has ended).</summary>
+    public async IAsyncEnumerable<BatchResult> ResultsAsync(Batch batch, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        var batch = await GetAsync(batchId, cancellationToken);
-        if (!batch.HasEnded)
-        {
-            throw new InvalidOperationException(
-                $"Batch {batchId} is {batch.Status} ({batch.Finished} of {batch.Total} requests ended): the Anthropic API serves results once a batch has ended. Wait for it first (WaitForCompletionAsync).");
-        }
-
-        await foreach (var line in pipeline.GetJsonLinesAsync(PathOf(batchId) + "/results", cancellationToken))
+        await foreach (var line in pipeline.GetJsonLinesAsync(PathOf(batch.Id) + "/results", cancellationToken))
         {
             yield return Wire.AnthropicResult(line);
         }
     }
 
     /// <summary>Anthropic serves no single result: the results are scanned up to the one asked for.</summary>
-    public async Task<BatchResult?> ResultAsync(string batchId, string customId, CancellationToken cancellationToken)
+    public async Task<BatchResult?> ResultAsync(Batch batch, string customId, CancellationToken cancellationToken)
     {
-        await foreach (var result in ResultsAsync(batchId, cancellationToken))
+        await foreach (var result in ResultsAsync(batch, cancellationToken))
         {
             if (result.CustomId == customId)
             {
@@ -126,10 +116,13 @@ internal sealed class AnthropicBackend(ApiPipeline pipeline, ShepherdClientOptio
         return null;
     }
 
-    public Task<Batch> RetryFailedAsync(string batchId, string idempotencyKey, CancellationToken cancellationToken) =>
-        Task.FromException<Batch>(new NotSupportedException(
-            $"The Anthropic Message Batches API keeps no request bodies a client could fetch, so the failed requests of {batchId} cannot be rebuilt from the batch alone. "
-            + "Retrying needs the original requests: create a new batch of those whose custom ids did not succeed (GetResultsAsync lists them)."));
+    /// <summary>Nothing to retry is null, as on every backend; something to retry cannot be rebuilt here.</summary>
+    public Task<Batch?> RetryFailedAsync(Batch batch, string idempotencyKey, CancellationToken cancellationToken) =>
+        batch.Failed - batch.Cancelled == 0
+            ? Task.FromResult<Batch?>(null)
+            : Task.FromException<Batch?>(new NotSupportedException(
+                $"The Anthropic Message Batches API keeps no request bodies a client could fetch, so the failed requests of {batch.Id} cannot be rebuilt from the batch alone. "
+                + "Retrying needs the original requests: create a new batch of those whose custom ids did not succeed (GetResultsAsync lists them)."));
 
     private static string PathOf(string batchId) => $"{Batches}/{Uri.EscapeDataString(batchId)}";
 

@@ -14,11 +14,15 @@ internal interface IBatchBackend
 
     Task<Batch> CancelAsync(string batchId, CancellationToken cancellationToken);
 
-    /// <summary>The results, streamed: never more than a page in memory.</summary>
-    IAsyncEnumerable<BatchResult> ResultsAsync(string batchId, CancellationToken cancellationToken);
+    /// <summary>The results of the ended <paramref name="batch"/>, streamed: never more than a page in memory.</summary>
+    IAsyncEnumerable<BatchResult> ResultsAsync(Batch batch, CancellationToken cancellationToken);
 
-    Task<BatchResult?> ResultAsync(string batchId, string customId, CancellationToken cancellationToken);
+    /// <summary>One result of the ended <paramref name="batch"/>, or null when it has no such custom id.</summary>
+    Task<BatchResult?> ResultAsync(Batch batch, string customId, CancellationToken cancellationToken);
 
-    /// <summary>A new batch of the requests of <paramref name="batchId"/> that failed or expired, with their custom ids and bodies.</summary>
-    Task<Batch> RetryFailedAsync(string batchId, string idempotencyKey, CancellationToken cancellationToken);
+    /// <summary>
+    /// A new batch of the requests of the ended <paramref name="batch"/> that failed or expired,
+    /// with their custom ids and bodies; the one made before when asked again; null when none did.
+    /// </summary>
+    Task<Batch?> RetryFailedAsync(Batch batch, string idempotencyKey, CancellationToken cancellationToken);
 }

@@ -15,6 +15,7 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
 {
     protected const string DefaultEndpoint = "/v1/chat/completions";
     private const int ListPageSize = 100;
+    private const string RetryOf = "retry_of";
 
     protected ApiPipeline Pipeline => pipeline;
 
@@ -140,9 +141,8 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
         Wire.OpenAIBatch(await pipeline.SendJsonAsync(() => pipeline.Request(HttpMethod.Post, $"v1/batches/{Uri.EscapeDataString(batchId)}/cancel"), cancellationToken));
 
     /// <summary>The output file's lines, then the error file's.</summary>
-    public virtual async IAsyncEnumerable<BatchResult> ResultsAsync(string batchId, [EnumeratorCancellation] CancellationToken cancellationToken)
+    public virtual async IAsyncEnumerable<BatchResult> ResultsAsync(Batch batch, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        var batch = await GetAsync(batchId, cancellationToken);
         foreach (var fileId in new[] { batch.OutputFileId, batch.ErrorFileId })
         {
             if (fileId is null)
@@ -157,9 +157,9 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
         }
     }
 
-    public virtual async Task<BatchResult?> ResultAsync(string batchId, string customId, CancellationToken cancellationToken)
+    public virtual async Task<BatchResult?> ResultAsync(Batch batch, string customId, CancellationToken cancellationToken)
     {
-        await foreach (var result in ResultsAsync(batchId, cancellationToken))
+        await foreach (var result in ResultsAsync(batch, cancellationToken))
         {
             if (result.CustomId == customId)
             {
@@ -170,12 +170,20 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
         return null;
     }
 
-    /// <summary>The failed lines of the batch's input file, uploaded again as a new batch.</summary>
-    public virtual async Task<Batch> RetryFailedAsync(string batchId, string idempotencyKey, CancellationToken cancellationToken)
+    /// <summary>
+    /// The failed lines of the batch's input file, uploaded again as a new batch. The API keeps no
+    /// idempotency keys, so a retry made before is found among the batches created since, by its
+    /// metadata <c>retry_of</c>.
+    /// </summary>
+    public virtual async Task<Batch?> RetryFailedAsync(Batch batch, string idempotencyKey, CancellationToken cancellationToken)
     {
-        var batch = await GetAsync(batchId, cancellationToken);
+        if (await EarlierRetryAsync(batch, cancellationToken) is { } earlier)
+        {
+            return earlier;
+        }
+
         var failed = new HashSet<string>(StringComparer.Ordinal);
-        await foreach (var result in ResultsAsync(batchId, cancellationToken))
+        await foreach (var result in ResultsAsync(batch, cancellationToken))
         {
             if (result.Status is ResultStatus.Failed or ResultStatus.Expired)
             {
@@ -185,7 +193,7 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
 
         if (failed.Count == 0 || batch.InputFileId is null)
         {
-            throw new InvalidOperationException($"Batch {batchId} has no failed requests to retry.");
+            return null;
         }
 
         var path = Path.Combine(Path.GetTempPath(), "shepherd-retry-" + Guid.NewGuid().ToString("N") + ".jsonl");
@@ -202,13 +210,32 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
                 }
             }
 
-            var metadata = new Dictionary<string, string>(batch.Metadata, StringComparer.Ordinal) { ["retry_of"] = batchId };
+            var metadata = new Dictionary<string, string>(batch.Metadata, StringComparer.Ordinal) { [RetryOf] = batch.Id };
             return await CreateFromFileAsync(path, new FileBatchOptions { Endpoint = batch.Endpoint, Metadata = metadata }, idempotencyKey, cancellationToken);
         }
         finally
         {
             File.Delete(path);
         }
+    }
+
+    /// <summary>The newest batch whose <c>retry_of</c> names <paramref name="batch"/>, among those listed before it (newest first).</summary>
+    private async Task<Batch?> EarlierRetryAsync(Batch batch, CancellationToken cancellationToken)
+    {
+        await foreach (var listed in ListAsync(cancellationToken))
+        {
+            if (listed.Id == batch.Id || listed.CreatedAt < batch.CreatedAt)
+            {
+                break;
+            }
+
+            if (listed.Metadata.TryGetValue(RetryOf, out var of) && of == batch.Id)
+            {
+                return listed;
+            }
+        }
+
+        return null;
     }
 
     protected async Task<Batch> PostBatchAsync(string path, string json, string idempotencyKey, CancellationToken cancellationToken) =>

@@ -42,8 +42,9 @@ internal sealed class ShepherdBackend(ApiPipeline pipeline, ShepherdClientOption
         return PostBatchAsync("v1/batches", body.ToJsonString(), idempotencyKey, cancellationToken);
     }
 
-    public override async IAsyncEnumerable<BatchResult> ResultsAsync(string batchId, [EnumeratorCancellation] CancellationToken cancellationToken)
+    public override async IAsyncEnumerable<BatchResult> ResultsAsync(Batch batch, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
+        var batchId = batch.Id;
         var offset = 0L;
         while (true)
         {
@@ -62,11 +63,11 @@ internal sealed class ShepherdBackend(ApiPipeline pipeline, ShepherdClientOption
         }
     }
 
-    public override async Task<BatchResult?> ResultAsync(string batchId, string customId, CancellationToken cancellationToken)
+    public override async Task<BatchResult?> ResultAsync(Batch batch, string customId, CancellationToken cancellationToken)
     {
         try
         {
-            var path = $"v1/batches/{Uri.EscapeDataString(batchId)}/results/{Uri.EscapeDataString(customId)}";
+            var path = $"v1/batches/{Uri.EscapeDataString(batch.Id)}/results/{Uri.EscapeDataString(customId)}";
             return Wire.OpenAIResult(await Pipeline.SendJsonAsync(() => Pipeline.Request(HttpMethod.Get, path), cancellationToken));
         }
         catch (ShepherdApiException ex) when (ex.StatusCode == 404 && ex.Param == "custom_id")
@@ -75,6 +76,16 @@ internal sealed class ShepherdBackend(ApiPipeline pipeline, ShepherdClientOption
         }
     }
 
-    public override Task<Batch> RetryFailedAsync(string batchId, string idempotencyKey, CancellationToken cancellationToken) =>
-        PostBatchAsync($"v1/batches/{Uri.EscapeDataString(batchId)}/retry_failed", "{}", idempotencyKey, cancellationToken);
+    /// <summary>Made on the server, which keeps the idempotency key: asking again returns the same retry.</summary>
+    public override async Task<Batch?> RetryFailedAsync(Batch batch, string idempotencyKey, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await PostBatchAsync($"v1/batches/{Uri.EscapeDataString(batch.Id)}/retry_failed", "{}", idempotencyKey, cancellationToken);
+        }
+        catch (ShepherdApiException ex) when (ex.ErrorCode == "nothing_to_retry")
+        {
+            return null;
+        }
+    }
 }

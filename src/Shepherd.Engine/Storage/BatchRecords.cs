@@ -355,6 +355,13 @@ public sealed record NewBatch(string Id, string? Source, string? Endpoint = null
     /// <summary>Makes the create idempotent for the owner: a second create with the key returns the first batch.</summary>
     public string? IdempotencyKey { get; init; }
 
+    /// <summary>
+    /// The SHA-256 (hex) of the create's body, kept with <see cref="IdempotencyKey"/>: a second
+    /// create with the key and another body is refused (<see cref="IdempotencyKeyReusedException"/>).
+    /// Null compares with nothing.
+    /// </summary>
+    public string? BodySha256 { get; init; }
+
     /// <summary>The most the batch may cost, in billionths of a US dollar; null for no limit.</summary>
     public long? BudgetNanos { get; init; }
 

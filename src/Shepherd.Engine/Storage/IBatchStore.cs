@@ -32,7 +32,8 @@ public interface IBatchStore : IAsyncDisposable
     /// <summary>
     /// Creates a batch in <see cref="BatchStatus.Validating"/>; its items are added with
     /// <see cref="AddItemsAsync"/>. Returns the new batch's id, or, when the owner already made a
-    /// batch with the same idempotency key, that batch's id (and creates nothing).
+    /// batch with the same idempotency key, that batch's id (and creates nothing); throws
+    /// <see cref="IdempotencyKeyReusedException"/> when that batch was made of another body.
     /// </summary>
     Task<string> CreateBatchAsync(NewBatch batch, CancellationToken cancellationToken);
 

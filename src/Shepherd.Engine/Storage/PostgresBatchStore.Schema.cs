@@ -3,7 +3,12 @@ namespace Shepherd.Engine.Storage;
 public sealed partial class PostgresBatchStore
 {
     /// <summary>The schema, one step per version: a database at version n runs the steps after n, in one transaction.</summary>
-    private static readonly string[] Migrations = [SchemaVersion1];
+    private static readonly string[] Migrations = [SchemaVersion1, SchemaVersion2];
+
+    /// <summary>Version 2: the hash of the body an idempotency key was first used with.</summary>
+    private const string SchemaVersion2 = """
+        ALTER TABLE batches ADD COLUMN idempotency_sha256 text;
+        """;
 
     /// <summary>
     /// Version 1: what the embedded store holds (batches, items and their bodies, results, files,

@@ -14,7 +14,7 @@ namespace Shepherd.Engine.Storage;
 public sealed partial class PostgresBatchStore : IBatchStore, IClusterStore
 {
     /// <summary>The schema version this code writes; a newer database is refused.</summary>
-    public const int SchemaVersion = 1;
+    public const int SchemaVersion = 2;
 
     private const string Channel = "shepherd_batches";
     private const int FileChunkBytes = 1 << 20;
@@ -121,9 +121,9 @@ public sealed partial class PostgresBatchStore : IBatchStore, IClusterStore
         {
             var created = await ExecuteAsync(connection, tx, """
                 INSERT INTO batches (id, format, endpoint, status, source, created_at, priority, expires_at, owner, door, needs_files,
-                    input_file_id, completion_window, metadata, model, idempotency_key, budget_nanos, mode, importer)
+                    input_file_id, completion_window, metadata, model, idempotency_key, idempotency_sha256, budget_nanos, mode, importer)
                 VALUES (@id, 0, @endpoint, 'validating', @source, @now, @priority, @expires, @owner, @door, @needs_files,
-                    @input_file_id, @completion_window, @metadata, @model, @idempotency_key, @budget, @mode, @node)
+                    @input_file_id, @completion_window, @metadata, @model, @idempotency_key, @idempotency_sha256, @budget, @mode, @node)
                 ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                 """, cancellationToken,
                 ("id", batch.Id), ("endpoint", batch.Endpoint), ("source", batch.Source), ("now", now.ToUnixTimeMilliseconds()),
@@ -131,14 +131,17 @@ public sealed partial class PostgresBatchStore : IBatchStore, IClusterStore
                 ("owner", batch.Owner), ("door", (int)batch.Door), ("needs_files", batch.Door is BatchDoor.OpenAI or BatchDoor.Inline),
                 ("input_file_id", batch.InputFileId), ("completion_window", batch.CompletionWindowText), ("budget", batch.BudgetNanos),
                 ("metadata", batch.Metadata is { Count: > 0 } metadata ? StoreRows.SerializeMetadata(metadata) : null),
-                ("model", batch.Model), ("idempotency_key", batch.IdempotencyKey), ("mode", (int)batch.Mode), ("node", NodeName));
+                ("model", batch.Model), ("idempotency_key", batch.IdempotencyKey), ("idempotency_sha256", batch.BodySha256), ("mode", (int)batch.Mode), ("node", NodeName));
             if (created == 1)
             {
                 return batch.Id;
             }
 
-            return (string)(await ScalarAsync(connection, tx, "SELECT id FROM batches WHERE owner IS NOT DISTINCT FROM @owner AND idempotency_key = @key", cancellationToken,
-                ("owner", batch.Owner), ("key", batch.IdempotencyKey)))!;
+            (string, object?)[] key = [("owner", batch.Owner), ("key", batch.IdempotencyKey)];
+            return StoreRows.FirstOfKey(
+                batch,
+                (string)(await ScalarAsync(connection, tx, "SELECT id FROM batches WHERE owner IS NOT DISTINCT FROM @owner AND idempotency_key = @key", cancellationToken, key))!,
+                await ScalarAsync(connection, tx, "SELECT idempotency_sha256 FROM batches WHERE owner IS NOT DISTINCT FROM @owner AND idempotency_key = @key", cancellationToken, key) as string);
         }, cancellationToken);
     }
 

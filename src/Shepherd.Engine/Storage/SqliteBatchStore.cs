@@ -12,7 +12,7 @@ namespace Shepherd.Engine.Storage;
 public sealed class SqliteBatchStore : IBatchStore
 {
     /// <summary>The schema version this code writes; a newer file is refused.</summary>
-    public const int SchemaVersion = 6;
+    public const int SchemaVersion = 7;
 
     /// <summary>
     /// Ends a batch once every item has ended: it will end completed, cancelled or expired.
@@ -154,9 +154,9 @@ public sealed class SqliteBatchStore : IBatchStore
             using var command = writer.CreateCommand();
             command.CommandText = """
                 INSERT INTO batches (id, format, endpoint, status, source, created_at, priority, expires_at, owner, door, needs_files,
-                    input_file_id, completion_window, metadata, model, idempotency_key, budget_nanos, mode)
+                    input_file_id, completion_window, metadata, model, idempotency_key, idempotency_sha256, budget_nanos, mode)
                 VALUES ($id, 0, $endpoint, 'validating', $source, $now, $priority, $expires, $owner, $door, $needs_files,
-                    $input_file_id, $completion_window, $metadata, $model, $idempotency_key, $budget, $mode)
+                    $input_file_id, $completion_window, $metadata, $model, $idempotency_key, $idempotency_sha256, $budget, $mode)
                 ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                 """;
             var now = _time.GetUtcNow();
@@ -166,13 +166,17 @@ public sealed class SqliteBatchStore : IBatchStore
                 ("$owner", batch.Owner), ("$door", (int)batch.Door), ("$needs_files", batch.Door is BatchDoor.OpenAI or BatchDoor.Inline ? 1 : 0),
                 ("$input_file_id", batch.InputFileId), ("$completion_window", batch.CompletionWindowText), ("$budget", batch.BudgetNanos),
                 ("$metadata", batch.Metadata is { Count: > 0 } metadata ? StoreRows.SerializeMetadata(metadata) : null),
-                ("$model", batch.Model), ("$idempotency_key", batch.IdempotencyKey), ("$mode", (int)batch.Mode)]);
+                ("$model", batch.Model), ("$idempotency_key", batch.IdempotencyKey), ("$idempotency_sha256", batch.BodySha256), ("$mode", (int)batch.Mode)]);
             if (command.ExecuteNonQuery() == 1)
             {
                 return batch.Id;
             }
 
-            return (string)Scalar(writer, "SELECT id FROM batches WHERE owner = $owner AND idempotency_key = $key", null, ("$owner", batch.Owner), ("$key", batch.IdempotencyKey))!;
+            (string, object?)[] key = [("$owner", batch.Owner), ("$key", batch.IdempotencyKey)];
+            return StoreRows.FirstOfKey(
+                batch,
+                (string)Scalar(writer, "SELECT id FROM batches WHERE owner = $owner AND idempotency_key = $key", null, key)!,
+                Scalar(writer, "SELECT idempotency_sha256 FROM batches WHERE owner = $owner AND idempotency_key = $key", null, key) as string);
         }, cancellationToken);
     }
 
@@ -987,7 +991,12 @@ public sealed class SqliteBatchStore : IBatchStore
     }
 
     /// <summary>The schema, one step per version: a file at version n runs the steps after n, in one transaction.</summary>
-    private static readonly string[] Migrations = [SchemaVersion1, SchemaVersion2, SchemaVersion3, SchemaVersion4, SchemaVersion5, SchemaVersion6];
+    private static readonly string[] Migrations = [SchemaVersion1, SchemaVersion2, SchemaVersion3, SchemaVersion4, SchemaVersion5, SchemaVersion6, SchemaVersion7];
+
+    /// <summary>Version 7: the hash of the body an idempotency key was first used with.</summary>
+    private const string SchemaVersion7 = """
+        ALTER TABLE batches ADD COLUMN idempotency_sha256 TEXT;
+        """;
 
     /// <summary>Version 6: each lease's own number, so an outcome of an earlier lease never passes for the holder's.</summary>
     private const string SchemaVersion6 = """

@@ -13,6 +13,15 @@ namespace Shepherd.Engine.Storage;
 /// </summary>
 internal static class StoreRows
 {
+    /// <summary>
+    /// The batch a repeated idempotency key answers with: the first one, when it was made of the
+    /// same body (or either hash is unknown).
+    /// </summary>
+    internal static string FirstOfKey(NewBatch batch, string firstId, string? firstSha256) =>
+        firstSha256 is null || batch.BodySha256 is null || string.Equals(firstSha256, batch.BodySha256, StringComparison.Ordinal)
+            ? firstId
+            : throw new IdempotencyKeyReusedException(batch.IdempotencyKey!, firstId);
+
     internal const string BatchColumns =
         "id, format, endpoint, status, source, source_sha256, source_bytes, created_at, in_progress_at, completed_at, failed_at, total, succeeded, failed, " +
         "input_tokens, output_tokens, errors, priority, expires_at, cancelling_at, cancelled_at, expired_at, cancelled, expired, " +

@@ -65,7 +65,7 @@ internal sealed class MessageBatchesApi(ServerCore core)
 
         var created = new NewBatch(BatchIds.New("msgbatch_"), null, BatchEndpoints.Messages, CompletionWindow: Window)
         {
-            Owner = caller.Owner, Door = BatchDoor.Anthropic, CompletionWindowText = "24h", IdempotencyKey = idempotencyKey,
+            Owner = caller.Owner, Door = BatchDoor.Anthropic, CompletionWindowText = "24h", IdempotencyKey = idempotencyKey, BodySha256 = body.Sha256,
         };
         var batch = await core.CreateAndImportAsync(created, body.SpoolPath, BatchEndpoints.Messages, [], caller, context.RequestAborted);
         if (batch.Format != InputFormat.Anthropic)

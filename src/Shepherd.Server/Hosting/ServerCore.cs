@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
+using Microsoft.AspNetCore.Http;
 using Shepherd.Engine.Batches;
 using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Dispatch.Native;
@@ -99,7 +100,7 @@ internal sealed partial class ServerCore(
     public async Task<BatchRecord> CreateAndImportAsync(NewBatch batch, string linesPath, string? endpoint, IReadOnlyList<InputError> refused, Caller caller, CancellationToken cancellationToken)
     {
         await CheckLimitsAsync(caller, cancellationToken);
-        var id = await store.CreateBatchAsync(batch, cancellationToken);
+        var id = await CreateOnceAsync(batch, cancellationToken);
         if (id != batch.Id)
         {
             return await store.GetBatchAsync(id, cancellationToken) ?? throw new InvalidOperationException($"Batch {id} vanished.");
@@ -134,6 +135,19 @@ internal sealed partial class ServerCore(
         return await store.GetBatchAsync(id, cancellationToken) ?? throw new InvalidOperationException($"Batch {id} vanished.");
     }
 
+    /// <summary>Creates the batch, or finds the one its idempotency key made; a key reused for another body is 422.</summary>
+    private async Task<string> CreateOnceAsync(NewBatch batch, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await store.CreateBatchAsync(batch, cancellationToken);
+        }
+        catch (IdempotencyKeyReusedException ex)
+        {
+            throw new ApiException(StatusCodes.Status422UnprocessableEntity, ex.Message, "Idempotency-Key", "idempotency_key_reused");
+        }
+    }
+
     /// <summary>
     /// Refuses a create (429) when the caller's tenant is at its limit of open batches, or has no
     /// room left for queued requests. A file's requests are counted once it has been read.
@@ -161,7 +175,7 @@ internal sealed partial class ServerCore(
     public async Task<BatchRecord> CreateFromFileAsync(NewBatch batch, Caller caller, CancellationToken cancellationToken)
     {
         await CheckLimitsAsync(caller, cancellationToken);
-        var id = await store.CreateBatchAsync(batch, cancellationToken);
+        var id = await CreateOnceAsync(batch, cancellationToken);
         // The answer is the batch as created (validating), read before the reading starts: read
         // after, it would depend on how fast a small file is read.
         var created = await store.GetBatchAsync(id, cancellationToken) ?? throw new InvalidOperationException($"Batch {id} vanished.");

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Security.Cryptography;
 using System.Text.Json;
 using Shepherd.Engine.Formats;
 
@@ -32,6 +33,12 @@ internal sealed class CreateBody : IDisposable
     public string SpoolPath { get; }
 
     /// <summary>
+    /// The SHA-256 (lower-case hex) of the body's JSON object as it came, hashed while it was
+    /// spooled: what an idempotency key is kept with, so a key reused for another body is seen.
+    /// </summary>
+    public string Sha256 { get; private set; } = "";
+
+    /// <summary>
     /// Reads a JSON object from <paramref name="body"/>. At most <paramref name="maxRequests"/>
     /// requests of at most <paramref name="maxValueBytes"/> bytes each are accepted.
     /// </summary>
@@ -56,6 +63,7 @@ internal sealed class CreateBody : IDisposable
     private async Task ParseAsync(Stream body, Stream spool, long maxRequests, int maxValueBytes, CancellationToken cancellationToken)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(InitialBufferBytes);
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         try
         {
             var parse = new ParseState(maxRequests);
@@ -72,10 +80,12 @@ internal sealed class CreateBody : IDisposable
                     await WriteLineAsync(spool, buffer.AsMemory(start + at, length), cancellationToken);
                 }
 
+                hash.AppendData(buffer, start, consumed);
                 start += consumed;
                 offset += consumed;
                 if (parse.Phase == Phase.Done)
                 {
+                    Sha256 = Convert.ToHexStringLower(hash.GetHashAndReset());
                     return;
                 }
 

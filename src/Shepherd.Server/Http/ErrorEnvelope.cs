@@ -13,8 +13,8 @@ internal static class ErrorEnvelope
                 json.WriteStartObject();
                 json.WriteString("type", "error");
                 json.WriteStartObject("error");
-                // A conflict (such as deleting a batch still running) is a bad request in this dialect.
-                json.WriteString("type", status == StatusCodes.Status409Conflict ? "invalid_request_error" : ResultLineWriter.AnthropicErrorType(status));
+                // A conflict (deleting a batch still running, an idempotency key reused) is a bad request in this dialect.
+                json.WriteString("type", status is StatusCodes.Status409Conflict or StatusCodes.Status422UnprocessableEntity ? "invalid_request_error" : ResultLineWriter.AnthropicErrorType(status));
                 json.WriteString("message", message);
                 json.WriteEndObject();
                 json.WriteEndObject();

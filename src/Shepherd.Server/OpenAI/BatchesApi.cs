@@ -75,11 +75,11 @@ internal sealed class BatchesApi(ServerCore core)
         var batch = body.HasRequests
             ? await CreateInlineAsync(body, caller, new NewBatch(BatchIds.NewBatchId(), null, CompletionWindow: Fields.Window(window))
             {
-                Owner = caller.Owner, Door = BatchDoor.Inline, CompletionWindowText = window, Metadata = metadata, IdempotencyKey = idempotencyKey,
+                Owner = caller.Owner, Door = BatchDoor.Inline, CompletionWindowText = window, Metadata = metadata, IdempotencyKey = idempotencyKey, BodySha256 = body.Sha256,
             }, context.RequestAborted)
             : await CreateFromFileAsync(body, caller, new NewBatch(BatchIds.NewBatchId(), null, CompletionWindow: Fields.Window(window ?? "24h"))
             {
-                Owner = caller.Owner, Door = BatchDoor.OpenAI, CompletionWindowText = window ?? "24h", Metadata = metadata, IdempotencyKey = idempotencyKey,
+                Owner = caller.Owner, Door = BatchDoor.OpenAI, CompletionWindowText = window ?? "24h", Metadata = metadata, IdempotencyKey = idempotencyKey, BodySha256 = body.Sha256,
             }, context.RequestAborted);
         return Answer(batch);
     }

@@ -379,6 +379,20 @@ public abstract partial class BatchStoreContract : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AnIdempotencyKey_ReusedForAnotherBody_IsRefused_AndTheSameBodyGetsTheFirstBatch()
+    {
+        await Store.CreateBatchAsync(new NewBatch("batch_1", null) { Owner = "alice", IdempotencyKey = "k1", BodySha256 = "aa" }, Ct);
+
+        var refused = await Assert.ThrowsAsync<IdempotencyKeyReusedException>(
+            () => Store.CreateBatchAsync(new NewBatch("batch_2", null) { Owner = "alice", IdempotencyKey = "k1", BodySha256 = "bb" }, Ct));
+        var same = await Store.CreateBatchAsync(new NewBatch("batch_3", null) { Owner = "alice", IdempotencyKey = "k1", BodySha256 = "aa" }, Ct);
+
+        Assert.Equal("batch_1", refused.BatchId);
+        Assert.Equal("batch_1", same);
+        Assert.Null(await Store.GetBatchAsync("batch_2", Ct));
+    }
+
+    [Fact]
     public async Task ABatch_KeepsWhatItWasCreatedWith()
     {
         await Store.CreateBatchAsync(new NewBatch("batch_m", "upload", "/v1/embeddings", CompletionWindow: TimeSpan.FromHours(24))
