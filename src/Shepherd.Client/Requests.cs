@@ -86,8 +86,8 @@ public sealed record NewBatch
     /// <summary>Up to 16 pairs, keys up to 64 characters, values up to 512.</summary>
     public IReadOnlyDictionary<string, string>? Metadata { get; init; }
 
-    /// <summary>How long the batch may take, such as <c>24h</c>; unfinished requests then expire.</summary>
-    public string? CompletionWindow { get; init; }
+    /// <summary>How long the batch may take; unfinished requests then expire. None (a Shepherd server) or 24 hours (the OpenAI and Anthropic APIs) when null.</summary>
+    public TimeSpan? CompletionWindow { get; init; }
 
     /// <summary>The most the batch may cost, in US dollars; a Shepherd server sends a request only while it fits. Null for none.</summary>
     public decimal? BudgetUsd { get; init; }
@@ -106,10 +106,10 @@ public sealed record FileBatchOptions
     public IReadOnlyDictionary<string, string>? Metadata { get; init; }
 
     /// <summary>
-    /// How long the batch may take.
-    /// <value>The default is <c>24h</c>.</value>
+    /// How long the batch may take; unfinished requests then expire.
+    /// <value>The default is 24 hours.</value>
     /// </summary>
-    public string CompletionWindow { get; init; } = "24h";
+    public TimeSpan CompletionWindow { get; init; } = Backends.Requests.DefaultWindow;
 
     /// <summary>The most the batch may cost, in US dollars; a Shepherd server sends a request only while it fits. Null for none.</summary>
     public decimal? BudgetUsd { get; init; }

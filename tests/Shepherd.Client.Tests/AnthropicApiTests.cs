@@ -248,7 +248,7 @@ public sealed class AnthropicApiTests
         var metadata = new FileBatchOptions { Metadata = new Dictionary<string, string> { ["team"] = "search" } };
         await Assert.ThrowsAsync<ArgumentException>(() => client.CreateBatchFromFileAsync(path, metadata, Ct));
         await Assert.ThrowsAsync<ArgumentException>(() => client.CreateBatchAsync(new NewBatch { Endpoint = "/v1/chat/completions", Requests = [BatchItem.FromPrompt("a", ShortPrompt)] }, Ct));
-        await Assert.ThrowsAsync<ArgumentException>(() => client.CreateBatchAsync(new NewBatch { CompletionWindow = "1h", Requests = [BatchItem.FromPrompt("a", ShortPrompt)] }, Ct));
+        await Assert.ThrowsAsync<ArgumentException>(() => client.CreateBatchAsync(new NewBatch { CompletionWindow = TimeSpan.FromHours(1), Requests = [BatchItem.FromPrompt("a", ShortPrompt)] }, Ct));
 
         Assert.Empty(await client.ListBatchesAsync(Ct).ToListAsync(Ct));
     }

@@ -80,4 +80,14 @@ public sealed class ChatRequestTests
         Assert.Equal((BatchStatus.Unknown, "archiving"), (messageBatch.Status, messageBatch.StatusName));
         Assert.Equal("unknown", BatchStatus.Unknown.ToApiName());
     }
+
+    [Theory]
+    [InlineData(24 * 3600.0, "1d")]
+    [InlineData(7 * 24 * 3600.0, "7d")]
+    [InlineData(5 * 3600.0, "5h")]
+    [InlineData(90 * 60.0, "90m")]
+    [InlineData(61.0, "61s")]
+    [InlineData(0.2, "1s")]
+    public void ACompletionWindow_IsWrittenInItsLargestWholeUnit(double seconds, string written) =>
+        Assert.Equal(written, Requests.WindowText(TimeSpan.FromSeconds(seconds)));
 }

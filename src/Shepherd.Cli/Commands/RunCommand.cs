@@ -14,7 +14,7 @@ internal static class RunCommand
         var engine = new EngineOptionSet("Where requests go: sim (the built-in simulated provider), openai (any OpenAI-compatible server), anthropic. Default: anthropic for Anthropic input, openai otherwise");
         var priority = CliOptions.Choice("--priority", "The order among batches sharing a lane", BatchPriority.Normal,
             ("low", BatchPriority.Low), ("normal", BatchPriority.Normal), ("high", BatchPriority.High));
-        var window = CliOptions.Duration("--completion-window", "Give up after this long (24h, 90m): unfinished requests end batch_expired");
+        var window = CliOptions.Duration("--completion-window", "Give up after this long (24h, 90m, 7d): unfinished requests end batch_expired");
         var state = new Option<string?>("--state") { Description = "The state file; defaults to FILE.shepherd.db beside the input" };
         var output = new Option<string?>("--output", "-o") { Description = "Where successful results go; defaults to NAME.out.jsonl beside the input" };
         var errors = new Option<string?>("--errors") { Description = "Where failed results go; defaults to NAME.errors.jsonl beside the input" };

@@ -22,14 +22,7 @@ internal static class SubmitCommand
             }
         });
         var metadata = Metadata();
-        var window = new Option<string?>("--completion-window") { Description = "How long the batch may take (24h, 90m, 7d): unfinished requests then expire. Default 24h", HelpName = "DURATION" };
-        window.Validators.Add(result =>
-        {
-            if (result.GetValueOrDefault<string?>() is { } text && !IsWindow(text))
-            {
-                result.AddError($"--completion-window is a whole number of s, m, h or d, such as 24h, 90m or 7d; got '{text}'.");
-            }
-        });
+        var window = CliOptions.Duration("--completion-window", "How long the batch may take (24h, 90m, 7d): unfinished requests then expire. Default 24h");
         var waiting = new WaitOptionSet();
         var remote = new RemoteOptionSet("Print the batch as JSON on stdout (with --wait, once it has ended; progress goes to stderr)");
 
@@ -49,7 +42,7 @@ internal static class SubmitCommand
             {
                 Endpoint = parse.GetValue(endpoint),
                 Metadata = parse.GetValue(metadata) is { Count: > 0 } pairs ? pairs : null,
-                CompletionWindow = parse.GetValue(window) ?? "24h",
+                CompletionWindow = parse.GetValue(window) ?? TimeSpan.FromHours(24),
                 BudgetUsd = parse.GetValue(budget) is { } nanos ? Engine.Pricing.Cost.ToUsd(nanos) : null,
             };
             // The file is checked here first, as run checks it, so a bad line is named before anything is uploaded.
@@ -120,8 +113,4 @@ internal static class SubmitCommand
             return pairs;
         },
     };
-
-    /// <summary>The server's completion windows: a whole number of seconds, minutes, hours or days.</summary>
-    private static bool IsWindow(string text) =>
-        text.Length > 1 && text[^1] is 's' or 'm' or 'h' or 'd' && text[..^1].All(char.IsAsciiDigit) && text[..^1].Any(c => c != '0');
 }

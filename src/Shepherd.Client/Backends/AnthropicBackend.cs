@@ -15,7 +15,6 @@ namespace Shepherd.Client.Backends;
 internal sealed class AnthropicBackend(ApiPipeline pipeline, ShepherdClientOptions options) : IBatchBackend
 {
     private const string Endpoint = "/v1/messages";
-    private const string Window = "24h";
     private const string Batches = "v1/messages/batches";
     private const int ListPageSize = 100;
 
@@ -127,7 +126,7 @@ internal sealed class AnthropicBackend(ApiPipeline pipeline, ShepherdClientOptio
     private static string PathOf(string batchId) => $"{Batches}/{Uri.EscapeDataString(batchId)}";
 
     /// <summary>Refuses what the API cannot keep, rather than dropping it unseen.</summary>
-    private static void Supported(string? endpoint, IReadOnlyDictionary<string, string>? metadata, string? window, decimal? budget, string name)
+    private static void Supported(string? endpoint, IReadOnlyDictionary<string, string>? metadata, TimeSpan? window, decimal? budget, string name)
     {
         if (budget is not null)
         {
@@ -144,9 +143,9 @@ internal sealed class AnthropicBackend(ApiPipeline pipeline, ShepherdClientOptio
             throw new ArgumentException("The Anthropic Message Batches API keeps no metadata; leave it out.", name);
         }
 
-        if (window is not null && window != Window)
+        if (window is { } given && given != Requests.DefaultWindow)
         {
-            throw new ArgumentException($"The Anthropic Message Batches API's completion window is always {Window}, not {window}.", name);
+            throw new ArgumentException($"The Anthropic Message Batches API's completion window is always {Requests.WindowText(Requests.DefaultWindow)}, not {Requests.WindowText(given)}.", name);
         }
     }
 

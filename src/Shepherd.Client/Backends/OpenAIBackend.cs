@@ -78,7 +78,7 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
                 }
             }
 
-            var fileOptions = new FileBatchOptions { Endpoint = endpoint, Metadata = batch.Metadata, CompletionWindow = batch.CompletionWindow ?? "24h", BudgetUsd = batch.BudgetUsd };
+            var fileOptions = new FileBatchOptions { Endpoint = endpoint, Metadata = batch.Metadata, CompletionWindow = batch.CompletionWindow ?? Requests.DefaultWindow, BudgetUsd = batch.BudgetUsd };
             return await CreateFromFileAsync(path, fileOptions, idempotencyKey, cancellationToken);
         }
         finally
@@ -103,7 +103,7 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
         {
             ["input_file_id"] = Wire.String(file, "id"),
             ["endpoint"] = endpoint,
-            ["completion_window"] = options.CompletionWindow,
+            ["completion_window"] = Requests.WindowText(options.CompletionWindow),
         };
         if (options.Metadata is { Count: > 0 } metadata)
         {

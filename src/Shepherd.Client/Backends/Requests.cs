@@ -8,6 +8,20 @@ internal static class Requests
     /// <summary>The answer length asked for when a prompt goes to an API that requires one.</summary>
     public const int DefaultMaxTokens = 1024;
 
+    /// <summary>The completion window of the OpenAI and Anthropic batch APIs, and the default of a file batch.</summary>
+    public static readonly TimeSpan DefaultWindow = TimeSpan.FromHours(24);
+
+    /// <summary>A completion window as the APIs write it: a whole number of days, hours, minutes or seconds (<c>24h</c>, <c>90m</c>); a part of a second counts as one.</summary>
+    public static string WindowText(TimeSpan window)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(window, TimeSpan.Zero, nameof(window));
+        var seconds = (long)Math.Ceiling(window.TotalSeconds);
+        return seconds % 86_400 == 0 ? $"{seconds / 86_400}d"
+            : seconds % 3_600 == 0 ? $"{seconds / 3_600}h"
+            : seconds % 60 == 0 ? $"{seconds / 60}m"
+            : $"{seconds}s";
+    }
+
     public static JsonObject BodyOf(BatchItem item, string endpoint, string? model)
     {
         var body = item.Body is { } given ? (JsonObject)given.DeepClone()

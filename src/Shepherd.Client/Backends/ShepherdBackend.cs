@@ -34,7 +34,7 @@ internal sealed class ShepherdBackend(ApiPipeline pipeline, ShepherdClientOption
 
         if (batch.CompletionWindow is { } window)
         {
-            body["completion_window"] = window;
+            body["completion_window"] = Requests.WindowText(window);
         }
 
         AddBudget(body, batch.BudgetUsd);

@@ -133,6 +133,7 @@ public sealed record RateLimitSnapshot
 
             double? unit = span[digits..letters] switch
             {
+                "d" => 86_400_000,
                 "h" => 3600_000,
                 "m" => 60_000,
                 "s" => 1000,
