@@ -42,7 +42,8 @@ public sealed class BatchCollector : IAsyncDisposable
     private readonly BatchCollectorOptions _options;
     private readonly TimeProvider _time;
     private readonly string _instance;
-    private readonly Lock _gate = new();
+    // An object, not System.Threading.Lock: the client runs on .NET 8 too.
+    private readonly object _gate = new();
     private readonly Queue<Entry> _pending = new();
     private readonly LinkedList<Entry> _waiting = new();
     private readonly List<FlushWaiter> _flushWaiters = [];
