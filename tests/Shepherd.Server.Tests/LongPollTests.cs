@@ -1,4 +1,6 @@
+using Shepherd.Engine.Storage;
 using Shepherd.Simulator;
+using Shepherd.Testing;
 
 namespace Shepherd.Server.Tests;
 
@@ -42,5 +44,28 @@ public sealed class LongPollTests
         Assert.Equal(404, foreign);
         Assert.Equal((400, "wait"), (bad, refusal.GetProperty("error").GetProperty("param").GetString()));
         await server.PostAsync($"/v1/batches/{id}/cancel");
+    }
+
+    [Fact]
+    public async Task OnNodesSharingAStore_ALookHeldByOneNode_IsAnsweredWhenTheBatchEnds()
+    {
+        if (PostgresCluster.SkipReason is { } reason)
+        {
+            Assert.Skip(reason);
+        }
+
+        var database = await PostgresCluster.CreateDatabaseAsync(Ct);
+        var slow = new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(1500) };
+        await using var first = await RunningServer.StartAsync(slow, sharedStore: new PostgresStoreOptions { ConnectionString = database, NodeName = "node-a" });
+        await using var second = await RunningServer.StartAsync(slow, sharedStore: new PostgresStoreOptions { ConnectionString = database, NodeName = "node-b" });
+        var (_, created) = await first.PostAsync("/v1/batches", """{"model":"gpt-4o-mini","requests":[{"custom_id":"only","prompt":"p"}]}""");
+        var id = created.GetProperty("id").GetString()!;
+
+        // Whichever node sends the request and writes the files, both answer their held looks.
+        var onFirst = first.GetAsync($"/v1/batches/{id}?wait=60");
+        var onSecond = second.GetAsync($"/v1/batches/{id}?wait=60");
+        var answers = await Task.WhenAll(onFirst, onSecond).WaitAsync(Patience, Ct);
+
+        Assert.All(answers, a => Assert.Equal((200, "completed"), (a.Status, a.Body.GetProperty("status").GetString())));
     }
 }

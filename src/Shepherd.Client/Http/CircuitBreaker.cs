@@ -53,7 +53,7 @@ internal sealed class CircuitBreaker(int failuresToOpen, TimeSpan openFor, TimeP
         lock (_lock)
         {
             _failures++;
-            _lastFailure = why;
+            _lastFailure = why.TrimEnd('.');
             if (_failures >= failuresToOpen || _trialOut)
             {
                 _openUntil = time.GetUtcNow() + openFor;
