@@ -95,9 +95,8 @@ public sealed class ShepherdClient : IDisposable
     /// at on that schedule. A server that cannot be reached is tried again, with
     /// <see cref="BatchProgress.Reconnecting"/> reported, for up to <see cref="ShepherdClientOptions.WaitOutageTolerance"/>.
     /// Without a <paramref name="timeout"/> it waits <see cref="DefaultTimeout"/>. A timeout only
-    /// stops the waiting: the batch goes on. <paramref name="progress"/> is called on the waiting
-    /// task itself, never after this returns (a <see cref="Progress{T}"/> posts its handler, which
-    /// may then run later; use an <see cref="IProgress{T}"/> of your own to keep the order).
+    /// stops the waiting: the batch goes on. No handler of <paramref name="progress"/> runs after
+    /// this returns: a <see cref="Progress{T}"/>, which posts its handler to run later, is waited for.
     /// </summary>
     public async Task<BatchCompletion> WaitForCompletionAsync(
         string batchId,
@@ -105,22 +104,38 @@ public sealed class ShepherdClient : IDisposable
         TimeSpan? timeout = null,
         CancellationToken cancellationToken = default)
     {
-        Checked(batchId);
+        using var relay = new ProgressRelay(progress);
+        var completion = await WaitAsync(batchId, relay, timeout, cancellationToken);
+        await relay.HandledAsync(cancellationToken);
+        return completion;
+    }
+
+    private async Task<BatchCompletion> WaitAsync(string batchId, ProgressRelay progress, TimeSpan? timeout, CancellationToken cancellationToken)
+    {
         var time = Options.TimeProvider;
+
+        // The first look is an ordinary call: a server never reached (a wrong url) fails the wait
+        // as it fails any call; an outage after it is ridden out.
+        var batch = await GetBatchAsync(batchId, cancellationToken);
         var started = time.GetUtcNow();
-        var deadline = started + timeout;
-        (DateTimeOffset At, long Finished)? first = null;
-        Batch? batch = null;
+        var deadline = started + (timeout ?? DefaultTimeout(batch));
+        var first = (At: started, batch.Finished);
+        var delay = Options.PollInitialDelay;
         DateTimeOffset? unreachableSince = null;
         var failures = 0;
-        var delay = TimeSpan.Zero;
-        while (true)
+        progress.Report(new BatchProgress(batch, Eta(first, batch, started)));
+        while (!batch.HasEnded)
         {
             var now = time.GetUtcNow();
-            var wait = deadline is { } end && end - now < delay ? end - now : delay;
+            var left = deadline - now;
+            if (left <= TimeSpan.Zero)
+            {
+                return new BatchCompletion(batch, TimedOut: true);
+            }
+
             try
             {
-                batch = await _backend.WatchAsync(batchId, wait > TimeSpan.Zero ? wait : TimeSpan.Zero, cancellationToken);
+                batch = await _backend.WatchAsync(batchId, delay < left ? delay : left, cancellationToken);
                 unreachableSince = null;
                 failures = 0;
             }
@@ -128,44 +143,29 @@ public sealed class ShepherdClient : IDisposable
             {
                 now = time.GetUtcNow();
                 unreachableSince ??= now;
-                if (now - unreachableSince >= Options.WaitOutageTolerance || (deadline <= now && batch is null))
+                if (now - unreachableSince >= Options.WaitOutageTolerance)
                 {
                     throw;
                 }
 
-                if (batch is not null)
-                {
-                    if (deadline <= now)
-                    {
-                        return new BatchCompletion(batch, TimedOut: true);
-                    }
-
-                    progress?.Report(new BatchProgress(batch, null) { UnreachableSince = unreachableSince, ReconnectReason = ex.Message });
-                }
+                progress.Report(new BatchProgress(batch, null) { UnreachableSince = unreachableSince, ReconnectReason = ex.Message });
 
                 // Backed off as a retry is, so a server coming back is found soon and a dead one is not hammered.
                 var pause = _pipeline.Backoff(failures++, null);
-                var left = (deadline ?? DateTimeOffset.MaxValue) - now;
-                await Task.Delay(pause < left ? pause : left, time, cancellationToken);
+                left = deadline - now;
+                if (left > TimeSpan.Zero)
+                {
+                    await Task.Delay(pause < left ? pause : left, time, cancellationToken);
+                }
+
                 continue;
             }
 
-            now = time.GetUtcNow();
-            first ??= (now, batch.Finished);
-            deadline ??= started + DefaultTimeout(batch);
-            progress?.Report(new BatchProgress(batch, Eta(first.Value, batch, now)));
-            if (batch.HasEnded)
-            {
-                return new BatchCompletion(batch, TimedOut: false);
-            }
-
-            if (deadline <= now)
-            {
-                return new BatchCompletion(batch, TimedOut: true);
-            }
-
-            delay = delay == TimeSpan.Zero ? Options.PollInitialDelay : TimeSpan.FromTicks(Math.Min((long)(delay.Ticks * Options.PollGrowth), Options.PollMaxDelay.Ticks));
+            delay = TimeSpan.FromTicks(Math.Min((long)(delay.Ticks * Options.PollGrowth), Options.PollMaxDelay.Ticks));
+            progress.Report(new BatchProgress(batch, Eta(first, batch, time.GetUtcNow())));
         }
+
+        return new BatchCompletion(batch, TimedOut: false);
     }
 
     /// <summary>

@@ -292,4 +292,35 @@ public sealed class ResilienceTests
         Assert.Equal(0.91m, progress.ProjectedCostUsd);
         Assert.Null(noneYet.ProjectedCostUsd);
     }
+
+    [Fact]
+    public async Task AProgressOfT_HasHandledEveryReport_BeforeTheWaitReturns()
+    {
+        var time = new FakeTimeProvider(Start);
+        var (client, _, _) = Scripted(time, o => o.Api = BatchApi.OpenAI, Answer(BatchJson("completed", 100)));
+        using var _ = client;
+        using var gate = new ManualResetEventSlim();
+        var handled = new List<double>();
+
+        // Progress<T> posts its handler to the thread pool; this one is held until the gate opens.
+        var wait = client.WaitForCompletionAsync("batch_1", new Progress<BatchProgress>(p =>
+        {
+            gate.Wait(Ct);
+            lock (handled)
+            {
+                handled.Add(p.Percent);
+            }
+        }), Ct);
+        for (var spin = 0; spin < 50; spin++)
+        {
+            await Task.Yield();
+        }
+
+        var returnedBeforeTheHandler = wait.IsCompleted;
+        gate.Set();
+        await wait;
+
+        Assert.False(returnedBeforeTheHandler);
+        Assert.Equal([100], handled);
+    }
 }
