@@ -94,15 +94,9 @@ internal sealed class ProgressDisplay(IAnsiConsole console, TextWriter plain, Pr
                 break;
             default:
                 string? last = null;
-                while (true)
+                while (!work.IsCompleted)
                 {
                     await Task.WhenAny(work, Task.Delay(PlainInterval, time));
-                    if (work.IsCompleted)
-                    {
-                        // The wait has returned: its summary follows, not one more progress line.
-                        break;
-                    }
-
                     var now = await sample();
                     // A remote batch still validating has no requests counted yet: it is at the start, not the end.
                     var percent = now.Total == 0 ? (now.Remote is null ? 100 : 0) : 100.0 * now.Finished / now.Total;
