@@ -323,4 +323,31 @@ public sealed class ResilienceTests
         Assert.False(returnedBeforeTheHandler);
         Assert.Equal([100], handled);
     }
+
+    [Fact]
+    public async Task ATrialCallCancelledByItsCaller_DoesNotLeaveTheBreakerRefusingForever()
+    {
+        var time = new FakeTimeProvider(Start);
+        var failure = ScriptedHandler.Json(HttpStatusCode.InternalServerError, """{"error":{"message":"down","type":"server_error","param":null,"code":null}}""");
+        var (client, _, _) = Scripted(time, o => (o.MaxRetries, o.BreakerFailures, o.BreakerDuration) = (0, 1, TimeSpan.FromSeconds(10)),
+            failure,
+            async (_, ct) =>
+            {
+                // The trial hangs until its caller gives up.
+                await Task.Delay(Timeout.InfiniteTimeSpan, time, ct);
+                throw new InvalidOperationException("not reached");
+            },
+            Answer(BatchJson("in_progress", 1)));
+        using var _ = client;
+        await Assert.ThrowsAsync<ShepherdApiException>(() => client.GetBatchAsync("batch_1", Ct));
+        time.Advance(TimeSpan.FromSeconds(10));
+
+        using var giveUp = new CancellationTokenSource();
+        var trial = client.GetBatchAsync("batch_1", giveUp.Token);
+        await giveUp.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => trial);
+        var next = await client.GetBatchAsync("batch_1", Ct);
+
+        Assert.Equal(1, next.Succeeded);
+    }
 }

@@ -44,6 +44,20 @@ internal sealed class ApiPipeline : IDisposable
             _breaker.Enter();
         }
 
+        try
+        {
+            return await SendTriesAsync(build, streamed, kind, cancellationToken);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested && kind != CallKind.Look)
+        {
+            // A call given up by its caller says nothing of the server; were it the breaker's trial, another may go.
+            _breaker.Abandoned();
+            throw;
+        }
+    }
+
+    private async Task<HttpResponseMessage> SendTriesAsync(Func<HttpRequestMessage> build, bool streamed, CallKind kind, CancellationToken cancellationToken)
+    {
         for (var attempt = 0; ; attempt++)
         {
             var (response, failure, retryAfter) = await TryAsync(build, streamed, cancellationToken);

@@ -47,6 +47,15 @@ internal sealed class CircuitBreaker(int failuresToOpen, TimeSpan openFor, TimeP
         }
     }
 
+    /// <summary>A call ended without an outcome (its caller cancelled it): if it was the trial, the next call may be one.</summary>
+    public void Abandoned()
+    {
+        lock (_lock)
+        {
+            _trialOut = false;
+        }
+    }
+
     /// <summary>Counts a call that failed, all its retries included; <paramref name="why"/> is what the breaker's refusals quote.</summary>
     public void Failed(string why)
     {
