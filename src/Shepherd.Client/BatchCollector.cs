@@ -67,7 +67,7 @@ public sealed class BatchCollector : IAsyncDisposable
         _client = client;
         _options = (options ?? new BatchCollectorOptions()).Validated();
         _time = client.Options.TimeProvider;
-        _instance = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6));
+        _instance = Convert.ToHexString(RandomNumberGenerator.GetBytes(6)).ToLowerInvariant();
         _size = _options.MaxBatchSize;
         _timer = _time.CreateTimer(static state => ((BatchCollector)state!).OnTimer(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
     }

@@ -251,7 +251,7 @@ public sealed class ShepherdClient : IDisposable
         return batchId;
     }
 
-    private static string NewIdempotencyKey() => "shepherd-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
+    private static string NewIdempotencyKey() => "shepherd-" + Convert.ToHexString(RandomNumberGenerator.GetBytes(16)).ToLowerInvariant();
 }
 
 /// <summary>A batch known by its id: rebuilt from the id alone, in any process.</summary>
