@@ -197,7 +197,24 @@ public sealed record BatchProgress(Batch Batch, TimeSpan? Eta)
     public decimal CostUsd => Batch.CostUsd;
 
     /// <summary>
-    /// What the whole batch will cost at the cost per request so far; null before the first request ends.
+    /// What the whole batch will cost: the cost so far, and the requests still to end at the cost
+    /// per succeeded request so far (failures cost nothing, so they do not bring the projection
+    /// down to 0); null before the first request succeeds.
     /// </summary>
-    public decimal? ProjectedCostUsd => Batch.Finished == 0 ? null : Batch.CostUsd / Batch.Finished * Batch.Total;
+    public decimal? ProjectedCostUsd => Batch.Succeeded == 0 ? null : Batch.CostUsd + (Batch.CostUsd / Batch.Succeeded * (Batch.Total - Batch.Finished));
+
+    /// <summary>
+    /// Since when the server could not be reached, while the wait rides out an outage
+    /// (<see cref="Batch"/> is then the batch as last seen); null while it answers.
+    /// </summary>
+    public DateTimeOffset? UnreachableSince { get; init; }
+
+    /// <summary>Why the last look at the batch failed, while <see cref="Reconnecting"/>.</summary>
+    public string? ReconnectReason { get; init; }
+
+    /// <summary>
+    /// True while the wait cannot reach the server and keeps trying, up to
+    /// <see cref="ShepherdClientOptions.WaitOutageTolerance"/>.
+    /// </summary>
+    public bool Reconnecting => UnreachableSince is not null;
 }

@@ -42,6 +42,7 @@ public sealed class BatchCollector : IAsyncDisposable
     private readonly BatchCollectorOptions _options;
     private readonly TimeProvider _time;
     private readonly string _instance;
+    // An object, not System.Threading.Lock: the client runs on .NET 8 too.
     private readonly object _gate = new();
     private readonly Queue<Entry> _pending = new();
     private readonly LinkedList<Entry> _waiting = new();
@@ -66,7 +67,7 @@ public sealed class BatchCollector : IAsyncDisposable
         _client = client;
         _options = (options ?? new BatchCollectorOptions()).Validated();
         _time = client.Options.TimeProvider;
-        _instance = Convert.ToHexString(RandomNumberGenerator.GetBytes(6));
+        _instance = Convert.ToHexString(RandomNumberGenerator.GetBytes(6)).ToLowerInvariant();
         _size = _options.MaxBatchSize;
         _timer = _time.CreateTimer(static state => ((BatchCollector)state!).OnTimer(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
     }

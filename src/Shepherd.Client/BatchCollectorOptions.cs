@@ -54,7 +54,7 @@ public sealed class BatchCollectorOptions
     public int MaxConcurrentBatches { get; set; } = 4;
 
     /// <summary>
-    /// How long to wait for each batch to end (passed to <see cref="ShepherdClient.WaitForCompletionAsync"/>);
+    /// How long to wait for each batch to end (passed to <see cref="ShepherdClient.WaitForCompletionAsync(string, IProgress{BatchProgress}?, TimeSpan?, CancellationToken)"/>);
     /// when it passes, the batch's callers fail, and the batch goes on on the server.
     /// <value>The default is null: the client's <see cref="ShepherdClient.DefaultTimeout"/>.</value>
     /// </summary>

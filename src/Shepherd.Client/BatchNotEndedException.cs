@@ -2,7 +2,7 @@ namespace Shepherd.Client;
 
 /// <summary>
 /// A call that needs an ended batch (its results, one result, a retry of what failed) was made
-/// while the batch still runs: wait for it first (<see cref="ShepherdClient.WaitForCompletionAsync"/>).
+/// while the batch still runs: wait for it first (<see cref="ShepherdClient.WaitForCompletionAsync(string, CancellationToken)"/>).
 /// Every backend says so the same way.
 /// </summary>
 public sealed class BatchNotEndedException : InvalidOperationException

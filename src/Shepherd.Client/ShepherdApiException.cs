@@ -29,7 +29,16 @@ public sealed class ShepherdApiException : Exception
         StatusCode = statusCode;
         ErrorCode = errorCode;
         Param = param;
+        IsTransient = statusCode is not { } status || Http.ApiPipeline.IsTransient((System.Net.HttpStatusCode)status);
     }
+
+    /// <summary>
+    /// True when trying again later may succeed: no answer came (the server could not be reached,
+    /// did not answer in time, or the circuit breaker held the call back), or the answer said
+    /// "not now" (408, 425, 429, 500, 502, 503, 504, 529). False for a refusal, and for an
+    /// exception made by its public constructors.
+    /// </summary>
+    public bool IsTransient { get; }
 
     /// <summary>The HTTP status; null when the server gave no answer.</summary>
     public int? StatusCode { get; }

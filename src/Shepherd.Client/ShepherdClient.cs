@@ -97,12 +97,25 @@ public sealed class ShepherdClient : IDisposable
     /// <summary>A handle on the batch <paramref name="batchId"/>, for example one created by another process.</summary>
     public BatchHandle Batch(string batchId) => new(this, Checked(batchId));
 
+    /// <summary>Waits until the batch has ended, as <see cref="WaitForCompletionAsync(string, IProgress{BatchProgress}?, TimeSpan?, CancellationToken)"/> does.</summary>
+    public Task<BatchCompletion> WaitForCompletionAsync(string batchId, CancellationToken cancellationToken) =>
+        WaitForCompletionAsync(batchId, null, null, cancellationToken);
+
+    /// <summary>Waits until the batch has ended, reporting to <paramref name="progress"/>, as <see cref="WaitForCompletionAsync(string, IProgress{BatchProgress}?, TimeSpan?, CancellationToken)"/> does.</summary>
+    public Task<BatchCompletion> WaitForCompletionAsync(string batchId, IProgress<BatchProgress>? progress, CancellationToken cancellationToken) =>
+        WaitForCompletionAsync(batchId, progress, null, cancellationToken);
+
     /// <summary>
-    /// Waits until the batch has ended (completed, failed, cancelled or expired), looking at it
-    /// after <see cref="ShepherdClientOptions.PollInitialDelay"/>, then less and less often (by
-    /// <see cref="ShepherdClientOptions.PollGrowth"/>, up to <see cref="ShepherdClientOptions.PollMaxDelay"/>),
-    /// and reporting each look to <paramref name="progress"/>. Without a <paramref name="timeout"/>
-    /// it waits <see cref="DefaultTimeout"/>. A timeout only stops the waiting: the batch goes on.
+    /// Waits until the batch has ended (completed, failed, cancelled or expired), reporting what it
+    /// sees to <paramref name="progress"/> at once, after <see cref="ShepherdClientOptions.PollInitialDelay"/>,
+    /// then less and less often (by <see cref="ShepherdClientOptions.PollGrowth"/>, up to
+    /// <see cref="ShepherdClientOptions.PollMaxDelay"/>). A Shepherd server holds each look until the
+    /// batch ends, so the wait returns as soon as it has; the OpenAI and Anthropic APIs are looked
+    /// at on that schedule. A server that cannot be reached is tried again, with
+    /// <see cref="BatchProgress.Reconnecting"/> reported, for up to <see cref="ShepherdClientOptions.WaitOutageTolerance"/>.
+    /// Without a <paramref name="timeout"/> it waits <see cref="DefaultTimeout"/>. A timeout only
+    /// stops the waiting: the batch goes on. No handler of <paramref name="progress"/> runs after
+    /// this returns: a <see cref="Progress{T}"/>, which posts its handler to run later, is waited for.
     /// </summary>
     public async Task<BatchCompletion> WaitForCompletionAsync(
         string batchId,
@@ -110,34 +123,72 @@ public sealed class ShepherdClient : IDisposable
         TimeSpan? timeout = null,
         CancellationToken cancellationToken = default)
     {
+        using var relay = new ProgressRelay(progress);
+        var completion = await WaitAsync(batchId, relay, timeout, cancellationToken);
+        await relay.HandledAsync(cancellationToken);
+        return completion;
+    }
+
+    private async Task<BatchCompletion> WaitAsync(string batchId, ProgressRelay progress, TimeSpan? timeout, CancellationToken cancellationToken)
+    {
         var time = Options.TimeProvider;
+
+        // The first look is an ordinary call: a server never reached (a wrong url) fails the wait
+        // as it fails any call; an outage after it is ridden out.
         var batch = await GetBatchAsync(batchId, cancellationToken);
         var started = time.GetUtcNow();
         var deadline = started + (timeout ?? DefaultTimeout(batch));
         var first = (At: started, batch.Finished);
         var delay = Options.PollInitialDelay;
-        while (true)
+        DateTimeOffset? unreachableSince = null;
+        var failures = 0;
+        progress.Report(new BatchProgress(batch, Eta(first, batch, started)));
+        while (!batch.HasEnded)
         {
-            progress?.Report(new BatchProgress(batch, Eta(first, batch, time.GetUtcNow())));
-            if (batch.HasEnded)
-            {
-                return new BatchCompletion(batch, TimedOut: false);
-            }
-
-            var left = deadline - time.GetUtcNow();
+            var now = time.GetUtcNow();
+            var left = deadline - now;
             if (left <= TimeSpan.Zero)
             {
                 return new BatchCompletion(batch, TimedOut: true);
             }
 
-            await Task.Delay(delay < left ? delay : left, time, cancellationToken);
+            try
+            {
+                batch = await _backend.WatchAsync(batchId, delay < left ? delay : left, cancellationToken);
+                unreachableSince = null;
+                failures = 0;
+            }
+            catch (ShepherdApiException ex) when (ex.IsTransient)
+            {
+                now = time.GetUtcNow();
+                unreachableSince ??= now;
+                if (now - unreachableSince >= Options.WaitOutageTolerance)
+                {
+                    throw;
+                }
+
+                progress.Report(new BatchProgress(batch, null) { UnreachableSince = unreachableSince, ReconnectReason = ex.Message });
+
+                // Backed off as a retry is, so a server coming back is found soon and a dead one is not hammered.
+                var pause = _pipeline.Backoff(failures++, null);
+                left = deadline - now;
+                if (left > TimeSpan.Zero)
+                {
+                    await Task.Delay(pause < left ? pause : left, time, cancellationToken);
+                }
+
+                continue;
+            }
+
             delay = TimeSpan.FromTicks(Math.Min((long)(delay.Ticks * Options.PollGrowth), Options.PollMaxDelay.Ticks));
-            batch = await GetBatchAsync(batchId, cancellationToken);
+            progress.Report(new BatchProgress(batch, Eta(first, batch, time.GetUtcNow())));
         }
+
+        return new BatchCompletion(batch, TimedOut: false);
     }
 
     /// <summary>
-    /// How long <see cref="WaitForCompletionAsync"/> waits without a timeout: 10 minutes plus half a
+    /// How long <see cref="WaitForCompletionAsync(string, IProgress{BatchProgress}?, TimeSpan?, CancellationToken)"/> waits without a timeout: 10 minutes plus half a
     /// second per request, and no longer than the batch's completion window (plus 10 minutes).
     /// </summary>
     public TimeSpan DefaultTimeout(Batch batch)
@@ -213,7 +264,7 @@ public sealed class ShepherdClient : IDisposable
     public async Task<Batch?> RetryFailedAsync(string batchId, CancellationToken cancellationToken = default) =>
         await _backend.RetryFailedAsync(await EndedAsync(Checked(batchId), cancellationToken), "retry-of-" + batchId, cancellationToken);
 
-    /// <summary>Releases the HTTP client, when the client made its own.</summary>
+    /// <summary>Releases the HTTP client, when the client made its own; calls made after this throw <see cref="ObjectDisposedException"/>.</summary>
     public void Dispose() => _pipeline.Dispose();
 
     private static TimeSpan? Eta((DateTimeOffset At, long Finished) first, Batch batch, DateTimeOffset now)
@@ -259,7 +310,10 @@ public sealed class BatchHandle
     /// <summary>The batch as the server describes it now.</summary>
     public Task<Batch> GetAsync(CancellationToken cancellationToken = default) => _client.GetBatchAsync(Id, cancellationToken);
 
-    /// <summary>Waits for the batch to end; see <see cref="ShepherdClient.WaitForCompletionAsync"/>.</summary>
+    /// <summary>Waits for the batch to end; see <see cref="ShepherdClient.WaitForCompletionAsync(string, IProgress{BatchProgress}?, TimeSpan?, CancellationToken)"/>.</summary>
+    public Task<BatchCompletion> WaitAsync(CancellationToken cancellationToken) => _client.WaitForCompletionAsync(Id, null, null, cancellationToken);
+
+    /// <summary>Waits for the batch to end; see <see cref="ShepherdClient.WaitForCompletionAsync(string, IProgress{BatchProgress}?, TimeSpan?, CancellationToken)"/>.</summary>
     public Task<BatchCompletion> WaitAsync(IProgress<BatchProgress>? progress = null, TimeSpan? timeout = null, CancellationToken cancellationToken = default) =>
         _client.WaitForCompletionAsync(Id, progress, timeout, cancellationToken);
 

@@ -90,6 +90,14 @@ public sealed class ShepherdClientOptions
     public TimeSpan PollMaxDelay { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>
+    /// How long a wait rides out a server it cannot reach (a restart, a network loss, answers of
+    /// 5xx): it keeps trying, reporting <see cref="BatchProgress.Reconnecting"/>, and fails only
+    /// once the looks have failed for this long in a row.
+    /// <value>The default is 15 minutes.</value>
+    /// </summary>
+    public TimeSpan WaitOutageTolerance { get; set; } = TimeSpan.FromMinutes(15);
+
+    /// <summary>
     /// Results fetched per call while streaming them.
     /// <value>The default is 1,000.</value>
     /// </summary>
@@ -124,6 +132,7 @@ public sealed class ShepherdClientOptions
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(PollInitialDelay, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfLessThan(PollGrowth, 1.0);
         ArgumentOutOfRangeException.ThrowIfLessThan(PollMaxDelay, PollInitialDelay);
+        ArgumentOutOfRangeException.ThrowIfLessThan(WaitOutageTolerance, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfLessThan(ResultsPageSize, 1);
         ArgumentNullException.ThrowIfNull(TimeProvider);
         var copy = (ShepherdClientOptions)MemberwiseClone();

@@ -82,6 +82,7 @@ public sealed class ShepherdServer : IAsyncDisposable
         builder.Services.AddSingleton(new ServerPaths(engine));
         builder.Services.AddSingleton<BackgroundImports>();
         builder.Services.AddSingleton<BatchFinalizer>();
+        builder.Services.AddSingleton<BatchWatch>();
         builder.Services.AddSingleton(sp => CreateImporters(sp.GetRequiredService<IBatchStore>(), engine, settings, sp.GetRequiredService<TokenEstimator>()));
         builder.Services.AddSingleton<ServerCore>();
         builder.Services.AddSingleton<FilesApi>();

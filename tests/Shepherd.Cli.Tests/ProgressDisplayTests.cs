@@ -68,4 +68,17 @@ public sealed class ProgressDisplayTests
         Assert.Contains("2/10 done", lines[0], StringComparison.Ordinal);
         Assert.Contains("5/10 done", lines[1], StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void ALine_SaysReconnecting_WhileTheServerCannotBeReached_AndProjectsCostFromSuccesses()
+    {
+        var sample = new ProgressSample(100, 1, 9, 100, 50, 0, 0) { CostUsd = 0.01m, Remote = new RemoteFigures("in_progress", null, Reconnecting: true) };
+
+        var plain = ProgressDisplay.Describe(sample, rate: 0, width: null);
+        var live = ProgressDisplay.Describe(sample, rate: 0, width: 40);
+
+        Assert.Contains("reconnecting", plain, StringComparison.Ordinal);
+        Assert.Contains("reconnecting", live, StringComparison.Ordinal);
+        Assert.Contains("(~$0.91 projected)", plain, StringComparison.Ordinal);
+    }
 }

@@ -31,6 +31,32 @@ public sealed class BatchCollectorTests
     private static async Task<List<Batch>> BatchesOnServerAsync(ShepherdClient client) => await client.ListBatchesAsync(Ct).ToListAsync(Ct);
 
     [Fact]
+    public async Task ACallersAnswer_ComesWhenItsBatchEnds_NotAtTheNextPoll()
+    {
+        await using var server = await RunningServer.StartAsync();
+        using var spy = new Spy();
+        using var http = new HttpClient(spy);
+
+        // Looks a minute apart: the answer can only come in time if the server says when the batch ended.
+        using var client = new ShepherdClient(new ShepherdClientOptions
+        {
+            BaseUrl = server.BaseUrl,
+            ApiKey = RunningServer.Key,
+            PollInitialDelay = TimeSpan.FromMinutes(1),
+            PollMaxDelay = TimeSpan.FromMinutes(1),
+        }, http);
+        await using var collector = new BatchCollector(client, new BatchCollectorOptions { Model = Model, MaxAge = TimeSpan.FromHours(1) });
+
+        var answer = collector.AddAsync("hello", Ct);
+        await collector.FlushAsync(Ct);
+        var result = await answer.WaitAsync(TimeSpan.FromSeconds(30), Ct);
+
+        Assert.Equal(ResultStatus.Succeeded, result.Status);
+        Assert.Equal(["", "?wait=60"], spy.Looks.Take(2));
+        Assert.InRange(spy.Looks.Count, 1, 2);
+    }
+
+    [Fact]
     public async Task FiftyConcurrentCallers_EachGetTheirOwnAnswer_InBatchesOfTheFlushSize()
     {
         await using var server = await RunningServer.StartAsync();
@@ -445,6 +471,9 @@ public sealed class BatchCollectorTests
 
         public ConcurrentQueue<(int Requests, string? Key)> Creates { get; } = new();
 
+        /// <summary>The query of each look at a batch (<c>GET /v1/batches/{id}</c>), such as <c>?wait=2</c>.</summary>
+        public ConcurrentQueue<string> Looks { get; } = new();
+
         public int DropCreateAnswers
         {
             get => _dropCreateAnswers;
@@ -457,6 +486,10 @@ public sealed class BatchCollectorTests
         {
             var path = request.RequestUri!.AbsolutePath;
             var create = request.Method == HttpMethod.Post && path == "/v1/batches";
+            if (request.Method == HttpMethod.Get && path.StartsWith("/v1/batches/", StringComparison.Ordinal) && path.Count(c => c == '/') == 3)
+            {
+                Looks.Enqueue(request.RequestUri.Query);
+            }
             if (create)
             {
                 var body = JsonNode.Parse(await request.Content!.ReadAsStringAsync(cancellationToken))!;

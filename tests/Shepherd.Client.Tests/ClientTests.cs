@@ -8,6 +8,8 @@ namespace Shepherd.Client.Tests;
 /// <summary>The client against a real Shepherd server on 127.0.0.1 with the simulated provider.</summary>
 public sealed class ClientTests
 {
+    private static readonly TimeSpan Patience = TimeSpan.FromMinutes(1);
+
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     internal static ShepherdClient ClientOf(RunningServer server, string key = RunningServer.Key, HttpClient? http = null, BatchApi api = BatchApi.Shepherd) => new(new ShepherdClientOptions
@@ -153,6 +155,50 @@ public sealed class ClientTests
         var statuses = await client.GetResultsAsync(batch.Id, Ct).Select(r => r.Status).ToListAsync(Ct);
         Assert.Equal(done.Batch.Succeeded, statuses.Count(s => s == ResultStatus.Succeeded));
         Assert.Contains(ResultStatus.Cancelled, statuses);
+    }
+
+    [Fact]
+    public async Task AWait_RidesOutAServerRestart_ReportsReconnecting_AndCompletes()
+    {
+        var server = await RunningServer.StartAsync(new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(1500) });
+        try
+        {
+            using var client = ClientOf(server);
+            var batch = await client.CreateBatchAsync(new NewBatch { Model = "gpt-4o-mini", Requests = [BatchItem.FromPrompt("only", "hello")] }, Ct);
+            var seen = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            var reconnecting = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            var reports = new List<BatchProgress>();
+            var progress = new SynchronousProgress<BatchProgress>(p =>
+            {
+                lock (reports)
+                {
+                    reports.Add(p);
+                }
+
+                (p.Reconnecting ? reconnecting : seen).TrySetResult();
+            });
+
+            var wait = client.WaitForCompletionAsync(batch.Id, progress, Ct);
+            await seen.Task.WaitAsync(Patience, Ct);
+
+            // Down until the wait has noticed, then back where it was, on the same store.
+            server = await server.RestartAsync(() => reconnecting.Task.WaitAsync(Patience, Ct), samePort: true);
+            var done = await wait.WaitAsync(Patience, Ct);
+
+            Assert.Equal((BatchStatus.Completed, false, 1L), (done.Batch.Status, done.TimedOut, done.Batch.Succeeded));
+            lock (reports)
+            {
+                Assert.Contains(reports, r => r.Reconnecting);
+                Assert.False(reports[^1].Reconnecting);
+            }
+
+            // Calls after the outage are not held back by a breaker the wait's failed looks opened.
+            Assert.Equal(BatchStatus.Completed, (await client.GetBatchAsync(batch.Id, Ct)).Status);
+        }
+        finally
+        {
+            await server.DisposeAsync();
+        }
     }
 
     /// <summary>Forwards calls to the server, but loses the answer of the first call of one route, as a dropped connection would.</summary>

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using Microsoft.Extensions.Time.Testing;
 using Shepherd.Testing;
 
@@ -37,7 +38,7 @@ public sealed class ResilienceTests
     public async Task Waiting_PollsFrom2Seconds_Growing1Point5Times_AndReportsProgressWithAnEta()
     {
         var time = new FakeTimeProvider(Start);
-        var (client, _, times) = Scripted(time, null,
+        var (client, _, times) = Scripted(time, o => o.Api = BatchApi.OpenAI,
             Answer(BatchJson("in_progress", 0)), Answer(BatchJson("in_progress", 10)), Answer(BatchJson("in_progress", 30)),
             Answer(BatchJson("in_progress", 60)), Answer(BatchJson("in_progress", 90)), Answer(BatchJson("completed", 100)));
         using var _ = client;
@@ -61,7 +62,7 @@ public sealed class ResilienceTests
     public async Task ATimeout_StopsOnlyTheWaiting_NotTheBatch()
     {
         var time = new FakeTimeProvider(Start);
-        var (client, handler, times) = Scripted(time, null, Answer(BatchJson("in_progress", 5)));
+        var (client, handler, times) = Scripted(time, o => o.Api = BatchApi.OpenAI, Answer(BatchJson("in_progress", 5)));
         using var _ = client;
 
         var wait = client.WaitForCompletionAsync("batch_1", timeout: TimeSpan.FromSeconds(10), cancellationToken: Ct);
@@ -151,5 +152,202 @@ public sealed class ResilienceTests
         }
 
         Assert.Equal(3, handler.Received.Count);
+    }
+
+    private static Func<HttpRequestMessage, CancellationToken, Task<HttpResponseMessage>> Unreachable(string why = "connection reset") =>
+        (_, _) => Task.FromException<HttpResponseMessage>(new HttpRequestException(why));
+
+    private static Func<HttpRequestMessage, CancellationToken, Task<HttpResponseMessage>> Refused() =>
+        (_, _) => Task.FromException<HttpResponseMessage>(new HttpRequestException("refused", new SocketException((int)SocketError.ConnectionRefused)));
+
+    [Fact]
+    public async Task AgainstAShepherdServer_EachLookAsksToBeHeldUntilTheEnd_AndTheWaitReturnsWhenTheEndIsAnswered()
+    {
+        var time = new FakeTimeProvider(Start);
+        var (client, handler, times) = Scripted(time, null,
+            Answer(BatchJson("in_progress", 0)),
+            async (_, ct) =>
+            {
+                // The server holds the look; the batch ends 0.5 s into it.
+                await Task.Delay(TimeSpan.FromMilliseconds(500), time, ct);
+                return await Answer(BatchJson("completed", 100))(null!, ct);
+            });
+        using var _ = client;
+        var reports = new List<BatchProgress>();
+
+        var wait = client.WaitForCompletionAsync("batch_1", new SynchronousProgress<BatchProgress>(reports.Add), Ct);
+        await time.RunUntilAsync(wait, TimeSpan.FromMilliseconds(100));
+        var done = await wait;
+
+        Assert.Equal(["", "?wait=2"], handler.Received.Select(r => r.Request.RequestUri!.Query));
+        Assert.Equal([0, 0], times.Select(t => t.TotalSeconds));
+        Assert.Equal(BatchStatus.Completed, done.Batch.Status);
+        Assert.Equal(TimeSpan.FromMilliseconds(500), time.GetUtcNow() - Start);
+        Assert.Equal([0, 100], reports.Select(r => r.Percent));
+    }
+
+    [Fact]
+    public async Task AWait_RidesOutAnOutage_ReportingReconnecting_AndIsNotHeldBackByTheBreaker()
+    {
+        var time = new FakeTimeProvider(Start);
+        var (client, handler, _) = Scripted(time, o => (o.Api, o.BreakerFailures) = (BatchApi.OpenAI, 2),
+            Answer(BatchJson("in_progress", 10)), Unreachable(), Refused(), Unreachable(), Unreachable(), Unreachable(), Unreachable(),
+            Answer(BatchJson("completed", 100)), Answer(BatchJson("completed", 100)));
+        using var _ = client;
+        var reports = new List<BatchProgress>();
+
+        var wait = client.WaitForCompletionAsync("batch_1", new SynchronousProgress<BatchProgress>(reports.Add), Ct);
+        await time.RunUntilAsync(wait, TimeSpan.FromMilliseconds(100));
+        var done = await wait;
+        var after = await client.GetBatchAsync("batch_1", Ct);
+
+        Assert.Equal(BatchStatus.Completed, done.Batch.Status);
+        Assert.Equal(9, handler.Received.Count);
+        Assert.Equal(6, reports.Count(r => r.Reconnecting));
+        Assert.All(reports.Where(r => r.Reconnecting), r => Assert.Equal(10, r.Percent));
+        Assert.Contains("nothing listens", reports.Where(r => r.Reconnecting).ElementAt(1).ReconnectReason, StringComparison.Ordinal);
+        Assert.False(reports[^1].Reconnecting);
+        Assert.Equal(BatchStatus.Completed, after.Status);
+    }
+
+    [Fact]
+    public async Task AWait_GivesUp_OnlyAfterTheOutageTolerance()
+    {
+        var time = new FakeTimeProvider(Start);
+        var (client, _, _) = Scripted(time, o => (o.Api, o.WaitOutageTolerance) = (BatchApi.OpenAI, TimeSpan.FromMinutes(2)),
+            Answer(BatchJson("in_progress", 10)), Unreachable());
+        using var _ = client;
+
+        var wait = client.WaitForCompletionAsync("batch_1", Ct);
+
+        var error = await Assert.ThrowsAsync<ShepherdApiException>(() => time.RunUntilAsync(wait, TimeSpan.FromMilliseconds(500)));
+        Assert.Equal("connection_failed", error.ErrorCode);
+        Assert.InRange(time.GetUtcNow() - Start, TimeSpan.FromMinutes(2), TimeSpan.FromMinutes(2.6));
+    }
+
+    [Fact]
+    public async Task TheBreaker_CountsTheCallsMade_NotTheRetriesInsideOne()
+    {
+        var time = new FakeTimeProvider(Start);
+        var failure = ScriptedHandler.Json(HttpStatusCode.BadGateway, """{"error":{"message":"bad gateway","type":"server_error","param":null,"code":null}}""");
+        var (client, handler, _) = Scripted(time, o => (o.MaxRetries, o.BreakerFailures) = (4, 2), failure);
+        using var _ = client;
+
+        await Assert.ThrowsAsync<ShepherdApiException>(() => time.RunUntilAsync(client.GetBatchAsync("batch_1", Ct), TimeSpan.FromMilliseconds(50)));
+        var triesOfTheFirst = handler.Received.Count;
+        var second = await Assert.ThrowsAsync<ShepherdApiException>(() => time.RunUntilAsync(client.GetBatchAsync("batch_1", Ct), TimeSpan.FromMilliseconds(50)));
+
+        Assert.Equal(502, second.StatusCode);
+        Assert.Equal(5, triesOfTheFirst);
+        Assert.Equal(10, handler.Received.Count);
+        var held = await Assert.ThrowsAsync<ShepherdApiException>(() => client.GetBatchAsync("batch_1", Ct));
+        Assert.Equal("circuit_open", held.ErrorCode);
+        Assert.StartsWith("The last 2 calls to the server failed (the last: GET /v1/batches/batch_1 answered 502: bad gateway)", held.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task TheBreakersRefusal_BlamesOneCall_WhenOneCallFailed()
+    {
+        var time = new FakeTimeProvider(Start);
+        var (client, _, _) = Scripted(time, o => o.BreakerFailures = 1, Refused());
+        using var _ = client;
+
+        await Assert.ThrowsAsync<ShepherdApiException>(() => time.RunUntilAsync(client.GetBatchAsync("batch_1", Ct), TimeSpan.FromMilliseconds(50)));
+        var held = await Assert.ThrowsAsync<ShepherdApiException>(() => client.GetBatchAsync("batch_1", Ct));
+
+        Assert.StartsWith("The last call to the server failed (the last: GET /v1/batches/batch_1: nothing listens at shepherd.test", held.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ARefusedConnection_IsRetriedOnce_SoAOneOffCallFailsFast()
+    {
+        var time = new FakeTimeProvider(Start);
+        var (client, handler, times) = Scripted(time, null, Refused());
+        using var _ = client;
+
+        var error = await Assert.ThrowsAsync<ShepherdApiException>(() => time.RunUntilAsync(client.GetBatchAsync("batch_1", Ct), TimeSpan.FromMilliseconds(10)));
+        Assert.Equal(("connection_refused", true), (error.ErrorCode, error.IsTransient));
+        Assert.Equal(2, handler.Received.Count);
+        Assert.InRange(times[^1], TimeSpan.FromMilliseconds(50), TimeSpan.FromMilliseconds(100));
+    }
+
+    [Fact]
+    public async Task ACallAfterDispose_NamesTheShepherdClient()
+    {
+        var time = new FakeTimeProvider(Start);
+        var (client, _, _) = Scripted(time, null, Answer(BatchJson("in_progress", 1)));
+        client.Dispose();
+
+        var error = await Assert.ThrowsAsync<ObjectDisposedException>(() => client.GetBatchAsync("batch_1", Ct));
+
+        Assert.Equal(typeof(ShepherdClient).FullName, error.ObjectName);
+    }
+
+    [Fact]
+    public void TheProjectedCost_IsNotZero_WhenTheFirstAnswersFailed()
+    {
+        var progress = new BatchProgress(new Batch { Id = "b", Status = BatchStatus.InProgress, Total = 100, Succeeded = 1, Failed = 9, CostUsd = 0.01m }, null);
+        var noneYet = new BatchProgress(new Batch { Id = "b", Status = BatchStatus.InProgress, Total = 100, Failed = 9 }, null);
+
+        Assert.Equal(0.91m, progress.ProjectedCostUsd);
+        Assert.Null(noneYet.ProjectedCostUsd);
+    }
+
+    [Fact]
+    public async Task AProgressOfT_HasHandledEveryReport_BeforeTheWaitReturns()
+    {
+        var time = new FakeTimeProvider(Start);
+        var (client, _, _) = Scripted(time, o => o.Api = BatchApi.OpenAI, Answer(BatchJson("completed", 100)));
+        using var _ = client;
+        using var gate = new ManualResetEventSlim();
+        var handled = new List<double>();
+
+        // Progress<T> posts its handler to the thread pool; this one is held until the gate opens.
+        var wait = client.WaitForCompletionAsync("batch_1", new Progress<BatchProgress>(p =>
+        {
+            gate.Wait(Ct);
+            lock (handled)
+            {
+                handled.Add(p.Percent);
+            }
+        }), Ct);
+        for (var spin = 0; spin < 50; spin++)
+        {
+            await Task.Yield();
+        }
+
+        var returnedBeforeTheHandler = wait.IsCompleted;
+        gate.Set();
+        await wait;
+
+        Assert.False(returnedBeforeTheHandler);
+        Assert.Equal([100], handled);
+    }
+
+    [Fact]
+    public async Task ATrialCallCancelledByItsCaller_DoesNotLeaveTheBreakerRefusingForever()
+    {
+        var time = new FakeTimeProvider(Start);
+        var failure = ScriptedHandler.Json(HttpStatusCode.InternalServerError, """{"error":{"message":"down","type":"server_error","param":null,"code":null}}""");
+        var (client, _, _) = Scripted(time, o => (o.MaxRetries, o.BreakerFailures, o.BreakerDuration) = (0, 1, TimeSpan.FromSeconds(10)),
+            failure,
+            async (_, ct) =>
+            {
+                // The trial hangs until its caller gives up.
+                await Task.Delay(Timeout.InfiniteTimeSpan, time, ct);
+                throw new InvalidOperationException("not reached");
+            },
+            Answer(BatchJson("in_progress", 1)));
+        using var _ = client;
+        await Assert.ThrowsAsync<ShepherdApiException>(() => client.GetBatchAsync("batch_1", Ct));
+        time.Advance(TimeSpan.FromSeconds(10));
+
+        using var giveUp = new CancellationTokenSource();
+        var trial = client.GetBatchAsync("batch_1", giveUp.Token);
+        await giveUp.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => trial);
+        var next = await client.GetBatchAsync("batch_1", Ct);
+
+        Assert.Equal(1, next.Succeeded);
     }
 }

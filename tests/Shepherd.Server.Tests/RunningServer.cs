@@ -73,8 +73,10 @@ public sealed class RunningServer : IAsyncDisposable
     /// <param name="whileStopped">Runs while no server is up.</param>
     /// <param name="upstream">Changes the new server's upstream, as at <see cref="StartAsync"/>.</param>
     /// <param name="engine">Changes the new server's engine options (dispatch, native runs), as at <see cref="StartAsync"/>.</param>
-    public async Task<RunningServer> RestartAsync(Func<Task>? whileStopped = null, Action<UpstreamOptions>? upstream = null, Action<ShepherdEngineOptions>? engine = null)
+    /// <param name="samePort">Listens where this one did, as a server restarted in place does (otherwise on a free port).</param>
+    public async Task<RunningServer> RestartAsync(Func<Task>? whileStopped = null, Action<UpstreamOptions>? upstream = null, Action<ShepherdEngineOptions>? engine = null, bool samePort = false)
     {
+        var url = BaseUrl.ToString().TrimEnd('/');
         await Server.DisposeAsync();
         Http.Dispose();
         if (whileStopped is not null)
@@ -83,7 +85,8 @@ public sealed class RunningServer : IAsyncDisposable
         }
 
         _handedOver = true;
-        return new RunningServer(await StartServerAsync(Simulator, StatePath, null, null, upstream, engine), Simulator, _ownsSimulator, _folder, StatePath);
+        Action<ServerOptions>? listen = samePort ? o => o.Urls = [url] : null;
+        return new RunningServer(await StartServerAsync(Simulator, StatePath, listen, null, upstream, engine), Simulator, _ownsSimulator, _folder, StatePath);
     }
 
     private static async Task<ShepherdServer> StartServerAsync(

@@ -118,7 +118,7 @@ internal sealed class RemoteOptionSet
         var where = server.ToString().TrimEnd('/');
         return ex.StatusCode switch
         {
-            null when ex.ErrorCode == "connection_failed" =>
+            null when ex.ErrorCode is "connection_failed" or "connection_refused" =>
                 (ExitCodes.Error, $"shepherd: cannot reach a Shepherd server at {where} ({ex.InnerException?.Message ?? ex.Message}). Is 'shepherd serve' running there? Set the url with --server or ${ServerVariable}."),
             null when ex.ErrorCode == "timeout" =>
                 (ExitCodes.Error, $"shepherd: the Shepherd server at {where} did not answer in time: {ex.Message}"),

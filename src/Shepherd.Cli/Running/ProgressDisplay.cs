@@ -12,11 +12,14 @@ internal readonly record struct ProgressSample(long Total, long Succeeded, long 
     /// <summary>What the answers so far cost, in US dollars.</summary>
     public decimal CostUsd { get; init; }
 
-    /// <summary>The cost so far and, while requests remain, the total it points to at the same cost per request.</summary>
+    /// <summary>
+    /// The cost so far and, while requests remain, the total it points to: the requests left at
+    /// the cost per success so far (failures cost nothing, so they do not make it $0).
+    /// </summary>
     public string DescribeCost()
     {
         var spent = Cost.Describe(CostUsd);
-        return Finished > 0 && Finished < Total ? $"{spent} (~{Cost.Describe(CostUsd / Finished * Total)} projected)" : spent;
+        return Succeeded > 0 && Finished < Total ? $"{spent} (~{Cost.Describe(CostUsd + (CostUsd / Succeeded * (Total - Finished)))} projected)" : spent;
     }
 
     /// <summary>What a server says of a batch watched from afar; null for a batch sent from here, whose rate is measured here.</summary>
@@ -29,7 +32,8 @@ internal readonly record struct ProgressSample(long Total, long Succeeded, long 
 /// <summary>A remote batch's figures, as the client reports them while waiting: its status, and the ETA at the rate seen so far.</summary>
 /// <param name="Status">The status as the API spells it.</param>
 /// <param name="Eta">The time left at the rate seen so far; null until there is a rate.</param>
-internal sealed record RemoteFigures(string Status, TimeSpan? Eta);
+/// <param name="Reconnecting">True while the client cannot reach the server and keeps trying.</param>
+internal sealed record RemoteFigures(string Status, TimeSpan? Eta, bool Reconnecting = false);
 
 /// <summary>
 /// Shows a running batch: a live bar (done, failed, requests/s, tokens, ETA) on a terminal, or
@@ -157,6 +161,11 @@ internal sealed class ProgressDisplay(IAnsiConsole console, TextWriter plain, Pr
         if (remote is not null && !compact)
         {
             parts.Add((remote.Status, 9));
+        }
+
+        if (remote is { Reconnecting: true })
+        {
+            parts.Add(("reconnecting", Always));
         }
 
         parts.Add((string.Create(c, $"{now.Finished:N0}/{now.Total:N0}{(compact ? "" : " done")}"), Always));

@@ -80,7 +80,7 @@ internal sealed class RemoteWait(RemoteContext context, ProgressMode progress)
         new(seen.Batch.Total, seen.Batch.Succeeded, seen.Batch.Failed, seen.Batch.InputTokens, seen.Batch.OutputTokens, InFlight: 0, Retries: 0)
         {
             CostUsd = seen.CostUsd,
-            Remote = new RemoteFigures(seen.Batch.StatusName, seen.Eta),
+            Remote = new RemoteFigures(seen.Batch.StatusName, seen.Eta, seen.Reconnecting),
             Trouble = LaneTrouble.Describe(seen.Batch.Lanes.Select(LaneTrouble.Of).OfType<LaneTrouble>(), context.Time.GetUtcNow()),
         };
 

@@ -66,8 +66,16 @@ internal sealed class AnthropicBackend(ApiPipeline pipeline, ShepherdClientOptio
         return await PostRequestsAsync((json, ct) => WriteRequestsAsync(json, FileRequestsAsync(path, ct), ct), idempotencyKey, cancellationToken);
     }
 
-    public async Task<Batch> GetAsync(string batchId, CancellationToken cancellationToken) =>
-        Wire.AnthropicBatch(await pipeline.SendJsonAsync(() => pipeline.Request(HttpMethod.Get, PathOf(batchId)), cancellationToken));
+    public Task<Batch> GetAsync(string batchId, CancellationToken cancellationToken) => GetAsync(batchId, CallKind.Repeatable, cancellationToken);
+
+    public async Task<Batch> WatchAsync(string batchId, TimeSpan wait, CancellationToken cancellationToken)
+    {
+        await Task.Delay(wait, options.TimeProvider, cancellationToken);
+        return await GetAsync(batchId, CallKind.Look, cancellationToken);
+    }
+
+    private async Task<Batch> GetAsync(string batchId, CallKind kind, CancellationToken cancellationToken) =>
+        Wire.AnthropicBatch(await pipeline.SendJsonAsync(() => pipeline.Request(HttpMethod.Get, PathOf(batchId)), cancellationToken, kind));
 
     public async IAsyncEnumerable<Batch> ListAsync([EnumeratorCancellation] CancellationToken cancellationToken)
     {
@@ -151,7 +159,7 @@ internal sealed class AnthropicBackend(ApiPipeline pipeline, ShepherdClientOptio
 
     private async Task<Batch> PostRequestsAsync(Func<Utf8JsonWriter, CancellationToken, Task> write, string idempotencyKey, CancellationToken cancellationToken) =>
         // The Anthropic API does not promise to honour the idempotency key: a create is repeated only when surely not taken.
-        Wire.AnthropicBatch(await pipeline.SendJsonAsync(() => pipeline.Request(HttpMethod.Post, Batches, new WrittenJsonContent(write), idempotencyKey), cancellationToken, once: true));
+        Wire.AnthropicBatch(await pipeline.SendJsonAsync(() => pipeline.Request(HttpMethod.Post, Batches, new WrittenJsonContent(write), idempotencyKey), cancellationToken, CallKind.Once));
 
     /// <summary>Writes <c>{"requests":[{"custom_id","params"},…]}</c>, flushing as it goes.</summary>
     private static async Task WriteRequestsAsync(Utf8JsonWriter json, IAsyncEnumerable<MessageRequest> requests, CancellationToken cancellationToken)

@@ -1,3 +1,5 @@
+using Shepherd.Client.Http;
+
 namespace Shepherd.Client.Backends;
 
 /// <summary>One batch API's dialect: how each operation of <see cref="ShepherdClient"/> is spoken.</summary>
@@ -8,6 +10,13 @@ internal interface IBatchBackend
     Task<Batch> CreateFromFileAsync(string path, FileBatchOptions options, string idempotencyKey, CancellationToken cancellationToken);
 
     Task<Batch> GetAsync(string batchId, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The batch once it has ended or <paramref name="wait"/> has passed, read by looks
+    /// (<see cref="CallKind.Look"/>): a server that can hold the answer until the batch ends is
+    /// asked to; an API that cannot is looked at once, after the wait.
+    /// </summary>
+    Task<Batch> WatchAsync(string batchId, TimeSpan wait, CancellationToken cancellationToken);
 
     /// <summary>Every batch the key can see, newest first, one page at a time.</summary>
     IAsyncEnumerable<Batch> ListAsync(CancellationToken cancellationToken);

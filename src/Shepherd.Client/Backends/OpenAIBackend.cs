@@ -114,8 +114,17 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
         return await PostBatchAsync("v1/batches", body.ToJsonString(), idempotencyKey, cancellationToken);
     }
 
-    public async Task<Batch> GetAsync(string batchId, CancellationToken cancellationToken) =>
-        Wire.OpenAIBatch(await pipeline.SendJsonAsync(() => pipeline.Request(HttpMethod.Get, $"v1/batches/{Uri.EscapeDataString(batchId)}"), cancellationToken));
+    public Task<Batch> GetAsync(string batchId, CancellationToken cancellationToken) => GetAsync(batchId, CallKind.Repeatable, "", cancellationToken);
+
+    public virtual async Task<Batch> WatchAsync(string batchId, TimeSpan wait, CancellationToken cancellationToken)
+    {
+        await Task.Delay(wait, options.TimeProvider, cancellationToken);
+        return await GetAsync(batchId, CallKind.Look, "", cancellationToken);
+    }
+
+    /// <summary>Reads the batch with <paramref name="query"/> (such as <c>?wait=2</c>) added to its url.</summary>
+    protected async Task<Batch> GetAsync(string batchId, CallKind kind, string query, CancellationToken cancellationToken) =>
+        Wire.OpenAIBatch(await pipeline.SendJsonAsync(() => pipeline.Request(HttpMethod.Get, $"v1/batches/{Uri.EscapeDataString(batchId)}{query}"), cancellationToken, kind));
 
     public async IAsyncEnumerable<Batch> ListAsync([EnumeratorCancellation] CancellationToken cancellationToken)
     {
@@ -242,7 +251,7 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
         Wire.OpenAIBatch(await pipeline.SendJsonAsync(
             () => pipeline.Request(HttpMethod.Post, path, new StringContent(json, Encoding.UTF8, "application/json"), idempotencyKey),
             cancellationToken,
-            once: !HonoursIdempotencyKeys));
+            HonoursIdempotencyKeys ? CallKind.Repeatable : CallKind.Once));
 
     private static async Task<string> FirstUrlAsync(string path, CancellationToken cancellationToken)
     {

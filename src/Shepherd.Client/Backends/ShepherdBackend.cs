@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Text.Json.Nodes;
 using Shepherd.Client.Http;
@@ -10,6 +11,9 @@ namespace Shepherd.Client.Backends;
 /// </summary>
 internal sealed class ShepherdBackend(ApiPipeline pipeline, ShepherdClientOptions options) : OpenAIBackend(pipeline, options)
 {
+    /// <summary>The longest a Shepherd server holds a <c>?wait=</c> request.</summary>
+    private static readonly TimeSpan MaxHold = TimeSpan.FromSeconds(60);
+
     /// <inheritdoc />
     protected override bool HonoursIdempotencyKeys => true;
 
@@ -40,6 +44,34 @@ internal sealed class ShepherdBackend(ApiPipeline pipeline, ShepherdClientOption
         AddBudget(body, batch.BudgetUsd);
 
         return PostBatchAsync("v1/batches", body.ToJsonString(), idempotencyKey, cancellationToken);
+    }
+
+    /// <summary>
+    /// Asks the server to hold the answer until the batch ends (<c>?wait=</c>), so the wait
+    /// learns of the end at once. An answer that comes before its hold is over without the end
+    /// (a server of an older version, or one stopping) is followed by a plain look after the rest.
+    /// </summary>
+    public override async Task<Batch> WatchAsync(string batchId, TimeSpan wait, CancellationToken cancellationToken)
+    {
+        var time = Options.TimeProvider;
+        var until = time.GetUtcNow() + wait;
+        while (true)
+        {
+            // The server holds a request at most MaxHold; the request's own timeout must outlast the hold.
+            var hold = new[] { until - time.GetUtcNow(), MaxHold, Options.RequestTimeout / 2 }.Min();
+            var sent = time.GetTimestamp();
+            var batch = await GetAsync(batchId, CallKind.Look, hold > TimeSpan.Zero ? string.Create(CultureInfo.InvariantCulture, $"?wait={hold.TotalSeconds:0.###}") : "", cancellationToken);
+            var left = until - time.GetUtcNow();
+            if (batch.HasEnded || left <= TimeSpan.Zero)
+            {
+                return batch;
+            }
+
+            if (time.GetElapsedTime(sent) < hold)
+            {
+                return await base.WatchAsync(batchId, left, cancellationToken);
+            }
+        }
     }
 
     public override async IAsyncEnumerable<BatchResult> ResultsAsync(Batch batch, [EnumeratorCancellation] CancellationToken cancellationToken)

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
+using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text.Json;
 
@@ -13,10 +14,13 @@ namespace Shepherd.Client.Http;
 /// </summary>
 internal sealed class ApiPipeline : IDisposable
 {
+    private const string ConnectionRefused = "connection_refused";
+
     private readonly ShepherdClientOptions _options;
     private readonly HttpClient _http;
     private readonly bool _ownsHttp;
     private readonly CircuitBreaker _breaker;
+    private volatile bool _disposed;
 
     public ApiPipeline(ShepherdClientOptions options, HttpClient? http)
     {
@@ -29,60 +33,55 @@ internal sealed class ApiPipeline : IDisposable
     /// <summary>
     /// Sends the request <paramref name="build"/> makes (once per try) and returns the successful
     /// response, which the caller disposes; with <paramref name="streamed"/> its body is not buffered.
-    /// A call that must not be repeated unless it surely was not carried out (a create the server
-    /// would not recognize again) is <paramref name="once"/>: it is retried only after answers that
-    /// say it was not taken (429, 503, 529).
+    /// <paramref name="kind"/> says how the call is retried and how it stands with the circuit breaker.
     /// </summary>
-    public async Task<HttpResponseMessage> SendAsync(Func<HttpRequestMessage> build, CancellationToken cancellationToken, bool streamed = false, bool once = false)
+    public async Task<HttpResponseMessage> SendAsync(Func<HttpRequestMessage> build, CancellationToken cancellationToken, bool streamed = false, CallKind kind = CallKind.Repeatable)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, typeof(ShepherdClient));
+        if (kind != CallKind.Look)
+        {
+            // Once per call, not per try: the breaker counts the calls the caller made.
+            _breaker.Enter();
+        }
+
+        try
+        {
+            return await SendTriesAsync(build, streamed, kind, cancellationToken);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested && kind != CallKind.Look)
+        {
+            // A call given up by its caller says nothing of the server; were it the breaker's trial, another may go.
+            _breaker.Abandoned();
+            throw;
+        }
+    }
+
+    private async Task<HttpResponseMessage> SendTriesAsync(Func<HttpRequestMessage> build, bool streamed, CallKind kind, CancellationToken cancellationToken)
     {
         for (var attempt = 0; ; attempt++)
         {
-            _breaker.Enter();
-            using var request = build();
-            Authorize(request);
-            using var timeout = new CancellationTokenSource(_options.RequestTimeout, _options.TimeProvider);
-            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
-            ShepherdApiException failure;
-            TimeSpan? retryAfter = null;
-            try
+            var (response, failure, retryAfter) = await TryAsync(build, streamed, cancellationToken);
+            if (response is not null)
             {
-                var response = await _http.SendAsync(request, streamed ? HttpCompletionOption.ResponseHeadersRead : HttpCompletionOption.ResponseContentRead, linked.Token);
-                if (response.IsSuccessStatusCode)
+                _breaker.Succeeded();
+                return response;
+            }
+
+            if (failure.StatusCode is { } status && !IsTransient((HttpStatusCode)status))
+            {
+                // The server is alive and said no: retrying would not change its mind.
+                _breaker.Succeeded();
+                throw failure;
+            }
+
+            if (attempt >= RetriesOf(kind, failure))
+            {
+                // A rate limit is an answer from a live server, and a look's failure is its wait's to ride out.
+                if (kind != CallKind.Look && failure.StatusCode != (int)HttpStatusCode.TooManyRequests)
                 {
-                    _breaker.Succeeded();
-                    return response;
+                    _breaker.Failed(failure.Message);
                 }
 
-                using (response)
-                {
-                    failure = await ErrorOfAsync(request, response, cancellationToken);
-                    if (!IsTransient(response.StatusCode))
-                    {
-                        // The server is alive and said no: retrying would not change its mind.
-                        _breaker.Succeeded();
-                        throw failure;
-                    }
-
-                    retryAfter = RetryAfter(response);
-                }
-            }
-            catch (HttpRequestException ex)
-            {
-                failure = new ShepherdApiException($"{request.Method} {request.RequestUri?.AbsolutePath}: no answer ({ex.Message}).", null, "connection_failed", null, ex);
-            }
-            catch (OperationCanceledException ex) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
-            {
-                failure = new ShepherdApiException($"{request.Method} {request.RequestUri?.AbsolutePath}: no answer within {_options.RequestTimeout.TotalSeconds:0.#} s.", null, "timeout", null, ex);
-            }
-
-            if (failure.StatusCode != (int)HttpStatusCode.TooManyRequests)
-            {
-                // A rate limit is an answer from a live server; everything else counts against it.
-                _breaker.Failed();
-            }
-
-            if (attempt >= _options.MaxRetries || (once && failure.StatusCode is not (429 or 503 or 529)))
-            {
                 throw failure;
             }
 
@@ -91,9 +90,9 @@ internal sealed class ApiPipeline : IDisposable
     }
 
     /// <summary>Sends and parses the JSON answer.</summary>
-    public async Task<JsonElement> SendJsonAsync(Func<HttpRequestMessage> build, CancellationToken cancellationToken, bool once = false)
+    public async Task<JsonElement> SendJsonAsync(Func<HttpRequestMessage> build, CancellationToken cancellationToken, CallKind kind = CallKind.Repeatable)
     {
-        using var response = await SendAsync(build, cancellationToken, once: once);
+        using var response = await SendAsync(build, cancellationToken, kind: kind);
         await using var body = await response.Content.ReadAsStreamAsync(cancellationToken);
         using var document = await JsonDocument.ParseAsync(body, default, cancellationToken);
         return document.RootElement.Clone();
@@ -113,6 +112,7 @@ internal sealed class ApiPipeline : IDisposable
 
     public void Dispose()
     {
+        _disposed = true;
         if (_ownsHttp)
         {
             _http.Dispose();
@@ -136,15 +136,63 @@ internal sealed class ApiPipeline : IDisposable
         }
     }
 
+    /// <summary>One try: the successful response, or why there was none (and the server's <c>retry-after</c>).</summary>
+    private async Task<(HttpResponseMessage? Response, ShepherdApiException Failure, TimeSpan? RetryAfter)> TryAsync(Func<HttpRequestMessage> build, bool streamed, CancellationToken cancellationToken)
+    {
+        using var request = build();
+        Authorize(request);
+        using var timeout = new CancellationTokenSource(_options.RequestTimeout, _options.TimeProvider);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+        var call = $"{request.Method} {request.RequestUri?.AbsolutePath}";
+        try
+        {
+            var response = await _http.SendAsync(request, streamed ? HttpCompletionOption.ResponseHeadersRead : HttpCompletionOption.ResponseContentRead, linked.Token);
+            if (response.IsSuccessStatusCode)
+            {
+                return (response, null!, null);
+            }
+
+            using (response)
+            {
+                return (null, await ErrorOfAsync(request, response, cancellationToken), RetryAfter(response));
+            }
+        }
+        catch (HttpRequestException ex) when (ex.InnerException is SocketException { SocketErrorCode: SocketError.ConnectionRefused })
+        {
+            return (null, new ShepherdApiException($"{call}: nothing listens at {request.RequestUri?.Authority} (connection refused).", null, ConnectionRefused, null, ex), null);
+        }
+        catch (HttpRequestException ex)
+        {
+            return (null, new ShepherdApiException($"{call}: no answer ({ex.Message}).", null, "connection_failed", null, ex), null);
+        }
+        catch (OperationCanceledException ex) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            return (null, new ShepherdApiException($"{call}: no answer within {_options.RequestTimeout.TotalSeconds:0.#} s.", null, "timeout", null, ex), null);
+        }
+    }
+
+    /// <summary>
+    /// Retries a failure of a call of <paramref name="kind"/> may have. A refused connection is
+    /// retried once: nothing listens, and an answer would come at once if something did, so a
+    /// one-off call fails within a retry's delay (a wait rides out a restart by itself).
+    /// </summary>
+    private int RetriesOf(CallKind kind, ShepherdApiException failure) => kind switch
+    {
+        CallKind.Look => 0,
+        CallKind.Once when failure.StatusCode is not (429 or 503 or 529) => 0,
+        _ when failure.ErrorCode == ConnectionRefused => Math.Min(1, _options.MaxRetries),
+        _ => _options.MaxRetries,
+    };
+
     /// <summary>Full jitter over an exponential ceiling, but never less than the server asked for.</summary>
-    private TimeSpan Backoff(int attempt, TimeSpan? retryAfter)
+    internal TimeSpan Backoff(int attempt, TimeSpan? retryAfter)
     {
         var ceiling = Math.Min(_options.RetryBaseDelay.TotalMilliseconds * Math.Pow(2, attempt), _options.RetryMaxDelay.TotalMilliseconds);
         var jittered = TimeSpan.FromMilliseconds(ceiling * (0.5 + (RandomNumberGenerator.GetInt32(0, 1001) / 2000.0)));
         return retryAfter is { } asked && asked > jittered ? (asked < _options.RetryMaxDelay ? asked : _options.RetryMaxDelay) : jittered;
     }
 
-    private static bool IsTransient(HttpStatusCode status) =>
+    internal static bool IsTransient(HttpStatusCode status) =>
         status is HttpStatusCode.RequestTimeout or HttpStatusCode.TooManyRequests
         || (int)status == 425
         || (int)status is 500 or 502 or 503 or 504 or 529;
@@ -193,4 +241,24 @@ internal sealed class ApiPipeline : IDisposable
 
     private static string? Text(JsonElement element, string name) =>
         element.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
+}
+
+/// <summary>How a call is retried, and how it stands with the circuit breaker.</summary>
+internal enum CallKind
+{
+    /// <summary>Retried on transient failures; held back by an open breaker, and counted by it when it fails.</summary>
+    Repeatable,
+
+    /// <summary>
+    /// A create the server would not recognize again: retried only after answers that say it was
+    /// not taken (429, 503, 529).
+    /// </summary>
+    Once,
+
+    /// <summary>
+    /// A look at a batch while waiting for it: tried once, neither held back by the breaker nor
+    /// counted by it (the wait rides out an outage by itself, and is never refused by a breaker
+    /// its own looks would have opened); a success closes the breaker.
+    /// </summary>
+    Look,
 }

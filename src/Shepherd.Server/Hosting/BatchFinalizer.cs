@@ -14,7 +14,7 @@ namespace Shepherd.Server.Hosting;
 /// derived from the batch id, so a crash halfway leaves nothing that a second try would duplicate.
 /// Where nodes share a store, only the leader finalizes.
 /// </summary>
-internal sealed partial class BatchFinalizer(IBatchStore store, ServerPaths paths, ClusterNode node, TimeProvider time, ILogger<BatchFinalizer> logger)
+internal sealed partial class BatchFinalizer(IBatchStore store, ServerPaths paths, ClusterNode node, BatchWatch watch, TimeProvider time, ILogger<BatchFinalizer> logger)
 {
     /// <summary>How often the store is looked at when nothing wakes the finalizer sooner.</summary>
     internal static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(1);
@@ -95,6 +95,7 @@ internal sealed partial class BatchFinalizer(IBatchStore store, ServerPaths path
             var outputId = summary.Succeeded > 0 ? await StoreFileAsync(batch, "output", outputPath, cancellationToken) : null;
             var errorId = summary.Failed > 0 ? await StoreFileAsync(batch, "error", errorPath, cancellationToken) : null;
             await store.FinishFinalizingAsync(batch.Id, outputId, errorId, time.GetUtcNow(), cancellationToken);
+            watch.Pulse();
         }
         finally
         {

@@ -16,6 +16,7 @@ internal sealed partial class EngineService(
     NativeBatchRunner native,
     ClusterNode cluster,
     BatchFinalizer finalizer,
+    BatchWatch watch,
     BackgroundImports imports,
     IBatchStore store,
     TimeProvider time,
@@ -41,6 +42,10 @@ internal sealed partial class EngineService(
     {
         dispatcher.BatchesEnded += finalizer.Wake;
         native.BatchesEnded += finalizer.Wake;
+
+        // Batches that need no result files (the Anthropic door's) have ended already.
+        dispatcher.BatchesEnded += watch.Pulse;
+        native.BatchesEnded += watch.Pulse;
         cluster.Changed += finalizer.Wake;
         cluster.Changed += native.NotifyBatchesChanged;
         var finalizing = finalizer.RunAsync(stoppingToken);
@@ -81,6 +86,8 @@ internal sealed partial class EngineService(
             _running = false;
             dispatcher.BatchesEnded -= finalizer.Wake;
             native.BatchesEnded -= finalizer.Wake;
+            dispatcher.BatchesEnded -= watch.Pulse;
+            native.BatchesEnded -= watch.Pulse;
             cluster.Changed -= finalizer.Wake;
             cluster.Changed -= native.NotifyBatchesChanged;
         }

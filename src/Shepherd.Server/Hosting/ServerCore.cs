@@ -25,6 +25,7 @@ internal sealed partial class ServerCore(
     TimeProvider time,
     BackgroundImports imports,
     BatchFinalizer finalizer,
+    BatchWatch watch,
     ServerPaths paths,
     Importers importers)
 {
@@ -41,11 +42,12 @@ internal sealed partial class ServerCore(
     /// <summary>Runs batches of native mode; also says whether a batch can run so.</summary>
     public NativeBatchRunner Native => native;
 
-    /// <summary>Tells the dispatcher and the native runner that batches changed.</summary>
+    /// <summary>Tells the dispatcher and the native runner that batches changed, and the held looks that one may have ended (refused, cancelled).</summary>
     public void NotifyBatchesChanged()
     {
         dispatcher.NotifyBatchesChanged();
         native.NotifyBatchesChanged();
+        watch.Pulse();
     }
 
     /// <summary>Every door a batch can come in by: what the OpenAI door and the dashboard look up and list.</summary>
@@ -255,6 +257,7 @@ internal sealed partial class ServerCore(
             catch (Exception ex) when (ex is IOException or StoreException)
             {
                 await store.RejectBatchAsync(batchId, [new InputError("input_file_unreadable", $"the input file {fileId} can no longer be read: {ex.Message}", null)], cancellationToken);
+                NotifyBatchesChanged();
                 return;
             }
 

@@ -112,6 +112,20 @@ internal static class Fields
             : throw ApiException.BadRequest($"{name} must be a whole number from {min} to {max}; it is \"{text}\".", name, "invalid_parameter");
     }
 
+    /// <summary>A duration in seconds (fractions allowed), 0 when absent; more than an hour is refused, as no wait is held that long.</summary>
+    public static TimeSpan Seconds(IQueryCollection query, string name)
+    {
+        var text = query[name].ToString();
+        if (text.Length == 0)
+        {
+            return TimeSpan.Zero;
+        }
+
+        return double.TryParse(text, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var value) && value <= 3600
+            ? TimeSpan.FromSeconds(value)
+            : throw ApiException.BadRequest($"{name} must be a number of seconds from 0 to 3600; it is \"{text}\".", name, "invalid_parameter");
+    }
+
     public static long Long(IQueryCollection query, string name)
     {
         var text = query[name].ToString();

@@ -16,7 +16,7 @@ namespace Shepherd.Server.OpenAI;
 /// <c>/v1/batches</c>: batches of an uploaded file (the OpenAI Batch API) and inline batches
 /// (Shepherd's own shape), with paged results.
 /// </summary>
-internal sealed class BatchesApi(ServerCore core)
+internal sealed class BatchesApi(ServerCore core, BatchWatch watch)
 {
     public void Map(WebApplication app)
     {
@@ -24,7 +24,13 @@ internal sealed class BatchesApi(ServerCore core)
         app.MapGet("/v1/batches", (Delegate)ListAsync);
         app.MapGet("/v1/batches/{id}", async (HttpContext context, string id) =>
         {
+            var wait = Fields.Seconds(context.Request.Query, "wait");
             var batch = await core.GetBatchAsync(Caller.Of(context), id, Door.OpenAI, context.RequestAborted);
+            if (wait > TimeSpan.Zero)
+            {
+                batch = await watch.UntilEndedAsync(batch, wait, context.RequestAborted);
+            }
+
             var lanes = await core.LanesOfAsync(batch, all: false, context.RequestAborted);
             var results = await SeedResults.ReadAsync(core.Store, batch, context.RequestAborted);
             var now = core.Time.GetUtcNow();
