@@ -449,7 +449,7 @@ public sealed class BatchCollector : IAsyncDisposable
             }
 
             stage = "could not have its results read";
-            await foreach (var result in _client.GetResultsAsync(batchId, token))
+            await foreach (var result in _client.ResultsOfEnded(ended, token))
             {
                 if (open.Remove(result.CustomId, out var entry))
                 {

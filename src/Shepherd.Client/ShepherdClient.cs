@@ -218,6 +218,9 @@ public sealed class ShepherdClient : IDisposable
         }
     }
 
+    /// <summary>The results of <paramref name="ended"/>, a batch a wait has just seen end: no second look at it.</summary>
+    internal IAsyncEnumerable<BatchResult> ResultsOfEnded(Batch ended, CancellationToken cancellationToken) => _backend.ResultsAsync(ended, cancellationToken);
+
     /// <summary>
     /// The result of one request of an ended batch, or null when the batch has no such custom id.
     /// A batch still running throws <see cref="BatchNotEndedException"/> on every backend.
