@@ -16,6 +16,9 @@ namespace Shepherd.Client;
 /// </summary>
 public sealed class ShepherdClient : IDisposable
 {
+    /// <summary>The name of the <see cref="System.Diagnostics.ActivitySource"/> the client traces its calls with: one activity per call, its retries inside it.</summary>
+    public const string ActivitySourceName = "Shepherd.Client";
+
     private readonly ApiPipeline _pipeline;
     private readonly IBatchBackend _backend;
 

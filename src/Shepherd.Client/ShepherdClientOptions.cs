@@ -109,6 +109,12 @@ public sealed class ShepherdClientOptions
     /// </summary>
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 
+    /// <summary>
+    /// Where the client logs its retries and an open circuit breaker (category <c>Shepherd.Client</c>);
+    /// <c>AddShepherdClient</c> sets the application's. None when null.
+    /// </summary>
+    public Microsoft.Extensions.Logging.ILoggerFactory? LoggerFactory { get; set; }
+
     internal ShepherdClientOptions Validated()
     {
         ArgumentNullException.ThrowIfNull(BaseUrl);

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
 
 namespace Shepherd.Client;
 
@@ -41,7 +42,12 @@ public static class ShepherdClientServiceCollectionExtensions
             // One client lives as long as the application: its connections are renewed instead of its handler.
             .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) })
             .SetHandlerLifetime(Timeout.InfiniteTimeSpan);
-        services.TryAddSingleton(provider => new ShepherdClient(options(provider), provider.GetRequiredService<IHttpClientFactory>().CreateClient(HttpClientName)));
+        services.TryAddSingleton(provider =>
+        {
+            var made = options(provider);
+            made.LoggerFactory ??= provider.GetService<ILoggerFactory>();
+            return new ShepherdClient(made, provider.GetRequiredService<IHttpClientFactory>().CreateClient(HttpClientName));
+        });
         return http;
     }
 

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
 using Shepherd.Testing;
 
@@ -349,5 +350,69 @@ public sealed class ResilienceTests
         var next = await client.GetBatchAsync("batch_1", Ct);
 
         Assert.Equal(1, next.Succeeded);
+    }
+
+    [Fact]
+    public async Task ACallAndItsRetries_AreOneTracedActivity_AndEachRetryIsLogged()
+    {
+        var time = new FakeTimeProvider(Start);
+        var logged = new List<string>();
+        using var logs = LoggerFactory.Create(builder => builder.AddProvider(new ListLoggerProvider(logged)));
+        var (client, _, _) = Scripted(time, o => o.LoggerFactory = logs,
+            ScriptedHandler.Json(HttpStatusCode.ServiceUnavailable, """{"error":{"message":"busy"}}"""), Answer(BatchJson("in_progress", 1)));
+        using var _ = client;
+        var traced = new List<System.Diagnostics.Activity>();
+        using var listener = new System.Diagnostics.ActivityListener
+        {
+            ShouldListenTo = source => source.Name == ShepherdClient.ActivitySourceName,
+            Sample = (ref System.Diagnostics.ActivityCreationOptions<System.Diagnostics.ActivityContext> _) => System.Diagnostics.ActivitySamplingResult.AllData,
+            ActivityStopped = activity =>
+            {
+                lock (traced)
+                {
+                    traced.Add(activity);
+                }
+            },
+        };
+        System.Diagnostics.ActivitySource.AddActivityListener(listener);
+
+        var look = client.GetBatchAsync("batch_traced", Ct);
+        await time.RunUntilAsync(look, TimeSpan.FromMilliseconds(50));
+        await look;
+
+        System.Diagnostics.Activity call;
+        lock (traced)
+        {
+            call = Assert.Single(traced, a => a.DisplayName == "GET /v1/batches/batch_traced");
+        }
+
+        Assert.Equal((200, 1), (call.GetTagItem("http.response.status_code"), call.GetTagItem("shepherd.retries")));
+        Assert.Contains(logged, line => line.Contains("answered 503: busy", StringComparison.Ordinal) && line.Contains("Try 1 again in", StringComparison.Ordinal));
+    }
+
+    /// <summary>Keeps what is logged, as lines.</summary>
+    private sealed class ListLoggerProvider(List<string> lines) : ILoggerProvider
+    {
+        public ILogger CreateLogger(string categoryName) => new Lines(lines);
+
+        public void Dispose()
+        {
+        }
+
+        private sealed class Lines(List<string> lines) : ILogger
+        {
+            public IDisposable? BeginScope<TState>(TState state)
+                where TState : notnull => null;
+
+            public bool IsEnabled(LogLevel logLevel) => true;
+
+            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+            {
+                lock (lines)
+                {
+                    lines.Add(formatter(state, exception));
+                }
+            }
+        }
     }
 }

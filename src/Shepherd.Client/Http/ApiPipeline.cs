@@ -1,9 +1,12 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Shepherd.Client.Http;
 
@@ -12,14 +15,18 @@ namespace Shepherd.Client.Http;
 /// failures retried with jittered exponential backoff (a <c>retry-after</c> from the server
 /// wins when longer), behind a circuit breaker. Errors become <see cref="ShepherdApiException"/>.
 /// </summary>
-internal sealed class ApiPipeline : IDisposable
+internal sealed partial class ApiPipeline : IDisposable
 {
+    /// <summary>One activity per call the caller made (its tries inside it), for tracing: <c>Shepherd.Client</c>.</summary>
+    public static readonly ActivitySource Activities = new(ShepherdClient.ActivitySourceName);
+
     private const string ConnectionRefused = "connection_refused";
 
     private readonly ShepherdClientOptions _options;
     private readonly HttpClient _http;
     private readonly bool _ownsHttp;
     private readonly CircuitBreaker _breaker;
+    private readonly ILogger _log;
     private volatile bool _disposed;
 
     public ApiPipeline(ShepherdClientOptions options, HttpClient? http)
@@ -28,6 +35,7 @@ internal sealed class ApiPipeline : IDisposable
         _ownsHttp = http is null;
         _http = http ?? new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) }) { Timeout = Timeout.InfiniteTimeSpan };
         _breaker = new CircuitBreaker(options.BreakerFailures, options.BreakerDuration, options.TimeProvider);
+        _log = options.LoggerFactory?.CreateLogger("Shepherd.Client") ?? NullLogger.Instance;
     }
 
     /// <summary>
@@ -44,9 +52,19 @@ internal sealed class ApiPipeline : IDisposable
             _breaker.Enter();
         }
 
+        using var activity = Activities.StartActivity("shepherd.client.call", ActivityKind.Client);
         try
         {
-            return await SendTriesAsync(build, streamed, kind, cancellationToken);
+            var response = await SendTriesAsync(build, streamed, kind, activity, cancellationToken);
+            activity?.SetTag("http.response.status_code", (int)response.StatusCode);
+            return response;
+        }
+        catch (ShepherdApiException ex)
+        {
+            activity?.SetStatus(ActivityStatusCode.Error, ex.Message);
+            activity?.SetTag("http.response.status_code", ex.StatusCode);
+            activity?.SetTag("error.type", ex.ErrorCode);
+            throw;
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested && kind != CallKind.Look)
         {
@@ -56,11 +74,11 @@ internal sealed class ApiPipeline : IDisposable
         }
     }
 
-    private async Task<HttpResponseMessage> SendTriesAsync(Func<HttpRequestMessage> build, bool streamed, CallKind kind, CancellationToken cancellationToken)
+    private async Task<HttpResponseMessage> SendTriesAsync(Func<HttpRequestMessage> build, bool streamed, CallKind kind, Activity? activity, CancellationToken cancellationToken)
     {
         for (var attempt = 0; ; attempt++)
         {
-            var (response, failure, retryAfter) = await TryAsync(build, streamed, cancellationToken);
+            var (response, failure, retryAfter) = await TryAsync(build, streamed, activity, cancellationToken);
             if (response is not null)
             {
                 _breaker.Succeeded();
@@ -85,7 +103,10 @@ internal sealed class ApiPipeline : IDisposable
                 throw failure;
             }
 
-            await Task.Delay(Backoff(attempt, retryAfter), _options.TimeProvider, cancellationToken);
+            var delay = Backoff(attempt, retryAfter);
+            activity?.SetTag("shepherd.retries", attempt + 1);
+            LogRetry(_log, failure.Message, attempt + 1, delay.TotalSeconds);
+            await Task.Delay(delay, _options.TimeProvider, cancellationToken);
         }
     }
 
@@ -137,10 +158,17 @@ internal sealed class ApiPipeline : IDisposable
     }
 
     /// <summary>One try: the successful response, or why there was none (and the server's <c>retry-after</c>).</summary>
-    private async Task<(HttpResponseMessage? Response, ShepherdApiException Failure, TimeSpan? RetryAfter)> TryAsync(Func<HttpRequestMessage> build, bool streamed, CancellationToken cancellationToken)
+    private async Task<(HttpResponseMessage? Response, ShepherdApiException Failure, TimeSpan? RetryAfter)> TryAsync(Func<HttpRequestMessage> build, bool streamed, Activity? activity, CancellationToken cancellationToken)
     {
         using var request = build();
         Authorize(request);
+        if (activity is { } traced)
+        {
+            traced.DisplayName = $"{request.Method} {request.RequestUri?.AbsolutePath}";
+            traced.SetTag("http.request.method", request.Method.Method);
+            traced.SetTag("url.full", request.RequestUri?.GetLeftPart(UriPartial.Path));
+        }
+
         using var timeout = new CancellationTokenSource(_options.RequestTimeout, _options.TimeProvider);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
         var call = $"{request.Method} {request.RequestUri?.AbsolutePath}";
@@ -241,6 +269,9 @@ internal sealed class ApiPipeline : IDisposable
 
     private static string? Text(JsonElement element, string name) =>
         element.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "{Failure} Try {Retry} again in {Seconds:0.##} s.")]
+    private static partial void LogRetry(ILogger logger, string failure, int retry, double seconds);
 }
 
 /// <summary>How a call is retried, and how it stands with the circuit breaker.</summary>
