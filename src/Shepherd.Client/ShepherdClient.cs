@@ -14,7 +14,7 @@ namespace Shepherd.Client;
 /// circuit breaker, and every create carries an idempotency key, so a retried create never makes
 /// a second batch. Thread-safe.
 /// </summary>
-public sealed class ShepherdClient : IDisposable
+public sealed class ShepherdClient : IShepherdClient, IDisposable
 {
     /// <summary>The name of the <see cref="System.Diagnostics.ActivitySource"/> the client traces its calls with: one activity per call, its retries inside it.</summary>
     public const string ActivitySourceName = "Shepherd.Client";
@@ -302,9 +302,9 @@ public sealed class ShepherdClient : IDisposable
 /// <summary>A batch known by its id: rebuilt from the id alone, in any process.</summary>
 public sealed class BatchHandle
 {
-    private readonly ShepherdClient _client;
+    private readonly IShepherdClient _client;
 
-    internal BatchHandle(ShepherdClient client, string id)
+    internal BatchHandle(IShepherdClient client, string id)
     {
         _client = client;
         Id = id;

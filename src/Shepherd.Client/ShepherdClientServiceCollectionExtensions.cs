@@ -48,6 +48,7 @@ public static class ShepherdClientServiceCollectionExtensions
             made.LoggerFactory ??= provider.GetService<ILoggerFactory>();
             return new ShepherdClient(made, provider.GetRequiredService<IHttpClientFactory>().CreateClient(HttpClientName));
         });
+        services.TryAddSingleton<IShepherdClient>(provider => provider.GetRequiredService<ShepherdClient>());
         return http;
     }
 

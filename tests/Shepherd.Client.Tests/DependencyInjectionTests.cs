@@ -25,6 +25,7 @@ public sealed class DependencyInjectionTests
         var done = await client.WaitForCompletionAsync(batch.Id, cancellationToken: Ct);
 
         Assert.Same(client, provider.GetRequiredService<ShepherdClient>());
+        Assert.Same(client, provider.GetRequiredService<IShepherdClient>());
         Assert.Equal(TimeSpan.FromMilliseconds(50), client.Options.PollInitialDelay);
         Assert.True(done.AllSucceeded, done.Batch.ToString());
     }
@@ -49,5 +50,47 @@ public sealed class DependencyInjectionTests
         using var provider = services.BuildServiceProvider();
 
         Assert.Contains("MaxRetrys", Assert.Throws<InvalidOperationException>(() => provider.GetRequiredService<ShepherdClient>()).Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task CodeThatTakesTheInterface_RunsAgainstAFake()
+    {
+        var fake = new FakeClient();
+        IShepherdClient client = fake;
+
+        var done = await client.Batch("batch_1").WaitAsync(Ct);
+
+        Assert.Equal((BatchStatus.Completed, "batch_1"), (done.Batch.Status, done.Batch.Id));
+        Assert.Equal(["wait batch_1"], fake.Calls);
+    }
+
+    /// <summary>A client that ends every batch at once, as a test of an application would give it.</summary>
+    private sealed class FakeClient : IShepherdClient
+    {
+        public List<string> Calls { get; } = [];
+
+        public Task<BatchCompletion> WaitForCompletionAsync(string batchId, IProgress<BatchProgress>? progress = null, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+        {
+            Calls.Add($"wait {batchId}");
+            return Task.FromResult(new BatchCompletion(new Batch { Id = batchId, Status = BatchStatus.Completed }, TimedOut: false));
+        }
+
+        public Task<Batch> CreateBatchAsync(NewBatch batch, CancellationToken cancellationToken = default) => throw new NotSupportedException();
+
+        public Task<Batch> CreateBatchFromFileAsync(string path, FileBatchOptions? options = null, CancellationToken cancellationToken = default) => throw new NotSupportedException();
+
+        public Task<Batch> GetBatchAsync(string batchId, CancellationToken cancellationToken = default) => throw new NotSupportedException();
+
+        public IAsyncEnumerable<Batch> ListBatchesAsync(CancellationToken cancellationToken = default) => throw new NotSupportedException();
+
+        public Task<Batch> CancelBatchAsync(string batchId, CancellationToken cancellationToken = default) => throw new NotSupportedException();
+
+        public IAsyncEnumerable<BatchResult> GetResultsAsync(string batchId, CancellationToken cancellationToken = default) => throw new NotSupportedException();
+
+        public Task<BatchResult?> GetResultAsync(string batchId, string customId, CancellationToken cancellationToken = default) => throw new NotSupportedException();
+
+        public Task<long> ExportResultsAsync(string batchId, string path, CancellationToken cancellationToken = default) => throw new NotSupportedException();
+
+        public Task<Batch?> RetryFailedAsync(string batchId, CancellationToken cancellationToken = default) => throw new NotSupportedException();
     }
 }
