@@ -68,6 +68,12 @@ public sealed record Batch
     /// <summary>Where the batch is in its life.</summary>
     public required BatchStatus Status { get; init; }
 
+    /// <summary>
+    /// The batch object as the API sent it, for fields this type does not name (a newer server's,
+    /// a provider's own); an undefined element for a batch not read from an API.
+    /// </summary>
+    public System.Text.Json.JsonElement Raw { get; init; }
+
     /// <summary>The status as the API wrote it: the word behind <see cref="BatchStatus.Unknown"/> too.</summary>
     public string StatusName
     {

@@ -19,6 +19,11 @@ public interface IShepherdClient
     /// <exception cref="ShepherdApiException">When the server refuses the batch or cannot be reached.</exception>
     Task<Batch> CreateBatchFromFileAsync(string path, FileBatchOptions? options = null, CancellationToken cancellationToken = default);
 
+    /// <summary>Creates a batch of the JSONL batch file at <paramref name="path"/> with the default options.</summary>
+    /// <returns>The batch as the server describes it once created.</returns>
+    Task<Batch> CreateBatchFromFileAsync(string path, CancellationToken cancellationToken) =>
+        CreateBatchFromFileAsync(path, null, cancellationToken);
+
     /// <summary>The batch as the server describes it now.</summary>
     /// <exception cref="ShepherdApiException">404 for a batch the key cannot see.</exception>
     Task<Batch> GetBatchAsync(string batchId, CancellationToken cancellationToken = default);

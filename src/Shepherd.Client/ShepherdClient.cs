@@ -51,6 +51,10 @@ public sealed class ShepherdClient : IShepherdClient, IDisposable
         return _backend.CreateAsync(batch, batch.IdempotencyKey ?? NewIdempotencyKey(), cancellationToken);
     }
 
+    /// <summary>Creates a batch of the JSONL batch file at <paramref name="path"/> with the default options.</summary>
+    public Task<Batch> CreateBatchFromFileAsync(string path, CancellationToken cancellationToken) =>
+        CreateBatchFromFileAsync(path, null, cancellationToken);
+
     /// <summary>
     /// Creates a batch of the JSONL batch file at <paramref name="path"/>, streamed: uploaded as a
     /// file to a Shepherd server or the OpenAI API, sent as the create's body to the Anthropic API.

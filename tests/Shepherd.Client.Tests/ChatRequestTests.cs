@@ -79,6 +79,7 @@ public sealed class ChatRequestTests
         Assert.Equal((BatchStatus.Unknown, "paused", false), (batch.Status, batch.StatusName, batch.HasEnded));
         Assert.Equal((BatchStatus.Unknown, "archiving"), (messageBatch.Status, messageBatch.StatusName));
         Assert.Equal("unknown", BatchStatus.Unknown.ToApiName());
+        Assert.Equal("paused", batch.Raw.GetProperty("status").GetString());
     }
 
     [Theory]
