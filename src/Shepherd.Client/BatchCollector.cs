@@ -58,6 +58,8 @@ public sealed class BatchCollector : IAsyncDisposable
     private int _inFlight;
     private double _size;
     private long _epoch;
+    private int _keyChecked;
+    private ShepherdApiException? _keyRefused;
     private bool _disposing;
 
     /// <summary>Creates a collector sending its batches through <paramref name="client"/> (not disposed with it).</summary>
@@ -255,10 +257,20 @@ public sealed class BatchCollector : IAsyncDisposable
             return Task.FromCanceled<BatchResult>(cancellationToken);
         }
 
+        if (Interlocked.Exchange(ref _keyChecked, 1) == 0)
+        {
+            _ = CheckKeyAsync();
+        }
+
         Entry entry;
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposing, this);
+            if (_keyRefused is { } refused)
+            {
+                return Task.FromException<BatchResult>(Refusal(refused));
+            }
+
             var sequence = ++_sequence;
             var customId = $"c{_instance}-{sequence}";
             var item = prompt is not null ? BatchItem.FromPrompt(customId, prompt) : BatchItem.FromBody(customId, body!);
@@ -390,22 +402,54 @@ public sealed class BatchCollector : IAsyncDisposable
         _timer.Change(due is null || wait > TimeSpan.Zero ? wait : TimeSpan.FromMilliseconds(1), Timeout.InfiniteTimeSpan);
     }
 
-    private void FailUnsentLocked()
+    private void FailUnsentLocked() => FailUnsentLocked(() => new BatchCollectorException("The collector was disposed before the request was sent.", null, null));
+
+    private void FailUnsentLocked(Func<Exception> why)
     {
         foreach (var entry in _pending)
         {
-            entry.Result.TrySetException(new BatchCollectorException("The collector was disposed before the request was sent.", null, null));
+            entry.Result.TrySetException(why());
         }
 
         _pending.Clear();
         foreach (var entry in _waiting)
         {
             entry.Node = null;
-            entry.Result.TrySetException(new BatchCollectorException("The collector was disposed before the request was sent.", null, null));
+            entry.Result.TrySetException(why());
         }
 
         _waiting.Clear();
     }
+
+    /// <summary>
+    /// Asks the server once, as the first request comes, whether it takes the client's key: a
+    /// refused key fails the requests waiting and every later one at once, instead of when the
+    /// first batch is flushed, up to <see cref="BatchCollectorOptions.MaxAge"/> later. Any other
+    /// failure is left for the batches to meet and report.
+    /// </summary>
+    private async Task CheckKeyAsync()
+    {
+        try
+        {
+            await using var batches = _client.ListBatchesAsync(_abort.Token).GetAsyncEnumerator(_abort.Token);
+            await batches.MoveNextAsync();
+        }
+        catch (ShepherdApiException ex) when (ex.StatusCode is 401 or 403)
+        {
+            lock (_gate)
+            {
+                _keyRefused = ex;
+                FailUnsentLocked(() => Refusal(ex));
+            }
+        }
+        catch (Exception ex) when (ex is ShepherdApiException or OperationCanceledException or ObjectDisposedException)
+        {
+            // Not a refused key: the batches meet it, and their callers learn of it then.
+        }
+    }
+
+    private static BatchCollectorException Refusal(ShepherdApiException refused) =>
+        new($"The server refused the client's key, so no request can be sent: {refused.Message}", null, refused);
 
     private async Task RunAsync(Flush flush)
     {

@@ -30,6 +30,9 @@ public sealed class BatchCollectorTests
 
     private static async Task<List<Batch>> BatchesOnServerAsync(ShepherdClient client) => await client.ListBatchesAsync(Ct).ToListAsync(Ct);
 
+    /// <summary>The looks of a wait: a plain one, then one the server holds until the batch ends.</summary>
+    private static readonly string[] HeldLooks = ["", "?wait=60"];
+
     [Fact]
     public async Task ACallersAnswer_ComesWhenItsBatchEnds_NotAtTheNextPoll()
     {
@@ -52,8 +55,23 @@ public sealed class BatchCollectorTests
         var result = await answer.WaitAsync(TimeSpan.FromSeconds(30), Ct);
 
         Assert.Equal(ResultStatus.Succeeded, result.Status);
-        Assert.Equal(["", "?wait=60"], spy.Looks.Take(2));
+        // A first plain look (which may already see the end), then at most one held look.
         Assert.InRange(spy.Looks.Count, 1, 2);
+        Assert.Equal(HeldLooks[..spy.Looks.Count], spy.Looks);
+    }
+
+    [Fact]
+    public async Task AWrongKey_FailsTheCallersAtTheirFirstRequest_NotWhenTheBatchIsFlushed()
+    {
+        await using var server = await RunningServer.StartAsync();
+        using var client = new ShepherdClient(new ShepherdClientOptions { BaseUrl = server.BaseUrl, ApiKey = "not-a-gateway-key" });
+        await using var collector = new BatchCollector(client, new BatchCollectorOptions { Model = Model, MaxAge = TimeSpan.FromHours(1) });
+
+        var first = await Assert.ThrowsAsync<BatchCollectorException>(() => collector.AddAsync("hello", Ct).WaitAsync(TimeSpan.FromSeconds(30), Ct));
+        var later = await Assert.ThrowsAsync<BatchCollectorException>(() => collector.AddAsync("again", Ct));
+
+        Assert.Contains("refused the client's key", first.Message, StringComparison.Ordinal);
+        Assert.Equal(401, Assert.IsType<ShepherdApiException>(later.InnerException).StatusCode);
     }
 
     [Fact]
