@@ -587,7 +587,7 @@ public sealed class BatchCollector : IAsyncDisposable
 /// failed, did not end in time, or had no result for it. <see cref="Exception.InnerException"/>
 /// holds the cause when there was one, such as the server's refusal (<see cref="ShepherdApiException"/>).
 /// </summary>
-public sealed class BatchCollectorException : Exception
+public sealed class BatchCollectorException : ShepherdException
 {
     /// <summary>Creates an exception with no message.</summary>
     public BatchCollectorException()

@@ -5,7 +5,7 @@ namespace Shepherd.Client;
 /// while the batch still runs: wait for it first (<see cref="ShepherdClient.WaitForCompletionAsync(string, CancellationToken)"/>).
 /// Every backend says so the same way.
 /// </summary>
-public sealed class BatchNotEndedException : InvalidOperationException
+public sealed class BatchNotEndedException : ShepherdException
 {
     /// <summary>Creates an exception with no message.</summary>
     public BatchNotEndedException()

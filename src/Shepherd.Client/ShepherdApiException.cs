@@ -4,7 +4,7 @@ namespace Shepherd.Client;
 /// A call the server refused or could not answer: <see cref="StatusCode"/> is its HTTP status
 /// (null when no answer came, or the circuit breaker is open), the rest what the server said.
 /// </summary>
-public sealed class ShepherdApiException : Exception
+public sealed class ShepherdApiException : ShepherdException
 {
     /// <summary>Creates an exception with no message.</summary>
     public ShepherdApiException()

@@ -17,4 +17,12 @@ public sealed class ErrorTests
         Assert.False(string.IsNullOrEmpty(refused.RequestId));
         Assert.False(string.IsNullOrEmpty(refused.ErrorCode));
     }
+
+    [Fact]
+    public void EveryFailureOfACall_IsOneFamily_CaughtAsShepherdException()
+    {
+        Exception[] failures = [new ShepherdApiException("refused"), new BatchNotEndedException("running"), new BatchCollectorException("no result")];
+
+        Assert.All(failures, failure => Assert.IsAssignableFrom<ShepherdException>(failure));
+    }
 }
