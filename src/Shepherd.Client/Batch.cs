@@ -74,6 +74,9 @@ public sealed record Batch
     /// </summary>
     public System.Text.Json.JsonElement Raw { get; init; }
 
+    /// <summary>The HTTP answer this description came in (status, request id, headers); null for a batch not read from an API.</summary>
+    public ApiResponse? Response { get; init; }
+
     /// <summary>The status as the API wrote it: the word behind <see cref="BatchStatus.Unknown"/> too.</summary>
     public string StatusName
     {

@@ -19,6 +19,21 @@ public sealed class ErrorTests
     }
 
     [Fact]
+    public async Task ABatch_CarriesTheHttpAnswerItCameIn()
+    {
+        await using var server = await RunningServer.StartAsync();
+        using var client = ClientTests.ClientOf(server);
+
+        var batch = await client.CreateBatchAsync(new NewBatch { Model = "gpt-4o-mini", Requests = [BatchItem.FromPrompt("a", "hi")] }, TestContext.Current.CancellationToken);
+        var seen = await client.GetBatchAsync(batch.Id, TestContext.Current.CancellationToken);
+
+        Assert.Equal(200, seen.Response?.Status);
+        Assert.False(string.IsNullOrEmpty(seen.Response?.RequestId));
+        Assert.Equal(seen.Response?.RequestId, seen.Response?.Headers["X-Request-Id"]);
+        Assert.NotEqual(batch.Response?.RequestId, seen.Response?.RequestId);
+    }
+
+    [Fact]
     public void EveryFailureOfACall_IsOneFamily_CaughtAsShepherdException()
     {
         Exception[] failures = [new ShepherdApiException("refused"), new BatchNotEndedException("running"), new BatchCollectorException("no result")];

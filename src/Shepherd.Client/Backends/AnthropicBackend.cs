@@ -83,7 +83,7 @@ internal sealed class AnthropicBackend(ApiPipeline pipeline, ShepherdClientOptio
         while (true)
         {
             var query = $"{Batches}?limit={ListPageSize}" + (after is null ? "" : "&after_id=" + Uri.EscapeDataString(after));
-            var page = await pipeline.SendJsonAsync(() => pipeline.Request(HttpMethod.Get, query), cancellationToken);
+            var page = (await pipeline.SendJsonAsync(() => pipeline.Request(HttpMethod.Get, query), cancellationToken)).Json;
             foreach (var batch in page.GetProperty("data").EnumerateArray())
             {
                 yield return Wire.AnthropicBatch(batch);

@@ -101,7 +101,7 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
         }, cancellationToken);
         var body = new JsonObject
         {
-            ["input_file_id"] = Wire.String(file, "id"),
+            ["input_file_id"] = Wire.String(file.Json, "id"),
             ["endpoint"] = endpoint,
             ["completion_window"] = Requests.WindowText(options.CompletionWindow),
         };
@@ -132,7 +132,7 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
         while (true)
         {
             var query = $"v1/batches?limit={ListPageSize}" + (after is null ? "" : "&after=" + Uri.EscapeDataString(after));
-            var page = await pipeline.SendJsonAsync(() => pipeline.Request(HttpMethod.Get, query), cancellationToken);
+            var page = (await pipeline.SendJsonAsync(() => pipeline.Request(HttpMethod.Get, query), cancellationToken)).Json;
             foreach (var batch in page.GetProperty("data").EnumerateArray())
             {
                 yield return Wire.OpenAIBatch(batch);

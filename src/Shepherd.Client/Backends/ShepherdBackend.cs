@@ -81,7 +81,7 @@ internal sealed class ShepherdBackend(ApiPipeline pipeline, ShepherdClientOption
         while (true)
         {
             var path = $"v1/batches/{Uri.EscapeDataString(batchId)}/results?offset={offset}&limit={Options.ResultsPageSize}";
-            var page = await Pipeline.SendJsonAsync(() => Pipeline.Request(HttpMethod.Get, path), cancellationToken);
+            var page = (await Pipeline.SendJsonAsync(() => Pipeline.Request(HttpMethod.Get, path), cancellationToken)).Json;
             foreach (var line in page.GetProperty("data").EnumerateArray())
             {
                 offset++;
@@ -100,7 +100,7 @@ internal sealed class ShepherdBackend(ApiPipeline pipeline, ShepherdClientOption
         try
         {
             var path = $"v1/batches/{Uri.EscapeDataString(batch.Id)}/results/{Uri.EscapeDataString(customId)}";
-            return Wire.OpenAIResult(await Pipeline.SendJsonAsync(() => Pipeline.Request(HttpMethod.Get, path), cancellationToken));
+            return Wire.OpenAIResult((await Pipeline.SendJsonAsync(() => Pipeline.Request(HttpMethod.Get, path), cancellationToken)).Json);
         }
         catch (ShepherdApiException ex) when (ex.StatusCode == 404 && ex.Param == "custom_id")
         {

@@ -6,6 +6,12 @@ namespace Shepherd.Client.Backends;
 /// <summary>Reads the wire objects the batch APIs answer with.</summary>
 internal static class Wire
 {
+    /// <summary>The OpenAI Batch object of <paramref name="answer"/>, with the HTTP answer it came in.</summary>
+    public static Batch OpenAIBatch(JsonAnswer answer) => OpenAIBatch(answer.Json) with { Response = answer.Response };
+
+    /// <summary>The Anthropic MessageBatch of <paramref name="answer"/>, with the HTTP answer it came in.</summary>
+    public static Batch AnthropicBatch(JsonAnswer answer) => AnthropicBatch(answer.Json) with { Response = answer.Response };
+
     /// <summary>An OpenAI Batch object (with Shepherd's additions where present).</summary>
     public static Batch OpenAIBatch(JsonElement json)
     {

@@ -111,12 +111,12 @@ internal sealed partial class ApiPipeline : IDisposable
     }
 
     /// <summary>Sends and parses the JSON answer.</summary>
-    public async Task<JsonElement> SendJsonAsync(Func<HttpRequestMessage> build, CancellationToken cancellationToken, CallKind kind = CallKind.Repeatable)
+    public async Task<JsonAnswer> SendJsonAsync(Func<HttpRequestMessage> build, CancellationToken cancellationToken, CallKind kind = CallKind.Repeatable)
     {
         using var response = await SendAsync(build, cancellationToken, kind: kind);
         await using var body = await response.Content.ReadAsStreamAsync(cancellationToken);
         using var document = await JsonDocument.ParseAsync(body, default, cancellationToken);
-        return document.RootElement.Clone();
+        return new JsonAnswer(document.RootElement.Clone(), ApiResponse.Of(response));
     }
 
     /// <summary>A request to <paramref name="path"/> (relative to the base url, such as <c>v1/batches</c>).</summary>
@@ -262,9 +262,7 @@ internal sealed partial class ApiPipeline : IDisposable
         }
 
         message ??= text.Length > 300 ? text[..300] : text;
-        // OpenAI and Shepherd name the request x-request-id, Anthropic request-id: what support asks for.
-        var requestId = response.Headers.TryGetValues("x-request-id", out var ids) || response.Headers.TryGetValues("request-id", out ids) ? ids.FirstOrDefault() : null;
-        return new ShepherdApiException($"{request.Method} {request.RequestUri?.AbsolutePath} answered {status}: {message}", status, code, param) { RequestId = requestId };
+        return new ShepherdApiException($"{request.Method} {request.RequestUri?.AbsolutePath} answered {status}: {message}", status, code, param) { RequestId = ApiResponse.RequestIdOf(response.Headers) };
     }
 
     private static string? Text(JsonElement element, string name) =>
