@@ -10,8 +10,9 @@ var json = Refusal.JsonWanted(parse);
 if (parse.Errors.Count > 0)
 {
     var errors = string.Join(Environment.NewLine, parse.Errors.Select(error => error.Message));
-    return await Refusal.ReportAsync(Console.Out, Console.Error, json, ExitCodes.InvalidInput,
-        errors + Environment.NewLine + "Run 'shepherd --help' (or 'shepherd COMMAND --help') to see what is accepted.");
+    var exit = await Refusal.ReportAsync(Console.Out, Console.Error, json, ExitCodes.InvalidInput, errors);
+    await Console.Error.WriteLineAsync("Run 'shepherd --help' (or 'shepherd COMMAND --help') to see what is accepted.");
+    return exit;
 }
 
 // SIGTERM (a service manager stopping us) ends a run as Ctrl+C does: answers received are saved first.

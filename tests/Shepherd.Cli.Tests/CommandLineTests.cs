@@ -98,4 +98,18 @@ public sealed class CommandLineTests
     [InlineData(2_100_000_000, "2.10B")]
     public void ACount_ShowsThreeSignificantDigits_WithItsUnit(long count, string shown) =>
         Assert.Equal(shown, Running.ProgressDisplay.FormatCount(count));
+
+    [Theory]
+    [InlineData("600", 600)]
+    [InlineData("10m", 600)]
+    [InlineData("1.5s", 1.5)]
+    public void SecondsOptions_TakeANumberOrADurationWithItsUnit_AsTheDurationOptionsDo(string text, double seconds)
+    {
+        var root = ShepherdCommands.Root();
+
+        var parse = root.Parse(["run", "x", "--timeout", text]);
+
+        Assert.DoesNotContain(parse.Errors, e => e.Message.Contains("--timeout", StringComparison.Ordinal));
+        Assert.Equal(seconds, parse.GetValue<double>("--timeout"));
+    }
 }

@@ -148,7 +148,7 @@ public sealed class RemoteCommandsTests : IDisposable
         Assert.True(final.GetProperty("cancelled").GetInt64() > 0, ended.ToString());
         Assert.Equal(1000, final.GetProperty("succeeded").GetInt64() + final.GetProperty("cancelled").GetInt64());
         var after = await RunAsync(server, "status", id);
-        Assert.Matches(@"done: [\d,]+ succeeded, 0 failed, [\d,]+ cancelled of 1,000", after.Stdout);
+        Assert.Matches(@"1,000 done: [\d,]+ succeeded, 0 failed, [\d,]+ cancelled\n", after.Stdout.ReplaceLineEndings("\n"));
     }
 
     [Fact]
@@ -201,6 +201,21 @@ public sealed class RemoteCommandsTests : IDisposable
         Assert.Contains("No batch found with id 'batch_000000000000000000000000'", OneLine(unknown), StringComparison.Ordinal);
         Assert.True(unreachable.ExitCode == 1, unreachable.ToString());
         Assert.Contains("cannot reach a Shepherd server at http://127.0.0.1:1", OneLine(unreachable), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task WithJson_EachRefusalNamesWhatWentWrong_SoAScriptCanTellThemApart()
+    {
+        await using var server = await RunningServer.StartAsync();
+        var noKey = new Dictionary<string, string?> { ["SHEPHERD_API_KEY"] = null, ["SHEPHERD_URL"] = null };
+
+        var wrongKey = await RunRawAsync(["list", "--json", "--server", server.BaseUrl.ToString(), "--api-key", "sk-wrong"], noKey);
+        var unknown = await RunAsync(server, "status", "batch_000000000000000000000000", "--json");
+        var unreachable = await RunRawAsync(["status", "batch_x", "--json", "--server", "http://127.0.0.1:1", "--api-key", "k"], noKey);
+
+        Assert.Equal(
+            ["unauthorized", "not_found", "unreachable"],
+            new[] { wrongKey, unknown, unreachable }.Select(r => SingleDocument(r).GetProperty("error").GetString()));
     }
 
     [Fact]

@@ -163,6 +163,8 @@ public sealed class ServeCommandTests : IDisposable
 
         Assert.Equal(1, result.ExitCode);
         Assert.Equal($"shepherd: cannot listen on {url}: the address is in use (is another server running there?). Give another with --urls; port 0 picks a free one.", result.Stderr.Trim());
+        // Nothing is left behind where nothing was: neither the state file nor its spool folder.
+        Assert.Empty(Directory.GetFileSystemEntries(_folder.Path));
     }
 
     [Fact]

@@ -23,9 +23,12 @@ internal static class CancelCommand
             }
 
             var done = RemoteOutput.Outcome(batch);
-            await context.Stdout.WriteLineAsync(batch.Status == BatchStatus.Cancelling
-                ? $"{batch.Id} cancelling: {done}; nothing more is sent, and requests in flight are still returning ('shepherd wait {batch.Id}' waits for the end)."
-                : $"{batch.Id} {batch.StatusName}: {done}; nothing more is sent.");
+            await context.Stdout.WriteLineAsync(batch.Status switch
+            {
+                BatchStatus.Cancelling => $"{batch.Id} cancelling: {done}; nothing more is sent, and requests in flight are still returning ('shepherd wait {batch.Id}' waits for the end).",
+                BatchStatus.Cancelled => $"{batch.Id} cancelled: {done}; nothing more is sent.",
+                _ => $"{batch.Id} had already ended ({batch.StatusName}): {done}; there was nothing to cancel.",
+            });
             return ExitCodes.Success;
         });
         return command;

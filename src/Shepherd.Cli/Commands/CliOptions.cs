@@ -69,10 +69,16 @@ internal static class CliOptions
             text => (long.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) && value >= min, value));
 
     public static Option<double> Seconds(string name, string description, double defaultValue, double min) =>
-        Checked(name, description, defaultValue, $"{name} must be a number of seconds of at least {min}", text => Number(text, min, double.MaxValue));
+        Checked(name, description, defaultValue, $"{name} is a number of seconds, or a duration with its unit (90s, 10m), of at least {min} s", text => SecondsOf(text, min));
 
     public static Option<double?> OptionalSeconds(string name, string description, double min) =>
-        Checked<double?>(name, description, null, $"{name} must be a number of seconds of at least {min}", text => Number(text, min, double.MaxValue));
+        Checked<double?>(name, description, null, $"{name} is a number of seconds, or a duration with its unit (90s, 10m), of at least {min} s", text => SecondsOf(text, min));
+
+    /// <summary>Seconds given as a number (<c>600</c>) or as a duration with its unit (<c>10m</c>), as the duration options take them.</summary>
+    private static (bool Valid, double Value) SecondsOf(string text, double min) =>
+        Engine.Upstreams.RateLimitSnapshot.ParseDuration(text.Trim()) is { } duration && text.Trim() is [.., var last] && char.IsAsciiLetter(last)
+            ? (duration.TotalSeconds >= min, duration.TotalSeconds)
+            : Number(text, min, double.MaxValue);
 
     public static Option<double> Number(string name, string description, double defaultValue, double min, double max) =>
         Checked(name, description, defaultValue, $"{name} must be a number from {min} to {max}", text => Number(text, min, max));

@@ -93,7 +93,7 @@ internal sealed class RemoteOptionSet
             catch (ShepherdApiException ex)
             {
                 var (exitCode, message) = Describe(ex, server, options.ApiKey is not null);
-                return await Refusal.ReportAsync(context.Stdout, context.Stderr, context.Json, exitCode, message);
+                return await Refusal.ReportAsync(context.Stdout, context.Stderr, context.Json, exitCode, message, Word(ex));
             }
             catch (BatchNotEndedException ex) when (ex.Batch is { } batch)
             {
@@ -113,6 +113,18 @@ internal sealed class RemoteOptionSet
     }
 
     /// <summary>The exit code and the one line that say what the server's refusal means to the user.</summary>
+    /// <summary>What went wrong, as the <c>error</c> of a <c>--json</c> document: a script tells "no such batch" from "wrong key" from "no server" by it.</summary>
+    private static string Word(ShepherdApiException ex) => ex.StatusCode switch
+    {
+        null when ex.ErrorCode == "timeout" => "timeout",
+        null => "unreachable",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        400 or 413 or 422 => "invalid_input",
+        _ => ex.ErrorCode ?? "error",
+    };
+
     internal static (int ExitCode, string Message) Describe(ShepherdApiException ex, Uri server, bool keyGiven)
     {
         var where = server.ToString().TrimEnd('/');

@@ -46,7 +46,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         await using var results = ResultFiles.Open(outputPath, errorsPath, input, statePath);
         if (settings.Fresh)
         {
-            DeleteState(statePath);
+            StateFiles.Delete(statePath);
         }
 
         var stateExisted = File.Exists(statePath);
@@ -61,7 +61,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         if (exitCode == ExitCodes.InvalidInput && !stateExisted)
         {
             // A rejected input leaves nothing behind when it was the state file's first use.
-            DeleteState(statePath);
+            StateFiles.Delete(statePath);
         }
 
         return exitCode;
@@ -469,13 +469,6 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
     private static FileStream OpenInput(string path) =>
         new(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.SequentialScan | FileOptions.Asynchronous);
 
-    private static void DeleteState(string statePath)
-    {
-        foreach (var suffix in new[] { "", "-wal", "-shm" })
-        {
-            File.Delete(statePath + suffix);
-        }
-    }
 
     private static string Relative(string path) => ShownPath.Of(path);
 

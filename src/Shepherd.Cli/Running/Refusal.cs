@@ -21,18 +21,18 @@ internal static class Refusal
         parse.CommandResult.Command.Options.OfType<Option<bool>>().FirstOrDefault(o => o.Name == "--json") is { } json
         && parse.GetResult(json) is not null && parse.GetValue(json);
 
-    /// <summary>Says <paramref name="message"/> and returns <paramref name="exitCode"/>.</summary>
-    public static Task<int> ReportAsync(TextWriter stdout, TextWriter stderr, bool json, int exitCode, string message) =>
-        ReportAsync(stdout, stderr, json, exitCode, message, name: null, problems: null);
+    /// <summary>Says <paramref name="message"/> and returns <paramref name="exitCode"/>; <paramref name="error"/> names what went wrong in the JSON document (by default the exit code's word).</summary>
+    public static Task<int> ReportAsync(TextWriter stdout, TextWriter stderr, bool json, int exitCode, string message, string? error = null) =>
+        ReportAsync(stdout, stderr, json, exitCode, message, name: null, problems: null, error);
 
     /// <summary>
     /// Says that the input <paramref name="name"/> was refused (<paramref name="headline"/>), lists
     /// its problems with their line numbers, says how many more there were, and returns exit code 2.
     /// </summary>
     public static Task<int> InputRefusedAsync(TextWriter stdout, TextWriter stderr, bool json, string name, string headline, InputProblems problems) =>
-        ReportAsync(stdout, stderr, json, ExitCodes.InvalidInput, headline, name, problems);
+        ReportAsync(stdout, stderr, json, ExitCodes.InvalidInput, headline, name, problems, error: null);
 
-    private static async Task<int> ReportAsync(TextWriter stdout, TextWriter stderr, bool json, int exitCode, string message, string? name, InputProblems? problems)
+    private static async Task<int> ReportAsync(TextWriter stdout, TextWriter stderr, bool json, int exitCode, string message, string? name, InputProblems? problems, string? error)
     {
         if (problems is null)
         {
@@ -41,9 +41,9 @@ internal static class Refusal
         else
         {
             await stderr.WriteLineAsync($"{message} {RemoteOutput.Plural(problems.Total, "problem")}:");
-            foreach (var error in problems.Listed)
+            foreach (var problem in problems.Listed)
             {
-                await stderr.WriteLineAsync($"  {name}:{(error.Line is null ? " " : "")}{error}");
+                await stderr.WriteLineAsync($"  {name}:{(problem.Line is null ? " " : "")}{problem}");
             }
 
             if (problems.More > 0)
@@ -58,16 +58,16 @@ internal static class Refusal
             {
                 writer.WriteStartObject();
                 writer.WriteString("status", "error");
-                writer.WriteString("error", ExitCodes.Word(exitCode));
+                writer.WriteString("error", error ?? ExitCodes.Word(exitCode));
                 writer.WriteNumber("exit_code", exitCode);
                 writer.WriteString("message", message);
                 if (problems is not null)
                 {
                     writer.WriteString("input", name);
                     writer.WriteStartArray("problems");
-                    foreach (var error in problems.Listed)
+                    foreach (var problem in problems.Listed)
                     {
-                        error.WriteTo(writer);
+                        problem.WriteTo(writer);
                     }
 
                     writer.WriteEndArray();

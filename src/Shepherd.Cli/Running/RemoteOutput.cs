@@ -125,15 +125,15 @@ internal static class RemoteOutput
     /// How the requests of a batch ended, in the words every command uses: <c>821 succeeded, 3
     /// failed, 19,176 cancelled of 20,000</c> (cancelled and expired only when there are any).
     /// </summary>
-    public static string Outcome(long succeeded, long failed, long cancelled, long expired, long total)
+    public static string Outcome(long succeeded, long failed, long cancelled, long expired, long? total)
     {
         var unsent = (cancelled > 0 ? $", {Count(cancelled)} cancelled" : "") + (expired > 0 ? $", {Count(expired)} expired" : "");
-        return $"{Count(succeeded)} succeeded, {Count(failed)} failed{unsent} of {Count(total)}";
+        return $"{Count(succeeded)} succeeded, {Count(failed)} failed{unsent}{(total is { } all ? $" of {Count(all)}" : "")}";
     }
 
-    /// <summary><see cref="Outcome(long, long, long, long, long)"/> of a batch on a server.</summary>
-    public static string Outcome(Batch batch) =>
-        Outcome(batch.Succeeded, batch.Failed - batch.Cancelled - batch.Expired, batch.Cancelled, batch.Expired, batch.Total);
+    /// <summary><see cref="Outcome(long, long, long, long, long?)"/> of a batch on a server; without its total where the line says it already.</summary>
+    public static string Outcome(Batch batch, bool withTotal = true) =>
+        Outcome(batch.Succeeded, batch.Failed - batch.Cancelled - batch.Expired, batch.Cancelled, batch.Expired, withTotal ? batch.Total : null);
 
     /// <summary><c>1 request</c>, <c>2 requests</c>, <c>1,000 requests</c>: a count and its noun.</summary>
     public static string Plural(long count, string noun) => $"{Count(count)} {noun}{(count == 1 ? "" : "s")}";
@@ -201,7 +201,7 @@ internal static class RemoteOutput
         Row("batch", $"{Markup.Escape(batch.Id)}  {StatusMarkup(batch)}");
         Text("endpoint", batch.Endpoint);
         Text("model", batch.Model);
-        Text("progress", $"{Percent(batch)} · {Count(batch.Finished)} of {Count(batch.Total)} done: {Outcome(batch)}");
+        Text("progress", $"{Percent(batch)} · {Count(batch.Finished)} of {Count(batch.Total)} done: {Outcome(batch, withTotal: false)}");
         Text("tokens", $"{Count(batch.InputTokens)} in, {Count(batch.OutputTokens)} out");
         Text("cost", Cost.Describe(batch.CostUsd));
         Text("budget", batch.BudgetUsd is { } budget ? Budget(budget, batch.BudgetExceededRequests) : null);

@@ -28,6 +28,7 @@ internal sealed class ServerRun(ServeSettings settings, TextWriter stdout, TimeP
         var upstreams = new List<UpstreamOptions>();
         var target = EngineSetup.ConfigureUpstreams(settings, config, upstreams, anthropicInput: false, endpoint: null);
         var engine = EngineSetup.Options(settings, config, statePath, upstreams, shared);
+        var stateExisted = statePath is not null && File.Exists(statePath);
         await using var server = await Listening.StartAsync(string.Join(", ", options.Urls), "--urls", () => ShepherdServer.StartAsync(options, engine, (builder, http) =>
         {
             builder.Services.AddSingleton(time);
@@ -37,7 +38,14 @@ internal sealed class ServerRun(ServeSettings settings, TextWriter stdout, TimeP
             // Logs go to stderr; stdout holds only what the server says about itself.
             builder.Services.Configure<ConsoleLoggerOptions>(console => console.LogToStandardErrorThreshold = LogLevel.Trace);
             EngineSetup.UseSimulatorIfChosen(settings, http, time);
-        }, cancellationToken));
+        }, cancellationToken), () =>
+        {
+            // A server that could not start leaves nothing behind where it found nothing.
+            if (statePath is not null && !stateExisted)
+            {
+                StateFiles.Delete(statePath);
+            }
+        });
 
         var keys = options.GatewayKeys.Count == 0 ? "no gateway keys: anyone who can reach it may use it" : $"{options.GatewayKeys.Count} gateway key(s)";
         await stdout.WriteLineAsync($"Shepherd listening on {string.Join(", ", server.Urls.Select(u => u.ToString().TrimEnd('/')))}");
