@@ -15,6 +15,7 @@ namespace Shepherd.Engine.Tests.Properties;
 /// any sprinkle of 5xx and resets (with or without a retry-after), any refused key (401 or 403,
 /// either dialect, any concurrency), and any budget, on the fake clock.
 /// </summary>
+[Collection(nameof(ClockTimed))]
 public sealed class ProviderTroubleProperties : DispatchTestBase
 {
     private static readonly TimeSpan Step = TimeSpan.FromMilliseconds(10);

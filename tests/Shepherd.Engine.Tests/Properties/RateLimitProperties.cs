@@ -10,6 +10,7 @@ namespace Shepherd.Engine.Tests.Properties;
 /// few 429s, and the batch done at the bound the binding limit sets. A failing draw prints its
 /// rule and seed.
 /// </summary>
+[Collection(nameof(ClockTimed))]
 public sealed class RateLimitProperties : RateLimitRuleRunner
 {
     /// <summary>
