@@ -76,7 +76,7 @@ internal static class EstimateCommand
     internal static void Write(IAnsiConsole console, string name, BatchEstimate estimate, EstimateOptions options)
     {
         var pricedAs = options.Model is { } model ? $", priced as {model}" : "";
-        console.MarkupLine(Markup.Escape($"{name}: {Count(estimate.Requests)} request{(estimate.Requests == 1 ? "" : "s")}{pricedAs}"));
+        console.MarkupLine(Markup.Escape($"{name}: {RemoteOutput.Plural(estimate.Requests, "request")}{pricedAs}"));
         var table = new Table().Border(TableBorder.Rounded)
             .AddColumn("model")
             .AddColumn(new TableColumn("requests").RightAligned())
@@ -89,9 +89,9 @@ internal static class EstimateCommand
         {
             table.AddRow(
                 Markup.Escape(row.Model),
-                Count(row.Requests),
-                Count(row.PromptTokens),
-                Count(row.OutputTokens) + (row.AssumedOutputTokens > 0 ? " *" : ""),
+                RemoteOutput.Count(row.Requests),
+                RemoteOutput.Count(row.PromptTokens),
+                RemoteOutput.Count(row.OutputTokens) + (row.AssumedOutputTokens > 0 ? " *" : ""),
                 row.Priced ? Cost.Describe(row.Realtime.Usd) : "[yellow]unpriced[/]",
                 row.Priced ? Cost.Describe(row.Batch.Usd) : "[yellow]unpriced[/]",
                 row.Priced ? Saving(row.Realtime.Usd, row.Batch.Usd) : "");
@@ -102,9 +102,9 @@ internal static class EstimateCommand
             var partial = estimate.Realtime.Priced ? "" : " †";
             table.AddRow(
                 "[bold]total[/]",
-                $"[bold]{Count(estimate.Requests)}[/]",
-                $"[bold]{Count(estimate.PromptTokens)}[/]",
-                $"[bold]{Count(estimate.OutputTokens)}{(estimate.AssumedOutputTokens > 0 ? " *" : "")}[/]",
+                $"[bold]{RemoteOutput.Count(estimate.Requests)}[/]",
+                $"[bold]{RemoteOutput.Count(estimate.PromptTokens)}[/]",
+                $"[bold]{RemoteOutput.Count(estimate.OutputTokens)}{(estimate.AssumedOutputTokens > 0 ? " *" : "")}[/]",
                 $"[bold]{Cost.Describe(estimate.Realtime.Usd)}{partial}[/]",
                 $"[bold]{Cost.Describe(estimate.Batch.Usd)}{partial}[/]",
                 $"[bold]{Saving(estimate.Realtime.Usd, estimate.Batch.Usd)}[/]");
@@ -114,7 +114,7 @@ internal static class EstimateCommand
         if (estimate.AssumedOutputTokens > 0)
         {
             console.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
-                $"* assumed: {Count(estimate.RequestsWithAssumedOutput)} request{(estimate.RequestsWithAssumedOutput == 1 ? " names" : "s name")} no max_tokens, so each is expected to answer {estimate.AssumedOutputRatio:0.##} × its prompt tokens, at most {Count(estimate.MaxAssumedOutputTokens)}: {Count(estimate.AssumedOutputTokens)} of the {Count(estimate.OutputTokens)} output tokens.")));
+                $"* assumed: {RemoteOutput.Count(estimate.RequestsWithAssumedOutput)} request{(estimate.RequestsWithAssumedOutput == 1 ? " names" : "s name")} no max_tokens, so each is expected to answer {estimate.AssumedOutputRatio:0.##} × its prompt tokens, at most {RemoteOutput.Count(estimate.MaxAssumedOutputTokens)}: {RemoteOutput.Count(estimate.AssumedOutputTokens)} of the {RemoteOutput.Count(estimate.OutputTokens)} output tokens.")));
         }
 
         if (estimate.AssumedOutputTokens < estimate.OutputTokens)
@@ -146,12 +146,12 @@ internal static class EstimateCommand
             var parts = new List<string>();
             if (row.RequestsPerMinute is { } rpm)
             {
-                parts.Add($"{Count(row.Requests)} request{(row.Requests == 1 ? "" : "s")} at {Count(rpm)} rpm");
+                parts.Add($"{RemoteOutput.Plural(row.Requests, "request")} at {RemoteOutput.Count(rpm)} rpm");
             }
 
             if (row.TokensPerMinute is { } tpm)
             {
-                parts.Add($"{Count(row.PromptTokens + row.OutputTokens)} tokens at {Count(tpm)} tpm");
+                parts.Add($"{RemoteOutput.Count(row.PromptTokens + row.OutputTokens)} tokens at {RemoteOutput.Count(tpm)} tpm");
             }
 
             var line = row.Minutes is { } modelMinutes
@@ -161,7 +161,6 @@ internal static class EstimateCommand
         }
     }
 
-    private static string Count(long value) => value.ToString("N0", CultureInfo.InvariantCulture);
 
 
     private static string Saving(decimal realtime, decimal batch) =>
