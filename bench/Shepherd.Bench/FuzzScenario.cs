@@ -7,7 +7,7 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using Shepherd.Engine.Batches;
 using Shepherd.Engine.Configuration;
-using Shepherd.Engine.Storage;
+using Shepherd.Engine.Model;
 using Shepherd.Server;
 using Shepherd.Testing;
 

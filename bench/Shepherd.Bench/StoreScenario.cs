@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text;
 using Shepherd.Engine.Batches;
+using Shepherd.Engine.Model;
 using Shepherd.Engine.Storage;
 
 namespace Shepherd.Bench;

@@ -1,6 +1,6 @@
 using BenchmarkDotNet.Attributes;
 using Shepherd.Engine.Formats;
-using Shepherd.Engine.Storage;
+using Shepherd.Engine.Model;
 
 namespace Shepherd.Micro;
 

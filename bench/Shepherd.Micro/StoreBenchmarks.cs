@@ -1,5 +1,6 @@
 using BenchmarkDotNet.Attributes;
 using Shepherd.Engine.Batches;
+using Shepherd.Engine.Model;
 using Shepherd.Engine.Storage;
 
 namespace Shepherd.Micro;

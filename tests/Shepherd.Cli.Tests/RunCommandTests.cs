@@ -205,8 +205,8 @@ public sealed class RunCommandTests : IDisposable
         await using (var store = new Engine.Storage.SqliteBatchStore(new Engine.Storage.SqliteStoreOptions { Path = input + ".shepherd.db" }, TimeProvider.System))
         {
             await store.InitializeAsync(TestContext.Current.CancellationToken);
-            await store.CreateBatchAsync(new Engine.Storage.NewBatch("batch_cut", input), TestContext.Current.CancellationToken);
-            await store.AddItemsAsync("batch_cut", [new Engine.Storage.ImportItem(1, requests[0].CustomId, "m", "{}"u8.ToArray())], TestContext.Current.CancellationToken);
+            await store.CreateBatchAsync(new Engine.Model.NewBatch("batch_cut", input), TestContext.Current.CancellationToken);
+            await store.AddItemsAsync("batch_cut", [new Engine.Model.ImportItem(1, requests[0].CustomId, "m", "{}"u8.ToArray())], TestContext.Current.CancellationToken);
         }
 
         await using var server = await Simulators.StartHttpAsync();

@@ -159,7 +159,7 @@ public sealed class AnthropicSdkTests
         await using var server = await RunningServer.StartAsync(Slow);
         using var client = Client(server);
         const int total = 30;
-        var created = await CreateAndWaitForAsync(server, client, total, Shepherd.Engine.Storage.ItemState.Succeeded);
+        var created = await CreateAndWaitForAsync(server, client, total, Shepherd.Engine.Model.ItemState.Succeeded);
 
         var running = await client.Messages.Batches.Retrieve(created.ID, cancellationToken: Ct);
         var listed = await client.Messages.Batches.List(new BatchListParams(), Ct);
@@ -179,7 +179,7 @@ public sealed class AnthropicSdkTests
 
         // Cancel once the dispatcher holds leased requests (at 120 a minute it holds them a while),
         // so there is something to wait for: a loaded machine may not have claimed any yet.
-        var created = await CreateAndWaitForAsync(server, client, total, Shepherd.Engine.Storage.ItemState.Leased);
+        var created = await CreateAndWaitForAsync(server, client, total, Shepherd.Engine.Model.ItemState.Leased);
         Assert.Equal(ProcessingStatus.InProgress, created.ProcessingStatus.Value());
 
         var canceling = await client.Messages.Batches.Cancel(created.ID, cancellationToken: Ct);
@@ -309,7 +309,7 @@ public sealed class AnthropicSdkTests
     };
 
     /// <summary>Creates a batch of <paramref name="total"/> requests and waits until one of them is in <paramref name="state"/>.</summary>
-    private static async Task<MessageBatch> CreateAndWaitForAsync(RunningServer server, AnthropicClient client, int total, Shepherd.Engine.Storage.ItemState state)
+    private static async Task<MessageBatch> CreateAndWaitForAsync(RunningServer server, AnthropicClient client, int total, Shepherd.Engine.Model.ItemState state)
     {
         var created = await client.Messages.Batches.Create(new BatchCreateParams
         {

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text;
+using Shepherd.Engine.Model;
 using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
 using Shepherd.Simulator;

@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Time.Testing;
+using Shepherd.Engine.Model;
 using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
 using Shepherd.Simulator;

@@ -1,6 +1,6 @@
 using System.CommandLine;
 using Shepherd.Cli.Running;
-using Shepherd.Engine.Storage;
+using Shepherd.Engine.Model;
 using Spectre.Console;
 
 namespace Shepherd.Cli.Commands;

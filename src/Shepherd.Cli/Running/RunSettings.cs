@@ -1,4 +1,4 @@
-using Shepherd.Engine.Storage;
+using Shepherd.Engine.Model;
 using Shepherd.Simulator;
 
 namespace Shepherd.Cli.Running;

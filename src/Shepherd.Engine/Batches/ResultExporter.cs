@@ -1,4 +1,5 @@
 using Shepherd.Engine.Formats;
+using Shepherd.Engine.Model;
 using Shepherd.Engine.Storage;
 
 namespace Shepherd.Engine.Batches;

@@ -1,6 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using Shepherd.Engine.Dispatch.Native;
+using Shepherd.Engine.Native;
 using Shepherd.Engine.Pricing;
 using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
@@ -164,7 +164,6 @@ public sealed class UpstreamConfig : KeyedConfig
 
     /// <summary>The base url.</summary>
     public Uri? BaseUrl { get; set; }
-
 
     /// <summary>The share of traffic among upstreams serving a model.</summary>
     public int Weight { get; set; } = 1;

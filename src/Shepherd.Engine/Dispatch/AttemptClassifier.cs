@@ -1,6 +1,6 @@
 using System.Text;
 using System.Text.Json;
-using Shepherd.Engine.Storage;
+using Shepherd.Engine.Model;
 using Shepherd.Engine.Upstreams;
 using Shepherd.Engine.Formats;
 

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
-using Shepherd.Engine.Storage;
+using Shepherd.Engine.Model;
 using Shepherd.Engine.Upstreams;
 
 namespace Shepherd.Engine.Dispatch;

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Threading.Channels;
+using Shepherd.Engine.Model;
 using Shepherd.Engine.Pricing;
 using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;

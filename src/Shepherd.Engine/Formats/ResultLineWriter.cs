@@ -1,7 +1,7 @@
 using System.Buffers;
 using System.Text.Json;
 using Shepherd.Engine.Batches;
-using Shepherd.Engine.Storage;
+using Shepherd.Engine.Model;
 
 namespace Shepherd.Engine.Formats;
 

@@ -1,4 +1,5 @@
 using Shepherd.Engine.Formats;
+using Shepherd.Engine.Model;
 
 namespace Shepherd.Engine.Storage;
 

@@ -1,3 +1,5 @@
+using Shepherd.Engine.Model;
+
 namespace Shepherd.Engine.Storage;
 
 public sealed partial class PostgresBatchStore

@@ -1,6 +1,7 @@
 using System.Data.Common;
 using Npgsql;
 using Shepherd.Engine.Formats;
+using Shepherd.Engine.Model;
 
 namespace Shepherd.Engine.Storage;
 

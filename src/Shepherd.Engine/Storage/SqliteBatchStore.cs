@@ -2,6 +2,7 @@ using System.Data;
 using System.Globalization;
 using Microsoft.Data.Sqlite;
 using Shepherd.Engine.Formats;
+using Shepherd.Engine.Model;
 
 namespace Shepherd.Engine.Storage;
 

@@ -5,7 +5,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Shepherd.Engine.Batches;
 using Shepherd.Engine.Formats;
-using Shepherd.Engine.Storage;
+using Shepherd.Engine.Model;
 using Shepherd.Server.Hosting;
 using Shepherd.Server.Http;
 

@@ -3,7 +3,8 @@ using System.Text;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Shepherd.Engine.Batches;
-using Shepherd.Engine.Dispatch;
+using Shepherd.Engine.Cluster;
+using Shepherd.Engine.Model;
 using Shepherd.Engine.Storage;
 
 namespace Shepherd.Server.Hosting;

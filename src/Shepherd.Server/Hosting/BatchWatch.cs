@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Hosting;
+using Shepherd.Engine.Model;
 using Shepherd.Engine.Storage;
 
 namespace Shepherd.Server.Hosting;

@@ -1,7 +1,8 @@
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Shepherd.Engine.Cluster;
 using Shepherd.Engine.Dispatch;
-using Shepherd.Engine.Dispatch.Native;
+using Shepherd.Engine.Native;
 using Shepherd.Engine.Storage;
 
 namespace Shepherd.Server.Hosting;

@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Logging;
 using Shepherd.Engine.Dispatch;
+using Shepherd.Engine.Model;
 using Shepherd.Engine.Storage;
 
 namespace Shepherd.Server.Http;

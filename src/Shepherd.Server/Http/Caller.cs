@@ -12,7 +12,7 @@ internal sealed record Caller(string? Owner, KeyScopes Scopes = KeyScopes.Read |
     public bool IsAdmin => Scopes.HasFlag(KeyScopes.Admin);
 
     /// <summary>Whose objects the caller's listings hold: its own, or everyone's for an admin.</summary>
-    public Engine.Storage.OwnerScope Listing => new(Owner, IsAdmin);
+    public Engine.Model.OwnerScope Listing => new(Owner, IsAdmin);
 
     /// <summary>True when the caller may see an object of <paramref name="owner"/>.</summary>
     public bool Sees(string? owner) => IsAdmin || owner == Owner;

@@ -5,8 +5,8 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Shepherd.Engine.Batches;
 using Shepherd.Engine.Formats;
+using Shepherd.Engine.Model;
 using Shepherd.Engine.Pricing;
-using Shepherd.Engine.Storage;
 using Shepherd.Server.Hosting;
 using Shepherd.Server.Http;
 

@@ -4,7 +4,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Net.Http.Headers;
 using Shepherd.Engine.Batches;
-using Shepherd.Engine.Storage;
+using Shepherd.Engine.Model;
 using Shepherd.Server.Hosting;
 using Shepherd.Server.Http;
 

@@ -1,7 +1,7 @@
 using Shepherd.Engine.Formats;
 using System.Text.Json;
+using Shepherd.Engine.Model;
 using Shepherd.Engine.Pricing;
-using Shepherd.Engine.Storage;
 using Shepherd.Server.Http;
 
 namespace Shepherd.Server.OpenAI;

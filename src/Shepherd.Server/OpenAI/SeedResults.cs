@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Shepherd.Engine.Formats;
+using Shepherd.Engine.Model;
 using Shepherd.Engine.Storage;
 
 namespace Shepherd.Server.OpenAI;

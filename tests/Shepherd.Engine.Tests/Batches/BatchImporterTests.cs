@@ -1,8 +1,8 @@
 using Shepherd.Engine.Batches;
 using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Formats;
+using Shepherd.Engine.Model;
 using Shepherd.Engine.Pricing;
-using Shepherd.Engine.Storage;
 using Shepherd.Testing;
 
 namespace Shepherd.Engine.Tests.Batches;

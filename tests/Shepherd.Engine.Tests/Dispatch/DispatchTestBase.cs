@@ -1,8 +1,8 @@
 using Microsoft.Extensions.Logging.Abstractions;
 using Shepherd.Engine.Batches;
 using Shepherd.Engine.Dispatch;
+using Shepherd.Engine.Model;
 using Shepherd.Engine.Pricing;
-using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
 using Shepherd.Testing;
 

@@ -1,7 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using Shepherd.Engine.Formats;
-using Shepherd.Engine.Storage;
+using Shepherd.Engine.Model;
 
 namespace Shepherd.Engine.Tests.Formats;
 

@@ -1,6 +1,7 @@
 using System.Text;
 using CsCheck;
 using Shepherd.Engine.Formats;
+using Shepherd.Engine.Model;
 using Shepherd.Engine.Storage;
 using Shepherd.Testing;
 

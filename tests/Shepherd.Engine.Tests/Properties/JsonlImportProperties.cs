@@ -2,7 +2,7 @@ using System.Text;
 using CsCheck;
 using Shepherd.Engine.Batches;
 using Shepherd.Engine.Formats;
-using Shepherd.Engine.Storage;
+using Shepherd.Engine.Model;
 using Shepherd.Testing;
 
 namespace Shepherd.Engine.Tests.Properties;

@@ -1,5 +1,6 @@
 using System.Text;
 using Shepherd.Engine.Formats;
+using Shepherd.Engine.Model;
 using Shepherd.Engine.Storage;
 
 namespace Shepherd.Engine.Tests.Storage;

@@ -1,5 +1,5 @@
 using System.Text;
-using Shepherd.Engine.Storage;
+using Shepherd.Engine.Model;
 using Shepherd.Engine.Upstreams;
 
 namespace Shepherd.Engine.Tests.Storage;

@@ -2,6 +2,7 @@ using System.Text;
 using Microsoft.Extensions.Time.Testing;
 using Npgsql;
 using Shepherd.Engine.Formats;
+using Shepherd.Engine.Model;
 using Shepherd.Engine.Storage;
 using Shepherd.Testing;
 

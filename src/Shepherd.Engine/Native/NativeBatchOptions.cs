@@ -1,4 +1,4 @@
-namespace Shepherd.Engine.Dispatch.Native;
+namespace Shepherd.Engine.Native;
 
 /// <summary>How batches in <c>native</c> mode are handed to providers' own batch APIs.</summary>
 public sealed class NativeBatchOptions

@@ -1,7 +1,8 @@
 using Microsoft.Extensions.Logging;
+using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Storage;
 
-namespace Shepherd.Engine.Dispatch;
+namespace Shepherd.Engine.Cluster;
 
 /// <summary>
 /// This process as one node among several on a shared store. It beats (saying it is alive and

@@ -6,7 +6,7 @@ using System.Text.Json;
 using Shepherd.Engine.Formats;
 using Shepherd.Engine.Upstreams;
 
-namespace Shepherd.Engine.Dispatch.Native;
+namespace Shepherd.Engine.Native;
 
 /// <summary>How one line of a provider's results ends for its item.</summary>
 internal enum LineFate

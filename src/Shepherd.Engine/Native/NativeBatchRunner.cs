@@ -2,12 +2,15 @@ using System.Buffers;
 using System.Text.Json;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
+using Shepherd.Engine.Cluster;
+using Shepherd.Engine.Dispatch;
+using Shepherd.Engine.Model;
 using Shepherd.Engine.Pricing;
 using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
 using Shepherd.Engine.Formats;
 
-namespace Shepherd.Engine.Dispatch.Native;
+namespace Shepherd.Engine.Native;
 
 /// <summary>
 /// Runs the batches of <see cref="BatchMode.Native"/>: their items are leased (for longer than

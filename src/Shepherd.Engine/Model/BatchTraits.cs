@@ -1,0 +1,40 @@
+namespace Shepherd.Engine.Model;
+
+/// <summary>Which door a batch came in by: it decides how it is listed, shown and finished.</summary>
+public enum BatchDoor
+{
+    /// <summary><c>shepherd run</c>: results are written by the command itself.</summary>
+    Run = 0,
+
+    /// <summary>The OpenAI Batch API, from an uploaded file.</summary>
+    OpenAI = 1,
+
+    /// <summary>Shepherd's inline batches (requests in the create call).</summary>
+    Inline = 2,
+
+    /// <summary>The Anthropic Message Batches API.</summary>
+    Anthropic = 3,
+}
+
+/// <summary>How soon a batch's items go, relative to other batches in the same lane.</summary>
+public enum BatchPriority
+{
+    /// <summary>After every normal and high item of the lane.</summary>
+    Low = 0,
+
+    /// <summary>The default.</summary>
+    Normal = 1,
+
+    /// <summary>Before every normal and low item of the lane.</summary>
+    High = 2,
+}
+
+/// <summary>How a batch's items are sent upstream.</summary>
+public enum BatchMode
+{
+    /// <summary>The dispatcher sends each request as it goes, within the lanes' limits.</summary>
+    Realtime = 0,
+
+    /// <summary>The batch is handed to the upstream provider's own batch API (at its batch discount), polled, and its results mapped back.</summary>
+    Native = 1,
+}
