@@ -47,6 +47,7 @@ public static class ShepherdEngineServiceCollectionExtensions
     /// Adds the store, the upstream client (over a pooled <see cref="HttpClient"/> from
     /// <see cref="IHttpClientFactory"/>), the importer and the dispatcher. Returns the upstream's
     /// HTTP client builder, so a caller can replace its primary handler (the simulator does).
+    /// An <see cref="IBatchStore"/> already registered is used instead of one made from the options.
     /// </summary>
     public static IHttpClientBuilder AddShepherdEngine(this IServiceCollection services, ShepherdEngineOptions options)
     {
@@ -57,7 +58,9 @@ public static class ShepherdEngineServiceCollectionExtensions
         services.TryAddSingleton(_ => new Random());
 #pragma warning restore RS0030
         services.AddLogging();
-        services.AddSingleton<IBatchStore>(sp => options.SharedStore is { } shared
+        // A store the caller registered first (one it opened itself, to read it before the engine
+        // was built) is the engine's store; the caller owns and disposes it.
+        services.TryAddSingleton<IBatchStore>(sp => options.SharedStore is { } shared
             ? new PostgresBatchStore(shared, sp.GetRequiredService<TimeProvider>())
             : new SqliteBatchStore(options.Store ?? throw new ArgumentException("The engine needs a store: set Store or SharedStore.", nameof(options)), sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton(sp => new BatchImporter(sp.GetRequiredService<IBatchStore>(), options.Import.WithContextWindows(options.Prices, sp.GetRequiredService<TokenEstimator>())));

@@ -17,10 +17,11 @@ internal static class EngineSetup
     private static readonly Uri SimulatorBaseUrl = new("http://simulated-provider/v1");
 
     /// <summary>
-    /// Adds the upstreams requests go to and returns a description of them for the user. Without
-    /// <c>--provider</c>, Anthropic input goes to Anthropic and everything else to OpenAI.
+    /// The upstreams requests go to, and a description of them for the user; decided before the
+    /// engine is built, which sizes its connection pool by them. Without <c>--provider</c>,
+    /// Anthropic input goes to Anthropic and everything else to OpenAI.
     /// </summary>
-    public static string ConfigureUpstreams(EngineSettings settings, ShepherdConfig? config, List<UpstreamOptions> upstreams, bool anthropicInput, string? endpoint)
+    public static ChosenUpstreams ChooseUpstreams(EngineSettings settings, ShepherdConfig? config, bool anthropicInput, string? endpoint)
     {
         if (config is { Upstreams.Count: > 0 })
         {
@@ -29,8 +30,8 @@ internal static class EngineSetup
                 throw new UsageException("The configuration file names the upstreams; leave out --provider, --base-url and --upstream, or the file's upstreams.");
             }
 
-            upstreams.AddRange(config.Upstreams.Select(u => Tuned(settings, u.ToOptions())));
-            return string.Join(", ", upstreams.Select(u => u.Name ?? u.BaseUrl?.Authority ?? u.Kind.ToString()));
+            List<UpstreamOptions> configured = [.. config.Upstreams.Select(u => Tuned(settings, u.ToOptions()))];
+            return new(configured, string.Join(", ", configured.Select(u => u.Name ?? u.BaseUrl?.Authority ?? u.Kind.ToString())));
         }
 
         var choice = settings.Provider == ProviderChoice.Auto
@@ -44,8 +45,7 @@ internal static class EngineSetup
         var kind = choice == ProviderChoice.Anthropic || (choice == ProviderChoice.Sim && anthropicInput) ? UpstreamKind.Anthropic : UpstreamKind.OpenAI;
         if (choice == ProviderChoice.Sim)
         {
-            upstreams.Add(Tuned(settings, new UpstreamOptions { Name = "sim", Kind = kind, BaseUrl = SimulatorBaseUrl }));
-            return "the simulated provider";
+            return new([Tuned(settings, new UpstreamOptions { Name = "sim", Kind = kind, BaseUrl = SimulatorBaseUrl })], "the simulated provider");
         }
 
         var variable = kind == UpstreamKind.Anthropic ? "ANTHROPIC_API_KEY" : "OPENAI_API_KEY";
@@ -58,18 +58,14 @@ internal static class EngineSetup
             throw new UsageException($"No API key for {(kind == UpstreamKind.Anthropic ? "Anthropic" : "OpenAI")}: pass --api-key or set {variable}. (A local server given with --base-url may need none.)");
         }
 
-        foreach (var target in targets)
+        List<UpstreamOptions> upstreams = [.. targets.Select(target => Tuned(settings, new UpstreamOptions
         {
-            upstreams.Add(Tuned(settings, new UpstreamOptions
-            {
-                Kind = kind,
-                BaseUrl = target.BaseUrl,
-                Weight = target.Weight,
-                ApiKey = string.IsNullOrEmpty(key) ? null : new Secret(key),
-            }));
-        }
-
-        return string.Join(", ", targets.Select(t => t.BaseUrl.GetLeftPart(UriPartial.Authority)));
+            Kind = kind,
+            BaseUrl = target.BaseUrl,
+            Weight = target.Weight,
+            ApiKey = string.IsNullOrEmpty(key) ? null : new Secret(key),
+        }))];
+        return new(upstreams, string.Join(", ", targets.Select(t => t.BaseUrl.GetLeftPart(UriPartial.Authority))));
     }
 
     /// <summary>The engine's options: the store at <paramref name="statePath"/> or the <paramref name="shared"/> one, the upstreams, the configuration's prices, and dispatch as the flags say.</summary>
@@ -113,3 +109,8 @@ internal static class EngineSetup
         return upstream;
     }
 }
+
+/// <summary>The upstreams a command sends to, and how they are named to the user.</summary>
+/// <param name="Upstreams">The upstreams, tuned by the command line.</param>
+/// <param name="Description">Their names or hosts, for the lines a command prints.</param>
+internal sealed record ChosenUpstreams(IReadOnlyList<UpstreamOptions> Upstreams, string Description);

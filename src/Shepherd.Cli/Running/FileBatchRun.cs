@@ -53,10 +53,11 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         var stateExisted = File.Exists(statePath);
         int exitCode;
         var config = settings.ConfigPath is { } configPath ? ShepherdConfig.Load(configPath) : null;
-        var upstreams = new List<UpstreamOptions>();
-        await using (var services = BuildServices(statePath, config, upstreams))
+        // The run opens its state itself: what the stored batch or the input's first line says
+        // decides the upstreams, and the engine is built once they are known.
+        await using (IBatchStore store = new SqliteBatchStore(new SqliteStoreOptions { Path = statePath }, time))
         {
-            exitCode = await ExecuteAsync(services, upstreams, config, input, statePath, stateExisted, results, cancellationToken);
+            exitCode = await ExecuteAsync(store, config, input, statePath, stateExisted, results, cancellationToken);
         }
 
         if (exitCode == ExitCodes.InvalidInput && !stateExisted)
@@ -68,10 +69,8 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         return exitCode;
     }
 
-    private async Task<int> ExecuteAsync(ServiceProvider services, List<UpstreamOptions> upstreams, ShepherdConfig? config, string input, string statePath, bool stateExisted, ResultFiles results, CancellationToken cancellationToken)
+    private async Task<int> ExecuteAsync(IBatchStore store, ShepherdConfig? config, string input, string statePath, bool stateExisted, ResultFiles results, CancellationToken cancellationToken)
     {
-        var store = services.GetRequiredService<IBatchStore>();
-        var importer = services.GetRequiredService<BatchImporter>();
         // The state file is made only once the upstreams are known to answer: a run that cannot
         // send leaves nothing a second run would have to deal with.
         BatchRecord? batch = null;
@@ -81,13 +80,14 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             batch = await FindResumableAsync(store, input, cancellationToken);
         }
 
-        var first = batch is null ? await PeekAsync(importer, input, cancellationToken) : null;
+        var first = batch is null ? await PeekAsync(input, cancellationToken) : null;
         var (anthropic, endpoint) = batch is not null
             ? (batch.Format == InputFormat.Anthropic, batch.Endpoint)
             : (first?.Format == InputFormat.Anthropic, first?.Url);
-        var target = EngineSetup.ConfigureUpstreams(settings, config, upstreams, anthropic || endpoint == BatchEndpoints.Messages, endpoint);
+        var (upstreams, target) = EngineSetup.ChooseUpstreams(settings, config, anthropic || endpoint == BatchEndpoints.Messages, endpoint);
         var models = batch is not null ? await store.ListActiveModelsAsync(batch.Id, cancellationToken) : first is { } line ? [line.Model] : [];
         CheckServed(models, upstreams);
+        await using var services = BuildServices(store, config, upstreams);
         // A batch that has ended and is not sent again only has its files written: no upstream is asked.
         var sends = batch is not { HasEnded: true } || settings.RetryFailed;
         if (sends && await UnreachableAsync(services, cancellationToken) is { } unreachable)
@@ -102,7 +102,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         if (batch is null)
         {
             var importStarted = time.GetTimestamp();
-            var imported = await ImportAsync(importer, input, cancellationToken);
+            var imported = await ImportAsync(services.GetRequiredService<BatchImporter>(), input, cancellationToken);
             importTime = time.GetElapsedTime(importStarted);
             if (!imported.Accepted)
             {
@@ -147,13 +147,13 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
     }
 
     /// <summary>The format, url and model of the input's first request; null for a broken first line, which the import reports.</summary>
-    private static async Task<(InputFormat Format, string Url, string Model)?> PeekAsync(BatchImporter importer, string input, CancellationToken cancellationToken)
+    private static async Task<(InputFormat Format, string Url, string Model)?> PeekAsync(string input, CancellationToken cancellationToken)
     {
         await using var file = OpenInput(input);
-        return await importer.PeekAsync(file, cancellationToken);
+        return await BatchImporter.PeekAsync(file, new ImportOptions(), cancellationToken);
     }
 
-    private static void CheckServed(IEnumerable<string> models, List<UpstreamOptions> upstreams)
+    private static void CheckServed(IEnumerable<string> models, IReadOnlyList<UpstreamOptions> upstreams)
     {
         if (models.FirstOrDefault(model => !upstreams.Any(u => u.Serves(model))) is { } unserved)
         {
@@ -361,10 +361,12 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             : "No key was sent: give one with --api-key, OPENAI_API_KEY or ANTHROPIC_API_KEY";
     }
 
-    private ServiceProvider BuildServices(string statePath, ShepherdConfig? config, List<UpstreamOptions> upstreams)
+    private ServiceProvider BuildServices(IBatchStore store, ShepherdConfig? config, IReadOnlyList<UpstreamOptions> upstreams)
     {
         var services = new ServiceCollection();
         services.AddSingleton(time);
+        // The run's own store, which it opened to choose the upstreams and disposes itself.
+        services.AddSingleton<IBatchStore>(store);
         services.AddLogging(logging => logging
             .SetMinimumLevel(settings.Verbose ? LogLevel.Debug : LogLevel.Warning)
             // An upstream that is down or a refused key shows on the progress line and in the last
@@ -373,7 +375,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             .AddSimpleConsole(console => console.SingleLine = true));
         // Logs go to stderr, so stdout holds only progress, the summary or --json.
         services.Configure<ConsoleLoggerOptions>(console => console.LogToStandardErrorThreshold = LogLevel.Trace);
-        var options = EngineSetup.Options(settings, config, statePath, upstreams);
+        var options = EngineSetup.Options(settings, config, statePath: null, upstreams);
         // Unlike a server, a run ends when it cannot go on: a refused key or a long outage only the user can fix.
         options.Dispatch.StopWhenKeyRefused = true;
         options.Dispatch.MaxOutage = settings.MaxOutage;

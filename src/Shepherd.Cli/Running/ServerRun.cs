@@ -25,9 +25,8 @@ internal sealed class ServerRun(ServeSettings settings, TextWriter stdout, TimeP
         var shared = PostgresStoreOptions.Names(store) ? SharedStore(store, config?.Cluster, options.Urls) : null;
         var statePath = shared is null ? Path.GetFullPath(store) : null;
         using var stateLock = statePath is null ? null : StateLock.Acquire(statePath);
-        var upstreams = new List<UpstreamOptions>();
-        var target = EngineSetup.ConfigureUpstreams(settings, config, upstreams, anthropicInput: false, endpoint: null);
-        var engine = EngineSetup.Options(settings, config, statePath, upstreams, shared);
+        var upstreams = EngineSetup.ChooseUpstreams(settings, config, anthropicInput: false, endpoint: null);
+        var engine = EngineSetup.Options(settings, config, statePath, upstreams.Upstreams, shared);
         var stateExisted = statePath is not null && File.Exists(statePath);
         await using var server = await Listening.StartAsync(string.Join(", ", options.Urls), "--urls", () => ShepherdServer.StartAsync(options, engine, (builder, http) =>
         {
@@ -52,7 +51,7 @@ internal sealed class ServerRun(ServeSettings settings, TextWriter stdout, TimeP
         var where = shared is null
             ? $"state {ShownPath.Of(statePath!)}"
             : $"store {PostgresStoreOptions.Redacted(shared.ConnectionString)} as node {shared.NodeName}";
-        await stdout.WriteLineAsync($"  {where}, upstream {target}, {keys}");
+        await stdout.WriteLineAsync($"  {where}, upstream {upstreams.Description}, {keys}");
         await stdout.FlushAsync(cancellationToken);
         try
         {

@@ -205,12 +205,14 @@ public sealed class BatchImporter
     /// <summary>
     /// The format, url and model of the first request of <paramref name="input"/>, read without storing
     /// anything (to know where a batch will go before it is imported); null when the first
-    /// line that is not blank is not a valid request (the import then says why).
+    /// line that is not blank is not a valid request (the import then says why). It needs no store:
+    /// <c>run</c> reads it to choose its upstreams before the engine is built.
     /// </summary>
-    public async Task<(InputFormat Format, string Url, string Model)?> PeekAsync(Stream input, CancellationToken cancellationToken)
+    public static async Task<(InputFormat Format, string Url, string Model)?> PeekAsync(Stream input, ImportOptions options, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(input);
-        using var reader = new JsonlLineReader(input, _options.MaxLineBytes);
+        ArgumentNullException.ThrowIfNull(options);
+        using var reader = new JsonlLineReader(input, options.MaxLineBytes);
         LineKind kind;
         while ((kind = await reader.ReadAsync(cancellationToken)) == LineKind.Line && IsBlank(reader.Current.Span))
         {
