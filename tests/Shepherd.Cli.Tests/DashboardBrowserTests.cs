@@ -207,19 +207,12 @@ public sealed class DashboardBrowserTests : IDisposable
     /// </summary>
     private static string Screenshot(string name)
     {
-        var folder = new DirectoryInfo(AppContext.BaseDirectory);
         if (Environment.GetEnvironmentVariable("SHEPHERD_UPDATE_SCREENSHOTS") != "1")
         {
-            return Path.Combine(Directory.CreateDirectory(Path.Combine(folder.FullName, "screenshots")).FullName, name);
+            return Path.Combine(Directory.CreateDirectory(Path.Combine(AppContext.BaseDirectory, "screenshots")).FullName, name);
         }
 
-        while (folder is not null && !File.Exists(Path.Combine(folder.FullName, "Shepherd.slnx")))
-        {
-            folder = folder.Parent;
-        }
-
-        Assert.NotNull(folder);
-        var images = Directory.CreateDirectory(Path.Combine(folder.FullName, "docs", "img"));
+        var images = Directory.CreateDirectory(RepositoryFiles.Path("docs", "img"));
         return Path.Combine(images.FullName, name);
     }
 

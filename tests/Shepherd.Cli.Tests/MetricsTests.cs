@@ -94,13 +94,7 @@ public sealed partial class MetricsTests : IDisposable
     /// <summary>The names (first column) and types (second) of docs/observability.md's metric table.</summary>
     private static List<(string Name, string Type)> Documented()
     {
-        var folder = new DirectoryInfo(AppContext.BaseDirectory);
-        while (!File.Exists(Path.Combine(folder.FullName, "Shepherd.slnx")))
-        {
-            folder = folder.Parent ?? throw new InvalidOperationException("The repository root (Shepherd.slnx) is not above the test.");
-        }
-
-        var rows = File.ReadAllLines(Path.Combine(folder.FullName, "docs", "observability.md"))
+        var rows = File.ReadAllLines(RepositoryFiles.Path("docs", "observability.md"))
             .Where(l => l.StartsWith("| `shepherd_", StringComparison.Ordinal))
             .Select(l => l.Split('|'));
         return [.. rows.SelectMany(row => MetricName().Matches(row[1]).Select(m => (m.Groups[1].Value, row[2].Trim())))];

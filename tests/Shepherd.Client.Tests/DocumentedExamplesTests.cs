@@ -2,6 +2,7 @@ using System.Text.RegularExpressions;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Shepherd.Server.Tests;
+using Shepherd.Testing;
 
 // The docs' snippets pass no CancellationToken, and run here as the docs show them.
 #pragma warning disable xUnit1051
@@ -108,12 +109,7 @@ public sealed partial class DocumentedExamplesTests
     [InlineData("docs/client.md")]
     public void EveryCSharpBlockOfTheDocs_RunsInATest(string page)
     {
-        var root = AppContext.BaseDirectory;
-        while (!File.Exists(Path.Combine(root, "Shepherd.slnx")))
-        {
-            root = Path.GetDirectoryName(root) ?? throw new InvalidOperationException("The repository root was not found.");
-        }
-
+        var root = RepositoryFiles.Root;
         var tests = Path.Combine(root, "tests", "Shepherd.Client.Tests");
         var code = Normal(File.ReadAllText(Path.Combine(tests, "DocumentedExamplesTests.cs")) + File.ReadAllText(Path.Combine(tests, "ReviewAnalysisExample.cs")));
         var blocks = CSharpBlock().Matches(File.ReadAllText(Path.Combine(root, page)).ReplaceLineEndings("\n")).Select(m => m.Groups[1].Value).ToList();

@@ -1,5 +1,6 @@
 using Shepherd.Server.Tests;
 using Shepherd.Simulator;
+using Shepherd.Testing;
 
 namespace Shepherd.Client.Tests;
 
@@ -91,14 +92,8 @@ public sealed class ReviewAnalysisExampleTests
     [Fact]
     public void TheDocs_ShowExactlyTheCodeThatRuns()
     {
-        var root = AppContext.BaseDirectory;
-        while (!File.Exists(Path.Combine(root, "Shepherd.slnx")))
-        {
-            root = Path.GetDirectoryName(root) ?? throw new InvalidOperationException("The repository root was not found.");
-        }
-
-        var source = File.ReadAllText(Path.Combine(root, "tests", "Shepherd.Client.Tests", "ReviewAnalysisExample.cs"));
-        var docs = File.ReadAllText(Path.Combine(root, "docs", "client.md"));
+        var source = RepositoryFiles.Read("tests", "Shepherd.Client.Tests", "ReviewAnalysisExample.cs");
+        var docs = RepositoryFiles.Read("docs", "client.md");
         var example = Between(source, "// example:start\n", "// example:end");
         var shown = Between(docs, "```csharp\n", "```");
 

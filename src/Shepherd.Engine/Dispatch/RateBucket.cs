@@ -4,14 +4,16 @@ namespace Shepherd.Engine.Dispatch;
 /// A smooth rate limit: a per-minute limit drains at limit/60 per second and holds at most one
 /// second's worth, so nothing bursts past a provider that enforces its limit per second. A
 /// request larger than a second's worth goes alone into an empty bucket and leaves a debt that
-/// drains before the next. Not thread-safe: the dispatcher's loop owns it.
+/// drains before the next. Not thread-safe: its owner (the
+/// dispatcher's loop, the server's per-key limits) serializes its calls.
 /// </summary>
-internal sealed class RateBucket
+public sealed class RateBucket
 {
     private double _perSecond;
     private double _level;
     private DateTimeOffset _drainedAt;
 
+    /// <summary>An empty bucket for <paramref name="perMinute"/>, draining from <paramref name="now"/>.</summary>
     public RateBucket(double perMinute, DateTimeOffset now)
     {
         SetLimit(perMinute);
@@ -35,6 +37,7 @@ internal sealed class RateBucket
         return _level;
     }
 
+    /// <summary>Changes the limit per minute; what the bucket holds stays.</summary>
     public void SetLimit(double perMinute)
     {
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(perMinute, 0);

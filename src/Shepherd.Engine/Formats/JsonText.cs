@@ -9,7 +9,7 @@ namespace Shepherd.Engine.Formats;
 /// surrogate (<c>"\ud800"</c>). The reader checks only the strings it is asked to decode, so a
 /// value passed on unread must be checked here before anything decodes it.
 /// </summary>
-internal static class JsonText
+public static class JsonText
 {
     /// <summary>
     /// What is wrong with the text of <paramref name="json"/> (a whole JSON value, already read

@@ -3,7 +3,7 @@ using System.Buffers;
 namespace Shepherd.Engine.Formats;
 
 /// <summary>What <see cref="JsonlLineReader.ReadAsync"/> found next.</summary>
-internal enum LineKind
+public enum LineKind
 {
     /// <summary>A complete line is in <see cref="JsonlLineReader.Current"/>.</summary>
     Line,
@@ -20,7 +20,7 @@ internal enum LineKind
 /// memory, so a file of any size streams through. Strips a leading UTF-8 byte order mark and
 /// the carriage return of CRLF line ends; counts lines from 1.
 /// </summary>
-internal sealed class JsonlLineReader : IDisposable
+public sealed class JsonlLineReader : IDisposable
 {
     private const int InitialBufferSize = 64 * 1024;
     private static readonly byte[] Utf8Bom = [0xEF, 0xBB, 0xBF];
@@ -34,6 +34,7 @@ internal sealed class JsonlLineReader : IDisposable
     private bool _eof;
     private bool _atStreamStart = true;
 
+    /// <summary>A reader of <paramref name="stream"/> whose lines hold at most <paramref name="maxLineBytes"/> bytes.</summary>
     public JsonlLineReader(Stream stream, int maxLineBytes)
     {
         ArgumentNullException.ThrowIfNull(stream);
@@ -52,6 +53,7 @@ internal sealed class JsonlLineReader : IDisposable
     /// <summary>Bytes consumed from the stream so far.</summary>
     public long BytesRead { get; private set; }
 
+    /// <summary>Reads the next line into <see cref="Current"/>, or says that it was too long or that the stream ended.</summary>
     public async ValueTask<LineKind> ReadAsync(CancellationToken cancellationToken)
     {
         var skipping = false;
@@ -154,6 +156,7 @@ internal sealed class JsonlLineReader : IDisposable
         }
     }
 
+    /// <summary>Gives the read buffer back to the pool; the stream is the caller's.</summary>
     public void Dispose()
     {
         ArrayPool<byte>.Shared.Return(_buffer);

@@ -188,17 +188,7 @@ public sealed class CostDocTests
 
     private static readonly System.Globalization.CultureInfo Invariant = System.Globalization.CultureInfo.InvariantCulture;
 
-    private static string Doc()
-    {
-        var folder = new DirectoryInfo(AppContext.BaseDirectory);
-        while (folder is not null && !File.Exists(Path.Combine(folder.FullName, "Shepherd.slnx")))
-        {
-            folder = folder.Parent;
-        }
-
-        Assert.NotNull(folder);
-        return File.ReadAllText(Path.Combine(folder.FullName, "docs", "cost.md"));
-    }
+    private static string Doc() => RepositoryFiles.Read("docs", "cost.md");
 
     /// <summary>The rows of the table between <c>&lt;!-- name:start --&gt;</c> and <c>&lt;!-- name:end --&gt;</c>, by their first cell.</summary>
     private static Dictionary<string, string[]> Rows(string doc, string name)
