@@ -394,7 +394,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             {
                 json.WriteStartObject();
                 json.WriteString("batch_id", batch.Id);
-                json.WriteString("status", StatusWord(batch.Status));
+                json.WriteString("status", BatchStatusWords.Of(batch.Status));
                 json.WriteNumber("total", batch.Total);
                 json.WriteNumber("succeeded", batch.Succeeded);
                 json.WriteNumber("failed", batch.Failed);
@@ -427,7 +427,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             return;
         }
 
-        var line = $"{batch.Id} {StatusWord(batch.Status)}: {RemoteOutput.Outcome(batch.Succeeded, batch.Failed, batch.Cancelled, batch.Expired, batch.Total)}";
+        var line = $"{batch.Id} {BatchStatusWords.Of(batch.Status)}: {RemoteOutput.Outcome(batch.Succeeded, batch.Failed, batch.Cancelled, batch.Expired, batch.Total)}";
         await stdout.WriteLineAsync(finishedThisRun > 0
             ? string.Create(CultureInfo.InvariantCulture, $"{line} in {ProgressDisplay.FormatDuration(wall)} ({rate:0.0} requests/s, {RemoteOutput.Count(counters.Retries)} {(counters.Retries == 1 ? "retry" : "retries")})")
             : line);
@@ -447,13 +447,6 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         await stdout.WriteLineAsync($"  results: {Relative(outputPath)} ({RemoteOutput.Plural(exported.Succeeded, "line")})");
         await stdout.WriteLineAsync($"  errors:  {Relative(errorsPath)} ({RemoteOutput.Plural(exported.Failed, "line")})");
     }
-
-    private static string StatusWord(BatchStatus status) => status switch
-    {
-        BatchStatus.Expired => "expired",
-        BatchStatus.Cancelled => "cancelled",
-        _ => "completed",
-    };
 
     private ProgressMode ResolveProgressMode() => ProgressDisplay.Resolve(settings.Progress, settings.Json, console);
 

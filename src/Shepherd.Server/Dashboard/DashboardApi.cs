@@ -164,7 +164,7 @@ internal sealed class DashboardApi(ServerCore core)
             BatchDoor.Anthropic => "anthropic",
             _ => "run",
         });
-        json.WriteString("status", Words.Status(batch));
+        json.WriteString("status", BatchStatusWords.Of(batch));
         json.WriteString("model", batch.Model);
         json.WriteString("endpoint", batch.Endpoint);
         json.WriteNumber("total", batch.Total);

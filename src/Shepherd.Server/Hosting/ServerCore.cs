@@ -225,7 +225,7 @@ internal sealed partial class ServerCore(
 
         if (batch.HasEnded || batch.Status == BatchStatus.Finalizing)
         {
-            var state = batch.HasEnded ? $"has already ended ({Words.Status(batch)})" : "is finalizing: every request has ended and its result files are being written";
+            var state = batch.HasEnded ? $"has already ended ({BatchStatusWords.Of(batch)})" : "is finalizing: every request has ended and its result files are being written";
             throw new ApiException(409, $"Batch '{batch.Id}' {state}; there is nothing to cancel.", "batch_id", "batch_not_cancellable");
         }
 

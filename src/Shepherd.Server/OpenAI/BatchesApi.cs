@@ -152,7 +152,7 @@ internal sealed class BatchesApi(ServerCore core, BatchWatch watch)
         var original = await core.GetBatchAsync(caller, id, Door.OpenAI, context.RequestAborted);
         if (!original.HasEnded)
         {
-            throw new ApiException(StatusCodes.Status409Conflict, $"Batch '{original.Id}' is {Words.Status(original)}; retry its failed requests once it has ended.", "batch_id", "batch_not_ended");
+            throw new ApiException(StatusCodes.Status409Conflict, $"Batch '{original.Id}' is {BatchStatusWords.Of(original)}; retry its failed requests once it has ended.", "batch_id", "batch_not_ended");
         }
 
         var linesPath = core.Paths.SpoolFile("retry-" + Guid.NewGuid().ToString("N") + ".jsonl");

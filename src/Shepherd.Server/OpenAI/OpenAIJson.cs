@@ -39,7 +39,7 @@ internal static class OpenAIJson
         WriteErrors(json, batch.Errors);
         json.WriteString("input_file_id", batch.InputFileId);
         json.WriteString("completion_window", batch.CompletionWindow);
-        json.WriteString("status", Words.Status(batch));
+        json.WriteString("status", BatchStatusWords.Of(batch));
         json.WriteString("output_file_id", batch.OutputFileId);
         json.WriteString("error_file_id", batch.ErrorFileId);
         WriteTime(json, "created_at", batch.CreatedAt);
