@@ -395,18 +395,9 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
                 json.WriteStartObject();
                 json.WriteString("batch_id", batch.Id);
                 json.WriteString("status", BatchStatusWords.Of(batch.Status));
-                json.WriteNumber("total", batch.Total);
-                json.WriteNumber("succeeded", batch.Succeeded);
-                json.WriteNumber("failed", batch.Failed);
-                json.WriteNumber("expired", batch.Expired);
-                json.WriteNumber("cancelled", batch.Cancelled);
-                json.WriteNumber("input_tokens", batch.InputTokens);
-                json.WriteNumber("output_tokens", batch.OutputTokens);
-                json.WriteNumber("cost_usd", Cost.ToUsd(batch.CostNanos));
-                json.WriteNumber("unpriced_requests", batch.Unpriced);
-                json.WriteNumberOrNull("budget_usd", batch.BudgetNanos is { } budget ? Cost.ToUsd(budget) : null);
-
-                json.WriteNumber("budget_exceeded_requests", batch.BudgetExceeded);
+                var counts = BatchCounts.Of(batch);
+                counts.WriteOutcome(json);
+                counts.WriteBudget(json);
                 json.WriteNumber("finished_this_run", finishedThisRun);
                 json.WriteNumber("retried_failed", retried);
                 json.WriteNumber("wall_seconds", Math.Round(wall.TotalSeconds, 3));

@@ -14,6 +14,34 @@ public static class JsonWriterExtensions
     public static JsonWriterOptions Options { get; } = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     /// <summary>Writes <paramref name="value"/>, or <c>null</c> when there is none.</summary>
+    public static void WriteNumberOrNull(this Utf8JsonWriter json, string name, long? value)
+    {
+        ArgumentNullException.ThrowIfNull(json);
+        if (value is { } number)
+        {
+            json.WriteNumber(name, number);
+        }
+        else
+        {
+            json.WriteNull(name);
+        }
+    }
+
+    /// <summary>Writes <paramref name="value"/>, or <c>null</c> when there is none.</summary>
+    public static void WriteNumberOrNull(this Utf8JsonWriter json, string name, double? value)
+    {
+        ArgumentNullException.ThrowIfNull(json);
+        if (value is { } number)
+        {
+            json.WriteNumber(name, number);
+        }
+        else
+        {
+            json.WriteNull(name);
+        }
+    }
+
+    /// <summary>Writes <paramref name="value"/>, or <c>null</c> when there is none.</summary>
     public static void WriteNumberOrNull(this Utf8JsonWriter json, string name, decimal? value)
     {
         ArgumentNullException.ThrowIfNull(json);

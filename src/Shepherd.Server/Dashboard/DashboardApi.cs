@@ -3,7 +3,6 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Shepherd.Engine.Batches;
 using Shepherd.Engine.Model;
-using Shepherd.Engine.Pricing;
 using Shepherd.Server.Hosting;
 using Shepherd.Server.Http;
 using Shepherd.Server.OpenAI;
@@ -77,7 +76,7 @@ internal sealed class DashboardApi(ServerCore core)
     {
         var batch = await OwnBatchAsync(context, id);
         var from = batch.InProgressAt ?? batch.CreatedAt;
-        var to = EndedAt(batch) ?? core.Time.GetUtcNow();
+        var to = batch.EndedAt ?? core.Time.GetUtcNow();
         var seconds = Math.Max(1, (to - from).TotalSeconds);
         var bucket = BucketSeconds.FirstOrDefault(width => seconds / width <= 120, BucketSeconds[^1]);
         var activity = await core.Store.GetActivityAsync(batch.Id, TimeSpan.FromSeconds(bucket), context.RequestAborted);
@@ -149,12 +148,8 @@ internal sealed class DashboardApi(ServerCore core)
     private Task<BatchRecord> OwnBatchAsync(HttpContext context, string id) =>
         core.GetBatchAsync(Caller.Of(context), id, Door.OpenAI, context.RequestAborted);
 
-    private static DateTimeOffset? EndedAt(BatchRecord batch) =>
-        batch.CompletedAt ?? batch.CancelledAt ?? batch.FailedAt ?? (batch.Status == BatchStatus.Expired ? batch.ExpiredAt : null);
-
     private static void WriteBatch(Utf8JsonWriter json, BatchRecord batch)
     {
-        var finished = batch.Succeeded + batch.Failed + batch.Cancelled + batch.Expired;
         json.WriteStartObject();
         json.WriteString("id", batch.Id);
         json.WriteString("door", batch.Door switch
@@ -167,19 +162,10 @@ internal sealed class DashboardApi(ServerCore core)
         json.WriteString("status", BatchStatusWords.Of(batch));
         json.WriteString("model", batch.Model);
         json.WriteString("endpoint", batch.Endpoint);
-        json.WriteNumber("total", batch.Total);
-        json.WriteNumber("succeeded", batch.Succeeded);
-        json.WriteNumber("failed", batch.Failed);
-        json.WriteNumber("cancelled", batch.Cancelled);
-        json.WriteNumber("expired", batch.Expired);
-        json.WriteNumber("finished", finished);
-        json.WriteNumber("percent", batch.Total == 0 ? 0 : Math.Round(100.0 * finished / batch.Total, 1));
-        json.WriteNumber("input_tokens", batch.InputTokens);
-        json.WriteNumber("output_tokens", batch.OutputTokens);
-        json.WriteNumber("cost_usd", Cost.ToUsd(batch.CostNanos));
+        BatchCounts.Of(batch).WriteProgress(json);
         json.WriteNumber("created_at", batch.CreatedAt.ToUnixTimeSeconds());
         OpenAIJson.WriteTime(json, "in_progress_at", batch.InProgressAt);
-        OpenAIJson.WriteTime(json, "ended_at", EndedAt(batch));
+        OpenAIJson.WriteTime(json, "ended_at", batch.EndedAt);
         json.WriteStartObject("metadata");
         foreach (var (key, value) in batch.Metadata)
         {
