@@ -25,16 +25,16 @@ internal sealed class MessageBatchesApi(ServerCore core)
         app.MapPost("/v1/messages/batches", (Delegate)CreateAsync);
         app.MapGet("/v1/messages/batches", (Delegate)ListAsync);
         app.MapGet("/v1/messages/batches/{id}", async (HttpContext context, string id) =>
-            Answer(context, await core.GetBatchAsync(Caller.Of(context), id, Door.Anthropic, context.RequestAborted)));
+            Answer(context, await core.GetBatchAsync(Caller.Of(context), id, BatchDoor.Anthropic, context.RequestAborted)));
         app.MapPost("/v1/messages/batches/{id}/cancel", async (HttpContext context, string id) =>
         {
-            var batch = await core.GetBatchAsync(Caller.Of(context), id, Door.Anthropic, context.RequestAborted);
+            var batch = await core.GetBatchAsync(Caller.Of(context), id, BatchDoor.Anthropic, context.RequestAborted);
             // Cancelling an ended batch answers it as it is, as Anthropic does.
             return Answer(context, batch.HasEnded ? batch : await core.CancelAsync(batch, context.RequestAborted));
         });
         app.MapDelete("/v1/messages/batches/{id}", async (HttpContext context, string id) =>
         {
-            var batch = await core.GetBatchAsync(Caller.Of(context), id, Door.Anthropic, context.RequestAborted);
+            var batch = await core.GetBatchAsync(Caller.Of(context), id, BatchDoor.Anthropic, context.RequestAborted);
             if (!batch.HasEnded)
             {
                 throw ApiException.BadRequest($"Message batch '{batch.Id}' is still {ProcessingStatus(batch)}; cancel it and delete it once it has ended.");
@@ -109,7 +109,7 @@ internal sealed class MessageBatchesApi(ServerCore core)
 
     private async Task ResultsAsync(HttpContext context, string id)
     {
-        var batch = await core.GetBatchAsync(Caller.Of(context), id, Door.Anthropic, context.RequestAborted);
+        var batch = await core.GetBatchAsync(Caller.Of(context), id, BatchDoor.Anthropic, context.RequestAborted);
         if (!batch.HasEnded)
         {
             throw ApiException.BadRequest($"Message batch '{batch.Id}' is still {ProcessingStatus(batch)}; its results can be read once it has ended.");

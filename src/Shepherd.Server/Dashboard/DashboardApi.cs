@@ -146,7 +146,7 @@ internal sealed class DashboardApi(ServerCore core)
 
     /// <summary>The caller's batch, whichever door it came in by, or a 404.</summary>
     private Task<BatchRecord> OwnBatchAsync(HttpContext context, string id) =>
-        core.GetBatchAsync(Caller.Of(context), id, Door.OpenAI, context.RequestAborted);
+        core.GetBatchAsync(Caller.Of(context), id, BatchDoor.OpenAI, context.RequestAborted);
 
     private static void WriteBatch(Utf8JsonWriter json, BatchRecord batch)
     {

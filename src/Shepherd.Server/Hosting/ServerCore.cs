@@ -60,11 +60,11 @@ internal sealed partial class ServerCore(
     /// .NET client use) sees batches of every door; the Anthropic door only its own, whose ids
     /// and objects are Anthropic's.
     /// </summary>
-    public async Task<BatchRecord> GetBatchAsync(Caller caller, string batchId, Door door, CancellationToken cancellationToken)
+    public async Task<BatchRecord> GetBatchAsync(Caller caller, string batchId, BatchDoor door, CancellationToken cancellationToken)
     {
         var batch = await store.GetBatchAsync(batchId, cancellationToken);
         var visible = batch is not null && caller.Sees(batch.Owner)
-            && (door == Door.OpenAI || batch.Door == BatchDoor.Anthropic);
+            && (door == BatchDoor.OpenAI || batch.Door == BatchDoor.Anthropic);
         return visible ? batch! : throw ApiException.NotFound($"No batch found with id '{batchId}'.", "batch_id");
     }
 

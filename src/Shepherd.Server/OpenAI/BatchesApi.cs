@@ -25,7 +25,7 @@ internal sealed class BatchesApi(ServerCore core, BatchWatch watch)
         app.MapGet("/v1/batches/{id}", async (HttpContext context, string id) =>
         {
             var wait = Fields.Seconds(context.Request.Query, "wait");
-            var batch = await core.GetBatchAsync(Caller.Of(context), id, Door.OpenAI, context.RequestAborted);
+            var batch = await core.GetBatchAsync(Caller.Of(context), id, BatchDoor.OpenAI, context.RequestAborted);
             if (wait > TimeSpan.Zero)
             {
                 batch = await watch.UntilEndedAsync(batch, wait, context.RequestAborted);
@@ -38,14 +38,14 @@ internal sealed class BatchesApi(ServerCore core, BatchWatch watch)
         });
         app.MapPost("/v1/batches/{id}/cancel", async (HttpContext context, string id) =>
         {
-            var batch = await core.GetBatchAsync(Caller.Of(context), id, Door.OpenAI, context.RequestAborted);
+            var batch = await core.GetBatchAsync(Caller.Of(context), id, BatchDoor.OpenAI, context.RequestAborted);
             return Answer(await core.CancelAsync(batch, context.RequestAborted));
         });
         app.MapGet("/v1/batches/{id}/results", ResultsAsync);
         app.MapPost("/v1/batches/{id}/retry_failed", RetryFailedAsync);
         app.MapGet("/v1/batches/{id}/results/{customId}", async (HttpContext context, string id, string customId) =>
         {
-            var batch = await core.GetBatchAsync(Caller.Of(context), id, Door.OpenAI, context.RequestAborted);
+            var batch = await core.GetBatchAsync(Caller.Of(context), id, BatchDoor.OpenAI, context.RequestAborted);
             var item = await core.Store.GetResultAsync(batch.Id, customId, context.RequestAborted)
                 ?? throw ApiException.NotFound($"Batch '{batch.Id}' has no request with custom_id '{customId}'.", "custom_id");
             return new JsonBody(json =>
@@ -149,7 +149,7 @@ internal sealed class BatchesApi(ServerCore core, BatchWatch watch)
     private async Task<IResult> RetryFailedAsync(HttpContext context, string id)
     {
         var caller = Caller.Of(context);
-        var original = await core.GetBatchAsync(caller, id, Door.OpenAI, context.RequestAborted);
+        var original = await core.GetBatchAsync(caller, id, BatchDoor.OpenAI, context.RequestAborted);
         if (!original.HasEnded)
         {
             throw new ApiException(StatusCodes.Status409Conflict, $"Batch '{original.Id}' is {BatchStatusWords.Of(original)}; retry its failed requests once it has ended.", "batch_id", "batch_not_ended");
@@ -213,7 +213,7 @@ internal sealed class BatchesApi(ServerCore core, BatchWatch watch)
 
     private async Task<IResult> ResultsAsync(HttpContext context, string id)
     {
-        var batch = await core.GetBatchAsync(Caller.Of(context), id, Door.OpenAI, context.RequestAborted);
+        var batch = await core.GetBatchAsync(Caller.Of(context), id, BatchDoor.OpenAI, context.RequestAborted);
         var offset = Fields.Long(context.Request.Query, "offset");
         var limit = Fields.Int(context.Request.Query, "limit", 100, 1, 1000);
         var items = new List<ItemResult>(limit + 1);
