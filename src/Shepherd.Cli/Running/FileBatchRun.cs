@@ -52,7 +52,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
 
         var stateExisted = File.Exists(statePath);
         int exitCode;
-        var config = settings.ConfigPath is { } configPath ? ShepherdConfig.Load(configPath) : null;
+        var config = settings.ConfigPath is { } configPath ? Server.Configuration.ConfigFile.Load(configPath) : null;
         var upstreams = new List<UpstreamOptions>();
         await using (var services = BuildServices(statePath, config, upstreams))
         {
