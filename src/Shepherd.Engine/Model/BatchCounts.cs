@@ -54,11 +54,7 @@ public readonly record struct BatchCounts(long Total, long Succeeded, long Faile
     public void WriteProgress(Utf8JsonWriter json)
     {
         ArgumentNullException.ThrowIfNull(json);
-        json.WriteNumber("total", Total);
-        json.WriteNumber("succeeded", Succeeded);
-        json.WriteNumber("failed", Failed);
-        json.WriteNumber("cancelled", Cancelled);
-        json.WriteNumber("expired", Expired);
+        WriteEnded(json, expiredFirst: false);
         json.WriteNumber("finished", Finished);
         json.WriteNumber("percent", Percent);
         WriteUsage(json);
@@ -73,11 +69,7 @@ public readonly record struct BatchCounts(long Total, long Succeeded, long Faile
     public void WriteOutcome(Utf8JsonWriter json)
     {
         ArgumentNullException.ThrowIfNull(json);
-        json.WriteNumber("total", Total);
-        json.WriteNumber("succeeded", Succeeded);
-        json.WriteNumber("failed", Failed);
-        json.WriteNumber("expired", Expired);
-        json.WriteNumber("cancelled", Cancelled);
+        WriteEnded(json, expiredFirst: true);
         WriteUsage(json);
         json.WriteNumber("unpriced_requests", Unpriced);
     }
@@ -88,6 +80,20 @@ public readonly record struct BatchCounts(long Total, long Succeeded, long Faile
         ArgumentNullException.ThrowIfNull(json);
         json.WriteNumberOrNull("budget_usd", BudgetUsd);
         json.WriteNumber("budget_exceeded_requests", BudgetExceeded);
+    }
+
+    /// <summary>
+    /// <c>total</c> and the requests by how they ended. <c>shepherd run --json</c> has always put
+    /// <c>expired</c> before <c>cancelled</c>, the others after it; each keeps its order, as
+    /// scripts and tests read them.
+    /// </summary>
+    private void WriteEnded(Utf8JsonWriter json, bool expiredFirst)
+    {
+        json.WriteNumber("total", Total);
+        json.WriteNumber("succeeded", Succeeded);
+        json.WriteNumber("failed", Failed);
+        json.WriteNumber(expiredFirst ? "expired" : "cancelled", expiredFirst ? Expired : Cancelled);
+        json.WriteNumber(expiredFirst ? "cancelled" : "expired", expiredFirst ? Cancelled : Expired);
     }
 
     private void WriteUsage(Utf8JsonWriter json)
