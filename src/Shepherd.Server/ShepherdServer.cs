@@ -16,6 +16,7 @@ using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
 using Shepherd.Server.Anthropic;
+using Shepherd.Server.Batches;
 using Shepherd.Server.Dashboard;
 using Shepherd.Server.Hosting;
 using Shepherd.Server.Http;
@@ -84,11 +85,14 @@ public sealed class ShepherdServer : IAsyncDisposable
         builder.Services.AddSingleton<BatchFinalizer>();
         builder.Services.AddSingleton<BatchWatch>();
         builder.Services.AddSingleton(sp => CreateImporters(sp.GetRequiredService<IBatchStore>(), engine, settings, sp.GetRequiredService<TokenEstimator>()));
-        builder.Services.AddSingleton<ServerCore>();
+        builder.Services.AddSingleton<BatchService>();
+        builder.Services.AddSingleton<FileService>();
+        builder.Services.AddSingleton<CreateBodies>();
         builder.Services.AddSingleton<FilesApi>();
         builder.Services.AddSingleton<BatchesApi>();
         builder.Services.AddSingleton(sp => new EstimateApi(
-            sp.GetRequiredService<ServerCore>(),
+            sp.GetRequiredService<FileService>(),
+            sp.GetRequiredService<CreateBodies>(),
             new BatchEstimator(engine.Prices, sp.GetRequiredService<TokenEstimator>()),
             engine.Upstreams));
         builder.Services.AddSingleton<MessageBatchesApi>();
@@ -102,7 +106,7 @@ public sealed class ShepherdServer : IAsyncDisposable
         try
         {
             await app.Services.GetRequiredService<IBatchStore>().InitializeAsync(cancellationToken);
-            await app.Services.GetRequiredService<ServerCore>().RecoverAsync(cancellationToken);
+            await app.Services.GetRequiredService<BatchService>().RecoverAsync(cancellationToken);
             app.UseMiddleware<ApiMiddleware>();
             app.MapGet("/health", () => Results.Text("ok"));
             app.MapGet("/healthz", () => Results.Text("ok"));
@@ -166,14 +170,14 @@ public sealed class ShepherdServer : IAsyncDisposable
     }
 
     /// <summary>Ready when the store answers (within 5 s) and the engine runs; 503 saying which is not.</summary>
-    private static async Task<IResult> ReadyAsync(HttpContext context, IBatchStore store, EngineService engine, TimeProvider time)
+    private static async Task<IResult> ReadyAsync(HttpContext context, BatchService batches, EngineService engine, TimeProvider time)
     {
         var problems = new List<string>();
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5), time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, context.RequestAborted);
         try
         {
-            await store.GetBatchAsync("batch_readyz", linked.Token);
+            await batches.ProbeStoreAsync(linked.Token);
         }
         catch (Exception ex) when (ex is StoreException or OperationCanceledException && !context.RequestAborted.IsCancellationRequested)
         {

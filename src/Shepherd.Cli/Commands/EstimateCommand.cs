@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using Shepherd.Cli.Running;
-using Shepherd.Engine.Configuration;
+using Shepherd.Server.Configuration;
 using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Pricing;
 using Spectre.Console;
@@ -31,7 +31,7 @@ internal static class EstimateCommand
         command.SetAction(async (parse, cancellationToken) =>
         {
             var input = parse.GetValue(file)!.FullName;
-            var settings = parse.GetValue(config) is { } path ? ShepherdConfig.Load(path) : null;
+            var settings = parse.GetValue(config) is { } path ? ConfigFile.Load(path) : null;
             if (parse.GetValue(model) is { } named && string.IsNullOrWhiteSpace(named))
             {
                 throw new UsageException("--model needs a model name.");

@@ -52,7 +52,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
 
         var stateExisted = File.Exists(statePath);
         int exitCode;
-        var config = settings.ConfigPath is { } configPath ? ShepherdConfig.Load(configPath) : null;
+        var config = settings.ConfigPath is { } configPath ? Server.Configuration.ConfigFile.Load(configPath) : null;
         // The run opens its state itself: what the stored batch or the input's first line says
         // decides the upstreams, and the engine is built once they are known.
         await using (IBatchStore store = new SqliteBatchStore(new SqliteStoreOptions { Path = statePath }, time))
@@ -396,19 +396,10 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             {
                 json.WriteStartObject();
                 json.WriteString("batch_id", batch.Id);
-                json.WriteString("status", StatusWord(batch.Status));
-                json.WriteNumber("total", batch.Total);
-                json.WriteNumber("succeeded", batch.Succeeded);
-                json.WriteNumber("failed", batch.Failed);
-                json.WriteNumber("expired", batch.Expired);
-                json.WriteNumber("cancelled", batch.Cancelled);
-                json.WriteNumber("input_tokens", batch.InputTokens);
-                json.WriteNumber("output_tokens", batch.OutputTokens);
-                json.WriteNumber("cost_usd", Cost.ToUsd(batch.CostNanos));
-                json.WriteNumber("unpriced_requests", batch.Unpriced);
-                json.WriteNumberOrNull("budget_usd", batch.BudgetNanos is { } budget ? Cost.ToUsd(budget) : null);
-
-                json.WriteNumber("budget_exceeded_requests", batch.BudgetExceeded);
+                json.WriteString("status", BatchStatusWords.Of(batch.Status));
+                var counts = BatchCounts.Of(batch);
+                counts.WriteOutcome(json);
+                counts.WriteBudget(json);
                 json.WriteNumber("finished_this_run", finishedThisRun);
                 json.WriteNumber("retried_failed", retried);
                 json.WriteNumber("wall_seconds", Math.Round(wall.TotalSeconds, 3));
@@ -429,7 +420,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             return;
         }
 
-        var line = $"{batch.Id} {StatusWord(batch.Status)}: {RemoteOutput.Outcome(batch.Succeeded, batch.Failed, batch.Cancelled, batch.Expired, batch.Total)}";
+        var line = $"{batch.Id} {BatchStatusWords.Of(batch.Status)}: {RemoteOutput.Outcome(batch.Succeeded, batch.Failed, batch.Cancelled, batch.Expired, batch.Total)}";
         await stdout.WriteLineAsync(finishedThisRun > 0
             ? string.Create(CultureInfo.InvariantCulture, $"{line} in {ProgressDisplay.FormatDuration(wall)} ({rate:0.0} requests/s, {RemoteOutput.Count(counters.Retries)} {(counters.Retries == 1 ? "retry" : "retries")})")
             : line);
@@ -449,13 +440,6 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         await stdout.WriteLineAsync($"  results: {Relative(outputPath)} ({RemoteOutput.Plural(exported.Succeeded, "line")})");
         await stdout.WriteLineAsync($"  errors:  {Relative(errorsPath)} ({RemoteOutput.Plural(exported.Failed, "line")})");
     }
-
-    private static string StatusWord(BatchStatus status) => status switch
-    {
-        BatchStatus.Expired => "expired",
-        BatchStatus.Cancelled => "cancelled",
-        _ => "completed",
-    };
 
     private ProgressMode ResolveProgressMode() => ProgressDisplay.Resolve(settings.Progress, settings.Json, console);
 

@@ -6,6 +6,7 @@ using System.Text;
 using System.Text.Json;
 using Shepherd.Client;
 using Spectre.Console;
+using BatchCounts = Shepherd.Engine.Model.BatchCounts;
 
 namespace Shepherd.Cli.Running;
 
@@ -41,19 +42,9 @@ internal static class RemoteOutput
 
         json.WriteString("endpoint", batch.Endpoint);
         json.WriteString("model", batch.Model);
-        json.WriteNumber("total", batch.Total);
-        json.WriteNumber("succeeded", batch.Succeeded);
-        json.WriteNumber("failed", batch.Failed - batch.Cancelled - batch.Expired);
-        json.WriteNumber("cancelled", batch.Cancelled);
-        json.WriteNumber("expired", batch.Expired);
-        json.WriteNumber("finished", batch.Finished);
-        json.WriteNumber("percent", Math.Round(batch.Percent, 1));
-        json.WriteNumber("input_tokens", batch.InputTokens);
-        json.WriteNumber("output_tokens", batch.OutputTokens);
-        json.WriteNumber("cost_usd", batch.CostUsd);
-        json.WriteNumberOrNull("budget_usd", batch.BudgetUsd);
-
-        json.WriteNumber("budget_exceeded_requests", batch.BudgetExceededRequests);
+        var counts = Counts(batch);
+        counts.WriteProgress(json);
+        counts.WriteBudget(json);
         WriteTime(json, "created_at", batch.CreatedAt);
         WriteTime(json, "in_progress_at", batch.InProgressAt);
         WriteTime(json, "ended_at", batch.EndedAt);
@@ -103,6 +94,18 @@ internal static class RemoteOutput
         json.WriteEndArray();
         json.WriteEndObject();
     }
+
+    /// <summary>
+    /// The counts of a batch on a server, in the engine's shape, so they are written as the
+    /// server's own dashboard writes them. The API counts cancelled and expired requests as
+    /// failed too; here they are apart.
+    /// </summary>
+    private static BatchCounts Counts(Batch batch) =>
+        new(batch.Total, batch.Succeeded, batch.Failed - batch.Cancelled - batch.Expired, batch.Cancelled, batch.Expired, batch.InputTokens, batch.OutputTokens, batch.CostUsd)
+        {
+            BudgetUsd = batch.BudgetUsd,
+            BudgetExceeded = batch.BudgetExceededRequests,
+        };
 
     /// <summary>The status in colour, for a terminal.</summary>
     public static string StatusMarkup(Batch batch)

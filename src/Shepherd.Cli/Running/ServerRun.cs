@@ -6,6 +6,7 @@ using Shepherd.Engine.Configuration;
 using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
 using Shepherd.Server;
+using Shepherd.Server.Configuration;
 
 namespace Shepherd.Cli.Running;
 
@@ -19,7 +20,7 @@ internal sealed class ServerRun(ServeSettings settings, TextWriter stdout, TimeP
 
     public async Task<int> ExecuteAsync(CancellationToken cancellationToken)
     {
-        var config = settings.ConfigPath is { } configPath ? ShepherdConfig.Load(configPath) : null;
+        var config = settings.ConfigPath is { } configPath ? ConfigFile.Load(configPath) : null;
         var options = ServerOptions(config?.Server);
         var store = settings.Store ?? config?.Store ?? config?.Server?.State ?? DefaultStatePath;
         var shared = PostgresStoreOptions.Names(store) ? SharedStore(store, config?.Cluster, options.Urls) : null;

@@ -14,12 +14,24 @@ public static class JsonWriterExtensions
     public static JsonWriterOptions Options { get; } = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     /// <summary>Writes <paramref name="value"/>, or <c>null</c> when there is none.</summary>
-    public static void WriteNumberOrNull(this Utf8JsonWriter json, string name, decimal? value)
+    public static void WriteNumberOrNull(this Utf8JsonWriter json, string name, long? value) =>
+        WriteOrNull(json, name, value, static (writer, field, number) => writer.WriteNumber(field, number));
+
+    /// <summary>Writes <paramref name="value"/>, or <c>null</c> when there is none.</summary>
+    public static void WriteNumberOrNull(this Utf8JsonWriter json, string name, double? value) =>
+        WriteOrNull(json, name, value, static (writer, field, number) => writer.WriteNumber(field, number));
+
+    /// <summary>Writes <paramref name="value"/>, or <c>null</c> when there is none.</summary>
+    public static void WriteNumberOrNull(this Utf8JsonWriter json, string name, decimal? value) =>
+        WriteOrNull(json, name, value, static (writer, field, number) => writer.WriteNumber(field, number));
+
+    private static void WriteOrNull<T>(Utf8JsonWriter json, string name, T? value, Action<Utf8JsonWriter, string, T> write)
+        where T : struct
     {
         ArgumentNullException.ThrowIfNull(json);
         if (value is { } number)
         {
-            json.WriteNumber(name, number);
+            write(json, name, number);
         }
         else
         {

@@ -128,6 +128,12 @@ public sealed record BatchRecord
 
     /// <summary>True once the batch can change no more. A finalizing batch has not ended: its files are being written.</summary>
     public bool HasEnded => Status is BatchStatus.Completed or BatchStatus.Failed or BatchStatus.Cancelled or BatchStatus.Expired;
+
+    /// <summary>
+    /// When the batch ended, as its OpenAI status tells it: completed, cancelled, failed, or
+    /// expired (its expiry counts only when it ended expired); null before.
+    /// </summary>
+    public DateTimeOffset? EndedAt => CompletedAt ?? CancelledAt ?? FailedAt ?? (Status == BatchStatus.Expired ? ExpiredAt : null);
 }
 
 /// <summary>A batch to create in <see cref="BatchStatus.Validating"/>.</summary>

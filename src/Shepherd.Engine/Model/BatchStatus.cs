@@ -27,3 +27,34 @@ public enum BatchStatus
     /// <summary>The completion window passed before every item ended.</summary>
     Expired,
 }
+
+/// <summary>
+/// The words a batch's status is written as: in the server's answers, on the dashboard and in
+/// the summary of <c>shepherd run</c>, so a script reads the same word wherever it looks.
+/// </summary>
+public static class BatchStatusWords
+{
+    /// <summary>The word for <paramref name="status"/>, such as <c>in_progress</c> or <c>cancelled</c>.</summary>
+    public static string Of(BatchStatus status) => status switch
+    {
+        BatchStatus.Validating => "validating",
+        BatchStatus.InProgress => "in_progress",
+        BatchStatus.Finalizing => "finalizing",
+        BatchStatus.Completed => "completed",
+        BatchStatus.Failed => "failed",
+        BatchStatus.Cancelling => "cancelling",
+        BatchStatus.Cancelled => "cancelled",
+        _ => "expired",
+    };
+
+    /// <summary>
+    /// The word for <paramref name="batch"/>'s status. A cancelled batch says <c>cancelling</c>
+    /// until it is <c>cancelled</c>, also while its result files are written: the OpenAI
+    /// lifecycle goes straight from one to the other.
+    /// </summary>
+    public static string Of(BatchRecord batch)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        return batch.Status == BatchStatus.Finalizing && batch.CancellingAt is not null ? "cancelling" : Of(batch.Status);
+    }
+}

@@ -1,15 +1,20 @@
 namespace Shepherd.Engine.Model;
 
-/// <summary>Which door a batch came in by: it decides how it is listed, shown and finished.</summary>
+/// <summary>
+/// Which door a batch came in by: it decides how it is listed, shown and finished. The server
+/// names the door a call comes in by the same way: <see cref="OpenAI"/> for its OpenAI API
+/// (files, batches of both shapes, the dashboard's JSON) and <see cref="Anthropic"/> for the
+/// Message Batches API; a call's door decides its error envelope and which batches it sees.
+/// </summary>
 public enum BatchDoor
 {
     /// <summary><c>shepherd run</c>: results are written by the command itself.</summary>
     Run = 0,
 
-    /// <summary>The OpenAI Batch API, from an uploaded file.</summary>
+    /// <summary>The OpenAI Batch API, from an uploaded file; as a call's door, every call of the OpenAI API.</summary>
     OpenAI = 1,
 
-    /// <summary>Shepherd's inline batches (requests in the create call).</summary>
+    /// <summary>Shepherd's inline batches (requests in the create call, which comes in by the OpenAI door).</summary>
     Inline = 2,
 
     /// <summary>The Anthropic Message Batches API.</summary>

@@ -182,14 +182,7 @@ public sealed record BatchEstimate
             json.WriteStartObject("price");
             json.WriteNumber("input", price.Input);
             json.WriteNumber("output", price.Output);
-            if (price.CachedInput is { } cached)
-            {
-                json.WriteNumber("cached_input", cached);
-            }
-            else
-            {
-                json.WriteNull("cached_input");
-            }
+            json.WriteNumberOrNull("cached_input", price.CachedInput);
 
             json.WriteNumber("batch_discount", price.BatchDiscount);
             json.WriteEndObject();
@@ -199,33 +192,12 @@ public sealed record BatchEstimate
             json.WriteNull("price");
         }
 
-        WriteLimit(json, "requests_per_minute", model.RequestsPerMinute);
-        WriteLimit(json, "tokens_per_minute", model.TokensPerMinute);
+        json.WriteNumberOrNull("requests_per_minute", model.RequestsPerMinute);
+        json.WriteNumberOrNull("tokens_per_minute", model.TokensPerMinute);
         WriteMinutes(json, model.Minutes);
         json.WriteEndObject();
     }
 
-    private static void WriteLimit(Utf8JsonWriter json, string name, long? value)
-    {
-        if (value is { } limit)
-        {
-            json.WriteNumber(name, limit);
-        }
-        else
-        {
-            json.WriteNull(name);
-        }
-    }
-
-    private static void WriteMinutes(Utf8JsonWriter json, double? minutes)
-    {
-        if (minutes is { } value)
-        {
-            json.WriteNumber("minutes", Math.Round(value, 3));
-        }
-        else
-        {
-            json.WriteNull("minutes");
-        }
-    }
+    private static void WriteMinutes(Utf8JsonWriter json, double? minutes) =>
+        json.WriteNumberOrNull("minutes", minutes is { } value ? Math.Round(value, 3) : null);
 }

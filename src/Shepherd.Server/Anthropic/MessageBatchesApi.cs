@@ -3,83 +3,89 @@ using System.IO.Pipelines;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
 using Shepherd.Engine.Batches;
 using Shepherd.Engine.Formats;
 using Shepherd.Engine.Model;
-using Shepherd.Server.Hosting;
+using Shepherd.Server.Batches;
 using Shepherd.Server.Http;
 
 namespace Shepherd.Server.Anthropic;
 
 /// <summary><c>/v1/messages/batches</c>: the Anthropic Message Batches API over the same engine.</summary>
-internal sealed class MessageBatchesApi(ServerCore core)
+internal sealed class MessageBatchesApi(BatchService batches, CreateBodies bodies)
 {
-    private static readonly BatchDoor[] Doors = [BatchDoor.Anthropic];
     private static readonly TimeSpan Window = TimeSpan.FromHours(24);
 
     /// <summary>Result lines are sent in pieces of about this size, not one write per line.</summary>
     private const int FlushBytes = 64 * 1024;
 
-    public void Map(WebApplication app)
+    public void Map(IEndpointRouteBuilder app)
     {
-        app.MapPost("/v1/messages/batches", (Delegate)CreateAsync);
-        app.MapGet("/v1/messages/batches", (Delegate)ListAsync);
-        app.MapGet("/v1/messages/batches/{id}", async (HttpContext context, string id) =>
-            Answer(context, await core.GetBatchAsync(Caller.Of(context), id, Door.Anthropic, context.RequestAborted)));
-        app.MapPost("/v1/messages/batches/{id}/cancel", async (HttpContext context, string id) =>
-        {
-            var batch = await core.GetBatchAsync(Caller.Of(context), id, Door.Anthropic, context.RequestAborted);
-            // Cancelling an ended batch answers it as it is, as Anthropic does.
-            return Answer(context, batch.HasEnded ? batch : await core.CancelAsync(batch, context.RequestAborted));
-        });
-        app.MapDelete("/v1/messages/batches/{id}", async (HttpContext context, string id) =>
-        {
-            var batch = await core.GetBatchAsync(Caller.Of(context), id, Door.Anthropic, context.RequestAborted);
-            if (!batch.HasEnded)
-            {
-                throw ApiException.BadRequest($"Message batch '{batch.Id}' is still {ProcessingStatus(batch)}; cancel it and delete it once it has ended.");
-            }
-
-            await core.Store.DeleteBatchAsync(batch.Id, context.RequestAborted);
-            return new JsonBody(json =>
-            {
-                json.WriteStartObject();
-                json.WriteString("id", batch.Id);
-                json.WriteString("type", "message_batch_deleted");
-                json.WriteEndObject();
-            });
-        });
-        app.MapGet("/v1/messages/batches/{id}/results", ResultsAsync);
+        var group = app.MapGroup("/v1/messages/batches");
+        group.MapPost("/", CreateAsync);
+        group.MapGet("/", ListAsync);
+        group.MapGet("/{id}", GetAsync);
+        group.MapPost("/{id}/cancel", CancelAsync);
+        group.MapDelete("/{id}", DeleteAsync);
+        group.MapGet("/{id}/results", ResultsAsync);
     }
 
-    private async Task<IResult> CreateAsync(HttpContext context)
+    private async Task<JsonBody> GetAsync(string id, Caller caller, HttpRequest request, CancellationToken cancellationToken) =>
+        Answer(request, await batches.GetAsync(caller, id, BatchDoor.Anthropic, cancellationToken));
+
+    private async Task<JsonBody> CancelAsync(string id, Caller caller, HttpRequest request, CancellationToken cancellationToken)
     {
-        var caller = Caller.Of(context);
-        var idempotencyKey = Fields.IdempotencyKey(context.Request);
-        using var body = await CreateBody.ReadAsync(context.Request.Body, core.Paths.SpoolFolder, core.Options.MaxCreateRequests, core.Importers.MaxLineBytes, context.RequestAborted);
+        var batch = await batches.GetAsync(caller, id, BatchDoor.Anthropic, cancellationToken);
+        // Cancelling an ended batch answers it as it is, as Anthropic does.
+        return Answer(request, batch.HasEnded ? batch : await batches.CancelAsync(batch, cancellationToken));
+    }
+
+    private async Task<JsonBody> DeleteAsync(string id, Caller caller, CancellationToken cancellationToken)
+    {
+        var batch = await batches.GetAsync(caller, id, BatchDoor.Anthropic, cancellationToken);
+        if (!batch.HasEnded)
+        {
+            throw ApiException.BadRequest($"Message batch '{batch.Id}' is still {ProcessingStatus(batch)}; cancel it and delete it once it has ended.");
+        }
+
+        await batches.DeleteAsync(batch, cancellationToken);
+        return new JsonBody(json =>
+        {
+            json.WriteStartObject();
+            json.WriteString("id", batch.Id);
+            json.WriteString("type", "message_batch_deleted");
+            json.WriteEndObject();
+        });
+    }
+
+    private async Task<JsonBody> CreateAsync(Caller caller, HttpRequest request, CancellationToken cancellationToken)
+    {
+        var idempotencyKey = Fields.IdempotencyKey(request);
+        using var body = await bodies.ReadAsync(request, cancellationToken);
         Fields.OnlyKnown(body.Fields, "requests");
         if (!body.HasRequests || body.RequestCount == 0)
         {
-            throw ApiException.BadRequest("\"requests\" is required and holds 1 to " + core.Options.MaxCreateRequests + " requests.", "requests");
+            throw ApiException.BadRequest("\"requests\" is required and holds 1 to " + bodies.MaxRequests + " requests.", "requests");
         }
 
         var created = new NewBatch(BatchIds.New("msgbatch_"), null, BatchEndpoints.Messages, CompletionWindow: Window)
         {
             Owner = caller.Owner, Door = BatchDoor.Anthropic, CompletionWindowText = "24h", IdempotencyKey = idempotencyKey, BodySha256 = body.Sha256,
         };
-        var batch = await core.CreateAndImportAsync(created, body.SpoolPath, BatchEndpoints.Messages, [], caller, context.RequestAborted);
+        var batch = await batches.CreateAndImportAsync(created, body.SpoolPath, BatchEndpoints.Messages, [], caller, cancellationToken);
         if (batch.Format != InputFormat.Anthropic)
         {
-            await core.Store.DeleteBatchAsync(batch.Id, context.RequestAborted);
+            await batches.DeleteAsync(batch, cancellationToken);
             throw ApiException.BadRequest("Each request needs \"custom_id\" and \"params\" (the Messages API body).", "requests");
         }
 
-        return Answer(context, batch);
+        return Answer(request, batch);
     }
 
-    private async Task<IResult> ListAsync(HttpContext context)
+    private async Task<JsonBody> ListAsync(Caller caller, HttpRequest request, CancellationToken cancellationToken)
     {
-        var query = context.Request.Query;
+        var query = request.Query;
         var before = Fields.Text(query, "before_id");
         var after = Fields.Text(query, "after_id");
         if (before is not null && after is not null)
@@ -87,9 +93,9 @@ internal sealed class MessageBatchesApi(ServerCore core)
             throw ApiException.BadRequest("Give before_id or after_id, not both.", "before_id");
         }
 
-        var page = await core.Store.ListBatchesAsync(Caller.Of(context).Listing, Doors,
-            new PageRequest(Fields.Int(query, "limit", 20, 1, 1000), after, before), context.RequestAborted);
-        var root = Root(context);
+        var page = await batches.ListAsync(caller, BatchDoor.Anthropic,
+            new PageRequest(Fields.Int(query, "limit", 20, 1, 1000), after, before), cancellationToken);
+        var root = Root(request);
         return new JsonBody(json =>
         {
             json.WriteStartObject();
@@ -107,24 +113,24 @@ internal sealed class MessageBatchesApi(ServerCore core)
         });
     }
 
-    private async Task ResultsAsync(HttpContext context, string id)
+    private async Task ResultsAsync(string id, Caller caller, HttpResponse response, CancellationToken cancellationToken)
     {
-        var batch = await core.GetBatchAsync(Caller.Of(context), id, Door.Anthropic, context.RequestAborted);
+        var batch = await batches.GetAsync(caller, id, BatchDoor.Anthropic, cancellationToken);
         if (!batch.HasEnded)
         {
             throw ApiException.BadRequest($"Message batch '{batch.Id}' is still {ProcessingStatus(batch)}; its results can be read once it has ended.");
         }
 
-        context.Response.ContentType = "application/x-jsonl";
+        response.ContentType = "application/x-jsonl";
         using var lines = new ResultLineWriter(batch.Format, batch.Id);
-        var output = context.Response.BodyWriter;
+        var output = response.BodyWriter;
         var unflushed = 0L;
-        await foreach (var item in core.Store.ReadResultsAsync(batch.Id, 0, context.RequestAborted))
+        await foreach (var item in batches.ResultsAsync(batch, 0, cancellationToken))
         {
             unflushed += Append(output, lines.Format(item));
             if (unflushed >= FlushBytes)
             {
-                await output.FlushAsync(context.RequestAborted);
+                await output.FlushAsync(cancellationToken);
                 unflushed = 0;
             }
         }
@@ -137,14 +143,14 @@ internal sealed class MessageBatchesApi(ServerCore core)
         return line.Length + 1;
     }
 
-    private static JsonBody Answer(HttpContext context, BatchRecord batch)
+    private static JsonBody Answer(HttpRequest request, BatchRecord batch)
     {
-        var root = Root(context);
+        var root = Root(request);
         return new JsonBody(json => WriteBatch(json, batch, root));
     }
 
     /// <summary>This server's own address as the client reached it, for the absolute <c>results_url</c>.</summary>
-    private static string Root(HttpContext context) => $"{context.Request.Scheme}://{context.Request.Host}";
+    private static string Root(HttpRequest request) => $"{request.Scheme}://{request.Host}";
 
     private static string ProcessingStatus(BatchRecord batch) => batch.Status switch
     {

@@ -1,10 +1,9 @@
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
-using Shepherd.Engine.Batches;
+using Microsoft.AspNetCore.Routing;
 using Shepherd.Engine.Model;
-using Shepherd.Engine.Pricing;
-using Shepherd.Server.Hosting;
+using Shepherd.Server.Batches;
 using Shepherd.Server.Http;
 using Shepherd.Server.OpenAI;
 
@@ -17,7 +16,7 @@ namespace Shepherd.Server.Dashboard;
 /// why its input was refused), its latency percentiles and the lanes that serve it, cancel, and
 /// results and errors as JSONL.
 /// </summary>
-internal sealed class DashboardApi(ServerCore core)
+internal sealed class DashboardApi(BatchService batches, TimeProvider time)
 {
     /// <summary>Bucket widths for the timeline, so a batch of any length shows at most about 120 points.</summary>
     private static readonly int[] BucketSeconds = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600];
@@ -29,35 +28,38 @@ internal sealed class DashboardApi(ServerCore core)
         ["style.css"] = "text/css; charset=utf-8",
     };
 
-    public void Map(WebApplication app)
+    public void Map(IEndpointRouteBuilder app)
     {
-        app.MapGet("/", (HttpContext context) => Asset(context, "index.html"));
-        app.MapGet("/dashboard/{name}", (HttpContext context, string name) => Asset(context, name));
-        app.MapGet("/v1/dashboard/batches", (Delegate)ListAsync);
-        app.MapGet("/v1/dashboard/batches/{id}", (Delegate)BatchAsync);
-        app.MapPost("/v1/dashboard/batches/{id}/cancel", async (HttpContext context, string id) =>
-        {
-            var batch = await core.CancelAsync(await OwnBatchAsync(context, id), context.RequestAborted);
-            return new JsonBody(json => WriteBatch(json, batch));
-        });
-        app.MapGet("/v1/dashboard/batches/{id}/download", (Delegate)DownloadAsync);
+        app.MapGet("/", (HttpResponse response) => Asset(response, "index.html"));
+        app.MapGet("/dashboard/{name}", Asset);
+        var group = app.MapGroup("/v1/dashboard/batches");
+        group.MapGet("/", ListAsync);
+        group.MapGet("/{id}", BatchAsync);
+        group.MapPost("/{id}/cancel", CancelAsync);
+        group.MapGet("/{id}/download", DownloadAsync);
     }
 
-    private static IResult Asset(HttpContext context, string name)
+    private static IResult Asset(HttpResponse response, string name)
     {
         if (!Assets.TryGetValue(name, out var contentType) || typeof(DashboardApi).Assembly.GetManifestResourceStream("dashboard/" + name) is not { } content)
         {
             throw ApiException.NotFound($"There is no dashboard file '{name}'.");
         }
 
-        context.Response.Headers.CacheControl = "no-cache";
+        response.Headers.CacheControl = "no-cache";
         return Results.Stream(content, contentType);
     }
 
-    private async Task<IResult> ListAsync(HttpContext context)
+    private async Task<JsonBody> CancelAsync(string id, Caller caller, CancellationToken cancellationToken)
     {
-        var limit = Fields.Int(context.Request.Query, "limit", 100, 1, 500);
-        var page = await core.Store.ListBatchesAsync(Caller.Of(context).Listing, ServerCore.EveryDoor, new PageRequest(limit), context.RequestAborted);
+        var batch = await batches.CancelAsync(await OwnBatchAsync(caller, id, cancellationToken), cancellationToken);
+        return new JsonBody(json => WriteBatch(json, batch));
+    }
+
+    private async Task<JsonBody> ListAsync(Caller caller, HttpRequest request, CancellationToken cancellationToken)
+    {
+        var limit = Fields.Int(request.Query, "limit", 100, 1, 500);
+        var page = await batches.ListAsync(caller, BatchDoor.OpenAI, new PageRequest(limit), cancellationToken);
         return new JsonBody(json =>
         {
             json.WriteStartObject();
@@ -73,15 +75,15 @@ internal sealed class DashboardApi(ServerCore core)
         });
     }
 
-    private async Task<IResult> BatchAsync(HttpContext context, string id)
+    private async Task<JsonBody> BatchAsync(string id, Caller caller, CancellationToken cancellationToken)
     {
-        var batch = await OwnBatchAsync(context, id);
+        var batch = await OwnBatchAsync(caller, id, cancellationToken);
         var from = batch.InProgressAt ?? batch.CreatedAt;
-        var to = EndedAt(batch) ?? core.Time.GetUtcNow();
+        var to = batch.EndedAt ?? time.GetUtcNow();
         var seconds = Math.Max(1, (to - from).TotalSeconds);
         var bucket = BucketSeconds.FirstOrDefault(width => seconds / width <= 120, BucketSeconds[^1]);
-        var activity = await core.Store.GetActivityAsync(batch.Id, TimeSpan.FromSeconds(bucket), context.RequestAborted);
-        var lanes = await core.LanesOfAsync(batch, all: true, context.RequestAborted);
+        var activity = await batches.ActivityAsync(batch, TimeSpan.FromSeconds(bucket), cancellationToken);
+        var lanes = await batches.LanesOfAsync(batch, all: true, cancellationToken);
         return new JsonBody(json =>
         {
             json.WriteStartObject();
@@ -130,31 +132,27 @@ internal sealed class DashboardApi(ServerCore core)
         });
     }
 
-    private async Task DownloadAsync(HttpContext context, string id)
+    private async Task DownloadAsync(string id, Caller caller, HttpRequest request, HttpResponse response, CancellationToken cancellationToken)
     {
-        var batch = await OwnBatchAsync(context, id);
-        var kind = Fields.Text(context.Request.Query, "kind") ?? "results";
+        var batch = await OwnBatchAsync(caller, id, cancellationToken);
+        var kind = Fields.Text(request.Query, "kind") ?? "results";
         if (kind is not ("results" or "errors"))
         {
             throw ApiException.BadRequest($"kind must be 'results' or 'errors'; got '{kind}'.", "kind");
         }
 
-        context.Response.ContentType = "application/jsonl";
-        context.Response.Headers.ContentDisposition = $"attachment; filename=\"{batch.Id}_{kind}.jsonl\"";
-        var body = context.Response.Body;
-        await ResultExporter.ExportAsync(core.Store, batch, kind == "results" ? body : Stream.Null, kind == "errors" ? body : Stream.Null, context.RequestAborted);
+        response.ContentType = "application/jsonl";
+        response.Headers.ContentDisposition = $"attachment; filename=\"{batch.Id}_{kind}.jsonl\"";
+        var body = response.Body;
+        await batches.ExportAsync(batch, kind == "results" ? body : Stream.Null, kind == "errors" ? body : Stream.Null, cancellationToken);
     }
 
     /// <summary>The caller's batch, whichever door it came in by, or a 404.</summary>
-    private Task<BatchRecord> OwnBatchAsync(HttpContext context, string id) =>
-        core.GetBatchAsync(Caller.Of(context), id, Door.OpenAI, context.RequestAborted);
-
-    private static DateTimeOffset? EndedAt(BatchRecord batch) =>
-        batch.CompletedAt ?? batch.CancelledAt ?? batch.FailedAt ?? (batch.Status == BatchStatus.Expired ? batch.ExpiredAt : null);
+    private Task<BatchRecord> OwnBatchAsync(Caller caller, string id, CancellationToken cancellationToken) =>
+        batches.GetAsync(caller, id, BatchDoor.OpenAI, cancellationToken);
 
     private static void WriteBatch(Utf8JsonWriter json, BatchRecord batch)
     {
-        var finished = batch.Succeeded + batch.Failed + batch.Cancelled + batch.Expired;
         json.WriteStartObject();
         json.WriteString("id", batch.Id);
         json.WriteString("door", batch.Door switch
@@ -164,22 +162,13 @@ internal sealed class DashboardApi(ServerCore core)
             BatchDoor.Anthropic => "anthropic",
             _ => "run",
         });
-        json.WriteString("status", Words.Status(batch));
+        json.WriteString("status", BatchStatusWords.Of(batch));
         json.WriteString("model", batch.Model);
         json.WriteString("endpoint", batch.Endpoint);
-        json.WriteNumber("total", batch.Total);
-        json.WriteNumber("succeeded", batch.Succeeded);
-        json.WriteNumber("failed", batch.Failed);
-        json.WriteNumber("cancelled", batch.Cancelled);
-        json.WriteNumber("expired", batch.Expired);
-        json.WriteNumber("finished", finished);
-        json.WriteNumber("percent", batch.Total == 0 ? 0 : Math.Round(100.0 * finished / batch.Total, 1));
-        json.WriteNumber("input_tokens", batch.InputTokens);
-        json.WriteNumber("output_tokens", batch.OutputTokens);
-        json.WriteNumber("cost_usd", Cost.ToUsd(batch.CostNanos));
+        BatchCounts.Of(batch).WriteProgress(json);
         json.WriteNumber("created_at", batch.CreatedAt.ToUnixTimeSeconds());
         OpenAIJson.WriteTime(json, "in_progress_at", batch.InProgressAt);
-        OpenAIJson.WriteTime(json, "ended_at", EndedAt(batch));
+        OpenAIJson.WriteTime(json, "ended_at", batch.EndedAt);
         json.WriteStartObject("metadata");
         foreach (var (key, value) in batch.Metadata)
         {

@@ -39,7 +39,7 @@ internal sealed partial class ApiMiddleware
     {
         var door = Doors.Of(context);
         var requestId = "req_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
-        context.Response.Headers[door == Door.Anthropic ? "request-id" : "x-request-id"] = requestId;
+        context.Response.Headers[door == BatchDoor.Anthropic ? "request-id" : "x-request-id"] = requestId;
         // The API is under /v1 and needs a key; the dashboard's page, health and metrics do not
         // (the page holds no data: it asks the API with the key the user gives it).
         var open = !context.Request.Path.StartsWithSegments("/v1", StringComparison.Ordinal);
@@ -201,7 +201,7 @@ internal sealed partial class ApiMiddleware
 /// <summary>A call refused before it reaches its route: a 403 or a 429 (with when to try again) in the door's envelope.</summary>
 internal sealed record Refusal(int Status, string Message, TimeSpan? RetryAfter)
 {
-    public Task ExecuteAsync(HttpContext context, Door door)
+    public Task ExecuteAsync(HttpContext context, BatchDoor door)
     {
         if (RetryAfter is { } wait)
         {

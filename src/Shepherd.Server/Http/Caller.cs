@@ -19,4 +19,7 @@ internal sealed record Caller(string? Owner, KeyScopes Scopes = KeyScopes.Read |
 
     public static Caller Of(HttpContext context) =>
         context.Features.Get<Caller>() ?? throw new InvalidOperationException("The call was not authenticated.");
+
+    /// <summary>Gives a handler that takes a <see cref="Caller"/> the one the middleware let in.</summary>
+    public static ValueTask<Caller?> BindAsync(HttpContext context) => ValueTask.FromResult<Caller?>(Of(context));
 }

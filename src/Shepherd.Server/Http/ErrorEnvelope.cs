@@ -1,13 +1,14 @@
 using Microsoft.AspNetCore.Http;
 using Shepherd.Engine.Formats;
+using Shepherd.Engine.Model;
 
 namespace Shepherd.Server.Http;
 
 /// <summary>Errors in the envelope of each door, with the types its SDKs map to exceptions.</summary>
 internal static class ErrorEnvelope
 {
-    public static JsonBody For(Door door, int status, string message, string? param = null, string? code = null) =>
-        door == Door.Anthropic
+    public static JsonBody For(BatchDoor door, int status, string message, string? param = null, string? code = null) =>
+        door == BatchDoor.Anthropic
             ? new JsonBody(json =>
             {
                 json.WriteStartObject();

@@ -3,11 +3,12 @@ using System.Globalization;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
 using Shepherd.Engine.Batches;
 using Shepherd.Engine.Formats;
 using Shepherd.Engine.Model;
 using Shepherd.Engine.Pricing;
-using Shepherd.Server.Hosting;
+using Shepherd.Server.Batches;
 using Shepherd.Server.Http;
 
 namespace Shepherd.Server.OpenAI;
@@ -16,77 +17,82 @@ namespace Shepherd.Server.OpenAI;
 /// <c>/v1/batches</c>: batches of an uploaded file (the OpenAI Batch API) and inline batches
 /// (Shepherd's own shape), with paged results.
 /// </summary>
-internal sealed class BatchesApi(ServerCore core, BatchWatch watch)
+internal sealed class BatchesApi(BatchService batches, FileService files, CreateBodies bodies, TimeProvider time)
 {
-    public void Map(WebApplication app)
+    public void Map(IEndpointRouteBuilder app)
     {
-        app.MapPost("/v1/batches", (Delegate)CreateAsync);
-        app.MapGet("/v1/batches", (Delegate)ListAsync);
-        app.MapGet("/v1/batches/{id}", async (HttpContext context, string id) =>
-        {
-            var wait = Fields.Seconds(context.Request.Query, "wait");
-            var batch = await core.GetBatchAsync(Caller.Of(context), id, Door.OpenAI, context.RequestAborted);
-            if (wait > TimeSpan.Zero)
-            {
-                batch = await watch.UntilEndedAsync(batch, wait, context.RequestAborted);
-            }
+        var group = app.MapGroup("/v1/batches");
+        group.MapPost("/", CreateAsync);
+        group.MapGet("/", ListAsync);
+        group.MapGet("/{id}", GetAsync);
+        group.MapPost("/{id}/cancel", CancelAsync);
+        group.MapGet("/{id}/results", ResultsAsync);
+        group.MapPost("/{id}/retry_failed", RetryFailedAsync);
+        group.MapGet("/{id}/results/{customId}", ResultAsync);
+    }
 
-            var lanes = await core.LanesOfAsync(batch, all: false, context.RequestAborted);
-            var results = await SeedResults.ReadAsync(core.Store, batch, context.RequestAborted);
-            var now = core.Time.GetUtcNow();
-            return new JsonBody(json => OpenAIJson.WriteBatch(json, batch, now, lanes, results));
-        });
-        app.MapPost("/v1/batches/{id}/cancel", async (HttpContext context, string id) =>
+    private async Task<JsonBody> GetAsync(string id, Caller caller, HttpRequest request, CancellationToken cancellationToken)
+    {
+        var wait = Fields.Seconds(request.Query, "wait");
+        var batch = await batches.GetAsync(caller, id, BatchDoor.OpenAI, cancellationToken);
+        if (wait > TimeSpan.Zero)
         {
-            var batch = await core.GetBatchAsync(Caller.Of(context), id, Door.OpenAI, context.RequestAborted);
-            return Answer(await core.CancelAsync(batch, context.RequestAborted));
-        });
-        app.MapGet("/v1/batches/{id}/results", ResultsAsync);
-        app.MapPost("/v1/batches/{id}/retry_failed", RetryFailedAsync);
-        app.MapGet("/v1/batches/{id}/results/{customId}", async (HttpContext context, string id, string customId) =>
+            batch = await batches.UntilEndedAsync(batch, wait, cancellationToken);
+        }
+
+        var lanes = await batches.LanesOfAsync(batch, all: false, cancellationToken);
+        var results = await SeedResults.ReadAsync(batches, batch, cancellationToken);
+        var now = time.GetUtcNow();
+        return new JsonBody(json => OpenAIJson.WriteBatch(json, batch, now, lanes, results));
+    }
+
+    private async Task<JsonBody> CancelAsync(string id, Caller caller, CancellationToken cancellationToken)
+    {
+        var batch = await batches.GetAsync(caller, id, BatchDoor.OpenAI, cancellationToken);
+        return Answer(await batches.CancelAsync(batch, cancellationToken));
+    }
+
+    private async Task<JsonBody> ResultAsync(string id, string customId, Caller caller, CancellationToken cancellationToken)
+    {
+        var batch = await batches.GetAsync(caller, id, BatchDoor.OpenAI, cancellationToken);
+        var item = await batches.ResultAsync(batch, customId, cancellationToken);
+        return new JsonBody(json =>
         {
-            var batch = await core.GetBatchAsync(Caller.Of(context), id, Door.OpenAI, context.RequestAborted);
-            var item = await core.Store.GetResultAsync(batch.Id, customId, context.RequestAborted)
-                ?? throw ApiException.NotFound($"Batch '{batch.Id}' has no request with custom_id '{customId}'.", "custom_id");
-            return new JsonBody(json =>
-            {
-                using var lines = new ResultLineWriter(batch.Format, batch.Id);
-                WriteResult(json, lines, item);
-            });
+            using var lines = new ResultLineWriter(batch.Format, batch.Id);
+            WriteResult(json, lines, item);
         });
     }
 
     private JsonBody Answer(BatchRecord batch)
     {
-        var now = core.Time.GetUtcNow();
+        var now = time.GetUtcNow();
         return new JsonBody(json => OpenAIJson.WriteBatch(json, batch, now));
     }
 
-    private async Task<IResult> ListAsync(HttpContext context)
+    private async Task<JsonBody> ListAsync(Caller caller, HttpRequest request, CancellationToken cancellationToken)
     {
-        var query = context.Request.Query;
-        var page = await core.Store.ListBatchesAsync(Caller.Of(context).Listing, ServerCore.EveryDoor,
-            new PageRequest(Fields.Int(query, "limit", 20, 1, 100), Fields.Text(query, "after")), context.RequestAborted);
-        var now = core.Time.GetUtcNow();
+        var query = request.Query;
+        var page = await batches.ListAsync(caller, BatchDoor.OpenAI,
+            new PageRequest(Fields.Int(query, "limit", 20, 1, 100), Fields.Text(query, "after")), cancellationToken);
+        var now = time.GetUtcNow();
         return new JsonBody(json => OpenAIJson.WriteList(json, page, b => b.Id, (w, b) => OpenAIJson.WriteBatch(w, b, now)));
     }
 
-    private async Task<IResult> CreateAsync(HttpContext context)
+    private async Task<JsonBody> CreateAsync(Caller caller, HttpRequest request, CancellationToken cancellationToken)
     {
-        var caller = Caller.Of(context);
-        var idempotencyKey = Fields.IdempotencyKey(context.Request);
-        using var body = await CreateBody.ReadAsync(context.Request.Body, core.Paths.SpoolFolder, core.Options.MaxCreateRequests, core.Importers.MaxLineBytes, context.RequestAborted);
+        var idempotencyKey = Fields.IdempotencyKey(request);
+        using var body = await bodies.ReadAsync(request, cancellationToken);
         var metadata = Fields.Metadata(body.Fields);
         var window = Fields.String(body.Fields, "completion_window");
         var batch = body.HasRequests
             ? await CreateInlineAsync(body, caller, new NewBatch(BatchIds.NewBatchId(), null, CompletionWindow: Fields.Window(window))
             {
                 Owner = caller.Owner, Door = BatchDoor.Inline, CompletionWindowText = window, Metadata = metadata, IdempotencyKey = idempotencyKey, BodySha256 = body.Sha256,
-            }, context.RequestAborted)
+            }, cancellationToken)
             : await CreateFromFileAsync(body, caller, new NewBatch(BatchIds.NewBatchId(), null, CompletionWindow: Fields.Window(window ?? "24h"))
             {
                 Owner = caller.Owner, Door = BatchDoor.OpenAI, CompletionWindowText = window ?? "24h", Metadata = metadata, IdempotencyKey = idempotencyKey, BodySha256 = body.Sha256,
-            }, context.RequestAborted);
+            }, cancellationToken);
         return Answer(batch);
     }
 
@@ -95,13 +101,8 @@ internal sealed class BatchesApi(ServerCore core, BatchWatch watch)
         Fields.OnlyKnown(body.Fields, "input_file_id", "endpoint", "completion_window", "metadata", "budget_usd");
         var fileId = Fields.String(body.Fields, "input_file_id", required: true)!;
         var endpoint = Endpoint(Fields.String(body.Fields, "endpoint", required: true)!);
-        var file = await core.GetFileAsync(caller, fileId, cancellationToken);
-        if (file.Purpose != "batch")
-        {
-            throw ApiException.BadRequest($"File '{file.Id}' has purpose \"{file.Purpose}\"; a batch reads a file uploaded with purpose \"batch\".", "input_file_id");
-        }
-
-        return await core.CreateFromFileAsync(batch with { Endpoint = endpoint, InputFileId = file.Id, BudgetNanos = Budget(body) }, caller, cancellationToken);
+        var file = await files.GetInputAsync(caller, fileId, cancellationToken);
+        return await batches.CreateFromFileAsync(batch with { Endpoint = endpoint, InputFileId = file.Id, BudgetNanos = Budget(body) }, caller, cancellationToken);
     }
 
     private async Task<BatchRecord> CreateInlineAsync(CreateBody body, Caller caller, NewBatch batch, CancellationToken cancellationToken)
@@ -120,17 +121,8 @@ internal sealed class BatchesApi(ServerCore core, BatchWatch watch)
         }
 
         var mode = Mode(Fields.String(body.Fields, "mode"), model, endpoint, batch.CompletionWindow, budget is not null);
-
-        var linesPath = core.Paths.SpoolFile("inline-" + Guid.NewGuid().ToString("N") + ".jsonl");
-        try
-        {
-            var refused = await InlineRequests.ConvertAsync(body.SpoolPath, linesPath, endpoint, model, core.Importers.MaxLineBytes, "The batch was not created", cancellationToken);
-            return await core.CreateAndImportAsync(batch with { Endpoint = endpoint, Model = model, Priority = priority, BudgetNanos = budget, Mode = mode }, linesPath, endpoint, refused, caller, cancellationToken);
-        }
-        finally
-        {
-            File.Delete(linesPath);
-        }
+        using var lines = await bodies.ConvertAsync(body, "inline", endpoint, model, "The batch was not created", cancellationToken);
+        return await batches.CreateAndImportAsync(batch with { Endpoint = endpoint, Model = model, Priority = priority, BudgetNanos = budget, Mode = mode }, lines.Path, endpoint, lines.Refused, caller, cancellationToken);
     }
 
     /// <summary>The optional <c>budget_usd</c> of a create, in billionths of a dollar.</summary>
@@ -142,82 +134,22 @@ internal sealed class BatchesApi(ServerCore core, BatchWatch watch)
             : null;
 
     /// <summary>
-    /// A new inline batch of the requests of an ended batch that failed or expired, with their
-    /// custom ids and bodies, linked by the metadata <c>retry_of</c>. Without an idempotency key
-    /// the original's id serves as one, so asking twice returns the same retry.
+    /// A new inline batch of the requests of an ended batch that failed or expired (see
+    /// <see cref="BatchService.RetryFailedAsync"/>), answered as the new batch.
     /// </summary>
-    private async Task<IResult> RetryFailedAsync(HttpContext context, string id)
+    private async Task<JsonBody> RetryFailedAsync(string id, Caller caller, HttpRequest request, CancellationToken cancellationToken)
     {
-        var caller = Caller.Of(context);
-        var original = await core.GetBatchAsync(caller, id, Door.OpenAI, context.RequestAborted);
-        if (!original.HasEnded)
-        {
-            throw new ApiException(StatusCodes.Status409Conflict, $"Batch '{original.Id}' is {Words.Status(original)}; retry its failed requests once it has ended.", "batch_id", "batch_not_ended");
-        }
-
-        var linesPath = core.Paths.SpoolFile("retry-" + Guid.NewGuid().ToString("N") + ".jsonl");
-        try
-        {
-            var count = 0L;
-            await using (var lines = new FileStream(linesPath, FileMode.CreateNew, FileAccess.Write, FileShare.None, 64 * 1024, FileOptions.Asynchronous))
-            await using (var json = new Utf8JsonWriter(lines, JsonWriterExtensions.Options))
-            {
-                await foreach (var request in core.Store.ReadRequestsAsync(original.Id, [ItemState.Failed, ItemState.Expired], context.RequestAborted))
-                {
-                    // In the original's own dialect, so the retry's results read as the original's did.
-                    json.WriteStartObject();
-                    json.WriteString("custom_id", request.CustomId);
-                    if (original.Format == InputFormat.Anthropic)
-                    {
-                        json.WritePropertyName("params");
-                    }
-                    else
-                    {
-                        json.WriteString("method", "POST");
-                        json.WriteString("url", original.Endpoint);
-                        json.WritePropertyName("body");
-                    }
-
-                    json.WriteRawValue(request.Body, skipInputValidation: true);
-                    json.WriteEndObject();
-                    await json.FlushAsync(context.RequestAborted);
-                    json.Reset();
-                    lines.WriteByte((byte)'\n');
-                    count++;
-                }
-            }
-
-            if (count == 0)
-            {
-                throw ApiException.BadRequest($"Batch '{original.Id}' has no failed or expired requests to retry.", "batch_id", "nothing_to_retry");
-            }
-
-            var metadata = new Dictionary<string, string>(original.Metadata, StringComparer.Ordinal) { ["retry_of"] = original.Id };
-            var retry = new NewBatch(BatchIds.NewBatchId(), null, original.Endpoint, original.Priority, Fields.Window(original.CompletionWindow))
-            {
-                // The retry belongs to the original's tenant, also when an admin asks for it.
-                Owner = original.Owner,
-                Door = BatchDoor.Inline,
-                CompletionWindowText = original.CompletionWindow,
-                Metadata = metadata.Count <= Fields.MaxMetadataPairs ? metadata : original.Metadata,
-                Model = original.Model,
-                IdempotencyKey = Fields.IdempotencyKey(context.Request) ?? "retry_failed:" + original.Id,
-            };
-            return Answer(await core.CreateAndImportAsync(retry, linesPath, original.Endpoint, [], caller, context.RequestAborted));
-        }
-        finally
-        {
-            File.Delete(linesPath);
-        }
+        var original = await batches.GetAsync(caller, id, BatchDoor.OpenAI, cancellationToken);
+        return Answer(await batches.RetryFailedAsync(original, () => Fields.IdempotencyKey(request), caller, cancellationToken));
     }
 
-    private async Task<IResult> ResultsAsync(HttpContext context, string id)
+    private async Task<JsonBody> ResultsAsync(string id, Caller caller, HttpRequest request, CancellationToken cancellationToken)
     {
-        var batch = await core.GetBatchAsync(Caller.Of(context), id, Door.OpenAI, context.RequestAborted);
-        var offset = Fields.Long(context.Request.Query, "offset");
-        var limit = Fields.Int(context.Request.Query, "limit", 100, 1, 1000);
+        var batch = await batches.GetAsync(caller, id, BatchDoor.OpenAI, cancellationToken);
+        var offset = Fields.Long(request.Query, "offset");
+        var limit = Fields.Int(request.Query, "limit", 100, 1, 1000);
         var items = new List<ItemResult>(limit + 1);
-        await foreach (var item in core.Store.ReadResultsAsync(batch.Id, offset, context.RequestAborted))
+        await foreach (var item in batches.ResultsAsync(batch, offset, cancellationToken))
         {
             items.Add(item);
             if (items.Count > limit)
@@ -316,14 +248,14 @@ internal sealed class BatchesApi(ServerCore core, BatchWatch watch)
                     "budget_usd",
                     "budget_not_supported");
             case "native":
-                return core.Native.CanRun(model, endpoint)
+                return batches.CanRunNatively(model, endpoint)
                     ? BatchMode.Native
                     : throw ApiException.BadRequest(
                         $"mode \"native\" needs an upstream with a native batch API serving {(model is null ? "the batch's models" : $"the model {model}")} at {endpoint}; none is configured.",
                         "mode",
                         "native_batch_unavailable");
             case "auto":
-                return !budgeted && (window is null || window >= TimeSpan.FromHours(24)) && model is not null && core.Native.CanRun(model, endpoint)
+                return !budgeted && (window is null || window >= TimeSpan.FromHours(24)) && model is not null && batches.CanRunNatively(model, endpoint)
                     ? BatchMode.Native
                     : BatchMode.Realtime;
             default:

@@ -1,9 +1,10 @@
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
 using Shepherd.Engine.Formats;
 using Shepherd.Engine.Pricing;
 using Shepherd.Engine.Upstreams;
-using Shepherd.Server.Hosting;
+using Shepherd.Server.Batches;
 using Shepherd.Server.Http;
 
 namespace Shepherd.Server.OpenAI;
@@ -17,17 +18,15 @@ namespace Shepherd.Server.OpenAI;
 /// none. Either way the estimate is of what a create of the same body would send. The answer is
 /// the estimate as <c>shepherd estimate --json</c> prints it.
 /// </summary>
-internal sealed class EstimateApi(ServerCore core, BatchEstimator estimator, IReadOnlyList<UpstreamOptions> upstreams)
+internal sealed class EstimateApi(FileService files, CreateBodies bodies, BatchEstimator estimator, IReadOnlyList<UpstreamOptions> upstreams)
 {
     private const string NotPriced = "The batch was not priced";
 
-    public void Map(WebApplication app) => app.MapPost("/v1/batches/estimate", (Delegate)EstimateAsync);
+    public void Map(IEndpointRouteBuilder app) => app.MapGroup("/v1/batches").MapPost("/estimate", EstimateAsync);
 
-    private async Task<IResult> EstimateAsync(HttpContext context)
+    private async Task<JsonBody> EstimateAsync(Caller caller, HttpRequest request, CancellationToken cancellationToken)
     {
-        var caller = Caller.Of(context);
-        var cancellationToken = context.RequestAborted;
-        using var body = await CreateBody.ReadAsync(context.Request.Body, core.Paths.SpoolFolder, core.Options.MaxCreateRequests, core.Importers.MaxLineBytes, cancellationToken);
+        using var body = await bodies.ReadAsync(request, cancellationToken);
         var estimate = body.HasRequests
             ? await EstimateInlineAsync(body, cancellationToken)
             : await EstimateFileAsync(body, caller, cancellationToken);
@@ -40,14 +39,9 @@ internal sealed class EstimateApi(ServerCore core, BatchEstimator estimator, IRe
         Fields.OnlyKnown(body.Fields, "input_file_id", "model", "endpoint", "completion_window", "metadata");
         var fileId = Fields.String(body.Fields, "input_file_id", required: true)!;
         var options = Options(Model(body), Fields.String(body.Fields, "endpoint") is { } endpoint ? BatchesApi.Endpoint(endpoint) : null);
-        var file = await core.GetFileAsync(caller, fileId, cancellationToken);
-        if (file.Purpose != "batch")
-        {
-            throw ApiException.BadRequest($"File '{file.Id}' has purpose \"{file.Purpose}\"; a batch reads a file uploaded with purpose \"batch\".", "input_file_id");
-        }
-
+        var file = await files.GetInputAsync(caller, fileId, cancellationToken);
         BatchEstimate estimate;
-        await using (var input = await core.Store.OpenFileAsync(file.Id, cancellationToken))
+        await using (var input = await files.OpenAsync(file, cancellationToken))
         {
             estimate = await estimator.EstimateAsync(input, options, cancellationToken);
         }
@@ -74,24 +68,16 @@ internal sealed class EstimateApi(ServerCore core, BatchEstimator estimator, IRe
         // As in a create, the batch's model fills in the requests that name none; each request is priced as the model it names.
         var model = Model(body);
         var options = Options(null, endpoint);
-        var linesPath = core.Paths.SpoolFile("estimate-" + Guid.NewGuid().ToString("N") + ".jsonl");
-        try
+        using var lines = await bodies.ConvertAsync(body, "estimate", endpoint, model, NotPriced, cancellationToken);
+        BatchEstimate estimate;
+        await using (var input = File.OpenRead(lines.Path))
         {
-            var refused = await InlineRequests.ConvertAsync(body.SpoolPath, linesPath, endpoint, model, core.Importers.MaxLineBytes, NotPriced, cancellationToken);
-            BatchEstimate estimate;
-            await using (var lines = File.OpenRead(linesPath))
-            {
-                estimate = await estimator.EstimateAsync(lines, options, cancellationToken);
-            }
+            estimate = await estimator.EstimateAsync(input, options, cancellationToken);
+        }
 
-            return estimate.IsValid && refused.Count == 0
-                ? estimate
-                : throw ServerCore.RequestsRejected(ServerCore.Together(refused, estimate.Errors), estimate.MoreErrors, NotPriced);
-        }
-        finally
-        {
-            File.Delete(linesPath);
-        }
+        return estimate.IsValid && lines.Refused.Count == 0
+            ? estimate
+            : throw RequestProblems.Rejected(RequestProblems.Together(lines.Refused, estimate.Errors), estimate.MoreErrors, NotPriced);
     }
 
     private static string? Model(CreateBody body)
@@ -107,6 +93,6 @@ internal sealed class EstimateApi(ServerCore core, BatchEstimator estimator, IRe
         Model = model,
         Endpoint = endpoint,
         Upstreams = upstreams,
-        MaxLineBytes = core.Importers.MaxLineBytes,
+        MaxLineBytes = bodies.MaxLineBytes,
     };
 }

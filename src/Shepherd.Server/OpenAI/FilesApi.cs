@@ -1,11 +1,11 @@
 using System.Text;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
 using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Net.Http.Headers;
-using Shepherd.Engine.Batches;
 using Shepherd.Engine.Model;
-using Shepherd.Server.Hosting;
+using Shepherd.Server.Batches;
 using Shepherd.Server.Http;
 
 namespace Shepherd.Server.OpenAI;
@@ -14,44 +14,51 @@ namespace Shepherd.Server.OpenAI;
 /// <c>/v1/files</c>: uploads are streamed from the multipart body straight into the store's
 /// file folder, so a 200 MB file never sits in memory.
 /// </summary>
-internal sealed class FilesApi(ServerCore core)
+internal sealed class FilesApi(FileService files)
 {
     private const int MaxFilenameLength = 255;
     private const int MaxFieldBytes = 1024;
 
-    public void Map(WebApplication app)
+    public void Map(IEndpointRouteBuilder app)
     {
-        app.MapPost("/v1/files", (Delegate)UploadAsync);
-        app.MapGet("/v1/files", (Delegate)ListAsync);
-        app.MapGet("/v1/files/{id}", async (HttpContext context, string id) =>
+        var group = app.MapGroup("/v1/files");
+        group.MapPost("/", UploadAsync);
+        group.MapGet("/", ListAsync);
+        group.MapGet("/{id}", GetAsync);
+        group.MapGet("/{id}/content", ContentAsync);
+        group.MapDelete("/{id}", DeleteAsync);
+    }
+
+    private async Task<JsonBody> GetAsync(string id, Caller caller, CancellationToken cancellationToken)
+    {
+        var file = await files.GetAsync(caller, id, cancellationToken);
+        return new JsonBody(json => OpenAIJson.WriteFile(json, file));
+    }
+
+    private async Task<IResult> ContentAsync(string id, Caller caller, CancellationToken cancellationToken)
+    {
+        var file = await files.GetAsync(caller, id, cancellationToken);
+        var content = await files.OpenAsync(file, cancellationToken);
+        return Results.Stream(content, "application/octet-stream", file.Filename);
+    }
+
+    private async Task<JsonBody> DeleteAsync(string id, Caller caller, CancellationToken cancellationToken)
+    {
+        var file = await files.GetAsync(caller, id, cancellationToken);
+        await files.DeleteAsync(file, cancellationToken);
+        return new JsonBody(json =>
         {
-            var file = await core.GetFileAsync(Caller.Of(context), id, context.RequestAborted);
-            return new JsonBody(json => OpenAIJson.WriteFile(json, file));
-        });
-        app.MapGet("/v1/files/{id}/content", async (HttpContext context, string id) =>
-        {
-            var file = await core.GetFileAsync(Caller.Of(context), id, context.RequestAborted);
-            var content = await core.Store.OpenFileAsync(file.Id, context.RequestAborted);
-            return Results.Stream(content, "application/octet-stream", file.Filename);
-        });
-        app.MapDelete("/v1/files/{id}", async (HttpContext context, string id) =>
-        {
-            var file = await core.GetFileAsync(Caller.Of(context), id, context.RequestAborted);
-            await core.Store.DeleteFileAsync(file.Id, context.RequestAborted);
-            return new JsonBody(json =>
-            {
-                json.WriteStartObject();
-                json.WriteString("id", file.Id);
-                json.WriteString("object", "file");
-                json.WriteBoolean("deleted", true);
-                json.WriteEndObject();
-            });
+            json.WriteStartObject();
+            json.WriteString("id", file.Id);
+            json.WriteString("object", "file");
+            json.WriteBoolean("deleted", true);
+            json.WriteEndObject();
         });
     }
 
-    private async Task<IResult> ListAsync(HttpContext context)
+    private async Task<JsonBody> ListAsync(Caller caller, HttpRequest request, CancellationToken cancellationToken)
     {
-        var query = context.Request.Query;
+        var query = request.Query;
         var oldestFirst = Fields.Text(query, "order") switch
         {
             null or "desc" => false,
@@ -59,22 +66,20 @@ internal sealed class FilesApi(ServerCore core)
             var order => throw ApiException.BadRequest($"order \"{order}\" is not one of \"asc\" (oldest first) and \"desc\" (newest first, the default).", "order", "invalid_parameter"),
         };
         var limit = Fields.Int(query, "limit", 10_000, 1, 10_000);
-        var page = await core.Store.ListFilesAsync(Caller.Of(context).Listing, Fields.Text(query, "purpose"), new PageRequest(limit, Fields.Text(query, "after"), OldestFirst: oldestFirst), context.RequestAborted);
+        var page = await files.ListAsync(caller, Fields.Text(query, "purpose"), new PageRequest(limit, Fields.Text(query, "after"), OldestFirst: oldestFirst), cancellationToken);
         return new JsonBody(json => OpenAIJson.WriteList(json, page, f => f.Id, OpenAIJson.WriteFile));
     }
 
-    private async Task<IResult> UploadAsync(HttpContext context)
+    private async Task<JsonBody> UploadAsync(Caller caller, HttpRequest request, CancellationToken cancellationToken)
     {
-        var caller = Caller.Of(context);
-        var cancellationToken = context.RequestAborted;
-        if (!MediaTypeHeaderValue.TryParse(context.Request.ContentType, out var contentType)
+        if (!MediaTypeHeaderValue.TryParse(request.ContentType, out var contentType)
             || !contentType.MediaType.Equals("multipart/form-data", StringComparison.OrdinalIgnoreCase)
             || HeaderUtilities.RemoveQuotes(contentType.Boundary).Value is not { Length: > 0 } boundary)
         {
             throw ApiException.BadRequest("Upload a file as multipart/form-data with the fields \"file\" and \"purpose\".", "file");
         }
 
-        var reader = new MultipartReader(boundary, context.Request.Body) { BodyLengthLimit = null };
+        var reader = new MultipartReader(boundary, request.Body) { BodyLengthLimit = null };
         string? purpose = null;
         FileRecord? file = null;
         try
@@ -101,7 +106,7 @@ internal sealed class FilesApi(ServerCore core)
                         throw ApiException.BadRequest($"The file needs a name of 1 to {MaxFilenameLength} characters.", "file");
                     }
 
-                    file = await core.Store.AddFileAsync(new NewFile(BatchIds.New("file-"), caller.Owner, Path.GetFileName(filename), "batch"), section.Body, Math.Min(core.Options.MaxUploadBytes, caller.Limits?.MaxFileBytes ?? long.MaxValue), cancellationToken);
+                    file = await files.AddAsync(caller, Path.GetFileName(filename), section.Body, cancellationToken);
                 }
                 else if (name == "purpose")
                 {
@@ -132,7 +137,7 @@ internal sealed class FilesApi(ServerCore core)
             if (file is not null)
             {
                 // A refused upload leaves no file behind.
-                await core.Store.DeleteFileAsync(file.Id, CancellationToken.None);
+                await files.DeleteAsync(file, CancellationToken.None);
             }
 
             if (ex is InvalidDataException or (IOException and not BadHttpRequestException))

@@ -1,7 +1,7 @@
 using System.Buffers;
 using System.Text.Json;
 using Shepherd.Engine.Formats;
-using Shepherd.Server.Hosting;
+using Shepherd.Server.Batches;
 
 namespace Shepherd.Server.OpenAI;
 
@@ -43,7 +43,7 @@ internal static class InlineRequests
                 errors.Add(problem);
                 if (errors.Count == MaxErrors)
                 {
-                    throw ServerCore.RequestsRejected(errors, unlisted: null, refusal);
+                    throw RequestProblems.Rejected(errors, unlisted: null, refusal);
                 }
             }
             else

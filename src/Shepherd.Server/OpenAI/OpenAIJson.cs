@@ -1,7 +1,5 @@
-using Shepherd.Engine.Formats;
 using System.Text.Json;
 using Shepherd.Engine.Model;
-using Shepherd.Engine.Pricing;
 using Shepherd.Server.Http;
 
 namespace Shepherd.Server.OpenAI;
@@ -39,7 +37,7 @@ internal static class OpenAIJson
         WriteErrors(json, batch.Errors);
         json.WriteString("input_file_id", batch.InputFileId);
         json.WriteString("completion_window", batch.CompletionWindow);
-        json.WriteString("status", Words.Status(batch));
+        json.WriteString("status", BatchStatusWords.Of(batch));
         json.WriteString("output_file_id", batch.OutputFileId);
         json.WriteString("error_file_id", batch.ErrorFileId);
         WriteTime(json, "created_at", batch.CreatedAt);
@@ -82,14 +80,13 @@ internal static class OpenAIJson
             json.WriteEndObject();
         }
 
+        var counts = BatchCounts.Of(batch);
         json.WriteString("batch_id", batch.Id);
-        json.WriteNumber("progress", batch.Total == 0 ? 0 : Math.Round(100.0 * batch.Finished / batch.Total, 1));
+        json.WriteNumber("progress", counts.Percent);
         json.WriteNumber("total_items", batch.Total);
-        json.WriteNumber("cost_usd", Cost.ToUsd(batch.CostNanos));
+        json.WriteNumber("cost_usd", counts.CostUsd);
         json.WriteNumber("unpriced_requests", batch.Unpriced);
-        json.WriteNumberOrNull("budget_usd", batch.BudgetNanos is { } budget ? Cost.ToUsd(budget) : null);
-
-        json.WriteNumber("budget_exceeded_requests", batch.BudgetExceeded);
+        counts.WriteBudget(json);
         // request_counts folds cancelled and expired requests into failed, as OpenAI's does; these say which.
         json.WriteStartObject("outcomes");
         json.WriteNumber("succeeded", batch.Succeeded);
@@ -99,7 +96,7 @@ internal static class OpenAIJson
         json.WriteNumber("pending", batch.Total - batch.Finished);
         json.WriteEndObject();
         var started = batch.InProgressAt ?? batch.CreatedAt;
-        var ended = batch.CompletedAt ?? batch.CancelledAt ?? batch.FailedAt ?? (batch.Status == BatchStatus.Expired ? batch.ExpiredAt : null) ?? now;
+        var ended = batch.EndedAt ?? now;
         json.WriteNumber("duration_seconds", Math.Round(Math.Max(0, (ended - started).TotalSeconds), 3));
         json.WriteString("priority", Words.Priority(batch.Priority));
         json.WriteString("mode", batch.Mode == BatchMode.Native ? "native" : "realtime");

@@ -1,7 +1,7 @@
 using System.Text.Json;
 using Shepherd.Engine.Formats;
 using Shepherd.Engine.Model;
-using Shepherd.Engine.Storage;
+using Shepherd.Server.Batches;
 
 namespace Shepherd.Server.OpenAI;
 
@@ -32,7 +32,7 @@ internal sealed class SeedResults
     }
 
     /// <summary>The results of <paramref name="batch"/> for its status, or null when its status does not carry them.</summary>
-    public static async Task<SeedResults?> ReadAsync(IBatchStore store, BatchRecord batch, CancellationToken cancellationToken)
+    public static async Task<SeedResults?> ReadAsync(BatchService batches, BatchRecord batch, CancellationToken cancellationToken)
     {
         if (batch.Door != BatchDoor.Inline || !batch.HasEnded || batch.Total > MaxRequests)
         {
@@ -40,13 +40,13 @@ internal sealed class SeedResults
         }
 
         var items = new List<ItemResult>((int)batch.Total);
-        await foreach (var item in store.ReadResultsAsync(batch.Id, 0, cancellationToken))
+        await foreach (var item in batches.ResultsAsync(batch, 0, cancellationToken))
         {
             items.Add(item);
         }
 
         var prompts = new Dictionary<string, string?>(StringComparer.Ordinal);
-        await foreach (var request in store.ReadRequestsAsync(batch.Id, NotSucceeded, cancellationToken))
+        await foreach (var request in batches.RequestsAsync(batch, NotSucceeded, cancellationToken))
         {
             prompts[request.CustomId] = PromptOf(batch.Endpoint ?? BatchEndpoints.ChatCompletions, request.Body);
         }

@@ -1,7 +1,8 @@
 using Shepherd.Engine.Configuration;
+using Shepherd.Server.Configuration;
 using Shepherd.Testing;
 
-namespace Shepherd.Engine.Tests.Configuration;
+namespace Shepherd.Server.Tests.Configuration;
 
 public sealed class GatewayKeyConfigTests
 {
@@ -11,7 +12,7 @@ public sealed class GatewayKeyConfigTests
         var key = Assert.Single(ConfigFiles.Load("""
             {"server":{"gatewayKeys":[{"name":"ops","sha256":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
               "scopes":["read","admin"],"limits":{"requestsPerMinute":600,"openBatches":5,"queuedItems":100000,"maxFileBytes":1048576}}]}}
-            """).Server!.GatewayKeys);
+            """, ConfigFile.Load).Server!.GatewayKeys);
 
         Assert.Equal(("ops", "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"), (key.Name, key.Sha256));
         Assert.Equal(["read", "admin"], key.Scopes!);
@@ -27,7 +28,7 @@ public sealed class GatewayKeyConfigTests
     [InlineData("""{"name":"x"}""", "the key is missing or empty")]
     public void ABadKeyEntry_IsAnErrorNamingIt(string entry, string message)
     {
-        var error = Assert.Throws<ConfigException>(() => ConfigFiles.Load("""{"server":{"gatewayKeys":[""" + entry + "]}}"));
+        var error = Assert.Throws<ConfigException>(() => ConfigFiles.Load("""{"server":{"gatewayKeys":[""" + entry + "]}}", ConfigFile.Load));
 
         Assert.Contains(message, error.Message, StringComparison.Ordinal);
     }

@@ -1,9 +1,10 @@
 using System.Text;
 using CsCheck;
 using Shepherd.Engine.Configuration;
+using Shepherd.Server.Configuration;
 using Shepherd.Testing;
 
-namespace Shepherd.Engine.Tests.Properties;
+namespace Shepherd.Server.Tests.Configuration;
 
 /// <summary>Any text given as a configuration file loads, or fails with a <see cref="ConfigException"/> that names the file.</summary>
 public sealed class ConfigProperties : IDisposable
@@ -71,7 +72,7 @@ public sealed class ConfigProperties : IDisposable
         var path = _folder.File("shepherd.json");
         File.WriteAllText(path, Valid);
 
-        Assert.Equal(2, ShepherdConfig.Load(path).Upstreams.Count);
+        Assert.Equal(2, ConfigFile.Load(path).Upstreams.Count);
     }
 
     [Fact]
@@ -83,7 +84,7 @@ public sealed class ConfigProperties : IDisposable
             File.WriteAllText(path, text);
             try
             {
-                Assert.NotNull(ShepherdConfig.Load(path));
+                Assert.NotNull(ConfigFile.Load(path));
             }
             catch (ConfigException ex)
             {

@@ -1,0 +1,105 @@
+using System.Text.Json;
+using Shepherd.Engine.Formats;
+using Shepherd.Engine.Pricing;
+
+namespace Shepherd.Engine.Model;
+
+/// <summary>
+/// How a batch's requests ended and what they used, as every summary of a batch writes them as
+/// JSON: the dashboard, <c>shepherd status --json</c> and <c>shepherd run --json</c>. A plain
+/// shape, so a batch a server answered with (Shepherd.Client's) is written as one read from a store.
+/// </summary>
+/// <param name="Total">Requests in the batch.</param>
+/// <param name="Succeeded">Requests that succeeded.</param>
+/// <param name="Failed">Requests that failed; those cancelled or expired are counted apart.</param>
+/// <param name="Cancelled">Requests never sent because the batch was cancelled.</param>
+/// <param name="Expired">Requests still unsent when the completion window ended.</param>
+/// <param name="InputTokens">Prompt tokens of the answers.</param>
+/// <param name="OutputTokens">Answer tokens.</param>
+/// <param name="CostUsd">What the answers cost, in US dollars.</param>
+public readonly record struct BatchCounts(long Total, long Succeeded, long Failed, long Cancelled, long Expired, long InputTokens, long OutputTokens, decimal CostUsd)
+{
+    /// <summary>Answers of models without a price, counted as $0.</summary>
+    public long Unpriced { get; init; }
+
+    /// <summary>The batch's budget in US dollars; null for none.</summary>
+    public decimal? BudgetUsd { get; init; }
+
+    /// <summary>Requests failed because the budget was spent.</summary>
+    public long BudgetExceeded { get; init; }
+
+    /// <summary>Requests that have ended, however they ended.</summary>
+    public long Finished => Succeeded + Failed + Cancelled + Expired;
+
+    /// <summary>Finished requests as a share of all, 0 to 100, to a tenth.</summary>
+    public double Percent => Total == 0 ? 0 : Math.Round(100.0 * Finished / Total, 1);
+
+    /// <summary>The counts of a batch the store holds.</summary>
+    public static BatchCounts Of(BatchRecord batch)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        return new(batch.Total, batch.Succeeded, batch.Failed, batch.Cancelled, batch.Expired, batch.InputTokens, batch.OutputTokens, Cost.ToUsd(batch.CostNanos))
+        {
+            Unpriced = batch.Unpriced,
+            BudgetUsd = batch.BudgetNanos is { } budget ? Cost.ToUsd(budget) : null,
+            BudgetExceeded = batch.BudgetExceeded,
+        };
+    }
+
+    /// <summary>
+    /// Writes how far a batch has got, as the dashboard and <c>shepherd status --json</c> show it:
+    /// <c>total</c>, the requests by how they ended, <c>finished</c>, <c>percent</c>, then the
+    /// tokens and <c>cost_usd</c>.
+    /// </summary>
+    public void WriteProgress(Utf8JsonWriter json)
+    {
+        ArgumentNullException.ThrowIfNull(json);
+        WriteEnded(json, expiredFirst: false);
+        json.WriteNumber("finished", Finished);
+        json.WriteNumber("percent", Percent);
+        WriteUsage(json);
+    }
+
+    /// <summary>
+    /// Writes how an ended batch came out, as <c>shepherd run --json</c> sums up a run: the requests
+    /// by how they ended (expired before cancelled, as that summary has always had them), the
+    /// tokens, <c>cost_usd</c> and <c>unpriced_requests</c>. A run's batch has ended, so it has
+    /// no <c>finished</c> or <c>percent</c> to tell.
+    /// </summary>
+    public void WriteOutcome(Utf8JsonWriter json)
+    {
+        ArgumentNullException.ThrowIfNull(json);
+        WriteEnded(json, expiredFirst: true);
+        WriteUsage(json);
+        json.WriteNumber("unpriced_requests", Unpriced);
+    }
+
+    /// <summary>Writes the budget (<c>budget_usd</c>, null for none) and the requests it stopped.</summary>
+    public void WriteBudget(Utf8JsonWriter json)
+    {
+        ArgumentNullException.ThrowIfNull(json);
+        json.WriteNumberOrNull("budget_usd", BudgetUsd);
+        json.WriteNumber("budget_exceeded_requests", BudgetExceeded);
+    }
+
+    /// <summary>
+    /// <c>total</c> and the requests by how they ended. <c>shepherd run --json</c> has always put
+    /// <c>expired</c> before <c>cancelled</c>, the others after it; each keeps its order, as
+    /// scripts and tests read them.
+    /// </summary>
+    private void WriteEnded(Utf8JsonWriter json, bool expiredFirst)
+    {
+        json.WriteNumber("total", Total);
+        json.WriteNumber("succeeded", Succeeded);
+        json.WriteNumber("failed", Failed);
+        json.WriteNumber(expiredFirst ? "expired" : "cancelled", expiredFirst ? Expired : Cancelled);
+        json.WriteNumber(expiredFirst ? "cancelled" : "expired", expiredFirst ? Cancelled : Expired);
+    }
+
+    private void WriteUsage(Utf8JsonWriter json)
+    {
+        json.WriteNumber("input_tokens", InputTokens);
+        json.WriteNumber("output_tokens", OutputTokens);
+        json.WriteNumber("cost_usd", CostUsd);
+    }
+}
