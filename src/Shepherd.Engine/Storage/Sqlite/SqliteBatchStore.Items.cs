@@ -1,0 +1,261 @@
+using System.Globalization;
+using Microsoft.Data.Sqlite;
+using Shepherd.Engine.Model;
+
+namespace Shepherd.Engine.Storage;
+
+public sealed partial class SqliteBatchStore
+{
+    /// <inheritdoc />
+    public Task<IReadOnlyList<DuplicateCustomId>> AddItemsAsync(string batchId, IReadOnlyList<ImportItem> items, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        ArgumentNullException.ThrowIfNull(items);
+        return WriteAsync<IReadOnlyList<DuplicateCustomId>>(writer =>
+        {
+            using var tx = writer.BeginTransaction();
+            var priority = Convert.ToInt64(Scalar(writer, "SELECT priority FROM batches WHERE id = $batch AND status = 'validating'", tx, ("$batch", batchId))
+                ?? throw new StoreException($"Batch {batchId} is not being validated."));
+            var insert = Prepared(writer, """
+                INSERT INTO items (batch_id, line, custom_id, model, state, priority) VALUES (?1, ?2, ?3, ?4, 6, ?5)
+                ON CONFLICT (batch_id, custom_id) DO NOTHING
+                RETURNING id
+                """);
+            var body = Prepared(writer, "INSERT INTO item_bodies (item_id, body) VALUES (?1, ?2)");
+            foreach (var model in items.Select(i => i.Model).Distinct(StringComparer.Ordinal))
+            {
+                Execute(writer, "INSERT INTO batch_models (batch_id, model) VALUES ($batch, $model) ON CONFLICT DO NOTHING", tx, ("$batch", batchId), ("$model", model));
+            }
+
+            List<DuplicateCustomId>? duplicates = null;
+            foreach (var item in items)
+            {
+                if (insert.Bind(1, batchId).Bind(2, item.Line).Bind(3, item.CustomId).Bind(4, item.Model).Bind(5, priority).ExecuteInt64() is { } id)
+                {
+                    body.Bind(1, id).Bind(2, item.Body).Execute();
+                }
+                else
+                {
+                    var first = Scalar(writer, "SELECT line FROM items WHERE batch_id = $batch AND custom_id = $custom_id", tx, ("$batch", batchId), ("$custom_id", item.CustomId));
+                    (duplicates ??= []).Add(new DuplicateCustomId(item.Line, item.CustomId, Convert.ToInt64(first)));
+                }
+            }
+
+            tx.Commit();
+            return duplicates ?? (IReadOnlyList<DuplicateCustomId>)[];
+        }, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task<int> ReleaseLeasesAsync(CancellationToken cancellationToken) =>
+        WriteAsync(writer =>
+        {
+            using var tx = writer.BeginTransaction();
+            // An item of a job still open at its provider was not sent again by the stop: the runner
+            // leases it back to that job, and that lease must not count as another attempt.
+            Execute(writer, """
+                UPDATE items SET attempts = attempts - 1
+                WHERE state = 1 AND id IN (SELECT t.item_id FROM native_job_items t JOIN native_jobs j ON j.id = t.job_id WHERE j.status = 0)
+                """, tx);
+            var released = Execute(writer, "UPDATE items SET state = 0, lease_until = NULL WHERE state = 1", tx);
+
+            // A realtime batch that was cancelling, or past its window, sends nothing more: what was in
+            // flight at the stop ends now, as the rest did, so the batch can end.
+            var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+            var stopping = new List<string>();
+            using (var select = Prepare(writer, tx, "SELECT id FROM batches WHERE mode = 0 AND (status = 'cancelling' OR (status = 'in_progress' AND expired_at IS NOT NULL))"))
+            using (var reader = select.ExecuteReader())
+            {
+                while (reader.Read())
+                {
+                    stopping.Add(reader.GetString(0));
+                }
+            }
+
+            foreach (var batchId in stopping)
+            {
+                var cancelling = Convert.ToInt32(Scalar(writer, "SELECT status = 'cancelling' FROM batches WHERE id = $id", tx, ("$id", batchId)), CultureInfo.InvariantCulture) == 1;
+                var ended = Execute(writer, "UPDATE items SET state = $state WHERE batch_id = $id AND state IN (0, 6)", tx,
+                    ("$id", batchId), ("$state", (int)(cancelling ? ItemState.Cancelled : ItemState.Expired)));
+                Execute(writer, cancelling ? "UPDATE batches SET cancelled = cancelled + $n WHERE id = $id" : "UPDATE batches SET expired = expired + $n WHERE id = $id",
+                    tx, ("$id", batchId), ("$n", ended));
+                Execute(writer, FinishBatch, tx, ("$id", batchId), ("$now", now));
+            }
+
+            tx.Commit();
+            return released;
+        }, cancellationToken);
+
+    /// <inheritdoc />
+    public Task<IReadOnlyList<ClaimedItem>> ClaimAsync(string model, string? batchId, int max, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentOutOfRangeException.ThrowIfLessThan(max, 1);
+        return WriteAsync<IReadOnlyList<ClaimedItem>>(writer =>
+        {
+            using var tx = writer.BeginTransaction();
+            using var select = Prepare(writer, tx, """
+                SELECT i.id, i.line, i.custom_id, i.model, i.attempts, b.body, i.batch_id, i.priority, t.endpoint, i.lease
+                FROM items i INDEXED BY ix_items_queued JOIN item_bodies b ON b.item_id = i.id JOIN batches t ON t.id = i.batch_id
+                WHERE i.model = $model AND i.state = 0 AND i.next_attempt_at <= $now AND ($batch IS NULL OR i.batch_id = $batch)
+                    AND ($batch IS NOT NULL OR t.mode = 0)
+                ORDER BY i.priority DESC, i.next_attempt_at, i.id
+                LIMIT $max
+                """, ("$model", SqliteType.Text), ("$batch", SqliteType.Text), ("$now", SqliteType.Integer), ("$max", SqliteType.Integer));
+            select.Parameters["$model"].Value = model;
+            select.Parameters["$batch"].Value = (object?)batchId ?? DBNull.Value;
+            select.Parameters["$now"].Value = now.ToUnixTimeMilliseconds();
+            select.Parameters["$max"].Value = max;
+            var claimed = new List<ClaimedItem>();
+            using (var reader = select.ExecuteReader())
+            {
+                while (reader.Read())
+                {
+                    claimed.Add(new ClaimedItem(
+                        reader.GetInt64(0), reader.GetString(6), reader.GetInt64(1), reader.GetString(2), reader.GetString(3),
+                        (byte[])reader.GetValue(5), reader.GetInt32(4) + 1, (BatchPriority)reader.GetInt32(7), reader.GetString(8))
+                    {
+                        Lease = reader.GetInt64(9) + 1,
+                    });
+                }
+            }
+
+            // One statement leases the whole chunk: the same +1 the rows above were read with.
+            if (claimed.Count > 0)
+            {
+                Execute(writer, """
+                    UPDATE items SET state = 1, attempts = attempts + 1, lease = lease + 1, lease_until = $until
+                    WHERE id IN (SELECT value FROM json_each($ids))
+                    """, tx, ("$until", leaseUntil.ToUnixTimeMilliseconds()), ("$ids", "[" + string.Join(',', claimed.Select(item => item.ItemId)) + "]"));
+            }
+
+            tx.Commit();
+            return claimed;
+        }, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public async Task<DateTimeOffset?> NextDueAsync(string model, string? batchId, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        await using var connection = Open();
+        var due = Scalar(connection, """
+            SELECT MIN(i.next_attempt_at) FROM items i JOIN batches t ON t.id = i.batch_id
+            WHERE i.model = $model AND i.state = 0 AND ($batch IS NULL OR i.batch_id = $batch) AND ($batch IS NOT NULL OR t.mode = 0)
+            """, null,
+            ("$model", model), ("$batch", batchId));
+        return due is long ms ? DateTimeOffset.FromUnixTimeMilliseconds(ms) : null;
+    }
+
+    /// <inheritdoc />
+    public Task<CommitSummary> CommitAsync(IReadOnlyList<ItemOutcome> outcomes, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(outcomes);
+        if (outcomes.Count == 0)
+        {
+            return Task.FromResult(CommitSummary.None);
+        }
+
+        return WriteAsync(writer =>
+        {
+            using var tx = writer.BeginTransaction();
+            // Parameters: ?1 item id, ?2 the lease the outcome was decided under, then as named.
+            var end = Prepared(writer, "UPDATE items SET state = ?3, lease_until = NULL, last_error = ?4 WHERE id = ?1 AND state = 1 AND lease = ?2");
+            var retry = Prepared(writer, "UPDATE items SET state = 0, lease_until = NULL, next_attempt_at = ?3, last_error = ?4 WHERE id = ?1 AND state = 1 AND lease = ?2");
+            var release = Prepared(writer, "UPDATE items SET state = 0, lease_until = NULL, attempts = attempts - 1 WHERE id = ?1 AND state = 1 AND lease = ?2");
+            var unsent = Prepared(writer, "UPDATE items SET state = ?3, lease_until = NULL, attempts = attempts - 1 WHERE id = ?1 AND state = 1 AND lease = ?2");
+            var result = Prepared(writer, """
+                INSERT INTO results (item_id, status_code, request_id, body, error_code, error_message, input_tokens, output_tokens, cached_tokens, cost_nanos, latency_ms, finished_at)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                """);
+            var finishedAt = now.ToUnixTimeMilliseconds();
+            var deltas = new Dictionary<string, StoreRows.BatchDelta>(StringComparer.Ordinal);
+
+            var cancelling = new Dictionary<string, bool>(StringComparer.Ordinal);
+            foreach (var next in outcomes)
+            {
+                var outcome = next;
+                var item = outcome.Item;
+                var attempt = outcome.Result;
+                if (outcome.Kind == OutcomeKind.Released && !IsCancelling(writer, tx, item.BatchId, cancelling))
+                {
+                    release.Bind(1, item.ItemId).Bind(2, item.Lease).Execute();
+                    continue;
+                }
+
+                if (outcome.Kind == OutcomeKind.Released)
+                {
+                    // Handed back after the batch was cancelled: nothing more of it is sent, so it ends here.
+                    outcome = outcome with { Kind = OutcomeKind.Cancelled };
+                }
+
+                if (outcome.Kind is OutcomeKind.Cancelled or OutcomeKind.Expired)
+                {
+                    var state = outcome.Kind == OutcomeKind.Cancelled ? ItemState.Cancelled : ItemState.Expired;
+                    if (unsent.Bind(1, item.ItemId).Bind(2, item.Lease).Bind(3, (int)state).Execute() == 1)
+                    {
+                        ref var ended = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(deltas, item.BatchId, out _);
+                        ended.AddUnsent(outcome.Kind);
+                    }
+
+                    continue;
+                }
+
+                var error = outcome.Kind == OutcomeKind.Succeeded ? null : attempt.Describe();
+                if (outcome.Kind == OutcomeKind.Retry)
+                {
+                    retry.Bind(1, item.ItemId).Bind(2, item.Lease).Bind(3, outcome.NextAttemptAt.ToUnixTimeMilliseconds()).Bind(4, error).Execute();
+                    continue;
+                }
+
+                var succeeded = outcome.Kind == OutcomeKind.Succeeded;
+                if (end.Bind(1, item.ItemId).Bind(2, item.Lease).Bind(3, (int)(succeeded ? ItemState.Succeeded : ItemState.Failed)).Bind(4, error).Execute() != 1)
+                {
+                    // The lease was lost (released and claimed again); the other holder records the answer.
+                    continue;
+                }
+
+                result.Bind(1, item.ItemId).Bind(2, attempt.StatusCode).Bind(3, attempt.RequestId).Bind(4, attempt.Body)
+                    .Bind(5, attempt.ErrorCode).Bind(6, attempt.ErrorMessage).Bind(7, attempt.InputTokens).Bind(8, attempt.OutputTokens)
+                    .Bind(9, attempt.CachedTokens).Bind(10, attempt.CostNanos).Bind(11, attempt.LatencyMs).Bind(12, finishedAt)
+                    .Execute();
+
+                ref var delta = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(deltas, item.BatchId, out _);
+                delta.Add(succeeded, attempt);
+            }
+
+            var completed = new List<string>();
+            foreach (var (batchId, delta) in deltas)
+            {
+                Execute(writer, """
+                    UPDATE batches SET succeeded = succeeded + $s, failed = failed + $f, cancelled = cancelled + $c, expired = expired + $e,
+                        input_tokens = input_tokens + $in, output_tokens = output_tokens + $out, cost_nanos = cost_nanos + $cost, unpriced = unpriced + $unpriced,
+                        budget_exceeded = budget_exceeded + $over
+                    WHERE id = $id
+                    """,
+                    tx, ("$id", batchId), ("$s", delta.Succeeded), ("$f", delta.Failed), ("$c", delta.Cancelled), ("$e", delta.Expired),
+                    ("$in", delta.InputTokens), ("$out", delta.OutputTokens), ("$cost", delta.CostNanos), ("$unpriced", delta.Unpriced), ("$over", delta.BudgetExceeded));
+                var done = Execute(writer, FinishBatch, tx, ("$id", batchId), ("$now", now.ToUnixTimeMilliseconds()));
+                if (done > 0)
+                {
+                    completed.Add(batchId);
+                }
+            }
+
+            tx.Commit();
+            return completed.Count == 0 ? CommitSummary.None : new CommitSummary(completed);
+        }, cancellationToken);
+    }
+
+    /// <summary>Whether <paramref name="batchId"/> is being cancelled, asked once per commit.</summary>
+    private static bool IsCancelling(SqliteConnection writer, SqliteTransaction tx, string batchId, Dictionary<string, bool> known)
+    {
+        if (!known.TryGetValue(batchId, out var cancelling))
+        {
+            cancelling = Scalar(writer, "SELECT status FROM batches WHERE id = $id", tx, ("$id", batchId)) is "cancelling";
+            known[batchId] = cancelling;
+        }
+
+        return cancelling;
+    }
+}
