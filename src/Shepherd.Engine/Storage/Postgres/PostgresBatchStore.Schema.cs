@@ -4,6 +4,12 @@ namespace Shepherd.Engine.Storage;
 
 public sealed partial class PostgresBatchStore
 {
+    /// <summary>The schema version this code writes; a newer database is refused.</summary>
+    public const int SchemaVersion = 2;
+
+    /// <summary>Taken while migrating, so nodes starting together migrate once.</summary>
+    private const long MigrationLock = 0x5368657068657264;
+
     /// <summary>The schema, one step per version: a database at version n runs the steps after n, in one transaction.</summary>
     private static readonly string[] Migrations = [SchemaVersion1, SchemaVersion2];
 
