@@ -3,14 +3,13 @@ using System.Runtime.CompilerServices;
 using System.Text.Json;
 using Shepherd.Engine.Formats;
 using Shepherd.Engine.Model;
-using Shepherd.Engine.Upstreams;
 
 namespace Shepherd.Engine.Storage;
 
 /// <summary>
 /// What both stores share: the columns they read, how a row becomes a record, how errors and
-/// metadata are kept as JSON, and how outcomes add up per batch. The stores differ in SQL and
-/// in how they reach their database, not in what a row means.
+/// metadata are kept as JSON (what outcomes add up to per batch is <see cref="CommitPlan"/>'s).
+/// The stores differ in SQL and in how they reach their database, not in what a row means.
 /// </summary>
 internal static class StoreRows
 {
@@ -204,49 +203,6 @@ internal static class StoreRows
             e.GetProperty("code").GetString()!,
             e.GetProperty("message").GetString()!,
             e.TryGetProperty("line", out var line) ? line.GetInt64() : null))];
-    }
-
-    internal struct BatchDelta
-    {
-        public long Succeeded;
-        public long Failed;
-        public long Cancelled;
-        public long Expired;
-        public long InputTokens;
-        public long OutputTokens;
-        public long CostNanos;
-        public long Unpriced;
-        public long BudgetExceeded;
-
-        public void AddUnsent(OutcomeKind kind)
-        {
-            if (kind == OutcomeKind.Cancelled)
-            {
-                Cancelled++;
-            }
-            else
-            {
-                Expired++;
-            }
-        }
-
-        public void Add(bool succeeded, AttemptResult result)
-        {
-            if (succeeded)
-            {
-                Succeeded++;
-            }
-            else
-            {
-                Failed++;
-            }
-
-            InputTokens += result.InputTokens;
-            OutputTokens += result.OutputTokens;
-            CostNanos += result.CostNanos;
-            Unpriced += result.Priced ? 0 : 1;
-            BudgetExceeded += result.ErrorCode == FailureCodes.BudgetExceeded ? 1 : 0;
-        }
     }
 
     internal static FileRecord ReadFile(DbDataReader r) =>

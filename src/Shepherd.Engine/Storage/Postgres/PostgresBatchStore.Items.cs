@@ -75,7 +75,7 @@ public sealed partial class PostgresBatchStore
             WHERE i.batch_id = b.id AND i.state IN (0, 6) AND b.mode = 0 AND (b.status = 'cancelling' OR (b.status = 'in_progress' AND b.expired_at IS NOT NULL))
             RETURNING i.batch_id, i.state
             """, r => (Batch: r.GetString(0), State: (ItemState)r.GetInt32(1)), cancellationToken);
-        var deltas = new SortedDictionary<string, StoreRows.BatchDelta>(StringComparer.Ordinal);
+        var deltas = new SortedDictionary<string, BatchDelta>(StringComparer.Ordinal);
         foreach (var (batch, state) in stopped)
         {
             deltas.TryGetValue(batch, out var delta);
@@ -142,8 +142,7 @@ public sealed partial class PostgresBatchStore
             var batchIds = outcomes.Select(o => o.Item.BatchId).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray();
             var cancelling = (await QueryAsync(connection, tx, "SELECT id FROM batches WHERE id = ANY(@ids) AND status = 'cancelling' ORDER BY id FOR UPDATE",
                 r => r.GetString(0), cancellationToken, ("ids", batchIds))).ToHashSet(StringComparer.Ordinal);
-            var plan = CommitPlan.Of(outcomes, cancelling);
-            var deltas = new SortedDictionary<string, StoreRows.BatchDelta>(StringComparer.Ordinal);
+            var plan = CommitPlan.Of(outcomes, cancelling.Contains);
 
             if (plan.Released.Outcomes.Count > 0)
             {
@@ -161,10 +160,7 @@ public sealed partial class PostgresBatchStore
                 RETURNING i.id
                 """, r => r.GetInt64(0), cancellationToken, ("ids", plan.Unsent.Ids()), ("leases", plan.Unsent.Leases()), ("states", plan.Unsent.States())))
             {
-                var outcome = plan.Unsent.ById[id];
-                deltas.TryGetValue(outcome.Item.BatchId, out var delta);
-                delta.AddUnsent(outcome.Kind);
-                deltas[outcome.Item.BatchId] = delta;
+                plan.Count(plan.Unsent.ById[id]);
             }
 
             if (plan.Retried.Outcomes.Count > 0)
@@ -201,13 +197,11 @@ public sealed partial class PostgresBatchStore
                     ("cost", results.Select(r => r.CostNanos).ToArray()), ("latency", results.Select(r => r.LatencyMs).ToArray()));
                 foreach (var outcome in held)
                 {
-                    deltas.TryGetValue(outcome.Item.BatchId, out var delta);
-                    delta.Add(outcome.Kind == OutcomeKind.Succeeded, outcome.Result);
-                    deltas[outcome.Item.BatchId] = delta;
+                    plan.Count(outcome);
                 }
             }
 
-            var completed = await ApplyDeltasAsync(connection, tx, deltas, now.ToUnixTimeMilliseconds(), cancellationToken);
+            var completed = await ApplyDeltasAsync(connection, tx, plan.Counts, now.ToUnixTimeMilliseconds(), cancellationToken);
             if (completed.Count > 0)
             {
                 await NotifyAsync(connection, tx, cancellationToken);
@@ -217,8 +211,8 @@ public sealed partial class PostgresBatchStore
         }, cancellationToken);
     }
 
-    /// <summary>Adds what ended to each batch's counts and ends the batches whose last item ended; returns those.</summary>
-    private static async Task<List<string>> ApplyDeltasAsync(NpgsqlConnection connection, NpgsqlTransaction tx, SortedDictionary<string, StoreRows.BatchDelta> deltas, long now, CancellationToken cancellationToken)
+    /// <summary>Adds what ended to each batch's counts, batch by batch in the order given, and ends the batches whose last item ended; returns those.</summary>
+    private static async Task<List<string>> ApplyDeltasAsync(NpgsqlConnection connection, NpgsqlTransaction tx, IEnumerable<KeyValuePair<string, BatchDelta>> deltas, long now, CancellationToken cancellationToken)
     {
         var completed = new List<string>();
         foreach (var (batchId, delta) in deltas)

@@ -1,5 +1,3 @@
-using Shepherd.Engine.Model;
-
 namespace Shepherd.Engine.Storage;
 
 public sealed partial class PostgresBatchStore
@@ -161,68 +159,4 @@ public sealed partial class PostgresBatchStore
             until_at bigint NOT NULL
         );
         """;
-
-    /// <summary>A commit's outcomes sorted by what each does to its item, ready to be written one statement per kind.</summary>
-    private sealed class CommitPlan
-    {
-        /// <summary>Handed back unsent: queued again, the attempt not counted.</summary>
-        public OutcomeSet Released { get; } = new();
-
-        /// <summary>Never sent, and ending: cancelled or expired.</summary>
-        public OutcomeSet Unsent { get; } = new();
-
-        /// <summary>Failed for a passing reason: queued again for a later attempt.</summary>
-        public OutcomeSet Retried { get; } = new();
-
-        /// <summary>Answered for good: succeeded or failed, with a result.</summary>
-        public OutcomeSet Ended { get; } = new();
-
-        /// <summary>Sorts <paramref name="outcomes"/>; an item handed back by a batch that is being cancelled ends cancelled, since nothing more of it is sent.</summary>
-        public static CommitPlan Of(IReadOnlyList<ItemOutcome> outcomes, HashSet<string> cancelling)
-        {
-            var plan = new CommitPlan();
-            foreach (var outcome in outcomes)
-            {
-                var set = outcome.Kind switch
-                {
-                    OutcomeKind.Released when cancelling.Contains(outcome.Item.BatchId) => plan.Unsent,
-                    OutcomeKind.Released => plan.Released,
-                    OutcomeKind.Cancelled or OutcomeKind.Expired => plan.Unsent,
-                    OutcomeKind.Retry => plan.Retried,
-                    _ => plan.Ended,
-                };
-                set.Add(outcome.Kind == OutcomeKind.Released && set == plan.Unsent ? outcome with { Kind = OutcomeKind.Cancelled } : outcome);
-            }
-
-            return plan;
-        }
-    }
-
-    /// <summary>Outcomes of one kind, as the arrays a set-based statement takes.</summary>
-    private sealed class OutcomeSet
-    {
-        public List<ItemOutcome> Outcomes { get; } = [];
-
-        public Dictionary<long, ItemOutcome> ById { get; } = [];
-
-        public void Add(ItemOutcome outcome)
-        {
-            Outcomes.Add(outcome);
-            ById[outcome.Item.ItemId] = outcome;
-        }
-
-        public long[] Ids() => [.. Outcomes.Select(o => o.Item.ItemId)];
-
-        public long[] Leases() => [.. Outcomes.Select(o => o.Item.Lease)];
-
-        public int[] States() => [.. Outcomes.Select(o => (int)(o.Kind switch
-        {
-            OutcomeKind.Succeeded => ItemState.Succeeded,
-            OutcomeKind.Cancelled => ItemState.Cancelled,
-            OutcomeKind.Expired => ItemState.Expired,
-            _ => ItemState.Failed,
-        }))];
-
-        public string?[] Errors() => [.. Outcomes.Select(o => o.Kind == OutcomeKind.Succeeded ? null : o.Result.Describe())];
-    }
 }

@@ -168,64 +168,45 @@ public sealed partial class SqliteBatchStore
                 INSERT INTO results (item_id, status_code, request_id, body, error_code, error_message, input_tokens, output_tokens, cached_tokens, cost_nanos, latency_ms, finished_at)
                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                 """);
-            var finishedAt = now.ToUnixTimeMilliseconds();
-            var deltas = new Dictionary<string, StoreRows.BatchDelta>(StringComparer.Ordinal);
-
-            var cancelling = new Dictionary<string, bool>(StringComparer.Ordinal);
-            foreach (var next in outcomes)
+            var plan = CommitPlan.Of(outcomes, batchId => IsCancelling(writer, tx, batchId));
+            foreach (var outcome in plan.Released.Outcomes)
             {
-                var outcome = next;
+                release.Bind(1, outcome.Item.ItemId).Bind(2, outcome.Item.Lease).Execute();
+            }
+
+            foreach (var outcome in plan.Unsent.Outcomes)
+            {
+                if (unsent.Bind(1, outcome.Item.ItemId).Bind(2, outcome.Item.Lease).Bind(3, (int)CommitPlan.EndState(outcome.Kind)).Execute() == 1)
+                {
+                    plan.Count(outcome);
+                }
+            }
+
+            foreach (var outcome in plan.Retried.Outcomes)
+            {
+                retry.Bind(1, outcome.Item.ItemId).Bind(2, outcome.Item.Lease).Bind(3, outcome.NextAttemptAt.ToUnixTimeMilliseconds()).Bind(4, CommitPlan.ErrorOf(outcome)).Execute();
+            }
+
+            var finishedAt = now.ToUnixTimeMilliseconds();
+            foreach (var outcome in plan.Ended.Outcomes)
+            {
                 var item = outcome.Item;
-                var attempt = outcome.Result;
-                if (outcome.Kind == OutcomeKind.Released && !IsCancelling(writer, tx, item.BatchId, cancelling))
-                {
-                    release.Bind(1, item.ItemId).Bind(2, item.Lease).Execute();
-                    continue;
-                }
-
-                if (outcome.Kind == OutcomeKind.Released)
-                {
-                    // Handed back after the batch was cancelled: nothing more of it is sent, so it ends here.
-                    outcome = outcome with { Kind = OutcomeKind.Cancelled };
-                }
-
-                if (outcome.Kind is OutcomeKind.Cancelled or OutcomeKind.Expired)
-                {
-                    var state = outcome.Kind == OutcomeKind.Cancelled ? ItemState.Cancelled : ItemState.Expired;
-                    if (unsent.Bind(1, item.ItemId).Bind(2, item.Lease).Bind(3, (int)state).Execute() == 1)
-                    {
-                        ref var ended = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(deltas, item.BatchId, out _);
-                        ended.AddUnsent(outcome.Kind);
-                    }
-
-                    continue;
-                }
-
-                var error = outcome.Kind == OutcomeKind.Succeeded ? null : attempt.Describe();
-                if (outcome.Kind == OutcomeKind.Retry)
-                {
-                    retry.Bind(1, item.ItemId).Bind(2, item.Lease).Bind(3, outcome.NextAttemptAt.ToUnixTimeMilliseconds()).Bind(4, error).Execute();
-                    continue;
-                }
-
-                var succeeded = outcome.Kind == OutcomeKind.Succeeded;
-                if (end.Bind(1, item.ItemId).Bind(2, item.Lease).Bind(3, (int)(succeeded ? ItemState.Succeeded : ItemState.Failed)).Bind(4, error).Execute() != 1)
+                if (end.Bind(1, item.ItemId).Bind(2, item.Lease).Bind(3, (int)CommitPlan.EndState(outcome.Kind)).Bind(4, CommitPlan.ErrorOf(outcome)).Execute() != 1)
                 {
                     // The lease was lost (released and claimed again); the other holder records the answer.
                     continue;
                 }
 
+                var attempt = outcome.Result;
                 result.Bind(1, item.ItemId).Bind(2, attempt.StatusCode).Bind(3, attempt.RequestId).Bind(4, attempt.Body)
                     .Bind(5, attempt.ErrorCode).Bind(6, attempt.ErrorMessage).Bind(7, attempt.InputTokens).Bind(8, attempt.OutputTokens)
                     .Bind(9, attempt.CachedTokens).Bind(10, attempt.CostNanos).Bind(11, attempt.LatencyMs).Bind(12, finishedAt)
                     .Execute();
-
-                ref var delta = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(deltas, item.BatchId, out _);
-                delta.Add(succeeded, attempt);
+                plan.Count(outcome);
             }
 
             var completed = new List<string>();
-            foreach (var (batchId, delta) in deltas)
+            foreach (var (batchId, delta) in plan.Counts)
             {
                 Execute(writer, """
                     UPDATE batches SET succeeded = succeeded + $s, failed = failed + $f, cancelled = cancelled + $c, expired = expired + $e,
@@ -247,15 +228,7 @@ public sealed partial class SqliteBatchStore
         }, cancellationToken);
     }
 
-    /// <summary>Whether <paramref name="batchId"/> is being cancelled, asked once per commit.</summary>
-    private static bool IsCancelling(SqliteConnection writer, SqliteTransaction tx, string batchId, Dictionary<string, bool> known)
-    {
-        if (!known.TryGetValue(batchId, out var cancelling))
-        {
-            cancelling = Scalar(writer, "SELECT status FROM batches WHERE id = $id", tx, ("$id", batchId)) is "cancelling";
-            known[batchId] = cancelling;
-        }
-
-        return cancelling;
-    }
+    /// <summary>Whether <paramref name="batchId"/> is being cancelled, read in the commit's transaction.</summary>
+    private static bool IsCancelling(SqliteConnection writer, SqliteTransaction tx, string batchId) =>
+        Scalar(writer, "SELECT status FROM batches WHERE id = $id", tx, ("$id", batchId)) is "cancelling";
 }
