@@ -27,24 +27,6 @@ internal static class StoreRows
         "input_tokens, output_tokens, errors, priority, expires_at, cancelling_at, cancelled_at, expired_at, cancelled, expired, " +
         "owner, door, input_file_id, completion_window, metadata, model, output_file_id, error_file_id, finalizing_at, idempotency_key, cost_nanos, unpriced, budget_nanos, budget_exceeded, mode";
 
-    /// <summary>
-    /// Gives a batch back what the results of its failed and expired items counted and opens it
-    /// again (parameters <c>@id</c>, <c>@expires</c>). It changes nothing when the batch has no
-    /// such item or was cancelled; the caller then leaves the items alone.
-    /// </summary>
-    internal const string RequeueFailedBatchSql = """
-        UPDATE batches SET
-            failed = failed - (SELECT COUNT(*) FROM items WHERE batch_id = @id AND state = 3),
-            expired = expired - (SELECT COUNT(*) FROM items WHERE batch_id = @id AND state = 5),
-            budget_exceeded = budget_exceeded - (SELECT COUNT(*) FROM items i JOIN results r ON r.item_id = i.id WHERE i.batch_id = @id AND i.state = 3 AND r.error_code = 'budget_exceeded'),
-            input_tokens = input_tokens - (SELECT COALESCE(SUM(r.input_tokens), 0) FROM items i JOIN results r ON r.item_id = i.id WHERE i.batch_id = @id AND i.state IN (3, 5)),
-            output_tokens = output_tokens - (SELECT COALESCE(SUM(r.output_tokens), 0) FROM items i JOIN results r ON r.item_id = i.id WHERE i.batch_id = @id AND i.state IN (3, 5)),
-            cost_nanos = cost_nanos - (SELECT COALESCE(SUM(r.cost_nanos), 0) FROM items i JOIN results r ON r.item_id = i.id WHERE i.batch_id = @id AND i.state IN (3, 5)),
-            status = 'in_progress', ending = NULL, completed_at = NULL, expired_at = NULL, finalizing_at = NULL, expires_at = @expires
-        WHERE id = @id AND status IN ('in_progress', 'completed', 'expired')
-            AND EXISTS (SELECT 1 FROM items WHERE batch_id = @id AND state IN (3, 5))
-        """;
-
     internal const string FileColumns = "id, owner, filename, purpose, bytes, created_at, batch_id";
 
     internal static Page<T> ToPage<T>(List<T> rows, PageRequest page)
@@ -280,37 +262,8 @@ internal static class StoreRows
             CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(now.ToUnixTimeMilliseconds()),
         };
 
-    /// <summary>Answers, tokens and failures per bucket of <c>@width</c> milliseconds (SQL both stores read).</summary>
-    internal const string TimelineQuery = """
-        SELECT r.finished_at / @width, COUNT(*), SUM(r.input_tokens + r.output_tokens), SUM(CASE WHEN i.state = 3 THEN 1 ELSE 0 END)
-        FROM results r JOIN items i ON i.id = r.item_id
-        WHERE i.batch_id = @batch
-        GROUP BY 1 ORDER BY 1
-        """;
-
-    /// <summary>Failed items by kind: the HTTP status, or Shepherd's code when no HTTP answer came.</summary>
-    internal const string ErrorsQuery = """
-        SELECT CASE WHEN r.status_code IS NOT NULL THEN 'HTTP ' || r.status_code ELSE COALESCE(r.error_code, 'unknown') END AS kind, COUNT(*)
-        FROM results r JOIN items i ON i.id = r.item_id
-        WHERE i.batch_id = @batch AND i.state = 3
-        GROUP BY 1 ORDER BY 2 DESC, 1
-        """;
-
-    /// <summary>The latency of every answer that came over HTTP, ascending.</summary>
-    internal const string LatencyQuery = """
-        SELECT r.latency_ms FROM results r JOIN items i ON i.id = r.item_id
-        WHERE i.batch_id = @batch AND r.status_code IS NOT NULL
-        ORDER BY 1
-        """;
-
     internal static ActivityBucket ReadBucket(DbDataReader r, long width) =>
         new(DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(0) * width), r.GetInt64(1), r.IsDBNull(2) ? 0 : r.GetInt64(2), r.IsDBNull(3) ? 0 : r.GetInt64(3));
-
-    /// <summary>A tenant's open batches and their requests not yet ended.</summary>
-    internal const string UsageQuery = """
-        SELECT COUNT(*), CAST(COALESCE(SUM(total - succeeded - failed - cancelled - expired), 0) AS BIGINT)
-        FROM batches WHERE owner IS NOT DISTINCT FROM @owner AND status IN ('validating', 'in_progress', 'finalizing', 'cancelling')
-        """;
 
     internal static TenantUsage ReadUsage(DbDataReader r) => new(r.GetInt64(0), Math.Max(0, r.GetInt64(1)));
 }

@@ -10,7 +10,7 @@ public sealed partial class PostgresBatchStore
     public Task<BatchRecord?> GetBatchAsync(string batchId, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(batchId);
-        return FirstBatchAsync($"SELECT {StoreRows.BatchColumns} FROM batches WHERE id = @id", cancellationToken, ("id", batchId));
+        return FirstBatchAsync(StoreSql.BatchById, cancellationToken, ("id", batchId));
     }
 
     /// <inheritdoc />
@@ -34,7 +34,7 @@ public sealed partial class PostgresBatchStore
 
     /// <inheritdoc />
     public async Task<IReadOnlyList<string>> ListModelsAsync(string batchId, CancellationToken cancellationToken) =>
-        await QueryAsync("SELECT model FROM batch_models WHERE batch_id = @batch ORDER BY model", r => r.GetString(0), cancellationToken, ("batch", batchId));
+        await QueryAsync(StoreSql.BatchModels, r => r.GetString(0), cancellationToken, ("batch", batchId));
 
     /// <inheritdoc />
     public Task<string> CreateBatchAsync(NewBatch batch, CancellationToken cancellationToken)
@@ -99,19 +99,15 @@ public sealed partial class PostgresBatchStore
     public Task ClearItemsAsync(string batchId, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(batchId);
-        return DeleteItemsAsync(batchId, "DELETE FROM batch_models WHERE batch_id = @batch", cancellationToken);
+        return DeleteItemsAsync(batchId, StoreSql.ClearBatchModels, cancellationToken);
     }
 
     /// <inheritdoc />
     public Task FinishFinalizingAsync(string batchId, string? outputFileId, string? errorFileId, DateTimeOffset now, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(batchId);
-        return WithConnectionAsync(connection => ExecuteAsync(connection, null, """
-            UPDATE batches SET status = ending, output_file_id = @output, error_file_id = @errors,
-                completed_at = CASE WHEN ending = 'completed' THEN @now ELSE completed_at END,
-                cancelled_at = CASE WHEN ending = 'cancelled' THEN @now ELSE cancelled_at END
-            WHERE id = @id AND status = 'finalizing'
-            """, cancellationToken, ("id", batchId), ("output", outputFileId), ("errors", errorFileId), ("now", now.ToUnixTimeMilliseconds())), cancellationToken);
+        return WithConnectionAsync(connection => ExecuteAsync(connection, null, StoreSql.FinishFinalizing, cancellationToken,
+            ("id", batchId), ("output", outputFileId), ("errors", errorFileId), ("now", now.ToUnixTimeMilliseconds())), cancellationToken);
     }
 
     /// <inheritdoc />
@@ -122,11 +118,7 @@ public sealed partial class PostgresBatchStore
         var now = Now();
         return InTransactionAsync(async (connection, tx) =>
         {
-            var changed = await ExecuteAsync(connection, tx, """
-                UPDATE batches SET status = 'in_progress', format = @format, endpoint = @endpoint, total = @total,
-                    source_sha256 = @sha, source_bytes = @bytes, in_progress_at = @now
-                WHERE id = @id AND status = 'validating'
-                """, cancellationToken,
+            var changed = await ExecuteAsync(connection, tx, StoreSql.AcceptBatch, cancellationToken,
                 ("id", batchId), ("format", (int)input.Format), ("endpoint", input.Endpoint), ("total", input.Total),
                 ("sha", input.Sha256), ("bytes", input.Bytes), ("now", now));
             if (changed != 1)
@@ -147,7 +139,7 @@ public sealed partial class PostgresBatchStore
         ArgumentNullException.ThrowIfNull(batchId);
         ArgumentNullException.ThrowIfNull(errors);
         await DeleteItemsAsync(batchId, null, cancellationToken);
-        await WithConnectionAsync(connection => ExecuteAsync(connection, null, "UPDATE batches SET status = 'failed', failed_at = @now, errors = @errors WHERE id = @id", cancellationToken,
+        await WithConnectionAsync(connection => ExecuteAsync(connection, null, StoreSql.RejectBatch, cancellationToken,
             ("id", batchId), ("now", Now()), ("errors", StoreRows.SerializeErrors(errors))), cancellationToken);
     }
 
@@ -156,12 +148,7 @@ public sealed partial class PostgresBatchStore
     {
         ArgumentNullException.ThrowIfNull(batchId);
         await DeleteItemsAsync(batchId, null, cancellationToken);
-        await WithConnectionAsync(connection => ExecuteAsync(connection, null, """
-            DELETE FROM native_job_items WHERE job_id IN (SELECT id FROM native_jobs WHERE batch_id = @batch);
-            DELETE FROM native_jobs WHERE batch_id = @batch;
-            DELETE FROM batch_models WHERE batch_id = @batch;
-            DELETE FROM batches WHERE id = @batch
-            """, cancellationToken, ("batch", batchId)), cancellationToken);
+        await WithConnectionAsync(connection => ExecuteAsync(connection, null, StoreSql.DeleteBatch, cancellationToken, ("batch", batchId)), cancellationToken);
     }
 
     /// <inheritdoc />
@@ -185,17 +172,14 @@ public sealed partial class PostgresBatchStore
         {
             var cancel = state == ItemState.Cancelled;
             var at = now.ToUnixTimeMilliseconds();
-            var marked = await ExecuteAsync(connection, tx, cancel
-                    ? "UPDATE batches SET status = 'cancelling', cancelling_at = @now WHERE id = @id AND status IN ('validating', 'in_progress')"
-                    : "UPDATE batches SET expired_at = @now WHERE id = @id AND status = 'in_progress' AND expired_at IS NULL",
-                cancellationToken, ("id", batchId), ("now", at));
+            var marked = await ExecuteAsync(connection, tx, cancel ? StoreSql.MarkCancelling : StoreSql.MarkExpired, cancellationToken, ("id", batchId), ("now", at));
             if (marked == 1)
             {
                 var ended = await ExecuteAsync(connection, tx, "UPDATE items SET state = @state, lease_until = NULL, leased_by = NULL WHERE batch_id = @id AND state IN (0, 6)", cancellationToken,
                     ("id", batchId), ("state", (int)state));
                 await ExecuteAsync(connection, tx, cancel
                         ? "UPDATE batches SET cancelled = cancelled + @n, total = GREATEST(total, (SELECT COUNT(*) FROM items WHERE batch_id = @id)) WHERE id = @id"
-                        : "UPDATE batches SET expired = expired + @n WHERE id = @id",
+                        : StoreSql.AddExpired,
                     cancellationToken, ("id", batchId), ("n", (long)ended));
                 await FinishBatchAsync(connection, tx, batchId, at, cancellationToken);
                 await NotifyAsync(connection, tx, cancellationToken);
@@ -211,12 +195,12 @@ public sealed partial class PostgresBatchStore
         return InTransactionAsync(async (connection, tx) =>
         {
             // The batch first gives back what the results of those items counted, then they lose them.
-            if (await ExecuteAsync(connection, tx, StoreRows.RequeueFailedBatchSql, cancellationToken, ("id", batchId), ("expires", expiresAt?.ToUnixTimeMilliseconds())) == 0)
+            if (await ExecuteAsync(connection, tx, StoreSql.RequeueFailedBatch, cancellationToken, ("id", batchId), ("expires", expiresAt?.ToUnixTimeMilliseconds())) == 0)
             {
                 return 0L;
             }
 
-            await ExecuteAsync(connection, tx, "DELETE FROM results WHERE item_id IN (SELECT id FROM items WHERE batch_id = @id AND state IN (3, 5))", cancellationToken, ("id", batchId));
+            await ExecuteAsync(connection, tx, StoreSql.DeleteRequeuedResults, cancellationToken, ("id", batchId));
             var requeued = await ExecuteAsync(connection, tx,
                 "UPDATE items SET state = 0, attempts = 0, next_attempt_at = 0, lease_until = NULL, leased_by = NULL, last_error = NULL WHERE batch_id = @id AND state IN (3, 5)",
                 cancellationToken, ("id", batchId));
@@ -229,7 +213,7 @@ public sealed partial class PostgresBatchStore
     public Task SetBudgetAsync(string batchId, long? budgetNanos, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(batchId);
-        return InTransactionAsync((connection, tx) => ExecuteAsync(connection, tx, "UPDATE batches SET budget_nanos = @budget WHERE id = @id", cancellationToken, ("id", batchId), ("budget", budgetNanos)), cancellationToken);
+        return InTransactionAsync((connection, tx) => ExecuteAsync(connection, tx, StoreSql.SetBudget, cancellationToken, ("id", batchId), ("budget", budgetNanos)), cancellationToken);
     }
 
     /// <summary>

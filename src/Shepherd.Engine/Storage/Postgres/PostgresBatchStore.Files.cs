@@ -43,7 +43,7 @@ public sealed partial class PostgresBatchStore
             }
 
             var stored = StoreRows.NewFileRecord(file, bytes, createdAt);
-            await ExecuteAsync(connection, tx, $"INSERT INTO files ({StoreRows.FileColumns}) VALUES (@id, @owner, @filename, @purpose, @bytes, @created, @batch)", cancellationToken,
+            await ExecuteAsync(connection, tx, StoreSql.InsertFile, cancellationToken,
                 ("id", stored.Id), ("owner", stored.Owner), ("filename", stored.Filename), ("purpose", stored.Purpose), ("bytes", stored.Bytes),
                 ("created", stored.CreatedAt.ToUnixTimeMilliseconds()), ("batch", stored.BatchId));
             return stored;
@@ -54,7 +54,7 @@ public sealed partial class PostgresBatchStore
     public async Task<FileRecord?> GetFileAsync(string fileId, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(fileId);
-        return (await QueryAsync($"SELECT {StoreRows.FileColumns} FROM files WHERE id = @id", StoreRows.ReadFile, cancellationToken, ("id", fileId))).SingleOrDefault();
+        return (await QueryAsync(StoreSql.FileById, StoreRows.ReadFile, cancellationToken, ("id", fileId))).SingleOrDefault();
     }
 
     /// <inheritdoc />
@@ -83,7 +83,7 @@ public sealed partial class PostgresBatchStore
         return await InTransactionAsync(async (connection, tx) =>
         {
             await ExecuteAsync(connection, tx, "DELETE FROM file_chunks WHERE file_id = @id", cancellationToken, ("id", fileId));
-            return await ExecuteAsync(connection, tx, "DELETE FROM files WHERE id = @id", cancellationToken, ("id", fileId)) == 1;
+            return await ExecuteAsync(connection, tx, StoreSql.DeleteFile, cancellationToken, ("id", fileId)) == 1;
         }, cancellationToken);
     }
 

@@ -217,12 +217,7 @@ public sealed partial class PostgresBatchStore
         var completed = new List<string>();
         foreach (var (batchId, delta) in deltas)
         {
-            await ExecuteAsync(connection, tx, """
-                UPDATE batches SET succeeded = succeeded + @s, failed = failed + @f, cancelled = cancelled + @c, expired = expired + @e,
-                    input_tokens = input_tokens + @in, output_tokens = output_tokens + @out, cost_nanos = cost_nanos + @cost, unpriced = unpriced + @unpriced,
-                    budget_exceeded = budget_exceeded + @over
-                WHERE id = @id
-                """, cancellationToken, ("id", batchId), ("s", delta.Succeeded), ("f", delta.Failed), ("c", delta.Cancelled), ("e", delta.Expired),
+            await ExecuteAsync(connection, tx, StoreSql.AddCounts, cancellationToken, ("id", batchId), ("s", delta.Succeeded), ("f", delta.Failed), ("c", delta.Cancelled), ("e", delta.Expired),
                 ("in", delta.InputTokens), ("out", delta.OutputTokens), ("cost", delta.CostNanos), ("unpriced", delta.Unpriced), ("over", delta.BudgetExceeded));
             if (await FinishBatchAsync(connection, tx, batchId, now, cancellationToken))
             {

@@ -9,12 +9,8 @@ public sealed partial class PostgresBatchStore
     {
         ArgumentNullException.ThrowIfNull(batchId);
         ArgumentOutOfRangeException.ThrowIfNegative(skip);
-        return StoreRows.PagedAsync((after, offset, ct) => QueryAsync($"""
-            {StoreRows.ResultColumns}
-            WHERE i.batch_id = @batch AND i.line > @after
-            ORDER BY i.line
-            LIMIT @limit OFFSET @offset
-            """, StoreRows.ReadResult, ct, ("batch", batchId), ("after", after), ("limit", _options.ResultPageSize), ("offset", offset)),
+        return StoreRows.PagedAsync((after, offset, ct) => QueryAsync(StoreSql.ResultsPage, StoreRows.ReadResult, ct,
+                ("batch", batchId), ("after", after), ("limit", _options.ResultPageSize), ("offset", offset)),
             result => result.Line, _options.ResultPageSize, skip, cancellationToken);
     }
 
@@ -23,7 +19,7 @@ public sealed partial class PostgresBatchStore
     {
         ArgumentNullException.ThrowIfNull(batchId);
         ArgumentNullException.ThrowIfNull(customId);
-        return (await QueryAsync($"{StoreRows.ResultColumns} WHERE i.batch_id = @batch AND i.custom_id = @custom_id", StoreRows.ReadResult, cancellationToken,
+        return (await QueryAsync(StoreSql.ResultByCustomId, StoreRows.ReadResult, cancellationToken,
             ("batch", batchId), ("custom_id", customId))).SingleOrDefault();
     }
 

@@ -97,11 +97,10 @@ public sealed partial class PostgresBatchStore : IBatchStore, IClusterStore
     private async Task DeleteItemsAsync(string batchId, string? alsoSql, CancellationToken cancellationToken)
     {
         // Small transactions, so a large rejected batch never holds its rows for long.
-        const string Chunk = "SELECT id FROM items WHERE batch_id = @batch ORDER BY id LIMIT 5000";
         while (await InTransactionAsync(async (connection, tx) =>
         {
-            await ExecuteAsync(connection, tx, $"DELETE FROM results WHERE item_id IN ({Chunk}); DELETE FROM item_bodies WHERE item_id IN ({Chunk})", cancellationToken, ("batch", batchId));
-            return await ExecuteAsync(connection, tx, $"DELETE FROM items WHERE id IN ({Chunk})", cancellationToken, ("batch", batchId));
+            await ExecuteAsync(connection, tx, StoreSql.DeleteChunkOfAnswers, cancellationToken, ("batch", batchId));
+            return await ExecuteAsync(connection, tx, StoreSql.DeleteChunkOfItems, cancellationToken, ("batch", batchId));
         }, cancellationToken) > 0)
         {
         }

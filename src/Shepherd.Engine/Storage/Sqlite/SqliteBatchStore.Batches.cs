@@ -26,7 +26,7 @@ public sealed partial class SqliteBatchStore
     {
         ArgumentNullException.ThrowIfNull(batchId);
         await using var connection = Open();
-        return ReadBatches(connection, $"SELECT {StoreRows.BatchColumns} FROM batches WHERE id = $id", ("$id", batchId)).SingleOrDefault();
+        return ReadBatches(connection, StoreSql.BatchById, ("@id", batchId)).SingleOrDefault();
     }
 
     /// <inheritdoc />
@@ -54,7 +54,7 @@ public sealed partial class SqliteBatchStore
 
     /// <inheritdoc />
     public async Task<IReadOnlyList<string>> ListModelsAsync(string batchId, CancellationToken cancellationToken) =>
-        await QueryAsync("SELECT model FROM batch_models WHERE batch_id = $batch ORDER BY model", r => r.GetString(0), ("$batch", batchId));
+        await QueryAsync(StoreSql.BatchModels, r => r.GetString(0), ("@batch", batchId));
 
     /// <inheritdoc />
     public Task<string> CreateBatchAsync(NewBatch batch, CancellationToken cancellationToken)
@@ -122,19 +122,15 @@ public sealed partial class SqliteBatchStore
     {
         ArgumentNullException.ThrowIfNull(batchId);
         await DeleteItemsAsync(batchId, cancellationToken);
-        await WriteAsync(writer => Execute(writer, "DELETE FROM batch_models WHERE batch_id = $id", null, ("$id", batchId)), cancellationToken);
+        await WriteAsync(writer => Execute(writer, StoreSql.ClearBatchModels, null, ("@batch", batchId)), cancellationToken);
     }
 
     /// <inheritdoc />
     public Task FinishFinalizingAsync(string batchId, string? outputFileId, string? errorFileId, DateTimeOffset now, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(batchId);
-        return WriteAsync(writer => Execute(writer, """
-            UPDATE batches SET status = ending, output_file_id = $output, error_file_id = $errors,
-                completed_at = CASE WHEN ending = 'completed' THEN $now ELSE completed_at END,
-                cancelled_at = CASE WHEN ending = 'cancelled' THEN $now ELSE cancelled_at END
-            WHERE id = $id AND status = 'finalizing'
-            """, null, ("$id", batchId), ("$output", outputFileId), ("$errors", errorFileId), ("$now", now.ToUnixTimeMilliseconds())), cancellationToken);
+        return WriteAsync(writer => Execute(writer, StoreSql.FinishFinalizing, null,
+            ("@id", batchId), ("@output", outputFileId), ("@errors", errorFileId), ("@now", now.ToUnixTimeMilliseconds())), cancellationToken);
     }
 
     /// <inheritdoc />
@@ -145,14 +141,9 @@ public sealed partial class SqliteBatchStore
         return WriteAsync(writer =>
         {
             using var tx = writer.BeginTransaction();
-            var changed = Execute(writer, """
-                UPDATE batches SET status = 'in_progress', format = $format, endpoint = $endpoint, total = $total,
-                    source_sha256 = $sha, source_bytes = $bytes, in_progress_at = $now
-                WHERE id = $id AND status = 'validating'
-                """,
-                tx,
-                ("$id", batchId), ("$format", (int)input.Format), ("$endpoint", input.Endpoint), ("$total", input.Total),
-                ("$sha", input.Sha256), ("$bytes", input.Bytes), ("$now", Now()));
+            var changed = Execute(writer, StoreSql.AcceptBatch, tx,
+                ("@id", batchId), ("@format", (int)input.Format), ("@endpoint", input.Endpoint), ("@total", input.Total),
+                ("@sha", input.Sha256), ("@bytes", input.Bytes), ("@now", Now()));
             if (changed != 1)
             {
                 throw new StoreException($"Batch {batchId} is not being validated.");
@@ -171,9 +162,8 @@ public sealed partial class SqliteBatchStore
         ArgumentNullException.ThrowIfNull(batchId);
         ArgumentNullException.ThrowIfNull(errors);
         await DeleteItemsAsync(batchId, cancellationToken);
-        await WriteAsync(writer => Execute(writer,
-            "UPDATE batches SET status = 'failed', failed_at = $now, errors = $errors WHERE id = $id",
-            null, ("$id", batchId), ("$now", Now()), ("$errors", StoreRows.SerializeErrors(errors))), cancellationToken);
+        await WriteAsync(writer => Execute(writer, StoreSql.RejectBatch, null,
+            ("@id", batchId), ("@now", Now()), ("@errors", StoreRows.SerializeErrors(errors))), cancellationToken);
     }
 
     /// <inheritdoc />
@@ -181,7 +171,7 @@ public sealed partial class SqliteBatchStore
     {
         ArgumentNullException.ThrowIfNull(batchId);
         await DeleteItemsAsync(batchId, cancellationToken);
-        await WriteAsync(writer => Execute(writer, "DELETE FROM native_job_items WHERE job_id IN (SELECT id FROM native_jobs WHERE batch_id = $id); DELETE FROM native_jobs WHERE batch_id = $id; DELETE FROM batch_models WHERE batch_id = $id; DELETE FROM batches WHERE id = $id", null, ("$id", batchId)), cancellationToken);
+        await WriteAsync(writer => Execute(writer, StoreSql.DeleteBatch, null, ("@batch", batchId)), cancellationToken);
     }
 
     /// <inheritdoc />
@@ -205,17 +195,14 @@ public sealed partial class SqliteBatchStore
         {
             using var tx = writer.BeginTransaction();
             var cancel = state == ItemState.Cancelled;
-            var marked = Execute(writer, cancel
-                    ? "UPDATE batches SET status = 'cancelling', cancelling_at = $now WHERE id = $id AND status IN ('validating', 'in_progress')"
-                    : "UPDATE batches SET expired_at = $now WHERE id = $id AND status = 'in_progress' AND expired_at IS NULL",
-                tx, ("$id", batchId), ("$now", now.ToUnixTimeMilliseconds()));
+            var marked = Execute(writer, cancel ? StoreSql.MarkCancelling : StoreSql.MarkExpired, tx, ("@id", batchId), ("@now", now.ToUnixTimeMilliseconds()));
             if (marked == 1)
             {
                 var ended = UpdateItemsInSteps(writer, tx, batchId, "state = $state, lease_until = NULL", "state IN (0, 6)", ("$state", (int)state));
                 Execute(writer, cancel
-                        ? "UPDATE batches SET cancelled = cancelled + $n, total = MAX(total, (SELECT COUNT(*) FROM items WHERE batch_id = $id)) WHERE id = $id"
-                        : "UPDATE batches SET expired = expired + $n WHERE id = $id",
-                    tx, ("$id", batchId), ("$n", ended));
+                        ? "UPDATE batches SET cancelled = cancelled + @n, total = MAX(total, (SELECT COUNT(*) FROM items WHERE batch_id = @id)) WHERE id = @id"
+                        : StoreSql.AddExpired,
+                    tx, ("@id", batchId), ("@n", ended));
                 Execute(writer, FinishBatch, tx, ("$id", batchId), ("$now", now.ToUnixTimeMilliseconds()));
             }
 
@@ -231,12 +218,12 @@ public sealed partial class SqliteBatchStore
         {
             using var tx = writer.BeginTransaction();
             // The batch first gives back what the results of those items counted, then they lose them.
-            if (Execute(writer, StoreRows.RequeueFailedBatchSql, tx, ("@id", batchId), ("@expires", expiresAt?.ToUnixTimeMilliseconds())) == 0)
+            if (Execute(writer, StoreSql.RequeueFailedBatch, tx, ("@id", batchId), ("@expires", expiresAt?.ToUnixTimeMilliseconds())) == 0)
             {
                 return 0L;
             }
 
-            Execute(writer, "DELETE FROM results WHERE item_id IN (SELECT id FROM items WHERE batch_id = $id AND state IN (3, 5))", tx, ("$id", batchId));
+            Execute(writer, StoreSql.DeleteRequeuedResults, tx, ("@id", batchId));
             var requeued = UpdateItemsInSteps(writer, tx, batchId, "state = 0, attempts = 0, next_attempt_at = 0, lease_until = NULL, last_error = NULL", "state IN (3, 5)");
             tx.Commit();
             return (long)requeued;
@@ -247,6 +234,6 @@ public sealed partial class SqliteBatchStore
     public Task SetBudgetAsync(string batchId, long? budgetNanos, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(batchId);
-        return WriteAsync(writer => Execute(writer, "UPDATE batches SET budget_nanos = $budget WHERE id = $id", null, ("$id", batchId), ("$budget", budgetNanos)), cancellationToken);
+        return WriteAsync(writer => Execute(writer, StoreSql.SetBudget, null, ("@id", batchId), ("@budget", budgetNanos)), cancellationToken);
     }
 }

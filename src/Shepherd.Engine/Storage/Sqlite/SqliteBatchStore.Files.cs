@@ -41,9 +41,9 @@ public sealed partial class SqliteBatchStore
         }
 
         var record = StoreRows.NewFileRecord(file, bytes, _time.GetUtcNow());
-        await WriteAsync(writer => Execute(writer, $"INSERT INTO files ({StoreRows.FileColumns}) VALUES ($id, $owner, $filename, $purpose, $bytes, $created, $batch)", null,
-            ("$id", record.Id), ("$owner", record.Owner), ("$filename", record.Filename), ("$purpose", record.Purpose), ("$bytes", record.Bytes),
-            ("$created", record.CreatedAt.ToUnixTimeMilliseconds()), ("$batch", record.BatchId)), cancellationToken);
+        await WriteAsync(writer => Execute(writer, StoreSql.InsertFile, null,
+            ("@id", record.Id), ("@owner", record.Owner), ("@filename", record.Filename), ("@purpose", record.Purpose), ("@bytes", record.Bytes),
+            ("@created", record.CreatedAt.ToUnixTimeMilliseconds()), ("@batch", record.BatchId)), cancellationToken);
         return record;
     }
 
@@ -52,7 +52,7 @@ public sealed partial class SqliteBatchStore
     {
         ArgumentNullException.ThrowIfNull(fileId);
         await using var connection = Open();
-        return ReadFiles(connection, $"SELECT {StoreRows.FileColumns} FROM files WHERE id = $id", ("$id", fileId)).SingleOrDefault();
+        return ReadFiles(connection, StoreSql.FileById, ("@id", fileId)).SingleOrDefault();
     }
 
     /// <inheritdoc />
@@ -76,7 +76,7 @@ public sealed partial class SqliteBatchStore
     public async Task<bool> DeleteFileAsync(string fileId, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(fileId);
-        var deleted = await WriteAsync(writer => Execute(writer, "DELETE FROM files WHERE id = $id", null, ("$id", fileId)), cancellationToken);
+        var deleted = await WriteAsync(writer => Execute(writer, StoreSql.DeleteFile, null, ("@id", fileId)), cancellationToken);
         var path = FilePath(fileId);
         if (File.Exists(path))
         {

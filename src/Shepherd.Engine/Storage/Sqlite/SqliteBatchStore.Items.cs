@@ -77,8 +77,7 @@ public sealed partial class SqliteBatchStore
                 var cancelling = Convert.ToInt32(Scalar(writer, "SELECT status = 'cancelling' FROM batches WHERE id = $id", tx, ("$id", batchId)), CultureInfo.InvariantCulture) == 1;
                 var ended = Execute(writer, "UPDATE items SET state = $state WHERE batch_id = $id AND state IN (0, 6)", tx,
                     ("$id", batchId), ("$state", (int)(cancelling ? ItemState.Cancelled : ItemState.Expired)));
-                Execute(writer, cancelling ? "UPDATE batches SET cancelled = cancelled + $n WHERE id = $id" : "UPDATE batches SET expired = expired + $n WHERE id = $id",
-                    tx, ("$id", batchId), ("$n", ended));
+                Execute(writer, cancelling ? "UPDATE batches SET cancelled = cancelled + @n WHERE id = @id" : StoreSql.AddExpired, tx, ("@id", batchId), ("@n", ended));
                 Execute(writer, FinishBatch, tx, ("$id", batchId), ("$now", now));
             }
 
@@ -208,14 +207,8 @@ public sealed partial class SqliteBatchStore
             var completed = new List<string>();
             foreach (var (batchId, delta) in plan.Counts)
             {
-                Execute(writer, """
-                    UPDATE batches SET succeeded = succeeded + $s, failed = failed + $f, cancelled = cancelled + $c, expired = expired + $e,
-                        input_tokens = input_tokens + $in, output_tokens = output_tokens + $out, cost_nanos = cost_nanos + $cost, unpriced = unpriced + $unpriced,
-                        budget_exceeded = budget_exceeded + $over
-                    WHERE id = $id
-                    """,
-                    tx, ("$id", batchId), ("$s", delta.Succeeded), ("$f", delta.Failed), ("$c", delta.Cancelled), ("$e", delta.Expired),
-                    ("$in", delta.InputTokens), ("$out", delta.OutputTokens), ("$cost", delta.CostNanos), ("$unpriced", delta.Unpriced), ("$over", delta.BudgetExceeded));
+                Execute(writer, StoreSql.AddCounts, tx, ("@id", batchId), ("@s", delta.Succeeded), ("@f", delta.Failed), ("@c", delta.Cancelled), ("@e", delta.Expired),
+                    ("@in", delta.InputTokens), ("@out", delta.OutputTokens), ("@cost", delta.CostNanos), ("@unpriced", delta.Unpriced), ("@over", delta.BudgetExceeded));
                 var done = Execute(writer, FinishBatch, tx, ("$id", batchId), ("$now", now.ToUnixTimeMilliseconds()));
                 if (done > 0)
                 {

@@ -15,10 +15,8 @@ public sealed partial class SqliteBatchStore
         return WriteAsync(writer =>
         {
             using var tx = writer.BeginTransaction();
-            var id = (long)Scalar(writer, """
-                INSERT INTO native_jobs (batch_id, upstream, provider_batch_id, status, created_at) VALUES ($batch, $upstream, $provider, 0, $now)
-                RETURNING id
-                """, tx, ("$batch", batchId), ("$upstream", upstream), ("$provider", providerBatchId), ("$now", now.ToUnixTimeMilliseconds()))!;
+            var id = (long)Scalar(writer, StoreSql.InsertNativeJob, tx,
+                ("@batch", batchId), ("@upstream", upstream), ("@provider", providerBatchId), ("@now", now.ToUnixTimeMilliseconds()))!;
             using var insert = Prepare(writer, tx, "INSERT INTO native_job_items (job_id, item_id) VALUES ($job, $item)", ("$job", SqliteType.Integer), ("$item", SqliteType.Integer));
             insert.Parameters["$job"].Value = id;
             foreach (var item in itemIds)
@@ -36,7 +34,7 @@ public sealed partial class SqliteBatchStore
     public async Task<IReadOnlyList<NativeJob>> ListOpenNativeJobsAsync(CancellationToken cancellationToken)
     {
         await using var connection = Open();
-        return ReadNativeJobs(connection, $"SELECT {StoreRows.NativeJobColumns} FROM native_jobs WHERE status = 0 ORDER BY id");
+        return ReadNativeJobs(connection, StoreSql.OpenNativeJobs);
     }
 
     /// <inheritdoc />
@@ -44,17 +42,17 @@ public sealed partial class SqliteBatchStore
     {
         ArgumentNullException.ThrowIfNull(batchId);
         await using var connection = Open();
-        return ReadNativeJobs(connection, $"SELECT {StoreRows.NativeJobColumns} FROM native_jobs WHERE batch_id = $batch ORDER BY id", ("$batch", batchId));
+        return ReadNativeJobs(connection, StoreSql.NativeJobsOfBatch, ("@batch", batchId));
     }
 
     /// <inheritdoc />
     public async Task<IReadOnlyList<long>> ListNativeJobItemsAsync(long jobId, CancellationToken cancellationToken) =>
-        await QueryAsync("SELECT item_id FROM native_job_items WHERE job_id = $job ORDER BY item_id", r => r.GetInt64(0), ("$job", jobId));
+        await QueryAsync(StoreSql.NativeJobItems, r => r.GetInt64(0), ("@job", jobId));
 
     /// <inheritdoc />
     public Task UpdateNativeJobAsync(long jobId, NativeJobStatus status, bool cancelRequested, CancellationToken cancellationToken) =>
-        WriteAsync(writer => Execute(writer, "UPDATE native_jobs SET status = $status, cancel_requested = $cancel WHERE id = $id", null,
-            ("$id", jobId), ("$status", (int)status), ("$cancel", cancelRequested ? 1 : 0)), cancellationToken);
+        WriteAsync(writer => Execute(writer, StoreSql.UpdateNativeJob, null,
+            ("@id", jobId), ("@status", (int)status), ("@cancel", cancelRequested ? 1 : 0)), cancellationToken);
 
     private static List<NativeJob> ReadNativeJobs(SqliteConnection connection, string sql, params (string Name, object? Value)[] parameters) =>
         Query(connection, StoreRows.ReadNativeJob, sql, parameters);

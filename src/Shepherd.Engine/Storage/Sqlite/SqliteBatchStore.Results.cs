@@ -9,12 +9,8 @@ public sealed partial class SqliteBatchStore
     {
         ArgumentNullException.ThrowIfNull(batchId);
         ArgumentOutOfRangeException.ThrowIfNegative(skip);
-        return StoreRows.PagedAsync((after, offset, _) => QueryAsync($"""
-            {StoreRows.ResultColumns}
-            WHERE i.batch_id = $batch AND i.line > $after
-            ORDER BY i.line
-            LIMIT $limit OFFSET $offset
-            """, StoreRows.ReadResult, ("$batch", batchId), ("$after", after), ("$limit", _options.ResultPageSize), ("$offset", offset)),
+        return StoreRows.PagedAsync((after, offset, _) => QueryAsync(StoreSql.ResultsPage, StoreRows.ReadResult,
+                ("@batch", batchId), ("@after", after), ("@limit", _options.ResultPageSize), ("@offset", offset)),
             result => result.Line, _options.ResultPageSize, skip, cancellationToken);
     }
 
@@ -25,8 +21,8 @@ public sealed partial class SqliteBatchStore
         ArgumentNullException.ThrowIfNull(customId);
         await using var connection = Open();
         using var command = connection.CreateCommand();
-        command.CommandText = $"{StoreRows.ResultColumns} WHERE i.batch_id = $batch AND i.custom_id = $custom_id";
-        Bind(command, [("$batch", batchId), ("$custom_id", customId)]);
+        command.CommandText = StoreSql.ResultByCustomId;
+        Bind(command, [("@batch", batchId), ("@custom_id", customId)]);
         using var reader = command.ExecuteReader();
         return reader.Read() ? StoreRows.ReadResult(reader) : null;
     }

@@ -161,10 +161,8 @@ public sealed partial class SqliteBatchStore : IBatchStore
         while (await WriteAsync(writer =>
         {
             using var tx = writer.BeginTransaction();
-            var ids = "SELECT id FROM items WHERE batch_id = $batch ORDER BY id LIMIT 5000";
-            Execute(writer, $"DELETE FROM results WHERE item_id IN ({ids})", tx, ("$batch", batchId));
-            Execute(writer, $"DELETE FROM item_bodies WHERE item_id IN ({ids})", tx, ("$batch", batchId));
-            var deleted = Execute(writer, $"DELETE FROM items WHERE id IN ({ids})", tx, ("$batch", batchId));
+            Execute(writer, StoreSql.DeleteChunkOfAnswers, tx, ("@batch", batchId));
+            var deleted = Execute(writer, StoreSql.DeleteChunkOfItems, tx, ("@batch", batchId));
             tx.Commit();
             return deleted;
         }, cancellationToken) > 0)
