@@ -76,7 +76,7 @@ internal static class StoreRows
             Id = r.GetString(0),
             Format = (InputFormat)r.GetInt32(1),
             Endpoint = r.IsDBNull(2) ? null : r.GetString(2),
-            Status = ParseStatus(r.GetString(3)),
+            Status = StoredStatus.Parse(r.GetString(3)),
             Source = r.IsDBNull(4) ? null : r.GetString(4),
             SourceSha256 = r.IsDBNull(5) ? null : r.GetString(5),
             SourceBytes = r.IsDBNull(6) ? null : r.GetInt64(6),
@@ -116,19 +116,6 @@ internal static class StoreRows
 
     internal static DateTimeOffset? ReadTime(DbDataReader reader, int ordinal) =>
         reader.IsDBNull(ordinal) ? null : DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(ordinal));
-
-    internal static BatchStatus ParseStatus(string status) => status switch
-    {
-        "validating" => BatchStatus.Validating,
-        "in_progress" => BatchStatus.InProgress,
-        "finalizing" => BatchStatus.Finalizing,
-        "completed" => BatchStatus.Completed,
-        "failed" => BatchStatus.Failed,
-        "cancelling" => BatchStatus.Cancelling,
-        "cancelled" => BatchStatus.Cancelled,
-        "expired" => BatchStatus.Expired,
-        _ => throw new StoreException($"Unknown batch status '{status}' in the state file."),
-    };
 
     internal static string SerializeErrors(IReadOnlyList<InputError> errors)
     {

@@ -1,10 +1,14 @@
+using Shepherd.Engine.Model;
+using Shepherd.Engine.Upstreams;
+
 namespace Shepherd.Engine.Storage;
 
 /// <summary>
 /// The statements both stores run word for word, written once. SQLite reads <c>@name</c>
 /// parameters as PostgreSQL does, so only the dialects' real differences stay in the stores:
 /// PostgreSQL's casts, arrays, sequences and row locks, SQLite's rowids, prepared statements and
-/// updates in steps.
+/// updates in steps. Item states and batch statuses are written in from <see cref="ItemState"/>
+/// and <see cref="StoredStatus"/>, once, when the class is first used.
 /// </summary>
 internal static class StoreSql
 {
@@ -21,22 +25,22 @@ internal static class StoreSql
     /// Ends a batch (<c>@id</c>) whose result files are written (<c>@output</c>, <c>@errors</c>):
     /// it takes the end it was given when its last item ended, at <c>@now</c>.
     /// </summary>
-    internal const string FinishFinalizing = """
+    internal static readonly string FinishFinalizing = $"""
         UPDATE batches SET status = ending, output_file_id = @output, error_file_id = @errors,
-            completed_at = CASE WHEN ending = 'completed' THEN @now ELSE completed_at END,
-            cancelled_at = CASE WHEN ending = 'cancelled' THEN @now ELSE cancelled_at END
-        WHERE id = @id AND status = 'finalizing'
+            completed_at = CASE WHEN ending = {StoredStatus.Completed} THEN @now ELSE completed_at END,
+            cancelled_at = CASE WHEN ending = {StoredStatus.Cancelled} THEN @now ELSE cancelled_at END
+        WHERE id = @id AND status = {StoredStatus.Finalizing}
         """;
 
     /// <summary>Opens a batch (<c>@id</c>) whose input was read whole, with what it was read as; changes nothing unless it was being validated.</summary>
-    internal const string AcceptBatch = """
-        UPDATE batches SET status = 'in_progress', format = @format, endpoint = @endpoint, total = @total,
+    internal static readonly string AcceptBatch = $"""
+        UPDATE batches SET status = {StoredStatus.InProgress}, format = @format, endpoint = @endpoint, total = @total,
             source_sha256 = @sha, source_bytes = @bytes, in_progress_at = @now
-        WHERE id = @id AND status = 'validating'
+        WHERE id = @id AND status = {StoredStatus.Validating}
         """;
 
     /// <summary>Fails a batch (<c>@id</c>) whose input was refused, keeping the reasons (<c>@errors</c>).</summary>
-    internal const string RejectBatch = "UPDATE batches SET status = 'failed', failed_at = @now, errors = @errors WHERE id = @id";
+    internal static readonly string RejectBatch = $"UPDATE batches SET status = {StoredStatus.Failed}, failed_at = @now, errors = @errors WHERE id = @id";
 
     /// <summary>Removes a batch (<c>@batch</c>) with its native jobs and models; its items are removed before, in chunks.</summary>
     internal const string DeleteBatch = """
@@ -47,10 +51,11 @@ internal static class StoreSql
         """;
 
     /// <summary>Marks a batch (<c>@id</c>) as being cancelled, unless it has ended already.</summary>
-    internal const string MarkCancelling = "UPDATE batches SET status = 'cancelling', cancelling_at = @now WHERE id = @id AND status IN ('validating', 'in_progress')";
+    internal static readonly string MarkCancelling =
+        $"UPDATE batches SET status = {StoredStatus.Cancelling}, cancelling_at = @now WHERE id = @id AND status IN ({StoredStatus.Validating}, {StoredStatus.InProgress})";
 
     /// <summary>Marks a batch (<c>@id</c>) in progress as past its window, once.</summary>
-    internal const string MarkExpired = "UPDATE batches SET expired_at = @now WHERE id = @id AND status = 'in_progress' AND expired_at IS NULL";
+    internal static readonly string MarkExpired = $"UPDATE batches SET expired_at = @now WHERE id = @id AND status = {StoredStatus.InProgress} AND expired_at IS NULL";
 
     /// <summary>Counts <c>@n</c> items of a batch (<c>@id</c>) as expired.</summary>
     internal const string AddExpired = "UPDATE batches SET expired = expired + @n WHERE id = @id";
@@ -60,21 +65,21 @@ internal static class StoreSql
     /// again (parameters <c>@id</c>, <c>@expires</c>). It changes nothing when the batch has no
     /// such item or was cancelled; the caller then leaves the items alone.
     /// </summary>
-    internal const string RequeueFailedBatch = """
+    internal static readonly string RequeueFailedBatch = $"""
         UPDATE batches SET
-            failed = failed - (SELECT COUNT(*) FROM items WHERE batch_id = @id AND state = 3),
-            expired = expired - (SELECT COUNT(*) FROM items WHERE batch_id = @id AND state = 5),
-            budget_exceeded = budget_exceeded - (SELECT COUNT(*) FROM items i JOIN results r ON r.item_id = i.id WHERE i.batch_id = @id AND i.state = 3 AND r.error_code = 'budget_exceeded'),
-            input_tokens = input_tokens - (SELECT COALESCE(SUM(r.input_tokens), 0) FROM items i JOIN results r ON r.item_id = i.id WHERE i.batch_id = @id AND i.state IN (3, 5)),
-            output_tokens = output_tokens - (SELECT COALESCE(SUM(r.output_tokens), 0) FROM items i JOIN results r ON r.item_id = i.id WHERE i.batch_id = @id AND i.state IN (3, 5)),
-            cost_nanos = cost_nanos - (SELECT COALESCE(SUM(r.cost_nanos), 0) FROM items i JOIN results r ON r.item_id = i.id WHERE i.batch_id = @id AND i.state IN (3, 5)),
-            status = 'in_progress', ending = NULL, completed_at = NULL, expired_at = NULL, finalizing_at = NULL, expires_at = @expires
-        WHERE id = @id AND status IN ('in_progress', 'completed', 'expired')
-            AND EXISTS (SELECT 1 FROM items WHERE batch_id = @id AND state IN (3, 5))
+            failed = failed - (SELECT COUNT(*) FROM items WHERE batch_id = @id AND state = {(int)ItemState.Failed}),
+            expired = expired - (SELECT COUNT(*) FROM items WHERE batch_id = @id AND state = {(int)ItemState.Expired}),
+            budget_exceeded = budget_exceeded - (SELECT COUNT(*) FROM items i JOIN results r ON r.item_id = i.id WHERE i.batch_id = @id AND i.state = {(int)ItemState.Failed} AND r.error_code = '{FailureCodes.BudgetExceeded}'),
+            input_tokens = input_tokens - (SELECT COALESCE(SUM(r.input_tokens), 0) FROM items i JOIN results r ON r.item_id = i.id WHERE i.batch_id = @id AND i.state IN ({(int)ItemState.Failed}, {(int)ItemState.Expired})),
+            output_tokens = output_tokens - (SELECT COALESCE(SUM(r.output_tokens), 0) FROM items i JOIN results r ON r.item_id = i.id WHERE i.batch_id = @id AND i.state IN ({(int)ItemState.Failed}, {(int)ItemState.Expired})),
+            cost_nanos = cost_nanos - (SELECT COALESCE(SUM(r.cost_nanos), 0) FROM items i JOIN results r ON r.item_id = i.id WHERE i.batch_id = @id AND i.state IN ({(int)ItemState.Failed}, {(int)ItemState.Expired})),
+            status = {StoredStatus.InProgress}, ending = NULL, completed_at = NULL, expired_at = NULL, finalizing_at = NULL, expires_at = @expires
+        WHERE id = @id AND status IN ({StoredStatus.InProgress}, {StoredStatus.Completed}, {StoredStatus.Expired})
+            AND EXISTS (SELECT 1 FROM items WHERE batch_id = @id AND state IN ({(int)ItemState.Failed}, {(int)ItemState.Expired}))
         """;
 
     /// <summary>Removes the results of the failed and expired items of a batch (<c>@id</c>) that are queued again.</summary>
-    internal const string DeleteRequeuedResults = "DELETE FROM results WHERE item_id IN (SELECT id FROM items WHERE batch_id = @id AND state IN (3, 5))";
+    internal static readonly string DeleteRequeuedResults = $"DELETE FROM results WHERE item_id IN (SELECT id FROM items WHERE batch_id = @id AND state IN ({(int)ItemState.Failed}, {(int)ItemState.Expired}))";
 
     /// <summary>Sets, or removes with null, a batch's budget (<c>@id</c>, <c>@budget</c>).</summary>
     internal const string SetBudget = "UPDATE batches SET budget_nanos = @budget WHERE id = @id";
@@ -120,13 +125,13 @@ internal static class StoreSql
     internal const string DeleteFile = "DELETE FROM files WHERE id = @id";
 
     /// <summary>Records a job handed to a provider's batch API, open; returns its id.</summary>
-    internal const string InsertNativeJob = """
-        INSERT INTO native_jobs (batch_id, upstream, provider_batch_id, status, created_at) VALUES (@batch, @upstream, @provider, 0, @now)
+    internal static readonly string InsertNativeJob = $"""
+        INSERT INTO native_jobs (batch_id, upstream, provider_batch_id, status, created_at) VALUES (@batch, @upstream, @provider, {(int)NativeJobStatus.Submitted}, @now)
         RETURNING id
         """;
 
     /// <summary>The jobs whose results are still to be read, oldest first.</summary>
-    internal const string OpenNativeJobs = $"SELECT {StoreRows.NativeJobColumns} FROM native_jobs WHERE status = 0 ORDER BY id";
+    internal static readonly string OpenNativeJobs = $"SELECT {StoreRows.NativeJobColumns} FROM native_jobs WHERE status = {(int)NativeJobStatus.Submitted} ORDER BY id";
 
     /// <summary>A batch's jobs (<c>@batch</c>), oldest first.</summary>
     internal const string NativeJobsOfBatch = $"SELECT {StoreRows.NativeJobColumns} FROM native_jobs WHERE batch_id = @batch ORDER BY id";
@@ -138,18 +143,18 @@ internal static class StoreSql
     internal const string UpdateNativeJob = "UPDATE native_jobs SET status = @status, cancel_requested = @cancel WHERE id = @id";
 
     /// <summary>Answers, tokens and failures per bucket of <c>@width</c> milliseconds.</summary>
-    internal const string Timeline = """
-        SELECT r.finished_at / @width, COUNT(*), SUM(r.input_tokens + r.output_tokens), SUM(CASE WHEN i.state = 3 THEN 1 ELSE 0 END)
+    internal static readonly string Timeline = $"""
+        SELECT r.finished_at / @width, COUNT(*), SUM(r.input_tokens + r.output_tokens), SUM(CASE WHEN i.state = {(int)ItemState.Failed} THEN 1 ELSE 0 END)
         FROM results r JOIN items i ON i.id = r.item_id
         WHERE i.batch_id = @batch
         GROUP BY 1 ORDER BY 1
         """;
 
     /// <summary>Failed items by kind: the HTTP status, or Shepherd's code when no HTTP answer came.</summary>
-    internal const string Errors = """
+    internal static readonly string Errors = $"""
         SELECT CASE WHEN r.status_code IS NOT NULL THEN 'HTTP ' || r.status_code ELSE COALESCE(r.error_code, 'unknown') END AS kind, COUNT(*)
         FROM results r JOIN items i ON i.id = r.item_id
-        WHERE i.batch_id = @batch AND i.state = 3
+        WHERE i.batch_id = @batch AND i.state = {(int)ItemState.Failed}
         GROUP BY 1 ORDER BY 2 DESC, 1
         """;
 
@@ -161,8 +166,9 @@ internal static class StoreSql
         """;
 
     /// <summary>A tenant's open batches and their requests not yet ended.</summary>
-    internal const string Usage = """
+    internal static readonly string Usage = $"""
         SELECT COUNT(*), CAST(COALESCE(SUM(total - succeeded - failed - cancelled - expired), 0) AS BIGINT)
-        FROM batches WHERE owner IS NOT DISTINCT FROM @owner AND status IN ('validating', 'in_progress', 'finalizing', 'cancelling')
+        FROM batches WHERE owner IS NOT DISTINCT FROM @owner
+            AND status IN ({StoredStatus.Validating}, {StoredStatus.InProgress}, {StoredStatus.Finalizing}, {StoredStatus.Cancelling})
         """;
 }

@@ -6,6 +6,31 @@ namespace Shepherd.Engine.Storage;
 
 public sealed partial class PostgresBatchStore
 {
+    private static readonly string ActiveBatches = $"SELECT {StoreRows.BatchColumns} FROM batches WHERE status = {StoredStatus.InProgress} ORDER BY created_at, seq";
+
+    private static readonly string ActiveModels = $"""
+        SELECT DISTINCT m.model FROM batch_models m JOIN batches b ON b.id = m.batch_id
+        WHERE b.status = {StoredStatus.InProgress} AND (@batch::text IS NULL OR b.id = @batch) AND (@batch::text IS NOT NULL OR b.mode = {(int)BatchMode.Realtime})
+        ORDER BY m.model
+        """;
+
+    private static readonly string InsertBatch = $"""
+        INSERT INTO batches (id, format, endpoint, status, source, created_at, priority, expires_at, owner, door, needs_files,
+            input_file_id, completion_window, metadata, model, idempotency_key, idempotency_sha256, budget_nanos, mode, importer)
+        VALUES (@id, 0, @endpoint, {StoredStatus.Validating}, @source, @now, @priority, @expires, @owner, @door, @needs_files,
+            @input_file_id, @completion_window, @metadata, @model, @idempotency_key, @idempotency_sha256, @budget, @mode, @node)
+        ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        """;
+
+    private static readonly string FinalizingBatches = $"SELECT {StoreRows.BatchColumns} FROM batches WHERE status = {StoredStatus.Finalizing} ORDER BY seq";
+
+    private static readonly string TakeOverValidating = $"""
+        UPDATE batches SET importer = @node
+        WHERE status = {StoredStatus.Validating} AND (importer IS NULL OR importer = @node
+            OR importer NOT IN (SELECT name FROM nodes WHERE heartbeat_at >= @alive))
+        RETURNING {StoreRows.BatchColumns}
+        """;
+
     /// <inheritdoc />
     public Task<BatchRecord?> GetBatchAsync(string batchId, CancellationToken cancellationToken)
     {
@@ -22,15 +47,11 @@ public sealed partial class PostgresBatchStore
 
     /// <inheritdoc />
     public async Task<IReadOnlyList<BatchRecord>> ListActiveBatchesAsync(CancellationToken cancellationToken) =>
-        await QueryAsync($"SELECT {StoreRows.BatchColumns} FROM batches WHERE status = 'in_progress' ORDER BY created_at, seq", StoreRows.ReadBatch, cancellationToken);
+        await QueryAsync(ActiveBatches, StoreRows.ReadBatch, cancellationToken);
 
     /// <inheritdoc />
     public async Task<IReadOnlyList<string>> ListActiveModelsAsync(string? batchId, CancellationToken cancellationToken) =>
-        await QueryAsync("""
-            SELECT DISTINCT m.model FROM batch_models m JOIN batches b ON b.id = m.batch_id
-            WHERE b.status = 'in_progress' AND (@batch::text IS NULL OR b.id = @batch) AND (@batch::text IS NOT NULL OR b.mode = 0)
-            ORDER BY m.model
-            """, r => r.GetString(0), cancellationToken, ("batch", batchId));
+        await QueryAsync(ActiveModels, r => r.GetString(0), cancellationToken, ("batch", batchId));
 
     /// <inheritdoc />
     public async Task<IReadOnlyList<string>> ListModelsAsync(string batchId, CancellationToken cancellationToken) =>
@@ -43,13 +64,7 @@ public sealed partial class PostgresBatchStore
         var now = _time.GetUtcNow();
         return InTransactionAsync(async (connection, tx) =>
         {
-            var created = await ExecuteAsync(connection, tx, """
-                INSERT INTO batches (id, format, endpoint, status, source, created_at, priority, expires_at, owner, door, needs_files,
-                    input_file_id, completion_window, metadata, model, idempotency_key, idempotency_sha256, budget_nanos, mode, importer)
-                VALUES (@id, 0, @endpoint, 'validating', @source, @now, @priority, @expires, @owner, @door, @needs_files,
-                    @input_file_id, @completion_window, @metadata, @model, @idempotency_key, @idempotency_sha256, @budget, @mode, @node)
-                ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-                """, cancellationToken,
+            var created = await ExecuteAsync(connection, tx, InsertBatch, cancellationToken,
                 ("id", batch.Id), ("endpoint", batch.Endpoint), ("source", batch.Source), ("now", now.ToUnixTimeMilliseconds()),
                 ("priority", (int)batch.Priority), ("expires", batch.CompletionWindow is { } window ? (now + window).ToUnixTimeMilliseconds() : null),
                 ("owner", batch.Owner), ("door", (int)batch.Door), ("needs_files", batch.Door is BatchDoor.OpenAI or BatchDoor.Inline),
@@ -81,19 +96,14 @@ public sealed partial class PostgresBatchStore
 
     /// <inheritdoc />
     public async Task<IReadOnlyList<BatchRecord>> ListFinalizingBatchesAsync(CancellationToken cancellationToken) =>
-        await QueryAsync($"SELECT {StoreRows.BatchColumns} FROM batches WHERE status = 'finalizing' ORDER BY seq", StoreRows.ReadBatch, cancellationToken);
+        await QueryAsync(FinalizingBatches, StoreRows.ReadBatch, cancellationToken);
 
     /// <summary>
     /// Batches whose input was being read by this node in an earlier life, or by a node that has
     /// died: each is taken over by this node as it is listed, so only one node reads it again.
     /// </summary>
     public async Task<IReadOnlyList<BatchRecord>> ListValidatingBatchesAsync(CancellationToken cancellationToken) =>
-        await QueryAsync($"""
-            UPDATE batches SET importer = @node
-            WHERE status = 'validating' AND (importer IS NULL OR importer = @node
-                OR importer NOT IN (SELECT name FROM nodes WHERE heartbeat_at >= @alive))
-            RETURNING {StoreRows.BatchColumns}
-            """, StoreRows.ReadBatch, cancellationToken, ("node", NodeName), ("alive", Alive()));
+        await QueryAsync(TakeOverValidating, StoreRows.ReadBatch, cancellationToken, ("node", NodeName), ("alive", Alive()));
 
     /// <inheritdoc />
     public Task ClearItemsAsync(string batchId, CancellationToken cancellationToken)
@@ -109,6 +119,9 @@ public sealed partial class PostgresBatchStore
         return WithConnectionAsync(connection => ExecuteAsync(connection, null, StoreSql.FinishFinalizing, cancellationToken,
             ("id", batchId), ("output", outputFileId), ("errors", errorFileId), ("now", now.ToUnixTimeMilliseconds())), cancellationToken);
     }
+
+    private static readonly string QueueStaged =
+        $"UPDATE items SET state = {(int)ItemState.Queued}, next_attempt_at = @now WHERE batch_id = @id AND state = {(int)ItemState.Staged}";
 
     /// <inheritdoc />
     public Task AcceptBatchAsync(string batchId, AcceptedInput input, CancellationToken cancellationToken)
@@ -127,7 +140,7 @@ public sealed partial class PostgresBatchStore
             }
 
             // Due from now: items of earlier batches stay ahead within a priority, in the claim index's own order.
-            await ExecuteAsync(connection, tx, "UPDATE items SET state = 0, next_attempt_at = @now WHERE batch_id = @id AND state = 6", cancellationToken, ("id", batchId), ("now", now));
+            await ExecuteAsync(connection, tx, QueueStaged, cancellationToken, ("id", batchId), ("now", now));
             await NotifyAsync(connection, tx, cancellationToken);
             return 0;
         }, cancellationToken);
@@ -166,6 +179,9 @@ public sealed partial class PostgresBatchStore
         return EndUnsentAsync(batchId, ItemState.Expired, now, cancellationToken);
     }
 
+    private static readonly string EndUnsentOfBatch =
+        $"UPDATE items SET state = @state, lease_until = NULL, leased_by = NULL WHERE batch_id = @id AND state IN ({(int)ItemState.Queued}, {(int)ItemState.Staged})";
+
     /// <summary>Ends every item not yet sent as cancelled or expired, marks the batch, and ends it if nothing is in flight.</summary>
     private Task<int> EndUnsentAsync(string batchId, ItemState state, DateTimeOffset now, CancellationToken cancellationToken) =>
         InTransactionAsync(async (connection, tx) =>
@@ -175,7 +191,7 @@ public sealed partial class PostgresBatchStore
             var marked = await ExecuteAsync(connection, tx, cancel ? StoreSql.MarkCancelling : StoreSql.MarkExpired, cancellationToken, ("id", batchId), ("now", at));
             if (marked == 1)
             {
-                var ended = await ExecuteAsync(connection, tx, "UPDATE items SET state = @state, lease_until = NULL, leased_by = NULL WHERE batch_id = @id AND state IN (0, 6)", cancellationToken,
+                var ended = await ExecuteAsync(connection, tx, EndUnsentOfBatch, cancellationToken,
                     ("id", batchId), ("state", (int)state));
                 await ExecuteAsync(connection, tx, cancel
                         ? "UPDATE batches SET cancelled = cancelled + @n, total = GREATEST(total, (SELECT COUNT(*) FROM items WHERE batch_id = @id)) WHERE id = @id"
@@ -187,6 +203,11 @@ public sealed partial class PostgresBatchStore
 
             return 0;
         }, cancellationToken);
+
+    private static readonly string RequeueItems = $"""
+        UPDATE items SET state = {(int)ItemState.Queued}, attempts = 0, next_attempt_at = 0, lease_until = NULL, leased_by = NULL, last_error = NULL
+        WHERE batch_id = @id AND state IN ({(int)ItemState.Failed}, {(int)ItemState.Expired})
+        """;
 
     /// <inheritdoc />
     public Task<long> RequeueFailedAsync(string batchId, DateTimeOffset? expiresAt, CancellationToken cancellationToken)
@@ -201,9 +222,7 @@ public sealed partial class PostgresBatchStore
             }
 
             await ExecuteAsync(connection, tx, StoreSql.DeleteRequeuedResults, cancellationToken, ("id", batchId));
-            var requeued = await ExecuteAsync(connection, tx,
-                "UPDATE items SET state = 0, attempts = 0, next_attempt_at = 0, lease_until = NULL, leased_by = NULL, last_error = NULL WHERE batch_id = @id AND state IN (3, 5)",
-                cancellationToken, ("id", batchId));
+            var requeued = await ExecuteAsync(connection, tx, RequeueItems, cancellationToken, ("id", batchId));
             await NotifyAsync(connection, tx, cancellationToken);
             return (long)requeued;
         }, cancellationToken);
@@ -216,23 +235,25 @@ public sealed partial class PostgresBatchStore
         return InTransactionAsync((connection, tx) => ExecuteAsync(connection, tx, StoreSql.SetBudget, cancellationToken, ("id", batchId), ("budget", budgetNanos)), cancellationToken);
     }
 
+    private static readonly string FinishBatch = $"""
+        WITH ending AS (
+            SELECT id, CASE WHEN status = {StoredStatus.Cancelling} THEN {StoredStatus.Cancelled} WHEN expired_at IS NOT NULL THEN {StoredStatus.Expired} ELSE {StoredStatus.Completed} END AS ending
+            FROM batches WHERE id = @id AND status IN ({StoredStatus.InProgress}, {StoredStatus.Cancelling}) AND succeeded + failed + cancelled + expired >= total)
+        UPDATE batches b SET
+            ending = e.ending,
+            status = CASE WHEN b.needs_files THEN {StoredStatus.Finalizing} ELSE e.ending END,
+            finalizing_at = CASE WHEN b.needs_files THEN @now ELSE b.finalizing_at END,
+            completed_at = CASE WHEN NOT b.needs_files AND e.ending = {StoredStatus.Completed} THEN @now ELSE b.completed_at END,
+            cancelled_at = CASE WHEN NOT b.needs_files AND e.ending = {StoredStatus.Cancelled} THEN @now ELSE b.cancelled_at END
+        FROM ending e WHERE b.id = e.id
+        RETURNING b.id
+        """;
+
     /// <summary>
     /// Ends a batch once every item has ended: it will end completed, cancelled or expired.
     /// Batches of the API doors first become finalizing (their result files are written); the
     /// others take their end at once. Returns whether the batch ended here.
     /// </summary>
     private static async Task<bool> FinishBatchAsync(NpgsqlConnection connection, NpgsqlTransaction tx, string batchId, long now, CancellationToken cancellationToken) =>
-        await ScalarAsync(connection, tx, """
-            WITH ending AS (
-                SELECT id, CASE WHEN status = 'cancelling' THEN 'cancelled' WHEN expired_at IS NOT NULL THEN 'expired' ELSE 'completed' END AS ending
-                FROM batches WHERE id = @id AND status IN ('in_progress', 'cancelling') AND succeeded + failed + cancelled + expired >= total)
-            UPDATE batches b SET
-                ending = e.ending,
-                status = CASE WHEN b.needs_files THEN 'finalizing' ELSE e.ending END,
-                finalizing_at = CASE WHEN b.needs_files THEN @now ELSE b.finalizing_at END,
-                completed_at = CASE WHEN NOT b.needs_files AND e.ending = 'completed' THEN @now ELSE b.completed_at END,
-                cancelled_at = CASE WHEN NOT b.needs_files AND e.ending = 'cancelled' THEN @now ELSE b.cancelled_at END
-            FROM ending e WHERE b.id = e.id
-            RETURNING b.id
-            """, cancellationToken, ("id", batchId), ("now", now)) is not null;
+        await ScalarAsync(connection, tx, FinishBatch, cancellationToken, ("id", batchId), ("now", now)) is not null;
 }

@@ -1,3 +1,5 @@
+using Shepherd.Engine.Model;
+
 namespace Shepherd.Engine.Storage;
 
 public sealed partial class PostgresBatchStore
@@ -8,8 +10,12 @@ public sealed partial class PostgresBatchStore
     /// <summary>Taken while migrating, so nodes starting together migrate once.</summary>
     private const long MigrationLock = 0x5368657068657264;
 
-    /// <summary>The schema, one step per version: a database at version n runs the steps after n, in one transaction.</summary>
-    private static readonly string[] Migrations = [SchemaVersion1, SchemaVersion2];
+    /// <summary>
+    /// The schema, one step per version: a database at version n runs the steps after n, in one
+    /// transaction. (A property: as a field it would be set before the steps below it that are
+    /// not constants.)
+    /// </summary>
+    private static string[] Migrations => [SchemaVersion1, SchemaVersion2];
 
     /// <summary>Version 2: the hash of the body an idempotency key was first used with.</summary>
     private const string SchemaVersion2 = """
@@ -19,9 +25,10 @@ public sealed partial class PostgresBatchStore
     /// <summary>
     /// Version 1: what the embedded store holds (batches, items and their bodies, results, files,
     /// native jobs) plus what nodes share: file contents in chunks, the nodes with their
-    /// heartbeats and lanes, and roles held by lease. Times are Unix milliseconds.
+    /// heartbeats and lanes, and roles held by lease. Times are Unix milliseconds. The partial
+    /// indexes' predicates are the states the claims and releases name, written in as they write them.
     /// </summary>
-    private const string SchemaVersion1 = """
+    private static readonly string SchemaVersion1 = $$"""
         CREATE TABLE batches (
             seq bigserial UNIQUE,
             id text PRIMARY KEY,
@@ -93,8 +100,8 @@ public sealed partial class PostgresBatchStore
         );
         CREATE UNIQUE INDEX ux_items_custom_id ON items (batch_id, custom_id);
         CREATE UNIQUE INDEX ux_items_line ON items (batch_id, line);
-        CREATE INDEX ix_items_queued ON items (model, priority DESC, next_attempt_at, id) WHERE state = 0;
-        CREATE INDEX ix_items_leased ON items (leased_by) WHERE state = 1;
+        CREATE INDEX ix_items_queued ON items (model, priority DESC, next_attempt_at, id) WHERE state = {{(int)ItemState.Queued}};
+        CREATE INDEX ix_items_leased ON items (leased_by) WHERE state = {{(int)ItemState.Leased}};
         CREATE TABLE item_bodies (
             item_id bigint PRIMARY KEY,
             body bytea NOT NULL

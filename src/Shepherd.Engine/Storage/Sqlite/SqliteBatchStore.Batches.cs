@@ -10,16 +10,36 @@ public sealed partial class SqliteBatchStore
     /// Batches of the API doors first become finalizing (their result files are written);
     /// the others take their end at once.
     /// </summary>
-    private const string FinishBatch = """
-        UPDATE batches SET ending = CASE WHEN status = 'cancelling' THEN 'cancelled' WHEN expired_at IS NOT NULL THEN 'expired' ELSE 'completed' END
-        WHERE id = $id AND status IN ('in_progress', 'cancelling') AND succeeded + failed + cancelled + expired >= total;
+    private static readonly string FinishBatch = $"""
+        UPDATE batches SET ending = CASE WHEN status = {StoredStatus.Cancelling} THEN {StoredStatus.Cancelled} WHEN expired_at IS NOT NULL THEN {StoredStatus.Expired} ELSE {StoredStatus.Completed} END
+        WHERE id = $id AND status IN ({StoredStatus.InProgress}, {StoredStatus.Cancelling}) AND succeeded + failed + cancelled + expired >= total;
         UPDATE batches SET
-            status = CASE WHEN needs_files = 1 THEN 'finalizing' ELSE ending END,
+            status = CASE WHEN needs_files = 1 THEN {StoredStatus.Finalizing} ELSE ending END,
             finalizing_at = CASE WHEN needs_files = 1 THEN $now ELSE finalizing_at END,
-            completed_at = CASE WHEN needs_files = 0 AND ending = 'completed' THEN $now ELSE completed_at END,
-            cancelled_at = CASE WHEN needs_files = 0 AND ending = 'cancelled' THEN $now ELSE cancelled_at END
-        WHERE id = $id AND status IN ('in_progress', 'cancelling') AND ending IS NOT NULL
+            completed_at = CASE WHEN needs_files = 0 AND ending = {StoredStatus.Completed} THEN $now ELSE completed_at END,
+            cancelled_at = CASE WHEN needs_files = 0 AND ending = {StoredStatus.Cancelled} THEN $now ELSE cancelled_at END
+        WHERE id = $id AND status IN ({StoredStatus.InProgress}, {StoredStatus.Cancelling}) AND ending IS NOT NULL
         """;
+
+    private static readonly string ActiveBatches = $"SELECT {StoreRows.BatchColumns} FROM batches WHERE status = {StoredStatus.InProgress} ORDER BY created_at, rowid";
+
+    private static readonly string ActiveModels = $"""
+        SELECT DISTINCT m.model FROM batch_models m JOIN batches b ON b.id = m.batch_id
+        WHERE b.status = {StoredStatus.InProgress} AND ($batch IS NULL OR b.id = $batch) AND ($batch IS NOT NULL OR b.mode = {(int)BatchMode.Realtime})
+        ORDER BY m.model
+        """;
+
+    private static readonly string InsertBatch = $"""
+        INSERT INTO batches (id, format, endpoint, status, source, created_at, priority, expires_at, owner, door, needs_files,
+            input_file_id, completion_window, metadata, model, idempotency_key, idempotency_sha256, budget_nanos, mode)
+        VALUES ($id, 0, $endpoint, {StoredStatus.Validating}, $source, $now, $priority, $expires, $owner, $door, $needs_files,
+            $input_file_id, $completion_window, $metadata, $model, $idempotency_key, $idempotency_sha256, $budget, $mode)
+        ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        """;
+
+    private static readonly string FinalizingBatches = $"SELECT {StoreRows.BatchColumns} FROM batches WHERE status = {StoredStatus.Finalizing} ORDER BY rowid";
+
+    private static readonly string ValidatingBatches = $"SELECT {StoreRows.BatchColumns} FROM batches WHERE status = {StoredStatus.Validating} ORDER BY rowid";
 
     /// <inheritdoc />
     public async Task<BatchRecord?> GetBatchAsync(string batchId, CancellationToken cancellationToken)
@@ -41,16 +61,12 @@ public sealed partial class SqliteBatchStore
     public async Task<IReadOnlyList<BatchRecord>> ListActiveBatchesAsync(CancellationToken cancellationToken)
     {
         await using var connection = Open();
-        return ReadBatches(connection, $"SELECT {StoreRows.BatchColumns} FROM batches WHERE status = 'in_progress' ORDER BY created_at, rowid");
+        return ReadBatches(connection, ActiveBatches);
     }
 
     /// <inheritdoc />
     public async Task<IReadOnlyList<string>> ListActiveModelsAsync(string? batchId, CancellationToken cancellationToken) =>
-        await QueryAsync("""
-            SELECT DISTINCT m.model FROM batch_models m JOIN batches b ON b.id = m.batch_id
-            WHERE b.status = 'in_progress' AND ($batch IS NULL OR b.id = $batch) AND ($batch IS NOT NULL OR b.mode = 0)
-            ORDER BY m.model
-            """, r => r.GetString(0), ("$batch", batchId));
+        await QueryAsync(ActiveModels, r => r.GetString(0), ("$batch", batchId));
 
     /// <inheritdoc />
     public async Task<IReadOnlyList<string>> ListModelsAsync(string batchId, CancellationToken cancellationToken) =>
@@ -63,13 +79,7 @@ public sealed partial class SqliteBatchStore
         return WriteAsync(writer =>
         {
             using var command = writer.CreateCommand();
-            command.CommandText = """
-                INSERT INTO batches (id, format, endpoint, status, source, created_at, priority, expires_at, owner, door, needs_files,
-                    input_file_id, completion_window, metadata, model, idempotency_key, idempotency_sha256, budget_nanos, mode)
-                VALUES ($id, 0, $endpoint, 'validating', $source, $now, $priority, $expires, $owner, $door, $needs_files,
-                    $input_file_id, $completion_window, $metadata, $model, $idempotency_key, $idempotency_sha256, $budget, $mode)
-                ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-                """;
+            command.CommandText = InsertBatch;
             var now = _time.GetUtcNow();
             Bind(command, [
                 ("$id", batch.Id), ("$endpoint", batch.Endpoint), ("$source", batch.Source), ("$now", now.ToUnixTimeMilliseconds()),
@@ -107,14 +117,14 @@ public sealed partial class SqliteBatchStore
     public async Task<IReadOnlyList<BatchRecord>> ListFinalizingBatchesAsync(CancellationToken cancellationToken)
     {
         await using var connection = Open();
-        return ReadBatches(connection, $"SELECT {StoreRows.BatchColumns} FROM batches WHERE status = 'finalizing' ORDER BY rowid");
+        return ReadBatches(connection, FinalizingBatches);
     }
 
     /// <inheritdoc />
     public async Task<IReadOnlyList<BatchRecord>> ListValidatingBatchesAsync(CancellationToken cancellationToken)
     {
         await using var connection = Open();
-        return ReadBatches(connection, $"SELECT {StoreRows.BatchColumns} FROM batches WHERE status = 'validating' ORDER BY rowid");
+        return ReadBatches(connection, ValidatingBatches);
     }
 
     /// <inheritdoc />
@@ -150,7 +160,7 @@ public sealed partial class SqliteBatchStore
             }
 
             // Due from now: items of earlier batches stay ahead within a priority, in the claim index's own order.
-            UpdateItemsInSteps(writer, tx, batchId, "state = 0, next_attempt_at = $now", "state = 6", ("$now", Now()));
+            UpdateItemsInSteps(writer, tx, batchId, $"state = {(int)ItemState.Queued}, next_attempt_at = $now", $"state = {(int)ItemState.Staged}", ("$now", Now()));
             tx.Commit();
             return 0;
         }, cancellationToken);
@@ -198,7 +208,7 @@ public sealed partial class SqliteBatchStore
             var marked = Execute(writer, cancel ? StoreSql.MarkCancelling : StoreSql.MarkExpired, tx, ("@id", batchId), ("@now", now.ToUnixTimeMilliseconds()));
             if (marked == 1)
             {
-                var ended = UpdateItemsInSteps(writer, tx, batchId, "state = $state, lease_until = NULL", "state IN (0, 6)", ("$state", (int)state));
+                var ended = UpdateItemsInSteps(writer, tx, batchId, "state = $state, lease_until = NULL", $"state IN ({(int)ItemState.Queued}, {(int)ItemState.Staged})", ("$state", (int)state));
                 Execute(writer, cancel
                         ? "UPDATE batches SET cancelled = cancelled + @n, total = MAX(total, (SELECT COUNT(*) FROM items WHERE batch_id = @id)) WHERE id = @id"
                         : StoreSql.AddExpired,
@@ -224,7 +234,8 @@ public sealed partial class SqliteBatchStore
             }
 
             Execute(writer, StoreSql.DeleteRequeuedResults, tx, ("@id", batchId));
-            var requeued = UpdateItemsInSteps(writer, tx, batchId, "state = 0, attempts = 0, next_attempt_at = 0, lease_until = NULL, last_error = NULL", "state IN (3, 5)");
+            var requeued = UpdateItemsInSteps(writer, tx, batchId,
+                $"state = {(int)ItemState.Queued}, attempts = 0, next_attempt_at = 0, lease_until = NULL, last_error = NULL", $"state IN ({(int)ItemState.Failed}, {(int)ItemState.Expired})");
             tx.Commit();
             return (long)requeued;
         }, cancellationToken);

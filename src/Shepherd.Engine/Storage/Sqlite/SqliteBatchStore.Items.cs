@@ -1,4 +1,3 @@
-using System.Globalization;
 using Microsoft.Data.Sqlite;
 using Shepherd.Engine.Model;
 
@@ -6,6 +5,15 @@ namespace Shepherd.Engine.Storage;
 
 public sealed partial class SqliteBatchStore
 {
+    private static readonly string PriorityOfValidating = $"SELECT priority FROM batches WHERE id = $batch AND status = {StoredStatus.Validating}";
+
+    /// <summary>Stages one imported item (parameters by position); returns its id, or no row when the batch holds its custom id already.</summary>
+    private static readonly string InsertItem = $"""
+        INSERT INTO items (batch_id, line, custom_id, model, state, priority) VALUES (?1, ?2, ?3, ?4, {(int)ItemState.Staged}, ?5)
+        ON CONFLICT (batch_id, custom_id) DO NOTHING
+        RETURNING id
+        """;
+
     /// <inheritdoc />
     public Task<IReadOnlyList<DuplicateCustomId>> AddItemsAsync(string batchId, IReadOnlyList<ImportItem> items, CancellationToken cancellationToken)
     {
@@ -14,13 +22,9 @@ public sealed partial class SqliteBatchStore
         return WriteAsync<IReadOnlyList<DuplicateCustomId>>(writer =>
         {
             using var tx = writer.BeginTransaction();
-            var priority = Convert.ToInt64(Scalar(writer, "SELECT priority FROM batches WHERE id = $batch AND status = 'validating'", tx, ("$batch", batchId))
+            var priority = Convert.ToInt64(Scalar(writer, PriorityOfValidating, tx, ("$batch", batchId))
                 ?? throw new StoreException($"Batch {batchId} is not being validated."));
-            var insert = Prepared(writer, """
-                INSERT INTO items (batch_id, line, custom_id, model, state, priority) VALUES (?1, ?2, ?3, ?4, 6, ?5)
-                ON CONFLICT (batch_id, custom_id) DO NOTHING
-                RETURNING id
-                """);
+            var insert = Prepared(writer, InsertItem);
             var body = Prepared(writer, "INSERT INTO item_bodies (item_id, body) VALUES (?1, ?2)");
             foreach (var model in items.Select(i => i.Model).Distinct(StringComparer.Ordinal))
             {
@@ -46,6 +50,21 @@ public sealed partial class SqliteBatchStore
         }, cancellationToken);
     }
 
+    private static readonly string UncountOpenJobsLeases = $"""
+        UPDATE items SET attempts = attempts - 1
+        WHERE state = {(int)ItemState.Leased}
+            AND id IN (SELECT t.item_id FROM native_job_items t JOIN native_jobs j ON j.id = t.job_id WHERE j.status = {(int)NativeJobStatus.Submitted})
+        """;
+
+    private static readonly string ReleaseAll = $"UPDATE items SET state = {(int)ItemState.Queued}, lease_until = NULL WHERE state = {(int)ItemState.Leased}";
+
+    private static readonly string StoppingBatches = $"""
+        SELECT id FROM batches
+        WHERE mode = {(int)BatchMode.Realtime} AND (status = {StoredStatus.Cancelling} OR (status = {StoredStatus.InProgress} AND expired_at IS NOT NULL))
+        """;
+
+    private static readonly string EndStoppedItems = $"UPDATE items SET state = $state WHERE batch_id = $id AND state IN ({(int)ItemState.Queued}, {(int)ItemState.Staged})";
+
     /// <inheritdoc />
     public Task<int> ReleaseLeasesAsync(CancellationToken cancellationToken) =>
         WriteAsync(writer =>
@@ -53,17 +72,14 @@ public sealed partial class SqliteBatchStore
             using var tx = writer.BeginTransaction();
             // An item of a job still open at its provider was not sent again by the stop: the runner
             // leases it back to that job, and that lease must not count as another attempt.
-            Execute(writer, """
-                UPDATE items SET attempts = attempts - 1
-                WHERE state = 1 AND id IN (SELECT t.item_id FROM native_job_items t JOIN native_jobs j ON j.id = t.job_id WHERE j.status = 0)
-                """, tx);
-            var released = Execute(writer, "UPDATE items SET state = 0, lease_until = NULL WHERE state = 1", tx);
+            Execute(writer, UncountOpenJobsLeases, tx);
+            var released = Execute(writer, ReleaseAll, tx);
 
             // A realtime batch that was cancelling, or past its window, sends nothing more: what was in
             // flight at the stop ends now, as the rest did, so the batch can end.
             var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
             var stopping = new List<string>();
-            using (var select = Prepare(writer, tx, "SELECT id FROM batches WHERE mode = 0 AND (status = 'cancelling' OR (status = 'in_progress' AND expired_at IS NOT NULL))"))
+            using (var select = Prepare(writer, tx, StoppingBatches))
             using (var reader = select.ExecuteReader())
             {
                 while (reader.Read())
@@ -74,8 +90,8 @@ public sealed partial class SqliteBatchStore
 
             foreach (var batchId in stopping)
             {
-                var cancelling = Convert.ToInt32(Scalar(writer, "SELECT status = 'cancelling' FROM batches WHERE id = $id", tx, ("$id", batchId)), CultureInfo.InvariantCulture) == 1;
-                var ended = Execute(writer, "UPDATE items SET state = $state WHERE batch_id = $id AND state IN (0, 6)", tx,
+                var cancelling = IsCancelling(writer, tx, batchId);
+                var ended = Execute(writer, EndStoppedItems, tx,
                     ("$id", batchId), ("$state", (int)(cancelling ? ItemState.Cancelled : ItemState.Expired)));
                 Execute(writer, cancelling ? "UPDATE batches SET cancelled = cancelled + @n WHERE id = @id" : StoreSql.AddExpired, tx, ("@id", batchId), ("@n", ended));
                 Execute(writer, FinishBatch, tx, ("$id", batchId), ("$now", now));
@@ -85,6 +101,29 @@ public sealed partial class SqliteBatchStore
             return released;
         }, cancellationToken);
 
+    /// <summary>
+    /// The next queued items of a model that are due, by the claim index (whose predicate, the
+    /// queued state, is written in as the same number, so SQLite can use it).
+    /// </summary>
+    private static readonly string ClaimableItems = $"""
+        SELECT i.id, i.line, i.custom_id, i.model, i.attempts, b.body, i.batch_id, i.priority, t.endpoint, i.lease
+        FROM items i INDEXED BY ix_items_queued JOIN item_bodies b ON b.item_id = i.id JOIN batches t ON t.id = i.batch_id
+        WHERE i.model = $model AND i.state = {(int)ItemState.Queued} AND i.next_attempt_at <= $now AND ($batch IS NULL OR i.batch_id = $batch)
+            AND ($batch IS NOT NULL OR t.mode = {(int)BatchMode.Realtime})
+        ORDER BY i.priority DESC, i.next_attempt_at, i.id
+        LIMIT $max
+        """;
+
+    private static readonly string LeaseItems = $"""
+        UPDATE items SET state = {(int)ItemState.Leased}, attempts = attempts + 1, lease = lease + 1, lease_until = $until
+        WHERE id IN (SELECT value FROM json_each($ids))
+        """;
+
+    private static readonly string NextDue = $"""
+        SELECT MIN(i.next_attempt_at) FROM items i JOIN batches t ON t.id = i.batch_id
+        WHERE i.model = $model AND i.state = {(int)ItemState.Queued} AND ($batch IS NULL OR i.batch_id = $batch) AND ($batch IS NOT NULL OR t.mode = {(int)BatchMode.Realtime})
+        """;
+
     /// <inheritdoc />
     public Task<IReadOnlyList<ClaimedItem>> ClaimAsync(string model, string? batchId, int max, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken)
     {
@@ -93,14 +132,7 @@ public sealed partial class SqliteBatchStore
         return WriteAsync<IReadOnlyList<ClaimedItem>>(writer =>
         {
             using var tx = writer.BeginTransaction();
-            using var select = Prepare(writer, tx, """
-                SELECT i.id, i.line, i.custom_id, i.model, i.attempts, b.body, i.batch_id, i.priority, t.endpoint, i.lease
-                FROM items i INDEXED BY ix_items_queued JOIN item_bodies b ON b.item_id = i.id JOIN batches t ON t.id = i.batch_id
-                WHERE i.model = $model AND i.state = 0 AND i.next_attempt_at <= $now AND ($batch IS NULL OR i.batch_id = $batch)
-                    AND ($batch IS NOT NULL OR t.mode = 0)
-                ORDER BY i.priority DESC, i.next_attempt_at, i.id
-                LIMIT $max
-                """, ("$model", SqliteType.Text), ("$batch", SqliteType.Text), ("$now", SqliteType.Integer), ("$max", SqliteType.Integer));
+            using var select = Prepare(writer, tx, ClaimableItems, ("$model", SqliteType.Text), ("$batch", SqliteType.Text), ("$now", SqliteType.Integer), ("$max", SqliteType.Integer));
             select.Parameters["$model"].Value = model;
             select.Parameters["$batch"].Value = (object?)batchId ?? DBNull.Value;
             select.Parameters["$now"].Value = now.ToUnixTimeMilliseconds();
@@ -122,10 +154,7 @@ public sealed partial class SqliteBatchStore
             // One statement leases the whole chunk: the same +1 the rows above were read with.
             if (claimed.Count > 0)
             {
-                Execute(writer, """
-                    UPDATE items SET state = 1, attempts = attempts + 1, lease = lease + 1, lease_until = $until
-                    WHERE id IN (SELECT value FROM json_each($ids))
-                    """, tx, ("$until", leaseUntil.ToUnixTimeMilliseconds()), ("$ids", "[" + string.Join(',', claimed.Select(item => item.ItemId)) + "]"));
+                Execute(writer, LeaseItems, tx, ("$until", leaseUntil.ToUnixTimeMilliseconds()), ("$ids", "[" + string.Join(',', claimed.Select(item => item.ItemId)) + "]"));
             }
 
             tx.Commit();
@@ -138,13 +167,28 @@ public sealed partial class SqliteBatchStore
     {
         ArgumentNullException.ThrowIfNull(model);
         await using var connection = Open();
-        var due = Scalar(connection, """
-            SELECT MIN(i.next_attempt_at) FROM items i JOIN batches t ON t.id = i.batch_id
-            WHERE i.model = $model AND i.state = 0 AND ($batch IS NULL OR i.batch_id = $batch) AND ($batch IS NOT NULL OR t.mode = 0)
-            """, null,
-            ("$model", model), ("$batch", batchId));
+        var due = Scalar(connection, NextDue, null, ("$model", model), ("$batch", batchId));
         return due is long ms ? DateTimeOffset.FromUnixTimeMilliseconds(ms) : null;
     }
+
+    // The statements a commit runs for each item, by position: ?1 item id, ?2 the lease the
+    // outcome was decided under, then as named. Each changes the item only while that lease holds.
+    private static readonly string EndItem =
+        $"UPDATE items SET state = ?3, lease_until = NULL, last_error = ?4 WHERE id = ?1 AND state = {(int)ItemState.Leased} AND lease = ?2";
+
+    private static readonly string RetryItem =
+        $"UPDATE items SET state = {(int)ItemState.Queued}, lease_until = NULL, next_attempt_at = ?3, last_error = ?4 WHERE id = ?1 AND state = {(int)ItemState.Leased} AND lease = ?2";
+
+    private static readonly string ReleaseItem =
+        $"UPDATE items SET state = {(int)ItemState.Queued}, lease_until = NULL, attempts = attempts - 1 WHERE id = ?1 AND state = {(int)ItemState.Leased} AND lease = ?2";
+
+    private static readonly string EndUnsentItem =
+        $"UPDATE items SET state = ?3, lease_until = NULL, attempts = attempts - 1 WHERE id = ?1 AND state = {(int)ItemState.Leased} AND lease = ?2";
+
+    private const string InsertResult = """
+        INSERT INTO results (item_id, status_code, request_id, body, error_code, error_message, input_tokens, output_tokens, cached_tokens, cost_nanos, latency_ms, finished_at)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+        """;
 
     /// <inheritdoc />
     public Task<CommitSummary> CommitAsync(IReadOnlyList<ItemOutcome> outcomes, DateTimeOffset now, CancellationToken cancellationToken)
@@ -158,15 +202,11 @@ public sealed partial class SqliteBatchStore
         return WriteAsync(writer =>
         {
             using var tx = writer.BeginTransaction();
-            // Parameters: ?1 item id, ?2 the lease the outcome was decided under, then as named.
-            var end = Prepared(writer, "UPDATE items SET state = ?3, lease_until = NULL, last_error = ?4 WHERE id = ?1 AND state = 1 AND lease = ?2");
-            var retry = Prepared(writer, "UPDATE items SET state = 0, lease_until = NULL, next_attempt_at = ?3, last_error = ?4 WHERE id = ?1 AND state = 1 AND lease = ?2");
-            var release = Prepared(writer, "UPDATE items SET state = 0, lease_until = NULL, attempts = attempts - 1 WHERE id = ?1 AND state = 1 AND lease = ?2");
-            var unsent = Prepared(writer, "UPDATE items SET state = ?3, lease_until = NULL, attempts = attempts - 1 WHERE id = ?1 AND state = 1 AND lease = ?2");
-            var result = Prepared(writer, """
-                INSERT INTO results (item_id, status_code, request_id, body, error_code, error_message, input_tokens, output_tokens, cached_tokens, cost_nanos, latency_ms, finished_at)
-                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-                """);
+            var end = Prepared(writer, EndItem);
+            var retry = Prepared(writer, RetryItem);
+            var release = Prepared(writer, ReleaseItem);
+            var unsent = Prepared(writer, EndUnsentItem);
+            var result = Prepared(writer, InsertResult);
             var plan = CommitPlan.Of(outcomes, batchId => IsCancelling(writer, tx, batchId));
             foreach (var outcome in plan.Released.Outcomes)
             {
@@ -221,7 +261,9 @@ public sealed partial class SqliteBatchStore
         }, cancellationToken);
     }
 
-    /// <summary>Whether <paramref name="batchId"/> is being cancelled, read in the commit's transaction.</summary>
+    private static readonly string StatusIsCancelling = $"SELECT status = {StoredStatus.Cancelling} FROM batches WHERE id = $id";
+
+    /// <summary>Whether <paramref name="batchId"/> is being cancelled, read in the writer's transaction.</summary>
     private static bool IsCancelling(SqliteConnection writer, SqliteTransaction tx, string batchId) =>
-        Scalar(writer, "SELECT status FROM batches WHERE id = $id", tx, ("$id", batchId)) is "cancelling";
+        Scalar(writer, StatusIsCancelling, tx, ("$id", batchId)) is 1L;
 }

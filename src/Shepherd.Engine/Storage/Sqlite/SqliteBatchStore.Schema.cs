@@ -1,3 +1,5 @@
+using Shepherd.Engine.Model;
+
 namespace Shepherd.Engine.Storage;
 
 public sealed partial class SqliteBatchStore
@@ -5,8 +7,12 @@ public sealed partial class SqliteBatchStore
     /// <summary>The schema version this code writes; a newer file is refused.</summary>
     public const int SchemaVersion = 7;
 
-    /// <summary>The schema, one step per version: a file at version n runs the steps after n, in one transaction.</summary>
-    private static readonly string[] Migrations = [SchemaVersion1, SchemaVersion2, SchemaVersion3, SchemaVersion4, SchemaVersion5, SchemaVersion6, SchemaVersion7];
+    /// <summary>
+    /// The schema, one step per version: a file at version n runs the steps after n, in one
+    /// transaction. (A property: as a field it would be set before the steps below it that are
+    /// not constants.)
+    /// </summary>
+    private static string[] Migrations => [SchemaVersion1, SchemaVersion2, SchemaVersion3, SchemaVersion4, SchemaVersion5, SchemaVersion6, SchemaVersion7];
 
     /// <summary>Version 7: the hash of the body an idempotency key was first used with.</summary>
     private const string SchemaVersion7 = """
@@ -82,7 +88,11 @@ public sealed partial class SqliteBatchStore
         CREATE INDEX ix_files_owner ON files (owner, purpose);
         """;
 
-    private const string SchemaVersion1 = """
+    /// <summary>
+    /// Version 1. The claim index's predicate is the queued state, written in as the claims write
+    /// it: SQLite uses a partial index only for a query that names the same value.
+    /// </summary>
+    private static readonly string SchemaVersion1 = $"""
         CREATE TABLE batches (
             id TEXT PRIMARY KEY,
             format INTEGER NOT NULL,
@@ -130,7 +140,7 @@ public sealed partial class SqliteBatchStore
         );
         CREATE UNIQUE INDEX ux_items_custom_id ON items (batch_id, custom_id);
         CREATE UNIQUE INDEX ux_items_line ON items (batch_id, line);
-        CREATE INDEX ix_items_queued ON items (model, priority DESC, next_attempt_at) WHERE state = 0;
+        CREATE INDEX ix_items_queued ON items (model, priority DESC, next_attempt_at) WHERE state = {(int)ItemState.Queued};
         CREATE TABLE item_bodies (
             item_id INTEGER PRIMARY KEY,
             body BLOB NOT NULL
