@@ -3,14 +3,13 @@ using System.Runtime.CompilerServices;
 using System.Text.Json;
 using Shepherd.Engine.Formats;
 using Shepherd.Engine.Model;
-using Shepherd.Engine.Upstreams;
 
 namespace Shepherd.Engine.Storage;
 
 /// <summary>
 /// What both stores share: the columns they read, how a row becomes a record, how errors and
-/// metadata are kept as JSON, and how outcomes add up per batch. The stores differ in SQL and
-/// in how they reach their database, not in what a row means.
+/// metadata are kept as JSON (what outcomes add up to per batch is <see cref="CommitPlan"/>'s).
+/// The stores differ in SQL and in how they reach their database, not in what a row means.
 /// </summary>
 internal static class StoreRows
 {
@@ -27,24 +26,6 @@ internal static class StoreRows
         "id, format, endpoint, status, source, source_sha256, source_bytes, created_at, in_progress_at, completed_at, failed_at, total, succeeded, failed, " +
         "input_tokens, output_tokens, errors, priority, expires_at, cancelling_at, cancelled_at, expired_at, cancelled, expired, " +
         "owner, door, input_file_id, completion_window, metadata, model, output_file_id, error_file_id, finalizing_at, idempotency_key, cost_nanos, unpriced, budget_nanos, budget_exceeded, mode";
-
-    /// <summary>
-    /// Gives a batch back what the results of its failed and expired items counted and opens it
-    /// again (parameters <c>@id</c>, <c>@expires</c>). It changes nothing when the batch has no
-    /// such item or was cancelled; the caller then leaves the items alone.
-    /// </summary>
-    internal const string RequeueFailedBatchSql = """
-        UPDATE batches SET
-            failed = failed - (SELECT COUNT(*) FROM items WHERE batch_id = @id AND state = 3),
-            expired = expired - (SELECT COUNT(*) FROM items WHERE batch_id = @id AND state = 5),
-            budget_exceeded = budget_exceeded - (SELECT COUNT(*) FROM items i JOIN results r ON r.item_id = i.id WHERE i.batch_id = @id AND i.state = 3 AND r.error_code = 'budget_exceeded'),
-            input_tokens = input_tokens - (SELECT COALESCE(SUM(r.input_tokens), 0) FROM items i JOIN results r ON r.item_id = i.id WHERE i.batch_id = @id AND i.state IN (3, 5)),
-            output_tokens = output_tokens - (SELECT COALESCE(SUM(r.output_tokens), 0) FROM items i JOIN results r ON r.item_id = i.id WHERE i.batch_id = @id AND i.state IN (3, 5)),
-            cost_nanos = cost_nanos - (SELECT COALESCE(SUM(r.cost_nanos), 0) FROM items i JOIN results r ON r.item_id = i.id WHERE i.batch_id = @id AND i.state IN (3, 5)),
-            status = 'in_progress', ending = NULL, completed_at = NULL, expired_at = NULL, finalizing_at = NULL, expires_at = @expires
-        WHERE id = @id AND status IN ('in_progress', 'completed', 'expired')
-            AND EXISTS (SELECT 1 FROM items WHERE batch_id = @id AND state IN (3, 5))
-        """;
 
     internal const string FileColumns = "id, owner, filename, purpose, bytes, created_at, batch_id";
 
@@ -95,7 +76,7 @@ internal static class StoreRows
             Id = r.GetString(0),
             Format = (InputFormat)r.GetInt32(1),
             Endpoint = r.IsDBNull(2) ? null : r.GetString(2),
-            Status = ParseStatus(r.GetString(3)),
+            Status = StoredStatus.Parse(r.GetString(3)),
             Source = r.IsDBNull(4) ? null : r.GetString(4),
             SourceSha256 = r.IsDBNull(5) ? null : r.GetString(5),
             SourceBytes = r.IsDBNull(6) ? null : r.GetInt64(6),
@@ -135,19 +116,6 @@ internal static class StoreRows
 
     internal static DateTimeOffset? ReadTime(DbDataReader reader, int ordinal) =>
         reader.IsDBNull(ordinal) ? null : DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(ordinal));
-
-    internal static BatchStatus ParseStatus(string status) => status switch
-    {
-        "validating" => BatchStatus.Validating,
-        "in_progress" => BatchStatus.InProgress,
-        "finalizing" => BatchStatus.Finalizing,
-        "completed" => BatchStatus.Completed,
-        "failed" => BatchStatus.Failed,
-        "cancelling" => BatchStatus.Cancelling,
-        "cancelled" => BatchStatus.Cancelled,
-        "expired" => BatchStatus.Expired,
-        _ => throw new StoreException($"Unknown batch status '{status}' in the state file."),
-    };
 
     internal static string SerializeErrors(IReadOnlyList<InputError> errors)
     {
@@ -204,49 +172,6 @@ internal static class StoreRows
             e.GetProperty("code").GetString()!,
             e.GetProperty("message").GetString()!,
             e.TryGetProperty("line", out var line) ? line.GetInt64() : null))];
-    }
-
-    internal struct BatchDelta
-    {
-        public long Succeeded;
-        public long Failed;
-        public long Cancelled;
-        public long Expired;
-        public long InputTokens;
-        public long OutputTokens;
-        public long CostNanos;
-        public long Unpriced;
-        public long BudgetExceeded;
-
-        public void AddUnsent(OutcomeKind kind)
-        {
-            if (kind == OutcomeKind.Cancelled)
-            {
-                Cancelled++;
-            }
-            else
-            {
-                Expired++;
-            }
-        }
-
-        public void Add(bool succeeded, AttemptResult result)
-        {
-            if (succeeded)
-            {
-                Succeeded++;
-            }
-            else
-            {
-                Failed++;
-            }
-
-            InputTokens += result.InputTokens;
-            OutputTokens += result.OutputTokens;
-            CostNanos += result.CostNanos;
-            Unpriced += result.Priced ? 0 : 1;
-            BudgetExceeded += result.ErrorCode == FailureCodes.BudgetExceeded ? 1 : 0;
-        }
     }
 
     internal static FileRecord ReadFile(DbDataReader r) =>
@@ -324,37 +249,8 @@ internal static class StoreRows
             CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(now.ToUnixTimeMilliseconds()),
         };
 
-    /// <summary>Answers, tokens and failures per bucket of <c>@width</c> milliseconds (SQL both stores read).</summary>
-    internal const string TimelineQuery = """
-        SELECT r.finished_at / @width, COUNT(*), SUM(r.input_tokens + r.output_tokens), SUM(CASE WHEN i.state = 3 THEN 1 ELSE 0 END)
-        FROM results r JOIN items i ON i.id = r.item_id
-        WHERE i.batch_id = @batch
-        GROUP BY 1 ORDER BY 1
-        """;
-
-    /// <summary>Failed items by kind: the HTTP status, or Shepherd's code when no HTTP answer came.</summary>
-    internal const string ErrorsQuery = """
-        SELECT CASE WHEN r.status_code IS NOT NULL THEN 'HTTP ' || r.status_code ELSE COALESCE(r.error_code, 'unknown') END AS kind, COUNT(*)
-        FROM results r JOIN items i ON i.id = r.item_id
-        WHERE i.batch_id = @batch AND i.state = 3
-        GROUP BY 1 ORDER BY 2 DESC, 1
-        """;
-
-    /// <summary>The latency of every answer that came over HTTP, ascending.</summary>
-    internal const string LatencyQuery = """
-        SELECT r.latency_ms FROM results r JOIN items i ON i.id = r.item_id
-        WHERE i.batch_id = @batch AND r.status_code IS NOT NULL
-        ORDER BY 1
-        """;
-
     internal static ActivityBucket ReadBucket(DbDataReader r, long width) =>
         new(DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(0) * width), r.GetInt64(1), r.IsDBNull(2) ? 0 : r.GetInt64(2), r.IsDBNull(3) ? 0 : r.GetInt64(3));
-
-    /// <summary>A tenant's open batches and their requests not yet ended.</summary>
-    internal const string UsageQuery = """
-        SELECT COUNT(*), CAST(COALESCE(SUM(total - succeeded - failed - cancelled - expired), 0) AS BIGINT)
-        FROM batches WHERE owner IS NOT DISTINCT FROM @owner AND status IN ('validating', 'in_progress', 'finalizing', 'cancelling')
-        """;
 
     internal static TenantUsage ReadUsage(DbDataReader r) => new(r.GetInt64(0), Math.Max(0, r.GetInt64(1)));
 }

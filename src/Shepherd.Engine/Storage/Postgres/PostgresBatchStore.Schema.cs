@@ -4,8 +4,18 @@ namespace Shepherd.Engine.Storage;
 
 public sealed partial class PostgresBatchStore
 {
-    /// <summary>The schema, one step per version: a database at version n runs the steps after n, in one transaction.</summary>
-    private static readonly string[] Migrations = [SchemaVersion1, SchemaVersion2];
+    /// <summary>The schema version this code writes; a newer database is refused.</summary>
+    public const int SchemaVersion = 2;
+
+    /// <summary>Taken while migrating, so nodes starting together migrate once.</summary>
+    private const long MigrationLock = 0x5368657068657264;
+
+    /// <summary>
+    /// The schema, one step per version: a database at version n runs the steps after n, in one
+    /// transaction. (A property: as a field it would be set before the steps below it that are
+    /// not constants.)
+    /// </summary>
+    private static string[] Migrations => [SchemaVersion1, SchemaVersion2];
 
     /// <summary>Version 2: the hash of the body an idempotency key was first used with.</summary>
     private const string SchemaVersion2 = """
@@ -15,9 +25,10 @@ public sealed partial class PostgresBatchStore
     /// <summary>
     /// Version 1: what the embedded store holds (batches, items and their bodies, results, files,
     /// native jobs) plus what nodes share: file contents in chunks, the nodes with their
-    /// heartbeats and lanes, and roles held by lease. Times are Unix milliseconds.
+    /// heartbeats and lanes, and roles held by lease. Times are Unix milliseconds. The partial
+    /// indexes' predicates are the states the claims and releases name, written in as they write them.
     /// </summary>
-    private const string SchemaVersion1 = """
+    private static readonly string SchemaVersion1 = $$"""
         CREATE TABLE batches (
             seq bigserial UNIQUE,
             id text PRIMARY KEY,
@@ -89,8 +100,8 @@ public sealed partial class PostgresBatchStore
         );
         CREATE UNIQUE INDEX ux_items_custom_id ON items (batch_id, custom_id);
         CREATE UNIQUE INDEX ux_items_line ON items (batch_id, line);
-        CREATE INDEX ix_items_queued ON items (model, priority DESC, next_attempt_at, id) WHERE state = 0;
-        CREATE INDEX ix_items_leased ON items (leased_by) WHERE state = 1;
+        CREATE INDEX ix_items_queued ON items (model, priority DESC, next_attempt_at, id) WHERE state = {{(int)ItemState.Queued}};
+        CREATE INDEX ix_items_leased ON items (leased_by) WHERE state = {{(int)ItemState.Leased}};
         CREATE TABLE item_bodies (
             item_id bigint PRIMARY KEY,
             body bytea NOT NULL
@@ -155,68 +166,4 @@ public sealed partial class PostgresBatchStore
             until_at bigint NOT NULL
         );
         """;
-
-    /// <summary>A commit's outcomes sorted by what each does to its item, ready to be written one statement per kind.</summary>
-    private sealed class CommitPlan
-    {
-        /// <summary>Handed back unsent: queued again, the attempt not counted.</summary>
-        public OutcomeSet Released { get; } = new();
-
-        /// <summary>Never sent, and ending: cancelled or expired.</summary>
-        public OutcomeSet Unsent { get; } = new();
-
-        /// <summary>Failed for a passing reason: queued again for a later attempt.</summary>
-        public OutcomeSet Retried { get; } = new();
-
-        /// <summary>Answered for good: succeeded or failed, with a result.</summary>
-        public OutcomeSet Ended { get; } = new();
-
-        /// <summary>Sorts <paramref name="outcomes"/>; an item handed back by a batch that is being cancelled ends cancelled, since nothing more of it is sent.</summary>
-        public static CommitPlan Of(IReadOnlyList<ItemOutcome> outcomes, HashSet<string> cancelling)
-        {
-            var plan = new CommitPlan();
-            foreach (var outcome in outcomes)
-            {
-                var set = outcome.Kind switch
-                {
-                    OutcomeKind.Released when cancelling.Contains(outcome.Item.BatchId) => plan.Unsent,
-                    OutcomeKind.Released => plan.Released,
-                    OutcomeKind.Cancelled or OutcomeKind.Expired => plan.Unsent,
-                    OutcomeKind.Retry => plan.Retried,
-                    _ => plan.Ended,
-                };
-                set.Add(outcome.Kind == OutcomeKind.Released && set == plan.Unsent ? outcome with { Kind = OutcomeKind.Cancelled } : outcome);
-            }
-
-            return plan;
-        }
-    }
-
-    /// <summary>Outcomes of one kind, as the arrays a set-based statement takes.</summary>
-    private sealed class OutcomeSet
-    {
-        public List<ItemOutcome> Outcomes { get; } = [];
-
-        public Dictionary<long, ItemOutcome> ById { get; } = [];
-
-        public void Add(ItemOutcome outcome)
-        {
-            Outcomes.Add(outcome);
-            ById[outcome.Item.ItemId] = outcome;
-        }
-
-        public long[] Ids() => [.. Outcomes.Select(o => o.Item.ItemId)];
-
-        public long[] Leases() => [.. Outcomes.Select(o => o.Item.Lease)];
-
-        public int[] States() => [.. Outcomes.Select(o => (int)(o.Kind switch
-        {
-            OutcomeKind.Succeeded => ItemState.Succeeded,
-            OutcomeKind.Cancelled => ItemState.Cancelled,
-            OutcomeKind.Expired => ItemState.Expired,
-            _ => ItemState.Failed,
-        }))];
-
-        public string?[] Errors() => [.. Outcomes.Select(o => o.Kind == OutcomeKind.Succeeded ? null : o.Result.Describe())];
-    }
 }

@@ -1,0 +1,21 @@
+using Shepherd.Engine.Model;
+
+namespace Shepherd.Engine.Storage;
+
+public sealed partial class PostgresBatchStore
+{
+    /// <inheritdoc />
+    public async Task<TenantUsage> GetUsageAsync(string? owner, CancellationToken cancellationToken) =>
+        (await QueryAsync(StoreSql.Usage, StoreRows.ReadUsage, cancellationToken, ("owner", owner))).Single();
+
+    /// <inheritdoc />
+    public async Task<BatchActivity> GetActivityAsync(string batchId, TimeSpan bucket, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        var width = Math.Max(1, (long)bucket.TotalMilliseconds);
+        return new BatchActivity(
+            await QueryAsync(StoreSql.Timeline, r => StoreRows.ReadBucket(r, width), cancellationToken, ("batch", batchId), ("width", width)),
+            await QueryAsync(StoreSql.Errors, r => new ErrorCount(r.GetString(0), r.GetInt64(1)), cancellationToken, ("batch", batchId)),
+            await QueryAsync(StoreSql.Latency, r => r.GetInt32(0), cancellationToken, ("batch", batchId)));
+    }
+}

@@ -1,0 +1,174 @@
+using Shepherd.Engine.Model;
+using Shepherd.Engine.Upstreams;
+
+namespace Shepherd.Engine.Storage;
+
+/// <summary>
+/// The statements both stores run word for word, written once. SQLite reads <c>@name</c>
+/// parameters as PostgreSQL does, so only the dialects' real differences stay in the stores:
+/// PostgreSQL's casts, arrays, sequences and row locks, SQLite's rowids, prepared statements and
+/// updates in steps. Item states and batch statuses are written in from <see cref="ItemState"/>
+/// and <see cref="StoredStatus"/>, once, when the class is first used.
+/// </summary>
+internal static class StoreSql
+{
+    /// <summary>One batch by its id (<c>@id</c>).</summary>
+    internal const string BatchById = $"SELECT {StoreRows.BatchColumns} FROM batches WHERE id = @id";
+
+    /// <summary>The models a batch's items name (<c>@batch</c>), whatever its status.</summary>
+    internal const string BatchModels = "SELECT model FROM batch_models WHERE batch_id = @batch ORDER BY model";
+
+    /// <summary>Forgets the models of a batch (<c>@batch</c>) whose items are read again.</summary>
+    internal const string ClearBatchModels = "DELETE FROM batch_models WHERE batch_id = @batch";
+
+    /// <summary>
+    /// Ends a batch (<c>@id</c>) whose result files are written (<c>@output</c>, <c>@errors</c>):
+    /// it takes the end it was given when its last item ended, at <c>@now</c>.
+    /// </summary>
+    internal static readonly string FinishFinalizing = $"""
+        UPDATE batches SET status = ending, output_file_id = @output, error_file_id = @errors,
+            completed_at = CASE WHEN ending = {StoredStatus.Completed} THEN @now ELSE completed_at END,
+            cancelled_at = CASE WHEN ending = {StoredStatus.Cancelled} THEN @now ELSE cancelled_at END
+        WHERE id = @id AND status = {StoredStatus.Finalizing}
+        """;
+
+    /// <summary>Opens a batch (<c>@id</c>) whose input was read whole, with what it was read as; changes nothing unless it was being validated.</summary>
+    internal static readonly string AcceptBatch = $"""
+        UPDATE batches SET status = {StoredStatus.InProgress}, format = @format, endpoint = @endpoint, total = @total,
+            source_sha256 = @sha, source_bytes = @bytes, in_progress_at = @now
+        WHERE id = @id AND status = {StoredStatus.Validating}
+        """;
+
+    /// <summary>Fails a batch (<c>@id</c>) whose input was refused, keeping the reasons (<c>@errors</c>).</summary>
+    internal static readonly string RejectBatch = $"UPDATE batches SET status = {StoredStatus.Failed}, failed_at = @now, errors = @errors WHERE id = @id";
+
+    /// <summary>Removes a batch (<c>@batch</c>) with its native jobs and models; its items are removed before, in chunks.</summary>
+    internal const string DeleteBatch = """
+        DELETE FROM native_job_items WHERE job_id IN (SELECT id FROM native_jobs WHERE batch_id = @batch);
+        DELETE FROM native_jobs WHERE batch_id = @batch;
+        DELETE FROM batch_models WHERE batch_id = @batch;
+        DELETE FROM batches WHERE id = @batch
+        """;
+
+    /// <summary>Marks a batch (<c>@id</c>) as being cancelled, unless it has ended already.</summary>
+    internal static readonly string MarkCancelling =
+        $"UPDATE batches SET status = {StoredStatus.Cancelling}, cancelling_at = @now WHERE id = @id AND status IN ({StoredStatus.Validating}, {StoredStatus.InProgress})";
+
+    /// <summary>Marks a batch (<c>@id</c>) in progress as past its window, once.</summary>
+    internal static readonly string MarkExpired = $"UPDATE batches SET expired_at = @now WHERE id = @id AND status = {StoredStatus.InProgress} AND expired_at IS NULL";
+
+    /// <summary>Counts <c>@n</c> items of a batch (<c>@id</c>) as expired.</summary>
+    internal const string AddExpired = "UPDATE batches SET expired = expired + @n WHERE id = @id";
+
+    /// <summary>
+    /// Gives a batch back what the results of its failed and expired items counted and opens it
+    /// again (parameters <c>@id</c>, <c>@expires</c>). It changes nothing when the batch has no
+    /// such item or was cancelled; the caller then leaves the items alone.
+    /// </summary>
+    internal static readonly string RequeueFailedBatch = $"""
+        UPDATE batches SET
+            failed = failed - (SELECT COUNT(*) FROM items WHERE batch_id = @id AND state = {(int)ItemState.Failed}),
+            expired = expired - (SELECT COUNT(*) FROM items WHERE batch_id = @id AND state = {(int)ItemState.Expired}),
+            budget_exceeded = budget_exceeded - (SELECT COUNT(*) FROM items i JOIN results r ON r.item_id = i.id WHERE i.batch_id = @id AND i.state = {(int)ItemState.Failed} AND r.error_code = '{FailureCodes.BudgetExceeded}'),
+            input_tokens = input_tokens - (SELECT COALESCE(SUM(r.input_tokens), 0) FROM items i JOIN results r ON r.item_id = i.id WHERE i.batch_id = @id AND i.state IN ({(int)ItemState.Failed}, {(int)ItemState.Expired})),
+            output_tokens = output_tokens - (SELECT COALESCE(SUM(r.output_tokens), 0) FROM items i JOIN results r ON r.item_id = i.id WHERE i.batch_id = @id AND i.state IN ({(int)ItemState.Failed}, {(int)ItemState.Expired})),
+            cost_nanos = cost_nanos - (SELECT COALESCE(SUM(r.cost_nanos), 0) FROM items i JOIN results r ON r.item_id = i.id WHERE i.batch_id = @id AND i.state IN ({(int)ItemState.Failed}, {(int)ItemState.Expired})),
+            status = {StoredStatus.InProgress}, ending = NULL, completed_at = NULL, expired_at = NULL, finalizing_at = NULL, expires_at = @expires
+        WHERE id = @id AND status IN ({StoredStatus.InProgress}, {StoredStatus.Completed}, {StoredStatus.Expired})
+            AND EXISTS (SELECT 1 FROM items WHERE batch_id = @id AND state IN ({(int)ItemState.Failed}, {(int)ItemState.Expired}))
+        """;
+
+    /// <summary>Removes the results of the failed and expired items of a batch (<c>@id</c>) that are queued again.</summary>
+    internal static readonly string DeleteRequeuedResults = $"DELETE FROM results WHERE item_id IN (SELECT id FROM items WHERE batch_id = @id AND state IN ({(int)ItemState.Failed}, {(int)ItemState.Expired}))";
+
+    /// <summary>Sets, or removes with null, a batch's budget (<c>@id</c>, <c>@budget</c>).</summary>
+    internal const string SetBudget = "UPDATE batches SET budget_nanos = @budget WHERE id = @id";
+
+    /// <summary>Adds what a commit's outcomes counted (a <see cref="BatchDelta"/>) to a batch's counts (<c>@id</c>).</summary>
+    internal const string AddCounts = """
+        UPDATE batches SET succeeded = succeeded + @s, failed = failed + @f, cancelled = cancelled + @c, expired = expired + @e,
+            input_tokens = input_tokens + @in, output_tokens = output_tokens + @out, cost_nanos = cost_nanos + @cost, unpriced = unpriced + @unpriced,
+            budget_exceeded = budget_exceeded + @over
+        WHERE id = @id
+        """;
+
+    /// <summary>
+    /// A batch's items (<c>@batch</c>) are removed this many at a time, each chunk in a transaction
+    /// of its own, so a large rejected batch never holds the store for long.
+    /// </summary>
+    private const string ChunkOfItems = "SELECT id FROM items WHERE batch_id = @batch ORDER BY id LIMIT 5000";
+
+    /// <summary>Removes the bodies and results of the next chunk of a batch's items (<c>@batch</c>); <see cref="DeleteChunkOfItems"/> then the items.</summary>
+    internal const string DeleteChunkOfAnswers = $"DELETE FROM results WHERE item_id IN ({ChunkOfItems}); DELETE FROM item_bodies WHERE item_id IN ({ChunkOfItems})";
+
+    /// <summary>Removes the next chunk of a batch's items (<c>@batch</c>); none is left when it removes none.</summary>
+    internal const string DeleteChunkOfItems = $"DELETE FROM items WHERE id IN ({ChunkOfItems})";
+
+    /// <summary>A page of a batch's results (<c>@batch</c>) in line order, after line <c>@after</c>.</summary>
+    internal const string ResultsPage = $"""
+        {StoreRows.ResultColumns}
+        WHERE i.batch_id = @batch AND i.line > @after
+        ORDER BY i.line
+        LIMIT @limit OFFSET @offset
+        """;
+
+    /// <summary>The result of one item of a batch (<c>@batch</c>), by its custom id (<c>@custom_id</c>).</summary>
+    internal const string ResultByCustomId = $"{StoreRows.ResultColumns} WHERE i.batch_id = @batch AND i.custom_id = @custom_id";
+
+    /// <summary>Records a stored file.</summary>
+    internal const string InsertFile = $"INSERT INTO files ({StoreRows.FileColumns}) VALUES (@id, @owner, @filename, @purpose, @bytes, @created, @batch)";
+
+    /// <summary>One file by its id (<c>@id</c>).</summary>
+    internal const string FileById = $"SELECT {StoreRows.FileColumns} FROM files WHERE id = @id";
+
+    /// <summary>Forgets a stored file (<c>@id</c>).</summary>
+    internal const string DeleteFile = "DELETE FROM files WHERE id = @id";
+
+    /// <summary>Records a job handed to a provider's batch API, open; returns its id.</summary>
+    internal static readonly string InsertNativeJob = $"""
+        INSERT INTO native_jobs (batch_id, upstream, provider_batch_id, status, created_at) VALUES (@batch, @upstream, @provider, {(int)NativeJobStatus.Submitted}, @now)
+        RETURNING id
+        """;
+
+    /// <summary>The jobs whose results are still to be read, oldest first.</summary>
+    internal static readonly string OpenNativeJobs = $"SELECT {StoreRows.NativeJobColumns} FROM native_jobs WHERE status = {(int)NativeJobStatus.Submitted} ORDER BY id";
+
+    /// <summary>A batch's jobs (<c>@batch</c>), oldest first.</summary>
+    internal const string NativeJobsOfBatch = $"SELECT {StoreRows.NativeJobColumns} FROM native_jobs WHERE batch_id = @batch ORDER BY id";
+
+    /// <summary>The items handed to a job (<c>@job</c>).</summary>
+    internal const string NativeJobItems = "SELECT item_id FROM native_job_items WHERE job_id = @job ORDER BY item_id";
+
+    /// <summary>Where a job is (<c>@id</c>, <c>@status</c>), and whether a cancel was sent for it (<c>@cancel</c>).</summary>
+    internal const string UpdateNativeJob = "UPDATE native_jobs SET status = @status, cancel_requested = @cancel WHERE id = @id";
+
+    /// <summary>Answers, tokens and failures per bucket of <c>@width</c> milliseconds.</summary>
+    internal static readonly string Timeline = $"""
+        SELECT r.finished_at / @width, COUNT(*), SUM(r.input_tokens + r.output_tokens), SUM(CASE WHEN i.state = {(int)ItemState.Failed} THEN 1 ELSE 0 END)
+        FROM results r JOIN items i ON i.id = r.item_id
+        WHERE i.batch_id = @batch
+        GROUP BY 1 ORDER BY 1
+        """;
+
+    /// <summary>Failed items by kind: the HTTP status, or Shepherd's code when no HTTP answer came.</summary>
+    internal static readonly string Errors = $"""
+        SELECT CASE WHEN r.status_code IS NOT NULL THEN 'HTTP ' || r.status_code ELSE COALESCE(r.error_code, 'unknown') END AS kind, COUNT(*)
+        FROM results r JOIN items i ON i.id = r.item_id
+        WHERE i.batch_id = @batch AND i.state = {(int)ItemState.Failed}
+        GROUP BY 1 ORDER BY 2 DESC, 1
+        """;
+
+    /// <summary>The latency of every answer that came over HTTP, ascending.</summary>
+    internal const string Latency = """
+        SELECT r.latency_ms FROM results r JOIN items i ON i.id = r.item_id
+        WHERE i.batch_id = @batch AND r.status_code IS NOT NULL
+        ORDER BY 1
+        """;
+
+    /// <summary>A tenant's open batches and their requests not yet ended.</summary>
+    internal static readonly string Usage = $"""
+        SELECT COUNT(*), CAST(COALESCE(SUM(total - succeeded - failed - cancelled - expired), 0) AS BIGINT)
+        FROM batches WHERE owner IS NOT DISTINCT FROM @owner
+            AND status IN ({StoredStatus.Validating}, {StoredStatus.InProgress}, {StoredStatus.Finalizing}, {StoredStatus.Cancelling})
+        """;
+}
