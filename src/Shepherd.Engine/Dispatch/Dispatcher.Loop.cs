@@ -264,13 +264,7 @@ public sealed partial class Dispatcher
 
                 if (!ended.TryGetValue(batchId, out var kind))
                 {
-                    var batch = await owner._store.GetBatchAsync(batchId, cancellationToken);
-                    kind = batch switch
-                    {
-                        { Status: BatchStatus.Cancelling or BatchStatus.Cancelled } => OutcomeKind.Cancelled,
-                        { ExpiredAt: not null } => OutcomeKind.Expired,
-                        _ => OutcomeKind.Released,
-                    };
+                    kind = OutcomePolicy.Unsent(await owner._store.GetBatchAsync(batchId, cancellationToken));
                     ended[batchId] = kind;
                 }
 
@@ -604,39 +598,32 @@ public sealed partial class Dispatcher
                 Verdict.Refused => "key_refused",
                 _ => "failed",
             }, response, result, latency);
-            if (verdict == Verdict.Success)
+            var decision = owner._policy.Decide(new Answer(verdict, item.Attempt)
             {
-                Emit(new ItemOutcome(item, OutcomeKind.Succeeded, result));
-            }
-            else if (verdict == Verdict.Refused || (verdict == Verdict.Transient && (response.StatusCode == 429 || lane.Upstream.IsDown)))
+                RateLimited = response.StatusCode == 429,
+                UpstreamDown = lane.Upstream.IsDown,
+                InFailureRun = lane.InFailureRun,
+                RetryAfter = retryAfter,
+            }, now);
+            if (decision.Kind is not { } kind)
             {
-                // A refused key, a rate limit or an outage says nothing about the request: it waits for the lane without using an attempt.
                 Requeue(work, lane, result);
+                return;
             }
-            else if (verdict == Verdict.Transient && item.Attempt < Options.MaxAttempts)
-            {
-                // A failure of a run waits as long as the upstream may need, and at least its retry-after.
-                // One among successes is retried soon: the upstream plainly answers, so a retry-after
-                // on it speaks of one backend's moment, not of the upstream.
-                var inRun = lane.InFailureRun;
-                TimeSpan delay;
-                lock (owner._random)
-                {
-                    delay = inRun
-                        ? Backoff.Delay(item.Attempt, Options.RetryBaseDelay, Options.RetryMaxDelay, retryAfter, owner._random)
-                        : Backoff.Delay(item.Attempt, Options.IsolatedRetryBaseDelay, Options.RetryMaxDelay, null, owner._random);
-                }
 
-                owner.Counters.Retried();
-                owner.Telemetry?.Retried(lane.Upstream.Name, lane.Model, "retry");
-                owner.LogRetry(item.BatchId, item.CustomId, item.Attempt, lane.Upstream.Name, result, delay.TotalMilliseconds);
-                Emit(new ItemOutcome(item, OutcomeKind.Retry, result, now + delay));
-            }
-            else
+            switch (kind)
             {
-                owner.LogFailed(item.BatchId, item.CustomId, item.Attempt, lane.Upstream.Name, result);
-                Emit(new ItemOutcome(item, OutcomeKind.Failed, result));
+                case OutcomeKind.Retry:
+                    owner.Counters.Retried();
+                    owner.Telemetry?.Retried(lane.Upstream.Name, lane.Model, "retry");
+                    owner.LogRetry(item.BatchId, item.CustomId, item.Attempt, lane.Upstream.Name, result, decision.Delay.TotalMilliseconds);
+                    break;
+                case OutcomeKind.Failed:
+                    owner.LogFailed(item.BatchId, item.CustomId, item.Attempt, lane.Upstream.Name, result);
+                    break;
             }
+
+            Emit(new ItemOutcome(item, kind, result, decision.NextAttemptAt));
         }
 
         /// <summary>Frees what the request held against its batch's budget, and counts what its answer cost.</summary>

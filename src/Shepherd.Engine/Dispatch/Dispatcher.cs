@@ -24,7 +24,7 @@ public sealed partial class Dispatcher
     private readonly IReadOnlyList<UpstreamEndpoint> _upstreams;
     private readonly DispatchOptions _options;
     private readonly TimeProvider _time;
-    private readonly Random _random;
+    private readonly OutcomePolicy _policy;
     private readonly TokenEstimator _estimator;
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<string, TaskCompletionSource> _waiters = new(StringComparer.Ordinal);
@@ -62,7 +62,7 @@ public sealed partial class Dispatcher
         _store = store;
         _options = options.Validated();
         _time = timeProvider;
-        _random = random;
+        _policy = OutcomePolicy.ForLanes(_options, random);
         _estimator = estimator;
         _prices = prices;
         _logger = logger;

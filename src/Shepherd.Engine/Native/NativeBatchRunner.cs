@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.Text.Json;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
@@ -27,7 +28,7 @@ public sealed partial class NativeBatchRunner
     private readonly IBatchStore _store;
     private readonly IReadOnlyList<NativeProvider> _providers;
     private readonly NativeBatchOptions _options;
-    private readonly int _maxAttempts;
+    private readonly OutcomePolicy _policy;
     private readonly TimeProvider _time;
     private readonly PriceTable _prices;
     private readonly ILogger _logger;
@@ -60,7 +61,7 @@ public sealed partial class NativeBatchRunner
         ArgumentNullException.ThrowIfNull(logger);
         _store = store;
         _options = options.Validated();
-        _maxAttempts = Math.Max(1, dispatch.MaxAttempts);
+        _policy = OutcomePolicy.ForJobs(dispatch.MaxAttempts);
         _time = timeProvider;
         _prices = prices;
         _logger = logger;
@@ -228,7 +229,7 @@ public sealed partial class NativeBatchRunner
                         }
                         else if (!runs)
                         {
-                            var kind = batch.Status is BatchStatus.Cancelling or BatchStatus.Cancelled ? OutcomeKind.Cancelled : OutcomeKind.Expired;
+                            var kind = OutcomePolicy.StandingOf(batch) == BatchStanding.Cancelled ? OutcomeKind.Cancelled : OutcomeKind.Expired;
                             unsent.Add(new ItemOutcome(item, kind, new AttemptResult()));
                         }
                         else if (builder is null)
@@ -432,41 +433,41 @@ public sealed partial class NativeBatchRunner
 
     private ItemOutcome Decide(ClaimedItem item, NativeLine? line, BatchRecord batch, ProviderState state, DateTimeOffset now)
     {
-        if (line is { Fate: LineFate.Succeeded })
+        // Transient, missing, or cut short by the provider are alike: another attempt may answer. A
+        // provider's job has no lane to wait for, so neither a rate limit nor an outage is told:
+        // each uses an attempt like any transient failure.
+        var verdict = line?.Fate switch
         {
-            var result = new AttemptResult { StatusCode = line.StatusCode, RequestId = line.RequestId, Body = line.Body };
-            if (line.Body is { } body && UsageReader.TryRead(body, out var input, out var output, out var cached) && input + output > 0)
-            {
-                var cost = _prices.Price(item.Model, input, output, cached, batch: true);
-                result = result with { InputTokens = input, OutputTokens = output, CachedTokens = cached, CostNanos = cost.Nanos, Priced = cost.Priced };
-            }
-
-            return new ItemOutcome(item, OutcomeKind.Succeeded, result);
-        }
-
-        var failure = line is null
-            ? new AttemptResult { ErrorCode = "native_result_missing", ErrorMessage = $"the provider batch ended {state.Status} without a result for this request" }
-            : new AttemptResult { StatusCode = line.StatusCode, RequestId = line.RequestId, Body = line.Body, ErrorCode = line.ErrorCode, ErrorMessage = line.ErrorMessage };
-        if (line is { Fate: LineFate.Permanent })
+            LineFate.Succeeded => Verdict.Success,
+            LineFate.Permanent => Verdict.Permanent,
+            _ => Verdict.Transient,
+        };
+        var decision = _policy.Decide(new Answer(verdict, item.Attempt) { Batch = OutcomePolicy.StandingOf(batch) }, now);
+        return decision.Kind switch
         {
-            return new ItemOutcome(item, OutcomeKind.Failed, failure);
-        }
-
-        // Transient, missing, or cut short by the provider: the batch's own state decides.
-        if (batch.Status is BatchStatus.Cancelling or BatchStatus.Cancelled)
-        {
-            return new ItemOutcome(item, OutcomeKind.Cancelled, new AttemptResult());
-        }
-
-        if (batch.ExpiredAt is not null)
-        {
-            return new ItemOutcome(item, OutcomeKind.Expired, new AttemptResult());
-        }
-
-        return item.Attempt < _maxAttempts
-            ? new ItemOutcome(item, OutcomeKind.Retry, failure, now)
-            : new ItemOutcome(item, OutcomeKind.Failed, failure);
+            OutcomeKind.Succeeded => new ItemOutcome(item, OutcomeKind.Succeeded, Priced(item, line!)),
+            OutcomeKind.Cancelled or OutcomeKind.Expired => new ItemOutcome(item, decision.Kind.Value, new AttemptResult()),
+            { } kind => new ItemOutcome(item, kind, Failure(line, state), decision.NextAttemptAt),
+            null => throw new UnreachableException("A native job's answer never waits for a lane."),
+        };
     }
+
+    /// <summary>A succeeded line, its tokens priced at the batch discount.</summary>
+    private AttemptResult Priced(ClaimedItem item, NativeLine line)
+    {
+        var result = new AttemptResult { StatusCode = line.StatusCode, RequestId = line.RequestId, Body = line.Body };
+        if (line.Body is { } body && UsageReader.TryRead(body, out var input, out var output, out var cached) && input + output > 0)
+        {
+            var cost = _prices.Price(item.Model, input, output, cached, batch: true);
+            result = result with { InputTokens = input, OutputTokens = output, CachedTokens = cached, CostNanos = cost.Nanos, Priced = cost.Priced };
+        }
+
+        return result;
+    }
+
+    private static AttemptResult Failure(NativeLine? line, ProviderState state) => line is null
+        ? new AttemptResult { ErrorCode = "native_result_missing", ErrorMessage = $"the provider batch ended {state.Status} without a result for this request" }
+        : new AttemptResult { StatusCode = line.StatusCode, RequestId = line.RequestId, Body = line.Body, ErrorCode = line.ErrorCode, ErrorMessage = line.ErrorMessage };
 
     private async Task CommitAsync(List<ItemOutcome> outcomes, CancellationToken cancellationToken)
     {
