@@ -3,6 +3,10 @@ using Shepherd.Engine.Model;
 
 namespace Shepherd.Engine.Dispatch;
 
+/// <content>
+/// Answers: the lane learns from each, the batch's budget is settled, and the
+/// <see cref="OutcomePolicy"/> decides what it does to its item.
+/// </content>
 internal sealed partial class DispatchLoop
 {
     private void Answered(AnsweredEvent answered)

@@ -3,6 +3,10 @@ using Shepherd.Engine.Upstreams;
 
 namespace Shepherd.Engine.Dispatch;
 
+/// <content>
+/// Sending: each queue claims what it lacks, and its items go to the lane a weighted round robin
+/// picks among those with room, within their batch's budget; the request itself runs off the loop.
+/// </content>
 internal sealed partial class DispatchLoop
 {
     /// <summary>Claims what queues lack and admits what lanes allow; returns how long until there may be more to do.</summary>

@@ -3,6 +3,11 @@ using Shepherd.Engine.Storage;
 
 namespace Shepherd.Engine.Dispatch;
 
+/// <content>
+/// What the loop learns from the store and tells the node: which batches are active (ending the
+/// queued items of those that stopped), which models have work and the lanes that serve them,
+/// each lane's share among the nodes, when to give up, and the claims that fill the queues.
+/// </content>
 internal sealed partial class DispatchLoop
 {
     private async Task RefreshAsync(CancellationToken cancellationToken)
