@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Shepherd.Engine.Model;
@@ -24,21 +23,12 @@ public sealed partial class Dispatcher
     private readonly IReadOnlyList<UpstreamEndpoint> _upstreams;
     private readonly DispatchOptions _options;
     private readonly TimeProvider _time;
-    private readonly Random _random;
+    private readonly OutcomePolicy _policy;
     private readonly TokenEstimator _estimator;
-    private readonly ILogger _logger;
-    private readonly ConcurrentDictionary<string, TaskCompletionSource> _waiters = new(StringComparer.Ordinal);
-    private readonly Channel<DispatchEvent> _events = Channel.CreateUnbounded<DispatchEvent>(new UnboundedChannelOptions { SingleReader = true });
-    private int _batchesChanged = 1;
-    private int _parked;  // the ticket of the wait the loop is parked in; zero while it works
-    private int _claimsInFlight;
-    private long _uncommitted;
     private readonly PriceTable _prices;
-    private IReadOnlyCollection<string> _sendingLanes = [];
-    private IReadOnlyList<LaneState> _laneStates = [];
-    private long _queueDepth;
-    private readonly Lock _clusterLock = new();
-    private (ClusterView View, TimeSpan Settle) _cluster = (ClusterView.Alone, TimeSpan.Zero);
+    private readonly ILogger _logger;
+    private readonly BatchWaiters _waiters = new();
+    private readonly DispatchSignals _signals = new();
 
     /// <summary>Creates a dispatcher over one or more upstreams; the options are copied.</summary>
     public Dispatcher(
@@ -62,7 +52,7 @@ public sealed partial class Dispatcher
         _store = store;
         _options = options.Validated();
         _time = timeProvider;
-        _random = random;
+        _policy = OutcomePolicy.ForLanes(_options, random);
         _estimator = estimator;
         _prices = prices;
         _logger = logger;
@@ -86,13 +76,13 @@ public sealed partial class Dispatcher
     public DispatchTelemetry? Telemetry { get; set; }
 
     /// <summary>Every lane as the dispatcher last saw it (refreshed at least once a second while it runs).</summary>
-    public IReadOnlyList<LaneState> Lanes => Volatile.Read(ref _laneStates);
+    public IReadOnlyList<LaneState> Lanes => _signals.Lanes;
 
     /// <summary>Each upstream's circuit breaker now.</summary>
     public IEnumerable<BreakerSnapshot> Breakers => _upstreams.Select(u => new BreakerSnapshot(u.Name, u.Breaker.State));
 
     /// <summary>Items of active batches not yet ended, as of the dispatcher's last look at the store.</summary>
-    public long QueueDepth => Interlocked.Read(ref _queueDepth);
+    public long QueueDepth => _signals.QueueDepth;
 
     /// <summary>
     /// True when nothing moves until time passes: the loop waits on a timer, no claim or outcome
@@ -100,9 +90,9 @@ public sealed partial class Dispatcher
     /// flight. A test on a fake clock moves time only then, so the clock never overtakes work.
     /// </summary>
     internal bool IsQuiet(long requestsWaitingOnTheClock) =>
-        Volatile.Read(ref _parked) != 0
-        && Volatile.Read(ref _claimsInFlight) == 0
-        && Interlocked.Read(ref _uncommitted) == 0
+        _signals.IsParked
+        && _signals.ClaimsInFlight == 0
+        && _signals.Uncommitted == 0
         && Counters.InFlight <= requestsWaitingOnTheClock;
 
     /// <summary>
@@ -112,7 +102,7 @@ public sealed partial class Dispatcher
     public event Action? BatchesEnded;
 
     /// <summary>The lanes this node has work for (items waiting or in flight), by <see cref="Lane.Key"/>, as of its last look at the store.</summary>
-    internal IReadOnlyCollection<string> SendingLanes => Volatile.Read(ref _sendingLanes);
+    internal IReadOnlyCollection<string> SendingLanes => _signals.SendingLanes;
 
     /// <summary>
     /// Tells the dispatcher what the node's last heartbeat saw: on its next look each lane keeps
@@ -124,18 +114,7 @@ public sealed partial class Dispatcher
     internal void ShareLanes(ClusterView view, TimeSpan settle)
     {
         ArgumentNullException.ThrowIfNull(view);
-        lock (_clusterLock)
-        {
-            _cluster = (view, settle);
-        }
-    }
-
-    private (ClusterView View, TimeSpan Settle) Cluster()
-    {
-        lock (_clusterLock)
-        {
-            return _cluster;
-        }
+        _signals.Cluster = (view, settle);
     }
 
     /// <summary>
@@ -143,13 +122,13 @@ public sealed partial class Dispatcher
     /// dead): the items it holds but has not sent are dropped, not sent; answers to those in
     /// flight find their lease gone and are not recorded.
     /// </summary>
-    internal void DropLeases() => _events.Writer.TryWrite(DispatchEvent.DropLeases);
+    internal void DropLeases() => _signals.Tell(DispatchEvent.DropLeases);
 
     /// <summary>Tells the dispatcher that batches changed (new, cancelled), so it need not wait for its next look.</summary>
     public void NotifyBatchesChanged()
     {
-        Volatile.Write(ref _batchesChanged, 1);
-        _events.Writer.TryWrite(DispatchEvent.Wake);
+        _signals.BatchesChanged();
+        _signals.Tell(DispatchEvent.Wake);
     }
 
     /// <summary>Completes when the batch has ended (completed, cancelled or expired).</summary>
@@ -157,16 +136,16 @@ public sealed partial class Dispatcher
     {
         ArgumentNullException.ThrowIfNull(batchId);
         // Registered before the store is read, so an ending between the two is not missed.
-        var waiter = _waiters.GetOrAdd(batchId, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+        var waiter = _waiters.Register(batchId);
         var batch = await _store.GetBatchAsync(batchId, cancellationToken)
             ?? throw new InvalidOperationException($"There is no batch {batchId}.");
         if (batch.HasEnded)
         {
-            _waiters.TryRemove(batchId, out _);
+            _waiters.Forget(batchId);
             return;
         }
 
-        await waiter.Task.WaitAsync(cancellationToken);
+        await waiter.WaitAsync(cancellationToken);
     }
 
     /// <summary>
@@ -181,12 +160,12 @@ public sealed partial class Dispatcher
     public async Task<LaneState?> RunAsync(string? onlyBatchId, CancellationToken stoppingToken)
     {
         var outcomes = Channel.CreateUnbounded<ItemOutcome>(new UnboundedChannelOptions { SingleReader = true });
-        // Outcomes a failed earlier run could not record are gone with its channel (their items
-        // stay leased and are released before a new run): they no longer wait for this run's store.
-        Interlocked.Exchange(ref _uncommitted, 0);
+        _signals.ForgetUncommitted();
         using var run = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
         var committer = CommitLoopAsync(outcomes.Reader, run);
-        var loop = new DispatchLoop(this, onlyBatchId, outcomes.Writer);
+        // The telemetry is taken as the run starts: the host sets it before it runs the dispatcher.
+        var context = new DispatchContext(_store, _upstreams, _options, _time, _estimator, _prices, _policy, _signals, _waiters, Counters, Telemetry, _logger);
+        var loop = new DispatchLoop(context, onlyBatchId, outcomes.Writer);
         try
         {
             await loop.RunAsync(run.Token);
@@ -198,31 +177,6 @@ public sealed partial class Dispatcher
 
         await committer;
         return loop.StoppedBy;
-    }
-
-    /// <summary>Says what an answer changed about a lane, once per change.</summary>
-    private void Report(Lane lane, LaneChange change, DateTimeOffset now)
-    {
-        var upstream = lane.Upstream;
-        switch (change.Breaker)
-        {
-            case BreakerChange.Opened:
-                LogDown(upstream.Name, upstream.LastFailure, (upstream.Breaker.OpenUntil - now).TotalSeconds);
-                break;
-            case BreakerChange.Closed:
-                LogReachable(upstream.Name);
-                break;
-        }
-
-        switch (change.Key)
-        {
-            case KeyChange.Refused:
-                LogKeyRefused(upstream.Name, lane.Model, lane.Refusal, _options.RefusedKeyProbeInterval.TotalSeconds);
-                break;
-            case KeyChange.Accepted:
-                LogKeyAccepted(upstream.Name, lane.Model);
-                break;
-        }
     }
 
     /// <summary>A commit group this small waits one turn of the thread pool for more outcomes.</summary>
@@ -261,30 +215,22 @@ public sealed partial class Dispatcher
             catch (StoreException ex)
             {
                 LogCommitFailed(ex);
-                foreach (var waiter in _waiters.Values)
-                {
-                    waiter.TrySetException(ex);
-                }
-
+                _waiters.FailAll(ex);
                 await run.CancelAsync();
                 throw;
             }
 
-            Interlocked.Add(ref _uncommitted, -pending.Count);
+            _signals.Committed(pending.Count);
             if (RetriesIn(pending) is { } retries)
             {
-                _events.Writer.TryWrite(retries);
+                _signals.Tell(retries);
             }
 
             pending.Clear();
             foreach (var batchId in summary.CompletedBatches)
             {
-                if (_waiters.TryRemove(batchId, out var waiter))
-                {
-                    waiter.TrySetResult();
-                }
-
-                Volatile.Write(ref _batchesChanged, 1);
+                _waiters.Release(batchId);
+                _signals.BatchesChanged();
             }
 
             if (summary.CompletedBatches.Count > 0)
@@ -292,7 +238,7 @@ public sealed partial class Dispatcher
                 BatchesEnded?.Invoke();
             }
 
-            _events.Writer.TryWrite(DispatchEvent.Wake);
+            _signals.Tell(DispatchEvent.Wake);
         }
     }
 
@@ -315,128 +261,6 @@ public sealed partial class Dispatcher
         return due is null ? null : new RetriesStoredEvent(due);
     }
 
-    [LoggerMessage(Level = LogLevel.Debug, Message = "Batch {BatchId} item {CustomId}: attempt {Attempt} on {Upstream} failed ({Reason}); retrying in {DelayMs:0} ms")]
-    private partial void LogRetry(string batchId, string customId, int attempt, string upstream, AttemptResult reason, double delayMs);
-
-    [LoggerMessage(Level = LogLevel.Debug, Message = "Batch {BatchId} item {CustomId}: {Upstream} answered {Reason}; the item waits for the lane, without using an attempt")]
-    private partial void LogRequeued(string batchId, string customId, string upstream, AttemptResult reason);
-
-    [LoggerMessage(Level = LogLevel.Information, Message = "Batch {BatchId} item {CustomId}: failed after attempt {Attempt} on {Upstream} ({Reason})")]
-    private partial void LogFailed(string batchId, string customId, int attempt, string upstream, AttemptResult reason);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Upstream {Upstream} is down ({Reason}); its requests wait without using attempts (next probe in {WaitSeconds:0.#} s)")]
-    private partial void LogDown(string upstream, string? reason, double waitSeconds);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Upstream {Upstream} answers again; its requests go")]
-    private partial void LogReachable(string upstream);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Upstream {Upstream} refused the key for {Model} ({Reason}); the lane stops and its requests wait without using attempts (a probe every {IntervalSeconds} s)")]
-    private partial void LogKeyRefused(string upstream, string model, string? reason, double intervalSeconds);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Upstream {Upstream} takes the key for {Model} again; the lane sends")]
-    private partial void LogKeyAccepted(string upstream, string model);
-
     [LoggerMessage(Level = LogLevel.Critical, Message = "The store could not record outcomes; dispatch stops and the items run again after a restart")]
     private partial void LogCommitFailed(Exception exception);
-
-    /// <summary>What the loop is told: an answer, a claim's result, or just "look again".</summary>
-    private abstract record DispatchEvent
-    {
-        public static readonly DispatchEvent Wake = new WakeEvent();
-
-        public static readonly DispatchEvent DropLeases = new DropLeasesEvent();
-    }
-
-    private sealed record WakeEvent : DispatchEvent;
-
-    private sealed record DropLeasesEvent : DispatchEvent;
-
-    /// <summary>Retries are in the store, due at these times (the earliest per model): their queues look for them then, not at their next idle look.</summary>
-    private sealed record RetriesStoredEvent(IReadOnlyDictionary<string, DateTimeOffset> Due) : DispatchEvent;
-
-    private sealed record ClaimedEvent(ModelQueue Queue, IReadOnlyList<ClaimedItem> Items, DateTimeOffset? NextDue) : DispatchEvent;
-
-    /// <summary>An answer, already classified where it arrived, so the loop only decides; null when abandoned on stop.</summary>
-    private sealed record AnsweredEvent(WorkItem Work, Lane Lane, SentRequest Reservation, UpstreamResponse? Response, Classified Classified) : DispatchEvent;
-
-    /// <summary>A leased item on its way: its url, and its prompt tokens once a lane needed them.</summary>
-    private sealed class WorkItem(ClaimedItem item, string url, long order)
-    {
-        public ClaimedItem Item { get; } = item;
-
-        public string Url { get; } = url;
-
-        public long Order { get; } = order;
-
-        public int? PromptTokens { get; set; }
-
-        public int? MaxOutputTokens { get; set; }
-
-        /// <summary>The cost held against the batch's budget while the request is out.</summary>
-        public long ReservedNanos { get; set; }
-
-        /// <summary>The most the request may cost, while it waits for the budget.</summary>
-        public long MostNanos { get; set; }
-    }
-
-    /// <summary>
-    /// A batch's budget as the loop keeps it: what its recorded answers cost, plus the most the
-    /// requests now in flight may cost. A request is sent only when both, with its own most,
-    /// stay within the limit; so the spending can pass the limit only by what answers exceed
-    /// their estimate. A request that would fit once the others' holds settle waits for them
-    /// in <see cref="Waiting"/>; only one that does not fit beside what is spent is not sent.
-    /// </summary>
-    private sealed class Budget(long limit, long spent)
-    {
-        public long Limit { get; } = limit;
-
-        public long Spent { get; set; } = spent;
-
-        public long Reserved { get; set; }
-
-        /// <summary>Requests taken from their queues to wait for the holds of requests in flight to settle, in order.</summary>
-        public Queue<WorkItem> Waiting { get; } = new();
-    }
-
-    /// <summary>The items leased for one model, waiting for a lane, highest priority first.</summary>
-    private sealed class ModelQueue(string model, IReadOnlyList<Lane> lanes)
-    {
-        public string Model { get; } = model;
-
-        public IReadOnlyList<Lane> Lanes { get; } = lanes;
-
-        public PriorityQueue<WorkItem, (int Priority, long Order)> Items { get; } = new();
-
-        public bool Claiming { get; set; }
-
-        public DateTimeOffset? NextDue { get; set; }
-
-        public int InFlight { get; set; }
-
-        /// <summary>Items of this model taken out of the queue to wait for their batch's budget.</summary>
-        public int Parked { get; set; }
-
-        /// <summary>True when no lane of the model can send now (its key is refused, or its upstream down): only probes go.</summary>
-        public bool IsBlocked
-        {
-            get
-            {
-                // Asked on every turn of the loop: a plain loop, no enumerator.
-                for (var i = 0; i < Lanes.Count; i++)
-                {
-                    if (!Lanes[i].IsHalted)
-                    {
-                        return false;
-                    }
-                }
-
-                return Lanes.Count > 0;
-            }
-        }
-
-        public void Enqueue(WorkItem work) => Items.Enqueue(work, (-(int)work.Item.Priority, work.Order));
-
-        /// <summary>How many items to hold ready: two rounds of every lane's concurrency.</summary>
-        public int Target => Math.Clamp(2 * Lanes.Sum(l => l.Concurrency.Limit), 4, 2000);
-    }
 }

@@ -14,43 +14,14 @@ namespace Shepherd.Engine.Dispatch;
 /// a few in a row with no other answer between, only a probe now and then. Not thread-safe: the
 /// dispatcher's loop owns it.
 /// </summary>
-internal sealed class Lane
+internal sealed partial class Lane
 {
     private const double OutputAverageWeight = 0.1;
-    private const double CostFactorWeight = 0.2;
-    private const int ObservedLevelsKept = 512;
-
-    /// <summary>
-    /// The provider's count is compared over this many requests at a time: requests sent at
-    /// nearly the same moment may reach it in another order, and over a run of them the few that
-    /// swap places at either end matter little.
-    /// </summary>
-    private const int CostWindow = 8;
-    private const double MinCostFactor = 0.25;
-    private const double MaxCostFactor = 4;
-
-    /// <summary>How far apart two requests must go for the provider to see them in the order they went.</summary>
-    private static readonly TimeSpan Apart = TimeSpan.FromMilliseconds(5);
-
-    /// <summary>What a 429 adds to the margin of the lane's buckets, and the most they hold back.</summary>
-    private const double MarginStep = 0.1;
-    private const double MaxMargin = 0.75;
-    private const double InitialMargin = 0.5;
-
-    /// <summary>What each answer that is not a 429 takes off the margin: about one 429 in a hundred answers keeps it where it is.</summary>
-    private const double MarginRelief = 0.001;
-    private static readonly TimeSpan MarginCoolDown = TimeSpan.FromMilliseconds(200);
-
-    /// <summary>What a 429 multiplies the rate by when the provider says nothing of its level, and how fast the rate comes back (a share per answer).</summary>
-    private const double RateCut = 0.85;
-    private const double RateRecoveryPerAnswer = 0.0015;
-    private static readonly TimeSpan InferenceWindow = TimeSpan.FromSeconds(2);
     private const double LatencyWeight = 0.1;
 
     private readonly LaneLimit[] _limits;
     private readonly SendHistory _sends = new();
-    private readonly SortedDictionary<long, (DateTimeOffset At, double Level)> _observed = [];
-    private readonly SortedSet<long> _sampledWindows = [];
+    private readonly PromptCostLearner _promptCost;
     private readonly double _headroom;
     private readonly FailureWindow _failures = new();
     private readonly int _refusalsToStop;
@@ -58,9 +29,6 @@ internal sealed class Lane
     private int _refusals;
     private DateTimeOffset _nextKeyProbe;
     private double _share = 1;
-    private double _rateScale = 1;
-    private DateTimeOffset _lastRateCut = DateTimeOffset.MinValue;
-    private DateTimeOffset _lastMarginStep = DateTimeOffset.MinValue;
     private DateTimeOffset? _firstSend;
     private TimeSpan _latency = TimeSpan.FromMilliseconds(500);
     private double _averageOutput;
@@ -70,6 +38,7 @@ internal sealed class Lane
     {
         Upstream = upstream;
         Model = model;
+        _promptCost = new PromptCostLearner(_sends);
         var limits = upstream.Client.Options.LimitsFor(model);
         _headroom = 1 - options.LimitHeadroom;
         _limits =
@@ -160,11 +129,7 @@ internal sealed class Lane
     /// few answers (the learned mean plus one deviation, to err on the safe side). The output
     /// allowance is counted as it is: providers count it exactly.
     /// </summary>
-    public double TokenCostFactor => _costFactor + Math.Sqrt(_costFactorVariance);
-
-    private double _costFactor = 1;
-    private double _costFactorVariance;
-    private int _costSamples;
+    public double TokenCostFactor => _promptCost.Factor;
 
     /// <summary>The state of the smooth weighted round robin among lanes of one model.</summary>
     public int CurrentWeight { get; set; }
@@ -276,7 +241,7 @@ internal sealed class Lane
         if (PromptLimit is { Bucket: { } prompts } && _share == 1 && response.RateLimits?.ResetOf(PromptLimit.Kind) is null)
         {
             // An answer without a level of its own may still complete a window.
-            LearnFromWindowOf(reservation.Sequence, prompts.PerMinute / 60);
+            _promptCost.LearnFromWindowOf(reservation.Sequence, prompts.PerMinute / 60, PromptLimitCountsOutput);
         }
 
         if (response.RateLimits is { } limits && _sends.RemembersAfter(reservation.Sequence))
@@ -372,281 +337,9 @@ internal sealed class Lane
     /// <summary>The limit whose level teaches how the provider counts prompts: input tokens where they are apart, else tokens.</summary>
     private LaneLimit? PromptLimit => Limit(LimitKind.InputTokens).Bucket is not null ? Limit(LimitKind.InputTokens) : Limit(LimitKind.Tokens).Bucket is not null ? Limit(LimitKind.Tokens) : null;
 
-    private void Learn(RateLimitSnapshot snapshot, SentRequest reservation, DateTimeOffset now)
-    {
-        var changed = false;
-        foreach (var limit in _limits)
-        {
-            if (snapshot.LimitOf(limit.Kind) is { } announced and > 0)
-            {
-                changed |= limit.Announce(announced, reservation.Sequence);
-            }
-        }
+    /// <summary>True when the prompt limit is the one on all tokens: the provider counted each request's output allowance into its level too.</summary>
+    private bool PromptLimitCountsOutput => PromptLimit?.Kind == LimitKind.Tokens;
 
-        if (changed)
-        {
-            ApplyLimits(now);
-        }
-
-        // The provider counted what it admitted up to this request; replay only what went after it.
-        // Where nodes share the lane, the provider's level is theirs together: this node takes its share of it.
-        foreach (var limit in _limits)
-        {
-            if (limit.Bucket is not { } bucket || snapshot.ResetOf(limit.Kind) is not { } reset)
-            {
-                continue;
-            }
-
-            limit.Observed = true;
-            var perSecond = (snapshot.LimitOf(limit.Kind) ?? limit.PerMinute!.Value) / 60.0;
-            var level = reset.TotalSeconds * perSecond;
-            // A 429's level is the provider's without that request: as good an observation, since
-            // the rejected request is left out of the sums too. With other nodes on the lane the
-            // level's rise holds their requests too, so nothing is learned from it then.
-            if (limit == PromptLimit && _share == 1)
-            {
-                LearnCostFactor(reservation, level, perSecond);
-            }
-
-            bucket.Sync(level * _share, reservation.At, _sends.After(reservation.Sequence).Select(s => (s.At, limit.CostOf(s))), now);
-        }
-    }
-
-    /// <summary>
-    /// A 429: the lane's picture of the provider was too hopeful. Where the provider says how full
-    /// it is, each bucket holds back more of its second's worth; where it says nothing, the rate
-    /// itself comes down (from the rate the lane was sending at, when nothing set a limit). Once
-    /// per cool-down: one burst of 429s is one lesson.
-    /// </summary>
-    private void RateLimited(DateTimeOffset now)
-    {
-        if (now - _lastMarginStep >= MarginCoolDown)
-        {
-            // 429s that come together were sent together: they are one lesson.
-            _lastMarginStep = now;
-            foreach (var limit in _limits)
-            {
-                if (limit.Bucket is { } bucket && limit.Observed)
-                {
-                    bucket.Margin = Math.Min(MaxMargin, bucket.Margin + MarginStep);
-                }
-            }
-        }
-
-        if (_limits.Any(l => l.Observed))
-        {
-            return;
-        }
-
-        if (now - _lastRateCut >= RateCutCoolDown)
-        {
-            CutRate(now);
-        }
-
-        foreach (var limit in _limits)
-        {
-            // The provider is full: what the lane sends after the pause goes at the rate, not as a burst into a bucket it believes empty.
-            limit.Bucket?.Fill(now);
-        }
-    }
-
-    /// <summary>
-    /// Cuts the rate of a lane the provider says nothing of its level to: by <see cref="RateCut"/>,
-    /// or by more when more of the requests since the last cut were turned away (the limit fell).
-    /// Where nothing sets a limit, the first cut starts from what the provider took lately.
-    /// </summary>
-    /// <summary>How long a rate cut takes to show: about the time an answer takes (between 50 ms and a second).</summary>
-    private TimeSpan RateCutCoolDown => TimeSpan.FromTicks(Math.Clamp(_latency.Ticks, TimeSpan.TicksPerMillisecond * 50, TimeSpan.TicksPerSecond));
-
-    private void CutRate(DateTimeOffset now)
-    {
-        var requests = Limit(LimitKind.Requests);
-        var (sent, taken) = _sends.CountSince(_lastRateCut);
-        if (_limits.All(l => l.PerMinute is null))
-        {
-            // What the provider took over the last seconds, counted over at least a second: the first wave, sent at once, is not a rate.
-            var window = Math.Min(InferenceWindow.TotalSeconds, (now - (_firstSend ?? now)).TotalSeconds);
-            requests.Inferred = Math.Max(1, _sends.CountSince(now - TimeSpan.FromSeconds(window)).Taken / Math.Max(1, window) * 60);
-        }
-        var cut = Math.Min(RateCut, Math.Max(0.5, sent == 0 ? 1 : (double)taken / sent));
-        if (requests.IsInferred)
-        {
-            requests.Inferred *= cut;
-        }
-        else
-        {
-            _rateScale = Math.Max(0.05, _rateScale * cut);
-        }
-
-        _lastRateCut = now;
-        ApplyLimits(now);
-    }
-
-    /// <summary>An answer that is not a 429: the margins shrink a little, and a rate cut for 429s recovers with time.</summary>
-    private void Relieve(SentRequest answered, DateTimeOffset now)
-    {
-        foreach (var limit in _limits)
-        {
-            if (limit.Bucket is { Margin: > 0 } bucket)
-            {
-                bucket.Margin = Math.Max(0, bucket.Margin - MarginRelief);
-            }
-        }
-
-        var requests = Limit(LimitKind.Requests);
-        // Only an answer to a request sent after the last cut speaks of the rate as it is now.
-        if ((_rateScale < 1 || requests.IsInferred) && answered.At > _lastRateCut)
-        {
-            // A rate cut for 429s comes back answer by answer (so about one answer in a hundred is a
-            // 429 however slow the lane goes): a configured rate up to itself, an inferred one on up until the next 429.
-            if (requests.IsInferred)
-            {
-                requests.Inferred *= 1 + RateRecoveryPerAnswer;
-            }
-            else
-            {
-                _rateScale = Math.Min(1, _rateScale * (1 + RateRecoveryPerAnswer));
-            }
-
-            ApplyLimits(now);
-        }
-    }
-
-    /// <summary>Sets each bucket to its limit, less the headroom, at this node's share and the rate 429s allow; makes the buckets of limits newly known.</summary>
-    private void ApplyLimits(DateTimeOffset? now)
-    {
-        foreach (var limit in _limits)
-        {
-            if (limit.PerMinute is not { } perMinute)
-            {
-                continue;
-            }
-
-            var keep = perMinute * _headroom * _share * _rateScale;
-            if (limit.Bucket is null)
-            {
-                // A new lane knows least about how the provider counts: it starts with a margin, which its answers wear down.
-                limit.Bucket = new RateBucket(keep, now ?? DateTimeOffset.MinValue) { Margin = InitialMargin };
-            }
-            else
-            {
-                limit.Bucket.SetLimit(keep);
-            }
-        }
-    }
-
-    /// <summary>
-    /// Windows of <see cref="CostWindow"/> requests, by sequence: the rise of the provider's
-    /// level from right after the last request of the window before to right after the last
-    /// request of this one, plus what drained meanwhile, is what it counted the window's admitted
-    /// requests as. A window is read once all of its requests are answered;
-    /// answers arrive in any order, so every answer looks at the windows it may complete.
-    /// </summary>
-    private void LearnCostFactor(SentRequest reservation, double level, double perSecond)
-    {
-        _observed[reservation.Sequence] = (reservation.At, level);
-        while (_observed.Count > ObservedLevelsKept)
-        {
-            _observed.Remove(_observed.Keys.First());
-        }
-
-        LearnFromWindowOf(reservation.Sequence, perSecond);
-    }
-
-    private void LearnFromWindowOf(long sequence, double perSecond)
-    {
-        var window = (sequence - 1) / CostWindow;
-        Sample(window, perSecond);
-        if (sequence % CostWindow == 0)
-        {
-            Sample(window + 1, perSecond);
-        }
-    }
-
-    private void Sample(long window, double perSecond)
-    {
-        var from = window * CostWindow;
-        var to = from + CostWindow;
-        if (_sampledWindows.Contains(window) || !_observed.TryGetValue(from, out var start) || !_observed.TryGetValue(to, out var end)
-            || !StandsApart(from) || !StandsApart(to))
-        {
-            return;
-        }
-
-        var admitted = new List<SentRequest>(CostWindow);
-        for (var sequence = from + 1; sequence <= to; sequence++)
-        {
-            // Every request in between must be answered: the provider counted those it admitted, and only those.
-            if (!_sends.TryGet(sequence, out var sent) || sent.Admitted is null)
-            {
-                return;
-            }
-
-            if (sent.Admitted == true)
-            {
-                admitted.Add(sent);
-            }
-        }
-
-        _sampledWindows.Add(window);
-        while (_sampledWindows.Count > ObservedLevelsKept)
-        {
-            _sampledWindows.Remove(_sampledWindows.Min);
-        }
-
-        if (admitted.Sum(s => s.PromptTokens) <= 0)
-        {
-            return;
-        }
-
-        // The factor at which the provider's bucket, replayed from its level at the start through
-        // the window's admitted requests (draining between them, never below empty), ends at the
-        // level it said at the end. The replay grows with the factor, so halving the interval finds it.
-        var countsOutput = PromptLimit?.Kind == LimitKind.Tokens;
-        double EndLevel(double factor)
-        {
-            var (level, at) = (start.Level, start.At);
-            foreach (var sent in admitted)
-            {
-                level = Math.Max(0, level - (perSecond * (sent.At - at).TotalSeconds)) + (factor * sent.PromptTokens) + (countsOutput ? sent.OutputTokens : 0);
-                at = sent.At;
-            }
-
-            return level;
-        }
-
-        var (low, high) = (MinCostFactor, MaxCostFactor);
-        if (EndLevel(low) >= end.Level || EndLevel(high) <= end.Level)
-        {
-            // Outside what any plausible count explains (another client on the key, a reset): not a sample.
-            return;
-        }
-
-        for (var step = 0; step < 24; step++)
-        {
-            var middle = (low + high) / 2;
-            (low, high) = EndLevel(middle) < end.Level ? (middle, high) : (low, middle);
-        }
-
-        var factor = (low + high) / 2;
-        // The mean plus one deviation: a little over the provider's count costs a little speed,
-        // a little under costs 429s. Both move as a weighted average of the samples.
-        // The first samples weigh as a plain average, so the lane learns quickly where it starts.
-        var weight = Math.Max(CostFactorWeight, 1.0 / ++_costSamples);
-        var deviation = factor - _costFactor;
-        _costFactor += weight * deviation;
-        _costFactorVariance = (1 - weight) * (_costFactorVariance + (weight * deviation * deviation));
-    }
-
-    /// <summary>
-    /// True when request <paramref name="sequence"/> went apart from the requests before and after
-    /// it: requests sent together may reach the provider in any order, and the level it said after
-    /// one of them would then hold others, or miss them.
-    /// </summary>
-    private bool StandsApart(long sequence) =>
-        _sends.TryGet(sequence, out var sent)
-        && (!_sends.TryGet(sequence - 1, out var before) || sent.At - before.At >= Apart)
-        && (!_sends.TryGet(sequence + 1, out var after) || after.At - sent.At >= Apart);
 }
 
 /// <summary>What an answer changed about a lane: its upstream's breaker, and whether its key is refused.</summary>

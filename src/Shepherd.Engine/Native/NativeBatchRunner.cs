@@ -1,5 +1,3 @@
-using System.Buffers;
-using System.Text.Json;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Shepherd.Engine.Cluster;
@@ -8,7 +6,6 @@ using Shepherd.Engine.Model;
 using Shepherd.Engine.Pricing;
 using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
-using Shepherd.Engine.Formats;
 
 namespace Shepherd.Engine.Native;
 
@@ -27,7 +24,7 @@ public sealed partial class NativeBatchRunner
     private readonly IBatchStore _store;
     private readonly IReadOnlyList<NativeProvider> _providers;
     private readonly NativeBatchOptions _options;
-    private readonly int _maxAttempts;
+    private readonly OutcomePolicy _policy;
     private readonly TimeProvider _time;
     private readonly PriceTable _prices;
     private readonly ILogger _logger;
@@ -60,7 +57,7 @@ public sealed partial class NativeBatchRunner
         ArgumentNullException.ThrowIfNull(logger);
         _store = store;
         _options = options.Validated();
-        _maxAttempts = Math.Max(1, dispatch.MaxAttempts);
+        _policy = OutcomePolicy.ForJobs(dispatch.MaxAttempts);
         _time = timeProvider;
         _prices = prices;
         _logger = logger;
@@ -206,7 +203,7 @@ public sealed partial class NativeBatchRunner
         foreach (var model in models)
         {
             var provider = _providers.FirstOrDefault(p => p.Runs(batch.Endpoint ?? "") && p.Options.Serves(model));
-            var builder = provider is null ? null : new JobBuilder(provider, batch);
+            var builder = provider is null ? null : new NativeJobBuilder(provider, batch);
             try
             {
                 while (true)
@@ -224,11 +221,11 @@ public sealed partial class NativeBatchRunner
                     {
                         if (_jobOfItem.TryGetValue(item.ItemId, out var job))
                         {
-                            job.Leases[item.ItemId] = Lean(item);
+                            job.Leases[item.ItemId] = NativeJobBuilder.Lean(item);
                         }
                         else if (!runs)
                         {
-                            var kind = batch.Status is BatchStatus.Cancelling or BatchStatus.Cancelled ? OutcomeKind.Cancelled : OutcomeKind.Expired;
+                            var kind = OutcomePolicy.StandingOf(batch) == BatchStanding.Cancelled ? OutcomeKind.Cancelled : OutcomeKind.Expired;
                             unsent.Add(new ItemOutcome(item, kind, new AttemptResult()));
                         }
                         else if (builder is null)
@@ -249,7 +246,7 @@ public sealed partial class NativeBatchRunner
                             if (!builder.Fits(item))
                             {
                                 var full = builder;
-                                builder = new JobBuilder(full.Provider, batch);
+                                builder = new NativeJobBuilder(full.Provider, batch);
                                 failed = !await SubmitAsync(full, cancellationToken);
                                 if (failed)
                                 {
@@ -299,7 +296,7 @@ public sealed partial class NativeBatchRunner
     }
 
     /// <summary>Hands a job to its provider and records it; on a refusal its items go back to the queue and this returns false. Disposes the builder.</summary>
-    private async Task<bool> SubmitAsync(JobBuilder builder, CancellationToken cancellationToken)
+    private async Task<bool> SubmitAsync(NativeJobBuilder builder, CancellationToken cancellationToken)
     {
         var batch = builder.Batch;
         string providerBatchId;
@@ -335,139 +332,6 @@ public sealed partial class NativeBatchRunner
         return true;
     }
 
-    /// <summary>Cancels the job at the provider when its batch was cancelled or expired; reads its results once it ended.</summary>
-    private async Task AdvanceAsync(Job job, CancellationToken cancellationToken)
-    {
-        var record = job.Record;
-        var provider = _providers.FirstOrDefault(p => p.Name == record.Upstream);
-        var batch = await _store.GetBatchAsync(record.BatchId, cancellationToken);
-        if (provider is null || batch is null)
-        {
-            // The upstream left the configuration, or the batch was deleted: nothing can be read back.
-            Forget(job);
-            if (batch is not null)
-            {
-                await CommitAsync([.. job.Leases.Values.Select(i => new ItemOutcome(i, OutcomeKind.Failed, new AttemptResult
-                {
-                    ErrorCode = "native_batch_unavailable",
-                    ErrorMessage = $"the upstream {record.Upstream} that ran the provider batch {record.ProviderBatchId} is no longer configured",
-                }))], cancellationToken);
-            }
-
-            await _store.UpdateNativeJobAsync(record.Id, NativeJobStatus.Ended, record.CancelRequested, CancellationToken.None);
-            return;
-        }
-
-        var stopping = batch.Status is BatchStatus.Cancelling or BatchStatus.Cancelled || batch.ExpiredAt is not null;
-        if (stopping && !record.CancelRequested)
-        {
-            try
-            {
-                await provider.CancelAsync(record.ProviderBatchId, cancellationToken);
-            }
-            catch (NativeBatchException ex)
-            {
-                // It may have ended meanwhile; polling tells.
-                LogCancelFailed(record.ProviderBatchId, provider.Name, ex);
-            }
-
-            job.Record = record = record with { CancelRequested = true };
-            await _store.UpdateNativeJobAsync(record.Id, NativeJobStatus.Submitted, cancelRequested: true, cancellationToken);
-        }
-
-        ProviderState state;
-        try
-        {
-            state = await provider.PollAsync(record.ProviderBatchId, cancellationToken);
-        }
-        catch (NativeBatchException ex)
-        {
-            LogPollFailed(record.ProviderBatchId, provider.Name, ex);
-            return;
-        }
-
-        if (!state.Ended)
-        {
-            return;
-        }
-
-        var lines = new Dictionary<long, NativeLine>();
-        try
-        {
-            await foreach (var line in provider.ReadResultsAsync(record.ProviderBatchId, state, cancellationToken))
-            {
-                if (job.ItemIds.Contains(line.ItemId))
-                {
-                    lines[line.ItemId] = line;
-                }
-            }
-        }
-        catch (NativeBatchException ex)
-        {
-            LogPollFailed(record.ProviderBatchId, provider.Name, ex);
-            return;
-        }
-
-        // Read again: a cancel may have come in while the results were read.
-        batch = await _store.GetBatchAsync(record.BatchId, cancellationToken) ?? batch;
-        var outcomes = new List<ItemOutcome>(job.Leases.Count);
-        var now = _time.GetUtcNow();
-        var resubmitted = 0;
-        foreach (var item in job.Leases.Values)
-        {
-            var outcome = Decide(item, lines.GetValueOrDefault(item.ItemId), batch, state, now);
-            resubmitted += outcome.Kind == OutcomeKind.Retry ? 1 : 0;
-            outcomes.Add(outcome);
-        }
-
-        await CommitAsync(outcomes, CancellationToken.None);
-        await _store.UpdateNativeJobAsync(record.Id, NativeJobStatus.Ended, record.CancelRequested, CancellationToken.None);
-        Forget(job);
-        LogJobEnded(record.BatchId, record.ProviderBatchId, state.Status, lines.Count, resubmitted);
-        if (resubmitted > 0)
-        {
-            NotifyBatchesChanged();
-        }
-    }
-
-    private ItemOutcome Decide(ClaimedItem item, NativeLine? line, BatchRecord batch, ProviderState state, DateTimeOffset now)
-    {
-        if (line is { Fate: LineFate.Succeeded })
-        {
-            var result = new AttemptResult { StatusCode = line.StatusCode, RequestId = line.RequestId, Body = line.Body };
-            if (line.Body is { } body && UsageReader.TryRead(body, out var input, out var output, out var cached) && input + output > 0)
-            {
-                var cost = _prices.Price(item.Model, input, output, cached, batch: true);
-                result = result with { InputTokens = input, OutputTokens = output, CachedTokens = cached, CostNanos = cost.Nanos, Priced = cost.Priced };
-            }
-
-            return new ItemOutcome(item, OutcomeKind.Succeeded, result);
-        }
-
-        var failure = line is null
-            ? new AttemptResult { ErrorCode = "native_result_missing", ErrorMessage = $"the provider batch ended {state.Status} without a result for this request" }
-            : new AttemptResult { StatusCode = line.StatusCode, RequestId = line.RequestId, Body = line.Body, ErrorCode = line.ErrorCode, ErrorMessage = line.ErrorMessage };
-        if (line is { Fate: LineFate.Permanent })
-        {
-            return new ItemOutcome(item, OutcomeKind.Failed, failure);
-        }
-
-        // Transient, missing, or cut short by the provider: the batch's own state decides.
-        if (batch.Status is BatchStatus.Cancelling or BatchStatus.Cancelled)
-        {
-            return new ItemOutcome(item, OutcomeKind.Cancelled, new AttemptResult());
-        }
-
-        if (batch.ExpiredAt is not null)
-        {
-            return new ItemOutcome(item, OutcomeKind.Expired, new AttemptResult());
-        }
-
-        return item.Attempt < _maxAttempts
-            ? new ItemOutcome(item, OutcomeKind.Retry, failure, now)
-            : new ItemOutcome(item, OutcomeKind.Failed, failure);
-    }
-
     private async Task CommitAsync(List<ItemOutcome> outcomes, CancellationToken cancellationToken)
     {
         if (outcomes.Count == 0)
@@ -490,9 +354,6 @@ public sealed partial class NativeBatchRunner
             _jobOfItem.Remove(item);
         }
     }
-
-    /// <summary>A lease kept for a job: the body was sent and is not needed again.</summary>
-    private static ClaimedItem Lean(ClaimedItem item) => item with { Body = [] };
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Batch {BatchId}: {Count} requests handed to {Upstream} as its batch {ProviderBatchId}")]
     private partial void LogSubmitted(string batchId, int count, string upstream, string providerBatchId);
@@ -520,107 +381,5 @@ public sealed partial class NativeBatchRunner
         public HashSet<long> ItemIds { get; } = itemIds;
 
         public Dictionary<long, ClaimedItem> Leases { get; } = [];
-    }
-
-    /// <summary>A job being written: its lines go to a temporary file, within the provider's limits.</summary>
-    private sealed class JobBuilder : IDisposable
-    {
-        private readonly FileStream _file;
-        private readonly ArrayBufferWriter<byte> _line = new(4096);
-        private readonly Utf8JsonWriter _json;
-        private readonly List<ClaimedItem> _items = [];
-        private long _bytes;
-
-        public JobBuilder(NativeProvider provider, BatchRecord batch)
-        {
-            Provider = provider;
-            Batch = batch;
-            _file = new FileStream(
-                Path.Combine(Path.GetTempPath(), $"shepherd-native-{Guid.NewGuid():N}.jsonl"),
-                FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 64 * 1024, FileOptions.DeleteOnClose);
-            _json = new Utf8JsonWriter(_line, JsonWriterExtensions.Options);
-            _file.Write(provider.Opening);
-            _bytes = provider.Opening.Length + provider.Closing.Length;
-        }
-
-        public NativeProvider Provider { get; }
-
-        public BatchRecord Batch { get; }
-
-        public List<ClaimedItem> Items => _items;
-
-        public int Count => _items.Count;
-
-        /// <summary>True when the item's line fits in this job (an empty job takes any one line).</summary>
-        public bool Fits(ClaimedItem item)
-        {
-            if (_items.Count == 0)
-            {
-                return true;
-            }
-
-            var estimate = item.Body.Length + item.Url.Length + 96 + Provider.Separator.Length;
-            return _items.Count < Provider.MaxLines && _bytes + estimate <= Provider.MaxBytes;
-        }
-
-        public void Add(ClaimedItem item)
-        {
-            _line.ResetWrittenCount();
-            _json.Reset();
-            Provider.WriteLine(_json, NativeProvider.CustomIdOf(item.ItemId), item.Url, item.Body);
-            _json.Flush();
-            if (_items.Count > 0)
-            {
-                _file.Write(Provider.Separator);
-                _bytes += Provider.Separator.Length;
-            }
-
-            _file.Write(_line.WrittenSpan);
-            _bytes += _line.WrittenCount;
-            _items.Add(Lean(item));
-        }
-
-        /// <summary>Closes the job's text and returns it from its start; the stream stays owned by the builder.</summary>
-        public NonClosing Finish()
-        {
-            _file.Write(Provider.Closing);
-            _file.Flush();
-            _file.Position = 0;
-            return new NonClosing(_file);
-        }
-
-        public void Dispose()
-        {
-            _json.Dispose();
-            _file.Dispose();
-        }
-    }
-
-    /// <summary>A view of a stream that leaves it open when disposed (an HTTP content disposes what it sends).</summary>
-    private sealed class NonClosing(Stream inner) : Stream
-    {
-        public override bool CanRead => true;
-
-        public override bool CanSeek => inner.CanSeek;
-
-        public override bool CanWrite => false;
-
-        public override long Length => inner.Length;
-
-        public override long Position { get => inner.Position; set => inner.Position = value; }
-
-        public override void Flush()
-        {
-        }
-
-        public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, count);
-
-        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => inner.ReadAsync(buffer, cancellationToken);
-
-        public override long Seek(long offset, SeekOrigin origin) => inner.Seek(offset, origin);
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }

@@ -1,0 +1,25 @@
+using Shepherd.Engine.Model;
+using Shepherd.Engine.Upstreams;
+
+namespace Shepherd.Engine.Dispatch;
+
+/// <summary>What the loop is told: an answer, a claim's result, or just "look again".</summary>
+internal abstract record DispatchEvent
+{
+    public static readonly DispatchEvent Wake = new WakeEvent();
+
+    public static readonly DispatchEvent DropLeases = new DropLeasesEvent();
+}
+
+internal sealed record WakeEvent : DispatchEvent;
+
+/// <summary>The node's leases were taken by other nodes: what it holds unsent is dropped.</summary>
+internal sealed record DropLeasesEvent : DispatchEvent;
+
+/// <summary>Retries are in the store, due at these times (the earliest per model): their queues look for them then, not at their next idle look.</summary>
+internal sealed record RetriesStoredEvent(IReadOnlyDictionary<string, DateTimeOffset> Due) : DispatchEvent;
+
+internal sealed record ClaimedEvent(ModelQueue Queue, IReadOnlyList<ClaimedItem> Items, DateTimeOffset? NextDue) : DispatchEvent;
+
+/// <summary>An answer, already classified where it arrived, so the loop only decides; null when abandoned on stop.</summary>
+internal sealed record AnsweredEvent(WorkItem Work, Lane Lane, SentRequest Reservation, UpstreamResponse? Response, Classified Classified) : DispatchEvent;

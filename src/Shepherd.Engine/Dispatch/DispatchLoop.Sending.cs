@@ -1,0 +1,212 @@
+using Shepherd.Engine.Model;
+using Shepherd.Engine.Upstreams;
+
+namespace Shepherd.Engine.Dispatch;
+
+/// <content>
+/// Sending: each queue claims what it lacks, and its items go to the lane a weighted round robin
+/// picks among those with room, within their batch's budget; the request itself runs off the loop.
+/// </content>
+internal sealed partial class DispatchLoop
+{
+    /// <summary>Claims what queues lack and admits what lanes allow; returns how long until there may be more to do.</summary>
+    private TimeSpan Pump(CancellationToken cancellationToken)
+    {
+        var now = Now;
+        var wait = _nextRefresh - now;
+        foreach (var queue in _queues.Values)
+        {
+            var held = queue.Items.Count + queue.Parked;
+            var target = queue.Target;
+            if (queue.IsBlocked)
+            {
+                // Nothing goes but probes: one request is held for them, the rest go back to the store.
+                target = 1;
+                ReleaseBeyond(queue, target);
+                held = queue.Items.Count + queue.Parked;
+            }
+
+            if (!queue.Claiming && held < Math.Max(1, target / 2) && (queue.NextDue is null || queue.NextDue <= now))
+            {
+                var want = target - held - queue.InFlight;
+                if (want > 0 && _active.Count > 0)
+                {
+                    StartClaim(queue, want, now);
+                }
+            }
+            else if (queue.Items.Count == 0 && queue.NextDue is { } due && due - now < wait)
+            {
+                wait = due - now;
+            }
+
+            if (Admit(queue, now, cancellationToken) is { } laneWait && laneWait < wait)
+            {
+                wait = laneWait;
+            }
+        }
+
+        return wait;
+    }
+
+    /// <summary>Hands back to the store the queued items of <paramref name="queue"/> beyond <paramref name="keep"/>, the last in order first.</summary>
+    private void ReleaseBeyond(ModelQueue queue, int keep)
+    {
+        if (queue.Items.Count <= keep)
+        {
+            return;
+        }
+
+        var kept = new List<WorkItem>(keep);
+        while (kept.Count < keep && queue.Items.TryDequeue(out var work, out _))
+        {
+            kept.Add(work);
+        }
+
+        while (queue.Items.TryDequeue(out var work, out _))
+        {
+            Emit(new ItemOutcome(work.Item, OutcomeKind.Released, new AttemptResult()));
+        }
+
+        kept.ForEach(queue.Enqueue);
+    }
+
+    /// <summary>Sends queued items while some lane of the model has room; returns the wait for the next, if a lane said.</summary>
+    private TimeSpan? Admit(ModelQueue queue, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        while (queue.Items.TryPeek(out var work, out _))
+        {
+            // Answers not yet recorded are sent again after a crash: while the store lags, as many
+            // as two rounds of the lanes' concurrency wait for it, and nothing more is sent until
+            // it catches up (each commit wakes the loop).
+            if (_signals.Uncommitted >= UncommittedCap)
+            {
+                return null;
+            }
+
+            if (queue.Lanes.Count == 0)
+            {
+                queue.Items.Dequeue();
+                Emit(new ItemOutcome(work.Item, OutcomeKind.Failed, new AttemptResult
+                {
+                    ErrorCode = "model_not_served",
+                    ErrorMessage = $"no configured upstream serves the model {queue.Model}",
+                }));
+                continue;
+            }
+
+            _budgets.TryGetValue(work.Item.BatchId, out var budget);
+            if (work.PromptTokens is null && (budget is not null || queue.Lanes.Any(l => l.CountsTokens)))
+            {
+                (work.PromptTokens, work.MaxOutputTokens) = _estimator.Estimate(queue.Model, work.Item.Body);
+            }
+
+            var most = budget is null ? 0 : _prices.Price(queue.Model, work.PromptTokens ?? 0, work.MaxOutputTokens ?? _options.DefaultOutputTokens).Nanos;
+            if (budget is not null && budget.Spent + budget.Reserved + most > budget.Limit)
+            {
+                queue.Items.Dequeue();
+                if (budget.Spent + most <= budget.Limit)
+                {
+                    // It fits once what others hold has settled: it waits for their answers.
+                    work.MostNanos = most;
+                    budget.Waiting.Enqueue(work);
+                    queue.Parked++;
+                    continue;
+                }
+
+                Emit(new ItemOutcome(work.Item, OutcomeKind.Failed, budget.Exceeded(most)));
+                continue;
+            }
+
+            var lane = Pick(queue, work, now, out var laneWait);
+            if (lane is null)
+            {
+                if (laneWait is not null)
+                {
+                    _telemetry?.WaitedForRate(queue.Model);
+                }
+
+                return laneWait;
+            }
+
+            queue.Items.Dequeue();
+            if (budget is not null)
+            {
+                work.ReservedNanos = most;
+                budget.Reserved += most;
+            }
+
+            var reservation = lane.Admit(work.PromptTokens ?? 0, work.MaxOutputTokens, now);
+            queue.InFlight++;
+            _inFlight++;
+            _counters.Started();
+            _ = SendAsync(work, lane, reservation, cancellationToken);
+        }
+
+        return null;
+    }
+
+    /// <summary>Smooth weighted round robin among the lanes that may take the item now.</summary>
+    private static Lane? Pick(ModelQueue queue, WorkItem work, DateTimeOffset now, out TimeSpan? wait)
+    {
+        Lane? best = null;
+        var total = 0;
+        wait = null;
+        foreach (var lane in queue.Lanes)
+        {
+            var laneWait = lane.WaitBeforeAdmitting(work.PromptTokens ?? 0, work.MaxOutputTokens, now);
+            if (laneWait == TimeSpan.Zero)
+            {
+                lane.CurrentWeight += lane.Upstream.Weight;
+                total += lane.Upstream.Weight;
+                if (best is null || lane.CurrentWeight > best.CurrentWeight)
+                {
+                    best = lane;
+                }
+            }
+            else if (laneWait is { } time && (wait is null || time < wait))
+            {
+                wait = time;
+            }
+        }
+
+        if (best is not null)
+        {
+            best.CurrentWeight -= total;
+        }
+
+        return best;
+    }
+
+    private async Task SendAsync(WorkItem work, Lane lane, SentRequest reservation, CancellationToken cancellationToken)
+    {
+        // Off the loop at once: building and sending a request, and reading its answer, run in
+        // parallel on the pool; the loop only admits and decides.
+        await Task.Yield();
+        UpstreamResponse? response;
+        using var span = DispatchTelemetry.Source.StartActivity("upstream request", System.Diagnostics.ActivityKind.Client);
+        span?.SetTag("shepherd.batch_id", work.Item.BatchId);
+        span?.SetTag("shepherd.custom_id", work.Item.CustomId);
+        span?.SetTag("shepherd.attempt", work.Item.Attempt);
+        span?.SetTag("shepherd.upstream", lane.Upstream.Name);
+        span?.SetTag("gen_ai.request.model", work.Item.Model);
+        try
+        {
+            response = await lane.Upstream.Client.SendAsync(work.Url, work.Item.Body, cancellationToken);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            response = null;
+        }
+#pragma warning disable CA1031 // A fault in one send must not strand its item: it becomes a transient failure, retried.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            response = new UpstreamResponse { FailureCode = FailureCodes.ConnectionError, FailureMessage = $"unexpected {ex.GetType().Name}: {ex.Message}" };
+        }
+
+        var classified = response is null ? default : AttemptClassifier.Classify(response, lane.Upstream.Kind);
+        span?.SetTag("http.response.status_code", response?.StatusCode);
+        span?.SetTag("shepherd.failure", response?.FailureCode);
+        _signals.Tell(new AnsweredEvent(work, lane, reservation, response, classified));
+    }
+}
