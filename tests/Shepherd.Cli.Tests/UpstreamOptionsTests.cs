@@ -75,6 +75,7 @@ public sealed class UpstreamOptionsTests : IDisposable
 
     [Theory]
     [InlineData("""{ "upstreams": [ { "baseUrl": "http://127.0.0.1:1/v1", "rmp": 5 } ] }""", "shepherd.json:line 1: $.upstreams[0].rmp: The JSON property 'rmp' could not be mapped")]
+    [InlineData("""{ "uptreams": [] }""", "shepherd.json:line 1: $.uptreams: The JSON property 'uptreams' could not be mapped to any setting.")]
     [InlineData("{ \"upstreams\": [\n  { \"provider\": \"azure\" }\n] }", "upstreams[0].provider: 'azure' is not one of openai, anthropic")]
     [InlineData("{ \"upstreams\": [ { \"rpm\": 0 } ] }", "upstreams[0]: rpm, tpm, itpm and otpm must be at least 1")]
     [InlineData("{ \"upstreams\": [ { \"lanes\": { \"claude-haiku-4.5\": { \"otpm\": 0 } } } ] }", "upstreams[0].lanes.claude-haiku-4.5: rpm, tpm, itpm and otpm must be at least 1")]

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using System.Text.Json.Serialization.Metadata;
+using System.Text.RegularExpressions;
 using Shepherd.Engine.Pricing;
 using Shepherd.Engine.Storage;
 
@@ -13,7 +14,7 @@ namespace Shepherd.Engine.Configuration;
 /// adds its own section to the same file by deriving from this class
 /// (<c>Shepherd.Server.Configuration.ConfigFile</c>), so the engine knows nothing of it.
 /// </summary>
-public class ShepherdConfig
+public partial class ShepherdConfig
 {
     /// <summary>The upstreams requests go to.</summary>
     public List<UpstreamConfig> Upstreams { get; set; } = [];
@@ -127,8 +128,14 @@ public class ShepherdConfig
     private static string FirstSentence(string message)
     {
         var cut = message.IndexOf(" Path:", StringComparison.Ordinal);
-        return cut > 0 ? message[..cut] : message;
+        var sentence = cut > 0 ? message[..cut] : message;
+        // An unknown property is reported against the .NET type it was read into, a name that
+        // says nothing to the person editing the file and changes when the code moves.
+        return UnmappedMember().Replace(sentence, " to any setting.");
     }
+
+    [GeneratedRegex(@" to any \.NET member contained in type '[^']*'\.")]
+    private static partial Regex UnmappedMember();
 }
 
 [JsonSourceGenerationOptions(

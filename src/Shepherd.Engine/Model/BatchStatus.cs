@@ -29,8 +29,9 @@ public enum BatchStatus
 }
 
 /// <summary>
-/// The words a batch's status is written as: in the server's answers, on the dashboard and in
-/// the summary of <c>shepherd run</c>, so a script reads the same word wherever it looks.
+/// The words a batch's status is written as: in the server's answers, on the dashboard, in the
+/// summary of <c>shepherd run</c> and in the stores' rows, so a script (or a person reading the
+/// state file) sees the same word wherever it looks.
 /// </summary>
 public static class BatchStatusWords
 {
@@ -44,7 +45,8 @@ public static class BatchStatusWords
         BatchStatus.Failed => "failed",
         BatchStatus.Cancelling => "cancelling",
         BatchStatus.Cancelled => "cancelled",
-        _ => "expired",
+        BatchStatus.Expired => "expired",
+        _ => throw new ArgumentOutOfRangeException(nameof(status), status, "Not a batch status."),
     };
 
     /// <summary>

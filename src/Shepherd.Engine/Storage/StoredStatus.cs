@@ -37,19 +37,8 @@ internal static class StoredStatus
     /// <summary><see cref="BatchStatus.Expired"/>, quoted for SQL.</summary>
     internal static readonly string Expired = Quoted(BatchStatus.Expired);
 
-    /// <summary>The word a status is stored as.</summary>
-    internal static string Word(BatchStatus status) => status switch
-    {
-        BatchStatus.Validating => "validating",
-        BatchStatus.InProgress => "in_progress",
-        BatchStatus.Finalizing => "finalizing",
-        BatchStatus.Completed => "completed",
-        BatchStatus.Failed => "failed",
-        BatchStatus.Cancelling => "cancelling",
-        BatchStatus.Cancelled => "cancelled",
-        BatchStatus.Expired => "expired",
-        _ => throw new ArgumentOutOfRangeException(nameof(status), status, "Not a batch status."),
-    };
+    /// <summary>The word a status is stored as: the one every output uses.</summary>
+    internal static string Word(BatchStatus status) => BatchStatusWords.Of(status);
 
     /// <summary>The status a stored word stands for.</summary>
     internal static BatchStatus Parse(string word) =>
