@@ -155,13 +155,18 @@ public sealed class DashboardApiTests
         using var anonymous = server.Client(null);
 
         using var page = await anonymous.GetAsync("/", Ct);
-        using var script = await anonymous.GetAsync("/dashboard/app.js", Ct);
         using var missing = await anonymous.GetAsync("/dashboard/secrets.txt", Ct);
 
         Assert.Equal(HttpStatusCode.OK, page.StatusCode);
         Assert.Equal("text/html", page.Content.Headers.ContentType?.MediaType);
-        Assert.Contains("/dashboard/app.js", await page.Content.ReadAsStringAsync(Ct), StringComparison.Ordinal);
-        Assert.Equal(HttpStatusCode.OK, script.StatusCode);
+        var html = await page.Content.ReadAsStringAsync(Ct);
+        foreach (var name in new[] { "format.js", "chart.js", "views.js", "app.js" })
+        {
+            using var script = await anonymous.GetAsync("/dashboard/" + name, Ct);
+            Assert.Contains($"/dashboard/{name}", html, StringComparison.Ordinal);
+            Assert.Equal(HttpStatusCode.OK, script.StatusCode);
+        }
+
         Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
         Assert.Equal("ok", await anonymous.GetStringAsync("/healthz", Ct));
         Assert.Equal("ready", await anonymous.GetStringAsync("/readyz", Ct));

@@ -24,6 +24,9 @@ internal sealed class DashboardApi(BatchService batches, TimeProvider time)
     private static readonly Dictionary<string, string> Assets = new(StringComparer.Ordinal)
     {
         ["index.html"] = "text/html; charset=utf-8",
+        ["format.js"] = "text/javascript; charset=utf-8",
+        ["chart.js"] = "text/javascript; charset=utf-8",
+        ["views.js"] = "text/javascript; charset=utf-8",
         ["app.js"] = "text/javascript; charset=utf-8",
         ["style.css"] = "text/css; charset=utf-8",
     };
