@@ -4,14 +4,9 @@
 (function () {
   'use strict';
 
-  var S = window.Shepherd;
-  var $ = S.$;
-  var el = S.el;
-  var setText = S.setText;
-  var nowSeconds = S.nowSeconds;
-  var clock = S.clock;
-  var hasEnded = S.hasEnded;
-  var updateBadge = S.updateBadge;
+  // The helpers of format.js, by their short names.
+  var S = window.Shepherd, $ = S.$, el = S.el, setText = S.setText, nowSeconds = S.nowSeconds,
+    clock = S.clock, hasEnded = S.hasEnded, updateBadge = S.updateBadge;
 
   var KEY_STORAGE = 'shepherd.key';
   var LIST_POLL_MS = 2000;

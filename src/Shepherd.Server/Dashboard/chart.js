@@ -4,15 +4,9 @@
 (function () {
   'use strict';
 
-  var S = window.Shepherd;
-  var $ = S.$;
-  var el = S.el;
-  var num = S.num;
-  var compact = S.compact;
-  var trim = S.trim;
-  var clock = S.clock;
-  var dateTime = S.dateTime;
-  var hasEnded = S.hasEnded;
+  // The helpers of format.js, by their short names.
+  var S = window.Shepherd, $ = S.$, el = S.el, num = S.num, compact = S.compact, trim = S.trim,
+    clock = S.clock, dateTime = S.dateTime, hasEnded = S.hasEnded;
 
   // ---------- throughput chart ----------
 

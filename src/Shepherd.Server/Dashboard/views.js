@@ -4,25 +4,12 @@
 (function () {
   'use strict';
 
-  var S = window.Shepherd;
-  var $ = S.$;
-  var el = S.el;
-  var setText = S.setText;
-  var num = S.num;
-  var trim = S.trim;
-  var usd = S.usd;
-  var ms = S.ms;
-  var nowSeconds = S.nowSeconds;
-  var age = S.age;
-  var duration = S.duration;
-  var clock = S.clock;
-  var dateTime = S.dateTime;
-  var statusLabel = S.statusLabel;
-  var isActive = S.isActive;
-  var hasEnded = S.hasEnded;
-  var percentOf = S.percentOf;
-  var updateBadge = S.updateBadge;
-  var updateProgress = S.updateProgress;
+  // The helpers of format.js, by their short names.
+  var S = window.Shepherd, $ = S.$, el = S.el, setText = S.setText, num = S.num, trim = S.trim,
+    usd = S.usd, ms = S.ms, nowSeconds = S.nowSeconds, age = S.age, duration = S.duration,
+    clock = S.clock, dateTime = S.dateTime, statusLabel = S.statusLabel, isActive = S.isActive,
+    hasEnded = S.hasEnded, percentOf = S.percentOf, updateBadge = S.updateBadge,
+    updateProgress = S.updateProgress;
 
   // ---------- list view ----------
 
