@@ -112,45 +112,35 @@ internal static class CliOptions
         (double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) && double.IsFinite(value) && value >= min && value <= max, value);
 
     /// <summary>An amount of US dollars, 0 or more (<c>0.02</c> or <c>$0.02</c>), as billionths of a dollar.</summary>
-    public static Option<long?> Usd(string name, string description)
+    public static Option<long?> Usd(string name, string description) =>
+        Parsed<long?>(name, description, "USD", $"{name} is an amount of US dollars of 0 or more, such as 2.50",
+            text => decimal.TryParse(text.TrimStart('$'), NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var usd)
+                && Engine.Pricing.Cost.BudgetFromUsd(usd) is { } nanos ? nanos : null);
+
+    public static Option<Uri?> Url(string name, string description) =>
+        Parsed<Uri?>(name, description, null, $"{name} must be an absolute http or https url, such as https://api.openai.com/v1",
+            text => Uri.TryCreate(text, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps) ? uri : null);
+
+    /// <summary>
+    /// An option with no default whose text <paramref name="parse"/> reads, null where it is not one;
+    /// then the error is <paramref name="rule"/> with the text quoted.
+    /// </summary>
+    private static Option<T> Parsed<T>(string name, string description, string? helpName, string rule, Func<string, T> parse) => new(name)
     {
-        return new Option<long?>(name)
+        Description = description,
+        HelpName = helpName,
+        CustomParser = result =>
         {
-            Description = description,
-            HelpName = "USD",
-            CustomParser = result =>
+            var text = result.Tokens.Single().Value;
+            if (parse(text) is { } value)
             {
-                var text = result.Tokens.Single().Value;
-                if (decimal.TryParse(text.TrimStart('$'), System.Globalization.NumberStyles.AllowDecimalPoint, System.Globalization.CultureInfo.InvariantCulture, out var usd)
-                    && Engine.Pricing.Cost.BudgetFromUsd(usd) is { } nanos)
-                {
-                    return nanos;
-                }
+                return value;
+            }
 
-                result.AddError($"{name} is an amount of US dollars of 0 or more, such as 2.50; got '{text}'.");
-                return null;
-            },
-        };
-    }
-
-    public static Option<Uri?> Url(string name, string description)
-    {
-        return new Option<Uri?>(name)
-        {
-            Description = description,
-            CustomParser = result =>
-            {
-                var text = result.Tokens.Single().Value;
-                if (Uri.TryCreate(text, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps))
-                {
-                    return uri;
-                }
-
-                result.AddError($"{name} must be an absolute http or https url, such as https://api.openai.com/v1; got '{text}'.");
-                return null;
-            },
-        };
-    }
+            result.AddError($"{rule}; got '{text}'.");
+            return default!;
+        },
+    };
 
     public static Option<TimeSpan?> Duration(string name, string description)
     {

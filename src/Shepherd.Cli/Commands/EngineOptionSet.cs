@@ -12,10 +12,7 @@ internal sealed class EngineOptionSet
     private readonly Option<string?> _config;
     private readonly Option<string?> _apiKey;
     private readonly Option<string> _anthropicVersion;
-    private readonly Option<long?> _rpm;
-    private readonly Option<long?> _tpm;
-    private readonly Option<long?> _itpm;
-    private readonly Option<long?> _otpm;
+    private readonly RateLimitOptionSet _limits;
     private readonly Option<int> _concurrency;
     private readonly Option<int> _maxAttempts;
     private readonly Option<double> _timeout;
@@ -32,10 +29,11 @@ internal sealed class EngineOptionSet
         _config.AcceptLegalFilePathsOnly();
         _apiKey = new Option<string?>("--api-key") { Description = "The provider's API key; defaults to OPENAI_API_KEY or ANTHROPIC_API_KEY" };
         _anthropicVersion = new Option<string>("--anthropic-version") { Description = "The anthropic-version header", DefaultValueFactory = _ => "2023-06-01" };
-        _rpm = CliOptions.OptionalLong("--rpm", "Requests per minute per lane; by default learned from the provider's rate-limit headers", 1);
-        _tpm = CliOptions.OptionalLong("--tpm", "Tokens per minute per lane (prompt + max_tokens); by default learned from the provider's headers", 1);
-        _itpm = CliOptions.OptionalLong("--itpm", "Input tokens per minute per lane, where the provider limits them apart (Anthropic); by default learned from its headers", 1);
-        _otpm = CliOptions.OptionalLong("--otpm", "Output tokens per minute per lane, where the provider limits them apart (Anthropic); by default learned from its headers", 1);
+        _limits = new RateLimitOptionSet(prefix: "",
+            rpm: "Requests per minute per lane; by default learned from the provider's rate-limit headers",
+            tpm: "Tokens per minute per lane (prompt + max_tokens); by default learned from the provider's headers",
+            itpm: "Input tokens per minute per lane, where the provider limits them apart (Anthropic); by default learned from its headers",
+            otpm: "Output tokens per minute per lane, where the provider limits them apart (Anthropic); by default learned from its headers");
         _concurrency = CliOptions.Int("--concurrency", "The most requests in flight per lane; the lane adapts below it", 32, 1, 10_000);
         _maxAttempts = CliOptions.Int("--max-attempts", "Attempts per request before a transient failure (5xx, timeout, a dropped connection) is final; 429s, outages and refused keys use none", 6, 1, 100);
         _timeout = CliOptions.Seconds("--timeout", "Seconds one attempt may take", 600, 0.001);
@@ -43,7 +41,7 @@ internal sealed class EngineOptionSet
     }
 
     public IEnumerable<Option> All =>
-        [_provider, _baseUrl, _upstream, _config, _apiKey, _anthropicVersion, _rpm, _tpm, _itpm, _otpm, _concurrency, _maxAttempts, _timeout, _verbose, .. _simulator.All];
+        [_provider, _baseUrl, _upstream, _config, _apiKey, _anthropicVersion, .. _limits.All, _concurrency, _maxAttempts, _timeout, _verbose, .. _simulator.All];
 
     /// <summary>Fills the shared settings of <paramref name="settings"/> from the command line.</summary>
     public T Read<T>(ParseResult parse, T settings)
@@ -53,10 +51,10 @@ internal sealed class EngineOptionSet
             BaseUrl = parse.GetValue(_baseUrl),
             Upstreams = parse.GetValue(_upstream) ?? [],
             ConfigPath = parse.GetValue(_config),
-            RequestsPerMinute = parse.GetValue(_rpm),
-            TokensPerMinute = parse.GetValue(_tpm),
-            InputTokensPerMinute = parse.GetValue(_itpm),
-            OutputTokensPerMinute = parse.GetValue(_otpm),
+            RequestsPerMinute = _limits.RequestsPerMinute(parse),
+            TokensPerMinute = _limits.TokensPerMinute(parse),
+            InputTokensPerMinute = _limits.InputTokensPerMinute(parse),
+            OutputTokensPerMinute = _limits.OutputTokensPerMinute(parse),
             ApiKey = parse.GetValue(_apiKey),
             AnthropicVersion = parse.GetValue(_anthropicVersion)!,
             Concurrency = parse.GetValue(_concurrency),

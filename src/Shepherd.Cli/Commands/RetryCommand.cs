@@ -38,23 +38,7 @@ internal static class RetryCommand
             }
 
             var started = $"Retrying {RemoteOutput.Count(retry.Total)} failed or expired requests of {original} as {retry.Id} ({retry.StatusName}).";
-            if (!parse.GetValue(wait))
-            {
-                if (context.Json)
-                {
-                    await RemoteOutput.WriteJsonAsync(context.Stdout, json => RemoteOutput.WriteBatch(json, retry));
-                }
-                else
-                {
-                    await context.Stdout.WriteLineAsync(started);
-                    await context.Stdout.WriteLineAsync($"  follow it: shepherd wait {retry.Id}");
-                }
-
-                return ExitCodes.Success;
-            }
-
-            await (context.Json ? context.Stderr : context.Stdout).WriteLineAsync(started);
-            return await new RemoteWait(context, waiting.Progress(parse)).WaitAsync(retry, waiting.Timeout(parse), cancellationToken);
+            return await waiting.FollowAsync(context, wait, retry, started, cancellationToken);
         }, waiting.Tune);
         return command;
     }

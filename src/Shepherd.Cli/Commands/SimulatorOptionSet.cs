@@ -11,10 +11,7 @@ internal sealed class SimulatorOptionSet
 {
     private readonly Option<int> _latency;
     private readonly Option<int> _jitter;
-    private readonly Option<long?> _rpm;
-    private readonly Option<long?> _tpm;
-    private readonly Option<long?> _itpm;
-    private readonly Option<long?> _otpm;
+    private readonly RateLimitOptionSet _limits;
     private readonly ChoiceOption<TokenCounting> _count;
     private readonly Option<double> _tokenScale;
     private readonly Option<int> _messageTokens;
@@ -37,10 +34,11 @@ internal sealed class SimulatorOptionSet
     {
         _latency = CliOptions.Int($"--{prefix}latency", "Simulated answer time in milliseconds", defaultLatencyMs, 0, 600_000);
         _jitter = CliOptions.Int($"--{prefix}jitter", "Answer time varies by up to this many milliseconds either way", defaultJitterMs, 0, 600_000);
-        _rpm = CliOptions.OptionalLong($"--{prefix}rpm", "Requests per minute the simulator admits, enforced per second (429 beyond)", 1);
-        _tpm = CliOptions.OptionalLong($"--{prefix}tpm", "Tokens per minute (prompt + max_tokens) the simulator admits, enforced per second", 1);
-        _itpm = CliOptions.OptionalLong($"--{prefix}itpm", "Input tokens per minute, a limit of their own as Anthropic has it (cache reads not counted)", 1);
-        _otpm = CliOptions.OptionalLong($"--{prefix}otpm", "Output tokens per minute, a limit of their own as Anthropic has it (max_tokens charged when admitted, the unwritten rest given back)", 1);
+        _limits = new RateLimitOptionSet(prefix,
+            rpm: "Requests per minute the simulator admits, enforced per second (429 beyond)",
+            tpm: "Tokens per minute (prompt + max_tokens) the simulator admits, enforced per second",
+            itpm: "Input tokens per minute, a limit of their own as Anthropic has it (cache reads not counted)",
+            otpm: "Output tokens per minute, a limit of their own as Anthropic has it (max_tokens charged when admitted, the unwritten rest given back)");
         _count = CliOptions.Choice($"--{prefix}count", "How the limiter counts prompt text: chars (four characters a token) or o200k (real tokens)", TokenCounting.Characters,
             ("chars", TokenCounting.Characters), ("o200k", TokenCounting.O200k));
         _tokenScale = CliOptions.Number($"--{prefix}token-scale", "The limiter's count of prompt text is multiplied by this (1.5 counts half as much again)", 1, 0.01, 100);
@@ -61,7 +59,7 @@ internal sealed class SimulatorOptionSet
         _seed = CliOptions.Int($"--{prefix}seed", "Seed of the fault and jitter draws", 1, int.MinValue, int.MaxValue);
     }
 
-    public IEnumerable<Option> All => [_latency, _jitter, _rpm, _tpm, _itpm, _otpm, _count, _tokenScale, _messageTokens, _bucketSeconds, _limitChangeAfter, _limitChangeFactor, _noLimitHeaders, _headersWhenAnswered, _fail500, _fail502, _fail503, _fail529, _reset, _hang, _errorRetryAfter, _context, _seed];
+    public IEnumerable<Option> All => [_latency, _jitter, .. _limits.All, _count, _tokenScale, _messageTokens, _bucketSeconds, _limitChangeAfter, _limitChangeFactor, _noLimitHeaders, _headersWhenAnswered, _fail500, _fail502, _fail503, _fail529, _reset, _hang, _errorRetryAfter, _context, _seed];
 
     public int Seed(ParseResult parse) => parse.GetValue(_seed);
 
@@ -72,10 +70,10 @@ internal sealed class SimulatorOptionSet
         {
             Latency = TimeSpan.FromMilliseconds(parse.GetValue(_latency)),
             Jitter = TimeSpan.FromMilliseconds(parse.GetValue(_jitter)),
-            RequestsPerMinute = parse.GetValue(_rpm) is { } rpm ? (int)Math.Min(rpm, int.MaxValue) : null,
-            TokensPerMinute = parse.GetValue(_tpm),
-            InputTokensPerMinute = parse.GetValue(_itpm),
-            OutputTokensPerMinute = parse.GetValue(_otpm),
+            RequestsPerMinute = _limits.RequestsPerMinute(parse) is { } rpm ? (int)Math.Min(rpm, int.MaxValue) : null,
+            TokensPerMinute = _limits.TokensPerMinute(parse),
+            InputTokensPerMinute = _limits.InputTokensPerMinute(parse),
+            OutputTokensPerMinute = _limits.OutputTokensPerMinute(parse),
             TokenCounting = _count.ValueIn(parse),
             TokenScale = parse.GetValue(_tokenScale),
             TokensPerMessage = parse.GetValue(_messageTokens),

@@ -54,23 +54,7 @@ internal static class SubmitCommand
 
             var batch = await context.Client.CreateBatchFromFileAsync(input.FullName, options, cancellationToken);
             var submitted = $"Submitted {input.Name} as {batch.Id} ({batch.StatusName}).";
-            if (!parse.GetValue(wait))
-            {
-                if (context.Json)
-                {
-                    await RemoteOutput.WriteJsonAsync(context.Stdout, json => RemoteOutput.WriteBatch(json, batch));
-                }
-                else
-                {
-                    await context.Stdout.WriteLineAsync(submitted);
-                    await context.Stdout.WriteLineAsync($"  follow it: shepherd wait {batch.Id}");
-                }
-
-                return ExitCodes.Success;
-            }
-
-            await (context.Json ? context.Stderr : context.Stdout).WriteLineAsync(submitted);
-            return await new RemoteWait(context, waiting.Progress(parse)).WaitAsync(batch, waiting.Timeout(parse), cancellationToken);
+            return await waiting.FollowAsync(context, wait, batch, submitted, cancellationToken);
         }, waiting.Tune);
         return command;
     }

@@ -53,6 +53,32 @@ internal sealed class WaitOptionSet
     }
 
     /// <summary>
+    /// How a command that starts a batch (<c>submit</c>, <c>retry</c>) ends once <paramref name="batch"/>
+    /// is started: without <paramref name="wait"/> it says <paramref name="started"/> and how to follow
+    /// the batch (with <c>--json</c>, prints the batch); with it, it says so and waits for the batch to end.
+    /// </summary>
+    public async Task<int> FollowAsync(RemoteContext context, Option<bool> wait, Batch batch, string started, CancellationToken cancellationToken)
+    {
+        if (!context.Parse.GetValue(wait))
+        {
+            if (context.Json)
+            {
+                await RemoteOutput.WriteJsonAsync(context.Stdout, json => RemoteOutput.WriteBatch(json, batch));
+            }
+            else
+            {
+                await context.Stdout.WriteLineAsync(started);
+                await context.Stdout.WriteLineAsync($"  follow it: shepherd wait {batch.Id}");
+            }
+
+            return ExitCodes.Success;
+        }
+
+        await (context.Json ? context.Stderr : context.Stdout).WriteLineAsync(started);
+        return await new RemoteWait(context, Progress(context.Parse)).WaitAsync(batch, Timeout(context.Parse), cancellationToken);
+    }
+
+    /// <summary>
     /// Client options for a wait: the client's own retries (a wait that lasts hours should ride out
     /// a short outage of the server) and, with <c>--poll-interval</c>, looks at a steady pace.
     /// </summary>

@@ -59,39 +59,21 @@ internal static class RemoteOutput
         }
 
         json.WriteEndObject();
-        json.WriteStartArray("errors");
-        foreach (var error in batch.Errors)
+        json.WriteObjects("errors", batch.Errors, static (json, error) =>
         {
-            json.WriteStartObject();
             json.WriteString("code", error.Code);
             json.WriteString("message", error.Message);
-            if (error.Line is { } line)
-            {
-                json.WriteNumber("line", line);
-            }
-            else
-            {
-                json.WriteNull("line");
-            }
-
-            json.WriteEndObject();
-        }
-
-        json.WriteEndArray();
-        json.WriteStartArray("lanes");
-        foreach (var lane in batch.Lanes)
+            json.WriteNumberOrNull("line", error.Line);
+        });
+        json.WriteObjects("lanes", batch.Lanes, static (json, lane) =>
         {
-            json.WriteStartObject();
             json.WriteString("upstream", lane.Upstream);
             json.WriteString("model", lane.Model);
             json.WriteString("state", lane.State);
             WriteTime(json, "since", lane.Since);
             json.WriteString("reason", lane.Reason);
             WriteTime(json, "next_probe_at", lane.NextProbeAt);
-            json.WriteEndObject();
-        }
-
-        json.WriteEndArray();
+        });
         json.WriteEndObject();
     }
 

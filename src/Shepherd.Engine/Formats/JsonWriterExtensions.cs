@@ -25,6 +25,36 @@ public static class JsonWriterExtensions
     public static void WriteNumberOrNull(this Utf8JsonWriter json, string name, decimal? value) =>
         WriteOrNull(json, name, value, static (writer, field, number) => writer.WriteNumber(field, number));
 
+    /// <summary>Writes the array <paramref name="name"/>, each of <paramref name="items"/> written by <paramref name="write"/>.</summary>
+    public static void WriteArray<T>(this Utf8JsonWriter json, string name, IEnumerable<T> items, Action<Utf8JsonWriter, T> write)
+    {
+        ArgumentNullException.ThrowIfNull(json);
+        ArgumentNullException.ThrowIfNull(items);
+        ArgumentNullException.ThrowIfNull(write);
+        json.WriteStartArray(name);
+        foreach (var item in items)
+        {
+            write(json, item);
+        }
+
+        json.WriteEndArray();
+    }
+
+    /// <summary>
+    /// Writes the array <paramref name="name"/> of one object for each of <paramref name="items"/>,
+    /// whose fields <paramref name="writeFields"/> writes.
+    /// </summary>
+    public static void WriteObjects<T>(this Utf8JsonWriter json, string name, IEnumerable<T> items, Action<Utf8JsonWriter, T> writeFields)
+    {
+        ArgumentNullException.ThrowIfNull(writeFields);
+        json.WriteArray(name, items, (writer, item) =>
+        {
+            writer.WriteStartObject();
+            writeFields(writer, item);
+            writer.WriteEndObject();
+        });
+    }
+
     private static void WriteOrNull<T>(Utf8JsonWriter json, string name, T? value, Action<Utf8JsonWriter, string, T> write)
         where T : struct
     {

@@ -2,6 +2,7 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Shepherd.Engine.Formats;
 using Shepherd.Engine.Model;
 using Shepherd.Server.Batches;
 using Shepherd.Server.Http;
@@ -66,13 +67,7 @@ internal sealed class DashboardApi(BatchService batches, TimeProvider time)
         return new JsonBody(json =>
         {
             json.WriteStartObject();
-            json.WriteStartArray("data");
-            foreach (var batch in page.Items)
-            {
-                WriteBatch(json, batch);
-            }
-
-            json.WriteEndArray();
+            json.WriteArray("data", page.Items, WriteBatch);
             json.WriteBoolean("has_more", page.HasMore);
             json.WriteEndObject();
         });
@@ -93,44 +88,22 @@ internal sealed class DashboardApi(BatchService batches, TimeProvider time)
             json.WritePropertyName("batch");
             WriteBatch(json, batch);
             json.WriteNumber("bucket_seconds", bucket);
-            json.WriteStartArray("timeline");
-            foreach (var point in activity.Timeline)
+            json.WriteObjects("timeline", activity.Timeline, static (json, point) =>
             {
-                json.WriteStartObject();
                 json.WriteNumber("t", point.Start.ToUnixTimeSeconds());
                 json.WriteNumber("requests", point.Requests);
                 json.WriteNumber("tokens", point.Tokens);
                 json.WriteNumber("failed", point.Failed);
-                json.WriteEndObject();
-            }
-
-            json.WriteEndArray();
-            json.WriteStartArray("errors");
-            foreach (var error in activity.Errors)
+            });
+            json.WriteObjects("errors", activity.Errors, static (json, error) =>
             {
-                json.WriteStartObject();
                 json.WriteString("kind", error.Kind);
                 json.WriteNumber("count", error.Count);
-                json.WriteEndObject();
-            }
-
-            json.WriteEndArray();
+            });
             // Why the input was refused, as shepherd status lists it: a refused batch has no requests to fail.
-            json.WriteStartArray("input_errors");
-            foreach (var error in batch.Errors)
-            {
-                error.WriteTo(json);
-            }
-
-            json.WriteEndArray();
+            json.WriteArray("input_errors", batch.Errors, static (json, error) => error.WriteTo(json));
             WriteLatency(json, activity.LatenciesMs);
-            json.WriteStartArray("lanes");
-            foreach (var lane in lanes)
-            {
-                LaneJson.Write(json, lane);
-            }
-
-            json.WriteEndArray();
+            json.WriteArray("lanes", lanes, LaneJson.Write);
             json.WriteEndObject();
         });
     }
