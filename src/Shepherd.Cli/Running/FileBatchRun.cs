@@ -1,5 +1,3 @@
-using System.Diagnostics;
-using System.Globalization;
 using System.Security.Cryptography;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -220,7 +218,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         var exportStarted = time.GetTimestamp();
         var exported = await results.WriteAsync((output, errors) => ResultExporter.ExportAsync(store, final, output, errors, cancellationToken));
         var phases = new RunPhases(start.Import, wall, time.GetElapsedTime(exportStarted));
-        await WriteSummaryAsync(final, exported, phases, final.Finished - finishedBefore, start.Retried, dispatcher.Counters, results.OutputPath, results.ErrorsPath);
+        await new RunSummary(settings.Json, stdout).WriteAsync(final, exported, phases, final.Finished - finishedBefore, start.Retried, dispatcher.Counters, results);
         return final.Succeeded == final.Total ? ExitCodes.Success : ExitCodes.SomeFailed;
     }
 
@@ -385,62 +383,6 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         return services.BuildServiceProvider();
     }
 
-    private async Task WriteSummaryAsync(BatchRecord batch, ExportSummary exported, RunPhases phases, long finishedThisRun, long retried, DispatchCounters counters, string outputPath, string errorsPath)
-    {
-        var wall = phases.Dispatch;
-        var seconds = Math.Max(wall.TotalSeconds, 1e-6);
-        var rate = finishedThisRun / seconds;
-        if (settings.Json)
-        {
-            await RemoteOutput.WriteJsonAsync(stdout, json =>
-            {
-                json.WriteStartObject();
-                json.WriteString("batch_id", batch.Id);
-                json.WriteString("status", BatchStatusWords.Of(batch.Status));
-                var counts = BatchCounts.Of(batch);
-                counts.WriteOutcome(json);
-                counts.WriteBudget(json);
-                json.WriteNumber("finished_this_run", finishedThisRun);
-                json.WriteNumber("retried_failed", retried);
-                json.WriteNumber("wall_seconds", Math.Round(wall.TotalSeconds, 3));
-                json.WriteNumber("requests_per_second", Math.Round(rate, 1));
-                json.WriteNumber("import_seconds", Math.Round(phases.Import.TotalSeconds, 3));
-                json.WriteNumber("export_seconds", Math.Round(phases.Export.TotalSeconds, 3));
-                json.WriteNumber("attempts", counters.Attempts);
-                json.WriteNumber("retries", counters.Retries);
-                json.WriteNumber("requeued", counters.Requeued);
-                json.WriteNumber("rate_limited", counters.RateLimited);
-                using var self = Process.GetCurrentProcess();
-                json.WriteNumber("peak_working_set_bytes", self.PeakWorkingSet64);
-                json.WriteNumber("cpu_seconds", Math.Round(self.TotalProcessorTime.TotalSeconds, 3));
-                json.WriteString("output", outputPath);
-                json.WriteString("errors", errorsPath);
-                json.WriteEndObject();
-            });
-            return;
-        }
-
-        var line = $"{batch.Id} {BatchStatusWords.Of(batch.Status)}: {RemoteOutput.Outcome(batch.Succeeded, batch.Failed, batch.Cancelled, batch.Expired, batch.Total)}";
-        await stdout.WriteLineAsync(finishedThisRun > 0
-            ? string.Create(CultureInfo.InvariantCulture, $"{line} in {ProgressDisplay.FormatDuration(wall)} ({rate:0.0} requests/s, {RemoteOutput.Count(counters.Retries)} {(counters.Retries == 1 ? "retry" : "retries")})")
-            : line);
-        if (retried > 0)
-        {
-            await stdout.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"  retried: {RemoteOutput.Plural(retried, "request")} that had failed or expired"));
-        }
-
-        await stdout.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"  tokens:  {batch.InputTokens:N0} in, {batch.OutputTokens:N0} out"));
-        var unpriced = batch.Unpriced > 0 ? $" ({RemoteOutput.Plural(batch.Unpriced, "answer")} of models without a price count as $0)" : "";
-        await stdout.WriteLineAsync($"  cost:    {Cost.Describe(batch.CostNanos)}{unpriced}");
-        if (batch.BudgetNanos is { } limit)
-        {
-            await stdout.WriteLineAsync($"  budget:  {RemoteOutput.Budget(Cost.ToUsd(limit), batch.BudgetExceeded, "budget_exceeded in the errors file")}");
-        }
-
-        await stdout.WriteLineAsync($"  results: {Relative(outputPath)} ({RemoteOutput.Plural(exported.Succeeded, "line")})");
-        await stdout.WriteLineAsync($"  errors:  {Relative(errorsPath)} ({RemoteOutput.Plural(exported.Failed, "line")})");
-    }
-
     private ProgressMode ResolveProgressMode() => ProgressDisplay.Resolve(settings.Progress, settings.Json, console);
 
     private (string Output, string Errors) OutputPaths(string input)
@@ -455,7 +397,6 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
 
     private static FileStream OpenInput(string path) =>
         new(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.SequentialScan | FileOptions.Asynchronous);
-
 
     private static string Relative(string path) => ShownPath.Of(path);
 
@@ -492,9 +433,3 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
 
 /// <summary>What a run knows before it sends: how long the import took, how many failed requests it queued again, and where its state is.</summary>
 internal readonly record struct RunStart(TimeSpan Import, long Retried, string StatePath);
-
-/// <summary>How long each phase of one <c>shepherd run</c> took.</summary>
-/// <param name="Import">Reading the input into the store; zero when a stored batch resumed.</param>
-/// <param name="Dispatch">Sending, until the batch ended.</param>
-/// <param name="Export">Writing the output and error files from the store.</param>
-internal readonly record struct RunPhases(TimeSpan Import, TimeSpan Dispatch, TimeSpan Export);
