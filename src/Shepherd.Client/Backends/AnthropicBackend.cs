@@ -16,8 +16,6 @@ internal sealed class AnthropicBackend(ApiPipeline pipeline, ShepherdClientOptio
 {
     private const string Endpoint = "/v1/messages";
     private const string Batches = "v1/messages/batches";
-    private const int ListPageSize = 100;
-
     /// <summary>The request body is sent in pieces of about this size, not held whole.</summary>
     private const int FlushBytes = 64 * 1024;
 
@@ -77,25 +75,8 @@ internal sealed class AnthropicBackend(ApiPipeline pipeline, ShepherdClientOptio
     private async Task<Batch> GetAsync(string batchId, CallKind kind, CancellationToken cancellationToken) =>
         Wire.AnthropicBatch(await pipeline.SendJsonAsync(() => pipeline.Request(HttpMethod.Get, PathOf(batchId)), cancellationToken, kind));
 
-    public async IAsyncEnumerable<Batch> ListAsync([EnumeratorCancellation] CancellationToken cancellationToken)
-    {
-        string? after = null;
-        while (true)
-        {
-            var query = $"{Batches}?limit={ListPageSize}" + (after is null ? "" : "&after_id=" + Uri.EscapeDataString(after));
-            var page = (await pipeline.SendJsonAsync(() => pipeline.Request(HttpMethod.Get, query), cancellationToken)).Json;
-            foreach (var batch in page.GetProperty("data").EnumerateArray())
-            {
-                yield return Wire.AnthropicBatch(batch);
-            }
-
-            after = Wire.String(page, "last_id");
-            if (!page.TryGetProperty("has_more", out var more) || more.ValueKind != JsonValueKind.True || after is null)
-            {
-                yield break;
-            }
-        }
-    }
+    public IAsyncEnumerable<Batch> ListAsync(CancellationToken cancellationToken) =>
+        pipeline.PagesAsync(Batches, "after_id", Wire.AnthropicBatch, cancellationToken);
 
     public async Task<Batch> CancelAsync(string batchId, CancellationToken cancellationToken) =>
         Wire.AnthropicBatch(await pipeline.SendJsonAsync(() => pipeline.Request(HttpMethod.Post, PathOf(batchId) + "/cancel"), cancellationToken));

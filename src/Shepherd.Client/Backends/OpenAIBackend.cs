@@ -14,7 +14,6 @@ namespace Shepherd.Client.Backends;
 internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options) : IBatchBackend
 {
     protected const string DefaultEndpoint = "/v1/chat/completions";
-    private const int ListPageSize = 100;
     private const string RetryOf = "retry_of";
 
     protected ApiPipeline Pipeline => pipeline;
@@ -126,25 +125,8 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
     protected async Task<Batch> GetAsync(string batchId, CallKind kind, string query, CancellationToken cancellationToken) =>
         Wire.OpenAIBatch(await pipeline.SendJsonAsync(() => pipeline.Request(HttpMethod.Get, $"v1/batches/{Uri.EscapeDataString(batchId)}{query}"), cancellationToken, kind));
 
-    public async IAsyncEnumerable<Batch> ListAsync([EnumeratorCancellation] CancellationToken cancellationToken)
-    {
-        string? after = null;
-        while (true)
-        {
-            var query = $"v1/batches?limit={ListPageSize}" + (after is null ? "" : "&after=" + Uri.EscapeDataString(after));
-            var page = (await pipeline.SendJsonAsync(() => pipeline.Request(HttpMethod.Get, query), cancellationToken)).Json;
-            foreach (var batch in page.GetProperty("data").EnumerateArray())
-            {
-                yield return Wire.OpenAIBatch(batch);
-            }
-
-            after = Wire.String(page, "last_id");
-            if (!page.TryGetProperty("has_more", out var more) || !more.GetBoolean() || after is null)
-            {
-                yield break;
-            }
-        }
-    }
+    public IAsyncEnumerable<Batch> ListAsync(CancellationToken cancellationToken) =>
+        pipeline.PagesAsync("v1/batches", "after", Wire.OpenAIBatch, cancellationToken);
 
     public async Task<Batch> CancelAsync(string batchId, CancellationToken cancellationToken) =>
         Wire.OpenAIBatch(await pipeline.SendJsonAsync(() => pipeline.Request(HttpMethod.Post, $"v1/batches/{Uri.EscapeDataString(batchId)}/cancel"), cancellationToken));
