@@ -109,19 +109,12 @@ public interface IBatchStore : IAsyncDisposable
     Task<DateTimeOffset?> NextDueAsync(string model, string? batchId, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Cancels a batch: items not yet sent end <see cref="ItemState.Cancelled"/> at once; the
-    /// batch is <see cref="BatchStatus.Cancelling"/> until the items in flight end, then
-    /// <see cref="BatchStatus.Cancelled"/>. A batch that has ended is returned unchanged.
-    /// Returns null when there is no such batch.
+    /// Ends every item of a batch not yet sent as <paramref name="ending"/>
+    /// (<see cref="ItemState.Cancelled"/> or <see cref="ItemState.Expired"/>), marks the batch so,
+    /// and ends it when nothing is in flight. <see cref="BatchStoreExtensions.CancelBatchAsync"/>
+    /// and <see cref="BatchStoreExtensions.ExpireBatchAsync"/> say it in the words callers use.
     /// </summary>
-    Task<BatchRecord?> CancelBatchAsync(string batchId, DateTimeOffset now, CancellationToken cancellationToken);
-
-    /// <summary>
-    /// Expires a batch whose completion window has passed: items not yet sent end
-    /// <see cref="ItemState.Expired"/>; the batch ends <see cref="BatchStatus.Expired"/> when the
-    /// items in flight end.
-    /// </summary>
-    Task ExpireBatchAsync(string batchId, DateTimeOffset now, CancellationToken cancellationToken);
+    Task EndUnsentAsync(string batchId, ItemState ending, DateTimeOffset now, CancellationToken cancellationToken);
 
     /// <summary>
     /// Queues the failed and expired items of a batch again, as if never sent (their results and

@@ -3,6 +3,7 @@ using System.Text.Json;
 using CsCheck;
 using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Model;
+using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
 using Shepherd.Engine.Tests.Dispatch;
 using Shepherd.Simulator;

@@ -1,5 +1,6 @@
 using System.Text;
 using Shepherd.Engine.Model;
+using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
 
 namespace Shepherd.Engine.Tests.Storage;

@@ -164,26 +164,14 @@ public sealed partial class PostgresBatchStore
         await WithConnectionAsync(connection => ExecuteAsync(connection, null, StoreSql.DeleteBatch, cancellationToken, ("batch", batchId)), cancellationToken);
     }
 
-    /// <inheritdoc />
-    public async Task<BatchRecord?> CancelBatchAsync(string batchId, DateTimeOffset now, CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(batchId);
-        await EndUnsentAsync(batchId, ItemState.Cancelled, now, cancellationToken);
-        return await GetBatchAsync(batchId, cancellationToken);
-    }
-
-    /// <inheritdoc />
-    public Task ExpireBatchAsync(string batchId, DateTimeOffset now, CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(batchId);
-        return EndUnsentAsync(batchId, ItemState.Expired, now, cancellationToken);
-    }
-
     private static readonly string EndUnsentOfBatch =
         $"UPDATE items SET state = @state, lease_until = NULL, leased_by = NULL WHERE batch_id = @id AND state IN ({(int)ItemState.Queued}, {(int)ItemState.Staged})";
 
-    /// <summary>Ends every item not yet sent as cancelled or expired, marks the batch, and ends it if nothing is in flight.</summary>
-    private Task<int> EndUnsentAsync(string batchId, ItemState state, DateTimeOffset now, CancellationToken cancellationToken) =>
+    /// <inheritdoc />
+    public Task EndUnsentAsync(string batchId, ItemState ending, DateTimeOffset now, CancellationToken cancellationToken) =>
+        EndUnsentCoreAsync(batchId ?? throw new ArgumentNullException(nameof(batchId)), ending, now, cancellationToken);
+
+    private Task<int> EndUnsentCoreAsync(string batchId, ItemState state, DateTimeOffset now, CancellationToken cancellationToken) =>
         InTransactionAsync(async (connection, tx) =>
         {
             var cancel = state == ItemState.Cancelled;

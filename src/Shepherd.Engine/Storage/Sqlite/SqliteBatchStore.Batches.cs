@@ -185,22 +185,10 @@ public sealed partial class SqliteBatchStore
     }
 
     /// <inheritdoc />
-    public async Task<BatchRecord?> CancelBatchAsync(string batchId, DateTimeOffset now, CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(batchId);
-        await EndUnsentAsync(batchId, ItemState.Cancelled, now, cancellationToken);
-        return await GetBatchAsync(batchId, cancellationToken);
-    }
+    public Task EndUnsentAsync(string batchId, ItemState ending, DateTimeOffset now, CancellationToken cancellationToken) =>
+        EndUnsentCoreAsync(batchId ?? throw new ArgumentNullException(nameof(batchId)), ending, now, cancellationToken);
 
-    /// <inheritdoc />
-    public Task ExpireBatchAsync(string batchId, DateTimeOffset now, CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(batchId);
-        return EndUnsentAsync(batchId, ItemState.Expired, now, cancellationToken);
-    }
-
-    /// <summary>Ends every item not yet sent as cancelled or expired, marks the batch, and ends it if nothing is in flight.</summary>
-    private Task<int> EndUnsentAsync(string batchId, ItemState state, DateTimeOffset now, CancellationToken cancellationToken) =>
+    private Task<int> EndUnsentCoreAsync(string batchId, ItemState state, DateTimeOffset now, CancellationToken cancellationToken) =>
         WriteAsync(writer =>
         {
             using var tx = writer.BeginTransaction();
