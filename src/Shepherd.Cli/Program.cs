@@ -5,6 +5,13 @@ using Shepherd.Cli.Running;
 using Shepherd.Engine.Storage;
 
 var root = ShepherdCommands.Root();
+if (args.Length == 0)
+{
+    // Without a command there is nothing to do: say what there is, as a usage error.
+    await root.Parse(["--help"]).InvokeAsync(new InvocationConfiguration { Output = Console.Error });
+    return ExitCodes.InvalidInput;
+}
+
 var parse = root.Parse(args);
 var json = Refusal.JsonWanted(parse);
 if (parse.Errors.Count > 0)

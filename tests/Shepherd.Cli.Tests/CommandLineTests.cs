@@ -62,6 +62,18 @@ public sealed class CommandLineTests
     }
 
     [Fact]
+    public async Task NoCommand_ListsTheCommands_AndExitsWith2()
+    {
+        using var folder = new Testing.TempDirectory();
+        var result = await ShepherdProcess.RunAsync(folder.Path);
+
+        Assert.Equal(ExitCodes.InvalidInput, result.ExitCode);
+        Assert.Empty(result.Stdout);
+        Assert.All(ShepherdCommands.Root().Subcommands, command => Assert.Contains(command.Name, result.Stderr, StringComparison.Ordinal));
+        Assert.Contains("--help", result.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void TheHelp_ShowsTheDefaultsOfChoices_AsTheWordsAUserTypes()
     {
         var root = ShepherdCommands.Root();
