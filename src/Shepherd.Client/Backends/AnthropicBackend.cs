@@ -76,7 +76,7 @@ internal sealed class AnthropicBackend(ApiPipeline pipeline, ShepherdClientOptio
         Wire.AnthropicBatch(await pipeline.SendJsonAsync(() => pipeline.Request(HttpMethod.Get, PathOf(batchId)), cancellationToken, kind));
 
     public IAsyncEnumerable<Batch> ListAsync(CancellationToken cancellationToken) =>
-        pipeline.PagesAsync(Batches, "after_id", Wire.AnthropicBatch, cancellationToken);
+        Wire.PagesAsync(pipeline, Batches, "after_id", Wire.AnthropicBatch, cancellationToken);
 
     public async Task<Batch> CancelAsync(string batchId, CancellationToken cancellationToken) =>
         Wire.AnthropicBatch(await pipeline.SendJsonAsync(() => pipeline.Request(HttpMethod.Post, PathOf(batchId) + "/cancel"), cancellationToken));

@@ -126,7 +126,7 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
         Wire.OpenAIBatch(await pipeline.SendJsonAsync(() => pipeline.Request(HttpMethod.Get, $"v1/batches/{Uri.EscapeDataString(batchId)}{query}"), cancellationToken, kind));
 
     public IAsyncEnumerable<Batch> ListAsync(CancellationToken cancellationToken) =>
-        pipeline.PagesAsync("v1/batches", "after", Wire.OpenAIBatch, cancellationToken);
+        Wire.PagesAsync(pipeline, "v1/batches", "after", Wire.OpenAIBatch, cancellationToken);
 
     public async Task<Batch> CancelAsync(string batchId, CancellationToken cancellationToken) =>
         Wire.OpenAIBatch(await pipeline.SendJsonAsync(() => pipeline.Request(HttpMethod.Post, $"v1/batches/{Uri.EscapeDataString(batchId)}/cancel"), cancellationToken));

@@ -1,11 +1,41 @@
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Text.Json;
+using Shepherd.Client.Http;
 
 namespace Shepherd.Client.Backends;
 
 /// <summary>Reads the wire objects the batch APIs answer with.</summary>
 internal static class Wire
 {
+    private const int ListPageSize = 100;
+
+    /// <summary>
+    /// Every item of a listing, page after page: <c>?limit=</c> pages of 100 from
+    /// <paramref name="path"/>, the next asked for with <paramref name="afterParameter"/> set to the
+    /// page's <c>last_id</c> until <c>has_more</c> is no longer <c>true</c>. Both batch APIs page
+    /// this way and differ only in that parameter's name.
+    /// </summary>
+    public static async IAsyncEnumerable<T> PagesAsync<T>(ApiPipeline pipeline, string path, string afterParameter, Func<JsonElement, T> read, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        string? after = null;
+        while (true)
+        {
+            var query = $"{path}?limit={ListPageSize}" + (after is null ? "" : $"&{afterParameter}=" + Uri.EscapeDataString(after));
+            var page = (await pipeline.SendJsonAsync(() => pipeline.Request(HttpMethod.Get, query), cancellationToken)).Json;
+            foreach (var item in page.GetProperty("data").EnumerateArray())
+            {
+                yield return read(item);
+            }
+
+            after = String(page, "last_id");
+            if (!page.TryGetProperty("has_more", out var more) || more.ValueKind != JsonValueKind.True || after is null)
+            {
+                yield break;
+            }
+        }
+    }
+
     /// <summary>The OpenAI Batch object of <paramref name="answer"/>, with the HTTP answer it came in.</summary>
     public static Batch OpenAIBatch(JsonAnswer answer) => OpenAIBatch(answer.Json) with { Response = answer.Response };
 

@@ -3,7 +3,6 @@ using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Sockets;
-using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
@@ -18,8 +17,6 @@ namespace Shepherd.Client.Http;
 /// </summary>
 internal sealed partial class ApiPipeline : IDisposable
 {
-    private const int ListPageSize = 100;
-
     /// <summary>One activity per call the caller made (its tries inside it), for tracing: <c>Shepherd.Client</c>.</summary>
     public static readonly ActivitySource Activities = new(ShepherdClient.ActivitySourceName);
 
@@ -120,32 +117,6 @@ internal sealed partial class ApiPipeline : IDisposable
         await using var body = await response.Content.ReadAsStreamAsync(cancellationToken);
         using var document = await JsonDocument.ParseAsync(body, default, cancellationToken);
         return new JsonAnswer(document.RootElement.Clone(), ApiResponse.Of(response));
-    }
-
-    /// <summary>
-    /// Every item of a listing, page after page: <c>?limit=</c> pages of 100 from
-    /// <paramref name="path"/>, the next asked for with <paramref name="afterParameter"/> set to the
-    /// page's <c>last_id</c> until <c>has_more</c> is no longer <c>true</c>. Both batch APIs page
-    /// this way and differ only in that parameter's name.
-    /// </summary>
-    public async IAsyncEnumerable<T> PagesAsync<T>(string path, string afterParameter, Func<JsonElement, T> read, [EnumeratorCancellation] CancellationToken cancellationToken)
-    {
-        string? after = null;
-        while (true)
-        {
-            var query = $"{path}?limit={ListPageSize}" + (after is null ? "" : $"&{afterParameter}=" + Uri.EscapeDataString(after));
-            var page = (await SendJsonAsync(() => Request(HttpMethod.Get, query), cancellationToken)).Json;
-            foreach (var item in page.GetProperty("data").EnumerateArray())
-            {
-                yield return read(item);
-            }
-
-            after = page.TryGetProperty("last_id", out var last) && last.ValueKind == JsonValueKind.String ? last.GetString() : null;
-            if (!page.TryGetProperty("has_more", out var more) || more.ValueKind != JsonValueKind.True || after is null)
-            {
-                yield break;
-            }
-        }
     }
 
     /// <summary>A request to <paramref name="path"/> (relative to the base url, such as <c>v1/batches</c>).</summary>
