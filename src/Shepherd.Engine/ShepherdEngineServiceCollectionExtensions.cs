@@ -92,8 +92,13 @@ public static class ShepherdEngineServiceCollectionExtensions
             options.Dispatch,
             sp.GetRequiredService<TimeProvider>(),
             options.Prices,
+            sp.GetRequiredService<TokenEstimator>(),
             sp.GetRequiredService<ILogger<NativeBatchRunner>>(),
-            sp.GetRequiredService<ClusterNode>()));
+            sp.GetRequiredService<ClusterNode>())
+        {
+            // The planner counts on realtime at the rates the dispatcher's lanes know.
+            RealtimeRate = sp.GetRequiredService<Dispatcher>().RequestsPerSecond,
+        });
         services.AddSingleton(sp => new ClusterNode(
             sp.GetRequiredService<IBatchStore>(),
             sp.GetRequiredService<Dispatcher>(),

@@ -23,6 +23,9 @@ public sealed class UpstreamConfig : KeyedConfig
     /// </summary>
     public bool? BatchApi { get; set; }
 
+    /// <summary>Whether the upstream offers OpenAI's flex tier (<c>service_tier: "flex"</c>) for its models; unset, false.</summary>
+    public bool? Flex { get; set; }
+
     /// <summary>The models served; none for every model.</summary>
     public List<string>? Models { get; set; }
 
@@ -53,6 +56,7 @@ public sealed class UpstreamConfig : KeyedConfig
         ApiKey = ReadKey() is { Length: > 0 } key ? new Secret(key) : null,
         Weight = Weight,
         BatchApi = BatchApi,
+        Flex = Flex ?? false,
         Models = Models,
         Limits = new LaneConfig { Rpm = Rpm, Tpm = Tpm, Itpm = Itpm, Otpm = Otpm, Concurrency = Concurrency }.ToLimits(),
         ModelLimits = Lanes.ToDictionary(p => p.Key, p => p.Value.ToLimits(), StringComparer.Ordinal),

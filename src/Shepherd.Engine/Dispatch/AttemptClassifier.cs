@@ -85,7 +85,8 @@ internal static class AttemptClassifier
     /// <summary>The message of an error body in the OpenAI or Anthropic shape (<c>{"error":{"message":…}}</c>), or null.</summary>
     public static string? MessageOf(byte[]? body) => body is null ? null : ErrorOf(body)?.Message;
 
-    private static (string? Type, string? Code, string? Message)? ErrorOf(byte[] body)
+    /// <summary>The type, code and message of an error body in the OpenAI or Anthropic shape, or null.</summary>
+    public static (string? Type, string? Code, string? Message)? ErrorOf(byte[] body)
     {
         try
         {

@@ -14,7 +14,10 @@ internal sealed partial class DispatchLoop
         var (work, lane, reservation, response, classified) = answered;
         var now = Now;
         var latency = now - reservation.At;
-        var priced = Priced(work.Item.Model, classified.Result) is { } answer ? answer with { LatencyMs = (int)Math.Min(int.MaxValue, latency.TotalMilliseconds) } : null;
+        // Priced once, at the price of the tier that answered: recorded with the answer and counted against the batch's budget.
+        var priced = classified.Result is { } answer
+            ? _prices.PriceAnswer(work.Item.Model, work.Item.Tier, answer) with { LatencyMs = (int)Math.Min(int.MaxValue, latency.TotalMilliseconds) }
+            : null;
         Settle(work, priced);
         if (response is null)
         {
@@ -29,7 +32,10 @@ internal sealed partial class DispatchLoop
 
         var (verdict, _, retryAfter) = classified;
         var result = priced!;
-        var change = lane.Complete(reservation, response, verdict, result.OutputTokens, now);
+
+        // A flex request refused for want of capacity is no rate limit: the lane learns nothing from it.
+        var flexRefused = work.Item.Tier == ItemTier.Flex && FlexTier.IsRefusal(response);
+        var change = flexRefused ? lane.Unavailable(reservation) : lane.Complete(reservation, response, verdict, result.OutputTokens, now);
         if (change != default)
         {
             Report(lane, change, now);
@@ -46,7 +52,7 @@ internal sealed partial class DispatchLoop
         }, response, result, latency);
         var decision = _policy.Decide(new Answer(verdict, item.Attempt)
         {
-            RateLimited = response.StatusCode == 429,
+            RateLimited = response.StatusCode == 429 && !flexRefused,
             UpstreamDown = lane.Upstream.IsDown,
             InFailureRun = lane.InFailureRun,
             RetryAfter = retryAfter,
@@ -111,18 +117,6 @@ internal sealed partial class DispatchLoop
             queue.Parked--;
             queue.Enqueue(work);
         }
-    }
-
-    /// <summary>An answer with tokens priced, once: the cost is recorded with it and counted against its batch's budget.</summary>
-    private AttemptResult? Priced(string model, AttemptResult? result)
-    {
-        if (result is null || result.InputTokens + result.OutputTokens == 0)
-        {
-            return result;
-        }
-
-        var cost = _prices.Price(model, result.InputTokens, result.OutputTokens, result.CachedTokens);
-        return result with { CostNanos = cost.Nanos, Priced = cost.Priced };
     }
 
     /// <summary>Says what an answer changed about a lane, once per change.</summary>

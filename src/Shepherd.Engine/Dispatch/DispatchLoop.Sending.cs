@@ -191,7 +191,8 @@ internal sealed partial class DispatchLoop
         span?.SetTag("gen_ai.request.model", work.Item.Model);
         try
         {
-            response = await lane.Upstream.Client.SendAsync(work.Url, work.Item.Body, cancellationToken);
+            var body = work.Item.Tier == ItemTier.Flex ? FlexTier.Body(work.Item.Body) : work.Item.Body;
+            response = await lane.Upstream.Client.SendAsync(work.Url, body, cancellationToken);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {

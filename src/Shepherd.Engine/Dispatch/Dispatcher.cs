@@ -81,6 +81,17 @@ public sealed partial class Dispatcher
     /// <summary>Each upstream's circuit breaker now.</summary>
     public IEnumerable<BreakerSnapshot> Breakers => _upstreams.Select(u => new BreakerSnapshot(u.Name, u.Breaker.State));
 
+    /// <summary>
+    /// Requests per second realtime can send of <paramref name="model"/>: the sum of its lanes'
+    /// request limits, as configured or learned from the providers' headers; null when no lane of
+    /// it knows one.
+    /// </summary>
+    public double? RequestsPerSecond(string model)
+    {
+        var limits = Lanes.Where(l => l.Model == model && l.RequestsPerMinute is > 0).Select(l => l.RequestsPerMinute!.Value).ToList();
+        return limits.Count == 0 ? null : limits.Sum() / 60;
+    }
+
     /// <summary>Items of active batches not yet ended, as of the dispatcher's last look at the store.</summary>
     public long QueueDepth => _signals.QueueDepth;
 

@@ -282,6 +282,18 @@ internal sealed partial class Lane
     }
 
     /// <summary>
+    /// A request the provider refused for want of capacity on its flex tier: not admitted, and no
+    /// lesson about the lane's limits (the provider's rate limits were not what refused it).
+    /// </summary>
+    public LaneChange Unavailable(SentRequest reservation)
+    {
+        Upstream.InFlight--;
+        _sends.Answered(reservation.Sequence, admitted: false);
+        Concurrency.Release();
+        return default;
+    }
+
+    /// <summary>
     /// Counts refusals of the key in a row: the lane stops after a few, and any HTTP answer that
     /// is not one (the key was taken) starts it again. A failure without an answer says nothing.
     /// </summary>

@@ -30,6 +30,9 @@ public sealed record AttemptResult
     /// <summary>What the answer cost, in billionths of a US dollar.</summary>
     public long CostNanos { get; init; }
 
+    /// <summary>What the answer would have cost more at the list price (a native or flex answer's discount), in billionths of a US dollar.</summary>
+    public long SavedNanos { get; init; }
+
     /// <summary>Milliseconds from sending the request to its answer; 0 when unknown.</summary>
     public int LatencyMs { get; init; }
 

@@ -123,6 +123,15 @@ public sealed record BatchRecord
     /// <summary>How the batch's items are sent: by the dispatcher, or by the provider's own batch API.</summary>
     public BatchMode Mode { get; init; }
 
+    /// <summary>
+    /// When the planner moved what was still open to realtime, so that it is answered by the
+    /// deadline (<see cref="ExpiresAt"/>); null before, and for batches it does not plan.
+    /// </summary>
+    public DateTimeOffset? CutOverAt { get; init; }
+
+    /// <summary>Of <see cref="Succeeded"/>, and of <see cref="CostNanos"/>, what each tier answered; realtime is the rest.</summary>
+    public TierTally Tiers { get; init; } = TierTally.None;
+
     /// <summary>Requests that have ended: succeeded, failed, cancelled or expired.</summary>
     public long Finished => Succeeded + Failed + Cancelled + Expired;
 
@@ -134,6 +143,32 @@ public sealed record BatchRecord
     /// expired (its expiry counts only when it ended expired); null before.
     /// </summary>
     public DateTimeOffset? EndedAt => CompletedAt ?? CancelledAt ?? FailedAt ?? (Status == BatchStatus.Expired ? ExpiredAt : null);
+}
+
+/// <summary>What the native and flex tiers answered of a batch, and what the batch saved against the list price.</summary>
+/// <param name="NativeSucceeded">Requests the provider's batch API answered.</param>
+/// <param name="NativeCostNanos">What they cost, in billionths of a US dollar.</param>
+/// <param name="FlexSucceeded">Requests the flex tier answered.</param>
+/// <param name="FlexCostNanos">What they cost.</param>
+/// <param name="SavedNanos">What every answer would have cost more at the list price.</param>
+public sealed record TierTally(long NativeSucceeded, long NativeCostNanos, long FlexSucceeded, long FlexCostNanos, long SavedNanos)
+{
+    /// <summary>Nothing answered by a cheaper tier.</summary>
+    public static TierTally None { get; } = new(0, 0, 0, 0, 0);
+
+    /// <summary>Requests answered in realtime, of <paramref name="batch"/>'s succeeded ones.</summary>
+    public long RealtimeSucceeded(BatchRecord batch)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        return batch.Succeeded - NativeSucceeded - FlexSucceeded;
+    }
+
+    /// <summary>What the realtime answers cost, of <paramref name="batch"/>'s cost.</summary>
+    public long RealtimeCostNanos(BatchRecord batch)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        return batch.CostNanos - NativeCostNanos - FlexCostNanos;
+    }
 }
 
 /// <summary>A batch to create in <see cref="BatchStatus.Validating"/>.</summary>

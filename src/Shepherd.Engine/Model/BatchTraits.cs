@@ -42,4 +42,27 @@ public enum BatchMode
 
     /// <summary>The batch is handed to the upstream provider's own batch API (at its batch discount), polled, and its results mapped back.</summary>
     Native = 1,
+
+    /// <summary>The dispatcher sends each request on the provider's flex tier (<c>service_tier: "flex"</c>, at the batch discount).</summary>
+    Flex = 2,
+
+    /// <summary>
+    /// The planner chooses per request: native where an upstream has a batch API for the model,
+    /// flex where one offers it, realtime otherwise; and before the deadline it moves what is still
+    /// open to realtime, at the last moment that lets realtime finish it.
+    /// </summary>
+    Auto = 3,
+}
+
+/// <summary>Which way a request goes to its provider.</summary>
+public enum ItemTier
+{
+    /// <summary>Sent by the dispatcher at the list price, within the lanes' limits.</summary>
+    Realtime = 0,
+
+    /// <summary>Handed to the provider's own batch API, at its batch discount.</summary>
+    Native = 1,
+
+    /// <summary>Sent by the dispatcher on the provider's flex tier, at the batch discount; the provider may refuse it for want of capacity.</summary>
+    Flex = 2,
 }

@@ -42,6 +42,9 @@ public sealed record ClaimedItem(long ItemId, string BatchId, long Line, string 
     /// earlier lease is told apart from the holder's even when that lease gave its attempt back.
     /// </summary>
     public long Lease { get; init; }
+
+    /// <summary>Which way the item goes: the dispatcher sends realtime and flex items, the native runner hands native ones to a provider's batch API.</summary>
+    public ItemTier Tier { get; init; }
 }
 
 /// <summary>One item to add to a batch that is being validated.</summary>

@@ -39,6 +39,28 @@ public sealed class NativeBatchOptions
     /// </summary>
     public long AnthropicMaxBytes { get; set; } = 256L * 1024 * 1024;
 
+    /// <summary>
+    /// How long a provider job cancelled by the planner is waited for before its requests go to
+    /// realtime anyway; lines the provider still finishes after that are the only ones that can
+    /// be paid twice. Part of the margin the planner keeps before a deadline.
+    /// <value>The default is 10 minutes, the time OpenAI gives itself to cancel a batch.</value>
+    /// </summary>
+    public TimeSpan CancelGrace { get; set; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>
+    /// The share of the time realtime needs for what is open that the planner keeps in hand
+    /// before a deadline, for lanes slower than their limits.
+    /// <value>The default is 0.25.</value>
+    /// </summary>
+    public double SafetyShare { get; set; } = 0.25;
+
+    /// <summary>
+    /// Requests per second the planner counts on for a model whose lanes have no configured or
+    /// learned limit.
+    /// <value>The default is 10.</value>
+    /// </summary>
+    public double AssumedRequestsPerSecond { get; set; } = 10;
+
     /// <summary>Items are claimed from the store in chunks of this many.</summary>
     internal int ClaimChunk { get; set; } = 1000;
 
@@ -50,6 +72,9 @@ public sealed class NativeBatchOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(OpenAIMaxBytes, 1024);
         ArgumentOutOfRangeException.ThrowIfLessThan(AnthropicMaxRequests, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(AnthropicMaxBytes, 1024);
+        ArgumentOutOfRangeException.ThrowIfLessThan(CancelGrace, TimeSpan.Zero);
+        ArgumentOutOfRangeException.ThrowIfNegative(SafetyShare);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(AssumedRequestsPerSecond, 0);
         return new NativeBatchOptions
         {
             PollInterval = PollInterval,
@@ -58,6 +83,9 @@ public sealed class NativeBatchOptions
             OpenAIMaxBytes = OpenAIMaxBytes,
             AnthropicMaxRequests = AnthropicMaxRequests,
             AnthropicMaxBytes = AnthropicMaxBytes,
+            CancelGrace = CancelGrace,
+            SafetyShare = SafetyShare,
+            AssumedRequestsPerSecond = AssumedRequestsPerSecond,
             ClaimChunk = ClaimChunk,
         };
     }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Microsoft.Extensions.Logging;
 using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Model;
 
@@ -34,7 +35,8 @@ public sealed partial class NativeBatchRunner
             return;
         }
 
-        var stopping = batch.Status is BatchStatus.Cancelling or BatchStatus.Cancelled || batch.ExpiredAt is not null;
+        // A batch the planner cut over stops its jobs too: what they have not answered goes in realtime.
+        var stopping = batch.Status is BatchStatus.Cancelling or BatchStatus.Cancelled || batch.ExpiredAt is not null || batch.CutOverAt is not null;
         if (stopping && !record.CancelRequested)
         {
             try
@@ -64,6 +66,7 @@ public sealed partial class NativeBatchRunner
 
         if (!state.Ended)
         {
+            await AbandonIfOverdueAsync(job, batch, cancellationToken);
             return;
         }
 
@@ -87,15 +90,33 @@ public sealed partial class NativeBatchRunner
         // Read again: a cancel may have come in while the results were read.
         batch = await _store.GetBatchAsync(record.BatchId, cancellationToken) ?? batch;
         var outcomes = new List<ItemOutcome>(job.Leases.Count);
+        var toRealtime = new List<long>();
         var now = _time.GetUtcNow();
         var resubmitted = 0;
         foreach (var item in job.Leases.Values)
         {
             var outcome = Decide(item, lines.GetValueOrDefault(item.ItemId), batch, state, now);
+            if (batch.Mode == BatchMode.Auto && outcome.Kind is OutcomeKind.Retry or OutcomeKind.Failed && outcome.Result.StatusCode is not (>= 400 and < 500 and not (408 or 409 or 429))
+                && (batch.CutOverAt is not null || outcome.Kind == OutcomeKind.Failed))
+            {
+                // Planned: what the provider did not answer after the cut-over, or could not answer in
+                // as many jobs as a request gets attempts, goes in realtime (its attempt given back).
+                outcome = new ItemOutcome(item, OutcomeKind.Released, new AttemptResult());
+                toRealtime.Add(item.ItemId);
+            }
+
             resubmitted += outcome.Kind == OutcomeKind.Retry ? 1 : 0;
             outcomes.Add(outcome);
         }
 
+        if (job.Abandoned)
+        {
+            // Its items went to realtime before it ended: a line it answered anyway was paid twice.
+            PaidTwice += lines.Values.Count(l => l.Fate == LineFate.Succeeded);
+            LogAnsweredAfterAbandon(record.ProviderBatchId, lines.Values.Count(l => l.Fate == LineFate.Succeeded));
+        }
+
+        await _store.MoveItemsAsync(toRealtime, ItemTier.Realtime, CancellationToken.None);
         await CommitAsync(outcomes, CancellationToken.None);
         await _store.UpdateNativeJobAsync(record.Id, NativeJobStatus.Ended, record.CancelRequested, CancellationToken.None);
         Forget(job);
@@ -105,6 +126,39 @@ public sealed partial class NativeBatchRunner
             NotifyBatchesChanged();
         }
     }
+
+    /// <summary>
+    /// Lines a provider finished after the planner gave their requests to realtime (its cancel had
+    /// not landed within <see cref="NativeBatchOptions.CancelGrace"/>): answers paid twice.
+    /// </summary>
+    public long PaidTwice { get; private set; }
+
+    /// <summary>
+    /// A job the planner asked to cancel that has not ended within the grace: its requests go to
+    /// realtime now, so the deadline holds; the job is still polled, and what it answers anyway is
+    /// counted as paid twice.
+    /// </summary>
+    private async Task AbandonIfOverdueAsync(Job job, BatchRecord batch, CancellationToken cancellationToken)
+    {
+        if (batch.CutOverAt is not { } cutOver || !job.Record.CancelRequested || job.Leases.Count == 0 || _time.GetUtcNow() < cutOver + _options.CancelGrace)
+        {
+            return;
+        }
+
+        var items = job.Leases.Values.ToList();
+        job.Leases.Clear();
+        job.HeldNanos = 0;
+        job.Abandoned = true;
+        await _store.MoveItemsAsync([.. items.Select(i => i.ItemId)], ItemTier.Realtime, cancellationToken);
+        await CommitAsync([.. items.Select(i => new ItemOutcome(i, OutcomeKind.Released, new AttemptResult()))], CancellationToken.None);
+        LogAbandoned(job.Record.ProviderBatchId, items.Count, _options.CancelGrace.TotalSeconds);
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Provider batch {ProviderBatchId} has not ended {GraceSeconds:F0} s after its cancel: its {Count} requests go in realtime now")]
+    private partial void LogAbandoned(string providerBatchId, int count, double graceSeconds);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Provider batch {ProviderBatchId} ended after its requests went to realtime: {Count} of its lines were answered twice")]
+    private partial void LogAnsweredAfterAbandon(string providerBatchId, int count);
 
     private ItemOutcome Decide(ClaimedItem item, NativeLine? line, BatchRecord batch, ProviderState state, DateTimeOffset now)
     {
@@ -131,13 +185,9 @@ public sealed partial class NativeBatchRunner
     private AttemptResult Priced(ClaimedItem item, NativeLine line)
     {
         var result = new AttemptResult { StatusCode = line.StatusCode, RequestId = line.RequestId, Body = line.Body };
-        if (line.Body is { } body && UsageReader.TryRead(body, out var input, out var output, out var cached) && input + output > 0)
-        {
-            var cost = _prices.Price(item.Model, input, output, cached, batch: true);
-            result = result with { InputTokens = input, OutputTokens = output, CachedTokens = cached, CostNanos = cost.Nanos, Priced = cost.Priced };
-        }
-
-        return result;
+        return line.Body is { } body && UsageReader.TryRead(body, out var input, out var output, out var cached)
+            ? _prices.PriceAnswer(item.Model, ItemTier.Native, result with { InputTokens = input, OutputTokens = output, CachedTokens = cached })
+            : result;
     }
 
     private static AttemptResult Failure(NativeLine? line, ProviderState state) => line is null

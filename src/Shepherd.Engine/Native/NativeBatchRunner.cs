@@ -33,6 +33,9 @@ public sealed partial class NativeBatchRunner
     private readonly Dictionary<long, Job> _jobOfItem = [];
     private readonly Dictionary<string, DateTimeOffset> _submitBackoff = new(StringComparer.Ordinal);
     private readonly ClusterNode? _node;
+    private readonly IReadOnlyList<UpstreamOptions> _flex;
+    private readonly TokenEstimator _estimator;
+    private readonly int _defaultOutputTokens;
     private bool _loaded;
 
     /// <summary>Creates a runner over the upstreams that have a batch API; the options are copied.</summary>
@@ -44,6 +47,7 @@ public sealed partial class NativeBatchRunner
         DispatchOptions dispatch,
         TimeProvider timeProvider,
         PriceTable prices,
+        TokenEstimator estimator,
         ILogger<NativeBatchRunner> logger,
         ClusterNode? node = null)
     {
@@ -54,8 +58,11 @@ public sealed partial class NativeBatchRunner
         ArgumentNullException.ThrowIfNull(dispatch);
         ArgumentNullException.ThrowIfNull(timeProvider);
         ArgumentNullException.ThrowIfNull(prices);
+        ArgumentNullException.ThrowIfNull(estimator);
         ArgumentNullException.ThrowIfNull(logger);
         _store = store;
+        _estimator = estimator;
+        _defaultOutputTokens = dispatch.DefaultOutputTokens;
         _options = options.Validated();
         _policy = OutcomePolicy.ForJobs(dispatch.MaxAttempts);
         _time = timeProvider;
@@ -67,6 +74,7 @@ public sealed partial class NativeBatchRunner
             .Select(u => u.Kind == UpstreamKind.Anthropic
                 ? (NativeProvider)new AnthropicNativeProvider(http, u.Options, timeProvider, _options)
                 : new OpenAINativeProvider(http, u.Options, timeProvider, _options))];
+        _flex = [.. upstreams.Select(u => u.Options).Where(o => o.Flex)];
     }
 
     /// <summary>Raised after results ended batches (they are now ended, or finalizing). Handlers must be quick.</summary>
@@ -143,7 +151,7 @@ public sealed partial class NativeBatchRunner
         }
 
         var now = _time.GetUtcNow();
-        var active = (await _store.ListActiveBatchesAsync(cancellationToken)).Where(b => b.Mode == BatchMode.Native).ToList();
+        var active = (await _store.ListActiveBatchesAsync(cancellationToken)).Where(b => b.Mode is BatchMode.Native or BatchMode.Auto).ToList();
         foreach (var batch in active.Where(b => b.ExpiresAt <= now && b.ExpiredAt is null))
         {
             await _store.ExpireBatchAsync(batch.Id, now, cancellationToken);
@@ -154,7 +162,7 @@ public sealed partial class NativeBatchRunner
         {
             if (await _store.GetBatchAsync(batchId, cancellationToken) is { } batch)
             {
-                await ClaimAndSubmitAsync(batch, cancellationToken);
+                await ClaimAndSubmitAsync(await PlanAsync(batch, cancellationToken), cancellationToken);
             }
         }
 
@@ -186,8 +194,9 @@ public sealed partial class NativeBatchRunner
     }
 
     /// <summary>
-    /// Leases the batch's queued items: those a recorded job holds (queued again by a restart)
-    /// go back to it; the others go into new jobs, or end unsent when the batch no longer runs.
+    /// Leases the batch's queued native items: those a recorded job holds (queued again by a
+    /// restart) go back to it; the others go into new jobs, within the budget, or end unsent when
+    /// the batch no longer runs, or go to realtime when the planner cut the batch over.
     /// </summary>
     private async Task ClaimAndSubmitAsync(BatchRecord batch, CancellationToken cancellationToken)
     {
@@ -196,37 +205,44 @@ public sealed partial class NativeBatchRunner
             return;
         }
 
-        var runs = batch.Status == BatchStatus.InProgress && batch.ExpiredAt is null;
+        var runs = batch.Status == BatchStatus.InProgress && batch.ExpiredAt is null && batch.CutOverAt is null;
         var models = batch.Status == BatchStatus.InProgress
             ? await _store.ListActiveModelsAsync(batch.Id, cancellationToken)
             : await QueuedModelsAsync(batch.Id, cancellationToken);
+        var budget = new JobBudget(batch, HeldBy(batch.Id));
         foreach (var model in models)
         {
             var provider = _providers.FirstOrDefault(p => p.Runs(batch.Endpoint ?? "") && p.Options.Serves(model));
             var builder = provider is null ? null : new NativeJobBuilder(provider, batch);
             try
             {
-                while (true)
+                var stop = false;
+                while (!stop)
                 {
                     var now = _time.GetUtcNow();
-                    var items = await _store.ClaimAsync(model, batch.Id, _options.ClaimChunk, now, now + _options.LeaseDuration, cancellationToken);
+                    var items = await _store.ClaimNativeAsync(model, batch.Id, _options.ClaimChunk, now, now + _options.LeaseDuration, cancellationToken);
                     if (items.Count == 0)
                     {
                         break;
                     }
 
                     var unsent = new List<ItemOutcome>();
-                    var failed = false;
+                    var toRealtime = new List<long>();
                     foreach (var item in items)
                     {
                         if (_jobOfItem.TryGetValue(item.ItemId, out var job))
                         {
-                            job.Leases[item.ItemId] = NativeJobBuilder.Lean(item);
+                            job.Lease(NativeJobBuilder.Lean(item), Worst(item));
                         }
-                        else if (!runs)
+                        else if (!runs || stop)
                         {
-                            var kind = OutcomePolicy.StandingOf(batch) == BatchStanding.Cancelled ? OutcomeKind.Cancelled : OutcomeKind.Expired;
+                            // A batch cut over sends the rest in realtime; one that stopped ends it; a refused or waiting job leaves it queued.
+                            var kind = stop ? OutcomeKind.Released : OutcomePolicy.Unsent(batch);
                             unsent.Add(new ItemOutcome(item, kind, new AttemptResult()));
+                            if (!stop && batch.CutOverAt is not null)
+                            {
+                                toRealtime.Add(item.ItemId);
+                            }
                         }
                         else if (builder is null)
                         {
@@ -236,34 +252,38 @@ public sealed partial class NativeBatchRunner
                                 ErrorMessage = $"no upstream with a native batch API serves the model {model} at {batch.Endpoint}",
                             }));
                         }
-                        else if (failed)
-                        {
-                            // The provider refused a job just now: the rest waits, unspent, for the next try.
-                            unsent.Add(new ItemOutcome(item, OutcomeKind.Released, new AttemptResult()));
-                        }
                         else
                         {
-                            if (!builder.Fits(item))
+                            var worst = Worst(item);
+                            if (builder.Count > 0 && (!builder.Fits(item) || !budget.Fits(builder.WorstNanos + worst)))
                             {
+                                // The job is full, or as large as the budget lets it be: it goes, and what it may cost is held.
                                 var full = builder;
+                                var held = full.WorstNanos;
                                 builder = new NativeJobBuilder(full.Provider, batch);
-                                failed = !await SubmitAsync(full, cancellationToken);
-                                if (failed)
-                                {
-                                    unsent.Add(new ItemOutcome(item, OutcomeKind.Released, new AttemptResult()));
-                                    continue;
-                                }
+                                stop = !await SubmitAsync(full, cancellationToken);
+                                budget.Hold(stop ? 0 : held);
                             }
 
-                            builder.Add(item);
+                            if (!stop && budget.Fits(worst))
+                            {
+                                builder.Add(item, worst);
+                            }
+                            else if (!stop && budget.Held > 0)
+                            {
+                                // It fits once the jobs now open have ended and given back what they hold: it waits.
+                                stop = true;
+                                unsent.Add(new ItemOutcome(item, OutcomeKind.Released, new AttemptResult()));
+                            }
+                            else
+                            {
+                                unsent.Add(new ItemOutcome(item, stop ? OutcomeKind.Released : OutcomeKind.Failed, stop ? new AttemptResult() : budget.Exceeded(worst)));
+                            }
                         }
                     }
 
+                    await _store.MoveItemsAsync(toRealtime, ItemTier.Realtime, cancellationToken);
                     await CommitAsync(unsent, cancellationToken);
-                    if (failed)
-                    {
-                        return;
-                    }
                 }
 
                 if (builder is { Count: > 0 })
@@ -279,6 +299,16 @@ public sealed partial class NativeBatchRunner
             }
         }
     }
+
+    /// <summary>The most an item may cost at the batch price: its prompt and its <c>max_tokens</c> (or the default output length).</summary>
+    private long Worst(ClaimedItem item)
+    {
+        var (prompt, output) = _estimator.Estimate(item.Model, item.Body);
+        return _prices.Price(item.Model, prompt, output ?? _defaultOutputTokens, batch: true).Nanos;
+    }
+
+    /// <summary>What the open jobs of a batch hold against its budget.</summary>
+    private long HeldBy(string batchId) => _jobs.Values.Where(j => j.Record.BatchId == batchId).Sum(j => j.HeldNanos);
 
     /// <summary>
     /// The models of a batch's queued items: of a batch that is no longer in progress, these are
@@ -320,7 +350,7 @@ public sealed partial class NativeBatchRunner
 
         // Recorded before anything else: a restart from here on polls this job instead of creating another.
         var record = await _store.AddNativeJobAsync(batch.Id, builder.Provider.Name, providerBatchId, [.. builder.Items.Select(i => i.ItemId)], _time.GetUtcNow(), CancellationToken.None);
-        var job = new Job(record, [.. builder.Items.Select(i => i.ItemId)]);
+        var job = new Job(record, [.. builder.Items.Select(i => i.ItemId)]) { HeldNanos = builder.WorstNanos };
         foreach (var item in builder.Items)
         {
             job.Leases[item.ItemId] = item;
@@ -373,7 +403,7 @@ public sealed partial class NativeBatchRunner
     [LoggerMessage(Level = LogLevel.Error, Message = "A look at native batches failed; the next look tries again")]
     private partial void LogCycleFailed(Exception exception);
 
-    /// <summary>A job at a provider, with the leases of its items (once claimed in this run).</summary>
+    /// <summary>A job at a provider, with the leases of its items (once claimed in this run) and what they may cost.</summary>
     private sealed class Job(NativeJob record, HashSet<long> itemIds)
     {
         public NativeJob Record { get; set; } = record;
@@ -381,5 +411,34 @@ public sealed partial class NativeBatchRunner
         public HashSet<long> ItemIds { get; } = itemIds;
 
         public Dictionary<long, ClaimedItem> Leases { get; } = [];
+
+        /// <summary>The most its leased items may cost, held against the batch's budget until the job ends.</summary>
+        public long HeldNanos { get; set; }
+
+        /// <summary>Set once the planner gave its items to realtime without waiting for the provider's cancel to land.</summary>
+        public bool Abandoned { get; set; }
+
+        /// <summary>Takes back the lease of an item this job holds (claimed again after a restart).</summary>
+        public void Lease(ClaimedItem item, long worstNanos)
+        {
+            if (Leases.TryAdd(item.ItemId, item))
+            {
+                HeldNanos += worstNanos;
+            }
+        }
+    }
+
+    /// <summary>A batch's budget as native jobs see it: what is spent, what open jobs hold, and what a new one may add.</summary>
+    private sealed class JobBudget(BatchRecord batch, long held)
+    {
+        public long Held { get; private set; } = held;
+
+        /// <summary>True when <paramref name="nanos"/> more fits beside what is spent and held (always, without a budget).</summary>
+        public bool Fits(long nanos) => batch.BudgetNanos is not { } limit || batch.CostNanos + Held + nanos <= limit;
+
+        public void Hold(long nanos) => Held += nanos;
+
+        /// <summary>The failure of an item that does not fit beside what is spent.</summary>
+        public AttemptResult Exceeded(long worstNanos) => new BatchBudget(batch.BudgetNanos ?? 0, batch.CostNanos).Exceeded(worstNanos);
     }
 }

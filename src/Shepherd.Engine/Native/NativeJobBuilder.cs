@@ -34,6 +34,9 @@ internal sealed class NativeJobBuilder : IDisposable
 
     public int Count => _items.Count;
 
+    /// <summary>The most the job's items may cost, at the batch price.</summary>
+    public long WorstNanos { get; private set; }
+
     /// <summary>True when the item's line fits in this job (an empty job takes any one line).</summary>
     public bool Fits(ClaimedItem item)
     {
@@ -46,8 +49,10 @@ internal sealed class NativeJobBuilder : IDisposable
         return _items.Count < Provider.MaxLines && _bytes + estimate <= Provider.MaxBytes;
     }
 
-    public void Add(ClaimedItem item)
+    /// <summary>Adds an item's line; <paramref name="worstNanos"/> is the most it may cost.</summary>
+    public void Add(ClaimedItem item, long worstNanos)
     {
+        WorstNanos += worstNanos;
         _line.ResetWrittenCount();
         _json.Reset();
         Provider.WriteLine(_json, NativeProvider.CustomIdOf(item.ItemId), item.Url, item.Body);

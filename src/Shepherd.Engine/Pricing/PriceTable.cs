@@ -1,6 +1,7 @@
 using System.Collections.Frozen;
 using System.Globalization;
 using System.Text.RegularExpressions;
+using Shepherd.Engine.Model;
 
 namespace Shepherd.Engine.Pricing;
 
@@ -169,6 +170,24 @@ public sealed partial class PriceTable
 
         // Dollars per million tokens times tokens, in billionths of a dollar: × 1,000.
         return new Cost((long)Math.Round(dollarsPerMillion * 1000m, MidpointRounding.AwayFromZero), Priced: true);
+    }
+
+    /// <summary>
+    /// <paramref name="result"/> priced by the tokens it reports, at the price of the tier that
+    /// answered it (native and flex at the batch discount), with what that saved against the list
+    /// price. A result without tokens is returned as it is.
+    /// </summary>
+    public AttemptResult PriceAnswer(string model, ItemTier tier, AttemptResult result)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        if (result.InputTokens + result.OutputTokens == 0)
+        {
+            return result;
+        }
+
+        var cost = Price(model, result.InputTokens, result.OutputTokens, result.CachedTokens, batch: tier != ItemTier.Realtime);
+        var saved = tier == ItemTier.Realtime ? 0 : Price(model, result.InputTokens, result.OutputTokens, result.CachedTokens).Nanos - cost.Nanos;
+        return result with { CostNanos = cost.Nanos, Priced = cost.Priced, SavedNanos = saved };
     }
 
     private static string Normalize(string model) => model.Trim().ToLowerInvariant().Replace('.', '-');

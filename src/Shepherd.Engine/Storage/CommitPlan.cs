@@ -93,7 +93,7 @@ internal sealed class CommitPlan
         }
         else
         {
-            delta.Add(outcome.Kind == OutcomeKind.Succeeded, outcome.Result);
+            delta.Add(outcome.Kind == OutcomeKind.Succeeded, outcome.Result, outcome.Item.Tier);
         }
     }
 
@@ -164,6 +164,11 @@ internal struct BatchDelta
     public long CostNanos;
     public long Unpriced;
     public long BudgetExceeded;
+    public long NativeSucceeded;
+    public long NativeCostNanos;
+    public long FlexSucceeded;
+    public long FlexCostNanos;
+    public long SavedNanos;
 
     /// <summary>Counts an item that ended without being sent: cancelled, or else expired.</summary>
     public void AddUnsent(OutcomeKind kind)
@@ -178,12 +183,17 @@ internal struct BatchDelta
         }
     }
 
-    /// <summary>Counts an answered item with what its answer used and cost.</summary>
-    public void Add(bool succeeded, AttemptResult result)
+    /// <summary>Counts an answered item with what its answer used and cost, and the tier that answered it.</summary>
+    public void Add(bool succeeded, AttemptResult result, ItemTier tier)
     {
         if (succeeded)
         {
             Succeeded++;
+            NativeSucceeded += tier == ItemTier.Native ? 1 : 0;
+            NativeCostNanos += tier == ItemTier.Native ? result.CostNanos : 0;
+            FlexSucceeded += tier == ItemTier.Flex ? 1 : 0;
+            FlexCostNanos += tier == ItemTier.Flex ? result.CostNanos : 0;
+            SavedNanos += result.SavedNanos;
         }
         else
         {
@@ -196,4 +206,12 @@ internal struct BatchDelta
         Unpriced += result.Priced ? 0 : 1;
         BudgetExceeded += result.ErrorCode == FailureCodes.BudgetExceeded ? 1 : 0;
     }
+
+    /// <summary>The parameters of <see cref="StoreSql.AddCounts"/> for <paramref name="batchId"/>, their names after <paramref name="prefix"/>.</summary>
+    public readonly (string Name, object? Value)[] Parameters(string batchId, string prefix) =>
+    [
+        (prefix + "id", batchId), (prefix + "s", Succeeded), (prefix + "f", Failed), (prefix + "c", Cancelled), (prefix + "e", Expired),
+        (prefix + "in", InputTokens), (prefix + "out", OutputTokens), (prefix + "cost", CostNanos), (prefix + "unpriced", Unpriced), (prefix + "over", BudgetExceeded),
+        (prefix + "ns", NativeSucceeded), (prefix + "nc", NativeCostNanos), (prefix + "fs", FlexSucceeded), (prefix + "fc", FlexCostNanos), (prefix + "saved", SavedNanos),
+    ];
 }

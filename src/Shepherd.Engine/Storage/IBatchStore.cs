@@ -99,14 +99,31 @@ public interface IBatchStore : IAsyncDisposable
     /// Leases up to <paramref name="max"/> queued items for <paramref name="model"/> that are
     /// due at <paramref name="now"/> (of <paramref name="batchId"/> only, when given): higher
     /// priority first, then oldest due first. The lease lasts until <paramref name="leaseUntil"/>
-    /// and is committed before this returns. Without <paramref name="batchId"/> only items of
-    /// <see cref="BatchMode.Realtime"/> batches are claimed: a native batch's items are claimed
-    /// by naming it.
+    /// and is committed before this returns. With <paramref name="native"/> the items of
+    /// <see cref="ItemTier.Native"/> are claimed (those the native runner hands to a provider's
+    /// batch API), otherwise those the dispatcher sends: of <see cref="ItemTier.Realtime"/> and
+    /// <see cref="ItemTier.Flex"/>. <see cref="BatchStoreExtensions.ClaimAsync"/> and
+    /// <see cref="BatchStoreExtensions.ClaimNativeAsync"/> say it in the words callers use.
     /// </summary>
-    Task<IReadOnlyList<ClaimedItem>> ClaimAsync(string model, string? batchId, int max, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken);
+    Task<IReadOnlyList<ClaimedItem>> ClaimAsync(string model, string? batchId, bool native, int max, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken);
 
-    /// <summary>The earliest time a queued item for <paramref name="model"/> becomes due (of <paramref name="batchId"/> only, when given; otherwise of realtime batches), or null.</summary>
+    /// <summary>The earliest time a queued item for <paramref name="model"/> that the dispatcher sends becomes due (of <paramref name="batchId"/> only, when given), or null.</summary>
     Task<DateTimeOffset?> NextDueAsync(string model, string? batchId, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Moves a batch's queued items of <paramref name="model"/> (all models, when null) from the
+    /// tiers in <paramref name="fromTiers"/> to <paramref name="toTier"/>; returns how many moved.
+    /// </summary>
+    Task<int> MoveTierAsync(string batchId, string? model, IReadOnlyCollection<ItemTier> fromTiers, ItemTier toTier, CancellationToken cancellationToken);
+
+    /// <summary>Moves the items <paramref name="itemIds"/> to <paramref name="toTier"/>, whatever their state (a leased one goes there when it is released).</summary>
+    Task MoveItemsAsync(IReadOnlyCollection<long> itemIds, ItemTier toTier, CancellationToken cancellationToken);
+
+    /// <summary>Marks a planned batch cut over to realtime at <paramref name="now"/> (once: a later call changes nothing), and moves its queued native and flex items to realtime.</summary>
+    Task CutOverAsync(string batchId, DateTimeOffset now, CancellationToken cancellationToken);
+
+    /// <summary>A batch's items not yet ended, by model and tier.</summary>
+    Task<IReadOnlyList<OpenItems>> ListOpenItemsAsync(string batchId, CancellationToken cancellationToken);
 
     /// <summary>
     /// Ends every item of a batch not yet sent as <paramref name="ending"/>
@@ -172,6 +189,12 @@ public interface IBatchStore : IAsyncDisposable
     /// <summary>Marks a job: a cancel was sent to the provider, or its results were recorded.</summary>
     Task UpdateNativeJobAsync(long jobId, NativeJobStatus status, bool cancelRequested, CancellationToken cancellationToken);
 }
+
+/// <summary>How many items of a batch, of one model and tier, have not ended.</summary>
+/// <param name="Model">The model.</param>
+/// <param name="Tier">The tier they go by.</param>
+/// <param name="Count">How many.</param>
+public sealed record OpenItems(string Model, ItemTier Tier, long Count);
 
 /// <summary>What an accepted input was.</summary>
 /// <param name="Format">The dialect of its lines.</param>

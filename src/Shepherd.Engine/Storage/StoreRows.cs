@@ -25,7 +25,8 @@ internal static class StoreRows
     internal const string BatchColumns =
         "id, format, endpoint, status, source, source_sha256, source_bytes, created_at, in_progress_at, completed_at, failed_at, total, succeeded, failed, " +
         "input_tokens, output_tokens, errors, priority, expires_at, cancelling_at, cancelled_at, expired_at, cancelled, expired, " +
-        "owner, door, input_file_id, completion_window, metadata, model, output_file_id, error_file_id, finalizing_at, idempotency_key, cost_nanos, unpriced, budget_nanos, budget_exceeded, mode";
+        "owner, door, input_file_id, completion_window, metadata, model, output_file_id, error_file_id, finalizing_at, idempotency_key, cost_nanos, unpriced, budget_nanos, budget_exceeded, mode, " +
+        "cutover_at, native_succeeded, native_cost_nanos, flex_succeeded, flex_cost_nanos, saved_nanos";
 
     internal const string FileColumns = "id, owner, filename, purpose, bytes, created_at, batch_id";
 
@@ -112,6 +113,8 @@ internal static class StoreRows
             BudgetNanos = r.IsDBNull(36) ? null : r.GetInt64(36),
             BudgetExceeded = r.GetInt64(37),
             Mode = (BatchMode)r.GetInt32(38),
+            CutOverAt = ReadTime(r, 39),
+            Tiers = new TierTally(r.GetInt64(40), r.GetInt64(41), r.GetInt64(42), r.GetInt64(43), r.GetInt64(44)),
         };
 
     internal static DateTimeOffset? ReadTime(DbDataReader reader, int ordinal) =>

@@ -84,12 +84,60 @@ internal static class StoreSql
     /// <summary>Sets, or removes with null, a batch's budget (<c>@id</c>, <c>@budget</c>).</summary>
     internal const string SetBudget = "UPDATE batches SET budget_nanos = @budget WHERE id = @id";
 
-    /// <summary>Adds what a commit's outcomes counted (a <see cref="BatchDelta"/>) to a batch's counts (<c>@id</c>).</summary>
+    /// <summary>The columns of tiers and the planner, the same in both dialects (a schema step of each store).</summary>
+    internal const string TiersSchema = """
+        ALTER TABLE items ADD COLUMN tier integer NOT NULL DEFAULT 0;
+        ALTER TABLE batches ADD COLUMN cutover_at bigint;
+        ALTER TABLE batches ADD COLUMN native_succeeded bigint NOT NULL DEFAULT 0;
+        ALTER TABLE batches ADD COLUMN native_cost_nanos bigint NOT NULL DEFAULT 0;
+        ALTER TABLE batches ADD COLUMN flex_succeeded bigint NOT NULL DEFAULT 0;
+        ALTER TABLE batches ADD COLUMN flex_cost_nanos bigint NOT NULL DEFAULT 0;
+        ALTER TABLE batches ADD COLUMN saved_nanos bigint NOT NULL DEFAULT 0;
+        """;
+
+    /// <summary>Adds what a commit's outcomes counted (a <see cref="BatchDelta"/>, its <see cref="BatchDelta.Parameters"/>) to a batch's counts (<c>@id</c>).</summary>
     internal const string AddCounts = """
         UPDATE batches SET succeeded = succeeded + @s, failed = failed + @f, cancelled = cancelled + @c, expired = expired + @e,
             input_tokens = input_tokens + @in, output_tokens = output_tokens + @out, cost_nanos = cost_nanos + @cost, unpriced = unpriced + @unpriced,
-            budget_exceeded = budget_exceeded + @over
+            budget_exceeded = budget_exceeded + @over, native_succeeded = native_succeeded + @ns, native_cost_nanos = native_cost_nanos + @nc,
+            flex_succeeded = flex_succeeded + @fs, flex_cost_nanos = flex_cost_nanos + @fc, saved_nanos = saved_nanos + @saved
         WHERE id = @id
+        """;
+
+    /// <summary>The tier a batch's mode (of the row named <c>mode</c>) starts its items in: the planner of an <c>auto</c> batch starts them native and moves those no batch API serves.</summary>
+    internal static readonly string TierOfMode =
+        $"CASE mode WHEN {(int)BatchMode.Realtime} THEN {(int)ItemTier.Realtime} WHEN {(int)BatchMode.Flex} THEN {(int)ItemTier.Flex} ELSE {(int)ItemTier.Native} END";
+
+    /// <summary>
+    /// Moves the queued items of a batch (<c>@id</c>), of one model (<c>@model</c>, or all when
+    /// empty), from the tiers in <c>@from</c> (a bit per tier) to <c>@to</c>.
+    /// </summary>
+    internal static readonly string MoveTier = $"""
+        UPDATE items SET tier = @to
+        WHERE batch_id = @id AND state = {(int)ItemState.Queued} AND (@model = '' OR model = @model) AND ((1 << tier) & @from) <> 0
+        """;
+
+    /// <summary>What a batch's items are given when its input is accepted: queued, due from <c>now</c>, in the tier of the batch's mode.</summary>
+    internal static string QueueStaged(string id, string now) =>
+        $"state = {(int)ItemState.Queued}, next_attempt_at = {now}, tier = (SELECT {TierOfMode} FROM batches WHERE id = {id})";
+
+    /// <summary>The tiers a planned batch moves to realtime when it cuts over.</summary>
+    internal static readonly ItemTier[] PlannedTiers = [ItemTier.Native, ItemTier.Flex];
+
+    /// <summary>The parameters of <see cref="MoveTier"/>, their names after <paramref name="prefix"/>.</summary>
+    internal static (string Name, object? Value)[] MoveTierParameters(string batchId, string? model, IReadOnlyCollection<ItemTier> from, ItemTier to, string prefix) =>
+    [
+        (prefix + "id", batchId), (prefix + "model", model ?? ""), (prefix + "from", from.Aggregate(0, (bits, tier) => bits | (1 << (int)tier))), (prefix + "to", (int)to),
+    ];
+
+    /// <summary>Marks a batch (<c>@id</c>) cut over to realtime at <c>@now</c>, once.</summary>
+    internal const string CutOver = "UPDATE batches SET cutover_at = @now WHERE id = @id AND cutover_at IS NULL";
+
+    /// <summary>A batch's (<c>@id</c>) items not yet ended, by model and tier.</summary>
+    internal static readonly string OpenByTier = $"""
+        SELECT model, tier, COUNT(*) FROM items
+        WHERE batch_id = @id AND state IN ({(int)ItemState.Queued}, {(int)ItemState.Leased}, {(int)ItemState.Staged})
+        GROUP BY model, tier ORDER BY model, tier
         """;
 
     /// <summary>

@@ -120,6 +120,14 @@ public sealed class UpstreamOptions
     /// </summary>
     public bool? BatchApi { get; set; }
 
+    /// <summary>
+    /// Whether the upstream offers OpenAI's flex tier (<c>service_tier: "flex"</c>: the batch
+    /// price, answered synchronously, refused with 429 <c>resource_unavailable</c> when capacity
+    /// is short) for the models it serves: batches in <c>flex</c> mode, and the planner, use it.
+    /// <value>The default is false: an upstream has it only when declared.</value>
+    /// </summary>
+    public bool Flex { get; set; }
+
     /// <summary>The limits of the lane that serves <paramref name="model"/>.</summary>
     public LaneLimits LimitsFor(string model) =>
         ModelLimits.TryGetValue(model, out var limits) ? limits.Over(Limits) : Limits;
@@ -176,6 +184,7 @@ public sealed class UpstreamOptions
             AnthropicVersion = AnthropicVersion,
             RequestTimeout = RequestTimeout,
             MaxResponseBytes = MaxResponseBytes,
+            Flex = Flex,
             BatchApi = BatchApi ?? (Kind == UpstreamKind.Anthropic || string.Equals(baseUrl.Host, OpenAIDefaultBaseUrl.Host, StringComparison.OrdinalIgnoreCase)),
         };
     }

@@ -3,6 +3,7 @@ using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Formats;
 using Shepherd.Engine.Model;
 using Shepherd.Engine.Pricing;
+using Shepherd.Engine.Storage;
 using Shepherd.Testing;
 
 namespace Shepherd.Engine.Tests.Batches;

@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Model;
+using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
 using Shepherd.Simulator;
 using Shepherd.Testing;

@@ -2,6 +2,7 @@ using System.Net;
 using System.Text;
 using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Model;
+using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
 using Shepherd.Simulator;
 using Shepherd.Testing;

@@ -19,11 +19,14 @@ public abstract partial class BatchStoreContract
         var realtime = await Store.ClaimAsync("m", null, 10, now, now.AddMinutes(1), Ct);
         Assert.All(realtime, item => Assert.Equal("batch_rt", item.BatchId));
         Assert.Equal(2, realtime.Count);
+        Assert.All(realtime, item => Assert.Equal(ItemTier.Realtime, item.Tier));
         Assert.Null(await Store.NextDueAsync("m", null, Ct));
-        Assert.NotNull(await Store.NextDueAsync("m", "batch_nat", Ct));
+        Assert.Null(await Store.NextDueAsync("m", "batch_nat", Ct));
+        Assert.Empty(await Store.ClaimAsync("m", "batch_nat", 10, now, now.AddHours(25), Ct));
 
-        var native = await Store.ClaimAsync("m", "batch_nat", 10, now, now.AddHours(25), Ct);
+        var native = await Store.ClaimNativeAsync("m", "batch_nat", 10, now, now.AddHours(25), Ct);
         Assert.Equal(2, native.Count);
+        Assert.All(native, item => Assert.Equal(ItemTier.Native, item.Tier));
         var job = await Store.AddNativeJobAsync("batch_nat", "openai", "batch_provider_1", [.. native.Select(i => i.ItemId)], now, Ct);
 
         var open = Assert.Single(await Store.ListOpenNativeJobsAsync(Ct));
@@ -45,24 +48,79 @@ public abstract partial class BatchStoreContract
     {
         var now = Time.GetUtcNow();
         await CreateNativeOrRealtimeAsync("batch_nat", BatchMode.Native);
-        var first = await Store.ClaimAsync("m", "batch_nat", 10, now, now.AddHours(25), Ct);
+        var first = await Store.ClaimNativeAsync("m", "batch_nat", 10, now, now.AddHours(25), Ct);
         await Store.AddNativeJobAsync("batch_nat", "openai", "batch_provider_1", [first[0].ItemId], now, Ct);
 
         await Store.ReleaseLeasesAsync(Ct);
-        var again = await Store.ClaimAsync("m", "batch_nat", 10, now, now.AddHours(25), Ct);
+        var again = await Store.ClaimNativeAsync("m", "batch_nat", 10, now, now.AddHours(25), Ct);
 
         Assert.Equal([1, 1], first.Select(i => i.Attempt));
         // The item in the open job keeps its attempt; the one that was only leased has used one.
         Assert.Equal([1, 2], again.OrderBy(i => i.Line).Select(i => i.Attempt));
     }
 
-    private async Task CreateNativeOrRealtimeAsync(string id, BatchMode mode)
+    [Fact]
+    public async Task EachMode_StartsItsItemsInItsTier_AndTheDispatcherClaimsRealtimeAndFlex()
+    {
+        var now = Time.GetUtcNow();
+        await CreateNativeOrRealtimeAsync("batch_flex", BatchMode.Flex);
+        await CreateNativeOrRealtimeAsync("batch_auto", BatchMode.Auto);
+
+        var flex = await Store.ClaimAsync("m", null, 10, now, now.AddMinutes(1), Ct);
+        Assert.Equal(["batch_flex", "batch_flex"], flex.Select(i => i.BatchId));
+        Assert.All(flex, item => Assert.Equal(ItemTier.Flex, item.Tier));
+        Assert.Equal([new OpenItems("m", ItemTier.Native, 2)], await Store.ListOpenItemsAsync("batch_auto", Ct));
+    }
+
+    [Fact]
+    public async Task ACutOver_MovesWhatIsQueued_Once_AndALeasedItemMovesWhenReleased()
+    {
+        var now = Time.GetUtcNow();
+        await CreateNativeOrRealtimeAsync("batch_auto", BatchMode.Auto, items: 3);
+        var leased = Assert.Single(await Store.ClaimNativeAsync("m", "batch_auto", 1, now, now.AddHours(25), Ct));
+        Assert.Equal(2, await Store.MoveTierAsync("batch_auto", "m", [ItemTier.Native], ItemTier.Flex, Ct));
+        Assert.Equal(0, await Store.MoveTierAsync("batch_auto", "other", [ItemTier.Native], ItemTier.Flex, Ct));
+
+        await Store.CutOverAsync("batch_auto", now, Ct);
+        await Store.CutOverAsync("batch_auto", now.AddMinutes(5), Ct);
+
+        Assert.Equal(now, (await Store.GetBatchAsync("batch_auto", Ct))!.CutOverAt);
+        Assert.Equal(
+            [new OpenItems("m", ItemTier.Realtime, 2), new OpenItems("m", ItemTier.Native, 1)],
+            (await Store.ListOpenItemsAsync("batch_auto", Ct)).OrderBy(o => o.Tier));
+        await Store.MoveItemsAsync([leased.ItemId], ItemTier.Realtime, Ct);
+        await Store.CommitAsync([new ItemOutcome(leased, OutcomeKind.Released, new AttemptResult())], now, Ct);
+        var claimed = await Store.ClaimAsync("m", "batch_auto", 10, now, now.AddMinutes(1), Ct);
+        Assert.Equal(3, claimed.Count);
+        Assert.All(claimed, item => Assert.Equal(ItemTier.Realtime, item.Tier));
+    }
+
+    [Fact]
+    public async Task Answers_AreCountedByTheTierThatAnsweredThem()
+    {
+        var now = Time.GetUtcNow();
+        await CreateNativeOrRealtimeAsync("batch_auto", BatchMode.Auto, items: 3);
+        var native = await Store.ClaimNativeAsync("m", "batch_auto", 2, now, now.AddHours(25), Ct);
+        await Store.MoveTierAsync("batch_auto", null, [ItemTier.Native], ItemTier.Realtime, Ct);
+        var realtime = Assert.Single(await Store.ClaimAsync("m", "batch_auto", 10, now, now.AddMinutes(1), Ct));
+
+        await Store.CommitAsync([
+            .. native.Select(i => new ItemOutcome(i, OutcomeKind.Succeeded, new AttemptResult { StatusCode = 200, Body = "{}"u8.ToArray(), InputTokens = 10, OutputTokens = 5, CostNanos = 100, SavedNanos = 100 })),
+            new ItemOutcome(realtime, OutcomeKind.Succeeded, new AttemptResult { StatusCode = 200, Body = "{}"u8.ToArray(), InputTokens = 10, OutputTokens = 5, CostNanos = 200 }),
+        ], now, Ct);
+
+        var batch = (await Store.GetBatchAsync("batch_auto", Ct))!;
+        Assert.Equal(new TierTally(2, 200, 0, 0, 200), batch.Tiers);
+        Assert.Equal((3, 400), (batch.Succeeded, batch.CostNanos));
+        Assert.Equal((1, 200), (batch.Tiers.RealtimeSucceeded(batch), batch.Tiers.RealtimeCostNanos(batch)));
+        Assert.Equal(BatchStatus.Completed, batch.Status);
+    }
+
+    private async Task CreateNativeOrRealtimeAsync(string id, BatchMode mode, int items = 2)
     {
         await Store.CreateBatchAsync(new NewBatch(id, null, BatchEndpoints.ChatCompletions) { Mode = mode }, Ct);
-        await Store.AddItemsAsync(id, [
-            new ImportItem(1, "a", "m", Encoding.UTF8.GetBytes("""{"model":"m"}""")),
-            new ImportItem(2, "b", "m", Encoding.UTF8.GetBytes("""{"model":"m"}""")),
-        ], Ct);
-        await Store.AcceptBatchAsync(id, new AcceptedInput(InputFormat.OpenAI, BatchEndpoints.ChatCompletions, 2, null, 20), Ct);
+        await Store.AddItemsAsync(id, [.. Enumerable.Range(1, items).Select(line =>
+            new ImportItem(line, "c" + line, "m", Encoding.UTF8.GetBytes("""{"model":"m"}""")))], Ct);
+        await Store.AcceptBatchAsync(id, new AcceptedInput(InputFormat.OpenAI, BatchEndpoints.ChatCompletions, items, null, 20), Ct);
     }
 }

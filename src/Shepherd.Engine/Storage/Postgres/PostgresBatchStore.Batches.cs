@@ -10,7 +10,7 @@ public sealed partial class PostgresBatchStore
 
     private static readonly string ActiveModels = $"""
         SELECT DISTINCT m.model FROM batch_models m JOIN batches b ON b.id = m.batch_id
-        WHERE b.status = {StoredStatus.InProgress} AND (@batch::text IS NULL OR b.id = @batch) AND (@batch::text IS NOT NULL OR b.mode = {(int)BatchMode.Realtime})
+        WHERE b.status = {StoredStatus.InProgress} AND (@batch::text IS NULL OR b.id = @batch) AND (@batch::text IS NOT NULL OR b.mode <> {(int)BatchMode.Native})
         ORDER BY m.model
         """;
 
@@ -121,7 +121,7 @@ public sealed partial class PostgresBatchStore
     }
 
     private static readonly string QueueStaged =
-        $"UPDATE items SET state = {(int)ItemState.Queued}, next_attempt_at = @now WHERE batch_id = @id AND state = {(int)ItemState.Staged}";
+        $"UPDATE items SET {StoreSql.QueueStaged("@id", "@now")} WHERE batch_id = @id AND state = {(int)ItemState.Staged}";
 
     /// <inheritdoc />
     public Task AcceptBatchAsync(string batchId, AcceptedInput input, CancellationToken cancellationToken)

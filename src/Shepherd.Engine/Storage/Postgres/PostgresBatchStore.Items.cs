@@ -56,7 +56,7 @@ public sealed partial class PostgresBatchStore
     private static readonly string EndStoppedItems = $"""
         UPDATE items i SET state = CASE WHEN b.status = {StoredStatus.Cancelling} THEN {(int)ItemState.Cancelled} ELSE {(int)ItemState.Expired} END
         FROM batches b
-        WHERE i.batch_id = b.id AND i.state IN ({(int)ItemState.Queued}, {(int)ItemState.Staged}) AND b.mode = {(int)BatchMode.Realtime}
+        WHERE i.batch_id = b.id AND i.state IN ({(int)ItemState.Queued}, {(int)ItemState.Staged}) AND b.mode <> {(int)BatchMode.Native}
             AND (b.status = {StoredStatus.Cancelling} OR (b.status = {StoredStatus.InProgress} AND b.expired_at IS NOT NULL))
         RETURNING i.batch_id, i.state
         """;
@@ -107,31 +107,31 @@ public sealed partial class PostgresBatchStore
         WITH picked AS (
             SELECT i.id FROM items i JOIN batches t ON t.id = i.batch_id
             WHERE i.model = @model AND i.state = {(int)ItemState.Queued} AND i.next_attempt_at <= @now
-                AND (@batch::text IS NULL OR i.batch_id = @batch) AND (@batch::text IS NOT NULL OR t.mode = {(int)BatchMode.Realtime})
+                AND (@batch::text IS NULL OR i.batch_id = @batch) AND (i.tier = {(int)ItemTier.Native}) = @native
             ORDER BY i.priority DESC, i.next_attempt_at, i.id
             LIMIT @max
             FOR UPDATE OF i SKIP LOCKED)
         UPDATE items i SET state = {(int)ItemState.Leased}, attempts = i.attempts + 1, lease = i.lease + 1, lease_until = @lease, leased_by = @node
         FROM picked, item_bodies b, batches t
         WHERE i.id = picked.id AND b.item_id = i.id AND t.id = i.batch_id
-        RETURNING i.id, i.batch_id, i.line, i.custom_id, i.model, b.body, i.attempts, i.priority, t.endpoint, i.next_attempt_at, i.lease
+        RETURNING i.id, i.batch_id, i.line, i.custom_id, i.model, b.body, i.attempts, i.priority, t.endpoint, i.next_attempt_at, i.lease, i.tier
         """;
 
     private static readonly string NextDue = $"""
         SELECT MIN(i.next_attempt_at) FROM items i JOIN batches t ON t.id = i.batch_id
         WHERE i.model = @model AND i.state = {(int)ItemState.Queued}
-            AND (@batch::text IS NULL OR i.batch_id = @batch) AND (@batch::text IS NOT NULL OR t.mode = {(int)BatchMode.Realtime})
+            AND (@batch::text IS NULL OR i.batch_id = @batch) AND i.tier <> {(int)ItemTier.Native}
         """;
 
     /// <inheritdoc />
-    public Task<IReadOnlyList<ClaimedItem>> ClaimAsync(string model, string? batchId, int max, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken)
+    Task<IReadOnlyList<ClaimedItem>> IBatchStore.ClaimAsync(string model, string? batchId, bool native, int max, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentOutOfRangeException.ThrowIfLessThan(max, 1);
         return WithConnectionAsync<IReadOnlyList<ClaimedItem>>(async connection =>
         {
-            var claimed = await QueryAsync(connection, null, ClaimItems, r => (Item: new ClaimedItem(r.GetInt64(0), r.GetString(1), r.GetInt64(2), r.GetString(3), r.GetString(4), (byte[])r.GetValue(5), r.GetInt32(6), (BatchPriority)r.GetInt32(7), r.GetString(8)) { Lease = r.GetInt64(10) }, Due: r.GetInt64(9)),
-                cancellationToken, ("model", model), ("batch", batchId), ("now", now.ToUnixTimeMilliseconds()), ("max", max), ("lease", leaseUntil.ToUnixTimeMilliseconds()), ("node", NodeName));
+            var claimed = await QueryAsync(connection, null, ClaimItems, r => (Item: new ClaimedItem(r.GetInt64(0), r.GetString(1), r.GetInt64(2), r.GetString(3), r.GetString(4), (byte[])r.GetValue(5), r.GetInt32(6), (BatchPriority)r.GetInt32(7), r.GetString(8)) { Lease = r.GetInt64(10), Tier = (ItemTier)r.GetInt32(11) }, Due: r.GetInt64(9)),
+                cancellationToken, ("model", model), ("batch", batchId), ("now", now.ToUnixTimeMilliseconds()), ("max", max), ("lease", leaseUntil.ToUnixTimeMilliseconds()), ("node", NodeName), ("native", native));
             return [.. claimed.OrderByDescending(c => c.Item.Priority).ThenBy(c => c.Due).ThenBy(c => c.Item.ItemId).Select(c => c.Item)];
         }, cancellationToken);
     }
@@ -248,8 +248,7 @@ public sealed partial class PostgresBatchStore
         var completed = new List<string>();
         foreach (var (batchId, delta) in deltas)
         {
-            await ExecuteAsync(connection, tx, StoreSql.AddCounts, cancellationToken, ("id", batchId), ("s", delta.Succeeded), ("f", delta.Failed), ("c", delta.Cancelled), ("e", delta.Expired),
-                ("in", delta.InputTokens), ("out", delta.OutputTokens), ("cost", delta.CostNanos), ("unpriced", delta.Unpriced), ("over", delta.BudgetExceeded));
+            await ExecuteAsync(connection, tx, StoreSql.AddCounts, cancellationToken, delta.Parameters(batchId, ""));
             if (await FinishBatchAsync(connection, tx, batchId, now, cancellationToken))
             {
                 completed.Add(batchId);
@@ -257,5 +256,41 @@ public sealed partial class PostgresBatchStore
         }
 
         return completed;
+    }
+
+    /// <inheritdoc />
+    public Task<int> MoveTierAsync(string batchId, string? model, IReadOnlyCollection<ItemTier> fromTiers, ItemTier toTier, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        ArgumentNullException.ThrowIfNull(fromTiers);
+        return WithConnectionAsync(connection => ExecuteAsync(connection, null, StoreSql.MoveTier, cancellationToken, StoreSql.MoveTierParameters(batchId, model, fromTiers, toTier, "")), cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task MoveItemsAsync(IReadOnlyCollection<long> itemIds, ItemTier toTier, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(itemIds);
+        return itemIds.Count == 0
+            ? Task.CompletedTask
+            : WithConnectionAsync(connection => ExecuteAsync(connection, null, "UPDATE items SET tier = @to WHERE id = ANY(@ids)", cancellationToken,
+                ("to", (int)toTier), ("ids", itemIds.ToArray())), cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task CutOverAsync(string batchId, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        return InTransactionAsync(async (connection, tx) =>
+        {
+            await ExecuteAsync(connection, tx, StoreSql.CutOver, cancellationToken, ("id", batchId), ("now", now.ToUnixTimeMilliseconds()));
+            return await ExecuteAsync(connection, tx, StoreSql.MoveTier, cancellationToken, StoreSql.MoveTierParameters(batchId, null, StoreSql.PlannedTiers, ItemTier.Realtime, ""));
+        }, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<OpenItems>> ListOpenItemsAsync(string batchId, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        return await QueryAsync(StoreSql.OpenByTier, r => new OpenItems(r.GetString(0), (ItemTier)r.GetInt32(1), r.GetInt64(2)), cancellationToken, ("id", batchId));
     }
 }

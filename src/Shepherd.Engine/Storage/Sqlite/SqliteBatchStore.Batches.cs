@@ -25,7 +25,7 @@ public sealed partial class SqliteBatchStore
 
     private static readonly string ActiveModels = $"""
         SELECT DISTINCT m.model FROM batch_models m JOIN batches b ON b.id = m.batch_id
-        WHERE b.status = {StoredStatus.InProgress} AND ($batch IS NULL OR b.id = $batch) AND ($batch IS NOT NULL OR b.mode = {(int)BatchMode.Realtime})
+        WHERE b.status = {StoredStatus.InProgress} AND ($batch IS NULL OR b.id = $batch) AND ($batch IS NOT NULL OR b.mode <> {(int)BatchMode.Native})
         ORDER BY m.model
         """;
 
@@ -160,7 +160,7 @@ public sealed partial class SqliteBatchStore
             }
 
             // Due from now: items of earlier batches stay ahead within a priority, in the claim index's own order.
-            UpdateItemsInSteps(writer, tx, batchId, $"state = {(int)ItemState.Queued}, next_attempt_at = $now", $"state = {(int)ItemState.Staged}", ("$now", Now()));
+            UpdateItemsInSteps(writer, tx, batchId, StoreSql.QueueStaged("$id", "$now"), $"state = {(int)ItemState.Staged}", ("$now", Now()));
             tx.Commit();
             return 0;
         }, cancellationToken);

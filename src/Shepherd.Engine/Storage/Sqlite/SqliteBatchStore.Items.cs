@@ -60,7 +60,7 @@ public sealed partial class SqliteBatchStore
 
     private static readonly string StoppingBatches = $"""
         SELECT id FROM batches
-        WHERE mode = {(int)BatchMode.Realtime} AND (status = {StoredStatus.Cancelling} OR (status = {StoredStatus.InProgress} AND expired_at IS NOT NULL))
+        WHERE mode <> {(int)BatchMode.Native} AND (status = {StoredStatus.Cancelling} OR (status = {StoredStatus.InProgress} AND expired_at IS NOT NULL))
         """;
 
     private static readonly string EndStoppedItems = $"UPDATE items SET state = $state WHERE batch_id = $id AND state IN ({(int)ItemState.Queued}, {(int)ItemState.Staged})";
@@ -106,10 +106,10 @@ public sealed partial class SqliteBatchStore
     /// queued state, is written in as the same number, so SQLite can use it).
     /// </summary>
     private static readonly string ClaimableItems = $"""
-        SELECT i.id, i.line, i.custom_id, i.model, i.attempts, b.body, i.batch_id, i.priority, t.endpoint, i.lease
+        SELECT i.id, i.line, i.custom_id, i.model, i.attempts, b.body, i.batch_id, i.priority, t.endpoint, i.lease, i.tier
         FROM items i INDEXED BY ix_items_queued JOIN item_bodies b ON b.item_id = i.id JOIN batches t ON t.id = i.batch_id
         WHERE i.model = $model AND i.state = {(int)ItemState.Queued} AND i.next_attempt_at <= $now AND ($batch IS NULL OR i.batch_id = $batch)
-            AND ($batch IS NOT NULL OR t.mode = {(int)BatchMode.Realtime})
+            AND (i.tier = {(int)ItemTier.Native}) = $native
         ORDER BY i.priority DESC, i.next_attempt_at, i.id
         LIMIT $max
         """;
@@ -121,22 +121,23 @@ public sealed partial class SqliteBatchStore
 
     private static readonly string NextDue = $"""
         SELECT MIN(i.next_attempt_at) FROM items i JOIN batches t ON t.id = i.batch_id
-        WHERE i.model = $model AND i.state = {(int)ItemState.Queued} AND ($batch IS NULL OR i.batch_id = $batch) AND ($batch IS NOT NULL OR t.mode = {(int)BatchMode.Realtime})
+        WHERE i.model = $model AND i.state = {(int)ItemState.Queued} AND ($batch IS NULL OR i.batch_id = $batch) AND i.tier <> {(int)ItemTier.Native}
         """;
 
     /// <inheritdoc />
-    public Task<IReadOnlyList<ClaimedItem>> ClaimAsync(string model, string? batchId, int max, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken)
+    Task<IReadOnlyList<ClaimedItem>> IBatchStore.ClaimAsync(string model, string? batchId, bool native, int max, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentOutOfRangeException.ThrowIfLessThan(max, 1);
         return WriteAsync<IReadOnlyList<ClaimedItem>>(writer =>
         {
             using var tx = writer.BeginTransaction();
-            using var select = Prepare(writer, tx, ClaimableItems, ("$model", SqliteType.Text), ("$batch", SqliteType.Text), ("$now", SqliteType.Integer), ("$max", SqliteType.Integer));
+            using var select = Prepare(writer, tx, ClaimableItems, ("$model", SqliteType.Text), ("$batch", SqliteType.Text), ("$now", SqliteType.Integer), ("$max", SqliteType.Integer), ("$native", SqliteType.Integer));
             select.Parameters["$model"].Value = model;
             select.Parameters["$batch"].Value = (object?)batchId ?? DBNull.Value;
             select.Parameters["$now"].Value = now.ToUnixTimeMilliseconds();
             select.Parameters["$max"].Value = max;
+            select.Parameters["$native"].Value = native ? 1 : 0;
             var claimed = new List<ClaimedItem>();
             using (var reader = select.ExecuteReader())
             {
@@ -147,6 +148,7 @@ public sealed partial class SqliteBatchStore
                         (byte[])reader.GetValue(5), reader.GetInt32(4) + 1, (BatchPriority)reader.GetInt32(7), reader.GetString(8))
                     {
                         Lease = reader.GetInt64(9) + 1,
+                        Tier = (ItemTier)reader.GetInt32(10),
                     });
                 }
             }
@@ -247,8 +249,7 @@ public sealed partial class SqliteBatchStore
             var completed = new List<string>();
             foreach (var (batchId, delta) in plan.Counts)
             {
-                Execute(writer, StoreSql.AddCounts, tx, ("@id", batchId), ("@s", delta.Succeeded), ("@f", delta.Failed), ("@c", delta.Cancelled), ("@e", delta.Expired),
-                    ("@in", delta.InputTokens), ("@out", delta.OutputTokens), ("@cost", delta.CostNanos), ("@unpriced", delta.Unpriced), ("@over", delta.BudgetExceeded));
+                Execute(writer, StoreSql.AddCounts, tx, delta.Parameters(batchId, "@"));
                 var done = Execute(writer, FinishBatch, tx, ("$id", batchId), ("$now", now.ToUnixTimeMilliseconds()));
                 if (done > 0)
                 {
@@ -266,4 +267,44 @@ public sealed partial class SqliteBatchStore
     /// <summary>Whether <paramref name="batchId"/> is being cancelled, read in the writer's transaction.</summary>
     private static bool IsCancelling(SqliteConnection writer, SqliteTransaction tx, string batchId) =>
         Scalar(writer, StatusIsCancelling, tx, ("$id", batchId)) is 1L;
+
+    /// <inheritdoc />
+    public Task<int> MoveTierAsync(string batchId, string? model, IReadOnlyCollection<ItemTier> fromTiers, ItemTier toTier, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        ArgumentNullException.ThrowIfNull(fromTiers);
+        return WriteAsync(writer => Execute(writer, StoreSql.MoveTier, null, StoreSql.MoveTierParameters(batchId, model, fromTiers, toTier, "@")), cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task MoveItemsAsync(IReadOnlyCollection<long> itemIds, ItemTier toTier, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(itemIds);
+        return itemIds.Count == 0
+            ? Task.CompletedTask
+            : WriteAsync(writer => Execute(writer, "UPDATE items SET tier = $to WHERE id IN (SELECT value FROM json_each($ids))", null,
+                ("$to", (int)toTier), ("$ids", "[" + string.Join(',', itemIds) + "]")), cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task CutOverAsync(string batchId, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        return WriteAsync(writer =>
+        {
+            using var tx = writer.BeginTransaction();
+            Execute(writer, StoreSql.CutOver, tx, ("@id", batchId), ("@now", now.ToUnixTimeMilliseconds()));
+            var moved = Execute(writer, StoreSql.MoveTier, tx, StoreSql.MoveTierParameters(batchId, null, StoreSql.PlannedTiers, ItemTier.Realtime, "@"));
+            tx.Commit();
+            return moved;
+        }, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<OpenItems>> ListOpenItemsAsync(string batchId, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        await using var connection = Open();
+        return Query(connection, r => new OpenItems(r.GetString(0), (ItemTier)r.GetInt32(1), r.GetInt64(2)), StoreSql.OpenByTier, ("@id", batchId));
+    }
 }

@@ -1,0 +1,78 @@
+using Microsoft.Extensions.Logging;
+using Shepherd.Engine.Model;
+using Shepherd.Engine.Storage;
+
+namespace Shepherd.Engine.Native;
+
+/// <content>
+/// The planner of <see cref="BatchMode.Auto"/> batches: a request goes native where a batch API
+/// serves its model, flex where an upstream offers that tier, realtime otherwise; and at the last
+/// safe moment before the deadline (the batch's <see cref="BatchRecord.ExpiresAt"/>) what is
+/// still open moves to realtime. That moment is the deadline less the time realtime needs for
+/// every open request of the batch at its lanes' rates, less a margin: a quarter of that time,
+/// two looks at the provider and the grace a cancelled job is given to end
+/// (<see cref="NativeBatchOptions.CancelGrace"/>).
+/// </content>
+public sealed partial class NativeBatchRunner
+{
+    /// <summary>
+    /// Requests per second realtime sends of a model, from the lanes' learned or configured limits;
+    /// null when none is known. The host sets it from the dispatcher.
+    /// </summary>
+    public Func<string, double?>? RealtimeRate { get; set; }
+
+    /// <summary>
+    /// Routes an auto batch's requests and cuts it over to realtime when its last safe moment has
+    /// come. Returns the batch as it now stands.
+    /// </summary>
+    private async Task<BatchRecord> PlanAsync(BatchRecord batch, CancellationToken cancellationToken)
+    {
+        if (batch.Mode != BatchMode.Auto || batch.Status != BatchStatus.InProgress || batch.ExpiredAt is not null)
+        {
+            return batch;
+        }
+
+        var open = await _store.ListOpenItemsAsync(batch.Id, cancellationToken);
+        foreach (var model in open.Where(o => o.Tier == ItemTier.Native).Select(o => o.Model).Distinct(StringComparer.Ordinal))
+        {
+            if (!CanRun(model, batch.Endpoint ?? ""))
+            {
+                await _store.MoveTierAsync(batch.Id, model, [ItemTier.Native], _flex.Any(f => f.Serves(model)) ? ItemTier.Flex : ItemTier.Realtime, cancellationToken);
+            }
+        }
+
+        if (batch.CutOverAt is not null || batch.ExpiresAt is not { } deadline)
+        {
+            return batch;
+        }
+
+        var now = _time.GetUtcNow();
+        var need = RealtimeNeed(open);
+        if (now < LastSafeMoment(deadline, need))
+        {
+            return batch;
+        }
+
+        await _store.CutOverAsync(batch.Id, now, cancellationToken);
+        var moving = open.Sum(o => o.Tier == ItemTier.Realtime ? 0 : o.Count);
+        LogCutOver(batch.Id, moving, need.TotalSeconds, (deadline - now).TotalSeconds);
+        return batch with { CutOverAt = now };
+    }
+
+    /// <summary>When what is still open must move to realtime to be answered by <paramref name="deadline"/>.</summary>
+    internal DateTimeOffset LastSafeMoment(DateTimeOffset deadline, TimeSpan need) =>
+        deadline - need - Margin(need);
+
+    /// <summary>The margin kept before the deadline beyond what realtime needs: a quarter of that, two looks, and a cancel's grace.</summary>
+    internal TimeSpan Margin(TimeSpan need) =>
+        (need * _options.SafetyShare) + (2 * _options.PollInterval) + _options.CancelGrace;
+
+    /// <summary>How long realtime takes to send every open request of a batch, model by model, at the lanes' rates.</summary>
+    private TimeSpan RealtimeNeed(IReadOnlyList<OpenItems> open) =>
+        TimeSpan.FromSeconds(open
+            .GroupBy(o => o.Model, StringComparer.Ordinal)
+            .Sum(model => model.Sum(o => o.Count) / (RealtimeRate?.Invoke(model.Key) is { } rate and > 0 ? rate : _options.AssumedRequestsPerSecond)));
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Batch {BatchId}: {Open} requests not yet answered by a cheaper tier move to realtime, which needs about {NeedSeconds:F0} s for what is open; the deadline is in {LeftSeconds:F0} s")]
+    private partial void LogCutOver(string batchId, long open, double needSeconds, double leftSeconds);
+}
