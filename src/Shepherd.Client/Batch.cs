@@ -156,6 +156,9 @@ public sealed record Batch
     /// <summary>Requests not sent because the budget could no longer pay them (they count among <see cref="Failed"/>).</summary>
     public long BudgetExceededRequests { get; init; }
 
+    /// <summary>The answers by the tier that answered them, and what the cheaper tiers saved (a Shepherd server says so).</summary>
+    public BatchTiers Tiers { get; init; } = BatchTiers.None;
+
     /// <summary>
     /// The lanes that serve the batch while it is in progress (a Shepherd server says so when the
     /// batch is read by its id; empty otherwise), among them any that do not send and why.
@@ -226,4 +229,20 @@ public sealed record BatchProgress(Batch Batch, TimeSpan? Eta)
     /// <see cref="ShepherdClientOptions.WaitOutageTolerance"/>.
     /// </summary>
     public bool Reconnecting => UnreachableSince is not null;
+}
+
+/// <summary>The answers of one tier and what they cost.</summary>
+/// <param name="Requests">Requests that tier answered.</param>
+/// <param name="CostUsd">What they cost, in US dollars.</param>
+public sealed record TierAnswers(long Requests, decimal CostUsd);
+
+/// <summary>A batch's answers by the tier that answered them: realtime at the list price, a provider's batch API (native) or its flex tier at the batch price.</summary>
+/// <param name="Realtime">Answers sent in realtime.</param>
+/// <param name="Native">Answers of a provider's batch API.</param>
+/// <param name="Flex">Answers of a provider's flex tier.</param>
+/// <param name="SavedUsd">What native and flex answers saved against the list price, in US dollars.</param>
+public sealed record BatchTiers(TierAnswers Realtime, TierAnswers Native, TierAnswers Flex, decimal SavedUsd)
+{
+    /// <summary>No answers by tier known.</summary>
+    public static BatchTiers None { get; } = new(new TierAnswers(0, 0), new TierAnswers(0, 0), new TierAnswers(0, 0), 0);
 }

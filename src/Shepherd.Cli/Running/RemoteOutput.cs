@@ -7,6 +7,7 @@ using System.Text.Json;
 using Shepherd.Client;
 using Spectre.Console;
 using BatchCounts = Shepherd.Engine.Model.BatchCounts;
+using TierCounts = Shepherd.Engine.Model.TierCounts;
 
 namespace Shepherd.Cli.Running;
 
@@ -87,6 +88,9 @@ internal static class RemoteOutput
         {
             BudgetUsd = batch.BudgetUsd,
             BudgetExceeded = batch.BudgetExceededRequests,
+            Tiers = new TierCounts(
+                batch.Tiers.Realtime.Requests, batch.Tiers.Realtime.CostUsd, batch.Tiers.Native.Requests, batch.Tiers.Native.CostUsd,
+                batch.Tiers.Flex.Requests, batch.Tiers.Flex.CostUsd, batch.Tiers.SavedUsd),
         };
 
     /// <summary>The status in colour, for a terminal.</summary>
@@ -143,6 +147,11 @@ internal static class RemoteOutput
             $"{batch.Id} {batch.StatusName}: {Outcome(batch)} in {ProgressDisplay.FormatDuration(Duration(batch, now))}");
         await stdout.WriteLineAsync(line);
         await stdout.WriteLineAsync($"  tokens:  {Count(batch.InputTokens)} in, {Count(batch.OutputTokens)} out · cost {Cost.Describe(batch.CostUsd)}");
+        if (Counts(batch).Tiers.Describe() is { } tiers)
+        {
+            await stdout.WriteLineAsync($"  tiers:   {tiers}");
+        }
+
         if (batch.BudgetUsd is { } budget)
         {
             await stdout.WriteLineAsync($"  budget:  {Budget(budget, batch.BudgetExceededRequests)}");
@@ -189,6 +198,7 @@ internal static class RemoteOutput
         Text("progress", $"{Percent(batch)} · {Count(batch.Finished)} of {Count(batch.Total)} done: {Outcome(batch, withTotal: false)}");
         Text("tokens", $"{Count(batch.InputTokens)} in, {Count(batch.OutputTokens)} out");
         Text("cost", Cost.Describe(batch.CostUsd));
+        Text("tiers", Counts(batch).Tiers.Describe());
         Text("budget", batch.BudgetUsd is { } budget ? Budget(budget, batch.BudgetExceededRequests) : null);
         Text("created", Time(batch.CreatedAt));
         Text("started", batch.InProgressAt is { } started ? Time(started) : null);

@@ -62,6 +62,11 @@ internal sealed class RunSummary(bool json, TextWriter stdout)
         await stdout.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"  tokens:  {batch.InputTokens:N0} in, {batch.OutputTokens:N0} out"));
         var unpriced = batch.Unpriced > 0 ? $" ({RemoteOutput.Plural(batch.Unpriced, "answer")} of models without a price count as $0)" : "";
         await stdout.WriteLineAsync($"  cost:    {Cost.Describe(batch.CostNanos)}{unpriced}");
+        if (BatchCounts.Of(batch).Tiers.Describe() is { } tiers)
+        {
+            await stdout.WriteLineAsync($"  tiers:   {tiers}");
+        }
+
         if (batch.BudgetNanos is { } limit)
         {
             await stdout.WriteLineAsync($"  budget:  {RemoteOutput.Budget(Cost.ToUsd(limit), batch.BudgetExceeded, "budget_exceeded in the errors file")}");

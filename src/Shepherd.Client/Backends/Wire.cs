@@ -63,7 +63,7 @@ internal static class Wire
             Expired = Long(outcomes, "expired"),
             InputTokens = Long(usage, "input_tokens"),
             OutputTokens = Long(usage, "output_tokens"),
-            CostUsd = json.TryGetProperty("cost_usd", out var cost) && cost.ValueKind == JsonValueKind.Number ? cost.GetDecimal() : 0,
+            CostUsd = Decimal(json, "cost_usd"),
             CreatedAt = UnixTime(json, "created_at") ?? DateTimeOffset.UnixEpoch,
             InProgressAt = UnixTime(json, "in_progress_at"),
             EndedAt = UnixTime(json, "completed_at") ?? UnixTime(json, "failed_at") ?? UnixTime(json, "cancelled_at") ?? UnixTime(json, "expired_at"),
@@ -79,12 +79,25 @@ internal static class Wire
                 : [],
             BudgetUsd = json.TryGetProperty("budget_usd", out var budget) && budget.ValueKind == JsonValueKind.Number ? budget.GetDecimal() : null,
             BudgetExceededRequests = Long(json, "budget_exceeded_requests"),
+            Tiers = json.TryGetProperty("tiers", out var tiers) && tiers.ValueKind == JsonValueKind.Object
+                ? new BatchTiers(Tier(tiers, "realtime"), Tier(tiers, "native"), Tier(tiers, "flex"), Decimal(json, "saved_usd"))
+                : BatchTiers.None,
             Lanes = json.TryGetProperty("lanes", out var lanes) && lanes.ValueKind == JsonValueKind.Array
                 ? [.. lanes.EnumerateArray().Where(l => l.ValueKind == JsonValueKind.Object).Select(l => new BatchLane(
                     String(l, "upstream") ?? "", String(l, "model") ?? "", String(l, "state") ?? "sending", UnixTime(l, "since"), String(l, "reason"), UnixTime(l, "next_probe_at")))]
                 : [],
         };
     }
+
+    /// <summary>A number in US dollars, 0 when absent.</summary>
+    private static decimal Decimal(JsonElement json, string name) =>
+        json.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.Number ? value.GetDecimal() : 0;
+
+    /// <summary>One tier's answers and their cost, of a Shepherd batch's <c>tiers</c>.</summary>
+    private static TierAnswers Tier(JsonElement tiers, string name) =>
+        tiers.TryGetProperty(name, out var tier) && tier.ValueKind == JsonValueKind.Object
+            ? new TierAnswers(Long(tier, "requests"), Decimal(tier, "cost_usd"))
+            : new TierAnswers(0, 0);
 
     /// <summary>An OpenAI output or error line; a <c>status</c> field (Shepherd's) is taken as given.</summary>
     public static BatchResult OpenAIResult(JsonElement line)

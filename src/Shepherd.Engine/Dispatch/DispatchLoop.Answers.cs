@@ -75,6 +75,11 @@ internal sealed partial class DispatchLoop
                 break;
         }
 
+        if (kind == OutcomeKind.Succeeded)
+        {
+            _telemetry?.AnsweredBy(item.Tier, result);
+        }
+
         Emit(new ItemOutcome(item, kind, result, decision.NextAttemptAt));
     }
 

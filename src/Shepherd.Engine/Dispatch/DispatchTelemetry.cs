@@ -30,6 +30,10 @@ public sealed class DispatchTelemetry
     private readonly CountedSeries _retries = new("upstream", "model", "reason");
     private readonly CountedSeries _rateLimitWaits = new("model");
     private readonly Histogram<double> _commits;
+    private readonly CountedSeries _tierAnswers = new("tier");
+    private readonly CountedSeries _tierCostNanos = new("tier");
+    private readonly CountedSeries _savedNanos = new("tier");
+    private readonly CountedSeries _paidTwice = new();
 
     /// <summary>Creates the instruments on a meter from <paramref name="meters"/>; the gauges read <paramref name="dispatcher"/>.</summary>
     public DispatchTelemetry(IMeterFactory meters, Dispatcher dispatcher)
@@ -48,6 +52,11 @@ public sealed class DispatchTelemetry
         _latency = meter.CreateHistogram("shepherd.upstream.duration", "s", "Time from sending a request to its answer", advice: Seconds);
         meter.CreateObservableCounter("shepherd.upstream.retries", () => _retries.Read(n => n), "{request}", "Requests queued again: a transient failure (retry), or a rate limit or outage (requeued, no attempt spent)");
         meter.CreateObservableCounter("shepherd.lane.rate_limit_waits", () => _rateLimitWaits.Read(n => n), "{wait}", "Times requests waited for a lane's request or token rate");
+        meter.CreateObservableCounter("shepherd.tier.requests", () => _tierAnswers.Read(n => n), "{request}", "Requests answered, by the tier that answered them: realtime, native (a provider's batch API) or flex");
+        meter.CreateObservableCounter("shepherd.tier.cost.usd", () => _tierCostNanos.Read(n => n / 1e9), "{USD}", "What the answers cost in US dollars, by tier");
+        meter.CreateObservableCounter("shepherd.tier.saved.usd", () => _savedNanos.Read(n => n / 1e9), "{USD}", "What native and flex answers saved against the list price, in US dollars, by tier");
+        meter.CreateObservableCounter("shepherd.native.paid_twice", () => _paidTwice.Read(n => n), "{request}",
+            "Lines a provider's batch job answered after the planner had given their requests to realtime (its cancel had not landed in time)");
         _commits = meter.CreateHistogram("shepherd.store.commit.duration", "s", "Time to record a group of outcomes in the store", advice: Seconds);
         meter.CreateObservableGauge("shepherd.dispatch.in_flight", () => dispatcher.Counters.InFlight, "{request}", "Requests sent and not yet answered");
         meter.CreateObservableGauge("shepherd.queue.depth", () => dispatcher.QueueDepth, "{item}", "Items of active batches not yet ended");
@@ -71,6 +80,13 @@ public sealed class DispatchTelemetry
 
         _costNanos.Start();
         _rateLimitWaits.Start();
+        _paidTwice.Start();
+        foreach (var tier in new[] { ItemTier.Realtime, ItemTier.Native, ItemTier.Flex })
+        {
+            _tierAnswers.Start(("tier", TierWord(tier)));
+            _tierCostNanos.Start(("tier", TierWord(tier)));
+            _savedNanos.Start(("tier", TierWord(tier)));
+        }
     }
 
     /// <summary>One answer (or an abandoned request, without <paramref name="response"/>).</summary>
@@ -91,6 +107,26 @@ public sealed class DispatchTelemetry
             _costNanos.Add(result.CostNanos, model);
         }
     }
+
+    /// <summary>A request answered with success by <paramref name="tier"/>, with what it cost and saved.</summary>
+    internal void AnsweredBy(ItemTier tier, AttemptResult result)
+    {
+        var word = TierWord(tier);
+        _tierAnswers.Add(1, word);
+        _tierCostNanos.Add(result.CostNanos, word);
+        _savedNanos.Add(result.SavedNanos, word);
+    }
+
+    /// <summary>Lines a provider answered after their requests had gone to realtime.</summary>
+    internal void PaidTwice(long lines) => _paidTwice.Add(lines);
+
+    /// <summary>A tier's word, as the metrics label it and the batch object names it.</summary>
+    public static string TierWord(ItemTier tier) => tier switch
+    {
+        ItemTier.Native => "native",
+        ItemTier.Flex => "flex",
+        _ => "realtime",
+    };
 
     internal void Retried(string upstream, string model, string reason) =>
         _retries.Add(1, upstream, model, reason);

@@ -28,6 +28,9 @@ public readonly record struct BatchCounts(long Total, long Succeeded, long Faile
     /// <summary>Requests failed because the budget was spent.</summary>
     public long BudgetExceeded { get; init; }
 
+    /// <summary>The answers by the tier that answered them, and what they saved against the list price.</summary>
+    public TierCounts Tiers { get; init; }
+
     /// <summary>Requests that have ended, however they ended.</summary>
     public long Finished => Succeeded + Failed + Cancelled + Expired;
 
@@ -43,13 +46,38 @@ public readonly record struct BatchCounts(long Total, long Succeeded, long Faile
             Unpriced = batch.Unpriced,
             BudgetUsd = batch.BudgetNanos is { } budget ? Cost.ToUsd(budget) : null,
             BudgetExceeded = batch.BudgetExceeded,
+            Tiers = new TierCounts(
+                batch.Tiers.RealtimeSucceeded(batch), Cost.ToUsd(batch.Tiers.RealtimeCostNanos(batch)),
+                batch.Tiers.NativeSucceeded, Cost.ToUsd(batch.Tiers.NativeCostNanos),
+                batch.Tiers.FlexSucceeded, Cost.ToUsd(batch.Tiers.FlexCostNanos),
+                Cost.ToUsd(batch.Tiers.SavedNanos)),
         };
+    }
+
+    /// <summary>
+    /// Writes the answers by tier, <c>"tiers": {"realtime": {"requests", "cost_usd"}, "native": …,
+    /// "flex": …}</c>, and <c>saved_usd</c>, what the cheaper tiers saved against the list price.
+    /// </summary>
+    public void WriteTiers(Utf8JsonWriter json)
+    {
+        ArgumentNullException.ThrowIfNull(json);
+        json.WriteStartObject("tiers");
+        foreach (var (name, requests, cost) in new[] { ("realtime", Tiers.Realtime, Tiers.RealtimeUsd), ("native", Tiers.Native, Tiers.NativeUsd), ("flex", Tiers.Flex, Tiers.FlexUsd) })
+        {
+            json.WriteStartObject(name);
+            json.WriteNumber("requests", requests);
+            json.WriteNumber("cost_usd", cost);
+            json.WriteEndObject();
+        }
+
+        json.WriteEndObject();
+        json.WriteNumber("saved_usd", Tiers.SavedUsd);
     }
 
     /// <summary>
     /// Writes how far a batch has got, as the dashboard and <c>shepherd status --json</c> show it:
     /// <c>total</c>, the requests by how they ended, <c>finished</c>, <c>percent</c>, then the
-    /// tokens and <c>cost_usd</c>.
+    /// tokens, <c>cost_usd</c> and the answers by tier.
     /// </summary>
     public void WriteProgress(Utf8JsonWriter json)
     {
@@ -58,12 +86,13 @@ public readonly record struct BatchCounts(long Total, long Succeeded, long Faile
         json.WriteNumber("finished", Finished);
         json.WriteNumber("percent", Percent);
         WriteUsage(json);
+        WriteTiers(json);
     }
 
     /// <summary>
     /// Writes how an ended batch came out, as <c>shepherd run --json</c> sums up a run: the requests
     /// by how they ended (expired before cancelled, as that summary has always had them), the
-    /// tokens, <c>cost_usd</c> and <c>unpriced_requests</c>. A run's batch has ended, so it has
+    /// tokens, <c>cost_usd</c>, <c>unpriced_requests</c> and the answers by tier. A run's batch has ended, so it has
     /// no <c>finished</c> or <c>percent</c> to tell.
     /// </summary>
     public void WriteOutcome(Utf8JsonWriter json)
@@ -72,6 +101,7 @@ public readonly record struct BatchCounts(long Total, long Succeeded, long Faile
         WriteEnded(json, expiredFirst: true);
         WriteUsage(json);
         json.WriteNumber("unpriced_requests", Unpriced);
+        WriteTiers(json);
     }
 
     /// <summary>Writes the budget (<c>budget_usd</c>, null for none) and the requests it stopped.</summary>
@@ -101,5 +131,33 @@ public readonly record struct BatchCounts(long Total, long Succeeded, long Faile
         json.WriteNumber("input_tokens", InputTokens);
         json.WriteNumber("output_tokens", OutputTokens);
         json.WriteNumber("cost_usd", CostUsd);
+    }
+}
+
+/// <summary>Answers by the tier that answered them, what each tier's cost, and what the cheaper tiers saved.</summary>
+/// <param name="Realtime">Answers sent at the list price.</param>
+/// <param name="RealtimeUsd">What they cost, in US dollars.</param>
+/// <param name="Native">Answers of the providers' batch APIs.</param>
+/// <param name="NativeUsd">What they cost.</param>
+/// <param name="Flex">Answers of the flex tier.</param>
+/// <param name="FlexUsd">What they cost.</param>
+/// <param name="SavedUsd">What the native and flex answers would have cost more at the list price.</param>
+public readonly record struct TierCounts(long Realtime, decimal RealtimeUsd, long Native, decimal NativeUsd, long Flex, decimal FlexUsd, decimal SavedUsd)
+{
+    /// <summary>
+    /// One line for a person, such as <c>9,000 native ($1.20), 1,000 realtime ($0.30); $1.20 saved
+    /// against the list price</c>; null when every answer came in realtime.
+    /// </summary>
+    public string? Describe()
+    {
+        if (Native == 0 && Flex == 0)
+        {
+            return null;
+        }
+
+        var parts = new[] { (Native, NativeUsd, "native"), (Flex, FlexUsd, "flex"), (Realtime, RealtimeUsd, "realtime") }
+            .Where(t => t.Item1 > 0)
+            .Select(t => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{t.Item1:N0} {t.Item3} ({Cost.Describe(t.Item2)})"));
+        return $"{string.Join(", ", parts)}; {Cost.Describe(SavedUsd)} saved against the list price";
     }
 }

@@ -106,14 +106,21 @@ public sealed partial class NativeBatchRunner
             }
 
             resubmitted += outcome.Kind == OutcomeKind.Retry ? 1 : 0;
+            if (outcome.Kind == OutcomeKind.Succeeded)
+            {
+                Telemetry?.AnsweredBy(ItemTier.Native, outcome.Result);
+            }
+
             outcomes.Add(outcome);
         }
 
         if (job.Abandoned)
         {
             // Its items went to realtime before it ended: a line it answered anyway was paid twice.
-            PaidTwice += lines.Values.Count(l => l.Fate == LineFate.Succeeded);
-            LogAnsweredAfterAbandon(record.ProviderBatchId, lines.Values.Count(l => l.Fate == LineFate.Succeeded));
+            var twice = lines.Values.Count(l => l.Fate == LineFate.Succeeded);
+            PaidTwice += twice;
+            Telemetry?.PaidTwice(twice);
+            LogAnsweredAfterAbandon(record.ProviderBatchId, twice);
         }
 
         await _store.MoveItemsAsync(toRealtime, ItemTier.Realtime, CancellationToken.None);
@@ -132,6 +139,9 @@ public sealed partial class NativeBatchRunner
     /// not landed within <see cref="NativeBatchOptions.CancelGrace"/>): answers paid twice.
     /// </summary>
     public long PaidTwice { get; private set; }
+
+    /// <summary>Where the runner counts its answers by tier for monitoring; the host sets it to the dispatcher's.</summary>
+    public DispatchTelemetry? Telemetry { get; set; }
 
     /// <summary>
     /// A job the planner asked to cancel that has not ended within the grace: its requests go to

@@ -123,6 +123,8 @@
     setText('#tokens-in', num(b.input_tokens));
     setText('#tokens-out', num(b.output_tokens));
     setText('#cost', usd(b.cost_usd));
+    setText('#saved', usd(b.saved_usd));
+    setText('#tiers', tiersText(b.tiers));
 
     setText('#time-created', dateTime(b.created_at));
     setText('#time-started', dateTime(b.in_progress_at));
@@ -135,6 +137,15 @@
     renderRefusals(refusals);
     renderMetadata(b.metadata);
     renderLanes(body.lanes || []);
+  }
+
+  // Which way the answers came: "9,000 native ($1.20) · 1,000 realtime ($0.30)"; empty when all came in realtime.
+  function tiersText(tiers) {
+    if (!tiers || !(Number(tiers.native && tiers.native.requests) > 0 || Number(tiers.flex && tiers.flex.requests) > 0)) return '';
+    return ['native', 'flex', 'realtime']
+      .filter(function (name) { return tiers[name] && Number(tiers[name].requests) > 0; })
+      .map(function (name) { return num(tiers[name].requests) + ' ' + name + ' (' + usd(tiers[name].cost_usd) + ')'; })
+      .join(' · ');
   }
 
   function eta(b) {

@@ -87,6 +87,8 @@ internal static class OpenAIJson
         json.WriteNumber("cost_usd", counts.CostUsd);
         json.WriteNumber("unpriced_requests", batch.Unpriced);
         counts.WriteBudget(json);
+        counts.WriteTiers(json);
+        WriteTime(json, "cutover_at", batch.CutOverAt);
         // request_counts folds cancelled and expired requests into failed, as OpenAI's does; these say which.
         json.WriteStartObject("outcomes");
         json.WriteNumber("succeeded", batch.Succeeded);
