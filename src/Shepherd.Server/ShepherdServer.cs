@@ -94,7 +94,8 @@ public sealed class ShepherdServer : IAsyncDisposable
             sp.GetRequiredService<FileService>(),
             sp.GetRequiredService<CreateBodies>(),
             new BatchEstimator(engine.Prices, sp.GetRequiredService<TokenEstimator>()),
-            engine.Upstreams));
+            engine.Upstreams,
+            engine.Native));
         builder.Services.AddSingleton<MessageBatchesApi>();
         builder.Services.AddSingleton<DashboardApi>();
         builder.Services.AddSingleton<EngineService>();

@@ -3,6 +3,7 @@ using System.Globalization;
 using Shepherd.Cli.Running;
 using Shepherd.Server.Configuration;
 using Shepherd.Engine.Dispatch;
+using Shepherd.Engine.Model;
 using Shepherd.Engine.Pricing;
 using Spectre.Console;
 
@@ -23,10 +24,11 @@ internal static class EstimateCommand
         var config = new Option<string?>("--config") { Description = "A configuration file (shepherd.json): its prices and its upstreams' limits apply" };
         config.AcceptLegalFilePathsOnly();
         var json = new Option<bool>("--json") { Description = "Print the estimate as one JSON document on stdout" };
+        var deadline = CliOptions.Duration("--deadline", "Also price each tier (realtime, native, flex) and the planner's mix for this deadline (6h, 90m, 2d)");
 
         var command = new Command("estimate", "Price a batch file before sending it: tokens, expected output, realtime and batch cost per model, and the time the rate limits imply")
         {
-            file, model, rpm, tpm, config, json,
+            file, model, rpm, tpm, config, json, deadline,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -43,6 +45,8 @@ internal static class EstimateCommand
                 RequestsPerMinute = parse.GetValue(rpm),
                 TokensPerMinute = parse.GetValue(tpm),
                 Upstreams = settings?.Upstreams.Select(u => u.ToOptions()).ToList() ?? [],
+                Deadline = parse.GetValue(deadline),
+                Native = settings?.Native?.ToOptions() ?? new(),
             };
             var estimator = new BatchEstimator(settings?.PriceTable() ?? PriceTable.BuiltIn, new TokenEstimator());
             BatchEstimate estimate;
@@ -130,6 +134,43 @@ internal static class EstimateCommand
         }
 
         WriteTime(console, estimate);
+        if (estimate.Plan is { } plan)
+        {
+            WritePlan(console, plan);
+        }
+    }
+
+    /// <summary>Each tier for every request, then what the planner would do for the deadline.</summary>
+    private static void WritePlan(IAnsiConsole console, DeadlinePlan plan)
+    {
+        console.MarkupLine(Markup.Escape($"For a deadline of {Duration(plan.Deadline.TotalMinutes)}:"));
+        var table = new Table().Border(TableBorder.Rounded)
+            .AddColumn("tier")
+            .AddColumn(new TableColumn("cost").RightAligned())
+            .AddColumn("finishes");
+        foreach (var tier in plan.Tiers)
+        {
+            var word = DispatchTelemetry.TierWord(tier.Tier);
+            var finishes = !tier.Available ? "no upstream offers it"
+                : tier.Tier == ItemTier.Native ? "within the provider's 24 h window, often sooner"
+                : tier.Minutes is { } minutes ? $"in about {Duration(minutes)}{(tier.Tier == ItemTier.Flex ? ", when the provider has capacity" : "")}" : "";
+            table.AddRow(word, tier.Available ? Cost.Describe(tier.Cost.Usd) : "—", Markup.Escape(finishes));
+        }
+
+        table.AddRow("[bold]plan[/]", $"[bold]{Cost.Describe(plan.Expected.Usd)}[/]", Markup.Escape($"by the deadline; at most {Cost.Describe(plan.Most.Usd)} if everything went realtime"));
+        console.Write(table);
+        foreach (var model in plan.Models)
+        {
+            var word = DispatchTelemetry.TierWord(model.Tier);
+            console.MarkupLine(Markup.Escape(model.CutOverAfterMinutes is { } after
+                ? $"  {model.Model}: {word}; what is not answered after {Duration(after)} goes in realtime"
+                : $"  {model.Model}: realtime"));
+        }
+
+        if (!plan.OnTime)
+        {
+            console.MarkupLine("[yellow]" + Markup.Escape($"Realtime needs about {Duration(plan.RealtimeMinutes)} at the lanes' rates: more than the deadline allows, so some requests may not be answered in time.") + "[/]");
+        }
     }
 
     private static void WriteTime(IAnsiConsole console, BatchEstimate estimate)

@@ -61,6 +61,20 @@ public sealed class NativeBatchOptions
     /// </summary>
     public double AssumedRequestsPerSecond { get; set; } = 10;
 
+    /// <summary>
+    /// The margin the planner keeps before a deadline beyond <paramref name="need"/>, the time
+    /// realtime needs for what is open: <see cref="SafetyShare"/> of that, two looks at the
+    /// provider (<see cref="PollInterval"/>) and a cancel's grace (<see cref="CancelGrace"/>).
+    /// </summary>
+    public TimeSpan Margin(TimeSpan need) => (need * SafetyShare) + (2 * PollInterval) + CancelGrace;
+
+    /// <summary>The last moment a planned batch can move <paramref name="need"/>'s worth of open requests to realtime and still meet <paramref name="deadline"/>.</summary>
+    public DateTimeOffset LastSafeMoment(DateTimeOffset deadline, TimeSpan need) => deadline - need - Margin(need);
+
+    /// <summary>How long realtime takes for <paramref name="requests"/> at <paramref name="requestsPerSecond"/> (<see cref="AssumedRequestsPerSecond"/> when unknown).</summary>
+    public TimeSpan RealtimeNeed(long requests, double? requestsPerSecond) =>
+        TimeSpan.FromSeconds(requests / (requestsPerSecond is { } rate and > 0 ? rate : AssumedRequestsPerSecond));
+
     /// <summary>Items are claimed from the store in chunks of this many.</summary>
     internal int ClaimChunk { get; set; } = 1000;
 

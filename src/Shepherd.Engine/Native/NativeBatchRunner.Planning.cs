@@ -48,7 +48,7 @@ public sealed partial class NativeBatchRunner
 
         var now = _time.GetUtcNow();
         var need = RealtimeNeed(open);
-        if (now < LastSafeMoment(deadline, need))
+        if (now < _options.LastSafeMoment(deadline, need))
         {
             return batch;
         }
@@ -59,19 +59,10 @@ public sealed partial class NativeBatchRunner
         return batch with { CutOverAt = now };
     }
 
-    /// <summary>When what is still open must move to realtime to be answered by <paramref name="deadline"/>.</summary>
-    internal DateTimeOffset LastSafeMoment(DateTimeOffset deadline, TimeSpan need) =>
-        deadline - need - Margin(need);
-
-    /// <summary>The margin kept before the deadline beyond what realtime needs: a quarter of that, two looks, and a cancel's grace.</summary>
-    internal TimeSpan Margin(TimeSpan need) =>
-        (need * _options.SafetyShare) + (2 * _options.PollInterval) + _options.CancelGrace;
-
     /// <summary>How long realtime takes to send every open request of a batch, model by model, at the lanes' rates.</summary>
     private TimeSpan RealtimeNeed(IReadOnlyList<OpenItems> open) =>
-        TimeSpan.FromSeconds(open
-            .GroupBy(o => o.Model, StringComparer.Ordinal)
-            .Sum(model => model.Sum(o => o.Count) / (RealtimeRate?.Invoke(model.Key) is { } rate and > 0 ? rate : _options.AssumedRequestsPerSecond)));
+        open.GroupBy(o => o.Model, StringComparer.Ordinal)
+            .Aggregate(TimeSpan.Zero, (sum, model) => sum + _options.RealtimeNeed(model.Sum(o => o.Count), RealtimeRate?.Invoke(model.Key)));
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Batch {BatchId}: {Open} requests not yet answered by a cheaper tier move to realtime, which needs about {NeedSeconds:F0} s for what is open; the deadline is in {LeftSeconds:F0} s")]
     private partial void LogCutOver(string batchId, long open, double needSeconds, double leftSeconds);

@@ -91,6 +91,9 @@ public sealed record BatchEstimate
     /// </summary>
     public double? Minutes => Models.Max(m => m.Minutes);
 
+    /// <summary>Each tier's cost and the planner's mix for the deadline given (<see cref="EstimateOptions.Deadline"/>); null without one.</summary>
+    public DeadlinePlan? Plan { get; init; }
+
     /// <summary>The share of the prompt assumed as output where a request names no limit.</summary>
     public required double AssumedOutputRatio { get; init; }
 
@@ -152,6 +155,11 @@ public sealed record BatchEstimate
         }
 
         json.WriteEndArray();
+        if (Plan is { } plan)
+        {
+            plan.WriteTo(json);
+        }
+
         json.WriteStartArray("errors");
         foreach (var error in Errors)
         {

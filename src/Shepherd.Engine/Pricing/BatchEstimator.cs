@@ -127,7 +127,7 @@ public sealed class BatchEstimator
         }
 
         var (listed, more) = errors.Finish();
-        return Summarize(models, listed, more, settings);
+        return Summarize(models, listed, more, settings, first?.Url);
     }
 
     /// <summary>
@@ -152,7 +152,7 @@ public sealed class BatchEstimator
         return serving == 0 ? (null, null) : (rpm, tpm);
     }
 
-    private BatchEstimate Summarize(Dictionary<string, Tally> models, IReadOnlyList<InputError> errors, long moreErrors, EstimateOptions settings)
+    private BatchEstimate Summarize(Dictionary<string, Tally> models, IReadOnlyList<InputError> errors, long moreErrors, EstimateOptions settings, string? endpoint)
     {
         var estimates = new List<ModelEstimate>(models.Count);
         foreach (var (model, tally) in models.OrderBy(m => m.Key, StringComparer.Ordinal))
@@ -193,6 +193,7 @@ public sealed class BatchEstimator
         return new BatchEstimate
         {
             Models = estimates,
+            Plan = settings.Deadline is { } deadline ? DeadlinePlan.Of(estimates, endpoint, deadline, settings.Upstreams, settings.Native) : null,
             AssumedOutputRatio = settings.AssumedOutputRatio,
             MaxAssumedOutputTokens = settings.MaxAssumedOutputTokens,
             Errors = errors,

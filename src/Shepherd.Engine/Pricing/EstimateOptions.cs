@@ -54,6 +54,19 @@ public sealed class EstimateOptions
     public int MaxAssumedOutputTokens { get; set; } = 1024;
 
     /// <summary>
+    /// A deadline: with one, the estimate also prices each tier (realtime, native, flex) and the
+    /// planner's mix for it (<see cref="BatchEstimate.Plan"/>).
+    /// <value>The default is none.</value>
+    /// </summary>
+    public TimeSpan? Deadline { get; set; }
+
+    /// <summary>
+    /// How the planner would keep its margin before the deadline.
+    /// <value>The default is the defaults of <see cref="Native.NativeBatchOptions"/>.</value>
+    /// </summary>
+    public Native.NativeBatchOptions Native { get; set; } = new();
+
+    /// <summary>
     /// The longest line read, in bytes; a longer one is an error.
     /// <value>The default is 32 MiB, as for a batch.</value>
     /// </summary>
@@ -88,6 +101,12 @@ public sealed class EstimateOptions
         }
 
         ArgumentNullException.ThrowIfNull(Upstreams);
+        ArgumentNullException.ThrowIfNull(Native);
+        if (Deadline is { } deadline)
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(deadline, TimeSpan.Zero, nameof(Deadline));
+        }
+
         if (!double.IsFinite(AssumedOutputRatio) || AssumedOutputRatio < 0)
         {
             throw new ArgumentOutOfRangeException(nameof(AssumedOutputRatio), AssumedOutputRatio, "The output ratio is a number of 0 or more.");

@@ -128,6 +128,9 @@ public sealed class UpstreamOptions
     /// </summary>
     public bool Flex { get; set; }
 
+    /// <summary>Whether a native batch API is there: as <see cref="BatchApi"/> says, or by default for Anthropic and OpenAI's own url.</summary>
+    public bool HasBatchApi => BatchApi ?? (Kind == UpstreamKind.Anthropic || BaseUrl is null || string.Equals(BaseUrl.Host, OpenAIDefaultBaseUrl.Host, StringComparison.OrdinalIgnoreCase));
+
     /// <summary>The limits of the lane that serves <paramref name="model"/>.</summary>
     public LaneLimits LimitsFor(string model) =>
         ModelLimits.TryGetValue(model, out var limits) ? limits.Over(Limits) : Limits;
@@ -185,7 +188,7 @@ public sealed class UpstreamOptions
             RequestTimeout = RequestTimeout,
             MaxResponseBytes = MaxResponseBytes,
             Flex = Flex,
-            BatchApi = BatchApi ?? (Kind == UpstreamKind.Anthropic || string.Equals(baseUrl.Host, OpenAIDefaultBaseUrl.Host, StringComparison.OrdinalIgnoreCase)),
+            BatchApi = HasBatchApi,
         };
     }
 }

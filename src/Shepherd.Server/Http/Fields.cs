@@ -74,8 +74,8 @@ internal static class Fields
             : metadata;
     }
 
-    /// <summary>A window such as <c>24h</c>, <c>90m</c> or <c>7d</c>.</summary>
-    public static TimeSpan? Window(string? text)
+    /// <summary>A window such as <c>24h</c>, <c>90m</c> or <c>7d</c>, of the field <paramref name="field"/> (named in the error when it is none).</summary>
+    public static TimeSpan? Window(string? text, string field = "completion_window")
     {
         if (text is null)
         {
@@ -87,7 +87,7 @@ internal static class Fields
             || amount < 1
             || unit is not ('s' or 'm' or 'h' or 'd'))
         {
-            throw ApiException.BadRequest($"completion_window \"{text}\" is not a duration such as \"24h\", \"90m\" or \"7d\".", "completion_window", "invalid_completion_window");
+            throw ApiException.BadRequest($"{field} \"{text}\" is not a duration such as \"24h\", \"90m\" or \"7d\".", field, "invalid_" + field);
         }
 
         return unit switch

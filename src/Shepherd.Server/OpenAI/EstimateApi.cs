@@ -2,6 +2,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Shepherd.Engine.Formats;
+using Shepherd.Engine.Native;
 using Shepherd.Engine.Pricing;
 using Shepherd.Engine.Upstreams;
 using Shepherd.Server.Batches;
@@ -18,7 +19,7 @@ namespace Shepherd.Server.OpenAI;
 /// none. Either way the estimate is of what a create of the same body would send. The answer is
 /// the estimate as <c>shepherd estimate --json</c> prints it.
 /// </summary>
-internal sealed class EstimateApi(FileService files, CreateBodies bodies, BatchEstimator estimator, IReadOnlyList<UpstreamOptions> upstreams)
+internal sealed class EstimateApi(FileService files, CreateBodies bodies, BatchEstimator estimator, IReadOnlyList<UpstreamOptions> upstreams, NativeBatchOptions native)
 {
     private const string NotPriced = "The batch was not priced";
 
@@ -36,9 +37,9 @@ internal sealed class EstimateApi(FileService files, CreateBodies bodies, BatchE
     private async Task<BatchEstimate> EstimateFileAsync(CreateBody body, Caller caller, CancellationToken cancellationToken)
     {
         // The fields of a create from a file are accepted, so a create's body can be priced as it is.
-        Fields.OnlyKnown(body.Fields, "input_file_id", "model", "endpoint", "completion_window", "metadata");
+        Fields.OnlyKnown(body.Fields, "input_file_id", "model", "endpoint", "completion_window", "metadata", "deadline");
         var fileId = Fields.String(body.Fields, "input_file_id", required: true)!;
-        var options = Options(Model(body), Fields.String(body.Fields, "endpoint") is { } endpoint ? BatchesApi.Endpoint(endpoint) : null);
+        var options = Options(Model(body), Fields.String(body.Fields, "endpoint") is { } endpoint ? BatchesApi.Endpoint(endpoint) : null, Deadline(body));
         var file = await files.GetInputAsync(caller, fileId, cancellationToken);
         BatchEstimate estimate;
         await using (var input = await files.OpenAsync(file, cancellationToken))
@@ -58,7 +59,7 @@ internal sealed class EstimateApi(FileService files, CreateBodies bodies, BatchE
     private async Task<BatchEstimate> EstimateInlineAsync(CreateBody body, CancellationToken cancellationToken)
     {
         // The fields of an inline create are accepted, so a create's body can be priced as it is.
-        Fields.OnlyKnown(body.Fields, "requests", "model", "endpoint", "priority", "metadata", "completion_window", "mode", "budget_usd");
+        Fields.OnlyKnown(body.Fields, "requests", "model", "endpoint", "priority", "metadata", "completion_window", "mode", "budget_usd", "deadline");
         var endpoint = BatchesApi.Endpoint(Fields.String(body.Fields, "endpoint") ?? BatchEndpoints.ChatCompletions);
         if (body.RequestCount == 0)
         {
@@ -67,7 +68,7 @@ internal sealed class EstimateApi(FileService files, CreateBodies bodies, BatchE
 
         // As in a create, the batch's model fills in the requests that name none; each request is priced as the model it names.
         var model = Model(body);
-        var options = Options(null, endpoint);
+        var options = Options(null, endpoint, Deadline(body));
         using var lines = await bodies.ConvertAsync(body, "estimate", endpoint, model, NotPriced, cancellationToken);
         BatchEstimate estimate;
         await using (var input = File.OpenRead(lines.Path))
@@ -88,11 +89,17 @@ internal sealed class EstimateApi(FileService files, CreateBodies bodies, BatchE
             : model;
     }
 
-    private EstimateOptions Options(string? model, string? endpoint) => new()
+    /// <summary>The deadline to plan for: <c>deadline</c> (such as <c>"6h"</c>), else <c>completion_window</c>; none prices no plan.</summary>
+    private static TimeSpan? Deadline(CreateBody body) =>
+        Fields.Window(Fields.String(body.Fields, "deadline"), "deadline") ?? Fields.Window(Fields.String(body.Fields, "completion_window"));
+
+    private EstimateOptions Options(string? model, string? endpoint, TimeSpan? deadline) => new()
     {
         Model = model,
         Endpoint = endpoint,
         Upstreams = upstreams,
         MaxLineBytes = bodies.MaxLineBytes,
+        Deadline = deadline,
+        Native = native,
     };
 }

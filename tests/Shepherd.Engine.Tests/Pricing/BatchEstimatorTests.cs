@@ -2,6 +2,8 @@ using System.Text;
 using System.Text.Json;
 using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Formats;
+using Shepherd.Engine.Model;
+using Shepherd.Engine.Native;
 using Shepherd.Engine.Pricing;
 using Shepherd.Engine.Upstreams;
 using Shepherd.Testing;
@@ -440,5 +442,63 @@ public sealed class BatchEstimatorTests
 
         var error = Assert.Single(estimate.Errors);
         Assert.Equal((InputErrorCodes.ContextLengthExceeded, (long?)2), (error.Code, error.Line));
+    }
+}
+
+public sealed class DeadlinePlanTests
+{
+    private static readonly BatchEstimator Estimator = new(PriceTable.BuiltIn, new TokenEstimator());
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private static readonly UpstreamOptions WithBatchApi = new() { Name = "openai", BaseUrl = new Uri("http://127.0.0.1:9/v1"), BatchApi = true, Limits = new LaneLimits { RequestsPerMinute = 600 } };
+    private static readonly UpstreamOptions WithFlex = new() { Name = "flex", BaseUrl = new Uri("http://127.0.0.1:9/v1"), Flex = true, Limits = new LaneLimits { RequestsPerMinute = 600 } };
+    private static readonly UpstreamOptions Plain = new() { Name = "plain", BaseUrl = new Uri("http://127.0.0.1:9/v1"), Limits = new LaneLimits { RequestsPerMinute = 600 } };
+
+    private static Task<BatchEstimate> PlanAsync(TimeSpan deadline, params UpstreamOptions[] upstreams) =>
+        Estimator.EstimateAsync(
+            BatchFiles.Stream([.. BatchFiles.OpenAIChat(1200, model: "gpt-4.1-mini", maxTokens: 50).Select(r => r.Line)]),
+            new EstimateOptions { Deadline = deadline, Upstreams = upstreams, Native = new NativeBatchOptions { CancelGrace = TimeSpan.FromMinutes(1), PollInterval = TimeSpan.FromSeconds(30) } },
+            Ct);
+
+    [Fact]
+    public async Task WithRoomBeforeTheDeadline_TheBatchApiTakesEverything_AtTheBatchPrice_AndCutsOverInTime()
+    {
+        var estimate = await PlanAsync(TimeSpan.FromHours(6), WithBatchApi);
+
+        var plan = estimate.Plan!;
+        var model = Assert.Single(plan.Models);
+        Assert.Equal(ItemTier.Native, model.Tier);
+        // 1,200 requests at 600 rpm need 2 minutes; the margin keeps a quarter of that, two looks and the grace.
+        Assert.Equal((6 * 60) - 2 - 0.5 - 1 - 1, model.CutOverAfterMinutes!.Value, 6);
+        Assert.Equal(estimate.Batch, plan.Expected);
+        Assert.Equal(estimate.Realtime, plan.Most);
+        Assert.True(plan.OnTime);
+        Assert.Equal([true, true, false], plan.Tiers.Select(t => t.Available));
+    }
+
+    [Fact]
+    public async Task WithoutRoomForABatchJob_FlexOrRealtimeIsPlanned_AndADeadlineRealtimeCannotMeetIsSaid()
+    {
+        var tight = await PlanAsync(TimeSpan.FromMinutes(3), WithBatchApi, WithFlex);
+        Assert.Equal(ItemTier.Flex, Assert.Single(tight.Plan!.Models).Tier);
+        Assert.Equal(tight.Batch, tight.Plan.Expected);
+
+        var plain = await PlanAsync(TimeSpan.FromMinutes(1), Plain);
+        Assert.Equal(ItemTier.Realtime, Assert.Single(plain.Plan!.Models).Tier);
+        Assert.Null(plain.Plan.Models[0].CutOverAfterMinutes);
+        Assert.Equal(plain.Realtime, plain.Plan.Expected);
+        Assert.False(plain.Plan.OnTime);
+
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            plain.WriteTo(json);
+        }
+
+        var written = JsonDocument.Parse(buffer.ToArray()).RootElement.GetProperty("plan");
+        Assert.False(written.GetProperty("on_time").GetBoolean());
+        Assert.Equal("realtime", written.GetProperty("models")[0].GetProperty("tier").GetString());
+        Assert.Equal(["realtime", "native", "flex"], written.GetProperty("tiers").EnumerateArray().Select(t => t.GetProperty("tier").GetString()));
     }
 }
