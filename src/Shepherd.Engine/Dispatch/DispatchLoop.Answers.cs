@@ -28,13 +28,12 @@ internal sealed partial class DispatchLoop
             return;
         }
 
-        _counters.Ended(response.StatusCode);
+        // A flex request refused for want of capacity is no rate limit: neither counted as one nor a lesson for the lane.
+        var flexRefused = work.Item.Tier == ItemTier.Flex && FlexTier.IsRefusal(response);
+        _counters.Ended(flexRefused ? null : response.StatusCode);
 
         var (verdict, _, retryAfter) = classified;
         var result = priced!;
-
-        // A flex request refused for want of capacity is no rate limit: the lane learns nothing from it.
-        var flexRefused = work.Item.Tier == ItemTier.Flex && FlexTier.IsRefusal(response);
         var change = flexRefused ? lane.Unavailable(reservation) : lane.Complete(reservation, response, verdict, result.OutputTokens, now);
         if (change != default)
         {
