@@ -84,7 +84,8 @@ public sealed class SimulatorServer : IAsyncDisposable
         try
         {
             answer = await provider.HandleAsync(
-                new SimulatedRequest(request.Method, request.Path.Value ?? "/", buffer.ToArray(), request.Headers.Authorization, request.Headers["x-api-key"]),
+                new SimulatedRequest(request.Method, request.Path.Value ?? "/", buffer.ToArray(), request.Headers.Authorization, request.Headers["x-api-key"],
+                    request.ContentType, request.QueryString.Value, new Uri($"{request.Scheme}://{request.Host}/")),
                 context.RequestAborted);
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
@@ -100,7 +101,7 @@ public sealed class SimulatorServer : IAsyncDisposable
 
         var response = context.Response;
         response.StatusCode = answer.StatusCode;
-        response.ContentType = "application/json";
+        response.ContentType = answer.ContentType;
         foreach (var (name, value) in answer.Headers)
         {
             response.Headers.Append(name, value);
