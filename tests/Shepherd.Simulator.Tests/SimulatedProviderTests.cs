@@ -252,6 +252,17 @@ public sealed class SimulatedProviderTests
         Assert.Equal(("2", "2000"), (Header(response, "retry-after"), Header(response, "retry-after-ms")));
     }
 
+    [Fact]
+    public async Task ASuccess_CarriesNoRetryAfter_ThoughErrorsAreGivenOne()
+    {
+        var simulator = Simulators.Create(new SimulatorOptions { ErrorRetryAfter = TimeSpan.FromSeconds(2) }, _time);
+
+        var response = await simulator.HandleAsync(Post("/v1/chat/completions", Chat), Ct);
+
+        Assert.Equal(200, response.StatusCode);
+        Assert.DoesNotContain(response.Headers, h => h.Key.StartsWith("retry-after", StringComparison.Ordinal));
+    }
+
     [Theory]
     [InlineData(401, false, "invalid_request_error", "invalid_api_key")]
     [InlineData(403, false, "invalid_request_error", "model_not_allowed")]
