@@ -50,4 +50,15 @@ public sealed record SimulatedResponse(
 /// <param name="Resets">Connections reset on purpose.</param>
 /// <param name="Hangs">Requests left unanswered on purpose.</param>
 /// <param name="Duplicates">Executions of a body that had been executed before: work done, and billed, twice.</param>
-public sealed record SimulatorStats(long Requests, long InFlight, long PeakInFlight, IReadOnlyDictionary<int, long> ByStatus, long Resets, long Hangs, long Duplicates);
+/// <param name="FlexRequests">Realtime requests that asked for the flex tier (<c>"service_tier":"flex"</c>).</param>
+/// <param name="FlexRefusals">Flex requests refused 429 <c>resource_unavailable</c>.</param>
+public sealed record SimulatorStats(
+    long Requests,
+    long InFlight,
+    long PeakInFlight,
+    IReadOnlyDictionary<int, long> ByStatus,
+    long Resets,
+    long Hangs,
+    long Duplicates,
+    long FlexRequests,
+    long FlexRefusals);

@@ -7,6 +7,9 @@ namespace Shepherd.Simulator;
 /// <summary>The error answers, in each dialect's envelope, and the writer every answer is built with.</summary>
 public sealed partial class SimulatedProvider
 {
+    /// <summary>The endpoints with a flex tier: OpenAI's chat completions, completions and responses.</summary>
+    private static bool HasFlexTier(string endpoint) => endpoint is "/v1/chat/completions" or "/v1/completions" or "/v1/responses";
+
     private static SimulatedResponse RateLimited(bool anthropic, TimeSpan wait, List<KeyValuePair<string, string>> headers, long cost)
     {
         var milliseconds = Math.Max(1, (long)Math.Ceiling(wait.TotalMilliseconds));
@@ -15,6 +18,15 @@ public sealed partial class SimulatedProvider
         return Error(429, anthropic, "rate_limit_error",
             $"Rate limit reached (this request counts {cost} tokens). Please try again in {milliseconds}ms.", headers, "rate_limit_exceeded");
     }
+
+    /// <summary>
+    /// A flex request refused for want of capacity. Not a rate limit: no rate-limit headers, no
+    /// <c>retry-after</c>, so a client does not read it as a limit it has reached.
+    /// </summary>
+    private SimulatedResponse FlexUnavailable(ulong seed) =>
+        Error(429, anthropic: false, "resource_unavailable",
+            "Flex capacity is not available right now. Try again later, or send the request at the default service tier.",
+            [new("x-request-id", $"req_{seed:x16}{Interlocked.Read(ref _requestCount):x}")], "resource_unavailable");
 
     private static SimulatedResponse InternalError(bool anthropic, List<KeyValuePair<string, string>> headers) =>
         Error(500, anthropic, "api_error", "The server had an error while processing your request.", headers);

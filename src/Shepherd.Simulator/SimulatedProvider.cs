@@ -8,8 +8,9 @@ namespace Shepherd.Simulator;
 /// A provider that answers chat completions, completions, embeddings, responses and Anthropic
 /// messages with realistic shapes and usage counts, the same answer for the same request. It
 /// enforces request and token limits per second as real providers do (429 with
-/// <c>retry-after</c>, <c>retry-after-ms</c> and rate-limit headers) and injects faults at the
-/// configured rates. Transports (an in-process handler, a Kestrel server) wrap it.
+/// <c>retry-after</c>, <c>retry-after-ms</c> and rate-limit headers), injects faults at the
+/// configured rates, and refuses some flex-tier requests. Transports (an in-process handler, a
+/// Kestrel server) wrap it.
 /// </summary>
 public sealed partial class SimulatedProvider
 {
@@ -36,6 +37,8 @@ public sealed partial class SimulatedProvider
     private long _resets;
     private long _hangs;
     private long _duplicates;
+    private long _flexRequests;
+    private long _flexRefusals;
 
     /// <summary>Creates a simulator; the options are copied.</summary>
     public SimulatedProvider(SimulatorOptions options, TimeProvider timeProvider, Random random)
@@ -92,7 +95,9 @@ public sealed partial class SimulatedProvider
         new SortedDictionary<int, long>(_byStatus),
         Interlocked.Read(ref _resets),
         Interlocked.Read(ref _hangs),
-        Interlocked.Read(ref _duplicates));
+        Interlocked.Read(ref _duplicates),
+        Interlocked.Read(ref _flexRequests),
+        Interlocked.Read(ref _flexRefusals));
 
     /// <summary>Answers one request. A hang waits until <paramref name="cancellationToken"/> is cancelled.</summary>
     public async Task<SimulatedResponse> HandleAsync(SimulatedRequest request, CancellationToken cancellationToken)
@@ -177,6 +182,16 @@ public sealed partial class SimulatedProvider
         bool cacheRead;
         lock (_gate)
         {
+            if (shape.Flex && HasFlexTier(endpoint))
+            {
+                Interlocked.Increment(ref _flexRequests);
+                if (_options.FlexUnavailableRate > 0 && _random.NextDouble() < _options.FlexUnavailableRate)
+                {
+                    Interlocked.Increment(ref _flexRefusals);
+                    return FlexUnavailable(inspected.Seed);
+                }
+            }
+
             cacheRead = _limits.ReadsCache(shape);
             var prompt = _limits.PromptCost(shape, cacheRead);
             var wait = _limits.Admit(prompt, maxTokens, now);

@@ -138,6 +138,15 @@ public sealed class SimulatorOptions
     /// </summary>
     public int? ContextTokens { get; set; }
 
+    /// <summary>
+    /// Share of realtime requests for the flex tier (<c>"service_tier":"flex"</c> on chat
+    /// completions, completions or responses) refused 429 <c>resource_unavailable</c>, as OpenAI
+    /// does when flex capacity is short. The refusal is not a rate limit: it carries no rate-limit
+    /// headers and no <c>retry-after</c>, and counts against no limit.
+    /// <value>The default is 0.</value>
+    /// </summary>
+    public double FlexUnavailableRate { get; set; }
+
     /// <summary>The share of requests that meet a fault of any kind.</summary>
     public double FaultRate => Error500Rate + Error502Rate + Error503Rate + Error529Rate + ResetRate + HangRate;
 
@@ -170,12 +179,12 @@ public sealed class SimulatorOptions
         foreach (var (name, rate) in new[]
         {
             (nameof(Error500Rate), Error500Rate), (nameof(Error502Rate), Error502Rate), (nameof(Error503Rate), Error503Rate), (nameof(Error529Rate), Error529Rate),
-            (nameof(ResetRate), ResetRate), (nameof(HangRate), HangRate),
+            (nameof(ResetRate), ResetRate), (nameof(HangRate), HangRate), (nameof(FlexUnavailableRate), FlexUnavailableRate),
         })
         {
             if (rate is < 0 or > 1 || double.IsNaN(rate))
             {
-                throw new ArgumentOutOfRangeException(name, rate, "A fault rate is a share between 0 and 1.");
+                throw new ArgumentOutOfRangeException(name, rate, "A rate or share is between 0 and 1.");
             }
         }
 

@@ -129,6 +129,8 @@ public sealed class SimulatorServer : IAsyncDisposable
         json.WriteNumber("resets", stats.Resets);
         json.WriteNumber("hangs", stats.Hangs);
         json.WriteNumber("duplicates", stats.Duplicates);
+        json.WriteNumber("flex_requests", stats.FlexRequests);
+        json.WriteNumber("flex_refusals", stats.FlexRefusals);
         json.WriteEndObject();
         await json.FlushAsync(cancellationToken);
     }
