@@ -50,6 +50,7 @@ public sealed record SimulatedResponse(
 /// <param name="Resets">Connections reset on purpose.</param>
 /// <param name="Hangs">Requests left unanswered on purpose.</param>
 /// <param name="Duplicates">Executions of a body that had been executed before: work done, and billed, twice.</param>
+/// <param name="Batch">What the batch APIs did.</param>
 /// <param name="FlexRequests">Realtime requests that asked for the flex tier (<c>"service_tier":"flex"</c>).</param>
 /// <param name="FlexRefusals">Flex requests refused 429 <c>resource_unavailable</c>.</param>
 public sealed record SimulatorStats(
@@ -60,5 +61,17 @@ public sealed record SimulatorStats(
     long Resets,
     long Hangs,
     long Duplicates,
+    BatchStats Batch,
     long FlexRequests,
     long FlexRefusals);
+
+/// <summary>
+/// Counters of the simulator's batch APIs (OpenAI batches and Anthropic message batches
+/// together). A line counts once its job has ended, when its fate is known.
+/// </summary>
+/// <param name="Jobs">Batch jobs created.</param>
+/// <param name="LinesSucceeded">Lines of ended jobs answered with success.</param>
+/// <param name="LinesErrored">Lines of ended jobs answered with an error (a 4xx or 5xx of their own).</param>
+/// <param name="LinesExpired">Lines of ended jobs that never ran: the job expired first.</param>
+/// <param name="LinesCancelled">Lines of ended jobs that had not run when the job was cancelled.</param>
+public sealed record BatchStats(long Jobs, long LinesSucceeded, long LinesErrored, long LinesExpired, long LinesCancelled);

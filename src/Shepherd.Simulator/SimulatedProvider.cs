@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Text.Json;
+using Shepherd.Simulator.Batches;
 
 namespace Shepherd.Simulator;
 
@@ -9,8 +10,9 @@ namespace Shepherd.Simulator;
 /// messages with realistic shapes and usage counts, the same answer for the same request. It
 /// enforces request and token limits per second as real providers do (429 with
 /// <c>retry-after</c>, <c>retry-after-ms</c> and rate-limit headers), injects faults at the
-/// configured rates, and refuses some flex-tier requests. Transports (an in-process handler, a
-/// Kestrel server) wrap it.
+/// configured rates, refuses some flex-tier requests, and runs OpenAI batches (with their files)
+/// and Anthropic message batches on its own clock. Transports (an in-process handler, a Kestrel
+/// server) wrap it.
 /// </summary>
 public sealed partial class SimulatedProvider
 {
@@ -50,6 +52,7 @@ public sealed partial class SimulatedProvider
         _time = timeProvider;
         _random = random;
         _limits = new ProviderLimiter(_options);
+        _batches = new BatchApis(this, _options, _time);
     }
 
     /// <summary>Raised for every request received, before it is answered, with the total so far.</summary>
@@ -96,6 +99,7 @@ public sealed partial class SimulatedProvider
         Interlocked.Read(ref _resets),
         Interlocked.Read(ref _hangs),
         Interlocked.Read(ref _duplicates),
+        _batches.Stats(),
         Interlocked.Read(ref _flexRequests),
         Interlocked.Read(ref _flexRefusals));
 
@@ -141,18 +145,18 @@ public sealed partial class SimulatedProvider
 
     private async Task<SimulatedResponse> AnswerAsync(SimulatedRequest request, CancellationToken cancellationToken)
     {
-        var anthropic = request.Path == "/v1/messages";
+        var anthropic = request.Path == "/v1/messages" || request.Path.StartsWith("/v1/messages/", StringComparison.Ordinal);
         var endpoint = request.Path switch
         {
             "/v1/chat/completions" or "/v1/completions" or "/v1/embeddings" or "/v1/responses" or "/v1/messages" => request.Path,
             _ => null,
         };
-        if (endpoint is null)
+        if (endpoint is null && !BatchApis.Serve(request.Path))
         {
             return Error(404, anthropic, "not_found_error", $"Unknown path {request.Path}.");
         }
 
-        if (request.Method != "POST")
+        if (endpoint is not null && request.Method != "POST")
         {
             return Error(405, anthropic, "invalid_request_error", $"Use POST for {request.Path}.");
         }
@@ -166,6 +170,11 @@ public sealed partial class SimulatedProvider
                 (_, true) => Error(401, anthropic, "authentication_error", "invalid x-api-key"),
                 _ => Error(401, anthropic, "invalid_request_error", "Incorrect API key provided. You can find your API key in your account settings.", code: "invalid_api_key"),
             };
+        }
+
+        if (endpoint is null)
+        {
+            return await _batches.AnswerAsync(request, cancellationToken);
         }
 
         if (Inspect(request.Body, anthropic, out var inspected) is { } refused)

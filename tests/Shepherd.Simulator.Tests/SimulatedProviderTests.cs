@@ -368,6 +368,10 @@ public sealed class SimulatedProviderTests
         Assert.Throws<ArgumentException>(() => Simulators.Create(new SimulatorOptions { Error500Rate = 0.6, Error503Rate = 0.6 }));
         Assert.Throws<ArgumentOutOfRangeException>(() => Simulators.Create(new SimulatorOptions { ResetRate = 1.5 }));
         Assert.Throws<ArgumentOutOfRangeException>(() => Simulators.Create(new SimulatorOptions { RequestsPerMinute = 0 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Simulators.Create(new SimulatorOptions { FlexUnavailableRate = 1.1 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Simulators.Create(new SimulatorOptions { BatchExpireShare = -0.1 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Simulators.Create(new SimulatorOptions { BatchLatency = TimeSpan.FromSeconds(-1) }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Simulators.Create(new SimulatorOptions { BatchCancelLatency = TimeSpan.FromSeconds(-1) }));
     }
 
     [Fact]
