@@ -6,9 +6,9 @@ namespace Shepherd.Simulator;
 /// <summary>
 /// What the simulator reads from a request body: the model, the text the model reads (and, of
 /// it, the part an Anthropic <c>cache_control</c> marks as a cacheable prefix), the number of
-/// messages, and the output limit.
+/// messages, the output limit, and whether it asks for the flex tier.
 /// </summary>
-internal sealed record RequestShape(string Model, string Text, string CacheableText, int Messages, int? MaxTokens, int Dimensions, int Inputs)
+internal sealed record RequestShape(string Model, string Text, string CacheableText, int Messages, int? MaxTokens, int Dimensions, int Inputs, bool Flex)
 {
     public static RequestShape? Read(JsonElement root)
     {
@@ -49,7 +49,8 @@ internal sealed record RequestShape(string Model, string Text, string CacheableT
 
         var dimensions = root.TryGetProperty("dimensions", out var dims) && dims.TryGetInt32(out var d) && d is > 0 and <= 4096 ? d : 8;
         var inputs = root.TryGetProperty("input", out var input) && input.ValueKind == JsonValueKind.Array ? Math.Max(1, input.GetArrayLength()) : 1;
-        return new RequestShape(model.GetString()!, text.ToString(), cacheable.ToString(), messages, max, dimensions, inputs);
+        var flex = root.TryGetProperty("service_tier", out var tier) && tier.ValueKind == JsonValueKind.String && tier.ValueEquals("flex");
+        return new RequestShape(model.GetString()!, text.ToString(), cacheable.ToString(), messages, max, dimensions, inputs, flex);
     }
 
     /// <summary>True when a block of <paramref name="system"/> carries a <c>cache_control</c>: the system prompt is a cacheable prefix.</summary>

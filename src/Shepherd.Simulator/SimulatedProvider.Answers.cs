@@ -63,6 +63,7 @@ public sealed partial class SimulatedProvider
                 json.WriteNumber("created_at", created);
                 json.WriteString("status", "completed");
                 json.WriteString("model", shape.Model);
+                WriteServiceTier(json, shape);
                 json.WriteStartArray("output");
                 json.WriteStartObject();
                 json.WriteString("type", "message");
@@ -87,6 +88,7 @@ public sealed partial class SimulatedProvider
                 json.WriteString("object", chat ? "chat.completion" : "text_completion");
                 json.WriteNumber("created", created);
                 json.WriteString("model", shape.Model);
+                WriteServiceTier(json, shape);
                 json.WriteStartArray("choices");
                 json.WriteStartObject();
                 json.WriteNumber("index", 0);
@@ -113,6 +115,9 @@ public sealed partial class SimulatedProvider
 
         json.WriteEndObject();
     }
+
+    /// <summary>Which tier served an OpenAI answer: flex when the request asked for it, the default tier otherwise.</summary>
+    private static void WriteServiceTier(Utf8JsonWriter json, RequestShape shape) => json.WriteString("service_tier", shape.Flex ? "flex" : "default");
 
     private static void WriteUsage(Utf8JsonWriter json, string inputName, int input, string? outputName, int output)
     {

@@ -1,7 +1,7 @@
-using System.Buffers;
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Text.Json;
+using Shepherd.Simulator.Batches;
 
 namespace Shepherd.Simulator;
 
@@ -9,8 +9,10 @@ namespace Shepherd.Simulator;
 /// A provider that answers chat completions, completions, embeddings, responses and Anthropic
 /// messages with realistic shapes and usage counts, the same answer for the same request. It
 /// enforces request and token limits per second as real providers do (429 with
-/// <c>retry-after</c>, <c>retry-after-ms</c> and rate-limit headers) and injects faults at the
-/// configured rates. Transports (an in-process handler, a Kestrel server) wrap it.
+/// <c>retry-after</c>, <c>retry-after-ms</c> and rate-limit headers), injects faults at the
+/// configured rates, refuses some flex-tier requests, and runs OpenAI batches (with their files)
+/// and Anthropic message batches on its own clock. Transports (an in-process handler, a Kestrel
+/// server) wrap it.
 /// </summary>
 public sealed partial class SimulatedProvider
 {
@@ -37,6 +39,8 @@ public sealed partial class SimulatedProvider
     private long _resets;
     private long _hangs;
     private long _duplicates;
+    private long _flexRequests;
+    private long _flexRefusals;
 
     /// <summary>Creates a simulator; the options are copied.</summary>
     public SimulatedProvider(SimulatorOptions options, TimeProvider timeProvider, Random random)
@@ -48,6 +52,7 @@ public sealed partial class SimulatedProvider
         _time = timeProvider;
         _random = random;
         _limits = new ProviderLimiter(_options);
+        _batches = new BatchApis(this, _options, _time);
     }
 
     /// <summary>Raised for every request received, before it is answered, with the total so far.</summary>
@@ -93,7 +98,10 @@ public sealed partial class SimulatedProvider
         new SortedDictionary<int, long>(_byStatus),
         Interlocked.Read(ref _resets),
         Interlocked.Read(ref _hangs),
-        Interlocked.Read(ref _duplicates));
+        Interlocked.Read(ref _duplicates),
+        _batches.Stats(),
+        Interlocked.Read(ref _flexRequests),
+        Interlocked.Read(ref _flexRefusals));
 
     /// <summary>Answers one request. A hang waits until <paramref name="cancellationToken"/> is cancelled.</summary>
     public async Task<SimulatedResponse> HandleAsync(SimulatedRequest request, CancellationToken cancellationToken)
@@ -137,18 +145,18 @@ public sealed partial class SimulatedProvider
 
     private async Task<SimulatedResponse> AnswerAsync(SimulatedRequest request, CancellationToken cancellationToken)
     {
-        var anthropic = request.Path == "/v1/messages";
+        var anthropic = request.Path == "/v1/messages" || request.Path.StartsWith("/v1/messages/", StringComparison.Ordinal);
         var endpoint = request.Path switch
         {
             "/v1/chat/completions" or "/v1/completions" or "/v1/embeddings" or "/v1/responses" or "/v1/messages" => request.Path,
             _ => null,
         };
-        if (endpoint is null)
+        if (endpoint is null && !BatchApis.Serve(request.Path))
         {
             return Error(404, anthropic, "not_found_error", $"Unknown path {request.Path}.");
         }
 
-        if (request.Method != "POST")
+        if (endpoint is not null && request.Method != "POST")
         {
             return Error(405, anthropic, "invalid_request_error", $"Use POST for {request.Path}.");
         }
@@ -164,32 +172,17 @@ public sealed partial class SimulatedProvider
             };
         }
 
-        RequestShape shape;
-        ulong seed;
-        try
+        if (endpoint is null)
         {
-            using var document = JsonDocument.Parse(request.Body);
-            if (RequestShape.Read(document.RootElement) is not { } read)
-            {
-                return Error(400, anthropic, "invalid_request_error", "The body must be a JSON object with a string \"model\".");
-            }
-
-            shape = read;
-            seed = KeyOf(request.Body);
-        }
-        catch (JsonException ex)
-        {
-            return Error(400, anthropic, "invalid_request_error", $"The body is not valid JSON: {ex.Message}");
+            return await _batches.AnswerAsync(request, cancellationToken);
         }
 
-        var promptTokens = PromptTokens(shape);
-        if (promptTokens > _options.ContextTokens)
+        if (Inspect(request.Body, anthropic, out var inspected) is { } refused)
         {
-            return Error(400, anthropic, "invalid_request_error",
-                $"The prompt holds {promptTokens} tokens; this model's context holds {_options.ContextTokens}.", code: "context_length_exceeded");
+            return refused;
         }
 
-        var outputTokens = OutputTokens(shape, seed, endpoint);
+        var shape = inspected.Shape;
         var maxTokens = shape.MaxTokens ?? _options.DefaultMaxTokens;
         var now = _time.GetUtcNow();
         var limitHeaders = new List<KeyValuePair<string, string>>();
@@ -198,6 +191,16 @@ public sealed partial class SimulatedProvider
         bool cacheRead;
         lock (_gate)
         {
+            if (shape.Flex && HasFlexTier(endpoint))
+            {
+                Interlocked.Increment(ref _flexRequests);
+                if (_options.FlexUnavailableRate > 0 && _random.NextDouble() < _options.FlexUnavailableRate)
+                {
+                    Interlocked.Increment(ref _flexRefusals);
+                    return FlexUnavailable(inspected.Seed);
+                }
+            }
+
             cacheRead = _limits.ReadsCache(shape);
             var prompt = _limits.PromptCost(shape, cacheRead);
             var wait = _limits.Admit(prompt, maxTokens, now);
@@ -235,7 +238,7 @@ public sealed partial class SimulatedProvider
 
         if ((roll -= _options.Error500Rate) < 0)
         {
-            return Error(500, anthropic, "api_error", "The server had an error while processing your request.", WithRetryAfter(limitHeaders));
+            return InternalError(anthropic, WithRetryAfter(limitHeaders));
         }
 
         if ((roll -= _options.Error502Rate) < 0)
@@ -244,16 +247,12 @@ public sealed partial class SimulatedProvider
                 "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>"u8.ToArray());
         }
 
-        if ((roll -= _options.Error503Rate) < 0)
+        if (ServerFault(roll, anthropic, limitHeaders) is { } fault)
         {
-            return Error(503, anthropic, "api_error", "The engine is currently overloaded, please try again later.", WithRetryAfter(limitHeaders));
+            return fault with { Headers = WithRetryAfter(limitHeaders) };
         }
 
-        if ((roll - _options.Error529Rate) < 0)
-        {
-            return Error(529, anthropic, "overloaded_error", "Overloaded.", WithRetryAfter(limitHeaders));
-        }
-
+        var outputTokens = OutputTokens(shape, inspected.Seed, endpoint);
         lock (_gate)
         {
             // What was charged for output beyond what the answer holds goes back to an output-token limit.
@@ -264,18 +263,77 @@ public sealed partial class SimulatedProvider
             }
         }
 
-        var requestId = $"req_{seed:x16}{Interlocked.Read(ref _requestCount):x}";
+        var requestId = $"req_{inspected.Seed:x16}{Interlocked.Read(ref _requestCount):x}";
         limitHeaders.Add(new(anthropic ? "request-id" : "x-request-id", requestId));
         if (!anthropic)
         {
             limitHeaders.Add(new("openai-processing-ms", ((long)latency.TotalMilliseconds).ToString(CultureInfo.InvariantCulture)));
         }
 
-        var cached = shape.CacheableText.Length == 0 ? 0 : ProviderLimiter.RealTokens(shape.CacheableText);
-        var usage = new Usage(promptTokens - cached, outputTokens, cacheRead ? 0 : cached, cacheRead ? cached : 0);
-        var body = Write(json => WriteAnswer(json, endpoint, shape, seed, usage, now));
+        var body = Served(endpoint, inspected, outputTokens, cacheRead, now, out _);
         Executed(request.Body);
         return new SimulatedResponse(200, limitHeaders, body);
+    }
+
+    /// <summary>
+    /// Reads a request body the way the provider would run it; answers 400 (as the refusal) for
+    /// a body that is not JSON, names no model, or holds more than the context.
+    /// </summary>
+    private SimulatedResponse? Inspect(byte[] body, bool anthropic, out Inspected inspected)
+    {
+        inspected = default;
+        RequestShape? shape;
+        try
+        {
+            using var document = JsonDocument.Parse(body);
+            shape = RequestShape.Read(document.RootElement);
+        }
+        catch (JsonException ex)
+        {
+            return Error(400, anthropic, "invalid_request_error", $"The body is not valid JSON: {ex.Message}");
+        }
+
+        if (shape is null)
+        {
+            return Error(400, anthropic, "invalid_request_error", "The body must be a JSON object with a string \"model\".");
+        }
+
+        var promptTokens = PromptTokens(shape);
+        if (promptTokens > _options.ContextTokens)
+        {
+            return Error(400, anthropic, "invalid_request_error",
+                $"The prompt holds {promptTokens} tokens; this model's context holds {_options.ContextTokens}.", code: "context_length_exceeded");
+        }
+
+        inspected = new Inspected(shape, KeyOf(body), promptTokens);
+        return null;
+    }
+
+    /// <summary>A request the provider runs: what it reads, the seed of its answer, and its prompt's real tokens.</summary>
+    private readonly record struct Inspected(RequestShape Shape, ulong Seed, int PromptTokens);
+
+    /// <summary>
+    /// The 503 or 529 a roll left after the faults before them lands on, or null: the server
+    /// errors a realtime request and a batch line both meet.
+    /// </summary>
+    private SimulatedResponse? ServerFault(double roll, bool anthropic, List<KeyValuePair<string, string>> headers)
+    {
+        if ((roll -= _options.Error503Rate) < 0)
+        {
+            return Error(503, anthropic, "api_error", "The engine is currently overloaded, please try again later.", headers);
+        }
+
+        return (roll - _options.Error529Rate) < 0 ? Error(529, anthropic, "overloaded_error", "Overloaded.", headers) : null;
+    }
+
+    /// <summary>The body of a successful answer, and the usage it reports.</summary>
+    private static byte[] Served(string endpoint, Inspected request, int outputTokens, bool cacheRead, DateTimeOffset now, out Usage usage)
+    {
+        var shape = request.Shape;
+        var cached = shape.CacheableText.Length == 0 ? 0 : ProviderLimiter.RealTokens(shape.CacheableText);
+        var reported = new Usage(request.PromptTokens - cached, outputTokens, cacheRead ? 0 : cached, cacheRead ? cached : 0);
+        usage = reported;
+        return Write(json => WriteAnswer(json, endpoint, shape, request.Seed, reported, now));
     }
 
     private async Task WaitOnTheClockAsync(TimeSpan wait, CancellationToken cancellationToken)
@@ -293,9 +351,12 @@ public sealed partial class SimulatedProvider
         }
     }
 
-    private void Executed(byte[] body)
+    private void Executed(byte[] body) => Executed(KeyOf(body));
+
+    /// <summary>Counts an execution of the body of key <paramref name="key"/>: billed work, and a duplicate when it was done before.</summary>
+    private void Executed(ulong key)
     {
-        if (_executed.AddOrUpdate(KeyOf(body), 1, (_, n) => n + 1) > 1)
+        if (_executed.AddOrUpdate(key, 1, (_, n) => n + 1) > 1)
         {
             Interlocked.Increment(ref _duplicates);
         }
@@ -324,72 +385,4 @@ public sealed partial class SimulatedProvider
 
     /// <summary>What an answer's usage reports: input not from the cache, output, and the cache written or read.</summary>
     private readonly record struct Usage(int Input, int Output, int CacheWrite, int CacheRead);
-
-    private static SimulatedResponse RateLimited(bool anthropic, TimeSpan wait, List<KeyValuePair<string, string>> headers, long cost)
-    {
-        var milliseconds = Math.Max(1, (long)Math.Ceiling(wait.TotalMilliseconds));
-        headers.Add(new("retry-after", Math.Max(1, (long)Math.Ceiling(wait.TotalSeconds)).ToString(CultureInfo.InvariantCulture)));
-        headers.Add(new("retry-after-ms", milliseconds.ToString(CultureInfo.InvariantCulture)));
-        return Error(429, anthropic, "rate_limit_error",
-            $"Rate limit reached (this request counts {cost} tokens). Please try again in {milliseconds}ms.", headers, "rate_limit_exceeded");
-    }
-
-    private static SimulatedResponse Error(int status, bool anthropic, string type, string message, List<KeyValuePair<string, string>>? headers = null, string? code = null)
-    {
-        var body = Write(json =>
-        {
-            json.WriteStartObject();
-            if (anthropic)
-            {
-                json.WriteString("type", "error");
-                json.WriteStartObject("error");
-                json.WriteString("type", type);
-                json.WriteString("message", message);
-                json.WriteEndObject();
-            }
-            else
-            {
-                json.WriteStartObject("error");
-                json.WriteString("message", message);
-                json.WriteString("type", status == 429 ? "requests" : type);
-                json.WriteNull("param");
-                if (code is null)
-                {
-                    json.WriteNull("code");
-                }
-                else
-                {
-                    json.WriteString("code", code);
-                }
-
-                json.WriteEndObject();
-            }
-
-            json.WriteEndObject();
-        });
-        return new SimulatedResponse(status, headers ?? [], body);
-    }
-
-    /// <summary>The headers of a 5xx answer, with a <c>retry-after</c> when the options ask for one.</summary>
-    private List<KeyValuePair<string, string>> WithRetryAfter(List<KeyValuePair<string, string>> headers)
-    {
-        if (_options.ErrorRetryAfter is { } wait)
-        {
-            headers.Add(new("retry-after", ((long)Math.Ceiling(wait.TotalSeconds)).ToString(CultureInfo.InvariantCulture)));
-            headers.Add(new("retry-after-ms", ((long)wait.TotalMilliseconds).ToString(CultureInfo.InvariantCulture)));
-        }
-
-        return headers;
-    }
-
-    private static byte[] Write(Action<Utf8JsonWriter> write)
-    {
-        var buffer = new ArrayBufferWriter<byte>(512);
-        using (var json = new Utf8JsonWriter(buffer))
-        {
-            write(json);
-        }
-
-        return buffer.WrittenSpan.ToArray();
-    }
 }

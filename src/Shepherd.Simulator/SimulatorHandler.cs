@@ -22,7 +22,10 @@ public sealed class SimulatorHandler(SimulatedProvider provider) : HttpMessageHa
             request.RequestUri?.AbsolutePath ?? "/",
             body,
             request.Headers.TryGetValues("Authorization", out var auth) ? auth.FirstOrDefault() : null,
-            request.Headers.TryGetValues("x-api-key", out var key) ? key.FirstOrDefault() : null);
+            request.Headers.TryGetValues("x-api-key", out var key) ? key.FirstOrDefault() : null,
+            request.Content?.Headers.ContentType?.ToString(),
+            request.RequestUri?.Query,
+            request.RequestUri is { IsAbsoluteUri: true } uri ? new Uri(uri.GetLeftPart(UriPartial.Authority) + "/") : null);
         var answer = await provider.HandleAsync(simulated, cancellationToken);
         if (answer.Fault == SimulatedFault.Reset)
         {
@@ -34,7 +37,7 @@ public sealed class SimulatorHandler(SimulatedProvider provider) : HttpMessageHa
             RequestMessage = request,
             Content = new ByteArrayContent(answer.Body),
         };
-        response.Content.Headers.ContentType = Json;
+        response.Content.Headers.ContentType = answer.ContentType == Json.MediaType ? Json : new MediaTypeHeaderValue(answer.ContentType);
         foreach (var (name, value) in answer.Headers)
         {
             response.Headers.TryAddWithoutValidation(name, value);

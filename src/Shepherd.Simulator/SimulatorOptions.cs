@@ -138,6 +138,37 @@ public sealed class SimulatorOptions
     /// </summary>
     public int? ContextTokens { get; set; }
 
+    /// <summary>
+    /// Share of realtime requests for the flex tier (<c>"service_tier":"flex"</c> on chat
+    /// completions, completions or responses) refused 429 <c>resource_unavailable</c>, as OpenAI
+    /// does when flex capacity is short. The refusal is not a rate limit: it carries no rate-limit
+    /// headers and no <c>retry-after</c>, and counts against no limit.
+    /// <value>The default is 0.</value>
+    /// </summary>
+    public double FlexUnavailableRate { get; set; }
+
+    /// <summary>
+    /// How long a batch job (OpenAI batch, Anthropic message batch) takes: it ends this long after
+    /// it was created, and each of its lines finishes at a time drawn uniformly before then. A line
+    /// meets <see cref="ContextTokens"/>, <see cref="Error500Rate"/>, <see cref="Error503Rate"/> and
+    /// <see cref="Error529Rate"/> as a realtime request does, and no rate limit.
+    /// <value>The default is 2 seconds.</value>
+    /// </summary>
+    public TimeSpan BatchLatency { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>
+    /// Share of batch lines that never run: the job's window ends first and they end expired (an
+    /// OpenAI batch with any ends <c>expired</c>; an Anthropic one ends with <c>expired</c> results).
+    /// <value>The default is 0.</value>
+    /// </summary>
+    public double BatchExpireShare { get; set; }
+
+    /// <summary>
+    /// How long a cancelled batch job stays <c>cancelling</c> (Anthropic: <c>canceling</c>) before it ends.
+    /// <value>The default is zero: it ends when the cancel is asked.</value>
+    /// </summary>
+    public TimeSpan BatchCancelLatency { get; set; }
+
     /// <summary>The share of requests that meet a fault of any kind.</summary>
     public double FaultRate => Error500Rate + Error502Rate + Error503Rate + Error529Rate + ResetRate + HangRate;
 
@@ -170,12 +201,12 @@ public sealed class SimulatorOptions
         foreach (var (name, rate) in new[]
         {
             (nameof(Error500Rate), Error500Rate), (nameof(Error502Rate), Error502Rate), (nameof(Error503Rate), Error503Rate), (nameof(Error529Rate), Error529Rate),
-            (nameof(ResetRate), ResetRate), (nameof(HangRate), HangRate),
+            (nameof(ResetRate), ResetRate), (nameof(HangRate), HangRate), (nameof(FlexUnavailableRate), FlexUnavailableRate), (nameof(BatchExpireShare), BatchExpireShare),
         })
         {
             if (rate is < 0 or > 1 || double.IsNaN(rate))
             {
-                throw new ArgumentOutOfRangeException(name, rate, "A fault rate is a share between 0 and 1.");
+                throw new ArgumentOutOfRangeException(name, rate, "A rate or share is between 0 and 1.");
             }
         }
 
@@ -194,6 +225,8 @@ public sealed class SimulatorOptions
             throw new ArgumentOutOfRangeException(nameof(RefusedKeyStatus), RefusedKeyStatus, "A refused key is answered 401 or 403.");
         }
 
+        ArgumentOutOfRangeException.ThrowIfLessThan(BatchLatency, TimeSpan.Zero, nameof(BatchLatency));
+        ArgumentOutOfRangeException.ThrowIfLessThan(BatchCancelLatency, TimeSpan.Zero, nameof(BatchCancelLatency));
         ArgumentOutOfRangeException.ThrowIfLessThan(DefaultMaxTokens, 1);
         if (ContextTokens is { } context)
         {

@@ -11,9 +11,9 @@ using Microsoft.Extensions.Logging;
 namespace Shepherd.Simulator;
 
 /// <summary>
-/// Serves a <see cref="SimulatedProvider"/> over real HTTP on 127.0.0.1 with Kestrel. A reset
-/// aborts the connection; a hang holds it until the client gives up. <c>GET /_sim/stats</c>
-/// returns the counters as JSON. A <c>HEAD</c> of any path is answered 200 (refused while the
+/// Serves a <see cref="SimulatedProvider"/> over real HTTP on 127.0.0.1 with Kestrel: its
+/// realtime endpoints and its batch APIs. A reset aborts the connection; a hang holds it until
+/// the client gives up. <c>GET /_sim/stats</c> returns the counters as JSON. A <c>HEAD</c> of any path is answered 200 (refused while the
 /// provider is down) and is not counted.
 /// </summary>
 public sealed class SimulatorServer : IAsyncDisposable
@@ -84,7 +84,8 @@ public sealed class SimulatorServer : IAsyncDisposable
         try
         {
             answer = await provider.HandleAsync(
-                new SimulatedRequest(request.Method, request.Path.Value ?? "/", buffer.ToArray(), request.Headers.Authorization, request.Headers["x-api-key"]),
+                new SimulatedRequest(request.Method, request.Path.Value ?? "/", buffer.ToArray(), request.Headers.Authorization, request.Headers["x-api-key"],
+                    request.ContentType, request.QueryString.Value, new Uri($"{request.Scheme}://{request.Host}/")),
                 context.RequestAborted);
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
@@ -100,7 +101,7 @@ public sealed class SimulatorServer : IAsyncDisposable
 
         var response = context.Response;
         response.StatusCode = answer.StatusCode;
-        response.ContentType = "application/json";
+        response.ContentType = answer.ContentType;
         foreach (var (name, value) in answer.Headers)
         {
             response.Headers.Append(name, value);
@@ -128,6 +129,13 @@ public sealed class SimulatorServer : IAsyncDisposable
         json.WriteNumber("resets", stats.Resets);
         json.WriteNumber("hangs", stats.Hangs);
         json.WriteNumber("duplicates", stats.Duplicates);
+        json.WriteNumber("batch_jobs", stats.Batch.Jobs);
+        json.WriteNumber("batch_lines_succeeded", stats.Batch.LinesSucceeded);
+        json.WriteNumber("batch_lines_errored", stats.Batch.LinesErrored);
+        json.WriteNumber("batch_lines_expired", stats.Batch.LinesExpired);
+        json.WriteNumber("batch_lines_cancelled", stats.Batch.LinesCancelled);
+        json.WriteNumber("flex_requests", stats.FlexRequests);
+        json.WriteNumber("flex_refusals", stats.FlexRefusals);
         json.WriteEndObject();
         await json.FlushAsync(cancellationToken);
     }

@@ -37,6 +37,28 @@ public sealed partial class SimulateCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task Simulate_RunsBatchesAndAFlexTier_AsItsOptionsSay()
+    {
+        using var simulator = ShepherdProcess.Start(_folder.Path, ["simulate", "--port", "0", "--batch-latency", "0s", "--batch-expire", "1", "--batch-cancel-latency", "0", "--flex-unavailable", "1"]);
+        var line = await simulator.WaitForOutputAsync("listening on");
+        using var client = new HttpClient { BaseAddress = new Uri(ListeningOn().Match(line).Groups[1].Value + "/") };
+        var ct = TestContext.Current.CancellationToken;
+
+        using var flex = await client.PostAsync(new Uri("v1/chat/completions", UriKind.Relative), new StringContent("""{"model":"m","service_tier":"flex","messages":[]}"""), ct);
+        using var batch = await client.PostAsync(new Uri("v1/messages/batches", UriKind.Relative),
+            new StringContent("""{"requests":[{"custom_id":"a","params":{"model":"m","max_tokens":5,"messages":[]}}]}"""), ct);
+        var created = JsonDocument.Parse(await batch.Content.ReadAsStringAsync(ct)).RootElement;
+        var bad = await ShepherdProcess.RunAsync(_folder.Path, "simulate", "--batch-latency", "2");
+
+        Assert.Equal(HttpStatusCode.TooManyRequests, flex.StatusCode);
+        Assert.Contains("resource_unavailable", await flex.Content.ReadAsStringAsync(ct), StringComparison.Ordinal);
+        Assert.Equal("ended", created.GetProperty("processing_status").GetString());
+        Assert.Equal(1, created.GetProperty("request_counts").GetProperty("expired").GetInt32());
+        Assert.True(bad.ExitCode == 2, bad.ToString());
+        Assert.Contains("--batch-latency is a duration with its unit, such as 24h, 90m or 30s; got '2'.", bad.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Simulate_RefusesAWrongKeyWith403_WhenToldTo_AndOnly401Or403()
     {
         using var simulator = ShepherdProcess.Start(_folder.Path, ["simulate", "--port", "0", "--api-key", "k", "--refused-key-status", "403"]);

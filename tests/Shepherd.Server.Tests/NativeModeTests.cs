@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text;
 using Shepherd.Engine.Model;
+using Shepherd.Engine.Pricing;
 using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
 using Shepherd.Simulator;
@@ -11,7 +12,8 @@ namespace Shepherd.Server.Tests;
 
 /// <summary>
 /// Native batch mode end to end: server A hands its batch to server B's batch APIs (OpenAI files
-/// and batches, Anthropic message batches), and B, a Shepherd server too, runs it on its simulator.
+/// and batches, Anthropic message batches), and B, a Shepherd server too, runs it on its simulator;
+/// or A hands it to the simulator's own batch API.
 /// </summary>
 public sealed class NativeModeTests
 {
@@ -71,6 +73,45 @@ public sealed class NativeModeTests
             ended.GetProperty("usage").GetProperty("total_tokens").GetInt64(),
             results.Values.Where(l => l.GetProperty("status").GetString() == "succeeded")
                 .Sum(l => l.GetProperty("response").GetProperty("body").GetProperty("usage").GetProperty("total_tokens").GetInt64()));
+    }
+
+    [Fact]
+    public async Task ANativeBatch_RunsOnTheSimulatorsOwnBatchApi_AtTheBatchPrice()
+    {
+        await using var simulator = await Simulators.StartHttpAsync(new SimulatorOptions { BatchLatency = TimeSpan.FromMilliseconds(300), ContextTokens = 300 });
+        await using var server = await RunningServer.StartAsync(
+            upstream: u =>
+            {
+                u.Name = "simulator";
+                u.BaseUrl = new Uri(simulator.BaseUrl, "v1");
+                u.BatchApi = true;
+            },
+            engine: e => e.Native.PollInterval = FastPoll);
+
+        var (_, created) = await server.PostAsync("/v1/batches", Prompts(10, longOnes: 1));
+        var id = created.GetProperty("id").GetString()!;
+        var ended = await server.WaitForEndAsync(id);
+
+        Assert.Equal("native", created.GetProperty("mode").GetString());
+        Assert.Equal("completed", ended.GetProperty("status").GetString());
+        Assert.Equal((10, 1), (ended.GetProperty("request_counts").GetProperty("completed").GetInt64(), ended.GetProperty("request_counts").GetProperty("failed").GetInt64()));
+        Assert.Equal(0, server.Simulator.Provider.Stats().Requests);
+        var stats = simulator.Provider.Stats();
+        Assert.Equal(new BatchStats(1, 10, 1, 0, 0), stats.Batch);
+        Assert.Equal(0, stats.Duplicates);
+
+        // Each answer priced at the batch discount: half of what the same usage costs in realtime.
+        var results = await ResultsAsync(server, id);
+        var answered = results.Values.Where(l => l.GetProperty("status").GetString() == "succeeded").Select(l => l.GetProperty("response").GetProperty("body").GetProperty("usage")).ToList();
+        Assert.Equal(10, answered.Count);
+        var batchPrice = answered.Sum(u => PriceTable.BuiltIn.Price("gpt-4o-mini", u.GetProperty("prompt_tokens").GetInt64(), u.GetProperty("completion_tokens").GetInt64(), batch: true).Nanos);
+        var realtimePrice = answered.Sum(u => PriceTable.BuiltIn.Price("gpt-4o-mini", u.GetProperty("prompt_tokens").GetInt64(), u.GetProperty("completion_tokens").GetInt64()).Nanos);
+        var cost = Nanos(ended.GetProperty("cost_usd"));
+        Assert.True(cost > 0);
+        Assert.InRange(cost - batchPrice, -10, 10);
+        Assert.InRange((2 * cost) - realtimePrice, -20, 20);
+        var failed = Assert.Single(results.Values, l => l.GetProperty("status").GetString() == "failed");
+        Assert.Equal("context_length_exceeded", failed.GetProperty("response").GetProperty("body").GetProperty("error").GetProperty("code").GetString());
     }
 
     [Fact]

@@ -422,13 +422,13 @@ public sealed class OpenAISdkTests
     private static Task<JsonElement> PollAsync(BatchClient batches, string batchId, Func<JsonElement, bool> done) =>
         Poll.UntilAsync(async () => Json((await batches.GetBatchAsync(batchId, Options)).GetRawResponse()), done, TimeSpan.FromSeconds(30), Ct);
 
-    private static JsonElement Json(PipelineResponse response)
+    internal static JsonElement Json(PipelineResponse response)
     {
         using var document = JsonDocument.Parse(response.Content.ToMemory());
         return document.RootElement.Clone();
     }
 
-    private static List<JsonElement> Lines(BinaryData content) =>
+    internal static List<JsonElement> Lines(BinaryData content) =>
         [.. content.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(line =>
         {
             using var document = JsonDocument.Parse(line);

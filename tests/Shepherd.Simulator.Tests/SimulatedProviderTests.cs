@@ -252,6 +252,17 @@ public sealed class SimulatedProviderTests
         Assert.Equal(("2", "2000"), (Header(response, "retry-after"), Header(response, "retry-after-ms")));
     }
 
+    [Fact]
+    public async Task ASuccess_CarriesNoRetryAfter_ThoughErrorsAreGivenOne()
+    {
+        var simulator = Simulators.Create(new SimulatorOptions { ErrorRetryAfter = TimeSpan.FromSeconds(2) }, _time);
+
+        var response = await simulator.HandleAsync(Post("/v1/chat/completions", Chat), Ct);
+
+        Assert.Equal(200, response.StatusCode);
+        Assert.DoesNotContain(response.Headers, h => h.Key.StartsWith("retry-after", StringComparison.Ordinal));
+    }
+
     [Theory]
     [InlineData(401, false, "invalid_request_error", "invalid_api_key")]
     [InlineData(403, false, "invalid_request_error", "model_not_allowed")]
@@ -357,6 +368,10 @@ public sealed class SimulatedProviderTests
         Assert.Throws<ArgumentException>(() => Simulators.Create(new SimulatorOptions { Error500Rate = 0.6, Error503Rate = 0.6 }));
         Assert.Throws<ArgumentOutOfRangeException>(() => Simulators.Create(new SimulatorOptions { ResetRate = 1.5 }));
         Assert.Throws<ArgumentOutOfRangeException>(() => Simulators.Create(new SimulatorOptions { RequestsPerMinute = 0 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Simulators.Create(new SimulatorOptions { FlexUnavailableRate = 1.1 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Simulators.Create(new SimulatorOptions { BatchExpireShare = -0.1 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Simulators.Create(new SimulatorOptions { BatchLatency = TimeSpan.FromSeconds(-1) }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Simulators.Create(new SimulatorOptions { BatchCancelLatency = TimeSpan.FromSeconds(-1) }));
     }
 
     [Fact]

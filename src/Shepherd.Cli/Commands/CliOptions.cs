@@ -142,7 +142,11 @@ internal static class CliOptions
         },
     };
 
-    public static Option<TimeSpan?> Duration(string name, string description)
+    /// <summary>
+    /// A duration with its unit (<c>30s</c>, <c>90m</c>, <c>24h</c>), longer than 0; with
+    /// <paramref name="allowZero"/>, zero too (<c>0</c> or <c>0s</c>). Null when left out.
+    /// </summary>
+    public static Option<TimeSpan?> Duration(string name, string description, bool allowZero = false)
     {
         return new Option<TimeSpan?>(name)
         {
@@ -151,10 +155,15 @@ internal static class CliOptions
             CustomParser = result =>
             {
                 var text = result.Tokens.Single().Value.Trim();
+                if (allowZero && text == "0")
+                {
+                    return TimeSpan.Zero;
+                }
+
                 // A number alone could mean seconds or hours: the unit is asked for, not guessed.
                 if (text.Length > 0 && char.IsAsciiLetter(text[^1]) && Engine.Upstreams.RateLimitSnapshot.ParseDuration(text) is { } duration)
                 {
-                    if (duration > TimeSpan.Zero)
+                    if (duration > TimeSpan.Zero || (allowZero && duration == TimeSpan.Zero))
                     {
                         return duration;
                     }

@@ -29,6 +29,10 @@ internal sealed class SimulatorOptionSet
     private readonly Option<int> _seed;
     private readonly Option<long?> _context;
     private readonly Option<double?> _errorRetryAfter;
+    private readonly Option<double> _flexUnavailable;
+    private readonly Option<TimeSpan?> _batchLatency;
+    private readonly Option<double> _batchExpire;
+    private readonly Option<TimeSpan?> _batchCancelLatency;
 
     public SimulatorOptionSet(string prefix, int defaultLatencyMs, int defaultJitterMs)
     {
@@ -56,10 +60,15 @@ internal sealed class SimulatorOptionSet
         _hang = CliOptions.Share($"--{prefix}hang", "Share of requests never answered");
         _errorRetryAfter = CliOptions.OptionalSeconds($"--{prefix}error-retry-after", "5xx answers carry a retry-after of this many seconds", 0);
         _context = CliOptions.OptionalLong($"--{prefix}context-tokens", "Prompts longer than this many tokens are refused with 400 context_length_exceeded, a permanent failure", 1);
-        _seed = CliOptions.Int($"--{prefix}seed", "Seed of the fault and jitter draws", 1, int.MinValue, int.MaxValue);
+        _flexUnavailable = CliOptions.Share($"--{prefix}flex-unavailable", "Share of flex-tier requests (\"service_tier\":\"flex\") refused 429 resource_unavailable, without rate-limit headers");
+        _batchLatency = CliOptions.Duration($"--{prefix}batch-latency", "How long a batch job (OpenAI batch, Anthropic message batch) takes; its lines finish at times spread over it (2s by default)", allowZero: true);
+        _batchExpire = CliOptions.Share($"--{prefix}batch-expire", "Share of batch lines that never run and end expired");
+        _batchCancelLatency = CliOptions.Duration($"--{prefix}batch-cancel-latency", "How long a cancelled batch job stays cancelling before it ends (0 by default)", allowZero: true);
+        _seed = CliOptions.Int($"--{prefix}seed", "Seed of the fault, jitter and batch draws", 1, int.MinValue, int.MaxValue);
     }
 
-    public IEnumerable<Option> All => [_latency, _jitter, .. _limits.All, _count, _tokenScale, _messageTokens, _bucketSeconds, _limitChangeAfter, _limitChangeFactor, _noLimitHeaders, _headersWhenAnswered, _fail500, _fail502, _fail503, _fail529, _reset, _hang, _errorRetryAfter, _context, _seed];
+    public IEnumerable<Option> All => [_latency, _jitter, .. _limits.All, _count, _tokenScale, _messageTokens, _bucketSeconds, _limitChangeAfter, _limitChangeFactor, _noLimitHeaders, _headersWhenAnswered, _fail500, _fail502, _fail503, _fail529, _reset, _hang, _errorRetryAfter, _context,
+        _flexUnavailable, _batchLatency, _batchExpire, _batchCancelLatency, _seed];
 
     public int Seed(ParseResult parse) => parse.GetValue(_seed);
 
@@ -90,7 +99,19 @@ internal sealed class SimulatorOptionSet
             HangRate = parse.GetValue(_hang),
             ErrorRetryAfter = parse.GetValue(_errorRetryAfter) is { } seconds ? TimeSpan.FromSeconds(seconds) : null,
             ContextTokens = parse.GetValue(_context) is { } context ? (int)Math.Min(context, int.MaxValue) : null,
+            FlexUnavailableRate = parse.GetValue(_flexUnavailable),
+            BatchExpireShare = parse.GetValue(_batchExpire),
         };
+        if (parse.GetValue(_batchLatency) is { } batchLatency)
+        {
+            options.BatchLatency = batchLatency;
+        }
+
+        if (parse.GetValue(_batchCancelLatency) is { } cancelLatency)
+        {
+            options.BatchCancelLatency = cancelLatency;
+        }
+
         if (options.FaultRate > 1)
         {
             throw new UsageException($"{_fail500.Name}, {_fail502.Name}, {_fail503.Name}, {_fail529.Name}, {_reset.Name} and {_hang.Name} add up to more than 1.");
