@@ -115,6 +115,16 @@ public partial class ShepherdConfig
             throw new ConfigException($"{path}: native.pollSeconds: must be more than 0.");
         }
 
+        if (Native?.CancelGraceSeconds is < 0)
+        {
+            throw new ConfigException($"{path}: native.cancelGraceSeconds: must be 0 or more.");
+        }
+
+        if (Native?.AssumedRequestsPerSecond is <= 0)
+        {
+            throw new ConfigException($"{path}: native.assumedRequestsPerSecond: must be more than 0.");
+        }
+
         try
         {
             PriceTable();
