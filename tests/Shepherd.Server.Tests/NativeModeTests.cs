@@ -250,32 +250,29 @@ public sealed class NativeModeTests
     [Fact]
     public async Task TheMode_IsCheckedAgainstTheUpstreams()
     {
-        // The simulator upstream is an OpenAI-compatible server without a batch API.
+        // The simulator upstream is an OpenAI-compatible server without a batch API or a flex tier.
         await using var server = await RunningServer.StartAsync();
 
         var (status, refused) = await server.PostAsync("/v1/batches", """{"model":"gpt-4o-mini","mode":"native","requests":[{"custom_id":"a","prompt":"hi"}]}""");
         Assert.Equal(400, status);
-        Assert.Equal("native_batch_unavailable", refused.GetProperty("error").GetProperty("code").GetString());
+        Assert.Equal(("native_batch_unavailable", "mode"), (refused.GetProperty("error").GetProperty("code").GetString(), refused.GetProperty("error").GetProperty("param").GetString()));
+        var (flexStatus, flex) = await server.PostAsync("/v1/batches", """{"model":"gpt-4o-mini","mode":"flex","requests":[{"custom_id":"a","prompt":"hi"}]}""");
+        Assert.Equal(400, flexStatus);
+        Assert.Equal("flex_unavailable", flex.GetProperty("error").GetProperty("code").GetString());
+        var (badStatus, bad) = await server.PostAsync("/v1/batches", """{"model":"gpt-4o-mini","mode":"sometimes","requests":[{"custom_id":"a","prompt":"hi"}]}""");
+        Assert.Equal(400, badStatus);
+        Assert.Equal("invalid_mode", bad.GetProperty("error").GetProperty("code").GetString());
 
-        var (autoStatus, auto) = await server.PostAsync("/v1/batches", """{"model":"gpt-4o-mini","mode":"auto","requests":[{"custom_id":"a","prompt":"hi"}]}""");
+        // Asked for, auto is kept; with nothing cheaper to plan with, the planner sends it in realtime.
+        var (autoStatus, auto) = await server.PostAsync("/v1/batches", """{"model":"gpt-4o-mini","mode":"auto","deadline":"1h","requests":[{"custom_id":"a","prompt":"hi"}]}""");
         Assert.Equal(200, autoStatus);
-        Assert.Equal("realtime", auto.GetProperty("mode").GetString());
-        Assert.Equal(400, (await server.PostAsync("/v1/batches", """{"model":"gpt-4o-mini","mode":"sometimes","requests":[{"custom_id":"a","prompt":"hi"}]}""")).Status);
-
-        await using var provider = await RunningServer.StartAsync();
-        await using var native = await StartAgainstAsync(provider);
-        var (_, longWindow) = await native.PostAsync("/v1/batches", """{"model":"gpt-4o-mini","mode":"auto","completion_window":"48h","requests":[{"custom_id":"a","prompt":"hi"}]}""");
-        Assert.Equal("native", longWindow.GetProperty("mode").GetString());
-        var (_, shortWindow) = await native.PostAsync("/v1/batches", """{"model":"gpt-4o-mini","mode":"auto","completion_window":"1h","requests":[{"custom_id":"a","prompt":"hi"}]}""");
-        Assert.Equal("realtime", shortWindow.GetProperty("mode").GetString());
-        var (budgetStatus, budgetRefused) = await native.PostAsync("/v1/batches", """{"model":"gpt-4o-mini","mode":"native","budget_usd":1,"requests":[{"custom_id":"a","prompt":"hi"}]}""");
-        Assert.Equal(400, budgetStatus);
-        Assert.Equal("budget_not_supported", budgetRefused.GetProperty("error").GetProperty("code").GetString());
-        var (_, budgeted) = await native.PostAsync("/v1/batches", """{"model":"gpt-4o-mini","mode":"auto","budget_usd":1,"requests":[{"custom_id":"a","prompt":"hi"}]}""");
-        Assert.Equal("realtime", budgeted.GetProperty("mode").GetString());
-        await native.WaitForEndAsync(budgeted.GetProperty("id").GetString()!);
-        await native.WaitForEndAsync(longWindow.GetProperty("id").GetString()!);
-        await native.WaitForEndAsync(shortWindow.GetProperty("id").GetString()!);
+        Assert.Equal("auto", auto.GetProperty("mode").GetString());
+        Assert.Equal("completed", (await server.WaitForEndAsync(auto.GetProperty("id").GetString()!)).GetProperty("status").GetString());
+        Assert.Equal(1, server.Simulator.Provider.Stats().Requests);
+        // Without a mode, a deadline is not enough: no upstream can do better than realtime.
+        var (_, unasked) = await server.PostAsync("/v1/batches", """{"model":"gpt-4o-mini","deadline":"1h","requests":[{"custom_id":"a","prompt":"hi"}]}""");
+        Assert.Equal("realtime", unasked.GetProperty("mode").GetString());
+        await server.WaitForEndAsync(unasked.GetProperty("id").GetString()!);
     }
 
     [Fact]
@@ -298,7 +295,8 @@ public sealed class NativeModeTests
         Assert.Contains("claim-test-model", await store.ListActiveModelsAsync(batchId, ct));
     }
 
-    private static Action<UpstreamOptions> ProviderUpstream(RunningServer provider) => u =>
+    /// <summary>The upstream of a server that hands its native work to <paramref name="provider"/>'s batch APIs.</summary>
+    internal static Action<UpstreamOptions> ProviderUpstream(RunningServer provider) => u =>
     {
         u.Name = "provider";
         u.BaseUrl = new Uri(provider.BaseUrl, "v1");
@@ -306,8 +304,9 @@ public sealed class NativeModeTests
         u.BatchApi = true;
     };
 
-    private static Task<RunningServer> StartAgainstAsync(RunningServer provider, TimeSpan? poll = null, int? maxAttempts = null) =>
-        RunningServer.StartAsync(upstream: ProviderUpstream(provider), engine: e =>
+    /// <summary>A server whose upstream is <paramref name="provider"/>, with its batch API, looked at every <paramref name="poll"/>.</summary>
+    internal static Task<RunningServer> StartAgainstAsync(RunningServer provider, TimeSpan? poll = null, int? maxAttempts = null, Action<ServerOptions>? tune = null) =>
+        RunningServer.StartAsync(tune: tune, upstream: ProviderUpstream(provider), engine: e =>
         {
             e.Native.PollInterval = poll ?? FastPoll;
             if (maxAttempts is { } attempts)
@@ -324,13 +323,13 @@ public sealed class NativeModeTests
         return $$"""{"model":"gpt-4o-mini","mode":"native","requests":[{{string.Join(",", requests)}}]}""";
     }
 
-    private static async Task<Dictionary<string, JsonElement>> ResultsAsync(RunningServer server, string id)
+    internal static async Task<Dictionary<string, JsonElement>> ResultsAsync(RunningServer server, string id)
     {
         var (_, page) = await server.GetAsync($"/v1/batches/{id}/results?limit=1000");
         return page.GetProperty("data").EnumerateArray().ToDictionary(l => l.GetProperty("custom_id").GetString()!, l => l);
     }
 
-    private static long Nanos(JsonElement usd) => (long)Math.Round(decimal.Parse(usd.GetRawText(), NumberStyles.Float, CultureInfo.InvariantCulture) * 1_000_000_000m);
+    internal static long Nanos(JsonElement usd) => (long)Math.Round(decimal.Parse(usd.GetRawText(), NumberStyles.Float, CultureInfo.InvariantCulture) * 1_000_000_000m);
 
     private static Task WaitUntilAsync(Func<Task<bool>> condition) =>
         Poll.UntilAsync(condition, TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
