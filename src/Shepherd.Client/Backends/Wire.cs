@@ -79,6 +79,7 @@ internal static class Wire
                 : [],
             BudgetUsd = json.TryGetProperty("budget_usd", out var budget) && budget.ValueKind == JsonValueKind.Number ? budget.GetDecimal() : null,
             BudgetExceededRequests = Long(json, "budget_exceeded_requests"),
+            Mode = BatchModeNames.FromApiName(String(json, "mode")),
             Lanes = json.TryGetProperty("lanes", out var lanes) && lanes.ValueKind == JsonValueKind.Array
                 ? [.. lanes.EnumerateArray().Where(l => l.ValueKind == JsonValueKind.Object).Select(l => new BatchLane(
                     String(l, "upstream") ?? "", String(l, "model") ?? "", String(l, "state") ?? "sending", UnixTime(l, "since"), String(l, "reason"), UnixTime(l, "next_probe_at")))]
