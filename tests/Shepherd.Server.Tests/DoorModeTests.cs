@@ -14,7 +14,7 @@ public sealed class DoorModeTests
     public async Task InlineAuto_WithADeadline_GoesToTheProvidersBatchApi()
     {
         await using var provider = await RunningServer.StartAsync();
-        await using var server = await NativeModeTests.StartAgainstAsync(provider);
+        await using var server = await RunningServer.StartAgainstAsync(provider);
 
         var (status, created) = await server.PostAsync("/v1/batches", Inline(5, """ "mode":"auto","deadline":"6h" """));
 
@@ -33,7 +33,7 @@ public sealed class DoorModeTests
     public async Task WithoutAMode_ABatchWithADeadlineIsPlanned_AndOneWithoutIsSentInRealtime()
     {
         await using var provider = await RunningServer.StartAsync();
-        await using var server = await NativeModeTests.StartAgainstAsync(provider);
+        await using var server = await RunningServer.StartAgainstAsync(provider);
 
         // A deadline in seconds is kept in its largest whole unit.
         var (_, planned) = await server.PostAsync("/v1/batches", Inline(2, """ "deadline":5400 """));
@@ -57,7 +57,7 @@ public sealed class DoorModeTests
     public async Task NativeWithABudget_IsAccepted_AndItsJobsAreSplitToFitIt()
     {
         await using var provider = await RunningServer.StartAsync();
-        await using var server = await NativeModeTests.StartAgainstAsync(provider);
+        await using var server = await RunningServer.StartAgainstAsync(provider);
         // Each request may cost at most its prompt and 100 tokens of answer at the batch price: some
         // $0.00003 for gpt-4o-mini; it costs far less, but a job holds its most until it ends.
         var bodies = string.Join(",", Enumerable.Range(0, 20).Select(i =>
@@ -85,7 +85,7 @@ public sealed class DoorModeTests
     public async Task AFileBatch_TakesItsDeadlineFromTheCompletionWindow_AndItsModeFromItsMetadata()
     {
         await using var provider = await RunningServer.StartAsync();
-        await using var server = await NativeModeTests.StartAgainstAsync(provider);
+        await using var server = await RunningServer.StartAgainstAsync(provider);
         var file = await server.UploadAsync(Enumerable.Range(0, 4).Select(i =>
             $$$"""{"custom_id":"f{{{i}}}","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Line {{{i}}}"}]}}"""));
 

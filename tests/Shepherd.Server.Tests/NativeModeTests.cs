@@ -23,7 +23,7 @@ public sealed class NativeModeTests
         await using var provider = await RunningServer.StartAsync(
             new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(2), ContextTokens = 300 },
             engine: e => e.Dispatch.MaxAttempts = 1);
-        await using var server = await StartAgainstAsync(provider);
+        await using var server = await RunningServer.StartAgainstAsync(provider);
 
         var (status, created) = await server.PostAsync("/v1/batches", Prompts(20, longOnes: 2));
 
@@ -83,7 +83,7 @@ public sealed class NativeModeTests
                 e.Dispatch.MaxAttempts = 1;
                 e.Dispatch.BreakerFailuresToOpen = 1000;
             });
-        await using var server = await StartAgainstAsync(provider, maxAttempts: 12);
+        await using var server = await RunningServer.StartAgainstAsync(provider, maxAttempts: 12);
 
         var (_, created) = await server.PostAsync("/v1/batches", Prompts(30, longOnes: 0));
         var ended = await server.WaitForEndAsync(created.GetProperty("id").GetString()!);
@@ -102,7 +102,7 @@ public sealed class NativeModeTests
     public async Task ARestartWhileThePollGoesOn_ResumesTheSameProviderBatch()
     {
         await using var provider = await RunningServer.StartAsync(new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(400) });
-        var first = await StartAgainstAsync(provider, poll: TimeSpan.FromHours(1));
+        var first = await RunningServer.StartAgainstAsync(provider, poll: TimeSpan.FromHours(1));
         string id;
         RunningServer restarted;
         try
@@ -114,7 +114,7 @@ public sealed class NativeModeTests
         }
         finally
         {
-            restarted = await first.RestartAsync(upstream: ProviderUpstream(provider), engine: e => e.Native.PollInterval = FastPoll);
+            restarted = await first.RestartAsync(upstream: RunningServer.ProviderUpstream(provider), engine: e => e.Native.PollInterval = FastPoll);
         }
 
         await using (restarted)
@@ -137,7 +137,7 @@ public sealed class NativeModeTests
             new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(300) },
             tune: null,
             engine: e => e.Dispatch.Concurrency = 2);
-        await using var server = await StartAgainstAsync(provider);
+        await using var server = await RunningServer.StartAgainstAsync(provider);
 
         var (_, created) = await server.PostAsync("/v1/batches", Prompts(20, longOnes: 0));
         var id = created.GetProperty("id").GetString()!;
@@ -163,7 +163,7 @@ public sealed class NativeModeTests
         await using var provider = await RunningServer.StartAsync(
             new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(700) },
             engine: e => e.Dispatch.Concurrency = 1);
-        var first = await StartAgainstAsync(provider, poll: TimeSpan.FromHours(1));
+        var first = await RunningServer.StartAgainstAsync(provider, poll: TimeSpan.FromHours(1));
         string id;
         RunningServer restarted;
         var ct = TestContext.Current.CancellationToken;
@@ -178,7 +178,7 @@ public sealed class NativeModeTests
         }
         finally
         {
-            restarted = await first.RestartAsync(upstream: ProviderUpstream(provider), engine: e => e.Native.PollInterval = FastPoll);
+            restarted = await first.RestartAsync(upstream: RunningServer.ProviderUpstream(provider), engine: e => e.Native.PollInterval = FastPoll);
         }
 
         await using (restarted)
@@ -198,7 +198,7 @@ public sealed class NativeModeTests
         await using var server = await RunningServer.StartAsync(
             upstream: u =>
             {
-                ProviderUpstream(provider)(u);
+                RunningServer.ProviderUpstream(provider)(u);
                 u.ApiKey = new Secret("sk-not-a-tenant");
             },
             engine: e => e.Native.PollInterval = TimeSpan.FromMilliseconds(300));
@@ -279,7 +279,7 @@ public sealed class NativeModeTests
     public async Task TheRealtimeClaim_NeverTakesItemsOfANativeBatch()
     {
         await using var provider = await RunningServer.StartAsync();
-        await using var server = await StartAgainstAsync(provider, poll: TimeSpan.FromHours(1));
+        await using var server = await RunningServer.StartAgainstAsync(provider, poll: TimeSpan.FromHours(1));
         var store = server.Store;
         var ct = TestContext.Current.CancellationToken;
         var now = server.Server.Services.GetService(typeof(TimeProvider)) is TimeProvider time ? time.GetUtcNow() : default;
@@ -294,26 +294,6 @@ public sealed class NativeModeTests
         Assert.DoesNotContain("claim-test-model", await store.ListActiveModelsAsync(null, ct));
         Assert.Contains("claim-test-model", await store.ListActiveModelsAsync(batchId, ct));
     }
-
-    /// <summary>The upstream of a server that hands its native work to <paramref name="provider"/>'s batch APIs.</summary>
-    internal static Action<UpstreamOptions> ProviderUpstream(RunningServer provider) => u =>
-    {
-        u.Name = "provider";
-        u.BaseUrl = new Uri(provider.BaseUrl, "v1");
-        u.ApiKey = new Secret(RunningServer.Key);
-        u.BatchApi = true;
-    };
-
-    /// <summary>A server whose upstream is <paramref name="provider"/>, with its batch API, looked at every <paramref name="poll"/>.</summary>
-    internal static Task<RunningServer> StartAgainstAsync(RunningServer provider, TimeSpan? poll = null, int? maxAttempts = null, Action<ServerOptions>? tune = null) =>
-        RunningServer.StartAsync(tune: tune, upstream: ProviderUpstream(provider), engine: e =>
-        {
-            e.Native.PollInterval = poll ?? FastPoll;
-            if (maxAttempts is { } attempts)
-            {
-                e.Dispatch.MaxAttempts = attempts;
-            }
-        });
 
     private static string Prompts(int count, int longOnes)
     {

@@ -30,6 +30,10 @@ internal sealed class RunSummary(bool json, TextWriter stdout)
                 var counts = BatchCounts.Of(batch);
                 counts.WriteOutcome(writer);
                 counts.WriteBudget(writer);
+                writer.WriteString("mode", BatchModeWords.Of(batch.Mode));
+                writer.WriteNumber("native_succeeded", batch.Tiers.NativeSucceeded);
+                writer.WriteNumber("flex_succeeded", batch.Tiers.FlexSucceeded);
+                writer.WriteNumber("saved_usd", Cost.ToUsd(batch.Tiers.SavedNanos));
                 writer.WriteNumber("finished_this_run", finishedThisRun);
                 writer.WriteNumber("retried_failed", retried);
                 writer.WriteNumber("wall_seconds", Math.Round(wall.TotalSeconds, 3));
@@ -62,6 +66,12 @@ internal sealed class RunSummary(bool json, TextWriter stdout)
         await stdout.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"  tokens:  {batch.InputTokens:N0} in, {batch.OutputTokens:N0} out"));
         var unpriced = batch.Unpriced > 0 ? $" ({RemoteOutput.Plural(batch.Unpriced, "answer")} of models without a price count as $0)" : "";
         await stdout.WriteLineAsync($"  cost:    {Cost.Describe(batch.CostNanos)}{unpriced}");
+        if (batch.Mode != BatchMode.Realtime)
+        {
+            var tiers = batch.Tiers;
+            await stdout.WriteLineAsync($"  mode:    {BatchModeWords.Of(batch.Mode)}: {RemoteOutput.Count(tiers.NativeSucceeded)} answered by the batch API, {RemoteOutput.Count(tiers.FlexSucceeded)} by the flex tier, {RemoteOutput.Count(tiers.RealtimeSucceeded(batch))} in realtime; saved {Cost.Describe(tiers.SavedNanos)}");
+        }
+
         if (batch.BudgetNanos is { } limit)
         {
             await stdout.WriteLineAsync($"  budget:  {RemoteOutput.Budget(Cost.ToUsd(limit), batch.BudgetExceeded, "budget_exceeded in the errors file")}");
