@@ -150,6 +150,9 @@ public sealed record Batch
     /// <summary>Why the input was refused, when the batch failed.</summary>
     public IReadOnlyList<BatchError> Errors { get; init; } = [];
 
+    /// <summary>How a Shepherd server sends the batch's requests (null where the API says none, as the OpenAI and Anthropic APIs do).</summary>
+    public BatchMode? Mode { get; init; }
+
     /// <summary>The most the batch may cost, in US dollars, when it has a budget (a Shepherd server's).</summary>
     public decimal? BudgetUsd { get; init; }
 

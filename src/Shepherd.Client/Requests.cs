@@ -65,6 +65,44 @@ public enum BatchPriority
     High,
 }
 
+/// <summary>How a Shepherd server sends a batch's requests.</summary>
+public enum BatchMode
+{
+    /// <summary>One by one, as fast as the provider's limits allow, at its list price.</summary>
+    Realtime,
+
+    /// <summary>Handed to the provider's own batch API, at its batch price; the provider takes up to 24 hours.</summary>
+    Native,
+
+    /// <summary>On the provider's flex tier (OpenAI's <c>service_tier: "flex"</c>), at the batch price.</summary>
+    Flex,
+
+    /// <summary>
+    /// The server plans it: each request goes by the provider's batch API or flex tier where it has
+    /// one, and what is still open goes in realtime in time for the deadline.
+    /// </summary>
+    Auto,
+}
+
+/// <summary>The names a Shepherd server gives <see cref="BatchMode"/> values.</summary>
+public static class BatchModeNames
+{
+    private static readonly (BatchMode Mode, string Name)[] Names =
+    [
+        (BatchMode.Realtime, "realtime"),
+        (BatchMode.Native, "native"),
+        (BatchMode.Flex, "flex"),
+        (BatchMode.Auto, "auto"),
+    ];
+
+    /// <summary>The mode as a Shepherd server writes it, such as <c>auto</c>.</summary>
+    public static string ToApiName(this BatchMode mode) => Names.Where(n => n.Mode == mode).Select(n => n.Name).FirstOrDefault()
+        ?? throw new ArgumentOutOfRangeException(nameof(mode), mode, "Not a batch mode.");
+
+    /// <summary>The mode an API name stands for, or null for a name this client does not know (or none).</summary>
+    public static BatchMode? FromApiName(string? name) => Names.Where(n => n.Name == name).Select(n => (BatchMode?)n.Mode).FirstOrDefault();
+}
+
 /// <summary>A batch to create.</summary>
 public sealed record NewBatch
 {
@@ -89,6 +127,20 @@ public sealed record NewBatch
     /// <summary>How long the batch may take; unfinished requests then expire. None (a Shepherd server) or 24 hours (the OpenAI and Anthropic APIs) when null.</summary>
     public TimeSpan? CompletionWindow { get; init; }
 
+    /// <summary>
+    /// When the batch must be done, counted from its creation: the same value as
+    /// <see cref="CompletionWindow"/>, by the name a Shepherd server plans with (in mode
+    /// <see cref="BatchMode.Auto"/> what is still open goes in realtime in time for it).
+    /// </summary>
+    public TimeSpan? Deadline { get => CompletionWindow; init => CompletionWindow = value; }
+
+    /// <summary>
+    /// How a Shepherd server sends the requests; null lets it choose (<see cref="BatchMode.Auto"/>
+    /// when the batch has a deadline and an upstream has a batch API or flex tier for it, realtime
+    /// otherwise). The OpenAI and Anthropic APIs take none.
+    /// </summary>
+    public BatchMode? Mode { get; init; }
+
     /// <summary>The most the batch may cost, in US dollars; a Shepherd server sends a request only while it fits. Null for none.</summary>
     public decimal? BudgetUsd { get; init; }
 
@@ -110,6 +162,15 @@ public sealed record FileBatchOptions
     /// <value>The default is 24 hours.</value>
     /// </summary>
     public TimeSpan CompletionWindow { get; init; } = Backends.Requests.DefaultWindow;
+
+    /// <summary>The same value as <see cref="CompletionWindow"/>, by the name a Shepherd server plans with.</summary>
+    public TimeSpan Deadline { get => CompletionWindow; init => CompletionWindow = value; }
+
+    /// <summary>
+    /// How a Shepherd server sends the requests (sent as the metadata <c>shepherd_mode</c>); null
+    /// lets it choose, as for <see cref="NewBatch.Mode"/>. The OpenAI and Anthropic APIs take none.
+    /// </summary>
+    public BatchMode? Mode { get; init; }
 
     /// <summary>The most the batch may cost, in US dollars; a Shepherd server sends a request only while it fits. Null for none.</summary>
     public decimal? BudgetUsd { get; init; }

@@ -1,3 +1,5 @@
+using Shepherd.Engine.Model;
+
 namespace Shepherd.Server;
 
 /// <summary>What the server listens on, who may call it, and how large inputs may be.</summary>
@@ -52,6 +54,16 @@ public sealed class ServerOptions
     /// </summary>
     public Uri? OtlpEndpoint { get; set; }
 
+    /// <summary>
+    /// The mode a batch runs in when its create names none, by the door it comes in by:
+    /// <see cref="BatchDoor.OpenAI"/> (file batches), <see cref="BatchDoor.Inline"/> and
+    /// <see cref="BatchDoor.Anthropic"/>. A door not listed gives <see cref="BatchMode.Auto"/> to a
+    /// batch with a deadline that an upstream's batch API or flex tier serves, and
+    /// <see cref="BatchMode.Realtime"/> to the others.
+    /// <value>The default is empty: no door has a mode of its own.</value>
+    /// </summary>
+    public IReadOnlyDictionary<BatchDoor, BatchMode> DefaultModes { get; set; } = new Dictionary<BatchDoor, BatchMode>();
+
     /// <summary>A checked copy of these options; throws <see cref="ArgumentException"/> saying what is wrong.</summary>
     public ServerOptions Validated()
     {
@@ -88,6 +100,13 @@ public sealed class ServerOptions
             throw new ArgumentException($"The OTLP endpoint '{otlp}' is not an absolute http or https url.", nameof(OtlpEndpoint));
         }
 
-        return (ServerOptions)MemberwiseClone();
+        if (DefaultModes.ContainsKey(BatchDoor.Run))
+        {
+            throw new ArgumentException("Batches of shepherd run come in by no door of the server: only the OpenAI, Inline and Anthropic doors take a default mode.", nameof(DefaultModes));
+        }
+
+        var copy = (ServerOptions)MemberwiseClone();
+        copy.DefaultModes = new Dictionary<BatchDoor, BatchMode>(DefaultModes);
+        return copy;
     }
 }

@@ -91,6 +91,38 @@ public sealed class CommandLineTests
         Assert.DoesNotContain("[default: Characters]", help, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("run")]
+    [InlineData("submit")]
+    public void TheDeadlineAndTheMode_AreRead_AndCompletionWindowIsTheDeadlinesOtherName(string commandName)
+    {
+        var root = ShepherdCommands.Root();
+        using var folder = new Testing.TempDirectory();
+        var input = Testing.BatchFiles.Write(folder.File("in.jsonl"), Testing.BatchFiles.OpenAIChat(1));
+
+        var given = root.Parse([commandName, input, "--completion-window", "90m", "--mode", "native"]);
+        var left = root.Parse([commandName, input, "--deadline", "6h"]);
+        var typedAsAlias = root.Parse([commandName, input, "--completion-window", "soon"]);
+
+        Assert.Empty(given.Errors);
+        Assert.Equal(TimeSpan.FromMinutes(90), given.GetValue<TimeSpan?>("--deadline"));
+        Assert.Equal(Engine.Model.BatchMode.Native, given.GetValue<Engine.Model.BatchMode?>("--mode"));
+        Assert.Equal((TimeSpan.FromHours(6), (Engine.Model.BatchMode?)null), (left.GetValue<TimeSpan?>("--deadline"), left.GetValue<Engine.Model.BatchMode?>("--mode")));
+        // A refusal names the flag as it was typed.
+        Assert.StartsWith("--completion-window is a duration with its unit", Assert.Single(typedAsAlias.Errors).Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void TheHelp_NamesTheDeadlineAndTheFourModes()
+    {
+        var output = new StringWriter();
+
+        ShepherdCommands.Root().Parse(["run", "--help"]).Invoke(new InvocationConfiguration { Output = output });
+
+        Assert.Contains("--completion-window, --deadline <DURATION>", output.ToString(), StringComparison.Ordinal);
+        Assert.Contains("--mode <realtime|native|flex|auto>", output.ToString(), StringComparison.Ordinal);
+    }
+
     [Fact]
     public void TheCommandThatResumesAFreshRun_LeavesOutFresh_AndTheKey()
     {

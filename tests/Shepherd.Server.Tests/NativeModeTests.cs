@@ -25,7 +25,7 @@ public sealed class NativeModeTests
         await using var provider = await RunningServer.StartAsync(
             new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(2), ContextTokens = 300 },
             engine: e => e.Dispatch.MaxAttempts = 1);
-        await using var server = await StartAgainstAsync(provider);
+        await using var server = await RunningServer.StartAgainstAsync(provider);
 
         var (status, created) = await server.PostAsync("/v1/batches", Prompts(20, longOnes: 2));
 
@@ -124,7 +124,7 @@ public sealed class NativeModeTests
                 e.Dispatch.MaxAttempts = 1;
                 e.Dispatch.BreakerFailuresToOpen = 1000;
             });
-        await using var server = await StartAgainstAsync(provider, maxAttempts: 12);
+        await using var server = await RunningServer.StartAgainstAsync(provider, maxAttempts: 12);
 
         var (_, created) = await server.PostAsync("/v1/batches", Prompts(30, longOnes: 0));
         var ended = await server.WaitForEndAsync(created.GetProperty("id").GetString()!);
@@ -143,7 +143,7 @@ public sealed class NativeModeTests
     public async Task ARestartWhileThePollGoesOn_ResumesTheSameProviderBatch()
     {
         await using var provider = await RunningServer.StartAsync(new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(400) });
-        var first = await StartAgainstAsync(provider, poll: TimeSpan.FromHours(1));
+        var first = await RunningServer.StartAgainstAsync(provider, poll: TimeSpan.FromHours(1));
         string id;
         RunningServer restarted;
         try
@@ -155,7 +155,7 @@ public sealed class NativeModeTests
         }
         finally
         {
-            restarted = await first.RestartAsync(upstream: ProviderUpstream(provider), engine: e => e.Native.PollInterval = FastPoll);
+            restarted = await first.RestartAsync(upstream: RunningServer.ProviderUpstream(provider), engine: e => e.Native.PollInterval = FastPoll);
         }
 
         await using (restarted)
@@ -178,7 +178,7 @@ public sealed class NativeModeTests
             new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(300) },
             tune: null,
             engine: e => e.Dispatch.Concurrency = 2);
-        await using var server = await StartAgainstAsync(provider);
+        await using var server = await RunningServer.StartAgainstAsync(provider);
 
         var (_, created) = await server.PostAsync("/v1/batches", Prompts(20, longOnes: 0));
         var id = created.GetProperty("id").GetString()!;
@@ -204,7 +204,7 @@ public sealed class NativeModeTests
         await using var provider = await RunningServer.StartAsync(
             new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(700) },
             engine: e => e.Dispatch.Concurrency = 1);
-        var first = await StartAgainstAsync(provider, poll: TimeSpan.FromHours(1));
+        var first = await RunningServer.StartAgainstAsync(provider, poll: TimeSpan.FromHours(1));
         string id;
         RunningServer restarted;
         var ct = TestContext.Current.CancellationToken;
@@ -219,7 +219,7 @@ public sealed class NativeModeTests
         }
         finally
         {
-            restarted = await first.RestartAsync(upstream: ProviderUpstream(provider), engine: e => e.Native.PollInterval = FastPoll);
+            restarted = await first.RestartAsync(upstream: RunningServer.ProviderUpstream(provider), engine: e => e.Native.PollInterval = FastPoll);
         }
 
         await using (restarted)
@@ -239,7 +239,7 @@ public sealed class NativeModeTests
         await using var server = await RunningServer.StartAsync(
             upstream: u =>
             {
-                ProviderUpstream(provider)(u);
+                RunningServer.ProviderUpstream(provider)(u);
                 u.ApiKey = new Secret("sk-not-a-tenant");
             },
             engine: e => e.Native.PollInterval = TimeSpan.FromMilliseconds(300));
@@ -291,39 +291,36 @@ public sealed class NativeModeTests
     [Fact]
     public async Task TheMode_IsCheckedAgainstTheUpstreams()
     {
-        // The simulator upstream is an OpenAI-compatible server without a batch API.
+        // The simulator upstream is an OpenAI-compatible server without a batch API or a flex tier.
         await using var server = await RunningServer.StartAsync();
 
         var (status, refused) = await server.PostAsync("/v1/batches", """{"model":"gpt-4o-mini","mode":"native","requests":[{"custom_id":"a","prompt":"hi"}]}""");
         Assert.Equal(400, status);
-        Assert.Equal("native_batch_unavailable", refused.GetProperty("error").GetProperty("code").GetString());
+        Assert.Equal(("native_batch_unavailable", "mode"), (refused.GetProperty("error").GetProperty("code").GetString(), refused.GetProperty("error").GetProperty("param").GetString()));
+        var (flexStatus, flex) = await server.PostAsync("/v1/batches", """{"model":"gpt-4o-mini","mode":"flex","requests":[{"custom_id":"a","prompt":"hi"}]}""");
+        Assert.Equal(400, flexStatus);
+        Assert.Equal("flex_unavailable", flex.GetProperty("error").GetProperty("code").GetString());
+        var (badStatus, bad) = await server.PostAsync("/v1/batches", """{"model":"gpt-4o-mini","mode":"sometimes","requests":[{"custom_id":"a","prompt":"hi"}]}""");
+        Assert.Equal(400, badStatus);
+        Assert.Equal("invalid_mode", bad.GetProperty("error").GetProperty("code").GetString());
 
-        var (autoStatus, auto) = await server.PostAsync("/v1/batches", """{"model":"gpt-4o-mini","mode":"auto","requests":[{"custom_id":"a","prompt":"hi"}]}""");
+        // Asked for, auto is kept; with nothing cheaper to plan with, the planner sends it in realtime.
+        var (autoStatus, auto) = await server.PostAsync("/v1/batches", """{"model":"gpt-4o-mini","mode":"auto","deadline":"1h","requests":[{"custom_id":"a","prompt":"hi"}]}""");
         Assert.Equal(200, autoStatus);
-        Assert.Equal("realtime", auto.GetProperty("mode").GetString());
-        Assert.Equal(400, (await server.PostAsync("/v1/batches", """{"model":"gpt-4o-mini","mode":"sometimes","requests":[{"custom_id":"a","prompt":"hi"}]}""")).Status);
-
-        await using var provider = await RunningServer.StartAsync();
-        await using var native = await StartAgainstAsync(provider);
-        var (_, longWindow) = await native.PostAsync("/v1/batches", """{"model":"gpt-4o-mini","mode":"auto","completion_window":"48h","requests":[{"custom_id":"a","prompt":"hi"}]}""");
-        Assert.Equal("native", longWindow.GetProperty("mode").GetString());
-        var (_, shortWindow) = await native.PostAsync("/v1/batches", """{"model":"gpt-4o-mini","mode":"auto","completion_window":"1h","requests":[{"custom_id":"a","prompt":"hi"}]}""");
-        Assert.Equal("realtime", shortWindow.GetProperty("mode").GetString());
-        var (budgetStatus, budgetRefused) = await native.PostAsync("/v1/batches", """{"model":"gpt-4o-mini","mode":"native","budget_usd":1,"requests":[{"custom_id":"a","prompt":"hi"}]}""");
-        Assert.Equal(400, budgetStatus);
-        Assert.Equal("budget_not_supported", budgetRefused.GetProperty("error").GetProperty("code").GetString());
-        var (_, budgeted) = await native.PostAsync("/v1/batches", """{"model":"gpt-4o-mini","mode":"auto","budget_usd":1,"requests":[{"custom_id":"a","prompt":"hi"}]}""");
-        Assert.Equal("realtime", budgeted.GetProperty("mode").GetString());
-        await native.WaitForEndAsync(budgeted.GetProperty("id").GetString()!);
-        await native.WaitForEndAsync(longWindow.GetProperty("id").GetString()!);
-        await native.WaitForEndAsync(shortWindow.GetProperty("id").GetString()!);
+        Assert.Equal("auto", auto.GetProperty("mode").GetString());
+        Assert.Equal("completed", (await server.WaitForEndAsync(auto.GetProperty("id").GetString()!)).GetProperty("status").GetString());
+        Assert.Equal(1, server.Simulator.Provider.Stats().Requests);
+        // Without a mode, a deadline is not enough: no upstream can do better than realtime.
+        var (_, unasked) = await server.PostAsync("/v1/batches", """{"model":"gpt-4o-mini","deadline":"1h","requests":[{"custom_id":"a","prompt":"hi"}]}""");
+        Assert.Equal("realtime", unasked.GetProperty("mode").GetString());
+        await server.WaitForEndAsync(unasked.GetProperty("id").GetString()!);
     }
 
     [Fact]
     public async Task TheRealtimeClaim_NeverTakesItemsOfANativeBatch()
     {
         await using var provider = await RunningServer.StartAsync();
-        await using var server = await StartAgainstAsync(provider, poll: TimeSpan.FromHours(1));
+        await using var server = await RunningServer.StartAgainstAsync(provider, poll: TimeSpan.FromHours(1));
         var store = server.Store;
         var ct = TestContext.Current.CancellationToken;
         var now = server.Server.Services.GetService(typeof(TimeProvider)) is TimeProvider time ? time.GetUtcNow() : default;
@@ -339,24 +336,6 @@ public sealed class NativeModeTests
         Assert.Contains("claim-test-model", await store.ListActiveModelsAsync(batchId, ct));
     }
 
-    private static Action<UpstreamOptions> ProviderUpstream(RunningServer provider) => u =>
-    {
-        u.Name = "provider";
-        u.BaseUrl = new Uri(provider.BaseUrl, "v1");
-        u.ApiKey = new Secret(RunningServer.Key);
-        u.BatchApi = true;
-    };
-
-    private static Task<RunningServer> StartAgainstAsync(RunningServer provider, TimeSpan? poll = null, int? maxAttempts = null) =>
-        RunningServer.StartAsync(upstream: ProviderUpstream(provider), engine: e =>
-        {
-            e.Native.PollInterval = poll ?? FastPoll;
-            if (maxAttempts is { } attempts)
-            {
-                e.Dispatch.MaxAttempts = attempts;
-            }
-        });
-
     private static string Prompts(int count, int longOnes)
     {
         var longPrompt = string.Join(' ', Enumerable.Repeat("verbose", 2000));
@@ -365,13 +344,13 @@ public sealed class NativeModeTests
         return $$"""{"model":"gpt-4o-mini","mode":"native","requests":[{{string.Join(",", requests)}}]}""";
     }
 
-    private static async Task<Dictionary<string, JsonElement>> ResultsAsync(RunningServer server, string id)
+    internal static async Task<Dictionary<string, JsonElement>> ResultsAsync(RunningServer server, string id)
     {
         var (_, page) = await server.GetAsync($"/v1/batches/{id}/results?limit=1000");
         return page.GetProperty("data").EnumerateArray().ToDictionary(l => l.GetProperty("custom_id").GetString()!, l => l);
     }
 
-    private static long Nanos(JsonElement usd) => (long)Math.Round(decimal.Parse(usd.GetRawText(), NumberStyles.Float, CultureInfo.InvariantCulture) * 1_000_000_000m);
+    internal static long Nanos(JsonElement usd) => (long)Math.Round(decimal.Parse(usd.GetRawText(), NumberStyles.Float, CultureInfo.InvariantCulture) * 1_000_000_000m);
 
     private static Task WaitUntilAsync(Func<Task<bool>> condition) =>
         Poll.UntilAsync(condition, TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);

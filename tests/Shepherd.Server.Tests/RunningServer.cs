@@ -118,6 +118,26 @@ public sealed class RunningServer : IAsyncDisposable
         }, TestContext.Current.CancellationToken);
     }
 
+    /// <summary>The upstream of a server that hands its native work to <paramref name="provider"/>'s batch APIs.</summary>
+    public static Action<UpstreamOptions> ProviderUpstream(RunningServer provider) => u =>
+    {
+        u.Name = "provider";
+        u.BaseUrl = new Uri(provider.BaseUrl, "v1");
+        u.ApiKey = new Secret(RunningServer.Key);
+        u.BatchApi = true;
+    };
+
+    /// <summary>A server whose upstream is <paramref name="provider"/>, with its batch API, looked at every <paramref name="poll"/> (0.1 s unless given).</summary>
+    public static Task<RunningServer> StartAgainstAsync(RunningServer provider, TimeSpan? poll = null, int? maxAttempts = null, Action<ServerOptions>? tune = null) =>
+        StartAsync(tune: tune, upstream: ProviderUpstream(provider), engine: e =>
+        {
+            e.Native.PollInterval = poll ?? TimeSpan.FromMilliseconds(100);
+            if (maxAttempts is { } attempts)
+            {
+                e.Dispatch.MaxAttempts = attempts;
+            }
+        });
+
     /// <summary>A client presenting <paramref name="key"/> (or no key).</summary>
     public HttpClient Client(string? key)
     {

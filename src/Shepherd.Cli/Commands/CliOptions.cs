@@ -143,12 +143,19 @@ internal static class CliOptions
     };
 
     /// <summary>
-    /// A duration with its unit (<c>30s</c>, <c>90m</c>, <c>24h</c>), longer than 0; with
-    /// <paramref name="allowZero"/>, zero too (<c>0</c> or <c>0s</c>). Null when left out.
+    /// A duration with its unit (<c>30s</c>, <c>90m</c>, <c>24h</c>), longer than 0; its errors
+    /// name the option as it was typed, <paramref name="name"/> or one of its <paramref name="aliases"/>.
     /// </summary>
-    public static Option<TimeSpan?> Duration(string name, string description, bool allowZero = false)
+    public static Option<TimeSpan?> Duration(string name, string description, params string[] aliases) =>
+        Duration(name, description, allowZero: false, aliases);
+
+    /// <summary>
+    /// As <see cref="Duration(string, string, string[])"/>; with <paramref name="allowZero"/>, zero
+    /// too (<c>0</c> or <c>0s</c>).
+    /// </summary>
+    public static Option<TimeSpan?> Duration(string name, string description, bool allowZero, params string[] aliases)
     {
-        return new Option<TimeSpan?>(name)
+        return new Option<TimeSpan?>(name, aliases)
         {
             Description = description,
             HelpName = "DURATION",
@@ -160,6 +167,7 @@ internal static class CliOptions
                     return TimeSpan.Zero;
                 }
 
+                var typed = (result.Parent as System.CommandLine.Parsing.OptionResult)?.IdentifierToken?.Value ?? name;
                 // A number alone could mean seconds or hours: the unit is asked for, not guessed.
                 if (text.Length > 0 && char.IsAsciiLetter(text[^1]) && Engine.Upstreams.RateLimitSnapshot.ParseDuration(text) is { } duration)
                 {
@@ -168,15 +176,25 @@ internal static class CliOptions
                         return duration;
                     }
 
-                    result.AddError($"{name} must be longer than 0; got '{text}'.");
+                    result.AddError($"{typed} must be longer than 0; got '{text}'.");
                     return null;
                 }
 
-                result.AddError($"{name} is a duration with its unit, such as 24h, 90m or 30s; got '{text}'.");
+                result.AddError($"{typed} is a duration with its unit, such as 24h, 90m or 30s; got '{text}'.");
                 return null;
             },
         };
     }
+
+    /// <summary>
+    /// <c>--deadline DURATION</c> (or its older name <c>--completion-window</c>), of the commands
+    /// that make a batch: when it must be done by, counted from its creation.
+    /// </summary>
+    public static Option<TimeSpan?> Deadline(string description) => Duration("--deadline", description, "--completion-window");
+
+    /// <summary><c>--mode realtime|native|flex|auto</c>, of the commands that make a batch; null when it was left out.</summary>
+    public static ChoiceOption<Engine.Model.BatchMode?> Mode(string description) => Choice<Engine.Model.BatchMode?>("--mode", description, null,
+        [.. Engine.Model.BatchModeWords.All.Select(m => (m.Word, (Engine.Model.BatchMode?)m.Mode))]);
 
     /// <summary><c>--progress auto|live|plain|none</c>, of the commands that show progress.</summary>
     public static ChoiceOption<Running.ProgressMode> Progress() => Choice("--progress", "auto (a live bar on a terminal), live, plain (a line every 5 s) or none", Running.ProgressMode.Auto,

@@ -14,7 +14,8 @@ internal static class RunCommand
         var engine = new EngineOptionSet("Where requests go: sim (the built-in simulated provider), openai (any OpenAI-compatible server), anthropic. Default: anthropic for Anthropic input, openai otherwise");
         var priority = CliOptions.Choice("--priority", "The order among batches sharing a lane", BatchPriority.Normal,
             ("low", BatchPriority.Low), ("normal", BatchPriority.Normal), ("high", BatchPriority.High));
-        var window = CliOptions.Duration("--completion-window", "Give up after this long (24h, 90m, 7d): unfinished requests end batch_expired");
+        var deadline = CliOptions.Deadline("When the batch must be done, counted from its start (24h, 90m, 7d): unfinished requests then end batch_expired; with it, mode auto plans to meet it (kept with the batch; given again, it replaces the saved one)");
+        var mode = CliOptions.Mode("How requests go: realtime (sent one by one), native (the provider's batch API), flex (the flex tier) or auto (the cheapest that meets the deadline). Default: auto with --deadline when an upstream has a batch API or flex tier for the model, realtime otherwise (kept with the batch; given again, it replaces the saved one)");
         var state = new Option<string?>("--state") { Description = "The state file; defaults to FILE.shepherd.db beside the input" };
         var output = new Option<string?>("--output", "-o") { Description = "Where successful results go; defaults to NAME.out.jsonl beside the input" };
         var errors = new Option<string?>("--errors") { Description = "Where failed results go; defaults to NAME.errors.jsonl beside the input" };
@@ -27,7 +28,7 @@ internal static class RunCommand
 
         var command = new Command("run", "Send every request of a batch file, at the provider's pace, and write the results; resumes where it stopped")
         {
-            file, priority, window, state, output, errors, fresh, progress, json, retryFailed, budget, maxOutage,
+            file, priority, deadline, mode, state, output, errors, fresh, progress, json, retryFailed, budget, maxOutage,
         };
         foreach (var option in engine.All)
         {
@@ -48,7 +49,8 @@ internal static class RunCommand
             {
                 InputPath = parse.GetValue(file)!.FullName,
                 Priority = priority.ValueIn(parse),
-                CompletionWindow = parse.GetValue(window),
+                Deadline = parse.GetValue(deadline),
+                Mode = mode.ValueIn(parse),
                 StatePath = parse.GetValue(state),
                 OutputPath = parse.GetValue(output),
                 ErrorsPath = parse.GetValue(errors),

@@ -22,14 +22,15 @@ internal static class SubmitCommand
             }
         });
         var metadata = Metadata();
-        var window = CliOptions.Duration("--completion-window", "How long the batch may take (24h, 90m, 7d): unfinished requests then expire. Default 24h");
+        var deadline = CliOptions.Deadline("When the batch must be done, counted from its creation (24h, 90m, 7d): unfinished requests then expire; with it, mode auto plans to meet it. Default 24h");
+        var mode = CliOptions.Mode("How the server sends the requests: realtime, native (its upstream's batch API), flex (the flex tier) or auto (the cheapest that meets the deadline). Default: the server's (auto when an upstream has a batch API or flex tier for the model, realtime otherwise)");
         var waiting = new WaitOptionSet();
         var remote = new RemoteOptionSet("Print the batch as JSON on stdout (with --wait, once it has ended; progress goes to stderr)");
 
         var budget = CliOptions.Usd("--budget", "The most the batch may cost, in US dollars: the server sends a request only while it fits");
         var command = new Command("submit", "Upload a JSONL batch file to a Shepherd server and create a batch of it")
         {
-            file, endpoint, metadata, window, budget,
+            file, endpoint, metadata, deadline, mode, budget,
         };
         var wait = waiting.AddWithWait(command, "Wait for the batch to end, with progress, and exit as run does (0 all succeeded, 3 some failed)");
         remote.AddTo(command);
@@ -42,7 +43,8 @@ internal static class SubmitCommand
             {
                 Endpoint = parse.GetValue(endpoint),
                 Metadata = parse.GetValue(metadata) is { Count: > 0 } pairs ? pairs : null,
-                CompletionWindow = parse.GetValue(window) ?? TimeSpan.FromHours(24),
+                Deadline = parse.GetValue(deadline) ?? TimeSpan.FromHours(24),
+                Mode = mode.ValueIn(parse) is { } asked ? BatchModeNames.FromApiName(Engine.Model.BatchModeWords.Of(asked)) : null,
                 BudgetUsd = parse.GetValue(budget) is { } nanos ? Engine.Pricing.Cost.ToUsd(nanos) : null,
             };
             // The file is checked here first, as run checks it, so a bad line is named before anything is uploaded.

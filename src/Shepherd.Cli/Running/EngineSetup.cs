@@ -4,6 +4,7 @@ using Shepherd.Engine;
 using Shepherd.Engine.Configuration;
 using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Formats;
+using Shepherd.Engine.Native;
 using Shepherd.Engine.Pricing;
 using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
@@ -45,7 +46,9 @@ internal static class EngineSetup
         var kind = choice == ProviderChoice.Anthropic || (choice == ProviderChoice.Sim && anthropicInput) ? UpstreamKind.Anthropic : UpstreamKind.OpenAI;
         if (choice == ProviderChoice.Sim)
         {
-            return new([Tuned(settings, new UpstreamOptions { Name = "sim", Kind = kind, BaseUrl = SimulatorBaseUrl })], "the simulated provider");
+            // The simulator serves both batch APIs, and OpenAI's flex tier, as the providers it stands for do.
+            var simulated = new UpstreamOptions { Name = "sim", Kind = kind, BaseUrl = SimulatorBaseUrl, BatchApi = true, Flex = kind == UpstreamKind.OpenAI };
+            return new([Tuned(settings, simulated)], "the simulated provider");
         }
 
         var variable = kind == UpstreamKind.Anthropic ? "ANTHROPIC_API_KEY" : "OPENAI_API_KEY";
@@ -75,7 +78,7 @@ internal static class EngineSetup
         SharedStore = shared,
         Upstreams = upstreams,
         Prices = config?.PriceTable() ?? PriceTable.BuiltIn,
-        Native = config?.Native?.ToOptions() ?? new(),
+        Native = NativeOptions(settings, config),
         Dispatch = new DispatchOptions
         {
             Concurrency = settings.Concurrency,
@@ -83,6 +86,22 @@ internal static class EngineSetup
             LeaseDuration = settings.RequestTimeout + TimeSpan.FromMinutes(5),
         },
     };
+
+    /// <summary>
+    /// How native jobs are watched: as the configuration says; the simulator, which ends a job in
+    /// moments rather than hours, is looked at every second and given 5 seconds to cancel one.
+    /// </summary>
+    private static NativeBatchOptions NativeOptions(EngineSettings settings, ShepherdConfig? config)
+    {
+        var options = config?.Native?.ToOptions() ?? new();
+        if (settings.Provider == ProviderChoice.Sim)
+        {
+            options.PollInterval = config?.Native?.PollSeconds is null ? TimeSpan.FromSeconds(1) : options.PollInterval;
+            options.CancelGrace = TimeSpan.FromSeconds(5);
+        }
+
+        return options;
+    }
 
     /// <summary>With <c>--provider sim</c>, requests are answered in-process by the simulated provider.</summary>
     public static void UseSimulatorIfChosen(EngineSettings settings, IHttpClientBuilder http, TimeProvider time)

@@ -9,6 +9,7 @@ using Shepherd.Engine.Configuration;
 using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Formats;
 using Shepherd.Engine.Model;
+using Shepherd.Engine.Native;
 using Shepherd.Engine.Pricing;
 using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
@@ -86,6 +87,9 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         var models = batch is not null ? await store.ListActiveModelsAsync(batch.Id, cancellationToken) : first is { } line ? [line.Model] : [];
         CheckServed(models, upstreams);
         await using var services = BuildServices(store, config, upstreams);
+        var runner = services.GetRequiredService<NativeBatchRunner>();
+        var mode = batch is null ? RunPlan.ForNew(settings, runner, first?.Model, endpoint) : batch.Mode;
+        RunPlan.Check(settings, runner, models, endpoint);
         // A batch that has ended and is not sent again only has its files written: no upstream is asked.
         var sends = batch is not { HasEnded: true } || settings.RetryFailed;
         if (sends && await UnreachableAsync(services, cancellationToken) is { } unreachable)
@@ -100,7 +104,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         if (batch is null)
         {
             var importStarted = time.GetTimestamp();
-            var imported = await ImportAsync(services.GetRequiredService<BatchImporter>(), input, cancellationToken);
+            var imported = await ImportAsync(services.GetRequiredService<BatchImporter>(), input, mode, cancellationToken);
             importTime = time.GetElapsedTime(importStarted);
             if (!imported.Accepted)
             {
@@ -119,11 +123,13 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             (batch, retried) = await ReviseAsync(store, batch, cancellationToken);
         }
 
-        CheckServed(await store.ListActiveModelsAsync(batch.Id, cancellationToken), upstreams);
+        var active = await store.ListActiveModelsAsync(batch.Id, cancellationToken);
+        CheckServed(active, upstreams);
+        RunPlan.Check(settings, runner, active, batch.Endpoint);
         return await DispatchAndExportAsync(services, store, batch, new RunStart(importTime, retried, statePath), target, results, cancellationToken);
     }
 
-    /// <summary>A stored batch as this run was told to change it: its failed requests queued again (how many is returned), its budget replaced.</summary>
+    /// <summary>A stored batch as this run was told to change it: its failed requests queued again (how many is returned), its budget, mode and deadline replaced.</summary>
     private async Task<(BatchRecord Batch, long Retried)> ReviseAsync(IBatchStore store, BatchRecord batch, CancellationToken cancellationToken)
     {
         var requeued = 0L;
@@ -135,13 +141,21 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         if (settings.RetryFailed)
         {
             var unfinished = batch.Failed + batch.Expired;
-            requeued = await store.RequeueFailedAsync(batch.Id, time.GetUtcNow() + settings.CompletionWindow, cancellationToken);
+            requeued = await store.RequeueFailedAsync(batch.Id, time.GetUtcNow() + settings.Deadline, cancellationToken);
             await stderr.WriteLineAsync(requeued > 0
                 ? $"Retrying {RemoteOutput.Plural(requeued, "failed or expired request")} of {batch.Id}; its {RemoteOutput.Plural(batch.Succeeded, "answer")} {(batch.Succeeded == 1 ? "is" : "are")} kept."
                 : $"--retry-failed: {batch.Id} has no failed or expired request{(unfinished > 0 ? " that can be sent again" : "")}; nothing to retry.");
         }
 
-        return ((await store.GetBatchAsync(batch.Id, cancellationToken))!, requeued);
+        // Requests retried have the deadline counted from now, as the retry set it.
+        batch = (await store.GetBatchAsync(batch.Id, cancellationToken))!;
+        if (await RunPlan.ReviseAsync(store, batch, settings.RetryFailed ? settings with { Deadline = null } : settings, cancellationToken))
+        {
+            batch = (await store.GetBatchAsync(batch.Id, cancellationToken))!;
+            await stderr.WriteLineAsync($"{batch.Id} now runs in mode {BatchModeWords.Of(batch.Mode)}, {(batch.ExpiresAt is { } deadline ? $"to be done by {deadline.UtcDateTime:yyyy-MM-dd HH:mm:ss} UTC" : "without a deadline")}.");
+        }
+
+        return (batch, requeued);
     }
 
     /// <summary>The format, url and model of the input's first request; null for a broken first line, which the import reports.</summary>
@@ -200,9 +214,9 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         {
             await stderr.WriteLineAsync(batch.Finished > 0 || released > 0
                 ? $"Resuming {batch.Id}: {RemoteOutput.Count(batch.Finished)} of {RemoteOutput.Plural(batch.Total, "request")} already done."
-                : $"Sending {RemoteOutput.Plural(batch.Total, "request")} of {Relative(settings.InputPath)} ({batch.Id}) to {target}, up to {settings.Concurrency} at a time.");
+                : $"Sending {RemoteOutput.Plural(batch.Total, "request")} of {Relative(settings.InputPath)} ({batch.Id}) {RunPlan.Describe(batch, target, settings.Concurrency)}.");
 
-            var ending = await DispatchAsync(dispatcher, store, batch, start.StatePath, cancellationToken);
+            var ending = await DispatchAsync(dispatcher, services.GetRequiredService<NativeBatchRunner>(), store, batch, start.StatePath, cancellationToken);
             if (ending != ExitCodes.Success)
             {
                 return ending;
@@ -223,16 +237,20 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
     }
 
     /// <summary>
-    /// Dispatches until the batch completes (<see cref="ExitCodes.Success"/>), is interrupted, or
-    /// cannot go on: the provider refused the key, or no upstream answered for <c>--max-outage</c>.
-    /// Every answer received is saved in each case, and the same command resumes.
+    /// Dispatches, and hands to providers' batch APIs what goes there, until the batch has ended
+    /// (<see cref="ExitCodes.Success"/>), is interrupted, or cannot go on: the provider refused
+    /// the key, or no upstream answered for <c>--max-outage</c>. Every answer received is saved in
+    /// each case, jobs at providers stay recorded, and the same command resumes (polling them).
     /// </summary>
-    private async Task<int> DispatchAsync(Dispatcher dispatcher, IBatchStore store, BatchRecord batch, string statePath, CancellationToken cancellationToken)
+    private async Task<int> DispatchAsync(Dispatcher dispatcher, NativeBatchRunner runner, IBatchStore store, BatchRecord batch, string statePath, CancellationToken cancellationToken)
     {
         using var stop = new CancellationTokenSource();
         var running = dispatcher.RunAsync(batch.Id, stop.Token);
+        // The end of a batch the runner finishes reaches the dispatcher's waiters at once.
+        runner.BatchesEnded += dispatcher.NotifyBatchesChanged;
+        var native = await NativeWorkAsync(store, batch, cancellationToken) ? runner.RunAsync(stop.Token) : null;
         var completed = dispatcher.WaitForBatchAsync(batch.Id, cancellationToken);
-        var work = Task.WhenAny(running, completed).Unwrap();
+        var work = Task.WhenAny([running, completed, .. native is null ? [] : new[] { native }]).Unwrap();
         var display = new ProgressDisplay(console, settings.Json ? stderr : stdout, ResolveProgressMode(), time);
         await display.ShowAsync(Path.GetFileName(settings.InputPath), work, async () =>
         {
@@ -258,6 +276,8 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         await stop.CancelAsync();
         // Rethrows a store failure; otherwise returns once every received answer is committed.
         var stoppedBy = await running;
+        await (native ?? Task.CompletedTask);
+        runner.BatchesEnded -= dispatcher.NotifyBatchesChanged;
         var saved = (await store.GetBatchAsync(batch.Id, CancellationToken.None))!;
         var progress = $"{RemoteOutput.Count(saved.Finished)} of {RemoteOutput.Plural(saved.Total, "request")} done and saved in {Relative(statePath)}";
         if (interrupted)
@@ -276,6 +296,10 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             _ => ExitCodes.Success,
         };
     }
+
+    /// <summary>True when the batch has work for the native runner: its mode is not realtime, or jobs of it are still at a provider.</summary>
+    private static async Task<bool> NativeWorkAsync(IBatchStore store, BatchRecord batch, CancellationToken cancellationToken) =>
+        batch.Mode != BatchMode.Realtime || (await store.ListNativeJobsAsync(batch.Id, cancellationToken)).Any(job => job.Status != NativeJobStatus.Ended);
 
     /// <summary>
     /// Ends a run that stopped before its batch ended: <paramref name="message"/> on stderr, and
@@ -335,10 +359,10 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
                 "Pass --fresh to start over (answers already received are discarded), or --state to keep both.");
     }
 
-    private async Task<ImportResult> ImportAsync(BatchImporter importer, string input, CancellationToken cancellationToken)
+    private async Task<ImportResult> ImportAsync(BatchImporter importer, string input, BatchMode mode, CancellationToken cancellationToken)
     {
         await using var file = OpenInput(input);
-        return await importer.ImportAsync(file, new NewBatch(BatchIds.NewBatchId(), input, Priority: settings.Priority, CompletionWindow: settings.CompletionWindow) { BudgetNanos = settings.BudgetNanos }, cancellationToken);
+        return await importer.ImportAsync(file, new NewBatch(BatchIds.NewBatchId(), input, Priority: settings.Priority, CompletionWindow: settings.Deadline) { BudgetNanos = settings.BudgetNanos, Mode = mode }, cancellationToken);
     }
 
     private Task<int> ReportRejectedAsync(ImportResult imported) =>

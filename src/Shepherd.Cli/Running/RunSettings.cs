@@ -89,7 +89,11 @@ internal sealed record RunSettings : EngineSettings
 
     public BatchPriority Priority { get; init; } = BatchPriority.Normal;
 
-    public TimeSpan? CompletionWindow { get; init; }
+    /// <summary>How long after its creation the batch must be done by (<c>--deadline</c>); null to keep what the stored batch has (none for a new one).</summary>
+    public TimeSpan? Deadline { get; init; }
+
+    /// <summary>The mode asked for (<c>--mode</c>); null to keep the stored batch's, or to let a new one be chosen.</summary>
+    public BatchMode? Mode { get; init; }
 
     public bool Fresh { get; init; }
 

@@ -30,6 +30,7 @@ internal sealed class RunSummary(bool json, TextWriter stdout)
                 var counts = BatchCounts.Of(batch);
                 counts.WriteOutcome(writer);
                 counts.WriteBudget(writer);
+                writer.WriteString("mode", BatchModeWords.Of(batch.Mode));
                 writer.WriteNumber("finished_this_run", finishedThisRun);
                 writer.WriteNumber("retried_failed", retried);
                 writer.WriteNumber("wall_seconds", Math.Round(wall.TotalSeconds, 3));
@@ -62,9 +63,10 @@ internal sealed class RunSummary(bool json, TextWriter stdout)
         await stdout.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"  tokens:  {batch.InputTokens:N0} in, {batch.OutputTokens:N0} out"));
         var unpriced = batch.Unpriced > 0 ? $" ({RemoteOutput.Plural(batch.Unpriced, "answer")} of models without a price count as $0)" : "";
         await stdout.WriteLineAsync($"  cost:    {Cost.Describe(batch.CostNanos)}{unpriced}");
-        if (BatchCounts.Of(batch).Tiers.Describe() is { } tiers)
+        if (batch.Mode != BatchMode.Realtime || batch.Tiers != TierTally.None)
         {
-            await stdout.WriteLineAsync($"  tiers:   {tiers}");
+            var tiers = BatchCounts.Of(batch).Tiers.Describe() ?? "every answer in realtime";
+            await stdout.WriteLineAsync($"  mode:    {BatchModeWords.Of(batch.Mode)}: {tiers}");
         }
 
         if (batch.BudgetNanos is { } limit)

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;
 using Shepherd.Cli.Commands;
 using Shepherd.Engine.Configuration;
+using Shepherd.Engine.Model;
 using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
 using Shepherd.Server;
@@ -116,6 +117,7 @@ internal sealed class ServerRun(ServeSettings settings, TextWriter stdout, TimeP
             MaxCreateBodyBytes = config?.MaxCreateBodyBytes ?? defaults.MaxCreateBodyBytes,
             MaxCreateRequests = config?.MaxCreateRequests ?? defaults.MaxCreateRequests,
             OtlpEndpoint = settings.OtlpEndpoint ?? config?.OtlpEndpoint,
+            DefaultModes = config?.Modes?.ToModes() ?? new Dictionary<BatchDoor, BatchMode>(),
         };
         try
         {

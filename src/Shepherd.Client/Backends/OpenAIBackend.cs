@@ -15,6 +15,7 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
 {
     protected const string DefaultEndpoint = "/v1/chat/completions";
     private const string RetryOf = "retry_of";
+    private const string ModeKey = "shepherd_mode";
 
     protected ApiPipeline Pipeline => pipeline;
 
@@ -26,28 +27,33 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
     /// </summary>
     protected virtual bool HonoursIdempotencyKeys => false;
 
-    /// <summary>True when the server keeps a batch to a budget (<c>budget_usd</c>); the OpenAI API has none.</summary>
-    protected virtual bool KeepsBudgets => false;
+    /// <summary>True when the server takes Shepherd's own fields of a create: a budget (<c>budget_usd</c>) and a mode; the OpenAI API has neither.</summary>
+    protected virtual bool IsShepherd => false;
 
-    /// <summary>Adds <c>budget_usd</c> to a create (checked first with <see cref="CheckBudget"/>).</summary>
+    /// <summary>Adds <c>budget_usd</c> to a create (checked first with <see cref="CheckShepherdFields"/>).</summary>
     protected void AddBudget(JsonObject body, decimal? budgetUsd)
     {
-        CheckBudget(budgetUsd);
+        CheckShepherdFields(budgetUsd, null);
         if (budgetUsd is { } budget)
         {
             body["budget_usd"] = budget;
         }
     }
 
-    /// <summary>Refuses, before anything is sent, a budget the server would not keep, or one below 0.</summary>
-    protected void CheckBudget(decimal? budgetUsd)
+    /// <summary>Refuses, before anything is sent, a budget or a mode the server would not keep, or a budget below 0.</summary>
+    protected void CheckShepherdFields(decimal? budgetUsd, BatchMode? mode)
     {
+        if (mode is not null && !IsShepherd)
+        {
+            throw new ArgumentException("The OpenAI Batch API takes no mode; modes are a Shepherd server's.", nameof(mode));
+        }
+
         if (budgetUsd is not { } budget)
         {
             return;
         }
 
-        if (!KeepsBudgets)
+        if (!IsShepherd)
         {
             throw new ArgumentException("The OpenAI Batch API keeps no budget; budgets are kept by a Shepherd server.", nameof(budgetUsd));
         }
@@ -57,7 +63,7 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
 
     public virtual async Task<Batch> CreateAsync(NewBatch batch, string idempotencyKey, CancellationToken cancellationToken)
     {
-        CheckBudget(batch.BudgetUsd);
+        CheckShepherdFields(batch.BudgetUsd, batch.Mode);
         var endpoint = batch.Endpoint ?? DefaultEndpoint;
         var path = Path.Combine(Path.GetTempPath(), "shepherd-client-" + Guid.NewGuid().ToString("N") + ".jsonl");
         try
@@ -77,7 +83,7 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
                 }
             }
 
-            var fileOptions = new FileBatchOptions { Endpoint = endpoint, Metadata = batch.Metadata, CompletionWindow = batch.CompletionWindow ?? Requests.DefaultWindow, BudgetUsd = batch.BudgetUsd };
+            var fileOptions = new FileBatchOptions { Endpoint = endpoint, Metadata = batch.Metadata, CompletionWindow = batch.CompletionWindow ?? Requests.DefaultWindow, BudgetUsd = batch.BudgetUsd, Mode = batch.Mode };
             return await CreateFromFileAsync(path, fileOptions, idempotencyKey, cancellationToken);
         }
         finally
@@ -88,7 +94,8 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
 
     public async Task<Batch> CreateFromFileAsync(string path, FileBatchOptions options, string idempotencyKey, CancellationToken cancellationToken)
     {
-        CheckBudget(options.BudgetUsd);
+        CheckShepherdFields(options.BudgetUsd, options.Mode);
+        var metadata = WithMode(options.Metadata, options.Mode);
         var endpoint = options.Endpoint ?? await FirstUrlAsync(path, cancellationToken);
         var file = await pipeline.SendJsonAsync(() =>
         {
@@ -104,13 +111,33 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
             ["endpoint"] = endpoint,
             ["completion_window"] = Requests.WindowText(options.CompletionWindow),
         };
-        if (options.Metadata is { Count: > 0 } metadata)
+        if (metadata is { Count: > 0 })
         {
             body["metadata"] = new JsonObject(metadata.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)p.Value)));
         }
 
         AddBudget(body, options.BudgetUsd);
         return await PostBatchAsync("v1/batches", body.ToJsonString(), idempotencyKey, cancellationToken);
+    }
+
+    /// <summary>
+    /// The metadata of a file batch with its mode as a Shepherd server reads it there
+    /// (<c>shepherd_mode</c>): the OpenAI Batch API, whose create this is, has no field for it.
+    /// </summary>
+    private static IReadOnlyDictionary<string, string>? WithMode(IReadOnlyDictionary<string, string>? metadata, BatchMode? mode)
+    {
+        if (mode is not { } given)
+        {
+            return metadata;
+        }
+
+        var word = given.ToApiName();
+        if (metadata?.TryGetValue(ModeKey, out var named) == true && named != word)
+        {
+            throw new ArgumentException($"The metadata says {ModeKey} {named}, and Mode says {word}: give one.", nameof(metadata));
+        }
+
+        return new Dictionary<string, string>(metadata ?? new Dictionary<string, string>(), StringComparer.Ordinal) { [ModeKey] = word };
     }
 
     public Task<Batch> GetAsync(string batchId, CancellationToken cancellationToken) => GetAsync(batchId, CallKind.Repeatable, "", cancellationToken);

@@ -18,7 +18,7 @@ internal sealed class ShepherdBackend(ApiPipeline pipeline, ShepherdClientOption
     protected override bool HonoursIdempotencyKeys => true;
 
     /// <inheritdoc />
-    protected override bool KeepsBudgets => true;
+    protected override bool IsShepherd => true;
 
     public override Task<Batch> CreateAsync(NewBatch batch, string idempotencyKey, CancellationToken cancellationToken)
     {
@@ -42,6 +42,10 @@ internal sealed class ShepherdBackend(ApiPipeline pipeline, ShepherdClientOption
         }
 
         AddBudget(body, batch.BudgetUsd);
+        if (batch.Mode is { } mode)
+        {
+            body["mode"] = mode.ToApiName();
+        }
 
         return PostBatchAsync("v1/batches", body.ToJsonString(), idempotencyKey, cancellationToken);
     }

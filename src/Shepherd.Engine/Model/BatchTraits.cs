@@ -66,3 +66,24 @@ public enum ItemTier
     /// <summary>Sent by the dispatcher on the provider's flex tier, at the batch discount; the provider may refuse it for want of capacity.</summary>
     Flex = 2,
 }
+
+/// <summary>
+/// The words a batch's mode is written and asked for as: <c>realtime</c>, <c>native</c>,
+/// <c>flex</c> and <c>auto</c>, the same on the command line, in the server's fields and answers,
+/// and in the configuration.
+/// </summary>
+public static class BatchModeWords
+{
+    /// <summary>Every mode with its word, in the order they are listed to a user.</summary>
+    public static IReadOnlyList<(string Word, BatchMode Mode)> All { get; } =
+        [("realtime", BatchMode.Realtime), ("native", BatchMode.Native), ("flex", BatchMode.Flex), ("auto", BatchMode.Auto)];
+
+    /// <summary>The words, listed for a message: <c>realtime, native, flex, auto</c>.</summary>
+    public static string Listed { get; } = string.Join(", ", All.Select(m => m.Word));
+
+    /// <summary>The word for <paramref name="mode"/>.</summary>
+    public static string Of(BatchMode mode) => All.First(m => m.Mode == mode).Word;
+
+    /// <summary>The mode <paramref name="word"/> names (exactly, in lower case), or null when it names none.</summary>
+    public static BatchMode? Parse(string word) => All.Where(m => m.Word == word).Select(m => (BatchMode?)m.Mode).FirstOrDefault();
+}

@@ -80,16 +80,6 @@ public sealed partial class NativeBatchRunner
     /// <summary>Raised after results ended batches (they are now ended, or finalizing). Handlers must be quick.</summary>
     public event Action? BatchesEnded;
 
-    /// <summary>
-    /// True when some upstream with a native batch API serves <paramref name="model"/> (any
-    /// model, when null) for <paramref name="endpoint"/>.
-    /// </summary>
-    public bool CanRun(string? model, string endpoint)
-    {
-        ArgumentNullException.ThrowIfNull(endpoint);
-        return _providers.Any(p => p.Runs(endpoint) && (model is null || p.Options.Serves(model)));
-    }
-
     /// <summary>Tells the runner that batches changed (new, cancelled), so it need not wait for its next look.</summary>
     public void NotifyBatchesChanged() => _wake.Writer.TryWrite(true);
 

@@ -146,6 +146,13 @@ public interface IBatchStore : IAsyncDisposable
     Task SetBudgetAsync(string batchId, long? budgetNanos, CancellationToken cancellationToken);
 
     /// <summary>
+    /// Sets how a batch runs from now on: its mode, and its deadline (<see cref="BatchRecord.ExpiresAt"/>;
+    /// none when null). Its queued items go to the tier the mode starts items in (leased ones stay
+    /// where they are sent), and a cut-over is forgotten, so the planner looks again.
+    /// </summary>
+    Task SetPlanAsync(string batchId, BatchMode mode, DateTimeOffset? expiresAt, CancellationToken cancellationToken);
+
+    /// <summary>
     /// Commits many lease outcomes in one transaction. An outcome whose lease is no longer held
     /// (the item was released and claimed again) changes nothing, so an answer is never
     /// recorded twice.

@@ -130,6 +130,13 @@ internal static class StoreSql
         (prefix + "id", batchId), (prefix + "model", model ?? ""), (prefix + "from", from.Aggregate(0, (bits, tier) => bits | (1 << (int)tier))), (prefix + "to", (int)to),
     ];
 
+    /// <summary>Gives a batch (<c>@id</c>) its mode (<c>@mode</c>) and deadline (<c>@expires</c>), and forgets its cut-over.</summary>
+    internal const string SetPlan = "UPDATE batches SET mode = @mode, expires_at = @expires, cutover_at = NULL WHERE id = @id";
+
+    /// <summary>Moves a batch's (<c>@id</c>) queued items to the tier its mode starts them in.</summary>
+    internal static readonly string QueuedToModeTier =
+        $"UPDATE items SET tier = (SELECT {TierOfMode} FROM batches WHERE id = @id) WHERE batch_id = @id AND state = {(int)ItemState.Queued}";
+
     /// <summary>Marks a batch (<c>@id</c>) cut over to realtime at <c>@now</c>, once.</summary>
     internal const string CutOver = "UPDATE batches SET cutover_at = @now WHERE id = @id AND cutover_at IS NULL";
 

@@ -72,6 +72,8 @@ internal sealed class MessageBatchesApi(BatchService batches, CreateBodies bodie
         var created = new NewBatch(BatchIds.New("msgbatch_"), null, BatchEndpoints.Messages, CompletionWindow: Window)
         {
             Owner = caller.Owner, Door = BatchDoor.Anthropic, CompletionWindowText = "24h", IdempotencyKey = idempotencyKey, BodySha256 = body.Sha256,
+            // The door has no field for a mode: the server's configuration gives its batches one.
+            Mode = batches.ModeOf(BatchDoor.Anthropic, null, "requests", null, BatchEndpoints.Messages, hasDeadline: true),
         };
         var batch = await batches.CreateAndImportAsync(created, body.SpoolPath, BatchEndpoints.Messages, [], caller, cancellationToken);
         if (batch.Format != InputFormat.Anthropic)

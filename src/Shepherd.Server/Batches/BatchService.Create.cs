@@ -144,6 +144,28 @@ internal sealed partial class BatchService
         return count;
     }
 
+    /// <summary>
+    /// The mode of a new batch of <paramref name="model"/> (null: of the models its requests name)
+    /// at <paramref name="endpoint"/> that comes in by <paramref name="door"/>: the one its create
+    /// asked for in <paramref name="field"/>, else the door's in the server's configuration, else
+    /// auto when it has a deadline and an upstream's batch API or flex tier serves it, realtime
+    /// otherwise. A word that is no mode, or a mode no upstream can serve, is a 400 naming the field.
+    /// </summary>
+    public BatchMode ModeOf(BatchDoor door, string? asked, string field, string? model, string endpoint, bool hasDeadline)
+    {
+        BatchMode? mode = asked is null ? null
+            : BatchModeWords.Parse(asked) ?? throw ApiException.BadRequest($"{field} \"{asked}\" is not one of {string.Join(", ", BatchModeWords.All.Select(m => $"\"{m.Word}\""))}.", field, "invalid_mode");
+        var configured = mode is null && options.DefaultModes.TryGetValue(door, out var byDoor) ? byDoor : (BatchMode?)null;
+        var choice = native.ChooseMode(mode ?? configured, model, endpoint, hasDeadline);
+        if (choice.Refusal is not { } refusal)
+        {
+            return choice.Mode;
+        }
+
+        var which = configured is null ? $"{field} \"{asked}\"" : $"mode \"{BatchModeWords.Of(choice.Mode)}\", this server's for the {door.ToString().ToLowerInvariant()} door (server.modes.{door.ToString().ToLowerInvariant()} in its configuration),";
+        throw ApiException.BadRequest($"{which} cannot run: {refusal}.", field, choice.Code);
+    }
+
     /// <summary>Creates the batch, or finds the one its idempotency key made; a key reused for another body is 422.</summary>
     private async Task<string> CreateOnceAsync(NewBatch batch, CancellationToken cancellationToken)
     {

@@ -29,7 +29,8 @@ internal sealed partial class BatchService(
     BatchFinalizer finalizer,
     BatchWatch watch,
     ServerPaths paths,
-    Importers importers)
+    Importers importers,
+    ServerOptions options)
 {
     /// <summary>Every door a batch can come in by: what the OpenAI door and the dashboard look up and list.</summary>
     private static readonly BatchDoor[] EveryDoor = [BatchDoor.OpenAI, BatchDoor.Inline, BatchDoor.Anthropic, BatchDoor.Run];
@@ -83,9 +84,6 @@ internal sealed partial class BatchService(
     /// <summary>The batch's answers over time in buckets of <paramref name="bucket"/>, its failures by kind and its latencies.</summary>
     public Task<BatchActivity> ActivityAsync(BatchRecord batch, TimeSpan bucket, CancellationToken cancellationToken) =>
         store.GetActivityAsync(batch.Id, bucket, cancellationToken);
-
-    /// <summary>True when a batch of <paramref name="model"/> (null: of the models its requests name) at <paramref name="endpoint"/> can run natively.</summary>
-    public bool CanRunNatively(string? model, string endpoint) => native.CanRun(model, endpoint);
 
     /// <summary>The batch's requests in order from <paramref name="offset"/>, with their results; a request not yet ended has none.</summary>
     public IAsyncEnumerable<ItemResult> ResultsAsync(BatchRecord batch, long offset, CancellationToken cancellationToken) =>

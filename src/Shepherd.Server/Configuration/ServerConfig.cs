@@ -1,4 +1,6 @@
+using System.Text.Json.Serialization;
 using Shepherd.Engine.Configuration;
+using Shepherd.Engine.Model;
 
 namespace Shepherd.Server.Configuration;
 
@@ -29,6 +31,9 @@ public sealed class ServerConfig
     /// <summary>An OpenTelemetry collector's OTLP endpoint to send traces to; none by default.</summary>
     public Uri? OtlpEndpoint { get; set; }
 
+    /// <summary>The mode each door's batches run in when their create names none.</summary>
+    public DoorModesConfig? Modes { get; set; }
+
     internal void Check(string where)
     {
         for (var i = 0; i < GatewayKeys.Count; i++)
@@ -43,7 +48,50 @@ public sealed class ServerConfig
                 throw new ConfigException($"{where}.{name}: must be at least 1.");
             }
         }
+
+        Modes?.Check($"{where}.modes");
     }
+}
+
+/// <summary>
+/// The <c>modes</c> of the <c>server</c> section: the mode of a batch whose create names none, by
+/// door (<c>realtime</c>, <c>native</c>, <c>flex</c> or <c>auto</c>); a door left out chooses as
+/// the engine does (auto with a deadline and a cheaper tier, realtime otherwise).
+/// </summary>
+public sealed class DoorModesConfig
+{
+    /// <summary>File batches of the OpenAI door (<c>POST /v1/batches</c> with <c>input_file_id</c>), unless their metadata's <c>shepherd_mode</c> names one.</summary>
+    [JsonPropertyName("openai")]
+    public string? OpenAI { get; set; }
+
+    /// <summary>Batches of the Anthropic door, which has no field for a mode.</summary>
+    [JsonPropertyName("anthropic")]
+    public string? Anthropic { get; set; }
+
+    /// <summary>Inline batches (<c>POST /v1/batches</c> with <c>requests</c>), unless their <c>mode</c> names one.</summary>
+    [JsonPropertyName("inline")]
+    public string? Inline { get; set; }
+
+    /// <summary>The modes given, by door (checked first, as loading the file does).</summary>
+    public IReadOnlyDictionary<BatchDoor, BatchMode> ToModes()
+    {
+        Check("server.modes");
+        return Given().Where(d => d.Word is not null).ToDictionary(d => d.Door, d => BatchModeWords.Parse(d.Word!)!.Value);
+    }
+
+    internal void Check(string where)
+    {
+        foreach (var (name, _, word) in Given())
+        {
+            if (word is not null && BatchModeWords.Parse(word) is null)
+            {
+                throw new ConfigException($"{where}.{name}: '{word}' is not a mode; use {BatchModeWords.Listed}.");
+            }
+        }
+    }
+
+    private IEnumerable<(string Name, BatchDoor Door, string? Word)> Given() =>
+        [("openai", BatchDoor.OpenAI, OpenAI), ("anthropic", BatchDoor.Anthropic, Anthropic), ("inline", BatchDoor.Inline, Inline)];
 }
 
 /// <summary>A gateway key: a tenant's name and its key, given once (inline, by variable or by file).</summary>

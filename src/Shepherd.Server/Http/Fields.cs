@@ -74,7 +74,10 @@ internal static class Fields
             : metadata;
     }
 
-    /// <summary>A window such as <c>24h</c>, <c>90m</c> or <c>7d</c>, of the field <paramref name="field"/> (named in the error when it is none).</summary>
+    /// <summary>The longest deadline a batch may have: ten years.</summary>
+    private static readonly TimeSpan MaxWindow = TimeSpan.FromDays(3650);
+
+    /// <summary>A window such as <c>24h</c>, <c>90m</c> or <c>7d</c>; a refusal names <paramref name="field"/>.</summary>
     public static TimeSpan? Window(string? text, string field = "completion_window")
     {
         if (text is null)
@@ -90,13 +93,43 @@ internal static class Fields
             throw ApiException.BadRequest($"{field} \"{text}\" is not a duration such as \"24h\", \"90m\" or \"7d\".", field, "invalid_" + field);
         }
 
-        return unit switch
+        var seconds = unit switch { 's' => 1m, 'm' => 60m, 'h' => 3600m, _ => 86_400m } * amount;
+        return seconds <= (decimal)MaxWindow.TotalSeconds
+            ? TimeSpan.FromSeconds((double)seconds)
+            : throw ApiException.BadRequest($"{field} \"{text}\" is longer than the longest a batch may take, {MaxWindow.TotalDays:0} days.", field, "invalid_" + field);
+    }
+
+    /// <summary>
+    /// An inline create's deadline, with the text it is kept and shown as (<c>completion_window</c>):
+    /// <c>deadline</c>, a duration (<c>"6h"</c>) or a whole number of seconds (<c>5400</c>, kept as
+    /// <c>90m</c>), or the older <c>completion_window</c>; not both. None when neither is given.
+    /// </summary>
+    public static (TimeSpan? Window, string? Text) Deadline(IReadOnlyDictionary<string, JsonElement> fields)
+    {
+        var window = String(fields, "completion_window");
+        if (!fields.TryGetValue("deadline", out var deadline) || deadline.ValueKind == JsonValueKind.Null)
         {
-            's' => TimeSpan.FromSeconds(amount),
-            'm' => TimeSpan.FromMinutes(amount),
-            'h' => TimeSpan.FromHours(amount),
-            _ => TimeSpan.FromDays(amount),
-        };
+            return (Window(window), window);
+        }
+
+        if (window is not null)
+        {
+            throw ApiException.BadRequest("Give deadline or completion_window, not both: they are one setting.", "deadline", "invalid_deadline");
+        }
+
+        if (deadline.ValueKind == JsonValueKind.String)
+        {
+            var text = deadline.GetString();
+            return (Window(text, "deadline"), text);
+        }
+
+        if (deadline.ValueKind != JsonValueKind.Number || !deadline.TryGetInt64(out var seconds) || seconds < 1 || seconds > MaxWindow.TotalSeconds)
+        {
+            throw ApiException.BadRequest($"deadline {deadline.GetRawText()} is neither a duration such as \"6h\" nor a whole number of seconds from 1 to {MaxWindow.TotalSeconds:0}.", "deadline", "invalid_deadline");
+        }
+
+        var shown = seconds % 86_400 == 0 ? $"{seconds / 86_400}d" : seconds % 3_600 == 0 ? $"{seconds / 3_600}h" : seconds % 60 == 0 ? $"{seconds / 60}m" : $"{seconds}s";
+        return (TimeSpan.FromSeconds(seconds), shown);
     }
 
     public static int Int(IQueryCollection query, string name, int fallback, int min, int max)

@@ -19,6 +19,9 @@ namespace Shepherd.Server.OpenAI;
 /// </summary>
 internal sealed class BatchesApi(BatchService batches, FileService files, CreateBodies bodies, TimeProvider time)
 {
+    /// <summary>The metadata key a file batch names its mode by.</summary>
+    private const string ModeKey = "shepherd_mode";
+
     public void Map(IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/v1/batches");
@@ -83,17 +86,13 @@ internal sealed class BatchesApi(BatchService batches, FileService files, Create
         var idempotencyKey = Fields.IdempotencyKey(request);
         using var body = await bodies.ReadAsync(request, cancellationToken);
         var metadata = Fields.Metadata(body.Fields);
-        var window = Fields.String(body.Fields, "completion_window");
-        var batch = body.HasRequests
-            ? await CreateInlineAsync(body, caller, new NewBatch(BatchIds.NewBatchId(), null, CompletionWindow: Fields.Window(window))
-            {
-                Owner = caller.Owner, Door = BatchDoor.Inline, CompletionWindowText = window, Metadata = metadata, IdempotencyKey = idempotencyKey, BodySha256 = body.Sha256,
-            }, cancellationToken)
-            : await CreateFromFileAsync(body, caller, new NewBatch(BatchIds.NewBatchId(), null, CompletionWindow: Fields.Window(window ?? "24h"))
-            {
-                Owner = caller.Owner, Door = BatchDoor.OpenAI, CompletionWindowText = window ?? "24h", Metadata = metadata, IdempotencyKey = idempotencyKey, BodySha256 = body.Sha256,
-            }, cancellationToken);
-        return Answer(batch);
+        var batch = new NewBatch(BatchIds.NewBatchId(), null)
+        {
+            Owner = caller.Owner, Metadata = metadata, IdempotencyKey = idempotencyKey, BodySha256 = body.Sha256,
+        };
+        return Answer(body.HasRequests
+            ? await CreateInlineAsync(body, caller, batch with { Door = BatchDoor.Inline }, cancellationToken)
+            : await CreateFromFileAsync(body, caller, batch with { Door = BatchDoor.OpenAI }, cancellationToken));
     }
 
     private async Task<BatchRecord> CreateFromFileAsync(CreateBody body, Caller caller, NewBatch batch, CancellationToken cancellationToken)
@@ -101,14 +100,24 @@ internal sealed class BatchesApi(BatchService batches, FileService files, Create
         Fields.OnlyKnown(body.Fields, "input_file_id", "endpoint", "completion_window", "metadata", "budget_usd");
         var fileId = Fields.String(body.Fields, "input_file_id", required: true)!;
         var endpoint = Endpoint(Fields.String(body.Fields, "endpoint", required: true)!);
+        // The OpenAI Batch API's completion window is the deadline; the metadata carries the mode, as its create has no field for one.
+        var window = Fields.String(body.Fields, "completion_window") ?? "24h";
+        var deadline = Fields.Window(window);
+        string? asked = null;
+        batch.Metadata?.TryGetValue(ModeKey, out asked);
+        var mode = batches.ModeOf(BatchDoor.OpenAI, asked, "metadata." + ModeKey, null, endpoint, hasDeadline: true);
         var file = await files.GetInputAsync(caller, fileId, cancellationToken);
-        return await batches.CreateFromFileAsync(batch with { Endpoint = endpoint, InputFileId = file.Id, BudgetNanos = Budget(body) }, caller, cancellationToken);
+        return await batches.CreateFromFileAsync(batch with
+        {
+            Endpoint = endpoint, InputFileId = file.Id, BudgetNanos = Budget(body), CompletionWindow = deadline, CompletionWindowText = window, Mode = mode,
+        }, caller, cancellationToken);
     }
 
     private async Task<BatchRecord> CreateInlineAsync(CreateBody body, Caller caller, NewBatch batch, CancellationToken cancellationToken)
     {
-        Fields.OnlyKnown(body.Fields, "requests", "model", "endpoint", "priority", "metadata", "completion_window", "mode", "budget_usd");
+        Fields.OnlyKnown(body.Fields, "requests", "model", "endpoint", "priority", "metadata", "deadline", "completion_window", "mode", "budget_usd");
         var budget = Budget(body);
+        var (deadline, window) = Fields.Deadline(body.Fields);
 
         var endpoint = Endpoint(Fields.String(body.Fields, "endpoint") ?? BatchEndpoints.ChatCompletions);
         var model = Fields.String(body.Fields, "model");
@@ -120,9 +129,12 @@ internal sealed class BatchesApi(BatchService batches, FileService files, Create
             throw ApiException.BadRequest("\"requests\" is empty; a batch needs at least one request.", "requests", InputErrorCodes.EmptyFile);
         }
 
-        var mode = Mode(Fields.String(body.Fields, "mode"), model, endpoint, batch.CompletionWindow, budget is not null);
+        var mode = batches.ModeOf(BatchDoor.Inline, Fields.String(body.Fields, "mode"), "mode", model, endpoint, hasDeadline: deadline is not null);
         using var lines = await bodies.ConvertAsync(body, "inline", endpoint, model, "The batch was not created", cancellationToken);
-        return await batches.CreateAndImportAsync(batch with { Endpoint = endpoint, Model = model, Priority = priority, BudgetNanos = budget, Mode = mode }, lines.Path, endpoint, lines.Refused, caller, cancellationToken);
+        return await batches.CreateAndImportAsync(batch with
+        {
+            Endpoint = endpoint, Model = model, Priority = priority, BudgetNanos = budget, Mode = mode, CompletionWindow = deadline, CompletionWindowText = window,
+        }, lines.Path, endpoint, lines.Refused, caller, cancellationToken);
     }
 
     /// <summary>The optional <c>budget_usd</c> of a create, in billionths of a dollar.</summary>
@@ -226,40 +238,6 @@ internal sealed class BatchesApi(BatchService batches, FileService files, Create
         finally
         {
             ArrayPool<byte>.Shared.Return(buffer);
-        }
-    }
-
-    /// <summary>
-    /// The mode an inline batch runs in. <c>native</c> needs an upstream with a native batch API
-    /// serving the model and endpoint; <c>auto</c> takes native when there is one and the batch's
-    /// completion window (none counts as unlimited) is at least the providers' 24 hours, and
-    /// realtime otherwise. A budget holds only in realtime: native mode hands the whole batch over
-    /// at once, so it refuses one and <c>auto</c> picks realtime.
-    /// </summary>
-    private BatchMode Mode(string? mode, string? model, string endpoint, TimeSpan? window, bool budgeted)
-    {
-        switch (mode)
-        {
-            case null or "realtime":
-                return BatchMode.Realtime;
-            case "native" when budgeted:
-                throw ApiException.BadRequest(
-                    "budget_usd cannot be kept in mode \"native\": the provider is handed the whole batch at once. Use mode \"realtime\" for a budget.",
-                    "budget_usd",
-                    "budget_not_supported");
-            case "native":
-                return batches.CanRunNatively(model, endpoint)
-                    ? BatchMode.Native
-                    : throw ApiException.BadRequest(
-                        $"mode \"native\" needs an upstream with a native batch API serving {(model is null ? "the batch's models" : $"the model {model}")} at {endpoint}; none is configured.",
-                        "mode",
-                        "native_batch_unavailable");
-            case "auto":
-                return !budgeted && (window is null || window >= TimeSpan.FromHours(24)) && model is not null && batches.CanRunNatively(model, endpoint)
-                    ? BatchMode.Native
-                    : BatchMode.Realtime;
-            default:
-                throw ApiException.BadRequest($"mode \"{mode}\" is not one of \"realtime\", \"native\", \"auto\".", "mode");
         }
     }
 

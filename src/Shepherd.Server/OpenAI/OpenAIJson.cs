@@ -101,7 +101,7 @@ internal static class OpenAIJson
         var ended = batch.EndedAt ?? now;
         json.WriteNumber("duration_seconds", Math.Round(Math.Max(0, (ended - started).TotalSeconds), 3));
         json.WriteString("priority", Words.Priority(batch.Priority));
-        json.WriteString("mode", batch.Mode == BatchMode.Native ? "native" : "realtime");
+        json.WriteString("mode", BatchModeWords.Of(batch.Mode));
         json.WriteString("error", FailureText(batch));
         if (lanes is not null)
         {

@@ -116,6 +116,28 @@ public abstract partial class BatchStoreContract
         Assert.Equal(BatchStatus.Completed, batch.Status);
     }
 
+    [Fact]
+    public async Task ANewPlan_MovesWhatIsQueuedToTheModesTier_SetsTheDeadline_AndForgetsTheCutOver()
+    {
+        var now = Time.GetUtcNow();
+        await CreateNativeOrRealtimeAsync("batch_auto", BatchMode.Auto, items: 3);
+        var leased = Assert.Single(await Store.ClaimNativeAsync("m", "batch_auto", 1, now, now.AddHours(25), Ct));
+        await Store.CutOverAsync("batch_auto", now, Ct);
+
+        await Store.SetPlanAsync("batch_auto", BatchMode.Flex, now.AddHours(6), Ct);
+
+        var batch = (await Store.GetBatchAsync("batch_auto", Ct))!;
+        Assert.Equal((BatchMode.Flex, now.AddHours(6), (DateTimeOffset?)null), (batch.Mode, batch.ExpiresAt, batch.CutOverAt));
+        Assert.Equal(
+            [new OpenItems("m", ItemTier.Native, 1), new OpenItems("m", ItemTier.Flex, 2)],
+            (await Store.ListOpenItemsAsync("batch_auto", Ct)).OrderBy(o => o.Tier));
+        Assert.Equal(ItemTier.Native, leased.Tier);
+
+        await Store.SetPlanAsync("batch_auto", BatchMode.Realtime, null, Ct);
+        Assert.Null((await Store.GetBatchAsync("batch_auto", Ct))!.ExpiresAt);
+        Assert.Equal(2, (await Store.ClaimAsync("m", "batch_auto", 10, now, now.AddMinutes(1), Ct)).Count(i => i.Tier == ItemTier.Realtime));
+    }
+
     private async Task CreateNativeOrRealtimeAsync(string id, BatchMode mode, int items = 2)
     {
         await Store.CreateBatchAsync(new NewBatch(id, null, BatchEndpoints.ChatCompletions) { Mode = mode }, Ct);

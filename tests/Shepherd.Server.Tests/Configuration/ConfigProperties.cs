@@ -19,7 +19,8 @@ public sealed class ConfigProperties : IDisposable
             { "provider": "anthropic", "baseUrl": "https://example.invalid", "apiKeyEnv": "SHEPHERD_FUZZ_UNSET", "batchApi": false },
           ],
           "server": { "urls": ["http://127.0.0.1:8080"], "gatewayKeys": [{ "name": "t", "apiKey": "g" }], "maxUploadBytes": 1000, "maxFileRequests": 10,
-                      "maxCreateBodyBytes": 1000, "maxCreateRequests": 5, "otlpEndpoint": "http://127.0.0.1:4317" },
+                      "maxCreateBodyBytes": 1000, "maxCreateRequests": 5, "otlpEndpoint": "http://127.0.0.1:4317",
+                      "modes": { "openai": "auto", "anthropic": "native", "inline": "realtime" } },
           "prices": { "m": { "input": 1.5, "output": 2, "cachedInput": 0.5, "batchDiscount": 0.5 } },
           "native": { "pollSeconds": 30 },
           "store": "state.db",
@@ -34,7 +35,7 @@ public sealed class ConfigProperties : IDisposable
         "\"upstreams\"", "\"server\"", "\"prices\"", "\"native\"", "\"store\"", "\"cluster\"", "\"provider\"", "\"openai\"", "\"anthropic\"", "\"baseUrl\"",
         "\"apiKey\"", "\"apiKeyEnv\"", "\"apiKeyFile\"", "\"/\"", "\"/dev/null\"", "\"weight\"", "\"models\"", "\"lanes\"", "\"rpm\"", "\"tpm\"", "\"concurrency\"",
         "\"gatewayKeys\"", "\"urls\"", "\"maxUploadBytes\"", "\"otlpEndpoint\"", "\"input\"", "\"output\"", "\"cachedInput\"", "\"batchDiscount\"",
-        "\"pollSeconds\"", "\"node\"", "\"nodeTimeoutSeconds\"", "\"postgres://u@h:5432/d\"", "\"Host=h;Port=99999999\"", "\"Host=;Database\"",
+        "\"pollSeconds\"", "\"modes\"", "\"inline\"", "\"auto\"", "\"node\"", "\"nodeTimeoutSeconds\"", "\"postgres://u@h:5432/d\"", "\"Host=h;Port=99999999\"", "\"Host=;Database\"",
         "\"postgres://[::1\"", "\"postgresql://u:p@h:-1/d?sslmode=nope\"", "/*", "*/", "//", "\u00A0", "\u0000", "\uFEFF",
     ];
 

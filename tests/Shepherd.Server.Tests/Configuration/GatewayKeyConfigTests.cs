@@ -32,4 +32,22 @@ public sealed class GatewayKeyConfigTests
 
         Assert.Contains(message, error.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void TheDoorsModes_AreReadByDoor()
+    {
+        var modes = ConfigFiles.Load("""{"server":{"modes":{"openai":"auto","anthropic":"native"}}}""", ConfigFile.Load).Server!.Modes!.ToModes();
+
+        Assert.Equal(new Dictionary<Engine.Model.BatchDoor, Engine.Model.BatchMode> { [Engine.Model.BatchDoor.OpenAI] = Engine.Model.BatchMode.Auto, [Engine.Model.BatchDoor.Anthropic] = Engine.Model.BatchMode.Native }, modes);
+    }
+
+    [Theory]
+    [InlineData("""{"inline":"sometimes"}""", "server.modes.inline: 'sometimes' is not a mode; use realtime, native, flex, auto.")]
+    [InlineData("""{"batch":"auto"}""", "batch")]
+    public void ABadMode_IsAnErrorNamingIt(string modes, string message)
+    {
+        var error = Assert.Throws<ConfigException>(() => ConfigFiles.Load("""{"server":{"modes":""" + modes + "}}", ConfigFile.Load));
+
+        Assert.Contains(message, error.Message, StringComparison.Ordinal);
+    }
 }

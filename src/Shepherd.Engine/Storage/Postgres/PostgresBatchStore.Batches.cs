@@ -223,6 +223,17 @@ public sealed partial class PostgresBatchStore
         return InTransactionAsync((connection, tx) => ExecuteAsync(connection, tx, StoreSql.SetBudget, cancellationToken, ("id", batchId), ("budget", budgetNanos)), cancellationToken);
     }
 
+    /// <inheritdoc />
+    public Task SetPlanAsync(string batchId, BatchMode mode, DateTimeOffset? expiresAt, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        return InTransactionAsync(async (connection, tx) =>
+        {
+            await ExecuteAsync(connection, tx, StoreSql.SetPlan, cancellationToken, ("id", batchId), ("mode", (int)mode), ("expires", expiresAt?.ToUnixTimeMilliseconds()));
+            return await ExecuteAsync(connection, tx, StoreSql.QueuedToModeTier, cancellationToken, ("id", batchId));
+        }, cancellationToken);
+    }
+
     private static readonly string FinishBatch = $"""
         WITH ending AS (
             SELECT id, CASE WHEN status = {StoredStatus.Cancelling} THEN {StoredStatus.Cancelled} WHEN expired_at IS NOT NULL THEN {StoredStatus.Expired} ELSE {StoredStatus.Completed} END AS ending

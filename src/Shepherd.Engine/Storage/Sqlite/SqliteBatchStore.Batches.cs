@@ -235,4 +235,18 @@ public sealed partial class SqliteBatchStore
         ArgumentNullException.ThrowIfNull(batchId);
         return WriteAsync(writer => Execute(writer, StoreSql.SetBudget, null, ("@id", batchId), ("@budget", budgetNanos)), cancellationToken);
     }
+
+    /// <inheritdoc />
+    public Task SetPlanAsync(string batchId, BatchMode mode, DateTimeOffset? expiresAt, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        return WriteAsync(writer =>
+        {
+            using var tx = writer.BeginTransaction();
+            Execute(writer, StoreSql.SetPlan, tx, ("@id", batchId), ("@mode", (int)mode), ("@expires", expiresAt?.ToUnixTimeMilliseconds()));
+            var moved = Execute(writer, StoreSql.QueuedToModeTier, tx, ("@id", batchId));
+            tx.Commit();
+            return moved;
+        }, cancellationToken);
+    }
 }
