@@ -17,7 +17,8 @@ var result = scenario switch
     "fuzz" => await FuzzScenario.RunAsync(options),
     "load" => await LoadScenario.RunAsync(options),
     "memory" => await MemoryScenario.RunAsync(options),
-    _ => throw new ArgumentException($"Unknown scenario '{scenario}'. Scenarios: overhead, store, rate-limit, faults, outage, status, cluster, fuzz, load, memory."),
+    "planner" => await PlannerScenario.RunAsync(options),
+    _ => throw new ArgumentException($"Unknown scenario '{scenario}'. Scenarios: overhead, store, rate-limit, faults, outage, status, cluster, fuzz, load, memory, planner."),
 };
 
 Console.WriteLine(JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }));

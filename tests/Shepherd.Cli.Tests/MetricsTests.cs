@@ -36,6 +36,10 @@ public sealed partial class MetricsTests : IDisposable
         Assert.Equal(batch.GetProperty("input_tokens").GetInt64(), Sum(metrics, "shepherd_upstream_tokens_total", "direction=\"input\""));
         Assert.Equal(batch.GetProperty("output_tokens").GetInt64(), Sum(metrics, "shepherd_upstream_tokens_total", "direction=\"output\""));
         Assert.Equal(batch.GetProperty("cost_usd").GetDouble(), Sum(metrics, "shepherd_cost_usd_total", "model=\"gpt-4o-mini\""), 9);
+        Assert.Equal(20, Sum(metrics, "shepherd_tier_requests_total", "tier=\"realtime\""));
+        Assert.Equal(0, Sum(metrics, "shepherd_tier_requests_total", "tier=\"native\""));
+        Assert.Equal(batch.GetProperty("cost_usd").GetDouble(), Sum(metrics, "shepherd_tier_cost_usd_total", "tier=\"realtime\""), 9);
+        Assert.Equal(0, Sum(metrics, "shepherd_tier_saved_usd_total"));
         Assert.Equal(20 + failures, Sum(metrics, "shepherd_upstream_duration_seconds_count"));
         Assert.Equal(0, Sum(metrics, "shepherd_dispatch_in_flight"));
         Assert.Equal(4, Sum(metrics, "shepherd_lane_concurrency_limit", "upstream=\"sim\"", "model=\"gpt-4o-mini\""), 0);
