@@ -100,7 +100,8 @@ internal sealed partial class DispatchLoop
                 (work.PromptTokens, work.MaxOutputTokens) = _estimator.Estimate(queue.Model, work.Item.Body);
             }
 
-            var most = budget is null ? 0 : _prices.Price(queue.Model, work.PromptTokens ?? 0, work.MaxOutputTokens ?? _options.DefaultOutputTokens).Nanos;
+            // The most it may cost at the price of its tier: a flex request pays the batch price.
+            var most = budget is null ? 0 : _prices.Price(queue.Model, work.PromptTokens ?? 0, work.MaxOutputTokens ?? _options.DefaultOutputTokens, batch: work.Item.Tier == ItemTier.Flex).Nanos;
             if (budget is not null && budget.Spent + budget.Reserved + most > budget.Limit)
             {
                 queue.Items.Dequeue();

@@ -55,6 +55,21 @@ public sealed class FlexTierTests : DispatchTestBase
         Assert.Equal(TierTally.None, (await Store.GetBatchAsync(batchId, Ct))!.Tiers);
     }
 
+    [Fact]
+    public async Task AFlexItem_IsHeldAgainstTheBudgetAtTheBatchPrice()
+    {
+        var requests = BatchFiles.OpenAIChat(1, maxTokens: 50);
+        var prompt = new TokenEstimator().Estimate("gpt-4.1-mini", System.Text.Encoding.UTF8.GetBytes(requests[0].Body)).PromptTokens;
+        var mostAtBatchPrice = PriceTable.BuiltIn.Price("gpt-4.1-mini", prompt, 50, batch: true).Nanos;
+        // Enough for its most at the batch price, not at the list price.
+        var (batchId, _) = await ImportAsync(1, mode: BatchMode.Flex, requests: requests, budgetNanos: mostAtBatchPrice + 1);
+        var handler = new ScriptedHandler(ScriptedHandler.Json(HttpStatusCode.OK, Answer.Replace("1000", "10", StringComparison.Ordinal).Replace("500", "5", StringComparison.Ordinal)));
+
+        await RunToCompletionAsync(CreateDispatcher(handler), batchId);
+
+        Assert.Equal(ItemState.Succeeded, Assert.Single(await ResultsAsync(batchId)).State);
+    }
+
     [Theory]
     [InlineData("""{"model":"m","messages":[]}""")]
     [InlineData("""{"model":"m","service_tier":"default","messages":[]}""")]
