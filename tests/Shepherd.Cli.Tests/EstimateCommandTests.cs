@@ -78,6 +78,33 @@ public sealed class EstimateCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task ADeadline_PricesEachTier_AndThePlanOfTheConfiguredUpstreams()
+    {
+        var input = BatchFiles.Write(_folder.File("in.jsonl"), BatchFiles.OpenAIChat(600, model: "gpt-4o-mini", maxTokens: 20));
+        var config = _folder.File("shepherd.json");
+        File.WriteAllText(config, """
+            {
+              "upstreams": [ { "name": "openai", "baseUrl": "http://127.0.0.1:1/v1", "rpm": 600, "batchApi": true, "flex": true } ],
+              "native": { "pollSeconds": 30, "cancelGraceSeconds": 60 }
+            }
+            """);
+
+        var estimate = Json(await ShepherdProcess.RunAsync(_folder.Path, "estimate", input, "--config", config, "--deadline", "2h", "--json"));
+        var text = await ShepherdProcess.RunAsync(_folder.Path, "estimate", input, "--config", config, "--deadline", "2h");
+
+        var plan = estimate.GetProperty("plan");
+        var model = plan.GetProperty("models")[0];
+        Assert.Equal("native", model.GetProperty("tier").GetString());
+        // 600 requests at 600 rpm: a minute of realtime; the margin a quarter of it, two looks of 30 s and the 60 s grace.
+        Assert.Equal(120 - 1 - 0.25 - 1 - 1, model.GetProperty("cut_over_after_minutes").GetDouble(), 1);
+        Assert.Equal(estimate.GetProperty("batch_usd").GetDecimal(), plan.GetProperty("cost_usd").GetDecimal());
+        Assert.All(plan.GetProperty("tiers").EnumerateArray(), tier => Assert.True(tier.GetProperty("available").GetBoolean()));
+        Assert.Equal(0, text.ExitCode);
+        Assert.Contains("For a deadline of 2 h 0 min:", text.Stdout, StringComparison.Ordinal);
+        Assert.Contains("gpt-4o-mini: native; what is not answered after 116.8 min goes in realtime", text.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task TheConfiguration_PricesUnlistedModels_AndItsLimitsGiveTheTime()
     {
         var requests = BatchFiles.OpenAIChat(30, model: "my-finetune", maxTokens: 10);

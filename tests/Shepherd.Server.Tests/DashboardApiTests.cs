@@ -30,6 +30,9 @@ public sealed class DashboardApiTests
         var batch = page.GetProperty("batch");
         Assert.Equal(("completed", "inline", 40, 30, 10, 100.0), (batch.GetProperty("status").GetString(), batch.GetProperty("door").GetString(),
             batch.GetProperty("total").GetInt64(), batch.GetProperty("succeeded").GetInt64(), batch.GetProperty("failed").GetInt64(), batch.GetProperty("percent").GetDouble()));
+        var realtime = batch.GetProperty("tiers").GetProperty("realtime");
+        Assert.Equal((30L, batch.GetProperty("cost_usd").GetDecimal()), (realtime.GetProperty("requests").GetInt64(), realtime.GetProperty("cost_usd").GetDecimal()));
+        Assert.Equal((0L, 0m), (batch.GetProperty("tiers").GetProperty("native").GetProperty("requests").GetInt64(), batch.GetProperty("saved_usd").GetDecimal()));
         var timeline = page.GetProperty("timeline").EnumerateArray().ToList();
         Assert.Equal(40, timeline.Sum(p => p.GetProperty("requests").GetInt64()));
         Assert.Equal(10, timeline.Sum(p => p.GetProperty("failed").GetInt64()));

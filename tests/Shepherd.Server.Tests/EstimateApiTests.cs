@@ -98,6 +98,40 @@ public sealed class EstimateApiTests
     }
 
     [Fact]
+    public async Task ADeadline_PricesEachTierAndThePlan_ForTheServersUpstreams()
+    {
+        await using var server = await RunningServer.StartAsync(upstream: u =>
+        {
+            u.BatchApi = true;
+            u.Limits = new LaneLimits { RequestsPerMinute = 60 };
+        });
+        const string requests = """
+            "requests":[{"custom_id":"r1","prompt":"Is this review positive?"},{"custom_id":"r2","prompt":"Is this one?"}]
+            """;
+
+        var (status, planned) = await server.PostAsync("/v1/batches/estimate", $$"""{"model":"gpt-4o-mini","deadline":"6h",{{requests}}}""");
+        var (_, tight) = await server.PostAsync("/v1/batches/estimate", $$"""{"model":"gpt-4o-mini","deadline":60,{{requests}}}""");
+        var (_, none) = await server.PostAsync("/v1/batches/estimate", $$"""{"model":"gpt-4o-mini",{{requests}}}""");
+        var (bad, refused) = await server.PostAsync("/v1/batches/estimate", $$"""{"model":"gpt-4o-mini","deadline":"soon",{{requests}}}""");
+
+        Assert.True(status == 200, planned.ToString());
+        var plan = planned.GetProperty("plan");
+        Assert.Equal(360, plan.GetProperty("deadline_minutes").GetDouble());
+        Assert.Equal("native", plan.GetProperty("models")[0].GetProperty("tier").GetString());
+        Assert.Equal(planned.GetProperty("batch_usd").GetDecimal(), plan.GetProperty("cost_usd").GetDecimal());
+        Assert.Equal(planned.GetProperty("realtime_usd").GetDecimal(), plan.GetProperty("most_usd").GetDecimal());
+        Assert.True(plan.GetProperty("on_time").GetBoolean());
+        Assert.Equal(
+            [("realtime", true), ("native", true), ("flex", false)],
+            plan.GetProperty("tiers").EnumerateArray().Select(t => (t.GetProperty("tier").GetString(), t.GetProperty("available").GetBoolean())));
+        // A minute leaves no room for a job before the cut-over: the plan is realtime.
+        Assert.Equal("realtime", tight.GetProperty("plan").GetProperty("models")[0].GetProperty("tier").GetString());
+        Assert.False(none.TryGetProperty("plan", out _));
+        Assert.Equal(400, bad);
+        Assert.Equal("deadline", refused.GetProperty("error").GetProperty("param").GetString());
+    }
+
+    [Fact]
     public async Task AnotherTenantsFile_IsNotFound()
     {
         await using var server = await RunningServer.StartAsync();

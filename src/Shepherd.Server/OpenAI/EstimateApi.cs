@@ -89,9 +89,8 @@ internal sealed class EstimateApi(FileService files, CreateBodies bodies, BatchE
             : model;
     }
 
-    /// <summary>The deadline to plan for: <c>deadline</c> (such as <c>"6h"</c>), else <c>completion_window</c>; none prices no plan.</summary>
-    private static TimeSpan? Deadline(CreateBody body) =>
-        Fields.Window(Fields.String(body.Fields, "deadline"), "deadline") ?? Fields.Window(Fields.String(body.Fields, "completion_window"));
+    /// <summary>The deadline to plan for, as a create reads it (<c>deadline</c> or <c>completion_window</c>); none prices no plan.</summary>
+    private static TimeSpan? Deadline(CreateBody body) => Fields.Deadline(body.Fields).Window;
 
     private EstimateOptions Options(string? model, string? endpoint, TimeSpan? deadline) => new()
     {
