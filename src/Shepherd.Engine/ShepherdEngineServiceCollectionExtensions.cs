@@ -99,6 +99,7 @@ public static class ShepherdEngineServiceCollectionExtensions
             // The planner counts on realtime at the rates the dispatcher's lanes know.
             RealtimeRate = sp.GetRequiredService<Dispatcher>().RequestsPerSecond,
             Telemetry = sp.GetRequiredService<Dispatcher>().Telemetry,
+            Holds = sp.GetRequiredService<Dispatcher>().Holds,
         });
         services.AddSingleton(sp => new ClusterNode(
             sp.GetRequiredService<IBatchStore>(),

@@ -113,7 +113,7 @@ internal sealed partial class DispatchLoop
     {
         // What goes back is counted as held already: the queue reserves it when it sends it.
         var going = 0L;
-        while (budget.Waiting.TryPeek(out var work) && (all || budget.Spent + budget.Reserved + going + work.MostNanos <= budget.Limit))
+        while (budget.Waiting.TryPeek(out var work) && (all || budget.Committed + going + work.MostNanos <= budget.Limit))
         {
             budget.Waiting.Dequeue();
             going += work.MostNanos;

@@ -102,10 +102,10 @@ internal sealed partial class DispatchLoop
 
             // The most it may cost at the price of its tier: a flex request pays the batch price.
             var most = budget is null ? 0 : _prices.Price(queue.Model, work.PromptTokens ?? 0, work.MaxOutputTokens ?? _options.DefaultOutputTokens, batch: work.Item.Tier == ItemTier.Flex).Nanos;
-            if (budget is not null && budget.Spent + budget.Reserved + most > budget.Limit)
+            if (budget is not null && budget.Committed + most > budget.Limit)
             {
                 queue.Items.Dequeue();
-                if (budget.Spent + most <= budget.Limit)
+                if (budget.SpentByAll + most <= budget.Limit)
                 {
                     // It fits once what others hold has settled: it waits for their answers.
                     work.MostNanos = most;

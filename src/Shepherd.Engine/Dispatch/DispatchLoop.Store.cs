@@ -29,7 +29,14 @@ internal sealed partial class DispatchLoop
         foreach (var batch in batches.Where(b => b.BudgetNanos is not null && _active.Contains(b.Id)))
         {
             // The store's figure only starts the count: answers not yet committed are already in the loop's.
-            _budgets.TryAdd(batch.Id, new BatchBudget(batch.BudgetNanos!.Value, batch.CostNanos));
+            _budgets.TryAdd(batch.Id, new BatchBudget(batch.Id, batch.BudgetNanos!.Value, batch.CostNanos, _holds));
+        }
+
+        foreach (var budget in _budgets.Values.Where(b => b.Waiting.Count > 0 && b.Reserved == 0))
+        {
+            // What waits only for the native runner's jobs to give their holds back is decided again at each
+            // refresh: sent when it fits, waiting again when the jobs still hold what it needs, ended when it never can fit.
+            Unpark(budget, all: true);
         }
 
         foreach (var gone in _budgets.Keys.Where(id => !_active.Contains(id)).ToList())

@@ -19,6 +19,7 @@ namespace Shepherd.Engine.Dispatch;
 /// <param name="Counters">Live counters for progress displays.</param>
 /// <param name="Telemetry">Where metrics go, if anywhere.</param>
 /// <param name="Logger">The dispatcher's logger.</param>
+/// <param name="Holds">What the loop and the native runner hold against budgets, told to each other.</param>
 internal sealed record DispatchContext(
     IBatchStore Store,
     IReadOnlyList<UpstreamEndpoint> Upstreams,
@@ -31,7 +32,8 @@ internal sealed record DispatchContext(
     BatchWaiters Waiters,
     DispatchCounters Counters,
     DispatchTelemetry? Telemetry,
-    ILogger Logger);
+    ILogger Logger,
+    BudgetHolds Holds);
 
 /// <summary>
 /// One run of the dispatcher. Everything here is touched by the loop alone: lanes, queues and
@@ -42,6 +44,7 @@ internal sealed record DispatchContext(
 internal sealed partial class DispatchLoop(DispatchContext context, string? onlyBatchId, ChannelWriter<ItemOutcome> outcomes)
 {
     private readonly IBatchStore _store = context.Store;
+    private readonly BudgetHolds _holds = context.Holds;
     private readonly IReadOnlyList<UpstreamEndpoint> _upstreams = context.Upstreams;
     private readonly DispatchOptions _options = context.Options;
     private readonly TimeProvider _time = context.Time;

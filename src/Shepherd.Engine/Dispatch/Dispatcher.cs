@@ -92,6 +92,9 @@ public sealed partial class Dispatcher
         return limits.Count == 0 ? null : limits.Sum() / 60;
     }
 
+    /// <summary>What the dispatcher and the native runner hold against budgets, told to each other; the host gives both the same.</summary>
+    internal BudgetHolds Holds { get; set; } = new();
+
     /// <summary>Items of active batches not yet ended, as of the dispatcher's last look at the store.</summary>
     public long QueueDepth => _signals.QueueDepth;
 
@@ -175,7 +178,7 @@ public sealed partial class Dispatcher
         using var run = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
         var committer = CommitLoopAsync(outcomes.Reader, run);
         // The telemetry is taken as the run starts: the host sets it before it runs the dispatcher.
-        var context = new DispatchContext(_store, _upstreams, _options, _time, _estimator, _prices, _policy, _signals, _waiters, Counters, Telemetry, _logger);
+        var context = new DispatchContext(_store, _upstreams, _options, _time, _estimator, _prices, _policy, _signals, _waiters, Counters, Telemetry, _logger, Holds);
         var loop = new DispatchLoop(context, onlyBatchId, outcomes.Writer);
         try
         {

@@ -125,6 +125,8 @@ public sealed partial class NativeBatchRunner
 
         await _store.MoveItemsAsync(toRealtime, ItemTier.Realtime, CancellationToken.None);
         await CommitAsync(outcomes, CancellationToken.None);
+        // Told after the store has it: the dispatcher may count it twice for a moment, never miss it.
+        Holds.SpendNative(record.BatchId, outcomes.Sum(o => o.Result.CostNanos));
         await _store.UpdateNativeJobAsync(record.Id, NativeJobStatus.Ended, record.CancelRequested, CancellationToken.None);
         Forget(job);
         LogJobEnded(record.BatchId, record.ProviderBatchId, state.Status, lines.Count, resubmitted);

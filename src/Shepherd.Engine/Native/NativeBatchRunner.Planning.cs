@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Model;
 using Shepherd.Engine.Storage;
 
@@ -20,6 +21,9 @@ public sealed partial class NativeBatchRunner
     /// null when none is known. The host sets it from the dispatcher.
     /// </summary>
     public Func<string, double?>? RealtimeRate { get; set; }
+
+    /// <summary>What the dispatcher and the runner hold against budgets, told to each other; the host gives both the same.</summary>
+    internal BudgetHolds Holds { get; set; } = new();
 
     /// <summary>
     /// Routes an auto batch's requests and cuts it over to realtime when its last safe moment has

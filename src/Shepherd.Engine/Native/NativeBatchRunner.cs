@@ -160,6 +160,11 @@ public sealed partial class NativeBatchRunner
         {
             await AdvanceAsync(job, cancellationToken);
         }
+
+        foreach (var batchId in batchIds)
+        {
+            Holds.HoldNative(batchId, HeldBy(batchId));
+        }
     }
 
     private void Forget()
@@ -199,7 +204,7 @@ public sealed partial class NativeBatchRunner
         var models = batch.Status == BatchStatus.InProgress
             ? await _store.ListActiveModelsAsync(batch.Id, cancellationToken)
             : await QueuedModelsAsync(batch.Id, cancellationToken);
-        var budget = new JobBudget(batch, HeldBy(batch.Id));
+        var budget = new JobBudget(batch, HeldBy(batch.Id), Holds);
         foreach (var model in models)
         {
             var provider = _providers.FirstOrDefault(p => p.Runs(batch.Endpoint ?? "") && p.Options.Serves(model));
@@ -373,6 +378,8 @@ public sealed partial class NativeBatchRunner
         {
             _jobOfItem.Remove(item);
         }
+
+        Holds.HoldNative(job.Record.BatchId, HeldBy(job.Record.BatchId));
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Batch {BatchId}: {Count} requests handed to {Upstream} as its batch {ProviderBatchId}")]
@@ -419,16 +426,20 @@ public sealed partial class NativeBatchRunner
     }
 
     /// <summary>A batch's budget as native jobs see it: what is spent, what open jobs hold, and what a new one may add.</summary>
-    private sealed class JobBudget(BatchRecord batch, long held)
+    private sealed class JobBudget(BatchRecord batch, long held, BudgetHolds holds)
     {
         public long Held { get; private set; } = held;
 
-        /// <summary>True when <paramref name="nanos"/> more fits beside what is spent and held (always, without a budget).</summary>
-        public bool Fits(long nanos) => batch.BudgetNanos is not { } limit || batch.CostNanos + Held + nanos <= limit;
+        /// <summary>True when <paramref name="nanos"/> more fits beside what is spent, what open jobs hold and what the dispatcher's requests in flight hold (always, without a budget).</summary>
+        public bool Fits(long nanos) => batch.BudgetNanos is not { } limit || batch.CostNanos + Held + holds.Realtime(batch.Id) + nanos <= limit;
 
-        public void Hold(long nanos) => Held += nanos;
+        public void Hold(long nanos)
+        {
+            Held += nanos;
+            holds.HoldNative(batch.Id, Held);
+        }
 
         /// <summary>The failure of an item that does not fit beside what is spent.</summary>
-        public AttemptResult Exceeded(long worstNanos) => new BatchBudget(batch.BudgetNanos ?? 0, batch.CostNanos).Exceeded(worstNanos);
+        public AttemptResult Exceeded(long worstNanos) => BatchBudget.Exceeded(batch.BudgetNanos ?? 0, batch.CostNanos, worstNanos);
     }
 }

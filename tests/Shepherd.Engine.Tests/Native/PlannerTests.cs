@@ -36,6 +36,7 @@ public sealed class PlannerTests : DispatchTestBase
             Time, PriceTable.BuiltIn, new TokenEstimator(), NullLogger<NativeBatchRunner>.Instance)
         {
             RealtimeRate = dispatcher.RequestsPerSecond,
+            Holds = dispatcher.Holds,
         };
         return (runner, dispatcher, provider);
     }
@@ -153,5 +154,46 @@ public sealed class PlannerTests : DispatchTestBase
         await RunNativeUntilAsync(runner, Time.GetUtcNow() + TimeSpan.FromMinutes(2));
         var refused = (await Store.GetBatchAsync(poor, Ct))!;
         Assert.Equal((BatchStatus.Completed, 3L, 3L), (refused.Status, refused.Failed, refused.BudgetExceeded));
+    }
+
+    [Fact]
+    public async Task WhatNativeJobsHold_KeepsRealtimeRequestsOfTheSameBatchWaiting_UntilTheyGiveItBack()
+    {
+        var (_, dispatcher, _) = Build(new SimulatorOptions());
+        var requests = Testing.BatchFiles.OpenAIChat(1, maxTokens: 1000);
+        var most = PriceTable.BuiltIn.Price("gpt-4.1-mini", new TokenEstimator().Estimate("gpt-4.1-mini", System.Text.Encoding.UTF8.GetBytes(requests[0].Body)).PromptTokens, 1000).Nanos;
+        var (batchId, _) = await ImportAsync(1, requests: requests, budgetNanos: most + 1);
+        var started = Time.GetUtcNow();
+        // An open native job of the batch holds all but a nanodollar of the budget, for five seconds.
+        dispatcher.Holds.HoldNative(batchId, most);
+        using var release = Time.CreateTimer(_ => dispatcher.Holds.HoldNative(batchId, 0), null, TimeSpan.FromSeconds(5), Timeout.InfiniteTimeSpan);
+
+        await RunToCompletionAsync(dispatcher, batchId);
+
+        var batch = (await Store.GetBatchAsync(batchId, Ct))!;
+        Assert.Equal((1L, 0L), (batch.Succeeded, batch.BudgetExceeded));
+        Assert.True(await TookAsync(batchId, started) >= TimeSpan.FromSeconds(5));
+    }
+
+    [Fact]
+    public async Task WhatTheDispatcherHoldsInFlight_KeepsANativeJobFromTakingTheSameBudget()
+    {
+        var (runner, dispatcher, provider) = Build(new SimulatorOptions { BatchLatency = TimeSpan.FromMinutes(10) });
+        var requests = Testing.BatchFiles.OpenAIChat(2, maxTokens: 1000);
+        var worst = PriceTable.BuiltIn.Price("gpt-4.1-mini", new TokenEstimator().Estimate("gpt-4.1-mini", System.Text.Encoding.UTF8.GetBytes(requests[0].Body)).PromptTokens, 1000, batch: true).Nanos;
+        var (batchId, _) = await ImportAsync(2, mode: BatchMode.Native, requests: requests, budgetNanos: 3 * worst);
+        dispatcher.Holds.HoldRealtime(batchId, 2 * worst);
+
+        await runner.RunOnceAsync(Ct);
+        Assert.Equal(1, provider.Stats().Batch.Jobs);
+        Assert.Equal(worst, dispatcher.Holds.Native(batchId));
+
+        dispatcher.Holds.HoldRealtime(batchId, 0);
+        await RunNativeUntilAsync(runner, Time.GetUtcNow() + TimeSpan.FromMinutes(30));
+        var batch = (await Store.GetBatchAsync(batchId, Ct))!;
+        Assert.Equal((BatchStatus.Completed, 2L), (batch.Status, batch.Succeeded));
+        Assert.Equal(2, provider.Stats().Batch.Jobs);
+        Assert.Equal(0, dispatcher.Holds.Native(batchId));
+        Assert.Equal(batch.CostNanos, dispatcher.Holds.NativeSpent(batchId));
     }
 }
