@@ -82,14 +82,20 @@ public sealed partial class Dispatcher
     public IEnumerable<BreakerSnapshot> Breakers => _upstreams.Select(u => new BreakerSnapshot(u.Name, u.Breaker.State));
 
     /// <summary>
-    /// Requests per second realtime can send of <paramref name="model"/>: the sum of its lanes'
-    /// request limits, as configured or learned from the providers' headers; null when no lane of
-    /// it knows one.
+    /// Requests per second realtime can send of <paramref name="model"/>: over its lanes, each
+    /// lane's request limit or, for requests of <paramref name="tokensPerRequest"/> tokens, its
+    /// token limit, whichever allows fewer, as configured or learned from the providers' headers;
+    /// null when no lane of it knows a limit.
     /// </summary>
-    public double? RequestsPerSecond(string model)
+    public double? RequestsPerSecond(string model, double? tokensPerRequest = null)
     {
-        var limits = Lanes.Where(l => l.Model == model && l.RequestsPerMinute is > 0).Select(l => l.RequestsPerMinute!.Value).ToList();
-        return limits.Count == 0 ? null : limits.Sum() / 60;
+        var rates = Lanes.Where(l => l.Model == model).Select(lane =>
+        {
+            double? byRequests = lane.RequestsPerMinute is > 0 and var rpm ? rpm / 60 : null;
+            double? byTokens = lane.TokensPerMinute is > 0 and var tpm && tokensPerRequest is > 0 and var tokens ? tpm / 60 / tokens : null;
+            return byRequests is { } r && byTokens is { } t ? Math.Min(r, t) : byRequests ?? byTokens;
+        }).Where(rate => rate is not null).Select(rate => rate!.Value).ToList();
+        return rates.Count == 0 ? null : rates.Sum();
     }
 
     /// <summary>What the dispatcher and the native runner hold against budgets, told to each other; the host gives both the same.</summary>

@@ -17,10 +17,11 @@ namespace Shepherd.Engine.Native;
 public sealed partial class NativeBatchRunner
 {
     /// <summary>
-    /// Requests per second realtime sends of a model, from the lanes' learned or configured limits;
-    /// null when none is known. The host sets it from the dispatcher.
+    /// Requests per second realtime sends of a model (its requests being of the given size in
+    /// tokens, prompt and output allowance, when known), from the lanes' learned or configured
+    /// limits; null when none is known. The host sets it from the dispatcher.
     /// </summary>
-    public Func<string, double?>? RealtimeRate { get; set; }
+    public Func<string, double?, double?>? RealtimeRate { get; set; }
 
     /// <summary>What the dispatcher and the runner hold against budgets, told to each other; the host gives both the same.</summary>
     internal BudgetHolds Holds { get; set; } = new();
@@ -66,7 +67,11 @@ public sealed partial class NativeBatchRunner
     /// <summary>How long realtime takes to send every open request of a batch, model by model, at the lanes' rates.</summary>
     private TimeSpan RealtimeNeed(IReadOnlyList<OpenItems> open) =>
         open.GroupBy(o => o.Model, StringComparer.Ordinal)
-            .Aggregate(TimeSpan.Zero, (sum, model) => sum + _options.RealtimeNeed(model.Sum(o => o.Count), RealtimeRate?.Invoke(model.Key)));
+            .Aggregate(TimeSpan.Zero, (sum, model) => sum + _options.RealtimeNeed(model.Sum(o => o.Count), RealtimeRate?.Invoke(model.Key, TokensPerRequest(model.Key))));
+
+    /// <summary>The average size in tokens (prompt and output allowance) of the requests of a model this runner has seen; null before any.</summary>
+    private double? TokensPerRequest(string model) =>
+        _tokens.TryGetValue(model, out var seen) && seen.Count > 0 ? seen.Sum / seen.Count : null;
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Batch {BatchId}: {Open} requests not yet answered by a cheaper tier move to realtime, which needs about {NeedSeconds:F0} s for what is open; the deadline is in {LeftSeconds:F0} s")]
     private partial void LogCutOver(string batchId, long open, double needSeconds, double leftSeconds);

@@ -34,6 +34,7 @@ public sealed partial class NativeBatchRunner
     private readonly Dictionary<string, DateTimeOffset> _submitBackoff = new(StringComparer.Ordinal);
     private readonly ClusterNode? _node;
     private readonly IReadOnlyList<UpstreamOptions> _flex;
+    private readonly Dictionary<string, (double Sum, long Count)> _tokens = new(StringComparer.Ordinal);
     private readonly TokenEstimator _estimator;
     private readonly int _defaultOutputTokens;
     private bool _loaded;
@@ -299,6 +300,9 @@ public sealed partial class NativeBatchRunner
     private long Worst(ClaimedItem item)
     {
         var (prompt, output) = _estimator.Estimate(item.Model, item.Body);
+        // Its size also tells the planner what realtime's token limits allow for the model.
+        var tokens = (double)prompt + (output ?? _defaultOutputTokens);
+        _tokens[item.Model] = _tokens.TryGetValue(item.Model, out var seen) ? (seen.Sum + tokens, seen.Count + 1) : (tokens, 1);
         return _prices.Price(item.Model, prompt, output ?? _defaultOutputTokens, batch: true).Nanos;
     }
 

@@ -26,13 +26,14 @@ public sealed class PlannerTests : DispatchTestBase
 
     private static readonly NativeBatchOptions Native = new() { PollInterval = TimeSpan.FromMinutes(1), CancelGrace = TimeSpan.FromMinutes(2) };
 
-    private (NativeBatchRunner Runner, Dispatcher Dispatcher, SimulatedProvider Provider) Build(SimulatorOptions simulator, int seed = 7)
+    private (NativeBatchRunner Runner, Dispatcher Dispatcher, SimulatedProvider Provider) Build(SimulatorOptions simulator, int seed = 7, UpstreamOptions? upstream = null)
     {
+        upstream ??= Upstream;
         var provider = new SimulatedProvider(simulator, Time, new Random(seed));
         var handler = new SimulatorHandler(provider);
-        var dispatcher = CreateDispatcher(handler, upstream: Upstream);
+        var dispatcher = CreateDispatcher(handler, upstream: upstream);
         var runner = new NativeBatchRunner(
-            Store, [new UpstreamClient(new HttpClient(handler), Upstream.Validated(), Time)], new HttpClient(handler), Native, new DispatchOptions(),
+            Store, [new UpstreamClient(new HttpClient(handler), upstream.Validated(), Time)], new HttpClient(handler), Native, new DispatchOptions(),
             Time, PriceTable.BuiltIn, new TokenEstimator(), NullLogger<NativeBatchRunner>.Instance)
         {
             RealtimeRate = dispatcher.RequestsPerSecond,
@@ -195,5 +196,33 @@ public sealed class PlannerTests : DispatchTestBase
         Assert.Equal(2, provider.Stats().Batch.Jobs);
         Assert.Equal(0, dispatcher.Holds.Native(batchId));
         Assert.Equal(batch.CostNanos, dispatcher.Holds.NativeSpent(batchId));
+    }
+
+    [Fact]
+    public async Task ATokenLimitedLane_MakesTheCutOverComeSooner_ByTheSizeOfTheRequests()
+    {
+        var upstream = new UpstreamOptions { Name = "sim", BaseUrl = new Uri("http://sim.test/v1"), BatchApi = true, Limits = new LaneLimits { TokensPerMinute = 6000 } };
+        var (runner, dispatcher, _) = Build(new SimulatorOptions { BatchLatency = TimeSpan.FromHours(3) }, upstream: upstream);
+        var requests = Testing.BatchFiles.OpenAIChat(200, maxTokens: 50);
+        var size = requests.Average(r => new TokenEstimator().Estimate("gpt-4.1-mini", System.Text.Encoding.UTF8.GetBytes(r.Body)).PromptTokens + 50.0);
+        var started = Time.GetUtcNow();
+        var (batchId, _) = await ImportAsync(200, mode: BatchMode.Auto, window: TimeSpan.FromHours(1), requests: requests);
+
+        // The dispatcher's lanes for the batch's model, with their token limit, as a running host has them.
+        using (var stop = new CancellationTokenSource())
+        {
+            var running = dispatcher.RunAsync(null, stop.Token);
+            await Testing.Poll.UntilAsync(() => Task.FromResult(dispatcher.Lanes.Count), count => count > 0, TimeSpan.FromSeconds(10), Ct);
+            await stop.CancelAsync();
+            await running;
+        }
+
+        // 200 requests of about 70 tokens at 100 tokens a second need some 140 s of realtime, not the 20 s ten a second would.
+        var need = TimeSpan.FromSeconds(200 * size / 100);
+        var cutOver = started + TimeSpan.FromHours(1) - need - (need * 0.25) - (2 * Native.PollInterval) - Native.CancelGrace;
+        await RunNativeUntilAsync(runner, cutOver - TimeSpan.FromMinutes(1));
+        Assert.Null((await Store.GetBatchAsync(batchId, Ct))!.CutOverAt);
+        await RunNativeUntilAsync(runner, cutOver + TimeSpan.FromMinutes(1));
+        Assert.InRange((await Store.GetBatchAsync(batchId, Ct))!.CutOverAt!.Value, cutOver - TimeSpan.FromSeconds(5), cutOver + Native.PollInterval);
     }
 }
