@@ -180,21 +180,36 @@ public sealed class RunCommandTests : IDisposable
     }
 
     [Fact]
-    public async Task AChangedInput_IsRefused_UntilFresh()
+    public async Task AnEditedInput_SendsOnlyWhatChanged_KeepsTheRest_AndFreshSendsEverything()
     {
-        var input = BatchFiles.Write(_folder.File("in.jsonl"), BatchFiles.OpenAIChat(5));
+        var original = BatchFiles.OpenAIChat(20, i => $"Label review {i}: arrived late, works well.", "gpt-4.1-mini", 20, "r-");
+        var input = BatchFiles.Write(_folder.File("in.jsonl"), original);
         await using var server = await Simulators.StartHttpAsync();
         Assert.Equal(0, (await ShepherdProcess.RunAsync(_folder.Path, Run(input, server))).ExitCode);
-        BatchFiles.Write(input, BatchFiles.OpenAIChat(6));
+        var before = server.Provider.Stats().Requests;
+        // Two prompts fixed, one request removed, one added.
+        var fixes = BatchFiles.OpenAIChat(20, i => $"Label review {i}: arrived on time, works well.", "gpt-4.1-mini", 20, "r-");
+        List<TestRequest> edited = [.. original.Select((r, i) => i is 3 or 7 ? fixes[i] : r).Where((_, i) => i != 12), .. BatchFiles.OpenAIChat(1, _ => "Label review new.", "gpt-4.1-mini", 20, "r-new-")];
+        BatchFiles.Write(input, edited);
 
-        var refused = await ShepherdProcess.RunAsync(_folder.Path, Run(input, server));
+        var again = await ShepherdProcess.RunAsync(_folder.Path, Run(input, server, "--json"));
+
+        Assert.True(again.ExitCode == 0, again.ToString());
+        Assert.Equal(3, server.Provider.Stats().Requests - before);
+        var summary = JsonDocument.Parse(again.Stdout).RootElement;
+        var kept = summary.GetProperty("edited");
+        Assert.Equal((17L, 3L, 1L), (kept.GetProperty("reused").GetInt64(), kept.GetProperty("sent").GetInt64(), kept.GetProperty("dropped").GetInt64()));
+        Assert.Equal((20L, 17L), (summary.GetProperty("succeeded").GetInt64(), summary.GetProperty("cached").GetInt64()));
+        Assert.True(summary.GetProperty("cache_saved_usd").GetDecimal() > 0);
+        Assert.Contains("17 unchanged answers kept", again.Stderr, StringComparison.Ordinal);
+        var lines = BatchFiles.ReadJsonl(_folder.File("in.out.jsonl")).ToDictionary(l => l.GetProperty("custom_id").GetString()!);
+        Assert.Equal(edited.Select(r => r.CustomId).Order(), lines.Keys.Order());
+        var sent = new[] { edited[3].CustomId, edited[7].CustomId, edited[^1].CustomId };
+        Assert.All(lines, line => Assert.Equal(!sent.Contains(line.Key), line.Value.TryGetProperty("cached", out var cached) && cached.GetBoolean()));
+
         var fresh = await ShepherdProcess.RunAsync(_folder.Path, Run(input, server, "--fresh"));
-
-        Assert.True(refused.ExitCode == 2, refused.ToString());
-        Assert.Contains("changed since", refused.Stderr, StringComparison.Ordinal);
-        Assert.Contains("--fresh", refused.Stderr, StringComparison.Ordinal);
         Assert.True(fresh.ExitCode == 0, fresh.ToString());
-        Assert.Equal(6, CustomIds(_folder.File("in.out.jsonl")).Count);
+        Assert.Equal(3 + 20, server.Provider.Stats().Requests - before);
     }
 
     [Fact]

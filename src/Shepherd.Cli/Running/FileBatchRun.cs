@@ -73,10 +73,16 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         // The state file is made only once the upstreams are known to answer: a run that cannot
         // send leaves nothing a second run would have to deal with.
         BatchRecord? batch = null;
+        BatchRecord? previous = null;
         if (stateExisted)
         {
             await store.InitializeAsync(cancellationToken);
             batch = await FindResumableAsync(store, input, cancellationToken);
+            if (batch is { } saved && !await UnchangedAsync(input, saved, cancellationToken))
+            {
+                // The file was edited: a new batch of it keeps the answers of the requests that did not change.
+                (previous, batch) = (await EditedAsync(store, input, saved, cancellationToken), null);
+            }
         }
 
         var first = batch is null ? await PeekAsync(input, cancellationToken) : null;
@@ -88,7 +94,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         CheckServed(models, upstreams);
         await using var services = BuildServices(store, config, upstreams);
         var runner = services.GetRequiredService<NativeBatchRunner>();
-        var mode = batch is null ? RunPlan.ForNew(settings, runner, first?.Model, endpoint) : batch.Mode;
+        var mode = batch is null ? (settings.Mode is null && previous is not null ? previous.Mode : RunPlan.ForNew(settings, runner, first?.Model, endpoint)) : batch.Mode;
         RunPlan.Check(settings, runner, models, endpoint);
         // A batch that has ended and is not sent again only has its files written: no upstream is asked.
         var sends = batch is not { HasEnded: true } || settings.RetryFailed;
@@ -101,15 +107,25 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         await store.InitializeAsync(cancellationToken);
         var importTime = TimeSpan.Zero;
         var retried = 0L;
+        CarriedOver? carried = null;
         if (batch is null)
         {
             var importStarted = time.GetTimestamp();
-            var imported = await ImportAsync(services.GetRequiredService<BatchImporter>(), input, mode, cancellationToken);
+            var imported = await ImportAsync(services.GetRequiredService<BatchImporter>(), input, mode, previous, cancellationToken);
             importTime = time.GetElapsedTime(importStarted);
             if (!imported.Accepted)
             {
                 await store.DeleteBatchAsync(imported.BatchId, cancellationToken);
                 return await ReportRejectedAsync(imported);
+            }
+
+            if (previous is not null)
+            {
+                carried = await store.CarryOverAsync(previous.Id, imported.BatchId, time.GetUtcNow(), cancellationToken);
+                await store.DeleteBatchAsync(previous.Id, cancellationToken);
+                await stderr.WriteLineAsync(
+                    $"{Relative(input)} changed since {previous.Id}: {RemoteOutput.Plural(carried.Reused, "unchanged answer")} kept, " +
+                    $"{RemoteOutput.Plural(imported.Total - carried.Reused, "request")} to send, {RemoteOutput.Count(carried.Dropped)} no longer in the file. (--fresh sends everything again.)");
             }
 
             batch = (await store.GetBatchAsync(imported.BatchId, cancellationToken))!;
@@ -126,7 +142,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         var active = await store.ListActiveModelsAsync(batch.Id, cancellationToken);
         CheckServed(active, upstreams);
         RunPlan.Check(settings, runner, active, batch.Endpoint);
-        return await DispatchAndExportAsync(services, store, batch, new RunStart(importTime, retried, statePath), target, results, cancellationToken);
+        return await DispatchAndExportAsync(services, store, batch, new RunStart(importTime, retried, statePath, carried), target, results, cancellationToken);
     }
 
     /// <summary>A stored batch as this run was told to change it: its failed requests queued again (how many is returned), its budget, mode and deadline replaced.</summary>
@@ -212,9 +228,9 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         var dispatcher = services.GetRequiredService<Dispatcher>();
         if (batch.Status == BatchStatus.InProgress)
         {
-            await stderr.WriteLineAsync(batch.Finished > 0 || released > 0
+            await stderr.WriteLineAsync((batch.Finished > 0 || released > 0) && start.Carried is null
                 ? $"Resuming {batch.Id}: {RemoteOutput.Count(batch.Finished)} of {RemoteOutput.Plural(batch.Total, "request")} already done."
-                : $"Sending {RemoteOutput.Plural(batch.Total, "request")} of {Relative(settings.InputPath)} ({batch.Id}) {RunPlan.Describe(batch, target, settings.Concurrency)}.");
+                : $"Sending {RemoteOutput.Plural(batch.Total - batch.Finished, "request")} of {Relative(settings.InputPath)} ({batch.Id}) {RunPlan.Describe(batch, target, settings.Concurrency)}.");
 
             var ending = await DispatchAsync(dispatcher, services.GetRequiredService<NativeBatchRunner>(), store, batch, start.StatePath, cancellationToken);
             if (ending != ExitCodes.Success)
@@ -232,7 +248,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         var exportStarted = time.GetTimestamp();
         var exported = await results.WriteAsync((output, errors) => ResultExporter.ExportAsync(store, final, output, errors, cancellationToken));
         var phases = new RunPhases(start.Import, wall, time.GetElapsedTime(exportStarted));
-        await new RunSummary(settings.Json, stdout).WriteAsync(final, exported, phases, final.Finished - finishedBefore, start.Retried, dispatcher.Counters, results);
+        await new RunSummary(settings.Json, stdout).WriteAsync(final, exported, phases, final.Finished - finishedBefore, start.Retried, dispatcher.Counters, results, start.Carried);
         return final.Succeeded == final.Total ? ExitCodes.Success : ExitCodes.SomeFailed;
     }
 
@@ -344,25 +360,42 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             return null;
         }
 
-        var length = new FileInfo(input).Length;
-        var unchanged = length == batch.SourceBytes;
-        if (unchanged)
-        {
-            await using var file = OpenInput(input);
-            unchanged = Convert.ToHexStringLower(await SHA256.HashDataAsync(file, cancellationToken)) == batch.SourceSha256;
-        }
-
-        return unchanged
-            ? batch
-            : throw new UsageException(
-                $"{Relative(input)} changed since {batch.Id} was started from it, so its saved progress does not fit the file any more. " +
-                "Pass --fresh to start over (answers already received are discarded), or --state to keep both.");
+        return batch;
     }
 
-    private async Task<ImportResult> ImportAsync(BatchImporter importer, string input, BatchMode mode, CancellationToken cancellationToken)
+    /// <summary>True when the input is the one <paramref name="batch"/> was made of: the same length and SHA-256.</summary>
+    private static async Task<bool> UnchangedAsync(string input, BatchRecord batch, CancellationToken cancellationToken)
+    {
+        if (new FileInfo(input).Length != batch.SourceBytes)
+        {
+            return false;
+        }
+
+        await using var file = OpenInput(input);
+        return Convert.ToHexStringLower(await SHA256.HashDataAsync(file, cancellationToken)) == batch.SourceSha256;
+    }
+
+    /// <summary>
+    /// The saved batch of an input that was edited since, whose unchanged answers a new batch keeps;
+    /// refused while jobs of it are still at a provider (their answers would come back to nothing).
+    /// </summary>
+    private static async Task<BatchRecord> EditedAsync(IBatchStore store, string input, BatchRecord saved, CancellationToken cancellationToken) =>
+        (await store.ListNativeJobsAsync(saved.Id, cancellationToken)).Any(job => job.Status != NativeJobStatus.Ended)
+            ? throw new UsageException(
+                $"{Relative(input)} changed since {saved.Id} was started from it, and jobs of that batch are still at the provider. " +
+                "Run the file as it was until they end, or pass --fresh to start over (answers already received are discarded).")
+            : saved;
+
+    /// <summary>Reads the input into a new batch; one that replaces an edited input's <paramref name="previous"/> batch keeps its budget and deadline unless they are given again.</summary>
+    private async Task<ImportResult> ImportAsync(BatchImporter importer, string input, BatchMode mode, BatchRecord? previous, CancellationToken cancellationToken)
     {
         await using var file = OpenInput(input);
-        return await importer.ImportAsync(file, new NewBatch(BatchIds.NewBatchId(), input, Priority: settings.Priority, CompletionWindow: settings.Deadline) { BudgetNanos = settings.BudgetNanos, Mode = mode }, cancellationToken);
+        var deadline = settings.Deadline ?? (previous?.ExpiresAt - previous?.CreatedAt);
+        return await importer.ImportAsync(file, new NewBatch(BatchIds.NewBatchId(), input, Priority: settings.Priority, CompletionWindow: deadline)
+        {
+            BudgetNanos = settings.BudgetNanos ?? previous?.BudgetNanos,
+            Mode = mode,
+        }, cancellationToken);
     }
 
     private Task<int> ReportRejectedAsync(ImportResult imported) =>
@@ -456,4 +489,4 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
 }
 
 /// <summary>What a run knows before it sends: how long the import took, how many failed requests it queued again, and where its state is.</summary>
-internal readonly record struct RunStart(TimeSpan Import, long Retried, string StatePath);
+internal readonly record struct RunStart(TimeSpan Import, long Retried, string StatePath, CarriedOver? Carried);

@@ -4,6 +4,7 @@ using Shepherd.Engine.Batches;
 using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Model;
 using Shepherd.Engine.Pricing;
+using Shepherd.Engine.Storage;
 
 namespace Shepherd.Cli.Running;
 
@@ -14,7 +15,7 @@ namespace Shepherd.Cli.Running;
 internal sealed class RunSummary(bool json, TextWriter stdout)
 {
     /// <summary>Says how the run ended: the batch's counts, this run's rate and phases, tokens, cost, budget and the result files.</summary>
-    public async Task WriteAsync(BatchRecord batch, ExportSummary exported, RunPhases phases, long finishedThisRun, long retried, DispatchCounters counters, ResultFiles files)
+    public async Task WriteAsync(BatchRecord batch, ExportSummary exported, RunPhases phases, long finishedThisRun, long retried, DispatchCounters counters, ResultFiles files, CarriedOver? carried)
     {
         var (outputPath, errorsPath) = (files.OutputPath, files.ErrorsPath);
         var wall = phases.Dispatch;
@@ -31,6 +32,18 @@ internal sealed class RunSummary(bool json, TextWriter stdout)
                 counts.WriteOutcome(writer);
                 counts.WriteBudget(writer);
                 writer.WriteString("mode", BatchModeWords.Of(batch.Mode));
+                writer.WriteNumber("cached", batch.Cached);
+                writer.WriteNumber("cache_saved_usd", Cost.ToUsd(batch.CacheSavedNanos));
+                if (carried is { } kept)
+                {
+                    // An edited input: what it kept of its earlier batch, what it sent, and what it no longer has.
+                    writer.WriteStartObject("edited");
+                    writer.WriteNumber("reused", kept.Reused);
+                    writer.WriteNumber("sent", batch.Total - kept.Reused);
+                    writer.WriteNumber("dropped", kept.Dropped);
+                    writer.WriteEndObject();
+                }
+
                 writer.WriteNumber("finished_this_run", finishedThisRun);
                 writer.WriteNumber("retried_failed", retried);
                 writer.WriteNumber("wall_seconds", Math.Round(wall.TotalSeconds, 3));
@@ -55,6 +68,12 @@ internal sealed class RunSummary(bool json, TextWriter stdout)
         await stdout.WriteLineAsync(finishedThisRun > 0
             ? string.Create(CultureInfo.InvariantCulture, $"{line} in {ProgressDisplay.FormatDuration(wall)} ({rate:0.0} requests/s, {RemoteOutput.Count(counters.Retries)} {(counters.Retries == 1 ? "retry" : "retries")})")
             : line);
+        if (carried is { } edited)
+        {
+            await stdout.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+                $"  edited:  {RemoteOutput.Count(edited.Reused)} unchanged answers kept ({Cost.Describe(batch.CacheSavedNanos)} not paid again), {RemoteOutput.Count(batch.Total - edited.Reused)} sent, {RemoteOutput.Count(edited.Dropped)} dropped"));
+        }
+
         if (retried > 0)
         {
             await stdout.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"  retried: {RemoteOutput.Plural(retried, "request")} that had failed or expired"));

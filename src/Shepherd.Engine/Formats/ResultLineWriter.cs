@@ -82,7 +82,17 @@ public sealed class ResultLineWriter : IDisposable
             _json.WriteEndObject();
         }
 
+        WriteCached(result);
         _json.WriteEndObject();
+    }
+
+    /// <summary>Shepherd's own mark on an answer not sent for again (kept from an earlier run); the official formats take it as an extra field.</summary>
+    private void WriteCached(AttemptResult result)
+    {
+        if (result.Cached)
+        {
+            _json.WriteBoolean("cached"u8, true);
+        }
     }
 
     private void WriteAnthropic(ItemResult item, AttemptResult result)
@@ -112,6 +122,7 @@ public sealed class ResultLineWriter : IDisposable
         }
 
         _json.WriteEndObject();
+        WriteCached(result);
         _json.WriteEndObject();
     }
 

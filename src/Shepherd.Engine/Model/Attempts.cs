@@ -30,6 +30,9 @@ public sealed record AttemptResult
     /// <summary>What the answer cost, in billionths of a US dollar.</summary>
     public long CostNanos { get; init; }
 
+    /// <summary>True for an answer not sent for, and not paid for, again: kept from an earlier run of the same request (the same custom id and body).</summary>
+    public bool Cached { get; init; }
+
     /// <summary>What the answer would have cost more at the list price (a native or flex answer's discount), in billionths of a US dollar.</summary>
     public long SavedNanos { get; init; }
 

@@ -132,6 +132,12 @@ public sealed record BatchRecord
     /// <summary>Of <see cref="Succeeded"/>, and of <see cref="CostNanos"/>, what each tier answered; realtime is the rest.</summary>
     public TierTally Tiers { get; init; } = TierTally.None;
 
+    /// <summary>Of <see cref="Succeeded"/>, answers not sent for, and not paid for, again: kept from an earlier run of the same input.</summary>
+    public long Cached { get; init; }
+
+    /// <summary>What the <see cref="Cached"/> answers cost when they were bought: what keeping them saved.</summary>
+    public long CacheSavedNanos { get; init; }
+
     /// <summary>Requests that have ended: succeeded, failed, cancelled or expired.</summary>
     public long Finished => Succeeded + Failed + Cancelled + Expired;
 

@@ -119,6 +119,14 @@ public interface IBatchStore : IAsyncDisposable
     /// <summary>Moves the items <paramref name="itemIds"/> to <paramref name="toTier"/>, whatever their state (a leased one goes there when it is released).</summary>
     Task MoveItemsAsync(IReadOnlyCollection<long> itemIds, ItemTier toTier, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Gives the queued items of <paramref name="toBatchId"/> whose custom id and body are those of
+    /// an item that succeeded in <paramref name="fromBatchId"/> (an earlier batch of the same input)
+    /// that answer, at no cost, marked cached; they end succeeded. Returns how many were reused,
+    /// and how many items of the earlier batch the new one no longer has.
+    /// </summary>
+    Task<CarriedOver> CarryOverAsync(string fromBatchId, string toBatchId, DateTimeOffset now, CancellationToken cancellationToken);
+
     /// <summary>Marks a planned batch cut over to realtime at <paramref name="now"/> (once: a later call changes nothing), and moves its queued native and flex items to realtime.</summary>
     Task CutOverAsync(string batchId, DateTimeOffset now, CancellationToken cancellationToken);
 
@@ -196,6 +204,11 @@ public interface IBatchStore : IAsyncDisposable
     /// <summary>Marks a job: a cancel was sent to the provider, or its results were recorded.</summary>
     Task UpdateNativeJobAsync(long jobId, NativeJobStatus status, bool cancelRequested, CancellationToken cancellationToken);
 }
+
+/// <summary>What an edited input kept of its earlier batch.</summary>
+/// <param name="Reused">Requests whose custom id and body were unchanged and had an answer: kept, not sent again.</param>
+/// <param name="Dropped">Requests of the earlier batch the input no longer holds.</param>
+public sealed record CarriedOver(long Reused, long Dropped);
 
 /// <summary>How many items of a batch, of one model and tier, have not ended.</summary>
 /// <param name="Model">The model.</param>

@@ -26,7 +26,7 @@ internal static class StoreRows
         "id, format, endpoint, status, source, source_sha256, source_bytes, created_at, in_progress_at, completed_at, failed_at, total, succeeded, failed, " +
         "input_tokens, output_tokens, errors, priority, expires_at, cancelling_at, cancelled_at, expired_at, cancelled, expired, " +
         "owner, door, input_file_id, completion_window, metadata, model, output_file_id, error_file_id, finalizing_at, idempotency_key, cost_nanos, unpriced, budget_nanos, budget_exceeded, mode, " +
-        "cutover_at, native_succeeded, native_cost_nanos, flex_succeeded, flex_cost_nanos, saved_nanos";
+        "cutover_at, native_succeeded, native_cost_nanos, flex_succeeded, flex_cost_nanos, saved_nanos, cached, cache_saved_nanos";
 
     internal const string FileColumns = "id, owner, filename, purpose, bytes, created_at, batch_id";
 
@@ -50,7 +50,7 @@ internal static class StoreRows
 
     internal const string ResultColumns = """
         SELECT i.line, i.custom_id, i.state, r.item_id, r.status_code, r.request_id, r.body,
-            r.error_code, r.error_message, r.input_tokens, r.output_tokens, r.cached_tokens, r.cost_nanos
+            r.error_code, r.error_message, r.input_tokens, r.output_tokens, r.cached_tokens, r.cost_nanos, r.cached
         FROM items i LEFT JOIN results r ON r.item_id = i.id
         """;
 
@@ -66,7 +66,10 @@ internal static class StoreRows
             InputTokens = reader.GetInt32(9),
             OutputTokens = reader.GetInt32(10),
             CachedTokens = reader.GetInt32(11),
-            CostNanos = reader.GetInt64(12),
+            // A kept answer costs nothing this time; its row holds what it cost when bought: what it saves.
+            CostNanos = reader.GetInt32(13) != 0 ? 0 : reader.GetInt64(12),
+            SavedNanos = reader.GetInt32(13) != 0 ? reader.GetInt64(12) : 0,
+            Cached = reader.GetInt32(13) != 0,
         };
         return new ItemResult(reader.GetInt64(0), reader.GetString(1), (ItemState)reader.GetInt32(2), result);
     }
@@ -115,6 +118,8 @@ internal static class StoreRows
             Mode = (BatchMode)r.GetInt32(38),
             CutOverAt = ReadTime(r, 39),
             Tiers = new TierTally(r.GetInt64(40), r.GetInt64(41), r.GetInt64(42), r.GetInt64(43), r.GetInt64(44)),
+            Cached = r.GetInt64(45),
+            CacheSavedNanos = r.GetInt64(46),
         };
 
     internal static DateTimeOffset? ReadTime(DbDataReader reader, int ordinal) =>

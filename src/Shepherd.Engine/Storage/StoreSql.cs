@@ -95,6 +95,59 @@ internal static class StoreSql
         ALTER TABLE batches ADD COLUMN saved_nanos bigint NOT NULL DEFAULT 0;
         """;
 
+    /// <summary>Answers not paid for again (kept from an earlier batch of the same input), the same in both dialects.</summary>
+    internal const string ReusedSchema = """
+        ALTER TABLE results ADD COLUMN cached integer NOT NULL DEFAULT 0;
+        ALTER TABLE batches ADD COLUMN cached bigint NOT NULL DEFAULT 0;
+        ALTER TABLE batches ADD COLUMN cache_saved_nanos bigint NOT NULL DEFAULT 0;
+        """;
+
+    /// <summary>
+    /// The queued items of a batch (<c>@to</c>) whose custom id and body are those of an item that
+    /// succeeded in an earlier batch (<c>@from</c>), each with the earlier answer.
+    /// </summary>
+    private static readonly string Unchanged = $"""
+        FROM items n
+        JOIN items o ON o.batch_id = @from AND o.custom_id = n.custom_id AND o.state = {(int)ItemState.Succeeded}
+        JOIN item_bodies nb ON nb.item_id = n.id
+        JOIN item_bodies ob ON ob.item_id = o.id
+        JOIN results r ON r.item_id = o.id
+        WHERE n.batch_id = @to AND n.state = {(int)ItemState.Queued} AND nb.body = ob.body
+        """;
+
+    /// <summary>How many items <see cref="Unchanged"/> finds, their tokens, and what their answers cost when they were bought.</summary>
+    internal static readonly string SumUnchanged =
+        $"SELECT COUNT(*), COALESCE(SUM(r.input_tokens), 0), COALESCE(SUM(r.output_tokens), 0), COALESCE(SUM(r.cost_nanos), 0) {Unchanged}";
+
+    /// <summary>
+    /// Gives each item <see cref="Unchanged"/> finds its earlier answer, marked as kept (<c>@now</c>).
+    /// The row keeps what the answer cost when it was bought, which a kept answer reads as what it
+    /// saved (it costs nothing this time), so an answer kept run after run still says what it saves.
+    /// </summary>
+    internal static readonly string CopyUnchanged = $"""
+        INSERT INTO results (item_id, status_code, request_id, body, error_code, error_message, input_tokens, output_tokens, cached_tokens, cost_nanos, latency_ms, finished_at, cached)
+        SELECT n.id, r.status_code, r.request_id, r.body, NULL, NULL, r.input_tokens, r.output_tokens, r.cached_tokens, r.cost_nanos, r.latency_ms, @now, 1
+        {Unchanged}
+        """;
+
+    /// <summary>Ends the queued items of a batch (<c>@to</c>) that were given an earlier answer.</summary>
+    internal static readonly string EndUnchanged = $"""
+        UPDATE items SET state = {(int)ItemState.Succeeded}
+        WHERE batch_id = @to AND state = {(int)ItemState.Queued} AND EXISTS (SELECT 1 FROM results r WHERE r.item_id = items.id)
+        """;
+
+    /// <summary>Counts the kept answers (<c>@n</c>, tokens <c>@in</c>, <c>@out</c>, what they saved <c>@saved</c>) in a batch (<c>@to</c>).</summary>
+    internal const string CountUnchanged = """
+        UPDATE batches SET succeeded = succeeded + @n, input_tokens = input_tokens + @in, output_tokens = output_tokens + @out,
+            cached = cached + @n, cache_saved_nanos = cache_saved_nanos + @saved
+        WHERE id = @to
+        """;
+
+    /// <summary>Items of an earlier batch (<c>@from</c>) whose custom id the new one (<c>@to</c>) no longer has.</summary>
+    internal const string CountDropped = """
+        SELECT COUNT(*) FROM items o WHERE o.batch_id = @from AND NOT EXISTS (SELECT 1 FROM items n WHERE n.batch_id = @to AND n.custom_id = o.custom_id)
+        """;
+
     /// <summary>Adds what a commit's outcomes counted (a <see cref="BatchDelta"/>, its <see cref="BatchDelta.Parameters"/>) to a batch's counts (<c>@id</c>).</summary>
     internal const string AddCounts = """
         UPDATE batches SET succeeded = succeeded + @s, failed = failed + @f, cancelled = cancelled + @c, expired = expired + @e,

@@ -138,6 +138,39 @@ public abstract partial class BatchStoreContract
         Assert.Equal(2, (await Store.ClaimAsync("m", "batch_auto", 10, now, now.AddMinutes(1), Ct)).Count(i => i.Tier == ItemTier.Realtime));
     }
 
+    [Fact]
+    public async Task AnEditedInput_KeepsTheAnswersOfItsUnchangedRequests_AtNoCost_AndCountsWhatItDropped()
+    {
+        var now = Time.GetUtcNow();
+        await CreateAcceptedAsync("batch_old", ("a", """{"model":"m","n":1}"""), ("b", """{"model":"m","n":2}"""), ("c", """{"model":"m","n":3}"""));
+        var old = await Store.ClaimAsync("m", "batch_old", 10, now, now.AddMinutes(1), Ct);
+        await Store.CommitAsync([
+            Success(old.Single(i => i.CustomId == "a"), input: 100, output: 20),
+            Success(old.Single(i => i.CustomId == "b")),
+            new ItemOutcome(old.Single(i => i.CustomId == "c"), OutcomeKind.Failed, new AttemptResult { StatusCode = 400, Body = "{}"u8.ToArray() }),
+        ], now, Ct);
+        var paid = (await Store.GetResultAsync("batch_old", "a", Ct))!.Result!.CostNanos;
+        await CreateAcceptedAsync("batch_new", ("a", """{"model":"m","n":1}"""), ("b", """{"model":"m","n":20}"""), ("d", """{"model":"m","n":4}"""));
+
+        var carried = await Store.CarryOverAsync("batch_old", "batch_new", now, Ct);
+
+        Assert.Equal(new CarriedOver(1, 1), carried);
+        var batch = (await Store.GetBatchAsync("batch_new", Ct))!;
+        Assert.Equal((1L, 1L, paid, 100L, 20L, 0L), (batch.Succeeded, batch.Cached, batch.CacheSavedNanos, batch.InputTokens, batch.OutputTokens, batch.CostNanos));
+        var kept = (await Store.GetResultAsync("batch_new", "a", Ct))!;
+        Assert.Equal((ItemState.Succeeded, true, 0L, 200), (kept.State, kept.Result!.Cached, kept.Result.CostNanos, kept.Result.StatusCode!.Value));
+        var sent = await Store.ClaimAsync("m", "batch_new", 10, now, now.AddMinutes(1), Ct);
+        Assert.Equal(["b", "d"], sent.Select(i => i.CustomId).Order());
+        Assert.False((await Store.GetResultAsync("batch_old", "a", Ct))!.Result!.Cached);
+    }
+
+    private async Task CreateAcceptedAsync(string id, params (string CustomId, string Body)[] items)
+    {
+        await Store.CreateBatchAsync(new NewBatch(id, "in.jsonl", BatchEndpoints.ChatCompletions), Ct);
+        await Store.AddItemsAsync(id, [.. items.Select((item, i) => new ImportItem(i + 1, item.CustomId, "m", Encoding.UTF8.GetBytes(item.Body)))], Ct);
+        await Store.AcceptBatchAsync(id, new AcceptedInput(InputFormat.OpenAI, BatchEndpoints.ChatCompletions, items.Length, null, 20), Ct);
+    }
+
     private async Task CreateNativeOrRealtimeAsync(string id, BatchMode mode, int items = 2)
     {
         await Store.CreateBatchAsync(new NewBatch(id, null, BatchEndpoints.ChatCompletions) { Mode = mode }, Ct);

@@ -277,6 +277,24 @@ public sealed partial class PostgresBatchStore
     }
 
     /// <inheritdoc />
+    public Task<CarriedOver> CarryOverAsync(string fromBatchId, string toBatchId, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(fromBatchId);
+        ArgumentNullException.ThrowIfNull(toBatchId);
+        return InTransactionAsync(async (connection, tx) =>
+        {
+            (string, object?)[] batches = [("from", fromBatchId), ("to", toBatchId)];
+            var (count, input, output, saved) = (await QueryAsync(connection, tx, StoreSql.SumUnchanged, r => (r.GetInt64(0), r.GetInt64(1), r.GetInt64(2), r.GetInt64(3)), cancellationToken, batches))[0];
+            await ExecuteAsync(connection, tx, StoreSql.CopyUnchanged, cancellationToken, [.. batches, ("now", now.ToUnixTimeMilliseconds())]);
+            await ExecuteAsync(connection, tx, StoreSql.EndUnchanged, cancellationToken, batches);
+            await ExecuteAsync(connection, tx, StoreSql.CountUnchanged, cancellationToken, [.. batches, ("n", count), ("in", input), ("out", output), ("saved", saved)]);
+            await FinishBatchAsync(connection, tx, toBatchId, now.ToUnixTimeMilliseconds(), cancellationToken);
+            var dropped = Convert.ToInt64(await ScalarAsync(connection, tx, StoreSql.CountDropped, cancellationToken, batches), System.Globalization.CultureInfo.InvariantCulture);
+            return new CarriedOver(count, dropped);
+        }, cancellationToken);
+    }
+
+    /// <inheritdoc />
     public Task CutOverAsync(string batchId, DateTimeOffset now, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(batchId);

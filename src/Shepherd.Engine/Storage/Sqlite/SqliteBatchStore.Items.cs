@@ -287,6 +287,28 @@ public sealed partial class SqliteBatchStore
     }
 
     /// <inheritdoc />
+    public Task<CarriedOver> CarryOverAsync(string fromBatchId, string toBatchId, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(fromBatchId);
+        ArgumentNullException.ThrowIfNull(toBatchId);
+        return WriteAsync(writer =>
+        {
+            // Read before the transaction, on the one writer: nothing else writes between.
+            (string, object?)[] batches = [("@from", fromBatchId), ("@to", toBatchId)];
+            var (count, input, output, saved) = Query(writer, r => (r.GetInt64(0), r.GetInt64(1), r.GetInt64(2), r.GetInt64(3)), StoreSql.SumUnchanged, batches)[0];
+            using var tx = writer.BeginTransaction();
+
+            Execute(writer, StoreSql.CopyUnchanged, tx, [.. batches, ("@now", now.ToUnixTimeMilliseconds())]);
+            Execute(writer, StoreSql.EndUnchanged, tx, batches);
+            Execute(writer, StoreSql.CountUnchanged, tx, [.. batches, ("@n", count), ("@in", input), ("@out", output), ("@saved", saved)]);
+            Execute(writer, FinishBatch, tx, ("$id", toBatchId), ("$now", now.ToUnixTimeMilliseconds()));
+            var dropped = Convert.ToInt64(Scalar(writer, StoreSql.CountDropped, tx, batches), System.Globalization.CultureInfo.InvariantCulture);
+            tx.Commit();
+            return new CarriedOver(count, dropped);
+        }, cancellationToken);
+    }
+
+    /// <inheritdoc />
     public Task CutOverAsync(string batchId, DateTimeOffset now, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(batchId);
