@@ -37,6 +37,8 @@ internal static class ChildProcess
     public static async Task<(double Seconds, int ExitCode, JsonElement Json)> RunJsonAsync(IEnumerable<string> args, Func<int, bool> succeeded, string what)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        // Every run measures what it sends: an answer cache of its own, empty, never the user's.
+        start.Environment["XDG_CACHE_HOME"] = Directory.CreateTempSubdirectory("shepherd-bench-cache-").FullName;
         foreach (var arg in args)
         {
             start.ArgumentList.Add(arg);

@@ -207,9 +207,37 @@ public sealed class RunCommandTests : IDisposable
         var sent = new[] { edited[3].CustomId, edited[7].CustomId, edited[^1].CustomId };
         Assert.All(lines, line => Assert.Equal(!sent.Contains(line.Key), line.Value.TryGetProperty("cached", out var cached) && cached.GetBoolean()));
 
-        var fresh = await ShepherdProcess.RunAsync(_folder.Path, Run(input, server, "--fresh"));
+        // Started over, the answer cache of the runs still has every answer; without it, everything is sent.
+        var fresh = await ShepherdProcess.RunAsync(_folder.Path, Run(input, server, "--fresh", "--json"));
         Assert.True(fresh.ExitCode == 0, fresh.ToString());
+        Assert.Equal(3, server.Provider.Stats().Requests - before);
+        Assert.Equal(20L, JsonDocument.Parse(fresh.Stdout).RootElement.GetProperty("cached").GetInt64());
+        var uncached = await ShepherdProcess.RunAsync(_folder.Path, Run(input, server, "--fresh", "--no-cache"));
+        Assert.True(uncached.ExitCode == 0, uncached.ToString());
         Assert.Equal(3 + 20, server.Provider.Stats().Requests - before);
+        Assert.DoesNotContain("\"cached\"", File.ReadAllText(_folder.File("in.out.jsonl")), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task TheCacheCommand_SaysWhatTheRunsKept_AndClearsIt()
+    {
+        var input = BatchFiles.Write(_folder.File("in.jsonl"), BatchFiles.OpenAIChat(12));
+        await using var server = await Simulators.StartHttpAsync();
+        Assert.Equal(0, (await ShepherdProcess.RunAsync(_folder.Path, Run(input, server))).ExitCode);
+
+        var stats = await ShepherdProcess.RunAsync(_folder.Path, "cache", "stats");
+        var pruned = await ShepherdProcess.RunAsync(_folder.Path, "cache", "prune");
+        var cleared = await ShepherdProcess.RunAsync(_folder.Path, "cache", "clear");
+        var empty = await ShepherdProcess.RunAsync(_folder.Path, "cache", "stats");
+        var elsewhere = await ShepherdProcess.RunAsync(_folder.Path, "cache", "stats", "--cache", _folder.File("other.db"));
+
+        Assert.True(stats.ExitCode == 0, stats.ToString());
+        Assert.Contains(Path.Combine(".cache", "shepherd", "answers.db") + ": 12 answers", stats.Stdout, StringComparison.Ordinal);
+        Assert.Contains(": 0 answers removed", pruned.Stdout, StringComparison.Ordinal);
+        Assert.Contains(": 12 answers removed", cleared.Stdout, StringComparison.Ordinal);
+        Assert.Contains(": 0 answers,", empty.Stdout, StringComparison.Ordinal);
+        Assert.Contains("other.db: 0 answers,", elsewhere.Stdout, StringComparison.Ordinal);
+        Assert.Equal(12, server.Provider.Stats().Requests);
     }
 
     [Fact]

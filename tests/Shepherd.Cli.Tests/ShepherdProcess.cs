@@ -38,6 +38,8 @@ public sealed class ShepherdProcess : IDisposable
         // A developer's own keys must not reach the simulator, nor be needed by a test.
         start.Environment.Remove("OPENAI_API_KEY");
         start.Environment.Remove("ANTHROPIC_API_KEY");
+        // Each test's runs share an answer cache of their own, in the test's folder: never one of another test, or the developer's.
+        start.Environment["XDG_CACHE_HOME"] = Path.Combine(workingDirectory, ".cache");
         foreach (var (name, value) in environment ?? new Dictionary<string, string?>())
         {
             start.Environment[name] = value;

@@ -19,7 +19,9 @@ internal static class RunCommand
         var state = new Option<string?>("--state") { Description = "The state file; defaults to FILE.shepherd.db beside the input" };
         var output = new Option<string?>("--output", "-o") { Description = "Where successful results go; defaults to NAME.out.jsonl beside the input" };
         var errors = new Option<string?>("--errors") { Description = "Where failed results go; defaults to NAME.errors.jsonl beside the input" };
-        var fresh = new Option<bool>("--fresh") { Description = "Discard saved progress for this input and start over" };
+        var fresh = new Option<bool>("--fresh") { Description = "Discard saved progress for this input and start over (the answer cache still answers what it holds; --no-cache sends everything)" };
+        var cache = new Option<string?>("--cache") { Description = "The answer cache shared by your runs; defaults to ~/.cache/shepherd/answers.db ($XDG_CACHE_HOME/shepherd)", HelpName = "PATH" };
+        var noCache = new Option<bool>("--no-cache") { Description = "Neither answer from the answer cache nor keep answers in it: every request is sent" };
         var progress = CliOptions.Progress();
         var json = new Option<bool>("--json") { Description = "Print the final summary as JSON on stdout (progress goes to stderr)" };
         var retryFailed = new Option<bool>("--retry-failed") { Description = "Send the failed and expired requests of the saved batch again (its successes and their cost are kept)" };
@@ -28,7 +30,7 @@ internal static class RunCommand
 
         var command = new Command("run", "Send every request of a batch file, at the provider's pace, and write the results; resumes where it stopped")
         {
-            file, priority, deadline, mode, state, output, errors, fresh, progress, json, retryFailed, budget, maxOutage,
+            file, priority, deadline, mode, state, output, errors, fresh, cache, noCache, progress, json, retryFailed, budget, maxOutage,
         };
         foreach (var option in engine.All)
         {
@@ -40,6 +42,11 @@ internal static class RunCommand
             if (result.GetValue(fresh) && result.GetValue(retryFailed))
             {
                 result.AddError("--fresh starts over and --retry-failed keeps what succeeded: give one of them.");
+            }
+
+            if (result.GetValue(noCache) && result.GetValue(cache) is not null)
+            {
+                result.AddError("--no-cache turns the answer cache off and --cache names one: give one of them.");
             }
         });
 
@@ -55,6 +62,8 @@ internal static class RunCommand
                 OutputPath = parse.GetValue(output),
                 ErrorsPath = parse.GetValue(errors),
                 Fresh = parse.GetValue(fresh),
+                CachePath = parse.GetValue(cache),
+                NoCache = parse.GetValue(noCache),
                 Progress = progress.ValueIn(parse),
                 Json = parse.GetValue(json),
                 RetryFailed = parse.GetValue(retryFailed),

@@ -18,5 +18,6 @@ internal static class ShepherdCommands
         RetryCommand.Create(),
         ListCommand.Create(),
         EstimateCommand.Create(),
+        CacheCommand.Create(),
     };
 }

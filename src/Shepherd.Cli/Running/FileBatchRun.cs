@@ -226,6 +226,8 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         var started = time.GetTimestamp();
         var finishedBefore = batch.Finished;
         var dispatcher = services.GetRequiredService<Dispatcher>();
+        await using var cache = await OpenCacheAsync(cancellationToken);
+        dispatcher.AnswerCache = cache;
         if (batch.Status == BatchStatus.InProgress)
         {
             await stderr.WriteLineAsync((batch.Finished > 0 || released > 0) && start.Carried is null
@@ -316,6 +318,25 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
     /// <summary>True when the batch has work for the native runner: its mode is not realtime, or jobs of it are still at a provider.</summary>
     private static async Task<bool> NativeWorkAsync(IBatchStore store, BatchRecord batch, CancellationToken cancellationToken) =>
         batch.Mode != BatchMode.Realtime || (await store.ListNativeJobsAsync(batch.Id, cancellationToken)).Any(job => job.Status != NativeJobStatus.Ended);
+
+    /// <summary>The answer cache of the user's runs, unless turned off; one that cannot be opened is said and done without.</summary>
+    private async Task<AnswerCache?> OpenCacheAsync(CancellationToken cancellationToken)
+    {
+        if (settings.NoCache)
+        {
+            return null;
+        }
+
+        try
+        {
+            return await AnswerCaches.OpenAsync(settings.CachePath, time, cancellationToken);
+        }
+        catch (Exception ex) when (ex is Microsoft.Data.Sqlite.SqliteException or IOException or UnauthorizedAccessException)
+        {
+            await stderr.WriteLineAsync($"warning: the answer cache {settings.CachePath ?? AnswerCaches.DefaultPath()} cannot be used ({ex.Message}); every request is sent. Pass --cache PATH to use another, or --no-cache.");
+            return null;
+        }
+    }
 
     /// <summary>
     /// Ends a run that stopped before its batch ended: <paramref name="message"/> on stderr, and

@@ -97,6 +97,12 @@ internal sealed record RunSettings : EngineSettings
 
     public bool Fresh { get; init; }
 
+    /// <summary>The answer cache (<c>--cache</c>); null for the default place.</summary>
+    public string? CachePath { get; init; }
+
+    /// <summary>No answer cache (<c>--no-cache</c>).</summary>
+    public bool NoCache { get; init; }
+
     public ProgressMode Progress { get; init; }
 
     public bool Json { get; init; }

@@ -70,8 +70,14 @@ internal sealed class RunSummary(bool json, TextWriter stdout)
             : line);
         if (carried is { } edited)
         {
-            await stdout.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
-                $"  edited:  {RemoteOutput.Count(edited.Reused)} unchanged answers kept ({Cost.Describe(batch.CacheSavedNanos)} not paid again), {RemoteOutput.Count(batch.Total - edited.Reused)} sent, {RemoteOutput.Count(edited.Dropped)} dropped"));
+            await stdout.WriteLineAsync(
+                $"  edited:  {RemoteOutput.Count(edited.Reused)} unchanged answers kept, {RemoteOutput.Count(batch.Total - edited.Reused)} sent, {RemoteOutput.Count(edited.Dropped)} dropped");
+        }
+
+        if (batch.Cached > 0)
+        {
+            await stdout.WriteLineAsync(
+                $"  cached:  {RemoteOutput.Plural(batch.Cached, "answer")} not sent for again ({Cost.Describe(batch.CacheSavedNanos)} not paid again)");
         }
 
         if (retried > 0)

@@ -19,7 +19,14 @@ internal sealed record DropLeasesEvent : DispatchEvent;
 /// <summary>Retries are in the store, due at these times (the earliest per model): their queues look for them then, not at their next idle look.</summary>
 internal sealed record RetriesStoredEvent(IReadOnlyDictionary<string, DateTimeOffset> Due) : DispatchEvent;
 
-internal sealed record ClaimedEvent(ModelQueue Queue, IReadOnlyList<ClaimedItem> Items, DateTimeOffset? NextDue) : DispatchEvent;
+internal sealed record ClaimedEvent(ModelQueue Queue, IReadOnlyList<ClaimedItem> Items, DateTimeOffset? NextDue) : DispatchEvent
+{
+    /// <summary>Claimed items the answer cache answered, with their answers: they are not sent.</summary>
+    public IReadOnlyList<(ClaimedItem Item, Storage.CachedAnswer Answer)> Hits { get; init; } = [];
+
+    /// <summary>The cache key of each item sent, by item id, so its answer can be kept; empty without a cache.</summary>
+    public IReadOnlyDictionary<long, string> Keys { get; init; } = new Dictionary<long, string>();
+}
 
 /// <summary>An answer, already classified where it arrived, so the loop only decides; null when abandoned on stop.</summary>
 internal sealed record AnsweredEvent(WorkItem Work, Lane Lane, SentRequest Reservation, UpstreamResponse? Response, Classified Classified) : DispatchEvent;

@@ -1,5 +1,6 @@
 using Shepherd.Engine.Model;
 using Shepherd.Engine.Storage;
+using Shepherd.Engine.Upstreams;
 
 namespace Shepherd.Engine.Dispatch;
 
@@ -223,12 +224,46 @@ internal sealed partial class DispatchLoop
             var nextDue = items.Count < max
                 ? await _store.NextDueAsync(queue.Model, onlyBatchId, CancellationToken.None) ?? now + _options.IdlePollInterval
                 : (DateTimeOffset?)null;
-            _signals.Tell(new ClaimedEvent(queue, items, nextDue));
+            _signals.Tell(await LookUpAsync(new ClaimedEvent(queue, items, nextDue)));
         }
         catch (StoreException ex)
         {
             _claimFailure = ex;
             _signals.Tell(new ClaimedEvent(queue, [], now + _options.IdlePollInterval));
         }
+    }
+
+    /// <summary>
+    /// Looks the claimed items up in the answer cache, by the key of what the provider would see
+    /// (its kind, the endpoint, the body as sent): those it answers are split off, to be recorded
+    /// without being sent. A cache that cannot be read answers none.
+    /// </summary>
+    private async Task<ClaimedEvent> LookUpAsync(ClaimedEvent claimed)
+    {
+        if (_cache is not { } cache || claimed.Items.Count == 0)
+        {
+            return claimed;
+        }
+
+        var kind = claimed.Queue.Lanes.Count > 0 ? claimed.Queue.Lanes[0].Upstream.Kind : UpstreamKind.OpenAI;
+        var keys = claimed.Items.ToDictionary(
+            item => item.ItemId,
+            item => AnswerCache.KeyOf(kind, item.Url, item.Tier == ItemTier.Flex ? FlexTier.Body(item.Body) : item.Body));
+        IReadOnlyDictionary<string, CachedAnswer> found;
+        try
+        {
+            found = await cache.FindAsync([.. keys.Values.Distinct(StringComparer.Ordinal)], CancellationToken.None);
+        }
+        catch (Microsoft.Data.Sqlite.SqliteException)
+        {
+            return claimed with { Keys = keys };
+        }
+
+        return claimed with
+        {
+            Items = [.. claimed.Items.Where(item => !found.ContainsKey(keys[item.ItemId]))],
+            Hits = [.. claimed.Items.Where(item => found.ContainsKey(keys[item.ItemId])).Select(item => (item, found[keys[item.ItemId]]))],
+            Keys = keys,
+        };
     }
 }

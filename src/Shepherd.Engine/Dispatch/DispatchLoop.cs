@@ -20,6 +20,7 @@ namespace Shepherd.Engine.Dispatch;
 /// <param name="Telemetry">Where metrics go, if anywhere.</param>
 /// <param name="Logger">The dispatcher's logger.</param>
 /// <param name="Holds">What the loop and the native runner hold against budgets, told to each other.</param>
+/// <param name="Cache">Answers kept across runs and batches: a request whose answer it has is answered from it, not sent; none when off.</param>
 internal sealed record DispatchContext(
     IBatchStore Store,
     IReadOnlyList<UpstreamEndpoint> Upstreams,
@@ -33,7 +34,8 @@ internal sealed record DispatchContext(
     DispatchCounters Counters,
     DispatchTelemetry? Telemetry,
     ILogger Logger,
-    BudgetHolds Holds);
+    BudgetHolds Holds,
+    Storage.AnswerCache? Cache);
 
 /// <summary>
 /// One run of the dispatcher. Everything here is touched by the loop alone: lanes, queues and
@@ -45,6 +47,7 @@ internal sealed partial class DispatchLoop(DispatchContext context, string? only
 {
     private readonly IBatchStore _store = context.Store;
     private readonly BudgetHolds _holds = context.Holds;
+    private readonly Storage.AnswerCache? _cache = context.Cache;
     private readonly IReadOnlyList<UpstreamEndpoint> _upstreams = context.Upstreams;
     private readonly DispatchOptions _options = context.Options;
     private readonly TimeProvider _time = context.Time;
@@ -147,7 +150,12 @@ internal sealed partial class DispatchLoop(DispatchContext context, string? only
                 claimed.Queue.NextDue = claimed.NextDue;
                 foreach (var item in claimed.Items)
                 {
-                    claimed.Queue.Enqueue(new WorkItem(item, item.Url, ++_order));
+                    claimed.Queue.Enqueue(new WorkItem(item, item.Url, ++_order) { CacheKey = claimed.Keys.GetValueOrDefault(item.ItemId) });
+                }
+
+                foreach (var (item, answer) in claimed.Hits)
+                {
+                    Emit(new ItemOutcome(item, OutcomeKind.Succeeded, FromCache(item, answer)));
                 }
 
                 break;

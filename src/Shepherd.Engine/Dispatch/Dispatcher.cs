@@ -98,6 +98,13 @@ public sealed partial class Dispatcher
         return rates.Count == 0 ? null : rates.Sum();
     }
 
+    /// <summary>
+    /// Answers kept across runs and batches: a claimed request whose answer it holds is answered
+    /// from it (at no cost, marked cached) instead of being sent, and each answer sent is kept in
+    /// it. Null, the default, for none. The host owns it and disposes it after the dispatcher stops.
+    /// </summary>
+    public Storage.AnswerCache? AnswerCache { get; set; }
+
     /// <summary>What the dispatcher and the native runner hold against budgets, told to each other; the host gives both the same.</summary>
     internal BudgetHolds Holds { get; set; } = new();
 
@@ -184,7 +191,7 @@ public sealed partial class Dispatcher
         using var run = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
         var committer = CommitLoopAsync(outcomes.Reader, run);
         // The telemetry is taken as the run starts: the host sets it before it runs the dispatcher.
-        var context = new DispatchContext(_store, _upstreams, _options, _time, _estimator, _prices, _policy, _signals, _waiters, Counters, Telemetry, _logger, Holds);
+        var context = new DispatchContext(_store, _upstreams, _options, _time, _estimator, _prices, _policy, _signals, _waiters, Counters, Telemetry, _logger, Holds, AnswerCache);
         var loop = new DispatchLoop(context, onlyBatchId, outcomes.Writer);
         try
         {

@@ -20,6 +20,9 @@ internal sealed class WorkItem(ClaimedItem item, string url, long order)
 
     /// <summary>The most the request may cost, while it waits for the budget.</summary>
     public long MostNanos { get; set; }
+
+    /// <summary>The answer cache's key of the request as it is sent, so its answer can be kept; null without a cache.</summary>
+    public string? CacheKey { get; init; }
 }
 
 /// <summary>The items leased for one model, waiting for a lane, highest priority first. Owned by the dispatch loop.</summary>

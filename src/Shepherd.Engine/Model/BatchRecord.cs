@@ -166,7 +166,7 @@ public sealed record TierTally(long NativeSucceeded, long NativeCostNanos, long 
     public long RealtimeSucceeded(BatchRecord batch)
     {
         ArgumentNullException.ThrowIfNull(batch);
-        return batch.Succeeded - NativeSucceeded - FlexSucceeded;
+        return batch.Succeeded - NativeSucceeded - FlexSucceeded - batch.Cached;
     }
 
     /// <summary>What the realtime answers cost, of <paramref name="batch"/>'s cost.</summary>

@@ -80,6 +80,12 @@ internal sealed class CommitPlan
         _ => ItemState.Failed,
     };
 
+    /// <summary>
+    /// The cost a result row keeps: what the answer cost, or for one from the cache (which costs
+    /// nothing) what it would have cost, as it reads back what it saved.
+    /// </summary>
+    public static long StoredCost(AttemptResult result) => result.Cached ? result.SavedNanos : result.CostNanos;
+
     /// <summary>The last error an outcome leaves on its item: none for a success, else what went wrong (never a body).</summary>
     public static string? ErrorOf(ItemOutcome outcome) => outcome.Kind == OutcomeKind.Succeeded ? null : outcome.Result.Describe();
 
@@ -169,6 +175,8 @@ internal struct BatchDelta
     public long FlexSucceeded;
     public long FlexCostNanos;
     public long SavedNanos;
+    public long Cached;
+    public long CacheSavedNanos;
 
     /// <summary>Counts an item that ended without being sent: cancelled, or else expired.</summary>
     public void AddUnsent(OutcomeKind kind)
@@ -186,7 +194,14 @@ internal struct BatchDelta
     /// <summary>Counts an answered item with what its answer used and cost, and the tier that answered it.</summary>
     public void Add(bool succeeded, AttemptResult result, ItemTier tier)
     {
-        if (succeeded)
+        if (succeeded && result.Cached)
+        {
+            // Answered from the cache: no tier answered it, and what it saved is the cache's.
+            Succeeded++;
+            Cached++;
+            CacheSavedNanos += result.SavedNanos;
+        }
+        else if (succeeded)
         {
             Succeeded++;
             NativeSucceeded += tier == ItemTier.Native ? 1 : 0;
@@ -213,5 +228,6 @@ internal struct BatchDelta
         (prefix + "id", batchId), (prefix + "s", Succeeded), (prefix + "f", Failed), (prefix + "c", Cancelled), (prefix + "e", Expired),
         (prefix + "in", InputTokens), (prefix + "out", OutputTokens), (prefix + "cost", CostNanos), (prefix + "unpriced", Unpriced), (prefix + "over", BudgetExceeded),
         (prefix + "ns", NativeSucceeded), (prefix + "nc", NativeCostNanos), (prefix + "fs", FlexSucceeded), (prefix + "fc", FlexCostNanos), (prefix + "saved", SavedNanos),
+        (prefix + "cached", Cached), (prefix + "csaved", CacheSavedNanos),
     ];
 }

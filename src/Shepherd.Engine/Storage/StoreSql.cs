@@ -153,7 +153,8 @@ internal static class StoreSql
         UPDATE batches SET succeeded = succeeded + @s, failed = failed + @f, cancelled = cancelled + @c, expired = expired + @e,
             input_tokens = input_tokens + @in, output_tokens = output_tokens + @out, cost_nanos = cost_nanos + @cost, unpriced = unpriced + @unpriced,
             budget_exceeded = budget_exceeded + @over, native_succeeded = native_succeeded + @ns, native_cost_nanos = native_cost_nanos + @nc,
-            flex_succeeded = flex_succeeded + @fs, flex_cost_nanos = flex_cost_nanos + @fc, saved_nanos = saved_nanos + @saved
+            flex_succeeded = flex_succeeded + @fs, flex_cost_nanos = flex_cost_nanos + @fc, saved_nanos = saved_nanos + @saved,
+            cached = cached + @cached, cache_saved_nanos = cache_saved_nanos + @csaved
         WHERE id = @id
         """;
 

@@ -175,9 +175,9 @@ public sealed partial class PostgresBatchStore
         """;
 
     private const string InsertResults = """
-        INSERT INTO results (item_id, status_code, request_id, body, error_code, error_message, input_tokens, output_tokens, cached_tokens, cost_nanos, latency_ms, finished_at)
+        INSERT INTO results (item_id, status_code, request_id, body, error_code, error_message, input_tokens, output_tokens, cached_tokens, cost_nanos, latency_ms, cached, finished_at)
         SELECT u.*, @now FROM unnest(@ids::bigint[], @status::integer[], @request_ids::text[], @bodies::bytea[], @codes::text[], @messages::text[],
-            @input::integer[], @output::integer[], @cached::integer[], @cost::bigint[], @latency::integer[]) AS u
+            @input::integer[], @output::integer[], @cached::integer[], @cost::bigint[], @latency::integer[], @kept::integer[]) AS u
         """;
 
     /// <inheritdoc />
@@ -225,7 +225,8 @@ public sealed partial class PostgresBatchStore
                     ("bodies", results.Select(r => r.Body).ToArray()), ("codes", results.Select(r => r.ErrorCode).ToArray()),
                     ("messages", results.Select(r => r.ErrorMessage).ToArray()), ("input", results.Select(r => r.InputTokens).ToArray()),
                     ("output", results.Select(r => r.OutputTokens).ToArray()), ("cached", results.Select(r => r.CachedTokens).ToArray()),
-                    ("cost", results.Select(r => r.CostNanos).ToArray()), ("latency", results.Select(r => r.LatencyMs).ToArray()));
+                    ("cost", results.Select(CommitPlan.StoredCost).ToArray()), ("latency", results.Select(r => r.LatencyMs).ToArray()),
+                    ("kept", results.Select(r => r.Cached ? 1 : 0).ToArray()));
                 foreach (var outcome in held)
                 {
                     plan.Count(outcome);

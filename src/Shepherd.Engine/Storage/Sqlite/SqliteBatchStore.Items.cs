@@ -188,8 +188,8 @@ public sealed partial class SqliteBatchStore
         $"UPDATE items SET state = ?3, lease_until = NULL, attempts = attempts - 1 WHERE id = ?1 AND state = {(int)ItemState.Leased} AND lease = ?2";
 
     private const string InsertResult = """
-        INSERT INTO results (item_id, status_code, request_id, body, error_code, error_message, input_tokens, output_tokens, cached_tokens, cost_nanos, latency_ms, finished_at)
-        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+        INSERT INTO results (item_id, status_code, request_id, body, error_code, error_message, input_tokens, output_tokens, cached_tokens, cost_nanos, latency_ms, finished_at, cached)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
         """;
 
     /// <inheritdoc />
@@ -241,7 +241,7 @@ public sealed partial class SqliteBatchStore
                 var attempt = outcome.Result;
                 result.Bind(1, item.ItemId).Bind(2, attempt.StatusCode).Bind(3, attempt.RequestId).Bind(4, attempt.Body)
                     .Bind(5, attempt.ErrorCode).Bind(6, attempt.ErrorMessage).Bind(7, attempt.InputTokens).Bind(8, attempt.OutputTokens)
-                    .Bind(9, attempt.CachedTokens).Bind(10, attempt.CostNanos).Bind(11, attempt.LatencyMs).Bind(12, finishedAt)
+                    .Bind(9, attempt.CachedTokens).Bind(10, CommitPlan.StoredCost(attempt)).Bind(11, attempt.LatencyMs).Bind(12, finishedAt).Bind(13, attempt.Cached ? 1 : 0)
                     .Execute();
                 plan.Count(outcome);
             }
