@@ -11,13 +11,19 @@ namespace Shepherd.Bench;
 internal sealed record ShepherdRun(double WallSeconds, int ExitCode, JsonElement Summary)
 {
     /// <summary>Runs <c>shepherd run FILE --json --fresh</c> against <paramref name="baseUrl"/> with more arguments.</summary>
-    public static async Task<ShepherdRun> StartAsync(string input, Uri baseUrl, params string[] more)
+    public static Task<ShepherdRun> StartAsync(string input, Uri baseUrl, params string[] more) => RunAsync(input, baseUrl, fresh: true, more);
+
+    /// <summary>Runs <c>shepherd run FILE --json</c> without <c>--fresh</c>: the state file beside the input decides what is sent again.</summary>
+    public static Task<ShepherdRun> AgainAsync(string input, Uri baseUrl, params string[] more) => RunAsync(input, baseUrl, fresh: false, more);
+
+    private static async Task<ShepherdRun> RunAsync(string input, Uri baseUrl, bool fresh, string[] more)
     {
+        string[] start = fresh ? ["--fresh"] : [];
         var (seconds, exitCode, summary) = await ChildProcess.RunJsonAsync(new[]
         {
             Path.Combine(AppContext.BaseDirectory, "shepherd.dll"), "run", input, "--provider", "openai",
-            "--base-url", new Uri(baseUrl, "v1").ToString(), "--api-key", "bench", "--progress", "none", "--json", "--fresh",
-        }.Concat(more), exit => exit is 0 or 3, "shepherd run");
+            "--base-url", new Uri(baseUrl, "v1").ToString(), "--api-key", "bench", "--progress", "none", "--json",
+        }.Concat(start).Concat(more), exit => exit is 0 or 3, "shepherd run");
         return new ShepherdRun(Math.Round(seconds, 3), exitCode, summary);
     }
 
