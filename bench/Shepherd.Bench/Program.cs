@@ -18,8 +18,9 @@ var result = scenario switch
     "load" => await LoadScenario.RunAsync(options),
     "memory" => await MemoryScenario.RunAsync(options),
     "planner" => await PlannerScenario.RunAsync(options),
+    "cache-lookup" => await CacheLookupScenario.RunAsync(options),
     "edit" => await EditScenario.RunAsync(options),
-    _ => throw new ArgumentException($"Unknown scenario '{scenario}'. Scenarios: overhead, store, rate-limit, faults, outage, status, cluster, fuzz, load, memory, planner, edit."),
+    _ => throw new ArgumentException($"Unknown scenario '{scenario}'. Scenarios: overhead, store, rate-limit, faults, outage, status, cluster, fuzz, load, memory, planner, edit, cache-lookup."),
 };
 
 Console.WriteLine(JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }));
