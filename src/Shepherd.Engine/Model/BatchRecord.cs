@@ -129,7 +129,7 @@ public sealed record BatchRecord
     /// </summary>
     public DateTimeOffset? CutOverAt { get; init; }
 
-    /// <summary>Of <see cref="Succeeded"/>, and of <see cref="CostNanos"/>, what each tier answered; realtime is the rest.</summary>
+    /// <summary>Of <see cref="Succeeded"/>, and of <see cref="CostNanos"/>, what each tier answered; realtime is the rest, less the <see cref="Cached"/> answers.</summary>
     public TierTally Tiers { get; init; } = TierTally.None;
 
     /// <summary>Of <see cref="Succeeded"/>, answers not sent for, and not paid for, again: kept from an earlier run of the same input.</summary>
