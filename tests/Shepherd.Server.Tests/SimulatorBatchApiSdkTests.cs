@@ -97,7 +97,8 @@ public sealed class SimulatorBatchApiSdkTests
     [Fact]
     public async Task TheAnthropicSdk_CreatesPollsAndStreamsTypedResults_AndPages()
     {
-        await using var server = await StartAsync(new SimulatorOptions { ApiKey = Key, BatchLatency = TimeSpan.FromMilliseconds(300), ContextTokens = Context });
+        // Long enough that the create's own answer (read on a busy machine too) comes while the batch is in progress.
+        await using var server = await StartAsync(new SimulatorOptions { ApiKey = Key, BatchLatency = TimeSpan.FromSeconds(3), ContextTokens = Context });
         using var client = Anthropic(server);
 
         var created = await client.Messages.Batches.Create(new BatchCreateParams { Requests = [Ask("first"), Ask("too-long", LongPrompt), Ask("third")] }, Ct);
