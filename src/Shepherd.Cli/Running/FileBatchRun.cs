@@ -129,7 +129,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             }
 
             batch = (await store.GetBatchAsync(imported.BatchId, cancellationToken))!;
-            if (settings.RetryFailed)
+            if (settings.RetryFailed && previous is null)
             {
                 await stderr.WriteLineAsync($"--retry-failed: {Relative(input)} had no saved batch yet, so every request is sent.");
             }
