@@ -95,8 +95,9 @@ public sealed partial class NativeBatchRunner
         var resubmitted = 0;
         foreach (var item in job.Leases.Values)
         {
-            var outcome = Decide(item, lines.GetValueOrDefault(item.ItemId), batch, state, now);
-            if (batch.Mode == BatchMode.Auto && outcome.Kind is OutcomeKind.Retry or OutcomeKind.Failed && outcome.Result.StatusCode is not (>= 400 and < 500 and not (408 or 409 or 429))
+            var line = lines.GetValueOrDefault(item.ItemId);
+            var outcome = Decide(item, line, batch, state, now);
+            if (batch.Mode == BatchMode.Auto && outcome.Kind is OutcomeKind.Retry or OutcomeKind.Failed && line?.Fate != LineFate.Permanent
                 && (batch.CutOverAt is not null || outcome.Kind == OutcomeKind.Failed))
             {
                 // Planned: what the provider did not answer after the cut-over, or could not answer in

@@ -19,8 +19,8 @@ public sealed partial class NativeBatchRunner
         return _providers.Any(p => p.Runs(endpoint) && (model is null || p.Options.Serves(model)));
     }
 
-    /// <summary>True when some upstream that offers the flex tier serves <paramref name="model"/> (any model, when null).</summary>
-    public bool CanFlex(string? model) => _flex.Any(f => model is null || f.Serves(model));
+    /// <summary>True when some upstream that offers the flex tier at <paramref name="endpoint"/> serves <paramref name="model"/> (any model, when null).</summary>
+    public bool CanFlex(string? model, string endpoint) => _flex.Any(f => f.OffersFlexAt(endpoint) && (model is null || f.Serves(model)));
 
     /// <summary>
     /// The mode of a new batch of <paramref name="model"/> (null: of the models its requests name)
@@ -40,13 +40,13 @@ public sealed partial class NativeBatchRunner
                 Refusal = $"no upstream with a native batch API serves {serving} at {endpoint}",
                 Code = "native_batch_unavailable",
             },
-            BatchMode.Flex when !CanFlex(model) => new ModeChoice(BatchMode.Flex)
+            BatchMode.Flex when !CanFlex(model, endpoint) => new ModeChoice(BatchMode.Flex)
             {
                 Refusal = $"no upstream that offers the flex tier serves {serving}",
                 Code = "flex_unavailable",
             },
             { } mode => new ModeChoice(mode),
-            null => new ModeChoice(hasDeadline && (CanRun(model, endpoint) || CanFlex(model)) ? BatchMode.Auto : BatchMode.Realtime),
+            null => new ModeChoice(hasDeadline && (CanRun(model, endpoint) || CanFlex(model, endpoint)) ? BatchMode.Auto : BatchMode.Realtime),
         };
     }
 }

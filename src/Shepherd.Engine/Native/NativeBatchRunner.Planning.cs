@@ -40,9 +40,10 @@ public sealed partial class NativeBatchRunner
         var open = await _store.ListOpenItemsAsync(batch.Id, cancellationToken);
         foreach (var model in open.Where(o => o.Tier == ItemTier.Native).Select(o => o.Model).Distinct(StringComparer.Ordinal))
         {
-            if (!CanRun(model, batch.Endpoint ?? ""))
+            var endpoint = batch.Endpoint ?? "";
+            if (!CanRun(model, endpoint))
             {
-                await _store.MoveTierAsync(batch.Id, model, [ItemTier.Native], _flex.Any(f => f.Serves(model)) ? ItemTier.Flex : ItemTier.Realtime, cancellationToken);
+                await _store.MoveTierAsync(batch.Id, model, [ItemTier.Native], CanFlex(model, endpoint) ? ItemTier.Flex : ItemTier.Realtime, cancellationToken);
             }
         }
 

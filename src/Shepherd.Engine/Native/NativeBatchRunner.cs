@@ -206,6 +206,8 @@ public sealed partial class NativeBatchRunner
             ? await _store.ListActiveModelsAsync(batch.Id, cancellationToken)
             : await QueuedModelsAsync(batch.Id, cancellationToken);
         var budget = new JobBudget(batch, HeldBy(batch.Id), Holds);
+        // Each request's size is read only where it is needed: for a budget, or for the planner of an auto batch.
+        var sized = batch.BudgetNanos is not null || batch.Mode == BatchMode.Auto;
         foreach (var model in models)
         {
             var provider = _providers.FirstOrDefault(p => p.Runs(batch.Endpoint ?? "") && p.Options.Serves(model));
@@ -228,7 +230,7 @@ public sealed partial class NativeBatchRunner
                     {
                         if (_jobOfItem.TryGetValue(item.ItemId, out var job))
                         {
-                            job.Lease(NativeJobBuilder.Lean(item), Worst(item));
+                            job.Lease(NativeJobBuilder.Lean(item), sized ? Worst(item) : 0);
                         }
                         else if (!runs || stop)
                         {
@@ -250,7 +252,7 @@ public sealed partial class NativeBatchRunner
                         }
                         else
                         {
-                            var worst = Worst(item);
+                            var worst = sized ? Worst(item) : 0;
                             if (builder.Count > 0 && (!builder.Fits(item) || !budget.Fits(builder.WorstNanos + worst)))
                             {
                                 // The job is full, or as large as the budget lets it be: it goes, and what it may cost is held.

@@ -102,7 +102,7 @@ internal abstract class NativeProvider(HttpClient http, UpstreamOptions options,
     public abstract IAsyncEnumerable<NativeLine> ReadResultsAsync(string providerBatchId, ProviderState state, CancellationToken cancellationToken);
 
     /// <summary>Whether this provider runs batches of <paramref name="endpoint"/>.</summary>
-    public abstract bool Runs(string endpoint);
+    public bool Runs(string endpoint) => options.RunsBatchesAt(endpoint);
 
     /// <summary>The id the provider sees for an item: safe for both providers' custom id rules.</summary>
     public static string CustomIdOf(long itemId) => "i" + itemId.ToString(CultureInfo.InvariantCulture);
@@ -213,8 +213,6 @@ internal sealed class OpenAINativeProvider(HttpClient http, UpstreamOptions opti
     public override ReadOnlySpan<byte> Separator => "\n"u8;
 
     public override ReadOnlySpan<byte> Closing => "\n"u8;
-
-    public override bool Runs(string endpoint) => endpoint != BatchEndpoints.Messages;
 
     public override void WriteLine(Utf8JsonWriter json, string customId, string url, byte[] body)
     {
@@ -337,8 +335,6 @@ internal sealed class AnthropicNativeProvider(HttpClient http, UpstreamOptions o
     public override ReadOnlySpan<byte> Separator => ","u8;
 
     public override ReadOnlySpan<byte> Closing => "]}"u8;
-
-    public override bool Runs(string endpoint) => endpoint == BatchEndpoints.Messages;
 
     public override void WriteLine(Utf8JsonWriter json, string customId, string url, byte[] body)
     {

@@ -52,9 +52,9 @@ public sealed record DeadlinePlan
     /// <summary>Plans <paramref name="models"/> (requests to <paramref name="endpoint"/>) for a <paramref name="deadline"/> over <paramref name="upstreams"/>.</summary>
     internal static DeadlinePlan Of(IReadOnlyList<ModelEstimate> models, string? endpoint, TimeSpan deadline, IReadOnlyList<UpstreamOptions> upstreams, NativeBatchOptions native)
     {
-        var anthropic = endpoint == BatchEndpoints.Messages;
-        bool Native(string model) => upstreams.Any(u => u.HasBatchApi && (u.Kind == UpstreamKind.Anthropic) == anthropic && u.Serves(model));
-        bool Flex(string model) => !anthropic && upstreams.Any(u => u.Flex && u.Serves(model));
+        endpoint ??= BatchEndpoints.ChatCompletions;
+        bool Native(string model) => upstreams.Any(u => u.RunsBatchesAt(endpoint) && u.Serves(model));
+        bool Flex(string model) => upstreams.Any(u => u.OffersFlexAt(endpoint) && u.Serves(model));
         TimeSpan Need(ModelEstimate m) => m.Minutes is { } minutes ? TimeSpan.FromMinutes(minutes) : native.RealtimeNeed(m.Requests, null);
 
         var plans = new List<ModelPlan>();

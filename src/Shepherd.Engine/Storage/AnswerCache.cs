@@ -126,7 +126,6 @@ public sealed class AnswerCache : IAsyncDisposable
         }
 
         var now = _time.GetUtcNow();
-        var list = "[" + string.Join(',', keys.Select(k => "\"" + k + "\"")) + "]";
         await using var connection = await OpenConnectionAsync(cancellationToken);
         await using (var command = connection.CreateCommand())
         {
@@ -134,7 +133,7 @@ public sealed class AnswerCache : IAsyncDisposable
                 SELECT key, status, body, input_tokens, output_tokens, cached_tokens FROM answers
                 WHERE key IN (SELECT value FROM json_each($keys)) AND created_at >= $oldest
                 """;
-            command.Parameters.AddWithValue("$keys", list);
+            command.Parameters.AddWithValue("$keys", JsonList(keys));
             command.Parameters.AddWithValue("$oldest", (now - MaxAge).ToUnixTimeMilliseconds());
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
             while (await reader.ReadAsync(cancellationToken))
@@ -150,7 +149,7 @@ public sealed class AnswerCache : IAsyncDisposable
                 await using var touch = write.CreateCommand();
                 touch.CommandText = "UPDATE answers SET used_at = $now WHERE key IN (SELECT value FROM json_each($keys))";
                 touch.Parameters.AddWithValue("$now", now.ToUnixTimeMilliseconds());
-                touch.Parameters.AddWithValue("$keys", "[" + string.Join(',', found.Keys.Select(k => "\"" + k + "\"")) + "]");
+                touch.Parameters.AddWithValue("$keys", JsonList(found.Keys));
                 return await touch.ExecuteNonQueryAsync(cancellationToken);
             }, cancellationToken);
         }
@@ -304,7 +303,7 @@ public sealed class AnswerCache : IAsyncDisposable
 
             await using var delete = connection.CreateCommand();
             delete.CommandText = "DELETE FROM answers WHERE key IN (SELECT value FROM json_each($keys))";
-            delete.Parameters.AddWithValue("$keys", "[" + string.Join(',', victims.Select(k => "\"" + k + "\"")) + "]");
+            delete.Parameters.AddWithValue("$keys", JsonList(victims));
             await delete.ExecuteNonQueryAsync(cancellationToken);
             _bytes -= freed;
             removed += victims.Count;
@@ -332,6 +331,9 @@ public sealed class AnswerCache : IAsyncDisposable
         await connection.OpenAsync(cancellationToken);
         return connection;
     }
+
+    /// <summary>Keys as a JSON array, for <c>json_each</c>: one parameter however many keys (they are hex, so need no escaping).</summary>
+    private static string JsonList(IEnumerable<string> keys) => "[\"" + string.Join("\",\"", keys) + "\"]";
 
     private static async Task ExecuteAsync(SqliteConnection connection, string sql, CancellationToken cancellationToken)
     {

@@ -128,6 +128,15 @@ public sealed class UpstreamOptions
     /// </summary>
     public bool Flex { get; set; }
 
+    /// <summary>
+    /// Whether this upstream's batch API runs requests to <paramref name="endpoint"/>: Anthropic's
+    /// message batches take <c>/v1/messages</c>, OpenAI's batches the other endpoints.
+    /// </summary>
+    public bool RunsBatchesAt(string endpoint) => HasBatchApi && (Kind == UpstreamKind.Anthropic) == (endpoint == Formats.BatchEndpoints.Messages);
+
+    /// <summary>Whether this upstream's flex tier takes requests to <paramref name="endpoint"/>: OpenAI's, declared, for the OpenAI endpoints.</summary>
+    public bool OffersFlexAt(string endpoint) => Flex && Kind == UpstreamKind.OpenAI && endpoint != Formats.BatchEndpoints.Messages;
+
     /// <summary>Whether a native batch API is there: as <see cref="BatchApi"/> says, or by default for Anthropic and OpenAI's own url.</summary>
     public bool HasBatchApi => BatchApi ?? (Kind == UpstreamKind.Anthropic || BaseUrl is null || string.Equals(BaseUrl.Host, OpenAIDefaultBaseUrl.Host, StringComparison.OrdinalIgnoreCase));
 
