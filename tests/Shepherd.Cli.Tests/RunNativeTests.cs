@@ -20,6 +20,26 @@ public sealed class RunNativeTests : IDisposable
     public void Dispose() => _folder.Dispose();
 
     [Fact]
+    public async Task ABatchApiThatRefusesTheKey_StopsTheRunSayingSo_WithoutAStackTrace()
+    {
+        await using var simulator = await Simulators.StartHttpAsync(new SimulatorOptions { ApiKey = "right-key" });
+        var input = BatchFiles.Write(_folder.File("in.jsonl"), BatchFiles.OpenAIChat(4));
+        var config = _folder.File("shepherd.json");
+        File.WriteAllText(config, $$$"""
+            {"upstreams": [{"name": "sim", "baseUrl": "{{{new Uri(simulator.BaseUrl, "v1")}}}", "apiKey": "wrong-key", "batchApi": true}],
+             "native": {"pollSeconds": 1} }
+            """);
+
+        var result = await ShepherdProcess.RunAsync(_folder.Path, "run", input, "--config", config, "--mode", "native", "--progress", "none");
+
+        Assert.True(result.ExitCode == 5, result.ToString());
+        Assert.Contains("sim refused the API key of its batch API", result.Stderr, StringComparison.Ordinal);
+        Assert.Contains("Fix the upstream's apiKey", result.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", result.Stderr, StringComparison.Ordinal);
+        Assert.Equal(0, simulator.Provider.Stats().Batch.Jobs);
+    }
+
+    [Fact]
     public async Task ModeNative_HandsTheBatchToTheProvidersBatchApi_AndAKilledRunResumesPollingTheSameJob()
     {
         // One request at a time, 200 ms each: the provider is still at it when the run is killed.

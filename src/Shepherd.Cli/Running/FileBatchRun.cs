@@ -266,6 +266,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         var running = dispatcher.RunAsync(batch.Id, stop.Token);
         // The end of a batch the runner finishes reaches the dispatcher's waiters at once.
         runner.BatchesEnded += dispatcher.NotifyBatchesChanged;
+        runner.StopOnRefusedKey = true;
         var native = await NativeWorkAsync(store, batch, cancellationToken) ? runner.RunAsync(stop.Token) : null;
         var completed = dispatcher.WaitForBatchAsync(batch.Id, cancellationToken);
         var work = Task.WhenAny([running, completed, .. native is null ? [] : new[] { native }]).Unwrap();
@@ -301,6 +302,12 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         if (interrupted)
         {
             return await StopAsync(ExitCodes.Interrupted, "interrupted", saved, $"Interrupted: {progress}. {RunAgain("to resume")}");
+        }
+
+        if (runner.RefusedKey is var (upstream, reason))
+        {
+            return await StopAsync(ExitCodes.KeyRefused, "key_refused", saved,
+                $"shepherd: {upstream} refused the API key of its batch API ({reason}). Nothing was charged for the requests not handed over; {progress}. {KeyHint()}. {RunAgain("to resume")}");
         }
 
         return stoppedBy switch

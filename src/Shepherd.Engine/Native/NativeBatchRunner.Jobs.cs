@@ -46,7 +46,7 @@ public sealed partial class NativeBatchRunner
             catch (NativeBatchException ex)
             {
                 // It may have ended meanwhile; polling tells.
-                LogCancelFailed(record.ProviderBatchId, provider.Name, ex);
+                LogCancelFailed(record.ProviderBatchId, provider.Name, ex.Message);
             }
 
             job.Record = record = record with { CancelRequested = true };
@@ -60,7 +60,8 @@ public sealed partial class NativeBatchRunner
         }
         catch (NativeBatchException ex)
         {
-            LogPollFailed(record.ProviderBatchId, provider.Name, ex);
+            LogPollFailed(record.ProviderBatchId, provider.Name, ex.Message);
+            NoteRefusal(provider, ex);
             return;
         }
 
@@ -83,7 +84,8 @@ public sealed partial class NativeBatchRunner
         }
         catch (NativeBatchException ex)
         {
-            LogPollFailed(record.ProviderBatchId, provider.Name, ex);
+            LogPollFailed(record.ProviderBatchId, provider.Name, ex.Message);
+            NoteRefusal(provider, ex);
             return;
         }
 

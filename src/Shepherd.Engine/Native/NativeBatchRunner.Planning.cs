@@ -23,6 +23,23 @@ public sealed partial class NativeBatchRunner
     /// </summary>
     public Func<string, double?, double?>? RealtimeRate { get; set; }
 
+    /// <summary>
+    /// When set, <see cref="RunAsync"/> returns once a provider refused the API key (401 or 403),
+    /// as <c>shepherd run</c> wants: nothing it sends would be accepted. A server keeps trying.
+    /// </summary>
+    public bool StopOnRefusedKey { get; set; }
+
+    /// <summary>The upstream that refused the API key, and the refusal in the provider's words; null while none has.</summary>
+    public (string Upstream, string Reason)? RefusedKey { get; private set; }
+
+    private void NoteRefusal(NativeProvider provider, NativeBatchException exception)
+    {
+        if (exception.StatusCode is 401 or 403)
+        {
+            RefusedKey = (provider.Name, exception.Message);
+        }
+    }
+
     /// <summary>What the dispatcher and the runner hold against budgets, told to each other; the host gives both the same.</summary>
     internal BudgetHolds Holds { get; set; } = new();
 

@@ -94,6 +94,10 @@ public sealed partial class NativeBatchRunner
                 if (_node?.IsLeader ?? true)
                 {
                     await RunOnceAsync(stoppingToken);
+                    if (StopOnRefusedKey && RefusedKey is not null)
+                    {
+                        return;
+                    }
                 }
                 else
                 {
@@ -339,7 +343,8 @@ public sealed partial class NativeBatchRunner
         catch (NativeBatchException ex)
         {
             // Nothing was created (or nothing we can know of): the items go back to the queue, unspent, and are tried again later.
-            LogSubmitFailed(batch.Id, builder.Provider.Name, ex);
+            LogSubmitFailed(batch.Id, builder.Provider.Name, ex.Message);
+            NoteRefusal(builder.Provider, ex);
             _submitBackoff[batch.Id] = _time.GetUtcNow() + _options.PollInterval;
             await CommitAsync([.. builder.Items.Select(i => new ItemOutcome(i, OutcomeKind.Released, new AttemptResult()))], CancellationToken.None);
             return false;
@@ -391,14 +396,15 @@ public sealed partial class NativeBatchRunner
     [LoggerMessage(Level = LogLevel.Information, Message = "Batch {BatchId}: {Count} requests handed to {Upstream} as its batch {ProviderBatchId}")]
     private partial void LogSubmitted(string batchId, int count, string upstream, string providerBatchId);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Batch {BatchId}: handing requests to {Upstream} failed; they wait for the next try")]
-    private partial void LogSubmitFailed(string batchId, string upstream, Exception exception);
+    // A provider's refusal is said in its own words (the exception's message); its stack says nothing more.
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Batch {BatchId}: handing requests to {Upstream} failed ({Reason}); they wait for the next try")]
+    private partial void LogSubmitFailed(string batchId, string upstream, string reason);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Provider batch {ProviderBatchId} on {Upstream} could not be read; it is asked again later")]
-    private partial void LogPollFailed(string providerBatchId, string upstream, Exception exception);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Provider batch {ProviderBatchId} on {Upstream} could not be read ({Reason}); it is asked again later")]
+    private partial void LogPollFailed(string providerBatchId, string upstream, string reason);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Provider batch {ProviderBatchId} on {Upstream} could not be cancelled")]
-    private partial void LogCancelFailed(string providerBatchId, string upstream, Exception exception);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Provider batch {ProviderBatchId} on {Upstream} could not be cancelled ({Reason})")]
+    private partial void LogCancelFailed(string providerBatchId, string upstream, string reason);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Batch {BatchId}: provider batch {ProviderBatchId} ended {Status} with {Lines} result lines; {Resubmitted} requests go again")]
     private partial void LogJobEnded(string batchId, string providerBatchId, string status, int lines, int resubmitted);

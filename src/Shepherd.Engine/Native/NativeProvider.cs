@@ -57,6 +57,9 @@ public sealed class NativeBatchException : Exception
         : base(message, innerException)
     {
     }
+
+    /// <summary>The HTTP status the provider answered with; null when it did not answer.</summary>
+    public int? StatusCode { get; init; }
 }
 
 /// <summary>
@@ -152,7 +155,10 @@ internal abstract class NativeProvider(HttpClient http, UpstreamOptions options,
             using (response)
             {
                 var text = await response.Content.ReadAsStringAsync(cancellationToken);
-                throw new NativeBatchException($"{method} {url.AbsolutePath} on {Name} answered HTTP {(int)response.StatusCode}: {(text.Length > 500 ? text[..500] : text)}");
+                throw new NativeBatchException($"{method} {url.AbsolutePath} on {Name} answered HTTP {(int)response.StatusCode}: {(text.Length > 500 ? text[..500] : text)}")
+                {
+                    StatusCode = (int)response.StatusCode,
+                };
             }
         }
 
