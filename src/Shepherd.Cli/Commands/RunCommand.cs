@@ -22,6 +22,7 @@ internal static class RunCommand
         var fresh = new Option<bool>("--fresh") { Description = "Discard saved progress for this input and start over (the answer cache still answers what it holds; --no-cache sends everything)" };
         var cache = new Option<string?>("--cache") { Description = "The answer cache shared by your runs; defaults to ~/.cache/shepherd/answers.db ($XDG_CACHE_HOME/shepherd)", HelpName = "PATH" };
         var noCache = new Option<bool>("--no-cache") { Description = "Neither answer from the answer cache nor keep answers in it: every request is sent" };
+        var noCacheSampled = new Option<bool>("--no-cache-sampled") { Description = "Send requests that ask for sampling (temperature above 0, n above 1) every time, rather than replay the answer the cache holds (kept with the batch)" };
         var progress = CliOptions.Progress();
         var json = new Option<bool>("--json") { Description = "Print the final summary as JSON on stdout (progress goes to stderr)" };
         var retryFailed = new Option<bool>("--retry-failed") { Description = "Send the failed and expired requests of the saved batch again (its successes and their cost are kept)" };
@@ -30,7 +31,7 @@ internal static class RunCommand
 
         var command = new Command("run", "Send every request of a batch file, at the provider's pace, and write the results; resumes where it stopped")
         {
-            file, priority, deadline, mode, state, output, errors, fresh, cache, noCache, progress, json, retryFailed, budget, maxOutage,
+            file, priority, deadline, mode, state, output, errors, fresh, cache, noCache, noCacheSampled, progress, json, retryFailed, budget, maxOutage,
         };
         foreach (var option in engine.All)
         {
@@ -64,6 +65,7 @@ internal static class RunCommand
                 Fresh = parse.GetValue(fresh),
                 CachePath = parse.GetValue(cache),
                 NoCache = parse.GetValue(noCache),
+                NoCacheSampled = parse.GetValue(noCacheSampled),
                 Progress = progress.ValueIn(parse),
                 Json = parse.GetValue(json),
                 RetryFailed = parse.GetValue(retryFailed),

@@ -3,17 +3,11 @@ using Shepherd.Engine.Storage;
 namespace Shepherd.Cli.Running;
 
 /// <summary>
-/// Where the answer cache of a user's runs lives and how large and old it may grow: one file
+/// Where the answer cache of a user's runs lives (it grows as <see cref="AnswerCacheLimits.Default"/> allows): one file
 /// shared by every <c>shepherd run</c> of the user, in the user's cache folder.
 /// </summary>
 internal static class AnswerCaches
 {
-    /// <summary>The most bytes of answer bodies the cache keeps: 1 GiB.</summary>
-    public const long MaxBytes = 1L << 30;
-
-    /// <summary>How long an answer is kept: 30 days.</summary>
-    public static readonly TimeSpan MaxAge = TimeSpan.FromDays(30);
-
     /// <summary>
     /// The default place: <c>$XDG_CACHE_HOME/shepherd/answers.db</c>, else
     /// <c>~/.cache/shepherd/answers.db</c> (on Windows <c>%LOCALAPPDATA%\shepherd\answers.db</c>).
@@ -28,5 +22,5 @@ internal static class AnswerCaches
 
     /// <summary>Opens the cache at <paramref name="path"/> (the default place when null).</summary>
     public static Task<AnswerCache> OpenAsync(string? path, TimeProvider time, CancellationToken cancellationToken) =>
-        AnswerCache.OpenAsync(path ?? DefaultPath(), MaxBytes, MaxAge, time, cancellationToken);
+        AnswerCache.OpenAsync(path ?? DefaultPath(), AnswerCacheLimits.Default.MaxBytes, AnswerCacheLimits.Default.MaxAge, time, cancellationToken);
 }

@@ -154,6 +154,11 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             await store.SetBudgetAsync(batch.Id, budget, cancellationToken);
         }
 
+        if (settings.CacheUse != batch.Cache)
+        {
+            await store.SetCacheUseAsync(batch.Id, settings.CacheUse, cancellationToken);
+        }
+
         if (settings.RetryFailed)
         {
             var unfinished = batch.Failed + batch.Expired;
@@ -423,6 +428,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         {
             BudgetNanos = settings.BudgetNanos ?? previous?.BudgetNanos,
             Mode = mode,
+            Cache = settings.CacheUse,
         }, cancellationToken);
     }
 

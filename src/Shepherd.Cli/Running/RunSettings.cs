@@ -103,6 +103,12 @@ internal sealed record RunSettings : EngineSettings
     /// <summary>No answer cache (<c>--no-cache</c>).</summary>
     public bool NoCache { get; init; }
 
+    /// <summary>Requests that ask for sampling are sent every time, not replayed from the cache (<c>--no-cache-sampled</c>).</summary>
+    public bool NoCacheSampled { get; init; }
+
+    /// <summary>How the run's batch uses the answer cache, by the flags.</summary>
+    public CacheUse CacheUse => NoCache ? CacheUse.Off : NoCacheSampled ? CacheUse.Unsampled : CacheUse.All;
+
     public ProgressMode Progress { get; init; }
 
     public bool Json { get; init; }

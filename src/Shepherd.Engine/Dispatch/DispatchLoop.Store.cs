@@ -1,3 +1,5 @@
+using System.Collections.Concurrent;
+using Shepherd.Engine.Formats;
 using Shepherd.Engine.Model;
 using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
@@ -11,6 +13,9 @@ namespace Shepherd.Engine.Dispatch;
 /// </content>
 internal sealed partial class DispatchLoop
 {
+    /// <summary>How each active batch uses the answer cache, and its owner, whose keys it uses; replaced whole at each refresh, read by the claims.</summary>
+    private ConcurrentDictionary<string, (CacheUse Use, string? Owner)> _cacheUses = new(StringComparer.Ordinal);
+
     private async Task RefreshAsync(CancellationToken cancellationToken)
     {
         var now = Now;
@@ -21,6 +26,11 @@ internal sealed partial class DispatchLoop
         foreach (var batchId in expired)
         {
             await _store.ExpireBatchAsync(batchId, now, cancellationToken);
+        }
+
+        if (_cache is not null)
+        {
+            _cacheUses = new(batches.Select(b => KeyValuePair.Create(b.Id, (b.Cache, b.Owner))), StringComparer.Ordinal);
         }
 
         // An expiring batch waits only for its requests in flight; nothing more of it is sent.
@@ -235,8 +245,10 @@ internal sealed partial class DispatchLoop
 
     /// <summary>
     /// Looks the claimed items up in the answer cache, by the key of what the provider would see
-    /// (its kind, the endpoint, the body as sent): those it answers are split off, to be recorded
-    /// without being sent. A cache that cannot be read answers none.
+    /// (its kind, the endpoint, the body as sent) within the batch's tenant: those it answers are
+    /// split off, to be recorded without being sent. Items of a batch that does not use the cache,
+    /// or that asks for sampling in a batch that does not replay it, get no key: they are sent, and
+    /// their answers not kept. A cache that cannot be read answers none.
     /// </summary>
     private async Task<ClaimedEvent> LookUpAsync(ClaimedEvent claimed)
     {
@@ -246,24 +258,44 @@ internal sealed partial class DispatchLoop
         }
 
         var kind = claimed.Queue.Lanes.Count > 0 ? claimed.Queue.Lanes[0].Upstream.Kind : UpstreamKind.OpenAI;
-        var keys = claimed.Items.ToDictionary(
-            item => item.ItemId,
-            item => AnswerCache.KeyOf(kind, item.Url, item.Tier == ItemTier.Flex ? FlexTier.Body(item.Body) : item.Body));
+        var keys = new Dictionary<long, string>();
+        foreach (var item in claimed.Items)
+        {
+            var (use, owner) = await CacheUseOfAsync(item.BatchId);
+            if (use == CacheUse.All || (use == CacheUse.Unsampled && !Sampling.IsAsked(item.Body)))
+            {
+                keys[item.ItemId] = AnswerCache.KeyOf(kind, owner, item.Url, item.Tier == ItemTier.Flex ? FlexTier.Body(item.Body) : item.Body);
+            }
+        }
+
         IReadOnlyDictionary<string, CachedAnswer> found;
         try
         {
             found = await cache.FindAsync([.. keys.Values.Distinct(StringComparer.Ordinal)], CancellationToken.None);
         }
-        catch (Microsoft.Data.Sqlite.SqliteException)
+        catch (Exception ex) when (ex is System.Data.Common.DbException or StoreException)
         {
             return claimed with { Keys = keys };
         }
 
+        bool Hit(ClaimedItem item) => keys.TryGetValue(item.ItemId, out var key) && found.ContainsKey(key);
         return claimed with
         {
-            Items = [.. claimed.Items.Where(item => !found.ContainsKey(keys[item.ItemId]))],
-            Hits = [.. claimed.Items.Where(item => found.ContainsKey(keys[item.ItemId])).Select(item => (item, found[keys[item.ItemId]]))],
+            Items = [.. claimed.Items.Where(item => !Hit(item))],
+            Hits = [.. claimed.Items.Where(Hit).Select(item => (item, found[keys[item.ItemId]]))],
             Keys = keys,
         };
+    }
+
+    /// <summary>How a batch uses the cache, and whose keys it uses: learnt at each refresh, asked of the store for a batch claimed before one saw it.</summary>
+    private async ValueTask<(CacheUse Use, string? Owner)> CacheUseOfAsync(string batchId)
+    {
+        if (_cacheUses.TryGetValue(batchId, out var known))
+        {
+            return known;
+        }
+
+        var batch = await _store.GetBatchAsync(batchId, CancellationToken.None);
+        return _cacheUses[batchId] = batch is null ? (CacheUse.Off, null) : (batch.Cache, batch.Owner);
     }
 }

@@ -138,6 +138,9 @@ public sealed record BatchRecord
     /// <summary>What the <see cref="Cached"/> answers cost when they were bought: what keeping them saved.</summary>
     public long CacheSavedNanos { get; init; }
 
+    /// <summary>How the batch uses the answer cache, where its node has one.</summary>
+    public CacheUse Cache { get; init; } = CacheUse.All;
+
     /// <summary>Requests that have ended: succeeded, failed, cancelled or expired.</summary>
     public long Finished => Succeeded + Failed + Cancelled + Expired;
 
@@ -218,4 +221,10 @@ public sealed record NewBatch(string Id, string? Source, string? Endpoint = null
 
     /// <summary>How the batch's items are sent: by the dispatcher, or by the provider's own batch API.</summary>
     public BatchMode Mode { get; init; }
+
+    /// <summary>
+    /// How the batch uses the answer cache, where its node has one.
+    /// <value>The default is <see cref="CacheUse.All"/>.</value>
+    /// </summary>
+    public CacheUse Cache { get; init; } = CacheUse.All;
 }

@@ -54,6 +54,22 @@ public enum BatchMode
     Auto = 3,
 }
 
+/// <summary>How a batch uses the answer cache.</summary>
+public enum CacheUse
+{
+    /// <summary>Every request is sent; no answer is taken from the cache or kept in it.</summary>
+    Off = 0,
+
+    /// <summary>
+    /// A request whose answer is kept is answered from the cache, and every answer is kept; a
+    /// request that asks for sampling (temperature above 0, <c>n</c> above 1) gets the answer drawn before, replayed.
+    /// </summary>
+    All = 1,
+
+    /// <summary>As <see cref="All"/>, but requests that ask for sampling are always sent, and their answers not kept.</summary>
+    Unsampled = 2,
+}
+
 /// <summary>Which way a request goes to its provider.</summary>
 public enum ItemTier
 {

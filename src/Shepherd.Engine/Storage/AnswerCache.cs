@@ -103,13 +103,21 @@ public sealed class AnswerCache : IAsyncDisposable
     }
 
     /// <summary>
-    /// The key of a request: the provider's kind, the endpoint and the body as sent. A request
-    /// that asks for sampling has a key like any other: its answer is replayed, not drawn again.
+    /// The key of a request: the provider's kind, the endpoint and the body as sent, within
+    /// <paramref name="tenant"/>'s keys (null for a node without tenants), so that no tenant is
+    /// ever answered with another's answers. A request that asks for sampling has a key like any
+    /// other: its answer is replayed, not drawn again.
     /// </summary>
-    public static string KeyOf(UpstreamKind kind, string endpoint, ReadOnlySpan<byte> body)
+    public static string KeyOf(UpstreamKind kind, string? tenant, string endpoint, ReadOnlySpan<byte> body)
     {
         ArgumentNullException.ThrowIfNull(endpoint);
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        if (tenant is not null)
+        {
+            // Length first: no tenant's name can run into the next line and pass for another's.
+            hash.AppendData(Encoding.UTF8.GetBytes($"tenant {Encoding.UTF8.GetByteCount(tenant)} {tenant}\n"));
+        }
+
         hash.AppendData(Encoding.UTF8.GetBytes($"{(kind == UpstreamKind.Anthropic ? "anthropic" : "openai")}\n{endpoint}\n"));
         hash.AppendData(body);
         return Convert.ToHexStringLower(hash.GetHashAndReset());

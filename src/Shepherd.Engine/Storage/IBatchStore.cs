@@ -153,6 +153,9 @@ public interface IBatchStore : IAsyncDisposable
     /// <summary>Sets the budget of a batch (null for none), for the requests not yet sent.</summary>
     Task SetBudgetAsync(string batchId, long? budgetNanos, CancellationToken cancellationToken);
 
+    /// <summary>Sets how a batch uses the answer cache, for the requests not yet sent.</summary>
+    Task SetCacheUseAsync(string batchId, CacheUse use, CancellationToken cancellationToken);
+
     /// <summary>
     /// Sets how a batch runs from now on: its mode, and its deadline (<see cref="BatchRecord.ExpiresAt"/>;
     /// none when null). Its queued items go to the tier the mode starts items in (leased ones stay

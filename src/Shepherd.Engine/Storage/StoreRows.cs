@@ -26,7 +26,7 @@ internal static class StoreRows
         "id, format, endpoint, status, source, source_sha256, source_bytes, created_at, in_progress_at, completed_at, failed_at, total, succeeded, failed, " +
         "input_tokens, output_tokens, errors, priority, expires_at, cancelling_at, cancelled_at, expired_at, cancelled, expired, " +
         "owner, door, input_file_id, completion_window, metadata, model, output_file_id, error_file_id, finalizing_at, idempotency_key, cost_nanos, unpriced, budget_nanos, budget_exceeded, mode, " +
-        "cutover_at, native_succeeded, native_cost_nanos, flex_succeeded, flex_cost_nanos, saved_nanos, cached, cache_saved_nanos";
+        "cutover_at, native_succeeded, native_cost_nanos, flex_succeeded, flex_cost_nanos, saved_nanos, cached, cache_saved_nanos, cache_use";
 
     internal const string FileColumns = "id, owner, filename, purpose, bytes, created_at, batch_id";
 
@@ -120,6 +120,7 @@ internal static class StoreRows
             Tiers = new TierTally(r.GetInt64(40), r.GetInt64(41), r.GetInt64(42), r.GetInt64(43), r.GetInt64(44)),
             Cached = r.GetInt64(45),
             CacheSavedNanos = r.GetInt64(46),
+            Cache = (CacheUse)r.GetInt32(47),
         };
 
     internal static DateTimeOffset? ReadTime(DbDataReader reader, int ordinal) =>

@@ -84,6 +84,9 @@ internal static class StoreSql
     /// <summary>Sets, or removes with null, a batch's budget (<c>@id</c>, <c>@budget</c>).</summary>
     internal const string SetBudget = "UPDATE batches SET budget_nanos = @budget WHERE id = @id";
 
+    /// <summary>Sets how a batch (<c>@id</c>) uses the answer cache (<c>@use</c>).</summary>
+    internal const string SetCacheUse = "UPDATE batches SET cache_use = @use WHERE id = @id";
+
     /// <summary>The columns of tiers and the planner, the same in both dialects (a schema step of each store).</summary>
     internal const string TiersSchema = """
         ALTER TABLE items ADD COLUMN tier integer NOT NULL DEFAULT 0;
@@ -100,6 +103,11 @@ internal static class StoreSql
         ALTER TABLE results ADD COLUMN cached integer NOT NULL DEFAULT 0;
         ALTER TABLE batches ADD COLUMN cached bigint NOT NULL DEFAULT 0;
         ALTER TABLE batches ADD COLUMN cache_saved_nanos bigint NOT NULL DEFAULT 0;
+        """;
+
+    /// <summary>How each batch uses the answer cache (<see cref="CacheUse"/>), the same in both dialects.</summary>
+    internal const string CacheUseSchema = """
+        ALTER TABLE batches ADD COLUMN cache_use integer NOT NULL DEFAULT 1;
         """;
 
     /// <summary>

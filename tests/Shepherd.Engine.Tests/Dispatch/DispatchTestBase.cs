@@ -12,12 +12,12 @@ namespace Shepherd.Engine.Tests.Dispatch;
 public abstract class DispatchTestBase : StoreTestBase
 {
     protected async Task<(string BatchId, IReadOnlyList<TestRequest> Requests)> ImportAsync(
-        int count, string prefix = "req-", BatchPriority priority = BatchPriority.Normal, TimeSpan? window = null, IReadOnlyList<TestRequest>? requests = null, long? budgetNanos = null, BatchMode mode = BatchMode.Realtime)
+        int count, string prefix = "req-", BatchPriority priority = BatchPriority.Normal, TimeSpan? window = null, IReadOnlyList<TestRequest>? requests = null, long? budgetNanos = null, BatchMode mode = BatchMode.Realtime, Func<NewBatch, NewBatch>? shape = null)
     {
         requests ??= BatchFiles.OpenAIChat(count, idPrefix: prefix);
         using var input = BatchFiles.Stream([.. requests.Select(r => r.Line)]);
         var result = await new BatchImporter(Store, new ImportOptions())
-            .ImportAsync(input, new NewBatch(BatchIds.NewBatchId(), prefix, Priority: priority, CompletionWindow: window) { BudgetNanos = budgetNanos, Mode = mode }, Ct);
+            .ImportAsync(input, (shape ?? (batch => batch))(new NewBatch(BatchIds.NewBatchId(), prefix, Priority: priority, CompletionWindow: window) { BudgetNanos = budgetNanos, Mode = mode }), Ct);
         Assert.True(result.Accepted);
         return (result.BatchId, requests);
     }

@@ -26,12 +26,28 @@ public sealed class AnswerCacheTests : IDisposable
     {
         var body = """{"model":"m","messages":[]}"""u8.ToArray();
 
-        var key = AnswerCache.KeyOf(UpstreamKind.OpenAI, "/v1/chat/completions", body);
+        var key = AnswerCache.KeyOf(UpstreamKind.OpenAI, null, "/v1/chat/completions", body);
 
-        Assert.Equal(key, AnswerCache.KeyOf(UpstreamKind.OpenAI, "/v1/chat/completions", body));
-        Assert.NotEqual(key, AnswerCache.KeyOf(UpstreamKind.Anthropic, "/v1/chat/completions", body));
-        Assert.NotEqual(key, AnswerCache.KeyOf(UpstreamKind.OpenAI, "/v1/completions", body));
-        Assert.NotEqual(key, AnswerCache.KeyOf(UpstreamKind.OpenAI, "/v1/chat/completions", """{"model":"m2","messages":[]}"""u8.ToArray()));
+        Assert.Equal(key, AnswerCache.KeyOf(UpstreamKind.OpenAI, null, "/v1/chat/completions", body));
+        Assert.NotEqual(key, AnswerCache.KeyOf(UpstreamKind.Anthropic, null, "/v1/chat/completions", body));
+        Assert.NotEqual(key, AnswerCache.KeyOf(UpstreamKind.OpenAI, null, "/v1/completions", body));
+        Assert.NotEqual(key, AnswerCache.KeyOf(UpstreamKind.OpenAI, null, "/v1/chat/completions", """{"model":"m2","messages":[]}"""u8.ToArray()));
+    }
+
+    [Fact]
+    public void ATenantsKeys_AreItsOwn()
+    {
+        var body = """{"model":"m","messages":[]}"""u8.ToArray();
+
+        var acme = AnswerCache.KeyOf(UpstreamKind.OpenAI, "acme", "/v1/chat/completions", body);
+
+        Assert.Equal(acme, AnswerCache.KeyOf(UpstreamKind.OpenAI, "acme", "/v1/chat/completions", body));
+        Assert.NotEqual(acme, AnswerCache.KeyOf(UpstreamKind.OpenAI, "globex", "/v1/chat/completions", body));
+        Assert.NotEqual(acme, AnswerCache.KeyOf(UpstreamKind.OpenAI, null, "/v1/chat/completions", body));
+        // A name that holds what follows it in the key is still its own tenant.
+        Assert.NotEqual(
+            AnswerCache.KeyOf(UpstreamKind.OpenAI, "a\nopenai", "/v1/chat/completions", body),
+            AnswerCache.KeyOf(UpstreamKind.OpenAI, "a", "/v1/chat/completions", body));
     }
 
     [Fact]

@@ -64,4 +64,17 @@ public abstract partial class BatchStoreContract
         await Store.SetBudgetAsync(id, null, Ct);
         Assert.Null((await Store.GetBatchAsync(id, Ct))!.BudgetNanos);
     }
+
+    [Fact]
+    public async Task HowABatchUsesTheCache_IsKept_AndCanBeChanged()
+    {
+        await Store.CreateBatchAsync(new NewBatch("batch_off", null) { Cache = CacheUse.Off }, Ct);
+        var id = await CreateAcceptedBatchAsync(1);
+
+        Assert.Equal(CacheUse.Off, (await Store.GetBatchAsync("batch_off", Ct))!.Cache);
+        Assert.Equal(CacheUse.All, (await Store.GetBatchAsync(id, Ct))!.Cache);
+        await Store.SetCacheUseAsync(id, CacheUse.Unsampled, Ct);
+        Assert.Equal(CacheUse.Unsampled, (await Store.GetBatchAsync(id, Ct))!.Cache);
+        Assert.Equal(CacheUse.Unsampled, Assert.Single(await Store.ListActiveBatchesAsync(Ct), b => b.Id == id).Cache);
+    }
 }
