@@ -1,4 +1,5 @@
 using Shepherd.Engine.Model;
+using Shepherd.Engine.Storage;
 
 namespace Shepherd.Server;
 
@@ -64,6 +65,14 @@ public sealed class ServerOptions
     /// </summary>
     public IReadOnlyDictionary<BatchDoor, BatchMode> DefaultModes { get; set; } = new Dictionary<BatchDoor, BatchMode>();
 
+    /// <summary>
+    /// The answer cache: answers kept by tenant, across batches, so a request a tenant sent before
+    /// is answered again at no cost. Batches use it unless their create says <c>cache: false</c>
+    /// (metadata <c>shepherd_cache</c> on the OpenAI door).
+    /// <value>The default is null: no cache, every request is sent.</value>
+    /// </summary>
+    public ServerCacheOptions? AnswerCache { get; set; }
+
     /// <summary>A checked copy of these options; throws <see cref="ArgumentException"/> saying what is wrong.</summary>
     public ServerOptions Validated()
     {
@@ -105,8 +114,37 @@ public sealed class ServerOptions
             throw new ArgumentException("Batches of shepherd run come in by no door of the server: only the OpenAI, Inline and Anthropic doors take a default mode.", nameof(DefaultModes));
         }
 
+        if (AnswerCache is { Limits: var limits } && (limits.MaxBytes < 1 || limits.MaxAge <= TimeSpan.Zero))
+        {
+            throw new ArgumentException("The answer cache needs room for at least one byte, kept for more than no time.", nameof(AnswerCache));
+        }
+
         var copy = (ServerOptions)MemberwiseClone();
         copy.DefaultModes = new Dictionary<BatchDoor, BatchMode>(DefaultModes);
         return copy;
     }
+}
+
+/// <summary>Where a server keeps its answer cache, how large it may grow, and whether sampled answers are replayed.</summary>
+public sealed record ServerCacheOptions
+{
+    /// <summary>
+    /// A SQLite file for the cache.
+    /// <value>The default, null, keeps it in a shared store's PostgreSQL database, or beside an
+    /// embedded store's file (<c>STATE.answers.db</c>).</value>
+    /// </summary>
+    public string? Path { get; init; }
+
+    /// <summary>
+    /// How large and old it may grow.
+    /// <value>The default is <see cref="AnswerCacheLimits.Default"/>.</value>
+    /// </summary>
+    public AnswerCacheLimits Limits { get; init; } = AnswerCacheLimits.Default;
+
+    /// <summary>
+    /// Whether a batch that does not say replays the kept answer of a request that asks for
+    /// sampling (temperature above 0, <c>n</c> above 1), rather than sending it again.
+    /// <value>The default is true.</value>
+    /// </summary>
+    public bool ReplaySampled { get; init; } = true;
 }

@@ -98,6 +98,7 @@ public sealed class ShepherdServer : IAsyncDisposable
             engine.Native));
         builder.Services.AddSingleton<MessageBatchesApi>();
         builder.Services.AddSingleton<DashboardApi>();
+        builder.Services.AddSingleton(sp => new ServerAnswerCache(settings, engine, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<ServerAnswerCache>>()));
         builder.Services.AddSingleton<EngineService>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<EngineService>());
         AddTelemetry(builder, settings);

@@ -118,6 +118,7 @@ internal sealed class ServerRun(ServeSettings settings, TextWriter stdout, TimeP
             MaxCreateRequests = config?.MaxCreateRequests ?? defaults.MaxCreateRequests,
             OtlpEndpoint = settings.OtlpEndpoint ?? config?.OtlpEndpoint,
             DefaultModes = config?.Modes?.ToModes() ?? new Dictionary<BatchDoor, BatchMode>(),
+            AnswerCache = config?.Cache?.ToOptions(),
         };
         try
         {

@@ -74,6 +74,7 @@ internal sealed class MessageBatchesApi(BatchService batches, CreateBodies bodie
             Owner = caller.Owner, Door = BatchDoor.Anthropic, CompletionWindowText = "24h", IdempotencyKey = idempotencyKey, BodySha256 = body.Sha256,
             // The door has no field for a mode: the server's configuration gives its batches one.
             Mode = batches.ModeOf(BatchDoor.Anthropic, null, "requests", null, BatchEndpoints.Messages, hasDeadline: true),
+            Cache = batches.CacheUseOf(null, "requests", null, "requests"),
         };
         var batch = await batches.CreateAndImportAsync(created, body.SpoolPath, BatchEndpoints.Messages, [], caller, cancellationToken);
         if (batch.Format != InputFormat.Anthropic)

@@ -101,6 +101,7 @@ internal sealed partial class BatchService
                 CompletionWindowText = original.CompletionWindow,
                 Metadata = metadata.Count <= Fields.MaxMetadataPairs ? metadata : original.Metadata,
                 Model = original.Model,
+                Cache = original.Cache,
                 IdempotencyKey = idempotencyKey() ?? "retry_failed:" + original.Id,
             };
             return await CreateAndImportAsync(retry, linesPath, original.Endpoint, [], caller, cancellationToken);
@@ -164,6 +165,26 @@ internal sealed partial class BatchService
 
         var which = configured is null ? $"{field} \"{asked}\"" : $"mode \"{BatchModeWords.Of(choice.Mode)}\", this server's for the {door.ToString().ToLowerInvariant()} door (server.modes.{door.ToString().ToLowerInvariant()} in its configuration),";
         throw ApiException.BadRequest($"{which} cannot run: {refusal}.", field, choice.Code);
+    }
+
+    /// <summary>
+    /// How a new batch uses the server's answer cache: as its create asked in <paramref name="field"/>
+    /// (<paramref name="cache"/>, and <paramref name="sampled"/> in <paramref name="sampledField"/>:
+    /// whether requests that ask for sampling are replayed), else as the server's configuration says.
+    /// Asking for a cache of a server that keeps none is a 400 naming the field.
+    /// </summary>
+    public CacheUse CacheUseOf(bool? cache, string field, bool? sampled, string sampledField)
+    {
+        if (options.AnswerCache is not { } configured)
+        {
+            return cache == true || sampled is not null
+                ? throw ApiException.BadRequest(
+                    $"{(cache == true ? field : sampledField)}: this server keeps no answer cache (server.cache in its configuration); every request is sent.",
+                    cache == true ? field : sampledField, "cache_unavailable")
+                : CacheUse.Off;
+        }
+
+        return cache == false ? CacheUse.Off : sampled ?? configured.ReplaySampled ? CacheUse.All : CacheUse.Unsampled;
     }
 
     /// <summary>Creates the batch, or finds the one its idempotency key made; a key reused for another body is 422.</summary>

@@ -1,6 +1,7 @@
 using System.Text.Json.Serialization;
 using Shepherd.Engine.Configuration;
 using Shepherd.Engine.Model;
+using Shepherd.Engine.Storage;
 
 namespace Shepherd.Server.Configuration;
 
@@ -34,6 +35,9 @@ public sealed class ServerConfig
     /// <summary>The mode each door's batches run in when their create names none.</summary>
     public DoorModesConfig? Modes { get; set; }
 
+    /// <summary>The answer cache, kept by tenant across batches; none without this section.</summary>
+    public ServerCacheConfig? Cache { get; set; }
+
     internal void Check(string where)
     {
         for (var i = 0; i < GatewayKeys.Count; i++)
@@ -50,6 +54,65 @@ public sealed class ServerConfig
         }
 
         Modes?.Check($"{where}.modes");
+        Cache?.Check($"{where}.cache");
+    }
+}
+
+/// <summary>
+/// The <c>cache</c> of the <c>server</c> section: answers kept by tenant, across batches, so a
+/// request a tenant sent before is answered again at no cost. Batches use it unless their create
+/// says <c>cache: false</c> (metadata <c>shepherd_cache</c> on the OpenAI door).
+/// </summary>
+public sealed class ServerCacheConfig
+{
+    /// <summary>False turns the cache off while keeping the section; true by default.</summary>
+    public bool Enabled { get; set; } = true;
+
+    /// <summary>A SQLite file for the cache; by default a shared store's PostgreSQL database holds it, or a file beside an embedded store's (<c>STATE.answers.db</c>).</summary>
+    public string? Path { get; set; }
+
+    /// <summary>The most megabytes of answers kept (1024 by default); past it, those used longest ago go first.</summary>
+    public double? MaxMegabytes { get; set; }
+
+    /// <summary>How many days an answer is kept and used (30 by default).</summary>
+    public double? MaxAgeDays { get; set; }
+
+    /// <summary>Whether answers to requests that ask for sampling are replayed for batches that do not say (true by default).</summary>
+    public bool Sampled { get; set; } = true;
+
+    /// <summary>The cache as the server takes it; null when it is off.</summary>
+    public ServerCacheOptions? ToOptions()
+    {
+        Check("server.cache");
+        var limits = AnswerCacheLimits.Default;
+        return Enabled
+            ? new ServerCacheOptions
+            {
+                Path = Path,
+                Limits = new AnswerCacheLimits(
+                    MaxMegabytes is { } megabytes ? (long)(megabytes * 1024 * 1024) : limits.MaxBytes,
+                    MaxAgeDays is { } days ? TimeSpan.FromDays(days) : limits.MaxAge),
+                ReplaySampled = Sampled,
+            }
+            : null;
+    }
+
+    internal void Check(string where)
+    {
+        if (MaxMegabytes is { } megabytes && !(megabytes > 0 && megabytes <= 1e9))
+        {
+            throw new ConfigException($"{where}.maxMegabytes: must be more than 0 (and at most 1000000000).");
+        }
+
+        if (MaxAgeDays is { } days && !(days > 0 && days <= 36_500))
+        {
+            throw new ConfigException($"{where}.maxAgeDays: must be more than 0 (and at most 36500).");
+        }
+
+        if (Path is not null && string.IsNullOrWhiteSpace(Path))
+        {
+            throw new ConfigException($"{where}.path: must name a file.");
+        }
     }
 }
 

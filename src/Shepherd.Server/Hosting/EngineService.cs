@@ -19,6 +19,7 @@ internal sealed partial class EngineService(
     BatchFinalizer finalizer,
     BatchWatch watch,
     BackgroundImports imports,
+    ServerAnswerCache answers,
     IBatchStore store,
     TimeProvider time,
     IHostApplicationLifetime lifetime,
@@ -103,6 +104,7 @@ internal sealed partial class EngineService(
     /// </summary>
     private async Task RunOnceAsync(CancellationToken stoppingToken)
     {
+        dispatcher.AnswerCache ??= await answers.OpenAsync(stoppingToken);
         using var all = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
         var dispatching = dispatcher.RunAsync(null, all.Token);
         var running = native.RunAsync(all.Token);

@@ -34,6 +34,18 @@ internal static class Fields
             : throw ApiException.BadRequest($"\"{name}\" must be a string.", name, "invalid_type");
     }
 
+    /// <summary>A true or false field; null when left out.</summary>
+    public static bool? Bool(IReadOnlyDictionary<string, JsonElement> fields, string name) =>
+        !fields.TryGetValue(name, out var value) || value.ValueKind == JsonValueKind.Null ? null
+        : value.ValueKind is JsonValueKind.True or JsonValueKind.False ? value.GetBoolean()
+        : throw ApiException.BadRequest($"\"{name}\" must be true or false.", name, "invalid_type");
+
+    /// <summary>A metadata value that says true or false (<c>"true"</c>, <c>"false"</c>); null when left out.</summary>
+    public static bool? Bool(IReadOnlyDictionary<string, string>? metadata, string key) =>
+        metadata is null || !metadata.TryGetValue(key, out var text) ? null
+        : bool.TryParse(text, out var value) ? value
+        : throw ApiException.BadRequest($"metadata.{key} \"{text}\" must be \"true\" or \"false\".", "metadata." + key, "invalid_type");
+
     /// <summary>Up to 16 pairs of strings, keys up to 64 characters, values up to 512.</summary>
     public static Dictionary<string, string>? Metadata(IReadOnlyDictionary<string, JsonElement> fields)
     {

@@ -22,6 +22,15 @@ internal sealed class BatchesApi(BatchService batches, FileService files, Create
     /// <summary>The metadata key a file batch names its mode by.</summary>
     private const string ModeKey = "shepherd_mode";
 
+    /// <summary>The fields of an inline create.</summary>
+    internal static readonly string[] InlineFields = ["requests", "model", "endpoint", "priority", "metadata", "deadline", "completion_window", "mode", "budget_usd", "cache", "cache_sampled"];
+
+    /// <summary>The metadata that turns the answer cache on or off for a file batch (the OpenAI create has no field for it).</summary>
+    private const string CacheKey = "shepherd_cache";
+
+    /// <summary>The metadata that says whether a file batch replays answers to requests that ask for sampling.</summary>
+    private const string CacheSampledKey = "shepherd_cache_sampled";
+
     public void Map(IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/v1/batches");
@@ -106,17 +115,19 @@ internal sealed class BatchesApi(BatchService batches, FileService files, Create
         string? asked = null;
         batch.Metadata?.TryGetValue(ModeKey, out asked);
         var mode = batches.ModeOf(BatchDoor.OpenAI, asked, "metadata." + ModeKey, null, endpoint, hasDeadline: true);
+        var cache = batches.CacheUseOf(Fields.Bool(batch.Metadata, CacheKey), "metadata." + CacheKey, Fields.Bool(batch.Metadata, CacheSampledKey), "metadata." + CacheSampledKey);
         var file = await files.GetInputAsync(caller, fileId, cancellationToken);
         return await batches.CreateFromFileAsync(batch with
         {
-            Endpoint = endpoint, InputFileId = file.Id, BudgetNanos = Budget(body), CompletionWindow = deadline, CompletionWindowText = window, Mode = mode,
+            Endpoint = endpoint, InputFileId = file.Id, BudgetNanos = Budget(body), CompletionWindow = deadline, CompletionWindowText = window, Mode = mode, Cache = cache,
         }, caller, cancellationToken);
     }
 
     private async Task<BatchRecord> CreateInlineAsync(CreateBody body, Caller caller, NewBatch batch, CancellationToken cancellationToken)
     {
-        Fields.OnlyKnown(body.Fields, "requests", "model", "endpoint", "priority", "metadata", "deadline", "completion_window", "mode", "budget_usd");
+        Fields.OnlyKnown(body.Fields, InlineFields);
         var budget = Budget(body);
+        var cache = batches.CacheUseOf(Fields.Bool(body.Fields, "cache"), "cache", Fields.Bool(body.Fields, "cache_sampled"), "cache_sampled");
         var (deadline, window) = Fields.Deadline(body.Fields);
 
         var endpoint = Endpoint(Fields.String(body.Fields, "endpoint") ?? BatchEndpoints.ChatCompletions);
@@ -133,7 +144,7 @@ internal sealed class BatchesApi(BatchService batches, FileService files, Create
         using var lines = await bodies.ConvertAsync(body, "inline", endpoint, model, "The batch was not created", cancellationToken);
         return await batches.CreateAndImportAsync(batch with
         {
-            Endpoint = endpoint, Model = model, Priority = priority, BudgetNanos = budget, Mode = mode, CompletionWindow = deadline, CompletionWindowText = window,
+            Endpoint = endpoint, Model = model, Priority = priority, BudgetNanos = budget, Mode = mode, CompletionWindow = deadline, CompletionWindowText = window, Cache = cache,
         }, lines.Path, endpoint, lines.Refused, caller, cancellationToken);
     }
 

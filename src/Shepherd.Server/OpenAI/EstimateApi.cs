@@ -59,7 +59,7 @@ internal sealed class EstimateApi(FileService files, CreateBodies bodies, BatchE
     private async Task<BatchEstimate> EstimateInlineAsync(CreateBody body, CancellationToken cancellationToken)
     {
         // The fields of an inline create are accepted, so a create's body can be priced as it is.
-        Fields.OnlyKnown(body.Fields, "requests", "model", "endpoint", "priority", "metadata", "deadline", "completion_window", "mode", "budget_usd");
+        Fields.OnlyKnown(body.Fields, BatchesApi.InlineFields);
         var endpoint = BatchesApi.Endpoint(Fields.String(body.Fields, "endpoint") ?? BatchEndpoints.ChatCompletions);
         if (body.RequestCount == 0)
         {

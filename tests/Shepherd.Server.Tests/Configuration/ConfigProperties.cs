@@ -20,7 +20,8 @@ public sealed class ConfigProperties : IDisposable
           ],
           "server": { "urls": ["http://127.0.0.1:8080"], "gatewayKeys": [{ "name": "t", "apiKey": "g" }], "maxUploadBytes": 1000, "maxFileRequests": 10,
                       "maxCreateBodyBytes": 1000, "maxCreateRequests": 5, "otlpEndpoint": "http://127.0.0.1:4317",
-                      "modes": { "openai": "auto", "anthropic": "native", "inline": "realtime" } },
+                      "modes": { "openai": "auto", "anthropic": "native", "inline": "realtime" },
+                      "cache": { "enabled": true, "path": "answers.db", "maxMegabytes": 64, "maxAgeDays": 7, "sampled": false } },
           "prices": { "m": { "input": 1.5, "output": 2, "cachedInput": 0.5, "batchDiscount": 0.5 } },
           "native": { "pollSeconds": 30 },
           "store": "state.db",
@@ -35,7 +36,7 @@ public sealed class ConfigProperties : IDisposable
         "\"upstreams\"", "\"server\"", "\"prices\"", "\"native\"", "\"store\"", "\"cluster\"", "\"provider\"", "\"openai\"", "\"anthropic\"", "\"baseUrl\"",
         "\"apiKey\"", "\"apiKeyEnv\"", "\"apiKeyFile\"", "\"/\"", "\"/dev/null\"", "\"weight\"", "\"models\"", "\"lanes\"", "\"rpm\"", "\"tpm\"", "\"concurrency\"",
         "\"gatewayKeys\"", "\"urls\"", "\"maxUploadBytes\"", "\"otlpEndpoint\"", "\"input\"", "\"output\"", "\"cachedInput\"", "\"batchDiscount\"",
-        "\"pollSeconds\"", "\"modes\"", "\"inline\"", "\"auto\"", "\"node\"", "\"nodeTimeoutSeconds\"", "\"postgres://u@h:5432/d\"", "\"Host=h;Port=99999999\"", "\"Host=;Database\"",
+        "\"pollSeconds\"", "\"modes\"", "\"cache\"", "\"maxMegabytes\"", "\"maxAgeDays\"", "\"sampled\"", "\"inline\"", "\"auto\"", "\"node\"", "\"nodeTimeoutSeconds\"", "\"postgres://u@h:5432/d\"", "\"Host=h;Port=99999999\"", "\"Host=;Database\"",
         "\"postgres://[::1\"", "\"postgresql://u:p@h:-1/d?sslmode=nope\"", "/*", "*/", "//", "\u00A0", "\u0000", "\uFEFF",
     ];
 

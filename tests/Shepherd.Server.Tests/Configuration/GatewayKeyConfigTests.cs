@@ -50,4 +50,26 @@ public sealed class GatewayKeyConfigTests
 
         Assert.Contains(message, error.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void TheAnswerCache_IsOnWithItsSection_AndTakesItsLimits()
+    {
+        var cache = ConfigFiles.Load("""{"server":{"cache":{"maxMegabytes":2,"maxAgeDays":0.5,"sampled":false}}}""", ConfigFile.Load).Server!.Cache!.ToOptions();
+        var off = ConfigFiles.Load("""{"server":{"cache":{"enabled":false}}}""", ConfigFile.Load).Server!.Cache!.ToOptions();
+
+        Assert.Equal((2L << 20, TimeSpan.FromHours(12), false, null), (cache!.Limits.MaxBytes, cache.Limits.MaxAge, cache.ReplaySampled, cache.Path));
+        Assert.Null(off);
+    }
+
+    [Theory]
+    [InlineData("""{"maxMegabytes":0}""", "server.cache.maxMegabytes: must be more than 0")]
+    [InlineData("""{"maxAgeDays":-1}""", "server.cache.maxAgeDays: must be more than 0")]
+    [InlineData("""{"path":" "}""", "server.cache.path: must name a file.")]
+    [InlineData("""{"size":1}""", "size")]
+    public void ABadCacheSetting_IsAnErrorNamingIt(string cache, string message)
+    {
+        var error = Assert.Throws<ConfigException>(() => ConfigFiles.Load("""{"server":{"cache":""" + cache + "}}", ConfigFile.Load));
+
+        Assert.Contains(message, error.Message, StringComparison.Ordinal);
+    }
 }
