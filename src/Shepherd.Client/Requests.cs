@@ -144,6 +144,19 @@ public sealed record NewBatch
     /// <summary>The most the batch may cost, in US dollars; a Shepherd server sends a request only while it fits. Null for none.</summary>
     public decimal? BudgetUsd { get; init; }
 
+    /// <summary>
+    /// Whether a Shepherd server answers a request it answered for this key's tenant before from
+    /// its answer cache, at no cost (false sends every request); null takes the server's setting.
+    /// The OpenAI and Anthropic APIs keep no such cache.
+    /// </summary>
+    public bool? Cache { get; init; }
+
+    /// <summary>
+    /// Whether a Shepherd server's cache replays the answer to a request that asks for sampling
+    /// (temperature above 0, <c>n</c> above 1) rather than send it again; null takes the server's setting.
+    /// </summary>
+    public bool? CacheSampled { get; init; }
+
     /// <summary>Makes a create safe to repeat: the same key returns the first batch. One is made up when null.</summary>
     public string? IdempotencyKey { get; init; }
 }
@@ -174,6 +187,19 @@ public sealed record FileBatchOptions
 
     /// <summary>The most the batch may cost, in US dollars; a Shepherd server sends a request only while it fits. Null for none.</summary>
     public decimal? BudgetUsd { get; init; }
+
+    /// <summary>
+    /// Whether a Shepherd server answers a request it answered for this key's tenant before from
+    /// its answer cache, at no cost (false sends every request); null takes the server's setting.
+    /// The OpenAI and Anthropic APIs keep no such cache.
+    /// </summary>
+    public bool? Cache { get; init; }
+
+    /// <summary>
+    /// Whether a Shepherd server's cache replays the answer to a request that asks for sampling
+    /// (temperature above 0, <c>n</c> above 1) rather than send it again; null takes the server's setting.
+    /// </summary>
+    public bool? CacheSampled { get; init; }
 
     /// <summary>Makes the create safe to repeat; one is made up when null.</summary>
     public string? IdempotencyKey { get; init; }

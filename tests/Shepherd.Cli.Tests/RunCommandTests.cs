@@ -219,6 +219,24 @@ public sealed class RunCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task NoCacheSampled_SendsWhatAsksForSampling_AndReplaysTheRest()
+    {
+        var input = _folder.File("in.jsonl");
+        File.WriteAllLines(input, Enumerable.Range(0, 6).Select(i =>
+            $$$"""{"custom_id":"r{{{i}}}","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-4.1-mini","temperature":{{{(i % 2 == 0 ? "0.8" : "0")}}},"messages":[{"role":"user","content":"Slogan {{{i}}}"}]}}"""));
+        await using var server = await Simulators.StartHttpAsync();
+        Assert.Equal(0, (await ShepherdProcess.RunAsync(_folder.Path, Run(input, server))).ExitCode);
+
+        var unsampled = await ShepherdProcess.RunAsync(_folder.Path, Run(input, server, "--fresh", "--no-cache-sampled", "--json"));
+        var replayed = await ShepherdProcess.RunAsync(_folder.Path, Run(input, server, "--fresh", "--json"));
+
+        Assert.True(unsampled.ExitCode == 0, unsampled.ToString());
+        Assert.Equal(3L, JsonDocument.Parse(unsampled.Stdout).RootElement.GetProperty("cached").GetInt64());
+        Assert.Equal(6L, JsonDocument.Parse(replayed.Stdout).RootElement.GetProperty("cached").GetInt64());
+        Assert.Equal(6 + 3, server.Provider.Stats().Requests);
+    }
+
+    [Fact]
     public async Task TheCacheCommand_SaysWhatTheRunsKept_AndClearsIt()
     {
         var input = BatchFiles.Write(_folder.File("in.jsonl"), BatchFiles.OpenAIChat(12));

@@ -42,6 +42,23 @@ public sealed class SubmitModeTests : IDisposable
         Assert.Contains("no upstream with a native batch API serves", run.Stderr, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task SubmitNoCache_ReachesTheServer_AndToAServerWithoutACache_NoCacheSampledExitsWith2()
+    {
+        await using var cached = await RunningServer.StartAsync(tune: o => o.AnswerCache = new Server.ServerCacheOptions());
+        await using var uncached = await RunningServer.StartAsync();
+        var input = BatchFiles.Write(_folder.File("in.jsonl"), BatchFiles.OpenAIChat(2));
+
+        var off = await SubmitAsync(cached, input, "--no-cache", "--json");
+        var refused = await SubmitAsync(uncached, input, "--no-cache-sampled");
+
+        Assert.True(off.ExitCode == 0, off.ToString());
+        var id = JsonDocument.Parse(off.Stdout).RootElement.GetProperty("id").GetString()!;
+        Assert.Equal(Engine.Model.CacheUse.Off, (await cached.Store.GetBatchAsync(id, TestContext.Current.CancellationToken))!.Cache);
+        Assert.True(refused.ExitCode == 2, refused.ToString());
+        Assert.Contains("this server keeps no answer cache", refused.Stderr, StringComparison.Ordinal);
+    }
+
     private Task<ProcessResult> SubmitAsync(RunningServer server, string input, params string[] more) =>
         ShepherdProcess.RunAsync(_folder.Path, ["submit", input, "--server", server.BaseUrl.ToString(), "--api-key", RunningServer.Key, .. more]);
 }

@@ -28,9 +28,11 @@ internal static class SubmitCommand
         var remote = new RemoteOptionSet("Print the batch as JSON on stdout (with --wait, once it has ended; progress goes to stderr)");
 
         var budget = CliOptions.Usd("--budget", "The most the batch may cost, in US dollars: the server sends a request only while it fits");
+        var noCache = new Option<bool>("--no-cache") { Description = "The server sends every request, even one its answer cache holds the answer to, and keeps no answer" };
+        var noCacheSampled = new Option<bool>("--no-cache-sampled") { Description = "The server sends requests that ask for sampling (temperature above 0, n above 1) every time, rather than replay the answer its cache holds" };
         var command = new Command("submit", "Upload a JSONL batch file to a Shepherd server and create a batch of it")
         {
-            file, endpoint, metadata, deadline, mode, budget,
+            file, endpoint, metadata, deadline, mode, budget, noCache, noCacheSampled,
         };
         var wait = waiting.AddWithWait(command, "Wait for the batch to end, with progress, and exit as run does (0 all succeeded, 3 some failed)");
         remote.AddTo(command);
@@ -46,6 +48,8 @@ internal static class SubmitCommand
                 Deadline = parse.GetValue(deadline) ?? TimeSpan.FromHours(24),
                 Mode = mode.ValueIn(parse) is { } asked ? BatchModeNames.FromApiName(Engine.Model.BatchModeWords.Of(asked)) : null,
                 BudgetUsd = parse.GetValue(budget) is { } nanos ? Engine.Pricing.Cost.ToUsd(nanos) : null,
+                Cache = parse.GetValue(noCache) ? false : null,
+                CacheSampled = parse.GetValue(noCacheSampled) ? false : null,
             };
             // The file is checked here first, as run checks it, so a bad line is named before anything is uploaded.
             var name = ShownPath.Of(input.FullName);

@@ -17,6 +17,10 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
     private const string RetryOf = "retry_of";
     private const string ModeKey = "shepherd_mode";
 
+    private const string CacheKey = "shepherd_cache";
+
+    private const string CacheSampledKey = "shepherd_cache_sampled";
+
     protected ApiPipeline Pipeline => pipeline;
 
     protected ShepherdClientOptions Options => options;
@@ -40,12 +44,17 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
         }
     }
 
-    /// <summary>Refuses, before anything is sent, a budget or a mode the server would not keep, or a budget below 0.</summary>
-    protected void CheckShepherdFields(decimal? budgetUsd, BatchMode? mode)
+    /// <summary>Refuses, before anything is sent, a budget, a mode or a use of the answer cache the server would not keep, or a budget below 0.</summary>
+    protected void CheckShepherdFields(decimal? budgetUsd, BatchMode? mode, bool? cache = null, bool? cacheSampled = null)
     {
         if (mode is not null && !IsShepherd)
         {
             throw new ArgumentException("The OpenAI Batch API takes no mode; modes are a Shepherd server's.", nameof(mode));
+        }
+
+        if ((cache ?? cacheSampled) is not null && !IsShepherd)
+        {
+            throw new ArgumentException("The OpenAI Batch API keeps no answer cache; the cache is a Shepherd server's.", nameof(cache));
         }
 
         if (budgetUsd is not { } budget)
@@ -63,7 +72,7 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
 
     public virtual async Task<Batch> CreateAsync(NewBatch batch, string idempotencyKey, CancellationToken cancellationToken)
     {
-        CheckShepherdFields(batch.BudgetUsd, batch.Mode);
+        CheckShepherdFields(batch.BudgetUsd, batch.Mode, batch.Cache, batch.CacheSampled);
         var endpoint = batch.Endpoint ?? DefaultEndpoint;
         var path = Path.Combine(Path.GetTempPath(), "shepherd-client-" + Guid.NewGuid().ToString("N") + ".jsonl");
         try
@@ -83,7 +92,7 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
                 }
             }
 
-            var fileOptions = new FileBatchOptions { Endpoint = endpoint, Metadata = batch.Metadata, CompletionWindow = batch.CompletionWindow ?? Requests.DefaultWindow, BudgetUsd = batch.BudgetUsd, Mode = batch.Mode };
+            var fileOptions = new FileBatchOptions { Endpoint = endpoint, Metadata = batch.Metadata, CompletionWindow = batch.CompletionWindow ?? Requests.DefaultWindow, BudgetUsd = batch.BudgetUsd, Mode = batch.Mode, Cache = batch.Cache, CacheSampled = batch.CacheSampled };
             return await CreateFromFileAsync(path, fileOptions, idempotencyKey, cancellationToken);
         }
         finally
@@ -94,8 +103,8 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
 
     public async Task<Batch> CreateFromFileAsync(string path, FileBatchOptions options, string idempotencyKey, CancellationToken cancellationToken)
     {
-        CheckShepherdFields(options.BudgetUsd, options.Mode);
-        var metadata = WithMode(options.Metadata, options.Mode);
+        CheckShepherdFields(options.BudgetUsd, options.Mode, options.Cache, options.CacheSampled);
+        var metadata = WithShepherdFields(options.Metadata, (ModeKey, options.Mode?.ToApiName()), (CacheKey, Word(options.Cache)), (CacheSampledKey, Word(options.CacheSampled)));
         var endpoint = options.Endpoint ?? await FirstUrlAsync(path, cancellationToken);
         var file = await pipeline.SendJsonAsync(() =>
         {
@@ -121,24 +130,34 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
     }
 
     /// <summary>
-    /// The metadata of a file batch with its mode as a Shepherd server reads it there
-    /// (<c>shepherd_mode</c>): the OpenAI Batch API, whose create this is, has no field for it.
+    /// The metadata of a file batch with Shepherd's own fields as a Shepherd server reads them there
+    /// (<c>shepherd_mode</c>, <c>shepherd_cache</c>, <c>shepherd_cache_sampled</c>): the OpenAI
+    /// Batch API, whose create this is, has no fields for them. A field left null is not added.
     /// </summary>
-    private static IReadOnlyDictionary<string, string>? WithMode(IReadOnlyDictionary<string, string>? metadata, BatchMode? mode)
+    private static IReadOnlyDictionary<string, string>? WithShepherdFields(IReadOnlyDictionary<string, string>? metadata, params (string Key, string? Word)[] fields)
     {
-        if (mode is not { } given)
+        var given = fields.Where(f => f.Word is not null).ToList();
+        if (given.Count == 0)
         {
             return metadata;
         }
 
-        var word = given.ToApiName();
-        if (metadata?.TryGetValue(ModeKey, out var named) == true && named != word)
+        var merged = new Dictionary<string, string>(metadata ?? new Dictionary<string, string>(), StringComparer.Ordinal);
+        foreach (var (key, word) in given)
         {
-            throw new ArgumentException($"The metadata says {ModeKey} {named}, and Mode says {word}: give one.", nameof(metadata));
+            if (merged.TryGetValue(key, out var named) && named != word)
+            {
+                throw new ArgumentException($"The metadata says {key} {named}, and the option for it says {word}: give one.", nameof(metadata));
+            }
+
+            merged[key] = word!;
         }
 
-        return new Dictionary<string, string>(metadata ?? new Dictionary<string, string>(), StringComparer.Ordinal) { [ModeKey] = word };
+        return merged;
     }
+
+    /// <summary>A switch as metadata says it.</summary>
+    private static string? Word(bool? value) => value switch { true => "true", false => "false", null => null };
 
     public Task<Batch> GetAsync(string batchId, CancellationToken cancellationToken) => GetAsync(batchId, CallKind.Repeatable, "", cancellationToken);
 

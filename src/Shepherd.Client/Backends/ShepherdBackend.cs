@@ -47,6 +47,16 @@ internal sealed class ShepherdBackend(ApiPipeline pipeline, ShepherdClientOption
             body["mode"] = mode.ToApiName();
         }
 
+        if (batch.Cache is { } cache)
+        {
+            body["cache"] = cache;
+        }
+
+        if (batch.CacheSampled is { } sampled)
+        {
+            body["cache_sampled"] = sampled;
+        }
+
         return PostBatchAsync("v1/batches", body.ToJsonString(), idempotencyKey, cancellationToken);
     }
 
