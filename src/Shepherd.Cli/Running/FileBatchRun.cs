@@ -233,6 +233,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         var dispatcher = services.GetRequiredService<Dispatcher>();
         await using var cache = await OpenCacheAsync(cancellationToken);
         dispatcher.AnswerCache = cache;
+        services.GetRequiredService<NativeBatchRunner>().AnswerCache = cache;
         if (batch.Status == BatchStatus.InProgress)
         {
             await stderr.WriteLineAsync((batch.Finished > 0 || released > 0) && start.Carried is null

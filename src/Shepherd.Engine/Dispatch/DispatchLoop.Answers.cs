@@ -78,9 +78,9 @@ internal sealed partial class DispatchLoop
         if (kind == OutcomeKind.Succeeded)
         {
             _telemetry?.AnsweredBy(item.Tier, result);
-            if (work.CacheKey is { } key && result is { StatusCode: { } status, Body: { } body })
+            if (work.CacheKey is { } key && CacheKeys.Kept(result) is { } kept)
             {
-                _cache?.Add(key, new CachedAnswer(status, body, result.InputTokens, result.OutputTokens, result.CachedTokens));
+                _cache?.Add(key, kept);
             }
         }
 
@@ -126,21 +126,6 @@ internal sealed partial class DispatchLoop
             queue.Parked--;
             queue.Enqueue(work);
         }
-    }
-
-    /// <summary>An answer from the cache: nothing paid, and what it would have cost at its tier's price counted as saved.</summary>
-    private AttemptResult FromCache(ClaimedItem item, CachedAnswer answer)
-    {
-        var result = new AttemptResult
-        {
-            StatusCode = answer.StatusCode,
-            Body = answer.Body,
-            InputTokens = answer.InputTokens,
-            OutputTokens = answer.OutputTokens,
-            CachedTokens = answer.CachedTokens,
-        };
-        var priced = _prices.PriceAnswer(item.Model, item.Tier, result);
-        return result with { CostNanos = 0, SavedNanos = priced.CostNanos, Priced = priced.Priced, Cached = true };
     }
 
     /// <summary>Says what an answer changed about a lane, once per change.</summary>

@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using Shepherd.Engine.Formats;
 using Shepherd.Engine.Model;
 using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
@@ -262,9 +261,9 @@ internal sealed partial class DispatchLoop
         foreach (var item in claimed.Items)
         {
             var (use, owner) = await CacheUseOfAsync(item.BatchId);
-            if (use == CacheUse.All || (use == CacheUse.Unsampled && !Sampling.IsAsked(item.Body)))
+            if (CacheKeys.For(use, owner, kind, item) is { } key)
             {
-                keys[item.ItemId] = AnswerCache.KeyOf(kind, owner, item.Url, item.Tier == ItemTier.Flex ? FlexTier.Body(item.Body) : item.Body);
+                keys[item.ItemId] = key;
             }
         }
 

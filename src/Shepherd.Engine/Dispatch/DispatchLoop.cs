@@ -155,7 +155,7 @@ internal sealed partial class DispatchLoop(DispatchContext context, string? only
 
                 foreach (var (item, answer) in claimed.Hits)
                 {
-                    Emit(new ItemOutcome(item, OutcomeKind.Succeeded, FromCache(item, answer)));
+                    Emit(new ItemOutcome(item, OutcomeKind.Succeeded, CacheKeys.Answer(answer, item, _prices)));
                 }
 
                 break;

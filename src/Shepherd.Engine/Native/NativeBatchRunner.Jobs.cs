@@ -112,6 +112,10 @@ public sealed partial class NativeBatchRunner
             if (outcome.Kind == OutcomeKind.Succeeded)
             {
                 Telemetry?.AnsweredBy(ItemTier.Native, outcome.Result);
+                if (job.CacheKeys.TryGetValue(item.ItemId, out var key) && Storage.CacheKeys.Kept(outcome.Result) is { } kept)
+                {
+                    AnswerCache?.Add(key, kept);
+                }
             }
 
             outcomes.Add(outcome);
@@ -147,6 +151,9 @@ public sealed partial class NativeBatchRunner
 
     /// <summary>Where the runner counts its answers by tier for monitoring; the host sets it to the dispatcher's.</summary>
     public DispatchTelemetry? Telemetry { get; set; }
+
+    /// <summary>Answers kept across runs and batches: what it holds is not handed to a provider again, and what jobs answer is kept in it; null for none.</summary>
+    public Storage.AnswerCache? AnswerCache { get; set; }
 
     /// <summary>
     /// A job the planner asked to cancel that has not ended within the grace: its requests go to

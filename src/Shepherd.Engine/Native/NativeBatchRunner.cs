@@ -31,6 +31,9 @@ public sealed partial class NativeBatchRunner
     private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
     private readonly Dictionary<long, Job> _jobs = [];
     private readonly Dictionary<long, Job> _jobOfItem = [];
+
+    /// <summary>The answer cache's keys of the items claimed in this look, until the job each goes into takes its own.</summary>
+    private readonly Dictionary<long, string> _claimKeys = [];
     private readonly Dictionary<string, DateTimeOffset> _submitBackoff = new(StringComparer.Ordinal);
     private readonly ClusterNode? _node;
     private readonly IReadOnlyList<UpstreamOptions> _flex;
@@ -222,11 +225,13 @@ public sealed partial class NativeBatchRunner
                 while (!stop)
                 {
                     var now = _time.GetUtcNow();
-                    var items = await _store.ClaimNativeAsync(model, batch.Id, _options.ClaimChunk, now, now + _options.LeaseDuration, cancellationToken);
-                    if (items.Count == 0)
+                    var claimed = await _store.ClaimNativeAsync(model, batch.Id, _options.ClaimChunk, now, now + _options.LeaseDuration, cancellationToken);
+                    if (claimed.Count == 0)
                     {
                         break;
                     }
+
+                    var items = runs && provider is not null ? await AnswerFromCacheAsync(batch, provider, claimed, cancellationToken) : claimed;
 
                     var unsent = new List<ItemOutcome>();
                     var toRealtime = new List<long>();
@@ -298,8 +303,51 @@ public sealed partial class NativeBatchRunner
             finally
             {
                 builder?.Dispose();
+                _claimKeys.Clear();
             }
         }
+    }
+
+    /// <summary>
+    /// Answers the claimed items the answer cache holds (not handed to the provider, not paid
+    /// for) and returns the others; their keys are kept for the job they go into, so its answers
+    /// are kept in turn. A cache that cannot be read answers none.
+    /// </summary>
+    private async Task<IReadOnlyList<ClaimedItem>> AnswerFromCacheAsync(BatchRecord batch, NativeProvider provider, IReadOnlyList<ClaimedItem> items, CancellationToken cancellationToken)
+    {
+        if (AnswerCache is not { } cache)
+        {
+            return items;
+        }
+
+        var keys = new Dictionary<long, string>();
+        foreach (var item in items.Where(i => !_jobOfItem.ContainsKey(i.ItemId)))
+        {
+            if (CacheKeys.For(batch.Cache, batch.Owner, provider.Options.Kind, item) is { } key)
+            {
+                keys[item.ItemId] = _claimKeys[item.ItemId] = key;
+            }
+        }
+
+        IReadOnlyDictionary<string, CachedAnswer> found;
+        try
+        {
+            found = keys.Count == 0 ? new Dictionary<string, CachedAnswer>() : await cache.FindAsync([.. keys.Values.Distinct(StringComparer.Ordinal)], cancellationToken);
+        }
+        catch (Exception ex) when (ex is System.Data.Common.DbException or StoreException)
+        {
+            return items;
+        }
+
+        bool Hit(ClaimedItem item) => keys.TryGetValue(item.ItemId, out var key) && found.ContainsKey(key);
+        var hits = items.Where(Hit).Select(item => new ItemOutcome(item, OutcomeKind.Succeeded, CacheKeys.Answer(found[keys[item.ItemId]], item, _prices))).ToList();
+        foreach (var hit in hits)
+        {
+            Telemetry?.AnsweredBy(hit.Item.Tier, hit.Result);
+        }
+
+        await CommitAsync(hits, cancellationToken);
+        return hits.Count == 0 ? items : [.. items.Where(item => !Hit(item))];
     }
 
     /// <summary>The most an item may cost at the batch price: its prompt and its <c>max_tokens</c> (or the default output length).</summary>
@@ -361,6 +409,10 @@ public sealed partial class NativeBatchRunner
         {
             job.Leases[item.ItemId] = item;
             _jobOfItem[item.ItemId] = job;
+            if (_claimKeys.Remove(item.ItemId, out var key))
+            {
+                job.CacheKeys[item.ItemId] = key;
+            }
         }
 
         _jobs[record.Id] = job;
@@ -420,6 +472,9 @@ public sealed partial class NativeBatchRunner
         public HashSet<long> ItemIds { get; } = itemIds;
 
         public Dictionary<long, ClaimedItem> Leases { get; } = [];
+
+        /// <summary>The answer cache's key of each item sent in this run, so its answer is kept; a job recorded by an earlier run has none.</summary>
+        public Dictionary<long, string> CacheKeys { get; } = [];
 
         /// <summary>The most its leased items may cost, held against the batch's budget until the job ends.</summary>
         public long HeldNanos { get; set; }

@@ -105,6 +105,7 @@ internal sealed partial class EngineService(
     private async Task RunOnceAsync(CancellationToken stoppingToken)
     {
         dispatcher.AnswerCache ??= await answers.OpenAsync(stoppingToken);
+        native.AnswerCache = dispatcher.AnswerCache;
         using var all = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
         var dispatching = dispatcher.RunAsync(null, all.Token);
         var running = native.RunAsync(all.Token);
