@@ -155,7 +155,9 @@ internal sealed partial class DispatchLoop(DispatchContext context, string? only
 
                 foreach (var (item, answer) in claimed.Hits)
                 {
-                    Emit(new ItemOutcome(item, OutcomeKind.Succeeded, FromCache(item, answer)));
+                    var result = FromCache(item, answer);
+                    _telemetry?.AnsweredFromCache(result);
+                    Emit(new ItemOutcome(item, OutcomeKind.Succeeded, result));
                 }
 
                 break;
