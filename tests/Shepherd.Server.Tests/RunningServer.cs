@@ -4,6 +4,7 @@ using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Shepherd.Engine;
+using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
 using Shepherd.Simulator;
@@ -59,11 +60,12 @@ public sealed class RunningServer : IAsyncDisposable
         TimeProvider? time = null,
         Action<UpstreamOptions>? upstream = null,
         Action<ShepherdEngineOptions>? engine = null,
-        PostgresStoreOptions? sharedStore = null)
+        PostgresStoreOptions? sharedStore = null,
+        AnswerCache? answerCache = null)
     {
         var folder = new TempDirectory();
         var sim = await Simulators.StartHttpAsync(simulator ?? new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(2) });
-        return new RunningServer(await StartServerAsync(sim, folder.File("shepherd.db"), tune, time, upstream, engine, sharedStore), sim, ownsSimulator: true, folder, folder.File("shepherd.db"));
+        return new RunningServer(await StartServerAsync(sim, folder.File("shepherd.db"), tune, time, upstream, engine, sharedStore, answerCache), sim, ownsSimulator: true, folder, folder.File("shepherd.db"));
     }
 
     /// <summary>
@@ -90,7 +92,7 @@ public sealed class RunningServer : IAsyncDisposable
     }
 
     private static async Task<ShepherdServer> StartServerAsync(
-        SimulatorServer sim, string state, Action<ServerOptions>? tune, TimeProvider? time, Action<UpstreamOptions>? tuneUpstream, Action<ShepherdEngineOptions>? tuneEngine, PostgresStoreOptions? sharedStore = null)
+        SimulatorServer sim, string state, Action<ServerOptions>? tune, TimeProvider? time, Action<UpstreamOptions>? tuneUpstream, Action<ShepherdEngineOptions>? tuneEngine, PostgresStoreOptions? sharedStore = null, AnswerCache? answerCache = null)
     {
         var options = new ServerOptions
         {
@@ -114,6 +116,18 @@ public sealed class RunningServer : IAsyncDisposable
             if (time is not null)
             {
                 builder.Services.AddSingleton(time);
+            }
+
+            if (answerCache is not null)
+            {
+                // The engine's dispatcher, made as the engine makes it, answers from the cache (the caller owns it).
+                var made = builder.Services.Last(d => d.ServiceType == typeof(Dispatcher)).ImplementationFactory!;
+                builder.Services.AddSingleton(sp =>
+                {
+                    var dispatcher = (Dispatcher)made(sp);
+                    dispatcher.AnswerCache = answerCache;
+                    return dispatcher;
+                });
             }
         }, TestContext.Current.CancellationToken);
     }
