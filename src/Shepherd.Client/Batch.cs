@@ -163,6 +163,16 @@ public sealed record Batch
     public BatchTiers Tiers { get; init; } = BatchTiers.None;
 
     /// <summary>
+    /// Requests among <see cref="Succeeded"/> answered without being sent, at no cost: from the
+    /// server's answer cache, or kept from an earlier run of the same input (a Shepherd server
+    /// says so; 0 elsewhere).
+    /// </summary>
+    public long Cached { get; init; }
+
+    /// <summary>What the <see cref="Cached"/> answers cost when they were bought, in US dollars: what the cache saved.</summary>
+    public decimal CacheSavedUsd { get; init; }
+
+    /// <summary>
     /// The lanes that serve the batch while it is in progress (a Shepherd server says so when the
     /// batch is read by its id; empty otherwise), among them any that do not send and why.
     /// </summary>

@@ -151,19 +151,19 @@ public sealed class DashboardBrowserTests : IDisposable
         Assert.Equal("input refused: nothing was sent", await page.TextContentAsync("#progress-text"));
     }
 
-    private sealed record PageCounts(long Total, long Succeeded, long Failed, long Cancelled, long Expired);
+    private sealed record PageCounts(long Total, long Succeeded, long Failed, long Cancelled, long Expired, long Cached);
 
-    /// <summary>The five counts as the page shows them, read at one instant.</summary>
+    /// <summary>The six counts as the page shows them, read at one instant.</summary>
     private static async Task<PageCounts> CountsOnPageAsync(IPage page)
     {
         var counts = await page.EvaluateAsync<long[]>(
-            "['total', 'succeeded', 'failed', 'cancelled', 'expired'].map(k => Number(document.getElementById('count-' + k).textContent.replace(/,/g, '')))");
-        return new PageCounts(counts[0], counts[1], counts[2], counts[3], counts[4]);
+            "['total', 'succeeded', 'failed', 'cancelled', 'expired', 'cached'].map(k => Number(document.getElementById('count-' + k).textContent.replace(/,/g, '')))");
+        return new PageCounts(counts[0], counts[1], counts[2], counts[3], counts[4], counts[5]);
     }
 
     private static PageCounts Counts(JsonElement batch) => new(
         batch.GetProperty("total").GetInt64(), batch.GetProperty("succeeded").GetInt64(), batch.GetProperty("failed").GetInt64(),
-        batch.GetProperty("cancelled").GetInt64(), batch.GetProperty("expired").GetInt64());
+        batch.GetProperty("cancelled").GetInt64(), batch.GetProperty("expired").GetInt64(), batch.GetProperty("cached").GetInt64());
 
     private static async Task<double> ProgressWidthAsync(IPage page)
     {

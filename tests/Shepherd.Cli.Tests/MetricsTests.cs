@@ -40,6 +40,9 @@ public sealed partial class MetricsTests : IDisposable
         Assert.Equal(0, Sum(metrics, "shepherd_tier_requests_total", "tier=\"native\""));
         Assert.Equal(batch.GetProperty("cost_usd").GetDouble(), Sum(metrics, "shepherd_tier_cost_usd_total", "tier=\"realtime\""), 9);
         Assert.Equal(0, Sum(metrics, "shepherd_tier_saved_usd_total"));
+        // The server keeps no answer cache: every request was sent, none answered from one.
+        Assert.Equal([0d], metrics.Where(m => m.Name == "shepherd_cache_hits_total").Select(m => m.Value));
+        Assert.Equal([0d], metrics.Where(m => m.Name == "shepherd_cache_saved_usd_total").Select(m => m.Value));
         Assert.Equal(20 + failures, Sum(metrics, "shepherd_upstream_duration_seconds_count"));
         Assert.Equal(0, Sum(metrics, "shepherd_dispatch_in_flight"));
         Assert.Equal(4, Sum(metrics, "shepherd_lane_concurrency_limit", "upstream=\"sim\"", "model=\"gpt-4o-mini\""), 0);

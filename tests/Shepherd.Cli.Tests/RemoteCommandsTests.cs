@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using Shepherd.Server.Tests;
 using Shepherd.Simulator;
 using Shepherd.Testing;
@@ -345,6 +346,31 @@ public sealed class RemoteCommandsTests : IDisposable
         Assert.Equal(0.002m, batch.GetProperty("budget_usd").GetDecimal());
         var shown = SingleDocument(await RunAsync(server, "status", batch.GetProperty("id").GetString()!, "--json"));
         Assert.Equal((0.002m, 0), (shown.GetProperty("budget_usd").GetDecimal(), shown.GetProperty("budget_exceeded_requests").GetInt32()));
+    }
+
+    [Fact]
+    public async Task StatusAndWait_SayHowManyAnswersTheServersCacheGave_AndWhatTheySaved()
+    {
+        await using var server = await RunningServer.StartAsync(tune: o => o.AnswerCache = new Server.ServerCacheOptions());
+        var input = await WriteBatchAsync("again.jsonl", 3);
+        var first = await RunAsync(server, "submit", input, "--wait", "--json", "--poll-interval", Poll);
+        Assert.True(first.ExitCode == 0, first.ToString());
+        await server.WaitForKeptAnswersAsync(3);
+
+        var second = await RunAsync(server, "submit", input, "--wait", "--poll-interval", Poll);
+        var id = Regex.Match(second.Stdout, @"(batch_\w+) completed: ").Groups[1].Value;
+        var status = await RunAsync(server, "status", id);
+        var json = await RunAsync(server, "status", id, "--json");
+
+        var paid = SingleDocument(first).GetProperty("cost_usd").GetDecimal();
+        var line = $"3 answers not sent for again ({Engine.Pricing.Cost.Describe(paid)} not paid again)";
+        Assert.True(second.ExitCode == 0, second.ToString());
+        Assert.Contains($"  cached:  {line}", second.Stdout, StringComparison.Ordinal);
+        Assert.True(status.ExitCode == 0, status.ToString());
+        Assert.Matches($@"cached\s+{Regex.Escape(line)}", status.Stdout);
+        var shown = SingleDocument(json);
+        Assert.Equal((3L, paid), (shown.GetProperty("cached").GetInt64(), shown.GetProperty("cache_saved_usd").GetDecimal()));
+        Assert.Equal(0, SingleDocument(first).GetProperty("cached").GetInt64());
     }
 
     [Fact]

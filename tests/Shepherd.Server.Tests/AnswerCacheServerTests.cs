@@ -18,7 +18,7 @@ public sealed class AnswerCacheServerTests
 
         var first = await CreateAndWaitAsync(server.Http, Inline(3, ""));
         var sentOnce = server.Simulator.Provider.Stats().Requests;
-        await WaitForKeptAsync(server, 3);
+        await server.WaitForKeptAnswersAsync(3);
         var again = await CreateAndWaitAsync(server.Http, Inline(3, ""));
         var otherTenants = await CreateAndWaitAsync(other, Inline(3, ""));
 
@@ -36,7 +36,7 @@ public sealed class AnswerCacheServerTests
     {
         await using var server = await StartWithCacheAsync();
         await CreateAndWaitAsync(server.Http, Inline(2, ""));
-        await WaitForKeptAsync(server, 2);
+        await server.WaitForKeptAnswersAsync(2);
 
         var inline = await CreateAndWaitAsync(server.Http, Inline(2, """ "cache":false """));
         var file = await server.UploadAsync(Enumerable.Range(0, 2).Select(i =>
@@ -59,7 +59,7 @@ public sealed class AnswerCacheServerTests
             """;
         var body = $$"""{"model":"gpt-4o-mini","requests":[{{requests}}]}""";
         await CreateAndWaitAsync(server.Http, body);
-        await WaitForKeptAsync(server, 1);
+        await server.WaitForKeptAnswersAsync(1);
 
         // The server's configuration sends sampled requests again, and keeps none of their answers.
         var unsampled = await CreateAndWaitAsync(server.Http, body);
@@ -69,7 +69,7 @@ public sealed class AnswerCacheServerTests
         // A batch can ask to replay them: the first such keeps the answer drawn, the next replays it.
         var replaying = body.Replace("\"requests\"", "\"cache_sampled\":true,\"requests\"", StringComparison.Ordinal);
         var drawn = await CreateAndWaitAsync(server.Http, replaying);
-        await WaitForKeptAsync(server, 2);
+        await server.WaitForKeptAnswersAsync(2);
         var replayed = await CreateAndWaitAsync(server.Http, replaying);
 
         Assert.Equal(4, server.Simulator.Provider.Stats().Requests);
@@ -112,11 +112,6 @@ public sealed class AnswerCacheServerTests
         await Poll.UntilAsync(async () => (await RunningServer.SendAsync(http, HttpMethod.Get, $"/v1/batches/{id}")).Body.GetProperty("status").GetString() == "completed", TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
         return id;
     }
-
-    /// <summary>Waits until the cache has written what it keeps (it writes behind, in groups).</summary>
-    private static Task WaitForKeptAsync(RunningServer server, long entries) =>
-        Poll.UntilAsync(async () => (await server.Server.Services.GetRequiredService<Shepherd.Engine.Dispatch.Dispatcher>().AnswerCache!.StatsAsync(TestContext.Current.CancellationToken)).Entries == entries,
-            TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
 
     private static async Task<Engine.Model.BatchRecord> BatchAsync(RunningServer server, string id) => (await server.Store.GetBatchAsync(id, TestContext.Current.CancellationToken))!;
 

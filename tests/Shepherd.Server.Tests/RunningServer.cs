@@ -4,6 +4,7 @@ using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Shepherd.Engine;
+using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
 using Shepherd.Simulator;
@@ -117,6 +118,11 @@ public sealed class RunningServer : IAsyncDisposable
             }
         }, TestContext.Current.CancellationToken);
     }
+
+    /// <summary>Waits until the server's answer cache has written <paramref name="entries"/> answers (it writes behind, in groups).</summary>
+    public Task WaitForKeptAnswersAsync(long entries) =>
+        Poll.UntilAsync(async () => (await Server.Services.GetRequiredService<Dispatcher>().AnswerCache!.StatsAsync(TestContext.Current.CancellationToken)).Entries == entries,
+            TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
 
     /// <summary>The upstream of a server that hands its native work to <paramref name="provider"/>'s batch APIs.</summary>
     public static Action<UpstreamOptions> ProviderUpstream(RunningServer provider) => u =>

@@ -91,6 +91,8 @@ internal static class RemoteOutput
             Tiers = new TierCounts(
                 batch.Tiers.Realtime.Requests, batch.Tiers.Realtime.CostUsd, batch.Tiers.Native.Requests, batch.Tiers.Native.CostUsd,
                 batch.Tiers.Flex.Requests, batch.Tiers.Flex.CostUsd, batch.Tiers.SavedUsd),
+            Cached = batch.Cached,
+            CacheSavedUsd = batch.CacheSavedUsd,
         };
 
     /// <summary>The status in colour, for a terminal.</summary>
@@ -147,9 +149,15 @@ internal static class RemoteOutput
             $"{batch.Id} {batch.StatusName}: {Outcome(batch)} in {ProgressDisplay.FormatDuration(Duration(batch, now))}");
         await stdout.WriteLineAsync(line);
         await stdout.WriteLineAsync($"  tokens:  {Count(batch.InputTokens)} in, {Count(batch.OutputTokens)} out · cost {Cost.Describe(batch.CostUsd)}");
-        if (Counts(batch).Tiers.Describe() is { } tiers)
+        var counts = Counts(batch);
+        if (counts.Tiers.Describe() is { } tiers)
         {
             await stdout.WriteLineAsync($"  tiers:   {tiers}");
+        }
+
+        if (counts.DescribeCached() is { } cached)
+        {
+            await stdout.WriteLineAsync($"  cached:  {cached}");
         }
 
         if (batch.BudgetUsd is { } budget)
@@ -198,7 +206,9 @@ internal static class RemoteOutput
         Text("progress", $"{Percent(batch)} · {Count(batch.Finished)} of {Count(batch.Total)} done: {Outcome(batch, withTotal: false)}");
         Text("tokens", $"{Count(batch.InputTokens)} in, {Count(batch.OutputTokens)} out");
         Text("cost", Cost.Describe(batch.CostUsd));
-        Text("tiers", Counts(batch).Tiers.Describe());
+        var counts = Counts(batch);
+        Text("tiers", counts.Tiers.Describe());
+        Text("cached", counts.DescribeCached());
         Text("budget", batch.BudgetUsd is { } budget ? Budget(budget, batch.BudgetExceededRequests) : null);
         Text("created", Time(batch.CreatedAt));
         Text("started", batch.InProgressAt is { } started ? Time(started) : null);

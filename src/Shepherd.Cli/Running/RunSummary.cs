@@ -21,6 +21,7 @@ internal sealed class RunSummary(bool json, TextWriter stdout)
         var wall = phases.Dispatch;
         var seconds = Math.Max(wall.TotalSeconds, 1e-6);
         var rate = finishedThisRun / seconds;
+        var counts = BatchCounts.Of(batch);
         if (json)
         {
             await RemoteOutput.WriteJsonAsync(stdout, writer =>
@@ -28,12 +29,9 @@ internal sealed class RunSummary(bool json, TextWriter stdout)
                 writer.WriteStartObject();
                 writer.WriteString("batch_id", batch.Id);
                 writer.WriteString("status", BatchStatusWords.Of(batch.Status));
-                var counts = BatchCounts.Of(batch);
                 counts.WriteOutcome(writer);
                 counts.WriteBudget(writer);
                 writer.WriteString("mode", BatchModeWords.Of(batch.Mode));
-                writer.WriteNumber("cached", batch.Cached);
-                writer.WriteNumber("cache_saved_usd", Cost.ToUsd(batch.CacheSavedNanos));
                 if (carried is { } kept)
                 {
                     // An edited input: what it kept of its earlier batch, what it sent, and what it no longer has.
@@ -74,10 +72,9 @@ internal sealed class RunSummary(bool json, TextWriter stdout)
                 $"  edited:  {RemoteOutput.Count(edited.Reused)} unchanged answers kept, {RemoteOutput.Count(batch.Total - edited.Reused)} sent, {RemoteOutput.Count(edited.Dropped)} dropped");
         }
 
-        if (batch.Cached > 0)
+        if (counts.DescribeCached() is { } cached)
         {
-            await stdout.WriteLineAsync(
-                $"  cached:  {RemoteOutput.Plural(batch.Cached, "answer")} not sent for again ({Cost.Describe(batch.CacheSavedNanos)} not paid again)");
+            await stdout.WriteLineAsync($"  cached:  {cached}");
         }
 
         if (retried > 0)
@@ -90,7 +87,7 @@ internal sealed class RunSummary(bool json, TextWriter stdout)
         await stdout.WriteLineAsync($"  cost:    {Cost.Describe(batch.CostNanos)}{unpriced}");
         if (batch.Mode != BatchMode.Realtime || batch.Tiers != TierTally.None)
         {
-            var tiers = BatchCounts.Of(batch).Tiers.Describe() ?? "every answer in realtime";
+            var tiers = counts.Tiers.Describe() ?? "every answer in realtime";
             await stdout.WriteLineAsync($"  mode:    {BatchModeWords.Of(batch.Mode)}: {tiers}");
         }
 

@@ -82,6 +82,8 @@ internal static class Wire
             Tiers = json.TryGetProperty("tiers", out var tiers) && tiers.ValueKind == JsonValueKind.Object
                 ? new BatchTiers(Tier(tiers, "realtime"), Tier(tiers, "native"), Tier(tiers, "flex"), Decimal(json, "saved_usd"))
                 : BatchTiers.None,
+            Cached = Long(json, "cached"),
+            CacheSavedUsd = Decimal(json, "cache_saved_usd"),
             Mode = BatchModeNames.FromApiName(String(json, "mode")),
             Lanes = json.TryGetProperty("lanes", out var lanes) && lanes.ValueKind == JsonValueKind.Array
                 ? [.. lanes.EnumerateArray().Where(l => l.ValueKind == JsonValueKind.Object).Select(l => new BatchLane(

@@ -155,7 +155,9 @@ internal sealed partial class DispatchLoop(DispatchContext context, string? only
 
                 foreach (var (item, answer) in claimed.Hits)
                 {
-                    Emit(new ItemOutcome(item, OutcomeKind.Succeeded, CacheKeys.Answer(answer, item, _prices)));
+                    var result = CacheKeys.Answer(answer, item, _prices);
+                    _telemetry?.AnsweredFromCache(result);
+                    Emit(new ItemOutcome(item, OutcomeKind.Succeeded, result));
                 }
 
                 break;

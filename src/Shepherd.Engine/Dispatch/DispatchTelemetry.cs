@@ -8,9 +8,10 @@ namespace Shepherd.Engine.Dispatch;
 /// <summary>
 /// What the dispatcher tells monitoring: OpenTelemetry-ready metrics on the <c>Shepherd</c> meter
 /// (requests by upstream, model, outcome and status; tokens; cost; latency; retries; rate-limit
-/// waits; commit latency; in flight, queue depth, each lane's limits, concurrency and state, each
-/// upstream's breaker) and a trace span per upstream request on the <c>Shepherd</c> activity
-/// source. Tags carry ids and names, never keys or prompt contents.
+/// waits; answers by tier, and from the answer cache, and what they saved; commit latency; in
+/// flight, queue depth, each lane's limits, concurrency and state, each upstream's breaker) and
+/// a trace span per upstream request on the <c>Shepherd</c> activity source. Tags carry ids and
+/// names, never keys or prompt contents.
 /// </summary>
 public sealed class DispatchTelemetry
 {
@@ -34,6 +35,8 @@ public sealed class DispatchTelemetry
     private readonly CountedSeries _tierCostNanos = new("tier");
     private readonly CountedSeries _savedNanos = new("tier");
     private readonly CountedSeries _paidTwice = new();
+    private readonly CountedSeries _cacheHits = new();
+    private readonly CountedSeries _cacheSavedNanos = new();
 
     /// <summary>Creates the instruments on a meter from <paramref name="meters"/>; the gauges read <paramref name="dispatcher"/>.</summary>
     public DispatchTelemetry(IMeterFactory meters, Dispatcher dispatcher)
@@ -57,6 +60,8 @@ public sealed class DispatchTelemetry
         meter.CreateObservableCounter("shepherd.tier.saved.usd", () => _savedNanos.Read(n => n / 1e9), "{USD}", "What native and flex answers saved against the list price, in US dollars, by tier");
         meter.CreateObservableCounter("shepherd.native.paid_twice", () => _paidTwice.Read(n => n), "{request}",
             "Lines a provider's batch job answered after the planner had given their requests to realtime (its cancel had not landed in time)");
+        meter.CreateObservableCounter("shepherd.cache.hits", () => _cacheHits.Read(n => n), "{request}", "Requests answered from the answer cache, not sent");
+        meter.CreateObservableCounter("shepherd.cache.saved.usd", () => _cacheSavedNanos.Read(n => n / 1e9), "{USD}", "What the answers taken from the answer cache cost when they were bought, in US dollars: what the cache saved");
         _commits = meter.CreateHistogram("shepherd.store.commit.duration", "s", "Time to record a group of outcomes in the store", advice: Seconds);
         meter.CreateObservableGauge("shepherd.dispatch.in_flight", () => dispatcher.Counters.InFlight, "{request}", "Requests sent and not yet answered");
         meter.CreateObservableGauge("shepherd.queue.depth", () => dispatcher.QueueDepth, "{item}", "Items of active batches not yet ended");
@@ -81,6 +86,8 @@ public sealed class DispatchTelemetry
         _costNanos.Start();
         _rateLimitWaits.Start();
         _paidTwice.Start();
+        _cacheHits.Start();
+        _cacheSavedNanos.Start();
         foreach (var tier in new[] { ItemTier.Realtime, ItemTier.Native, ItemTier.Flex })
         {
             _tierAnswers.Start(("tier", TierWord(tier)));
@@ -115,6 +122,13 @@ public sealed class DispatchTelemetry
         _tierAnswers.Add(1, word);
         _tierCostNanos.Add(result.CostNanos, word);
         _savedNanos.Add(result.SavedNanos, word);
+    }
+
+    /// <summary>A request answered from the answer cache, with what its answer cost when it was bought.</summary>
+    internal void AnsweredFromCache(AttemptResult result)
+    {
+        _cacheHits.Add(1);
+        _cacheSavedNanos.Add(result.SavedNanos);
     }
 
     /// <summary>Lines a provider answered after their requests had gone to realtime.</summary>

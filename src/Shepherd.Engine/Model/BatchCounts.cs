@@ -31,6 +31,12 @@ public readonly record struct BatchCounts(long Total, long Succeeded, long Faile
     /// <summary>The answers by the tier that answered them, and what they saved against the list price.</summary>
     public TierCounts Tiers { get; init; }
 
+    /// <summary>Of <see cref="Succeeded"/>, answers not sent for, and not paid for, again: from the answer cache or kept from an earlier run of the same input.</summary>
+    public long Cached { get; init; }
+
+    /// <summary>What the <see cref="Cached"/> answers cost when they were bought, in US dollars: what the cache saved.</summary>
+    public decimal CacheSavedUsd { get; init; }
+
     /// <summary>Requests that have ended, however they ended.</summary>
     public long Finished => Succeeded + Failed + Cancelled + Expired;
 
@@ -51,12 +57,15 @@ public readonly record struct BatchCounts(long Total, long Succeeded, long Faile
                 batch.Tiers.NativeSucceeded, Cost.ToUsd(batch.Tiers.NativeCostNanos),
                 batch.Tiers.FlexSucceeded, Cost.ToUsd(batch.Tiers.FlexCostNanos),
                 Cost.ToUsd(batch.Tiers.SavedNanos)),
+            Cached = batch.Cached,
+            CacheSavedUsd = Cost.ToUsd(batch.CacheSavedNanos),
         };
     }
 
     /// <summary>
     /// Writes the answers by tier, <c>"tiers": {"realtime": {"requests", "cost_usd"}, "native": …,
-    /// "flex": …}</c>, and <c>saved_usd</c>, what the cheaper tiers saved against the list price.
+    /// "flex": …}</c>, and <c>saved_usd</c>, what the cheaper tiers saved against the list price;
+    /// then the answers no tier was paid for, <c>cached</c>, and what they saved, <c>cache_saved_usd</c>.
     /// </summary>
     public void WriteTiers(Utf8JsonWriter json)
     {
@@ -72,12 +81,22 @@ public readonly record struct BatchCounts(long Total, long Succeeded, long Faile
 
         json.WriteEndObject();
         json.WriteNumber("saved_usd", Tiers.SavedUsd);
+        json.WriteNumber("cached", Cached);
+        json.WriteNumber("cache_saved_usd", CacheSavedUsd);
     }
+
+    /// <summary>
+    /// One line for a person, such as <c>17 answers not sent for again ($0.0123 not paid again)</c>;
+    /// null when no answer was cached.
+    /// </summary>
+    public string? DescribeCached() => Cached == 0
+        ? null
+        : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{Cached:N0} answer{(Cached == 1 ? "" : "s")} not sent for again ({Cost.Describe(CacheSavedUsd)} not paid again)");
 
     /// <summary>
     /// Writes how far a batch has got, as the dashboard and <c>shepherd status --json</c> show it:
     /// <c>total</c>, the requests by how they ended, <c>finished</c>, <c>percent</c>, then the
-    /// tokens, <c>cost_usd</c> and the answers by tier.
+    /// tokens, <c>cost_usd</c> and the answers by tier and from the cache.
     /// </summary>
     public void WriteProgress(Utf8JsonWriter json)
     {
@@ -92,7 +111,7 @@ public readonly record struct BatchCounts(long Total, long Succeeded, long Faile
     /// <summary>
     /// Writes how an ended batch came out, as <c>shepherd run --json</c> sums up a run: the requests
     /// by how they ended (expired before cancelled, as that summary has always had them), the
-    /// tokens, <c>cost_usd</c>, <c>unpriced_requests</c> and the answers by tier. A run's batch has ended, so it has
+    /// tokens, <c>cost_usd</c>, <c>unpriced_requests</c> and the answers by tier and from the cache. A run's batch has ended, so it has
     /// no <c>finished</c> or <c>percent</c> to tell.
     /// </summary>
     public void WriteOutcome(Utf8JsonWriter json)

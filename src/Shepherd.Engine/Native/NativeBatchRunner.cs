@@ -343,7 +343,7 @@ public sealed partial class NativeBatchRunner
         var hits = items.Where(Hit).Select(item => new ItemOutcome(item, OutcomeKind.Succeeded, CacheKeys.Answer(found[keys[item.ItemId]], item, _prices))).ToList();
         foreach (var hit in hits)
         {
-            Telemetry?.AnsweredBy(hit.Item.Tier, hit.Result);
+            Telemetry?.AnsweredFromCache(hit.Result);
         }
 
         await CommitAsync(hits, cancellationToken);

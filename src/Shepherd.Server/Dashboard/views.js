@@ -124,6 +124,9 @@
     setText('#tokens-out', num(b.output_tokens));
     setText('#cost', usd(b.cost_usd));
     setText('#saved', usd(b.saved_usd));
+    // Answers from the answer cache: not sent, not paid again; what they cost when bought is what the cache saved.
+    setText('#count-cached', num(b.cached));
+    setText('#cache-saved', usd(b.cache_saved_usd));
     setText('#tiers', tiersText(b.tiers));
 
     setText('#time-created', dateTime(b.created_at));

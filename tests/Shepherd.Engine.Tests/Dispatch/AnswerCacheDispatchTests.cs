@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using System.Net;
 using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Model;
@@ -111,5 +112,76 @@ public sealed class AnswerCacheDispatchTests : DispatchTestBase
         Assert.Equal(6, handler.Received.Count);
         Assert.Equal(["r0", "r2"], (await ResultsAsync(unsampled)).Where(r => !r.Result!.Cached).Select(r => r.CustomId));
         Assert.Equal(4, (await Store.GetBatchAsync(replayed, Ct))!.Cached);
+    }
+
+    [Fact]
+    public async Task TheMetrics_CountTheRequestsAnsweredFromTheCache_AndWhatTheySaved_NotAsAnswersOfATier()
+    {
+        using var folder = new TempDirectory();
+        await using var cache = await AnswerCache.OpenAsync(folder.File("answers.db"), 1 << 20, TimeSpan.FromDays(30), Time, Ct);
+        var requests = BatchFiles.OpenAIChat(4);
+        var dispatcher = CreateDispatcher(new ScriptedHandler(ScriptedHandler.Json(HttpStatusCode.OK, Answer)));
+        dispatcher.AnswerCache = cache;
+        using var meters = new OwnMeters();
+        dispatcher.Telemetry = new DispatchTelemetry(meters, dispatcher);
+        using var metrics = new Counters(meters);
+        var (first, _) = await ImportAsync(4, prefix: "a-", requests: requests);
+        await RunToCompletionAsync(dispatcher, first);
+        await Poll.UntilAsync(async () => (await cache.StatsAsync(Ct)).Entries == 4, TimeSpan.FromSeconds(10), Ct);
+        Assert.Equal((0d, 0d, 4d), (metrics.Read("shepherd.cache.hits"), metrics.Read("shepherd.cache.saved.usd"), metrics.Read("shepherd.tier.requests")));
+
+        var (second, _) = await ImportAsync(4, prefix: "b-", requests: requests);
+        await RunToCompletionAsync(dispatcher, second);
+
+        var batch = (await Store.GetBatchAsync(second, Ct))!;
+        Assert.Equal(4, batch.Cached);
+        Assert.Equal((4d, Cost.ToUsd(batch.CacheSavedNanos), 4d), (metrics.Read("shepherd.cache.hits"), (decimal)metrics.Read("shepherd.cache.saved.usd"), metrics.Read("shepherd.tier.requests")));
+    }
+
+    /// <summary>Meters of this test's own, so that the dispatchers of other tests, on meters of the same name, are not counted.</summary>
+    private sealed class OwnMeters : IMeterFactory
+    {
+        private readonly List<Meter> _made = [];
+
+        public IReadOnlyList<Meter> Made => _made;
+
+        public Meter Create(MeterOptions options)
+        {
+            var meter = new Meter(options);
+            _made.Add(meter);
+            return meter;
+        }
+
+        public void Dispose() => _made.ForEach(m => m.Dispose());
+    }
+
+    /// <summary>The counters of <see cref="OwnMeters"/>, read as a scrape reads them: each series' total, summed over its labels.</summary>
+    private sealed class Counters : IDisposable
+    {
+        private readonly MeterListener _listener = new();
+        private readonly Dictionary<string, double> _read = new(StringComparer.Ordinal);
+
+        public Counters(OwnMeters meters)
+        {
+            _listener.InstrumentPublished = (instrument, listener) =>
+            {
+                if (meters.Made.Contains(instrument.Meter))
+                {
+                    listener.EnableMeasurementEvents(instrument);
+                }
+            };
+            _listener.SetMeasurementEventCallback<long>((instrument, value, _, _) => _read[instrument.Name] = _read.GetValueOrDefault(instrument.Name) + value);
+            _listener.SetMeasurementEventCallback<double>((instrument, value, _, _) => _read[instrument.Name] = _read.GetValueOrDefault(instrument.Name) + value);
+            _listener.Start();
+        }
+
+        public double Read(string name)
+        {
+            _read.Clear();
+            _listener.RecordObservableInstruments();
+            return _read[name];
+        }
+
+        public void Dispose() => _listener.Dispose();
     }
 }
