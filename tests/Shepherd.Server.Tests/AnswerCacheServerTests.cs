@@ -77,6 +77,27 @@ public sealed class AnswerCacheServerTests
     }
 
     [Fact]
+    public async Task NativeBatches_KeepWhatTheProvidersJobsAnswer_AndAreNotHandedWhatTheCacheHolds()
+    {
+        await using var provider = await RunningServer.StartAsync();
+        await using var server = await RunningServer.StartAgainstAsync(provider, tune: o => o.AnswerCache = new ServerCacheOptions());
+
+        var first = await CreateAndWaitAsync(server.Http, Inline(3, """ "mode":"native" """));
+        await server.WaitForKeptAnswersAsync(3);
+        var second = await CreateAndWaitAsync(server.Http, Inline(4, """ "mode":"native" """));
+
+        // The second batch's job holds only the request the first did not have.
+        var (_, jobs) = await provider.GetAsync("/v1/batches");
+        Assert.Equal([1, 3], jobs.GetProperty("data").EnumerateArray().Select(j => j.GetProperty("request_counts").GetProperty("total").GetInt64()).Order());
+        Assert.Equal((0L, 3L), ((await BatchAsync(server, first)).Cached, (await BatchAsync(server, second)).Cached));
+        Assert.Equal((await ResultsAsync(server.Http, first)).Select(Answer), (await ResultsAsync(server.Http, second)).Take(3).Select(Answer));
+        await server.WaitForKeptAnswersAsync(4);
+    }
+
+    /// <summary>The answer's text, for comparing a replayed answer with the first.</summary>
+    private static string Answer(JsonElement line) => line.GetProperty("response").GetProperty("body").GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString()!;
+
+    [Fact]
     public async Task WithoutACache_AskingForOneIsRefused_AndTurningItOffIsNot()
     {
         await using var server = await RunningServer.StartAsync();
