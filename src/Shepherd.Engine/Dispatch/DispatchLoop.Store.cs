@@ -248,13 +248,13 @@ internal sealed partial class DispatchLoop
         var kind = claimed.Queue.Lanes.Count > 0 ? claimed.Queue.Lanes[0].Upstream.Kind : UpstreamKind.OpenAI;
         var keys = claimed.Items.ToDictionary(
             item => item.ItemId,
-            item => AnswerCache.KeyOf(kind, item.Url, item.Tier == ItemTier.Flex ? FlexTier.Body(item.Body) : item.Body));
+            item => AnswerCache.KeyOf(kind, null, item.Url, item.Tier == ItemTier.Flex ? FlexTier.Body(item.Body) : item.Body));
         IReadOnlyDictionary<string, CachedAnswer> found;
         try
         {
             found = await cache.FindAsync([.. keys.Values.Distinct(StringComparer.Ordinal)], CancellationToken.None);
         }
-        catch (Microsoft.Data.Sqlite.SqliteException)
+        catch (System.Data.Common.DbException)
         {
             return claimed with { Keys = keys };
         }

@@ -15,7 +15,7 @@ public sealed class AnswerCacheDispatchTests : DispatchTestBase
     public async Task ARequestAnsweredBefore_IsAnsweredFromTheCache_NotSent_AtNoCost()
     {
         using var folder = new TempDirectory();
-        await using var cache = await AnswerCache.OpenAsync(folder.File("answers.db"), 1 << 20, TimeSpan.FromDays(30), Time, Ct);
+        await using var cache = await SqliteAnswerCache.OpenAsync(folder.File("answers.db"), 1 << 20, TimeSpan.FromDays(30), Time, Ct);
         var requests = BatchFiles.OpenAIChat(5);
         var handler = new ScriptedHandler(ScriptedHandler.Json(HttpStatusCode.OK, Answer));
         var (first, _) = await ImportAsync(5, prefix: "a-", requests: requests);
