@@ -1,5 +1,5 @@
 using System.Text.Json;
-using Microsoft.Extensions.DependencyInjection;
+using Shepherd.Engine.Storage;
 using Shepherd.Testing;
 
 namespace Shepherd.Server.Tests;
@@ -29,6 +29,29 @@ public sealed class AnswerCacheServerTests
         Assert.All(results, line => Assert.True(line.GetProperty("cached").GetBoolean()));
         Assert.All(await ResultsAsync(server.Http, first), line => Assert.False(line.TryGetProperty("cached", out _)));
         Assert.True(File.Exists(Path.ChangeExtension(server.StatePath, ".answers.db")));
+    }
+
+    [Fact]
+    public async Task NodesSharingAPostgresStore_ShareOneCache_InItsDatabase()
+    {
+        if (PostgresCluster.SkipReason is { } reason)
+        {
+            Assert.Skip(reason);
+        }
+
+        var database = await PostgresCluster.CreateDatabaseAsync(TestContext.Current.CancellationToken);
+        await using var first = await RunningServer.StartAsync(
+            tune: o => o.AnswerCache = new ServerCacheOptions(), sharedStore: new PostgresStoreOptions { ConnectionString = database, NodeName = "node-a" });
+        await using var second = await RunningServer.StartAsync(
+            tune: o => o.AnswerCache = new ServerCacheOptions(), sharedStore: new PostgresStoreOptions { ConnectionString = database, NodeName = "node-b" });
+
+        await CreateAndWaitAsync(first.Http, Inline(3, ""));
+        await second.WaitForKeptAnswersAsync(3);
+        var again = await CreateAndWaitAsync(second.Http, Inline(3, ""));
+
+        Assert.Equal(3, first.Simulator.Provider.Stats().Requests + second.Simulator.Provider.Stats().Requests);
+        Assert.Equal(3, (await BatchAsync(second, again)).Cached);
+        Assert.False(File.Exists(Path.ChangeExtension(first.StatePath, ".answers.db")));
     }
 
     [Fact]

@@ -18,12 +18,12 @@ internal static class CacheCommand
         {
             var stats = await cache.StatsAsync(ct);
             return string.Create(CultureInfo.InvariantCulture,
-                $"{cache.Path}: {RemoteOutput.Plural(stats.Entries, "answer")}, {stats.Bytes / 1024.0 / 1024.0:0.0} MB of at most {cache.MaxBytes / 1024 / 1024:N0} MB, kept up to {cache.MaxAge.TotalDays:0} days{(stats.Oldest is { } oldest ? $"; the oldest from {oldest.UtcDateTime:yyyy-MM-dd HH:mm} UTC" : "")}");
+                $"{cache.Where}: {RemoteOutput.Plural(stats.Entries, "answer")}, {stats.Bytes / 1024.0 / 1024.0:0.0} MB of at most {cache.MaxBytes / 1024 / 1024:N0} MB, kept up to {cache.MaxAge.TotalDays:0} days{(stats.Oldest is { } oldest ? $"; the oldest from {oldest.UtcDateTime:yyyy-MM-dd HH:mm} UTC" : "")}");
         }));
         command.Add(Sub("prune", "Remove answers older than the cache keeps them, and those used longest ago while it is over its size", async (cache, _, ct) =>
-            $"{cache.Path}: {RemoteOutput.Plural(await cache.PruneAsync(ct), "answer")} removed"));
+            $"{cache.Where}: {RemoteOutput.Plural(await cache.PruneAsync(ct), "answer")} removed"));
         command.Add(Sub("clear", "Remove every answer from the answer cache", async (cache, _, ct) =>
-            $"{cache.Path}: {RemoteOutput.Plural(await cache.ClearAsync(ct), "answer")} removed"));
+            $"{cache.Where}: {RemoteOutput.Plural(await cache.ClearAsync(ct), "answer")} removed"));
         return command;
     }
 

@@ -21,6 +21,6 @@ internal static class AnswerCaches
     }
 
     /// <summary>Opens the cache at <paramref name="path"/> (the default place when null).</summary>
-    public static Task<AnswerCache> OpenAsync(string? path, TimeProvider time, CancellationToken cancellationToken) =>
-        AnswerCache.OpenAsync(path ?? DefaultPath(), AnswerCacheLimits.Default.MaxBytes, AnswerCacheLimits.Default.MaxAge, time, cancellationToken);
+    public static async Task<AnswerCache> OpenAsync(string? path, TimeProvider time, CancellationToken cancellationToken) =>
+        await SqliteAnswerCache.OpenAsync(path ?? DefaultPath(), AnswerCacheLimits.Default.MaxBytes, AnswerCacheLimits.Default.MaxAge, time, cancellationToken);
 }

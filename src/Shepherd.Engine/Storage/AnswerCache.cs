@@ -1,8 +1,8 @@
-using System.Globalization;
+using System.Buffers;
+using System.Data.Common;
 using System.Security.Cryptography;
 using System.Text;
 using System.Threading.Channels;
-using Microsoft.Data.Sqlite;
 using Shepherd.Engine.Upstreams;
 
 namespace Shepherd.Engine.Storage;
@@ -23,54 +23,62 @@ public sealed record AnswerCacheStats(long Entries, long Bytes, DateTimeOffset? 
 
 /// <summary>
 /// Answers kept across runs and batches, by a key derived from what the provider sees (its kind,
-/// the endpoint, and the body as sent), in a SQLite file of their own (WAL mode, each write a
-/// transaction, so a crash never leaves half an entry). Lookups come in chunks, one query each;
-/// answers to keep are written behind, in groups. The cache stays within its size, dropping the
-/// answers used longest ago first, and an answer older than its age limit is neither used nor kept.
-/// Memory stays flat whatever the file holds: nothing is held but what is about to be written.
+/// the tenant, the endpoint, and the body as sent). Lookups come in chunks, one query each; answers
+/// to keep, and the marks of answers used, are written behind, gathered into groups, each group one
+/// transaction, so a crash never leaves half an entry. The cache stays within its size, dropping
+/// the answers used longest ago first, and an answer older than its age limit is neither used nor
+/// kept. Memory stays flat whatever the cache holds: nothing is held but what is about to be written.
 /// </summary>
-public sealed class AnswerCache : IAsyncDisposable
+/// <remarks>
+/// This type holds what every backend shares (the write-behind, the size and age rules); a backend
+/// (<see cref="SqliteAnswerCache"/>, <see cref="PostgresAnswerCache"/>) holds only its SQL. Several
+/// processes may share one cache: each keeps a running estimate of the cache's size (the size it last
+/// read plus what it wrote since), and reads the true size again when its estimate passes the
+/// cap and at least every <see cref="SizeReading"/>. So the cache outgrows its cap by at most what
+/// the other writers keep in that time, and the first writer to read that size evicts it back down.
+/// </remarks>
+public abstract class AnswerCache : IAsyncDisposable
 {
-    private const string Schema = """
-        CREATE TABLE IF NOT EXISTS answers (
-            key TEXT PRIMARY KEY,
-            status INTEGER NOT NULL,
-            body BLOB NOT NULL,
-            input_tokens INTEGER NOT NULL,
-            output_tokens INTEGER NOT NULL,
-            cached_tokens INTEGER NOT NULL,
-            bytes INTEGER NOT NULL,
-            created_at INTEGER NOT NULL,
-            used_at INTEGER NOT NULL
-        );
-        CREATE INDEX IF NOT EXISTS ix_answers_used ON answers (used_at);
-        """;
+    /// <summary>The most often a writer goes without reading the cache's true size.</summary>
+    public static readonly TimeSpan SizeReading = TimeSpan.FromSeconds(5);
 
     /// <summary>How long the writer gathers answers before it writes them.</summary>
     private static readonly TimeSpan WriteGathering = TimeSpan.FromMilliseconds(50);
 
-    private static readonly string[] InsertParameters = ["$key", "$status", "$body", "$in", "$out", "$cached", "$bytes", "$now"];
+    /// <summary>The most answers (and marks of use) written in one transaction.</summary>
+    private const int GroupSize = 2000;
 
-    private readonly string _connectionString;
-    private readonly TimeProvider _time;
-    private readonly Channel<(string Key, CachedAnswer Answer, long At)> _pending = Channel.CreateBounded<(string, CachedAnswer, long)>(
+    /// <summary>A key is the 64 lower-case hex digits of a SHA-256.</summary>
+    private const int KeyLength = 64;
+
+    private static readonly SearchValues<char> HexDigits = SearchValues.Create("0123456789abcdef");
+
+    private readonly Channel<Pending> _pending = Channel.CreateBounded<Pending>(
         new BoundedChannelOptions(10_000) { FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true });
-    private readonly SemaphoreSlim _write = new(1, 1);
+    private readonly SemaphoreSlim _writing = new(1, 1);
     private Task _writer = Task.CompletedTask;
-    private SqliteConnection? _connection;
     private long _bytes;
+    private DateTimeOffset _sizeReadAt;
 
-    private AnswerCache(string path, long maxBytes, TimeSpan maxAge, TimeProvider time)
+    /// <summary>Checks the limits; the backend opens its storage in <see cref="PrepareAsync"/>.</summary>
+    /// <param name="where">Where the cache is, for messages.</param>
+    /// <param name="maxBytes">The most bytes of answer bodies kept.</param>
+    /// <param name="maxAge">How long an answer is kept.</param>
+    /// <param name="time">The clock of ages and uses.</param>
+    protected AnswerCache(string where, long maxBytes, TimeSpan maxAge, TimeProvider time)
     {
-        Path = path;
+        ArgumentException.ThrowIfNullOrWhiteSpace(where);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxBytes, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(maxAge, TimeSpan.Zero);
+        ArgumentNullException.ThrowIfNull(time);
+        Where = where;
         MaxBytes = maxBytes;
         MaxAge = maxAge;
-        _time = time;
-        _connectionString = new SqliteConnectionStringBuilder { DataSource = path, Pooling = true, DefaultTimeout = 30 }.ToString();
+        Time = time;
     }
 
-    /// <summary>Where the cache's file is.</summary>
-    public string Path { get; }
+    /// <summary>Where the cache is: its file, or its database.</summary>
+    public string Where { get; }
 
     /// <summary>The most bytes of answer bodies kept.</summary>
     public long MaxBytes { get; }
@@ -78,35 +86,13 @@ public sealed class AnswerCache : IAsyncDisposable
     /// <summary>How long an answer is kept.</summary>
     public TimeSpan MaxAge { get; }
 
-    /// <summary>Opens (or makes) the cache at <paramref name="path"/>.</summary>
-    public static async Task<AnswerCache> OpenAsync(string path, long maxBytes, TimeSpan maxAge, TimeProvider time, CancellationToken cancellationToken)
-    {
-        ArgumentException.ThrowIfNullOrWhiteSpace(path);
-        ArgumentOutOfRangeException.ThrowIfLessThan(maxBytes, 1);
-        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(maxAge, TimeSpan.Zero);
-        ArgumentNullException.ThrowIfNull(time);
-        if (System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path)) is { } folder)
-        {
-            Directory.CreateDirectory(folder);
-        }
-
-        var cache = new AnswerCache(path, maxBytes, maxAge, time);
-        // One connection writes, kept open: a cache's writes need not wait for the disk each time
-        // (synchronous NORMAL keeps WAL consistent; a power cut may lose the last answers, never half one).
-        var connection = await cache.OpenConnectionAsync(cancellationToken);
-        cache._connection = connection;
-        await ExecuteAsync(connection, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;", cancellationToken);
-        await ExecuteAsync(connection, Schema, cancellationToken);
-        cache._bytes = Convert.ToInt64(await ScalarAsync(connection, "SELECT COALESCE(SUM(bytes), 0) FROM answers", cancellationToken), CultureInfo.InvariantCulture);
-        cache._writer = Task.Run(cache.WriteBehindAsync, CancellationToken.None);
-        return cache;
-    }
+    /// <summary>The clock of ages and uses.</summary>
+    protected TimeProvider Time { get; }
 
     /// <summary>
-    /// The key of a request: the provider's kind, the endpoint and the body as sent, within
-    /// <paramref name="tenant"/>'s keys (null for a node without tenants), so that no tenant is
-    /// ever answered with another's answers. A request that asks for sampling has a key like any
-    /// other: its answer is replayed, not drawn again.
+    /// The key of a request: the provider's kind, the tenant (when there is one: a tenant's keys never
+    /// match another's), the endpoint and the body as sent. A request that asks for sampling has a key
+    /// like any other: its answer is replayed, not drawn again.
     /// </summary>
     public static string KeyOf(UpstreamKind kind, string? tenant, string endpoint, ReadOnlySpan<byte> body)
     {
@@ -123,89 +109,56 @@ public sealed class AnswerCache : IAsyncDisposable
         return Convert.ToHexStringLower(hash.GetHashAndReset());
     }
 
-    /// <summary>The kept answers of <paramref name="keys"/> that are young enough, by key; each found is marked as just used.</summary>
+    /// <summary>The kept answers of <paramref name="keys"/> (each as <see cref="KeyOf"/> gives it) that are young enough, by key; each found is marked as just used.</summary>
     public async Task<IReadOnlyDictionary<string, CachedAnswer>> FindAsync(IReadOnlyCollection<string> keys, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(keys);
-        var found = new Dictionary<string, CachedAnswer>(StringComparer.Ordinal);
+        foreach (var key in keys)
+        {
+            CheckKey(key);
+        }
+
         if (keys.Count == 0)
         {
-            return found;
+            return new Dictionary<string, CachedAnswer>(StringComparer.Ordinal);
         }
 
-        var now = _time.GetUtcNow();
-        await using var connection = await OpenConnectionAsync(cancellationToken);
-        await using (var command = connection.CreateCommand())
+        var now = Time.GetUtcNow();
+        var found = await LookUpAsync(keys, (now - MaxAge).ToUnixTimeMilliseconds(), cancellationToken);
+        foreach (var key in found.Keys)
         {
-            command.CommandText = """
-                SELECT key, status, body, input_tokens, output_tokens, cached_tokens FROM answers
-                WHERE key IN (SELECT value FROM json_each($keys)) AND created_at >= $oldest
-                """;
-            command.Parameters.AddWithValue("$keys", JsonList(keys));
-            command.Parameters.AddWithValue("$oldest", (now - MaxAge).ToUnixTimeMilliseconds());
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-            while (await reader.ReadAsync(cancellationToken))
-            {
-                found[reader.GetString(0)] = new CachedAnswer(reader.GetInt32(1), (byte[])reader.GetValue(2), reader.GetInt32(3), reader.GetInt32(4), reader.GetInt32(5));
-            }
-        }
-
-        if (found.Count > 0)
-        {
-            await WriteAsync(async write =>
-            {
-                await using var touch = write.CreateCommand();
-                touch.CommandText = "UPDATE answers SET used_at = $now WHERE key IN (SELECT value FROM json_each($keys))";
-                touch.Parameters.AddWithValue("$now", now.ToUnixTimeMilliseconds());
-                touch.Parameters.AddWithValue("$keys", JsonList(found.Keys));
-                return await touch.ExecuteNonQueryAsync(cancellationToken);
-            }, cancellationToken);
+            _pending.Writer.TryWrite(new Pending(key, null, now.ToUnixTimeMilliseconds()));
         }
 
         return found;
     }
 
-    /// <summary>Keeps an answer, written behind with others; one that does not fit while many wait is not kept.</summary>
+    /// <summary>Keeps an answer under its key (as <see cref="KeyOf"/> gives it), written behind with others; one that does not fit while many wait is not kept.</summary>
     public void Add(string key, CachedAnswer answer)
     {
-        ArgumentNullException.ThrowIfNull(key);
+        CheckKey(key);
         ArgumentNullException.ThrowIfNull(answer);
-        _pending.Writer.TryWrite((key, answer, _time.GetUtcNow().ToUnixTimeMilliseconds()));
+        _pending.Writer.TryWrite(new Pending(key, answer, Time.GetUtcNow().ToUnixTimeMilliseconds()));
     }
 
     /// <summary>What the cache holds now.</summary>
-    public async Task<AnswerCacheStats> StatsAsync(CancellationToken cancellationToken)
-    {
-        await using var connection = await OpenConnectionAsync(cancellationToken);
-        await using var command = connection.CreateCommand();
-        command.CommandText = "SELECT COUNT(*), COALESCE(SUM(bytes), 0), MIN(created_at) FROM answers";
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        await reader.ReadAsync(cancellationToken);
-        return new AnswerCacheStats(reader.GetInt64(0), reader.GetInt64(1), reader.IsDBNull(2) ? null : DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(2)));
-    }
+    public abstract Task<AnswerCacheStats> StatsAsync(CancellationToken cancellationToken);
 
     /// <summary>Removes the answers older than the age limit, then the ones used longest ago until the cache is within its size; returns how many went.</summary>
     public Task<long> PruneAsync(CancellationToken cancellationToken) =>
-        WriteAsync(async connection =>
+        WritingAsync(async () =>
         {
-            await using var expired = connection.CreateCommand();
-            expired.CommandText = "DELETE FROM answers WHERE created_at < $oldest";
-            expired.Parameters.AddWithValue("$oldest", (_time.GetUtcNow() - MaxAge).ToUnixTimeMilliseconds());
-            var removed = (long)await expired.ExecuteNonQueryAsync(cancellationToken);
-            _bytes = Convert.ToInt64(await ScalarAsync(connection, "SELECT COALESCE(SUM(bytes), 0) FROM answers", cancellationToken), CultureInfo.InvariantCulture);
-            return removed + await EvictAsync(connection, cancellationToken);
+            var removed = await RemoveOlderThanAsync((Time.GetUtcNow() - MaxAge).ToUnixTimeMilliseconds(), cancellationToken);
+            return removed + await KeepWithinSizeAsync(readSize: true, cancellationToken);
         }, cancellationToken);
 
     /// <summary>Removes every answer; returns how many there were.</summary>
     public Task<long> ClearAsync(CancellationToken cancellationToken) =>
-        WriteAsync(async connection =>
+        WritingAsync(async () =>
         {
-            await using var command = connection.CreateCommand();
-            command.CommandText = "DELETE FROM answers";
-            var removed = await command.ExecuteNonQueryAsync(cancellationToken);
+            var removed = await RemoveAllAsync(cancellationToken);
             _bytes = 0;
-            await ExecuteAsync(connection, "VACUUM", cancellationToken);
-            return (long)removed;
+            return removed;
         }, cancellationToken);
 
     /// <summary>Writes what waits to be kept, then stops writing.</summary>
@@ -213,147 +166,189 @@ public sealed class AnswerCache : IAsyncDisposable
     {
         _pending.Writer.TryComplete();
         await _writer;
-        if (_connection is { } connection)
+        await DisposeStorageAsync();
+        _writing.Dispose();
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>Prepares <paramref name="cache"/>'s storage, reads its size and starts its writer; disposes of it when that fails.</summary>
+    /// <typeparam name="TCache">The backend.</typeparam>
+    /// <param name="cache">A cache just made.</param>
+    /// <param name="cancellationToken">Stops the opening.</param>
+    /// <returns>The cache, ready.</returns>
+    protected static async Task<TCache> StartAsync<TCache>(TCache cache, CancellationToken cancellationToken)
+        where TCache : AnswerCache
+    {
+        ArgumentNullException.ThrowIfNull(cache);
+        try
         {
-            await connection.DisposeAsync();
+            await cache.PrepareAsync(cancellationToken);
+            cache._bytes = await cache.SizeAsync(cancellationToken);
+            cache._sizeReadAt = cache.Time.GetUtcNow();
+            cache._writer = Task.Run(cache.WriteBehindAsync, CancellationToken.None);
+            return cache;
+        }
+        catch
+        {
+            await cache.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Opens the storage and makes its table when it is not there.</summary>
+    protected abstract Task PrepareAsync(CancellationToken cancellationToken);
+
+    /// <summary>The answers of <paramref name="keys"/> created at or after <paramref name="oldest"/> (Unix milliseconds), by key.</summary>
+    protected abstract Task<Dictionary<string, CachedAnswer>> LookUpAsync(IReadOnlyCollection<string> keys, long oldest, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// In one transaction, keeps <paramref name="answers"/> (a key already kept stays as it is) and marks
+    /// the answers of <paramref name="used"/> as used at <paramref name="usedAt"/> (Unix milliseconds);
+    /// returns the bytes of the answers newly kept.
+    /// </summary>
+    protected abstract Task<long> WriteAsync(IReadOnlyList<KeptAnswer> answers, IReadOnlyCollection<string> used, long usedAt);
+
+    /// <summary>The bytes of answer bodies the cache holds now, whoever wrote them.</summary>
+    protected abstract Task<long> SizeAsync(CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Removes the answers used longest ago (of the oldest thousand, at most) until at least
+    /// <paramref name="bytes"/> are freed; returns how many went and their bytes. A backend that another
+    /// writer is evicting from at that moment may remove none.
+    /// </summary>
+    protected abstract Task<(long Removed, long Bytes)> RemoveLeastRecentlyUsedAsync(long bytes, CancellationToken cancellationToken);
+
+    /// <summary>How many rows a <c>DELETE … RETURNING bytes</c> returned, and their bytes.</summary>
+    /// <param name="reader">The statement's rows.</param>
+    /// <param name="cancellationToken">Stops the reading.</param>
+    /// <returns>The answers removed and their bytes.</returns>
+    protected static async Task<(long Removed, long Bytes)> CountRemovedAsync(DbDataReader reader, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(reader);
+        var (removed, bytes) = (0L, 0L);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            removed++;
+            bytes += reader.GetInt64(0);
         }
 
-        _write.Dispose();
+        return (removed, bytes);
+    }
+
+    /// <summary>Removes the answers created before <paramref name="oldest"/> (Unix milliseconds); returns how many went.</summary>
+    protected abstract Task<long> RemoveOlderThanAsync(long oldest, CancellationToken cancellationToken);
+
+    /// <summary>Removes every answer; returns how many there were.</summary>
+    protected abstract Task<long> RemoveAllAsync(CancellationToken cancellationToken);
+
+    /// <summary>Closes the storage; called once the writer has written what waited.</summary>
+    protected abstract ValueTask DisposeStorageAsync();
+
+    /// <summary>An answer waiting to be kept.</summary>
+    /// <param name="Key">Its key, as <see cref="KeyOf"/> gives it.</param>
+    /// <param name="Answer">The answer.</param>
+    /// <param name="At">When it came (Unix milliseconds): its creation and its first use.</param>
+    protected readonly record struct KeptAnswer(string Key, CachedAnswer Answer, long At);
+
+    /// <summary>An answer to keep, or (without one) a key whose answer was used.</summary>
+    private readonly record struct Pending(string Key, CachedAnswer? Answer, long At);
+
+    private static void CheckKey(string key)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        if (key.Length != KeyLength || key.AsSpan().ContainsAnyExcept(HexDigits))
+        {
+            throw new ArgumentException($"A cache key is the {KeyLength} lower-case hex digits that KeyOf gives, not \"{key}\".", nameof(key));
+        }
     }
 
     private async Task WriteBehindAsync()
     {
         var reader = _pending.Reader;
-        var group = new List<(string Key, CachedAnswer Answer, long At)>();
+        var answers = new List<KeptAnswer>();
+        var used = new HashSet<string>(StringComparer.Ordinal);
         while (await reader.WaitToReadAsync())
         {
             // A moment for more to come: a few large transactions cost the sender less than many small ones.
             await Task.Delay(WriteGathering, TimeProvider.System);
+            bool full;
             do
             {
-                group.Clear();
-                while (group.Count < 2000 && reader.TryRead(out var entry))
+                answers.Clear();
+                used.Clear();
+                var usedAt = 0L;
+                while (answers.Count + used.Count < GroupSize && reader.TryRead(out var pending))
                 {
-                    group.Add(entry);
+                    if (pending.Answer is { } answer)
+                    {
+                        answers.Add(new KeptAnswer(pending.Key, answer, pending.At));
+                    }
+                    else
+                    {
+                        used.Add(pending.Key);
+                        usedAt = Math.Max(usedAt, pending.At);
+                    }
                 }
 
+                full = answers.Count + used.Count >= GroupSize;
                 try
                 {
-                    await WriteAsync(connection => InsertAsync(connection, group), CancellationToken.None);
+                    await WritingAsync(async () =>
+                    {
+                        _bytes += await WriteAsync(answers, used, usedAt);
+                        return await KeepWithinSizeAsync(readSize: false, CancellationToken.None);
+                    }, CancellationToken.None);
                 }
-                catch (SqliteException)
+                catch (DbException)
                 {
                     // A cache that cannot be written only misses: the answers are in the batch's own store.
                 }
             }
-            while (group.Count == 2000);
+            while (full);
         }
     }
 
-    private async Task<long> InsertAsync(SqliteConnection connection, List<(string Key, CachedAnswer Answer, long At)> group)
+    /// <summary>
+    /// When the cache holds more than its size, drops the answers used longest ago until it holds at
+    /// most nine tenths of it. The true size is read again first when asked, when the estimate passes
+    /// the cap, or when it was last read <see cref="SizeReading"/> ago or more (others write too).
+    /// </summary>
+    private async Task<long> KeepWithinSizeAsync(bool readSize, CancellationToken cancellationToken)
     {
-        await using (var tx = (SqliteTransaction)await connection.BeginTransactionAsync())
+        var now = Time.GetUtcNow();
+        if (readSize || _bytes > MaxBytes || now - _sizeReadAt >= SizeReading)
         {
-            await using var insert = connection.CreateCommand();
-            insert.Transaction = tx;
-            insert.CommandText = """
-                INSERT INTO answers (key, status, body, input_tokens, output_tokens, cached_tokens, bytes, created_at, used_at)
-                VALUES ($key, $status, $body, $in, $out, $cached, $bytes, $now, $now)
-                ON CONFLICT (key) DO NOTHING
-                """;
-            var parameters = InsertParameters.Select(name => insert.Parameters.AddWithValue(name, DBNull.Value)).ToArray();
-            insert.Prepare();
-            foreach (var (key, answer, at) in group)
-            {
-                object[] values = [key, answer.StatusCode, answer.Body, answer.InputTokens, answer.OutputTokens, answer.CachedTokens, answer.Body.LongLength, at];
-                for (var i = 0; i < values.Length; i++)
-                {
-                    parameters[i].Value = values[i];
-                }
-
-                // Synchronous: SQLite's work is on this thread either way, without a task per row.
-                if (insert.ExecuteNonQuery() == 1)
-                {
-                    _bytes += answer.Body.LongLength;
-                }
-            }
-
-            await tx.CommitAsync();
+            _bytes = await SizeAsync(cancellationToken);
+            _sizeReadAt = now;
         }
 
-        return await EvictAsync(connection, CancellationToken.None);
-    }
-
-    /// <summary>Drops the answers used longest ago until the cache holds at most nine tenths of its size, when it holds more than its size.</summary>
-    private async Task<long> EvictAsync(SqliteConnection connection, CancellationToken cancellationToken)
-    {
         long removed = 0;
         var target = MaxBytes * 9 / 10;
         while (_bytes > MaxBytes || (removed > 0 && _bytes > target))
         {
-            var victims = new List<string>();
-            var freed = 0L;
-            await using (var oldest = connection.CreateCommand())
-            {
-                oldest.CommandText = "SELECT key, bytes FROM answers ORDER BY used_at, created_at LIMIT 1000";
-                await using var reader = await oldest.ExecuteReaderAsync(cancellationToken);
-                while (_bytes - freed > target && await reader.ReadAsync(cancellationToken))
-                {
-                    victims.Add(reader.GetString(0));
-                    freed += reader.GetInt64(1);
-                }
-            }
-
-            if (victims.Count == 0)
+            var (count, bytes) = await RemoveLeastRecentlyUsedAsync(_bytes - target, cancellationToken);
+            if (count == 0)
             {
                 break;
             }
 
-            await using var delete = connection.CreateCommand();
-            delete.CommandText = "DELETE FROM answers WHERE key IN (SELECT value FROM json_each($keys))";
-            delete.Parameters.AddWithValue("$keys", JsonList(victims));
-            await delete.ExecuteNonQueryAsync(cancellationToken);
-            _bytes -= freed;
-            removed += victims.Count;
+            removed += count;
+            _bytes -= bytes;
         }
 
         return removed;
     }
 
-    private async Task<T> WriteAsync<T>(Func<SqliteConnection, Task<T>> write, CancellationToken cancellationToken)
+    private async Task<long> WritingAsync(Func<Task<long>> write, CancellationToken cancellationToken)
     {
-        await _write.WaitAsync(cancellationToken);
+        await _writing.WaitAsync(cancellationToken);
         try
         {
-            return await write(_connection!);
+            return await write();
         }
         finally
         {
-            _write.Release();
+            _writing.Release();
         }
-    }
-
-    private async Task<SqliteConnection> OpenConnectionAsync(CancellationToken cancellationToken)
-    {
-        var connection = new SqliteConnection(_connectionString);
-        await connection.OpenAsync(cancellationToken);
-        return connection;
-    }
-
-    /// <summary>Keys as a JSON array, for <c>json_each</c>: one parameter however many keys (they are hex, so need no escaping).</summary>
-    private static string JsonList(IEnumerable<string> keys) => "[\"" + string.Join("\",\"", keys) + "\"]";
-
-    private static async Task ExecuteAsync(SqliteConnection connection, string sql, CancellationToken cancellationToken)
-    {
-        await using var command = connection.CreateCommand();
-        command.CommandText = sql;
-        await command.ExecuteNonQueryAsync(cancellationToken);
-    }
-
-    private static async Task<object?> ScalarAsync(SqliteConnection connection, string sql, CancellationToken cancellationToken)
-    {
-        await using var command = connection.CreateCommand();
-        command.CommandText = sql;
-        return await command.ExecuteScalarAsync(cancellationToken);
     }
 }

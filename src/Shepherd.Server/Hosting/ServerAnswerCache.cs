@@ -5,32 +5,35 @@ using Shepherd.Engine.Storage;
 namespace Shepherd.Server.Hosting;
 
 /// <summary>
-/// The server's answer cache, opened when the engine starts: the configured file, or beside an
-/// embedded store's file. A cache that cannot be opened is logged and left out (every request is
+/// The server's answer cache, opened when the engine starts: the configured file, a shared store's
+/// database, or a file beside an embedded store's. A cache that cannot be opened is logged and left out (every request is
 /// sent); the engine's next start tries again.
 /// </summary>
 internal sealed partial class ServerAnswerCache(ServerOptions settings, ShepherdEngineOptions engine, TimeProvider time, ILogger<ServerAnswerCache> logger) : IAsyncDisposable
 {
     private AnswerCache? _cache;
 
-    /// <summary>Where the cache is kept: the configured file, or beside the embedded store's (<c>STATE.answers.db</c>).</summary>
+    /// <summary>The SQLite file the cache is kept in: the configured one, or one beside an embedded store's (<c>STATE.answers.db</c>); null for a shared store's database.</summary>
     public static string? PathOf(ServerCacheOptions cache, ShepherdEngineOptions engine) =>
-        cache.Path ?? (engine.Store is { } store ? System.IO.Path.ChangeExtension(System.IO.Path.GetFullPath(store.Path), ".answers.db") : null);
+        cache.Path ?? (engine is { SharedStore: null, Store: { } store } ? System.IO.Path.ChangeExtension(System.IO.Path.GetFullPath(store.Path), ".answers.db") : null);
 
     /// <summary>The cache, opened on the first call; null when the server keeps none or it cannot be opened.</summary>
     public async Task<AnswerCache?> OpenAsync(CancellationToken cancellationToken)
     {
-        if (_cache is not null || settings.AnswerCache is not { } wanted || PathOf(wanted, engine) is not { } where)
+        if (_cache is not null || settings.AnswerCache is not { } wanted)
         {
             return _cache;
         }
 
+        var limits = wanted.Limits;
         try
         {
-            _cache = await AnswerCache.OpenAsync(where, wanted.Limits.MaxBytes, wanted.Limits.MaxAge, time, cancellationToken);
-            LogOpened(where);
+            _cache = PathOf(wanted, engine) is { } path
+                ? await SqliteAnswerCache.OpenAsync(path, limits.MaxBytes, limits.MaxAge, time, cancellationToken)
+                : await PostgresAnswerCache.OpenAsync(engine.SharedStore!, limits.MaxBytes, limits.MaxAge, time, cancellationToken);
+            LogOpened(_cache.Where);
         }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or System.Data.Common.DbException)
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or System.Data.Common.DbException or ArgumentException)
         {
             LogUnusable(ex.Message);
         }

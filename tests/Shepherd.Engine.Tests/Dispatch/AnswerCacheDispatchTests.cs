@@ -13,7 +13,7 @@ public sealed class AnswerCacheDispatchTests : DispatchTestBase
 {
     private const string Answer = """{"id":"c1","object":"chat.completion","model":"gpt-4.1-mini","choices":[],"usage":{"prompt_tokens":100,"completion_tokens":50,"total_tokens":150}}""";
 
-    private Task<AnswerCache> OpenCacheAsync(string path) => AnswerCache.OpenAsync(path, 1 << 20, TimeSpan.FromDays(30), Time, Ct);
+    private async Task<AnswerCache> OpenCacheAsync(string path) => await SqliteAnswerCache.OpenAsync(path, 1 << 20, TimeSpan.FromDays(30), Time, Ct);
 
     /// <summary>A dispatcher with <paramref name="cache"/>, and the upstream it sends to, which answers every request with <see cref="Answer"/>.</summary>
     private (ScriptedHandler Handler, Dispatcher Dispatcher) Answering(AnswerCache? cache)
@@ -118,7 +118,7 @@ public sealed class AnswerCacheDispatchTests : DispatchTestBase
     public async Task TheMetrics_CountTheRequestsAnsweredFromTheCache_AndWhatTheySaved_NotAsAnswersOfATier()
     {
         using var folder = new TempDirectory();
-        await using var cache = await AnswerCache.OpenAsync(folder.File("answers.db"), 1 << 20, TimeSpan.FromDays(30), Time, Ct);
+        await using var cache = await SqliteAnswerCache.OpenAsync(folder.File("answers.db"), 1 << 20, TimeSpan.FromDays(30), Time, Ct);
         var requests = BatchFiles.OpenAIChat(4);
         var dispatcher = CreateDispatcher(new ScriptedHandler(ScriptedHandler.Json(HttpStatusCode.OK, Answer)));
         dispatcher.AnswerCache = cache;
