@@ -1,3 +1,4 @@
+using Shepherd.Engine;
 using Shepherd.Engine.Model;
 using Shepherd.Engine.Storage;
 
@@ -147,4 +148,20 @@ public sealed record ServerCacheOptions
     /// <value>The default is true.</value>
     /// </summary>
     public bool ReplaySampled { get; init; } = true;
+
+    /// <summary>
+    /// The SQLite file the cache is kept in for the store of <paramref name="engine"/>: <see cref="Path"/>,
+    /// or one beside an embedded store's (<c>STATE.answers.db</c>); null for a shared store's database.
+    /// </summary>
+    public string? FileFor(ShepherdEngineOptions engine)
+    {
+        ArgumentNullException.ThrowIfNull(engine);
+        return Path ?? (engine is { SharedStore: null, Store: { } store } ? System.IO.Path.ChangeExtension(System.IO.Path.GetFullPath(store.Path), ".answers.db") : null);
+    }
+
+    /// <summary>Opens (or makes) the cache where <see cref="FileFor"/> says: a SQLite file, or the shared store's database.</summary>
+    public async Task<AnswerCache> OpenAsync(ShepherdEngineOptions engine, TimeProvider time, CancellationToken cancellationToken) =>
+        FileFor(engine) is { } path
+            ? await SqliteAnswerCache.OpenAsync(path, Limits.MaxBytes, Limits.MaxAge, time, cancellationToken)
+            : await PostgresAnswerCache.OpenAsync(engine.SharedStore ?? throw new ArgumentException("The engine has no store.", nameof(engine)), Limits.MaxBytes, Limits.MaxAge, time, cancellationToken);
 }

@@ -259,6 +259,25 @@ public sealed class RunCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task TheCacheCommand_SaysInOneLineWhatIsWrong_WithAFileThatIsNoCache_OrAServerWithoutOne()
+    {
+        var notACache = _folder.File("notes.txt");
+        await File.WriteAllTextAsync(notACache, "these are notes, not a cache; they are long enough to be read as a header", TestContext.Current.CancellationToken);
+        var config = _folder.File("shepherd.json");
+        await File.WriteAllTextAsync(config, """{ "server": { "urls": ["http://127.0.0.1:0"] } }""", TestContext.Current.CancellationToken);
+
+        var broken = await ShepherdProcess.RunAsync(_folder.Path, "cache", "stats", "--cache", notACache);
+        var none = await ShepherdProcess.RunAsync(_folder.Path, "cache", "prune", "--config", config);
+        var both = await ShepherdProcess.RunAsync(_folder.Path, "cache", "clear", "--config", config, "--cache", notACache);
+
+        Assert.Equal((1, 2, 2), (broken.ExitCode, none.ExitCode, both.ExitCode));
+        Assert.Equal($"shepherd: {notACache} cannot be used: SQLite Error 26: 'file is not a database'.", broken.Stderr.Trim());
+        Assert.Contains("the server keeps no answer cache", none.Stderr, StringComparison.Ordinal);
+        Assert.Contains("give one of them", both.Stderr, StringComparison.Ordinal);
+        Assert.Equal("these are notes, not a cache; they are long enough to be read as a header", await File.ReadAllTextAsync(notACache, TestContext.Current.CancellationToken));
+    }
+
+    [Fact]
     public async Task AnImportCutShortByACrash_IsReadAgain()
     {
         var requests = BatchFiles.OpenAIChat(20);

@@ -136,6 +136,36 @@ public sealed class ServeCommandTests : IDisposable
         Assert.Equal(System.Net.HttpStatusCode.OK, with.StatusCode);
     }
 
+    [Fact]
+    public async Task TheAnswerCacheOfTheConfigFile_AnswersATenantsRepeatedBatch_AndTheCacheCommandReadsIt()
+    {
+        var config = _folder.File("shepherd.json");
+        await File.WriteAllTextAsync(config, """
+            {
+              "server": { "urls": ["http://127.0.0.1:0"], "state": "served.db", "gatewayKeys": [ { "name": "team-a", "apiKey": "sk-team-a" } ],
+                          "cache": { "maxMegabytes": 8, "maxAgeDays": 2 } }
+            }
+            """, Ct);
+        const string Batch = """{"model":"gpt-4o-mini","requests":[{"custom_id":"a","prompt":"one"},{"custom_id":"b","prompt":"two"}]}""";
+        using (var server = ShepherdProcess.Start(_folder.Path, ["serve", "--config", config, "--provider", "sim", "--sim-latency", "1"]))
+        {
+            using var http = await ServerCalls.ConnectAsync(server, "sk-team-a");
+            foreach (var round in new[] { 0L, 2L })
+            {
+                using var created = await http.PostAsync("/v1/batches", new StringContent(Batch, System.Text.Encoding.UTF8, "application/json"), Ct);
+                var id = (await ServerCalls.ReadAsync(created)).GetProperty("id").GetString()!;
+                var ended = await ServerCalls.PollAsync(http, id, b => b.GetProperty("status").GetString() == "completed");
+                Assert.Equal(round, ended.GetProperty("cached").GetInt64());
+                // The answers are written behind: the second batch is made once they are in.
+                await Poll.UntilAsync(async () => (await ShepherdProcess.RunAsync(_folder.Path, "cache", "stats", "--config", config)).Stdout.Contains(": 2 answers", StringComparison.Ordinal), TimeSpan.FromSeconds(20), Ct);
+            }
+        }
+
+        var stats = await ShepherdProcess.RunAsync(_folder.Path, "cache", "stats", "--config", config);
+        Assert.Contains("served.answers.db: 2 answers", stats.Stdout, StringComparison.Ordinal);
+        Assert.Contains("of at most 8 MB, kept up to 2 days", stats.Stdout, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("--urls", "ftp://127.0.0.1:1", "is not an http or https url")]
     [InlineData("--gateway-key", " ", "cannot be empty")]

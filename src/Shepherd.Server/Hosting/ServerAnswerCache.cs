@@ -6,16 +6,13 @@ namespace Shepherd.Server.Hosting;
 
 /// <summary>
 /// The server's answer cache, opened when the engine starts: the configured file, a shared store's
-/// database, or a file beside an embedded store's. A cache that cannot be opened is logged and left out (every request is
-/// sent); the engine's next start tries again.
+/// database, or a file beside an embedded store's (<see cref="ServerCacheOptions.FileFor"/>). A
+/// cache that cannot be opened is logged and left out (every request is sent); the engine's next
+/// start tries again.
 /// </summary>
 internal sealed partial class ServerAnswerCache(ServerOptions settings, ShepherdEngineOptions engine, TimeProvider time, ILogger<ServerAnswerCache> logger) : IAsyncDisposable
 {
     private AnswerCache? _cache;
-
-    /// <summary>The SQLite file the cache is kept in: the configured one, or one beside an embedded store's (<c>STATE.answers.db</c>); null for a shared store's database.</summary>
-    public static string? PathOf(ServerCacheOptions cache, ShepherdEngineOptions engine) =>
-        cache.Path ?? (engine is { SharedStore: null, Store: { } store } ? System.IO.Path.ChangeExtension(System.IO.Path.GetFullPath(store.Path), ".answers.db") : null);
 
     /// <summary>The cache, opened on the first call; null when the server keeps none or it cannot be opened.</summary>
     public async Task<AnswerCache?> OpenAsync(CancellationToken cancellationToken)
@@ -25,12 +22,9 @@ internal sealed partial class ServerAnswerCache(ServerOptions settings, Shepherd
             return _cache;
         }
 
-        var limits = wanted.Limits;
         try
         {
-            _cache = PathOf(wanted, engine) is { } path
-                ? await SqliteAnswerCache.OpenAsync(path, limits.MaxBytes, limits.MaxAge, time, cancellationToken)
-                : await PostgresAnswerCache.OpenAsync(engine.SharedStore!, limits.MaxBytes, limits.MaxAge, time, cancellationToken);
+            _cache = await wanted.OpenAsync(engine, time, cancellationToken);
             LogOpened(_cache.Where);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or System.Data.Common.DbException or ArgumentException)
