@@ -25,6 +25,9 @@ namespace Shepherd.Cli.Running;
 /// </summary>
 internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, TextWriter stdout, TextWriter stderr, TimeProvider time)
 {
+    /// <summary>The answer cache, opening while the input is read (its first use then costs the sending nothing); null inside when there is none.</summary>
+    private Task<AnswerCache?> _cache = Task.FromResult<AnswerCache?>(null);
+
     public async Task<int> ExecuteAsync(CancellationToken cancellationToken)
     {
         var input = Path.GetFullPath(settings.InputPath);
@@ -54,9 +57,19 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         var config = settings.ConfigPath is { } configPath ? Server.Configuration.ConfigFile.Load(configPath) : null;
         // The run opens its state itself: what the stored batch or the input's first line says
         // decides the upstreams, and the engine is built once they are known.
-        await using (IBatchStore store = new SqliteBatchStore(new SqliteStoreOptions { Path = statePath }, time))
+        _cache = Task.Run(() => OpenCacheAsync(cancellationToken), cancellationToken);
+        try
         {
+            await using IBatchStore store = new SqliteBatchStore(new SqliteStoreOptions { Path = statePath }, time);
             exitCode = await ExecuteAsync(store, config, input, statePath, stateExisted, results, cancellationToken);
+        }
+        finally
+        {
+            // Closing it writes what it still holds to keep.
+            if (await _cache is { } cache)
+            {
+                await cache.DisposeAsync();
+            }
         }
 
         if (exitCode == ExitCodes.InvalidInput && !stateExisted)
@@ -231,7 +244,7 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         var started = time.GetTimestamp();
         var finishedBefore = batch.Finished;
         var dispatcher = services.GetRequiredService<Dispatcher>();
-        await using var cache = await OpenCacheAsync(cancellationToken);
+        var cache = await _cache;
         dispatcher.AnswerCache = cache;
         services.GetRequiredService<NativeBatchRunner>().AnswerCache = cache;
         if (batch.Status == BatchStatus.InProgress)

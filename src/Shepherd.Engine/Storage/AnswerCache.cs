@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Collections.Concurrent;
 using System.Data.Common;
 using System.Security.Cryptography;
 using System.Text;
@@ -24,10 +25,12 @@ public sealed record AnswerCacheStats(long Entries, long Bytes, DateTimeOffset? 
 /// <summary>
 /// Answers kept across runs and batches, by a key derived from what the provider sees (its kind,
 /// the tenant, the endpoint, and the body as sent). Lookups come in chunks, one query each; answers
-/// to keep, and the marks of answers used, are written behind, gathered into groups, each group one
-/// transaction, so a crash never leaves half an entry. The cache stays within its size, dropping
-/// the answers used longest ago first, and an answer older than its age limit is neither used nor
-/// kept. Memory stays flat whatever the cache holds: nothing is held but what is about to be written.
+/// to keep, and the marks of answers used, are written behind: held while more keep coming (and
+/// found by lookups meanwhile), written once a moment passes without one or 32 MB are held, in
+/// groups, each group one transaction, so a crash never leaves half an entry. The cache stays
+/// within its size, dropping the answers used longest ago first, and an answer older than its age
+/// limit is neither used nor kept. Memory stays flat whatever the cache holds: at most 64 MB of
+/// answers wait to be written, and one that comes past that is not kept.
 /// </summary>
 /// <remarks>
 /// This type holds what every backend shares (the write-behind, the size and age rules); a backend
@@ -42,8 +45,14 @@ public abstract class AnswerCache : IAsyncDisposable
     /// <summary>The most often a writer goes without reading the cache's true size.</summary>
     public static readonly TimeSpan SizeReading = TimeSpan.FromSeconds(5);
 
-    /// <summary>How long the writer gathers answers before it writes them.</summary>
-    private static readonly TimeSpan WriteGathering = TimeSpan.FromMilliseconds(50);
+    /// <summary>
+    /// How many bytes of answers the writer holds while more keep coming: a run's sending pays
+    /// nothing for the writes until then, and the writes go in a few large transactions.
+    /// </summary>
+    private const long HoldBytes = 32L << 20;
+
+    /// <summary>How long without a new answer before the writer writes what it holds.</summary>
+    private static readonly TimeSpan Quiet = TimeSpan.FromMilliseconds(250);
 
     /// <summary>The most answers (and marks of use) written in one transaction.</summary>
     private const int GroupSize = 2000;
@@ -53,8 +62,13 @@ public abstract class AnswerCache : IAsyncDisposable
 
     private static readonly SearchValues<char> HexDigits = SearchValues.Create("0123456789abcdef");
 
-    private readonly Channel<Pending> _pending = Channel.CreateBounded<Pending>(
-        new BoundedChannelOptions(10_000) { FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true });
+    private readonly Channel<Pending> _pending = Channel.CreateUnbounded<Pending>(new UnboundedChannelOptions { SingleReader = true });
+
+    /// <summary>The answers held to be written, found by lookups before they are.</summary>
+    private readonly ConcurrentDictionary<string, CachedAnswer> _held = new(StringComparer.Ordinal);
+    private readonly CancellationTokenSource _closing = new();
+    private long _heldBytes;
+    private long _added;
     private readonly SemaphoreSlim _writing = new(1, 1);
     private Task _writer = Task.CompletedTask;
     private long _bytes;
@@ -97,16 +111,23 @@ public abstract class AnswerCache : IAsyncDisposable
     public static string KeyOf(UpstreamKind kind, string? tenant, string endpoint, ReadOnlySpan<byte> body)
     {
         ArgumentNullException.ThrowIfNull(endpoint);
-        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        if (tenant is not null)
+        // Length first: no tenant's name can run into the next line and pass for another's.
+        var head = $"{(tenant is null ? "" : $"tenant {Encoding.UTF8.GetByteCount(tenant)} {tenant}\n")}{(kind == UpstreamKind.Anthropic ? "anthropic" : "openai")}\n{endpoint}\n";
+        // One hash over one buffer: cheaper, per request, than an incremental hash of each part.
+        var length = Encoding.UTF8.GetByteCount(head) + body.Length;
+        var buffer = ArrayPool<byte>.Shared.Rent(length);
+        try
         {
-            // Length first: no tenant's name can run into the next line and pass for another's.
-            hash.AppendData(Encoding.UTF8.GetBytes($"tenant {Encoding.UTF8.GetByteCount(tenant)} {tenant}\n"));
+            var written = Encoding.UTF8.GetBytes(head, buffer);
+            body.CopyTo(buffer.AsSpan(written));
+            Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
+            SHA256.HashData(buffer.AsSpan(0, length), hash);
+            return Convert.ToHexStringLower(hash);
         }
-
-        hash.AppendData(Encoding.UTF8.GetBytes($"{(kind == UpstreamKind.Anthropic ? "anthropic" : "openai")}\n{endpoint}\n"));
-        hash.AppendData(body);
-        return Convert.ToHexStringLower(hash.GetHashAndReset());
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
     }
 
     /// <summary>The kept answers of <paramref name="keys"/> (each as <see cref="KeyOf"/> gives it) that are young enough, by key; each found is marked as just used.</summary>
@@ -124,20 +145,41 @@ public abstract class AnswerCache : IAsyncDisposable
         }
 
         var now = Time.GetUtcNow();
-        var found = await LookUpAsync(keys, (now - MaxAge).ToUnixTimeMilliseconds(), cancellationToken);
+        // What is held to be written is found as it is; the rest is looked up.
+        var held = _held.IsEmpty ? [] : keys.Where(_held.ContainsKey).ToList();
+        var found = held.Count == keys.Count ? []
+            : await LookUpAsync(held.Count == 0 ? keys : [.. keys.Where(key => !_held.ContainsKey(key))], (now - MaxAge).ToUnixTimeMilliseconds(), cancellationToken);
         foreach (var key in found.Keys)
         {
             _pending.Writer.TryWrite(new Pending(key, null, now.ToUnixTimeMilliseconds()));
         }
 
+        foreach (var key in held)
+        {
+            if (_held.TryGetValue(key, out var answer))
+            {
+                found[key] = answer;
+            }
+        }
+
         return found;
     }
 
-    /// <summary>Keeps an answer under its key (as <see cref="KeyOf"/> gives it), written behind with others; one that does not fit while many wait is not kept.</summary>
+    /// <summary>
+    /// Keeps an answer under its key (as <see cref="KeyOf"/> gives it), written behind with others;
+    /// one that comes while twice <see cref="HoldBytes"/> wait to be written is not kept.
+    /// </summary>
     public void Add(string key, CachedAnswer answer)
     {
         CheckKey(key);
         ArgumentNullException.ThrowIfNull(answer);
+        if (Interlocked.Read(ref _heldBytes) >= 2 * HoldBytes || !_held.TryAdd(key, answer))
+        {
+            return;
+        }
+
+        Interlocked.Add(ref _heldBytes, answer.Body.LongLength);
+        Interlocked.Increment(ref _added);
         _pending.Writer.TryWrite(new Pending(key, answer, Time.GetUtcNow().ToUnixTimeMilliseconds()));
     }
 
@@ -165,9 +207,11 @@ public abstract class AnswerCache : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         _pending.Writer.TryComplete();
+        await _closing.CancelAsync();
         await _writer;
         await DisposeStorageAsync();
         _writing.Dispose();
+        _closing.Dispose();
         GC.SuppressFinalize(this);
     }
 
@@ -262,6 +306,28 @@ public abstract class AnswerCache : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Waits while answers keep coming and fewer than <see cref="HoldBytes"/> of them are held, until
+    /// <see cref="Quiet"/> passes without a new one, or the cache closes.
+    /// </summary>
+    private async Task GatherAsync()
+    {
+        long seen;
+        do
+        {
+            seen = Interlocked.Read(ref _added);
+            try
+            {
+                await Task.Delay(Quiet, TimeProvider.System, _closing.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+        while (Interlocked.Read(ref _added) != seen && Interlocked.Read(ref _heldBytes) < HoldBytes);
+    }
+
     private async Task WriteBehindAsync()
     {
         var reader = _pending.Reader;
@@ -269,8 +335,7 @@ public abstract class AnswerCache : IAsyncDisposable
         var used = new HashSet<string>(StringComparer.Ordinal);
         while (await reader.WaitToReadAsync())
         {
-            // A moment for more to come: a few large transactions cost the sender less than many small ones.
-            await Task.Delay(WriteGathering, TimeProvider.System);
+            await GatherAsync();
             bool full;
             do
             {
@@ -302,6 +367,14 @@ public abstract class AnswerCache : IAsyncDisposable
                 catch (DbException)
                 {
                     // A cache that cannot be written only misses: the answers are in the batch's own store.
+                }
+                finally
+                {
+                    foreach (var kept in answers)
+                    {
+                        _held.TryRemove(kept.Key, out _);
+                        Interlocked.Add(ref _heldBytes, -kept.Answer.Body.LongLength);
+                    }
                 }
             }
             while (full);

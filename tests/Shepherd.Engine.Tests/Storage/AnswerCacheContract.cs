@@ -83,6 +83,20 @@ public abstract class AnswerCacheContract : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AnAnswerJustAdded_IsFoundBeforeItIsWritten_AndWrittenOnce()
+    {
+        await using var cache = await OpenAsync();
+
+        cache.Add(Key("a"), Answer(10));
+        cache.Add(Key("a"), Answer(99));
+        var found = await cache.FindAsync([Key("a"), Key("b")], Ct);
+
+        Assert.Equal(10, Assert.Single(found, pair => pair.Key == Key("a")).Value.Body.Length);
+        await Poll.UntilAsync(async () => (await cache.StatsAsync(Ct)).Entries == 1, TimeSpan.FromSeconds(10), Ct);
+        Assert.Equal(10, (await cache.FindAsync([Key("a")], Ct))[Key("a")].Body.Length);
+    }
+
+    [Fact]
     public async Task OverItsSize_TheAnswersUsedLongestAgoGoFirst()
     {
         await using (var cache = await OpenAsync(maxBytes: 1000))

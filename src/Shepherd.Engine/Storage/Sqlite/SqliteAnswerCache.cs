@@ -41,10 +41,7 @@ public sealed class SqliteAnswerCache : AnswerCache
 
     private const string Touch = "UPDATE answer_cache SET used_at = ?1 WHERE key = ?2";
 
-    private const string Find = """
-        SELECT key, status, body, input_tokens, output_tokens, cached_tokens FROM answer_cache
-        WHERE key IN (SELECT unhex(value) FROM json_each($keys)) AND created_at >= $oldest
-        """;
+    private const string Find = "SELECT status, body, input_tokens, output_tokens, cached_tokens FROM answer_cache WHERE key = ?1 AND created_at >= ?2";
 
     private const string RemoveOldest = """
         DELETE FROM answer_cache WHERE key IN (
@@ -59,6 +56,11 @@ public sealed class SqliteAnswerCache : AnswerCache
     private SqliteConnection? _write;
     private SqliteStatement? _insert;
     private SqliteStatement? _touch;
+
+    /// <summary>The connection lookups read on, kept open with its statement prepared; one lookup at a time.</summary>
+    private SqliteConnection? _read;
+    private SqliteStatement? _find;
+    private readonly SemaphoreSlim _reading = new(1, 1);
 
     private SqliteAnswerCache(string path, long maxBytes, TimeSpan maxAge, TimeProvider time)
         : base(path, maxBytes, maxAge, time) =>
@@ -107,22 +109,30 @@ public sealed class SqliteAnswerCache : AnswerCache
 
         _insert = SqliteStatement.Prepare(connection, Insert);
         _touch = SqliteStatement.Prepare(connection, Touch);
+        _read = await OpenConnectionAsync(cancellationToken);
+        _find = SqliteStatement.Prepare(_read, Find);
     }
 
     /// <inheritdoc />
     protected override async Task<Dictionary<string, CachedAnswer>> LookUpAsync(IReadOnlyCollection<string> keys, long oldest, CancellationToken cancellationToken)
     {
         var found = new Dictionary<string, CachedAnswer>(StringComparer.Ordinal);
-        await using var connection = await OpenConnectionAsync(cancellationToken);
-        await using var command = connection.CreateCommand();
-        command.CommandText = Find;
-        // Keys as a JSON array: one parameter however many keys (they are hex, so need no escaping).
-        command.Parameters.AddWithValue("$keys", "[\"" + string.Join("\",\"", keys) + "\"]");
-        command.Parameters.AddWithValue("$oldest", oldest);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        while (await reader.ReadAsync(cancellationToken))
+        await _reading.WaitAsync(cancellationToken);
+        try
         {
-            found[Convert.ToHexStringLower((byte[])reader.GetValue(0))] = new CachedAnswer(reader.GetInt32(1), (byte[])reader.GetValue(2), reader.GetInt32(3), reader.GetInt32(4), reader.GetInt32(5));
+            // One prepared point lookup per key: a search of the key's index, without parsing SQL or a list of keys.
+            foreach (var key in keys)
+            {
+                if (_find!.Bind(1, Convert.FromHexString(key)).Bind(2, oldest).ReadFirst(row =>
+                    new CachedAnswer(row.Int32(0), row.Blob(1), row.Int32(2), row.Int32(3), row.Int32(4))) is { } answer)
+                {
+                    found[key] = answer;
+                }
+            }
+        }
+        finally
+        {
+            _reading.Release();
         }
 
         return found;
@@ -186,10 +196,16 @@ public sealed class SqliteAnswerCache : AnswerCache
     {
         _insert?.Dispose();
         _touch?.Dispose();
-        if (_write is { } connection)
+        _find?.Dispose();
+        foreach (var connection in new[] { _write, _read })
         {
-            await connection.DisposeAsync();
+            if (connection is not null)
+            {
+                await connection.DisposeAsync();
+            }
         }
+
+        _reading.Dispose();
     }
 
     private async Task<SqliteConnection> OpenConnectionAsync(CancellationToken cancellationToken)

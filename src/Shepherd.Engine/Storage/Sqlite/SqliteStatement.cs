@@ -4,9 +4,9 @@ using SQLitePCL;
 namespace Shepherd.Engine.Storage;
 
 /// <summary>
-/// A statement prepared once on the store's write connection and run many times, its
-/// parameters bound by position (<c>?1</c>, <c>?2</c>, …) straight on the SQLite handle. The
-/// writes made once per request (importing an item, recording an answer) go through these: an
+/// A statement prepared once on a connection and run many times, its parameters bound by position
+/// (<c>?1</c>, <c>?2</c>, …) straight on the SQLite handle. The writes made once per request
+/// (importing an item, recording an answer) and the answer cache's lookups go through these: an
 /// ADO.NET command re-parses its SQL in every transaction, looks each parameter up by name and
 /// leaves about a kilobyte of garbage per execution (docs/benchmarks.md).
 /// </summary>
@@ -62,6 +62,37 @@ internal sealed class SqliteStatement : IDisposable
 
     /// <summary>Runs the statement and returns the first column of its first row, or null when it returned none.</summary>
     public long? ExecuteInt64() => Step();
+
+    /// <summary>
+    /// Runs the statement and hands its first row, if one came back, to <paramref name="read"/>
+    /// (which reads the columns with <see cref="Int32"/> and <see cref="Blob"/>); null when none did.
+    /// </summary>
+    public T? ReadFirst<T>(Func<SqliteStatement, T> read)
+        where T : class
+    {
+        ArgumentNullException.ThrowIfNull(read);
+        try
+        {
+            var rc = raw.sqlite3_step(_statement);
+            if (rc is not (raw.SQLITE_ROW or raw.SQLITE_DONE))
+            {
+                Check(rc, _db);
+            }
+
+            return rc == raw.SQLITE_ROW ? read(this) : null;
+        }
+        finally
+        {
+            raw.sqlite3_reset(_statement);
+            raw.sqlite3_clear_bindings(_statement);
+        }
+    }
+
+    /// <summary>Column <paramref name="index"/> (from 0) of the row being read, as a number.</summary>
+    public int Int32(int index) => raw.sqlite3_column_int(_statement, index);
+
+    /// <summary>Column <paramref name="index"/> (from 0) of the row being read, as bytes (a copy).</summary>
+    public byte[] Blob(int index) => raw.sqlite3_column_blob(_statement, index).ToArray();
 
     /// <summary>Finalizes the statement.</summary>
     public void Dispose() => _statement.Dispose();
