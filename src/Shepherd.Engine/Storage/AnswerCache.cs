@@ -26,7 +26,7 @@ public sealed record AnswerCacheStats(long Entries, long Bytes, DateTimeOffset? 
 /// Answers kept across runs and batches, by a key derived from what the provider sees (its kind,
 /// the tenant, the endpoint, and the body as sent). Lookups come in chunks, one query each; answers
 /// to keep, and the marks of answers used, are written behind: held while more keep coming (and
-/// found by lookups meanwhile), written once a moment passes without one or 32 MB are held, in
+/// found by lookups meanwhile), written once a moment passes without one, 32 MB are held or 5 s have passed, in
 /// groups, each group one transaction, so a crash never leaves half an entry. The cache stays
 /// within its size, dropping the answers used longest ago first, and an answer older than its age
 /// limit is neither used nor kept. Memory stays flat whatever the cache holds: at most 64 MB of
@@ -53,6 +53,9 @@ public abstract class AnswerCache : IAsyncDisposable
 
     /// <summary>How long without a new answer before the writer writes what it holds.</summary>
     private static readonly TimeSpan Quiet = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>The longest the writer holds an answer: a crash loses at most this much of the cache's answers (never the batch's).</summary>
+    private static readonly TimeSpan MostHeld = TimeSpan.FromSeconds(5);
 
     /// <summary>The most answers (and marks of use) written in one transaction.</summary>
     private const int GroupSize = 2000;
@@ -308,10 +311,11 @@ public abstract class AnswerCache : IAsyncDisposable
 
     /// <summary>
     /// Waits while answers keep coming and fewer than <see cref="HoldBytes"/> of them are held, until
-    /// <see cref="Quiet"/> passes without a new one, or the cache closes.
+    /// <see cref="Quiet"/> passes without a new one, <see cref="MostHeld"/> has passed, or the cache closes.
     /// </summary>
     private async Task GatherAsync()
     {
+        var started = TimeProvider.System.GetTimestamp();
         long seen;
         do
         {
@@ -325,7 +329,7 @@ public abstract class AnswerCache : IAsyncDisposable
                 return;
             }
         }
-        while (Interlocked.Read(ref _added) != seen && Interlocked.Read(ref _heldBytes) < HoldBytes);
+        while (Interlocked.Read(ref _added) != seen && Interlocked.Read(ref _heldBytes) < HoldBytes && TimeProvider.System.GetElapsedTime(started) < MostHeld);
     }
 
     private async Task WriteBehindAsync()
