@@ -117,6 +117,24 @@ public sealed class AnswerCacheServerTests
         await server.WaitForKeptAnswersAsync(4);
     }
 
+    [Fact]
+    public async Task AJobHandedOverBeforeARestart_KeepsItsAnswersToo()
+    {
+        await using var provider = await RunningServer.StartAsync(new Simulator.SimulatorOptions { Latency = TimeSpan.FromMilliseconds(1500) });
+        var server = await RunningServer.StartAgainstAsync(provider, tune: o => o.AnswerCache = new ServerCacheOptions());
+        var (_, created) = await server.PostAsync("/v1/batches", Inline(2, """ "mode":"native" """));
+        var id = created.GetProperty("id").GetString()!;
+        await provider.WaitForAsync("/v1/batches", list => list.GetProperty("data").GetArrayLength() == 1);
+
+        await using var restarted = await server.RestartAsync(
+            upstream: RunningServer.ProviderUpstream(provider), engine: e => e.Native.PollInterval = TimeSpan.FromMilliseconds(100), tune: o => o.AnswerCache = new ServerCacheOptions());
+        await restarted.WaitForEndAsync(id);
+
+        await restarted.WaitForKeptAnswersAsync(2);
+        var again = await CreateAndWaitAsync(restarted.Http, Inline(2, """ "mode":"native" """));
+        Assert.Equal(2, (await BatchAsync(restarted, again)).Cached);
+    }
+
     /// <summary>The answer's text, for comparing a replayed answer with the first.</summary>
     private static string Answer(JsonElement line) => line.GetProperty("response").GetProperty("body").GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString()!;
 

@@ -75,7 +75,8 @@ public sealed class RunningServer : IAsyncDisposable
     /// <param name="upstream">Changes the new server's upstream, as at <see cref="StartAsync"/>.</param>
     /// <param name="engine">Changes the new server's engine options (dispatch, native runs), as at <see cref="StartAsync"/>.</param>
     /// <param name="samePort">Listens where this one did, as a server restarted in place does (otherwise on a free port).</param>
-    public async Task<RunningServer> RestartAsync(Func<Task>? whileStopped = null, Action<UpstreamOptions>? upstream = null, Action<ShepherdEngineOptions>? engine = null, bool samePort = false)
+    /// <param name="tune">Changes the new server's options, as at <see cref="StartAsync"/>.</param>
+    public async Task<RunningServer> RestartAsync(Func<Task>? whileStopped = null, Action<UpstreamOptions>? upstream = null, Action<ShepherdEngineOptions>? engine = null, bool samePort = false, Action<ServerOptions>? tune = null)
     {
         var url = BaseUrl.ToString().TrimEnd('/');
         await Server.DisposeAsync();
@@ -86,7 +87,14 @@ public sealed class RunningServer : IAsyncDisposable
         }
 
         _handedOver = true;
-        Action<ServerOptions>? listen = samePort ? o => o.Urls = [url] : null;
+        Action<ServerOptions> listen = o =>
+        {
+            tune?.Invoke(o);
+            if (samePort)
+            {
+                o.Urls = [url];
+            }
+        };
         return new RunningServer(await StartServerAsync(Simulator, StatePath, listen, null, upstream, engine), Simulator, _ownsSimulator, _folder, StatePath);
     }
 

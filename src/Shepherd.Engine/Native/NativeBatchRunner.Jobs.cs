@@ -91,6 +91,7 @@ public sealed partial class NativeBatchRunner
 
         // Read again: a cancel may have come in while the results were read.
         batch = await _store.GetBatchAsync(record.BatchId, cancellationToken) ?? batch;
+        await RecoverCacheKeysAsync(job, batch, provider.Options.Kind, cancellationToken);
         var outcomes = new List<ItemOutcome>(job.Leases.Count);
         var toRealtime = new List<long>();
         var now = _time.GetUtcNow();
@@ -201,6 +202,28 @@ public sealed partial class NativeBatchRunner
             { } kind => new ItemOutcome(item, kind, Failure(line, state), decision.NextAttemptAt),
             null => throw new UnreachableException("A native job's answer never waits for a lane."),
         };
+    }
+
+    /// <summary>
+    /// The cache keys of a job an earlier process handed over (the keys of a job live with it in
+    /// memory): made again from its requests' bodies in the store, so that what it answers is kept too.
+    /// </summary>
+    private async Task RecoverCacheKeysAsync(Job job, BatchRecord batch, Upstreams.UpstreamKind kind, CancellationToken cancellationToken)
+    {
+        if (AnswerCache is null || job.CacheKeys.Count > 0 || job.Leases.Count == 0 || batch.Cache == CacheUse.Off)
+        {
+            return;
+        }
+
+        var leased = job.Leases.Values.ToDictionary(item => item.CustomId, StringComparer.Ordinal);
+        await foreach (var request in _store.ReadRequestsAsync(batch.Id, [ItemState.Leased], cancellationToken))
+        {
+            if (leased.TryGetValue(request.CustomId, out var item)
+                && Storage.CacheKeys.For(batch.Cache, batch.Owner, kind, item with { Body = request.Body }) is { } key)
+            {
+                job.CacheKeys[item.ItemId] = key;
+            }
+        }
     }
 
     /// <summary>A succeeded line, its tokens priced at the batch discount.</summary>
