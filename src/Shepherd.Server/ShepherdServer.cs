@@ -93,6 +93,8 @@ public sealed class ShepherdServer : IAsyncDisposable
         builder.Services.AddSingleton(sp => new EstimateApi(
             sp.GetRequiredService<FileService>(),
             sp.GetRequiredService<CreateBodies>(),
+            sp.GetRequiredService<BatchService>(),
+            sp.GetRequiredService<Dispatcher>(),
             new BatchEstimator(engine.Prices, sp.GetRequiredService<TokenEstimator>()),
             engine.Upstreams,
             engine.Native));

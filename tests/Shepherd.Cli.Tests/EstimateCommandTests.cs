@@ -63,6 +63,29 @@ public sealed class EstimateCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task AfterARun_WhatTheAnswerCacheHolds_IsLeftOut_UnlessNoCacheIsGiven()
+    {
+        var requests = BatchFiles.OpenAIChat(6);
+        var input = BatchFiles.Write(_folder.File("reviews.jsonl"), requests);
+        var before = Json(await ShepherdProcess.RunAsync(_folder.Path, "estimate", input, "--json"));
+        await using (var server = await Simulators.StartHttpAsync())
+        {
+            Assert.Equal(0, (await ShepherdProcess.RunAsync(_folder.Path, "run", input, "--base-url", new Uri(server.BaseUrl, "v1").ToString(), "--api-key", "k")).ExitCode);
+        }
+
+        BatchFiles.Write(input, [.. requests.Take(4), .. BatchFiles.OpenAIChat(2, idPrefix: "new-", model: "gpt-4.1-mini").Select(r => r with { Body = r.Body.Replace("Classify", "Rate", StringComparison.Ordinal), Line = r.Line.Replace("Classify", "Rate", StringComparison.Ordinal) })]);
+        var after = Json(await ShepherdProcess.RunAsync(_folder.Path, "estimate", input, "--json"));
+        var everything = Json(await ShepherdProcess.RunAsync(_folder.Path, "estimate", input, "--json", "--no-cache"));
+        var person = await ShepherdProcess.RunAsync(_folder.Path, "estimate", input);
+
+        Assert.Equal((6L, 0L), (before.GetProperty("requests").GetInt64(), before.GetProperty("cached").GetInt64()));
+        Assert.Equal((2L, 4L), (after.GetProperty("requests").GetInt64(), after.GetProperty("cached").GetInt64()));
+        Assert.True(after.GetProperty("cached_usd").GetDecimal() > 0);
+        Assert.Equal((6L, 0L), (everything.GetProperty("requests").GetInt64(), everything.GetProperty("cached").GetInt64()));
+        Assert.Contains("2 requests to send; 4 more the answer cache answers", person.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task AModelOverride_PricesEveryRequestAsIt()
     {
         var requests = BatchFiles.Anthropic(10, model: "claude-haiku-4.5", maxTokens: 200);

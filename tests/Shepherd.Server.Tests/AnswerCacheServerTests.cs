@@ -55,6 +55,24 @@ public sealed class AnswerCacheServerTests
     }
 
     [Fact]
+    public async Task AnEstimate_LeavesOutWhatTheTenantsCacheHolds_UnlessTheBodyTurnsTheCacheOff()
+    {
+        await using var server = await StartWithCacheAsync();
+        using var other = server.Client(RunningServer.OtherKey);
+        await CreateAndWaitAsync(server.Http, Inline(2, ""));
+        await server.WaitForKeptAnswersAsync(2);
+
+        var (_, mine) = await server.PostAsync("/v1/batches/estimate", Inline(3, ""));
+        var (_, off) = await server.PostAsync("/v1/batches/estimate", Inline(3, """ "cache":false """));
+        var (_, theirs) = await RunningServer.SendAsync(other, HttpMethod.Post, "/v1/batches/estimate", Inline(3, ""));
+
+        Assert.Equal((1L, 2L), (mine.GetProperty("requests").GetInt64(), mine.GetProperty("cached").GetInt64()));
+        Assert.True(mine.GetProperty("cached_usd").GetDecimal() > 0);
+        Assert.Equal((3L, 0L), (off.GetProperty("requests").GetInt64(), off.GetProperty("cached").GetInt64()));
+        Assert.Equal((3L, 0L), (theirs.GetProperty("requests").GetInt64(), theirs.GetProperty("cached").GetInt64()));
+    }
+
+    [Fact]
     public async Task ABatchThatTurnsTheCacheOff_IsSentInFull_ByEitherDoor()
     {
         await using var server = await StartWithCacheAsync();

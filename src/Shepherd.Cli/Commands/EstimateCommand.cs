@@ -25,11 +25,20 @@ internal static class EstimateCommand
         config.AcceptLegalFilePathsOnly();
         var json = new Option<bool>("--json") { Description = "Print the estimate as one JSON document on stdout" };
         var deadline = CliOptions.Duration("--deadline", "Also price each tier (realtime, native, flex) and the planner's mix for this deadline (6h, 90m, 2d)");
+        var cache = new Option<string?>("--cache") { Description = "Leave out what this answer cache would answer; by default your runs' cache (~/.cache/shepherd/answers.db), when there is one", HelpName = "PATH" };
+        var noCache = new Option<bool>("--no-cache") { Description = "Price every request, also those the answer cache would answer" };
 
         var command = new Command("estimate", "Price a batch file before sending it: tokens, expected output, realtime and batch cost per model, and the time the rate limits imply")
         {
-            file, model, rpm, tpm, config, json, deadline,
+            file, model, rpm, tpm, config, json, deadline, cache, noCache,
         };
+        command.Validators.Add(result =>
+        {
+            if (result.GetValue(noCache) && result.GetValue(cache) is not null)
+            {
+                result.AddError("--no-cache prices everything and --cache names a cache: give one of them.");
+            }
+        });
         command.SetAction(async (parse, cancellationToken) =>
         {
             var input = parse.GetValue(file)!.FullName;
@@ -50,6 +59,7 @@ internal static class EstimateCommand
             };
             var estimator = new BatchEstimator(settings?.PriceTable() ?? PriceTable.BuiltIn, new TokenEstimator());
             BatchEstimate estimate;
+            await using (options.Cache = parse.GetValue(noCache) ? null : await ExistingCacheAsync(parse.GetValue(cache) ?? AnswerCaches.DefaultPath(), cancellationToken))
             await using (var stream = new FileStream(input, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, useAsync: true))
             {
                 estimate = await estimator.EstimateAsync(stream, options, cancellationToken);
@@ -76,11 +86,37 @@ internal static class EstimateCommand
         return command;
     }
 
+    /// <summary>The answer cache at <paramref name="path"/> when there is one (an estimate makes none); one that cannot be read is said and done without.</summary>
+    private static async Task<Engine.Storage.AnswerCache?> ExistingCacheAsync(string path, CancellationToken cancellationToken)
+    {
+        if (!File.Exists(path))
+        {
+            return null;
+        }
+
+        try
+        {
+            return await AnswerCaches.OpenAsync(path, TimeProvider.System, cancellationToken);
+        }
+        catch (Exception ex) when (ex is System.Data.Common.DbException or IOException or UnauthorizedAccessException)
+        {
+            await Console.Error.WriteLineAsync($"warning: the answer cache {path} cannot be read ({ex.Message}); every request is priced.");
+            return null;
+        }
+    }
+
     /// <summary>The estimate for a person: a table per model with a total, then what was assumed and the time.</summary>
     internal static void Write(IAnsiConsole console, string name, BatchEstimate estimate, EstimateOptions options)
     {
         var pricedAs = options.Model is { } model ? $", priced as {model}" : "";
-        console.MarkupLine(Markup.Escape($"{name}: {RemoteOutput.Plural(estimate.Requests, "request")}{pricedAs}"));
+        var cached = estimate.Cached > 0 ? $" to send; {RemoteOutput.Count(estimate.Cached)} more the answer cache answers ({Cost.Describe(estimate.CachedUsd)} not paid again)" : "";
+        console.MarkupLine(Markup.Escape($"{name}: {RemoteOutput.Plural(estimate.Requests, "request")}{cached}{pricedAs}"));
+        if (estimate.Models.Count == 0)
+        {
+            // Every request is answered already: there is nothing to price or to wait for.
+            return;
+        }
+
         var table = new Table().Border(TableBorder.Rounded)
             .AddColumn("model")
             .AddColumn(new TableColumn("requests").RightAligned())

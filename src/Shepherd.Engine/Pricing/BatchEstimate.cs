@@ -91,6 +91,12 @@ public sealed record BatchEstimate
     /// </summary>
     public double? Minutes => Models.Max(m => m.Minutes);
 
+    /// <summary>Requests the answer cache would answer (<see cref="EstimateOptions.Cache"/>): not in <see cref="Models"/>, not sent, not paid.</summary>
+    public long Cached { get; init; }
+
+    /// <summary>What the <see cref="Cached"/> answers cost when they were bought, at the list price: what the cache saves.</summary>
+    public decimal CachedUsd { get; init; }
+
     /// <summary>Each tier's cost and the planner's mix for the deadline given (<see cref="EstimateOptions.Deadline"/>); null without one.</summary>
     public DeadlinePlan? Plan { get; init; }
 
@@ -136,6 +142,8 @@ public sealed record BatchEstimate
         json.WriteNumber("batch_usd", Batch.Usd);
         json.WriteNumber("saving_usd", SavingUsd);
         json.WriteBoolean("priced", Realtime.Priced);
+        json.WriteNumber("cached", Cached);
+        json.WriteNumber("cached_usd", CachedUsd);
         json.WriteStartArray("unpriced_models");
         foreach (var model in UnpricedModels)
         {

@@ -4,6 +4,8 @@ using System.Text;
 using Shepherd.Engine.Batches;
 using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Formats;
+using Shepherd.Engine.Model;
+using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
 
 namespace Shepherd.Engine.Pricing;
@@ -23,6 +25,9 @@ namespace Shepherd.Engine.Pricing;
 /// </summary>
 public sealed class BatchEstimator
 {
+    /// <summary>How many valid requests are looked up in the answer cache at once.</summary>
+    private const int CountedChunk = 1000;
+
     private readonly PriceTable _prices;
     private readonly TokenEstimator _tokens;
 
@@ -46,6 +51,9 @@ public sealed class BatchEstimator
         var errors = new InputErrorList(settings.MaxErrors);
         (InputFormat Format, string Url, long Line)? first = null;
         var ids = new Dictionary<UInt128, long>();
+        // Valid requests wait in chunks for the cache to be asked about them all at once; then each is tallied, or counted as cached.
+        var counted = new List<Counted>(CountedChunk);
+        var cached = (Requests: 0L, Nanos: 0L);
 
         LineKind kind;
         while ((kind = await reader.ReadAsync(cancellationToken).ConfigureAwait(false)) != LineKind.End)
@@ -94,40 +102,51 @@ public sealed class BatchEstimator
                 continue;
             }
 
-            if (!models.TryGetValue(model, out var tally))
+            var key = settings.Cache is null || settings.CacheUse == CacheUse.Off || (settings.CacheUse == CacheUse.Unsampled && Sampling.IsAsked(parsed.Body.Span)) ? null
+                : AnswerCache.KeyOf(parsed.Format == InputFormat.Anthropic ? UpstreamKind.Anthropic : UpstreamKind.OpenAI, settings.Tenant, parsed.Url, parsed.Body.Span);
+            counted.Add(new Counted(model, prompt, parsed.Url == BatchEndpoints.Embeddings, parsed.MaxOutputTokens, key));
+            if (counted.Count == CountedChunk)
             {
-                tally = new Tally();
-                models.Add(model, tally);
-            }
-
-            tally.Requests++;
-            tally.PromptTokens += prompt;
-            if (parsed.Url == BatchEndpoints.Embeddings)
-            {
-                // An embedding is a vector, not tokens: nothing is generated.
-                continue;
-            }
-
-            if (parsed.MaxOutputTokens is { } max)
-            {
-                tally.OutputTokens += max;
-            }
-            else
-            {
-                var assumed = (long)Math.Min(Math.Ceiling(prompt * settings.AssumedOutputRatio), settings.MaxAssumedOutputTokens);
-                tally.OutputTokens += assumed;
-                tally.AssumedOutputTokens += assumed;
-                tally.RequestsWithAssumedOutput++;
+                cached = await TallyAsync(counted, models, cached, settings, cancellationToken).ConfigureAwait(false);
             }
         }
 
+        cached = await TallyAsync(counted, models, cached, settings, cancellationToken).ConfigureAwait(false);
         if (first is null && errors.IsEmpty)
         {
             errors.Add(new InputError(InputErrorCodes.EmptyFile, "the input holds no request", null));
         }
 
         var (listed, more) = errors.Finish();
-        return Summarize(models, listed, more, settings, first?.Url);
+        return Summarize(models, listed, more, settings, first?.Url) with { Cached = cached.Requests, CachedUsd = Cost.ToUsd(cached.Nanos) };
+    }
+
+    /// <summary>Tallies the requests <paramref name="counted"/> holds by model, less those the cache answers (added to <paramref name="cached"/>), and empties it.</summary>
+    private async Task<(long Requests, long Nanos)> TallyAsync(List<Counted> counted, Dictionary<string, Tally> models, (long Requests, long Nanos) cached, EstimateOptions settings, CancellationToken cancellationToken)
+    {
+        var keys = counted.Where(c => c.Key is not null).Select(c => c.Key!).Distinct(StringComparer.Ordinal).ToList();
+        var found = settings.Cache is { } cache && keys.Count > 0
+            ? await cache.FindAsync(keys, cancellationToken).ConfigureAwait(false)
+            : null;
+        foreach (var request in counted)
+        {
+            if (found is not null && request.Key is { } key && found.TryGetValue(key, out var answer))
+            {
+                cached = (cached.Requests + 1, cached.Nanos + _prices.Price(request.Model, answer.InputTokens, answer.OutputTokens).Nanos);
+                continue;
+            }
+
+            if (!models.TryGetValue(request.Model, out var tally))
+            {
+                tally = new Tally();
+                models.Add(request.Model, tally);
+            }
+
+            tally.Add(request, settings);
+        }
+
+        counted.Clear();
+        return cached;
     }
 
     /// <summary>
@@ -208,6 +227,9 @@ public sealed class BatchEstimator
         return BinaryPrimitives.ReadUInt128LittleEndian(digest);
     }
 
+    /// <summary>A valid request as the estimate counts it, and its cache key (null without a cache).</summary>
+    private readonly record struct Counted(string Model, int PromptTokens, bool IsEmbedding, int? MaxOutputTokens, string? Key);
+
     private sealed class Tally
     {
         public long Requests;
@@ -215,5 +237,28 @@ public sealed class BatchEstimator
         public long OutputTokens;
         public long AssumedOutputTokens;
         public long RequestsWithAssumedOutput;
+
+        public void Add(Counted request, EstimateOptions settings)
+        {
+            Requests++;
+            PromptTokens += request.PromptTokens;
+            if (request.IsEmbedding)
+            {
+                // An embedding is a vector, not tokens: nothing is generated.
+                return;
+            }
+
+            if (request.MaxOutputTokens is { } max)
+            {
+                OutputTokens += max;
+            }
+            else
+            {
+                var assumed = (long)Math.Min(Math.Ceiling(request.PromptTokens * settings.AssumedOutputRatio), settings.MaxAssumedOutputTokens);
+                OutputTokens += assumed;
+                AssumedOutputTokens += assumed;
+                RequestsWithAssumedOutput++;
+            }
+        }
     }
 }

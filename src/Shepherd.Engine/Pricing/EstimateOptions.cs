@@ -67,6 +67,23 @@ public sealed class EstimateOptions
     public Native.NativeBatchOptions Native { get; set; } = new();
 
     /// <summary>
+    /// An answer cache to look each request up in (as a run would, in realtime): what it would
+    /// answer is counted apart (<see cref="BatchEstimate.Cached"/>), neither priced nor timed.
+    /// <value>The default is none.</value>
+    /// </summary>
+    public Storage.AnswerCache? Cache { get; set; }
+
+    /// <summary>The tenant whose keys the <see cref="Cache"/> is looked up by; null for a node without tenants.</summary>
+    public string? Tenant { get; set; }
+
+    /// <summary>
+    /// How the batch would use the <see cref="Cache"/>: <see cref="Shepherd.Engine.Model.CacheUse.Unsampled"/> looks
+    /// up no request that asks for sampling, <see cref="Shepherd.Engine.Model.CacheUse.Off"/> none.
+    /// <value>The default is <see cref="Shepherd.Engine.Model.CacheUse.All"/>.</value>
+    /// </summary>
+    public Shepherd.Engine.Model.CacheUse CacheUse { get; set; } = Shepherd.Engine.Model.CacheUse.All;
+
+    /// <summary>
     /// The longest line read, in bytes; a longer one is an error.
     /// <value>The default is 32 MiB, as for a batch.</value>
     /// </summary>

@@ -26,10 +26,10 @@ internal sealed class BatchesApi(BatchService batches, FileService files, Create
     internal static readonly string[] InlineFields = ["requests", "model", "endpoint", "priority", "metadata", "deadline", "completion_window", "mode", "budget_usd", "cache", "cache_sampled"];
 
     /// <summary>The metadata that turns the answer cache on or off for a file batch (the OpenAI create has no field for it).</summary>
-    private const string CacheKey = "shepherd_cache";
+    internal const string CacheKey = "shepherd_cache";
 
     /// <summary>The metadata that says whether a file batch replays answers to requests that ask for sampling.</summary>
-    private const string CacheSampledKey = "shepherd_cache_sampled";
+    internal const string CacheSampledKey = "shepherd_cache_sampled";
 
     public void Map(IEndpointRouteBuilder app)
     {

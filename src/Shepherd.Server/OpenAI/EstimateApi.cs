@@ -1,7 +1,9 @@
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Formats;
+using Shepherd.Engine.Model;
 using Shepherd.Engine.Native;
 using Shepherd.Engine.Pricing;
 using Shepherd.Engine.Upstreams;
@@ -19,7 +21,7 @@ namespace Shepherd.Server.OpenAI;
 /// none. Either way the estimate is of what a create of the same body would send. The answer is
 /// the estimate as <c>shepherd estimate --json</c> prints it.
 /// </summary>
-internal sealed class EstimateApi(FileService files, CreateBodies bodies, BatchEstimator estimator, IReadOnlyList<UpstreamOptions> upstreams, NativeBatchOptions native)
+internal sealed class EstimateApi(FileService files, CreateBodies bodies, BatchService batches, Dispatcher dispatcher, BatchEstimator estimator, IReadOnlyList<UpstreamOptions> upstreams, NativeBatchOptions native)
 {
     private const string NotPriced = "The batch was not priced";
 
@@ -29,7 +31,7 @@ internal sealed class EstimateApi(FileService files, CreateBodies bodies, BatchE
     {
         using var body = await bodies.ReadAsync(request, cancellationToken);
         var estimate = body.HasRequests
-            ? await EstimateInlineAsync(body, cancellationToken)
+            ? await EstimateInlineAsync(body, caller, cancellationToken)
             : await EstimateFileAsync(body, caller, cancellationToken);
         return new JsonBody(estimate.WriteTo);
     }
@@ -39,7 +41,9 @@ internal sealed class EstimateApi(FileService files, CreateBodies bodies, BatchE
         // The fields of a create from a file are accepted, so a create's body can be priced as it is.
         Fields.OnlyKnown(body.Fields, "input_file_id", "model", "endpoint", "completion_window", "metadata", "deadline");
         var fileId = Fields.String(body.Fields, "input_file_id", required: true)!;
-        var options = Options(Model(body), Fields.String(body.Fields, "endpoint") is { } endpoint ? BatchesApi.Endpoint(endpoint) : null, Deadline(body));
+        var metadata = Fields.Metadata(body.Fields);
+        var options = Options(Model(body), Fields.String(body.Fields, "endpoint") is { } endpoint ? BatchesApi.Endpoint(endpoint) : null, Deadline(body), caller,
+            batches.CacheUseOf(Fields.Bool(metadata, BatchesApi.CacheKey), "metadata." + BatchesApi.CacheKey, Fields.Bool(metadata, BatchesApi.CacheSampledKey), "metadata." + BatchesApi.CacheSampledKey));
         var file = await files.GetInputAsync(caller, fileId, cancellationToken);
         BatchEstimate estimate;
         await using (var input = await files.OpenAsync(file, cancellationToken))
@@ -56,7 +60,7 @@ internal sealed class EstimateApi(FileService files, CreateBodies bodies, BatchE
         return estimate;
     }
 
-    private async Task<BatchEstimate> EstimateInlineAsync(CreateBody body, CancellationToken cancellationToken)
+    private async Task<BatchEstimate> EstimateInlineAsync(CreateBody body, Caller caller, CancellationToken cancellationToken)
     {
         // The fields of an inline create are accepted, so a create's body can be priced as it is.
         Fields.OnlyKnown(body.Fields, BatchesApi.InlineFields);
@@ -68,7 +72,8 @@ internal sealed class EstimateApi(FileService files, CreateBodies bodies, BatchE
 
         // As in a create, the batch's model fills in the requests that name none; each request is priced as the model it names.
         var model = Model(body);
-        var options = Options(null, endpoint, Deadline(body));
+        var options = Options(null, endpoint, Deadline(body), caller,
+            batches.CacheUseOf(Fields.Bool(body.Fields, "cache"), "cache", Fields.Bool(body.Fields, "cache_sampled"), "cache_sampled"));
         using var lines = await bodies.ConvertAsync(body, "estimate", endpoint, model, NotPriced, cancellationToken);
         BatchEstimate estimate;
         await using (var input = File.OpenRead(lines.Path))
@@ -92,7 +97,8 @@ internal sealed class EstimateApi(FileService files, CreateBodies bodies, BatchE
     /// <summary>The deadline to plan for, as a create reads it (<c>deadline</c> or <c>completion_window</c>); none prices no plan.</summary>
     private static TimeSpan? Deadline(CreateBody body) => Fields.Deadline(body.Fields).Window;
 
-    private EstimateOptions Options(string? model, string? endpoint, TimeSpan? deadline) => new()
+    /// <summary>The options of an estimate for <paramref name="caller"/>: what the server's answer cache holds for its tenant is left out, as a create of the same body would use it.</summary>
+    private EstimateOptions Options(string? model, string? endpoint, TimeSpan? deadline, Caller caller, CacheUse cache) => new()
     {
         Model = model,
         Endpoint = endpoint,
@@ -100,5 +106,8 @@ internal sealed class EstimateApi(FileService files, CreateBodies bodies, BatchE
         MaxLineBytes = bodies.MaxLineBytes,
         Deadline = deadline,
         Native = native,
+        Cache = cache == CacheUse.Off ? null : dispatcher.AnswerCache,
+        Tenant = caller.Owner,
+        CacheUse = cache,
     };
 }

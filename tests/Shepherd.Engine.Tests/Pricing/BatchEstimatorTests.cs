@@ -5,6 +5,7 @@ using Shepherd.Engine.Formats;
 using Shepherd.Engine.Model;
 using Shepherd.Engine.Native;
 using Shepherd.Engine.Pricing;
+using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
 using Shepherd.Testing;
 
@@ -442,6 +443,29 @@ public sealed class BatchEstimatorTests
 
         var error = Assert.Single(estimate.Errors);
         Assert.Equal((InputErrorCodes.ContextLengthExceeded, (long?)2), (error.Code, error.Line));
+    }
+
+    [Fact]
+    public async Task WhatTheAnswerCacheHolds_IsLeftOut_AndCountedWithWhatItSaves()
+    {
+        using var folder = new TempDirectory();
+        await using var cache = await SqliteAnswerCache.OpenAsync(folder.File("answers.db"), 1 << 20, TimeSpan.FromDays(30), TimeProvider.System, Ct);
+        var hot = Body("gpt-4.1-mini", "Write a slogan").Replace("\"messages\"", "\"temperature\":0.9,\"messages\"", StringComparison.Ordinal);
+        foreach (var body in new[] { Body("gpt-4.1-mini", "Answered before", 10), hot })
+        {
+            cache.Add(AnswerCache.KeyOf(UpstreamKind.OpenAI, null, "/v1/chat/completions", Encoding.UTF8.GetBytes(body)), new CachedAnswer(200, [1], 1_000, 500, 0));
+        }
+
+        string[] lines = [Chat("a", "gpt-4.1-mini", "Answered before", 10), Chat("b", "gpt-4.1-mini", "Never asked", 10),
+            $$"""{"custom_id":"c","method":"POST","url":"/v1/chat/completions","body":{{hot}}}"""];
+        var all = await EstimateAsync(new EstimateOptions { Cache = cache }, lines);
+        var unsampled = await EstimateAsync(new EstimateOptions { Cache = cache, CacheUse = CacheUse.Unsampled }, lines);
+        var otherTenant = await EstimateAsync(new EstimateOptions { Cache = cache, Tenant = "acme" }, lines);
+
+        Assert.Equal((1L, 2L, 2 * Cost.ToUsd(PriceTable.BuiltIn.Price("gpt-4.1-mini", 1_000, 500).Nanos)), (all.Requests, all.Cached, all.CachedUsd));
+        Assert.Equal(PromptTokens("gpt-4.1-mini", "Never asked"), all.PromptTokens);
+        Assert.Equal((2L, 1L), (unsampled.Requests, unsampled.Cached));
+        Assert.Equal((3L, 0L), (otherTenant.Requests, otherTenant.Cached));
     }
 }
 
