@@ -10,6 +10,12 @@ namespace Shepherd.Simulator;
 /// </summary>
 internal sealed record RequestShape(string Model, string Text, string CacheableText, int Messages, int? MaxTokens, int Dimensions, int Inputs, bool Flex)
 {
+    /// <summary>True when the request asks for its answer as a stream of events (<c>"stream": true</c>).</summary>
+    public bool Stream { get; init; }
+
+    /// <summary>True when an OpenAI stream is asked to end with a chunk of usage (<c>stream_options.include_usage</c>).</summary>
+    public bool StreamUsage { get; init; }
+
     public static RequestShape? Read(JsonElement root)
     {
         if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("model", out var model) || model.ValueKind != JsonValueKind.String)
@@ -50,7 +56,12 @@ internal sealed record RequestShape(string Model, string Text, string CacheableT
         var dimensions = root.TryGetProperty("dimensions", out var dims) && dims.TryGetInt32(out var d) && d is > 0 and <= 4096 ? d : 8;
         var inputs = root.TryGetProperty("input", out var input) && input.ValueKind == JsonValueKind.Array ? Math.Max(1, input.GetArrayLength()) : 1;
         var flex = root.TryGetProperty("service_tier", out var tier) && tier.ValueKind == JsonValueKind.String && tier.ValueEquals("flex");
-        return new RequestShape(model.GetString()!, text.ToString(), cacheable.ToString(), messages, max, dimensions, inputs, flex);
+        return new RequestShape(model.GetString()!, text.ToString(), cacheable.ToString(), messages, max, dimensions, inputs, flex)
+        {
+            Stream = root.TryGetProperty("stream", out var stream) && stream.ValueKind == JsonValueKind.True,
+            StreamUsage = root.TryGetProperty("stream_options", out var options) && options.ValueKind == JsonValueKind.Object
+                && options.TryGetProperty("include_usage", out var usage) && usage.ValueKind == JsonValueKind.True,
+        };
     }
 
     /// <summary>True when a block of <paramref name="system"/> carries a <c>cache_control</c>: the system prompt is a cacheable prefix.</summary>

@@ -16,24 +16,7 @@ public sealed partial class SimulatedProvider
         switch (endpoint)
         {
             case "/v1/messages":
-                json.WriteString("id", "msg_" + id);
-                json.WriteString("type", "message");
-                json.WriteString("role", "assistant");
-                json.WriteString("model", shape.Model);
-                json.WriteStartArray("content");
-                json.WriteStartObject();
-                json.WriteString("type", "text");
-                json.WriteString("text", text);
-                json.WriteEndObject();
-                json.WriteEndArray();
-                json.WriteString("stop_reason", outputTokens == shape.MaxTokens ? "max_tokens" : "end_turn");
-                json.WriteNull("stop_sequence");
-                json.WriteStartObject("usage");
-                json.WriteNumber("input_tokens", usage.Input);
-                json.WriteNumber("cache_creation_input_tokens", usage.CacheWrite);
-                json.WriteNumber("cache_read_input_tokens", usage.CacheRead);
-                json.WriteNumber("output_tokens", outputTokens);
-                json.WriteEndObject();
+                WriteMessage(json, id, shape, text, usage with { Output = outputTokens });
                 break;
             case "/v1/embeddings":
                 json.WriteString("object", "list");
@@ -65,20 +48,7 @@ public sealed partial class SimulatedProvider
                 json.WriteString("model", shape.Model);
                 WriteServiceTier(json, shape);
                 json.WriteStartArray("output");
-                json.WriteStartObject();
-                json.WriteString("type", "message");
-                json.WriteString("id", "msg_" + id);
-                json.WriteString("status", "completed");
-                json.WriteString("role", "assistant");
-                json.WriteStartArray("content");
-                json.WriteStartObject();
-                json.WriteString("type", "output_text");
-                json.WriteString("text", text);
-                json.WriteStartArray("annotations");
-                json.WriteEndArray();
-                json.WriteEndObject();
-                json.WriteEndArray();
-                json.WriteEndObject();
+                WriteOutputMessage(json, id, "completed", text);
                 json.WriteEndArray();
                 WriteUsage(json, "input_tokens", inputTokens, "output_tokens", outputTokens);
                 break;
@@ -113,6 +83,55 @@ public sealed partial class SimulatedProvider
                 break;
         }
 
+        json.WriteEndObject();
+    }
+
+    /// <summary>
+    /// The fields of an Anthropic message: with its <paramref name="text"/> and stop reason when
+    /// whole, or (null text) as a stream's <c>message_start</c> has it, empty and one token out.
+    /// </summary>
+    private static void WriteMessage(Utf8JsonWriter json, string id, RequestShape shape, string? text, Usage usage)
+    {
+        json.WriteString("id", "msg_" + id);
+        json.WriteString("type", "message");
+        json.WriteString("role", "assistant");
+        json.WriteString("model", shape.Model);
+        json.WriteStartArray("content");
+        if (text is not null)
+        {
+            json.WriteStartObject();
+            json.WriteString("type", "text");
+            json.WriteString("text", text);
+            json.WriteEndObject();
+        }
+
+        json.WriteEndArray();
+        json.WriteString("stop_reason", text is null ? null : usage.Output == shape.MaxTokens ? "max_tokens" : "end_turn");
+        json.WriteNull("stop_sequence");
+        json.WriteStartObject("usage");
+        json.WriteNumber("input_tokens", usage.Input);
+        json.WriteNumber("cache_creation_input_tokens", usage.CacheWrite);
+        json.WriteNumber("cache_read_input_tokens", usage.CacheRead);
+        json.WriteNumber("output_tokens", text is null ? 1 : usage.Output);
+        json.WriteEndObject();
+    }
+
+    /// <summary>A Responses API output item: the assistant's message with its text, in the state given.</summary>
+    private static void WriteOutputMessage(Utf8JsonWriter json, string id, string status, string text)
+    {
+        json.WriteStartObject();
+        json.WriteString("type", "message");
+        json.WriteString("id", "msg_" + id);
+        json.WriteString("status", status);
+        json.WriteString("role", "assistant");
+        json.WriteStartArray("content");
+        json.WriteStartObject();
+        json.WriteString("type", "output_text");
+        json.WriteString("text", text);
+        json.WriteStartArray("annotations");
+        json.WriteEndArray();
+        json.WriteEndObject();
+        json.WriteEndArray();
         json.WriteEndObject();
     }
 

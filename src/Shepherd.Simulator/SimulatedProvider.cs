@@ -270,9 +270,12 @@ public sealed partial class SimulatedProvider
             limitHeaders.Add(new("openai-processing-ms", ((long)latency.TotalMilliseconds).ToString(CultureInfo.InvariantCulture)));
         }
 
-        var body = Served(endpoint, inspected, outputTokens, cacheRead, now, out _);
+        var body = Served(endpoint, inspected, outputTokens, cacheRead, now, out var usage);
         Executed(request.Body);
-        return new SimulatedResponse(200, limitHeaders, body);
+        // An embedding has nothing to stream: its answer is whole, as the provider sends it.
+        return inspected.Shape.Stream && endpoint != "/v1/embeddings"
+            ? new SimulatedResponse(200, limitHeaders, Streamed(endpoint, inspected.Shape, inspected.Seed, usage, now), ContentType: "text/event-stream")
+            : new SimulatedResponse(200, limitHeaders, body);
     }
 
     /// <summary>
