@@ -34,13 +34,20 @@ public enum SimulatedFault
 /// <param name="Headers">Response headers besides the content type.</param>
 /// <param name="Body">The body.</param>
 /// <param name="Fault">A transport fault to inject instead of the answer.</param>
-/// <param name="ContentType">The body's content type: JSON, but for the JSONL of batch results and files.</param>
+/// <param name="ContentType">The body's content type: JSON, but for the JSONL of batch results and files, and the events of a stream.</param>
 public sealed record SimulatedResponse(
     int StatusCode,
     IReadOnlyList<KeyValuePair<string, string>> Headers,
     byte[] Body,
     SimulatedFault Fault = SimulatedFault.None,
-    string ContentType = "application/json");
+    string ContentType = "application/json")
+{
+    /// <summary>The events of a streamed answer, which together are its <see cref="Body"/>; empty for a whole answer.</summary>
+    public IReadOnlyList<byte[]> Events { get; init; } = [];
+
+    /// <summary>How long a transport waits between two of the <see cref="Events"/> (<see cref="SimulatorOptions.StreamInterval"/>).</summary>
+    public TimeSpan EventInterval { get; init; }
+}
 
 /// <summary>Counters of a simulator, as a snapshot.</summary>
 /// <param name="Requests">Requests received.</param>

@@ -16,11 +16,11 @@ public sealed partial class SimulatedProvider
     /// <summary>Words of text sent per event.</summary>
     private const int WordsPerEvent = 4;
 
-    private static byte[] Streamed(string endpoint, RequestShape shape, ulong seed, Usage usage, DateTimeOffset now)
+    private static List<byte[]> Streamed(string endpoint, RequestShape shape, ulong seed, Usage usage, DateTimeOffset now)
     {
         var text = Text(seed, usage.Output);
         var pieces = Pieces(text);
-        var events = new MemoryStream();
+        var events = new List<byte[]>();
         var id = $"{seed:x16}";
         switch (endpoint)
         {
@@ -35,8 +35,12 @@ public sealed partial class SimulatedProvider
                 break;
         }
 
-        return events.ToArray();
+        return events;
     }
+
+    /// <summary>A streamed answer: its events, paced by <see cref="SimulatorOptions.StreamInterval"/> where a transport can.</summary>
+    private SimulatedResponse Stream(List<KeyValuePair<string, string>> headers, List<byte[]> events) =>
+        new(200, headers, [.. events.SelectMany(e => e)], ContentType: "text/event-stream") { Events = events, EventInterval = _options.StreamInterval };
 
     /// <summary>The text in the pieces events carry, a few words each, which put together are the text.</summary>
     private static List<string> Pieces(string text)
@@ -52,7 +56,7 @@ public sealed partial class SimulatedProvider
     }
 
     /// <summary>OpenAI's chat completion or completion chunks, then the usage chunk when asked for, then <c>[DONE]</c>.</summary>
-    private static void StreamChoices(MemoryStream events, bool chat, RequestShape shape, string id, List<string> pieces, Usage usage, DateTimeOffset now)
+    private static void StreamChoices(List<byte[]> events, bool chat, RequestShape shape, string id, List<string> pieces, Usage usage, DateTimeOffset now)
     {
         var input = usage.Input + usage.CacheWrite + usage.CacheRead;
         var finish = usage.Output == shape.MaxTokens ? "length" : "stop";
@@ -121,11 +125,11 @@ public sealed partial class SimulatedProvider
             Chunk(null, false, null, usageOnly: true);
         }
 
-        events.Write("data: [DONE]\n\n"u8);
+        events.Add("data: [DONE]\n\n"u8.ToArray());
     }
 
     /// <summary>The Responses API's events: created, the text's deltas and its end, completed with the usage.</summary>
-    private static void StreamResponse(MemoryStream events, RequestShape shape, string id, string text, List<string> pieces, Usage usage, DateTimeOffset now)
+    private static void StreamResponse(List<byte[]> events, RequestShape shape, string id, string text, List<string> pieces, Usage usage, DateTimeOffset now)
     {
         var sequence = 0;
         var input = usage.Input + usage.CacheWrite + usage.CacheRead;
@@ -199,7 +203,7 @@ public sealed partial class SimulatedProvider
     }
 
     /// <summary>Anthropic's events: message_start with the input usage, the text block's deltas, message_delta with the output usage, message_stop.</summary>
-    private static void StreamMessages(MemoryStream events, RequestShape shape, string id, List<string> pieces, Usage usage)
+    private static void StreamMessages(List<byte[]> events, RequestShape shape, string id, List<string> pieces, Usage usage)
     {
         void Named(string type, Action<Utf8JsonWriter> write) => Event(events, type, json =>
         {
@@ -249,20 +253,14 @@ public sealed partial class SimulatedProvider
     }
 
     /// <summary>One server-sent event: its name when the dialect names events, and its data, one JSON object on one line.</summary>
-    private static void Event(MemoryStream events, string? name, Action<Utf8JsonWriter> write)
+    private static void Event(List<byte[]> events, string? name, Action<Utf8JsonWriter> write)
     {
-        if (name is not null)
-        {
-            events.Write(Encoding.UTF8.GetBytes($"event: {name}\n"));
-        }
-
-        events.Write("data: "u8);
-        events.Write(Write(json =>
+        var data = Write(json =>
         {
             json.WriteStartObject();
             write(json);
             json.WriteEndObject();
-        }));
-        events.Write("\n\n"u8);
+        });
+        events.Add([.. name is null ? [] : Encoding.UTF8.GetBytes($"event: {name}\n"), .. "data: "u8, .. data, .. "\n\n"u8]);
     }
 }

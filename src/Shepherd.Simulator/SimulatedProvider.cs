@@ -26,6 +26,9 @@ public sealed partial class SimulatedProvider
 
     private readonly SimulatorOptions _options;
     private readonly TimeProvider _time;
+
+    /// <summary>The clock the provider answers by; a transport paces a stream's events by it.</summary>
+    internal TimeProvider Time => _time;
     private readonly Random _random;
     private readonly object _gate = new();
     private readonly ProviderLimiter _limits;
@@ -274,7 +277,7 @@ public sealed partial class SimulatedProvider
         Executed(request.Body);
         // An embedding has nothing to stream: its answer is whole, as the provider sends it.
         return inspected.Shape.Stream && endpoint != "/v1/embeddings"
-            ? new SimulatedResponse(200, limitHeaders, Streamed(endpoint, inspected.Shape, inspected.Seed, usage, now), ContentType: "text/event-stream")
+            ? Stream(limitHeaders, Streamed(endpoint, inspected.Shape, inspected.Seed, usage, now))
             : new SimulatedResponse(200, limitHeaders, body);
     }
 

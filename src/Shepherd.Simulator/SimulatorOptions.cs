@@ -169,6 +169,14 @@ public sealed class SimulatorOptions
     /// </summary>
     public TimeSpan BatchCancelLatency { get; set; }
 
+    /// <summary>
+    /// Time between the events of a streamed answer (<c>"stream": true</c>) served over HTTP: the
+    /// first goes out after <see cref="Latency"/>, each next one this much later, as a provider
+    /// writes tokens while it makes them.
+    /// <value>The default is zero: the events go out together.</value>
+    /// </summary>
+    public TimeSpan StreamInterval { get; set; }
+
     /// <summary>The share of requests that meet a fault of any kind.</summary>
     public double FaultRate => Error500Rate + Error502Rate + Error503Rate + Error529Rate + ResetRate + HangRate;
 

@@ -107,6 +107,30 @@ public sealed class SimulatorServer : IAsyncDisposable
             response.Headers.Append(name, value);
         }
 
+        if (answer.Events.Count > 0 && answer.EventInterval > TimeSpan.Zero)
+        {
+            // A stream goes out an event at a time, as the provider makes it; a client that leaves ends it.
+            try
+            {
+                for (var i = 0; i < answer.Events.Count; i++)
+                {
+                    if (i > 0)
+                    {
+                        await Task.Delay(answer.EventInterval, provider.Time, context.RequestAborted);
+                    }
+
+                    await response.Body.WriteAsync(answer.Events[i], context.RequestAborted);
+                    await response.Body.FlushAsync(context.RequestAborted);
+                }
+            }
+            catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+            {
+                // The client went away.
+            }
+
+            return;
+        }
+
         response.ContentLength = answer.Body.Length;
         await response.Body.WriteAsync(answer.Body, context.RequestAborted);
     }

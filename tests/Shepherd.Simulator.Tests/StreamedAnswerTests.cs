@@ -72,4 +72,45 @@ public sealed class StreamedAnswerTests
         Assert.Equal("application/json", response.ContentType);
         Assert.Equal("list", JsonDocument.Parse(response.Body).RootElement.GetProperty("object").GetString());
     }
+
+    [Fact]
+    public async Task OverHttp_TheEventsGoOutOneAtATime_AtTheStreamInterval()
+    {
+        var provider = Simulators.Create(new SimulatorOptions { StreamInterval = TimeSpan.FromSeconds(1) }, _time);
+        await using var server = await SimulatorServer.StartAsync(provider, 0, Ct);
+        using var http = new HttpClient { BaseAddress = server.BaseUrl };
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+        {
+            Content = new StringContent("""{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Rate it"}],"max_tokens":9,"stream":true}""", Encoding.UTF8, "application/json"),
+        };
+
+        using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, Ct);
+        await using var body = await response.Content.ReadAsStreamAsync(Ct);
+        var received = new StringBuilder();
+        var buffer = new byte[1 << 16];
+        var advances = 0;
+        while (true)
+        {
+            var reading = body.ReadAsync(buffer, Ct).AsTask();
+            // Nothing more comes until the clock moves: the next event waits for its interval.
+            while (await Task.WhenAny(reading, Task.Delay(TimeSpan.FromMilliseconds(200), TimeProvider.System, Ct)) != reading)
+            {
+                _time.Advance(TimeSpan.FromSeconds(1));
+                advances++;
+            }
+
+            var count = await reading;
+            if (count == 0)
+            {
+                break;
+            }
+
+            received.Append(Encoding.UTF8.GetString(buffer, 0, count));
+        }
+
+        // Nine words, four an event: three chunks of text, the finish chunk and [DONE], a second apart.
+        Assert.Equal(5, received.ToString().Split("\n\n", StringSplitOptions.RemoveEmptyEntries).Length);
+        Assert.True(advances >= 4, $"{advances} advances of the clock");
+        Assert.EndsWith("data: [DONE]\n\n", received.ToString(), StringComparison.Ordinal);
+    }
 }

@@ -33,6 +33,10 @@ internal sealed class SimulatorOptionSet
     private readonly Option<TimeSpan?> _batchLatency;
     private readonly Option<double> _batchExpire;
     private readonly Option<TimeSpan?> _batchCancelLatency;
+    private readonly Option<TimeSpan?> _streamInterval;
+
+    /// <summary>What only a simulator served over HTTP does (<c>shepherd simulate</c>): none for the in-process one of <c>run</c>.</summary>
+    private readonly Option[] _overHttp;
 
     public SimulatorOptionSet(string prefix, int defaultLatencyMs, int defaultJitterMs)
     {
@@ -64,11 +68,13 @@ internal sealed class SimulatorOptionSet
         _batchLatency = CliOptions.Duration($"--{prefix}batch-latency", "How long a batch job (OpenAI batch, Anthropic message batch) takes; its lines finish at times spread over it (2s by default)", allowZero: true);
         _batchExpire = CliOptions.Share($"--{prefix}batch-expire", "Share of batch lines that never run and end expired");
         _batchCancelLatency = CliOptions.Duration($"--{prefix}batch-cancel-latency", "How long a cancelled batch job stays cancelling before it ends (0 by default)", allowZero: true);
+        _streamInterval = CliOptions.Duration($"--{prefix}stream-interval", "Time between the events of a streamed answer (\"stream\": true) served over HTTP (0 by default: together)", allowZero: true);
+        _overHttp = prefix.Length == 0 ? [_streamInterval] : [];
         _seed = CliOptions.Int($"--{prefix}seed", "Seed of the fault, jitter and batch draws", 1, int.MinValue, int.MaxValue);
     }
 
     public IEnumerable<Option> All => [_latency, _jitter, .. _limits.All, _count, _tokenScale, _messageTokens, _bucketSeconds, _limitChangeAfter, _limitChangeFactor, _noLimitHeaders, _headersWhenAnswered, _fail500, _fail502, _fail503, _fail529, _reset, _hang, _errorRetryAfter, _context,
-        _flexUnavailable, _batchLatency, _batchExpire, _batchCancelLatency, _seed];
+        _flexUnavailable, _batchLatency, _batchExpire, _batchCancelLatency, .. _overHttp, _seed];
 
     public int Seed(ParseResult parse) => parse.GetValue(_seed);
 
@@ -110,6 +116,11 @@ internal sealed class SimulatorOptionSet
         if (parse.GetValue(_batchCancelLatency) is { } cancelLatency)
         {
             options.BatchCancelLatency = cancelLatency;
+        }
+
+        if (parse.GetValue(_streamInterval) is { } streamInterval)
+        {
+            options.StreamInterval = streamInterval;
         }
 
         if (options.FaultRate > 1)
