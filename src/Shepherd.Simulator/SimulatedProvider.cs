@@ -273,12 +273,11 @@ public sealed partial class SimulatedProvider
             limitHeaders.Add(new("openai-processing-ms", ((long)latency.TotalMilliseconds).ToString(CultureInfo.InvariantCulture)));
         }
 
-        var body = Served(endpoint, inspected, outputTokens, cacheRead, now, out var usage);
         Executed(request.Body);
         // An embedding has nothing to stream: its answer is whole, as the provider sends it.
         return inspected.Shape.Stream && endpoint != "/v1/embeddings"
-            ? Stream(limitHeaders, Streamed(endpoint, inspected.Shape, inspected.Seed, usage, now))
-            : new SimulatedResponse(200, limitHeaders, body);
+            ? Stream(limitHeaders, Streamed(endpoint, inspected.Shape, inspected.Seed, UsageOf(inspected, outputTokens, cacheRead), now))
+            : new SimulatedResponse(200, limitHeaders, Served(endpoint, inspected, outputTokens, cacheRead, now, out _));
     }
 
     /// <summary>
@@ -335,11 +334,16 @@ public sealed partial class SimulatedProvider
     /// <summary>The body of a successful answer, and the usage it reports.</summary>
     private static byte[] Served(string endpoint, Inspected request, int outputTokens, bool cacheRead, DateTimeOffset now, out Usage usage)
     {
+        var reported = usage = UsageOf(request, outputTokens, cacheRead);
+        return Write(json => WriteAnswer(json, endpoint, request.Shape, request.Seed, reported, now));
+    }
+
+    /// <summary>The usage an answer of <paramref name="outputTokens"/> to <paramref name="request"/> reports: its prompt less a cacheable prefix, which it wrote to the cache or read from it.</summary>
+    private static Usage UsageOf(Inspected request, int outputTokens, bool cacheRead)
+    {
         var shape = request.Shape;
         var cached = shape.CacheableText.Length == 0 ? 0 : ProviderLimiter.RealTokens(shape.CacheableText);
-        var reported = new Usage(request.PromptTokens - cached, outputTokens, cacheRead ? 0 : cached, cacheRead ? cached : 0);
-        usage = reported;
-        return Write(json => WriteAnswer(json, endpoint, shape, request.Seed, reported, now));
+        return new Usage(request.PromptTokens - cached, outputTokens, cacheRead ? 0 : cached, cacheRead ? cached : 0);
     }
 
     private async Task WaitOnTheClockAsync(TimeSpan wait, CancellationToken cancellationToken)

@@ -267,21 +267,11 @@ internal sealed partial class DispatchLoop
             }
         }
 
-        IReadOnlyDictionary<string, CachedAnswer> found;
-        try
-        {
-            found = await cache.FindAsync([.. keys.Values.Distinct(StringComparer.Ordinal)], CancellationToken.None);
-        }
-        catch (Exception ex) when (ex is System.Data.Common.DbException or StoreException)
-        {
-            return claimed with { Keys = keys };
-        }
-
-        bool Hit(ClaimedItem item) => keys.TryGetValue(item.ItemId, out var key) && found.ContainsKey(key);
+        var found = await CacheKeys.FindAsync(cache, keys, CancellationToken.None);
         return claimed with
         {
-            Items = [.. claimed.Items.Where(item => !Hit(item))],
-            Hits = [.. claimed.Items.Where(Hit).Select(item => (item, found[keys[item.ItemId]]))],
+            Items = [.. claimed.Items.Where(item => !found.ContainsKey(item.ItemId))],
+            Hits = [.. claimed.Items.Where(item => found.ContainsKey(item.ItemId)).Select(item => (item, found[item.ItemId]))],
             Keys = keys,
         };
     }

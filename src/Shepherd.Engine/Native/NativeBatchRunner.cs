@@ -329,25 +329,15 @@ public sealed partial class NativeBatchRunner
             }
         }
 
-        IReadOnlyDictionary<string, CachedAnswer> found;
-        try
-        {
-            found = keys.Count == 0 ? new Dictionary<string, CachedAnswer>() : await cache.FindAsync([.. keys.Values.Distinct(StringComparer.Ordinal)], cancellationToken);
-        }
-        catch (Exception ex) when (ex is System.Data.Common.DbException or StoreException)
-        {
-            return items;
-        }
-
-        bool Hit(ClaimedItem item) => keys.TryGetValue(item.ItemId, out var key) && found.ContainsKey(key);
-        var hits = items.Where(Hit).Select(item => new ItemOutcome(item, OutcomeKind.Succeeded, CacheKeys.Answer(found[keys[item.ItemId]], item, _prices))).ToList();
+        var found = await CacheKeys.FindAsync(cache, keys, cancellationToken);
+        var hits = items.Where(item => found.ContainsKey(item.ItemId)).Select(item => new ItemOutcome(item, OutcomeKind.Succeeded, CacheKeys.Answer(found[item.ItemId], item, _prices))).ToList();
         foreach (var hit in hits)
         {
             Telemetry?.AnsweredFromCache(hit.Result);
         }
 
         await CommitAsync(hits, cancellationToken);
-        return hits.Count == 0 ? items : [.. items.Where(item => !Hit(item))];
+        return hits.Count == 0 ? items : [.. items.Where(item => !found.ContainsKey(item.ItemId))];
     }
 
     /// <summary>The most an item may cost at the batch price: its prompt and its <c>max_tokens</c> (or the default output length).</summary>

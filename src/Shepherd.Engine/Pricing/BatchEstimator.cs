@@ -4,7 +4,6 @@ using System.Text;
 using Shepherd.Engine.Batches;
 using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Formats;
-using Shepherd.Engine.Model;
 using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
 
@@ -102,7 +101,7 @@ public sealed class BatchEstimator
                 continue;
             }
 
-            var key = settings.Cache is null || settings.CacheUse == CacheUse.Off || (settings.CacheUse == CacheUse.Unsampled && Sampling.IsAsked(parsed.Body.Span)) ? null
+            var key = settings.Cache is null || !CacheKeys.Uses(settings.CacheUse, parsed.Body.Span) ? null
                 : AnswerCache.KeyOf(parsed.Format == InputFormat.Anthropic ? UpstreamKind.Anthropic : UpstreamKind.OpenAI, settings.Tenant, parsed.Url, parsed.Body.Span);
             counted.Add(new Counted(model, prompt, parsed.Url == BatchEndpoints.Embeddings, parsed.MaxOutputTokens, key));
             if (counted.Count == CountedChunk)
@@ -124,13 +123,13 @@ public sealed class BatchEstimator
     /// <summary>Tallies the requests <paramref name="counted"/> holds by model, less those the cache answers (added to <paramref name="cached"/>), and empties it.</summary>
     private async Task<(long Requests, long Nanos)> TallyAsync(List<Counted> counted, Dictionary<string, Tally> models, (long Requests, long Nanos) cached, EstimateOptions settings, CancellationToken cancellationToken)
     {
-        var keys = counted.Where(c => c.Key is not null).Select(c => c.Key!).Distinct(StringComparer.Ordinal).ToList();
-        var found = settings.Cache is { } cache && keys.Count > 0
-            ? await cache.FindAsync(keys, cancellationToken).ConfigureAwait(false)
-            : null;
-        foreach (var request in counted)
+        var found = settings.Cache is { } cache
+            ? await CacheKeys.FindAsync(cache, Enumerable.Range(0, counted.Count).Where(i => counted[i].Key is not null).ToDictionary(i => (long)i, i => counted[i].Key!), cancellationToken).ConfigureAwait(false)
+            : new Dictionary<long, CachedAnswer>();
+        for (var i = 0; i < counted.Count; i++)
         {
-            if (found is not null && request.Key is { } key && found.TryGetValue(key, out var answer))
+            var request = counted[i];
+            if (found.TryGetValue(i, out var answer))
             {
                 cached = (cached.Requests + 1, cached.Nanos + _prices.Price(request.Model, answer.InputTokens, answer.OutputTokens).Nanos);
                 continue;

@@ -167,6 +167,20 @@ internal sealed partial class BatchService
         throw ApiException.BadRequest($"{which} cannot run: {refusal}.", field, choice.Code);
     }
 
+    /// <summary>The metadata that turns the answer cache on or off for a file batch (the OpenAI create has no field for it).</summary>
+    private const string CacheKey = "shepherd_cache";
+
+    /// <summary>The metadata that says whether a file batch replays answers to requests that ask for sampling.</summary>
+    private const string CacheSampledKey = "shepherd_cache_sampled";
+
+    /// <summary>How an inline create (<c>cache</c>, <c>cache_sampled</c>) asks to use the answer cache; see <see cref="CacheUseOf(bool?, string, bool?, string)"/>.</summary>
+    public CacheUse CacheUseOf(IReadOnlyDictionary<string, JsonElement> fields) =>
+        CacheUseOf(Fields.Bool(fields, "cache"), "cache", Fields.Bool(fields, "cache_sampled"), "cache_sampled");
+
+    /// <summary>How a file batch's metadata (<c>shepherd_cache</c>, <c>shepherd_cache_sampled</c>) asks to use the answer cache; see <see cref="CacheUseOf(bool?, string, bool?, string)"/>.</summary>
+    public CacheUse CacheUseOf(IReadOnlyDictionary<string, string>? metadata) =>
+        CacheUseOf(Fields.Bool(metadata, CacheKey), "metadata." + CacheKey, Fields.Bool(metadata, CacheSampledKey), "metadata." + CacheSampledKey);
+
     /// <summary>
     /// How a new batch uses the server's answer cache: as its create asked in <paramref name="field"/>
     /// (<paramref name="cache"/>, and <paramref name="sampled"/> in <paramref name="sampledField"/>:

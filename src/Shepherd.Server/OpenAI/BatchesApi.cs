@@ -25,12 +25,6 @@ internal sealed class BatchesApi(BatchService batches, FileService files, Create
     /// <summary>The fields of an inline create.</summary>
     internal static readonly string[] InlineFields = ["requests", "model", "endpoint", "priority", "metadata", "deadline", "completion_window", "mode", "budget_usd", "cache", "cache_sampled"];
 
-    /// <summary>The metadata that turns the answer cache on or off for a file batch (the OpenAI create has no field for it).</summary>
-    internal const string CacheKey = "shepherd_cache";
-
-    /// <summary>The metadata that says whether a file batch replays answers to requests that ask for sampling.</summary>
-    internal const string CacheSampledKey = "shepherd_cache_sampled";
-
     public void Map(IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/v1/batches");
@@ -115,7 +109,7 @@ internal sealed class BatchesApi(BatchService batches, FileService files, Create
         string? asked = null;
         batch.Metadata?.TryGetValue(ModeKey, out asked);
         var mode = batches.ModeOf(BatchDoor.OpenAI, asked, "metadata." + ModeKey, null, endpoint, hasDeadline: true);
-        var cache = batches.CacheUseOf(Fields.Bool(batch.Metadata, CacheKey), "metadata." + CacheKey, Fields.Bool(batch.Metadata, CacheSampledKey), "metadata." + CacheSampledKey);
+        var cache = batches.CacheUseOf(batch.Metadata);
         var file = await files.GetInputAsync(caller, fileId, cancellationToken);
         return await batches.CreateFromFileAsync(batch with
         {
@@ -127,7 +121,7 @@ internal sealed class BatchesApi(BatchService batches, FileService files, Create
     {
         Fields.OnlyKnown(body.Fields, InlineFields);
         var budget = Budget(body);
-        var cache = batches.CacheUseOf(Fields.Bool(body.Fields, "cache"), "cache", Fields.Bool(body.Fields, "cache_sampled"), "cache_sampled");
+        var cache = batches.CacheUseOf(body.Fields);
         var (deadline, window) = Fields.Deadline(body.Fields);
 
         var endpoint = Endpoint(Fields.String(body.Fields, "endpoint") ?? BatchEndpoints.ChatCompletions);

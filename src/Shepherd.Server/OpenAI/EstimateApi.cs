@@ -41,9 +41,8 @@ internal sealed class EstimateApi(FileService files, CreateBodies bodies, BatchS
         // The fields of a create from a file are accepted, so a create's body can be priced as it is.
         Fields.OnlyKnown(body.Fields, "input_file_id", "model", "endpoint", "completion_window", "metadata", "deadline");
         var fileId = Fields.String(body.Fields, "input_file_id", required: true)!;
-        var metadata = Fields.Metadata(body.Fields);
         var options = Options(Model(body), Fields.String(body.Fields, "endpoint") is { } endpoint ? BatchesApi.Endpoint(endpoint) : null, Deadline(body), caller,
-            batches.CacheUseOf(Fields.Bool(metadata, BatchesApi.CacheKey), "metadata." + BatchesApi.CacheKey, Fields.Bool(metadata, BatchesApi.CacheSampledKey), "metadata." + BatchesApi.CacheSampledKey));
+            batches.CacheUseOf(Fields.Metadata(body.Fields)));
         var file = await files.GetInputAsync(caller, fileId, cancellationToken);
         BatchEstimate estimate;
         await using (var input = await files.OpenAsync(file, cancellationToken))
@@ -73,7 +72,7 @@ internal sealed class EstimateApi(FileService files, CreateBodies bodies, BatchS
         // As in a create, the batch's model fills in the requests that name none; each request is priced as the model it names.
         var model = Model(body);
         var options = Options(null, endpoint, Deadline(body), caller,
-            batches.CacheUseOf(Fields.Bool(body.Fields, "cache"), "cache", Fields.Bool(body.Fields, "cache_sampled"), "cache_sampled"));
+            batches.CacheUseOf(body.Fields));
         using var lines = await bodies.ConvertAsync(body, "estimate", endpoint, model, NotPriced, cancellationToken);
         BatchEstimate estimate;
         await using (var input = File.OpenRead(lines.Path))

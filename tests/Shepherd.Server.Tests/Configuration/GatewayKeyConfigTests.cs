@@ -41,16 +41,6 @@ public sealed class GatewayKeyConfigTests
         Assert.Equal(new Dictionary<Engine.Model.BatchDoor, Engine.Model.BatchMode> { [Engine.Model.BatchDoor.OpenAI] = Engine.Model.BatchMode.Auto, [Engine.Model.BatchDoor.Anthropic] = Engine.Model.BatchMode.Native }, modes);
     }
 
-    [Theory]
-    [InlineData("""{"inline":"sometimes"}""", "server.modes.inline: 'sometimes' is not a mode; use realtime, native, flex, auto.")]
-    [InlineData("""{"batch":"auto"}""", "batch")]
-    public void ABadMode_IsAnErrorNamingIt(string modes, string message)
-    {
-        var error = Assert.Throws<ConfigException>(() => ConfigFiles.Load("""{"server":{"modes":""" + modes + "}}", ConfigFile.Load));
-
-        Assert.Contains(message, error.Message, StringComparison.Ordinal);
-    }
-
     [Fact]
     public void TheAnswerCache_IsOnWithItsSection_AndTakesItsLimits()
     {
@@ -62,13 +52,15 @@ public sealed class GatewayKeyConfigTests
     }
 
     [Theory]
-    [InlineData("""{"maxMegabytes":0}""", "server.cache.maxMegabytes: must be more than 0")]
-    [InlineData("""{"maxAgeDays":-1}""", "server.cache.maxAgeDays: must be more than 0")]
-    [InlineData("""{"path":" "}""", "server.cache.path: must name a file.")]
-    [InlineData("""{"size":1}""", "size")]
-    public void ABadCacheSetting_IsAnErrorNamingIt(string cache, string message)
+    [InlineData("""{"modes":{"inline":"sometimes"}}""", "server.modes.inline: 'sometimes' is not a mode; use realtime, native, flex, auto.")]
+    [InlineData("""{"modes":{"batch":"auto"}}""", "batch")]
+    [InlineData("""{"cache":{"maxMegabytes":0}}""", "server.cache.maxMegabytes: must be more than 0")]
+    [InlineData("""{"cache":{"maxAgeDays":-1}}""", "server.cache.maxAgeDays: must be more than 0")]
+    [InlineData("""{"cache":{"path":" "}}""", "server.cache.path: must name a file.")]
+    [InlineData("""{"cache":{"size":1}}""", "size")]
+    public void ABadModeOrCacheSetting_IsAnErrorNamingIt(string server, string message)
     {
-        var error = Assert.Throws<ConfigException>(() => ConfigFiles.Load("""{"server":{"cache":""" + cache + "}}", ConfigFile.Load));
+        var error = Assert.Throws<ConfigException>(() => ConfigFiles.Load("""{"server":""" + server + "}", ConfigFile.Load));
 
         Assert.Contains(message, error.Message, StringComparison.Ordinal);
     }
