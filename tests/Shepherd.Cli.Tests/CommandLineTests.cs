@@ -50,6 +50,30 @@ public sealed class CommandLineTests
         }
     }
 
+    [Theory]
+    [InlineData("run", "--state", "a path")]
+    [InlineData("run", "--output", "a path")]
+    [InlineData("run", "--errors", "a path")]
+    [InlineData("run", "--cache", "a path")]
+    [InlineData("run", "--config", "a path")]
+    [InlineData("estimate", "--cache", "a path")]
+    [InlineData("estimate", "--config", "a path")]
+    [InlineData("cache stats", "--cache", "a path")]
+    [InlineData("cache prune", "--config", "a path")]
+    [InlineData("results", "--output", "a path")]
+    [InlineData("serve", "--store", "a SQLite file or a PostgreSQL connection string")]
+    [InlineData("serve", "--node", "a name")]
+    public void AnEmptyPathOrName_IsRefusedInOneLineNamingTheFlag(string commandName, string optionName, string what)
+    {
+        var root = ShepherdCommands.Root();
+        var words = commandName.Split(' ');
+        var command = words.Skip(1).Aggregate(root.Subcommands.Single(c => c.Name == words[0]), (parent, name) => parent.Subcommands.Single(c => c.Name == name));
+
+        var parse = root.Parse([.. words, .. command.Arguments.Select(_ => "x"), optionName, " "]);
+
+        Assert.Contains($"{optionName} needs {what}; got an empty one.", parse.Errors.Select(e => e.Message));
+    }
+
     [Fact]
     public async Task AWrongValue_ExitsWith2_AndNoStackTrace()
     {

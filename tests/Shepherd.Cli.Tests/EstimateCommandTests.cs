@@ -77,12 +77,16 @@ public sealed class EstimateCommandTests : IDisposable
         var after = Json(await ShepherdProcess.RunAsync(_folder.Path, "estimate", input, "--json"));
         var everything = Json(await ShepherdProcess.RunAsync(_folder.Path, "estimate", input, "--json", "--no-cache"));
         var person = await ShepherdProcess.RunAsync(_folder.Path, "estimate", input);
+        var missing = await ShepherdProcess.RunAsync(_folder.Path, "estimate", input, "--cache", _folder.File("missing.db"));
 
         Assert.Equal((6L, 0L), (before.GetProperty("requests").GetInt64(), before.GetProperty("cached").GetInt64()));
         Assert.Equal((2L, 4L), (after.GetProperty("requests").GetInt64(), after.GetProperty("cached").GetInt64()));
         Assert.True(after.GetProperty("cached_usd").GetDecimal() > 0);
         Assert.Equal((6L, 0L), (everything.GetProperty("requests").GetInt64(), everything.GetProperty("cached").GetInt64()));
         Assert.Contains("2 requests to send; 4 more the answer cache answers", person.Stdout, StringComparison.Ordinal);
+        Assert.Equal(0, missing.ExitCode);
+        Assert.Contains($"warning: there is no answer cache at {_folder.File("missing.db")}; every request is priced.", missing.Stderr, StringComparison.Ordinal);
+        Assert.False(File.Exists(_folder.File("missing.db")));
     }
 
     [Fact]

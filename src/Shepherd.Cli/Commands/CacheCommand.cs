@@ -33,8 +33,8 @@ internal static class CacheCommand
 
     private static Command Sub(string name, string description, Func<AnswerCache, CancellationToken, Task<string>> act)
     {
-        var path = new Option<string?>("--cache") { Description = "The answer cache; defaults to ~/.cache/shepherd/answers.db ($XDG_CACHE_HOME/shepherd)", HelpName = "PATH" };
-        var config = new Option<string?>("--config") { Description = "The cache of shepherd serve with this configuration file: its server.cache, in its store's database or beside its state file", HelpName = "FILE" };
+        var path = CliOptions.FilePath("--cache", "The answer cache; defaults to ~/.cache/shepherd/answers.db ($XDG_CACHE_HOME/shepherd)");
+        var config = CliOptions.FilePath("--config", "The cache of shepherd serve with this configuration file: its server.cache, in its store's database or beside its state file", "FILE");
         var command = new Command(name, description) { path, config };
         command.Validators.Add(result =>
         {

@@ -117,6 +117,27 @@ internal static class CliOptions
             text => decimal.TryParse(text.TrimStart('$'), NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var usd)
                 && Engine.Pricing.Cost.BudgetFromUsd(usd) is { } nanos ? nanos : null);
 
+    /// <summary>A file's path, checked before anything is done: one that is empty, or holds what no path may, is refused naming the flag.</summary>
+    public static Option<string?> FilePath(string name, string description, string helpName = "PATH", params string[] aliases)
+    {
+        var path = NotBlank(new Option<string?>(name, aliases) { Description = description, HelpName = helpName }, "a path");
+        path.AcceptLegalFilePathsOnly();
+        return path;
+    }
+
+    /// <summary>Refuses an empty value of <paramref name="option"/>, saying it needs <paramref name="what"/>.</summary>
+    public static Option<string?> NotBlank(Option<string?> option, string what)
+    {
+        option.Validators.Add(result =>
+        {
+            if (result.Tokens.Count > 0 && string.IsNullOrWhiteSpace(result.GetValueOrDefault<string?>()))
+            {
+                result.AddError($"{option.Name} needs {what}; got an empty one.");
+            }
+        });
+        return option;
+    }
+
     public static Option<Uri?> Url(string name, string description) =>
         Parsed<Uri?>(name, description, null, $"{name} must be an absolute http or https url, such as https://api.openai.com/v1",
             text => Uri.TryCreate(text, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps) ? uri : null);

@@ -25,8 +25,7 @@ internal sealed class EngineOptionSet
             ("sim", ProviderChoice.Sim), ("openai", ProviderChoice.OpenAI), ("anthropic", ProviderChoice.Anthropic));
         _baseUrl = CliOptions.Url("--base-url", "The provider's base url, such as https://api.openai.com/v1 or https://api.anthropic.com");
         _upstream = CliOptions.Upstreams("--upstream", "Another server for the same models (repeat it; URL or URL@WEIGHT): traffic is shared by weight and moves away from a failing one");
-        _config = new Option<string?>("--config") { Description = "A configuration file (shepherd.json) with upstreams, keys, weights and per-lane limits" };
-        _config.AcceptLegalFilePathsOnly();
+        _config = CliOptions.FilePath("--config", "A configuration file (shepherd.json) with upstreams, keys, weights and per-lane limits", "FILE");
         _apiKey = new Option<string?>("--api-key") { Description = "The provider's API key; defaults to OPENAI_API_KEY or ANTHROPIC_API_KEY" };
         _anthropicVersion = new Option<string>("--anthropic-version") { Description = "The anthropic-version header", DefaultValueFactory = _ => "2023-06-01" };
         _limits = new RateLimitOptionSet(prefix: "",

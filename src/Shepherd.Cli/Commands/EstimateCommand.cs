@@ -21,11 +21,10 @@ internal static class EstimateCommand
         var model = new Option<string?>("--model") { Description = "Price every request as if it used this model", HelpName = "MODEL" };
         var rpm = CliOptions.OptionalLong("--rpm", "Requests per minute of each model's lane; by default the configuration's limits for the model", 1);
         var tpm = CliOptions.OptionalLong("--tpm", "Tokens per minute (prompt + expected output) of each model's lane; by default the configuration's limits for the model", 1);
-        var config = new Option<string?>("--config") { Description = "A configuration file (shepherd.json): its prices and its upstreams' limits apply" };
-        config.AcceptLegalFilePathsOnly();
+        var config = CliOptions.FilePath("--config", "A configuration file (shepherd.json): its prices and its upstreams' limits apply", "FILE");
         var json = new Option<bool>("--json") { Description = "Print the estimate as one JSON document on stdout" };
         var deadline = CliOptions.Duration("--deadline", "Also price each tier (realtime, native, flex) and the planner's mix for this deadline (6h, 90m, 2d)");
-        var cache = new Option<string?>("--cache") { Description = "Leave out what this answer cache would answer; by default your runs' cache (~/.cache/shepherd/answers.db), when there is one", HelpName = "PATH" };
+        var cache = CliOptions.FilePath("--cache", "Leave out what this answer cache would answer; by default your runs' cache (~/.cache/shepherd/answers.db), when there is one");
         var noCache = new Option<bool>("--no-cache") { Description = "Price every request, also those the answer cache would answer" };
 
         var command = new Command("estimate", "Price a batch file before sending it: tokens, expected output, realtime and batch cost per model, and the time the rate limits imply")
@@ -59,7 +58,7 @@ internal static class EstimateCommand
             };
             var estimator = new BatchEstimator(settings?.PriceTable() ?? PriceTable.BuiltIn, new TokenEstimator());
             BatchEstimate estimate;
-            await using (options.Cache = parse.GetValue(noCache) ? null : await ExistingCacheAsync(parse.GetValue(cache) ?? AnswerCaches.DefaultPath(), cancellationToken))
+            await using (options.Cache = parse.GetValue(noCache) ? null : await ExistingCacheAsync(parse.GetValue(cache), cancellationToken))
             await using (var stream = new FileStream(input, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, useAsync: true))
             {
                 estimate = await estimator.EstimateAsync(stream, options, cancellationToken);
@@ -86,11 +85,20 @@ internal static class EstimateCommand
         return command;
     }
 
-    /// <summary>The answer cache at <paramref name="path"/> when there is one (an estimate makes none); one that cannot be read is said and done without.</summary>
-    private static async Task<Engine.Storage.AnswerCache?> ExistingCacheAsync(string path, CancellationToken cancellationToken)
+    /// <summary>
+    /// The answer cache at <paramref name="given"/> (the user's runs' when null) when there is one:
+    /// an estimate makes none. One named that is not there, or that cannot be read, is said and done without.
+    /// </summary>
+    private static async Task<Engine.Storage.AnswerCache?> ExistingCacheAsync(string? given, CancellationToken cancellationToken)
     {
+        var path = given ?? AnswerCaches.DefaultPath();
         if (!File.Exists(path))
         {
+            if (given is not null)
+            {
+                await Console.Error.WriteLineAsync($"warning: there is no answer cache at {given}; every request is priced.");
+            }
+
             return null;
         }
 

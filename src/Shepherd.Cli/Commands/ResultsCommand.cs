@@ -10,8 +10,7 @@ internal static class ResultsCommand
     public static Command Create()
     {
         var id = RemoteOptionSet.BatchId();
-        var output = new Option<string?>("--output", "-o") { Description = "Write the results to this JSONL file (it appears whole or not at all); default: stdout", HelpName = "FILE" };
-        output.AcceptLegalFilePathsOnly();
+        var output = CliOptions.FilePath("--output", "Write the results to this JSONL file (it appears whole or not at all); default: stdout", "FILE", "-o");
         var remote = new RemoteOptionSet("With -o, print what was written (batch_id, output, results) as JSON on stdout; the results themselves are JSONL either way");
         var command = new Command("results", "Stream a batch's results (one JSON line per request, in input order) to a file or to stdout") { id, output };
         remote.AddTo(command);

@@ -16,11 +16,11 @@ internal static class RunCommand
             ("low", BatchPriority.Low), ("normal", BatchPriority.Normal), ("high", BatchPriority.High));
         var deadline = CliOptions.Deadline("When the batch must be done, counted from its start (24h, 90m, 7d): unfinished requests then end batch_expired; with it, mode auto plans to meet it (kept with the batch; given again, it replaces the saved one)");
         var mode = CliOptions.Mode("How requests go: realtime (sent one by one), native (the provider's batch API), flex (the flex tier) or auto (the cheapest that meets the deadline). Default: auto with --deadline when an upstream has a batch API or flex tier for the model, realtime otherwise (kept with the batch; given again, it replaces the saved one)");
-        var state = new Option<string?>("--state") { Description = "The state file; defaults to FILE.shepherd.db beside the input" };
-        var output = new Option<string?>("--output", "-o") { Description = "Where successful results go; defaults to NAME.out.jsonl beside the input" };
-        var errors = new Option<string?>("--errors") { Description = "Where failed results go; defaults to NAME.errors.jsonl beside the input" };
+        var state = CliOptions.FilePath("--state", "The state file; defaults to FILE.shepherd.db beside the input");
+        var output = CliOptions.FilePath("--output", "Where successful results go; defaults to NAME.out.jsonl beside the input", "PATH", "-o");
+        var errors = CliOptions.FilePath("--errors", "Where failed results go; defaults to NAME.errors.jsonl beside the input");
         var fresh = new Option<bool>("--fresh") { Description = "Discard saved progress for this input and start over (the answer cache still answers what it holds; --no-cache sends everything)" };
-        var cache = new Option<string?>("--cache") { Description = "The answer cache shared by your runs; defaults to ~/.cache/shepherd/answers.db ($XDG_CACHE_HOME/shepherd)", HelpName = "PATH" };
+        var cache = CliOptions.FilePath("--cache", "The answer cache shared by your runs; defaults to ~/.cache/shepherd/answers.db ($XDG_CACHE_HOME/shepherd)");
         var noCache = new Option<bool>("--no-cache") { Description = "Neither answer from the answer cache nor keep answers in it: every request is sent" };
         var noCacheSampled = new Option<bool>("--no-cache-sampled") { Description = "Send requests that ask for sampling (temperature above 0, n above 1) every time, rather than replay the answer the cache holds (kept with the batch)" };
         var progress = CliOptions.Progress();

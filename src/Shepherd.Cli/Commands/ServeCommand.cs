@@ -10,12 +10,12 @@ internal static class ServeCommand
     {
         var engine = new EngineOptionSet("Where requests go: sim (the built-in simulated provider), openai (any OpenAI-compatible server, the default), anthropic");
         var urls = new Option<string?>("--urls") { Description = "Where to listen, separated by ';' (default http://127.0.0.1:8080; port 0 picks a free one)" };
-        var store = new Option<string?>("--store", "--state")
+        var store = CliOptions.NotBlank(new Option<string?>("--store", "--state")
         {
             Description = $"Where state lives: a SQLite file (default {ServerRun.DefaultStatePath}), or a PostgreSQL connection string (postgres://user@host:5432/db) that several nodes share",
-        };
+        }, "a SQLite file or a PostgreSQL connection string");
         var otlp = CliOptions.Url("--otlp-endpoint", "Send traces of API calls and upstream requests to this OpenTelemetry collector (OTLP, such as http://127.0.0.1:4317); off by default");
-        var node = new Option<string?>("--node") { Description = "This node's name among nodes sharing a PostgreSQL store (default: the machine's name and the port)" };
+        var node = CliOptions.NotBlank(new Option<string?>("--node") { Description = "This node's name among nodes sharing a PostgreSQL store (default: the machine's name and the port)" }, "a name");
         var gatewayKey = new Option<string[]>("--gateway-key")
         {
             Description = "A key clients must present (repeat it; each key is a tenant that sees only its own files and batches). Without keys anyone who can reach the server may use it",
