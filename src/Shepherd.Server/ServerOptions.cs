@@ -50,6 +50,33 @@ public sealed class ServerOptions
     public long MaxSmallBodyBytes { get; set; } = 1024 * 1024;
 
     /// <summary>
+    /// The largest body of a realtime call (<c>POST /v1/chat/completions</c> and the door's other routes).
+    /// <value>The default is 32 MB, room for images given inline.</value>
+    /// </summary>
+    public long MaxCallBodyBytes { get; set; } = 32L * 1024 * 1024;
+
+    /// <summary>
+    /// How long a realtime call waits for its answer when its SDK does not say (the OpenAI and
+    /// Anthropic SDKs send their timeout in <c>x-stainless-timeout</c>; a longer one is cut to
+    /// this): transient failures are tried again within it.
+    /// <value>The default is 10 minutes, the OpenAI SDK's own.</value>
+    /// </summary>
+    public TimeSpan CallTimeout { get; set; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>
+    /// The most calls that can wait one batch collects before it starts.
+    /// <value>The default is 1,000.</value>
+    /// </summary>
+    public int CallCollectSize { get; set; } = 1000;
+
+    /// <summary>
+    /// The longest a batch of calls that can wait collects before it starts; a tenth of the time
+    /// its first call's deadline leaves, when that is shorter.
+    /// <value>The default is 1 minute.</value>
+    /// </summary>
+    public TimeSpan CallCollectAge { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>
     /// Where traces go: an OpenTelemetry collector's OTLP endpoint, gRPC (such as
     /// <c>http://127.0.0.1:4317</c>) or HTTP when the url ends in <c>/v1/traces</c> (such as
     /// <c>http://127.0.0.1:4318/v1/traces</c>). Null, the default, sends no traces anywhere.
@@ -105,6 +132,10 @@ public sealed class ServerOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxCreateBodyBytes, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxCreateRequests, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxSmallBodyBytes, 1024);
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxCallBodyBytes, 1024);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(CallTimeout, TimeSpan.Zero);
+        ArgumentOutOfRangeException.ThrowIfLessThan(CallCollectSize, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(CallCollectAge, TimeSpan.Zero);
         if (OtlpEndpoint is { } otlp && (!otlp.IsAbsoluteUri || otlp.Scheme is not ("http" or "https")))
         {
             throw new ArgumentException($"The OTLP endpoint '{otlp}' is not an absolute http or https url.", nameof(OtlpEndpoint));

@@ -99,6 +99,8 @@ public sealed class ShepherdServer : IAsyncDisposable
             engine.Upstreams,
             engine.Native));
         builder.Services.AddSingleton<MessageBatchesApi>();
+        builder.Services.AddSingleton<Gateway.DeadlineCalls>();
+        builder.Services.AddSingleton<Gateway.GatewayApi>();
         builder.Services.AddSingleton<DashboardApi>();
         builder.Services.AddSingleton(sp => new ServerAnswerCache(settings, engine, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<ServerAnswerCache>>()));
         builder.Services.AddSingleton<EngineService>();
@@ -111,6 +113,7 @@ public sealed class ShepherdServer : IAsyncDisposable
         {
             await app.Services.GetRequiredService<IBatchStore>().InitializeAsync(cancellationToken);
             await app.Services.GetRequiredService<BatchService>().RecoverAsync(cancellationToken);
+            await app.Services.GetRequiredService<Gateway.DeadlineCalls>().RecoverAsync(cancellationToken);
             app.UseMiddleware<ApiMiddleware>();
             app.MapGet("/health", () => Results.Text("ok"));
             app.MapGet("/healthz", () => Results.Text("ok"));
@@ -121,6 +124,7 @@ public sealed class ShepherdServer : IAsyncDisposable
             app.Services.GetRequiredService<BatchesApi>().Map(app);
             app.Services.GetRequiredService<EstimateApi>().Map(app);
             app.Services.GetRequiredService<MessageBatchesApi>().Map(app);
+            app.Services.GetRequiredService<Gateway.GatewayApi>().Map(app);
             app.MapFallback((HttpContext context) =>
                 throw ApiException.NotFound($"There is no {context.Request.Method} {context.Request.Path} on this server."));
             await app.StartAsync(cancellationToken);

@@ -70,7 +70,11 @@ public sealed record SimulatorStats(
     long Duplicates,
     BatchStats Batch,
     long FlexRequests,
-    long FlexRefusals);
+    long FlexRefusals)
+{
+    /// <summary>Streams whose client left before their last event (a paced stream, <see cref="SimulatorOptions.StreamInterval"/>).</summary>
+    public long StreamsCut { get; init; }
+}
 
 /// <summary>
 /// Counters of the simulator's batch APIs (OpenAI batches and Anthropic message batches

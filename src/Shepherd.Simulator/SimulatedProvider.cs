@@ -44,6 +44,7 @@ public sealed partial class SimulatedProvider
     private long _duplicates;
     private long _flexRequests;
     private long _flexRefusals;
+    private long _streamsCut;
 
     /// <summary>Creates a simulator; the options are copied.</summary>
     public SimulatedProvider(SimulatorOptions options, TimeProvider timeProvider, Random random)
@@ -104,7 +105,13 @@ public sealed partial class SimulatedProvider
         Interlocked.Read(ref _duplicates),
         _batches.Stats(),
         Interlocked.Read(ref _flexRequests),
-        Interlocked.Read(ref _flexRefusals));
+        Interlocked.Read(ref _flexRefusals))
+    {
+        StreamsCut = Interlocked.Read(ref _streamsCut),
+    };
+
+    /// <summary>Counts a stream whose client left before its last event.</summary>
+    internal void StreamCut() => Interlocked.Increment(ref _streamsCut);
 
     /// <summary>Answers one request. A hang waits until <paramref name="cancellationToken"/> is cancelled.</summary>
     public async Task<SimulatedResponse> HandleAsync(SimulatedRequest request, CancellationToken cancellationToken)

@@ -123,9 +123,10 @@ public sealed class SimulatorServer : IAsyncDisposable
                     await response.Body.FlushAsync(context.RequestAborted);
                 }
             }
-            catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+            catch (Exception ex) when (ex is OperationCanceledException or IOException && context.RequestAborted.IsCancellationRequested)
             {
                 // The client went away.
+                provider.StreamCut();
             }
 
             return;
@@ -160,6 +161,7 @@ public sealed class SimulatorServer : IAsyncDisposable
         json.WriteNumber("batch_lines_cancelled", stats.Batch.LinesCancelled);
         json.WriteNumber("flex_requests", stats.FlexRequests);
         json.WriteNumber("flex_refusals", stats.FlexRefusals);
+        json.WriteNumber("streams_cut", stats.StreamsCut);
         json.WriteEndObject();
         await json.FlushAsync(cancellationToken);
     }

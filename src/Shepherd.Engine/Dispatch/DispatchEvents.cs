@@ -28,5 +28,8 @@ internal sealed record ClaimedEvent(ModelQueue Queue, IReadOnlyList<ClaimedItem>
     public IReadOnlyDictionary<long, string> Keys { get; init; } = new Dictionary<long, string>();
 }
 
+/// <summary>A realtime call to queue: new, or due again after a transient failure.</summary>
+internal sealed record CallEvent(RealtimeCall Call) : DispatchEvent;
+
 /// <summary>An answer, already classified where it arrived, so the loop only decides; null when abandoned on stop.</summary>
 internal sealed record AnsweredEvent(WorkItem Work, Lane Lane, SentRequest Reservation, UpstreamResponse? Response, Classified Classified) : DispatchEvent;

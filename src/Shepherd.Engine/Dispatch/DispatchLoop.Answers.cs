@@ -24,6 +24,7 @@ internal sealed partial class DispatchLoop
         {
             // Abandoned on stop: the item stays leased and runs again after a restart.
             lane.Abandon();
+            work.Call?.Reply(new RealtimeAnswer { Attempts = work.Call.Attempts, Error = new RealtimeError(503, "server_stopping", "Shepherd stopped before the answer came; call again.", TimeSpan.FromSeconds(1)) });
             _counters.Ended(null);
             _telemetry?.Answered(lane.Upstream.Name, lane.Model, "abandoned", null, null, latency);
             return;
@@ -57,6 +58,12 @@ internal sealed partial class DispatchLoop
             InFailureRun = lane.InFailureRun,
             RetryAfter = retryAfter,
         }, now);
+        if (work.Call is { } call)
+        {
+            Answered(call, work, lane, response, verdict, result, decision);
+            return;
+        }
+
         if (decision.Kind is not { } kind)
         {
             Requeue(work, lane, result);

@@ -57,14 +57,17 @@ internal sealed partial class DispatchLoop
         }
 
         var kept = new List<WorkItem>(keep);
-        while (kept.Count < keep && queue.Items.TryDequeue(out var work, out _))
-        {
-            kept.Add(work);
-        }
-
         while (queue.Items.TryDequeue(out var work, out _))
         {
-            Emit(new ItemOutcome(work.Item, OutcomeKind.Released, new AttemptResult()));
+            // Realtime calls are kept: their callers wait for them, and hear at once when no lane can take them.
+            if (kept.Count < keep || work.Call is not null)
+            {
+                kept.Add(work);
+            }
+            else
+            {
+                Emit(new ItemOutcome(work.Item, OutcomeKind.Released, new AttemptResult()));
+            }
         }
 
         kept.ForEach(queue.Enqueue);
@@ -75,10 +78,17 @@ internal sealed partial class DispatchLoop
     {
         while (queue.Items.TryPeek(out var work, out _))
         {
+            if (work.Call is { IsDone: true })
+            {
+                // Its caller has left, or had its answer by the deadline.
+                queue.Items.Dequeue();
+                continue;
+            }
+
             // Answers not yet recorded are sent again after a crash: while the store lags, as many
-            // as two rounds of the lanes' concurrency wait for it, and nothing more is sent until
-            // it catches up (each commit wakes the loop).
-            if (_signals.Uncommitted >= UncommittedCap)
+            // as two rounds of the lanes' concurrency wait for it, and nothing more of batches is
+            // sent until it catches up (each commit wakes the loop). Realtime calls record nothing.
+            if (work.Call is null && _signals.Uncommitted >= UncommittedCap)
             {
                 return null;
             }
@@ -86,11 +96,11 @@ internal sealed partial class DispatchLoop
             if (queue.Lanes.Count == 0)
             {
                 queue.Items.Dequeue();
-                Emit(new ItemOutcome(work.Item, OutcomeKind.Failed, new AttemptResult
+                End(work, OutcomeKind.Failed, new AttemptResult
                 {
                     ErrorCode = "model_not_served",
                     ErrorMessage = $"no configured upstream serves the model {queue.Model}",
-                }));
+                });
                 continue;
             }
 
@@ -119,6 +129,13 @@ internal sealed partial class DispatchLoop
             }
 
             var lane = Pick(queue, work, now, out var laneWait);
+            if (lane is null && work.Call is { } call && queue.IsBlocked)
+            {
+                queue.Items.Dequeue();
+                Unavailable(call, queue, now);
+                continue;
+            }
+
             if (lane is null)
             {
                 if (laneWait is not null)
@@ -192,11 +209,19 @@ internal sealed partial class DispatchLoop
         span?.SetTag("gen_ai.request.model", work.Item.Model);
         try
         {
-            var body = work.Item.Tier == ItemTier.Flex ? FlexTier.Body(work.Item.Body) : work.Item.Body;
-            response = await lane.Upstream.Client.SendAsync(work.Url, body, cancellationToken);
+            if (work.Call is { } call)
+            {
+                response = await CallAsync(call, lane, cancellationToken);
+            }
+            else
+            {
+                var body = work.Item.Tier == ItemTier.Flex ? FlexTier.Body(work.Item.Body) : work.Item.Body;
+                response = await lane.Upstream.Client.SendAsync(work.Url, body, cancellationToken);
+            }
         }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested || work.Call?.Aborted.IsCancellationRequested == true)
         {
+            // On stop, or when a call's caller left: nothing to record.
             response = null;
         }
 #pragma warning disable CA1031 // A fault in one send must not strand its item: it becomes a transient failure, retried.
@@ -210,5 +235,28 @@ internal sealed partial class DispatchLoop
         span?.SetTag("http.response.status_code", response?.StatusCode);
         span?.SetTag("shepherd.failure", response?.FailureCode);
         _signals.Tell(new AnsweredEvent(work, lane, reservation, response, classified));
+    }
+
+    /// <summary>
+    /// Sends a realtime call, cancelled with its caller. A streamed 2xx answer goes to the caller
+    /// as soon as its headers are in; the call holds its lane until the relay ends, and is priced
+    /// by the usage its events carried.
+    /// </summary>
+    private static async Task<UpstreamResponse> CallAsync(RealtimeCall call, Lane lane, CancellationToken cancellationToken)
+    {
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, call.Aborted);
+        var (response, open) = await lane.Upstream.Client.CallAsync(call.Url, call.Body, call.Stream, linked.Token);
+        if (open is null)
+        {
+            return response;
+        }
+
+        var relay = new StreamRelay(open, call.HideUsage);
+        if (!call.Reply(new RealtimeAnswer { StatusCode = response.StatusCode, Headers = response.Headers ?? [], Events = relay, Attempts = call.Attempts + 1 }))
+        {
+            await relay.DisposeAsync();
+        }
+
+        return response with { Body = StreamRelay.UsageBody(await relay.Ended) };
     }
 }

@@ -77,7 +77,7 @@ internal sealed partial class DispatchLoop
     /// <summary>Ends the queued items of batches that stopped being active: cancelled, expired, or taken back.</summary>
     private async Task PurgeAsync(ModelQueue queue, CancellationToken cancellationToken)
     {
-        if (queue.Items.UnorderedItems.All(entry => _active.Contains(entry.Element.Item.BatchId)))
+        if (queue.Items.UnorderedItems.All(entry => entry.Element.Call is not null || _active.Contains(entry.Element.Item.BatchId)))
         {
             return;
         }
@@ -87,7 +87,7 @@ internal sealed partial class DispatchLoop
         while (queue.Items.TryDequeue(out var work, out _))
         {
             var batchId = work.Item.BatchId;
-            if (_active.Contains(batchId))
+            if (work.Call is not null || _active.Contains(batchId))
             {
                 keep.Add(work);
                 continue;

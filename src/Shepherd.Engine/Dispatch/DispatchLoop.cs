@@ -135,9 +135,38 @@ internal sealed partial class DispatchLoop(DispatchContext context, string? only
         {
             while (queue.Items.TryDequeue(out var work, out _))
             {
-                Emit(new ItemOutcome(work.Item, OutcomeKind.Released, new AttemptResult()));
+                End(work, OutcomeKind.Released, new AttemptResult());
             }
         }
+    }
+
+    /// <summary>
+    /// Ends an item that is not sent: a batch item's outcome goes to the store; a realtime call
+    /// is answered with Shepherd's own error (released: the server stops; failed: the reason).
+    /// </summary>
+    private void End(WorkItem work, OutcomeKind kind, AttemptResult result)
+    {
+        if (work.Call is not { } call)
+        {
+            Emit(new ItemOutcome(work.Item, kind, result));
+            return;
+        }
+
+        call.Reply(new RealtimeAnswer
+        {
+            Attempts = call.Attempts,
+            Error = kind == OutcomeKind.Released
+                ? new RealtimeError(503, "server_stopping", "Shepherd is stopping and sent nothing for this call; call again.", TimeSpan.FromSeconds(1))
+                : new RealtimeError(result.ErrorCode == "model_not_served" ? 404 : 502, result.ErrorCode ?? "upstream_error", result.ErrorMessage ?? "The call could not be sent."),
+        });
+    }
+
+    /// <summary>Keeps in <paramref name="queue"/> only the items <paramref name="keep"/> says, in their order.</summary>
+    private static void KeepOnly(ModelQueue queue, Func<WorkItem, bool> keep)
+    {
+        var kept = queue.Items.UnorderedItems.Select(entry => entry.Element).Where(keep).ToList();
+        queue.Items.Clear();
+        kept.ForEach(queue.Enqueue);
     }
 
     private void Handle(DispatchEvent next)
@@ -161,10 +190,14 @@ internal sealed partial class DispatchLoop(DispatchContext context, string? only
                 }
 
                 break;
+            case CallEvent call:
+                Enqueue(call.Call);
+                break;
             case DropLeasesEvent:
                 foreach (var queue in _queues.Values)
                 {
-                    queue.Items.Clear();
+                    // Realtime calls are no one else's: they stay.
+                    KeepOnly(queue, work => work.Call is not null);
                     queue.Parked = 0;
                 }
 

@@ -21,6 +21,13 @@ internal sealed class DispatchSignals
     private IReadOnlyCollection<string> _sendingLanes = [];
     private IReadOnlyList<LaneState> _lanes = [];
     private (ClusterView View, TimeSpan Settle) _cluster = (ClusterView.Alone, TimeSpan.Zero);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> _realtimeCost = new(StringComparer.Ordinal);
+
+    /// <summary>What realtime calls cost, in billionths of a US dollar, by tenant ("" on a server without keys).</summary>
+    public IReadOnlyDictionary<string, long> RealtimeCost => _realtimeCost;
+
+    /// <summary>Counts what a realtime call of <paramref name="owner"/> cost.</summary>
+    public void Spent(string? owner, long nanos) => _realtimeCost.AddOrUpdate(owner ?? "", nanos, (_, total) => total + nanos);
 
     /// <summary>What the loop is told: answers, claims' results, and "look again".</summary>
     public ChannelReader<DispatchEvent> Events => _events.Reader;

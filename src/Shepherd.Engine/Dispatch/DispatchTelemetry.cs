@@ -37,6 +37,8 @@ public sealed class DispatchTelemetry
     private readonly CountedSeries _paidTwice = new();
     private readonly CountedSeries _cacheHits = new();
     private readonly CountedSeries _cacheSavedNanos = new();
+    private readonly CountedSeries _calls = new("tenant", "status_code");
+    private readonly CountedSeries _callCostNanos = new("tenant");
 
     /// <summary>Creates the instruments on a meter from <paramref name="meters"/>; the gauges read <paramref name="dispatcher"/>.</summary>
     public DispatchTelemetry(IMeterFactory meters, Dispatcher dispatcher)
@@ -62,6 +64,8 @@ public sealed class DispatchTelemetry
             "Lines a provider's batch job answered after the planner had given their requests to realtime (its cancel had not landed in time)");
         meter.CreateObservableCounter("shepherd.cache.hits", () => _cacheHits.Read(n => n), "{request}", "Requests answered from the answer cache, not sent");
         meter.CreateObservableCounter("shepherd.cache.saved.usd", () => _cacheSavedNanos.Read(n => n / 1e9), "{USD}", "What the answers taken from the answer cache cost when they were bought, in US dollars: what the cache saved");
+        meter.CreateObservableCounter("shepherd.realtime.calls", () => _calls.Read(n => n), "{request}", "Attempts of realtime calls (the gateway door), by tenant and the upstream's status code");
+        meter.CreateObservableCounter("shepherd.realtime.cost.usd", () => _callCostNanos.Read(n => n / 1e9), "{USD}", "What realtime calls cost in US dollars, by tenant");
         _commits = meter.CreateHistogram("shepherd.store.commit.duration", "s", "Time to record a group of outcomes in the store", advice: Seconds);
         meter.CreateObservableGauge("shepherd.dispatch.in_flight", () => dispatcher.Counters.InFlight, "{request}", "Requests sent and not yet answered");
         meter.CreateObservableGauge("shepherd.queue.depth", () => dispatcher.QueueDepth, "{item}", "Items of active batches not yet ended");
@@ -88,6 +92,8 @@ public sealed class DispatchTelemetry
         _paidTwice.Start();
         _cacheHits.Start();
         _cacheSavedNanos.Start();
+        _calls.Start();
+        _callCostNanos.Start();
         foreach (var tier in new[] { ItemTier.Realtime, ItemTier.Native, ItemTier.Flex })
         {
             _tierAnswers.Start(("tier", TierWord(tier)));
@@ -129,6 +135,14 @@ public sealed class DispatchTelemetry
     {
         _cacheHits.Add(1);
         _cacheSavedNanos.Add(result.SavedNanos);
+    }
+
+    /// <summary>An attempt of a realtime call of <paramref name="tenant"/> (none on a server without keys), with what it cost.</summary>
+    internal void CalledRealtime(string? tenant, AttemptResult result)
+    {
+        var who = tenant ?? "";
+        _calls.Add(1, who, result.StatusCode?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? result.ErrorCode ?? "none");
+        _callCostNanos.Add(result.CostNanos, who);
     }
 
     /// <summary>Lines a provider answered after their requests had gone to realtime.</summary>

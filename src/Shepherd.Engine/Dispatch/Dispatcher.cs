@@ -158,6 +158,44 @@ public sealed partial class Dispatcher
         _signals.Tell(DispatchEvent.Wake);
     }
 
+    /// <summary>
+    /// Sends a realtime call through the lanes, ahead of batch work, and returns its answer: the
+    /// provider's (for a stream, with its events still to be relayed), or, when none came by the
+    /// call's deadline, the last one an attempt brought (a 429 of the provider's, say), or
+    /// Shepherd's own error. Throws <see cref="OperationCanceledException"/> when the caller leaves.
+    /// </summary>
+    public async Task<RealtimeAnswer> CallAsync(RealtimeCall call, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(call);
+        _signals.Tell(new CallEvent(call));
+        var wait = call.Deadline - _time.GetUtcNow();
+        try
+        {
+            return await call.Answer.WaitAsync(wait > TimeSpan.Zero ? wait : TimeSpan.Zero, _time, cancellationToken);
+        }
+        catch (TimeoutException)
+        {
+            call.Reply(call.Last is { StatusCode: not null } last
+                ? RealtimeAnswer.Of(last, call.Attempts, 0)
+                : new RealtimeAnswer
+                {
+                    Attempts = call.Attempts,
+                    Error = new RealtimeError(504, "deadline_exceeded", call.Last is { } failed
+                        ? $"No answer came before the call's deadline; the last attempt failed: {failed.FailureMessage}."
+                        : "No answer came before the call's deadline: its lane was busy with calls ahead of it; call again, or give a longer timeout."),
+                });
+            return await call.Answer;
+        }
+        catch (OperationCanceledException)
+        {
+            call.Reply(new RealtimeAnswer { Attempts = call.Attempts, Error = new RealtimeError(499, "client_closed", "The caller left.") });
+            throw;
+        }
+    }
+
+    /// <summary>What realtime calls have cost since the node started, in billionths of a US dollar, by tenant ("" on a server without keys).</summary>
+    public IReadOnlyDictionary<string, long> RealtimeCost => _signals.RealtimeCost;
+
     /// <summary>Completes when the batch has ended (completed, cancelled or expired).</summary>
     public async Task WaitForBatchAsync(string batchId, CancellationToken cancellationToken)
     {

@@ -23,6 +23,9 @@ internal sealed class WorkItem(ClaimedItem item, string url, long order)
 
     /// <summary>The answer cache's key of the request as it is sent, so its answer can be kept; null without a cache.</summary>
     public string? CacheKey { get; init; }
+
+    /// <summary>The realtime call this is, whose caller waits for it; null for a batch item, which the store holds.</summary>
+    public RealtimeCall? Call { get; init; }
 }
 
 /// <summary>The items leased for one model, waiting for a lane, highest priority first. Owned by the dispatch loop.</summary>
@@ -61,7 +64,8 @@ internal sealed class ModelQueue(string model, IReadOnlyList<Lane> lanes)
         }
     }
 
-    public void Enqueue(WorkItem work) => Items.Enqueue(work, (-(int)work.Item.Priority, work.Order));
+    /// <summary>Queues an item by its batch's priority; a realtime call goes ahead of every batch item.</summary>
+    public void Enqueue(WorkItem work) => Items.Enqueue(work, (work.Call is null ? -(int)work.Item.Priority : int.MinValue, work.Order));
 
     /// <summary>How many items to hold ready: two rounds of every lane's concurrency.</summary>
     public int Target => Math.Clamp(2 * Lanes.Sum(l => l.Concurrency.Limit), 4, 2000);

@@ -55,6 +55,19 @@ internal static class UsageReader
         }
     }
 
+    /// <summary>Reads a usage object on its own (a streamed event's), as <see cref="TryRead"/> reads the one in a body.</summary>
+    public static (int Input, int Output, int Cached) ReadUsage(ReadOnlySpan<byte> usage)
+    {
+        int input = 0, output = 0, cached = 0;
+        var reader = new Utf8JsonReader(usage);
+        if (reader.Read() && reader.TokenType == JsonTokenType.StartObject)
+        {
+            ReadUsage(ref reader, ref input, ref output, ref cached);
+        }
+
+        return (input, output, cached);
+    }
+
     private static void ReadUsage(ref Utf8JsonReader reader, ref int input, ref int output, ref int cached)
     {
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)

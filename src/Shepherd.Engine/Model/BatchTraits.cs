@@ -19,6 +19,9 @@ public enum BatchDoor
 
     /// <summary>The Anthropic Message Batches API.</summary>
     Anthropic = 3,
+
+    /// <summary>The realtime door's calls that can wait, collected into a batch; each is answered to its caller, so no result files.</summary>
+    Gateway = 4,
 }
 
 /// <summary>How soon a batch's items go, relative to other batches in the same lane.</summary>

@@ -46,7 +46,19 @@ public sealed class UpstreamClient
         : throw new ArgumentException($"'{url}' is not a batch url.", nameof(url));
 
     /// <summary>Sends <paramref name="body"/> to <paramref name="url"/> and returns what came back.</summary>
-    public async Task<UpstreamResponse> SendAsync(string url, byte[] body, CancellationToken cancellationToken)
+    public async Task<UpstreamResponse> SendAsync(string url, byte[] body, CancellationToken cancellationToken) =>
+        (await ExchangeAsync(url, body, stream: false, cancellationToken)).Response;
+
+    /// <summary>
+    /// Sends a realtime call's <paramref name="body"/> to <paramref name="url"/>: the answer
+    /// keeps the headers a client relies on. With <paramref name="stream"/>, a 2xx answer is
+    /// returned as soon as its headers are in, with the open response whose body is still to be
+    /// read (the caller disposes of it); every other answer is read whole.
+    /// </summary>
+    internal Task<(UpstreamResponse Response, HttpResponseMessage? Open)> CallAsync(string url, byte[] body, bool stream, CancellationToken cancellationToken) =>
+        ExchangeAsync(url, body, stream, cancellationToken, keepHeaders: true);
+
+    private async Task<(UpstreamResponse Response, HttpResponseMessage? Open)> ExchangeAsync(string url, byte[] body, bool stream, CancellationToken cancellationToken, bool keepHeaders = false)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, TargetOf(url));
         request.Content = new ByteArrayContent(body);
@@ -56,35 +68,48 @@ public sealed class UpstreamClient
 
         using var timeout = new CancellationTokenSource(_options.RequestTimeout, _time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+        HttpResponseMessage? response = null;
         try
         {
-            using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, linked.Token);
-            var answer = ReadHeaders(response);
+            // A stream's body is read by its caller, for as long as the caller stays: only the headers keep to the timeout.
+            response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, linked.Token);
+            var answer = ReadHeaders(response, keepHeaders);
+            if (stream && response.IsSuccessStatusCode)
+            {
+                var open = response;
+                response = null;
+                return (answer, open);
+            }
+
             var content = await ReadBodyAsync(response.Content, linked.Token);
-            return content is null
+            return (content is null
                 ? answer with
                 {
                     StatusCode = null,
                     FailureCode = FailureCodes.ResponseTooLarge,
                     FailureMessage = $"the answer (HTTP {(int)response.StatusCode}) was larger than {_options.MaxResponseBytes} bytes",
                 }
-                : answer with { Body = content };
+                : answer with { Body = content }, null);
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
-            return new UpstreamResponse
+            return (new UpstreamResponse
             {
                 FailureCode = FailureCodes.RequestTimeout,
                 FailureMessage = $"no complete answer within {_options.RequestTimeout.TotalSeconds:0.###} s",
-            };
+            }, null);
         }
         catch (HttpRequestException ex)
         {
-            return new UpstreamResponse { FailureCode = FailureCodes.ConnectionError, FailureMessage = DescribeTransportError(ex) };
+            return (new UpstreamResponse { FailureCode = FailureCodes.ConnectionError, FailureMessage = DescribeTransportError(ex) }, null);
         }
         catch (IOException ex)
         {
-            return new UpstreamResponse { FailureCode = FailureCodes.ConnectionError, FailureMessage = ex.Message };
+            return (new UpstreamResponse { FailureCode = FailureCodes.ConnectionError, FailureMessage = ex.Message }, null);
+        }
+        finally
+        {
+            response?.Dispose();
         }
     }
 
@@ -152,11 +177,12 @@ public sealed class UpstreamClient
         _ => ex.Message,
     };
 
-    private UpstreamResponse ReadHeaders(HttpResponseMessage response)
+    private UpstreamResponse ReadHeaders(HttpResponseMessage response, bool keepHeaders)
     {
         var headers = response.Headers;
         return new UpstreamResponse
         {
+            Headers = keepHeaders ? PassedOn(response) : null,
             StatusCode = (int)response.StatusCode,
             RequestId = First(headers, "x-request-id") ?? First(headers, "request-id"),
             RetryAfter = RetryAfterOf(headers),
@@ -245,6 +271,34 @@ public sealed class UpstreamClient
         {
             System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
         }
+    }
+
+    /// <summary>Headers no hop may pass on (RFC 9110, 7.6.1), and those the server that answers sets itself.</summary>
+    private static readonly FrozenSet<string> HopHeaders = FrozenSet.ToFrozenSet(
+        ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "content-length", "date", "server", "alt-svc"],
+        StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>The answer's headers a client relies on (ids, rate limits, retry advice, the content type), as the upstream gave them.</summary>
+    private static List<KeyValuePair<string, string>> PassedOn(HttpResponseMessage response)
+    {
+        var kept = new List<KeyValuePair<string, string>>();
+        foreach (var (name, values) in response.Headers.NonValidated)
+        {
+            if (!HopHeaders.Contains(name))
+            {
+                kept.Add(new(name, values.ToString()));
+            }
+        }
+
+        foreach (var (name, values) in response.Content.Headers.NonValidated)
+        {
+            if (!HopHeaders.Contains(name))
+            {
+                kept.Add(new(name, values.ToString()));
+            }
+        }
+
+        return kept;
     }
 
     private static string? First(HttpResponseHeaders headers, string name) =>

@@ -24,6 +24,9 @@ public sealed record UpstreamResponse
     /// <summary>The upstream's rate-limit headers, when it sent any.</summary>
     public RateLimitSnapshot? RateLimits { get; init; }
 
+    /// <summary>For a realtime call, the answer's headers a client relies on, as received; null for batch work, which keeps none.</summary>
+    public IReadOnlyList<KeyValuePair<string, string>>? Headers { get; init; }
+
     /// <summary>Shepherd's code when no answer arrived: <c>request_timeout</c>, <c>connection_error</c>, <c>response_too_large</c>.</summary>
     public string? FailureCode { get; init; }
 

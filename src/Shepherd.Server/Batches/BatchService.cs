@@ -33,7 +33,7 @@ internal sealed partial class BatchService(
     ServerOptions options)
 {
     /// <summary>Every door a batch can come in by: what the OpenAI door and the dashboard look up and list.</summary>
-    private static readonly BatchDoor[] EveryDoor = [BatchDoor.OpenAI, BatchDoor.Inline, BatchDoor.Anthropic, BatchDoor.Run];
+    private static readonly BatchDoor[] EveryDoor = [BatchDoor.OpenAI, BatchDoor.Inline, BatchDoor.Anthropic, BatchDoor.Run, BatchDoor.Gateway];
 
     private static readonly BatchDoor[] AnthropicDoor = [BatchDoor.Anthropic];
 
@@ -146,7 +146,7 @@ internal sealed partial class BatchService(
     public Task ProbeStoreAsync(CancellationToken cancellationToken) => store.GetBatchAsync("batch_readyz", cancellationToken);
 
     /// <summary>Tells the dispatcher and the native runner that batches changed, and the held looks that one may have ended (refused, cancelled).</summary>
-    private void NotifyBatchesChanged()
+    public void NotifyBatchesChanged()
     {
         dispatcher.NotifyBatchesChanged();
         native.NotifyBatchesChanged();

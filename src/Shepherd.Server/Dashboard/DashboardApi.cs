@@ -136,6 +136,7 @@ internal sealed class DashboardApi(BatchService batches, TimeProvider time)
             BatchDoor.OpenAI => "openai",
             BatchDoor.Inline => "inline",
             BatchDoor.Anthropic => "anthropic",
+            BatchDoor.Gateway => "gateway",
             _ => "run",
         });
         json.WriteString("status", BatchStatusWords.Of(batch));

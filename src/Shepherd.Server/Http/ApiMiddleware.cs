@@ -98,6 +98,11 @@ internal sealed partial class ApiMiddleware
             return _options.MaxUploadBytes + 1024 * 1024;
         }
 
+        if (Engine.Formats.BatchEndpoints.Find(path.Value) is not null)
+        {
+            return _options.MaxCallBodyBytes;
+        }
+
         return path.Equals("/v1/batches", StringComparison.Ordinal) || path.Equals("/v1/messages/batches", StringComparison.Ordinal)
             || path.Equals("/v1/batches/estimate", StringComparison.Ordinal)
             ? _options.MaxCreateBodyBytes

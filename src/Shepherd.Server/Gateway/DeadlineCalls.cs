@@ -1,0 +1,341 @@
+using System.Globalization;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+using Shepherd.Engine.Batches;
+using Shepherd.Engine.Dispatch;
+using Shepherd.Engine.Formats;
+using Shepherd.Engine.Model;
+using Shepherd.Engine.Storage;
+using Shepherd.Server.Batches;
+using Shepherd.Server.Http;
+
+namespace Shepherd.Server.Gateway;
+
+/// <summary>
+/// Calls that can wait. Each is written to the store at once, into a collection: a batch of
+/// the realtime door (<see cref="BatchDoor.Gateway"/>) of the caller's tenant, url and model, still
+/// being filled (its items staged), which other calls of the same kind join. A collection is
+/// closed (its batch starts, in <see cref="BatchMode.Auto"/>, with its first call's deadline) when
+/// it holds <see cref="ServerOptions.CallCollectSize"/> calls or has waited a tenth of the time its
+/// deadline leaves (at most <see cref="ServerOptions.CallCollectAge"/>): the planner then sends it in
+/// a provider's batch job, on the flex tier or realtime, whichever is cheapest and still in time.
+/// The caller's request is answered when its answer is in; with <c>Prefer: respond-async</c>, or
+/// once its <c>wait</c> has passed, or when the server stops, it gets 202 and the call's location
+/// instead. A restart loses nothing: collections left open are closed as they are.
+/// </summary>
+internal sealed partial class DeadlineCalls(IBatchStore store, BatchService batches, ServerOptions options, TimeProvider time, ILogger<DeadlineCalls> logger)
+{
+    private const string IdPrefix = "call_";
+    private const string BatchPrefix = "batch_";
+
+    private readonly Lock _lock = new();
+    private readonly Dictionary<(string? Owner, string Url, string Model), Collection> _open = [];
+
+    /// <summary>Takes a call that can wait, stores it, and answers when its answer is in (or with its location).</summary>
+    public async Task CallAsync(HttpContext context, Caller caller, GatewayRequest request, CallWait wait)
+    {
+        if (request.Stream)
+        {
+            throw ApiException.BadRequest("A call that can wait is not streamed (it may go out in a provider's batch job): leave \"stream\" out, or drop the deadline.", "stream");
+        }
+
+        var id = await AddAsync(caller, request, wait.Deadline);
+        if (wait.RespondAsync)
+        {
+            await AcceptedAsync(context, id);
+            return;
+        }
+
+        await AnswerAsync(context, caller, id, wait.Wait);
+    }
+
+    /// <summary>
+    /// <c>GET /v1/calls/{id}</c>: the answer of a call that could wait, as the provider gave it,
+    /// once it is in; 202 with <c>Retry-After</c> until then (held up to <c>Prefer: wait=N</c>).
+    /// </summary>
+    public async Task GetAsync(HttpContext context, string id)
+    {
+        var wait = WaitHeaders.Read(context.Request, time.GetUtcNow())?.Wait ?? TimeSpan.Zero;
+        await AnswerAsync(context, Caller.Of(context), id, wait);
+    }
+
+    /// <summary>Closes what a stopped server left open: its calls are in the store, and their batches start as they are.</summary>
+    public async Task RecoverAsync(CancellationToken cancellationToken)
+    {
+        foreach (var batch in await store.ListValidatingBatchesAsync(cancellationToken))
+        {
+            if (batch.Door == BatchDoor.Gateway)
+            {
+                var count = 0L;
+                await foreach (var _ in store.ReadRequestsAsync(batch.Id, [ItemState.Staged], cancellationToken))
+                {
+                    count++;
+                }
+
+                await StartAsync(batch.Id, batch.Endpoint ?? BatchEndpoints.ChatCompletions, count, cancellationToken);
+            }
+        }
+    }
+
+    /// <summary>Stores a call in its collection (not cancellable: once written it is the caller's) and returns its id.</summary>
+    private async Task<string> AddAsync(Caller caller, GatewayRequest request, DateTimeOffset deadline)
+    {
+        var key = (caller.Owner, request.Url, request.Model);
+        Collection collection;
+        long line;
+        lock (_lock)
+        {
+            if (!_open.TryGetValue(key, out var open) || open.Closing || deadline < open.Deadline)
+            {
+                // A call due before the open collection's deadline starts its own: a batch keeps the deadline of its first call.
+                if (open is { Closing: false })
+                {
+                    open.Closing = true;
+                    _ = CloseSoonAsync(open, TimeSpan.Zero);
+                }
+
+                _open[key] = open = new Collection(key, BatchIds.NewBatchId(), deadline, time.GetUtcNow());
+                var age = TimeSpan.FromTicks(Math.Min(options.CallCollectAge.Ticks, (deadline - open.Started).Ticks / 10));
+                _ = CloseSoonAsync(open, age);
+            }
+
+            collection = open;
+            line = ++open.Count;
+            if (open.Count >= options.CallCollectSize)
+            {
+                open.Closing = true;
+                _ = CloseSoonAsync(open, TimeSpan.Zero);
+            }
+        }
+
+        await collection.Created(() => store.CreateBatchAsync(new NewBatch(collection.BatchId, "gateway", request.Url, BatchPriority.Normal, collection.Deadline - time.GetUtcNow())
+        {
+            Owner = caller.Owner,
+            Door = BatchDoor.Gateway,
+            Model = request.Model,
+            Mode = BatchMode.Auto,
+            CompletionWindowText = "call",
+        }, CancellationToken.None));
+        var id = IdOf(collection.BatchId, line);
+        await collection.Write(() => store.AddItemsAsync(collection.BatchId, [new ImportItem(line, id, request.Model, request.Body)], CancellationToken.None));
+        return id;
+    }
+
+    /// <summary>Closes <paramref name="collection"/> after <paramref name="after"/>: once every call it took is written, its batch starts.</summary>
+    private async Task CloseSoonAsync(Collection collection, TimeSpan after)
+    {
+        try
+        {
+            if (after > TimeSpan.Zero)
+            {
+                await Task.Delay(after, time);
+            }
+
+            long count;
+            lock (_lock)
+            {
+                collection.Closing = true;
+                if (_open.TryGetValue(collection.Key, out var current) && current == collection)
+                {
+                    _open.Remove(collection.Key);
+                }
+
+                count = collection.Count;
+            }
+
+            await collection.Written();
+            await StartAsync(collection.BatchId, collection.Url, count, CancellationToken.None);
+        }
+#pragma warning disable CA1031 // A collection that cannot start stays in the store, to be started at the next restart; the failure is logged.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            LogCloseFailed(ex, collection.BatchId);
+        }
+    }
+
+    private async Task StartAsync(string batchId, string url, long count, CancellationToken cancellationToken)
+    {
+        await store.AcceptBatchAsync(batchId, new AcceptedInput(url == BatchEndpoints.Messages ? InputFormat.Anthropic : InputFormat.OpenAI, url, count, null, 0), cancellationToken);
+        batches.NotifyBatchesChanged();
+    }
+
+    /// <summary>Answers a call from the store: its answer once it is in (waiting up to <paramref name="wait"/>), else 202 with its location.</summary>
+    private async Task AnswerAsync(HttpContext context, Caller caller, string id, TimeSpan wait)
+    {
+        var (batchId, _) = Parse(id);
+        var batch = await store.GetBatchAsync(batchId, context.RequestAborted);
+        if (batch is null || batch.Door != BatchDoor.Gateway || !caller.Sees(batch.Owner))
+        {
+            throw ApiException.NotFound($"There is no call '{id}'.", "id");
+        }
+
+        var until = time.GetUtcNow() + wait;
+        var result = await store.GetResultAsync(batchId, id, context.RequestAborted);
+        while (result is not { Result: not null } && time.GetUtcNow() < until && !batch.HasEnded)
+        {
+            batch = await batches.UntilEndedAsync(batch, until - time.GetUtcNow(), context.RequestAborted);
+            result = await store.GetResultAsync(batchId, id, context.RequestAborted);
+            if (!batch.HasEnded)
+            {
+                // Stopping, or the look's longest hold has passed: the answer may be in while the rest of its batch is not.
+                break;
+            }
+        }
+
+        if (result is null)
+        {
+            throw ApiException.NotFound($"There is no call '{id}'.", "id");
+        }
+
+        if (result.Result is not { } answer)
+        {
+            await AcceptedAsync(context, id);
+            return;
+        }
+
+        await GatewayApi.WriteAsync(context, answer.StatusCode is { } status
+            ? new RealtimeAnswer { StatusCode = status, Body = answer.Body ?? [], Headers = JsonType }
+            : new RealtimeAnswer
+            {
+                Error = result.State switch
+                {
+                    ItemState.Cancelled => new RealtimeError(StatusCodes.Status409Conflict, "call_cancelled", "The call was cancelled before it was sent."),
+                    ItemState.Expired => new RealtimeError(StatusCodes.Status504GatewayTimeout, "deadline_exceeded", "The call's deadline passed before it was sent."),
+                    _ => new RealtimeError(StatusCodes.Status502BadGateway, answer.ErrorCode ?? "upstream_error", answer.ErrorMessage ?? "The call failed."),
+                },
+            });
+    }
+
+    private static readonly KeyValuePair<string, string>[] JsonType = [new("Content-Type", "application/json")];
+
+    /// <summary>202: the call is stored; its answer will be at <c>/v1/calls/{id}</c>.</summary>
+    private static Task AcceptedAsync(HttpContext context, string id)
+    {
+        var location = "/v1/calls/" + id;
+        context.Response.Headers.Location = location;
+        context.Response.Headers.RetryAfter = "1";
+        context.Response.Headers["x-shepherd-call-id"] = id;
+        return new JsonBody(json =>
+        {
+            json.WriteStartObject();
+            json.WriteString("id", id);
+            json.WriteString("object", "shepherd.call");
+            json.WriteString("status", "pending");
+            json.WriteString("url", location);
+            json.WriteEndObject();
+        }, StatusCodes.Status202Accepted).ExecuteAsync(context);
+    }
+
+    private static string IdOf(string batchId, long line) =>
+        string.Create(CultureInfo.InvariantCulture, $"{IdPrefix}{batchId[BatchPrefix.Length..]}_{line}");
+
+    private static (string BatchId, long Line) Parse(string id)
+    {
+        var last = id.LastIndexOf('_');
+        return id.StartsWith(IdPrefix, StringComparison.Ordinal) && last > IdPrefix.Length
+            && long.TryParse(id.AsSpan(last + 1), NumberStyles.None, CultureInfo.InvariantCulture, out var line)
+            ? (BatchPrefix + id[IdPrefix.Length..last], line)
+            : throw ApiException.NotFound($"There is no call '{id}'.", "id");
+    }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "The collection of calls {BatchId} could not be started; it starts at the next restart")]
+    private partial void LogCloseFailed(Exception exception, string batchId);
+
+    /// <summary>An open collection: its batch, created by the first call, and the writes of the calls it took.</summary>
+    private sealed class Collection((string? Owner, string Url, string Model) key, string batchId, DateTimeOffset deadline, DateTimeOffset started)
+    {
+        private readonly Lock _writes = new();
+        private Task? _created;
+        private Task _written = Task.CompletedTask;
+
+        /// <summary>The tenant, url and model whose calls it collects.</summary>
+        public (string? Owner, string Url, string Model) Key { get; } = key;
+
+        public string BatchId { get; } = batchId;
+
+        public string Url => Key.Url;
+
+        public DateTimeOffset Deadline { get; } = deadline;
+
+        public DateTimeOffset Started { get; } = started;
+
+        public long Count { get; set; }
+
+        public bool Closing { get; set; }
+
+        /// <summary>Creates the batch once, for the first call; every call waits for it.</summary>
+        public Task Created(Func<Task<string>> create)
+        {
+            lock (_writes)
+            {
+                return _created ??= create();
+            }
+        }
+
+        /// <summary>Writes a call's item; the collection starts only once every write it took is done.</summary>
+        public Task Write(Func<Task> write)
+        {
+            var task = write();
+            lock (_writes)
+            {
+                _written = Task.WhenAll(_written, task);
+            }
+
+            return task;
+        }
+
+        public Task Written()
+        {
+            lock (_writes)
+            {
+                return Task.WhenAll(_written, _created ?? Task.CompletedTask);
+            }
+        }
+    }
+}
+
+/// <summary>What a call says about waiting: its deadline, how long its caller waits, and whether it wants 202 at once.</summary>
+/// <param name="Deadline">When its answer is due.</param>
+/// <param name="Wait">How long the caller's request is held for the answer.</param>
+/// <param name="RespondAsync">True for <c>Prefer: respond-async</c>: 202 with the call's location at once.</param>
+internal sealed record CallWait(DateTimeOffset Deadline, TimeSpan Wait, bool RespondAsync);
+
+/// <summary>Reads <c>x-shepherd-deadline</c> and <c>Prefer</c> (RFC 7240: <c>wait=N</c>, <c>respond-async</c>).</summary>
+internal static class WaitHeaders
+{
+    /// <summary>The header that gives a call a deadline: a duration such as <c>10m</c>, <c>2h</c>.</summary>
+    public const string Deadline = "x-shepherd-deadline";
+
+    /// <summary>A deadline call given only <c>Prefer: respond-async</c> is due in a day, as a batch.</summary>
+    private static readonly TimeSpan DefaultDeadline = TimeSpan.FromHours(24);
+
+    /// <summary>The call's wait, or null for a call that cannot wait.</summary>
+    public static CallWait? Read(HttpRequest request, DateTimeOffset now)
+    {
+        var window = Fields.Window(request.Headers[Deadline].ToString() is { Length: > 0 } text ? text : null, Deadline);
+        TimeSpan? wait = null;
+        var respondAsync = false;
+        foreach (var preference in request.Headers["Prefer"].SelectMany(value => (value ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)))
+        {
+            if (preference.Equals("respond-async", StringComparison.OrdinalIgnoreCase))
+            {
+                respondAsync = true;
+            }
+            else if (preference.StartsWith("wait=", StringComparison.OrdinalIgnoreCase))
+            {
+                wait = int.TryParse(preference.AsSpan(5), NumberStyles.None, CultureInfo.InvariantCulture, out var seconds) && seconds > 0
+                    ? TimeSpan.FromSeconds(seconds)
+                    : throw ApiException.BadRequest($"Prefer: {preference} is not a wait in whole seconds, such as wait=600.", "Prefer");
+            }
+        }
+
+        if (window is null && wait is null && !respondAsync)
+        {
+            return null;
+        }
+
+        var deadline = window ?? wait ?? DefaultDeadline;
+        return new CallWait(now + deadline, respondAsync ? TimeSpan.Zero : wait ?? deadline, respondAsync);
+    }
+}
