@@ -239,7 +239,8 @@ internal sealed partial class BatchService
 
     /// <summary>
     /// Picks up where a stopped server left off: leases are released, uploads being read are
-    /// read again from the start, and creates that never answered are removed.
+    /// read again from the start, and creates that never answered are removed. Collections of
+    /// calls that can wait are left to <see cref="Gateway.DeadlineCalls.RecoverAsync"/>: each call in them was answered with its id.
     /// </summary>
     public async Task RecoverAsync(CancellationToken cancellationToken)
     {
@@ -251,7 +252,7 @@ internal sealed partial class BatchService
                 await store.ClearItemsAsync(batch.Id, cancellationToken);
                 StartReading(batch.Id, fileId, batch.Endpoint);
             }
-            else
+            else if (batch.Door != BatchDoor.Gateway)
             {
                 await store.DeleteBatchAsync(batch.Id, cancellationToken);
             }

@@ -188,6 +188,7 @@ internal sealed partial class DeadlineCalls(IBatchStore store, BatchService batc
             throw ApiException.NotFound($"There is no call '{id}'.", "id");
         }
 
+        context.Response.Headers["x-shepherd-call-id"] = id;
         if (result.Result is not { } answer)
         {
             await AcceptedAsync(context, id);
@@ -215,7 +216,6 @@ internal sealed partial class DeadlineCalls(IBatchStore store, BatchService batc
         var location = "/v1/calls/" + id;
         context.Response.Headers.Location = location;
         context.Response.Headers.RetryAfter = "1";
-        context.Response.Headers["x-shepherd-call-id"] = id;
         return new JsonBody(json =>
         {
             json.WriteStartObject();

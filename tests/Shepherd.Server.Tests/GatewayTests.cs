@@ -1,0 +1,181 @@
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using Shepherd.Simulator;
+using Shepherd.Testing;
+
+namespace Shepherd.Server.Tests;
+
+/// <summary>
+/// The realtime door over plain HTTP: what it does to streams, to callers that leave, to bad
+/// requests, and to calls that can wait (collected into batches, durable, fetched by id).
+/// </summary>
+public sealed class GatewayTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private static string Chat(string prompt, int maxTokens = 20, bool stream = false) =>
+        $$"""{"model":"gpt-4o-mini","max_tokens":{{maxTokens}},{{(stream ? "\"stream\":true," : "")}}"messages":[{"role":"user","content":"{{prompt}}"}]}""";
+
+    private static async Task<HttpResponseMessage> PostAsync(HttpClient http, string path, string body, params (string Name, string Value)[] headers)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = new StringContent(body, Encoding.UTF8, "application/json") };
+        foreach (var (name, value) in headers)
+        {
+            request.Headers.TryAddWithoutValidation(name, value);
+        }
+
+        return await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, Ct);
+    }
+
+    private static async Task<List<string>> EventsAsync(HttpResponseMessage response) =>
+        [.. (await response.Content.ReadAsStringAsync(Ct)).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)];
+
+    [Fact]
+    public async Task AStreamThatDidNotAskForUsage_GetsNone_ButIsPricedByIt()
+    {
+        await using var server = await RunningServer.StartAsync();
+        using var direct = new HttpClient { BaseAddress = server.Simulator.BaseUrl };
+
+        using var plainDirect = await PostAsync(direct, "/v1/chat/completions", Chat("Rate it.", stream: true));
+        using var plain = await PostAsync(server.Http, "/v1/chat/completions", Chat("Rate it.", stream: true));
+        var directEvents = await EventsAsync(plainDirect);
+        var events = await EventsAsync(plain);
+
+        Assert.Equal("text/event-stream", plain.Content.Headers.ContentType?.MediaType);
+        Assert.Equal(directEvents.Count, events.Count);
+        Assert.Equal("data: [DONE]", events[^1].Trim());
+        Assert.DoesNotContain(events, e => e.Contains("\"choices\":[]", StringComparison.Ordinal));
+        await Poll.UntilAsync(() => Task.FromResult(Cost(server) > 0), TimeSpan.FromSeconds(10), Ct);
+    }
+
+    private static long Cost(RunningServer server) =>
+        Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Engine.Dispatch.Dispatcher>(server.Server.Services).RealtimeCost.GetValueOrDefault("tenant-one");
+
+    [Fact]
+    public async Task ACallerThatLeavesMidStream_CancelsTheUpstreamCall()
+    {
+        await using var server = await RunningServer.StartAsync(new SimulatorOptions { StreamInterval = TimeSpan.FromMilliseconds(200) });
+
+        using (var response = await PostAsync(server.Http, "/v1/chat/completions", Chat("Write a long answer.", maxTokens: 60, stream: true)))
+        {
+            await using var body = await response.Content.ReadAsStreamAsync(Ct);
+            var first = new byte[16];
+            Assert.True(await body.ReadAsync(first, Ct) > 0);
+        }
+
+        // Sixty events 200 ms apart would take 12 s: the provider sees the stream cut long before.
+        await Poll.UntilAsync(() => Task.FromResult(server.Simulator.Provider.Stats().StreamsCut == 1), TimeSpan.FromSeconds(5), Ct);
+    }
+
+    [Theory]
+    [InlineData("/v1/chat/completions", "{not json", 400, "invalid_json")]
+    [InlineData("/v1/chat/completions", "[1,2]", 400, "invalid_json")]
+    [InlineData("/v1/chat/completions", """{"messages":[]}""", 400, "model")]
+    [InlineData("/v1/chat/completions", """{"model":"gpt-4o-mini","stream":"yes"}""", 400, "stream")]
+    [InlineData("/v1/embeddings", """{"model":"text-embedding-3-small","input":"x","stream":true}""", 400, "stream")]
+    [InlineData("/v1/messages", """{"model":7}""", 400, "model")]
+    public async Task ABadCall_IsA4xxInTheDoorsEnvelope_AndNothingIsSent(string path, string body, int status, string says)
+    {
+        await using var server = await RunningServer.StartAsync();
+
+        using var response = await PostAsync(server.Http, path, body);
+        var text = await response.Content.ReadAsStringAsync(Ct);
+
+        Assert.Equal(status, (int)response.StatusCode);
+        Assert.Contains(says, text, StringComparison.Ordinal);
+        var error = JsonDocument.Parse(text).RootElement;
+        Assert.Equal(path == "/v1/messages" ? "error" : null, error.TryGetProperty("type", out var type) ? type.GetString() : null);
+        Assert.Equal(0, server.Simulator.Provider.Stats().Requests);
+    }
+
+    [Theory]
+    [InlineData("x-shepherd-deadline", "soon", "x-shepherd-deadline")]
+    [InlineData("Prefer", "wait=abc", "Prefer")]
+    public async Task ABadWaitHeader_IsA400NamingIt(string header, string value, string says)
+    {
+        await using var server = await RunningServer.StartAsync();
+
+        using var response = await PostAsync(server.Http, "/v1/chat/completions", Chat("hi"), (header, value));
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Contains(says, await response.Content.ReadAsStringAsync(Ct), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task CallsThatCanWait_OfManyCallers_GoOutInOneProviderBatchJob_AndEachCallerGetsItsAnswer()
+    {
+        await using var server = await RunningServer.StartAsync(
+            upstream: u => u.BatchApi = true,
+            engine: e => e.Native.PollInterval = TimeSpan.FromMilliseconds(100),
+            tune: o => o.CallCollectAge = TimeSpan.FromMilliseconds(500));
+        using var direct = new HttpClient { BaseAddress = server.Simulator.BaseUrl };
+
+        var calls = Enumerable.Range(0, 5).Select(async i =>
+        {
+            using var http = server.Client(RunningServer.Key);
+            using var response = await PostAsync(http, "/v1/chat/completions", Chat($"Review {i}: fine."), ("x-shepherd-deadline", "1h"));
+            return (Status: (int)response.StatusCode, Id: response.Headers.GetValues("x-shepherd-call-id").Single(), Body: JsonDocument.Parse(await response.Content.ReadAsStringAsync(Ct)).RootElement.Clone());
+        }).ToList();
+        var answers = await Task.WhenAll(calls);
+
+        Assert.All(answers, a => Assert.Equal(200, a.Status));
+        Assert.Equal(1, server.Simulator.Provider.Stats().Batch.Jobs);
+        Assert.Equal(5, server.Simulator.Provider.Stats().Batch.LinesSucceeded);
+        for (var i = 0; i < answers.Length; i++)
+        {
+            using var alone = await PostAsync(direct, "/v1/chat/completions", Chat($"Review {i}: fine."));
+            var expected = JsonDocument.Parse(await alone.Content.ReadAsStringAsync(Ct)).RootElement;
+            Assert.Equal(Text(expected), Text(answers[i].Body));
+        }
+
+        // Each is kept: fetched again by its id, by its tenant only.
+        var (status, again) = await server.GetAsync("/v1/calls/" + answers[0].Id);
+        using var other = server.Client(RunningServer.OtherKey);
+        var (otherStatus, _) = await RunningServer.SendAsync(other, HttpMethod.Get, "/v1/calls/" + answers[0].Id);
+        Assert.Equal(200, status);
+        Assert.Equal(Text(answers[0].Body), Text(again));
+        Assert.Equal(404, otherStatus);
+    }
+
+    private static string Text(JsonElement completion) => completion.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString()!;
+
+    [Fact]
+    public async Task ACallThatAsksToRespondAsync_Gets202AndALocation_AndSurvivesARestart()
+    {
+        var server = await RunningServer.StartAsync(tune: o => o.CallCollectAge = TimeSpan.FromHours(1));
+        await using var _ = server;
+
+        using var accepted = await PostAsync(server.Http, "/v1/chat/completions", Chat("Rate it."), ("Prefer", "respond-async"), ("x-shepherd-deadline", "2h"));
+        var location = accepted.Headers.Location?.ToString();
+        var body = JsonDocument.Parse(await accepted.Content.ReadAsStringAsync(Ct)).RootElement;
+        var (pending, _) = await server.GetAsync(location!);
+
+        Assert.Equal(HttpStatusCode.Accepted, accepted.StatusCode);
+        Assert.Equal("/v1/calls/" + body.GetProperty("id").GetString(), location);
+        Assert.Equal(202, pending);
+
+        // Still collecting (for an hour) when the server stops: the next one starts it as it is.
+        await using var restarted = await server.RestartAsync();
+        using var wait = new HttpRequestMessage(HttpMethod.Get, location);
+        wait.Headers.Add("Prefer", "wait=30");
+        using var answer = await restarted.Http.SendAsync(wait, Ct);
+        var completion = JsonDocument.Parse(await answer.Content.ReadAsStringAsync(Ct)).RootElement;
+
+        Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
+        Assert.Equal("chat.completion", completion.GetProperty("object").GetString());
+    }
+
+    [Fact]
+    public async Task AnUnknownCallId_Is404()
+    {
+        await using var server = await RunningServer.StartAsync();
+
+        var (status, body) = await server.GetAsync("/v1/calls/call_nothing_1");
+        var (bad, _) = await server.GetAsync("/v1/calls/whatever");
+
+        Assert.Equal(404, status);
+        Assert.Equal("not_found", body.GetProperty("error").GetProperty("code").GetString());
+        Assert.Equal(404, bad);
+    }
+}
