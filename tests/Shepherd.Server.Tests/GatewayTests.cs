@@ -167,6 +167,36 @@ public sealed class GatewayTests
     }
 
     [Fact]
+    public async Task RealtimeCalls_GoAheadOfARunningBatch_OnTheSameLane_AndTheProvidersLimitHoldsForBoth()
+    {
+        // The provider allows 1,200 requests a minute (20 a second); Shepherd's lane is told so.
+        await using var server = await RunningServer.StartAsync(
+            new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(2), RequestsPerMinute = 1200 },
+            upstream: u => u.Limits.RequestsPerMinute = 1200);
+        var requests = Enumerable.Range(0, 80).Select(i => $$"""{"custom_id":"r{{i}}","prompt":"Rate review number {{i}}"}""");
+        var (_, created) = await server.PostAsync("/v1/batches", $$"""{"model":"gpt-4o-mini","requests":[{{string.Join(",", requests)}}]}""");
+        var id = created.GetProperty("id").GetString()!;
+        await Poll.UntilAsync(async () => (await server.GetAsync($"/v1/batches/{id}")).Body.GetProperty("request_counts").GetProperty("completed").GetInt64() >= 10, TimeSpan.FromSeconds(20), Ct);
+
+        var calls = await Task.WhenAll(Enumerable.Range(0, 5).Select(async i =>
+        {
+            using var http = server.Client(RunningServer.Key);
+            using var response = await PostAsync(http, "/v1/chat/completions", Chat($"Call {i}: now."));
+            return (int)response.StatusCode;
+        }));
+        var (_, during) = await server.GetAsync($"/v1/batches/{id}");
+        var ended = await server.WaitForEndAsync(id);
+
+        // The calls went ahead of the batch's remaining requests: answered while it still had most to send.
+        Assert.All(calls, status => Assert.Equal(200, status));
+        Assert.Equal("in_progress", during.GetProperty("status").GetString());
+        Assert.True(during.GetProperty("request_counts").GetProperty("completed").GetInt64() < 60);
+        Assert.Equal(80, ended.GetProperty("request_counts").GetProperty("completed").GetInt64());
+        // One limit for both: the provider never had to refuse a request.
+        Assert.False(server.Simulator.Provider.Stats().ByStatus.ContainsKey(429));
+    }
+
+    [Fact]
     public async Task AnUnknownCallId_Is404()
     {
         await using var server = await RunningServer.StartAsync();
