@@ -33,8 +33,12 @@ internal sealed class InProcessServer : IAsyncDisposable
     /// <summary>A client of the server, with the gateway key.</summary>
     public HttpClient Http { get; }
 
-    /// <summary>Starts the simulator and the server; the dispatcher sends <paramref name="concurrency"/> at a time from the start.</summary>
-    public static async Task<InProcessServer> StartAsync(SimulatorOptions simulatorOptions, int concurrency, Action<ServerOptions>? configure = null)
+    /// <summary>
+    /// Starts the simulator and the server; the dispatcher sends <paramref name="concurrency"/> at
+    /// a time from the start, within the upstream's <paramref name="limits"/> (none set: learned
+    /// from the simulator's headers).
+    /// </summary>
+    public static async Task<InProcessServer> StartAsync(SimulatorOptions simulatorOptions, int concurrency, Action<ServerOptions>? configure = null, LaneLimits? limits = null)
     {
         var folder = Path.Combine(Path.GetTempPath(), "shepherd-bench", Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(folder);
@@ -46,7 +50,7 @@ internal sealed class InProcessServer : IAsyncDisposable
             new ShepherdEngineOptions
             {
                 Store = new SqliteStoreOptions { Path = Path.Combine(folder, "shepherd.db") },
-                Upstreams = [new UpstreamOptions { Name = "sim", BaseUrl = new Uri(simulator.BaseUrl, "v1"), ApiKey = new Secret("sk-upstream") }],
+                Upstreams = [new UpstreamOptions { Name = "sim", BaseUrl = new Uri(simulator.BaseUrl, "v1"), ApiKey = new Secret("sk-upstream"), Limits = limits ?? new() }],
                 Dispatch = new() { Concurrency = concurrency, InitialConcurrency = concurrency },
             },
             (builder, _) => builder.Logging.ClearProviders(),

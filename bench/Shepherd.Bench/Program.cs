@@ -20,7 +20,8 @@ var result = scenario switch
     "planner" => await PlannerScenario.RunAsync(options),
     "cache-lookup" => await CacheLookupScenario.RunAsync(options),
     "edit" => await EditScenario.RunAsync(options),
-    _ => throw new ArgumentException($"Unknown scenario '{scenario}'. Scenarios: overhead, store, rate-limit, faults, outage, status, cluster, fuzz, load, memory, planner, edit, cache-lookup."),
+    "gateway" => await GatewayScenario.RunAsync(options),
+    _ => throw new ArgumentException($"Unknown scenario '{scenario}'. Scenarios: overhead, store, rate-limit, faults, outage, status, cluster, fuzz, load, memory, planner, edit, cache-lookup, gateway."),
 };
 
 Console.WriteLine(JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }));

@@ -1,11 +1,14 @@
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 
 namespace Shepherd.Bench;
 
 /// <summary>A batch of distinct chat requests, as a file in its own temp folder (removed on dispose) and as bodies.</summary>
 internal sealed class Workload : IDisposable
 {
+    private static readonly JsonSerializerOptions LeaveOutNulls = new() { DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull };
+
     private Workload(string folder, string path, int count, List<byte[]> bodies)
     {
         Folder = folder;
@@ -25,11 +28,10 @@ internal sealed class Workload : IDisposable
     public IReadOnlyList<byte[]> Bodies { get; }
 
     /// <summary>Small requests: one short review each, padded with <paramref name="promptBytes"/> characters.</summary>
-    public static Workload Create(int count, int promptBytes = 0, bool keepBodies = true)
-    {
-        var padding = new string('x', promptBytes);
-        return Create(count, i => $"Label the sentiment of review {i}: arrived late, works well.{padding}", 20, keepBodies);
-    }
+    public static Workload Create(int count, int promptBytes = 0, bool keepBodies = true) => Create(count, Reviews(promptBytes), 20, keepBodies);
+
+    /// <summary>Small requests as <see cref="Create(int, int, bool)"/> makes them, each asking for a stream (<c>"stream": true</c>) of up to <paramref name="maxTokens"/>.</summary>
+    public static Workload CreateStreamed(int count, int maxTokens) => Create(count, Reviews(0), maxTokens, keepBodies: true, stream: true);
 
     /// <summary>Requests with prompts of <paramref name="minWords"/> to <paramref name="maxWords"/> words (a fixed seed) and the given output limit.</summary>
     public static Workload CreateWords(int count, int minWords, int maxWords, int maxTokens, int seed = 7)
@@ -43,7 +45,14 @@ internal sealed class Workload : IDisposable
         return Create(count, i => prompts[i], maxTokens, keepBodies: true);
     }
 
-    private static Workload Create(int count, Func<int, string> prompt, int maxTokens, bool keepBodies)
+    /// <summary>One short review a request, padded with <paramref name="promptBytes"/> characters.</summary>
+    private static Func<int, string> Reviews(int promptBytes)
+    {
+        var padding = new string('x', promptBytes);
+        return i => $"Label the sentiment of review {i}: arrived late, works well.{padding}";
+    }
+
+    private static Workload Create(int count, Func<int, string> prompt, int maxTokens, bool keepBodies, bool stream = false)
     {
         var folder = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "shepherd-bench", Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(folder);
@@ -57,7 +66,8 @@ internal sealed class Workload : IDisposable
                 model = "gpt-4.1-mini",
                 messages = new[] { new { role = "user", content = prompt(i) } },
                 max_tokens = maxTokens,
-            });
+                stream = stream ? true : (bool?)null,
+            }, LeaveOutNulls);
             if (keepBodies)
             {
                 bodies.Add(Encoding.UTF8.GetBytes(body));
