@@ -67,6 +67,8 @@ internal sealed class Workload : IDisposable
                 messages = new[] { new { role = "user", content = prompt(i) } },
                 max_tokens = maxTokens,
                 stream = stream ? true : (bool?)null,
+                // Usage asked for, as the official .NET SDK asks: the body is the same for every target, so is the answer.
+                stream_options = stream ? new { include_usage = true } : null,
             }, LeaveOutNulls);
             if (keepBodies)
             {

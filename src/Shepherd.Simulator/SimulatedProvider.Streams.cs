@@ -119,6 +119,7 @@ public sealed partial class SimulatedProvider
             Chunk(pieces[i], i == 0, null, usageOnly: false);
         }
 
+        var tail = events.Count;
         Chunk(null, pieces.Count == 0, finish, usageOnly: false);
         if (shape.StreamUsage)
         {
@@ -126,6 +127,18 @@ public sealed partial class SimulatedProvider
         }
 
         events.Add("data: [DONE]\n\n"u8.ToArray());
+        Together(events, tail);
+    }
+
+    /// <summary>
+    /// Makes the events from <paramref name="tail"/> on one write: once the text has been made, a
+    /// provider sends its end (the finish, the usage, the stop) at once, not paced like the text.
+    /// </summary>
+    private static void Together(List<byte[]> events, int tail)
+    {
+        var end = events.Skip(tail).SelectMany(e => e).ToArray();
+        events.RemoveRange(tail, events.Count - tail);
+        events.Add(end);
     }
 
     /// <summary>The Responses API's events: created, the text's deltas and its end, completed with the usage.</summary>
@@ -186,6 +199,7 @@ public sealed partial class SimulatedProvider
             });
         }
 
+        var tail = events.Count;
         Named("response.output_text.done", json =>
         {
             json.WriteString("item_id", "msg_" + id);
@@ -200,6 +214,7 @@ public sealed partial class SimulatedProvider
             WriteOutputMessage(json, id, "completed", text);
         });
         Named("response.completed", json => Response(json, "completed", done: true));
+        Together(events, tail);
     }
 
     /// <summary>Anthropic's events: message_start with the input usage, the text block's deltas, message_delta with the output usage, message_stop.</summary>
@@ -238,6 +253,7 @@ public sealed partial class SimulatedProvider
             });
         }
 
+        var tail = events.Count;
         Named("content_block_stop", json => json.WriteNumber("index", 0));
         Named("message_delta", json =>
         {
@@ -250,6 +266,7 @@ public sealed partial class SimulatedProvider
             json.WriteEndObject();
         });
         Named("message_stop", _ => { });
+        Together(events, tail);
     }
 
     /// <summary>One server-sent event: its name when the dialect names events, and its data, one JSON object on one line.</summary>

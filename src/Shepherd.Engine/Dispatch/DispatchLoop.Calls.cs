@@ -76,6 +76,6 @@ internal sealed partial class DispatchLoop
             return;
         }
 
-        call.Reply(RealtimeAnswer.Of(response, call.Attempts, result.CostNanos));
+        call.Reply(RealtimeAnswer.Of(response, call.Attempts));
     }
 }

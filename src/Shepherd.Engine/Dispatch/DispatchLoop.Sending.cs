@@ -232,6 +232,13 @@ internal sealed partial class DispatchLoop
         }
 
         var classified = response is null ? default : AttemptClassifier.Classify(response, lane.Upstream.Kind);
+        if (work.Call is { Stream: false } waiting && response is not null && classified.Verdict is Verdict.Success or Verdict.Permanent)
+        {
+            // A final answer goes to its caller from here, not after a turn of the loop: the loop
+            // still learns from it, prices it and counts it, but the caller does not wait for that.
+            waiting.Reply(RealtimeAnswer.Of(response, work.Item.Attempt));
+        }
+
         span?.SetTag("http.response.status_code", response?.StatusCode);
         span?.SetTag("shepherd.failure", response?.FailureCode);
         _signals.Tell(new AnsweredEvent(work, lane, reservation, response, classified));

@@ -176,7 +176,7 @@ public sealed partial class Dispatcher
         catch (TimeoutException)
         {
             call.Reply(call.Last is { StatusCode: not null } last
-                ? RealtimeAnswer.Of(last, call.Attempts, 0)
+                ? RealtimeAnswer.Of(last, call.Attempts)
                 : new RealtimeAnswer
                 {
                     Attempts = call.Attempts,

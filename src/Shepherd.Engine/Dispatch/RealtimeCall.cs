@@ -103,10 +103,7 @@ public sealed class RealtimeAnswer
     /// <summary>Attempts sent for the call.</summary>
     public int Attempts { get; init; }
 
-    /// <summary>What the call cost, in billionths of a US dollar (a stream's is known once it has been relayed).</summary>
-    public long CostNanos { get; init; }
-
-    internal static RealtimeAnswer Of(UpstreamResponse response, int attempts, long costNanos) => response.StatusCode is null
+    internal static RealtimeAnswer Of(UpstreamResponse response, int attempts) => response.StatusCode is null
         ? new RealtimeAnswer
         {
             Attempts = attempts,
@@ -114,7 +111,7 @@ public sealed class RealtimeAnswer
                 ? new RealtimeError(504, "upstream_timeout", $"The upstream did not answer in time: {response.FailureMessage}.")
                 : new RealtimeError(502, "upstream_unreachable", $"The upstream could not be reached: {response.FailureMessage}."),
         }
-        : new RealtimeAnswer { StatusCode = response.StatusCode, Headers = response.Headers ?? [], Body = response.Body, Attempts = attempts, CostNanos = costNanos };
+        : new RealtimeAnswer { StatusCode = response.StatusCode, Headers = response.Headers ?? [], Body = response.Body, Attempts = attempts };
 }
 
 /// <summary>An error Shepherd gives a realtime call itself, in the door's envelope.</summary>

@@ -132,26 +132,10 @@ internal sealed record GatewayRequest(string Url, string Model, byte[] Body, boo
     public static async Task<GatewayRequest> ReadAsync(HttpRequest request, string url, ServerOptions options, CancellationToken cancellationToken)
     {
         var body = await ReadBodyAsync(request, options.MaxCallBodyBytes, cancellationToken);
-        JsonObject json;
-        try
-        {
-            json = JsonNode.Parse(body) as JsonObject
-                ?? throw ApiException.BadRequest("The body must be a JSON object.", code: "invalid_json");
-        }
-        catch (JsonException ex)
-        {
-            throw ApiException.BadRequest($"The body is not valid JSON: {ex.Message}", code: "invalid_json");
-        }
-
-        if (json["model"] is not JsonValue modelValue || !modelValue.TryGetValue<string>(out var model) || string.IsNullOrWhiteSpace(model))
+        var (model, stream, usageAsked) = Read(body);
+        if (string.IsNullOrWhiteSpace(model))
         {
             throw ApiException.BadRequest("The body needs \"model\": the name of the model to call, as a string.", "model");
-        }
-
-        var stream = false;
-        if (json["stream"] is { } streamNode && (streamNode is not JsonValue streamValue || !streamValue.TryGetValue(out stream)))
-        {
-            throw ApiException.BadRequest("\"stream\" must be true or false.", "stream");
         }
 
         if (stream && url == BatchEndpoints.Embeddings)
@@ -161,18 +145,84 @@ internal sealed record GatewayRequest(string Url, string Model, byte[] Body, boo
 
         // OpenAI's chat and completion streams carry usage only when asked: Shepherd asks, to price
         // the call, and takes the usage chunk out again when the caller did not ask for it.
-        var hideUsage = false;
-        if (stream && url is BatchEndpoints.ChatCompletions or BatchEndpoints.Completions
-            && json["stream_options"]?["include_usage"]?.GetValueKind() != JsonValueKind.True)
+        var hideUsage = stream && !usageAsked && url is BatchEndpoints.ChatCompletions or BatchEndpoints.Completions;
+        if (hideUsage)
         {
+            var json = (JsonObject)JsonNode.Parse(body)!;
             var streamOptions = json["stream_options"] as JsonObject ?? [];
             streamOptions["include_usage"] = true;
             json["stream_options"] = streamOptions;
             body = System.Text.Encoding.UTF8.GetBytes(json.ToJsonString());
-            hideUsage = true;
         }
 
         return new GatewayRequest(url, model, body, stream, hideUsage);
+    }
+
+    /// <summary>
+    /// Reads what the door needs of a body in one pass, without building it: its model, whether
+    /// it streams, and whether it asks for a stream's usage; refuses one that is not a JSON object.
+    /// </summary>
+    private static (string? Model, bool Stream, bool UsageAsked) Read(byte[] body)
+    {
+        string? model = null;
+        bool stream = false, usageAsked = false;
+        try
+        {
+            var reader = new Utf8JsonReader(body, new JsonReaderOptions { MaxDepth = 256 });
+            if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
+            {
+                throw ApiException.BadRequest("The body must be a JSON object.", code: "invalid_json");
+            }
+
+            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            {
+                var field = reader.ValueTextEquals("model"u8) ? 1 : reader.ValueTextEquals("stream"u8) ? 2 : reader.ValueTextEquals("stream_options"u8) ? 3 : 0;
+                reader.Read();
+                switch (field)
+                {
+                    case 1:
+                        model = reader.TokenType == JsonTokenType.String ? reader.GetString() : null;
+                        break;
+                    case 2 when reader.TokenType is JsonTokenType.True or JsonTokenType.False or JsonTokenType.Null:
+                        stream = reader.TokenType == JsonTokenType.True;
+                        break;
+                    case 2:
+                        throw ApiException.BadRequest("\"stream\" must be true or false.", "stream");
+                    case 3 when reader.TokenType == JsonTokenType.StartObject:
+                        usageAsked = AsksForUsage(ref reader);
+                        break;
+                    default:
+                        reader.Skip();
+                        break;
+                }
+            }
+
+            if (reader.Read())
+            {
+                throw ApiException.BadRequest("The body must be one JSON object, with nothing after it.", code: "invalid_json");
+            }
+        }
+        catch (JsonException ex)
+        {
+            throw ApiException.BadRequest($"The body is not valid JSON: {ex.Message}", code: "invalid_json");
+        }
+
+        return (model, stream, usageAsked);
+    }
+
+    /// <summary>Reads <c>stream_options</c> through its end: true when it holds <c>"include_usage": true</c>.</summary>
+    private static bool AsksForUsage(ref Utf8JsonReader reader)
+    {
+        var asked = false;
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            var usage = reader.ValueTextEquals("include_usage"u8);
+            reader.Read();
+            asked |= usage && reader.TokenType == JsonTokenType.True;
+            reader.Skip();
+        }
+
+        return asked;
     }
 
     private static async Task<byte[]> ReadBodyAsync(HttpRequest request, long max, CancellationToken cancellationToken)
