@@ -79,7 +79,11 @@ public enum KeyScopes
 /// <param name="OpenBatches">Batches not yet ended; a create beyond answers 429.</param>
 /// <param name="QueuedItems">Requests of open batches not yet ended, new ones included; a create beyond answers 429.</param>
 /// <param name="MaxFileBytes">The largest upload; larger answers 413.</param>
-public sealed record TenantLimits(double? RequestsPerMinute = null, long? OpenBatches = null, long? QueuedItems = null, long? MaxFileBytes = null)
+/// <param name="DailyBudgetUsd">
+/// The most the tenant's realtime calls may cost in a day (UTC), in US dollars: each call holds
+/// what it may cost while it runs, and a call that could take the day's spend past it answers 429.
+/// </param>
+public sealed record TenantLimits(double? RequestsPerMinute = null, long? OpenBatches = null, long? QueuedItems = null, long? MaxFileBytes = null, decimal? DailyBudgetUsd = null)
 {
     /// <summary>No limits.</summary>
     public static TenantLimits None { get; } = new();

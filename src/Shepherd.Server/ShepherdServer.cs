@@ -101,6 +101,8 @@ public sealed class ShepherdServer : IAsyncDisposable
         builder.Services.AddSingleton<MessageBatchesApi>();
         builder.Services.AddSingleton<Gateway.DeadlineCalls>();
         builder.Services.AddSingleton<Gateway.GatewayApi>();
+        builder.Services.AddSingleton<Gateway.RealtimeLedger>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<Gateway.RealtimeLedger>());
         builder.Services.AddSingleton<DashboardApi>();
         builder.Services.AddSingleton(sp => new ServerAnswerCache(settings, engine, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<ServerAnswerCache>>()));
         builder.Services.AddSingleton<EngineService>();

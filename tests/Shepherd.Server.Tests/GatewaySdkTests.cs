@@ -32,7 +32,7 @@ public sealed class GatewaySdkTests
         new(new ClientOptions { BaseUrl = baseUrl.ToString().TrimEnd('/'), ApiKey = key, MaxRetries = 0 });
 
     private static long CostOf(RunningServer server, string tenant) =>
-        server.Server.Services.GetRequiredService<Dispatcher>().RealtimeCost.GetValueOrDefault(tenant);
+        server.Server.Services.GetRequiredService<Dispatcher>().RealtimeCost.GetValueOrDefault(tenant).CostNanos;
 
     [Fact]
     public async Task AChatCompletion_ThroughShepherd_IsTheProvidersAnswer_AndItsCostCountsForTheTenant()

@@ -50,7 +50,7 @@ public sealed class GatewayTests
     }
 
     private static long Cost(RunningServer server) =>
-        Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Engine.Dispatch.Dispatcher>(server.Server.Services).RealtimeCost.GetValueOrDefault("tenant-one");
+        Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Engine.Dispatch.Dispatcher>(server.Server.Services).RealtimeCost.GetValueOrDefault("tenant-one").CostNanos;
 
     [Fact]
     public async Task ACallerThatLeavesMidStream_CancelsTheUpstreamCall()
@@ -194,6 +194,58 @@ public sealed class GatewayTests
         Assert.Equal(80, ended.GetProperty("request_counts").GetProperty("completed").GetInt64());
         // One limit for both: the provider never had to refuse a request.
         Assert.False(server.Simulator.Provider.Stats().ByStatus.ContainsKey(429));
+    }
+
+    [Fact]
+    public async Task ATenantsDailyBudget_HoldsForItsRealtimeCalls_AndTheLedgerOutlivesARestart()
+    {
+        // Each call may cost up to about $0.000015 (gpt-4o-mini, a short prompt, 20 tokens out): room for three or four.
+        Action<ServerOptions> budget = o => o.GatewayKeys =
+        [
+            new GatewayKey(new Engine.Upstreams.Secret(RunningServer.Key), "tenant-one") { Limits = new TenantLimits(DailyBudgetUsd: 0.00005m) },
+            new GatewayKey(new Engine.Upstreams.Secret(RunningServer.OtherKey), "tenant-two"),
+        ];
+        var server = await RunningServer.StartAsync(tune: budget);
+        await using var _ = server;
+
+        var statuses = new List<int>();
+        HttpResponseMessage? refused = null;
+        for (var i = 0; i < 10 && refused is null; i++)
+        {
+            var response = await PostAsync(server.Http, "/v1/chat/completions", Chat($"Review {i}: fine."));
+            statuses.Add((int)response.StatusCode);
+            if (response.StatusCode == HttpStatusCode.TooManyRequests)
+            {
+                refused = response;
+            }
+            else
+            {
+                response.Dispose();
+            }
+        }
+
+        Assert.NotNull(refused);
+        using (refused)
+        {
+            var error = JsonDocument.Parse(await refused.Content.ReadAsStringAsync(Ct)).RootElement.GetProperty("error");
+            Assert.Equal("budget_exceeded", error.GetProperty("code").GetString());
+            Assert.NotNull(refused.Headers.RetryAfter);
+        }
+
+        Assert.InRange(statuses.Count(s => s == 200), 2, 4);
+        Assert.True(Cost(server) <= 50_000, $"spent {Cost(server)} nanos of a 50,000 budget");
+        using var other = server.Client(RunningServer.OtherKey);
+        using (var theirs = await PostAsync(other, "/v1/chat/completions", Chat("Another tenant.")))
+        {
+            Assert.Equal(HttpStatusCode.OK, theirs.StatusCode);
+        }
+
+        // The day's spend is in the store: a restarted server still refuses.
+        await Poll.UntilAsync(async () => (await server.Store.ListSpendAsync(DateOnly.FromDateTime(TimeProvider.System.GetUtcNow().UtcDateTime), Ct)).Any(s => s.Owner == "tenant-one" && s.CostNanos == Cost(server)), TimeSpan.FromSeconds(10), Ct);
+        await using var restarted = await server.RestartAsync(tune: budget);
+        await Poll.UntilAsync(async () => (await restarted.Store.ListSpendAsync(DateOnly.FromDateTime(TimeProvider.System.GetUtcNow().UtcDateTime), Ct)).Any(s => s.Owner == "tenant-one"), TimeSpan.FromSeconds(10), Ct);
+        using var again = await PostAsync(restarted.Http, "/v1/chat/completions", Chat("One more."));
+        Assert.Equal(HttpStatusCode.TooManyRequests, again.StatusCode);
     }
 
     [Fact]

@@ -99,7 +99,7 @@ internal sealed class ServerRun(ServeSettings settings, TextWriter stdout, TimeP
             Scopes = key.Scopes is { } scopes
                 ? scopes.Aggregate(KeyScopes.None, (all, scope) => all | scope switch { "read" => KeyScopes.Read, "submit" => KeyScopes.Submit, _ => KeyScopes.Admin })
                 : KeyScopes.Read | KeyScopes.Submit,
-            Limits = key.Limits is { } limits ? new TenantLimits(limits.RequestsPerMinute, limits.OpenBatches, limits.QueuedItems, limits.MaxFileBytes) : TenantLimits.None,
+            Limits = key.Limits is { } limits ? new TenantLimits(limits.RequestsPerMinute, limits.OpenBatches, limits.QueuedItems, limits.MaxFileBytes, limits.DailyBudgetUsd) : TenantLimits.None,
         };
 
     private ServerOptions ServerOptions(ServerConfig? config)

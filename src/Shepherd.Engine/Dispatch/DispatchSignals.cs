@@ -21,13 +21,14 @@ internal sealed class DispatchSignals
     private IReadOnlyCollection<string> _sendingLanes = [];
     private IReadOnlyList<LaneState> _lanes = [];
     private (ClusterView View, TimeSpan Settle) _cluster = (ClusterView.Alone, TimeSpan.Zero);
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> _realtimeCost = new(StringComparer.Ordinal);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, (long Calls, long CostNanos)> _realtimeCost = new(StringComparer.Ordinal);
 
-    /// <summary>What realtime calls cost, in billionths of a US dollar, by tenant ("" on a server without keys).</summary>
-    public IReadOnlyDictionary<string, long> RealtimeCost => _realtimeCost;
+    /// <summary>Attempts of realtime calls and what they cost, in billionths of a US dollar, by tenant ("" on a server without keys).</summary>
+    public IReadOnlyDictionary<string, (long Calls, long CostNanos)> RealtimeCost => _realtimeCost;
 
-    /// <summary>Counts what a realtime call of <paramref name="owner"/> cost.</summary>
-    public void Spent(string? owner, long nanos) => _realtimeCost.AddOrUpdate(owner ?? "", nanos, (_, total) => total + nanos);
+    /// <summary>Counts an attempt of a realtime call of <paramref name="owner"/> and what it cost.</summary>
+    public void Spent(string? owner, long nanos) =>
+        _realtimeCost.AddOrUpdate(owner ?? "", (1, nanos), (_, total) => (total.Calls + 1, total.CostNanos + nanos));
 
     /// <summary>What the loop is told: answers, claims' results, and "look again".</summary>
     public ChannelReader<DispatchEvent> Events => _events.Reader;

@@ -193,8 +193,17 @@ public sealed partial class Dispatcher
         }
     }
 
-    /// <summary>What realtime calls have cost since the node started, in billionths of a US dollar, by tenant ("" on a server without keys).</summary>
-    public IReadOnlyDictionary<string, long> RealtimeCost => _signals.RealtimeCost;
+    /// <summary>The most a realtime call of <paramref name="model"/> with <paramref name="body"/> may cost at list price, in billionths of a US dollar: its prompt as counted, and all the output it allows.</summary>
+    public long MostCostNanos(string model, byte[] body)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(body);
+        var (prompt, output) = _estimator.Estimate(model, body);
+        return _prices.Price(model, prompt, output ?? _options.DefaultOutputTokens).Nanos;
+    }
+
+    /// <summary>Attempts of realtime calls since the node started, and what they cost in billionths of a US dollar, by tenant ("" on a server without keys).</summary>
+    public IReadOnlyDictionary<string, (long Calls, long CostNanos)> RealtimeCost => _signals.RealtimeCost;
 
     /// <summary>Completes when the batch has ended (completed, cancelled or expired).</summary>
     public async Task WaitForBatchAsync(string batchId, CancellationToken cancellationToken)

@@ -29,3 +29,17 @@ public readonly record struct OwnerScope(string? Owner, bool Everyone = false)
 /// <param name="OpenBatches">Its batches not yet ended (validating, in progress, finalizing, cancelling).</param>
 /// <param name="QueuedItems">Their requests not yet ended.</param>
 public sealed record TenantUsage(long OpenBatches, long QueuedItems);
+
+/// <summary>A tenant's realtime calls on one day (UTC) and what they cost.</summary>
+/// <param name="Owner">The tenant; empty on a server without keys.</param>
+/// <param name="Day">The day, in UTC.</param>
+/// <param name="Calls">Attempts of realtime calls.</param>
+/// <param name="CostNanos">What they cost, in billionths of a US dollar.</param>
+public sealed record TenantSpend(string Owner, DateOnly Day, long Calls, long CostNanos)
+{
+    /// <summary>The day as the ledger keeps it.</summary>
+    internal string DayText => Day.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
+
+    internal static TenantSpend Read(System.Data.Common.DbDataReader row) => new(
+        row.GetString(0), DateOnly.ParseExact(row.GetString(1), "yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture), row.GetInt64(2), row.GetInt64(3));
+}

@@ -153,6 +153,12 @@ public interface IBatchStore : IAsyncDisposable
     /// <summary>Sets the budget of a batch (null for none), for the requests not yet sent.</summary>
     Task SetBudgetAsync(string batchId, long? budgetNanos, CancellationToken cancellationToken);
 
+    /// <summary>Adds realtime calls and their cost to each tenant's ledger of their day, in one transaction.</summary>
+    Task AddSpendAsync(IReadOnlyList<TenantSpend> spends, CancellationToken cancellationToken);
+
+    /// <summary>Every tenant's realtime calls and their cost on <paramref name="day"/> (UTC).</summary>
+    Task<IReadOnlyList<TenantSpend>> ListSpendAsync(DateOnly day, CancellationToken cancellationToken);
+
     /// <summary>Sets how a batch uses the answer cache, for the requests not yet sent.</summary>
     Task SetCacheUseAsync(string batchId, CacheUse use, CancellationToken cancellationToken);
 

@@ -110,6 +110,26 @@ internal static class StoreSql
         ALTER TABLE batches ADD COLUMN cache_use integer NOT NULL DEFAULT 1;
         """;
 
+    /// <summary>What each tenant's realtime calls cost, by day (UTC, <c>yyyy-MM-dd</c>): the ledger daily budgets are held against.</summary>
+    internal const string SpendSchema = """
+        CREATE TABLE tenant_spend (
+            owner text NOT NULL,
+            day text NOT NULL,
+            calls bigint NOT NULL,
+            cost_nanos bigint NOT NULL,
+            PRIMARY KEY (owner, day)
+        );
+        """;
+
+    /// <summary>Adds <c>@calls</c> and <c>@cost</c> to the ledger of <c>@owner</c> on <c>@day</c>.</summary>
+    internal const string AddSpend = """
+        INSERT INTO tenant_spend (owner, day, calls, cost_nanos) VALUES (@owner, @day, @calls, @cost)
+        ON CONFLICT (owner, day) DO UPDATE SET calls = tenant_spend.calls + excluded.calls, cost_nanos = tenant_spend.cost_nanos + excluded.cost_nanos
+        """;
+
+    /// <summary>Every tenant's ledger on <c>@day</c>.</summary>
+    internal const string SpendOn = "SELECT owner, day, calls, cost_nanos FROM tenant_spend WHERE day = @day";
+
     /// <summary>
     /// The queued items of a batch (<c>@to</c>) whose custom id and body are those of an item that
     /// succeeded in an earlier batch (<c>@from</c>), each with the earlier answer.

@@ -222,8 +222,16 @@ public sealed class TenantLimitsConfig
     /// <summary>The largest upload, in bytes.</summary>
     public long? MaxFileBytes { get; set; }
 
+    /// <summary>The most the tenant's realtime calls may cost a day (UTC), in US dollars.</summary>
+    public decimal? DailyBudgetUsd { get; set; }
+
     internal void Check(string where)
     {
+        if (DailyBudgetUsd is { } budget && Engine.Pricing.Cost.BudgetFromUsd(budget) is null)
+        {
+            throw new ConfigException($"{where}.dailyBudgetUsd: must be a number of US dollars, 0 or more.");
+        }
+
         foreach (var (name, value) in new[] { ("requestsPerMinute", RequestsPerMinute), ("openBatches", (double?)OpenBatches), ("queuedItems", (double?)QueuedItems), ("maxFileBytes", (double?)MaxFileBytes) })
         {
             if (value is not null and < 1)

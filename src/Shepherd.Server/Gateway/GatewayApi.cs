@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Routing;
 using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Formats;
+using Shepherd.Engine.Pricing;
 using Shepherd.Server.Http;
 
 namespace Shepherd.Server.Gateway;
@@ -20,7 +21,7 @@ namespace Shepherd.Server.Gateway;
 /// door's envelope. A call that can wait (<c>x-shepherd-deadline</c>, <c>Prefer: wait=N</c>) goes
 /// to <see cref="DeadlineCalls"/> instead.
 /// </summary>
-internal sealed class GatewayApi(Dispatcher dispatcher, DeadlineCalls deadlines, ServerOptions options, TimeProvider time)
+internal sealed class GatewayApi(Dispatcher dispatcher, DeadlineCalls deadlines, RealtimeLedger ledger, ServerOptions options, TimeProvider time)
 {
     /// <summary>The header the OpenAI and Anthropic SDKs send their timeout in, in seconds.</summary>
     private const string SdkTimeoutHeader = "x-stainless-timeout";
@@ -45,8 +46,40 @@ internal sealed class GatewayApi(Dispatcher dispatcher, DeadlineCalls deadlines,
             return;
         }
 
-        var now = time.GetUtcNow();
-        var call = new RealtimeCall(url, request.Model, request.Body, caller.Owner, now + TimeoutOf(context.Request))
+        var owner = caller.Owner ?? "";
+        var held = 0L;
+        if (caller.Limits?.DailyBudgetUsd is { } budgetUsd && Cost.BudgetFromUsd(budgetUsd) is { } budget)
+        {
+            held = dispatcher.MostCostNanos(request.Model, request.Body);
+            if (ledger.TryHold(owner, budget, held) is { } spent)
+            {
+                var now = time.GetUtcNow();
+                var tomorrow = new DateTimeOffset(now.UtcDateTime.Date.AddDays(1), TimeSpan.Zero);
+                context.Response.Headers.RetryAfter = Math.Ceiling((tomorrow - now).TotalSeconds).ToString(CultureInfo.InvariantCulture);
+                await ErrorEnvelope.For(Doors.Of(context), StatusCodes.Status429TooManyRequests,
+                    $"This key's tenant has spent ${spent / 1e9:0.######} of its daily budget of ${budgetUsd:0.######} on realtime calls, and this call may cost up to ${held / 1e9:0.######}. The budget renews at 00:00 UTC.",
+                    null, "budget_exceeded").ExecuteAsync(context);
+                return;
+            }
+        }
+
+        try
+        {
+            await SendAsync(context, request, caller);
+        }
+        finally
+        {
+            if (held > 0)
+            {
+                ledger.Release(owner, held);
+            }
+        }
+    }
+
+    /// <summary>Sends the call through the lanes and writes what came back; nothing when the caller left.</summary>
+    private async Task SendAsync(HttpContext context, GatewayRequest request, Caller caller)
+    {
+        var call = new RealtimeCall(request.Url, request.Model, request.Body, caller.Owner, time.GetUtcNow() + TimeoutOf(context.Request))
         {
             Stream = request.Stream,
             HideUsage = request.HideUsage,

@@ -77,4 +77,19 @@ public abstract partial class BatchStoreContract
         Assert.Equal(CacheUse.Unsampled, (await Store.GetBatchAsync(id, Ct))!.Cache);
         Assert.Equal(CacheUse.Unsampled, Assert.Single(await Store.ListActiveBatchesAsync(Ct), b => b.Id == id).Cache);
     }
+
+    [Fact]
+    public async Task TheRealtimeLedger_AddsUpPerTenantAndDay()
+    {
+        var today = new DateOnly(2026, 12, 7);
+
+        await Store.AddSpendAsync([new TenantSpend("acme", today, 2, 300), new TenantSpend("", today, 1, 5)], Ct);
+        await Store.AddSpendAsync([new TenantSpend("acme", today, 1, 50), new TenantSpend("acme", today.AddDays(1), 4, 1_000)], Ct);
+
+        Assert.Equal(
+            [new TenantSpend("", today, 1, 5), new TenantSpend("acme", today, 3, 350)],
+            (await Store.ListSpendAsync(today, Ct)).OrderBy(s => s.Owner, StringComparer.Ordinal));
+        Assert.Equal([new TenantSpend("acme", today.AddDays(1), 4, 1_000)], await Store.ListSpendAsync(today.AddDays(1), Ct));
+        Assert.Empty(await Store.ListSpendAsync(today.AddDays(2), Ct));
+    }
 }

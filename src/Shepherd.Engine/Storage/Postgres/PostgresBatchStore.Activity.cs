@@ -9,6 +9,25 @@ public sealed partial class PostgresBatchStore
         (await QueryAsync(StoreSql.Usage, StoreRows.ReadUsage, cancellationToken, ("owner", owner))).Single();
 
     /// <inheritdoc />
+    public Task AddSpendAsync(IReadOnlyList<TenantSpend> spends, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(spends);
+        return InTransactionAsync(async (connection, tx) =>
+        {
+            foreach (var spend in spends)
+            {
+                await ExecuteAsync(connection, tx, StoreSql.AddSpend, cancellationToken, ("owner", spend.Owner), ("day", spend.DayText), ("calls", spend.Calls), ("cost", spend.CostNanos));
+            }
+
+            return 0;
+        }, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<TenantSpend>> ListSpendAsync(DateOnly day, CancellationToken cancellationToken) =>
+        await QueryAsync(StoreSql.SpendOn, TenantSpend.Read, cancellationToken, ("day", new TenantSpend("", day, 0, 0).DayText));
+
+    /// <inheritdoc />
     public async Task<BatchActivity> GetActivityAsync(string batchId, TimeSpan bucket, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(batchId);
