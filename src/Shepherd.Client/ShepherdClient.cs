@@ -147,8 +147,7 @@ public sealed class ShepherdClient : IShepherdClient, IDisposable
         var deadline = started + (timeout ?? DefaultTimeout(batch));
         var first = (At: started, batch.Finished);
         var delay = Options.PollInitialDelay;
-        DateTimeOffset? unreachableSince = null;
-        var failures = 0;
+        var outage = new Outage(this);
         progress.Report(new BatchProgress(batch, Eta(first, batch, started)));
         while (!batch.HasEnded)
         {
@@ -162,23 +161,17 @@ public sealed class ShepherdClient : IShepherdClient, IDisposable
             try
             {
                 batch = await _backend.WatchAsync(batchId, delay < left ? delay : left, cancellationToken);
-                unreachableSince = null;
-                failures = 0;
+                outage.Over();
             }
             catch (ShepherdApiException ex) when (ex.IsTransient)
             {
-                now = time.GetUtcNow();
-                unreachableSince ??= now;
-                if (now - unreachableSince >= Options.WaitOutageTolerance)
+                if (outage.Next() is not { } pause)
                 {
                     throw;
                 }
 
-                progress.Report(new BatchProgress(batch, null) { UnreachableSince = unreachableSince, ReconnectReason = ex.Message });
-
-                // Backed off as a retry is, so a server coming back is found soon and a dead one is not hammered.
-                var pause = _pipeline.Backoff(failures++, null);
-                left = deadline - now;
+                progress.Report(new BatchProgress(batch, null) { UnreachableSince = outage.Since, ReconnectReason = ex.Message });
+                left = deadline - time.GetUtcNow();
                 if (left > TimeSpan.Zero)
                 {
                     await Task.Delay(pause < left ? pause : left, time, cancellationToken);
@@ -298,6 +291,34 @@ public sealed class ShepherdClient : IShepherdClient, IDisposable
     {
         ArgumentException.ThrowIfNullOrEmpty(batchId, name);
         return batchId;
+    }
+
+    /// <summary>
+    /// A server that cannot be reached by a wait's looks: since when, and how long to pause before
+    /// the next look, backed off as a retry is, so a server coming back is found soon and a dead
+    /// one is not hammered.
+    /// </summary>
+    private sealed class Outage(ShepherdClient client)
+    {
+        private int _failures;
+
+        /// <summary>When the looks began to fail; null while they succeed.</summary>
+        public DateTimeOffset? Since { get; private set; }
+
+        /// <summary>A look succeeded: the outage, if any, is over.</summary>
+        public void Over()
+        {
+            Since = null;
+            _failures = 0;
+        }
+
+        /// <summary>A look failed: the pause before the next one, or null once the looks have failed for <see cref="ShepherdClientOptions.WaitOutageTolerance"/>.</summary>
+        public TimeSpan? Next()
+        {
+            var now = client.Options.TimeProvider.GetUtcNow();
+            Since ??= now;
+            return now - Since >= client.Options.WaitOutageTolerance ? null : client._pipeline.Backoff(_failures++, null);
+        }
     }
 
     private static string NewIdempotencyKey() => "shepherd-" + Convert.ToHexString(RandomNumberGenerator.GetBytes(16)).ToLowerInvariant();
