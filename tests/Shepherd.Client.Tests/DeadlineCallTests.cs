@@ -191,8 +191,7 @@ public sealed class DeadlineCallTests
     [InlineData(BatchApi.Anthropic)]
     public async Task TheOpenAIAndAnthropicApis_RefuseCallsThatWait_BeforeAnythingIsSent(BatchApi api)
     {
-        var handler = new ScriptedHandler(ScriptedHandler.Json(HttpStatusCode.InternalServerError, """{"error":{"message":"nothing should reach the API"}}"""));
-        using var client = new ShepherdClient(new ShepherdClientOptions { BaseUrl = new Uri("http://127.0.0.1:1"), ApiKey = "k", Api = api, MaxRetries = 0 }, new HttpClient(handler));
+        using var client = ClientTests.SendingNothing(api, out var handler);
 
         var call = await Assert.ThrowsAsync<NotSupportedException>(() => client.CallAsync("/v1/chat/completions", Chat("hi"), Hour, Ct));
         var chat = await Assert.ThrowsAsync<NotSupportedException>(() => client.CallAsync("gpt-4o-mini", new ChatRequest { User = "hi" }, Hour, Ct));
