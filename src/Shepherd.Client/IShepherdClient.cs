@@ -1,3 +1,5 @@
+using System.Text.Json.Nodes;
+
 namespace Shepherd.Client;
 
 /// <summary>
@@ -62,6 +64,26 @@ public interface IShepherdClient
     /// <returns>The retry batch, or null when nothing failed or expired.</returns>
     /// <exception cref="BatchNotEndedException">When the batch is still running.</exception>
     Task<Batch?> RetryFailedAsync(string batchId, CancellationToken cancellationToken = default);
+
+    /// <summary>Makes a call that can wait until <paramref name="deadline"/> (a Shepherd server's <c>x-shepherd-deadline</c>) and returns its answer once it is in.</summary>
+    /// <returns>The provider's answer, with the call's id.</returns>
+    /// <exception cref="ShepherdApiException">When the server refuses the call, or the provider's answer is a refusal or failure (<see cref="ShepherdApiException.CallId"/> set).</exception>
+    /// <exception cref="NotSupportedException">On the OpenAI and Anthropic APIs, which have no such calls.</exception>
+    Task<CallAnswer> CallAsync(string url, JsonObject body, TimeSpan deadline, CancellationToken cancellationToken = default);
+
+    /// <summary>Makes a call that can wait of a typed chat request to <paramref name="model"/>, sent to <c>/v1/chat/completions</c>.</summary>
+    /// <returns>The provider's answer, with the call's id.</returns>
+    Task<CallAnswer> CallAsync(string model, ChatRequest chat, TimeSpan deadline, CancellationToken cancellationToken = default);
+
+    /// <summary>Sends a call that can wait until <paramref name="deadline"/> and returns its id once the server has stored it.</summary>
+    /// <returns>The call's id, for <see cref="GetCallAsync"/>.</returns>
+    /// <exception cref="NotSupportedException">On the OpenAI and Anthropic APIs, which have no such calls.</exception>
+    Task<string> StartCallAsync(string url, JsonObject body, TimeSpan deadline, CancellationToken cancellationToken = default);
+
+    /// <summary>The answer of the call <paramref name="callId"/> once it is in, however long that takes.</summary>
+    /// <returns>The provider's answer, with the call's id.</returns>
+    /// <exception cref="ShepherdApiException">404 for an id the key cannot see; the provider's refusal or failure with <see cref="ShepherdApiException.CallId"/> set.</exception>
+    Task<CallAnswer> GetCallAsync(string callId, CancellationToken cancellationToken = default);
 
     /// <summary>A handle on the batch <paramref name="batchId"/>, rebuilt from the id alone.</summary>
     BatchHandle Batch(string batchId) => new(this, batchId);

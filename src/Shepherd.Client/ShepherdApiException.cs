@@ -51,4 +51,11 @@ public sealed class ShepherdApiException : ShepherdException
 
     /// <summary>The id the server gave the refused call (<c>x-request-id</c>, or Anthropic's <c>request-id</c>), to quote to its operators; null when it gave none.</summary>
     public string? RequestId { get; init; }
+
+    /// <summary>
+    /// The id of the call that could wait (<see cref="ShepherdClient.CallAsync(string, System.Text.Json.Nodes.JsonObject, TimeSpan, CancellationToken)"/>)
+    /// whose answer this is: the provider's refusal or failure as the server keeps it, final, so
+    /// asking again gives the same. Null for every other error, such as a call id the server does not know.
+    /// </summary>
+    public string? CallId { get; init; }
 }

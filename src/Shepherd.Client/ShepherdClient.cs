@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Shepherd.Client.Backends;
 using Shepherd.Client.Http;
 
@@ -147,8 +148,7 @@ public sealed class ShepherdClient : IShepherdClient, IDisposable
         var deadline = started + (timeout ?? DefaultTimeout(batch));
         var first = (At: started, batch.Finished);
         var delay = Options.PollInitialDelay;
-        DateTimeOffset? unreachableSince = null;
-        var failures = 0;
+        var outage = new Outage(this);
         progress.Report(new BatchProgress(batch, Eta(first, batch, started)));
         while (!batch.HasEnded)
         {
@@ -162,23 +162,17 @@ public sealed class ShepherdClient : IShepherdClient, IDisposable
             try
             {
                 batch = await _backend.WatchAsync(batchId, delay < left ? delay : left, cancellationToken);
-                unreachableSince = null;
-                failures = 0;
+                outage.Over();
             }
             catch (ShepherdApiException ex) when (ex.IsTransient)
             {
-                now = time.GetUtcNow();
-                unreachableSince ??= now;
-                if (now - unreachableSince >= Options.WaitOutageTolerance)
+                if (outage.Next() is not { } pause)
                 {
                     throw;
                 }
 
-                progress.Report(new BatchProgress(batch, null) { UnreachableSince = unreachableSince, ReconnectReason = ex.Message });
-
-                // Backed off as a retry is, so a server coming back is found soon and a dead one is not hammered.
-                var pause = _pipeline.Backoff(failures++, null);
-                left = deadline - now;
+                progress.Report(new BatchProgress(batch, null) { UnreachableSince = outage.Since, ReconnectReason = ex.Message });
+                left = deadline - time.GetUtcNow();
                 if (left > TimeSpan.Zero)
                 {
                     await Task.Delay(pause < left ? pause : left, time, cancellationToken);
@@ -192,6 +186,97 @@ public sealed class ShepherdClient : IShepherdClient, IDisposable
         }
 
         return new BatchCompletion(batch, TimedOut: false);
+    }
+
+    /// <summary>
+    /// Makes a call that can wait until <paramref name="deadline"/> (a Shepherd server's
+    /// <c>x-shepherd-deadline</c>): <paramref name="body"/>, the provider's own request body, goes
+    /// to <paramref name="url"/> (such as <c>/v1/chat/completions</c>, or <c>/v1/messages</c> with
+    /// an Anthropic body), the server collects it with others into a batch it sends at the batch
+    /// price where the provider has one, and this returns its answer once it is in, as
+    /// <see cref="GetCallAsync"/> does. It needs only the call's id to get there, so it rides out
+    /// server restarts; a call lives on the server whatever happens here.
+    /// </summary>
+    /// <returns>The provider's answer, with the call's id.</returns>
+    /// <exception cref="ShepherdApiException">When the server refuses the call (a body without a model, a stream), or the provider's answer is a refusal or failure (<see cref="ShepherdApiException.CallId"/> set).</exception>
+    /// <exception cref="NotSupportedException">On the OpenAI and Anthropic APIs, which have no such calls.</exception>
+    public async Task<CallAnswer> CallAsync(string url, JsonObject body, TimeSpan deadline, CancellationToken cancellationToken = default) =>
+        await AnswerAsync(await StartCallAsync(url, body, deadline, cancellationToken), CallKind.Look, cancellationToken);
+
+    /// <summary>
+    /// Makes a call that can wait until <paramref name="deadline"/> of a typed chat request to
+    /// <paramref name="model"/>, sent to <c>/v1/chat/completions</c>, as
+    /// <see cref="CallAsync(string, JsonObject, TimeSpan, CancellationToken)"/> does; the answer's
+    /// <see cref="CallAnswer.Text"/> is the reply.
+    /// </summary>
+    /// <returns>The provider's answer, with the call's id.</returns>
+    public Task<CallAnswer> CallAsync(string model, ChatRequest chat, TimeSpan deadline, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(model);
+        ArgumentNullException.ThrowIfNull(chat);
+        return CallAsync(Requests.ChatEndpoint, Requests.BodyOf(chat, Requests.ChatEndpoint, model), deadline, cancellationToken);
+    }
+
+    /// <summary>
+    /// Sends a call that can wait until <paramref name="deadline"/>, as
+    /// <see cref="CallAsync(string, JsonObject, TimeSpan, CancellationToken)"/> does, and returns
+    /// its id as soon as the server has stored it: <see cref="GetCallAsync"/> gets the answer by
+    /// the id, from this process or another one (after a restart of the caller).
+    /// </summary>
+    /// <returns>The call's id (<c>call_…</c>).</returns>
+    /// <exception cref="ShepherdApiException">When the server refuses the call.</exception>
+    /// <exception cref="NotSupportedException">On the OpenAI and Anthropic APIs, which have no such calls.</exception>
+    public Task<string> StartCallAsync(string url, JsonObject body, TimeSpan deadline, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(url);
+        ArgumentNullException.ThrowIfNull(body);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(deadline, TimeSpan.Zero);
+        return _backend.StartCallAsync(url, body, deadline, cancellationToken);
+    }
+
+    /// <summary>
+    /// The answer of the call <paramref name="callId"/> once it is in: each look is held by the
+    /// server up to a minute (<c>GET /v1/calls/{id}</c> with <c>Prefer: wait=</c>), so this returns
+    /// as soon as the answer is in. A server it cannot reach is tried again, backed off as a retry
+    /// is, for up to <see cref="ShepherdClientOptions.WaitOutageTolerance"/>; the first look is an
+    /// ordinary call, so a server never reached fails at once. The server ends the call at its
+    /// deadline (504, <c>deadline_exceeded</c>, when it could not be sent in time), so the wait is
+    /// bounded by it; <paramref name="cancellationToken"/> stops only the waiting.
+    /// </summary>
+    /// <returns>The provider's answer, with the call's id.</returns>
+    /// <exception cref="ShepherdApiException">
+    /// 404 (<c>not_found</c>) for an id the key cannot see; the provider's refusal or failure, or the
+    /// server's end of the call (cancelled, deadline passed), with <see cref="ShepherdApiException.CallId"/> set.
+    /// </exception>
+    /// <exception cref="NotSupportedException">On the OpenAI and Anthropic APIs, which have no such calls.</exception>
+    public Task<CallAnswer> GetCallAsync(string callId, CancellationToken cancellationToken = default) =>
+        AnswerAsync(Checked(callId), CallKind.Repeatable, cancellationToken);
+
+    /// <summary>Looks at a call until its answer is in; the first look is of kind <paramref name="first"/>, the rest are looks that ride out an outage.</summary>
+    private async Task<CallAnswer> AnswerAsync(string callId, CallKind first, CancellationToken cancellationToken)
+    {
+        var outage = new Outage(this);
+        for (var kind = first; ; kind = CallKind.Look)
+        {
+            try
+            {
+                if (await _backend.LookAtCallAsync(callId, kind, cancellationToken) is { } answer)
+                {
+                    return answer;
+                }
+
+                outage.Over();
+            }
+            catch (ShepherdApiException ex) when (ex.IsTransient && ex.CallId is null && kind == CallKind.Look)
+            {
+                if (outage.Next() is not { } pause)
+                {
+                    throw;
+                }
+
+                await Task.Delay(pause, Options.TimeProvider, cancellationToken);
+            }
+        }
     }
 
     /// <summary>
@@ -298,6 +383,34 @@ public sealed class ShepherdClient : IShepherdClient, IDisposable
     {
         ArgumentException.ThrowIfNullOrEmpty(batchId, name);
         return batchId;
+    }
+
+    /// <summary>
+    /// A server that cannot be reached by a wait's looks: since when, and how long to pause before
+    /// the next look, backed off as a retry is, so a server coming back is found soon and a dead
+    /// one is not hammered.
+    /// </summary>
+    private sealed class Outage(ShepherdClient client)
+    {
+        private int _failures;
+
+        /// <summary>When the looks began to fail; null while they succeed.</summary>
+        public DateTimeOffset? Since { get; private set; }
+
+        /// <summary>A look succeeded: the outage, if any, is over.</summary>
+        public void Over()
+        {
+            Since = null;
+            _failures = 0;
+        }
+
+        /// <summary>A look failed: the pause before the next one, or null once the looks have failed for <see cref="ShepherdClientOptions.WaitOutageTolerance"/>.</summary>
+        public TimeSpan? Next()
+        {
+            var now = client.Options.TimeProvider.GetUtcNow();
+            Since ??= now;
+            return now - Since >= client.Options.WaitOutageTolerance ? null : client._pipeline.Backoff(_failures++, null);
+        }
     }
 
     private static string NewIdempotencyKey() => "shepherd-" + Convert.ToHexString(RandomNumberGenerator.GetBytes(16)).ToLowerInvariant();

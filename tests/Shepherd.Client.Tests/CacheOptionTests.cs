@@ -1,4 +1,3 @@
-using System.Net;
 using Shepherd.Engine.Model;
 using Shepherd.Server;
 using Shepherd.Server.Tests;
@@ -45,8 +44,7 @@ public sealed class CacheOptionTests : IDisposable
     [InlineData(BatchApi.Anthropic)]
     public async Task TheCacheSwitches_AreRefusedByTheOpenAIAndAnthropicApis_BeforeAnythingIsSent(BatchApi api)
     {
-        var handler = new ScriptedHandler(ScriptedHandler.Json(HttpStatusCode.InternalServerError, """{"error":{"message":"nothing should reach the API"}}"""));
-        using var client = new ShepherdClient(new ShepherdClientOptions { BaseUrl = new Uri("http://127.0.0.1:1"), ApiKey = "k", Api = api, MaxRetries = 0 }, new HttpClient(handler));
+        using var client = ClientTests.SendingNothing(api, out var handler);
         var file = BatchFiles.Write(_folder.File("in.jsonl"), api == BatchApi.Anthropic ? BatchFiles.Anthropic(2) : BatchFiles.OpenAIChat(2));
 
         var inline = await Assert.ThrowsAsync<ArgumentException>(() => client.CreateBatchAsync(Prompts(cache: false), Ct));

@@ -23,6 +23,16 @@ public sealed class ClientTests
         RetryMaxDelay = TimeSpan.FromMilliseconds(100),
     }, http);
 
+    /// <summary>
+    /// A client of <paramref name="api"/> that must send nothing (a refusal made before anything is
+    /// sent): <paramref name="handler"/> records whatever it does send, and answers it 500.
+    /// </summary>
+    internal static ShepherdClient SendingNothing(BatchApi api, out ScriptedHandler handler)
+    {
+        handler = new ScriptedHandler(ScriptedHandler.Json(System.Net.HttpStatusCode.InternalServerError, """{"error":{"message":"nothing should reach the API"}}"""));
+        return new ShepherdClient(new ShepherdClientOptions { BaseUrl = new Uri("http://127.0.0.1:1"), ApiKey = "k", Api = api, MaxRetries = 0 }, new HttpClient(handler));
+    }
+
     [Fact]
     public async Task AnInlineBatch_IsCreatedWaitedForAndItsResultsStreamed()
     {

@@ -92,5 +92,13 @@ public sealed class DependencyInjectionTests
         public Task<long> ExportResultsAsync(string batchId, string path, CancellationToken cancellationToken = default) => throw new NotSupportedException();
 
         public Task<Batch?> RetryFailedAsync(string batchId, CancellationToken cancellationToken = default) => throw new NotSupportedException();
+
+        public Task<CallAnswer> CallAsync(string url, System.Text.Json.Nodes.JsonObject body, TimeSpan deadline, CancellationToken cancellationToken = default) => throw new NotSupportedException();
+
+        public Task<CallAnswer> CallAsync(string model, ChatRequest chat, TimeSpan deadline, CancellationToken cancellationToken = default) => throw new NotSupportedException();
+
+        public Task<string> StartCallAsync(string url, System.Text.Json.Nodes.JsonObject body, TimeSpan deadline, CancellationToken cancellationToken = default) => throw new NotSupportedException();
+
+        public Task<CallAnswer> GetCallAsync(string callId, CancellationToken cancellationToken = default) => throw new NotSupportedException();
     }
 }

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -102,6 +103,27 @@ public sealed partial class DocumentedExamplesTests
         var done = await client.WaitForCompletionAsync(batch.Id, cancellationToken: TestContext.Current.CancellationToken);
 
         Assert.True(done.AllSucceeded, done.Batch.ToString());
+    }
+
+    [Fact]
+    public async Task TheCallsThatCanWaitSnippet_Runs()
+    {
+        await using var server = await RunningServer.StartAsync(tune: o => o.CallCollectAge = TimeSpan.FromMilliseconds(100));
+        using var client = new ShepherdClient(new ShepherdClientOptions { BaseUrl = server.BaseUrl, ApiKey = RunningServer.Key });
+        var review = reviews[2];
+        // docs/client.md, "Calls that can wait":
+        // One call, answered within 30 minutes, at the batch price where the provider has one.
+        CallAnswer answer = await client.CallAsync("gpt-4o-mini", new ChatRequest { User = $"Positive or negative? {review}" }, TimeSpan.FromMinutes(30));
+        Console.WriteLine($"{answer.CallId}: {answer.Text}");
+
+        // Or keep the id, and fetch the answer by it later: from this process, or after a restart of it.
+        string callId = await client.StartCallAsync("/v1/embeddings", new JsonObject { ["model"] = "text-embedding-3-small", ["input"] = review }, TimeSpan.FromHours(6));
+        CallAnswer embedding = await client.GetCallAsync(callId);
+        // end.
+
+        Assert.Equal((200, 200), (answer.StatusCode, embedding.StatusCode));
+        Assert.False(string.IsNullOrEmpty(answer.Text));
+        Assert.Equal((callId, "list", (string?)null), (embedding.CallId, embedding.Body.GetProperty("object").GetString(), embedding.Text));
     }
 
     [Theory]

@@ -1,4 +1,3 @@
-using System.Net;
 using Shepherd.Server.Tests;
 using Shepherd.Testing;
 
@@ -50,8 +49,7 @@ public sealed class ModeAndDeadlineTests : IDisposable
     [InlineData(BatchApi.Anthropic)]
     public async Task AMode_IsRefusedByTheOpenAIAndAnthropicApis_BeforeAnythingIsSent(BatchApi api)
     {
-        var handler = new ScriptedHandler(ScriptedHandler.Json(HttpStatusCode.InternalServerError, """{"error":{"message":"nothing should reach the API"}}"""));
-        using var client = new ShepherdClient(new ShepherdClientOptions { BaseUrl = new Uri("http://127.0.0.1:1"), ApiKey = "k", Api = api, MaxRetries = 0 }, new HttpClient(handler));
+        using var client = ClientTests.SendingNothing(api, out var handler);
         var file = BatchFiles.Write(_folder.File("in.jsonl"), api == BatchApi.Anthropic ? BatchFiles.Anthropic(2) : BatchFiles.OpenAIChat(2));
 
         var inline = await Assert.ThrowsAsync<ArgumentException>(() => client.CreateBatchAsync(Prompts(BatchMode.Native), Ct));
@@ -65,8 +63,7 @@ public sealed class ModeAndDeadlineTests : IDisposable
     [Fact]
     public async Task AModeAndAMetadataShepherdModeThatDisagree_AreRefused_BeforeAnythingIsSent()
     {
-        var handler = new ScriptedHandler(ScriptedHandler.Json(HttpStatusCode.InternalServerError, """{"error":{"message":"nothing should reach the API"}}"""));
-        using var client = new ShepherdClient(new ShepherdClientOptions { BaseUrl = new Uri("http://127.0.0.1:1"), ApiKey = "k", MaxRetries = 0 }, new HttpClient(handler));
+        using var client = ClientTests.SendingNothing(BatchApi.Shepherd, out var handler);
         var file = BatchFiles.Write(_folder.File("in.jsonl"), BatchFiles.OpenAIChat(2));
         var options = new FileBatchOptions { Mode = BatchMode.Native, Metadata = new Dictionary<string, string> { ["shepherd_mode"] = "flex" } };
 

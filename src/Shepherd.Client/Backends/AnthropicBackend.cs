@@ -3,6 +3,7 @@ using System.Net.Http.Headers;
 using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Shepherd.Client.Http;
 
 namespace Shepherd.Client.Backends;
@@ -111,6 +112,14 @@ internal sealed class AnthropicBackend(ApiPipeline pipeline, ShepherdClientOptio
             : Task.FromException<Batch?>(new NotSupportedException(
                 $"The Anthropic Message Batches API keeps no request bodies a client could fetch, so the failed requests of {batch.Id} cannot be rebuilt from the batch alone. "
                 + "Retrying needs the original requests: create a new batch of those whose custom ids did not succeed (GetResultsAsync lists them)."));
+
+    /// <summary>The Anthropic API has no calls that wait: refused, before anything is sent.</summary>
+    public Task<string> StartCallAsync(string url, JsonObject body, TimeSpan deadline, CancellationToken cancellationToken) =>
+        Task.FromException<string>(Calls.Unsupported("The Anthropic API"));
+
+    /// <summary>The Anthropic API has no calls that wait: refused, before anything is sent.</summary>
+    public Task<CallAnswer?> LookAtCallAsync(string callId, CallKind kind, CancellationToken cancellationToken) =>
+        Task.FromException<CallAnswer?>(Calls.Unsupported("The Anthropic API"));
 
     private static string PathOf(string batchId) => $"{Batches}/{Uri.EscapeDataString(batchId)}";
 

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using Shepherd.Client.Http;
 
 namespace Shepherd.Client.Backends;
@@ -34,4 +35,17 @@ internal interface IBatchBackend
     /// with their custom ids and bodies; the one made before when asked again; null when none did.
     /// </summary>
     Task<Batch?> RetryFailedAsync(Batch batch, string idempotencyKey, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Sends <paramref name="body"/> to <paramref name="url"/> as a call that can wait until
+    /// <paramref name="deadline"/>, answered at once with its id; only a Shepherd server takes such calls.
+    /// </summary>
+    Task<string> StartCallAsync(string url, JsonObject body, TimeSpan deadline, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// One look at a call that could wait, held by the server a while for the answer: the answer,
+    /// or null while it is not in. A refusal or failure the server keeps as the answer is thrown
+    /// with its <see cref="ShepherdApiException.CallId"/>.
+    /// </summary>
+    Task<CallAnswer?> LookAtCallAsync(string callId, CallKind kind, CancellationToken cancellationToken);
 }

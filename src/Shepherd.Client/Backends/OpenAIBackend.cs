@@ -13,7 +13,7 @@ namespace Shepherd.Client.Backends;
 /// </summary>
 internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options) : IBatchBackend
 {
-    protected const string DefaultEndpoint = "/v1/chat/completions";
+    protected const string DefaultEndpoint = Requests.ChatEndpoint;
     private const string RetryOf = "retry_of";
     private const string ModeKey = "shepherd_mode";
 
@@ -274,6 +274,14 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
 
         return null;
     }
+
+    /// <summary>The OpenAI API has no calls that wait: refused, before anything is sent.</summary>
+    public virtual Task<string> StartCallAsync(string url, JsonObject body, TimeSpan deadline, CancellationToken cancellationToken) =>
+        Task.FromException<string>(Calls.Unsupported("The OpenAI API"));
+
+    /// <summary>The OpenAI API has no calls that wait: refused, before anything is sent.</summary>
+    public virtual Task<CallAnswer?> LookAtCallAsync(string callId, CallKind kind, CancellationToken cancellationToken) =>
+        Task.FromException<CallAnswer?>(Calls.Unsupported("The OpenAI API"));
 
     protected async Task<Batch> PostBatchAsync(string path, string json, string idempotencyKey, CancellationToken cancellationToken) =>
         Wire.OpenAIBatch(await pipeline.SendJsonAsync(

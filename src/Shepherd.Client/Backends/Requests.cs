@@ -5,6 +5,9 @@ namespace Shepherd.Client.Backends;
 /// <summary>Request bodies for APIs that take no prompts: a prompt becomes the endpoint's own body.</summary>
 internal static class Requests
 {
+    /// <summary>The url of chat requests in the OpenAI dialect, and of a batch that names none.</summary>
+    public const string ChatEndpoint = "/v1/chat/completions";
+
     /// <summary>The answer length asked for when a prompt goes to an API that requires one.</summary>
     public const int DefaultMaxTokens = 1024;
 
@@ -22,11 +25,17 @@ internal static class Requests
             : $"{seconds}s";
     }
 
-    public static JsonObject BodyOf(BatchItem item, string endpoint, string? model)
-    {
-        var body = item.Body is { } given ? (JsonObject)given.DeepClone()
+    public static JsonObject BodyOf(BatchItem item, string endpoint, string? model) => WithModel(
+        item.Body is { } given ? (JsonObject)given.DeepClone()
             : item.Chat is { } chat ? FromChat(chat, endpoint)
-            : FromPrompt(item.Prompt!, endpoint);
+            : FromPrompt(item.Prompt!, endpoint),
+        model);
+
+    /// <summary>A typed chat request to <paramref name="model"/> as <paramref name="endpoint"/> takes it.</summary>
+    public static JsonObject BodyOf(ChatRequest chat, string endpoint, string model) => WithModel(FromChat(chat, endpoint), model);
+
+    private static JsonObject WithModel(JsonObject body, string? model)
+    {
         if (model is not null && !body.ContainsKey("model"))
         {
             body["model"] = model;

@@ -1,5 +1,8 @@
 using System.Globalization;
+using System.Net;
 using System.Runtime.CompilerServices;
+using System.Text;
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using Shepherd.Client.Http;
 
@@ -13,6 +16,9 @@ internal sealed class ShepherdBackend(ApiPipeline pipeline, ShepherdClientOption
 {
     /// <summary>The longest a Shepherd server holds a <c>?wait=</c> request.</summary>
     private static readonly TimeSpan MaxHold = TimeSpan.FromSeconds(60);
+
+    /// <summary>The header that makes a call one that can wait, with its deadline (<c>10m</c>, <c>2h</c>).</summary>
+    private const string DeadlineHeader = "x-shepherd-deadline";
 
     /// <inheritdoc />
     protected override bool HonoursIdempotencyKeys => true;
@@ -120,6 +126,58 @@ internal sealed class ShepherdBackend(ApiPipeline pipeline, ShepherdClientOption
         {
             return null;
         }
+    }
+
+    /// <summary>
+    /// Sent with <c>x-shepherd-deadline</c> and <c>Prefer: respond-async</c>: the server stores the
+    /// call and answers 202 with its id at once. Sent once (the server keeps no idempotency key for
+    /// calls), and again only after answers that say it was not taken.
+    /// </summary>
+    public override async Task<string> StartCallAsync(string url, JsonObject body, TimeSpan deadline, CancellationToken cancellationToken)
+    {
+        var json = body.ToJsonString();
+        var accepted = await Pipeline.SendJsonAsync(() =>
+        {
+            var request = Pipeline.Request(HttpMethod.Post, url.TrimStart('/'), new StringContent(json, Encoding.UTF8, "application/json"));
+            request.Headers.TryAddWithoutValidation(DeadlineHeader, Requests.WindowText(deadline));
+            request.Headers.TryAddWithoutValidation("Prefer", "respond-async");
+            return request;
+        }, cancellationToken, CallKind.Once);
+        return Wire.String(accepted.Json, "id") ?? throw new JsonException($"POST {url} answered {accepted.Response.Status} without a call id.");
+    }
+
+    /// <summary>
+    /// <c>GET /v1/calls/{id}</c> with <c>Prefer: wait=</c>, so the server holds the look until the
+    /// answer is in (at most <see cref="MaxHold"/>, and half the request timeout). A 202 that comes
+    /// sooner than the server's <c>Retry-After</c> (a server stopping) is followed by a pause for the rest of it.
+    /// </summary>
+    public override async Task<CallAnswer?> LookAtCallAsync(string callId, CallKind kind, CancellationToken cancellationToken)
+    {
+        var time = Options.TimeProvider;
+        var hold = (long)Math.Min(MaxHold.TotalSeconds, Options.RequestTimeout.TotalSeconds / 2);
+        var sent = time.GetTimestamp();
+        using var response = await Pipeline.SendAsync(() =>
+        {
+            var request = Pipeline.Request(HttpMethod.Get, "v1/calls/" + Uri.EscapeDataString(callId));
+            if (hold > 0)
+            {
+                request.Headers.TryAddWithoutValidation("Prefer", string.Create(CultureInfo.InvariantCulture, $"wait={hold}"));
+            }
+
+            return request;
+        }, cancellationToken, kind: kind);
+        if (response.StatusCode != HttpStatusCode.Accepted)
+        {
+            return Wire.CallAnswer(await ApiPipeline.ReadJsonAsync(response, cancellationToken), callId);
+        }
+
+        var pause = (Pipeline.RetryAfter(response) ?? Options.PollInitialDelay) - time.GetElapsedTime(sent);
+        if (pause > TimeSpan.Zero)
+        {
+            await Task.Delay(pause, time, cancellationToken);
+        }
+
+        return null;
     }
 
     /// <summary>Made on the server, which keeps the idempotency key: asking again returns the same retry.</summary>

@@ -142,6 +142,16 @@ internal static class Wire
         };
     }
 
+    /// <summary>The answer of a call that could wait, asked for as <paramref name="callId"/> (the server names it again in its answer).</summary>
+    public static CallAnswer CallAnswer(JsonAnswer answer, string callId) => new()
+    {
+        CallId = answer.Response.Headers.GetValueOrDefault(ApiPipeline.CallIdHeader) ?? callId,
+        Body = answer.Json,
+        Text = answer.Json.ValueKind == JsonValueKind.Object ? TextOf(answer.Json) : null,
+        Usage = answer.Json.ValueKind == JsonValueKind.Object ? UsageOf(answer.Json) : null,
+        Response = answer.Response,
+    };
+
     /// <summary>The text of a chat, completions, responses or messages answer.</summary>
     public static string? TextOf(JsonElement body)
     {

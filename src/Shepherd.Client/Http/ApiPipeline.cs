@@ -22,6 +22,9 @@ internal sealed partial class ApiPipeline : IDisposable
 
     private const string ConnectionRefused = "connection_refused";
 
+    /// <summary>The header a Shepherd server names a call that could wait in, on its answer.</summary>
+    public const string CallIdHeader = "x-shepherd-call-id";
+
     private readonly ShepherdClientOptions _options;
     private readonly HttpClient _http;
     private readonly bool _ownsHttp;
@@ -85,9 +88,9 @@ internal sealed partial class ApiPipeline : IDisposable
                 return response;
             }
 
-            if (failure.StatusCode is { } status && !IsTransient((HttpStatusCode)status))
+            if (failure.StatusCode is { } status && (!IsTransient((HttpStatusCode)status) || failure.CallId is not null))
             {
-                // The server is alive and said no: retrying would not change its mind.
+                // The server is alive and said no (or gave a call's kept answer): retrying would not change its mind.
                 _breaker.Succeeded();
                 throw failure;
             }
@@ -114,6 +117,12 @@ internal sealed partial class ApiPipeline : IDisposable
     public async Task<JsonAnswer> SendJsonAsync(Func<HttpRequestMessage> build, CancellationToken cancellationToken, CallKind kind = CallKind.Repeatable)
     {
         using var response = await SendAsync(build, cancellationToken, kind: kind);
+        return await ReadJsonAsync(response, cancellationToken);
+    }
+
+    /// <summary>Parses the JSON answer of <paramref name="response"/>, which the caller disposes.</summary>
+    public static async Task<JsonAnswer> ReadJsonAsync(HttpResponseMessage response, CancellationToken cancellationToken)
+    {
         await using var body = await response.Content.ReadAsStreamAsync(cancellationToken);
         using var document = await JsonDocument.ParseAsync(body, default, cancellationToken);
         return new JsonAnswer(document.RootElement.Clone(), ApiResponse.Of(response));
@@ -225,7 +234,8 @@ internal sealed partial class ApiPipeline : IDisposable
         || (int)status == 425
         || (int)status is 500 or 502 or 503 or 504 or 529;
 
-    private TimeSpan? RetryAfter(HttpResponseMessage response)
+    /// <summary>How long the server asks to be left alone: <c>retry-after-ms</c>, else <c>Retry-After</c> (seconds or a date); null when it does not say.</summary>
+    internal TimeSpan? RetryAfter(HttpResponseMessage response)
     {
         if (response.Headers.TryGetValues("retry-after-ms", out var ms)
             && double.TryParse(ms.FirstOrDefault(), NumberStyles.Float, CultureInfo.InvariantCulture, out var milliseconds) && milliseconds >= 0)
@@ -262,7 +272,11 @@ internal sealed partial class ApiPipeline : IDisposable
         }
 
         message ??= text.Length > 300 ? text[..300] : text;
-        return new ShepherdApiException($"{request.Method} {request.RequestUri?.AbsolutePath} answered {status}: {message}", status, code, param) { RequestId = ApiResponse.RequestIdOf(response.Headers) };
+        return new ShepherdApiException($"{request.Method} {request.RequestUri?.AbsolutePath} answered {status}: {message}", status, code, param)
+        {
+            RequestId = ApiResponse.RequestIdOf(response.Headers),
+            CallId = response.Headers.TryGetValues(CallIdHeader, out var ids) ? ids.FirstOrDefault() : null,
+        };
     }
 
     private static string? Text(JsonElement element, string name) =>
