@@ -62,10 +62,9 @@ public sealed class StreamRelay : IAsyncDisposable
                 }
             }
 
-            if (filled > 0)
+            // A last event without its blank line still goes to the caller, unless it is the usage-only chunk hidden from it.
+            if (filled > 0 && (Read(buffer.AsSpan(0, filled)) || !_hideUsage))
             {
-                // A last event without its blank line still goes to the caller.
-                Read(buffer.AsSpan(0, filled));
                 await destination.WriteAsync(buffer.AsMemory(0, filled), cancellationToken);
                 await destination.FlushAsync(cancellationToken);
             }
