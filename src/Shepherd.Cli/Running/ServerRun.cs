@@ -120,6 +120,7 @@ internal sealed class ServerRun(ServeSettings settings, TextWriter stdout, TimeP
             DefaultModes = config?.Modes?.ToModes() ?? new Dictionary<BatchDoor, BatchMode>(),
             AnswerCache = config?.Cache?.ToOptions(),
         };
+        config?.Gateway?.ApplyTo(options);
         try
         {
             options.Validated();

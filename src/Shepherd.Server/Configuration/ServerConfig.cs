@@ -38,6 +38,9 @@ public sealed class ServerConfig
     /// <summary>The answer cache, kept by tenant across batches; none without this section.</summary>
     public ServerCacheConfig? Cache { get; set; }
 
+    /// <summary>The realtime door: how long a call waits, how large it may be, how calls that can wait are collected.</summary>
+    public GatewayConfig? Gateway { get; set; }
+
     internal void Check(string where)
     {
         for (var i = 0; i < GatewayKeys.Count; i++)
@@ -55,6 +58,49 @@ public sealed class ServerConfig
 
         Modes?.Check($"{where}.modes");
         Cache?.Check($"{where}.cache");
+        Gateway?.Check($"{where}.gateway");
+    }
+}
+
+/// <summary>The <c>gateway</c> of the <c>server</c> section: the realtime door's settings; each missing one keeps its default.</summary>
+public sealed class GatewayConfig
+{
+    /// <summary>How long a call waits for its answer when its SDK does not say (default 600).</summary>
+    public double? CallTimeoutSeconds { get; set; }
+
+    /// <summary>The largest body of a call, in bytes (default 32 MB).</summary>
+    public long? MaxCallBodyBytes { get; set; }
+
+    /// <summary>The most calls that can wait one batch collects (default 1,000).</summary>
+    public int? CollectSize { get; set; }
+
+    /// <summary>The longest a batch of calls that can wait collects, in seconds (default 60).</summary>
+    public double? CollectSeconds { get; set; }
+
+    internal void Check(string where)
+    {
+        foreach (var (name, value) in new[] { ("callTimeoutSeconds", CallTimeoutSeconds), ("maxCallBodyBytes", (double?)MaxCallBodyBytes), ("collectSize", (double?)CollectSize) })
+        {
+            if (value is not null and < 1)
+            {
+                throw new ConfigException($"{where}.{name}: must be at least 1.");
+            }
+        }
+
+        if (CollectSeconds is < 0)
+        {
+            throw new ConfigException($"{where}.collectSeconds: must be 0 or more.");
+        }
+    }
+
+    /// <summary>Sets what this section gives on <paramref name="options"/>.</summary>
+    public void ApplyTo(ServerOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.CallTimeout = CallTimeoutSeconds is { } timeout ? TimeSpan.FromSeconds(timeout) : options.CallTimeout;
+        options.MaxCallBodyBytes = MaxCallBodyBytes ?? options.MaxCallBodyBytes;
+        options.CallCollectSize = CollectSize ?? options.CallCollectSize;
+        options.CallCollectAge = CollectSeconds is { } age ? TimeSpan.FromSeconds(age) : options.CallCollectAge;
     }
 }
 

@@ -108,13 +108,14 @@ internal sealed partial class DeadlineCalls(IBatchStore store, BatchService batc
             }
         }
 
-        await collection.Created(() => store.CreateBatchAsync(new NewBatch(collection.BatchId, "gateway", request.Url, BatchPriority.Normal, collection.Deadline - time.GetUtcNow())
+        var window = collection.Deadline - time.GetUtcNow();
+        await collection.Created(() => store.CreateBatchAsync(new NewBatch(collection.BatchId, "gateway", request.Url, BatchPriority.Normal, window)
         {
             Owner = caller.Owner,
             Door = BatchDoor.Gateway,
             Model = request.Model,
             Mode = BatchMode.Auto,
-            CompletionWindowText = "call",
+            CompletionWindowText = string.Create(CultureInfo.InvariantCulture, $"{Math.Max(1, (long)window.TotalSeconds)}s"),
         }, CancellationToken.None));
         var id = IdOf(collection.BatchId, line);
         await collection.Write(() => store.AddItemsAsync(collection.BatchId, [new ImportItem(line, id, request.Model, request.Body)], CancellationToken.None));

@@ -132,7 +132,11 @@ internal sealed class GatewayApi(Dispatcher dispatcher, DeadlineCalls deadlines,
             response.Headers[name] = value;
         }
 
-        response.Headers["x-shepherd-attempts"] = answer.Attempts.ToString(CultureInfo.InvariantCulture);
+        if (answer.Attempts > 0)
+        {
+            response.Headers["x-shepherd-attempts"] = answer.Attempts.ToString(CultureInfo.InvariantCulture);
+        }
+
         if (answer.Events is { } events)
         {
             context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
