@@ -120,6 +120,10 @@ public static class ShepherdEngineServiceCollectionExtensions
                 // A provider that redirects a request is misconfigured (a wrong base url): its answer is
                 // recorded as it came, rather than the prompt sent on to wherever the redirect points.
                 AllowAutoRedirect = false,
+                // An answer left unread (a realtime stream whose caller went away) closes its
+                // connection at once, which ends the provider's work on it, rather than being read
+                // to its end to keep the connection; every other answer is read whole.
+                MaxResponseDrainSize = 0,
             })
             // The handler recycles its own connections (PooledConnectionLifetime), so the factory need not.
             .SetHandlerLifetime(Timeout.InfiniteTimeSpan)

@@ -82,7 +82,10 @@ public sealed class GatewayTests
     {
         await using var server = await RunningServer.StartAsync(new SimulatorOptions { StreamInterval = TimeSpan.FromMilliseconds(200) });
 
-        using (var response = await PostAsync(server.Http, "/v1/chat/completions", Chat("Write a long answer.", maxTokens: 60, stream: true)))
+        // A client that closes what it leaves unread, as a browser tab or a killed process does.
+        using var leaving = new HttpClient(new SocketsHttpHandler { MaxResponseDrainSize = 0 }) { BaseAddress = server.BaseUrl };
+        leaving.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", RunningServer.Key);
+        using (var response = await PostAsync(leaving, "/v1/chat/completions", Chat("Write a long answer.", maxTokens: 60, stream: true)))
         {
             await using var body = await response.Content.ReadAsStreamAsync(Ct);
             var first = new byte[16];

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Shepherd.Engine.Batches;
 using Shepherd.Engine.Dispatch;
@@ -7,6 +8,7 @@ using Shepherd.Engine.Formats;
 using Shepherd.Engine.Model;
 using Shepherd.Engine.Storage;
 using Shepherd.Server.Batches;
+using Shepherd.Server.Hosting;
 using Shepherd.Server.Http;
 
 namespace Shepherd.Server.Gateway;
@@ -23,7 +25,7 @@ namespace Shepherd.Server.Gateway;
 /// once its <c>wait</c> has passed, or when the server stops, it gets 202 and the call's location
 /// instead. A restart loses nothing: collections left open are closed as they are.
 /// </summary>
-internal sealed partial class DeadlineCalls(IBatchStore store, BatchService batches, ServerOptions options, TimeProvider time, ILogger<DeadlineCalls> logger)
+internal sealed partial class DeadlineCalls(IBatchStore store, BatchService batches, ServerOptions options, TimeProvider time, IHostApplicationLifetime lifetime, ILogger<DeadlineCalls> logger)
 {
     private const string IdPrefix = "call_";
     private const string BatchPrefix = "batch_";
@@ -56,7 +58,7 @@ internal sealed partial class DeadlineCalls(IBatchStore store, BatchService batc
     public async Task GetAsync(HttpContext context, string id)
     {
         var wait = WaitHeaders.Read(context.Request, time.GetUtcNow())?.Wait ?? TimeSpan.Zero;
-        await AnswerAsync(context, Caller.Of(context), id, wait);
+        await AnswerAsync(context, Caller.Of(context), id, wait < BatchWatch.MaxWait ? wait : BatchWatch.MaxWait);
     }
 
     /// <summary>Closes what a stopped server left open: its calls are in the store, and their batches start as they are.</summary>
@@ -109,14 +111,25 @@ internal sealed partial class DeadlineCalls(IBatchStore store, BatchService batc
         }
 
         var window = collection.Deadline - time.GetUtcNow();
-        await collection.Created(() => store.CreateBatchAsync(new NewBatch(collection.BatchId, "gateway", request.Url, BatchPriority.Normal, window)
+        var batch = new NewBatch(collection.BatchId, "gateway", request.Url, BatchPriority.Normal, window)
         {
             Owner = caller.Owner,
             Door = BatchDoor.Gateway,
             Model = request.Model,
             Mode = BatchMode.Auto,
             CompletionWindowText = string.Create(CultureInfo.InvariantCulture, $"{Math.Max(1, (long)window.TotalSeconds)}s"),
-        }, CancellationToken.None));
+        };
+        try
+        {
+            await collection.Created(() => store.CreateBatchAsync(batch, CancellationToken.None));
+        }
+        catch (StoreException)
+        {
+            // A collection whose batch could not be made takes no more calls; the next call starts another.
+            Close(collection);
+            throw;
+        }
+
         var id = IdOf(collection.BatchId, line);
         await collection.Write(() => store.AddItemsAsync(collection.BatchId, [new ImportItem(line, id, request.Model, request.Body)], CancellationToken.None));
         return id;
@@ -132,17 +145,7 @@ internal sealed partial class DeadlineCalls(IBatchStore store, BatchService batc
                 await Task.Delay(after, time);
             }
 
-            long count;
-            lock (_lock)
-            {
-                collection.Closing = true;
-                if (_open.TryGetValue(collection.Key, out var current) && current == collection)
-                {
-                    _open.Remove(collection.Key);
-                }
-
-                count = collection.Count;
-            }
+            var count = Close(collection);
 
             await collection.Written();
             await StartAsync(collection.BatchId, collection.Url, count, CancellationToken.None);
@@ -152,6 +155,21 @@ internal sealed partial class DeadlineCalls(IBatchStore store, BatchService batc
 #pragma warning restore CA1031
         {
             LogCloseFailed(ex, collection.BatchId);
+        }
+    }
+
+    /// <summary>Takes <paramref name="collection"/> out of those open, so no more calls join it; returns how many it took.</summary>
+    private long Close(Collection collection)
+    {
+        lock (_lock)
+        {
+            collection.Closing = true;
+            if (_open.TryGetValue(collection.Key, out var current) && current == collection)
+            {
+                _open.Remove(collection.Key);
+            }
+
+            return collection.Count;
         }
     }
 
@@ -173,15 +191,11 @@ internal sealed partial class DeadlineCalls(IBatchStore store, BatchService batc
 
         var until = time.GetUtcNow() + wait;
         var result = await store.GetResultAsync(batchId, id, context.RequestAborted);
-        while (result is not { Result: not null } && time.GetUtcNow() < until && !batch.HasEnded)
+        while (result is not { Result: not null } && time.GetUtcNow() < until && !batch.HasEnded && !lifetime.ApplicationStopping.IsCancellationRequested)
         {
+            // Each look is held until the batch ends, or for a minute: the answer may be in before the rest of its batch.
             batch = await batches.UntilEndedAsync(batch, until - time.GetUtcNow(), context.RequestAborted);
             result = await store.GetResultAsync(batchId, id, context.RequestAborted);
-            if (!batch.HasEnded)
-            {
-                // Stopping, or the look's longest hold has passed: the answer may be in while the rest of its batch is not.
-                break;
-            }
         }
 
         if (result is null)
