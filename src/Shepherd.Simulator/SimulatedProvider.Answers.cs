@@ -26,13 +26,29 @@ public sealed partial class SimulatedProvider
                     json.WriteStartObject();
                     json.WriteString("object", "embedding");
                     json.WriteNumber("index", i);
-                    json.WriteStartArray("embedding");
-                    foreach (var value in Vector(seed + (ulong)i, shape.Dimensions))
+                    var vector = Vector(seed + (ulong)i, shape.Dimensions);
+                    if (shape.Base64)
                     {
-                        json.WriteNumberValue(value);
+                        // Little-endian float32s, as the SDKs decode them.
+                        var bytes = new byte[vector.Length * sizeof(float)];
+                        for (var v = 0; v < vector.Length; v++)
+                        {
+                            System.Buffers.Binary.BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(v * sizeof(float)), (float)vector[v]);
+                        }
+
+                        json.WriteBase64String("embedding", bytes);
+                    }
+                    else
+                    {
+                        json.WriteStartArray("embedding");
+                        foreach (var value in vector)
+                        {
+                            json.WriteNumberValue(value);
+                        }
+
+                        json.WriteEndArray();
                     }
 
-                    json.WriteEndArray();
                     json.WriteEndObject();
                 }
 

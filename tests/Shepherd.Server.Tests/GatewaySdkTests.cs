@@ -59,7 +59,10 @@ public sealed class GatewaySdkTests
 
         var embedding = await client.GetEmbeddingClient("text-embedding-3-small").GenerateEmbeddingAsync("a review", cancellationToken: Ct);
 
-        Assert.True(embedding.Value.ToFloats().Length > 0);
+        // The SDK asks for base64 and decodes it: the simulator's eight dimensions, a unit vector.
+        var vector = embedding.Value.ToFloats().ToArray();
+        Assert.Equal(8, vector.Length);
+        Assert.InRange(Math.Sqrt(vector.Sum(v => (double)v * v)), 0.999, 1.001);
     }
 
     [Fact]

@@ -107,6 +107,19 @@ public sealed class SimulatedProviderTests
         Assert.Equal(root.GetProperty("usage").GetProperty("prompt_tokens").GetInt32(), root.GetProperty("usage").GetProperty("total_tokens").GetInt32());
     }
 
+    [Fact]
+    public async Task Embeddings_AskedForAsBase64_AreFloat32Vectors_OfTheAskedDimensions()
+    {
+        var base64 = Json(await Simulators.Create(time: _time).HandleAsync(Post("/v1/embeddings", """{"model":"text-embedding-3-small","input":"a","dimensions":6,"encoding_format":"base64"}"""), Ct));
+
+        var bytes = base64.GetProperty("data")[0].GetProperty("embedding").GetBytesFromBase64();
+        var decoded = Enumerable.Range(0, bytes.Length / 4).Select(i => (double)System.Buffers.Binary.BinaryPrimitives.ReadSingleLittleEndian(bytes.AsSpan(i * 4))).ToArray();
+
+        // The OpenAI SDKs ask for base64 by default and decode little-endian float32s: a unit vector of the asked size.
+        Assert.Equal(24, bytes.Length);
+        Assert.InRange(Math.Sqrt(decoded.Sum(v => v * v)), 0.999, 1.001);
+    }
+
     [Theory]
     [InlineData("/v1/completions", "text_completion")]
     [InlineData("/v1/responses", "response")]
