@@ -277,6 +277,39 @@ public sealed class GatewayTests
     }
 
     [Fact]
+    public async Task ACallDueWithinAMinute_IsSentAtOnce_AsARealtimeCall()
+    {
+        await using var server = await RunningServer.StartAsync(tune: o => o.CallCollectAge = TimeSpan.FromHours(1));
+
+        using var response = await PostAsync(server.Http, "/v1/chat/completions", Chat("Quick."), ("x-shepherd-deadline", "5s"));
+        var completion = JsonDocument.Parse(await response.Content.ReadAsStringAsync(Ct)).RootElement;
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("chat.completion", completion.GetProperty("object").GetString());
+        Assert.False(response.Headers.Contains("x-shepherd-call-id"));
+        Assert.DoesNotContain(await server.Store.ListActiveBatchesAsync(Ct), b => b.Door == Engine.Model.BatchDoor.Gateway);
+    }
+
+    [Fact]
+    public async Task ACallWhoseBatchIsCancelled_Is409_AndAWaitOfNothing_Is202()
+    {
+        // The provider refuses Shepherd's key: the call's batch starts, but nothing of it can be sent.
+        await using var server = await RunningServer.StartAsync(new SimulatorOptions { ApiKey = "another-key" }, tune: o => o.CallCollectAge = TimeSpan.FromSeconds(0.2));
+
+        using var held = await PostAsync(server.Http, "/v1/chat/completions", Chat("Later."), ("x-shepherd-deadline", "2h"), ("Prefer", "wait=0"));
+        var id = held.Headers.GetValues("x-shepherd-call-id").Single();
+        var batchId = "batch_" + id["call_".Length..id.LastIndexOf('_')];
+        await Poll.UntilAsync(async () => (await server.GetAsync($"/v1/batches/{batchId}")).Body.GetProperty("status").GetString() == "in_progress", TimeSpan.FromSeconds(10), Ct);
+        await server.PostAsync($"/v1/batches/{batchId}/cancel");
+        await server.WaitForEndAsync(batchId);
+        var (status, error) = await server.GetAsync("/v1/calls/" + id);
+
+        Assert.Equal(HttpStatusCode.Accepted, held.StatusCode);
+        Assert.Equal(409, status);
+        Assert.Equal("call_cancelled", error.GetProperty("error").GetProperty("code").GetString());
+    }
+
+    [Fact]
     public async Task AnUnknownCallId_Is404()
     {
         await using var server = await RunningServer.StartAsync();

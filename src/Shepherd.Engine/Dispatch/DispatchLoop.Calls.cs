@@ -35,14 +35,14 @@ internal sealed partial class DispatchLoop
             Attempts = call.Attempts,
             Error = lane.RefusedSince is not null
                 ? KeyRefused(lane, lane.Refusal)
-                : new RealtimeError(503, "upstream_unavailable", $"The upstream {upstream.Name} is down ({upstream.LastFailure}); call again later.",
+                : new RealtimeError(503, "upstream_unavailable", $"The provider of {lane.Model} is down ({upstream.LastFailure}); call again later.",
                     upstream.Breaker.OpenUntil > now ? upstream.Breaker.OpenUntil - now : null),
         });
     }
 
-    /// <summary>The error of a call whose upstream refuses Shepherd's own key: not the caller's to fix, so no 401.</summary>
+    /// <summary>The error of a call whose upstream refuses Shepherd's own key: not the caller's to fix, so no 401. The caller is not told which upstream (the log says).</summary>
     private static RealtimeError KeyRefused(Lane lane, string? reason) =>
-        new(502, "upstream_key_refused", $"The upstream {lane.Upstream.Name} refuses the key Shepherd holds for {lane.Model} ({reason}); the operator must fix it.");
+        new(502, "upstream_key_refused", $"The provider refuses the key Shepherd holds for {lane.Model} ({reason}); the operator must fix it.");
 
     /// <summary>What an answer does to its call: given to the caller, or tried again (queued for the lane, or after a delay) while the deadline allows.</summary>
     private void Answered(RealtimeCall call, WorkItem work, Lane lane, Upstreams.UpstreamResponse response, Verdict verdict, Model.AttemptResult result, OutcomeDecision decision)
@@ -55,7 +55,7 @@ internal sealed partial class DispatchLoop
         {
             if (verdict == Verdict.Refused)
             {
-                call.Reply(new RealtimeAnswer { Attempts = call.Attempts, Error = KeyRefused(lane, $"HTTP {response.StatusCode}: {result.ErrorMessage}") });
+                call.Reply(new RealtimeAnswer { Attempts = call.Attempts, Error = KeyRefused(lane, lane.Refusal ?? $"HTTP {response.StatusCode}") });
                 return;
             }
 
@@ -67,6 +67,9 @@ internal sealed partial class DispatchLoop
 
         if (decision.Kind == Model.OutcomeKind.Retry && decision.NextAttemptAt < call.Deadline)
         {
+            _counters.Retried();
+            _telemetry?.Retried(lane.Upstream.Name, lane.Model, "retry");
+            LogCallRetry(call.Owner ?? "", lane.Model, work.Item.Attempt, lane.Upstream.Name, result, decision.Delay.TotalMilliseconds);
             ITimer? timer = null;
             timer = _time.CreateTimer(_ =>
             {
@@ -76,6 +79,17 @@ internal sealed partial class DispatchLoop
             return;
         }
 
+        if (verdict != Verdict.Success)
+        {
+            LogCallFailed(call.Owner ?? "", lane.Model, work.Item.Attempt, lane.Upstream.Name, result);
+        }
+
         call.Reply(RealtimeAnswer.Of(response, call.Attempts));
     }
+
+    [Microsoft.Extensions.Logging.LoggerMessage(Level = Microsoft.Extensions.Logging.LogLevel.Debug, Message = "Realtime call of {Tenant} to {Model}: attempt {Attempt} on {Upstream} failed ({Reason}); trying again in {DelayMs:0} ms")]
+    private partial void LogCallRetry(string tenant, string model, int attempt, string upstream, Model.AttemptResult reason, double delayMs);
+
+    [Microsoft.Extensions.Logging.LoggerMessage(Level = Microsoft.Extensions.Logging.LogLevel.Information, Message = "Realtime call of {Tenant} to {Model}: attempt {Attempt} on {Upstream} ended it ({Reason})")]
+    private partial void LogCallFailed(string tenant, string model, int attempt, string upstream, Model.AttemptResult reason);
 }

@@ -124,6 +124,12 @@ internal sealed partial class BatchService(
             throw new ApiException(409, $"Batch '{batch.Id}' {state}; there is nothing to cancel.", "batch_id", "batch_not_cancellable");
         }
 
+        if (batch.Status == BatchStatus.Validating && batch.Door == BatchDoor.Gateway)
+        {
+            // Its calls were each answered with an id: they are not dropped while others still join.
+            throw new ApiException(409, $"Batch '{batch.Id}' is still collecting calls that can wait; it starts within a minute, and can be cancelled then.", "batch_id", "batch_not_cancellable");
+        }
+
         if (batch.Status == BatchStatus.Validating)
         {
             await imports.StopAsync(batch.Id);

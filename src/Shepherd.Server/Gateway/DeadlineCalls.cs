@@ -44,11 +44,13 @@ internal sealed partial class DeadlineCalls(IBatchStore store, BatchService batc
         var id = await AddAsync(caller, request, wait.Deadline);
         if (wait.RespondAsync)
         {
+            context.Response.Headers["Preference-Applied"] = "respond-async";
             await AcceptedAsync(context, id);
             return;
         }
 
-        await AnswerAsync(context, caller, id, wait.Wait);
+        // A caller that asked for no 202 (an SDK cannot read one) gets an error it can, naming the call, if the answer is not in by its wait.
+        await AnswerAsync(context, caller, id, wait.Wait, accepts202: wait.AsksToWait);
     }
 
     /// <summary>
@@ -58,7 +60,7 @@ internal sealed partial class DeadlineCalls(IBatchStore store, BatchService batc
     public async Task GetAsync(HttpContext context, string id)
     {
         var wait = WaitHeaders.Read(context.Request, time.GetUtcNow())?.Wait ?? TimeSpan.Zero;
-        await AnswerAsync(context, Caller.Of(context), id, wait < BatchWatch.MaxWait ? wait : BatchWatch.MaxWait);
+        await AnswerAsync(context, Caller.Of(context), id, wait < BatchWatch.MaxWait ? wait : BatchWatch.MaxWait, accepts202: true);
     }
 
     /// <summary>Closes what a stopped server left open: its calls are in the store, and their batches start as they are.</summary>
@@ -180,7 +182,12 @@ internal sealed partial class DeadlineCalls(IBatchStore store, BatchService batc
     }
 
     /// <summary>Answers a call from the store: its answer once it is in (waiting up to <paramref name="wait"/>), else 202 with its location.</summary>
-    private async Task AnswerAsync(HttpContext context, Caller caller, string id, TimeSpan wait)
+    /// <remarks>
+    /// A call still open when the wait ends is a 202 with its location where the caller takes one
+    /// (<paramref name="accepts202"/>); otherwise a 503 <c>server_stopping</c> while the server stops,
+    /// or a 504, each naming the call and its location.
+    /// </remarks>
+    private async Task AnswerAsync(HttpContext context, Caller caller, string id, TimeSpan wait, bool accepts202)
     {
         var (batchId, _) = Parse(id);
         var batch = await store.GetBatchAsync(batchId, context.RequestAborted);
@@ -204,21 +211,32 @@ internal sealed partial class DeadlineCalls(IBatchStore store, BatchService batc
         }
 
         context.Response.Headers["x-shepherd-call-id"] = id;
-        if (result.Result is not { } answer)
+        var location = "/v1/calls/" + id;
+        var ended = result.State is ItemState.Succeeded or ItemState.Failed or ItemState.Cancelled or ItemState.Expired;
+        if (!ended && accepts202)
         {
             await AcceptedAsync(context, id);
             return;
         }
 
-        await GatewayApi.WriteAsync(context, answer.StatusCode is { } status
+        if (!ended)
+        {
+            context.Response.Headers.Location = location;
+        }
+
+        await GatewayApi.WriteAsync(context, result.Result is { StatusCode: { } status } answer
             ? new RealtimeAnswer { StatusCode = status, Body = answer.Body ?? [], Headers = JsonType }
             : new RealtimeAnswer
             {
                 Error = result.State switch
                 {
-                    ItemState.Cancelled => new RealtimeError(StatusCodes.Status409Conflict, "call_cancelled", "The call was cancelled before it was sent."),
-                    ItemState.Expired => new RealtimeError(StatusCodes.Status504GatewayTimeout, "deadline_exceeded", "The call's deadline passed before it was sent."),
-                    _ => new RealtimeError(StatusCodes.Status502BadGateway, answer.ErrorCode ?? "upstream_error", answer.ErrorMessage ?? "The call failed."),
+                    ItemState.Cancelled => new RealtimeError(StatusCodes.Status409Conflict, "call_cancelled", $"The call {id} was cancelled before it was sent."),
+                    ItemState.Expired => new RealtimeError(StatusCodes.Status504GatewayTimeout, "deadline_exceeded", $"The call {id}'s deadline passed before it could be sent."),
+                    ItemState.Failed => new RealtimeError(StatusCodes.Status502BadGateway, result.Result?.ErrorCode ?? "upstream_error", $"The call {id} failed: {result.Result?.ErrorMessage ?? "no answer came"}."),
+                    _ when lifetime.ApplicationStopping.IsCancellationRequested => new RealtimeError(StatusCodes.Status503ServiceUnavailable, "server_stopping",
+                        $"Shepherd is stopping; the call {id} is kept, and its answer can be fetched from {location} once a server is up.", TimeSpan.FromSeconds(5)),
+                    _ => new RealtimeError(StatusCodes.Status504GatewayTimeout, "call_pending",
+                        $"The call {id} is kept but was not answered within the wait; its answer can be fetched from {location}."),
                 },
             });
     }
@@ -231,6 +249,7 @@ internal sealed partial class DeadlineCalls(IBatchStore store, BatchService batc
         var location = "/v1/calls/" + id;
         context.Response.Headers.Location = location;
         context.Response.Headers.RetryAfter = "1";
+        context.Response.Headers["x-shepherd-call-id"] = id;
         return new JsonBody(json =>
         {
             json.WriteStartObject();
@@ -314,7 +333,15 @@ internal sealed partial class DeadlineCalls(IBatchStore store, BatchService batc
 /// <param name="Deadline">When its answer is due.</param>
 /// <param name="Wait">How long the caller's request is held for the answer.</param>
 /// <param name="RespondAsync">True for <c>Prefer: respond-async</c>: 202 with the call's location at once.</param>
-internal sealed record CallWait(DateTimeOffset Deadline, TimeSpan Wait, bool RespondAsync);
+/// <param name="AsksToWait">True when the caller gave <c>Prefer: wait=N</c>: it knows to take a 202 when the wait passes (RFC 7240).</param>
+internal sealed record CallWait(DateTimeOffset Deadline, TimeSpan Wait, bool RespondAsync, bool AsksToWait)
+{
+    /// <summary>A call due sooner than this is not stored to wait: no batch could be quicker than sending it now, so it goes as a realtime call with its deadline for a timeout.</summary>
+    public static readonly TimeSpan Shortest = TimeSpan.FromMinutes(1);
+
+    /// <summary>True when the call goes to the planner: it asks for a 202, or its deadline leaves time for a batch.</summary>
+    public bool CanWait(DateTimeOffset now) => RespondAsync || Deadline - now >= Shortest;
+}
 
 /// <summary>Reads <c>x-shepherd-deadline</c> and <c>Prefer</c> (RFC 7240: <c>wait=N</c>, <c>respond-async</c>).</summary>
 internal static class WaitHeaders
@@ -339,7 +366,7 @@ internal static class WaitHeaders
             }
             else if (preference.StartsWith("wait=", StringComparison.OrdinalIgnoreCase))
             {
-                wait = int.TryParse(preference.AsSpan(5), NumberStyles.None, CultureInfo.InvariantCulture, out var seconds) && seconds > 0
+                wait = int.TryParse(preference.AsSpan(5), NumberStyles.None, CultureInfo.InvariantCulture, out var seconds)
                     ? TimeSpan.FromSeconds(seconds)
                     : throw ApiException.BadRequest($"Prefer: {preference} is not a wait in whole seconds, such as wait=600.", "Prefer");
             }
@@ -351,6 +378,6 @@ internal static class WaitHeaders
         }
 
         var deadline = window ?? wait ?? DefaultDeadline;
-        return new CallWait(now + deadline, respondAsync ? TimeSpan.Zero : wait ?? deadline, respondAsync);
+        return new CallWait(now + deadline, respondAsync ? TimeSpan.Zero : wait ?? deadline, respondAsync, wait is not null && wait < deadline);
     }
 }

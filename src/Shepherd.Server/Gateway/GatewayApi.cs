@@ -40,7 +40,8 @@ internal sealed class GatewayApi(Dispatcher dispatcher, DeadlineCalls deadlines,
     {
         var caller = Caller.Of(context);
         var request = await GatewayRequest.ReadAsync(context.Request, url, options, context.RequestAborted);
-        if (WaitHeaders.Read(context.Request, time.GetUtcNow()) is { } wait)
+        var wait = WaitHeaders.Read(context.Request, time.GetUtcNow());
+        if (wait is not null && wait.CanWait(time.GetUtcNow()))
         {
             await deadlines.CallAsync(context, caller, request, wait);
             return;
@@ -65,7 +66,7 @@ internal sealed class GatewayApi(Dispatcher dispatcher, DeadlineCalls deadlines,
 
         try
         {
-            await SendAsync(context, request, caller);
+            await SendAsync(context, request, caller, wait?.Deadline);
         }
         finally
         {
@@ -76,10 +77,11 @@ internal sealed class GatewayApi(Dispatcher dispatcher, DeadlineCalls deadlines,
         }
     }
 
-    /// <summary>Sends the call through the lanes and writes what came back; nothing when the caller left.</summary>
-    private async Task SendAsync(HttpContext context, GatewayRequest request, Caller caller)
+    /// <summary>Sends the call through the lanes and writes what came back; nothing when the caller left. A call due within a minute has its deadline for a timeout.</summary>
+    private async Task SendAsync(HttpContext context, GatewayRequest request, Caller caller, DateTimeOffset? due)
     {
-        var call = new RealtimeCall(request.Url, request.Model, request.Body, caller.Owner, time.GetUtcNow() + TimeoutOf(context.Request))
+        var timeout = time.GetUtcNow() + TimeoutOf(context.Request);
+        var call = new RealtimeCall(request.Url, request.Model, request.Body, caller.Owner, due < timeout ? due.Value : timeout)
         {
             Stream = request.Stream,
             HideUsage = request.HideUsage,
@@ -203,6 +205,11 @@ internal sealed record GatewayRequest(string Url, string Model, byte[] Body, boo
     {
         string? model = null;
         bool stream = false, usageAsked = false;
+        if (body.Length == 0)
+        {
+            throw ApiException.BadRequest("The body is empty: send the provider's request, a JSON object naming its \"model\".", code: "invalid_json");
+        }
+
         try
         {
             var reader = new Utf8JsonReader(body, new JsonReaderOptions { MaxDepth = 256 });

@@ -142,7 +142,7 @@ internal sealed partial class ApiMiddleware
             if (wait > TimeSpan.Zero)
             {
                 return new Refusal(StatusCodes.Status429TooManyRequests,
-                    $"Too many calls with this key: its tenant may make {perMinute:0.##} a minute. Try again in {Math.Ceiling(wait.TotalSeconds):0} s.", wait);
+                    $"Too many calls with this key: its tenant may make {perMinute:0.##} a minute, at most {perMinute / 60:0.##} in any second. Try again in {Math.Ceiling(wait.TotalSeconds):0} s.", wait);
             }
 
             bucket.Add(1, now);
