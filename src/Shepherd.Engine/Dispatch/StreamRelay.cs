@@ -20,6 +20,7 @@ public sealed class StreamRelay : IAsyncDisposable
     private int _input;
     private int _output;
     private int _cached;
+    private int _searched;
 
     internal StreamRelay(HttpResponseMessage response, bool hideUsage)
     {
@@ -92,7 +93,9 @@ public sealed class StreamRelay : IAsyncDisposable
     {
         var passed = 0;
         var start = 0;
-        while (EventEnd(data[start..]) is var length and > 0)
+        // An event still coming was searched up to here already: a large one read in small pieces is searched once, not once a piece.
+        var searched = _searched;
+        while (EventEnd(data[start..], searched) is var length and > 0)
         {
             var next = data.Slice(start, length);
             if (Read(next) || !_hideUsage)
@@ -102,15 +105,18 @@ public sealed class StreamRelay : IAsyncDisposable
             }
 
             start += length;
+            searched = 0;
         }
 
+        // The last two bytes may yet begin a blank line.
+        _searched = Math.Max(0, data.Length - start - 2);
         return (passed, start);
     }
 
     /// <summary>The length of the first complete event (up to and with its blank line), or 0 while it is incomplete.</summary>
-    private static int EventEnd(ReadOnlySpan<byte> data)
+    private static int EventEnd(ReadOnlySpan<byte> data, int from)
     {
-        for (var i = data.IndexOf((byte)'\n'); i >= 0 && i + 1 < data.Length; i = NextNewline(data, i + 1))
+        for (var i = NextNewline(data, Math.Min(from, data.Length)); i >= 0 && i + 1 < data.Length; i = NextNewline(data, i + 1))
         {
             if (data[i + 1] == '\n')
             {

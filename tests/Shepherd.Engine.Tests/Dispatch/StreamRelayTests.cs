@@ -189,7 +189,9 @@ public sealed class StreamRelayTests
         var response = await simulator.HandleAsync(request, Ct);
         Assert.Equal((200, "text/event-stream"), (response.StatusCode, response.ContentType));
         var escaped = JsonEncodedText.Encode(Model).ToString();
-        var events = response.Events.Select(e => Encoding.UTF8.GetString(e).Replace(escaped, Model, StringComparison.Ordinal).Replace("\n", newline, StringComparison.Ordinal)).ToList();
+        // One event each: the simulator sends a stream's end (several events) in one write.
+        var events = Encoding.UTF8.GetString(response.Body).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)
+            .Select(e => (e + "\n\n").Replace(escaped, Model, StringComparison.Ordinal).Replace("\n", newline, StringComparison.Ordinal)).ToList();
         Assert.Contains(events, e => e.Contains(Model, StringComparison.Ordinal));
         var bytes = events.Select(Encoding.UTF8.GetBytes).ToList();
         // Anthropic's input is read from the cache when a call before wrote it there.
