@@ -18,10 +18,11 @@ public sealed class ConfigProperties : IDisposable
               "models": ["gpt-4.1-mini"], "rpm": 100, "tpm": 10000, "concurrency": 4, "lanes": { "gpt-4.1-mini": { "rpm": 10, "tpm": 100, "concurrency": 1 } } },
             { "provider": "anthropic", "baseUrl": "https://example.invalid", "apiKeyEnv": "SHEPHERD_FUZZ_UNSET", "batchApi": false },
           ],
-          "server": { "urls": ["http://127.0.0.1:8080"], "gatewayKeys": [{ "name": "t", "apiKey": "g" }], "maxUploadBytes": 1000, "maxFileRequests": 10,
+          "server": { "urls": ["http://127.0.0.1:8080"], "gatewayKeys": [{ "name": "t", "apiKey": "g", "limits": { "dailyBudgetUsd": 2.5 } }], "maxUploadBytes": 1000, "maxFileRequests": 10,
                       "maxCreateBodyBytes": 1000, "maxCreateRequests": 5, "otlpEndpoint": "http://127.0.0.1:4317",
                       "modes": { "openai": "auto", "anthropic": "native", "inline": "realtime" },
-                      "cache": { "enabled": true, "path": "answers.db", "maxMegabytes": 64, "maxAgeDays": 7, "sampled": false } },
+                      "cache": { "enabled": true, "path": "answers.db", "maxMegabytes": 64, "maxAgeDays": 7, "sampled": false },
+                      "gateway": { "callTimeoutSeconds": 30, "maxCallBodyBytes": 4096, "collectSize": 10, "collectSeconds": 5 } },
           "prices": { "m": { "input": 1.5, "output": 2, "cachedInput": 0.5, "batchDiscount": 0.5 } },
           "native": { "pollSeconds": 30 },
           "store": "state.db",
@@ -36,7 +37,7 @@ public sealed class ConfigProperties : IDisposable
         "\"upstreams\"", "\"server\"", "\"prices\"", "\"native\"", "\"store\"", "\"cluster\"", "\"provider\"", "\"openai\"", "\"anthropic\"", "\"baseUrl\"",
         "\"apiKey\"", "\"apiKeyEnv\"", "\"apiKeyFile\"", "\"/\"", "\"/dev/null\"", "\"weight\"", "\"models\"", "\"lanes\"", "\"rpm\"", "\"tpm\"", "\"concurrency\"",
         "\"gatewayKeys\"", "\"urls\"", "\"maxUploadBytes\"", "\"otlpEndpoint\"", "\"input\"", "\"output\"", "\"cachedInput\"", "\"batchDiscount\"",
-        "\"pollSeconds\"", "\"modes\"", "\"cache\"", "\"maxMegabytes\"", "\"maxAgeDays\"", "\"sampled\"", "\"inline\"", "\"auto\"", "\"node\"", "\"nodeTimeoutSeconds\"", "\"postgres://u@h:5432/d\"", "\"Host=h;Port=99999999\"", "\"Host=;Database\"",
+        "\"pollSeconds\"", "\"modes\"", "\"cache\"", "\"maxMegabytes\"", "\"maxAgeDays\"", "\"sampled\"", "\"gateway\"", "\"callTimeoutSeconds\"", "\"collectSize\"", "\"collectSeconds\"", "\"dailyBudgetUsd\"", "\"inline\"", "\"auto\"", "\"node\"", "\"nodeTimeoutSeconds\"", "\"postgres://u@h:5432/d\"", "\"Host=h;Port=99999999\"", "\"Host=;Database\"",
         "\"postgres://[::1\"", "\"postgresql://u:p@h:-1/d?sslmode=nope\"", "/*", "*/", "//", "\u00A0", "\u0000", "\uFEFF",
     ];
 

@@ -51,7 +51,20 @@ public sealed class GatewayKeyConfigTests
         Assert.Null(off);
     }
 
+    [Fact]
+    public void TheGatewaySection_SetsTheRealtimeDoor_AndLeavesWhatItOmits()
+    {
+        var options = new ServerOptions();
+        ConfigFiles.Load("""{"server":{"gateway":{"callTimeoutSeconds":30,"collectSize":10,"collectSeconds":0.5}}}""", ConfigFile.Load).Server!.Gateway!.ApplyTo(options);
+
+        Assert.Equal((TimeSpan.FromSeconds(30), 10, TimeSpan.FromSeconds(0.5), new ServerOptions().MaxCallBodyBytes), (options.CallTimeout, options.CallCollectSize, options.CallCollectAge, options.MaxCallBodyBytes));
+    }
+
     [Theory]
+    [InlineData("""{"gateway":{"collectSize":0}}""", "server.gateway.collectSize: must be at least 1.")]
+    [InlineData("""{"gateway":{"collectSeconds":-1}}""", "server.gateway.collectSeconds: must be 0 or more.")]
+    [InlineData("""{"gateway":{"timeout":5}}""", "timeout")]
+    [InlineData("""{"gatewayKeys":[{"apiKey":"k","limits":{"dailyBudgetUsd":-1}}]}""", "dailyBudgetUsd: must be a number of US dollars, 0 or more.")]
     [InlineData("""{"modes":{"inline":"sometimes"}}""", "server.modes.inline: 'sometimes' is not a mode; use realtime, native, flex, auto.")]
     [InlineData("""{"modes":{"batch":"auto"}}""", "batch")]
     [InlineData("""{"cache":{"maxMegabytes":0}}""", "server.cache.maxMegabytes: must be more than 0")]
