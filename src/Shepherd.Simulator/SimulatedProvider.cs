@@ -283,7 +283,7 @@ public sealed partial class SimulatedProvider
         Executed(request.Body);
         // An embedding has nothing to stream: its answer is whole, as the provider sends it.
         return inspected.Shape.Stream && endpoint != "/v1/embeddings"
-            ? Stream(limitHeaders, Streamed(endpoint, inspected.Shape, inspected.Seed, UsageOf(inspected, outputTokens, cacheRead), now))
+            ? Stream(limitHeaders, Streamed(endpoint, _options.StreamWithoutUsage ? inspected.Shape with { StreamUsage = false } : inspected.Shape, inspected.Seed, UsageOf(inspected, outputTokens, cacheRead), now))
             : new SimulatedResponse(200, limitHeaders, Served(endpoint, inspected, outputTokens, cacheRead, now, out _));
     }
 

@@ -177,6 +177,12 @@ public sealed class SimulatorOptions
     /// </summary>
     public TimeSpan StreamInterval { get; set; }
 
+    /// <summary>
+    /// True for a provider that ignores <c>stream_options</c>, as some OpenAI-compatible servers
+    /// do: its chat and completion streams never carry a usage chunk, even when asked.
+    /// </summary>
+    public bool StreamWithoutUsage { get; set; }
+
     /// <summary>The share of requests that meet a fault of any kind.</summary>
     public double FaultRate => Error500Rate + Error502Rate + Error503Rate + Error529Rate + ResetRate + HangRate;
 

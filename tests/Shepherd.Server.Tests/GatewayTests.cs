@@ -78,6 +78,21 @@ public sealed class GatewayTests
     }
 
     [Fact]
+    public async Task AStreamFromAProviderThatReportsNoUsage_IsPricedByItsText()
+    {
+        await using var server = await RunningServer.StartAsync(new SimulatorOptions { StreamWithoutUsage = true });
+
+        using var response = await PostAsync(server.Http, "/v1/chat/completions", Chat("Rate it.", maxTokens: 40, stream: true));
+        var events = await EventsAsync(response);
+
+        Assert.Equal("data: [DONE]", events[^1].Trim());
+        Assert.DoesNotContain(events, e => e.Contains("\"usage\":{", StringComparison.Ordinal));
+        // Its prompt as counted and its text at four bytes a token: not nothing, and no more than the output it allowed.
+        await Poll.UntilAsync(() => Task.FromResult(Cost(server) > 0), TimeSpan.FromSeconds(10), Ct);
+        Assert.True(Cost(server) <= Engine.Pricing.PriceTable.BuiltIn.Price("gpt-4o-mini", 50, 40).Nanos, $"{Cost(server)} nanos");
+    }
+
+    [Fact]
     public async Task ACallerThatLeavesMidStream_CancelsTheUpstreamCall()
     {
         await using var server = await RunningServer.StartAsync(new SimulatorOptions { StreamInterval = TimeSpan.FromMilliseconds(200) });

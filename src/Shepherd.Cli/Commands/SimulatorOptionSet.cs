@@ -19,6 +19,7 @@ internal sealed class SimulatorOptionSet
     private readonly Option<double?> _limitChangeAfter;
     private readonly Option<double> _limitChangeFactor;
     private readonly Option<bool> _noLimitHeaders;
+    private readonly Option<bool> _streamWithoutUsage;
     private readonly Option<bool> _headersWhenAnswered;
     private readonly Option<double> _fail500;
     private readonly Option<double> _fail502;
@@ -55,6 +56,7 @@ internal sealed class SimulatorOptionSet
         _limitChangeAfter = CliOptions.OptionalSeconds($"--{prefix}limit-change-after", "Seconds after the first request when every limit changes (by --" + prefix + "limit-change-factor)", 0);
         _limitChangeFactor = CliOptions.Number($"--{prefix}limit-change-factor", "What the limits are multiplied by when they change", 0.5, 0.01, 100);
         _noLimitHeaders = new Option<bool>($"--{prefix}no-limit-headers") { Description = "Send no rate-limit headers: only 429s with retry-after tell of the limits" };
+        _streamWithoutUsage = new Option<bool>($"--{prefix}stream-without-usage") { Description = "Ignore stream_options, as some OpenAI-compatible servers do: chat and completion streams never carry a usage chunk" };
         _headersWhenAnswered = new Option<bool>($"--{prefix}headers-when-answered") { Description = "Rate-limit headers tell the limits as they are when the answer is written, not when the request was admitted" };
         _fail500 = CliOptions.Share($"--{prefix}fail-500", "Share of requests answered 500");
         _fail502 = CliOptions.Share($"--{prefix}fail-502", "Share of requests answered 502 with an HTML page (a proxy's answer)");
@@ -73,7 +75,7 @@ internal sealed class SimulatorOptionSet
         _seed = CliOptions.Int($"--{prefix}seed", "Seed of the fault, jitter and batch draws", 1, int.MinValue, int.MaxValue);
     }
 
-    public IEnumerable<Option> All => [_latency, _jitter, .. _limits.All, _count, _tokenScale, _messageTokens, _bucketSeconds, _limitChangeAfter, _limitChangeFactor, _noLimitHeaders, _headersWhenAnswered, _fail500, _fail502, _fail503, _fail529, _reset, _hang, _errorRetryAfter, _context,
+    public IEnumerable<Option> All => [_latency, _jitter, .. _limits.All, _count, _tokenScale, _messageTokens, _bucketSeconds, _limitChangeAfter, _limitChangeFactor, _noLimitHeaders, _streamWithoutUsage, _headersWhenAnswered, _fail500, _fail502, _fail503, _fail529, _reset, _hang, _errorRetryAfter, _context,
         _flexUnavailable, _batchLatency, _batchExpire, _batchCancelLatency, .. _overHttp, _seed];
 
     public int Seed(ParseResult parse) => parse.GetValue(_seed);
@@ -96,6 +98,7 @@ internal sealed class SimulatorOptionSet
             LimitChangeAfter = parse.GetValue(_limitChangeAfter) is { } after ? TimeSpan.FromSeconds(after) : null,
             LimitChangeFactor = parse.GetValue(_limitChangeFactor),
             RateLimitHeaders = !parse.GetValue(_noLimitHeaders),
+            StreamWithoutUsage = parse.GetValue(_streamWithoutUsage),
             HeadersWhenAnswered = parse.GetValue(_headersWhenAnswered),
             Error500Rate = parse.GetValue(_fail500),
             Error502Rate = parse.GetValue(_fail502),

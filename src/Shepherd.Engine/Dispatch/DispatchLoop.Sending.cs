@@ -247,9 +247,10 @@ internal sealed partial class DispatchLoop
     /// <summary>
     /// Sends a realtime call, cancelled with its caller. A streamed 2xx answer goes to the caller
     /// as soon as its headers are in; the call holds its lane until the relay ends, and is priced
-    /// by the usage its events carried.
+    /// by the usage its events carried. A stream that reported none (a provider that ignores
+    /// <c>stream_options</c>) is priced by its prompt as counted and its text at four bytes a token.
     /// </summary>
-    private static async Task<UpstreamResponse> CallAsync(RealtimeCall call, Lane lane, CancellationToken cancellationToken)
+    private async Task<UpstreamResponse> CallAsync(RealtimeCall call, Lane lane, CancellationToken cancellationToken)
     {
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, call.Aborted);
         var (response, open) = await lane.Upstream.Client.CallAsync(call.Url, call.Body, call.Stream, linked.Token);
@@ -264,6 +265,12 @@ internal sealed partial class DispatchLoop
             await relay.DisposeAsync();
         }
 
-        return response with { Body = StreamRelay.UsageBody(await relay.Ended) };
+        var usage = await relay.Ended;
+        if (usage == default && relay.TextBytes > 0)
+        {
+            usage = (_estimator.Estimate(call.Model, call.Body).PromptTokens, (int)Math.Min(int.MaxValue, (relay.TextBytes + 3) / 4), 0);
+        }
+
+        return response with { Body = StreamRelay.UsageBody(usage) };
     }
 }

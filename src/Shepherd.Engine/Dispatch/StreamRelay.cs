@@ -21,6 +21,7 @@ public sealed class StreamRelay : IAsyncDisposable
     private int _output;
     private int _cached;
     private int _searched;
+    private long _textBytes;
 
     internal StreamRelay(HttpResponseMessage response, bool hideUsage)
     {
@@ -30,6 +31,9 @@ public sealed class StreamRelay : IAsyncDisposable
 
     /// <summary>The usage read from the events, once the relay has ended (completed, cut off, or never started).</summary>
     internal Task<(int Input, int Output, int Cached)> Ended => _ended.Task;
+
+    /// <summary>The bytes of text the events carried (as escaped in their JSON): what a stream that reports no usage is priced by, at four a token.</summary>
+    internal long TextBytes => Interlocked.Read(ref _textBytes);
 
     /// <summary>Relays every event to <paramref name="destination"/>, flushing after each read; ends when the provider ends the stream or the caller leaves.</summary>
     public async Task RelayAsync(Stream destination, CancellationToken cancellationToken)
@@ -137,58 +141,76 @@ public sealed class StreamRelay : IAsyncDisposable
     /// <summary>Reads the usage an event carries; returns false for an event that carries nothing but usage (OpenAI's last chunk), which may be taken out.</summary>
     private bool Read(ReadOnlySpan<byte> sse)
     {
-        if (sse.IndexOf("\"usage\""u8) < 0)
-        {
-            return true;
-        }
-
         var keep = true;
         foreach (var line in new SseData(sse))
         {
-            try
-            {
-                using var json = JsonDocument.Parse(line.ToArray());
-                var root = json.RootElement;
-                if (root.ValueKind != JsonValueKind.Object)
-                {
-                    continue;
-                }
-
-                var usage = UsageIn(root);
-                if (usage is { } found)
-                {
-                    Count(found);
-                    keep &= !(root.TryGetProperty("choices", out var choices) && choices.ValueKind == JsonValueKind.Array && choices.GetArrayLength() == 0);
-                }
-            }
-            catch (JsonException)
-            {
-                // Not JSON: passed on as it came, and nothing counted.
-            }
+            keep &= Scan(line);
         }
 
         return keep;
     }
 
-    /// <summary>The usage object of an event: at the top (OpenAI chunks, Anthropic's message_delta), or in its message or response.</summary>
-    private static JsonElement? UsageIn(JsonElement root)
+    /// <summary>
+    /// Reads one event's JSON in one pass, without building it: the usage at its top (OpenAI
+    /// chunks, Anthropic's message_delta) or in its message or response, and the length of the
+    /// text it carries (a fallback for providers whose streams report no usage). Returns false
+    /// for a chunk that carries nothing but usage (no choices).
+    /// </summary>
+    private bool Scan(ReadOnlySpan<byte> json)
     {
-        foreach (var holder in (ReadOnlySpan<string>)["", "message", "response"])
+        var usage = false;
+        var noChoices = false;
+        try
         {
-            var at = holder.Length == 0 ? root : root.TryGetProperty(holder, out var inner) && inner.ValueKind == JsonValueKind.Object ? inner : default;
-            if (at.ValueKind == JsonValueKind.Object && at.TryGetProperty("usage", out var usage) && usage.ValueKind == JsonValueKind.Object)
+            var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = 256 });
+            var inHolder = false;
+            while (reader.Read())
             {
-                return usage;
+                if (reader.TokenType != JsonTokenType.PropertyName)
+                {
+                    continue;
+                }
+
+                var depth = reader.CurrentDepth;
+                if (depth == 1)
+                {
+                    inHolder = reader.ValueTextEquals("message"u8) || reader.ValueTextEquals("response"u8);
+                }
+
+                var isUsage = (depth == 1 || (depth == 2 && inHolder)) && reader.ValueTextEquals("usage"u8);
+                var isChoices = depth == 1 && reader.ValueTextEquals("choices"u8);
+                var isText = reader.ValueTextEquals("content"u8) || reader.ValueTextEquals("text"u8) || reader.ValueTextEquals("delta"u8);
+                reader.Read();
+                if (isUsage && reader.TokenType == JsonTokenType.StartObject)
+                {
+                    var from = (int)reader.TokenStartIndex;
+                    reader.Skip();
+                    Count(json[from..(int)reader.BytesConsumed]);
+                    usage = true;
+                }
+                else if (isChoices && reader.TokenType == JsonTokenType.StartArray)
+                {
+                    reader.Read();
+                    noChoices = reader.TokenType == JsonTokenType.EndArray;
+                }
+                else if (isText && reader.TokenType == JsonTokenType.String)
+                {
+                    _textBytes += reader.ValueSpan.Length;
+                }
             }
         }
+        catch (JsonException)
+        {
+            // Not JSON ([DONE], or a provider's own words): passed on as it came, and nothing counted.
+        }
 
-        return null;
+        return !(usage && noChoices);
     }
 
     /// <summary>Counts a usage object: each figure is the most any event gave, since the providers' later events repeat or grow earlier ones.</summary>
-    private void Count(JsonElement usage)
+    private void Count(ReadOnlySpan<byte> usage)
     {
-        var (input, output, cached) = UsageReader.ReadUsage(System.Runtime.InteropServices.JsonMarshal.GetRawUtf8Value(usage));
+        var (input, output, cached) = UsageReader.ReadUsage(usage);
         _input = Math.Max(_input, input);
         _output = Math.Max(_output, output);
         _cached = Math.Max(_cached, cached);
