@@ -165,6 +165,7 @@ public sealed class GatewaySdkTests
         var limited = await Assert.ThrowsAsync<ClientResultException>(() => client.GetChatClient("gpt-4o-mini").CompleteChatAsync(Review, cancellationToken: Ct));
 
         Assert.Equal(404, unknown.Status);
+        Assert.Contains("model_not_served", unknown.GetRawResponse()!.Content.ToString(), StringComparison.Ordinal);
         Assert.Equal(429, limited.Status);
         Assert.True(limited.GetRawResponse()!.Headers.TryGetValue("retry-after", out _));
     }

@@ -292,6 +292,18 @@ public sealed class GatewayTests
     }
 
     [Fact]
+    public async Task ACallThatCanWait_ForAModelNoUpstreamServes_Is404_AndNothingIsStored()
+    {
+        await using var server = await RunningServer.StartAsync(upstream: u => u.Models = ["gpt-4o-mini"]);
+
+        using var response = await PostAsync(server.Http, "/v1/chat/completions", """{"model":"gpt-unknown","messages":[]}""", ("x-shepherd-deadline", "1h"));
+
+        Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+        Assert.Contains("model_not_served", await response.Content.ReadAsStringAsync(Ct), StringComparison.Ordinal);
+        Assert.Empty((await server.Store.ListBatchesAsync(new Engine.Model.OwnerScope(null, true), [Engine.Model.BatchDoor.Gateway], new Engine.Model.PageRequest(10), Ct)).Items);
+    }
+
+    [Fact]
     public async Task ACallDueWithinAMinute_IsSentAtOnce_AsARealtimeCall()
     {
         await using var server = await RunningServer.StartAsync(tune: o => o.CallCollectAge = TimeSpan.FromHours(1));

@@ -193,6 +193,9 @@ public sealed partial class Dispatcher
         }
     }
 
+    /// <summary>True when some upstream serves <paramref name="model"/> (one without a list of models serves every model).</summary>
+    public bool Serves(string model) => _upstreams.Any(u => u.Client.Options.Serves(model));
+
     /// <summary>The most a realtime call of <paramref name="model"/> with <paramref name="body"/> may cost at list price, in billionths of a US dollar: its prompt as counted, and all the output it allows.</summary>
     public long MostCostNanos(string model, byte[] body)
     {

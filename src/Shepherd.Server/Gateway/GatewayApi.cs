@@ -40,6 +40,11 @@ internal sealed class GatewayApi(Dispatcher dispatcher, DeadlineCalls deadlines,
     {
         var caller = Caller.Of(context);
         var request = await GatewayRequest.ReadAsync(context.Request, url, options, context.RequestAborted);
+        if (!dispatcher.Serves(request.Model))
+        {
+            throw new ApiException(StatusCodes.Status404NotFound, $"No upstream of this server serves the model {request.Model}.", "model", "model_not_served");
+        }
+
         var wait = WaitHeaders.Read(context.Request, time.GetUtcNow());
         if (wait is not null && wait.CanWait(time.GetUtcNow()))
         {
