@@ -200,8 +200,9 @@ internal sealed partial class DeadlineCalls(IBatchStore store, BatchService batc
         var result = await store.GetResultAsync(batchId, id, context.RequestAborted);
         while (result is not { Result: not null } && time.GetUtcNow() < until && !batch.HasEnded && !lifetime.ApplicationStopping.IsCancellationRequested)
         {
-            // Each look is held until the batch ends, or for a minute: the answer may be in before the rest of its batch.
-            batch = await batches.UntilEndedAsync(batch, until - time.GetUtcNow(), context.RequestAborted);
+            // Each look is held until the batch ends, or for a second or two: the call's own answer may be in before the rest of its batch.
+            var left = until - time.GetUtcNow();
+            batch = await batches.UntilEndedAsync(batch, left < AnswerLook ? left : AnswerLook, context.RequestAborted);
             result = await store.GetResultAsync(batchId, id, context.RequestAborted);
         }
 
@@ -240,6 +241,9 @@ internal sealed partial class DeadlineCalls(IBatchStore store, BatchService batc
                 },
             });
     }
+
+    /// <summary>How often a held call looks for its own answer while its batch has not ended.</summary>
+    private static readonly TimeSpan AnswerLook = TimeSpan.FromSeconds(2);
 
     private static readonly KeyValuePair<string, string>[] JsonType = [new("Content-Type", "application/json")];
 
