@@ -19,6 +19,9 @@ internal sealed record RequestShape(string Model, string Text, string CacheableT
     /// <summary>True when an embeddings request asks for <c>"encoding_format": "base64"</c> (the OpenAI SDKs' default): each vector comes as the base64 of its float32 values.</summary>
     public bool Base64 { get; init; }
 
+    /// <summary>What the request asks its answer to be (structured output), or null for free text.</summary>
+    public StructuredAsk? Structured { get; init; }
+
     public static RequestShape? Read(JsonElement root)
     {
         if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("model", out var model) || model.ValueKind != JsonValueKind.String)
@@ -64,6 +67,7 @@ internal sealed record RequestShape(string Model, string Text, string CacheableT
             Stream = root.TryGetProperty("stream", out var stream) && stream.ValueKind == JsonValueKind.True,
             StreamUsage = root.TryGetProperty("stream_options", out var options) && options.ValueKind == JsonValueKind.Object
                 && options.TryGetProperty("include_usage", out var usage) && usage.ValueKind == JsonValueKind.True,
+            Structured = StructuredAsk.Read(root),
             Base64 = root.TryGetProperty("encoding_format", out var format) && format.ValueKind == JsonValueKind.String && format.ValueEquals("base64"),
         };
     }

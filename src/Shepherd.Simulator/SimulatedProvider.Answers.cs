@@ -5,12 +5,12 @@ namespace Shepherd.Simulator;
 /// <summary>The bodies of successful answers, in each endpoint's shape, derived from the request alone.</summary>
 public sealed partial class SimulatedProvider
 {
-    private static void WriteAnswer(Utf8JsonWriter json, string endpoint, RequestShape shape, ulong seed, Usage usage, DateTimeOffset now)
+    private static void WriteAnswer(Utf8JsonWriter json, string endpoint, RequestShape shape, ulong seed, Usage usage, DateTimeOffset now, string? structured)
     {
         var outputTokens = usage.Output;
         var inputTokens = usage.Input + usage.CacheWrite + usage.CacheRead;
         var id = $"{seed:x16}";
-        var text = Text(seed, outputTokens);
+        var text = structured ?? Text(seed, outputTokens);
         var created = now.ToUnixTimeSeconds();
         json.WriteStartObject();
         switch (endpoint)
@@ -113,7 +113,19 @@ public sealed partial class SimulatedProvider
         json.WriteString("role", "assistant");
         json.WriteString("model", shape.Model);
         json.WriteStartArray("content");
-        if (text is not null)
+        var tool = text is not null && shape.Structured?.Tool is { } name ? name : null;
+        if (tool is not null)
+        {
+            // A forced tool is answered by its call: the JSON is the tool's input.
+            json.WriteStartObject();
+            json.WriteString("type", "tool_use");
+            json.WriteString("id", "toolu_" + id);
+            json.WriteString("name", tool);
+            json.WritePropertyName("input");
+            json.WriteRawValue(text!);
+            json.WriteEndObject();
+        }
+        else if (text is not null)
         {
             json.WriteStartObject();
             json.WriteString("type", "text");
@@ -122,7 +134,7 @@ public sealed partial class SimulatedProvider
         }
 
         json.WriteEndArray();
-        json.WriteString("stop_reason", text is null ? null : usage.Output == shape.MaxTokens ? "max_tokens" : "end_turn");
+        json.WriteString("stop_reason", text is null ? null : tool is not null ? "tool_use" : usage.Output == shape.MaxTokens ? "max_tokens" : "end_turn");
         json.WriteNull("stop_sequence");
         json.WriteStartObject("usage");
         json.WriteNumber("input_tokens", usage.Input);

@@ -62,6 +62,8 @@ public sealed partial class SimulatedProvider
             return new LineAnswer(refused.StatusCode, refused.Body, requestId, 0, 0);
         }
 
+        inspected = inspected with { Fate = Fate(roll - _options.Error503Rate - _options.Error529Rate, 1 - _options.Error500Rate - _options.Error503Rate - _options.Error529Rate) };
+
         var answer = Served(endpoint, inspected, OutputTokens(inspected.Shape, inspected.Seed, endpoint), cacheRead: false, at, out var usage);
         return new LineAnswer(200, answer, requestId, usage.Input + usage.CacheWrite + usage.CacheRead, usage.Output);
     }

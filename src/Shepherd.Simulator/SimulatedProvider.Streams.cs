@@ -16,9 +16,9 @@ public sealed partial class SimulatedProvider
     /// <summary>Words of text sent per event.</summary>
     private const int WordsPerEvent = 4;
 
-    private static List<byte[]> Streamed(string endpoint, RequestShape shape, ulong seed, Usage usage, DateTimeOffset now)
+    private static List<byte[]> Streamed(string endpoint, RequestShape shape, ulong seed, Usage usage, DateTimeOffset now, string? structured)
     {
-        var text = Text(seed, usage.Output);
+        var text = structured ?? Text(seed, usage.Output);
         var pieces = Pieces(text);
         var events = new List<byte[]>();
         var id = $"{seed:x16}";

@@ -262,6 +262,8 @@ public sealed partial class SimulatedProvider
             return fault with { Headers = WithRetryAfter(limitHeaders) };
         }
 
+        inspected = inspected with { Fate = Fate(roll - _options.Error503Rate - _options.Error529Rate, 1 - _options.FaultRate) };
+
         var outputTokens = OutputTokens(shape, inspected.Seed, endpoint);
         lock (_gate)
         {
@@ -283,7 +285,7 @@ public sealed partial class SimulatedProvider
         Executed(request.Body);
         // An embedding has nothing to stream: its answer is whole, as the provider sends it.
         return inspected.Shape.Stream && endpoint != "/v1/embeddings"
-            ? Stream(limitHeaders, Streamed(endpoint, _options.StreamWithoutUsage ? inspected.Shape with { StreamUsage = false } : inspected.Shape, inspected.Seed, UsageOf(inspected, outputTokens, cacheRead), now))
+            ? Stream(limitHeaders, Streamed(endpoint, _options.StreamWithoutUsage ? inspected.Shape with { StreamUsage = false } : inspected.Shape, inspected.Seed, UsageOf(inspected, outputTokens, cacheRead), now, StructuredText(inspected)))
             : new SimulatedResponse(200, limitHeaders, Served(endpoint, inspected, outputTokens, cacheRead, now, out _));
     }
 
@@ -322,7 +324,24 @@ public sealed partial class SimulatedProvider
     }
 
     /// <summary>A request the provider runs: what it reads, the seed of its answer, and its prompt's real tokens.</summary>
-    private readonly record struct Inspected(RequestShape Shape, ulong Seed, int PromptTokens);
+    private readonly record struct Inspected(RequestShape Shape, ulong Seed, int PromptTokens)
+    {
+        /// <summary>How its structured answer comes out, if it asks for one.</summary>
+        public StructuredFate Fate { get; init; }
+    }
+
+    /// <summary>
+    /// How a structured answer comes out, from what is left of the roll that chose the faults
+    /// (<paramref name="left"/>, of <paramref name="room"/>): broken JSON and broken schemas at
+    /// their shares of the answers.
+    /// </summary>
+    private StructuredFate Fate(double left, double room)
+    {
+        var share = room > 0 ? left / room : 0;
+        return share < _options.BrokenJsonRate ? StructuredFate.BrokenJson
+            : share < _options.BrokenJsonRate + _options.SchemaBreakRate ? StructuredFate.BreaksSchema
+            : StructuredFate.Valid;
+    }
 
     /// <summary>
     /// The 503 or 529 a roll left after the faults before them lands on, or null: the server
@@ -338,12 +357,17 @@ public sealed partial class SimulatedProvider
         return (roll - _options.Error529Rate) < 0 ? Error(529, anthropic, "overloaded_error", "Overloaded.", headers) : null;
     }
 
-    /// <summary>The body of a successful answer, and the usage it reports.</summary>
+    /// <summary>The body of a successful answer, and the usage it reports: a structured answer's output is its JSON, at four characters a token.</summary>
     private static byte[] Served(string endpoint, Inspected request, int outputTokens, bool cacheRead, DateTimeOffset now, out Usage usage)
     {
-        var reported = usage = UsageOf(request, outputTokens, cacheRead);
-        return Write(json => WriteAnswer(json, endpoint, request.Shape, request.Seed, reported, now));
+        var structured = StructuredText(request);
+        var reported = usage = UsageOf(request, structured is null ? outputTokens : Math.Max(1, structured.Length / 4), cacheRead);
+        return Write(json => WriteAnswer(json, endpoint, request.Shape, request.Seed, reported, now, structured));
     }
+
+    /// <summary>The JSON a structured request is answered with (as its fate has it); null for free text.</summary>
+    private static string? StructuredText(Inspected request) =>
+        request.Shape.Structured is { } ask ? StructuredAnswers.Make(ask, request.Seed, request.Fate) : null;
 
     /// <summary>The usage an answer of <paramref name="outputTokens"/> to <paramref name="request"/> reports: its prompt less a cacheable prefix, which it wrote to the cache or read from it.</summary>
     private static Usage UsageOf(Inspected request, int outputTokens, bool cacheRead)

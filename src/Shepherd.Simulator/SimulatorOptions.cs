@@ -183,6 +183,15 @@ public sealed class SimulatorOptions
     /// </summary>
     public bool StreamWithoutUsage { get; set; }
 
+    /// <summary>
+    /// The share of answers to requests that ask for structured output (a JSON schema, a JSON
+    /// object, a forced tool) whose JSON does not parse: cut off midway, or wrapped in words.
+    /// </summary>
+    public double BrokenJsonRate { get; set; }
+
+    /// <summary>The share of answers to structured requests whose JSON parses but breaks the schema: a required field missing, a wrong type, a field not allowed.</summary>
+    public double SchemaBreakRate { get; set; }
+
     /// <summary>The share of requests that meet a fault of any kind.</summary>
     public double FaultRate => Error500Rate + Error502Rate + Error503Rate + Error529Rate + ResetRate + HangRate;
 

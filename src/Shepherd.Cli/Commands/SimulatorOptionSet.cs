@@ -31,6 +31,8 @@ internal sealed class SimulatorOptionSet
     private readonly Option<long?> _context;
     private readonly Option<double?> _errorRetryAfter;
     private readonly Option<double> _flexUnavailable;
+    private readonly Option<double> _brokenJson;
+    private readonly Option<double> _schemaBreak;
     private readonly Option<TimeSpan?> _batchLatency;
     private readonly Option<double> _batchExpire;
     private readonly Option<TimeSpan?> _batchCancelLatency;
@@ -66,6 +68,8 @@ internal sealed class SimulatorOptionSet
         _hang = CliOptions.Share($"--{prefix}hang", "Share of requests never answered");
         _errorRetryAfter = CliOptions.OptionalSeconds($"--{prefix}error-retry-after", "5xx answers carry a retry-after of this many seconds", 0);
         _context = CliOptions.OptionalLong($"--{prefix}context-tokens", "Prompts longer than this many tokens are refused with 400 context_length_exceeded, a permanent failure", 1);
+        _brokenJson = CliOptions.Share($"--{prefix}broken-json", "Share of answers to structured requests (response_format, text.format, a forced tool) whose JSON does not parse: cut off, or wrapped in words");
+        _schemaBreak = CliOptions.Share($"--{prefix}schema-break", "Share of answers to structured requests whose JSON parses but breaks the schema: a required field missing, a wrong type, a field not allowed");
         _flexUnavailable = CliOptions.Share($"--{prefix}flex-unavailable", "Share of flex-tier requests (\"service_tier\":\"flex\") refused 429 resource_unavailable, without rate-limit headers");
         _batchLatency = CliOptions.Duration($"--{prefix}batch-latency", "How long a batch job (OpenAI batch, Anthropic message batch) takes; its lines finish at times spread over it (2s by default)", allowZero: true);
         _batchExpire = CliOptions.Share($"--{prefix}batch-expire", "Share of batch lines that never run and end expired");
@@ -76,7 +80,7 @@ internal sealed class SimulatorOptionSet
     }
 
     public IEnumerable<Option> All => [_latency, _jitter, .. _limits.All, _count, _tokenScale, _messageTokens, _bucketSeconds, _limitChangeAfter, _limitChangeFactor, _noLimitHeaders, _streamWithoutUsage, _headersWhenAnswered, _fail500, _fail502, _fail503, _fail529, _reset, _hang, _errorRetryAfter, _context,
-        _flexUnavailable, _batchLatency, _batchExpire, _batchCancelLatency, .. _overHttp, _seed];
+        _flexUnavailable, _brokenJson, _schemaBreak, _batchLatency, _batchExpire, _batchCancelLatency, .. _overHttp, _seed];
 
     public int Seed(ParseResult parse) => parse.GetValue(_seed);
 
@@ -109,6 +113,8 @@ internal sealed class SimulatorOptionSet
             ErrorRetryAfter = parse.GetValue(_errorRetryAfter) is { } seconds ? TimeSpan.FromSeconds(seconds) : null,
             ContextTokens = parse.GetValue(_context) is { } context ? (int)Math.Min(context, int.MaxValue) : null,
             FlexUnavailableRate = parse.GetValue(_flexUnavailable),
+            BrokenJsonRate = parse.GetValue(_brokenJson),
+            SchemaBreakRate = parse.GetValue(_schemaBreak),
             BatchExpireShare = parse.GetValue(_batchExpire),
         };
         if (parse.GetValue(_batchLatency) is { } batchLatency)
@@ -124,6 +130,11 @@ internal sealed class SimulatorOptionSet
         if (parse.GetValue(_streamInterval) is { } streamInterval)
         {
             options.StreamInterval = streamInterval;
+        }
+
+        if (options.BrokenJsonRate + options.SchemaBreakRate > 1)
+        {
+            throw new UsageException($"{_brokenJson.Name} and {_schemaBreak.Name} add up to more than 1.");
         }
 
         if (options.FaultRate > 1)
