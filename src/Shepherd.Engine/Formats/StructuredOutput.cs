@@ -9,11 +9,14 @@ namespace Shepherd.Engine.Formats;
 /// <summary>What a request asks its answer to be: any JSON object, or one that fits a JSON Schema.</summary>
 public sealed class OutputContract
 {
-    private OutputContract(JsonSchema? schema, string? tool, IReadOnlyList<string> fields)
+    private readonly IReadOnlyDictionary<string, string> _kinds;
+
+    private OutputContract(JsonSchema? schema, string? tool, IReadOnlyList<string> fields, IReadOnlyDictionary<string, string> kinds)
     {
         Schema = schema;
         Tool = tool;
         Fields = fields;
+        _kinds = kinds;
     }
 
     /// <summary>The schema the answer must fit; null when any JSON object will do (<c>json_object</c>).</summary>
@@ -25,13 +28,16 @@ public sealed class OutputContract
     /// <summary>The schema's top-level properties in the order it gives them (a table's columns); empty without a schema.</summary>
     public IReadOnlyList<string> Fields { get; }
 
+    /// <summary>How a field's values are written in a table: string, integer, number, boolean as the schema types it; json for anything else.</summary>
+    public string FieldKind(string field) => _kinds.GetValueOrDefault(field, "json");
+
     /// <summary>A contract of any JSON object.</summary>
-    internal static OutputContract AnyObject { get; } = new(null, null, []);
+    internal static OutputContract AnyObject { get; } = new(null, null, [], new Dictionary<string, string>());
 
     /// <summary>A contract of <paramref name="schema"/> (raw JSON), built once per distinct schema and kept.</summary>
     internal static OutputContract For(JsonElement schema, string? tool) => StructuredOutput.Built(schema, tool);
 
-    internal static OutputContract Of(JsonSchema schema, string? tool, IReadOnlyList<string> fields) => new(schema, tool, fields);
+    internal static OutputContract Of(JsonSchema schema, string? tool, IReadOnlyList<string> fields, IReadOnlyDictionary<string, string> kinds) => new(schema, tool, fields, kinds);
 }
 
 /// <summary>How an answer stands against its request's <see cref="OutputContract"/>.</summary>
@@ -178,10 +184,24 @@ public static class StructuredOutput
         // A registry of its own: schemas of different batches may share an $id, and nothing is kept beyond this contract.
         // Built from a copy of its own: the schema keeps the JSON it was built from, which the request's document outlives.
         var built = JsonSchema.Build(schema.Clone(), new BuildOptions { SchemaRegistry = new SchemaRegistry() });
-        var fields = schema.ValueKind == JsonValueKind.Object && Property(schema, "properties") is { ValueKind: JsonValueKind.Object } properties
-            ? properties.EnumerateObject().Select(p => p.Name).ToList()
+        var properties = schema.ValueKind == JsonValueKind.Object && Property(schema, "properties") is { ValueKind: JsonValueKind.Object } given
+            ? given.EnumerateObject().ToList()
             : [];
-        return Kept[key] = OutputContract.Of(built, tool, fields);
+        var kinds = properties.ToDictionary(p => p.Name, p => KindOf(p.Value), StringComparer.Ordinal);
+        return Kept[key] = OutputContract.Of(built, tool, [.. properties.Select(p => p.Name)], kinds);
+    }
+
+    /// <summary>How a table writes a field the schema types: its one type (or its one type beside null), string for an enum of strings, json otherwise.</summary>
+    private static string KindOf(JsonElement field)
+    {
+        var type = Property(field, "type");
+        var types = type.ValueKind switch
+        {
+            JsonValueKind.String => [type.GetString()!],
+            JsonValueKind.Array => type.EnumerateArray().Where(t => t.ValueKind == JsonValueKind.String && !t.ValueEquals("null")).Select(t => t.GetString()!).ToList(),
+            _ => Property(field, "enum") is { ValueKind: JsonValueKind.Array } choices && choices.EnumerateArray().All(c => c.ValueKind == JsonValueKind.String) ? ["string"] : [],
+        };
+        return types.Count == 1 && types[0] is "string" or "integer" or "number" or "boolean" ? types[0] : "json";
     }
 
     /// <summary>Checks the answer <paramref name="answer"/> (the provider's 2xx body for <paramref name="url"/>) against <paramref name="contract"/>.</summary>
@@ -228,6 +248,37 @@ public static class StructuredOutput
             return result.IsValid
                 ? new OutputCheck(OutputVerdict.Valid, [], text)
                 : new OutputCheck(OutputVerdict.Invalid, Errors(result), text);
+        }
+    }
+
+    /// <summary>
+    /// The answer's text as a reader wants it (chat's message content, a completion's text, the
+    /// Responses API's output text, a message's text, or a forced tool's input as JSON), and, when
+    /// that text is a JSON object, the object: what a table's columns of fields are read from.
+    /// </summary>
+    public static (string? Text, JsonElement? Object) AnswerOf(string url, JsonElement answer, OutputContract? contract)
+    {
+        ArgumentNullException.ThrowIfNull(url);
+        var part = Part(contract ?? OutputContract.AnyObject, url, answer);
+        if (part.Json is { } json)
+        {
+            return (json.GetRawText(), json.ValueKind == JsonValueKind.Object ? json.Clone() : null);
+        }
+
+        var text = part.Text ?? part.Refused;
+        if (text is null || !text.AsSpan().TrimStart().StartsWith("{"))
+        {
+            return (text, null);
+        }
+
+        try
+        {
+            using var parsed = JsonDocument.Parse(text);
+            return (text, parsed.RootElement.ValueKind == JsonValueKind.Object ? parsed.RootElement.Clone() : null);
+        }
+        catch (JsonException)
+        {
+            return (text, null);
         }
     }
 
