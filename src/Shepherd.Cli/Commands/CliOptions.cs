@@ -218,6 +218,10 @@ internal static class CliOptions
         [.. Engine.Model.BatchModeWords.All.Select(m => (m.Word, (Engine.Model.BatchMode?)m.Mode))]);
 
     /// <summary><c>--progress auto|live|plain|none</c>, of the commands that show progress.</summary>
+    /// <summary><c>--format</c>: results as JSON lines (the batch API's own), or as a CSV or Parquet table of a row per request.</summary>
+    public static ChoiceOption<Engine.Batches.ResultFormat> Format(string description) => Choice("--format", description, Engine.Batches.ResultFormat.Jsonl,
+        ("jsonl", Engine.Batches.ResultFormat.Jsonl), ("csv", Engine.Batches.ResultFormat.Csv), ("parquet", Engine.Batches.ResultFormat.Parquet));
+
     public static ChoiceOption<Running.ProgressMode> Progress() => Choice("--progress", "auto (a live bar on a terminal), live, plain (a line every 5 s) or none", Running.ProgressMode.Auto,
         ("auto", Running.ProgressMode.Auto), ("live", Running.ProgressMode.Live), ("plain", Running.ProgressMode.Plain), ("none", Running.ProgressMode.None));
 

@@ -17,7 +17,8 @@ internal static class RunCommand
         var deadline = CliOptions.Deadline("When the batch must be done, counted from its start (24h, 90m, 7d): unfinished requests then end batch_expired; with it, mode auto plans to meet it (kept with the batch; given again, it replaces the saved one)");
         var mode = CliOptions.Mode("How requests go: realtime (sent one by one), native (the provider's batch API), flex (the flex tier) or auto (the cheapest that meets the deadline). Default: auto with --deadline when an upstream has a batch API or flex tier for the model, realtime otherwise (kept with the batch; given again, it replaces the saved one)");
         var state = CliOptions.FilePath("--state", "The state file; defaults to FILE.shepherd.db beside the input");
-        var output = CliOptions.FilePath("--output", "Where successful results go; defaults to NAME.out.jsonl beside the input", "PATH", "-o");
+        var output = CliOptions.FilePath("--output", "Where successful results go (with --format csv or parquet, every request's row); defaults to NAME.out.jsonl (.csv, .parquet) beside the input", "PATH", "-o");
+        var format = CliOptions.Format("jsonl (the batch API's result lines), csv or parquet (a row per request in input order: id, status, the answer's text, usage, cost, and a column per field of a structured answer's schema)");
         var errors = CliOptions.FilePath("--errors", "Where failed results go; defaults to NAME.errors.jsonl beside the input");
         var fresh = new Option<bool>("--fresh") { Description = "Discard saved progress for this input and start over (the answer cache still answers what it holds; --no-cache sends everything)" };
         var cache = CliOptions.FilePath("--cache", "The answer cache shared by your runs; defaults to ~/.cache/shepherd/answers.db ($XDG_CACHE_HOME/shepherd)");
@@ -31,7 +32,7 @@ internal static class RunCommand
 
         var command = new Command("run", "Send every request of a batch file, at the provider's pace, and write the results; resumes where it stopped")
         {
-            file, priority, deadline, mode, state, output, errors, fresh, cache, noCache, noCacheSampled, progress, json, retryFailed, budget, maxOutage,
+            file, priority, deadline, mode, state, output, format, errors, fresh, cache, noCache, noCacheSampled, progress, json, retryFailed, budget, maxOutage,
         };
         foreach (var option in engine.All)
         {
@@ -61,6 +62,7 @@ internal static class RunCommand
                 Mode = mode.ValueIn(parse),
                 StatePath = parse.GetValue(state),
                 OutputPath = parse.GetValue(output),
+                Format = format.ValueIn(parse),
                 ErrorsPath = parse.GetValue(errors),
                 Fresh = parse.GetValue(fresh),
                 CachePath = parse.GetValue(cache),

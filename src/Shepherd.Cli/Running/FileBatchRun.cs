@@ -267,7 +267,9 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         var wall = time.GetElapsedTime(started);
         var final = (await store.GetBatchAsync(batch.Id, cancellationToken))!;
         var exportStarted = time.GetTimestamp();
-        var exported = await results.WriteAsync((output, errors) => ResultExporter.ExportAsync(store, final, output, errors, cancellationToken));
+        var exported = await results.WriteAsync((output, errors) => settings.Format == ResultFormat.Jsonl
+            ? ResultExporter.ExportAsync(store, final, output, errors, cancellationToken)
+            : ResultExporter.ExportTableAsync(store, final, settings.Format, output, errors, cancellationToken));
         var phases = new RunPhases(start.Import, wall, time.GetElapsedTime(exportStarted));
         await new RunSummary(settings.Json, stdout).WriteAsync(final, exported, phases, final.Finished - finishedBefore, start.Retried, dispatcher.Counters, results, start.Carried);
         return final.Succeeded == final.Total ? ExitCodes.Success : ExitCodes.SomeFailed;
@@ -496,7 +498,12 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
         var stem = Path.GetFileName(input);
         stem = stem.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase) ? stem[..^6] : Path.GetFileNameWithoutExtension(stem);
         return (
-            Path.GetFullPath(settings.OutputPath ?? Path.Combine(folder, stem + ".out.jsonl")),
+            Path.GetFullPath(settings.OutputPath ?? Path.Combine(folder, stem + settings.Format switch
+            {
+                ResultFormat.Csv => ".out.csv",
+                ResultFormat.Parquet => ".out.parquet",
+                _ => ".out.jsonl",
+            })),
             Path.GetFullPath(settings.ErrorsPath ?? Path.Combine(folder, stem + ".errors.jsonl")));
     }
 

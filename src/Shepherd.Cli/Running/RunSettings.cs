@@ -85,6 +85,9 @@ internal sealed record RunSettings : EngineSettings
 
     public string? OutputPath { get; init; }
 
+    /// <summary>What the output is written as: the batch API's result lines, or a table.</summary>
+    public Engine.Batches.ResultFormat Format { get; init; }
+
     public string? ErrorsPath { get; init; }
 
     public BatchPriority Priority { get; init; } = BatchPriority.Normal;

@@ -96,7 +96,7 @@ internal sealed class RunSummary(bool json, TextWriter stdout)
             await stdout.WriteLineAsync($"  budget:  {RemoteOutput.Budget(Cost.ToUsd(limit), batch.BudgetExceeded, "budget_exceeded in the errors file")}");
         }
 
-        await stdout.WriteLineAsync($"  results: {ShownPath.Of(outputPath)} ({RemoteOutput.Plural(exported.Succeeded, "line")})");
+        await stdout.WriteLineAsync($"  results: {ShownPath.Of(outputPath)} ({(exported.Rows is { } rows ? RemoteOutput.Plural(rows, "row") : RemoteOutput.Plural(exported.Succeeded, "line"))})");
         await stdout.WriteLineAsync($"  errors:  {ShownPath.Of(errorsPath)} ({RemoteOutput.Plural(exported.Failed, "line")})");
     }
 }

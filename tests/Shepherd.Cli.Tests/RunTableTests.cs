@@ -1,0 +1,82 @@
+using System.Text.Json.Nodes;
+using Parquet;
+using Shepherd.Simulator;
+using Shepherd.Testing;
+
+namespace Shepherd.Cli.Tests;
+
+/// <summary><c>run --format csv|parquet</c>: a row per request in input order, with a column per field of the schema its requests ask for.</summary>
+public sealed class RunTableTests : IDisposable
+{
+    private readonly TempDirectory _folder = new();
+
+    public void Dispose() => _folder.Dispose();
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private const string Schema = """{"type":"object","properties":{"sentiment":{"enum":["positive","neutral","negative"]},"score":{"type":"integer"},"features":{"type":"array","items":{"type":"string"}}},"required":["sentiment","score","features"],"additionalProperties":false}""";
+
+    /// <summary>Structured chat requests asking for <see cref="Schema"/>.</summary>
+    private string Input(int count)
+    {
+        var path = _folder.File("reviews.jsonl");
+        File.WriteAllLines(path, Enumerable.Range(0, count).Select(i => new JsonObject
+        {
+            ["custom_id"] = $"r{i}",
+            ["method"] = "POST",
+            ["url"] = "/v1/chat/completions",
+            ["body"] = new JsonObject
+            {
+                ["model"] = "gpt-4o-mini",
+                ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = $"Review {i}: good, but heavy." }),
+                ["response_format"] = new JsonObject { ["type"] = "json_schema", ["json_schema"] = new JsonObject { ["name"] = "review", ["strict"] = true, ["schema"] = JsonNode.Parse(Schema) } },
+            },
+        }.ToJsonString()));
+        return path;
+    }
+
+    private static string[] Run(string input, SimulatorServer server, params string[] more) =>
+        ["run", input, "--provider", "openai", "--base-url", new Uri(server.BaseUrl, "v1").ToString(), "--api-key", "test-key", "--progress", "none", "--no-cache", .. more];
+
+    [Fact]
+    public async Task Csv_HasEveryRequest_InInputOrder_WithTheSchemasFieldsAsColumns()
+    {
+        var input = Input(40);
+        await using var server = await Simulators.StartHttpAsync(new SimulatorOptions { Error500Rate = 0.2 }, seed: 3);
+
+        var result = await ShepherdProcess.RunAsync(_folder.Path, Run(input, server, "--format", "csv", "--max-attempts", "1"));
+
+        var lines = File.ReadAllLines(_folder.File("reviews.out.csv"));
+        Assert.Equal("custom_id,status,sentiment,score,features,status_code,text,input_tokens,output_tokens,cost_usd,cached,error_code,error_message", lines[0]);
+        Assert.Equal(Enumerable.Range(0, 40).Select(i => $"r{i}"), lines.Skip(1).Select(l => l.Split(',')[0]));
+        var failed = lines.Skip(1).Where(l => l.Split(',')[1] == "failed").ToList();
+        Assert.NotEmpty(failed);
+        Assert.All(lines.Skip(1).Where(l => l.Split(',')[1] == "succeeded"), l => Assert.Matches("^r\\d+,succeeded,(positive|neutral|negative),\\d+,", l));
+        Assert.Equal(failed.Count, File.ReadAllLines(_folder.File("reviews.errors.jsonl")).Length);
+        Assert.Contains("results: reviews.out.csv (40 rows)", result.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Parquet_IsReadableAsATable_WithTypedFieldColumns()
+    {
+        var input = Input(30);
+        await using var server = await Simulators.StartHttpAsync(new SimulatorOptions());
+
+        var result = await ShepherdProcess.RunAsync(_folder.Path, Run(input, server, "--format", "parquet", "-o", _folder.File("table.parquet")));
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        await using var file = File.OpenRead(_folder.File("table.parquet"));
+        await using var reader = await ParquetReader.CreateAsync(file, cancellationToken: Ct);
+        var fields = reader.Schema.GetDataFields();
+        using var group = reader.OpenRowGroupReader(0);
+        var ids = new string?[group.RowCount];
+        var scores = new long?[group.RowCount];
+        await group.ReadAsync(fields.Single(f => f.Name == "custom_id"), ids.AsMemory(), cancellationToken: Ct);
+        await group.ReadAsync<long>(fields.Single(f => f.Name == "score"), scores.AsMemory(), cancellationToken: Ct);
+
+        Assert.Equal(30, group.RowCount);
+        Assert.Equal(Enumerable.Range(0, 30).Select(i => $"r{i}"), ids);
+        Assert.All(scores, s => Assert.NotNull(s));
+        Assert.Contains("sentiment", fields.Select(f => f.Name));
+    }
+}
