@@ -28,26 +28,13 @@ public static class ResultExporter
         ArgumentNullException.ThrowIfNull(output);
         ArgumentNullException.ThrowIfNull(errors);
         using var writer = new ResultLineWriter(batch.Format, batch.Id);
-        long succeeded = 0, failed = 0, unfinished = 0;
+        var tally = new Tally(writer, output, errors);
         await foreach (var item in store.ReadResultsAsync(batch.Id, 0, cancellationToken))
         {
-            switch (item.State)
-            {
-                case ItemState.Succeeded:
-                    await writer.WriteAsync(output, item, cancellationToken);
-                    succeeded++;
-                    break;
-                case ItemState.Failed or ItemState.Cancelled or ItemState.Expired:
-                    await writer.WriteAsync(errors, item, cancellationToken);
-                    failed++;
-                    break;
-                default:
-                    unfinished++;
-                    break;
-            }
+            await tally.AddAsync(item, cancellationToken);
         }
 
-        return new ExportSummary(succeeded, failed, unfinished);
+        return tally.Summary;
     }
 
     /// <summary>
@@ -71,30 +58,49 @@ public static class ResultExporter
         }
 
         using var writer = new ResultLineWriter(batch.Format, batch.Id);
-        long succeeded = 0, failed = 0, unfinished = 0;
+        var tally = new Tally(writer, null, errors);
         async IAsyncEnumerable<TableRow> RowsAsync()
         {
             await foreach (var item in store.ReadResultsAsync(batch.Id, 0, cancellationToken))
             {
-                switch (item.State)
-                {
-                    case ItemState.Succeeded:
-                        succeeded++;
-                        break;
-                    case ItemState.Failed or ItemState.Cancelled or ItemState.Expired:
-                        await writer.WriteAsync(errors, item, cancellationToken);
-                        failed++;
-                        break;
-                    default:
-                        unfinished++;
-                        break;
-                }
-
+                await tally.AddAsync(item, cancellationToken);
                 yield return TableExport.Row(endpoint, item, contract);
             }
         }
 
         var rows = await TableExport.WriteAsync(RowsAsync(), TableExport.Columns(contract, []), format, output, cancellationToken);
-        return new ExportSummary(succeeded, failed, unfinished) { Rows = rows };
+        return tally.Summary with { Rows = rows };
+    }
+
+    /// <summary>Counts the items of an export by their end, writing each to its file: succeeded ones to the output (when there is one), the rest that ended to the errors.</summary>
+    private sealed class Tally(ResultLineWriter writer, Stream? output, Stream errors)
+    {
+        private long _succeeded;
+        private long _failed;
+        private long _unfinished;
+
+        public ExportSummary Summary => new(_succeeded, _failed, _unfinished);
+
+        public async ValueTask AddAsync(ItemResult item, CancellationToken cancellationToken)
+        {
+            switch (item.State)
+            {
+                case ItemState.Succeeded:
+                    if (output is not null)
+                    {
+                        await writer.WriteAsync(output, item, cancellationToken);
+                    }
+
+                    _succeeded++;
+                    break;
+                case ItemState.Failed or ItemState.Cancelled or ItemState.Expired:
+                    await writer.WriteAsync(errors, item, cancellationToken);
+                    _failed++;
+                    break;
+                default:
+                    _unfinished++;
+                    break;
+            }
+        }
     }
 }
