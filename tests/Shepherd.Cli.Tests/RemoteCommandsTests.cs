@@ -153,6 +153,35 @@ public sealed class RemoteCommandsTests : IDisposable
     }
 
     [Fact]
+    public async Task Results_AsATable_HaveARowPerRequest_InCsvOnStdout_AndInParquetInAFile()
+    {
+        await using var server = await RunningServer.StartAsync();
+        var input = await WriteBatchAsync("answers.jsonl", 12);
+        var submitted = await RunAsync(server, "submit", input, "--wait", "--json", "--poll-interval", Poll);
+        var id = SingleDocument(submitted).GetProperty("id").GetString()!;
+        var parquet = _folder.File("answers.parquet");
+
+        var csv = await RunAsync(server, "results", id, "--format", "csv");
+        var toFile = await RunAsync(server, "results", id, "--format", "parquet", "-o", parquet);
+        var refused = await RunAsync(server, "results", id, "--format", "parquet");
+
+        Assert.True(csv.ExitCode == 0, csv.ToString());
+        var rows = csv.Stdout.ReplaceLineEndings("\n").Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.StartsWith("custom_id,status,", rows[0], StringComparison.Ordinal);
+        Assert.Equal(Enumerable.Range(0, 12).Select(i => $"r{i},succeeded"), rows.Skip(1).Select(r => string.Join(',', r.Split(',').Take(2))));
+        Assert.True(toFile.ExitCode == 0, toFile.ToString());
+        Assert.Contains($"Wrote 12 rows of {id}", toFile.Stdout, StringComparison.Ordinal);
+        await using (var file = File.OpenRead(parquet))
+        await using (var reader = await Parquet.ParquetReader.CreateAsync(file, cancellationToken: Ct))
+        {
+            Assert.Equal(12, reader.OpenRowGroupReader(0).RowCount);
+        }
+
+        Assert.Equal(2, refused.ExitCode);
+        Assert.Contains("--format parquet writes a file: give it with -o FILE.", refused.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Results_StreamToAFile_AndToStdout_OneLinePerRequest()
     {
         await using var server = await RunningServer.StartAsync();

@@ -80,6 +80,75 @@ public static class TableExport
     }
 
     /// <summary>
+    /// A result line as a row: an OpenAI batch line (<c>response</c> or <c>error</c>) or an
+    /// Anthropic one (<c>result</c>), with the <c>status</c> and <c>cost_usd</c> a Shepherd server
+    /// adds to the lines it serves (without them, the status comes from the line and the cost is 0).
+    /// </summary>
+    public static TableRow Row(string endpoint, JsonElement line)
+    {
+        var customId = Text(line, "custom_id") ?? "";
+        var response = Property(line, "response");
+        var result = Property(line, "result");
+        var anthropic = result.ValueKind == JsonValueKind.Object;
+        int? statusCode = Property(response, "status_code") is { ValueKind: JsonValueKind.Number } code ? code.GetInt32() : null;
+        var body = anthropic ? Property(result, "message") : Property(response, "body");
+        var type = Text(result, "type");
+        var status = Text(line, "status") ?? (anthropic
+            ? type switch { "succeeded" => "succeeded", "canceled" => "cancelled", "expired" => "expired", _ => "failed" }
+            : statusCode is >= 200 and < 300 ? "succeeded" : "failed");
+        string? text = null;
+        JsonElement? fields = null;
+        int input = 0, output = 0, cached = 0;
+        if (status == "succeeded" && body.ValueKind == JsonValueKind.Object)
+        {
+            (text, fields) = StructuredOutput.AnswerOf(anthropic ? BatchEndpoints.Messages : endpoint, body, null);
+            Dispatch.UsageReader.TryRead(System.Runtime.InteropServices.JsonMarshal.GetRawUtf8Value(body), out input, out output, out cached);
+        }
+
+        var error = anthropic ? Property(Property(result, "error"), "error") : Property(line, "error") is { ValueKind: JsonValueKind.Object } own ? own : Property(body, "error");
+        var cost = Property(line, "cost_usd") is { ValueKind: JsonValueKind.Number } usd ? usd.GetDecimal() : 0;
+        return new TableRow(customId, status, statusCode, text, fields, input, output, cost, Property(line, "cached").ValueKind == JsonValueKind.True,
+            status == "succeeded" ? null : Text(error, "code") ?? Text(error, "type"), status == "succeeded" ? null : Text(error, "message"));
+    }
+
+    private static JsonElement Property(JsonElement element, string name) =>
+        element.ValueKind == JsonValueKind.Object && element.TryGetProperty(name, out var value) ? value : default;
+
+    private static string? Text(JsonElement element, string name) => Property(element, name) is { ValueKind: JsonValueKind.String } value ? value.GetString() : null;
+
+    /// <summary>
+    /// Writes <paramref name="rows"/> as a table whose fields' columns are those of the first
+    /// <paramref name="sample"/> rows that are JSON objects: they are held, then written with the
+    /// rest, so a table needs no schema and no second read of its results.
+    /// </summary>
+    public static async Task<long> WriteSampledAsync(IAsyncEnumerable<TableRow> rows, int sample, ResultFormat format, Stream output, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(rows);
+        await using var enumerator = rows.GetAsyncEnumerator(cancellationToken);
+        var held = new List<TableRow>(sample);
+        var more = true;
+        while (held.Count < sample && (more = await enumerator.MoveNextAsync()))
+        {
+            held.Add(enumerator.Current);
+        }
+
+        async IAsyncEnumerable<TableRow> All()
+        {
+            foreach (var row in held)
+            {
+                yield return row;
+            }
+
+            while (more && await enumerator.MoveNextAsync())
+            {
+                yield return enumerator.Current;
+            }
+        }
+
+        return await WriteAsync(All(), Columns(null, held), format, output, cancellationToken);
+    }
+
+    /// <summary>
     /// The columns of the fields: the schema's top-level properties, typed as it types them; or,
     /// without a schema, the fields of the first <paramref name="sample"/> answers that are objects,
     /// typed by their values.

@@ -114,4 +114,21 @@ public sealed class TableExportTests
         Assert.Equal("plain text", rows[2].Text);
         Assert.Null(rows[2].Fields);
     }
+
+    [Fact]
+    public void ResultLines_OfEitherDialect_BecomeRows()
+    {
+        static JsonElement Line(string json) => JsonDocument.Parse(json).RootElement;
+
+        var openAI = TableExport.Row(BatchEndpoints.ChatCompletions, Line("""{"id":"b1","custom_id":"a","response":{"status_code":200,"body":{"choices":[{"index":0,"message":{"role":"assistant","content":"{\"label\":\"x\"}"}}],"usage":{"prompt_tokens":5,"completion_tokens":3}}},"error":null,"status":"succeeded","cost_usd":0.00002}"""));
+        var refused = TableExport.Row(BatchEndpoints.ChatCompletions, Line("""{"id":"b2","custom_id":"b","response":{"status_code":400,"body":{"error":{"message":"too long","code":"context_length_exceeded"}}},"error":null}"""));
+        var anthropic = TableExport.Row(BatchEndpoints.Messages, Line("""{"custom_id":"c","result":{"type":"succeeded","message":{"content":[{"type":"text","text":"hi"}],"usage":{"input_tokens":4,"output_tokens":1}}},"cached":true}"""));
+        var expired = TableExport.Row(BatchEndpoints.Messages, Line("""{"custom_id":"d","result":{"type":"expired"}}"""));
+
+        Assert.Equal(("a", "succeeded", 200, "{\"label\":\"x\"}", 5L, 3L, 0.00002m), (openAI.CustomId, openAI.Status, openAI.StatusCode, openAI.Text, openAI.InputTokens, openAI.OutputTokens, openAI.CostUsd));
+        Assert.Equal("x", openAI.Fields!.Value.GetProperty("label").GetString());
+        Assert.Equal(("failed", 400, "context_length_exceeded", "too long"), (refused.Status, refused.StatusCode, refused.ErrorCode, refused.ErrorMessage));
+        Assert.Equal(("succeeded", "hi", 4L, 1L, true), (anthropic.Status, anthropic.Text, anthropic.InputTokens, anthropic.OutputTokens, anthropic.Cached));
+        Assert.Equal("expired", expired.Status);
+    }
 }
