@@ -15,13 +15,6 @@ internal static class ResultsCommand
         var format = CliOptions.Format("jsonl (the result lines as the server gives them), csv or parquet (a row per request in input order: id, status, the answer's text, usage, cost, and a column per field of structured answers; parquet needs -o)");
         var remote = new RemoteOptionSet("With -o, print what was written (batch_id, output, results) as JSON on stdout; the results themselves are JSONL either way");
         var command = new Command("results", "Stream a batch's results (one JSON line per request, in input order, or a CSV or Parquet table) to a file or to stdout") { id, output, format };
-        command.Validators.Add(result =>
-        {
-            if (result.GetResult(format) is not null && result.GetValue(format) == ResultFormat.Parquet && result.GetValue(output) is null)
-            {
-                result.AddError("--format parquet writes a file: give it with -o FILE.");
-            }
-        });
         remote.AddTo(command);
         remote.SetAction(command, async (context, cancellationToken) =>
         {
@@ -33,6 +26,11 @@ internal static class ResultsCommand
             }
 
             var table = format.ValueIn(context.Parse);
+            if (table == ResultFormat.Parquet && context.Parse.GetValue(output) is null)
+            {
+                throw new UsageException("--format parquet writes a file: give it with -o FILE.");
+            }
+
             if (table != ResultFormat.Jsonl)
             {
                 return await WriteTableAsync(context, batchId, table, context.Parse.GetValue(output), cancellationToken);
