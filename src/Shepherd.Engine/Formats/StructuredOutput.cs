@@ -75,6 +75,9 @@ public static class StructuredOutput
 
     private static readonly EvaluationOptions Detailed = new() { OutputFormat = OutputFormat.List };
 
+    /// <summary>A yes or no, which is all most answers need: the details are asked for only of one that fails.</summary>
+    private static readonly EvaluationOptions Verdict = new() { OutputFormat = OutputFormat.Flag };
+
     /// <summary>
     /// The contract <paramref name="body"/> (a request to <paramref name="url"/>) asks for; the
     /// batch's <paramref name="fallback"/> for one that asks for none; null for free text.
@@ -244,10 +247,9 @@ public static class StructuredOutput
                     : new OutputCheck(OutputVerdict.Invalid, [$"the answer is JSON but not an object: it is {Kind(value)}"], text);
             }
 
-            var result = schema.Evaluate(value, Detailed);
-            return result.IsValid
+            return schema.Evaluate(value, Verdict).IsValid
                 ? new OutputCheck(OutputVerdict.Valid, [], text)
-                : new OutputCheck(OutputVerdict.Invalid, Errors(result), text);
+                : new OutputCheck(OutputVerdict.Invalid, Errors(schema.Evaluate(value, Detailed)), text);
         }
     }
 
