@@ -306,6 +306,11 @@ public sealed partial class SimulatedProvider
         {
             return Error(400, anthropic, "invalid_request_error", $"The body is not valid JSON: {ex.Message}");
         }
+        catch (Exception ex) when (ex is InvalidOperationException or FormatException or OverflowException or ArgumentException)
+        {
+            // Text that is not Unicode, a number no type holds: a provider refuses the request, it does not fail.
+            return Error(400, anthropic, "invalid_request_error", $"The body cannot be read: {ex.Message}");
+        }
 
         if (shape is null)
         {

@@ -7,8 +7,8 @@ namespace Shepherd.Server.Tests;
 
 /// <summary>
 /// Bodies with invalid UTF-8, lone surrogates, numbers no type holds and nesting past any limit,
-/// in every value and name position of every create route and of the upload: each is answered
-/// below 500, and a refusal comes in its door's envelope.
+/// in every value and name position of every create route, of the realtime door's calls and of
+/// the upload: each is answered below 500, and a refusal comes in its door's envelope.
 /// </summary>
 public sealed class HostileBodyTests
 {
@@ -16,6 +16,9 @@ public sealed class HostileBodyTests
     [InlineData("/v1/batches", HostileBodies.InlineCreate)]
     [InlineData("/v1/batches/estimate", HostileBodies.InlineCreate)]
     [InlineData("/v1/messages/batches", HostileBodies.AnthropicCreate)]
+    [InlineData("/v1/chat/completions", """{"model":"gpt-4o-mini","messages":[{"role":"user","content":"x"}],"max_tokens":5,"stream":false}""")]
+    [InlineData("/v1/messages", """{"model":"claude-haiku-4.5","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}""")]
+    [InlineData("/v1/embeddings", """{"model":"text-embedding-3-small","input":"x"}""")]
     public async Task InvalidUtf8OrALoneSurrogateInAnInlineBody_Gets400_NotA500(string path, string body)
     {
         await using var server = await RunningServer.StartAsync();

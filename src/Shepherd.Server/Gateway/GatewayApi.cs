@@ -215,9 +215,17 @@ internal sealed record GatewayRequest(string Url, string Model, byte[] Body, boo
             throw ApiException.BadRequest("The body is empty: send the provider's request, a JSON object naming its \"model\".", code: "invalid_json");
         }
 
+        // Text a reader passes unread (invalid UTF-8, an escaped lone surrogate) is refused here,
+        // before anything decodes it and before a provider that chokes on it is blamed for it.
+        var options = new JsonReaderOptions { MaxDepth = 256 };
         try
         {
-            var reader = new Utf8JsonReader(body, new JsonReaderOptions { MaxDepth = 256 });
+            if (JsonText.Problem(body, options, out var at) is { } problem)
+            {
+                throw ApiException.BadRequest($"The body is not valid JSON text: {problem} (at byte {at}).", code: "invalid_json");
+            }
+
+            var reader = new Utf8JsonReader(body, options);
             if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
             {
                 throw ApiException.BadRequest("The body must be a JSON object.", code: "invalid_json");
