@@ -151,7 +151,12 @@ public sealed class GatewayTests
         await using var server = await RunningServer.StartAsync(
             upstream: u => u.BatchApi = true,
             engine: e => e.Native.PollInterval = TimeSpan.FromMilliseconds(100),
-            tune: o => o.CallCollectAge = TimeSpan.FromMilliseconds(500));
+            tune: o =>
+            {
+                // The collection closes when the fifth call is in, however the machine spreads them.
+                o.CallCollectSize = 5;
+                o.CallCollectAge = TimeSpan.FromMinutes(1);
+            });
         using var direct = new HttpClient { BaseAddress = server.Simulator.BaseUrl };
 
         var calls = Enumerable.Range(0, 5).Select(async i =>

@@ -98,7 +98,11 @@ internal sealed partial class DeadlineCalls(IBatchStore store, BatchService batc
                     _ = CloseSoonAsync(open, TimeSpan.Zero);
                 }
 
-                _open[key] = open = new Collection(key, BatchIds.NewBatchId(), deadline, time.GetUtcNow());
+                // Due a little before its first call: calls of the same moment (whose deadlines differ by
+                // the milliseconds between them) join it, and each is still answered by its own deadline.
+                var now = time.GetUtcNow();
+                var slack = TimeSpan.FromTicks(Math.Clamp((deadline - now).Ticks / 100, TimeSpan.TicksPerSecond, TimeSpan.TicksPerMinute));
+                _open[key] = open = new Collection(key, BatchIds.NewBatchId(), deadline - slack, now);
                 var age = TimeSpan.FromTicks(Math.Min(options.CallCollectAge.Ticks, (deadline - open.Started).Ticks / 10));
                 _ = CloseSoonAsync(open, age);
             }
