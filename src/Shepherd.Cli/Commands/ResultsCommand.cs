@@ -40,23 +40,7 @@ internal static class ResultsCommand
             {
                 var full = Path.GetFullPath(path);
                 var lines = await context.Client.ExportResultsAsync(batchId, full, cancellationToken);
-                if (context.Json)
-                {
-                    await RemoteOutput.WriteJsonAsync(context.Stdout, json =>
-                    {
-                        json.WriteStartObject();
-                        json.WriteString("batch_id", batchId);
-                        json.WriteString("output", full);
-                        json.WriteNumber("results", lines);
-                        json.WriteEndObject();
-                    });
-                }
-                else
-                {
-                    await context.Stdout.WriteLineAsync($"Wrote {RemoteOutput.Plural(lines, "result")} of {batchId} to {path}.");
-                }
-
-                return ExitCodes.Success;
+                return await WroteAsync(context, batchId, path, lines, "result");
             }
 
             // Each line as the server sent it, bytes for bytes; a page of results at a time in memory.
@@ -104,20 +88,26 @@ internal static class ResultsCommand
         }
 
         File.Move(full + ".partial", full, overwrite: true);
+        return await WroteAsync(context, batchId, path, rows, "row");
+    }
+
+    /// <summary>Says what was written to <paramref name="path"/>: in words, or with --json as <c>{"batch_id", "output", "results"|"rows"}</c>.</summary>
+    private static async Task<int> WroteAsync(RemoteContext context, string batchId, string path, long count, string noun)
+    {
         if (context.Json)
         {
             await RemoteOutput.WriteJsonAsync(context.Stdout, json =>
             {
                 json.WriteStartObject();
                 json.WriteString("batch_id", batchId);
-                json.WriteString("output", full);
-                json.WriteNumber("rows", rows);
+                json.WriteString("output", Path.GetFullPath(path));
+                json.WriteNumber(noun + "s", count);
                 json.WriteEndObject();
             });
         }
         else
         {
-            await context.Stdout.WriteLineAsync($"Wrote {RemoteOutput.Plural(rows, "row")} of {batchId} to {path}.");
+            await context.Stdout.WriteLineAsync($"Wrote {RemoteOutput.Plural(count, noun)} of {batchId} to {path}.");
         }
 
         return ExitCodes.Success;

@@ -33,7 +33,7 @@ public sealed class StreamRelay : IAsyncDisposable
     internal Task<(int Input, int Output, int Cached)> Ended => _ended.Task;
 
     /// <summary>The bytes of text the events carried (as escaped in their JSON): what a stream that reports no usage is priced by, at four a token.</summary>
-    internal long TextBytes => Interlocked.Read(ref _textBytes);
+    internal long TextBytes => _textBytes;
 
     /// <summary>Relays every event to <paramref name="destination"/>, flushing after each read; ends when the provider ends the stream or the caller leaves.</summary>
     public async Task RelayAsync(Stream destination, CancellationToken cancellationToken)
