@@ -288,8 +288,9 @@ internal sealed partial class DeadlineCalls(IBatchStore store, BatchService batc
     private sealed class Collection((string? Owner, string Url, string Model) key, string batchId, DateTimeOffset deadline, DateTimeOffset started)
     {
         private readonly Lock _writes = new();
+        private readonly TaskCompletionSource _allWritten = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private Task? _created;
-        private Task _written = Task.CompletedTask;
+        private long _done;
 
         /// <summary>The tenant, url and model whose calls it collects.</summary>
         public (string? Owner, string Url, string Model) Key { get; } = key;
@@ -315,23 +316,36 @@ internal sealed partial class DeadlineCalls(IBatchStore store, BatchService batc
             }
         }
 
-        /// <summary>Writes a call's item; the collection starts only once every write it took is done.</summary>
-        public Task Write(Func<Task> write)
+        /// <summary>Writes a call's item; the collection starts only once the item of every call it took is written.</summary>
+        public async Task Write(Func<Task> write)
         {
-            var task = write();
-            lock (_writes)
+            try
             {
-                _written = Task.WhenAll(_written, task);
+                await write();
             }
-
-            return task;
+            finally
+            {
+                lock (_writes)
+                {
+                    if (++_done == Count && Closing)
+                    {
+                        _allWritten.TrySetResult();
+                    }
+                }
+            }
         }
 
+        /// <summary>Completes once the item of every call the collection took is written (or failed); call only once it is closing.</summary>
         public Task Written()
         {
             lock (_writes)
             {
-                return Task.WhenAll(_written, _created ?? Task.CompletedTask);
+                if (_done >= Count)
+                {
+                    _allWritten.TrySetResult();
+                }
+
+                return _allWritten.Task;
             }
         }
     }
