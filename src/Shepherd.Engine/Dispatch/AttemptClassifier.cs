@@ -18,6 +18,13 @@ internal enum Verdict
     /// the answer says nothing about the request, so the request waits and its lane stops.
     /// </summary>
     Refused,
+
+    /// <summary>
+    /// A 2xx answer that does not parse as the JSON its request asked for, or does not fit its
+    /// schema: the upstream worked (its lane learns nothing bad), and the request is asked again
+    /// while it has re-asks left.
+    /// </summary>
+    Unfit,
 }
 
 /// <summary>An attempt's verdict with the result to record and the wait the upstream asked for.</summary>

@@ -49,10 +49,13 @@ internal sealed partial class DispatchLoop
             Verdict.Success => "succeeded",
             Verdict.Transient => "transient_failure",
             Verdict.Refused => "key_refused",
+            Verdict.Unfit => "invalid_output",
             _ => "failed",
         }, response, result, latency);
-        var decision = _policy.Decide(new Answer(verdict, item.Attempt)
+        var decision = _policy.Decide(new Answer(verdict, item.Attempt - item.Reasks)
         {
+            Reasks = item.Reasks,
+            MaxReasks = work.MaxReasks,
             RateLimited = response.StatusCode == 429 && !flexRefused,
             UpstreamDown = lane.Upstream.IsDown,
             InFailureRun = lane.InFailureRun,
@@ -74,7 +77,7 @@ internal sealed partial class DispatchLoop
         {
             case OutcomeKind.Retry:
                 _counters.Retried();
-                _telemetry?.Retried(lane.Upstream.Name, lane.Model, "retry");
+                _telemetry?.Retried(lane.Upstream.Name, lane.Model, verdict == Verdict.Unfit ? "invalid_output" : "retry");
                 LogRetry(item.BatchId, item.CustomId, item.Attempt, lane.Upstream.Name, result, decision.Delay.TotalMilliseconds);
                 break;
             case OutcomeKind.Failed:
@@ -91,7 +94,9 @@ internal sealed partial class DispatchLoop
             }
         }
 
-        Emit(new ItemOutcome(item, kind, result, decision.NextAttemptAt));
+        var outcome = new ItemOutcome(item, kind, result, decision.NextAttemptAt);
+        _telemetry?.Checked(outcome);
+        Emit(outcome);
     }
 
     private void Requeue(WorkItem work, Lane lane, AttemptResult reason)

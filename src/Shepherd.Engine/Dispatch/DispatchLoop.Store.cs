@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Shepherd.Engine.Formats;
 using Shepherd.Engine.Model;
 using Shepherd.Engine.Storage;
 using Shepherd.Engine.Upstreams;
@@ -12,8 +13,11 @@ namespace Shepherd.Engine.Dispatch;
 /// </content>
 internal sealed partial class DispatchLoop
 {
-    /// <summary>How each active batch uses the answer cache, and its owner, whose keys it uses; replaced whole at each refresh, read by the claims.</summary>
-    private ConcurrentDictionary<string, (CacheUse Use, string? Owner)> _cacheUses = new(StringComparer.Ordinal);
+    /// <summary>
+    /// What each active batch asks: how it uses the answer cache, its owner (whose keys it uses),
+    /// and what it asks of its answers; replaced whole at each refresh, read by the claims and the sends.
+    /// </summary>
+    private ConcurrentDictionary<string, BatchRules> _rules = new(StringComparer.Ordinal);
 
     private async Task RefreshAsync(CancellationToken cancellationToken)
     {
@@ -27,10 +31,7 @@ internal sealed partial class DispatchLoop
             await _store.ExpireBatchAsync(batchId, now, cancellationToken);
         }
 
-        if (_cache is not null)
-        {
-            _cacheUses = new(batches.Select(b => KeyValuePair.Create(b.Id, (b.Cache, b.Owner))), StringComparer.Ordinal);
-        }
+        _rules = new(batches.Select(b => KeyValuePair.Create(b.Id, BatchRules.Of(b))), StringComparer.Ordinal);
 
         // An expiring batch waits only for its requests in flight; nothing more of it is sent.
         _active = [.. batches
@@ -260,7 +261,7 @@ internal sealed partial class DispatchLoop
         var keys = new Dictionary<long, string>();
         foreach (var item in claimed.Items)
         {
-            var (use, owner) = await CacheUseOfAsync(item.BatchId);
+            var (use, owner, _) = await RulesOfAsync(item.BatchId);
             if (CacheKeys.For(use, owner, kind, item) is { } key)
             {
                 keys[item.ItemId] = key;
@@ -276,15 +277,27 @@ internal sealed partial class DispatchLoop
         };
     }
 
-    /// <summary>How a batch uses the cache, and whose keys it uses: learnt at each refresh, asked of the store for a batch claimed before one saw it.</summary>
-    private async ValueTask<(CacheUse Use, string? Owner)> CacheUseOfAsync(string batchId)
+    /// <summary>What a batch asks: learnt at each refresh, asked of the store for a batch claimed before one saw it.</summary>
+    private async ValueTask<BatchRules> RulesOfAsync(string batchId)
     {
-        if (_cacheUses.TryGetValue(batchId, out var known))
+        if (_rules.TryGetValue(batchId, out var known))
         {
             return known;
         }
 
         var batch = await _store.GetBatchAsync(batchId, CancellationToken.None);
-        return _cacheUses[batchId] = batch is null ? (CacheUse.Off, null) : (batch.Cache, batch.Owner);
+        return _rules[batchId] = batch is null ? BatchRules.Gone : BatchRules.Of(batch);
+    }
+
+    /// <summary>What a batch asks of the dispatcher beyond its items.</summary>
+    /// <param name="Use">How it uses the answer cache.</param>
+    /// <param name="Owner">Its tenant, whose keys its cache entries are under.</param>
+    /// <param name="Output">What it asks of its answers.</param>
+    private sealed record BatchRules(CacheUse Use, string? Owner, OutputRules Output)
+    {
+        /// <summary>A batch that is no longer there: nothing kept, nothing checked beyond what its requests ask.</summary>
+        public static BatchRules Gone { get; } = new(CacheUse.Off, null, OutputRules.Default);
+
+        public static BatchRules Of(BatchRecord batch) => new(batch.Cache, batch.Owner, OutputRules.Of(batch));
     }
 }

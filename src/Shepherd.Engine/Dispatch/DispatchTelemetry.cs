@@ -39,6 +39,9 @@ public sealed class DispatchTelemetry
     private readonly CountedSeries _cacheSavedNanos = new();
     private readonly CountedSeries _calls = new("tenant", "status_code");
     private readonly CountedSeries _callCostNanos = new("tenant");
+    private readonly CountedSeries _checked = new("outcome");
+    private readonly CountedSeries _reasks = new();
+    private readonly CountedSeries _reaskCostNanos = new();
 
     /// <summary>Creates the instruments on a meter from <paramref name="meters"/>; the gauges read <paramref name="dispatcher"/>.</summary>
     public DispatchTelemetry(IMeterFactory meters, Dispatcher dispatcher)
@@ -66,6 +69,10 @@ public sealed class DispatchTelemetry
         meter.CreateObservableCounter("shepherd.cache.saved.usd", () => _cacheSavedNanos.Read(n => n / 1e9), "{USD}", "What the answers taken from the answer cache cost when they were bought, in US dollars: what the cache saved");
         meter.CreateObservableCounter("shepherd.realtime.calls", () => _calls.Read(n => n), "{request}", "Attempts of realtime calls (the gateway door), by tenant and the upstream's status code");
         meter.CreateObservableCounter("shepherd.realtime.cost.usd", () => _callCostNanos.Read(n => n / 1e9), "{USD}", "What realtime calls cost in US dollars, by tenant");
+        meter.CreateObservableCounter("shepherd.output.requests", () => _checked.Read(n => n), "{request}",
+            "Requests whose answers were checked against the structured output they asked for, as they ended: valid_first, valid_reasked (after asking again) or invalid");
+        meter.CreateObservableCounter("shepherd.output.reasks", () => _reasks.Read(n => n), "{request}", "Answers that did not fit the structured output asked for, asked again");
+        meter.CreateObservableCounter("shepherd.output.reask.cost.usd", () => _reaskCostNanos.Read(n => n / 1e9), "{USD}", "What the answers that were asked again cost, in US dollars");
         _commits = meter.CreateHistogram("shepherd.store.commit.duration", "s", "Time to record a group of outcomes in the store", advice: Seconds);
         meter.CreateObservableGauge("shepherd.dispatch.in_flight", () => dispatcher.Counters.InFlight, "{request}", "Requests sent and not yet answered");
         meter.CreateObservableGauge("shepherd.queue.depth", () => dispatcher.QueueDepth, "{item}", "Items of active batches not yet ended");
@@ -94,6 +101,12 @@ public sealed class DispatchTelemetry
         _cacheSavedNanos.Start();
         _calls.Start();
         _callCostNanos.Start();
+        _reasks.Start();
+        _reaskCostNanos.Start();
+        foreach (var outcome in new[] { "valid_first", "valid_reasked", "invalid" })
+        {
+            _checked.Start(("outcome", outcome));
+        }
         foreach (var tier in new[] { ItemTier.Realtime, ItemTier.Native, ItemTier.Flex })
         {
             _tierAnswers.Start(("tier", TierWord(tier)));
@@ -143,6 +156,25 @@ public sealed class DispatchTelemetry
         var who = tenant ?? "";
         _calls.Add(1, who, result.StatusCode?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? result.ErrorCode ?? "none");
         _callCostNanos.Add(result.CostNanos, who);
+    }
+
+    /// <summary>What a checked answer (<see cref="AttemptResult.Fits"/> set) did to its item: ended it valid or invalid, or had it asked again.</summary>
+    internal void Checked(ItemOutcome outcome)
+    {
+        var (item, kind, result) = (outcome.Item, outcome.Kind, outcome.Result);
+        switch (result.Fits)
+        {
+            case true when kind == OutcomeKind.Succeeded:
+                _checked.Add(1, item.Reasks == 0 ? "valid_first" : "valid_reasked");
+                break;
+            case false when kind == OutcomeKind.Retry:
+                _reasks.Add(1);
+                _reaskCostNanos.Add(result.CostNanos);
+                break;
+            case false when kind == OutcomeKind.Failed:
+                _checked.Add(1, "invalid");
+                break;
+        }
     }
 
     /// <summary>Lines a provider answered after their requests had gone to realtime.</summary>

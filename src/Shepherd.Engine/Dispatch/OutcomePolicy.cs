@@ -12,9 +12,15 @@ internal enum BatchStanding
 
 /// <summary>What is known of an answer when the fate of its item is decided.</summary>
 /// <param name="Verdict">The answer as <see cref="AttemptClassifier"/> (or a provider's result line) classified it.</param>
-/// <param name="Attempt">The attempt the answer ends, from 1.</param>
+/// <param name="Attempt">The attempt the answer ends, from 1, less the re-asks of answers that did not fit: those do not use the attempts a transient failure has.</param>
 internal readonly record struct Answer(Verdict Verdict, int Attempt)
 {
+    /// <summary>How often the item was asked again already because an answer did not fit.</summary>
+    public int Reasks { get; init; }
+
+    /// <summary>How often its batch lets an answer that does not fit be asked again.</summary>
+    public int MaxReasks { get; init; }
+
     /// <summary>The upstream answered 429: the lane went too fast, which says nothing of the request.</summary>
     public bool RateLimited { get; init; }
 
@@ -43,7 +49,8 @@ internal readonly record struct OutcomeDecision(OutcomeKind? Kind, DateTimeOffse
 
 /// <summary>
 /// Decides what an answer does to its item, for the dispatch loop and for the results of native
-/// jobs alike: a success succeeds and a permanent failure fails; a refused key, a rate limit or
+/// jobs alike: a success succeeds and a permanent failure fails; an answer that does not fit
+/// what was asked is asked again while re-asks are left, and fails after; a refused key, a rate limit or
 /// an outage says nothing of the request, so the item waits for its lane without using an
 /// attempt; a transient failure of a batch that was cancelled or expired meanwhile ends with its
 /// batch; otherwise it is retried while attempts are left, and fails once they are used up.
@@ -90,6 +97,11 @@ internal sealed class OutcomePolicy
                 return new(OutcomeKind.Succeeded);
             case Verdict.Permanent:
                 return new(OutcomeKind.Failed);
+            case Verdict.Unfit:
+                // Asked again at once while re-asks are left and the batch runs; else it fails, its answer kept.
+                return answer.Reasks < answer.MaxReasks && answer.Batch == BatchStanding.Running
+                    ? new(OutcomeKind.Retry, now)
+                    : new(OutcomeKind.Failed);
         }
 
         // A refused key, a rate limit or an outage says nothing about the request: it waits for the lane without using an attempt.

@@ -71,7 +71,18 @@ public sealed class ResultLineWriter : IDisposable
             _json.WritePropertyName("body"u8);
             _json.WriteRawValue(result.Body ?? "{}"u8.ToArray(), skipInputValidation: true);
             _json.WriteEndObject();
-            _json.WriteNull("error"u8);
+            if (result.ErrorCode is null)
+            {
+                _json.WriteNull("error"u8);
+            }
+            else
+            {
+                // An answer that came but did not fit what was asked: the answer, and why it failed.
+                _json.WriteStartObject("error"u8);
+                _json.WriteString("code"u8, result.ErrorCode);
+                _json.WriteString("message"u8, result.ErrorMessage);
+                _json.WriteEndObject();
+            }
         }
         else
         {
@@ -119,6 +130,12 @@ public sealed class ResultLineWriter : IDisposable
             WriteAnthropicError(result);
             WriteStringOrNull("request_id"u8, result.RequestId);
             _json.WriteEndObject();
+            if (result.StatusCode is not null && result.ErrorCode is not null && result.Body is { } answer)
+            {
+                // An answer that came but did not fit what was asked is kept beside why it failed.
+                _json.WritePropertyName("message"u8);
+                _json.WriteRawValue(answer, skipInputValidation: true);
+            }
         }
 
         _json.WriteEndObject();
@@ -131,6 +148,12 @@ public sealed class ResultLineWriter : IDisposable
         if (result.StatusCode is not { } status)
         {
             WriteError("api_error", $"{result.ErrorCode}: {result.ErrorMessage}");
+            return;
+        }
+
+        if (result.ErrorCode is { } code)
+        {
+            WriteError(code, result.ErrorMessage ?? code);
             return;
         }
 

@@ -212,7 +212,17 @@ public static class StructuredOutput
     {
         ArgumentNullException.ThrowIfNull(contract);
         ArgumentNullException.ThrowIfNull(url);
-        using var document = JsonDocument.Parse(answer.ToArray());
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(answer.ToArray());
+        }
+        catch (JsonException)
+        {
+            return new OutputCheck(OutputVerdict.NotJson, ["the provider's answer is not JSON"], null);
+        }
+
+        using var owned = document;
         var part = Part(contract, url, document.RootElement);
         if (part.Refused is { } refusal)
         {

@@ -39,11 +39,19 @@ public sealed record AttemptResult
     /// <summary>Milliseconds from sending the request to its answer; 0 when unknown.</summary>
     public int LatencyMs { get; init; }
 
+    /// <summary>
+    /// For a request that asked for structured output: true when the answer parsed and fitted what
+    /// was asked, false when it did not; null for an answer that was not checked.
+    /// </summary>
+    public bool? Fits { get; init; }
+
     /// <summary>False when the answer's model has no price: <see cref="CostNanos"/> is 0 and the batch counts it as unpriced.</summary>
     public bool Priced { get; init; } = true;
 
     /// <summary>A short description for logs and the item's last error: status or code, never a body.</summary>
-    public string Describe() => StatusCode is { } status ? $"HTTP {status}" : $"{ErrorCode}: {ErrorMessage}";
+    public string Describe() => StatusCode is { } status
+        ? ErrorCode is { } code ? $"HTTP {status}, {code}" : $"HTTP {status}"
+        : $"{ErrorCode}: {ErrorMessage}";
 
     /// <summary>The same as <see cref="Describe"/>: a result printed anywhere shows no body.</summary>
     public override string ToString() => Describe();

@@ -141,6 +141,15 @@ public sealed record BatchRecord
     /// <summary>How the batch uses the answer cache, where its node has one.</summary>
     public CacheUse Cache { get; init; } = CacheUse.All;
 
+    /// <summary>The JSON Schema every answer of the batch must fit, as given for the whole batch; null for none (a request may still ask for one of its own).</summary>
+    public string? OutputSchema { get; init; }
+
+    /// <summary>How often an answer that does not fit is asked again; null for the default, <see cref="OutputRules.DefaultMaxReasks"/>.</summary>
+    public int? MaxReasks { get; init; }
+
+    /// <summary>How the answers checked against what their requests asked for came out.</summary>
+    public OutputTally Output { get; init; } = OutputTally.None;
+
     /// <summary>Requests that have ended: succeeded, failed, cancelled or expired.</summary>
     public long Finished => Succeeded + Failed + Cancelled + Expired;
 
@@ -178,6 +187,21 @@ public sealed record TierTally(long NativeSucceeded, long NativeCostNanos, long 
         ArgumentNullException.ThrowIfNull(batch);
         return batch.CostNanos - NativeCostNanos - FlexCostNanos;
     }
+}
+
+/// <summary>How a batch's answers that were checked against what their requests asked for came out.</summary>
+/// <param name="ValidFirst">Requests whose first answer fitted.</param>
+/// <param name="ValidReasked">Requests whose answer fitted once they were asked again.</param>
+/// <param name="Invalid">Requests that failed with <c>invalid_output</c>: no answer fitted, as often as they were asked.</param>
+/// <param name="Reasked">Answers that did not fit and were asked again.</param>
+/// <param name="ReaskCostNanos">What those answers cost, in billionths of a US dollar: what asking again added to the batch's cost.</param>
+public sealed record OutputTally(long ValidFirst, long ValidReasked, long Invalid, long Reasked, long ReaskCostNanos)
+{
+    /// <summary>Nothing checked.</summary>
+    public static OutputTally None { get; } = new(0, 0, 0, 0, 0);
+
+    /// <summary>Requests whose answer was checked and that ended.</summary>
+    public long Checked => ValidFirst + ValidReasked + Invalid;
 }
 
 /// <summary>A batch to create in <see cref="BatchStatus.Validating"/>.</summary>
@@ -227,4 +251,10 @@ public sealed record NewBatch(string Id, string? Source, string? Endpoint = null
     /// <value>The default is <see cref="CacheUse.All"/>.</value>
     /// </summary>
     public CacheUse Cache { get; init; } = CacheUse.All;
+
+    /// <summary>The JSON Schema every answer must fit (a request's own schema wins); null for none.</summary>
+    public string? OutputSchema { get; init; }
+
+    /// <summary>How often an answer that does not fit is asked again; null for the default.</summary>
+    public int? MaxReasks { get; init; }
 }

@@ -45,6 +45,9 @@ public sealed record ClaimedItem(long ItemId, string BatchId, long Line, string 
 
     /// <summary>Which way the item goes: the dispatcher sends realtime and flex items, the native runner hands native ones to a provider's batch API.</summary>
     public ItemTier Tier { get; init; }
+
+    /// <summary>How often an answer of the item did not fit what the request asked for and it was asked again.</summary>
+    public int Reasks { get; init; }
 }
 
 /// <summary>One item to add to a batch that is being validated.</summary>

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Shepherd.Engine.Dispatch;
+using Shepherd.Engine.Formats;
 using Shepherd.Engine.Model;
 
 namespace Shepherd.Engine.Native;
@@ -99,9 +100,9 @@ public sealed partial class NativeBatchRunner
         foreach (var item in job.Leases.Values)
         {
             var line = lines.GetValueOrDefault(item.ItemId);
-            var outcome = Decide(item, line, batch, state, now);
+            var outcome = Decide(item, line, batch, state, now, job.Contracts.GetValueOrDefault(item.ItemId));
             if (batch.Mode == BatchMode.Auto && outcome.Kind is OutcomeKind.Retry or OutcomeKind.Failed && line?.Fate != LineFate.Permanent
-                && (batch.CutOverAt is not null || outcome.Kind == OutcomeKind.Failed))
+                && outcome.Result.Fits is null && (batch.CutOverAt is not null || outcome.Kind == OutcomeKind.Failed))
             {
                 // Planned: what the provider did not answer after the cut-over, or could not answer in
                 // as many jobs as a request gets attempts, goes in realtime (its attempt given back).
@@ -110,6 +111,7 @@ public sealed partial class NativeBatchRunner
             }
 
             resubmitted += outcome.Kind == OutcomeKind.Retry ? 1 : 0;
+            Telemetry?.Checked(outcome);
             if (outcome.Kind == OutcomeKind.Succeeded)
             {
                 Telemetry?.AnsweredBy(ItemTier.Native, outcome.Result);
@@ -183,7 +185,7 @@ public sealed partial class NativeBatchRunner
     [LoggerMessage(Level = LogLevel.Warning, Message = "Provider batch {ProviderBatchId} ended after its requests went to realtime: {Count} of its lines were answered twice")]
     private partial void LogAnsweredAfterAbandon(string providerBatchId, int count);
 
-    private ItemOutcome Decide(ClaimedItem item, NativeLine? line, BatchRecord batch, ProviderState state, DateTimeOffset now)
+    private ItemOutcome Decide(ClaimedItem item, NativeLine? line, BatchRecord batch, ProviderState state, DateTimeOffset now, OutputContract? contract)
     {
         // Transient, missing, or cut short by the provider are alike: another attempt may answer. A
         // provider's job has no lane to wait for, so neither a rate limit nor an outage is told:
@@ -194,10 +196,22 @@ public sealed partial class NativeBatchRunner
             LineFate.Permanent => Verdict.Permanent,
             _ => Verdict.Transient,
         };
-        var decision = _policy.Decide(new Answer(verdict, item.Attempt) { Batch = OutcomePolicy.StandingOf(batch) }, now);
+        var answer = verdict == Verdict.Success ? Priced(item, line!) : null;
+        if (answer is not null && contract is not null)
+        {
+            // Checked as the dispatcher checks its answers; one that does not fit goes into the next job while re-asks are left.
+            answer = OutputRules.Checked(contract, batch.Endpoint ?? "", answer);
+            verdict = answer.Fits == true ? Verdict.Success : Verdict.Unfit;
+        }
+
+        var decision = _policy.Decide(new Answer(verdict, item.Attempt - item.Reasks)
+        {
+            Batch = OutcomePolicy.StandingOf(batch), Reasks = item.Reasks, MaxReasks = batch.MaxReasks ?? OutputRules.DefaultMaxReasks,
+        }, now);
         return decision.Kind switch
         {
-            OutcomeKind.Succeeded => new ItemOutcome(item, OutcomeKind.Succeeded, Priced(item, line!)),
+            OutcomeKind.Succeeded => new ItemOutcome(item, OutcomeKind.Succeeded, answer!),
+            { } kind when verdict == Verdict.Unfit => new ItemOutcome(item, kind, answer!, decision.NextAttemptAt),
             OutcomeKind.Cancelled or OutcomeKind.Expired => new ItemOutcome(item, decision.Kind.Value, new AttemptResult()),
             { } kind => new ItemOutcome(item, kind, Failure(line, state), decision.NextAttemptAt),
             null => throw new UnreachableException("A native job's answer never waits for a lane."),

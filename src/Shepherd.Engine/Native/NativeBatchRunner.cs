@@ -2,6 +2,7 @@ using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Shepherd.Engine.Cluster;
 using Shepherd.Engine.Dispatch;
+using Shepherd.Engine.Formats;
 using Shepherd.Engine.Model;
 using Shepherd.Engine.Pricing;
 using Shepherd.Engine.Storage;
@@ -34,6 +35,9 @@ public sealed partial class NativeBatchRunner
 
     /// <summary>The answer cache's keys of the items claimed in this look, until the job each goes into takes its own.</summary>
     private readonly Dictionary<long, string> _claimKeys = [];
+
+    /// <summary>What each item claimed in this cycle asks its answer to be, for the job it goes into; items of free text have none.</summary>
+    private readonly Dictionary<long, OutputContract> _claimContracts = [];
     private readonly Dictionary<string, DateTimeOffset> _submitBackoff = new(StringComparer.Ordinal);
     private readonly ClusterNode? _node;
     private readonly IReadOnlyList<UpstreamOptions> _flex;
@@ -215,6 +219,7 @@ public sealed partial class NativeBatchRunner
         var budget = new JobBudget(batch, HeldBy(batch.Id), Holds);
         // Each request's size is read only where it is needed: for a budget, or for the planner of an auto batch.
         var sized = batch.BudgetNanos is not null || batch.Mode == BatchMode.Auto;
+        var rules = OutputRules.Of(batch);
         foreach (var model in models)
         {
             var provider = _providers.FirstOrDefault(p => p.Runs(batch.Endpoint ?? "") && p.Options.Serves(model));
@@ -239,7 +244,7 @@ public sealed partial class NativeBatchRunner
                     {
                         if (_jobOfItem.TryGetValue(item.ItemId, out var job))
                         {
-                            job.Lease(NativeJobBuilder.Lean(item), sized ? Worst(item) : 0);
+                            job.Lease(NativeJobBuilder.Lean(item), sized ? Worst(item) : 0, rules.ContractOf(item.Url, item.Body));
                         }
                         else if (!runs || stop)
                         {
@@ -275,6 +280,10 @@ public sealed partial class NativeBatchRunner
                             if (!stop && budget.Fits(worst))
                             {
                                 builder.Add(item, worst);
+                                if (rules.ContractOf(item.Url, item.Body) is { } contract)
+                                {
+                                    _claimContracts[item.ItemId] = contract;
+                                }
                             }
                             else if (!stop && budget.Held > 0)
                             {
@@ -304,6 +313,7 @@ public sealed partial class NativeBatchRunner
             {
                 builder?.Dispose();
                 _claimKeys.Clear();
+                _claimContracts.Clear();
             }
         }
     }
@@ -403,6 +413,11 @@ public sealed partial class NativeBatchRunner
             {
                 job.CacheKeys[item.ItemId] = key;
             }
+
+            if (_claimContracts.Remove(item.ItemId, out var contract))
+            {
+                job.Contracts[item.ItemId] = contract;
+            }
         }
 
         _jobs[record.Id] = job;
@@ -466,18 +481,26 @@ public sealed partial class NativeBatchRunner
         /// <summary>The answer cache's key of each item sent in this run, so its answer is kept; a job recorded by an earlier run has none.</summary>
         public Dictionary<long, string> CacheKeys { get; } = [];
 
+        /// <summary>What each leased item asks its answer to be; items of free text have none.</summary>
+        public Dictionary<long, OutputContract> Contracts { get; } = [];
+
         /// <summary>The most its leased items may cost, held against the batch's budget until the job ends.</summary>
         public long HeldNanos { get; set; }
 
         /// <summary>Set once the planner gave its items to realtime without waiting for the provider's cancel to land.</summary>
         public bool Abandoned { get; set; }
 
-        /// <summary>Takes back the lease of an item this job holds (claimed again after a restart).</summary>
-        public void Lease(ClaimedItem item, long worstNanos)
+        /// <summary>Takes back the lease of an item this job holds (claimed again after a restart), with what it asks its answer to be.</summary>
+        public void Lease(ClaimedItem item, long worstNanos, OutputContract? contract)
         {
             if (Leases.TryAdd(item.ItemId, item))
             {
                 HeldNanos += worstNanos;
+            }
+
+            if (contract is not null)
+            {
+                Contracts[item.ItemId] = contract;
             }
         }
     }

@@ -89,17 +89,24 @@ internal sealed class CommitPlan
     /// <summary>The last error an outcome leaves on its item: none for a success, else what went wrong (never a body).</summary>
     public static string? ErrorOf(ItemOutcome outcome) => outcome.Kind == OutcomeKind.Succeeded ? null : outcome.Result.Describe();
 
-    /// <summary>Counts, in its batch, an outcome of <see cref="Unsent"/> or <see cref="Ended"/> that took effect: its lease was still held.</summary>
+    /// <summary>1 for an outcome of <see cref="Retried"/> that asks again because its answer did not fit, else 0: what it adds to its item's re-asks.</summary>
+    public static int Reasked(ItemOutcome outcome) => outcome.Result.Fits == false ? 1 : 0;
+
+    /// <summary>Counts, in its batch, an outcome that took effect (its lease was still held): one that ended, or an answer that did not fit and is asked again.</summary>
     public void Count(ItemOutcome outcome)
     {
         ref var delta = ref CollectionsMarshal.GetValueRefOrAddDefault(_counts, outcome.Item.BatchId, out _);
-        if (outcome.Kind is OutcomeKind.Cancelled or OutcomeKind.Expired)
+        switch (outcome.Kind)
         {
-            delta.AddUnsent(outcome.Kind);
-        }
-        else
-        {
-            delta.Add(outcome.Kind == OutcomeKind.Succeeded, outcome.Result, outcome.Item.Tier);
+            case OutcomeKind.Cancelled or OutcomeKind.Expired:
+                delta.AddUnsent(outcome.Kind);
+                break;
+            case OutcomeKind.Retry:
+                delta.AddReasked(outcome.Result, outcome.Item.Tier);
+                break;
+            default:
+                delta.Add(outcome.Kind == OutcomeKind.Succeeded, outcome.Result, outcome.Item);
+                break;
         }
     }
 
@@ -177,6 +184,11 @@ internal struct BatchDelta
     public long SavedNanos;
     public long Cached;
     public long CacheSavedNanos;
+    public long ValidFirst;
+    public long ValidReasked;
+    public long InvalidOutput;
+    public long Reasked;
+    public long ReaskCostNanos;
 
     /// <summary>Counts an item that ended without being sent: cancelled, or else expired.</summary>
     public void AddUnsent(OutcomeKind kind)
@@ -191,9 +203,35 @@ internal struct BatchDelta
         }
     }
 
-    /// <summary>Counts an answered item with what its answer used and cost, and the tier that answered it.</summary>
-    public void Add(bool succeeded, AttemptResult result, ItemTier tier)
+    /// <summary>
+    /// Counts an answer that did not fit and is asked again: it was paid for, so its tokens and
+    /// cost are the batch's (and its tier's), and apart, what asking again added. A retry of any
+    /// other kind adds nothing: it had no answer.
+    /// </summary>
+    public void AddReasked(AttemptResult result, ItemTier tier)
     {
+        if (result.Fits != false)
+        {
+            return;
+        }
+
+        Reasked++;
+        ReaskCostNanos += result.CostNanos;
+        InputTokens += result.InputTokens;
+        OutputTokens += result.OutputTokens;
+        CostNanos += result.CostNanos;
+        NativeCostNanos += tier == ItemTier.Native ? result.CostNanos : 0;
+        FlexCostNanos += tier == ItemTier.Flex ? result.CostNanos : 0;
+        Unpriced += result.Priced ? 0 : 1;
+    }
+
+    /// <summary>Counts an answered item with what its answer used and cost, the tier that answered it, and how its check came out.</summary>
+    public void Add(bool succeeded, AttemptResult result, ClaimedItem item)
+    {
+        var tier = item.Tier;
+        ValidFirst += result.Fits == true && item.Reasks == 0 ? 1 : 0;
+        ValidReasked += result.Fits == true && item.Reasks > 0 ? 1 : 0;
+        InvalidOutput += !succeeded && result.ErrorCode == FailureCodes.InvalidOutput ? 1 : 0;
         if (succeeded && result.Cached)
         {
             // Answered from the cache: no tier answered it, and what it saved is the cache's.
@@ -229,5 +267,6 @@ internal struct BatchDelta
         (prefix + "in", InputTokens), (prefix + "out", OutputTokens), (prefix + "cost", CostNanos), (prefix + "unpriced", Unpriced), (prefix + "over", BudgetExceeded),
         (prefix + "ns", NativeSucceeded), (prefix + "nc", NativeCostNanos), (prefix + "fs", FlexSucceeded), (prefix + "fc", FlexCostNanos), (prefix + "saved", SavedNanos),
         (prefix + "cached", Cached), (prefix + "csaved", CacheSavedNanos),
+        (prefix + "vfirst", ValidFirst), (prefix + "vreasked", ValidReasked), (prefix + "invalid", InvalidOutput), (prefix + "reasked", Reasked), (prefix + "rcost", ReaskCostNanos),
     ];
 }

@@ -26,7 +26,8 @@ internal static class StoreRows
         "id, format, endpoint, status, source, source_sha256, source_bytes, created_at, in_progress_at, completed_at, failed_at, total, succeeded, failed, " +
         "input_tokens, output_tokens, errors, priority, expires_at, cancelling_at, cancelled_at, expired_at, cancelled, expired, " +
         "owner, door, input_file_id, completion_window, metadata, model, output_file_id, error_file_id, finalizing_at, idempotency_key, cost_nanos, unpriced, budget_nanos, budget_exceeded, mode, " +
-        "cutover_at, native_succeeded, native_cost_nanos, flex_succeeded, flex_cost_nanos, saved_nanos, cached, cache_saved_nanos, cache_use";
+        "cutover_at, native_succeeded, native_cost_nanos, flex_succeeded, flex_cost_nanos, saved_nanos, cached, cache_saved_nanos, cache_use, " +
+        "output_schema, max_reasks, valid_first, valid_reasked, invalid_output, reasked, reask_cost_nanos";
 
     internal const string FileColumns = "id, owner, filename, purpose, bytes, created_at, batch_id";
 
@@ -121,6 +122,9 @@ internal static class StoreRows
             Cached = r.GetInt64(45),
             CacheSavedNanos = r.GetInt64(46),
             Cache = (CacheUse)r.GetInt32(47),
+            OutputSchema = r.IsDBNull(48) ? null : r.GetString(48),
+            MaxReasks = r.IsDBNull(49) ? null : r.GetInt32(49),
+            Output = new OutputTally(r.GetInt64(50), r.GetInt64(51), r.GetInt64(52), r.GetInt64(53), r.GetInt64(54)),
         };
 
     internal static DateTimeOffset? ReadTime(DbDataReader reader, int ordinal) =>

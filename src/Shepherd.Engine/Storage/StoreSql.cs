@@ -70,6 +70,7 @@ internal static class StoreSql
             failed = failed - (SELECT COUNT(*) FROM items WHERE batch_id = @id AND state = {(int)ItemState.Failed}),
             expired = expired - (SELECT COUNT(*) FROM items WHERE batch_id = @id AND state = {(int)ItemState.Expired}),
             budget_exceeded = budget_exceeded - (SELECT COUNT(*) FROM items i JOIN results r ON r.item_id = i.id WHERE i.batch_id = @id AND i.state = {(int)ItemState.Failed} AND r.error_code = '{FailureCodes.BudgetExceeded}'),
+            invalid_output = invalid_output - (SELECT COUNT(*) FROM items i JOIN results r ON r.item_id = i.id WHERE i.batch_id = @id AND i.state = {(int)ItemState.Failed} AND r.error_code = '{FailureCodes.InvalidOutput}'),
             input_tokens = input_tokens - (SELECT COALESCE(SUM(r.input_tokens), 0) FROM items i JOIN results r ON r.item_id = i.id WHERE i.batch_id = @id AND i.state IN ({(int)ItemState.Failed}, {(int)ItemState.Expired})),
             output_tokens = output_tokens - (SELECT COALESCE(SUM(r.output_tokens), 0) FROM items i JOIN results r ON r.item_id = i.id WHERE i.batch_id = @id AND i.state IN ({(int)ItemState.Failed}, {(int)ItemState.Expired})),
             cost_nanos = cost_nanos - (SELECT COALESCE(SUM(r.cost_nanos), 0) FROM items i JOIN results r ON r.item_id = i.id WHERE i.batch_id = @id AND i.state IN ({(int)ItemState.Failed}, {(int)ItemState.Expired})),
@@ -108,6 +109,22 @@ internal static class StoreSql
     /// <summary>How each batch uses the answer cache (<see cref="CacheUse"/>), the same in both dialects.</summary>
     internal const string CacheUseSchema = """
         ALTER TABLE batches ADD COLUMN cache_use integer NOT NULL DEFAULT 1;
+        """;
+
+    /// <summary>
+    /// Answers checked against what their requests asked for: how often each item's answer was
+    /// asked again, each batch's own schema and limit of re-asks, and how its checked answers came
+    /// out, the same in both dialects.
+    /// </summary>
+    internal const string OutputSchema = """
+        ALTER TABLE items ADD COLUMN reasks integer NOT NULL DEFAULT 0;
+        ALTER TABLE batches ADD COLUMN output_schema text;
+        ALTER TABLE batches ADD COLUMN max_reasks integer;
+        ALTER TABLE batches ADD COLUMN valid_first bigint NOT NULL DEFAULT 0;
+        ALTER TABLE batches ADD COLUMN valid_reasked bigint NOT NULL DEFAULT 0;
+        ALTER TABLE batches ADD COLUMN invalid_output bigint NOT NULL DEFAULT 0;
+        ALTER TABLE batches ADD COLUMN reasked bigint NOT NULL DEFAULT 0;
+        ALTER TABLE batches ADD COLUMN reask_cost_nanos bigint NOT NULL DEFAULT 0;
         """;
 
     /// <summary>What each tenant's realtime calls cost, by day (UTC, <c>yyyy-MM-dd</c>): the ledger daily budgets are held against.</summary>
@@ -182,7 +199,9 @@ internal static class StoreSql
             input_tokens = input_tokens + @in, output_tokens = output_tokens + @out, cost_nanos = cost_nanos + @cost, unpriced = unpriced + @unpriced,
             budget_exceeded = budget_exceeded + @over, native_succeeded = native_succeeded + @ns, native_cost_nanos = native_cost_nanos + @nc,
             flex_succeeded = flex_succeeded + @fs, flex_cost_nanos = flex_cost_nanos + @fc, saved_nanos = saved_nanos + @saved,
-            cached = cached + @cached, cache_saved_nanos = cache_saved_nanos + @csaved
+            cached = cached + @cached, cache_saved_nanos = cache_saved_nanos + @csaved,
+            valid_first = valid_first + @vfirst, valid_reasked = valid_reasked + @vreasked, invalid_output = invalid_output + @invalid,
+            reasked = reasked + @reasked, reask_cost_nanos = reask_cost_nanos + @rcost
         WHERE id = @id
         """;
 

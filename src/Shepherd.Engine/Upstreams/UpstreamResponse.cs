@@ -51,4 +51,7 @@ public static class FailureCodes
 
     /// <summary>A 2xx answer whose body was not JSON.</summary>
     public const string InvalidResponse = "invalid_response";
+
+    /// <summary>A 2xx answer that did not parse as the JSON its request asked for, or did not fit its schema, as often as it was asked again.</summary>
+    public const string InvalidOutput = "invalid_output";
 }

@@ -16,9 +16,9 @@ public sealed partial class PostgresBatchStore
 
     private static readonly string InsertBatch = $"""
         INSERT INTO batches (id, format, endpoint, status, source, created_at, priority, expires_at, owner, door, needs_files,
-            input_file_id, completion_window, metadata, model, idempotency_key, idempotency_sha256, budget_nanos, mode, cache_use, importer)
+            input_file_id, completion_window, metadata, model, idempotency_key, idempotency_sha256, budget_nanos, mode, cache_use, output_schema, max_reasks, importer)
         VALUES (@id, 0, @endpoint, {StoredStatus.Validating}, @source, @now, @priority, @expires, @owner, @door, @needs_files,
-            @input_file_id, @completion_window, @metadata, @model, @idempotency_key, @idempotency_sha256, @budget, @mode, @cache_use, @node)
+            @input_file_id, @completion_window, @metadata, @model, @idempotency_key, @idempotency_sha256, @budget, @mode, @cache_use, @output_schema, @max_reasks, @node)
         ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         """;
 
@@ -70,7 +70,8 @@ public sealed partial class PostgresBatchStore
                 ("owner", batch.Owner), ("door", (int)batch.Door), ("needs_files", batch.Door is BatchDoor.OpenAI or BatchDoor.Inline),
                 ("input_file_id", batch.InputFileId), ("completion_window", batch.CompletionWindowText), ("budget", batch.BudgetNanos),
                 ("metadata", batch.Metadata is { Count: > 0 } metadata ? StoreRows.SerializeMetadata(metadata) : null),
-                ("model", batch.Model), ("idempotency_key", batch.IdempotencyKey), ("idempotency_sha256", batch.BodySha256), ("mode", (int)batch.Mode), ("cache_use", (int)batch.Cache), ("node", NodeName));
+                ("model", batch.Model), ("idempotency_key", batch.IdempotencyKey), ("idempotency_sha256", batch.BodySha256), ("mode", (int)batch.Mode), ("cache_use", (int)batch.Cache),
+                ("output_schema", batch.OutputSchema), ("max_reasks", batch.MaxReasks), ("node", NodeName));
             if (created == 1)
             {
                 return batch.Id;

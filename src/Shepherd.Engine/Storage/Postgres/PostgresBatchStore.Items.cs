@@ -114,7 +114,7 @@ public sealed partial class PostgresBatchStore
         UPDATE items i SET state = {(int)ItemState.Leased}, attempts = i.attempts + 1, lease = i.lease + 1, lease_until = @lease, leased_by = @node
         FROM picked, item_bodies b, batches t
         WHERE i.id = picked.id AND b.item_id = i.id AND t.id = i.batch_id
-        RETURNING i.id, i.batch_id, i.line, i.custom_id, i.model, b.body, i.attempts, i.priority, t.endpoint, i.next_attempt_at, i.lease, i.tier
+        RETURNING i.id, i.batch_id, i.line, i.custom_id, i.model, b.body, i.attempts, i.priority, t.endpoint, i.next_attempt_at, i.lease, i.tier, i.reasks
         """;
 
     private static readonly string NextDue = $"""
@@ -130,7 +130,7 @@ public sealed partial class PostgresBatchStore
         ArgumentOutOfRangeException.ThrowIfLessThan(max, 1);
         return WithConnectionAsync<IReadOnlyList<ClaimedItem>>(async connection =>
         {
-            var claimed = await QueryAsync(connection, null, ClaimItems, r => (Item: new ClaimedItem(r.GetInt64(0), r.GetString(1), r.GetInt64(2), r.GetString(3), r.GetString(4), (byte[])r.GetValue(5), r.GetInt32(6), (BatchPriority)r.GetInt32(7), r.GetString(8)) { Lease = r.GetInt64(10), Tier = (ItemTier)r.GetInt32(11) }, Due: r.GetInt64(9)),
+            var claimed = await QueryAsync(connection, null, ClaimItems, r => (Item: new ClaimedItem(r.GetInt64(0), r.GetString(1), r.GetInt64(2), r.GetString(3), r.GetString(4), (byte[])r.GetValue(5), r.GetInt32(6), (BatchPriority)r.GetInt32(7), r.GetString(8)) { Lease = r.GetInt64(10), Tier = (ItemTier)r.GetInt32(11), Reasks = r.GetInt32(12) }, Due: r.GetInt64(9)),
                 cancellationToken, ("model", model), ("batch", batchId), ("now", now.ToUnixTimeMilliseconds()), ("max", max), ("lease", leaseUntil.ToUnixTimeMilliseconds()), ("node", NodeName), ("native", native));
             return [.. claimed.OrderByDescending(c => c.Item.Priority).ThenBy(c => c.Due).ThenBy(c => c.Item.ItemId).Select(c => c.Item)];
         }, cancellationToken);
@@ -162,9 +162,10 @@ public sealed partial class PostgresBatchStore
         """;
 
     private static readonly string RetryItems = $"""
-        UPDATE items i SET state = {(int)ItemState.Queued}, lease_until = NULL, leased_by = NULL, next_attempt_at = u.next, last_error = u.error
-        FROM unnest(@ids::bigint[], @leases::bigint[], @next::bigint[], @errors::text[]) AS u(id, lease, next, error)
+        UPDATE items i SET state = {(int)ItemState.Queued}, lease_until = NULL, leased_by = NULL, next_attempt_at = u.next, last_error = u.error, reasks = i.reasks + u.reask
+        FROM unnest(@ids::bigint[], @leases::bigint[], @next::bigint[], @errors::text[], @reasks::integer[]) AS u(id, lease, next, error, reask)
         WHERE i.id = u.id AND i.state = {(int)ItemState.Leased} AND i.lease = u.lease
+        RETURNING i.id
         """;
 
     private static readonly string EndItems = $"""
@@ -209,8 +210,12 @@ public sealed partial class PostgresBatchStore
 
             if (plan.Retried.Outcomes.Count > 0)
             {
-                await ExecuteAsync(connection, tx, RetryItems, cancellationToken, ("ids", plan.Retried.Ids()), ("leases", plan.Retried.Leases()),
-                    ("next", plan.Retried.Outcomes.Select(o => o.NextAttemptAt.ToUnixTimeMilliseconds()).ToArray()), ("errors", plan.Retried.Errors()));
+                foreach (var id in await QueryAsync(connection, tx, RetryItems, r => r.GetInt64(0), cancellationToken, ("ids", plan.Retried.Ids()), ("leases", plan.Retried.Leases()),
+                    ("next", plan.Retried.Outcomes.Select(o => o.NextAttemptAt.ToUnixTimeMilliseconds()).ToArray()), ("errors", plan.Retried.Errors()),
+                    ("reasks", plan.Retried.Outcomes.Select(CommitPlan.Reasked).ToArray())))
+                {
+                    plan.Count(plan.Retried.ById[id]);
+                }
             }
 
             // Only answers whose lease is still held are recorded: a lease that was lost (released

@@ -5,7 +5,7 @@ namespace Shepherd.Engine.Storage;
 public sealed partial class PostgresBatchStore
 {
     /// <summary>The schema version this code writes; a newer database is refused.</summary>
-    public const int SchemaVersion = 6;
+    public const int SchemaVersion = 7;
 
     /// <summary>Taken while migrating, so nodes starting together migrate once.</summary>
     private const long MigrationLock = 0x5368657068657264;
@@ -15,7 +15,10 @@ public sealed partial class PostgresBatchStore
     /// transaction. (A property: as a field it would be set before the steps below it that are
     /// not constants.)
     /// </summary>
-    private static string[] Migrations => [SchemaVersion1, SchemaVersion2, SchemaVersion3, SchemaVersion4, SchemaVersion5, SchemaVersion6];
+    private static string[] Migrations => [SchemaVersion1, SchemaVersion2, SchemaVersion3, SchemaVersion4, SchemaVersion5, SchemaVersion6, SchemaVersion7];
+
+    /// <summary>Version 7: answers checked against what their requests asked for, asked again when they do not fit, and counted.</summary>
+    private const string SchemaVersion7 = StoreSql.OutputSchema;
 
     /// <summary>Version 6: each tenant's ledger of realtime calls, by day.</summary>
     private const string SchemaVersion6 = StoreSql.SpendSchema;

@@ -106,7 +106,7 @@ public sealed partial class SqliteBatchStore
     /// queued state, is written in as the same number, so SQLite can use it).
     /// </summary>
     private static readonly string ClaimableItems = $"""
-        SELECT i.id, i.line, i.custom_id, i.model, i.attempts, b.body, i.batch_id, i.priority, t.endpoint, i.lease, i.tier
+        SELECT i.id, i.line, i.custom_id, i.model, i.attempts, b.body, i.batch_id, i.priority, t.endpoint, i.lease, i.tier, i.reasks
         FROM items i INDEXED BY ix_items_queued JOIN item_bodies b ON b.item_id = i.id JOIN batches t ON t.id = i.batch_id
         WHERE i.model = $model AND i.state = {(int)ItemState.Queued} AND i.next_attempt_at <= $now AND ($batch IS NULL OR i.batch_id = $batch)
             AND (i.tier = {(int)ItemTier.Native}) = $native
@@ -149,6 +149,7 @@ public sealed partial class SqliteBatchStore
                     {
                         Lease = reader.GetInt64(9) + 1,
                         Tier = (ItemTier)reader.GetInt32(10),
+                        Reasks = reader.GetInt32(11),
                     });
                 }
             }
@@ -179,7 +180,7 @@ public sealed partial class SqliteBatchStore
         $"UPDATE items SET state = ?3, lease_until = NULL, last_error = ?4 WHERE id = ?1 AND state = {(int)ItemState.Leased} AND lease = ?2";
 
     private static readonly string RetryItem =
-        $"UPDATE items SET state = {(int)ItemState.Queued}, lease_until = NULL, next_attempt_at = ?3, last_error = ?4 WHERE id = ?1 AND state = {(int)ItemState.Leased} AND lease = ?2";
+        $"UPDATE items SET state = {(int)ItemState.Queued}, lease_until = NULL, next_attempt_at = ?3, last_error = ?4, reasks = reasks + ?5 WHERE id = ?1 AND state = {(int)ItemState.Leased} AND lease = ?2";
 
     private static readonly string ReleaseItem =
         $"UPDATE items SET state = {(int)ItemState.Queued}, lease_until = NULL, attempts = attempts - 1 WHERE id = ?1 AND state = {(int)ItemState.Leased} AND lease = ?2";
@@ -225,7 +226,11 @@ public sealed partial class SqliteBatchStore
 
             foreach (var outcome in plan.Retried.Outcomes)
             {
-                retry.Bind(1, outcome.Item.ItemId).Bind(2, outcome.Item.Lease).Bind(3, outcome.NextAttemptAt.ToUnixTimeMilliseconds()).Bind(4, CommitPlan.ErrorOf(outcome)).Execute();
+                if (retry.Bind(1, outcome.Item.ItemId).Bind(2, outcome.Item.Lease).Bind(3, outcome.NextAttemptAt.ToUnixTimeMilliseconds()).Bind(4, CommitPlan.ErrorOf(outcome))
+                    .Bind(5, CommitPlan.Reasked(outcome)).Execute() == 1)
+                {
+                    plan.Count(outcome);
+                }
             }
 
             var finishedAt = now.ToUnixTimeMilliseconds();

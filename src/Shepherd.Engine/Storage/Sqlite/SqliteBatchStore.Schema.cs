@@ -5,14 +5,17 @@ namespace Shepherd.Engine.Storage;
 public sealed partial class SqliteBatchStore
 {
     /// <summary>The schema version this code writes; a newer file is refused.</summary>
-    public const int SchemaVersion = 11;
+    public const int SchemaVersion = 12;
 
     /// <summary>
     /// The schema, one step per version: a file at version n runs the steps after n, in one
     /// transaction. (A property: as a field it would be set before the steps below it that are
     /// not constants.)
     /// </summary>
-    private static string[] Migrations => [SchemaVersion1, SchemaVersion2, SchemaVersion3, SchemaVersion4, SchemaVersion5, SchemaVersion6, SchemaVersion7, SchemaVersion8, SchemaVersion9, SchemaVersion10, SchemaVersion11];
+    private static string[] Migrations => [SchemaVersion1, SchemaVersion2, SchemaVersion3, SchemaVersion4, SchemaVersion5, SchemaVersion6, SchemaVersion7, SchemaVersion8, SchemaVersion9, SchemaVersion10, SchemaVersion11, SchemaVersion12];
+
+    /// <summary>Version 12: answers checked against what their requests asked for, asked again when they do not fit, and counted.</summary>
+    private const string SchemaVersion12 = StoreSql.OutputSchema;
 
     /// <summary>Version 11: each tenant's ledger of realtime calls, by day.</summary>
     private const string SchemaVersion11 = StoreSql.SpendSchema;
