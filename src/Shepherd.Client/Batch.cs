@@ -172,6 +172,9 @@ public sealed record Batch
     /// <summary>What the <see cref="Cached"/> answers cost when they were bought, in US dollars: what the cache saved.</summary>
     public decimal CacheSavedUsd { get; init; }
 
+    /// <summary>How the answers checked against the structured output their requests asked for came out (a Shepherd server says so).</summary>
+    public BatchOutputChecks Output { get; init; } = BatchOutputChecks.None;
+
     /// <summary>
     /// The lanes that serve the batch while it is in progress (a Shepherd server says so when the
     /// batch is read by its id; empty otherwise), among them any that do not send and why.
@@ -248,6 +251,18 @@ public sealed record BatchProgress(Batch Batch, TimeSpan? Eta)
 /// <param name="Requests">Requests that tier answered.</param>
 /// <param name="CostUsd">What they cost, in US dollars.</param>
 public sealed record TierAnswers(long Requests, decimal CostUsd);
+
+/// <summary>How a batch's answers checked against the structured output their requests asked for came out.</summary>
+/// <param name="ValidFirst">Requests whose first answer fitted.</param>
+/// <param name="ValidReasked">Requests whose answer fitted once asked again.</param>
+/// <param name="Invalid">Requests that failed with <c>invalid_output</c>: no answer fitted.</param>
+/// <param name="Reasked">Answers that did not fit and were asked again.</param>
+/// <param name="ReaskCostUsd">What those answers cost, in US dollars.</param>
+public sealed record BatchOutputChecks(long ValidFirst, long ValidReasked, long Invalid, long Reasked, decimal ReaskCostUsd)
+{
+    /// <summary>Nothing checked.</summary>
+    public static BatchOutputChecks None { get; } = new(0, 0, 0, 0, 0);
+}
 
 /// <summary>A batch's answers by the tier that answered them: realtime at the list price, a provider's batch API (native) or its flex tier at the batch price.</summary>
 /// <param name="Realtime">Answers sent in realtime.</param>

@@ -145,6 +145,16 @@ public sealed record NewBatch
     public decimal? BudgetUsd { get; init; }
 
     /// <summary>
+    /// A JSON Schema every answer must fit (a request that asks for structured output of its own
+    /// keeps its own): a Shepherd server checks each answer and asks again for one that does not
+    /// parse or fit. Null for none. The OpenAI and Anthropic APIs check nothing.
+    /// </summary>
+    public System.Text.Json.Nodes.JsonObject? OutputSchema { get; init; }
+
+    /// <summary>How often a Shepherd server asks again for an answer that does not fit before the request fails with <c>invalid_output</c>; null for the server's default (2).</summary>
+    public int? MaxInvalidAttempts { get; init; }
+
+    /// <summary>
     /// Whether a Shepherd server answers a request it answered for this key's tenant before from
     /// its answer cache, at no cost (false sends every request); null takes the server's setting.
     /// The OpenAI and Anthropic APIs keep no such cache.
@@ -187,6 +197,16 @@ public sealed record FileBatchOptions
 
     /// <summary>The most the batch may cost, in US dollars; a Shepherd server sends a request only while it fits. Null for none.</summary>
     public decimal? BudgetUsd { get; init; }
+
+    /// <summary>
+    /// A JSON Schema every answer must fit (a request that asks for structured output of its own
+    /// keeps its own): a Shepherd server checks each answer and asks again for one that does not
+    /// parse or fit. Null for none. The OpenAI and Anthropic APIs check nothing.
+    /// </summary>
+    public System.Text.Json.Nodes.JsonObject? OutputSchema { get; init; }
+
+    /// <summary>How often a Shepherd server asks again for an answer that does not fit before the request fails with <c>invalid_output</c>; null for the server's default (2).</summary>
+    public int? MaxInvalidAttempts { get; init; }
 
     /// <summary>
     /// Whether a Shepherd server answers a request it answered for this key's tenant before from

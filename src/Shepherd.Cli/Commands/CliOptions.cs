@@ -60,8 +60,46 @@ internal static class CliOptions
         }
     }
 
+    /// <summary>
+    /// A file holding a JSON Schema, read and checked as the command line is: the option's value is
+    /// the schema's text. One that is missing, unreadable, not JSON or not a schema is refused
+    /// naming the flag and the file.
+    /// </summary>
+    public static Option<string?> SchemaFile(string name, string description) => new(name)
+    {
+        Description = description,
+        HelpName = "FILE",
+        CustomParser = result =>
+        {
+            var path = result.Tokens.Single().Value;
+            var shown = Running.ShownPath.Of(path);
+            string text;
+            try
+            {
+                text = File.ReadAllText(path);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+            {
+                result.AddError($"{name} {shown} cannot be read: {(ex is FileNotFoundException or DirectoryNotFoundException ? "it does not exist" : ex.Message)}.");
+                return null;
+            }
+
+            if (Engine.Formats.OutputRules.Problem(text) is { } problem)
+            {
+                result.AddError($"{name} {shown} is not a schema the answers can be checked against: {problem}");
+                return null;
+            }
+
+            return text;
+        },
+    };
+
     public static Option<int> Int(string name, string description, int defaultValue, int min, int max) =>
         Checked(name, description, defaultValue, $"{name} must be between {min} and {max}",
+            text => (int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) && value >= min && value <= max, value));
+
+    public static Option<int?> OptionalInt(string name, string description, int min, int max) =>
+        Checked<int?>(name, description, null, $"{name} must be a whole number from {min} to {max}",
             text => (int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) && value >= min && value <= max, value));
 
     public static Option<long?> OptionalLong(string name, string description, long min) =>

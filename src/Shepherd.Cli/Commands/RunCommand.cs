@@ -28,11 +28,13 @@ internal static class RunCommand
         var json = new Option<bool>("--json") { Description = "Print the final summary as JSON on stdout (progress goes to stderr)" };
         var retryFailed = new Option<bool>("--retry-failed") { Description = "Send the failed and expired requests of the saved batch again (its successes and their cost are kept)" };
         var budget = CliOptions.Usd("--budget", "The most the batch may cost, in US dollars: a request is sent only while it fits (kept with the batch; given again, it replaces the saved one)");
+        var outputSchema = CliOptions.SchemaFile("--output-schema", "A JSON Schema every answer must fit (a request that asks for its own structured output keeps its own): answers are checked, and one that does not parse or fit is asked again (kept with the batch)");
+        var maxInvalid = CliOptions.OptionalInt("--max-invalid-attempts", $"How often an answer that does not fit the structured output asked for is asked again before its request fails with invalid_output ({Engine.Formats.OutputRules.DefaultMaxReasks} by default; kept with the batch)", 0, Engine.Formats.OutputRules.MostReasks);
         var maxOutage = CliOptions.Duration("--max-outage", "Give up when every upstream has been down this long (15m by default); the batch stays saved to resume");
 
         var command = new Command("run", "Send every request of a batch file, at the provider's pace, and write the results; resumes where it stopped")
         {
-            file, priority, deadline, mode, state, output, format, errors, fresh, cache, noCache, noCacheSampled, progress, json, retryFailed, budget, maxOutage,
+            file, priority, deadline, mode, state, output, format, errors, fresh, cache, noCache, noCacheSampled, progress, json, retryFailed, budget, outputSchema, maxInvalid, maxOutage,
         };
         foreach (var option in engine.All)
         {
@@ -72,6 +74,8 @@ internal static class RunCommand
                 Json = parse.GetValue(json),
                 RetryFailed = parse.GetValue(retryFailed),
                 BudgetNanos = parse.GetValue(budget),
+                OutputSchema = parse.GetValue(outputSchema),
+                MaxReasks = parse.GetValue(maxInvalid),
                 MaxOutage = parse.GetValue(maxOutage) ?? TimeSpan.FromMinutes(15),
             });
             return await new FileBatchRun(settings, AnsiConsole.Console, Console.Out, Console.Error, TimeProvider.System).ExecuteAsync(cancellationToken);

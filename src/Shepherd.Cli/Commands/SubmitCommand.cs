@@ -30,9 +30,11 @@ internal static class SubmitCommand
         var budget = CliOptions.Usd("--budget", "The most the batch may cost, in US dollars: the server sends a request only while it fits");
         var noCache = new Option<bool>("--no-cache") { Description = "The server sends every request, even one its answer cache holds the answer to, and keeps no answer" };
         var noCacheSampled = new Option<bool>("--no-cache-sampled") { Description = "The server sends requests that ask for sampling (temperature above 0, n above 1) every time, rather than replay the answer its cache holds" };
+        var outputSchema = CliOptions.SchemaFile("--output-schema", "A JSON Schema every answer must fit (a request that asks for its own structured output keeps its own): the server checks each answer and asks again for one that does not parse or fit");
+        var maxInvalid = CliOptions.OptionalInt("--max-invalid-attempts", $"How often the server asks again for an answer that does not fit before the request fails with invalid_output ({Engine.Formats.OutputRules.DefaultMaxReasks} by default)", 0, Engine.Formats.OutputRules.MostReasks);
         var command = new Command("submit", "Upload a JSONL batch file to a Shepherd server and create a batch of it")
         {
-            file, endpoint, metadata, deadline, mode, budget, noCache, noCacheSampled,
+            file, endpoint, metadata, deadline, mode, budget, noCache, noCacheSampled, outputSchema, maxInvalid,
         };
         var wait = waiting.AddWithWait(command, "Wait for the batch to end, with progress, and exit as run does (0 all succeeded, 3 some failed)");
         remote.AddTo(command);
@@ -50,6 +52,8 @@ internal static class SubmitCommand
                 BudgetUsd = parse.GetValue(budget) is { } nanos ? Engine.Pricing.Cost.ToUsd(nanos) : null,
                 Cache = parse.GetValue(noCache) ? false : null,
                 CacheSampled = parse.GetValue(noCacheSampled) ? false : null,
+                OutputSchema = parse.GetValue(outputSchema) is { } schema ? System.Text.Json.Nodes.JsonNode.Parse(schema) as System.Text.Json.Nodes.JsonObject : null,
+                MaxInvalidAttempts = parse.GetValue(maxInvalid),
             };
             // The file is checked here first, as run checks it, so a bad line is named before anything is uploaded.
             var name = ShownPath.Of(input.FullName);

@@ -172,6 +172,11 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             await store.SetCacheUseAsync(batch.Id, settings.CacheUse, cancellationToken);
         }
 
+        if ((settings.OutputSchema is { } schema && schema != batch.OutputSchema) || (settings.MaxReasks is { } reasks && reasks != batch.MaxReasks))
+        {
+            await store.SetOutputRulesAsync(batch.Id, settings.OutputSchema ?? batch.OutputSchema, settings.MaxReasks ?? batch.MaxReasks, cancellationToken);
+        }
+
         if (settings.RetryFailed)
         {
             var unfinished = batch.Failed + batch.Expired;
@@ -445,6 +450,8 @@ internal sealed class FileBatchRun(RunSettings settings, IAnsiConsole console, T
             BudgetNanos = settings.BudgetNanos ?? previous?.BudgetNanos,
             Mode = mode,
             Cache = settings.CacheUse,
+            OutputSchema = settings.OutputSchema ?? previous?.OutputSchema,
+            MaxReasks = settings.MaxReasks ?? previous?.MaxReasks,
         }, cancellationToken);
     }
 

@@ -7,6 +7,7 @@ using System.Text.Json;
 using Shepherd.Client;
 using Spectre.Console;
 using BatchCounts = Shepherd.Engine.Model.BatchCounts;
+using OutputCounts = Shepherd.Engine.Model.OutputCounts;
 using TierCounts = Shepherd.Engine.Model.TierCounts;
 
 namespace Shepherd.Cli.Running;
@@ -93,6 +94,7 @@ internal static class RemoteOutput
                 batch.Tiers.Flex.Requests, batch.Tiers.Flex.CostUsd, batch.Tiers.SavedUsd),
             Cached = batch.Cached,
             CacheSavedUsd = batch.CacheSavedUsd,
+            Output = new OutputCounts(batch.Output.ValidFirst, batch.Output.ValidReasked, batch.Output.Invalid, batch.Output.Reasked, batch.Output.ReaskCostUsd),
         };
 
     /// <summary>The status in colour, for a terminal.</summary>
@@ -160,6 +162,11 @@ internal static class RemoteOutput
             await stdout.WriteLineAsync($"  cached:  {cached}");
         }
 
+        if (counts.Output.Describe() is { } output)
+        {
+            await stdout.WriteLineAsync($"  output:  {output}");
+        }
+
         if (batch.BudgetUsd is { } budget)
         {
             await stdout.WriteLineAsync($"  budget:  {Budget(budget, batch.BudgetExceededRequests)}");
@@ -209,6 +216,7 @@ internal static class RemoteOutput
         var counts = Counts(batch);
         Text("tiers", counts.Tiers.Describe());
         Text("cached", counts.DescribeCached());
+        Text("output", counts.Output.Describe());
         Text("budget", batch.BudgetUsd is { } budget ? Budget(budget, batch.BudgetExceededRequests) : null);
         Text("created", Time(batch.CreatedAt));
         Text("started", batch.InProgressAt is { } started ? Time(started) : null);

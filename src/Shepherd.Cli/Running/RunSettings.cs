@@ -122,6 +122,12 @@ internal sealed record RunSettings : EngineSettings
     /// <summary>The batch's budget in billionths of a US dollar; null to keep what the stored batch has (none for a new one).</summary>
     public long? BudgetNanos { get; init; }
 
+    /// <summary>The JSON Schema every answer must fit (a request's own schema wins), as the text of <c>--output-schema</c>; null to keep the saved batch's.</summary>
+    public string? OutputSchema { get; init; }
+
+    /// <summary>How often an answer that does not fit is asked again (<c>--max-invalid-attempts</c>); null to keep the saved batch's.</summary>
+    public int? MaxReasks { get; init; }
+
     /// <summary>How long every upstream may stay down before the run gives up (the batch stays resumable).</summary>
     public TimeSpan MaxOutage { get; init; } = TimeSpan.FromMinutes(15);
 }

@@ -77,6 +77,11 @@ internal sealed class RunSummary(bool json, TextWriter stdout)
             await stdout.WriteLineAsync($"  cached:  {cached}");
         }
 
+        if (counts.Output.Describe() is { } checks)
+        {
+            await stdout.WriteLineAsync($"  output:  {checks}");
+        }
+
         if (retried > 0)
         {
             await stdout.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"  retried: {RemoteOutput.Plural(retried, "request")} that had failed or expired"));

@@ -25,7 +25,7 @@ internal sealed class AnthropicBackend(ApiPipeline pipeline, ShepherdClientOptio
 
     public Task<Batch> CreateAsync(NewBatch batch, string idempotencyKey, CancellationToken cancellationToken)
     {
-        Supported(batch.Endpoint, batch.Metadata, batch.CompletionWindow, batch.BudgetUsd, batch.Mode, batch.Cache ?? batch.CacheSampled, nameof(batch));
+        Supported(batch.Endpoint, batch.Metadata, batch.CompletionWindow, batch.BudgetUsd, batch.Mode, batch.Cache ?? batch.CacheSampled, batch.OutputSchema is not null || batch.MaxInvalidAttempts is not null, nameof(batch));
         var requests = batch.Requests.Select(item => new MessageRequest(item.CustomId, json => Requests.BodyOf(item, Endpoint, batch.Model).WriteTo(json)));
         return PostRequestsAsync((json, ct) => WriteRequestsAsync(json, Async(requests), ct), idempotencyKey, cancellationToken);
     }
@@ -46,7 +46,7 @@ internal sealed class AnthropicBackend(ApiPipeline pipeline, ShepherdClientOptio
     /// </summary>
     public async Task<Batch> CreateFromFileAsync(string path, FileBatchOptions options, string idempotencyKey, CancellationToken cancellationToken)
     {
-        Supported(options.Endpoint, options.Metadata, options.CompletionWindow, options.BudgetUsd, options.Mode, options.Cache ?? options.CacheSampled, nameof(options));
+        Supported(options.Endpoint, options.Metadata, options.CompletionWindow, options.BudgetUsd, options.Mode, options.Cache ?? options.CacheSampled, options.OutputSchema is not null || options.MaxInvalidAttempts is not null, nameof(options));
         var requests = 0L;
         await foreach (var (number, line) in FileLinesAsync(path, cancellationToken))
         {
@@ -124,8 +124,13 @@ internal sealed class AnthropicBackend(ApiPipeline pipeline, ShepherdClientOptio
     private static string PathOf(string batchId) => $"{Batches}/{Uri.EscapeDataString(batchId)}";
 
     /// <summary>Refuses what the API cannot keep, rather than dropping it unseen.</summary>
-    private static void Supported(string? endpoint, IReadOnlyDictionary<string, string>? metadata, TimeSpan? window, decimal? budget, BatchMode? mode, bool? cache, string name)
+    private static void Supported(string? endpoint, IReadOnlyDictionary<string, string>? metadata, TimeSpan? window, decimal? budget, BatchMode? mode, bool? cache, bool checks, string name)
     {
+        if (checks)
+        {
+            throw new ArgumentException("The Anthropic Message Batches API checks no answer against a schema; output_schema and max_invalid_attempts are a Shepherd server's, on its OpenAI door.", name);
+        }
+
         if (cache is not null)
         {
             throw new ArgumentException("The Anthropic Message Batches API has no field for the answer cache; a Shepherd server's Anthropic door uses the cache as its configuration says.", name);

@@ -34,19 +34,36 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
     /// <summary>True when the server takes Shepherd's own fields of a create: a budget (<c>budget_usd</c>) and a mode; the OpenAI API has neither.</summary>
     protected virtual bool IsShepherd => false;
 
-    /// <summary>Adds <c>budget_usd</c> to a create (checked first with <see cref="CheckShepherdFields"/>).</summary>
-    protected void AddBudget(JsonObject body, decimal? budgetUsd)
+    /// <summary>Adds <c>budget_usd</c>, <c>output_schema</c> and <c>max_invalid_attempts</c> to a create (checked first with <see cref="CheckShepherdFields"/>).</summary>
+    protected void AddShepherdFields(JsonObject body, FileBatchOptions options)
     {
-        CheckShepherdFields(budgetUsd, null);
-        if (budgetUsd is { } budget)
+        ArgumentNullException.ThrowIfNull(body);
+        ArgumentNullException.ThrowIfNull(options);
+        CheckShepherdFields(options.BudgetUsd, null, checks: options.OutputSchema is not null || options.MaxInvalidAttempts is not null);
+        if (options.BudgetUsd is { } budget)
         {
             body["budget_usd"] = budget;
+        }
+
+        if (options.OutputSchema is { } schema)
+        {
+            body["output_schema"] = schema.DeepClone();
+        }
+
+        if (options.MaxInvalidAttempts is { } max)
+        {
+            body["max_invalid_attempts"] = max;
         }
     }
 
     /// <summary>Refuses, before anything is sent, a budget, a mode or a use of the answer cache the server would not keep, or a budget below 0.</summary>
-    protected void CheckShepherdFields(decimal? budgetUsd, BatchMode? mode, bool? cache = null, bool? cacheSampled = null)
+    protected void CheckShepherdFields(decimal? budgetUsd, BatchMode? mode, bool? cache = null, bool? cacheSampled = null, bool checks = false)
     {
+        if (checks && !IsShepherd)
+        {
+            throw new ArgumentException("The OpenAI Batch API checks no answer against a schema; output_schema and max_invalid_attempts are a Shepherd server's.", nameof(budgetUsd));
+        }
+
         if (mode is not null && !IsShepherd)
         {
             throw new ArgumentException("The OpenAI Batch API takes no mode; modes are a Shepherd server's.", nameof(mode));
@@ -72,7 +89,7 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
 
     public virtual async Task<Batch> CreateAsync(NewBatch batch, string idempotencyKey, CancellationToken cancellationToken)
     {
-        CheckShepherdFields(batch.BudgetUsd, batch.Mode, batch.Cache, batch.CacheSampled);
+        CheckShepherdFields(batch.BudgetUsd, batch.Mode, batch.Cache, batch.CacheSampled, batch.OutputSchema is not null || batch.MaxInvalidAttempts is not null);
         var endpoint = batch.Endpoint ?? DefaultEndpoint;
         var path = Path.Combine(Path.GetTempPath(), "shepherd-client-" + Guid.NewGuid().ToString("N") + ".jsonl");
         try
@@ -92,7 +109,9 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
                 }
             }
 
-            var fileOptions = new FileBatchOptions { Endpoint = endpoint, Metadata = batch.Metadata, CompletionWindow = batch.CompletionWindow ?? Requests.DefaultWindow, BudgetUsd = batch.BudgetUsd, Mode = batch.Mode, Cache = batch.Cache, CacheSampled = batch.CacheSampled };
+            var fileOptions = new FileBatchOptions { Endpoint = endpoint, Metadata = batch.Metadata, CompletionWindow = batch.CompletionWindow ?? Requests.DefaultWindow, BudgetUsd = batch.BudgetUsd, Mode = batch.Mode, Cache = batch.Cache, CacheSampled = batch.CacheSampled,
+                OutputSchema = batch.OutputSchema, MaxInvalidAttempts = batch.MaxInvalidAttempts,
+            };
             return await CreateFromFileAsync(path, fileOptions, idempotencyKey, cancellationToken);
         }
         finally
@@ -125,7 +144,7 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
             body["metadata"] = new JsonObject(metadata.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)p.Value)));
         }
 
-        AddBudget(body, options.BudgetUsd);
+        AddShepherdFields(body, options);
         return await PostBatchAsync("v1/batches", body.ToJsonString(), idempotencyKey, cancellationToken);
     }
 

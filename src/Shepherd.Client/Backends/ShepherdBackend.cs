@@ -47,7 +47,7 @@ internal sealed class ShepherdBackend(ApiPipeline pipeline, ShepherdClientOption
             body["completion_window"] = Requests.WindowText(window);
         }
 
-        AddBudget(body, batch.BudgetUsd);
+        AddShepherdFields(body, new FileBatchOptions { BudgetUsd = batch.BudgetUsd, OutputSchema = batch.OutputSchema, MaxInvalidAttempts = batch.MaxInvalidAttempts });
         if (batch.Mode is { } mode)
         {
             body["mode"] = mode.ToApiName();

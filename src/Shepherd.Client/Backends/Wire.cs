@@ -84,6 +84,9 @@ internal static class Wire
                 : BatchTiers.None,
             Cached = Long(json, "cached"),
             CacheSavedUsd = Decimal(json, "cache_saved_usd"),
+            Output = json.TryGetProperty("output_checks", out var output) && output.ValueKind == JsonValueKind.Object
+                ? new BatchOutputChecks(Long(output, "valid_first"), Long(output, "valid_reasked"), Long(output, "invalid"), Long(output, "reasked"), Decimal(output, "reask_cost_usd"))
+                : BatchOutputChecks.None,
             Mode = BatchModeNames.FromApiName(String(json, "mode")),
             Lanes = json.TryGetProperty("lanes", out var lanes) && lanes.ValueKind == JsonValueKind.Array
                 ? [.. lanes.EnumerateArray().Where(l => l.ValueKind == JsonValueKind.Object).Select(l => new BatchLane(

@@ -41,7 +41,7 @@ public static class ResultExporter
     /// Writes every request of the batch as a row of a table (<paramref name="format"/>, CSV or
     /// Parquet) to <paramref name="output"/>, the failed ones also as result lines to
     /// <paramref name="errors"/>. The fields' columns are those of the schema the first structured
-    /// request asks for.
+    /// request asks for, or the batch's own.
     /// </summary>
     public static async Task<ExportSummary> ExportTableAsync(IBatchStore store, BatchRecord batch, ResultFormat format, Stream output, Stream errors, CancellationToken cancellationToken)
     {
@@ -49,9 +49,10 @@ public static class ResultExporter
         ArgumentNullException.ThrowIfNull(batch);
         var endpoint = batch.Endpoint ?? BatchEndpoints.ChatCompletions;
         OutputContract? contract = null;
+        var schema = OutputRules.Of(batch).Schema;
         await foreach (var request in store.ReadRequestsAsync(batch.Id, [ItemState.Succeeded, ItemState.Failed, ItemState.Cancelled, ItemState.Expired], cancellationToken))
         {
-            if ((contract = StructuredOutput.Of(endpoint, request.Body)) is not null)
+            if ((contract = StructuredOutput.Of(endpoint, request.Body, schema)) is not null)
             {
                 break;
             }

@@ -5,6 +5,7 @@ using Parquet;
 using Parquet.Schema;
 using Shepherd.Engine.Formats;
 using Shepherd.Engine.Model;
+using Shepherd.Engine.Upstreams;
 using Shepherd.Engine.Pricing;
 
 namespace Shepherd.Engine.Batches;
@@ -73,6 +74,12 @@ public static class TableExport
         {
             using var answer = JsonDocument.Parse(body);
             (text, fields) = StructuredOutput.AnswerOf(endpoint, answer.RootElement, contract);
+        }
+        else if (result is { ErrorCode: FailureCodes.InvalidOutput, Body: { } kept })
+        {
+            // The last answer of a request no answer of which fitted: its text, but no fields, which did not fit.
+            using var answer = JsonDocument.Parse(kept);
+            text = StructuredOutput.AnswerOf(endpoint, answer.RootElement, contract).Text;
         }
 
         return new TableRow(item.CustomId, status, result?.StatusCode, text, fields, result?.InputTokens ?? 0, result?.OutputTokens ?? 0,

@@ -37,6 +37,9 @@ public readonly record struct BatchCounts(long Total, long Succeeded, long Faile
     /// <summary>What the <see cref="Cached"/> answers cost when they were bought, in US dollars: what the cache saved.</summary>
     public decimal CacheSavedUsd { get; init; }
 
+    /// <summary>How the answers checked against the structured output their requests asked for came out.</summary>
+    public OutputCounts Output { get; init; }
+
     /// <summary>Requests that have ended, however they ended.</summary>
     public long Finished => Succeeded + Failed + Cancelled + Expired;
 
@@ -59,7 +62,28 @@ public readonly record struct BatchCounts(long Total, long Succeeded, long Faile
                 Cost.ToUsd(batch.Tiers.SavedNanos)),
             Cached = batch.Cached,
             CacheSavedUsd = Cost.ToUsd(batch.CacheSavedNanos),
+            Output = new OutputCounts(batch.Output.ValidFirst, batch.Output.ValidReasked, batch.Output.Invalid, batch.Output.Reasked, Cost.ToUsd(batch.Output.ReaskCostNanos)),
         };
+    }
+
+    /// <summary>
+    /// Writes how the checked answers came out, <c>"output_checks": {"checked", "valid_first",
+    /// "valid_reasked", "invalid", "valid_first_share", "valid_share", "reasked", "reask_cost_usd"}</c>;
+    /// the shares are of the requests checked, 0 to 1, null while none was.
+    /// </summary>
+    public void WriteOutput(Utf8JsonWriter json)
+    {
+        ArgumentNullException.ThrowIfNull(json);
+        json.WriteStartObject("output_checks");
+        json.WriteNumber("checked", Output.Checked);
+        json.WriteNumber("valid_first", Output.ValidFirst);
+        json.WriteNumber("valid_reasked", Output.ValidReasked);
+        json.WriteNumber("invalid", Output.Invalid);
+        json.WriteNumberOrNull("valid_first_share", Output.FirstShare);
+        json.WriteNumberOrNull("valid_share", Output.Share);
+        json.WriteNumber("reasked", Output.Reasked);
+        json.WriteNumber("reask_cost_usd", Output.ReaskCostUsd);
+        json.WriteEndObject();
     }
 
     /// <summary>
@@ -106,6 +130,7 @@ public readonly record struct BatchCounts(long Total, long Succeeded, long Faile
         json.WriteNumber("percent", Percent);
         WriteUsage(json);
         WriteTiers(json);
+        WriteOutput(json);
     }
 
     /// <summary>
@@ -121,6 +146,7 @@ public readonly record struct BatchCounts(long Total, long Succeeded, long Faile
         WriteUsage(json);
         json.WriteNumber("unpriced_requests", Unpriced);
         WriteTiers(json);
+        WriteOutput(json);
     }
 
     /// <summary>Writes the budget (<c>budget_usd</c>, null for none) and the requests it stopped.</summary>
@@ -150,6 +176,40 @@ public readonly record struct BatchCounts(long Total, long Succeeded, long Faile
         json.WriteNumber("input_tokens", InputTokens);
         json.WriteNumber("output_tokens", OutputTokens);
         json.WriteNumber("cost_usd", CostUsd);
+    }
+}
+
+/// <summary>How the answers checked against the structured output their requests asked for came out.</summary>
+/// <param name="ValidFirst">Requests whose first answer fitted.</param>
+/// <param name="ValidReasked">Requests whose answer fitted once asked again.</param>
+/// <param name="Invalid">Requests that failed with <c>invalid_output</c>.</param>
+/// <param name="Reasked">Answers that did not fit and were asked again.</param>
+/// <param name="ReaskCostUsd">What those answers cost, in US dollars: what asking again added to the batch's cost.</param>
+public readonly record struct OutputCounts(long ValidFirst, long ValidReasked, long Invalid, long Reasked, decimal ReaskCostUsd)
+{
+    /// <summary>Requests whose answers were checked, as they ended.</summary>
+    public long Checked => ValidFirst + ValidReasked + Invalid;
+
+    /// <summary>Of the checked requests, the share valid at the first try, 0 to 1 to four places; null while none was checked.</summary>
+    public double? FirstShare => Checked == 0 ? null : Math.Round((double)ValidFirst / Checked, 4);
+
+    /// <summary>Of the checked requests, the share valid in the end, after asking again; null while none was checked.</summary>
+    public double? Share => Checked == 0 ? null : Math.Round((double)(ValidFirst + ValidReasked) / Checked, 4);
+
+    /// <summary>
+    /// One line for a person, such as <c>480 checked: 95.0% valid at the first try, 99.6% after
+    /// asking again (26 asked again, $0.0031); 2 invalid_output</c>; null when none was checked.
+    /// </summary>
+    public string? Describe()
+    {
+        if (Checked == 0)
+        {
+            return null;
+        }
+
+        var culture = System.Globalization.CultureInfo.InvariantCulture;
+        var text = string.Create(culture, $"{Checked:N0} checked: {FirstShare * 100:0.0}% valid at the first try, {Share * 100:0.0}% after asking again ({Reasked:N0} asked again, {Cost.Describe(ReaskCostUsd)})");
+        return Invalid == 0 ? text : text + string.Create(culture, $"; {Invalid:N0} invalid_output");
     }
 }
 

@@ -162,6 +162,9 @@ public interface IBatchStore : IAsyncDisposable
     /// <summary>Sets how a batch uses the answer cache, for the requests not yet sent.</summary>
     Task SetCacheUseAsync(string batchId, CacheUse use, CancellationToken cancellationToken);
 
+    /// <summary>Sets what a batch asks of its answers from now on: its own schema (null for none) and how often one that does not fit is asked again (null for the default).</summary>
+    Task SetOutputRulesAsync(string batchId, string? outputSchema, int? maxReasks, CancellationToken cancellationToken);
+
     /// <summary>
     /// Sets how a batch runs from now on: its mode, and its deadline (<see cref="BatchRecord.ExpiresAt"/>;
     /// none when null). Its queued items go to the tier the mode starts items in (leased ones stay

@@ -88,6 +88,9 @@ internal static class StoreSql
     /// <summary>Sets how a batch (<c>@id</c>) uses the answer cache (<c>@use</c>).</summary>
     internal const string SetCacheUse = "UPDATE batches SET cache_use = @use WHERE id = @id";
 
+    /// <summary>Sets what a batch (<c>@id</c>) asks of its answers: its schema (<c>@schema</c>) and re-asks (<c>@reasks</c>).</summary>
+    internal const string SetOutputRules = "UPDATE batches SET output_schema = @schema, max_reasks = @reasks WHERE id = @id";
+
     /// <summary>The columns of tiers and the planner, the same in both dialects (a schema step of each store).</summary>
     internal const string TiersSchema = """
         ALTER TABLE items ADD COLUMN tier integer NOT NULL DEFAULT 0;

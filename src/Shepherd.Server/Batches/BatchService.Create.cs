@@ -102,6 +102,8 @@ internal sealed partial class BatchService
                 Metadata = metadata.Count <= Fields.MaxMetadataPairs ? metadata : original.Metadata,
                 Model = original.Model,
                 Cache = original.Cache,
+                OutputSchema = original.OutputSchema,
+                MaxReasks = original.MaxReasks,
                 IdempotencyKey = idempotencyKey() ?? "retry_failed:" + original.Id,
             };
             return await CreateAndImportAsync(retry, linesPath, original.Endpoint, [], caller, cancellationToken);

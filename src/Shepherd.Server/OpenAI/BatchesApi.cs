@@ -23,7 +23,10 @@ internal sealed class BatchesApi(BatchService batches, FileService files, Create
     private const string ModeKey = "shepherd_mode";
 
     /// <summary>The fields of an inline create.</summary>
-    internal static readonly string[] InlineFields = ["requests", "model", "endpoint", "priority", "metadata", "deadline", "completion_window", "mode", "budget_usd", "cache", "cache_sampled"];
+    internal static readonly string[] InlineFields = ["requests", "model", "endpoint", "priority", "metadata", "deadline", "completion_window", "mode", "budget_usd", "cache", "cache_sampled", "output_schema", "max_invalid_attempts"];
+
+    /// <summary>The metadata key a file batch names how often an answer that does not fit is asked again by, as its create has no field for it.</summary>
+    private const string MaxInvalidKey = "shepherd_max_invalid_attempts";
 
     public void Map(IEndpointRouteBuilder app)
     {
@@ -100,7 +103,7 @@ internal sealed class BatchesApi(BatchService batches, FileService files, Create
 
     private async Task<BatchRecord> CreateFromFileAsync(CreateBody body, Caller caller, NewBatch batch, CancellationToken cancellationToken)
     {
-        Fields.OnlyKnown(body.Fields, "input_file_id", "endpoint", "completion_window", "metadata", "budget_usd");
+        Fields.OnlyKnown(body.Fields, "input_file_id", "endpoint", "completion_window", "metadata", "budget_usd", "output_schema", "max_invalid_attempts");
         var fileId = Fields.String(body.Fields, "input_file_id", required: true)!;
         var endpoint = Endpoint(Fields.String(body.Fields, "endpoint", required: true)!);
         // The OpenAI Batch API's completion window is the deadline; the metadata carries the mode, as its create has no field for one.
@@ -110,10 +113,12 @@ internal sealed class BatchesApi(BatchService batches, FileService files, Create
         batch.Metadata?.TryGetValue(ModeKey, out asked);
         var mode = batches.ModeOf(BatchDoor.OpenAI, asked, "metadata." + ModeKey, null, endpoint, hasDeadline: true);
         var cache = batches.CacheUseOf(batch.Metadata);
+        var (schema, reasks) = OutputRulesOf(body, batch.Metadata);
         var file = await files.GetInputAsync(caller, fileId, cancellationToken);
         return await batches.CreateFromFileAsync(batch with
         {
             Endpoint = endpoint, InputFileId = file.Id, BudgetNanos = Budget(body), CompletionWindow = deadline, CompletionWindowText = window, Mode = mode, Cache = cache,
+            OutputSchema = schema, MaxReasks = reasks,
         }, caller, cancellationToken);
     }
 
@@ -122,6 +127,7 @@ internal sealed class BatchesApi(BatchService batches, FileService files, Create
         Fields.OnlyKnown(body.Fields, InlineFields);
         var budget = Budget(body);
         var cache = batches.CacheUseOf(body.Fields);
+        var (schema, reasks) = OutputRulesOf(body, null);
         var (deadline, window) = Fields.Deadline(body.Fields);
 
         var endpoint = Endpoint(Fields.String(body.Fields, "endpoint") ?? BatchEndpoints.ChatCompletions);
@@ -139,6 +145,7 @@ internal sealed class BatchesApi(BatchService batches, FileService files, Create
         return await batches.CreateAndImportAsync(batch with
         {
             Endpoint = endpoint, Model = model, Priority = priority, BudgetNanos = budget, Mode = mode, CompletionWindow = deadline, CompletionWindowText = window, Cache = cache,
+            OutputSchema = schema, MaxReasks = reasks,
         }, lines.Path, endpoint, lines.Refused, caller, cancellationToken);
     }
 
@@ -149,6 +156,42 @@ internal sealed class BatchesApi(BatchService batches, FileService files, Create
                 ? nanos
                 : throw ApiException.BadRequest("budget_usd must be a number of US dollars, 0 or more.", "budget_usd", "invalid_budget")
             : null;
+
+    /// <summary>
+    /// What a create asks of its answers: <c>output_schema</c>, a JSON Schema every answer must fit
+    /// (kept as its text), and <c>max_invalid_attempts</c> (or, for a file batch, whose OpenAI
+    /// create has no field for it, <c>metadata.shepherd_max_invalid_attempts</c>): how often an
+    /// answer that does not fit is asked again. Each is a 400 naming the field when it is wrong.
+    /// </summary>
+    private static (string? Schema, int? MaxReasks) OutputRulesOf(CreateBody body, IReadOnlyDictionary<string, string>? metadata)
+    {
+        string? schema = null;
+        if (body.Fields.TryGetValue("output_schema", out var given) && given.ValueKind != JsonValueKind.Null)
+        {
+            schema = given.GetRawText();
+            if (OutputRules.Problem(schema) is { } problem)
+            {
+                throw ApiException.BadRequest($"output_schema is not a schema the answers can be checked against: {problem}", "output_schema", "invalid_output_schema");
+            }
+        }
+
+        var rule = $"must be a whole number from 0 to {OutputRules.MostReasks}: how often an answer that does not fit is asked again";
+        int? reasks = null;
+        if (body.Fields.TryGetValue("max_invalid_attempts", out var max) && max.ValueKind != JsonValueKind.Null)
+        {
+            reasks = max.ValueKind == JsonValueKind.Number && max.TryGetInt32(out var n) && n is >= 0 and <= OutputRules.MostReasks
+                ? n
+                : throw ApiException.BadRequest($"max_invalid_attempts {rule}.", "max_invalid_attempts", "invalid_max_invalid_attempts");
+        }
+        else if (metadata is not null && metadata.TryGetValue(MaxInvalidKey, out var text))
+        {
+            reasks = int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n <= OutputRules.MostReasks
+                ? n
+                : throw ApiException.BadRequest($"metadata.{MaxInvalidKey} {rule}; got \"{text}\".", "metadata." + MaxInvalidKey, "invalid_max_invalid_attempts");
+        }
+
+        return (schema, reasks);
+    }
 
     /// <summary>
     /// A new inline batch of the requests of an ended batch that failed or expired (see

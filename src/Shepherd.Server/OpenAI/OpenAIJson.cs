@@ -88,6 +88,7 @@ internal static class OpenAIJson
         json.WriteNumber("unpriced_requests", batch.Unpriced);
         counts.WriteBudget(json);
         counts.WriteTiers(json);
+        counts.WriteOutput(json);
         WriteTime(json, "cutover_at", batch.CutOverAt);
         // request_counts folds cancelled and expired requests into failed, as OpenAI's does; these say which.
         json.WriteStartObject("outcomes");

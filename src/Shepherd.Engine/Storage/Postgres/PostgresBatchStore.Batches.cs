@@ -194,7 +194,7 @@ public sealed partial class PostgresBatchStore
         }, cancellationToken);
 
     private static readonly string RequeueItems = $"""
-        UPDATE items SET state = {(int)ItemState.Queued}, attempts = 0, next_attempt_at = 0, lease_until = NULL, leased_by = NULL, last_error = NULL
+        UPDATE items SET state = {(int)ItemState.Queued}, attempts = 0, reasks = 0, next_attempt_at = 0, lease_until = NULL, leased_by = NULL, last_error = NULL
         WHERE batch_id = @id AND state IN ({(int)ItemState.Failed}, {(int)ItemState.Expired})
         """;
 
@@ -222,6 +222,13 @@ public sealed partial class PostgresBatchStore
     {
         ArgumentNullException.ThrowIfNull(batchId);
         return InTransactionAsync((connection, tx) => ExecuteAsync(connection, tx, StoreSql.SetBudget, cancellationToken, ("id", batchId), ("budget", budgetNanos)), cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task SetOutputRulesAsync(string batchId, string? outputSchema, int? maxReasks, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        return InTransactionAsync((connection, tx) => ExecuteAsync(connection, tx, StoreSql.SetOutputRules, cancellationToken, ("id", batchId), ("schema", outputSchema), ("reasks", maxReasks)), cancellationToken);
     }
 
     /// <inheritdoc />

@@ -224,7 +224,7 @@ public sealed partial class SqliteBatchStore
 
             Execute(writer, StoreSql.DeleteRequeuedResults, tx, ("@id", batchId));
             var requeued = UpdateItemsInSteps(writer, tx, batchId,
-                $"state = {(int)ItemState.Queued}, attempts = 0, next_attempt_at = 0, lease_until = NULL, last_error = NULL", $"state IN ({(int)ItemState.Failed}, {(int)ItemState.Expired})");
+                $"state = {(int)ItemState.Queued}, attempts = 0, reasks = 0, next_attempt_at = 0, lease_until = NULL, last_error = NULL", $"state IN ({(int)ItemState.Failed}, {(int)ItemState.Expired})");
             tx.Commit();
             return (long)requeued;
         }, cancellationToken);
@@ -235,6 +235,13 @@ public sealed partial class SqliteBatchStore
     {
         ArgumentNullException.ThrowIfNull(batchId);
         return WriteAsync(writer => Execute(writer, StoreSql.SetBudget, null, ("@id", batchId), ("@budget", budgetNanos)), cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task SetOutputRulesAsync(string batchId, string? outputSchema, int? maxReasks, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        return WriteAsync(writer => Execute(writer, StoreSql.SetOutputRules, null, ("@id", batchId), ("@schema", outputSchema), ("@reasks", maxReasks)), cancellationToken);
     }
 
     /// <inheritdoc />
