@@ -54,6 +54,51 @@ public static class BatchFiles
             return new TestRequest(id, body, $"{{\"custom_id\":\"{id}\",\"params\":{body}}}");
         })];
 
+    /// <summary>A review's sentiment and features, the seed's own example of structured output.</summary>
+    public const string ReviewSchema = """{"type":"object","properties":{"sentiment":{"enum":["positive","neutral","negative"]},"features":{"type":"array","items":{"type":"string"},"minItems":1},"score":{"type":"integer"}},"required":["sentiment","features","score"],"additionalProperties":false}""";
+
+    /// <summary>
+    /// Chat requests that ask for structured output: a <c>json_schema</c> response format of
+    /// <paramref name="schema"/>, or <c>json_object</c> when it is null; with
+    /// <paramref name="asked"/> false, plain chat requests (for a batch-level schema).
+    /// </summary>
+    public static List<TestRequest> OpenAIStructured(int count, string? schema = ReviewSchema, bool asked = true, string idPrefix = "rev-") =>
+        [.. Enumerable.Range(1, count).Select(i =>
+        {
+            var body = new System.Text.Json.Nodes.JsonObject
+            {
+                ["model"] = "gpt-4.1-mini",
+                ["messages"] = new System.Text.Json.Nodes.JsonArray(new System.Text.Json.Nodes.JsonObject { ["role"] = "user", ["content"] = $"Review #{i}: sentiment and key features as JSON." }),
+                ["max_tokens"] = 80,
+            };
+            if (asked)
+            {
+                body["response_format"] = schema is null
+                    ? new System.Text.Json.Nodes.JsonObject { ["type"] = "json_object" }
+                    : new System.Text.Json.Nodes.JsonObject { ["type"] = "json_schema", ["json_schema"] = new System.Text.Json.Nodes.JsonObject { ["name"] = "review", ["strict"] = true, ["schema"] = System.Text.Json.Nodes.JsonNode.Parse(schema) } };
+            }
+
+            var text = body.ToJsonString();
+            var id = $"{idPrefix}{i:D5}";
+            return new TestRequest(id, text, $"{{\"custom_id\":\"{id}\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{text}}}");
+        })];
+
+    /// <summary>Anthropic requests that make the model call one tool whose input is <paramref name="schema"/>.</summary>
+    public static List<TestRequest> AnthropicTool(int count, string schema = ReviewSchema, string idPrefix = "rev-") =>
+        [.. Enumerable.Range(1, count).Select(i =>
+        {
+            var body = new System.Text.Json.Nodes.JsonObject
+            {
+                ["model"] = "claude-haiku-4.5",
+                ["max_tokens"] = 80,
+                ["messages"] = new System.Text.Json.Nodes.JsonArray(new System.Text.Json.Nodes.JsonObject { ["role"] = "user", ["content"] = $"Review #{i}: record it." }),
+                ["tools"] = new System.Text.Json.Nodes.JsonArray(new System.Text.Json.Nodes.JsonObject { ["name"] = "record", ["input_schema"] = System.Text.Json.Nodes.JsonNode.Parse(schema) }),
+                ["tool_choice"] = new System.Text.Json.Nodes.JsonObject { ["type"] = "tool", ["name"] = "record" },
+            }.ToJsonString();
+            var id = $"{idPrefix}{i:D5}";
+            return new TestRequest(id, body, $"{{\"custom_id\":\"{id}\",\"params\":{body}}}");
+        })];
+
     public static string Write(string path, IEnumerable<TestRequest> requests) => WriteLines(path, requests.Select(r => r.Line));
 
     public static string WriteLines(string path, IEnumerable<string> lines)

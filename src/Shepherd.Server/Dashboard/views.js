@@ -128,6 +128,7 @@
     setText('#count-cached', num(b.cached));
     setText('#cache-saved', usd(b.cache_saved_usd));
     setText('#tiers', tiersText(b.tiers));
+    setText('#output-checks', checksText(b.output_checks));
 
     setText('#time-created', dateTime(b.created_at));
     setText('#time-started', dateTime(b.in_progress_at));
@@ -140,6 +141,17 @@
     renderRefusals(refusals);
     renderMetadata(b.metadata);
     renderLanes(body.lanes || []);
+  }
+
+  // How the answers checked against their schema came out: "480 checked · 95.0% valid at the first try · 99.6% after asking again (26 asked again, $0.0031) · 2 invalid"; empty when none was checked.
+  function checksText(checks) {
+    if (!checks || !(Number(checks.checked) > 0)) return '';
+    var share = function (x) { return (Number(x) * 100).toFixed(1) + '%'; };
+    var parts = [num(checks.checked) + ' answers checked against their schema',
+      share(checks.valid_first_share) + ' valid at the first try',
+      share(checks.valid_share) + ' after asking again (' + num(checks.reasked) + ' asked again, ' + usd(checks.reask_cost_usd) + ')'];
+    if (Number(checks.invalid) > 0) parts.push(num(checks.invalid) + ' invalid_output');
+    return parts.join(' · ');
   }
 
   // Which way the answers came: "9,000 native ($1.20) · 1,000 realtime ($0.30)"; empty when all came in realtime.
