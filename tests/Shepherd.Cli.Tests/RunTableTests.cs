@@ -79,4 +79,61 @@ public sealed class RunTableTests : IDisposable
         Assert.All(scores, s => Assert.NotNull(s));
         Assert.Contains("sentiment", fields.Select(f => f.Name));
     }
+
+    [Fact]
+    public async Task BrokenAnswers_AreAskedAgain_TheSummarySaysHowTheChecksCameOut_AndTheTableKeepsTheLastAnswer()
+    {
+        var input = Input(40);
+        await using var server = await Simulators.StartHttpAsync(new SimulatorOptions { BrokenJsonRate = 0.3, SchemaBreakRate = 0.3 }, seed: 5);
+
+        var result = await ShepherdProcess.RunAsync(_folder.Path, Run(input, server, "--format", "csv", "--max-invalid-attempts", "1", "--json"));
+
+        using var summary = System.Text.Json.JsonDocument.Parse(result.Stdout);
+        var checks = summary.RootElement.GetProperty("output_checks");
+        var (first, again, invalid) = (checks.GetProperty("valid_first").GetInt64(), checks.GetProperty("valid_reasked").GetInt64(), checks.GetProperty("invalid").GetInt64());
+        Assert.Equal(40, first + again + invalid);
+        Assert.True(again > 0 && invalid > 0, result.ToString());
+        Assert.Equal(again + invalid, checks.GetProperty("reasked").GetInt64());
+        Assert.Equal(invalid, summary.RootElement.GetProperty("failed").GetInt64());
+        // Each request was sent once, and once more if its first answer did not fit.
+        Assert.Equal(40 + again + invalid, server.Provider.ExecutedCounts().Values.Sum());
+        // A row per request: those that failed say why (the last answer's text, quoted, may run over lines).
+        var table = File.ReadAllText(_folder.File("reviews.out.csv"));
+        Assert.Equal(invalid, System.Text.RegularExpressions.Regex.Count(table, ",failed,,,,200,"));
+        Assert.Equal(invalid, System.Text.RegularExpressions.Regex.Count(table, ",invalid_output,"));
+        var errors = File.ReadAllLines(_folder.File("reviews.errors.jsonl"));
+        Assert.All(errors, line => Assert.Contains("\"code\":\"invalid_output\"", line, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task TheHumanSummary_SaysHowTheChecksCameOut()
+    {
+        var input = Input(20);
+        await using var server = await Simulators.StartHttpAsync(new SimulatorOptions { SchemaBreakRate = 0.5 }, seed: 2);
+
+        var result = await ShepherdProcess.RunAsync(_folder.Path, Run(input, server, "--max-invalid-attempts", "0"));
+
+        Assert.Matches(@"output:  20 checked: \d+\.\d% valid at the first try, \d+\.\d% after asking again \(0 asked again, \$0(\.0+)?\); \d+ invalid_output", result.Stdout);
+    }
+
+    [Theory]
+    [InlineData("missing.json", null, "--output-schema missing.json cannot be read: it does not exist.")]
+    [InlineData("schema.json", "{\"type\":", "--output-schema schema.json is not a schema the answers can be checked against: it is not JSON")]
+    [InlineData("schema.json", "{\"type\":\"no-such-type\"}", "--output-schema schema.json is not a schema the answers can be checked against: it is not a JSON Schema")]
+    [InlineData("schema.json", "[1]", "--output-schema schema.json is not a schema the answers can be checked against: a JSON Schema is an object")]
+    public async Task ABadSchemaFile_IsRefusedNamingTheFlagAndTheFile_BeforeAnythingIsSent(string name, string? text, string said)
+    {
+        var input = Input(2);
+        if (text is not null)
+        {
+            File.WriteAllText(_folder.File(name), text);
+        }
+
+        var result = await ShepherdProcess.RunAsync(_folder.Path, ["run", input, "--provider", "sim", "--output-schema", name, "--progress", "none"]);
+
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains(said, result.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", result.Stderr, StringComparison.Ordinal);
+        Assert.False(File.Exists(_folder.File("reviews.jsonl.shepherd.db")));
+    }
 }
