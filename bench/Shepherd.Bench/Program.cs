@@ -21,7 +21,8 @@ var result = scenario switch
     "cache-lookup" => await CacheLookupScenario.RunAsync(options),
     "edit" => await EditScenario.RunAsync(options),
     "gateway" => await GatewayScenario.RunAsync(options),
-    _ => throw new ArgumentException($"Unknown scenario '{scenario}'. Scenarios: overhead, store, rate-limit, faults, outage, status, cluster, fuzz, load, memory, planner, edit, cache-lookup, gateway."),
+    "structured" => await StructuredScenario.RunAsync(options),
+    _ => throw new ArgumentException($"Unknown scenario '{scenario}'. Scenarios: overhead, store, rate-limit, faults, outage, status, cluster, fuzz, load, memory, planner, edit, cache-lookup, gateway, structured."),
 };
 
 Console.WriteLine(JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }));

@@ -210,7 +210,8 @@ internal static class StructuredAnswers
             case "array":
                 json.WriteStartArray();
                 var items = StructuredAsk.Property(schema, "items");
-                var count = Math.Max(StructuredAsk.Property(schema, "minItems") is { ValueKind: JsonValueKind.Number } min ? min.GetInt32() : 0, depth > 3 ? 0 : 1 + random.Next(3));
+                var count = Math.Max(Bound(schema, "minItems") is { } min ? (int)min : 0, depth > 3 ? 0 : 1 + random.Next(3));
+                count = Bound(schema, "maxItems") is { } most ? Math.Min(count, (int)most) : count;
                 for (var i = 0; i < count; i++)
                 {
                     Value(json, items, root, random, depth + 1);
@@ -219,10 +220,13 @@ internal static class StructuredAnswers
                 json.WriteEndArray();
                 break;
             case "integer":
-                json.WriteNumberValue(random.Next(1, 100));
+                var (low, high) = Range(schema, 1, 99);
+                var lowest = (long)Math.Ceiling(low);
+                json.WriteNumberValue(lowest + (long)(random.NextDouble() * Math.Max(0, Math.Floor(high) - lowest + 1)));
                 break;
             case "number":
-                json.WriteNumberValue(Math.Round(random.NextDouble() * 100, 2));
+                var (from, to) = Range(schema, 0, 100);
+                json.WriteNumberValue(Math.Clamp(Math.Round(from + (random.NextDouble() * (to - from)), 2), from, to));
                 break;
             case "boolean":
                 json.WriteBooleanValue(random.Next(2) == 0);
@@ -231,9 +235,29 @@ internal static class StructuredAnswers
                 json.WriteNullValue();
                 break;
             default:
-                json.WriteStringValue(Words[random.Next(Words.Length)]);
+                var word = Words[random.Next(Words.Length)];
+                var shortest = Bound(schema, "minLength") is { } minLength ? (int)minLength : 0;
+                while (word.Length < shortest)
+                {
+                    word += " " + Words[random.Next(Words.Length)];
+                }
+
+                json.WriteStringValue(Bound(schema, "maxLength") is { } maxLength && word.Length > maxLength ? word[..(int)maxLength] : word);
                 break;
         }
+    }
+
+    /// <summary>A number the schema gives under <paramref name="name"/>, or null.</summary>
+    private static double? Bound(JsonElement schema, string name) =>
+        StructuredAsk.Property(schema, name) is { ValueKind: JsonValueKind.Number } bound ? bound.GetDouble() : null;
+
+    /// <summary>The values a number may take: the schema's bounds (an exclusive one a step inside), else from <paramref name="low"/> to <paramref name="high"/> about what bound there is.</summary>
+    private static (double Low, double High) Range(JsonElement schema, double low, double high)
+    {
+        var min = Bound(schema, "minimum") ?? (Bound(schema, "exclusiveMinimum") is { } above ? above + 1 : null);
+        var max = Bound(schema, "maximum") ?? (Bound(schema, "exclusiveMaximum") is { } below ? below - 1 : null);
+        var span = high - low;
+        return (min ?? (max is { } top ? top - span : low), max ?? (min is { } bottom ? bottom + span : high));
     }
 
     /// <summary>The schema's type; of a list of types, the first that is not null.</summary>

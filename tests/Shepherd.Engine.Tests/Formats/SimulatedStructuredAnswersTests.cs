@@ -16,7 +16,7 @@ public sealed class SimulatedStructuredAnswersTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    private const string Review = """{"type":"object","properties":{"sentiment":{"enum":["positive","neutral","negative"]},"features":{"type":"array","items":{"type":"string"},"minItems":1},"score":{"type":"integer"},"verified":{"type":["boolean","null"]}},"required":["sentiment","features","score","verified"],"additionalProperties":false}""";
+    private const string Review = """{"type":"object","properties":{"sentiment":{"enum":["positive","neutral","negative"]},"features":{"type":"array","items":{"type":"string","minLength":12,"maxLength":20},"minItems":1,"maxItems":2},"score":{"type":"integer","minimum":1,"maximum":5},"weight":{"type":"number","exclusiveMinimum":0,"maximum":2.5},"verified":{"type":["boolean","null"]}},"required":["sentiment","features","score","verified"],"additionalProperties":false}""";
 
     private const string Linked = """{"$defs":{"node":{"type":"object","properties":{"value":{"type":"number"},"next":{"anyOf":[{"$ref":"#/$defs/node"},{"type":"null"}]}},"required":["value","next"],"additionalProperties":false}},"type":"object","properties":{"head":{"$ref":"#/$defs/node"},"kind":{"const":"list"}},"required":["head","kind"],"additionalProperties":false}""";
 
