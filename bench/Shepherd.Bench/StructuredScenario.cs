@@ -6,11 +6,12 @@ namespace Shepherd.Bench;
 
 /// <summary>
 /// What checking answers against their schema costs a run: <c>shepherd run</c> of <c>--requests</c>
-/// review requests three times against one fast simulator in the same bench run. First as plain
-/// chat (nothing checked: the baseline), then asking for a <c>json_schema</c> answer (each checked,
-/// all fit), then with <c>--broken</c> of the answers broken JSON and as many breaking the schema
-/// (each asked again, up to the default re-asks). Each row says what the provider received and
-/// what the run's own process spent in CPU.
+/// review requests four times against a fast simulator in the same bench run. First as plain chat
+/// (nothing checked), then as bodies of the same size that ask for free text (the schema carried
+/// in <c>metadata</c>: the baseline, unchecked), then asking for a <c>json_schema</c> answer (each
+/// checked, all fit), then with <c>--broken-percent</c> of the answers broken JSON and as many
+/// breaking the schema (each asked again, up to the default re-asks). Each row says what the
+/// provider received and what the run's own process spent in CPU.
 /// </summary>
 internal static class StructuredScenario
 {
@@ -25,11 +26,12 @@ internal static class StructuredScenario
         var folder = Directory.CreateTempSubdirectory("shepherd-bench-structured-").FullName;
         try
         {
-            var plain = Write(Path.Combine(folder, "plain.jsonl"), count, structured: false);
-            var structured = Write(Path.Combine(folder, "structured.jsonl"), count, structured: true);
+            var plain = Write(Path.Combine(folder, "plain.jsonl"), count, Ask.Nothing);
+            var carried = Write(Path.Combine(folder, "carried.jsonl"), count, Ask.FreeText);
+            var structured = Write(Path.Combine(folder, "structured.jsonl"), count, Ask.Schema);
             var more = new[] { "--concurrency", ShepherdRun.Text(concurrency) };
             var rows = new List<StructuredRow>();
-            foreach (var (name, input, share) in new[] { ("plain (unchecked)", plain, 0.0), ("json_schema, all fit", structured, 0.0), ($"json_schema, {broken}% broken JSON + {broken}% break the schema", structured, broken / 100.0) })
+            foreach (var (name, input, share) in new[] { ("plain (unchecked)", plain, 0.0), ("schema in metadata, free text (unchecked)", carried, 0.0), ("json_schema, all fit", structured, 0.0), ($"json_schema, {broken}% broken JSON + {broken}% break the schema", structured, broken / 100.0) })
             {
                 var options = new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(1), BrokenJsonRate = share, SchemaBreakRate = share };
                 await using var server = await SimulatorServer.StartAsync(new SimulatedProvider(options, TimeProvider.System, new Random(3)), 0, CancellationToken.None);
@@ -70,8 +72,15 @@ internal static class StructuredScenario
         }
     }
 
-    /// <summary>Review requests, each distinct, asking for <see cref="Schema"/> or for nothing in particular.</summary>
-    private static string Write(string path, int count, bool structured)
+    private enum Ask
+    {
+        Nothing,
+        FreeText,
+        Schema,
+    }
+
+    /// <summary>Review requests, each distinct: plain, or carrying <see cref="Schema"/> as metadata (free text asked), or asking for it.</summary>
+    private static string Write(string path, int count, Ask ask)
     {
         using var writer = new StreamWriter(path, false, new UTF8Encoding(false), 1 << 16);
         for (var i = 0; i < count; i++)
@@ -82,9 +91,15 @@ internal static class StructuredScenario
                 ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = $"Review #{i}: arrived late, works well. Sentiment and key features?" }),
                 ["max_tokens"] = 60,
             };
-            if (structured)
+            switch (ask)
             {
-                body["response_format"] = new JsonObject { ["type"] = "json_schema", ["json_schema"] = new JsonObject { ["name"] = "review", ["strict"] = true, ["schema"] = JsonNode.Parse(Schema) } };
+                case Ask.FreeText:
+                    body["response_format"] = new JsonObject { ["type"] = "text" };
+                    body["metadata"] = new JsonObject { ["review"] = "review", ["schema"] = Schema };
+                    break;
+                case Ask.Schema:
+                    body["response_format"] = new JsonObject { ["type"] = "json_schema", ["json_schema"] = new JsonObject { ["name"] = "review", ["strict"] = true, ["schema"] = JsonNode.Parse(Schema) } };
+                    break;
             }
 
             writer.Write(new JsonObject { ["custom_id"] = $"r{i}", ["method"] = "POST", ["url"] = "/v1/chat/completions", ["body"] = body }.ToJsonString());
