@@ -186,6 +186,26 @@ public sealed class GatewayTests
         Assert.Equal(404, otherStatus);
     }
 
+    [Fact]
+    public async Task ACallThatCanWait_WhoseAnswersNeverFit_IsAskedAgainInTheNextJob_AndGetsTheLastAnswerMarked()
+    {
+        await using var server = await RunningServer.StartAsync(
+            new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(2), BrokenJsonRate = 1, BatchLatency = TimeSpan.FromMilliseconds(200) },
+            upstream: u => u.BatchApi = true,
+            engine: e => e.Native.PollInterval = TimeSpan.FromMilliseconds(100),
+            tune: o => o.CallCollectSize = 1);
+        var body = """{"model":"gpt-4o-mini","max_tokens":20,"messages":[{"role":"user","content":"Review: fine."}],"response_format":{"type":"json_object"}}""";
+
+        using var response = await PostAsync(server.Http, "/v1/chat/completions", body, ("x-shepherd-deadline", "1h"));
+
+        // Asked in a provider batch job, then twice more (the default), each time in the next job.
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("invalid_output", response.Headers.GetValues("x-shepherd-output").Single());
+        Assert.Equal(3, server.Simulator.Provider.Stats().Batch.Jobs);
+        using var answer = JsonDocument.Parse(await response.Content.ReadAsStringAsync(Ct));
+        Assert.Equal(JsonValueKind.Array, answer.RootElement.GetProperty("choices").ValueKind);
+    }
+
     private static string Text(JsonElement completion) => completion.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString()!;
 
     [Fact]

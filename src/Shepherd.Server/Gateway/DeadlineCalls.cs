@@ -7,6 +7,7 @@ using Shepherd.Engine.Dispatch;
 using Shepherd.Engine.Formats;
 using Shepherd.Engine.Model;
 using Shepherd.Engine.Storage;
+using Shepherd.Engine.Upstreams;
 using Shepherd.Server.Batches;
 using Shepherd.Server.Hosting;
 using Shepherd.Server.Http;
@@ -230,7 +231,7 @@ internal sealed partial class DeadlineCalls(IBatchStore store, BatchService batc
         }
 
         await GatewayApi.WriteAsync(context, result.Result is { StatusCode: { } status } answer
-            ? new RealtimeAnswer { StatusCode = status, Body = answer.Body ?? [], Headers = JsonType }
+            ? new RealtimeAnswer { StatusCode = status, Body = answer.Body ?? [], Headers = answer.ErrorCode == FailureCodes.InvalidOutput ? Unfit : JsonType }
             : new RealtimeAnswer
             {
                 Error = result.State switch
@@ -250,6 +251,12 @@ internal sealed partial class DeadlineCalls(IBatchStore store, BatchService batc
     private static readonly TimeSpan AnswerLook = TimeSpan.FromSeconds(2);
 
     private static readonly KeyValuePair<string, string>[] JsonType = [new("Content-Type", "application/json")];
+
+    /// <summary>
+    /// The last answer of a call no answer of which fitted its schema: given as the provider gave it
+    /// (a caller's SDK would have had it the same way without Shepherd), marked so.
+    /// </summary>
+    private static readonly KeyValuePair<string, string>[] Unfit = [.. JsonType, new("x-shepherd-output", FailureCodes.InvalidOutput)];
 
     /// <summary>202: the call is stored; its answer will be at <c>/v1/calls/{id}</c>.</summary>
     private static Task AcceptedAsync(HttpContext context, string id)
