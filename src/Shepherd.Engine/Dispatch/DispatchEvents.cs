@@ -26,6 +26,9 @@ internal sealed record ClaimedEvent(ModelQueue Queue, IReadOnlyList<ClaimedItem>
 
     /// <summary>The cache key of each item sent, by item id, so its answer can be kept; empty without a cache.</summary>
     public IReadOnlyDictionary<long, string> Keys { get; init; } = new Dictionary<long, string>();
+
+    /// <summary>What each item that asks for structured output asks, and how often its batch lets an answer that does not fit be asked again, by item id.</summary>
+    public IReadOnlyDictionary<long, (Formats.OutputContract Contract, int MaxReasks)> Contracts { get; init; } = new Dictionary<long, (Formats.OutputContract, int)>();
 }
 
 /// <summary>A realtime call to queue: new, or due again after a transient failure.</summary>

@@ -233,9 +233,11 @@ internal sealed partial class DispatchLoop
         }
 
         var classified = response is null ? default : AttemptClassifier.Classify(response, lane.Upstream.Kind);
-        if (classified.Verdict == Verdict.Success && work.Call is null)
+        if (classified.Verdict == Verdict.Success && work.Contract is { } contract)
         {
-            classified = await CheckedAsync(work, classified);
+            // Checked here, off the loop: the check is the only costly part of deciding an answer.
+            var result = OutputRules.Checked(contract, work.Url, classified.Result);
+            classified = classified with { Verdict = result.Fits == false ? Verdict.Unfit : Verdict.Success, Result = result };
         }
 
         if (work.Call is { Stream: false } waiting && response is not null && classified.Verdict is Verdict.Success or Verdict.Permanent)
@@ -248,23 +250,6 @@ internal sealed partial class DispatchLoop
         span?.SetTag("http.response.status_code", response?.StatusCode);
         span?.SetTag("shepherd.failure", response?.FailureCode);
         _signals.Tell(new AnsweredEvent(work, lane, reservation, response, classified));
-    }
-
-    /// <summary>
-    /// A batch item's successful answer, checked against what its request (or its batch) asked
-    /// for, here off the loop: unchecked for free text, <see cref="Verdict.Unfit"/> when it does not fit.
-    /// </summary>
-    private async ValueTask<Classified> CheckedAsync(WorkItem work, Classified classified)
-    {
-        var rules = (await RulesOfAsync(work.Item.BatchId)).Output;
-        if (rules.ContractOf(work.Url, work.Item.Body) is not { } contract)
-        {
-            return classified;
-        }
-
-        work.MaxReasks = rules.MaxReasks;
-        var result = OutputRules.Checked(contract, work.Url, classified.Result);
-        return classified with { Verdict = result.Fits == true ? Verdict.Success : Verdict.Unfit, Result = result };
     }
 
     /// <summary>

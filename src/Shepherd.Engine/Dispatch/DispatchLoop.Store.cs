@@ -234,7 +234,7 @@ internal sealed partial class DispatchLoop
             var nextDue = items.Count < max
                 ? await _store.NextDueAsync(queue.Model, onlyBatchId, CancellationToken.None) ?? now + _options.IdlePollInterval
                 : (DateTimeOffset?)null;
-            _signals.Tell(await LookUpAsync(new ClaimedEvent(queue, items, nextDue)));
+            _signals.Tell(await LookUpAsync(await WithContractsAsync(new ClaimedEvent(queue, items, nextDue))));
         }
         catch (StoreException ex)
         {
@@ -277,7 +277,30 @@ internal sealed partial class DispatchLoop
         };
     }
 
-    /// <summary>What a batch asks: learnt at each refresh, asked of the store for a batch claimed before one saw it.</summary>
+    /// <summary>
+    /// What each claimed item asks its answer to be (its own schema, or its batch's), worked out
+    /// here in the claim rather than where its answer arrives, so the send reads no store.
+    /// </summary>
+    private async Task<ClaimedEvent> WithContractsAsync(ClaimedEvent claimed)
+    {
+        var contracts = new Dictionary<long, (OutputContract, int)>();
+        foreach (var item in claimed.Items)
+        {
+            var rules = (await RulesOfAsync(item.BatchId)).Output;
+            if (rules.ContractOf(item.Url, item.Body) is { } contract)
+            {
+                contracts[item.ItemId] = (contract, rules.MaxReasks);
+            }
+        }
+
+        return contracts.Count == 0 ? claimed : claimed with { Contracts = contracts };
+    }
+
+    /// <summary>
+    /// What a batch asks: learnt at each refresh, asked of the store for a batch claimed before one
+    /// saw it. When the store cannot say, the batch asks nothing of its own this time (its requests'
+    /// own schemas still hold): the claim must reach the loop, which holds its leases.
+    /// </summary>
     private async ValueTask<BatchRules> RulesOfAsync(string batchId)
     {
         if (_rules.TryGetValue(batchId, out var known))
@@ -285,8 +308,15 @@ internal sealed partial class DispatchLoop
             return known;
         }
 
-        var batch = await _store.GetBatchAsync(batchId, CancellationToken.None);
-        return _rules[batchId] = batch is null ? BatchRules.Gone : BatchRules.Of(batch);
+        try
+        {
+            var batch = await _store.GetBatchAsync(batchId, CancellationToken.None);
+            return _rules[batchId] = batch is null ? BatchRules.Gone : BatchRules.Of(batch);
+        }
+        catch (StoreException)
+        {
+            return BatchRules.Gone;
+        }
     }
 
     /// <summary>What a batch asks of the dispatcher beyond its items.</summary>

@@ -179,7 +179,8 @@ internal sealed partial class DispatchLoop(DispatchContext context, string? only
                 claimed.Queue.NextDue = claimed.NextDue;
                 foreach (var item in claimed.Items)
                 {
-                    claimed.Queue.Enqueue(new WorkItem(item, item.Url, ++_order) { CacheKey = claimed.Keys.GetValueOrDefault(item.ItemId) });
+                    var (contract, maxReasks) = claimed.Contracts.GetValueOrDefault(item.ItemId);
+                    claimed.Queue.Enqueue(new WorkItem(item, item.Url, ++_order) { CacheKey = claimed.Keys.GetValueOrDefault(item.ItemId), Contract = contract, MaxReasks = maxReasks });
                 }
 
                 foreach (var (item, answer) in claimed.Hits)

@@ -24,8 +24,11 @@ internal sealed class WorkItem(ClaimedItem item, string url, long order)
     /// <summary>The answer cache's key of the request as it is sent, so its answer can be kept; null without a cache.</summary>
     public string? CacheKey { get; init; }
 
-    /// <summary>How often its batch lets an answer that does not fit be asked again; set when its answer was checked.</summary>
-    public int MaxReasks { get; set; }
+    /// <summary>What the request asks its answer to be (its own schema, or its batch's); null for free text, which is not checked.</summary>
+    public Formats.OutputContract? Contract { get; init; }
+
+    /// <summary>How often its batch lets an answer that does not fit <see cref="Contract"/> be asked again.</summary>
+    public int MaxReasks { get; init; }
 
     /// <summary>The realtime call this is, whose caller waits for it; null for a batch item, which the store holds.</summary>
     public RealtimeCall? Call { get; init; }

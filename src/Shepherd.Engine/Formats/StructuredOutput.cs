@@ -51,6 +51,9 @@ public enum OutputVerdict
 
     /// <summary>It parses but does not fit the schema (or is not an object where one was asked for).</summary>
     Invalid,
+
+    /// <summary>The schema cannot be followed for it (a <c>$ref</c> that leads nowhere): it is kept as it came, unchecked.</summary>
+    Unchecked,
 }
 
 /// <summary>An answer checked against its contract: the verdict, what is wrong in words (each with where), and the structured part's JSON when it parsed.</summary>
@@ -186,7 +189,17 @@ public static class StructuredOutput
 
         // A registry of its own: schemas of different batches may share an $id, and nothing is kept beyond this contract.
         // Built from a copy of its own: the schema keeps the JSON it was built from, which the request's document outlives.
-        var built = JsonSchema.Build(schema.Clone(), new BuildOptions { SchemaRegistry = new SchemaRegistry() });
+        JsonSchema built;
+        try
+        {
+            built = JsonSchema.Build(schema.Clone(), new BuildOptions { SchemaRegistry = new SchemaRegistry() });
+        }
+        catch (ArgumentException ex)
+        {
+            // A keyword's value the library reads further, such as a pattern that is no regular expression.
+            throw new JsonSchemaException(ex.Message, ex);
+        }
+
         var properties = schema.ValueKind == JsonValueKind.Object && Property(schema, "properties") is { ValueKind: JsonValueKind.Object } given
             ? given.EnumerateObject().ToList()
             : [];
@@ -257,9 +270,17 @@ public static class StructuredOutput
                     : new OutputCheck(OutputVerdict.Invalid, [$"the answer is JSON but not an object: it is {Kind(value)}"], text);
             }
 
-            return schema.Evaluate(value, Verdict).IsValid
-                ? new OutputCheck(OutputVerdict.Valid, [], text)
-                : new OutputCheck(OutputVerdict.Invalid, Errors(schema.Evaluate(value, Detailed)), text);
+            try
+            {
+                return schema.Evaluate(value, Verdict).IsValid
+                    ? new OutputCheck(OutputVerdict.Valid, [], text)
+                    : new OutputCheck(OutputVerdict.Invalid, Errors(schema.Evaluate(value, Detailed)), text);
+            }
+            catch (Exception ex) when (ex is RefResolutionException or JsonSchemaException or ArgumentException or InvalidOperationException)
+            {
+                // A schema the provider took but that cannot be followed here: the answer is not held against it.
+                return new OutputCheck(OutputVerdict.Unchecked, [$"the schema cannot be followed: {ex.Message}"], text);
+            }
         }
     }
 

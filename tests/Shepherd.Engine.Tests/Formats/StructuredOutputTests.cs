@@ -136,4 +136,21 @@ public sealed class StructuredOutputTests
         Assert.Equal(OutputVerdict.Invalid, StructuredOutput.Check(contract, BatchEndpoints.ChatCompletions, Bytes(Chat("""{"list":{"value":1,"next":null},"pair":["a",1.5,true],"kind":"linked"}"""))).Verdict);
         Assert.Equal(OutputVerdict.Invalid, StructuredOutput.Check(contract, BatchEndpoints.ChatCompletions, Bytes(Chat("""{"list":{"value":1,"next":null},"pair":["a",1],"kind":"circular"}"""))).Verdict);
     }
+
+    [Theory]
+    [InlineData("""{"$ref":"https://schemas.example/review.json"}""")]
+    [InlineData("""{"type":"object","properties":{"a":{"$ref":"#/$defs/missing"}}}""")]
+    [InlineData("""{"type":"object","properties":{"a":{"type":"string","pattern":"(unclosed"}}}""")]
+    public void ASchemaThatCannotBeFollowed_IsRefusedAsABatchSchema_AndNeverThrowsWhenAnAnswerIsChecked(string schema)
+    {
+        Assert.NotNull(OutputRules.Problem(schema));
+        var contract = new OutputRules(null, 2).ContractOf(BatchEndpoints.ChatCompletions, Bytes("""{"model":"m","messages":[],"response_format":{"type":"json_schema","json_schema":{"name":"r","schema":""" + schema + "}}}"));
+        if (contract is not null)
+        {
+            // One the provider took anyway is not held against its answer, which is kept as it came.
+            var answer = new Shepherd.Engine.Model.AttemptResult { StatusCode = 200, Body = Bytes(Chat("""{"a":"b"}""")) };
+            Assert.Same(answer, OutputRules.Checked(contract, BatchEndpoints.ChatCompletions, answer));
+        }
+    }
 }
+
