@@ -70,6 +70,8 @@ public sealed class StructuredOutputServerTests
     [Theory]
     [InlineData("""{"output_schema":"not a schema"}""", "output_schema")]
     [InlineData("""{"output_schema":{"type":"no-such-type"}}""", "output_schema")]
+    [InlineData("""{"output_schema":{"type":"string","pattern":"(unclosed"}}""", "output_schema")]
+    [InlineData("""{"output_schema":{"$ref":"https://schemas.example/review.json"}}""", "output_schema")]
     [InlineData("""{"max_invalid_attempts":-1}""", "max_invalid_attempts")]
     [InlineData("""{"max_invalid_attempts":11}""", "max_invalid_attempts")]
     [InlineData("""{"max_invalid_attempts":"2"}""", "max_invalid_attempts")]
