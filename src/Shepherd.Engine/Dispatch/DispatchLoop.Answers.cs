@@ -76,7 +76,12 @@ internal sealed partial class DispatchLoop
         switch (kind)
         {
             case OutcomeKind.Retry:
-                _counters.Retried();
+                // Asking again for an answer that did not fit is no retry of a failure: the summary counts it apart.
+                if (verdict != Verdict.Unfit)
+                {
+                    _counters.Retried();
+                }
+
                 _telemetry?.Retried(lane.Upstream.Name, lane.Model, verdict == Verdict.Unfit ? "invalid_output" : "retry");
                 LogRetry(item.BatchId, item.CustomId, item.Attempt, lane.Upstream.Name, result, decision.Delay.TotalMilliseconds);
                 break;

@@ -185,10 +185,11 @@ public sealed record OutputRules(OutputContract? Schema, int MaxReasks)
         };
     }
 
-    /// <summary>What is wrong with an answer, in one message: "the answer does not fit the schema: /a: …; /b: … (and 3 more)".</summary>
+    /// <summary>What is wrong with an answer, in one message: "the answer does not fit the schema: /a: …; /b: … (and 3 more)", or why it is not JSON.</summary>
     private static string Describe(OutputCheck check)
     {
-        var text = new StringBuilder(check.Verdict == OutputVerdict.NotJson ? "the answer is not the JSON asked for: " : "the answer does not fit the schema: ");
+        // What does not parse says so itself ("the answer is not JSON: …", "the model refused: …").
+        var text = new StringBuilder(check.Verdict == OutputVerdict.NotJson ? "" : "the answer does not fit the schema: ");
         text.AppendJoin("; ", check.Errors.Take(MostErrorsTold));
         if (check.Errors.Count > MostErrorsTold)
         {

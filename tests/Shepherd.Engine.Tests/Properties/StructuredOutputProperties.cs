@@ -110,7 +110,7 @@ public sealed class StructuredOutputProperties : DispatchTestBase
         var batch = (await Store.GetBatchAsync(batchId, Ct))!;
         Assert.Equal((0L, 6L, 6L, 6L), (batch.Succeeded, batch.Failed, batch.Output.Invalid, batch.Output.Reasked));
         Assert.All(requests, r => Assert.Equal(2, simulator.ExecutedCounts()[r.Key]));
-        Assert.All(await ResultsAsync(batchId), r => Assert.StartsWith("the answer is not the JSON asked for", r.Result!.ErrorMessage, StringComparison.Ordinal));
+        Assert.All(await ResultsAsync(batchId), r => Assert.StartsWith("the answer is not JSON: ", r.Result!.ErrorMessage, StringComparison.Ordinal));
     }
 
     [Fact]
