@@ -126,4 +126,28 @@ public sealed class ResultLineWriterTests
         Assert.Equal(anthropicType, anthropic.GetProperty("result").GetProperty("type").GetString());
         Assert.Equal(["type"], anthropic.GetProperty("result").EnumerateObject().Select(p => p.Name));
     }
+
+    private static AttemptResult Unfit(string body) => new()
+    {
+        StatusCode = 200, RequestId = "req_u", Body = Encoding.UTF8.GetBytes(body), Fits = false,
+        ErrorCode = "invalid_output", ErrorMessage = "the answer does not fit the schema: /score: Value is \"string\" but should be \"integer\"",
+    };
+
+    [Fact]
+    public async Task AnAnswerThatDidNotFit_KeepsTheLastAnswerAndSaysWhy_InBothFormats()
+    {
+        var openAI = await WriteAsync(InputFormat.OpenAI, Item(ItemState.Failed, Unfit("""{"id":"chatcmpl-9","choices":[]}""")));
+        Assert.Equal(200, openAI.GetProperty("response").GetProperty("status_code").GetInt32());
+        Assert.Equal("chatcmpl-9", openAI.GetProperty("response").GetProperty("body").GetProperty("id").GetString());
+        Assert.Equal("invalid_output", openAI.GetProperty("error").GetProperty("code").GetString());
+        Assert.StartsWith("the answer does not fit the schema: /score", openAI.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+
+        var anthropic = await WriteAsync(InputFormat.Anthropic, Item(ItemState.Failed, Unfit("""{"id":"msg_9","type":"message","content":[]}""")));
+        var result = anthropic.GetProperty("result");
+        Assert.Equal("errored", result.GetProperty("type").GetString());
+        Assert.Equal("invalid_output", result.GetProperty("error").GetProperty("error").GetProperty("type").GetString());
+        Assert.StartsWith("the answer does not fit", result.GetProperty("error").GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.Equal("req_u", result.GetProperty("error").GetProperty("request_id").GetString());
+        Assert.Equal("msg_9", result.GetProperty("message").GetProperty("id").GetString());
+    }
 }
