@@ -72,4 +72,46 @@ public sealed class BudgetAndLanesTests : IDisposable
         Assert.NotNull(lane.Since);
         Assert.True(lane.NextProbeAt > lane.Since, $"next probe {lane.NextProbeAt} is not after {lane.Since}");
     }
+
+    [Fact]
+    public async Task ABatchSchema_ReachesAShepherdServer_AndTheBatchSaysHowItsAnswersCameOut()
+    {
+        await using var server = await RunningServer.StartAsync(new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(2), BrokenJsonRate = 0.5 });
+        using var client = ClientTests.ClientOf(server);
+        var requests = BatchFiles.OpenAIStructured(20, schema: null);
+        var schema = System.Text.Json.Nodes.JsonNode.Parse(BatchFiles.ReviewSchema)!.AsObject();
+
+        var created = await client.CreateBatchAsync(new NewBatch
+        {
+            Model = "gpt-4.1-mini",
+            MaxInvalidAttempts = 1,
+            OutputSchema = schema,
+            Requests = [.. requests.Select(r => BatchItem.FromBody(r.CustomId, System.Text.Json.Nodes.JsonNode.Parse(r.Body)!.AsObject()))],
+        }, Ct);
+        var done = (await client.WaitForCompletionAsync(created.Id, cancellationToken: Ct)).Batch;
+
+        // The requests ask for any JSON object, which their own json_object wins for: half the answers break, and are asked once more.
+        var (_, stored) = await server.GetAsync($"/v1/batches/{created.Id}");
+        Assert.Equal(20, stored.GetProperty("output_checks").GetProperty("checked").GetInt64());
+        Assert.Equal(20, done.Output.ValidFirst + done.Output.ValidReasked + done.Output.Invalid);
+        Assert.True(done.Output.Reasked > 0 && done.Output.ReaskCostUsd > 0, done.Raw.GetRawText());
+        Assert.Equal(done.Output.Invalid, done.Failed);
+    }
+
+    [Theory]
+    [InlineData(BatchApi.OpenAI)]
+    [InlineData(BatchApi.Anthropic)]
+    public async Task ABatchSchema_IsRefusedByTheOpenAIAndAnthropicApis_BeforeAnythingIsSent(BatchApi api)
+    {
+        using var client = ClientTests.SendingNothing(api, out var handler);
+        var file = BatchFiles.Write(_folder.File("in.jsonl"), api == BatchApi.Anthropic ? BatchFiles.Anthropic(2) : BatchFiles.OpenAIChat(2));
+
+        var inline = await Assert.ThrowsAsync<ArgumentException>(() => client.CreateBatchAsync(Prompts(null) with { MaxInvalidAttempts = 1 }, Ct));
+        var fromFile = await Assert.ThrowsAsync<ArgumentException>(() => client.CreateBatchFromFileAsync(file, new FileBatchOptions { OutputSchema = [] }, Ct));
+
+        Assert.Contains("checks no answer against a schema", inline.Message, StringComparison.Ordinal);
+        Assert.Contains("checks no answer against a schema", fromFile.Message, StringComparison.Ordinal);
+        Assert.Empty(handler.Received);
+    }
 }
+

@@ -122,7 +122,7 @@ internal class OpenAIBackend(ApiPipeline pipeline, ShepherdClientOptions options
 
     public async Task<Batch> CreateFromFileAsync(string path, FileBatchOptions options, string idempotencyKey, CancellationToken cancellationToken)
     {
-        CheckShepherdFields(options.BudgetUsd, options.Mode, options.Cache, options.CacheSampled);
+        CheckShepherdFields(options.BudgetUsd, options.Mode, options.Cache, options.CacheSampled, options.OutputSchema is not null || options.MaxInvalidAttempts is not null);
         var metadata = WithShepherdFields(options.Metadata, (ModeKey, options.Mode?.ToApiName()), (CacheKey, Word(options.Cache)), (CacheSampledKey, Word(options.CacheSampled)));
         var endpoint = options.Endpoint ?? await FirstUrlAsync(path, cancellationToken);
         var file = await pipeline.SendJsonAsync(() =>
