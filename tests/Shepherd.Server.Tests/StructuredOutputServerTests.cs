@@ -67,12 +67,27 @@ public sealed class StructuredOutputServerTests
         Assert.Contains(lines, l => l.StartsWith("shepherd_output_reasks_total", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public async Task TheMetadataKey_SetsHowOftenAnInlineBatchAsksAgain()
+    {
+        await using var server = await RunningServer.StartAsync(new SimulatorOptions { Latency = TimeSpan.FromMilliseconds(2), BrokenJsonRate = 1 });
+
+        var (_, created) = await server.PostAsync("/v1/batches", $$"""{"model":"gpt-4o-mini","metadata":{"shepherd_max_invalid_attempts":"0"},"requests":[{{Requests(4)}}]}""");
+        var ended = await server.WaitForEndAsync(created.GetProperty("id").GetString()!);
+
+        var checks = ended.GetProperty("output_checks");
+        Assert.Equal((4L, 0L), (checks.GetProperty("invalid").GetInt64(), checks.GetProperty("reasked").GetInt64()));
+        Assert.Equal(4, server.Simulator.Provider.Stats().Requests);
+    }
+
     [Theory]
     [InlineData("""{"output_schema":"not a schema"}""", "output_schema")]
     [InlineData("""{"output_schema":{"type":"no-such-type"}}""", "output_schema")]
     [InlineData("""{"output_schema":{"type":"string","pattern":"(unclosed"}}""", "output_schema")]
     [InlineData("""{"output_schema":{"$ref":"https://schemas.example/review.json"}}""", "output_schema")]
     [InlineData("""{"max_invalid_attempts":-1}""", "max_invalid_attempts")]
+    [InlineData("""{"metadata":{"shepherd_max_invalid_attempts":"abc"}}""", "metadata.shepherd_max_invalid_attempts")]
+    [InlineData("""{"metadata":{"shepherd_max_invalid_attempts":"11"},"max_invalid_attempts":1}""", "metadata.shepherd_max_invalid_attempts")]
     [InlineData("""{"max_invalid_attempts":11}""", "max_invalid_attempts")]
     [InlineData("""{"max_invalid_attempts":"2"}""", "max_invalid_attempts")]
     public async Task ABadSchemaOrLimit_IsA400NamingTheField_AndCreatesNothing(string fields, string param)

@@ -73,6 +73,12 @@ internal static class CliOptions
         {
             var path = result.Tokens.Single().Value;
             var shown = Running.ShownPath.Of(path);
+            if (Directory.Exists(path))
+            {
+                result.AddError($"{name} {shown} is a folder; give the file that holds the schema.");
+                return null;
+            }
+
             string text;
             try
             {
@@ -80,7 +86,7 @@ internal static class CliOptions
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
             {
-                result.AddError($"{name} {shown} cannot be read: {(ex is FileNotFoundException or DirectoryNotFoundException ? "it does not exist" : ex.Message)}.");
+                result.AddError($"{name} {shown} cannot be read: {(ex is FileNotFoundException or DirectoryNotFoundException ? "it does not exist" : ex.Message.TrimEnd('.'))}.");
                 return null;
             }
 
@@ -141,7 +147,7 @@ internal static class CliOptions
                 return value;
             }
 
-            result.AddError($"{rule}; got {text}.");
+            result.AddError(text.Length == 0 ? $"{rule}; got nothing." : $"{rule}; got {text}.");
             return defaultValue;
         },
     };

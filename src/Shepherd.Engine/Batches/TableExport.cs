@@ -106,13 +106,16 @@ public static class TableExport
         string? text = null;
         JsonElement? fields = null;
         int input = 0, output = 0, cached = 0;
-        if (status == "succeeded" && body.ValueKind == JsonValueKind.Object)
+        var error = anthropic ? Property(Property(result, "error"), "error") : Property(line, "error") is { ValueKind: JsonValueKind.Object } own ? own : Property(body, "error");
+        var unfit = Text(error, "code") == FailureCodes.InvalidOutput || Text(error, "type") == FailureCodes.InvalidOutput;
+        if ((status == "succeeded" || unfit) && body.ValueKind == JsonValueKind.Object)
         {
-            (text, fields) = StructuredOutput.AnswerOf(anthropic ? BatchEndpoints.Messages : endpoint, body, null);
+            // A failed request's last answer that did not fit keeps its text and usage, not its fields.
+            var (answer, structured) = StructuredOutput.AnswerOf(anthropic ? BatchEndpoints.Messages : endpoint, body, null);
+            (text, fields) = (answer, unfit ? null : structured);
             Dispatch.UsageReader.TryRead(System.Runtime.InteropServices.JsonMarshal.GetRawUtf8Value(body), out input, out output, out cached);
         }
 
-        var error = anthropic ? Property(Property(result, "error"), "error") : Property(line, "error") is { ValueKind: JsonValueKind.Object } own ? own : Property(body, "error");
         var cost = Property(line, "cost_usd") is { ValueKind: JsonValueKind.Number } usd ? usd.GetDecimal() : 0;
         return new TableRow(customId, status, statusCode, text, fields, input, output, cost, Property(line, "cached").ValueKind == JsonValueKind.True,
             status == "succeeded" ? null : Text(error, "code") ?? Text(error, "type"), status == "succeeded" ? null : Text(error, "message"));

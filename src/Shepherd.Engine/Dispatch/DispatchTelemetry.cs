@@ -72,7 +72,7 @@ public sealed class DispatchTelemetry
         meter.CreateObservableCounter("shepherd.output.requests", () => _checked.Read(n => n), "{request}",
             "Requests whose answers were checked against the structured output they asked for, as they ended: valid_first, valid_reasked (after asking again) or invalid");
         meter.CreateObservableCounter("shepherd.output.reasks", () => _reasks.Read(n => n), "{request}", "Answers that did not fit the structured output asked for, asked again");
-        meter.CreateObservableCounter("shepherd.output.reask.cost.usd", () => _reaskCostNanos.Read(n => n / 1e9), "{USD}", "What the answers that were asked again cost, in US dollars");
+        meter.CreateObservableCounter("shepherd.output.reask.cost.usd", () => _reaskCostNanos.Read(n => n / 1e9), "{USD}", "What the answers that did not fit and were asked again cost, in US dollars: paid for and thrown away");
         _commits = meter.CreateHistogram("shepherd.store.commit.duration", "s", "Time to record a group of outcomes in the store", advice: Seconds);
         meter.CreateObservableGauge("shepherd.dispatch.in_flight", () => dispatcher.Counters.InFlight, "{request}", "Requests sent and not yet answered");
         meter.CreateObservableGauge("shepherd.queue.depth", () => dispatcher.QueueDepth, "{item}", "Items of active batches not yet ended");

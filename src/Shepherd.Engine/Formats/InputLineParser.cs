@@ -127,6 +127,11 @@ internal static class InputLineParser
             return (InputErrorCodes.MissingMaxTokens, $"\"{bodyName}.max_tokens\" is required for {BatchEndpoints.Messages}");
         }
 
+        if (fields.MayAskStructure && SchemaProblem(url, line.Span.Slice(bodyRange.Start, bodyRange.End - bodyRange.Start)) is { } unusable)
+        {
+            return (InputErrorCodes.InvalidBody, $"\"{bodyName}\" asks for structured output with a schema that answers cannot be checked against: {unusable}");
+        }
+
         parsed = new ParsedLine(
             anthropic ? InputFormat.Anthropic : InputFormat.OpenAI,
             customId,
@@ -135,6 +140,20 @@ internal static class InputLineParser
             model,
             fields.MaxTokens);
         return null;
+    }
+
+    /// <summary>Why the schema a request asks its answer to fit is none, or null (also for a request that asks for none).</summary>
+    private static string? SchemaProblem(string url, ReadOnlySpan<byte> body)
+    {
+        try
+        {
+            StructuredOutput.Of(url, body);
+            return null;
+        }
+        catch (Json.Schema.JsonSchemaException ex)
+        {
+            return ex.Message;
+        }
     }
 
     private static (string, string)? CheckCustomId(string customId, bool anthropic)
@@ -269,6 +288,8 @@ internal static class InputLineParser
                 || reader.ValueTextEquals("max_completion_tokens"u8)
                 || reader.ValueTextEquals("max_output_tokens"u8));
             var name = maxTokens ? reader.GetString() : null;
+            fields.MayAskStructure |= !model && !stream && !maxTokens
+                && (reader.ValueTextEquals("response_format"u8) || reader.ValueTextEquals("text"u8) || reader.ValueTextEquals("tool_choice"u8));
             reader.Read();
             if (model)
             {
@@ -332,6 +353,9 @@ internal static class InputLineParser
         public int? MaxTokens;
         public bool MaxTokensInvalid;
         public string? MaxTokensName;
+
+        /// <summary>The body has a field by which a request asks for structured output (<c>response_format</c>, <c>text</c>, <c>tool_choice</c>).</summary>
+        public bool MayAskStructure;
         public (string Code, string Message)? Problem;
     }
 }

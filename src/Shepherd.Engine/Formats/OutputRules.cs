@@ -57,9 +57,7 @@ public sealed record OutputRules(OutputContract? Schema, int MaxReasks)
             }
 
             StructuredOutput.ForSchema(document.RootElement);
-            return Unresolved(document.RootElement) is { } reference
-                ? $"its \"$ref\": \"{reference}\" leads nowhere in it (answers are checked against the schema alone; other documents are not fetched)"
-                : null;
+            return null;
         }
         catch (JsonException ex)
         {
@@ -69,89 +67,6 @@ public sealed record OutputRules(OutputContract? Schema, int MaxReasks)
         {
             return $"it is not a JSON Schema: {ex.Message}";
         }
-    }
-
-    /// <summary>
-    /// The first <c>$ref</c> of <paramref name="root"/> that leads nowhere in it: a JSON Pointer
-    /// (<c>#/$defs/x</c>) to nothing, or another document, unless an <c>$id</c> of the schema names it.
-    /// </summary>
-    private static string? Unresolved(JsonElement root)
-    {
-        var ids = new HashSet<string>(StringComparer.Ordinal);
-        var references = new List<string>();
-        Collect(root, ids, references);
-        foreach (var reference in references)
-        {
-            var hash = reference.IndexOf('#', StringComparison.Ordinal);
-            var (document, fragment) = hash < 0 ? (reference, "") : (reference[..hash], reference[(hash + 1)..]);
-            if (document.Length > 0 && !ids.Contains(document))
-            {
-                return reference;
-            }
-
-            if (document.Length == 0 && fragment.StartsWith('/') && !Leads(root, fragment))
-            {
-                return reference;
-            }
-        }
-
-        return null;
-    }
-
-    private static void Collect(JsonElement element, HashSet<string> ids, List<string> references)
-    {
-        switch (element.ValueKind)
-        {
-            case JsonValueKind.Object:
-                foreach (var property in element.EnumerateObject())
-                {
-                    if (property.Value.ValueKind == JsonValueKind.String && property.NameEquals("$ref"))
-                    {
-                        references.Add(property.Value.GetString()!);
-                    }
-                    else if (property.Value.ValueKind == JsonValueKind.String && property.NameEquals("$id"))
-                    {
-                        ids.Add(property.Value.GetString()!.TrimEnd('#'));
-                    }
-                    else
-                    {
-                        Collect(property.Value, ids, references);
-                    }
-                }
-
-                break;
-            case JsonValueKind.Array:
-                foreach (var item in element.EnumerateArray())
-                {
-                    Collect(item, ids, references);
-                }
-
-                break;
-        }
-    }
-
-    /// <summary>Whether the JSON Pointer <paramref name="pointer"/> (<c>/$defs/x</c>) names a value in <paramref name="root"/>.</summary>
-    private static bool Leads(JsonElement root, string pointer)
-    {
-        var at = root;
-        foreach (var part in pointer.Split('/')[1..])
-        {
-            var name = Uri.UnescapeDataString(part).Replace("~1", "/", StringComparison.Ordinal).Replace("~0", "~", StringComparison.Ordinal);
-            if (at.ValueKind == JsonValueKind.Object && at.TryGetProperty(name, out var next))
-            {
-                at = next;
-            }
-            else if (at.ValueKind == JsonValueKind.Array && int.TryParse(name, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var index) && index < at.GetArrayLength())
-            {
-                at = at[index];
-            }
-            else
-            {
-                return false;
-            }
-        }
-
-        return true;
     }
 
     /// <summary>What a request to <paramref name="url"/> with <paramref name="body"/> asks its answer to be, or the batch's schema; null for free text. A request whose own schema is not one is not checked (its provider refuses it).</summary>

@@ -184,7 +184,7 @@ public readonly record struct BatchCounts(long Total, long Succeeded, long Faile
 /// <param name="ValidReasked">Requests whose answer fitted once asked again.</param>
 /// <param name="Invalid">Requests that failed with <c>invalid_output</c>.</param>
 /// <param name="Reasked">Answers that did not fit and were asked again.</param>
-/// <param name="ReaskCostUsd">What those answers cost, in US dollars: what asking again added to the batch's cost.</param>
+/// <param name="ReaskCostUsd">What those answers cost, in US dollars: answers paid for and thrown away.</param>
 public readonly record struct OutputCounts(long ValidFirst, long ValidReasked, long Invalid, long Reasked, decimal ReaskCostUsd)
 {
     /// <summary>Requests whose answers were checked, as they ended.</summary>

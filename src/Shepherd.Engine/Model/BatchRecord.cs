@@ -194,7 +194,7 @@ public sealed record TierTally(long NativeSucceeded, long NativeCostNanos, long 
 /// <param name="ValidReasked">Requests whose answer fitted once they were asked again.</param>
 /// <param name="Invalid">Requests that failed with <c>invalid_output</c>: no answer fitted, as often as they were asked.</param>
 /// <param name="Reasked">Answers that did not fit and were asked again.</param>
-/// <param name="ReaskCostNanos">What those answers cost, in billionths of a US dollar: what asking again added to the batch's cost.</param>
+/// <param name="ReaskCostNanos">What those answers cost, in billionths of a US dollar: answers paid for and thrown away.</param>
 public sealed record OutputTally(long ValidFirst, long ValidReasked, long Invalid, long Reasked, long ReaskCostNanos)
 {
     /// <summary>Nothing checked.</summary>

@@ -205,8 +205,8 @@ internal struct BatchDelta
 
     /// <summary>
     /// Counts an answer that did not fit and is asked again: it was paid for, so its tokens and
-    /// cost are the batch's (and its tier's), and apart, what asking again added. A retry of any
-    /// other kind adds nothing: it had no answer.
+    /// cost are the batch's (and its tier's), and apart, what such thrown-away answers cost. A
+    /// retry of any other kind adds nothing: it had no answer.
     /// </summary>
     public void AddReasked(AttemptResult result, ItemTier tier)
     {

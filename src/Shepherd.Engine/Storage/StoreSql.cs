@@ -309,9 +309,9 @@ internal static class StoreSql
         GROUP BY 1 ORDER BY 1
         """;
 
-    /// <summary>Failed items by kind: the HTTP status, or Shepherd's code when no HTTP answer came.</summary>
+    /// <summary>Failed items by kind: Shepherd's code when it has one (no HTTP answer came, or the answer did not fit), else the HTTP status.</summary>
     internal static readonly string Errors = $"""
-        SELECT CASE WHEN r.status_code IS NOT NULL THEN 'HTTP ' || r.status_code ELSE COALESCE(r.error_code, 'unknown') END AS kind, COUNT(*)
+        SELECT CASE WHEN r.error_code IS NOT NULL THEN r.error_code WHEN r.status_code IS NOT NULL THEN 'HTTP ' || r.status_code ELSE 'unknown' END AS kind, COUNT(*)
         FROM results r JOIN items i ON i.id = r.item_id
         WHERE i.batch_id = @batch AND i.state = {(int)ItemState.Failed}
         GROUP BY 1 ORDER BY 2 DESC, 1

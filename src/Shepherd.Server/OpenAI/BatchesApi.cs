@@ -127,7 +127,7 @@ internal sealed class BatchesApi(BatchService batches, FileService files, Create
         Fields.OnlyKnown(body.Fields, InlineFields);
         var budget = Budget(body);
         var cache = batches.CacheUseOf(body.Fields);
-        var (schema, reasks) = OutputRulesOf(body, null);
+        var (schema, reasks) = OutputRulesOf(body, batch.Metadata);
         var (deadline, window) = Fields.Deadline(body.Fields);
 
         var endpoint = Endpoint(Fields.String(body.Fields, "endpoint") ?? BatchEndpoints.ChatCompletions);
@@ -159,9 +159,9 @@ internal sealed class BatchesApi(BatchService batches, FileService files, Create
 
     /// <summary>
     /// What a create asks of its answers: <c>output_schema</c>, a JSON Schema every answer must fit
-    /// (kept as its text), and <c>max_invalid_attempts</c> (or, for a file batch, whose OpenAI
-    /// create has no field for it, <c>metadata.shepherd_max_invalid_attempts</c>): how often an
-    /// answer that does not fit is asked again. Each is a 400 naming the field when it is wrong.
+    /// (kept as its text), and <c>max_invalid_attempts</c> (or <c>metadata.shepherd_max_invalid_attempts</c>,
+    /// for callers whose SDK sends only metadata; the field wins): how often an answer that does
+    /// not fit is asked again. Each is a 400 naming the field when it is wrong.
     /// </summary>
     private static (string? Schema, int? MaxReasks) OutputRulesOf(CreateBody body, IReadOnlyDictionary<string, string>? metadata)
     {
@@ -177,17 +177,18 @@ internal sealed class BatchesApi(BatchService batches, FileService files, Create
 
         var rule = $"must be a whole number from 0 to {OutputRules.MostReasks}: how often an answer that does not fit is asked again";
         int? reasks = null;
+        if (metadata is not null && metadata.TryGetValue(MaxInvalidKey, out var text))
+        {
+            reasks = int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n <= OutputRules.MostReasks
+                ? n
+                : throw ApiException.BadRequest($"metadata.{MaxInvalidKey} {rule}; got \"{text}\".", "metadata." + MaxInvalidKey, "invalid_max_invalid_attempts");
+        }
+
         if (body.Fields.TryGetValue("max_invalid_attempts", out var max) && max.ValueKind != JsonValueKind.Null)
         {
             reasks = max.ValueKind == JsonValueKind.Number && max.TryGetInt32(out var n) && n is >= 0 and <= OutputRules.MostReasks
                 ? n
                 : throw ApiException.BadRequest($"max_invalid_attempts {rule}.", "max_invalid_attempts", "invalid_max_invalid_attempts");
-        }
-        else if (metadata is not null && metadata.TryGetValue(MaxInvalidKey, out var text))
-        {
-            reasks = int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n <= OutputRules.MostReasks
-                ? n
-                : throw ApiException.BadRequest($"metadata.{MaxInvalidKey} {rule}; got \"{text}\".", "metadata." + MaxInvalidKey, "invalid_max_invalid_attempts");
         }
 
         return (schema, reasks);

@@ -124,11 +124,17 @@ public sealed class TableExportTests
         var refused = TableExport.Row(BatchEndpoints.ChatCompletions, Line("""{"id":"b2","custom_id":"b","response":{"status_code":400,"body":{"error":{"message":"too long","code":"context_length_exceeded"}}},"error":null}"""));
         var anthropic = TableExport.Row(BatchEndpoints.Messages, Line("""{"custom_id":"c","result":{"type":"succeeded","message":{"content":[{"type":"text","text":"hi"}],"usage":{"input_tokens":4,"output_tokens":1}}},"cached":true}"""));
         var expired = TableExport.Row(BatchEndpoints.Messages, Line("""{"custom_id":"d","result":{"type":"expired"}}"""));
+        var unfit = TableExport.Row(BatchEndpoints.ChatCompletions, Line("""{"id":"b5","custom_id":"e","response":{"status_code":200,"body":{"choices":[{"index":0,"message":{"role":"assistant","content":"{\"label\":"}}],"usage":{"prompt_tokens":6,"completion_tokens":2}}},"error":{"code":"invalid_output","message":"the answer is not JSON"},"status":"failed"}"""));
+        var unfitMessage = TableExport.Row(BatchEndpoints.Messages, Line("""{"custom_id":"f","result":{"type":"errored","error":{"type":"error","error":{"type":"invalid_output","message":"the model did not call the tool record"}},"message":{"content":[{"type":"text","text":"no"}],"usage":{"input_tokens":3,"output_tokens":1}}}}"""));
 
         Assert.Equal(("a", "succeeded", 200, "{\"label\":\"x\"}", 5L, 3L, 0.00002m), (openAI.CustomId, openAI.Status, openAI.StatusCode, openAI.Text, openAI.InputTokens, openAI.OutputTokens, openAI.CostUsd));
         Assert.Equal("x", openAI.Fields!.Value.GetProperty("label").GetString());
         Assert.Equal(("failed", 400, "context_length_exceeded", "too long"), (refused.Status, refused.StatusCode, refused.ErrorCode, refused.ErrorMessage));
         Assert.Equal(("succeeded", "hi", 4L, 1L, true), (anthropic.Status, anthropic.Text, anthropic.InputTokens, anthropic.OutputTokens, anthropic.Cached));
         Assert.Equal("expired", expired.Status);
+        // The last answer of a request no answer of which fitted: its text and usage, no fields.
+        Assert.Equal(("failed", "{\"label\":", 6L, 2L, "invalid_output"), (unfit.Status, unfit.Text, unfit.InputTokens, unfit.OutputTokens, unfit.ErrorCode));
+        Assert.Null(unfit.Fields);
+        Assert.Equal(("failed", "no", 3L, "invalid_output"), (unfitMessage.Status, unfitMessage.Text, unfitMessage.InputTokens, unfitMessage.ErrorCode));
     }
 }

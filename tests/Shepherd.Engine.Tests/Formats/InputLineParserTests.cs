@@ -86,6 +86,9 @@ public sealed class InputLineParserTests
     [InlineData("""{"custom_id":"x","params":{"model":"m","max_tokens":-1}}""", "invalid_body")]
     [InlineData("""{"custom_id":"x","method":"POST","url":"/v1/chat/completions","body":{"model":"m","max_completion_tokens":1.5}}""", "invalid_body")]
     [InlineData("""{"custom_id":"x","params":{"model":"m","max_tokens":5},"body":{"model":"m"}}""", "invalid_body")]
+    [InlineData("""{"custom_id":"x","method":"POST","url":"/v1/chat/completions","body":{"model":"m","response_format":{"type":"json_schema","json_schema":{"name":"r","schema":{"type":"objekt"}}}}}""", "invalid_body")]
+    [InlineData("""{"custom_id":"x","method":"POST","url":"/v1/responses","body":{"model":"m","text":{"format":{"type":"json_schema","name":"r","schema":{"properties":{"a":{"$ref":"#/$defs/gone"}}}}}}}""", "invalid_body")]
+    [InlineData("""{"custom_id":"x","params":{"model":"m","max_tokens":5,"tools":[{"name":"t","input_schema":{"type":"object","properties":{"a":{"type":"string","pattern":"("}}}}],"tool_choice":{"type":"tool","name":"t"}}}""", "invalid_body")]
     public void BadLine_IsRejectedWithItsCode(string line, string code)
     {
         var problem = Parse(line, out _);
@@ -125,4 +128,16 @@ public sealed class InputLineParserTests
         Assert.Equal("invalid_json_line", problem?.Code);
         Assert.Contains("at byte", problem?.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void AStructuredRequestWithASchema_IsAccepted_AndOneWithABrokenSchemaSaysWhatIsWrong()
+    {
+        Assert.Null(Parse("""{"custom_id":"x","method":"POST","url":"/v1/chat/completions","body":{"model":"m","response_format":{"type":"json_schema","json_schema":{"name":"r","schema":{"type":"object","$defs":{"a":{"type":"string"}},"properties":{"a":{"$ref":"#/$defs/a"}}}}}}}""", out _));
+        Assert.Null(Parse("""{"custom_id":"x","method":"POST","url":"/v1/chat/completions","body":{"model":"m","response_format":{"type":"text"}}}""", out _));
+
+        var problem = Parse("""{"custom_id":"x","method":"POST","url":"/v1/chat/completions","body":{"model":"m","response_format":{"type":"json_schema","json_schema":{"name":"r","schema":{"type":"objekt"}}}}}""", out _);
+
+        Assert.StartsWith("\"body\" asks for structured output with a schema that answers cannot be checked against: ", problem!.Value.Message, StringComparison.Ordinal);
+    }
 }
+
