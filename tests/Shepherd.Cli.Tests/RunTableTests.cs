@@ -119,7 +119,7 @@ public sealed class RunTableTests : IDisposable
     [Theory]
     [InlineData("missing.json", null, "--output-schema missing.json cannot be read: it does not exist.")]
     [InlineData("schema.json", "{\"type\":", "--output-schema schema.json is not a schema the answers can be checked against: it is not JSON")]
-    [InlineData("schema.json", "{\"type\":\"no-such-type\"}", "--output-schema schema.json is not a schema the answers can be checked against: it is not a JSON Schema")]
+    [InlineData("schema.json", "{\"type\":\"no-such-type\"}", "--output-schema schema.json is not a schema the answers can be checked against: 'no-such-type' is not a valid JSON Schema value type")]
     [InlineData("schema.json", "{\"properties\":{\"a\":{\"$ref\":\"#/$defs/gone\"}}}", "--output-schema schema.json is not a schema the answers can be checked against: its \"$ref\": \"#/$defs/gone\" leads nowhere in it")]
     [InlineData("schema.json", "[1]", "--output-schema schema.json is not a schema the answers can be checked against: a JSON Schema is an object")]
     public async Task ABadSchemaFile_IsRefusedNamingTheFlagAndTheFile_BeforeAnythingIsSent(string name, string? text, string said)

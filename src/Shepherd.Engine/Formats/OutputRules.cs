@@ -65,7 +65,8 @@ public sealed record OutputRules(OutputContract? Schema, int MaxReasks)
         }
         catch (JsonSchemaException ex)
         {
-            return $"it is not a JSON Schema: {ex.Message}";
+            // The library's words ("'objekt' is not a valid JSON Schema value type"), or where a $ref leads nowhere.
+            return ex.Message;
         }
     }
 
