@@ -62,7 +62,66 @@ public static class ShepherdClientServiceCollectionExtensions
         }
 
         var options = new ShepherdClientOptions { BaseUrl = baseUrl };
-        configuration.Bind(options, binder => binder.ErrorOnUnknownConfiguration = true);
+        foreach (var setting in configuration.GetChildren())
+        {
+            if (setting.Value is not { } value)
+            {
+                throw new InvalidOperationException($"{where}{setting.Key} is a section; every setting of a Shepherd client is a single value.");
+            }
+
+            Set(options, setting.Key, value, where);
+        }
+
         return options;
+    }
+
+    /// <summary>The settings that are durations, by name in any case.</summary>
+    private static readonly Dictionary<string, Action<ShepherdClientOptions, TimeSpan>> Durations = new(StringComparer.OrdinalIgnoreCase)
+    {
+        [nameof(ShepherdClientOptions.RetryBaseDelay)] = (options, value) => options.RetryBaseDelay = value,
+        [nameof(ShepherdClientOptions.RetryMaxDelay)] = (options, value) => options.RetryMaxDelay = value,
+        [nameof(ShepherdClientOptions.BreakerDuration)] = (options, value) => options.BreakerDuration = value,
+        [nameof(ShepherdClientOptions.RequestTimeout)] = (options, value) => options.RequestTimeout = value,
+        [nameof(ShepherdClientOptions.PollInitialDelay)] = (options, value) => options.PollInitialDelay = value,
+        [nameof(ShepherdClientOptions.PollMaxDelay)] = (options, value) => options.PollMaxDelay = value,
+        [nameof(ShepherdClientOptions.WaitOutageTolerance)] = (options, value) => options.WaitOutageTolerance = value,
+    };
+
+    /// <summary>
+    /// Sets one setting by its name, read as the configuration binder reads it (names in any case,
+    /// durations as <c>hh:mm:ss</c>), without reflection, so the client stays fit for trimming and
+    /// Native AOT. A name that is no setting is an error, not ignored.
+    /// </summary>
+    private static void Set(ShepherdClientOptions options, string key, string value, string where)
+    {
+        T Parsed<T>(bool valid, T parsed) => valid ? parsed : throw new InvalidOperationException($"{where}{key} cannot be '{value}'.");
+        var culture = System.Globalization.CultureInfo.InvariantCulture;
+        switch (key.ToUpperInvariant())
+        {
+            case "BASEURL":
+                break;
+            case "APIKEY":
+                options.ApiKey = value;
+                break;
+            case "API":
+                options.Api = Parsed(Enum.TryParse<BatchApi>(value, ignoreCase: true, out var api) && Enum.IsDefined(api), api);
+                break;
+            case "MAXRETRIES":
+                options.MaxRetries = Parsed(int.TryParse(value, System.Globalization.NumberStyles.Integer, culture, out var retries), retries);
+                break;
+            case "BREAKERFAILURES":
+                options.BreakerFailures = Parsed(int.TryParse(value, System.Globalization.NumberStyles.Integer, culture, out var failures), failures);
+                break;
+            case "RESULTSPAGESIZE":
+                options.ResultsPageSize = Parsed(int.TryParse(value, System.Globalization.NumberStyles.Integer, culture, out var size), size);
+                break;
+            case "POLLGROWTH":
+                options.PollGrowth = Parsed(double.TryParse(value, System.Globalization.NumberStyles.Float, culture, out var growth), growth);
+                break;
+            default:
+                var set = Durations.GetValueOrDefault(key) ?? throw new InvalidOperationException($"{where}{key} is not a setting of a Shepherd client.");
+                set(options, Parsed(TimeSpan.TryParse(value, culture, out var duration), duration));
+                break;
+        }
     }
 }

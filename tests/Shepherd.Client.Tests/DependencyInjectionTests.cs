@@ -42,6 +42,36 @@ public sealed class DependencyInjectionTests
         Assert.StartsWith(message, Assert.Throws<InvalidOperationException>(() => provider.GetRequiredService<ShepherdClient>()).Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("MaxRetries", "lots", "Shepherd:MaxRetries cannot be 'lots'.")]
+    [InlineData("requesttimeout", "soon", "Shepherd:requesttimeout cannot be 'soon'.")]
+    [InlineData("Api", "Gemini", "Shepherd:Api cannot be 'Gemini'.")]
+    public void ASettingThatCannotBe_IsSaidWithItsPlaceAndValue(string key, string value, string message)
+    {
+        var services = new ServiceCollection();
+        services.AddShepherdClient(Section(("BaseUrl", "http://127.0.0.1:8080"), (key, value)));
+        using var provider = services.BuildServiceProvider();
+
+        Assert.Equal(message, Assert.Throws<InvalidOperationException>(() => provider.GetRequiredService<ShepherdClient>()).Message);
+    }
+
+    [Fact]
+    public void EverySetting_IsRead_InAnyCase()
+    {
+        var services = new ServiceCollection();
+        services.AddShepherdClient(Section(("BaseUrl", "http://127.0.0.1:8080"), ("apikey", "k"), ("API", "OpenAI"), ("MaxRetries", "7"), ("RetryBaseDelay", "00:00:01"),
+            ("RetryMaxDelay", "00:01:00"), ("BreakerFailures", "3"), ("BreakerDuration", "00:00:09"), ("RequestTimeout", "00:02:00"), ("PollInitialDelay", "00:00:03"),
+            ("PollGrowth", "2.5"), ("PollMaxDelay", "00:00:40"), ("WaitOutageTolerance", "00:20:00"), ("ResultsPageSize", "50")));
+        using var provider = services.BuildServiceProvider();
+
+        var options = provider.GetRequiredService<ShepherdClient>().Options;
+
+        Assert.Equal(("k", BatchApi.OpenAI, 7, TimeSpan.FromSeconds(1), TimeSpan.FromMinutes(1), 3, TimeSpan.FromSeconds(9)),
+            (options.ApiKey, options.Api, options.MaxRetries, options.RetryBaseDelay, options.RetryMaxDelay, options.BreakerFailures, options.BreakerDuration));
+        Assert.Equal((TimeSpan.FromMinutes(2), TimeSpan.FromSeconds(3), 2.5, TimeSpan.FromSeconds(40), TimeSpan.FromMinutes(20), 50),
+            (options.RequestTimeout, options.PollInitialDelay, options.PollGrowth, options.PollMaxDelay, options.WaitOutageTolerance, options.ResultsPageSize));
+    }
+
     [Fact]
     public void AMisspelledSetting_IsAnError_NotIgnored()
     {

@@ -273,7 +273,7 @@ internal sealed class BatchesApi(BatchService batches, FileService files, Create
         // The line is a JSON object: its closing brace gives way to the status.
         var line = lines.Format(item).Span;
         var cost = Cost.ToUsd(item.Result?.CostNanos ?? 0).ToString(CultureInfo.InvariantCulture);
-        var original = prompt is { } given ? ",\"original_prompt\":" + (given.Text is null ? "null" : JsonSerializer.Serialize(given.Text)) : "";
+        var original = prompt is { } given ? ",\"original_prompt\":" + (given.Text is null ? "null" : "\"" + JsonEncodedText.Encode(given.Text) + "\"") : "";
         var tail = System.Text.Encoding.UTF8.GetBytes($",\"status\":\"{status}\",\"cost_usd\":{cost}{original}}}");
         var buffer = ArrayPool<byte>.Shared.Rent(line.Length + tail.Length);
         try
