@@ -96,6 +96,7 @@ public static class ShepherdClientServiceCollectionExtensions
     {
         T Parsed<T>(bool valid, T parsed) => valid ? parsed : throw new InvalidOperationException($"{where}{key} cannot be '{value}'.");
         var culture = System.Globalization.CultureInfo.InvariantCulture;
+        int Whole() => Parsed(int.TryParse(value, System.Globalization.NumberStyles.Integer, culture, out var number), number);
         switch (key.ToUpperInvariant())
         {
             case "BASEURL":
@@ -107,13 +108,13 @@ public static class ShepherdClientServiceCollectionExtensions
                 options.Api = Parsed(Enum.TryParse<BatchApi>(value, ignoreCase: true, out var api) && Enum.IsDefined(api), api);
                 break;
             case "MAXRETRIES":
-                options.MaxRetries = Parsed(int.TryParse(value, System.Globalization.NumberStyles.Integer, culture, out var retries), retries);
+                options.MaxRetries = Whole();
                 break;
             case "BREAKERFAILURES":
-                options.BreakerFailures = Parsed(int.TryParse(value, System.Globalization.NumberStyles.Integer, culture, out var failures), failures);
+                options.BreakerFailures = Whole();
                 break;
             case "RESULTSPAGESIZE":
-                options.ResultsPageSize = Parsed(int.TryParse(value, System.Globalization.NumberStyles.Integer, culture, out var size), size);
+                options.ResultsPageSize = Whole();
                 break;
             case "POLLGROWTH":
                 options.PollGrowth = Parsed(double.TryParse(value, System.Globalization.NumberStyles.Float, culture, out var growth), growth);
