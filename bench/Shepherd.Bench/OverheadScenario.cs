@@ -8,7 +8,9 @@ namespace Shepherd.Bench;
 /// Shepherd's own cost: a batch against an instant, unlimited simulator over HTTP, run by a bare
 /// HttpClient loop, by <c>shepherd run</c> (durable, SQLite) and by a <c>shepherd serve</c> node
 /// through its OpenAI file path (upload, batch, download), all at the same concurrency and
-/// alternating in the same process run so all see the same machine.
+/// alternating in the same process run so all see the same machine. With <c>--aot PATH</c>, the
+/// Native AOT binary (<c>dotnet publish src/Shepherd.Cli -r linux-x64 -c Release</c>) runs the
+/// same batch too, beside the JIT build.
 /// </summary>
 internal static class OverheadScenario
 {
@@ -17,11 +19,13 @@ internal static class OverheadScenario
         var count = args.Int("requests", 20_000);
         var concurrency = args.Int("concurrency", 64);
         var rounds = args.Int("rounds", 3);
+        var aot = args.Text("aot", "") is { Length: > 0 } path ? Path.GetFullPath(path) : null;
         using var workload = Workload.Create(count);
         var fresh = new List<RunFigures>();
         var baseline = new List<RunFigures>();
         var shepherd = new List<RunFigures>();
         var server = new List<RunFigures>();
+        var native = new List<RunFigures>();
         for (var round = 1; round <= rounds; round++)
         {
             fresh.Add(await FreshBaselineAsync(workload, concurrency));
@@ -30,6 +34,12 @@ internal static class OverheadScenario
             await Console.Error.WriteLineAsync($"round {round}: bare HttpClient loop in the bench process {baseline[^1].RequestsPerSecond:0} req/s");
             shepherd.Add(await ShepherdAsync(workload, concurrency));
             await Console.Error.WriteLineAsync($"round {round}: shepherd run {shepherd[^1].RequestsPerSecond:0} req/s end to end");
+            if (aot is not null)
+            {
+                native.Add(await ShepherdAsync(workload, concurrency, aot));
+                await Console.Error.WriteLineAsync($"round {round}: shepherd run (Native AOT) {native[^1].RequestsPerSecond:0} req/s end to end, peak {native[^1].PeakMemoryMb} MB");
+            }
+
             server.Add(await ServerAsync(workload, concurrency));
             await Console.Error.WriteLineAsync($"round {round}: shepherd serve {server[^1].RequestsPerSecond:0} req/s from upload to download, peak {server[^1].PeakMemoryMb} MB");
         }
@@ -39,6 +49,7 @@ internal static class OverheadScenario
         var runRate = Median(shepherd.Select(r => r.RequestsPerSecond));
         var dispatchRate = Median(shepherd.Select(r => r.DispatchRequestsPerSecond!.Value));
         var serverRate = Median(server.Select(r => r.RequestsPerSecond));
+        double? nativeRate = native.Count > 0 ? Median(native.Select(r => r.RequestsPerSecond)) : null;
         return new
         {
             Scenario = "overhead",
@@ -54,6 +65,8 @@ internal static class OverheadScenario
             Ratio = Math.Round(runRate / freshRate, 3),
             DispatchRatio = Math.Round(dispatchRate / freshRate, 3),
             ServerRatio = Math.Round(serverRate / freshRate, 3),
+            NativeRequestsPerSecond = nativeRate is { } rate ? Math.Round(rate) : (double?)null,
+            NativeRatio = nativeRate is { } nr ? Math.Round(nr / freshRate, 3) : (double?)null,
             RatioToWarm = Math.Round(runRate / warmRate, 3),
             DispatchRatioToWarm = Math.Round(dispatchRate / warmRate, 3),
             ServerRatioToWarm = Math.Round(serverRate / warmRate, 3),
@@ -61,6 +74,7 @@ internal static class OverheadScenario
             Baseline = baseline,
             Shepherd = shepherd,
             Server = server,
+            Native = native,
         };
     }
 
@@ -131,10 +145,13 @@ internal static class OverheadScenario
         return (watch.Elapsed.TotalSeconds, failed);
     }
 
-    private static async Task<RunFigures> ShepherdAsync(Workload workload, int concurrency)
+    /// <summary><c>shepherd run</c> of the workload: the JIT build, or the native binary at <paramref name="binary"/>.</summary>
+    private static async Task<RunFigures> ShepherdAsync(Workload workload, int concurrency, string? binary = null)
     {
         await using var server = await StartSimulatorAsync();
-        var run = await ShepherdRun.StartAsync(workload.Path, server.BaseUrl, "--concurrency", ShepherdRun.Text(concurrency));
+        var run = binary is null
+            ? await ShepherdRun.StartAsync(workload.Path, server.BaseUrl, "--concurrency", ShepherdRun.Text(concurrency))
+            : await ShepherdRun.StartNativeAsync(binary, workload.Path, server.BaseUrl, "--concurrency", ShepherdRun.Text(concurrency));
         var stats = server.Provider.Stats();
         return new RunFigures(
             run.WallSeconds,
