@@ -15,7 +15,7 @@ internal sealed partial class DispatchLoop
 {
     /// <summary>
     /// What each active batch asks: how it uses the answer cache, its owner (whose keys it uses),
-    /// and what it asks of its answers; replaced whole at each refresh, read by the claims and the sends.
+    /// and what it asks of its answers; replaced whole at each refresh, read by the claims.
     /// </summary>
     private ConcurrentDictionary<string, BatchRules> _rules = new(StringComparer.Ordinal);
 

@@ -27,11 +27,18 @@ public sealed record OutputRules(OutputContract? Schema, int MaxReasks)
     /// <summary>No schema of the batch's own, the default re-asks.</summary>
     public static OutputRules Default { get; } = new(null, DefaultMaxReasks);
 
+    /// <summary>How often an answer of <paramref name="batch"/> that does not fit is asked again: its own limit, or the default.</summary>
+    public static int MaxReasksOf(BatchRecord batch)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        return batch.MaxReasks ?? DefaultMaxReasks;
+    }
+
     /// <summary>The rules of <paramref name="batch"/>; its schema was checked when it was created.</summary>
     public static OutputRules Of(BatchRecord batch)
     {
         ArgumentNullException.ThrowIfNull(batch);
-        var max = batch.MaxReasks ?? DefaultMaxReasks;
+        var max = MaxReasksOf(batch);
         if (batch.OutputSchema is not { } text)
         {
             return max == DefaultMaxReasks ? Default : new(null, max);

@@ -89,6 +89,12 @@ public static class StructuredOutput
     public static OutputContract? Of(string url, ReadOnlySpan<byte> body, OutputContract? fallback = null)
     {
         ArgumentNullException.ThrowIfNull(url);
+        if (fallback is null && body.IndexOf("\"response_format\""u8) < 0 && body.IndexOf("\"format\""u8) < 0 && body.IndexOf("\"tool_choice\""u8) < 0)
+        {
+            // Most requests ask for free text: they are told apart without being parsed.
+            return null;
+        }
+
         var reader = new Utf8JsonReader(body);
         if (!JsonDocument.TryParseValue(ref reader, out var document))
         {

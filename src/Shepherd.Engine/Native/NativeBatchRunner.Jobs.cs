@@ -206,7 +206,7 @@ public sealed partial class NativeBatchRunner
 
         var decision = _policy.Decide(new Answer(verdict, item.Attempt - item.Reasks)
         {
-            Batch = OutcomePolicy.StandingOf(batch), Reasks = item.Reasks, MaxReasks = batch.MaxReasks ?? OutputRules.DefaultMaxReasks,
+            Batch = OutcomePolicy.StandingOf(batch), Reasks = item.Reasks, MaxReasks = OutputRules.MaxReasksOf(batch),
         }, now);
         return decision.Kind switch
         {
