@@ -233,7 +233,7 @@ internal sealed partial class DispatchLoop
         }
 
         var classified = response is null ? default : AttemptClassifier.Classify(response, lane.Upstream.Kind);
-        if (classified.Verdict == Verdict.Success && work.Contract is { } contract)
+        if (response is not null && classified.Verdict == Verdict.Success && work.Contract is { } contract)
         {
             // Checked here, off the loop: the check is the only costly part of deciding an answer.
             var result = OutputRules.Checked(contract, work.Url, classified.Result);

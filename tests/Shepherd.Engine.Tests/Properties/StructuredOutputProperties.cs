@@ -125,4 +125,31 @@ public sealed class StructuredOutputProperties : DispatchTestBase
         Assert.Equal((5L, OutputTally.None), (batch.Succeeded, batch.Output));
         Assert.All(requests, r => Assert.Equal(1, simulator.ExecutedCounts()[r.Key]));
     }
+
+    [Fact]
+    public async Task AStop_WithStructuredRequestsInFlight_EndsTheRun_AndLeavesThemToRunAgain()
+    {
+        var requests = BatchFiles.OpenAIStructured(20);
+        var (batchId, _) = await ImportAsync(20, requests: requests);
+        var simulator = Simulators.Create(new SimulatorOptions { Latency = TimeSpan.FromSeconds(2) }, Time);
+        var dispatcher = CreateDispatcher(new SimulatorHandler(simulator), new DispatchOptions { Concurrency = 4, InitialConcurrency = 4 });
+        using var stop = new CancellationTokenSource();
+        var sent = new TaskCompletionSource();
+        simulator.RequestReceived += total =>
+        {
+            if (total >= 4)
+            {
+                sent.TrySetResult();
+            }
+        };
+
+        var running = dispatcher.RunAsync(null, stop.Token);
+        await Time.RunUntilAsync(sent.Task, TimeSpan.FromMilliseconds(10));
+        await stop.CancelAsync();
+
+        // The requests cut short by the stop have no answer to check: the run ends, and they stay to be sent again.
+        await running.WaitAsync(TimeSpan.FromSeconds(30), Ct);
+        Assert.True((await Store.GetBatchAsync(batchId, Ct))!.Finished < 20);
+    }
 }
+
